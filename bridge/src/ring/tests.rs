@@ -1,0 +1,364 @@
+//! Unit tests of the ring over heap memory. They run under Miri too
+//! (`cargo +nightly miri test -p bridge --lib ring::`), with smaller counts.
+
+use super::*;
+use std::collections::VecDeque;
+
+const ROUNDS: usize = if cfg!(miri) { 300 } else { 20_000 };
+
+/// Deterministic xorshift, so failures reproduce.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn payload(seq: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (seq as usize * 31 + i) as u8).collect()
+}
+
+fn pop(c: &mut Consumer) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    c.pop_into(&mut out).expect("no corruption").then_some(out)
+}
+
+#[test]
+fn frames_come_out_in_order_with_their_content() {
+    let (mut p, mut c) = heap(256, 64).unwrap();
+    for i in 0..5u64 {
+        p.try_push(&payload(i, i as usize * 3)).unwrap();
+    }
+    for i in 0..5u64 {
+        assert_eq!(pop(&mut c), Some(payload(i, i as usize * 3)));
+    }
+    assert_eq!(pop(&mut c), None);
+}
+
+#[test]
+fn empty_ring_pops_nothing_and_has_no_data() {
+    let (_p, mut c) = heap(64, 8).unwrap();
+    assert!(!c.has_data());
+    assert_eq!(pop(&mut c), None);
+    assert_eq!(pop(&mut c), None);
+}
+
+#[test]
+fn zero_length_frames_are_frames() {
+    let (mut p, mut c) = heap(64, 8).unwrap();
+    p.try_push(&[]).unwrap();
+    assert_eq!(pop(&mut c), Some(vec![]));
+    assert_eq!(pop(&mut c), None);
+}
+
+#[test]
+fn exact_fill_then_full_then_space_after_pop() {
+    // 8-byte payloads take 16 bytes: four fill a 64-byte ring exactly.
+    let (mut p, mut c) = heap(64, 24).unwrap();
+    for i in 0..4u64 {
+        p.try_push(&payload(i, 8)).unwrap();
+    }
+    assert_eq!(p.free_bytes(), 0);
+    assert_eq!(p.try_push(&payload(9, 0)), Err(PushError::Full));
+    assert_eq!(p.stats().full_events, 1);
+    assert_eq!(pop(&mut c), Some(payload(0, 8)));
+    p.try_push(&payload(4, 8)).unwrap();
+    assert_eq!(p.try_push(&payload(5, 8)), Err(PushError::Full));
+    for i in 1..5u64 {
+        assert_eq!(pop(&mut c), Some(payload(i, 8)));
+    }
+    assert_eq!(pop(&mut c), None);
+    assert_eq!(p.stats().frames, 5);
+    assert_eq!(p.stats().bytes, 40);
+}
+
+#[test]
+fn maximum_frame_passes_and_one_more_byte_is_too_large() {
+    let cap = 64;
+    let max = max_frame_for(cap);
+    assert_eq!(max, 24);
+    let (mut p, mut c) = heap(cap, max).unwrap();
+    p.try_push(&payload(1, max)).unwrap();
+    assert_eq!(
+        p.try_push(&payload(2, max + 1)),
+        Err(PushError::TooLarge { len: max + 1, max })
+    );
+    assert_eq!(pop(&mut c), Some(payload(1, max)));
+    // A maximum frame always fits in an empty ring, wherever the positions stand.
+    for i in 0..40u64 {
+        p.try_push(&payload(i, max - (i as usize % 3))).unwrap();
+        assert_eq!(pop(&mut c), Some(payload(i, max - (i as usize % 3))));
+    }
+}
+
+#[test]
+fn a_frame_that_does_not_fit_before_the_end_wraps_behind_padding() {
+    let (mut p, mut c) = heap(64, 24).unwrap();
+    p.try_push(&payload(0, 16)).unwrap(); // 0..24
+    p.try_push(&payload(1, 16)).unwrap(); // 24..48
+    assert_eq!(pop(&mut c), Some(payload(0, 16)));
+    assert_eq!(pop(&mut c), Some(payload(1, 16)));
+    // 16 bytes left before the end; a 24-byte frame pads them and goes to offset 0.
+    p.try_push(&payload(2, 16)).unwrap();
+    assert_eq!(p.tail, 48 + 16 + 24);
+    assert_eq!(pop(&mut c), Some(payload(2, 16)));
+    assert_eq!(c.head, p.tail);
+}
+
+#[test]
+fn padding_counts_against_free_space() {
+    let (mut p, mut c) = heap(64, 24).unwrap();
+    p.try_push(&payload(0, 32 - 8)).unwrap(); // 0..32
+    p.try_push(&payload(1, 8)).unwrap(); // 32..48
+    assert_eq!(pop(&mut c), Some(payload(0, 24)));
+    // Free: 48..64 and 0..32, 48 bytes. A 24-byte payload (32-byte frame) does not fit in
+    // the 16 bytes before the end: 16 bytes of padding + 32 = exactly the 48 free.
+    p.try_push(&payload(2, 24)).unwrap();
+    assert_eq!(p.try_push(&payload(3, 0)), Err(PushError::Full));
+    assert_eq!(pop(&mut c), Some(payload(1, 8)));
+    assert_eq!(pop(&mut c), Some(payload(2, 24)));
+    assert_eq!(pop(&mut c), None);
+}
+
+#[test]
+fn random_traffic_matches_a_queue_model() {
+    let (mut p, mut c) = heap(128, 40).unwrap();
+    let mut model = VecDeque::new();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut seq = 0u64;
+    let mut wraps = 0;
+    let mut last_tail = 0;
+    for _ in 0..ROUNDS {
+        if rng.below(2) == 0 {
+            let len = rng.below(41) as usize;
+            let data = payload(seq, len);
+            match p.try_push(&data) {
+                Ok(()) => {
+                    model.push_back(data);
+                    seq += 1;
+                }
+                Err(PushError::Full) => assert!(!model.is_empty(), "full while empty"),
+                Err(e) => panic!("unexpected {e}"),
+            }
+        } else {
+            assert_eq!(pop(&mut c), model.pop_front());
+        }
+        if p.tail / 128 != last_tail / 128 {
+            wraps += 1;
+        }
+        last_tail = p.tail;
+    }
+    while let Some(expected) = model.pop_front() {
+        assert_eq!(pop(&mut c), Some(expected));
+    }
+    assert_eq!(pop(&mut c), None);
+    assert!(wraps > 10, "the test must cross the wrap many times, crossed {wraps}");
+}
+
+#[test]
+fn batched_writes_become_visible_on_publish() {
+    let (mut p, mut c) = heap(256, 64).unwrap();
+    p.write(b"one").unwrap();
+    p.write(b"two").unwrap();
+    assert_eq!(pop(&mut c), None, "nothing is visible before publish");
+    p.publish();
+    let mut out = Vec::new();
+    assert!(c.take(&mut out).unwrap());
+    assert!(c.take(&mut out).unwrap());
+    assert!(!c.take(&mut out).unwrap());
+    c.release();
+    assert_eq!(out, b"onetwo");
+    assert_eq!(p.free_bytes(), 256);
+}
+
+#[test]
+fn geometry_is_checked() {
+    assert_eq!(heap(100, 8).err(), Some(GeometryError::Capacity(100)));
+    assert_eq!(heap(32, 8).err(), Some(GeometryError::Capacity(32)));
+    assert!(matches!(heap(64, 25), Err(GeometryError::MaxFrame { .. })));
+    assert!(matches!(heap(64, 0), Err(GeometryError::MaxFrame { .. })));
+}
+
+// --- hostile memory -----------------------------------------------------------------------
+
+fn ctrl(p: &Producer) -> &RingControl {
+    p.raw().ctrl()
+}
+
+#[test]
+fn a_tail_beyond_one_capacity_breaks_the_consumer() {
+    let (p, mut c) = heap(64, 24).unwrap();
+    ctrl(&p).producer.0.tail.store(64 + 8, Ordering::Release);
+    let mut out = Vec::new();
+    let err = c.pop_into(&mut out).unwrap_err();
+    assert_eq!(err, Corruption::Tail { head: 0, tail: 72 });
+    // Broken for good, even if the index is put back.
+    ctrl(&p).producer.0.tail.store(0, Ordering::Release);
+    assert_eq!(c.pop_into(&mut out), Err(err));
+    assert_eq!(c.broken(), Some(err));
+}
+
+#[test]
+fn an_unaligned_or_backwards_tail_breaks_the_consumer() {
+    let (mut p, mut c) = heap(64, 24).unwrap();
+    p.try_push(b"abc").unwrap();
+    assert_eq!(pop(&mut c), Some(b"abc".to_vec()));
+    ctrl(&p).producer.0.tail.store(3, Ordering::Release);
+    assert!(matches!(c.pop_into(&mut Vec::new()), Err(Corruption::Tail { .. })));
+
+    let (p, mut c) = heap(64, 24).unwrap();
+    ctrl(&p).producer.0.tail.store(12, Ordering::Release);
+    assert!(matches!(c.pop_into(&mut Vec::new()), Err(Corruption::Tail { .. })));
+}
+
+#[test]
+fn a_head_ahead_of_the_tail_breaks_the_producer() {
+    let (mut p, _c) = heap(64, 24).unwrap();
+    p.try_push(&payload(0, 24)).unwrap();
+    p.try_push(&payload(1, 8)).unwrap();
+    ctrl(&p).consumer.0.head.store(1024, Ordering::Release);
+    // The next push needs more space, so it reads and validates the head.
+    let err = p.try_push(&payload(2, 24)).unwrap_err();
+    assert_eq!(
+        err,
+        PushError::Corrupt(Corruption::Head {
+            head: 1024,
+            tail: 48
+        })
+    );
+    assert_eq!(p.try_push(&[]), Err(err));
+    assert!(p.broken().is_some());
+}
+
+#[test]
+fn a_frame_length_past_the_published_end_is_refused() {
+    let (mut p, mut c) = heap(128, 48).unwrap();
+    p.try_push(&payload(0, 8)).unwrap();
+    // Claim 40 bytes where only 8 were published.
+    p.raw().buf.write_header(0, 40, KIND_DATA);
+    assert_eq!(
+        c.pop_into(&mut Vec::new()),
+        Err(Corruption::FrameLength { at: 0, len: 40 })
+    );
+}
+
+#[test]
+fn a_frame_length_above_the_maximum_is_refused() {
+    let (mut p, mut c) = heap(128, 16).unwrap();
+    p.try_push(&payload(0, 16)).unwrap();
+    p.try_push(&payload(0, 16)).unwrap();
+    p.raw().buf.write_header(0, u32::MAX, KIND_DATA);
+    assert_eq!(
+        c.pop_into(&mut Vec::new()),
+        Err(Corruption::FrameLength { at: 0, len: u32::MAX })
+    );
+}
+
+#[test]
+fn an_unknown_frame_kind_is_refused() {
+    let (mut p, mut c) = heap(64, 24).unwrap();
+    p.try_push(&payload(0, 8)).unwrap();
+    p.raw().buf.write_header(0, 8, 0x1234);
+    assert_eq!(
+        c.pop_into(&mut Vec::new()),
+        Err(Corruption::FrameKind { at: 0, kind: 0x1234 })
+    );
+}
+
+#[test]
+fn padding_that_does_not_reach_the_end_is_refused() {
+    let (mut p, mut c) = heap(64, 24).unwrap();
+    p.try_push(&payload(0, 8)).unwrap();
+    p.raw().buf.write_header(0, 8, KIND_PAD);
+    assert_eq!(
+        c.pop_into(&mut Vec::new()),
+        Err(Corruption::Padding { at: 0, len: 8 })
+    );
+}
+
+#[test]
+fn padding_with_nothing_after_it_is_refused() {
+    let (mut p, mut c) = heap(64, 24).unwrap();
+    p.try_push(&payload(0, 48)).unwrap_err();
+    p.try_push(&payload(0, 16)).unwrap(); // 0..24
+    assert_eq!(pop(&mut c), Some(payload(0, 16)));
+    p.try_push(&payload(1, 16)).unwrap(); // 24..48
+    assert_eq!(pop(&mut c), Some(payload(1, 16)));
+    // Forge: a padding frame at 48 reaching the end, published alone.
+    p.raw().buf.write_header(48, 8, KIND_PAD);
+    ctrl(&p).producer.0.tail.store(64, Ordering::Release);
+    assert_eq!(
+        c.pop_into(&mut Vec::new()),
+        Err(Corruption::Padding { at: 48, len: 8 })
+    );
+}
+
+#[test]
+fn random_garbage_in_the_control_block_never_panics() {
+    let mut rng = Rng(42);
+    for _ in 0..if cfg!(miri) { 50 } else { 2_000 } {
+        let (mut p, mut c) = heap(128, 48).unwrap();
+        for i in 0..rng.below(6) {
+            let _ = p.try_push(&payload(i, rng.below(49) as usize));
+        }
+        let _ = pop(&mut c);
+        match rng.below(4) {
+            0 => ctrl(&p).producer.0.tail.store(rng.next(), Ordering::Release),
+            1 => ctrl(&p).consumer.0.head.store(rng.next(), Ordering::Release),
+            2 => {
+                let off = (rng.below(16) * 8) as usize;
+                p.raw().buf.write_header(off, rng.next() as u32, rng.next() as u32);
+            }
+            _ => {
+                let off = rng.below(120) as usize;
+                p.raw().buf.write(off, &rng.next().to_le_bytes());
+            }
+        }
+        for _ in 0..8 {
+            let _ = c.pop_into(&mut Vec::new());
+            let _ = p.try_push(&payload(7, rng.below(49) as usize));
+        }
+    }
+}
+
+#[test]
+fn a_consumer_waiting_for_data_is_woken_by_a_push() {
+    let (mut p, mut c) = heap(1024, 64).unwrap();
+    let t = std::thread::spawn(move || {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            assert!(c.wait_for_data(deadline, || false), "timed out");
+            let mut out = Vec::new();
+            while c.pop_into(&mut out).unwrap() {
+                got.push(out.clone());
+            }
+        }
+        got
+    });
+    for i in 0..100u64 {
+        while p.try_push(&payload(i, 16)) == Err(PushError::Full) {
+            std::thread::yield_now();
+        }
+        if i % 10 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    let got = t.join().unwrap();
+    assert_eq!(got, (0..100).map(|i| payload(i, 16)).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_full_producer_waits_for_space_until_its_deadline() {
+    let (mut p, _c) = heap(64, 24).unwrap();
+    while p.try_push(&payload(0, 8)).is_ok() {}
+    let deadline = Instant::now() + std::time::Duration::from_millis(30);
+    assert!(!p.wait_for_space(8, deadline, || false));
+    assert!(Instant::now() >= deadline);
+}

@@ -1,0 +1,17 @@
+//! The one place that decides where atomics come from: `std` normally, `loom` under `cfg(loom)`,
+//! so the loom models check the same ring and doorbell code that ships.
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// A hint to the processor that we are spinning on a peer's write.
+#[inline]
+pub(crate) fn spin_loop() {
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+    #[cfg(loom)]
+    loom::thread::yield_now();
+}

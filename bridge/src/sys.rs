@@ -1,0 +1,111 @@
+//! Thin wrappers over the Linux calls the bridge makes outside `shared_memory`: futex wait and
+//! wake on words in the shared segment, randomness for segment names, and process probes.
+
+use std::io;
+use std::time::Duration;
+
+use crate::sync::AtomicU32;
+
+/// Sleeps while `*word == expected`, for at most `timeout`. Spurious returns are allowed; the
+/// caller re-checks its condition. The futex is not private: the word lives in memory shared
+/// with another process.
+#[cfg(not(loom))]
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a live, aligned u32 for the whole call (we hold a reference to it);
+    // FUTEX_WAIT only reads it atomically, and `ts` is a valid timespec on our stack.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// Wakes every thread, in any process, sleeping in [`futex_wait`] on `word`.
+#[cfg(not(loom))]
+pub(crate) fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a live, aligned u32; FUTEX_WAKE does not access user memory beyond
+    // using its address as the key.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        );
+    }
+}
+
+/// 128 random bits from the kernel.
+pub(crate) fn random_u128() -> io::Result<u128> {
+    let mut buf = [0u8; 16];
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: `rest` is a writable buffer of exactly `rest.len()` bytes.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    Ok(u128::from_ne_bytes(buf))
+}
+
+/// Whether a process with this pid exists (a zombie counts as gone).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid_t <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 performs only the existence and permission check.
+    let rc = unsafe { libc::kill(pid_t, 0) };
+    if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return false;
+    }
+    // A zombie still answers kill(0): look at its state.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z') | Some('X')
+        ),
+        Err(_) => rc == 0,
+    }
+}
+
+/// The pid of our parent process right now (1 or a subreaper's once the parent has died).
+pub(crate) fn parent_pid() -> u32 {
+    // SAFETY: getppid has no preconditions and cannot fail.
+    let pid = unsafe { libc::getppid() };
+    pid as u32
+}
+
+/// Sends SIGKILL to `pid`; errors are ignored (the process may already be gone).
+pub(crate) fn kill_hard(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        if pid > 0 {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}

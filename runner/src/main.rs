@@ -1,0 +1,6 @@
+//! The trading runner.
+#![forbid(unsafe_code)]
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}
