@@ -11,7 +11,10 @@
 
 #![warn(missing_debug_implementations)]
 
+pub mod codec;
+pub mod protocol;
 pub mod ring;
+pub mod segment;
 
 mod doorbell;
 mod sync;

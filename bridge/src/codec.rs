@@ -1,0 +1,145 @@
+//! Encoding of messages: bincode 2 through serde, in one module so the encoding can change
+//! without touching anything else. Values are encoded into a reusable buffer and decoded from
+//! a private copy of the frame, never from shared memory.
+
+use std::fmt;
+
+use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Upper bound on what decoding one frame may allocate: a hostile length prefix cannot make
+/// the decoder reserve more than this.
+pub const DECODE_LIMIT: usize = 16 << 20;
+
+type Config = Configuration<LittleEndian, Fixint, Limit<DECODE_LIMIT>>;
+
+fn config() -> Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<DECODE_LIMIT>()
+}
+
+/// A value could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The value could not be encoded.
+    Encode(String),
+    /// The bytes are not a valid encoding of the expected type.
+    Decode(String),
+    /// The bytes hold a valid value followed by `extra` unexpected bytes.
+    Trailing { extra: usize },
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodecError::Encode(e) => write!(f, "cannot encode message: {e}"),
+            CodecError::Decode(e) => write!(f, "cannot decode message: {e}"),
+            CodecError::Trailing { extra } => {
+                write!(f, "message followed by {extra} unexpected bytes")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CodecError {}
+
+/// Encodes `value` into `out`, replacing its contents (its allocation is reused).
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    out.clear();
+    bincode::serde::encode_into_std_write(value, out, config())
+        .map(|_| ())
+        .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Encodes `value` into a new buffer.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::new();
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes exactly one `T` from `bytes`.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError::Trailing {
+            extra: bytes.len() - used,
+        });
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Sample {
+        id: u64,
+        name: String,
+        values: Vec<f64>,
+        maybe: Option<i32>,
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = Sample {
+            id: 7,
+            name: "SPY".into(),
+            values: vec![1.5, -2.0],
+            maybe: None,
+        };
+        let bytes = encode(&s).unwrap();
+        assert_eq!(decode::<Sample>(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn truncated_and_trailing_bytes_are_errors() {
+        let bytes = encode(&Sample {
+            id: 1,
+            name: "x".into(),
+            values: vec![1.0],
+            maybe: Some(3),
+        })
+        .unwrap();
+        for cut in 0..bytes.len() {
+            assert!(matches!(
+                decode::<Sample>(&bytes[..cut]),
+                Err(CodecError::Decode(_))
+            ));
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(
+            decode::<Sample>(&longer),
+            Err(CodecError::Trailing { extra: 1 })
+        );
+    }
+
+    #[test]
+    fn a_hostile_length_prefix_does_not_allocate_past_the_limit() {
+        // A Vec<u8> claiming u64::MAX elements, with no elements behind it.
+        let bytes = u64::MAX.to_le_bytes();
+        assert!(matches!(
+            decode::<Vec<u8>>(&bytes),
+            Err(CodecError::Decode(_))
+        ));
+        let bytes = ((DECODE_LIMIT as u64) + 1).to_le_bytes();
+        assert!(matches!(
+            decode::<Vec<u64>>(&bytes),
+            Err(CodecError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error() {
+        let mut bytes = 2u64.to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[0xff, 0xfe]);
+        assert!(matches!(decode::<String>(&bytes), Err(CodecError::Decode(_))));
+    }
+}

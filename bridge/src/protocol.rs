@@ -1,0 +1,279 @@
+//! The messages both sides speak. Every frame on the bridge is one [`Envelope`].
+//!
+//! Requests carry an id chosen by the runner; every reply carries the id of its request, so
+//! replies are matched by id and never by order. Results too big for one frame (years of bars)
+//! come as [`Reply::Bars`] batches followed by one final reply ([`Reply::HistoryEnd`]).
+//! Prices are never defaulted: absent data is an error reply or `None`, never `0.0`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this message set. Both sides must agree; the hello exchange checks it.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// One frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Request id for requests and their replies; 0 for everything else.
+    pub id: u64,
+    /// What the frame carries.
+    pub body: Body,
+}
+
+/// The kinds of frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Body {
+    /// First frame in each direction: who is speaking, and which protocol and build.
+    Hello(Hello),
+    /// Runner → worker.
+    Request(Request),
+    /// Worker → runner, answering the request with the envelope's id.
+    Reply(Reply),
+    /// Worker → runner, unsolicited: bars, connection status, broker notices.
+    Event(Event),
+    /// Worker → runner: a `tracing` event of the worker, re-emitted in the runner's log.
+    Log(LogRecord),
+    /// Either way: proof of life carried in-band (the header counters are the main signal).
+    Heartbeat { seq: u64 },
+}
+
+/// The hello each side sends first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub protocol_version: u32,
+    /// Identifies the sender's build; the two sides must be the same build.
+    pub build_id: String,
+    /// The sender's process id.
+    pub pid: u32,
+}
+
+/// What the runner asks of the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Echoed back as [`Reply::Pong`].
+    Ping { payload: Vec<u8> },
+    /// Connect to the broker; answered only once the connection is ready.
+    Connect,
+    /// The managed accounts.
+    Accounts,
+    /// Historical bars, streamed as batches and an end marker.
+    History(HistoryRequest),
+    /// Start real-time bars for a symbol, delivered as [`Event::Bar`].
+    Subscribe(SubscribeRequest),
+    /// Stop real-time bars for a symbol.
+    Unsubscribe { symbol: String },
+    /// Disconnect from the broker and exit.
+    Shutdown,
+}
+
+impl Request {
+    /// Whether sending the request twice is harmless, so it may be retried on a new worker.
+    pub fn is_idempotent(&self) -> bool {
+        !matches!(self, Request::Shutdown)
+    }
+}
+
+/// A request for historical bars.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HistoryRequest {
+    pub symbol: String,
+    /// Bar size in seconds.
+    pub bar_seconds: u32,
+    /// How far back from `end`, in seconds.
+    pub duration_seconds: u64,
+    /// End of the range (Unix seconds); `None` means now.
+    pub end: Option<i64>,
+}
+
+/// A request for real-time bars.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SubscribeRequest {
+    pub symbol: String,
+    /// Bar size in seconds.
+    pub bar_seconds: u32,
+}
+
+/// What the worker answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reply {
+    Pong {
+        payload: Vec<u8>,
+    },
+    /// The broker connection is ready: accounts and the next order id are known.
+    Connected {
+        accounts: Vec<String>,
+        next_order_id: i64,
+    },
+    Accounts(Vec<String>),
+    /// One batch of a historical answer; more follow.
+    Bars(Vec<Bar>),
+    /// The end of a historical answer, with the total number of bars sent.
+    HistoryEnd {
+        count: u64,
+    },
+    Subscribed,
+    Unsubscribed,
+    /// The worker is disconnecting and will exit.
+    ShuttingDown,
+    /// The request failed.
+    Error(RemoteError),
+}
+
+impl Reply {
+    /// Whether this reply ends its request (every reply but a batch does).
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Reply::Bars(_))
+    }
+}
+
+/// One bar. All prices are real observed prices; a bar with no trades is not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bar {
+    /// Start of the bar, Unix seconds.
+    pub time: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+}
+
+/// A failed request, as reported by the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// Kinds of failure the worker tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The broker did not answer in time.
+    Timeout,
+    /// Not connected to the broker.
+    NotConnected,
+    /// The symbol is not known.
+    UnknownSymbol,
+    /// The broker has no data for the request.
+    NoData,
+    /// The broker refused the request for pacing.
+    Pacing,
+    /// The broker found no contract for the request.
+    NoSecurityDefinition,
+    /// A broker data farm is down.
+    FarmDown,
+    /// The broker connection was lost.
+    Disconnected,
+    /// The client id is already used by another connection.
+    ClientIdInUse,
+    /// The request itself is invalid.
+    BadRequest,
+    /// Anything else.
+    Internal,
+}
+
+/// Unsolicited news from the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    /// A real-time bar.
+    Bar { symbol: String, bar: Bar },
+    /// The broker connection changed state.
+    Connection(ConnectionStatus),
+    /// A broker notice (farm status and the like).
+    Notice { code: i32, message: String },
+}
+
+/// State of the worker's broker connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionStatus {
+    Connected,
+    Disconnected { reason: String },
+    Reconnecting { attempt: u32 },
+}
+
+/// A log line of the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    pub level: LogLevel,
+    pub target: String,
+    pub message: String,
+}
+
+/// Severity of a [`LogRecord`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    #[test]
+    fn every_kind_round_trips() {
+        let bar = Bar {
+            time: 1_700_000_000,
+            open: 1.0,
+            high: 2.0,
+            low: 0.5,
+            close: 1.5,
+            volume: 100.0,
+        };
+        let bodies = vec![
+            Body::Hello(Hello {
+                protocol_version: PROTOCOL_VERSION,
+                build_id: "b".into(),
+                pid: 1,
+            }),
+            Body::Request(Request::History(HistoryRequest {
+                symbol: "SPY".into(),
+                bar_seconds: 60,
+                duration_seconds: 86_400,
+                end: None,
+            })),
+            Body::Reply(Reply::Bars(vec![bar; 3])),
+            Body::Reply(Reply::Error(RemoteError {
+                kind: ErrorKind::UnknownSymbol,
+                message: "ZZZZ".into(),
+            })),
+            Body::Event(Event::Bar {
+                symbol: "QQQ".into(),
+                bar,
+            }),
+            Body::Log(LogRecord {
+                level: LogLevel::Debug,
+                target: "worker".into(),
+                message: "hi".into(),
+            }),
+            Body::Heartbeat { seq: 9 },
+        ];
+        for (i, body) in bodies.into_iter().enumerate() {
+            let env = Envelope { id: i as u64, body };
+            let bytes = codec::encode(&env).unwrap();
+            assert_eq!(codec::decode::<Envelope>(&bytes).unwrap(), env);
+        }
+    }
+
+    #[test]
+    fn only_batches_are_not_final() {
+        assert!(!Reply::Bars(vec![]).is_final());
+        assert!(Reply::HistoryEnd { count: 0 }.is_final());
+        assert!(Reply::Pong { payload: vec![] }.is_final());
+    }
+}
