@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// Upper bound on what decoding one frame may allocate: a hostile length prefix cannot make
@@ -140,6 +140,9 @@ mod tests {
     fn invalid_utf8_is_an_error() {
         let mut bytes = 2u64.to_le_bytes().to_vec();
         bytes.extend_from_slice(&[0xff, 0xfe]);
-        assert!(matches!(decode::<String>(&bytes), Err(CodecError::Decode(_))));
+        assert!(matches!(
+            decode::<String>(&bytes),
+            Err(CodecError::Decode(_))
+        ));
     }
 }

@@ -11,10 +11,17 @@
 
 #![warn(missing_debug_implementations)]
 
+pub use channel::{AttachError, Config, GoneReason, RecvError, SendError, StartError};
+pub use client::{Client, ClientConfig, RequestError};
+pub use server::{Incoming, Responder, Server};
+
+pub mod channel;
+pub mod client;
 pub mod codec;
 pub mod protocol;
 pub mod ring;
 pub mod segment;
+pub mod server;
 
 mod doorbell;
 mod sync;

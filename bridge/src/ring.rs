@@ -147,10 +147,16 @@ impl fmt::Display for Corruption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Corruption::Head { head, tail } => {
-                write!(f, "consumer position {head} is invalid for producer position {tail}")
+                write!(
+                    f,
+                    "consumer position {head} is invalid for producer position {tail}"
+                )
             }
             Corruption::Tail { head, tail } => {
-                write!(f, "producer position {tail} is invalid for consumer position {head}")
+                write!(
+                    f,
+                    "producer position {tail} is invalid for consumer position {head}"
+                )
             }
             Corruption::FrameKind { at, kind } => {
                 write!(f, "frame at {at} has unknown kind {kind:#x}")
@@ -438,8 +444,9 @@ fn heap_raw(capacity: usize, max_frame: usize) -> (RawRing, RawRing) {
 #[cfg(loom)]
 fn heap_raw(capacity: usize, max_frame: usize) -> (RawRing, RawRing) {
     let ctrl = Arc::new(RingControl::new());
-    let cells: Arc<[loom::cell::UnsafeCell<u8>]> =
-        (0..capacity).map(|_| loom::cell::UnsafeCell::new(0)).collect();
+    let cells: Arc<[loom::cell::UnsafeCell<u8>]> = (0..capacity)
+        .map(|_| loom::cell::UnsafeCell::new(0))
+        .collect();
     let owner: Arc<dyn Send + Sync> = Arc::new(());
     let make = || RawRing {
         ctrl: ctrl.clone(),
@@ -600,15 +607,22 @@ impl Producer {
             self.refresh_head().map_err(PushError::Corrupt)?;
             if cap - (self.tail - self.cached_head) < total {
                 self.full_events += 1;
-                self.ring.ctrl().producer.0.full_events.store(self.full_events, Ordering::Relaxed);
+                self.ring
+                    .ctrl()
+                    .producer
+                    .0
+                    .full_events
+                    .store(self.full_events, Ordering::Relaxed);
                 return Err(PushError::Full);
             }
         }
         if need > to_end {
             // `to_end` is a multiple of 8 and at least 8, so a header always fits.
-            self.ring
-                .buf
-                .write_header(off as usize, (to_end as usize - FRAME_HEADER) as u32, KIND_PAD);
+            self.ring.buf.write_header(
+                off as usize,
+                (to_end as usize - FRAME_HEADER) as u32,
+                KIND_PAD,
+            );
             self.tail += to_end;
         }
         let off = (self.tail & self.ring.mask()) as usize;
@@ -694,6 +708,7 @@ impl Producer {
         self.ring.ctrl().stats()
     }
 
+    #[cfg(test)]
     pub(crate) fn raw(&self) -> &RawRing {
         &self.ring
     }
@@ -793,7 +808,11 @@ impl Consumer {
                     if len as usize > self.ring.max_frame || need > to_end || need > avail {
                         return self.fail(Corruption::FrameLength { at, len });
                     }
-                    if !self.ring.buf.read_into(off as usize + FRAME_HEADER, len as usize, out) {
+                    if !self
+                        .ring
+                        .buf
+                        .read_into(off as usize + FRAME_HEADER, len as usize, out)
+                    {
                         return self.fail(Corruption::FrameLength { at, len });
                     }
                     self.head += need;
@@ -866,6 +885,7 @@ impl Consumer {
         self.ring.ctrl().stats()
     }
 
+    #[cfg(test)]
     pub(crate) fn raw(&self) -> &RawRing {
         &self.ring
     }

@@ -62,7 +62,6 @@ impl Side {
 }
 
 /// A side's state in the header.
-pub(crate) const STATE_ABSENT: u32 = 0;
 pub(crate) const STATE_ATTACHED: u32 = 1;
 pub(crate) const STATE_CLOSED: u32 = 2;
 
@@ -233,10 +232,13 @@ impl Segment {
         unsafe { std::ptr::write_bytes(seg.shmem.as_ptr(), 0, total) };
         let h = seg.header();
         h.layout_version.store(LAYOUT_VERSION, Ordering::Relaxed);
-        h.protocol_version.store(protocol_version, Ordering::Relaxed);
+        h.protocol_version
+            .store(protocol_version, Ordering::Relaxed);
         h.header_bytes.store(HEADER_BYTES as u32, Ordering::Relaxed);
-        h.max_frame.store(geometry.max_frame as u32, Ordering::Relaxed);
-        h.ring_capacity.store(geometry.ring_capacity as u64, Ordering::Relaxed);
+        h.max_frame
+            .store(geometry.max_frame as u32, Ordering::Relaxed);
+        h.ring_capacity
+            .store(geometry.ring_capacity as u64, Ordering::Relaxed);
         h.total_bytes.store(total as u64, Ordering::Relaxed);
         h.runner.0.pid.store(std::process::id(), Ordering::Relaxed);
         h.runner.0.state.store(STATE_ATTACHED, Ordering::Relaxed);
@@ -320,7 +322,10 @@ impl Segment {
     /// Removes the name, so nobody else can open the segment; the mapping stays valid for the
     /// processes that have it. Idempotent; a name already gone is not an error.
     pub fn unlink(&self) -> io::Result<()> {
-        if self.unlinked.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        if self
+            .unlinked
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
             return Ok(());
         }
         match std::fs::remove_file(self.path()) {
@@ -540,7 +545,9 @@ mod tests {
                 theirs: 99
             })
         ));
-        seg.header().layout_version.store(LAYOUT_VERSION, Ordering::Relaxed);
+        seg.header()
+            .layout_version
+            .store(LAYOUT_VERSION, Ordering::Relaxed);
         seg.header().ring_capacity.store(1000, Ordering::Relaxed);
         assert!(matches!(
             Segment::open(seg.name()),
@@ -569,7 +576,10 @@ mod tests {
     #[test]
     fn stale_names_of_dead_pids_are_swept_and_live_ones_kept() {
         // A pid that cannot exist (above the kernel's pid_max limit of 2^22).
-        let dead = format!("{SHM_DIR}/{NAME_PREFIX}{}-{:032x}", 4_194_999u32, 0xabcdu128);
+        let dead = format!(
+            "{SHM_DIR}/{NAME_PREFIX}{}-{:032x}",
+            4_194_999u32, 0xabcdu128
+        );
         let live = format!(
             "{SHM_DIR}/{NAME_PREFIX}{}-{:032x}",
             std::process::id(),

@@ -84,7 +84,8 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     // A zombie still answers kill(0): look at its state.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !matches!(
-            stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()),
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
             Some('Z') | Some('X')
         ),
         Err(_) => rc == 0,
@@ -96,16 +97,4 @@ pub(crate) fn parent_pid() -> u32 {
     // SAFETY: getppid has no preconditions and cannot fail.
     let pid = unsafe { libc::getppid() };
     pid as u32
-}
-
-/// Sends SIGKILL to `pid`; errors are ignored (the process may already be gone).
-pub(crate) fn kill_hard(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        if pid > 0 {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    }
 }

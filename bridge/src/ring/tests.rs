@@ -158,7 +158,10 @@ fn random_traffic_matches_a_queue_model() {
         assert_eq!(pop(&mut c), Some(expected));
     }
     assert_eq!(pop(&mut c), None);
-    assert!(wraps > 10, "the test must cross the wrap many times, crossed {wraps}");
+    assert!(
+        wraps > 10,
+        "the test must cross the wrap many times, crossed {wraps}"
+    );
 }
 
 #[test]
@@ -210,11 +213,17 @@ fn an_unaligned_or_backwards_tail_breaks_the_consumer() {
     p.try_push(b"abc").unwrap();
     assert_eq!(pop(&mut c), Some(b"abc".to_vec()));
     ctrl(&p).producer.0.tail.store(3, Ordering::Release);
-    assert!(matches!(c.pop_into(&mut Vec::new()), Err(Corruption::Tail { .. })));
+    assert!(matches!(
+        c.pop_into(&mut Vec::new()),
+        Err(Corruption::Tail { .. })
+    ));
 
     let (p, mut c) = heap(64, 24).unwrap();
     ctrl(&p).producer.0.tail.store(12, Ordering::Release);
-    assert!(matches!(c.pop_into(&mut Vec::new()), Err(Corruption::Tail { .. })));
+    assert!(matches!(
+        c.pop_into(&mut Vec::new()),
+        Err(Corruption::Tail { .. })
+    ));
 }
 
 #[test]
@@ -256,7 +265,10 @@ fn a_frame_length_above_the_maximum_is_refused() {
     p.raw().buf.write_header(0, u32::MAX, KIND_DATA);
     assert_eq!(
         c.pop_into(&mut Vec::new()),
-        Err(Corruption::FrameLength { at: 0, len: u32::MAX })
+        Err(Corruption::FrameLength {
+            at: 0,
+            len: u32::MAX
+        })
     );
 }
 
@@ -267,7 +279,10 @@ fn an_unknown_frame_kind_is_refused() {
     p.raw().buf.write_header(0, 8, 0x1234);
     assert_eq!(
         c.pop_into(&mut Vec::new()),
-        Err(Corruption::FrameKind { at: 0, kind: 0x1234 })
+        Err(Corruption::FrameKind {
+            at: 0,
+            kind: 0x1234
+        })
     );
 }
 
@@ -309,11 +324,21 @@ fn random_garbage_in_the_control_block_never_panics() {
         }
         let _ = pop(&mut c);
         match rng.below(4) {
-            0 => ctrl(&p).producer.0.tail.store(rng.next(), Ordering::Release),
-            1 => ctrl(&p).consumer.0.head.store(rng.next(), Ordering::Release),
+            0 => ctrl(&p)
+                .producer
+                .0
+                .tail
+                .store(rng.next(), Ordering::Release),
+            1 => ctrl(&p)
+                .consumer
+                .0
+                .head
+                .store(rng.next(), Ordering::Release),
             2 => {
                 let off = (rng.below(16) * 8) as usize;
-                p.raw().buf.write_header(off, rng.next() as u32, rng.next() as u32);
+                p.raw()
+                    .buf
+                    .write_header(off, rng.next() as u32, rng.next() as u32);
             }
             _ => {
                 let off = rng.below(120) as usize;

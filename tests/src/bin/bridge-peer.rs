@@ -1,0 +1,249 @@
+//! The worker side of the cross-process tests: one binary, one mode per behaviour.
+//!
+//! Modes: `serve`, `stream COUNT SEED`, `flood`, `deaf`, `garbage`, `fail`,
+//! `parent RECORD_FILE`.
+
+use std::io::Write;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use bridge::channel::{self, Channel, RecvError};
+use bridge::protocol::{LogLevel, LogRecord, Reply, Request};
+use bridge::{Client, ClientConfig, Server};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut cfg = tests::config();
+    if let Some(v) = std::env::var("BRIDGE_PEER_PROTOCOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        cfg.protocol_version = v;
+    }
+    if let Ok(b) = std::env::var("BRIDGE_PEER_BUILD") {
+        cfg.build_id = b;
+    }
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => serve(&cfg),
+        Some("stream") => stream(&cfg, &args[1..]),
+        Some("flood") => flood(&cfg),
+        Some("deaf") => deaf(&cfg),
+        Some("garbage") => garbage(&cfg),
+        Some("fail") => {
+            eprintln!("peer: failing on purpose");
+            return ExitCode::from(3);
+        }
+        Some("parent") => parent(&args[1..]),
+        _ => Err("usage: bridge-peer MODE [ARGS]".to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("peer: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn record(text: &str) {
+    if let Ok(path) = std::env::var("BRIDGE_PEER_RECORD") {
+        let _ = std::fs::write(path, text);
+    }
+}
+
+/// Answers pings on four threads, with small payload-dependent delays so that replies leave
+/// out of order.
+fn serve(cfg: &channel::Config) -> Result<(), String> {
+    let mut server = Server::attach(cfg, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, Vec<u8>)>();
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let rx = work_rx.clone();
+        let responder = server.responder();
+        workers.push(std::thread::spawn(move || {
+            for (id, payload) in rx {
+                match payload.as_slice() {
+                    b"silent" => continue,
+                    b"stray" => {
+                        let _ = responder.reply(u64::MAX, Reply::Pong { payload: vec![] });
+                    }
+                    b"log" => {
+                        responder.log(LogRecord {
+                            level: LogLevel::Info,
+                            target: "peer".into(),
+                            message: "hello from the worker".into(),
+                        });
+                    }
+                    p if p.first().is_some_and(|b| b % 4 == 0) => {
+                        std::thread::sleep(Duration::from_micros(200))
+                    }
+                    _ => {}
+                }
+                if responder.reply(id, Reply::Pong { payload }).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    let started = Instant::now();
+    let outcome = loop {
+        match server.next(Duration::from_secs(1)) {
+            Ok(Some(incoming)) => match incoming.request {
+                Request::Ping { payload } => {
+                    let _ = work_tx.send((incoming.id, payload));
+                }
+                Request::Shutdown => {
+                    let _ = server.responder().reply(incoming.id, Reply::ShuttingDown);
+                    break "shutdown".to_string();
+                }
+                other => {
+                    let _ = server.responder().reply(
+                        incoming.id,
+                        Reply::Error(bridge::protocol::RemoteError {
+                            kind: bridge::protocol::ErrorKind::BadRequest,
+                            message: format!("not served here: {other:?}"),
+                        }),
+                    );
+                }
+            },
+            Ok(None) => {}
+            Err(RecvError::PeerGone(reason)) => break format!("gone: {reason:?}"),
+            Err(e) => break format!("error: {e}"),
+        }
+    };
+    record(&format!(
+        "{outcome} after {} ms",
+        started.elapsed().as_millis()
+    ));
+    drop(work_tx);
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+/// Sends COUNT frames of stream SEED+1 while verifying COUNT frames of stream SEED from the
+/// runner, then reports `verified N` or the first discrepancy as one more frame.
+fn stream(cfg: &channel::Config, args: &[String]) -> Result<(), String> {
+    let count: u64 = args.first().and_then(|a| a.parse().ok()).ok_or("COUNT")?;
+    let seed: u64 = args.get(1).and_then(|a| a.parse().ok()).ok_or("SEED")?;
+    let Channel {
+        mut sender,
+        mut receiver,
+        control,
+    } = channel::attach(cfg).map_err(|e| e.to_string())?;
+    let far = || Instant::now() + Duration::from_secs(60);
+    let writer = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        for seq in 0..count {
+            tests::frame(seed + 1, seq, &mut buf);
+            if let Err(e) = sender.send_bytes(&buf, far()) {
+                return Err(format!("send {seq}: {e}"));
+            }
+        }
+        Ok(sender)
+    });
+    let mut expected = Vec::new();
+    let mut verdict = format!("verified {count}");
+    for seq in 0..count {
+        tests::frame(seed, seq, &mut expected);
+        match receiver.recv_bytes(far()) {
+            Ok(got) if got == expected.as_slice() => {}
+            Ok(got) => {
+                let got_seq = got
+                    .get(..8)
+                    .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+                verdict = format!("mismatch at {seq}: got seq {got_seq:?}, len {}", got.len());
+                break;
+            }
+            Err(e) => {
+                verdict = format!("recv {seq}: {e}");
+                break;
+            }
+        }
+    }
+    let mut sender = writer.join().map_err(|_| "writer panicked")??;
+    sender
+        .send_bytes(verdict.as_bytes(), far())
+        .map_err(|e| e.to_string())?;
+    // Stay until the runner closes, so it can read everything.
+    loop {
+        match receiver.recv_bytes(far()) {
+            Err(RecvError::PeerGone(_)) => break,
+            Err(RecvError::Timeout) => return Err("runner never closed".into()),
+            Err(e) => return Err(e.to_string()),
+            Ok(_) => {}
+        }
+    }
+    drop(control);
+    Ok(())
+}
+
+/// Sends numbered frames as fast as the runner takes them, until it is gone.
+fn flood(cfg: &channel::Config) -> Result<(), String> {
+    let Channel { mut sender, .. } = channel::attach(cfg).map_err(|e| e.to_string())?;
+    for seq in 0u64.. {
+        if sender
+            .send_bytes(&seq.to_le_bytes(), Instant::now() + Duration::from_secs(60))
+            .is_err()
+        {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Attaches and never reads, until the runner is gone.
+fn deaf(cfg: &channel::Config) -> Result<(), String> {
+    let channel = channel::attach(cfg).map_err(|e| e.to_string())?;
+    let until = Instant::now() + Duration::from_secs(60);
+    while !channel.control.is_gone() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Answers the first frame with bytes that are no valid message.
+fn garbage(cfg: &channel::Config) -> Result<(), String> {
+    let Channel {
+        mut sender,
+        mut receiver,
+        ..
+    } = channel::attach(cfg).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    receiver.recv_bytes(deadline).map_err(|e| e.to_string())?;
+    sender
+        .send_bytes(&[0xff; 24], deadline)
+        .map_err(|e| e.to_string())?;
+    // Wait to be killed or closed.
+    while receiver.recv_bytes(deadline).is_ok() {}
+    Ok(())
+}
+
+/// A runner of its own: starts `serve` as its worker, prints the worker's pid and segment,
+/// then pings until killed.
+fn parent(args: &[String]) -> Result<(), String> {
+    let record_file = args.first().ok_or("RECORD_FILE")?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("serve").env("BRIDGE_PEER_RECORD", record_file);
+    let cfg = ClientConfig {
+        channel: tests::config(),
+        ..ClientConfig::default()
+    };
+    let (client, _events) = Client::spawn(cmd, &cfg).map_err(|e| e.to_string())?;
+    println!(
+        "worker {} segment {}",
+        client.control().peer_pid(),
+        client.control().segment_name()
+    );
+    let _ = std::io::stdout().flush();
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        client
+            .request(Request::Ping { payload: vec![1] }, Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}

@@ -1,0 +1,489 @@
+//! Cross-process tests of the bridge: real worker processes (`bridge-peer`) over real segments.
+
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use bridge::channel::{self, Channel, GoneReason, RecvError, SendError, StartError};
+use bridge::protocol::{Reply, Request};
+use bridge::{Client, ClientConfig, RequestError};
+
+const PEER: &str = env!("CARGO_BIN_EXE_bridge-peer");
+
+fn peer(args: &[&str]) -> Command {
+    let mut cmd = Command::new(PEER);
+    cmd.args(args);
+    cmd
+}
+
+fn client(args: &[&str]) -> Client {
+    let cfg = ClientConfig {
+        channel: tests::config(),
+        ..ClientConfig::default()
+    };
+    Client::spawn(peer(args), &cfg).expect("worker starts").0
+}
+
+fn shm_path(name: &str) -> std::path::PathBuf {
+    Path::new("/dev/shm").join(name.trim_start_matches('/'))
+}
+
+fn ping(payload: &[u8]) -> Request {
+    Request::Ping {
+        payload: payload.to_vec(),
+    }
+}
+
+fn kill(pid: u32, signal: libc::c_int) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Polls `f` every 10 ms until it is true or `limit` passes; returns the time it took.
+fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn block_on<F: Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_million_frames_each_way_arrive_in_order_without_loss() {
+    const COUNT: u64 = 1_000_000;
+    let cfg = tests::config();
+    let Channel {
+        mut sender,
+        mut receiver,
+        control,
+    } = channel::spawn(peer(&["stream", &COUNT.to_string(), "7"]), &cfg).unwrap();
+    let far = || Instant::now() + Duration::from_secs(120);
+    let writer = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        for seq in 0..COUNT {
+            tests::frame(7, seq, &mut buf);
+            sender.send_bytes(&buf, far()).unwrap();
+        }
+        sender
+    });
+    let mut expected = Vec::new();
+    let mut large = 0u64;
+    for seq in 0..COUNT {
+        tests::frame(8, seq, &mut expected);
+        let got = receiver.recv_bytes(far()).unwrap();
+        assert!(got == expected.as_slice(), "frame {seq} differs");
+        large += u64::from(got.len() >= 1024);
+    }
+    let _sender = writer.join().unwrap();
+    let verdict = receiver.recv_bytes(far()).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(verdict),
+        format!("verified {COUNT}")
+    );
+    assert!(large > 5_000, "{large} large frames");
+    let stats = control.stats();
+    assert_eq!(stats.to_worker.frames, COUNT + 1, "hello + frames");
+    assert_eq!(
+        stats.to_runner.frames,
+        COUNT + 2,
+        "hello + frames + verdict"
+    );
+    assert_eq!(receiver.try_recv_bytes().unwrap(), None);
+}
+
+#[test]
+fn eight_threads_get_their_own_replies() {
+    const PER_THREAD: usize = 2_000;
+    let client = Arc::new(client(&["serve"]));
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    let payload = format!("{t}:{i}").into_bytes();
+                    let reply = client
+                        .request(ping(&payload), Duration::from_secs(30))
+                        .unwrap();
+                    assert_eq!(reply, Reply::Pong { payload });
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(client.in_flight(), 0);
+    assert_eq!(client.control().stats().stray_replies, 0);
+}
+
+#[test]
+fn many_requests_in_flight_at_once_are_matched_by_id() {
+    let client = client(&["serve"]);
+    let streams: Vec<_> = (0..500u32)
+        .map(|i| {
+            let payload = i.to_le_bytes().to_vec();
+            (
+                payload.clone(),
+                client
+                    .stream(ping(&payload), Duration::from_secs(30))
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert!(client.in_flight() > 0);
+    for (payload, stream) in streams {
+        let replies: Vec<_> = stream.map(Result::unwrap).collect();
+        assert_eq!(replies, vec![Reply::Pong { payload }]);
+    }
+    assert_eq!(client.in_flight(), 0);
+}
+
+#[test]
+fn async_requests_complete_without_blocking() {
+    let client = client(&["serve"]);
+    let futures: Vec<_> = (0..100u32)
+        .map(|i| client.request_async(ping(&i.to_le_bytes()), Duration::from_secs(30)))
+        .collect();
+    for (i, fut) in futures.into_iter().enumerate() {
+        assert_eq!(
+            block_on(fut).unwrap(),
+            Reply::Pong {
+                payload: (i as u32).to_le_bytes().to_vec()
+            }
+        );
+    }
+    let silent = client.request_async(ping(b"silent"), Duration::from_millis(100));
+    assert_eq!(block_on(silent), Err(RequestError::Timeout));
+}
+
+#[test]
+fn a_stray_reply_is_dropped_and_counted() {
+    let client = client(&["serve"]);
+    let reply = client
+        .request(ping(b"stray"), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        reply,
+        Reply::Pong {
+            payload: b"stray".to_vec()
+        }
+    );
+    // The stray reply was sent before the real one, so it has been routed already.
+    assert_eq!(client.control().stats().stray_replies, 1);
+}
+
+#[test]
+fn a_request_without_reply_times_out_and_its_late_reply_would_be_stray() {
+    let client = client(&["serve"]);
+    let start = Instant::now();
+    let err = client
+        .request(ping(b"silent"), Duration::from_millis(200))
+        .unwrap_err();
+    assert_eq!(err, RequestError::Timeout);
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert_eq!(client.in_flight(), 0);
+    // The connection is still fine.
+    assert_eq!(
+        client
+            .request(ping(b"ok"), Duration::from_secs(10))
+            .unwrap(),
+        Reply::Pong {
+            payload: b"ok".to_vec()
+        }
+    );
+}
+
+#[test]
+fn a_consumer_that_stops_reading_makes_the_producer_fail_by_its_deadline() {
+    let cfg = tests::config();
+    let Channel {
+        mut sender,
+        control,
+        ..
+    } = channel::spawn(peer(&["deaf"]), &cfg).unwrap();
+    let frame = vec![7u8; 1000];
+    let mut sent = 0;
+    loop {
+        match sender.try_send_bytes(&frame) {
+            Ok(()) => sent += 1,
+            Err(SendError::Full) => break,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    // 1 MiB ring, 1008-byte frames, minus the hello.
+    assert_eq!(sent, (1 << 20) / 1008);
+    let start = Instant::now();
+    let err = sender
+        .send_bytes(&frame, Instant::now() + Duration::from_millis(300))
+        .unwrap_err();
+    let waited = start.elapsed();
+    assert_eq!(err, SendError::Timeout);
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert!(control.stats().to_worker.full_events >= 1);
+    assert!(control.gone().is_none());
+}
+
+#[test]
+fn sigkill_of_the_worker_mid_stream_is_reported_as_peer_death() {
+    let cfg = tests::config();
+    let Channel {
+        mut receiver,
+        control,
+        ..
+    } = channel::spawn(peer(&["flood"]), &cfg).unwrap();
+    let name = control.segment_name().to_string();
+    for seq in 0..10_000u64 {
+        let got = receiver
+            .recv_bytes(Instant::now() + Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(got, seq.to_le_bytes());
+    }
+    kill(control.peer_pid(), libc::SIGKILL);
+    let killed = Instant::now();
+    // Everything it sent before dying is still delivered, in order; then peer death.
+    let mut seq = 10_000u64;
+    let err = loop {
+        match receiver.recv_bytes(Instant::now() + Duration::from_secs(10)) {
+            Ok(got) => {
+                assert_eq!(got, seq.to_le_bytes());
+                seq += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    let detected = killed.elapsed();
+    assert_eq!(
+        err,
+        RecvError::PeerGone(GoneReason::Exited("was killed by signal 9".into()))
+    );
+    assert!(detected < Duration::from_secs(2), "{detected:?}");
+    assert!(!shm_path(&name).exists());
+}
+
+#[test]
+fn requests_in_flight_fail_when_the_worker_is_killed() {
+    let client = client(&["serve"]);
+    let name = client.control().segment_name().to_string();
+    let pid = client.control().peer_pid();
+    let waiter = {
+        let stream = client
+            .stream(ping(b"silent"), Duration::from_secs(30))
+            .unwrap();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let r: Vec<_> = stream.collect();
+            (r, start.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    kill(pid, libc::SIGKILL);
+    let (replies, waited) = waiter.join().unwrap();
+    assert_eq!(
+        replies,
+        vec![Err(RequestError::PeerGone(GoneReason::Exited(
+            "was killed by signal 9".into()
+        )))]
+    );
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    // New requests fail at once with the same reason.
+    assert!(matches!(
+        client.request(ping(b"x"), Duration::from_secs(5)),
+        Err(RequestError::PeerGone(GoneReason::Exited(_)))
+    ));
+    assert!(!shm_path(&name).exists());
+}
+
+#[test]
+fn a_stopped_worker_is_declared_hung_and_killed() {
+    let cfg = ClientConfig {
+        channel: channel::Config {
+            hang_timeout: Duration::from_millis(500),
+            ..tests::config()
+        },
+        ..ClientConfig::default()
+    };
+    let (client, _) = Client::spawn(peer(&["serve"]), &cfg).unwrap();
+    let pid = client.control().peer_pid();
+    kill(pid, libc::SIGSTOP);
+    let err = client
+        .request(ping(b"x"), Duration::from_secs(30))
+        .unwrap_err();
+    assert!(
+        matches!(err, RequestError::PeerGone(GoneReason::Hung(_))),
+        "{err:?}"
+    );
+    // It was killed, not left stopped.
+    assert!(within(Duration::from_secs(5), || !Path::new(&format!(
+        "/proc/{pid}"
+    ))
+    .exists()
+        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z"))
+            .unwrap_or(true))
+    .is_some());
+}
+
+#[test]
+fn sigkill_of_the_runner_is_seen_by_the_worker() {
+    let dir = std::env::temp_dir().join(format!("bridge-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("runner-kill");
+    let _ = std::fs::remove_file(&record);
+    let mut runner = peer(&["parent", record.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(runner.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words.first(), Some(&"worker"), "{line}");
+    let worker_pid: u32 = words[1].parse().unwrap();
+    let segment = words[3].to_string();
+    assert!(!shm_path(&segment).exists(), "unlinked once attached");
+    runner.kill().unwrap();
+    let killed = Instant::now();
+    runner.wait().unwrap();
+    let seen = within(Duration::from_secs(10), || record.exists());
+    let took = killed.elapsed();
+    assert!(seen.is_some(), "the worker never noticed");
+    let text = std::fs::read_to_string(&record).unwrap();
+    assert!(text.starts_with("gone: RunnerDied"), "{text}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        within(Duration::from_secs(5), || !bridge_sys_alive(worker_pid)).is_some(),
+        "the worker exits by itself"
+    );
+    assert!(!shm_path(&segment).exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn bridge_sys_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.contains(") Z"),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn a_normal_close_lets_the_worker_exit_and_leaves_no_segment() {
+    let mut client = client(&["serve"]);
+    let name = client.control().segment_name().to_string();
+    let pid = client.control().peer_pid();
+    assert!(!shm_path(&name).exists(), "unlinked as soon as attached");
+    assert_eq!(
+        client
+            .request(Request::Shutdown, Duration::from_secs(5))
+            .unwrap(),
+        Reply::ShuttingDown
+    );
+    client.close();
+    assert!(!bridge_sys_alive(pid));
+    assert!(!shm_path(&name).exists());
+}
+
+#[test]
+fn a_protocol_version_mismatch_is_refused() {
+    let mut cmd = peer(&["serve"]);
+    cmd.env("BRIDGE_PEER_PROTOCOL", "999");
+    let err = channel::spawn(cmd, &tests::config()).unwrap_err();
+    match err {
+        StartError::ProtocolMismatch { ours, theirs } => {
+            assert_eq!((ours, theirs), (bridge::protocol::PROTOCOL_VERSION, 999));
+        }
+        other => panic!("expected a protocol mismatch, got {other}"),
+    }
+    assert!(err_text_names_versions());
+}
+
+fn err_text_names_versions() -> bool {
+    let text = StartError::ProtocolMismatch {
+        ours: 1,
+        theirs: 999,
+    }
+    .to_string();
+    text.contains("999") && text.contains('1') && text.contains("refused")
+}
+
+#[test]
+fn a_build_mismatch_is_refused() {
+    let mut cmd = peer(&["serve"]);
+    cmd.env("BRIDGE_PEER_BUILD", "some-other-build");
+    match channel::spawn(cmd, &tests::config()).unwrap_err() {
+        StartError::BuildMismatch { ours, theirs } => {
+            assert_eq!(ours, "bridge-tests");
+            assert_eq!(theirs, "some-other-build");
+        }
+        other => panic!("expected a build mismatch, got {other}"),
+    }
+}
+
+#[test]
+fn a_worker_that_dies_during_start_is_reported_with_its_output() {
+    match channel::spawn(peer(&["fail"]), &tests::config()).unwrap_err() {
+        StartError::Exited { status, output } => {
+            assert_eq!(status, "exited with code 3");
+            assert_eq!(output, vec!["peer: failing on purpose".to_string()]);
+        }
+        other => panic!("expected an exit during start, got {other}"),
+    }
+}
+
+#[test]
+fn an_executable_that_is_no_worker_fails_to_start_cleanly() {
+    let err = channel::spawn(Command::new("/nonexistent/worker"), &tests::config()).unwrap_err();
+    assert!(matches!(err, StartError::Spawn(_)), "{err}");
+}
+
+#[test]
+fn an_undecodable_frame_tears_the_connection_down() {
+    let client = client(&["garbage"]);
+    let pid = client.control().peer_pid();
+    let err = client
+        .request(ping(b"x"), Duration::from_secs(10))
+        .unwrap_err();
+    assert!(
+        matches!(err, RequestError::PeerGone(GoneReason::Corrupt(_))),
+        "{err:?}"
+    );
+    assert!(within(Duration::from_secs(5), || !bridge_sys_alive(pid)).is_some());
+}
+
+#[test]
+fn attach_outside_a_runner_is_a_clear_error() {
+    // This test process was not started by a runner.
+    let err = channel::attach(&tests::config()).unwrap_err();
+    assert!(matches!(err, channel::AttachError::NotStartedByRunner));
+    assert!(err.to_string().contains("IBBRIDGE_SEGMENT"));
+}
