@@ -23,7 +23,9 @@
 #[cfg(not(loom))]
 use std::time::{Duration, Instant};
 
-use crate::sync::{fence, spin_loop, AtomicU32, Ordering};
+#[cfg(not(loom))]
+use crate::sync::spin_loop;
+use crate::sync::{fence, AtomicU32, Ordering};
 
 /// Longest single sleep, so a waiter re-checks its abort condition at least this often even
 /// if a wake were somehow missed (a dead peer cannot ring).

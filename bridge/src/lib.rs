@@ -11,18 +11,28 @@
 
 #![warn(missing_debug_implementations)]
 
+#[cfg(not(loom))]
 pub use channel::{AttachError, Config, GoneReason, RecvError, SendError, StartError};
+#[cfg(not(loom))]
 pub use client::{Client, ClientConfig, RequestError};
+#[cfg(not(loom))]
 pub use server::{Incoming, Responder, Server};
 
+#[cfg(not(loom))]
 pub mod channel;
+#[cfg(not(loom))]
 pub mod client;
 pub mod codec;
 pub mod protocol;
 pub mod ring;
+#[cfg(not(loom))]
 pub mod segment;
+#[cfg(not(loom))]
 pub mod server;
 
 mod doorbell;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod sync;
+#[cfg(not(loom))]
 mod sys;

@@ -98,6 +98,7 @@ impl RingControl {
     }
 
     /// Wakes every sleeper of this ring, on either side (used when a peer is declared gone).
+    #[cfg(not(loom))]
     pub(crate) fn wake_all(&self) {
         self.data_bell.0.wake_all();
         self.space_bell.0.wake_all();
@@ -708,7 +709,7 @@ impl Producer {
         self.ring.ctrl().stats()
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn raw(&self) -> &RawRing {
         &self.ring
     }
@@ -883,11 +884,6 @@ impl Consumer {
     /// This ring's counters.
     pub fn stats(&self) -> RingStats {
         self.ring.ctrl().stats()
-    }
-
-    #[cfg(test)]
-    pub(crate) fn raw(&self) -> &RawRing {
-        &self.ring
     }
 }
 

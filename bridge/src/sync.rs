@@ -8,10 +8,8 @@ pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// A hint to the processor that we are spinning on a peer's write.
+#[cfg(not(loom))]
 #[inline]
 pub(crate) fn spin_loop() {
-    #[cfg(not(loom))]
     std::hint::spin_loop();
-    #[cfg(loom)]
-    loom::thread::yield_now();
 }
