@@ -62,6 +62,14 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 }
 
 /// Decodes exactly one `T` from `bytes`.
+///
+/// ```
+/// use bridge::protocol::{Body, Envelope};
+/// let env = Envelope { id: 7, body: Body::Heartbeat { seq: 1 } };
+/// let bytes = bridge::codec::encode(&env).unwrap();
+/// assert_eq!(bridge::codec::decode::<Envelope>(&bytes).unwrap(), env);
+/// assert!(bridge::codec::decode::<Envelope>(&bytes[..3]).is_err());
+/// ```
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())
         .map_err(|e| CodecError::Decode(e.to_string()))?;

@@ -422,6 +422,18 @@ impl RawRing {
 }
 
 /// Makes a ring over private heap memory: for tests, Miri, in-process use and benchmarks.
+///
+/// ```
+/// let (mut tx, mut rx) = bridge::ring::heap(1024, 256).unwrap();
+/// tx.try_push(b"first").unwrap();
+/// tx.try_push(b"second").unwrap();
+/// let mut frame = Vec::new();
+/// assert!(rx.pop_into(&mut frame).unwrap());
+/// assert_eq!(frame, b"first");
+/// assert!(rx.pop_into(&mut frame).unwrap());
+/// assert_eq!(frame, b"second");
+/// assert!(!rx.pop_into(&mut frame).unwrap());
+/// ```
 pub fn heap(capacity: usize, max_frame: usize) -> Result<(Producer, Consumer), GeometryError> {
     check_geometry(capacity, max_frame)?;
     let (a, b) = heap_raw(capacity, max_frame);
