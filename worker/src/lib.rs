@@ -1,2 +1,45 @@
-//! The broker worker: serves the bridge and owns the broker connection.
+//! The broker worker: attaches to the runner over the bridge, owns the broker connection
+//! (the simulated market or Interactive Brokers), and answers the runner's requests.
+//!
+//! The worker is the runner's own executable started with its hidden `worker` subcommand, so
+//! the code that runs is always the code that was built. Its options travel in the environment
+//! ([`OPTIONS_ENV`]); its `tracing` events travel over the bridge and appear in the runner's log.
 #![forbid(unsafe_code)]
+
+pub mod backend;
+mod logging;
+pub mod options;
+mod serve;
+pub mod sim;
+
+pub use options::{BackendOptions, SimFaults, SimOptions, WorkerOptions, OPTIONS_ENV};
+pub use serve::{run, WorkerError};
+
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::process::Command;
+
+/// Identifies a build of an executable: its version and the identity of the file (device,
+/// inode, size, modification time). The worker runs the very file the runner runs, so both
+/// compute the same id; another build of it does not.
+pub fn build_id_of(exe: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match std::fs::metadata(exe) {
+        Ok(m) => (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h),
+        Err(_) => exe.hash(&mut h),
+    }
+    format!("{}-{:016x}", env!("CARGO_PKG_VERSION"), h.finish())
+}
+
+/// The build id of the running executable.
+pub fn build_id() -> String {
+    build_id_of(Path::new("/proc/self/exe"))
+}
+
+/// The command that starts `exe` as a worker with `options`.
+pub fn command(exe: &Path, options: &WorkerOptions) -> Result<Command, bridge::codec::CodecError> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("worker").env(OPTIONS_ENV, options.encode()?);
+    Ok(cmd)
+}

@@ -1,0 +1,87 @@
+//! Forwards the worker's `tracing` events over the bridge, so they appear in the runner's log
+//! with `worker` as their origin. Forwarding never blocks: a record that finds the ring full is
+//! dropped and counted in the segment header.
+
+use std::cell::Cell;
+use std::fmt::Write as _;
+
+use bridge::protocol::{LogLevel, LogRecord};
+use bridge::Responder;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{filter::LevelFilter, Layer};
+
+thread_local! {
+    /// Set while a record is being forwarded, so events raised by the forwarding itself are
+    /// not forwarded again.
+    static FORWARDING: Cell<bool> = const { Cell::new(false) };
+}
+
+struct Forward {
+    responder: Responder,
+}
+
+#[derive(Default)]
+struct Text {
+    message: String,
+    fields: String,
+}
+
+impl Visit for Text {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.fields, " {}={value}", field.name());
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Forward {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        if FORWARDING.with(|f| f.replace(true)) {
+            return;
+        }
+        let meta = event.metadata();
+        let mut text = Text::default();
+        event.record(&mut text);
+        text.message.push_str(&text.fields);
+        let level = match *meta.level() {
+            Level::ERROR => LogLevel::Error,
+            Level::WARN => LogLevel::Warn,
+            Level::INFO => LogLevel::Info,
+            Level::DEBUG => LogLevel::Debug,
+            Level::TRACE => LogLevel::Trace,
+        };
+        self.responder.log(LogRecord {
+            level,
+            target: meta.target().to_string(),
+            message: text.message,
+        });
+        FORWARDING.with(|f| f.set(false));
+    }
+}
+
+/// Installs the forwarding subscriber for this process. `level`: 0 error … 4 trace.
+pub(crate) fn install(responder: Responder, level: u8) {
+    let filter = match level {
+        0 => LevelFilter::ERROR,
+        1 => LevelFilter::WARN,
+        2 => LevelFilter::INFO,
+        3 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    let _ = tracing_subscriber::registry()
+        .with(Forward { responder }.with_filter(filter))
+        .try_init();
+}

@@ -1,0 +1,626 @@
+//! The simulated market: deterministic price paths, any bar size, a clock that can run faster
+//! than real time, and injectable faults. Needs nothing installed.
+//!
+//! The log-price of a symbol at second `t` is a sum of smooth value-noise octaves with periods
+//! from one minute to about two years, each with an amplitude growing with the square root of
+//! its period (as a random walk's range does). It is a pure function of (seed, symbol, t), so
+//! any range and any bar size agree with each other, and the same seed gives the same market.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bridge::protocol::{Bar, ErrorKind, Event, HistoryRequest, RemoteError, SubscribeRequest};
+use parking_lot::{Condvar, Mutex};
+
+use crate::backend::{error, valid_symbol, Backend, EventSink};
+use crate::options::SimOptions;
+
+/// Bars per batch on the bridge (about 48 KiB encoded).
+pub const BATCH: usize = 1000;
+/// Most bars one request may ask for.
+pub const MAX_BARS: u64 = 5_000_000;
+/// The simulated account.
+pub const ACCOUNT: &str = "DU0000001";
+
+const OCTAVES: u32 = 12;
+
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Uniform in [-1, 1).
+fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+}
+
+fn symbol_seed(seed: u64, symbol: &str) -> u64 {
+    symbol
+        .bytes()
+        .fold(mix(seed), |h, b| mix(h ^ u64::from(b)))
+}
+
+/// Deterministic prices of one symbol.
+#[derive(Debug, Clone, Copy)]
+pub struct PricePath {
+    seed: u64,
+    base: f64,
+}
+
+impl PricePath {
+    pub fn new(seed: u64, symbol: &str) -> Self {
+        let s = symbol_seed(seed, symbol);
+        // Base price between 20 and 500.
+        let base = 20.0 + (unit(mix(s)) + 1.0) * 240.0;
+        PricePath { seed: s, base }
+    }
+
+    /// Price at Unix second `t`; always finite and positive.
+    pub fn price(&self, t: i64) -> f64 {
+        let mut log = 0.0;
+        let mut period = 60.0f64;
+        for k in 0..OCTAVES {
+            let x = t as f64 / period;
+            let i = x.floor();
+            let f = x - i;
+            let key = self.seed ^ u64::from(k).wrapping_mul(0xA24B_AED4_963E_E407);
+            let a = unit(mix(key ^ (i as i64 as u64)));
+            let b = unit(mix(key ^ ((i as i64 + 1) as u64)));
+            let s = f * f * (3.0 - 2.0 * f);
+            log += (a + (b - a) * s) * 0.0004 * period.sqrt();
+            period *= 3.0;
+        }
+        self.base * log.exp()
+    }
+
+    /// The bar starting at `start` lasting `seconds`.
+    pub fn bar(&self, start: i64, seconds: u32) -> Bar {
+        let seconds = i64::from(seconds.max(1));
+        let open = self.price(start);
+        let close = self.price(start + seconds);
+        let (mut high, mut low) = (open.max(close), open.min(close));
+        for q in 1..4 {
+            let p = self.price(start + seconds * q / 4);
+            high = high.max(p);
+            low = low.min(p);
+        }
+        let vol = 100.0 + (mix(self.seed ^ start as u64) % 10_000) as f64;
+        Bar {
+            time: start,
+            open,
+            high,
+            low,
+            close,
+            volume: (vol * seconds as f64 / 60.0).round().max(1.0),
+        }
+    }
+}
+
+/// The market's clock: starts at a given Unix second and runs `speed` times real time.
+#[derive(Debug, Clone, Copy)]
+pub struct SimClock {
+    started: Instant,
+    start: f64,
+    speed: f64,
+}
+
+impl SimClock {
+    pub fn new(start: Option<i64>, speed: f64) -> Self {
+        let start = start.map(|s| s as f64).unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0)
+        });
+        SimClock {
+            started: Instant::now(),
+            start,
+            speed: if speed.is_finite() && speed > 0.0 { speed } else { 1.0 },
+        }
+    }
+
+    /// Market time now, Unix seconds.
+    pub fn now(&self) -> i64 {
+        (self.start + self.started.elapsed().as_secs_f64() * self.speed).floor() as i64
+    }
+
+    /// Real time until market time reaches `t`.
+    pub fn until(&self, t: i64) -> Duration {
+        let ahead = t as f64 - (self.start + self.started.elapsed().as_secs_f64() * self.speed);
+        Duration::from_secs_f64((ahead / self.speed).max(0.0))
+    }
+}
+
+/// The (start, count) of the bars a history request covers: the last complete bar ends at or
+/// before `end`.
+pub fn history_range(req: &HistoryRequest, now: i64) -> Result<(i64, u64), RemoteError> {
+    if req.bar_seconds == 0 {
+        return Err(error(ErrorKind::BadRequest, "bar size must be at least 1 second"));
+    }
+    let size = u64::from(req.bar_seconds);
+    let count = req.duration_seconds / size;
+    if count == 0 {
+        return Err(error(
+            ErrorKind::BadRequest,
+            format!(
+                "duration {} s is shorter than one {} s bar",
+                req.duration_seconds, req.bar_seconds
+            ),
+        ));
+    }
+    if count > MAX_BARS {
+        return Err(error(
+            ErrorKind::BadRequest,
+            format!("{count} bars requested, at most {MAX_BARS} per request"),
+        ));
+    }
+    let size = i64::from(req.bar_seconds);
+    let end = req.end.unwrap_or(now);
+    let last = end.div_euclid(size) * size - size;
+    Ok((last - (count as i64 - 1) * size, count))
+}
+
+struct Conn {
+    connected: bool,
+    started: Option<Instant>,
+}
+
+struct Sub {
+    bar_seconds: u32,
+    next: i64,
+}
+
+struct Shared {
+    opts: SimOptions,
+    clock: SimClock,
+    generation: u32,
+    conn: Mutex<Conn>,
+    conn_cv: Condvar,
+    subs: Mutex<HashMap<String, Sub>>,
+    subs_cv: Condvar,
+    stop: AtomicBool,
+    batches: AtomicU64,
+    events: EventSink,
+}
+
+/// The simulated broker.
+pub struct SimBackend {
+    shared: Arc<Shared>,
+    ticker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SimBackend {
+    /// A market with these options; `generation` is the worker's (faults apply to the first).
+    pub fn new(opts: SimOptions, generation: u32, events: EventSink) -> Self {
+        let clock = SimClock::new(opts.start, opts.speed);
+        SimBackend {
+            shared: Arc::new(Shared {
+                opts,
+                clock,
+                generation,
+                conn: Mutex::new(Conn {
+                    connected: false,
+                    started: None,
+                }),
+                conn_cv: Condvar::new(),
+                subs: Mutex::new(HashMap::new()),
+                subs_cv: Condvar::new(),
+                stop: AtomicBool::new(false),
+                batches: AtomicU64::new(0),
+                events,
+            }),
+            ticker: Mutex::new(None),
+        }
+    }
+
+    fn require_connected(&self) -> Result<(), RemoteError> {
+        if self.shared.conn.lock().connected {
+            Ok(())
+        } else {
+            Err(error(ErrorKind::NotConnected, "not connected to the simulated market"))
+        }
+    }
+
+    fn check_symbol(&self, symbol: &str) -> Result<(), RemoteError> {
+        if !valid_symbol(symbol) {
+            return Err(error(
+                ErrorKind::UnknownSymbol,
+                format!("unknown symbol {symbol:?}"),
+            ));
+        }
+        if self.shared.opts.faults.no_data.iter().any(|s| s == symbol) {
+            return Err(error(ErrorKind::NoData, format!("no data for {symbol}")));
+        }
+        Ok(())
+    }
+
+    /// Injected faults, first worker only.
+    fn after_batch(&self) {
+        let n = self.shared.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.shared.generation != 0 {
+            return;
+        }
+        let f = &self.shared.opts.faults;
+        let signal = if f.crash_after_batches == Some(n) {
+            "-KILL"
+        } else if f.hang_after_batches == Some(n) {
+            "-STOP"
+        } else {
+            return;
+        };
+        tracing::warn!("injected fault: kill {signal} self after {n} batches");
+        let _ = std::process::Command::new("kill")
+            .arg(signal)
+            .arg(std::process::id().to_string())
+            .status();
+    }
+
+    fn ensure_ticker(&self) {
+        let mut ticker = self.ticker.lock();
+        if ticker.is_some() {
+            return;
+        }
+        let shared = self.shared.clone();
+        match std::thread::Builder::new()
+            .name("sim-ticker".into())
+            .spawn(move || tick(&shared))
+        {
+            Ok(t) => *ticker = Some(t),
+            Err(e) => tracing::error!("cannot start the real-time bar thread: {e}"),
+        }
+    }
+}
+
+/// Emits due real-time bars until stopped.
+fn tick(shared: &Shared) {
+    let mut subs = shared.subs.lock();
+    while !shared.stop.load(Ordering::Acquire) {
+        let now = shared.clock.now();
+        let mut due = Vec::new();
+        let mut next_due = None::<i64>;
+        for (symbol, sub) in subs.iter_mut() {
+            let size = i64::from(sub.bar_seconds);
+            while sub.next + size <= now {
+                due.push(Event::Bar {
+                    symbol: symbol.clone(),
+                    bar: PricePath::new(shared.opts.seed, symbol).bar(sub.next, sub.bar_seconds),
+                });
+                sub.next += size;
+            }
+            let d = sub.next + size;
+            next_due = Some(next_due.map_or(d, |n| n.min(d)));
+        }
+        if !due.is_empty() {
+            drop(subs);
+            for e in due {
+                (shared.events)(e);
+            }
+            subs = shared.subs.lock();
+            continue;
+        }
+        let wait = next_due
+            .map(|t| shared.clock.until(t))
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(1), Duration::from_millis(200));
+        shared.subs_cv.wait_for(&mut subs, wait);
+    }
+}
+
+impl Backend for SimBackend {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn connect(&self, timeout: Duration) -> Result<(Vec<String>, i64), RemoteError> {
+        let deadline = Instant::now() + timeout;
+        let faults = &self.shared.opts.faults;
+        let mut conn = self.shared.conn.lock();
+        let started = *conn.started.get_or_insert_with(Instant::now);
+        // The handshake: next valid id after 20 ms, managed accounts after the configured
+        // delay (or never). Ready only when both are known.
+        let ready_at = (!faults.accounts_never).then(|| {
+            started + Duration::from_millis(20).max(Duration::from_millis(faults.accounts_delay_ms))
+        });
+        loop {
+            if conn.connected {
+                return Ok((vec![ACCOUNT.to_string()], 1));
+            }
+            let now = Instant::now();
+            if let Some(at) = ready_at {
+                if now >= at {
+                    conn.connected = true;
+                    self.shared.conn_cv.notify_all();
+                    tracing::info!("connected to the simulated market, account {ACCOUNT}");
+                    (self.shared.events)(Event::Connection(
+                        bridge::protocol::ConnectionStatus::Connected,
+                    ));
+                    continue;
+                }
+            }
+            if now >= deadline {
+                return Err(error(
+                    ErrorKind::Timeout,
+                    format!(
+                        "managed accounts not received within {} ms",
+                        timeout.as_millis()
+                    ),
+                ));
+            }
+            let until = ready_at.map_or(deadline, |at| at.min(deadline));
+            self.shared.conn_cv.wait_until(&mut conn, until);
+        }
+    }
+
+    fn accounts(&self) -> Result<Vec<String>, RemoteError> {
+        self.require_connected()?;
+        Ok(vec![ACCOUNT.to_string()])
+    }
+
+    fn history(
+        &self,
+        req: &HistoryRequest,
+        emit: &mut dyn FnMut(Vec<Bar>) -> bool,
+    ) -> Result<u64, RemoteError> {
+        self.require_connected()?;
+        self.check_symbol(&req.symbol)?;
+        let (first, count) = history_range(req, self.shared.clock.now())?;
+        let path = PricePath::new(self.shared.opts.seed, &req.symbol);
+        let size = i64::from(req.bar_seconds);
+        let mut sent = 0u64;
+        while sent < count {
+            let n = (count - sent).min(BATCH as u64);
+            let batch: Vec<Bar> = (0..n)
+                .map(|i| path.bar(first + (sent + i) as i64 * size, req.bar_seconds))
+                .collect();
+            if !emit(batch) {
+                return Err(error(ErrorKind::Internal, "the runner stopped listening"));
+            }
+            sent += n;
+            self.after_batch();
+        }
+        Ok(sent)
+    }
+
+    fn subscribe(&self, req: &SubscribeRequest) -> Result<(), RemoteError> {
+        self.require_connected()?;
+        self.check_symbol(&req.symbol)?;
+        if req.bar_seconds == 0 {
+            return Err(error(ErrorKind::BadRequest, "bar size must be at least 1 second"));
+        }
+        let size = i64::from(req.bar_seconds);
+        let now = self.shared.clock.now();
+        self.shared.subs.lock().insert(
+            req.symbol.clone(),
+            Sub {
+                bar_seconds: req.bar_seconds,
+                next: now.div_euclid(size) * size,
+            },
+        );
+        self.shared.subs_cv.notify_all();
+        self.ensure_ticker();
+        Ok(())
+    }
+
+    fn unsubscribe(&self, symbol: &str) -> Result<(), RemoteError> {
+        self.shared.subs.lock().remove(symbol);
+        Ok(())
+    }
+
+    fn disconnect(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.subs_cv.notify_all();
+        if let Some(t) = self.ticker.lock().take() {
+            let _ = t.join();
+        }
+        let mut conn = self.shared.conn.lock();
+        if conn.connected {
+            conn.connected = false;
+            tracing::info!("disconnected from the simulated market");
+        }
+    }
+}
+
+impl Drop for SimBackend {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sink() -> (EventSink, Arc<Mutex<Vec<Event>>>) {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        (Arc::new(move |e| g.lock().push(e)), got)
+    }
+
+    #[test]
+    fn prices_are_deterministic_positive_and_differ_between_symbols() {
+        let a = PricePath::new(42, "SPY");
+        let b = PricePath::new(42, "SPY");
+        let c = PricePath::new(42, "QQQ");
+        let d = PricePath::new(43, "SPY");
+        for t in (1_700_000_000..1_700_086_400).step_by(97) {
+            assert_eq!(a.price(t), b.price(t));
+            assert!(a.price(t) > 0.0 && a.price(t).is_finite());
+        }
+        assert_ne!(a.price(1_700_000_000), c.price(1_700_000_000));
+        assert_ne!(a.price(1_700_000_000), d.price(1_700_000_000));
+    }
+
+    #[test]
+    fn bars_are_consistent() {
+        let p = PricePath::new(1, "AAPL");
+        for i in 0..500 {
+            let bar = p.bar(1_700_000_000 + i * 60, 60);
+            assert!(bar.low <= bar.open.min(bar.close));
+            assert!(bar.high >= bar.open.max(bar.close));
+            assert!(bar.low > 0.0 && bar.volume >= 1.0);
+            let next = p.bar(1_700_000_000 + (i + 1) * 60, 60);
+            assert_eq!(bar.close, next.open);
+        }
+    }
+
+    #[test]
+    fn prices_move_enough_for_a_strategy() {
+        let p = PricePath::new(42, "NVDA");
+        let prices: Vec<f64> = (0..1440).map(|i| p.price(1_700_000_000 + i * 60)).collect();
+        let max = prices.iter().cloned().fold(f64::MIN, f64::max);
+        let min = prices.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(max / min > 1.005, "a day moves: {min}..{max}");
+        assert!(max / min < 2.0, "but not absurdly: {min}..{max}");
+    }
+
+    #[test]
+    fn history_range_counts_exactly() {
+        let req = HistoryRequest {
+            symbol: "SPY".into(),
+            bar_seconds: 60,
+            duration_seconds: 86_400,
+            end: Some(1_700_000_030),
+        };
+        let (first, count) = history_range(&req, 0).unwrap();
+        assert_eq!(count, 1440);
+        assert_eq!(first % 60, 0);
+        // The last complete bar ends at 1_699_999_980, before `end`.
+        assert_eq!(first + 1439 * 60, 1_699_999_920);
+        let zero = HistoryRequest {
+            bar_seconds: 0,
+            ..req.clone()
+        };
+        assert_eq!(history_range(&zero, 0).unwrap_err().kind, ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn history_is_streamed_in_batches_after_connect() {
+        let (events, got) = sink();
+        let sim = SimBackend::new(SimOptions::default(), 0, events);
+        let req = HistoryRequest {
+            symbol: "SPY".into(),
+            bar_seconds: 60,
+            duration_seconds: 2500 * 60,
+            end: None,
+        };
+        let mut batches = Vec::new();
+        let err = sim.history(&req, &mut |b| {
+            batches.push(b);
+            true
+        });
+        assert_eq!(err.unwrap_err().kind, ErrorKind::NotConnected);
+        sim.connect(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            got.lock().clone(),
+            vec![Event::Connection(bridge::protocol::ConnectionStatus::Connected)]
+        );
+        let n = sim
+            .history(&req, &mut |b| {
+                batches.push(b);
+                true
+            })
+            .unwrap();
+        assert_eq!(n, 2500);
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![1000, 1000, 500]
+        );
+        let times: Vec<i64> = batches.iter().flatten().map(|b| b.time).collect();
+        assert!(times.windows(2).all(|w| w[1] - w[0] == 60));
+    }
+
+    #[test]
+    fn unknown_symbols_and_missing_data_are_told_apart() {
+        let (events, _) = sink();
+        let opts = SimOptions {
+            faults: crate::options::SimFaults {
+                no_data: vec!["GONE".into()],
+                ..Default::default()
+            },
+            ..SimOptions::default()
+        };
+        let sim = SimBackend::new(opts, 0, events);
+        sim.connect(Duration::from_secs(5)).unwrap();
+        let req = |s: &str| HistoryRequest {
+            symbol: s.into(),
+            bar_seconds: 60,
+            duration_seconds: 600,
+            end: None,
+        };
+        let mut ignore = |_: Vec<Bar>| true;
+        assert_eq!(
+            sim.history(&req("bad symbol"), &mut ignore).unwrap_err().kind,
+            ErrorKind::UnknownSymbol
+        );
+        assert_eq!(
+            sim.history(&req("GONE"), &mut ignore).unwrap_err().kind,
+            ErrorKind::NoData
+        );
+    }
+
+    #[test]
+    fn connect_waits_for_late_accounts_and_times_out_without_them() {
+        let (events, _) = sink();
+        let late = SimOptions {
+            faults: crate::options::SimFaults {
+                accounts_delay_ms: 300,
+                ..Default::default()
+            },
+            ..SimOptions::default()
+        };
+        let sim = SimBackend::new(late, 0, events.clone());
+        let start = Instant::now();
+        let (accounts, _) = sim.connect(Duration::from_secs(5)).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(accounts, vec![ACCOUNT.to_string()]);
+
+        let never = SimOptions {
+            faults: crate::options::SimFaults {
+                accounts_never: true,
+                ..Default::default()
+            },
+            ..SimOptions::default()
+        };
+        let sim = SimBackend::new(never, 0, events);
+        let err = sim.connect(Duration::from_millis(200)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Timeout);
+        assert!(sim.accounts().is_err());
+    }
+
+    #[test]
+    fn real_time_bars_arrive_on_the_fast_clock() {
+        let (events, got) = sink();
+        let opts = SimOptions {
+            speed: 600.0,
+            ..SimOptions::default()
+        };
+        let sim = SimBackend::new(opts, 0, events);
+        sim.connect(Duration::from_secs(5)).unwrap();
+        sim.subscribe(&SubscribeRequest {
+            symbol: "SPY".into(),
+            bar_seconds: 60,
+        })
+        .unwrap();
+        // 600x: a one-minute bar every 100 ms.
+        let start = Instant::now();
+        while got.lock().len() < 4 && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sim.disconnect();
+        let bars: Vec<Bar> = got
+            .lock()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Bar { bar, .. } => Some(*bar),
+                _ => None,
+            })
+            .collect();
+        assert!(bars.len() >= 3, "{} bars", bars.len());
+        assert!(bars.windows(2).all(|w| w[1].time - w[0].time == 60));
+    }
+}
