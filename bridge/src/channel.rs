@@ -322,6 +322,9 @@ impl Link {
             if gone.is_none() {
                 match &reason {
                     GoneReason::ClosedHere => {}
+                    GoneReason::Closed => {
+                        tracing::debug!(target: "bridge", side = ?self.side, "peer closed")
+                    }
                     r => tracing::warn!(target: "bridge", side = ?self.side, "peer gone: {r}"),
                 }
                 *gone = Some(reason);

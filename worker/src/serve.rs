@@ -67,7 +67,9 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
         })
     };
     let backend: Arc<dyn Backend> = match &options.backend {
-        BackendOptions::Sim(sim) => Arc::new(SimBackend::new(sim.clone(), options.generation, events)),
+        BackendOptions::Sim(sim) => {
+            Arc::new(SimBackend::new(sim.clone(), options.generation, events))
+        }
         BackendOptions::Ibkr(_) => {
             return Err(WorkerError::Backend(
                 "the ibkr backend is not built into this worker".into(),

@@ -40,9 +40,7 @@ fn unit(h: u64) -> f64 {
 }
 
 fn symbol_seed(seed: u64, symbol: &str) -> u64 {
-    symbol
-        .bytes()
-        .fold(mix(seed), |h, b| mix(h ^ u64::from(b)))
+    symbol.bytes().fold(mix(seed), |h, b| mix(h ^ u64::from(b)))
 }
 
 /// Deterministic prices of one symbol.
@@ -72,7 +70,7 @@ impl PricePath {
             let a = unit(mix(key ^ (i as i64 as u64)));
             let b = unit(mix(key ^ ((i as i64 + 1) as u64)));
             let s = f * f * (3.0 - 2.0 * f);
-            log += (a + (b - a) * s) * 0.0004 * period.sqrt();
+            log += (a + (b - a) * s) * (0.0003 * period.sqrt()).min(0.12);
             period *= 3.0;
         }
         self.base * log.exp()
@@ -120,7 +118,11 @@ impl SimClock {
         SimClock {
             started: Instant::now(),
             start,
-            speed: if speed.is_finite() && speed > 0.0 { speed } else { 1.0 },
+            speed: if speed.is_finite() && speed > 0.0 {
+                speed
+            } else {
+                1.0
+            },
         }
     }
 
@@ -140,7 +142,10 @@ impl SimClock {
 /// before `end`.
 pub fn history_range(req: &HistoryRequest, now: i64) -> Result<(i64, u64), RemoteError> {
     if req.bar_seconds == 0 {
-        return Err(error(ErrorKind::BadRequest, "bar size must be at least 1 second"));
+        return Err(error(
+            ErrorKind::BadRequest,
+            "bar size must be at least 1 second",
+        ));
     }
     let size = u64::from(req.bar_seconds);
     let count = req.duration_seconds / size;
@@ -222,7 +227,10 @@ impl SimBackend {
         if self.shared.conn.lock().connected {
             Ok(())
         } else {
-            Err(error(ErrorKind::NotConnected, "not connected to the simulated market"))
+            Err(error(
+                ErrorKind::NotConnected,
+                "not connected to the simulated market",
+            ))
         }
     }
 
@@ -390,7 +398,10 @@ impl Backend for SimBackend {
         self.require_connected()?;
         self.check_symbol(&req.symbol)?;
         if req.bar_seconds == 0 {
-            return Err(error(ErrorKind::BadRequest, "bar size must be at least 1 second"));
+            return Err(error(
+                ErrorKind::BadRequest,
+                "bar size must be at least 1 second",
+            ));
         }
         let size = i64::from(req.bar_seconds);
         let now = self.shared.clock.now();
@@ -495,7 +506,10 @@ mod tests {
             bar_seconds: 0,
             ..req.clone()
         };
-        assert_eq!(history_range(&zero, 0).unwrap_err().kind, ErrorKind::BadRequest);
+        assert_eq!(
+            history_range(&zero, 0).unwrap_err().kind,
+            ErrorKind::BadRequest
+        );
     }
 
     #[test]
@@ -517,7 +531,9 @@ mod tests {
         sim.connect(Duration::from_secs(5)).unwrap();
         assert_eq!(
             got.lock().clone(),
-            vec![Event::Connection(bridge::protocol::ConnectionStatus::Connected)]
+            vec![Event::Connection(
+                bridge::protocol::ConnectionStatus::Connected
+            )]
         );
         let n = sim
             .history(&req, &mut |b| {
@@ -554,7 +570,9 @@ mod tests {
         };
         let mut ignore = |_: Vec<Bar>| true;
         assert_eq!(
-            sim.history(&req("bad symbol"), &mut ignore).unwrap_err().kind,
+            sim.history(&req("bad symbol"), &mut ignore)
+                .unwrap_err()
+                .kind,
             ErrorKind::UnknownSymbol
         );
         assert_eq!(

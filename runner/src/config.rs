@@ -1,0 +1,513 @@
+//! The runner's configuration: defaults, then a TOML file, then environment variables, then
+//! command-line flags. Unknown keys, wrong types and invalid values are errors that name the
+//! problem in one line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Which broker the worker talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The built-in simulated market.
+    Sim,
+    /// Interactive Brokers TWS / IB Gateway.
+    Ibkr,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sim" => Ok(BackendKind::Sim),
+            "ibkr" => Ok(BackendKind::Ibkr),
+            other => Err(format!("unknown backend {other:?} (expected sim or ibkr)")),
+        }
+    }
+}
+
+/// Everything the runner can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sim` or `ibkr`.
+    pub backend: BackendKind,
+    /// Symbols to trade.
+    pub symbols: Vec<String>,
+    /// CSV file the signals are written to (none: not written).
+    pub signals: Option<PathBuf>,
+    pub history: HistoryConfig,
+    pub live: LiveConfig,
+    pub strategy: StrategyConfig,
+    pub sim: SimConfig,
+    pub ibkr: IbkrConfig,
+    pub bridge: BridgeConfig,
+    pub supervisor: SupervisorConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Bar size, seconds.
+    pub bar_seconds: u32,
+    /// How much history, seconds.
+    pub duration_seconds: u64,
+    /// Deadline of one symbol's fetch, seconds.
+    pub timeout_seconds: u64,
+    /// Symbols fetched at once.
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Length of the live phase, wall seconds; 0 runs until Ctrl-C.
+    pub duration_seconds: u64,
+    /// Skip the live phase.
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StrategyConfig {
+    /// Bars in the fast moving average.
+    pub fast: usize,
+    /// Bars in the slow moving average.
+    pub slow: usize,
+    /// A symbol whose last bar lags the newest bar of any symbol by more than this many bars
+    /// is stale: no signal.
+    pub stale_after_bars: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// Seed of the price paths.
+    pub seed: u64,
+    /// Simulated seconds per real second.
+    pub speed: f64,
+    /// Market clock at start (Unix seconds); absent: the wall clock.
+    pub start: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IbkrConfig {
+    /// `host:port` of TWS (7497 paper, 7496 live) or IB Gateway (4002 paper, 4001 live).
+    pub gateway: String,
+    /// API client id; must be unique among the gateway's connections.
+    pub client_id: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// Bytes of each ring; a power of two.
+    pub ring_capacity: usize,
+    /// Largest message, bytes; at most half a ring.
+    pub max_frame: usize,
+    /// Heartbeat period, ms.
+    pub heartbeat_ms: u64,
+    /// A side silent this long is declared hung, ms.
+    pub hang_timeout_ms: u64,
+    /// Deadline of one request, seconds.
+    pub request_timeout_seconds: u64,
+    /// How long connecting to the broker may take, ms.
+    pub handshake_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// Worker restarts allowed in one run before giving up.
+    pub max_restarts: u32,
+    /// First delay before a restart, ms; doubles on each consecutive failure.
+    pub backoff_ms: u64,
+    /// Longest delay before a restart, ms.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            backend: BackendKind::Sim,
+            symbols: ["SPY", "QQQ", "AAPL", "MSFT", "NVDA", "TSLA", "AMZN"]
+                .map(String::from)
+                .to_vec(),
+            signals: None,
+            history: HistoryConfig::default(),
+            live: LiveConfig::default(),
+            strategy: StrategyConfig::default(),
+            sim: SimConfig::default(),
+            ibkr: IbkrConfig::default(),
+            bridge: BridgeConfig::default(),
+            supervisor: SupervisorConfig::default(),
+        }
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            bar_seconds: 60,
+            duration_seconds: 86_400,
+            timeout_seconds: 60,
+            concurrency: 16,
+        }
+    }
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            duration_seconds: 5,
+            disabled: false,
+        }
+    }
+}
+
+impl Default for StrategyConfig {
+    fn default() -> Self {
+        StrategyConfig {
+            fast: 10,
+            slow: 30,
+            stale_after_bars: 3,
+        }
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 42,
+            speed: 60.0,
+            start: None,
+        }
+    }
+}
+
+impl Default for IbkrConfig {
+    fn default() -> Self {
+        IbkrConfig {
+            gateway: "127.0.0.1:4002".into(),
+            client_id: 1,
+        }
+    }
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        BridgeConfig {
+            ring_capacity: 1 << 20,
+            max_frame: 256 << 10,
+            heartbeat_ms: 100,
+            hang_timeout_ms: 3000,
+            request_timeout_seconds: 30,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            max_restarts: 10,
+            backoff_ms: 100,
+            max_backoff_ms: 5000,
+        }
+    }
+}
+
+/// A configuration problem, in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// Overrides from the command line (or anywhere else); `None` leaves a value alone.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub backend: Option<String>,
+    pub symbols: Option<String>,
+    pub duration: Option<String>,
+    pub signals: Option<PathBuf>,
+    pub seed: Option<String>,
+    pub gateway: Option<String>,
+    pub client_id: Option<String>,
+    pub history_only: bool,
+}
+
+/// Environment variables read, with the setting each overrides.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("RUNNER_BACKEND", "backend"),
+    ("RUNNER_SYMBOLS", "symbols (comma-separated)"),
+    ("RUNNER_DURATION", "live.duration_seconds"),
+    ("RUNNER_SIGNALS", "signals"),
+    ("RUNNER_SEED", "sim.seed"),
+    ("RUNNER_GATEWAY", "ibkr.gateway"),
+    ("RUNNER_CLIENT_ID", "ibkr.client_id"),
+];
+
+impl Config {
+    /// Parses a TOML document.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let msg = e.message().trim().replace('\n', " ");
+            match line {
+                Some(l) => err(format!("{origin}, line {l}: {msg}")),
+                None => err(format!("{origin}: {msg}")),
+            }
+        })
+    }
+
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            err(format!(
+                "config file {}: {}",
+                path.display(),
+                match e.kind() {
+                    std::io::ErrorKind::NotFound => "not found".to_string(),
+                    _ => e.to_string(),
+                }
+            ))
+        })?;
+        Config::parse(&text, &format!("config file {}", path.display()))
+    }
+
+    /// Defaults, then `file`, then the environment (`env` looks a variable up), then `flags`;
+    /// then validation.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = match file {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        let from_env = Overrides {
+            backend: env("RUNNER_BACKEND"),
+            symbols: env("RUNNER_SYMBOLS"),
+            duration: env("RUNNER_DURATION"),
+            signals: env("RUNNER_SIGNALS").map(PathBuf::from),
+            seed: env("RUNNER_SEED"),
+            gateway: env("RUNNER_GATEWAY"),
+            client_id: env("RUNNER_CLIENT_ID"),
+            history_only: false,
+        };
+        cfg.apply(&from_env, "environment")?;
+        cfg.apply(flags, "command line")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply(&mut self, o: &Overrides, origin: &str) -> Result<(), ConfigError> {
+        fn num<T: std::str::FromStr>(v: &str, what: &str, origin: &str) -> Result<T, ConfigError> {
+            v.trim()
+                .parse()
+                .map_err(|_| err(format!("{origin}: {what} must be a number, got {v:?}")))
+        }
+        if let Some(b) = &o.backend {
+            self.backend = b.parse().map_err(|e| err(format!("{origin}: {e}")))?;
+        }
+        if let Some(s) = &o.symbols {
+            self.symbols = s
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(d) = &o.duration {
+            self.live.duration_seconds = num(d, "duration", origin)?;
+        }
+        if let Some(s) = &o.signals {
+            self.signals = Some(s.clone());
+        }
+        if let Some(s) = &o.seed {
+            self.sim.seed = num(s, "seed", origin)?;
+        }
+        if let Some(g) = &o.gateway {
+            self.ibkr.gateway = g.clone();
+        }
+        if let Some(c) = &o.client_id {
+            self.ibkr.client_id = num(c, "client id", origin)?;
+        }
+        if o.history_only {
+            self.live.disabled = true;
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.symbols.is_empty() {
+            return Err(err("symbols: at least one symbol is needed"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &self.symbols {
+            if !worker::backend::valid_symbol(s) {
+                return Err(err(format!(
+                    "symbols: invalid symbol {s:?} (1 to 12 of A-Z, 0-9, '.', '-', starting with a letter)"
+                )));
+            }
+            if !seen.insert(s) {
+                return Err(err(format!("symbols: {s} is listed twice")));
+            }
+        }
+        let h = &self.history;
+        if h.bar_seconds == 0 {
+            return Err(err("history.bar_seconds must be at least 1"));
+        }
+        if h.duration_seconds < u64::from(h.bar_seconds) {
+            return Err(err("history.duration_seconds must cover at least one bar"));
+        }
+        if h.timeout_seconds == 0 || h.concurrency == 0 {
+            return Err(err(
+                "history.timeout_seconds and history.concurrency must be at least 1",
+            ));
+        }
+        let s = &self.strategy;
+        if s.fast == 0 || s.fast >= s.slow {
+            return Err(err(format!(
+                "strategy: fast ({}) must be at least 1 and less than slow ({})",
+                s.fast, s.slow
+            )));
+        }
+        if !(self.sim.speed.is_finite() && self.sim.speed > 0.0) {
+            return Err(err("sim.speed must be a positive number"));
+        }
+        if self.backend == BackendKind::Ibkr {
+            let g = &self.ibkr.gateway;
+            let ok = g
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return Err(err(format!("ibkr.gateway must be HOST:PORT, got {g:?}")));
+            }
+            if self.ibkr.client_id < 0 {
+                return Err(err("ibkr.client_id must not be negative"));
+            }
+        }
+        let b = &self.bridge;
+        bridge::ring::check_geometry(b.ring_capacity, b.max_frame)
+            .map_err(|e| err(format!("bridge: {e}")))?;
+        if b.heartbeat_ms == 0 || b.hang_timeout_ms <= b.heartbeat_ms * 2 {
+            return Err(err(
+                "bridge.hang_timeout_ms must be more than twice bridge.heartbeat_ms (and both above 0)",
+            ));
+        }
+        if b.request_timeout_seconds == 0 || b.handshake_timeout_ms == 0 {
+            return Err(err(
+                "bridge.request_timeout_seconds and bridge.handshake_timeout_ms must be above 0",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.bridge.request_timeout_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml() {
+        let cfg = Config::default();
+        cfg.validate().unwrap();
+        assert_eq!(Config::parse(&cfg.to_toml(), "x").unwrap(), cfg);
+        assert_eq!(cfg.symbols.len(), 7);
+    }
+
+    #[test]
+    fn unknown_keys_are_named_with_their_line() {
+        let e =
+            Config::parse("backend = \"sim\"\n[history]\nbar_secs = 5\n", "f.toml").unwrap_err();
+        assert!(e.0.starts_with("f.toml, line 3:"), "{e}");
+        assert!(e.0.contains("bar_secs"), "{e}");
+        assert!(!e.0.contains('\n'));
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let e = Config::parse("symbols = \"SPY\"\n", "f.toml").unwrap_err();
+        assert!(e.0.contains("line 1"), "{e}");
+        assert!(e.0.contains("sequence"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_environment_which_overrides_the_file() {
+        let env = |k: &str| match k {
+            "RUNNER_SYMBOLS" => Some("AAA,BBB".to_string()),
+            "RUNNER_SEED" => Some("7".to_string()),
+            _ => None,
+        };
+        let flags = Overrides {
+            symbols: Some("CCC".into()),
+            ..Overrides::default()
+        };
+        let cfg = Config::load(None, env, &flags).unwrap();
+        assert_eq!(cfg.symbols, vec!["CCC".to_string()]);
+        assert_eq!(cfg.sim.seed, 7);
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let bad = |o: Overrides| Config::load(None, no_env, &o).unwrap_err().0;
+        assert!(bad(Overrides {
+            symbols: Some("SPY,spy".into()),
+            ..Default::default()
+        })
+        .contains("invalid symbol \"spy\""));
+        assert!(bad(Overrides {
+            backend: Some("tws".into()),
+            ..Default::default()
+        })
+        .contains("unknown backend"));
+        assert!(bad(Overrides {
+            duration: Some("soon".into()),
+            ..Default::default()
+        })
+        .contains("duration must be a number"));
+        assert!(bad(Overrides {
+            backend: Some("ibkr".into()),
+            gateway: Some("localhost".into()),
+            ..Default::default()
+        })
+        .contains("HOST:PORT"));
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let e = Config::from_file(Path::new("/nonexistent/runner.toml")).unwrap_err();
+        assert_eq!(e.0, "config file /nonexistent/runner.toml: not found");
+    }
+}

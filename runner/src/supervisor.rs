@@ -1,0 +1,420 @@
+//! Keeps a live, connected worker behind the runner's requests.
+//!
+//! When the worker dies or hangs, the bridge fails every request in flight with `PeerGone`.
+//! The supervisor then starts a new worker (with exponential backoff), connects it, restores
+//! the real-time subscriptions, and retries the idempotent requests that failed. Restarts and
+//! failed requests are counted for the summary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bridge::protocol::{Bar, Event, HistoryRequest, RemoteError, Reply, Request, SubscribeRequest};
+use bridge::segment::SegmentStats;
+use bridge::{Client, ClientConfig, RequestError};
+use parking_lot::Mutex;
+use worker::WorkerOptions;
+
+use crate::config::SupervisorConfig;
+
+/// Why the supervisor could not do what was asked.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// A worker could not be started.
+    Start(String),
+    /// A worker started but could not connect to the broker.
+    Connect(RemoteError),
+    /// Too many restarts.
+    GaveUp { restarts: u32, last: String },
+    /// The request failed and is not retried.
+    Request(RequestError),
+    /// The broker refused the request.
+    Remote(RemoteError),
+    /// The worker answered something that does not fit the request.
+    Protocol(String),
+    /// The runner is shutting down.
+    Stopped,
+}
+
+impl fmt::Display for SupervisorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SupervisorError::Start(e) => write!(f, "cannot start the worker: {e}"),
+            SupervisorError::Connect(e) => write!(f, "cannot connect to the broker: {e}"),
+            SupervisorError::GaveUp { restarts, last } => {
+                write!(
+                    f,
+                    "gave up after {restarts} worker restarts; last failure: {last}"
+                )
+            }
+            SupervisorError::Request(e) => e.fmt(f),
+            SupervisorError::Remote(e) => e.fmt(f),
+            SupervisorError::Protocol(e) => write!(f, "unexpected answer: {e}"),
+            SupervisorError::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
+impl std::error::Error for SupervisorError {}
+
+/// Counters for the summary.
+#[derive(Debug, Clone, Default)]
+pub struct SupervisorStats {
+    /// Workers started after the first.
+    pub restarts: u32,
+    /// Requests that failed because a worker died or hung (and were retried if idempotent).
+    pub failed_requests: u64,
+    /// The current worker's bridge counters.
+    pub bridge: SegmentStats,
+    /// The current worker's pid.
+    pub worker_pid: Option<u32>,
+}
+
+struct State {
+    client: Option<Arc<Client>>,
+    generation: u32,
+    subscriptions: BTreeMap<String, SubscribeRequest>,
+}
+
+/// What the supervisor needs to start workers.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The executable to start as worker (the runner itself).
+    pub exe: PathBuf,
+    /// Options of every worker; the generation is filled in per start.
+    pub options: WorkerOptions,
+    /// Bridge settings.
+    pub client: ClientConfig,
+    /// How long `connect` may take.
+    pub handshake: Duration,
+    /// Restart policy.
+    pub policy: SupervisorConfig,
+}
+
+/// Owns the current worker.
+pub struct Supervisor {
+    launch: Launch,
+    state: Mutex<State>,
+    restart_lock: Mutex<()>,
+    events: crossbeam_channel::Sender<Event>,
+    restarts: AtomicU32,
+    failed_requests: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("generation", &self.state.lock().generation)
+            .finish()
+    }
+}
+
+impl Supervisor {
+    /// Starts and connects the first worker. Returns the supervisor and the stream of events
+    /// of all its workers, in order.
+    pub fn start(
+        launch: Launch,
+    ) -> Result<(Arc<Supervisor>, crossbeam_channel::Receiver<Event>), SupervisorError> {
+        let (events, events_rx) = crossbeam_channel::bounded(1 << 16);
+        let sup = Arc::new(Supervisor {
+            launch,
+            state: Mutex::new(State {
+                client: None,
+                generation: 0,
+                subscriptions: BTreeMap::new(),
+            }),
+            restart_lock: Mutex::new(()),
+            events,
+            restarts: AtomicU32::new(0),
+            failed_requests: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
+        });
+        let client = sup.launch_worker(0, &BTreeMap::new())?;
+        sup.state.lock().client = Some(client);
+        Ok((sup, events_rx))
+    }
+
+    /// Starts worker `generation`, connects it and restores `subscriptions`.
+    fn launch_worker(
+        &self,
+        generation: u32,
+        subscriptions: &BTreeMap<String, SubscribeRequest>,
+    ) -> Result<Arc<Client>, SupervisorError> {
+        let mut options = self.launch.options.clone();
+        options.generation = generation;
+        let cmd = worker::command(&self.launch.exe, &options)
+            .map_err(|e| SupervisorError::Start(e.to_string()))?;
+        let (client, events) = Client::spawn(cmd, &self.launch.client)
+            .map_err(|e| SupervisorError::Start(e.to_string()))?;
+        let client = Arc::new(client);
+        let forward = self.events.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("events-{generation}"))
+            .spawn(move || {
+                for e in events {
+                    if forward.send(e).is_err() {
+                        return;
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            return Err(SupervisorError::Start(format!(
+                "cannot start event thread: {e}"
+            )));
+        }
+        tracing::info!(
+            generation,
+            pid = client.control().peer_pid(),
+            "worker started"
+        );
+        let started = Instant::now();
+        match client.request(
+            Request::Connect,
+            self.launch.handshake + Duration::from_secs(1),
+        ) {
+            Ok(Reply::Connected {
+                accounts,
+                next_order_id,
+            }) => {
+                tracing::info!(
+                    ?accounts,
+                    next_order_id,
+                    ms = started.elapsed().as_millis() as u64,
+                    "broker connected"
+                );
+            }
+            Ok(Reply::Error(e)) => return Err(SupervisorError::Connect(e)),
+            Ok(other) => return Err(SupervisorError::Protocol(format!("{other:?} to connect"))),
+            Err(e) => return Err(SupervisorError::Start(format!("connect: {e}"))),
+        }
+        for sub in subscriptions.values() {
+            match client.request(Request::Subscribe(sub.clone()), self.launch.handshake) {
+                Ok(Reply::Subscribed) => {}
+                Ok(Reply::Error(e)) => {
+                    tracing::warn!(symbol = %sub.symbol, "subscription not restored: {e}")
+                }
+                Ok(other) => {
+                    return Err(SupervisorError::Protocol(format!("{other:?} to subscribe")))
+                }
+                Err(e) => return Err(SupervisorError::Start(format!("resubscribe: {e}"))),
+            }
+        }
+        if !subscriptions.is_empty() {
+            tracing::info!(count = subscriptions.len(), "subscriptions restored");
+        }
+        Ok(client)
+    }
+
+    /// The current worker if it lives, else a new one.
+    fn client(&self) -> Result<(u32, Arc<Client>), SupervisorError> {
+        {
+            let st = self.state.lock();
+            if let Some(c) = &st.client {
+                if !c.control().is_gone() {
+                    return Ok((st.generation, c.clone()));
+                }
+            }
+        }
+        let generation = self.state.lock().generation;
+        self.replace(generation)
+    }
+
+    /// Replaces worker `dead` (unless another thread already did) and returns the new one.
+    fn replace(&self, dead: u32) -> Result<(u32, Arc<Client>), SupervisorError> {
+        let _one_at_a_time = self.restart_lock.lock();
+        {
+            let st = self.state.lock();
+            if st.generation != dead {
+                if let Some(c) = &st.client {
+                    return Ok((st.generation, c.clone()));
+                }
+            }
+        }
+        let policy = &self.launch.policy;
+        let mut failures = 0u32;
+        let mut last = String::from("worker gone");
+        loop {
+            if self.stopping.load(Ordering::Acquire) {
+                return Err(SupervisorError::Stopped);
+            }
+            let restarts = self.restarts.load(Ordering::Relaxed);
+            if restarts >= policy.max_restarts {
+                return Err(SupervisorError::GaveUp { restarts, last });
+            }
+            let backoff = Duration::from_millis(
+                policy
+                    .backoff_ms
+                    .saturating_mul(1u64 << failures.min(16))
+                    .min(policy.max_backoff_ms),
+            );
+            std::thread::sleep(backoff);
+            self.restarts.fetch_add(1, Ordering::Relaxed);
+            let (generation, subs, old) = {
+                let mut st = self.state.lock();
+                st.generation += 1;
+                (st.generation, st.subscriptions.clone(), st.client.take())
+            };
+            if let Some(old) = old {
+                tracing::warn!(
+                    reason = %old.control().gone().map(|r| r.to_string()).unwrap_or_default(),
+                    "replacing worker"
+                );
+            }
+            match self.launch_worker(generation, &subs) {
+                Ok(client) => {
+                    let mut st = self.state.lock();
+                    st.client = Some(client.clone());
+                    return Ok((generation, client));
+                }
+                Err(e) => {
+                    tracing::warn!(generation, "worker restart failed: {e}");
+                    last = e.to_string();
+                    failures += 1;
+                }
+            }
+        }
+    }
+
+    fn count_failure(&self, what: &str, reason: &impl fmt::Display) {
+        self.failed_requests.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("{what} failed: worker gone ({reason}); retrying on a new worker");
+    }
+
+    /// Sends a request; if the worker dies meanwhile and the request is idempotent, retries it
+    /// on a new worker.
+    pub fn request(&self, request: Request, timeout: Duration) -> Result<Reply, SupervisorError> {
+        loop {
+            let (generation, client) = self.client()?;
+            match client.request(request.clone(), timeout) {
+                Ok(reply) => return Ok(reply),
+                Err(RequestError::PeerGone(reason)) if request.is_idempotent() => {
+                    self.count_failure("request", &reason);
+                    self.replace(generation)?;
+                }
+                Err(e) => return Err(SupervisorError::Request(e)),
+            }
+        }
+    }
+
+    /// Fetches historical bars, whole: if the worker dies mid-stream, the partial answer is
+    /// discarded and the request is sent again to a new worker.
+    pub fn history(
+        &self,
+        request: &HistoryRequest,
+        timeout: Duration,
+    ) -> Result<Vec<Bar>, SupervisorError> {
+        'attempt: loop {
+            let (generation, client) = self.client()?;
+            let stream = match client.stream(Request::History(request.clone()), timeout) {
+                Ok(s) => s,
+                Err(RequestError::PeerGone(reason)) => {
+                    self.count_failure("history", &reason);
+                    self.replace(generation)?;
+                    continue 'attempt;
+                }
+                Err(e) => return Err(SupervisorError::Request(e)),
+            };
+            let mut bars = Vec::new();
+            for item in stream {
+                match item {
+                    Ok(Reply::Bars(batch)) => bars.extend(batch),
+                    Ok(Reply::HistoryEnd { count }) => {
+                        if count != bars.len() as u64 {
+                            return Err(SupervisorError::Protocol(format!(
+                                "history of {} announced {count} bars, {} arrived",
+                                request.symbol,
+                                bars.len()
+                            )));
+                        }
+                        return Ok(bars);
+                    }
+                    Ok(Reply::Error(e)) => return Err(SupervisorError::Remote(e)),
+                    Ok(other) => {
+                        return Err(SupervisorError::Protocol(format!("{other:?} to history")))
+                    }
+                    Err(RequestError::PeerGone(reason)) => {
+                        self.count_failure("history", &reason);
+                        self.replace(generation)?;
+                        continue 'attempt;
+                    }
+                    Err(e) => return Err(SupervisorError::Request(e)),
+                }
+            }
+            return Err(SupervisorError::Protocol(
+                "history stream ended early".into(),
+            ));
+        }
+    }
+
+    /// Starts real-time bars; the subscription is restored on every new worker.
+    pub fn subscribe(
+        &self,
+        sub: SubscribeRequest,
+        timeout: Duration,
+    ) -> Result<(), SupervisorError> {
+        self.state
+            .lock()
+            .subscriptions
+            .insert(sub.symbol.clone(), sub.clone());
+        match self.request(Request::Subscribe(sub.clone()), timeout)? {
+            Reply::Subscribed => Ok(()),
+            Reply::Error(e) => {
+                self.state.lock().subscriptions.remove(&sub.symbol);
+                Err(SupervisorError::Remote(e))
+            }
+            other => Err(SupervisorError::Protocol(format!("{other:?} to subscribe"))),
+        }
+    }
+
+    /// Measures `n` ping round trips on the current worker.
+    pub fn ping_round_trips(&self, n: usize) -> Result<Vec<Duration>, SupervisorError> {
+        let (_, client) = self.client()?;
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let start = Instant::now();
+            let payload = (i as u64).to_le_bytes().to_vec();
+            match client.request(Request::Ping { payload }, Duration::from_secs(5)) {
+                Ok(Reply::Pong { .. }) => out.push(start.elapsed()),
+                Ok(other) => return Err(SupervisorError::Protocol(format!("{other:?} to ping"))),
+                Err(e) => return Err(SupervisorError::Request(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counters for the summary.
+    pub fn stats(&self) -> SupervisorStats {
+        let st = self.state.lock();
+        SupervisorStats {
+            restarts: self.restarts.load(Ordering::Relaxed),
+            failed_requests: self.failed_requests.load(Ordering::Relaxed),
+            bridge: st
+                .client
+                .as_ref()
+                .map(|c| c.control().stats())
+                .unwrap_or_default(),
+            worker_pid: st.client.as_ref().map(|c| c.control().peer_pid()),
+        }
+    }
+
+    /// Asks the worker to disconnect and exit, then closes the bridge (killing the worker if it
+    /// does not exit within the grace period). No restarts after this.
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::Release);
+        let client = self.state.lock().client.take();
+        if let Some(client) = client {
+            if !client.control().is_gone() {
+                match client.request(Request::Shutdown, Duration::from_secs(2)) {
+                    Ok(_) => tracing::info!("worker disconnected from the broker"),
+                    Err(e) => tracing::warn!("worker did not confirm shutdown: {e}"),
+                }
+            }
+            client.control().close();
+        }
+    }
+}
