@@ -1,5 +1,7 @@
 //! Cross-process tests of the bridge: real worker processes (`bridge-peer`) over real segments.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -1,0 +1,568 @@
+//! End-to-end tests of the runner and its worker: real processes, real segments.
+//!
+//! Each failure of the pipe-based design it replaces has a test here that shows it cannot
+//! happen: commands stuck behind a blocked pipe (`ten_thousand_commands_…`), `connect`
+//! answered before the handshake (`connect_waits_…`), worker logs lost (`worker_log_lines_…`),
+//! timeouts fetching symbols concurrently (`history_for_7_…`, `history_for_200_…`), signals
+//! from a price of 0 (`a_symbol_without_data_…`, `signals_never_carry_…`), and a mismatched
+//! worker build (the bridge's `a_build_mismatch_is_refused`; here the worker is the runner's
+//! own executable).
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bridge::protocol::{ErrorKind, Reply, Request};
+use bridge::{Client, ClientConfig};
+use worker::{BackendOptions, SimFaults, SimOptions, WorkerOptions};
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
+
+fn runner(args: &[&str]) -> Command {
+    let mut cmd = Command::new(RUNNER);
+    cmd.args(args).env_remove("RUNNER_SIM_FAULTS");
+    for (k, _) in runner::config::ENV_VARS {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+fn output(mut cmd: impl std::borrow::BorrowMut<Command>) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.borrow_mut().output().expect("runner starts");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// The summary table's rows: symbol -> (history, live, the rest of the row).
+fn table(stdout: &str) -> HashMap<String, (usize, usize, String)> {
+    stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (
+                cols[0].to_string(),
+                (
+                    cols[1].parse().unwrap(),
+                    cols[2].parse().unwrap(),
+                    cols[3..].join(" "),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn counter(stdout: &str, label: &str) -> u64 {
+    let at = stdout
+        .find(label)
+        .unwrap_or_else(|| panic!("{label} in {stdout}"));
+    stdout[at + label.len()..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("runner-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.contains(") Z"),
+        Err(_) => false,
+    }
+}
+
+fn segments_of(pid: u32) -> Vec<String> {
+    std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("ibbridge-{pid}-")))
+        .collect()
+}
+
+/// A worker started directly over the bridge, as the runner starts it.
+fn worker_client(faults: SimFaults, handshake_ms: u64) -> Client {
+    let exe = Path::new(RUNNER);
+    let build_id = worker::build_id_of(exe);
+    let mut options = WorkerOptions::new(
+        build_id.clone(),
+        BackendOptions::Sim(SimOptions {
+            faults,
+            ..SimOptions::default()
+        }),
+    );
+    options.handshake_timeout_ms = handshake_ms;
+    let cfg = ClientConfig {
+        channel: bridge::channel::Config {
+            build_id,
+            ..bridge::channel::Config::default()
+        },
+        ..ClientConfig::default()
+    };
+    Client::spawn(worker::command(exe, &options).unwrap(), &cfg)
+        .expect("worker starts")
+        .0
+}
+
+fn symbols(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("S{i:03}")).collect()
+}
+
+#[test]
+fn the_default_run_prints_a_table_and_writes_signals() {
+    let signals = temp("default.csv");
+    let (code, stdout, stderr) = output(
+        runner(&[
+            "run",
+            "--duration",
+            "2",
+            "--signals",
+            signals.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let rows = table(&stdout);
+    let expected = ["SPY", "QQQ", "AAPL", "MSFT", "NVDA", "TSLA", "AMZN"];
+    assert_eq!(rows.len(), 7, "{stdout}");
+    for s in expected {
+        let (history, live, rest) = &rows[s];
+        assert_eq!(*history, 1440, "{s}");
+        assert!(*live >= 1, "{s} got live bars: {stdout}");
+        let signal = rest.split_whitespace().last().unwrap();
+        assert!(["buy", "sell", "hold"].contains(&signal), "{rest}");
+    }
+    assert!(stdout.contains("bridge round trip: p50 "), "{stdout}");
+    assert!(stdout.contains("(2000 pings)"), "{stdout}");
+    assert_eq!(counter(&stdout, "worker restarts:"), 0);
+    let csv = std::fs::read_to_string(&signals).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,symbol,price,fast_sma,slow_sma,signal")
+    );
+    let rows: Vec<&str> = lines.collect();
+    // History rows: 1440 - 30 per symbol; live rows on top.
+    assert!(rows.len() >= 7 * (1440 - 30), "{}", rows.len());
+    assert_eq!(rows.len() as u64, counter(&stdout, "signals written:"));
+}
+
+#[test]
+fn signals_never_carry_a_zero_or_empty_price() {
+    let signals = temp("prices.csv");
+    let (code, _, stderr) = output(runner(&[
+        "run",
+        "--history-only",
+        "--symbols",
+        "SPY,QQQ",
+        "--signals",
+        signals.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let csv = std::fs::read_to_string(&signals).unwrap();
+    for row in csv.lines().skip(1) {
+        let cols: Vec<&str> = row.split(',').collect();
+        assert_eq!(cols.len(), 6, "{row}");
+        for c in &cols[2..5] {
+            let v: f64 = c.parse().unwrap_or_else(|_| panic!("{row}"));
+            assert!(v > 0.0 && v.is_finite(), "{row}");
+        }
+        assert!(["buy", "sell", "hold"].contains(&cols[5]), "{row}");
+    }
+}
+
+#[test]
+fn ten_thousand_commands_sent_as_fast_as_possible_are_all_answered() {
+    let client = worker_client(SimFaults::default(), 5000);
+    match client
+        .request(Request::Connect, Duration::from_secs(10))
+        .unwrap()
+    {
+        Reply::Connected { accounts, .. } => assert!(!accounts.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    // All sent before any is awaited: nothing can block the sender.
+    let streams: Vec<_> = (0..10_000u32)
+        .map(|i| {
+            let request = if i % 10 == 0 {
+                Request::Accounts
+            } else {
+                Request::Ping {
+                    payload: i.to_le_bytes().to_vec(),
+                }
+            };
+            (i, client.stream(request, Duration::from_secs(60)).unwrap())
+        })
+        .collect();
+    let mut answered = 0;
+    for (i, stream) in streams {
+        let replies: Vec<Reply> = stream.map(Result::unwrap).collect();
+        let expected = if i % 10 == 0 {
+            Reply::Accounts(vec![worker::sim::ACCOUNT.to_string()])
+        } else {
+            Reply::Pong {
+                payload: i.to_le_bytes().to_vec(),
+            }
+        };
+        assert_eq!(replies, vec![expected], "command {i}");
+        answered += 1;
+    }
+    assert_eq!(answered, 10_000);
+    assert_eq!(client.control().stats().stray_replies, 0);
+}
+
+#[test]
+fn ten_thousand_commands_from_eight_threads_are_matched() {
+    let client = Arc::new(worker_client(SimFaults::default(), 5000));
+    let threads: Vec<_> = (0..8u32)
+        .map(|t| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                for i in 0..1250u32 {
+                    let payload = (t * 1_000_000 + i).to_le_bytes().to_vec();
+                    let reply = client
+                        .request(
+                            Request::Ping {
+                                payload: payload.clone(),
+                            },
+                            Duration::from_secs(30),
+                        )
+                        .unwrap();
+                    assert_eq!(reply, Reply::Pong { payload });
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn connect_waits_for_accounts_that_arrive_late() {
+    let client = worker_client(
+        SimFaults {
+            accounts_delay_ms: 2000,
+            ..SimFaults::default()
+        },
+        10_000,
+    );
+    let start = Instant::now();
+    let reply = client
+        .request(Request::Connect, Duration::from_secs(15))
+        .unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "answered after {waited:?}"
+    );
+    assert_eq!(
+        reply,
+        Reply::Connected {
+            accounts: vec![worker::sim::ACCOUNT.to_string()],
+            next_order_id: 1
+        }
+    );
+}
+
+#[test]
+fn connect_without_accounts_is_a_timeout_error_never_connected() {
+    let client = worker_client(
+        SimFaults {
+            accounts_never: true,
+            ..SimFaults::default()
+        },
+        500,
+    );
+    match client
+        .request(Request::Connect, Duration::from_secs(10))
+        .unwrap()
+    {
+        Reply::Error(e) => {
+            assert_eq!(e.kind, ErrorKind::Timeout);
+            assert!(e.message.contains("managed accounts"), "{}", e.message);
+        }
+        other => panic!("expected a timeout error, got {other:?}"),
+    }
+    // And the runner says so and exits non-zero.
+    let cfg = temp("handshake.toml");
+    std::fs::write(&cfg, "[bridge]\nhandshake_timeout_ms = 500\n").unwrap();
+    let (code, stdout, stderr) = output(
+        runner(&["run", "--config", cfg.to_str().unwrap()])
+            .env("RUNNER_SIM_FAULTS", "accounts_never"),
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: cannot connect to the broker: Timeout: managed accounts"),
+        "{last}"
+    );
+}
+
+#[test]
+fn history_for_7_symbols_at_once_is_complete() {
+    let (code, stdout, stderr) = output(runner(&["run", "--history-only"]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows = table(&stdout);
+    assert_eq!(rows.len(), 7);
+    assert!(
+        rows.values().all(|(h, l, _)| *h == 1440 && *l == 0),
+        "{stdout}"
+    );
+    // Progress was shown, one line per symbol (stderr is not a terminal here).
+    assert_eq!(stderr.matches("1440 bars").count(), 7, "{stderr}");
+}
+
+#[test]
+fn history_for_200_symbols_at_once_is_complete() {
+    let list = symbols(200).join(",");
+    let (code, stdout, stderr) = output(runner(&["run", "--history-only", "--symbols", &list]));
+    assert_eq!(code, 0, "{stderr}");
+    let rows = table(&stdout);
+    assert_eq!(rows.len(), 200);
+    for s in symbols(200) {
+        assert_eq!(rows[&s].0, 1440, "{s}");
+    }
+    assert_eq!(counter(&stdout, "worker restarts:"), 0);
+}
+
+#[test]
+fn a_worker_killed_mid_fetch_is_replaced_and_the_fetch_completes() {
+    let (code, stdout, stderr) = output(
+        runner(&["run", "--history-only", "--symbols", &symbols(20).join(",")])
+            .env("RUNNER_SIM_FAULTS", "crash_after_batches=5"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let rows = table(&stdout);
+    assert_eq!(rows.len(), 20);
+    assert!(rows.values().all(|(h, _, _)| *h == 1440), "{stdout}");
+    assert_eq!(counter(&stdout, "worker restarts:"), 1, "{stdout}");
+    assert!(counter(&stdout, "retried:") >= 1, "{stdout}");
+    assert!(stderr.contains("was killed by signal 9"), "{stderr}");
+}
+
+#[test]
+fn a_stopped_worker_is_detected_as_hung_and_replaced() {
+    let cfg = temp("hang.toml");
+    std::fs::write(&cfg, "[bridge]\nhang_timeout_ms = 1000\n").unwrap();
+    let (code, stdout, stderr) = output(
+        runner(&[
+            "run",
+            "--history-only",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--symbols",
+            &symbols(20).join(","),
+        ])
+        .env("RUNNER_SIM_FAULTS", "hang_after_batches=5"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let rows = table(&stdout);
+    assert!(rows.values().all(|(h, _, _)| *h == 1440), "{stdout}");
+    assert_eq!(counter(&stdout, "worker restarts:"), 1, "{stdout}");
+    assert!(stderr.contains("hung"), "{stderr}");
+}
+
+#[test]
+fn a_killed_runner_leaves_no_worker_and_no_segment() {
+    let mut child = runner(&["run", "--duration", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runner_pid = child.id();
+    let mut worker_pid = None;
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(at) = line.find("worker started generation=0 pid=") {
+            worker_pid = line[at..]
+                .rsplit('=')
+                .next()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+        }
+        if line.contains("live phase") {
+            break;
+        }
+    }
+    let worker_pid = worker_pid.expect("the runner logs its worker's pid");
+    assert!(alive(worker_pid));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    while alive(worker_pid) && killed.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = killed.elapsed();
+    assert!(!alive(worker_pid), "the worker is still running");
+    assert!(
+        took < Duration::from_secs(2),
+        "the worker took {took:?} to exit"
+    );
+    assert_eq!(segments_of(runner_pid), Vec::<String>::new());
+}
+
+#[test]
+fn ctrl_c_stops_the_worker_prints_the_summary_and_exits_zero() {
+    let mut child = runner(&["run", "--duration", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut worker_pid = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(at) = line.find("worker started generation=0 pid=") {
+            worker_pid = line[at..]
+                .rsplit('=')
+                .next()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+        }
+        if line.contains("live phase") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{rest:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("(interrupted)"), "{stdout}");
+    assert_eq!(table(&stdout).len(), 7);
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("disconnected from the simulated market")),
+        "{rest:?}"
+    );
+    assert!(!alive(worker_pid.unwrap()));
+}
+
+#[test]
+fn worker_log_lines_appear_in_the_runner_log() {
+    let (code, _, stderr) = output(runner(&["run", "--history-only", "--symbols", "SPY"]));
+    assert_eq!(code, 0, "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("connected to the simulated market"))
+        .unwrap_or_else(|| panic!("no worker line in {stderr}"));
+    assert!(line.contains("INFO worker:"), "{line}");
+    assert!(line.contains("origin=\"worker::sim\""), "{line}");
+}
+
+#[test]
+fn a_symbol_without_data_is_reported_and_gets_no_signal() {
+    let signals = temp("nodata.csv");
+    let (code, stdout, stderr) = output(
+        runner(&[
+            "run",
+            "--history-only",
+            "--symbols",
+            "SPY,TSLA",
+            "--signals",
+            signals.to_str().unwrap(),
+        ])
+        .env("RUNNER_SIM_FAULTS", "no_data=TSLA"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let rows = table(&stdout);
+    assert_eq!(rows["TSLA"].0, 0);
+    assert!(
+        rows["TSLA"]
+            .2
+            .starts_with("- - - no data: NoData: no data for TSLA"),
+        "{stdout}"
+    );
+    assert_eq!(rows["SPY"].0, 1440);
+    let csv = std::fs::read_to_string(&signals).unwrap();
+    assert!(!csv.contains(",TSLA,"));
+    assert!(csv.contains(",SPY,"));
+}
+
+fn one_error_line(args: &[&str], expected: &str) {
+    let (code, stdout, stderr) = output(runner(args));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert_eq!(stdout, "");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(expected), "{stderr}");
+}
+
+#[test]
+fn bad_configuration_is_one_clear_line_and_a_nonzero_exit() {
+    let unknown = temp("unknown.toml");
+    std::fs::write(
+        &unknown,
+        "backend = \"sim\"\n\n[live]\nduraton_seconds = 3\n",
+    )
+    .unwrap();
+    one_error_line(
+        &["run", "--config", unknown.to_str().unwrap()],
+        "line 4: unknown field `duraton_seconds`",
+    );
+    let wrong = temp("wrong.toml");
+    std::fs::write(&wrong, "[history]\nbar_seconds = \"sixty\"\n").unwrap();
+    one_error_line(
+        &["run", "--config", wrong.to_str().unwrap()],
+        "line 2: invalid type: string \"sixty\", expected u32",
+    );
+    one_error_line(
+        &["run", "--config", "/nonexistent/runner.toml"],
+        "config file /nonexistent/runner.toml: not found",
+    );
+    one_error_line(
+        &["run", "--symbols", "SPY,no way"],
+        "invalid symbol \"no way\"",
+    );
+    one_error_line(
+        &["check-config", "--backend", "tws"],
+        "unknown backend \"tws\"",
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let file = temp("check.toml");
+    std::fs::write(&file, "symbols = [\"SPY\"]\n[sim]\nseed = 9\n").unwrap();
+    let (code, stdout, stderr) = output(
+        runner(&[
+            "check-config",
+            "--config",
+            file.to_str().unwrap(),
+            "--duration",
+            "12",
+        ])
+        .env("RUNNER_SEED", "11"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("symbols = [\"SPY\"]"), "{stdout}");
+    assert!(stdout.contains("seed = 11"), "{stdout}");
+    assert!(stdout.contains("duration_seconds = 12"), "{stdout}");
+}
