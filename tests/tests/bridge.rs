@@ -329,7 +329,7 @@ fn requests_in_flight_fail_when_the_worker_is_killed() {
 fn a_stopped_worker_is_declared_hung_and_killed() {
     let cfg = ClientConfig {
         channel: channel::Config {
-            hang_timeout: Duration::from_millis(500),
+            hang_timeout: Duration::from_millis(1000),
             ..tests::config()
         },
         ..ClientConfig::default()
