@@ -11,9 +11,9 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -383,16 +383,16 @@ fn a_stopped_worker_is_detected_as_hung_and_replaced() {
     assert!(stderr.contains("hung"), "{stderr}");
 }
 
-#[test]
-fn a_killed_runner_leaves_no_worker_and_no_segment() {
+/// Starts `runner run --duration 0` and reads its log until the live phase: returns the
+/// runner, its worker's pid, and the rest of its log.
+fn live_run(stdout: Stdio) -> (Child, u32, Lines<BufReader<ChildStderr>>) {
     let mut child = runner(&["run", "--duration", "0"])
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let runner_pid = child.id();
-    let mut worker_pid = None;
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut worker_pid = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(at) = line.find("worker started generation=0 pid=") {
@@ -406,6 +406,13 @@ fn a_killed_runner_leaves_no_worker_and_no_segment() {
         }
     }
     let worker_pid = worker_pid.expect("the runner logs its worker's pid");
+    (child, worker_pid, lines)
+}
+
+#[test]
+fn a_killed_runner_leaves_no_worker_and_no_segment() {
+    let (mut child, worker_pid, _log) = live_run(Stdio::null());
+    let runner_pid = child.id();
     assert!(alive(worker_pid));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -424,26 +431,7 @@ fn a_killed_runner_leaves_no_worker_and_no_segment() {
 
 #[test]
 fn ctrl_c_stops_the_worker_prints_the_summary_and_exits_zero() {
-    let mut child = runner(&["run", "--duration", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let mut worker_pid = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(at) = line.find("worker started generation=0 pid=") {
-            worker_pid = line[at..]
-                .rsplit('=')
-                .next()
-                .and_then(|p| p.trim().parse::<u32>().ok());
-        }
-        if line.contains("live phase") {
-            break;
-        }
-    }
+    let (child, worker_pid, lines) = live_run(Stdio::piped());
     std::thread::sleep(Duration::from_millis(300));
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -461,7 +449,7 @@ fn ctrl_c_stops_the_worker_prints_the_summary_and_exits_zero() {
             .any(|l| l.contains("disconnected from the simulated market")),
         "{rest:?}"
     );
-    assert!(!alive(worker_pid.unwrap()));
+    assert!(!alive(worker_pid));
 }
 
 #[test]
