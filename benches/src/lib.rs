@@ -1,2 +1,105 @@
-//! Benchmarks of the bridge and the baselines it is compared with.
+//! The comparison harness's pieces: the messages, the framing of the baselines, the peer
+//! process of every transport, and the parent-side transports.
+//!
+//! Every transport carries the same [`Envelope`]s encoded by the same codec
+//! (`bridge::codec`). The baselines frame them with a 4-byte length prefix, write each message
+//! with one `write` (as a request/reply system must; `pipe_buffered` batches into 64 KiB), and
+//! read on a dedicated thread that hands replies to the requester, which is how a correct
+//! pipe-based client works.
 #![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)] // a benchmark that cannot proceed should stop loudly
+
+pub mod peer;
+pub mod transport;
+
+use bridge::protocol::{Body, Envelope, Reply, Request};
+
+/// A request with a payload of `len` bytes.
+pub fn request(id: u64, len: usize) -> Envelope {
+    Envelope {
+        id,
+        body: Body::Request(Request::Ping {
+            payload: vec![0xA5; len],
+        }),
+    }
+}
+
+/// The reply a peer sends for `req`.
+pub fn reply(req: Envelope) -> Envelope {
+    let payload = match req.body {
+        Body::Request(Request::Ping { payload }) => payload,
+        _ => Vec::new(),
+    };
+    Envelope {
+        id: req.id,
+        body: Body::Reply(Reply::Pong { payload }),
+    }
+}
+
+/// The message that ends a stream, carrying how many messages were sent.
+pub fn end_of_stream(sent: u64) -> Envelope {
+    Envelope {
+        id: u64::MAX,
+        body: Body::Heartbeat { seq: sent },
+    }
+}
+
+/// Whether `env` ends a stream; returns the count it carries.
+pub fn is_end(env: &Envelope) -> Option<u64> {
+    match env.body {
+        Body::Heartbeat { seq } if env.id == u64::MAX => Some(seq),
+        _ => None,
+    }
+}
+
+/// The connection settings of the harness's shm transport.
+pub fn shm_config() -> bridge::channel::Config {
+    bridge::channel::Config {
+        build_id: "bridge-bench".into(),
+        ..bridge::channel::Config::default()
+    }
+}
+
+/// Length-prefixed framing for the pipe and socket baselines.
+pub mod framing {
+    use std::io::{self, Read, Write};
+
+    /// Appends one frame (`u32` little-endian length, then the bytes) to `out`.
+    pub fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+
+    /// Writes one frame with one `write_all`.
+    pub fn write(w: &mut impl Write, scratch: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
+        scratch.clear();
+        put(scratch, bytes);
+        w.write_all(scratch)
+    }
+
+    /// Reads one frame into `buf`; `Ok(false)` at end of stream.
+    pub fn read(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
+        let mut len = [0u8; 4];
+        match r.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        buf.resize(len, 0);
+        r.read_exact(buf)?;
+        Ok(true)
+    }
+}
+
+/// CPU time (user + system, all threads) a process has used, in nanoseconds.
+pub fn cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}

@@ -604,14 +604,58 @@ impl Sender {
         msg: &T,
         deadline: Instant,
     ) -> Result<(), SendError> {
-        codec::encode_into(msg, &mut self.scratch).map_err(SendError::Encode)?;
-        push(&mut self.tx, &self.link, &self.scratch, Some(deadline))
+        let n = self.encode(msg)?;
+        push(&mut self.tx, &self.link, &self.scratch[..n], Some(deadline))
     }
 
     /// Encodes and sends one message if there is room now.
     pub fn try_send<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<(), SendError> {
-        codec::encode_into(msg, &mut self.scratch).map_err(SendError::Encode)?;
-        push(&mut self.tx, &self.link, &self.scratch, None)
+        let n = self.encode(msg)?;
+        push(&mut self.tx, &self.link, &self.scratch[..n], None)
+    }
+
+    /// Encodes `msg` at the start of the scratch buffer, growing it as needed up to one byte
+    /// more than the maximum frame; returns the length.
+    fn encode<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize, SendError> {
+        let max = self.tx.max_frame();
+        loop {
+            match codec::encode_to_slice(msg, &mut self.scratch) {
+                Ok(n) if n > max => return Err(SendError::TooLarge { len: n, max }),
+                Ok(n) => return Ok(n),
+                Err(CodecError::BufferTooSmall) if self.scratch.len() <= max => {
+                    let grown = (self.scratch.len() * 2).clamp(256, max + 1);
+                    self.scratch.resize(grown, 0);
+                }
+                Err(CodecError::BufferTooSmall) => {
+                    let len = codec::encode(msg).map(|v| v.len()).unwrap_or(max + 1);
+                    return Err(SendError::TooLarge { len, max });
+                }
+                Err(e) => return Err(SendError::Encode(e)),
+            }
+        }
+    }
+
+    /// Encodes and writes one message without publishing it, waiting for room until
+    /// `deadline`: for a producer with more to send. The receiver sees it after [`flush`], or
+    /// sooner once a quarter of the ring is pending (or the ring fills).
+    ///
+    /// [`flush`]: Self::flush
+    pub fn feed<T: Serialize + ?Sized>(
+        &mut self,
+        msg: &T,
+        deadline: Instant,
+    ) -> Result<(), SendError> {
+        let n = self.encode(msg)?;
+        write(&mut self.tx, &self.link, &self.scratch[..n], Some(deadline))?;
+        if self.tx.unpublished() >= self.tx.capacity() / 4 {
+            self.tx.publish();
+        }
+        Ok(())
+    }
+
+    /// Publishes everything fed so far.
+    pub fn flush(&mut self) {
+        self.tx.publish();
     }
 
     /// Largest frame accepted.
@@ -626,15 +670,28 @@ fn push(
     bytes: &[u8],
     deadline: Option<Instant>,
 ) -> Result<(), SendError> {
+    write(tx, link, bytes, deadline)?;
+    tx.publish();
+    Ok(())
+}
+
+/// Writes one frame (unpublished), waiting for room until `deadline` (`None`: not at all).
+fn write(
+    tx: &mut Producer,
+    link: &Link,
+    bytes: &[u8],
+    deadline: Option<Instant>,
+) -> Result<(), SendError> {
     loop {
         if link.is_gone() {
             return Err(SendError::PeerGone(
                 link.gone_reason().unwrap_or(GoneReason::ClosedHere),
             ));
         }
-        match tx.try_push(bytes) {
+        match tx.write(bytes) {
             Ok(()) => return Ok(()),
-            Err(PushError::Full) => {}
+            // What is pending must be visible, or the consumer cannot make room.
+            Err(PushError::Full) => tx.publish(),
             Err(PushError::TooLarge { len, max }) => return Err(SendError::TooLarge { len, max }),
             Err(PushError::Corrupt(c)) => {
                 return Err(SendError::PeerGone(
@@ -673,7 +730,7 @@ impl Receiver {
         let corrupt = |link: &Link, c: crate::ring::Corruption| {
             RecvError::PeerGone(link.declare_gone(GoneReason::Corrupt(c.to_string())))
         };
-        match self.rx.pop_into(&mut self.buf) {
+        match self.rx.pop_lazy(&mut self.buf) {
             Ok(true) => Ok(true),
             Err(c) => Err(corrupt(&self.link, c)),
             Ok(false) => {

@@ -30,6 +30,8 @@ pub enum CodecError {
     Decode(String),
     /// The bytes hold a valid value followed by `extra` unexpected bytes.
     Trailing { extra: usize },
+    /// The value does not fit the buffer given to [`encode_to_slice`].
+    BufferTooSmall,
 }
 
 impl fmt::Display for CodecError {
@@ -40,6 +42,7 @@ impl fmt::Display for CodecError {
             CodecError::Trailing { extra } => {
                 write!(f, "message followed by {extra} unexpected bytes")
             }
+            CodecError::BufferTooSmall => f.write_str("message does not fit the buffer"),
         }
     }
 }
@@ -52,6 +55,19 @@ pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Resul
     bincode::serde::encode_into_std_write(value, out, config())
         .map(|_| ())
         .map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Encodes `value` at the start of `buf`; returns the length. Faster than
+/// [`encode_into`] (no growth checks per field); fails with [`CodecError::BufferTooSmall`]
+/// when `buf` is too short, leaving the caller to grow it.
+pub fn encode_to_slice<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut [u8],
+) -> Result<usize, CodecError> {
+    bincode::serde::encode_into_slice(value, buf, config()).map_err(|e| match e {
+        bincode::error::EncodeError::UnexpectedEnd => CodecError::BufferTooSmall,
+        e => CodecError::Encode(e.to_string()),
+    })
 }
 
 /// Encodes `value` into a new buffer.
@@ -104,6 +120,24 @@ mod tests {
         };
         let bytes = encode(&s).unwrap();
         assert_eq!(decode::<Sample>(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn encoding_into_a_slice_matches_and_reports_a_short_buffer() {
+        let s = Sample {
+            id: 7,
+            name: "SPY".into(),
+            values: vec![1.5, -2.0],
+            maybe: Some(1),
+        };
+        let expected = encode(&s).unwrap();
+        let mut buf = vec![0u8; 256];
+        let n = encode_to_slice(&s, &mut buf).unwrap();
+        assert_eq!(&buf[..n], expected.as_slice());
+        assert_eq!(
+            encode_to_slice(&s, &mut buf[..n - 1]),
+            Err(CodecError::BufferTooSmall)
+        );
     }
 
     #[test]

@@ -53,7 +53,10 @@ pub struct Hello {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Echoed back as [`Reply::Pong`].
-    Ping { payload: Vec<u8> },
+    Ping {
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
     /// Connect to the broker; answered only once the connection is ready.
     Connect,
     /// The managed accounts.
@@ -99,6 +102,7 @@ pub struct SubscribeRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
     Pong {
+        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// The broker connection is ready: accounts and the next order id are known.

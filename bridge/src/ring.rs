@@ -534,6 +534,8 @@ pub struct Producer {
     ring: RawRing,
     /// Our position; the shared `tail` is only ever written from this.
     tail: u64,
+    /// Position last published (`tail` may be ahead: written, not published).
+    published: u64,
     /// Last validated consumer position.
     cached_head: u64,
     broken: Option<Corruption>,
@@ -564,6 +566,7 @@ impl Producer {
             full_events: p.full_events.load(Ordering::Relaxed),
             wakes: p.wakes.load(Ordering::Relaxed),
             tail,
+            published: tail,
             cached_head: head,
             broken: None,
             ring,
@@ -650,6 +653,10 @@ impl Producer {
     /// Makes every written frame visible to the consumer and wakes it if it sleeps.
     #[inline]
     pub fn publish(&mut self) {
+        if self.published == self.tail {
+            return;
+        }
+        self.published = self.tail;
         let p = &self.ring.ctrl().producer.0;
         // SYNC POINT: frame bytes written before this Release store are visible to the
         // consumer after its Acquire load of `tail` (in `refresh_tail` / `wait_for_data`).
@@ -660,6 +667,11 @@ impl Producer {
             self.wakes += 1;
             p.wakes.store(self.wakes, Ordering::Relaxed);
         }
+    }
+
+    /// Bytes written but not yet published.
+    pub fn unpublished(&self) -> usize {
+        (self.tail - self.published) as usize
     }
 
     /// Bytes free for frames right now (from the last validated consumer position).
@@ -737,6 +749,8 @@ pub struct Consumer {
     head: u64,
     /// Last validated producer position.
     cached_tail: u64,
+    /// Position last published to the producer (`head` may be ahead: taken, not released).
+    released: u64,
     broken: Option<Corruption>,
     wakes: u64,
 }
@@ -759,6 +773,7 @@ impl Consumer {
             wakes: c.wakes.load(Ordering::Relaxed),
             head,
             cached_tail: head,
+            released: head,
             broken: None,
             ring,
         }
@@ -782,6 +797,22 @@ impl Consumer {
             return Ok(false);
         }
         self.release();
+        Ok(true)
+    }
+
+    /// Like [`pop_into`](Self::pop_into), but frees space lazily: after a quarter of the ring
+    /// has been consumed, or when the ring is found empty. Under load this saves the release
+    /// store and doorbell check (a `SeqCst` fence) of every frame; the producer still sees
+    /// space long before the ring could fill.
+    pub fn pop_lazy(&mut self, out: &mut Vec<u8>) -> Result<bool, Corruption> {
+        out.clear();
+        if !self.take(out)? {
+            self.release();
+            return Ok(false);
+        }
+        if self.head - self.released >= self.ring.capacity as u64 / 4 {
+            self.release();
+        }
         Ok(true)
     }
 
@@ -839,6 +870,10 @@ impl Consumer {
     /// Frees the space of every frame taken so far and wakes the producer if it waits for it.
     #[inline]
     pub fn release(&mut self) {
+        if self.released == self.head {
+            return;
+        }
+        self.released = self.head;
         let c = &self.ring.ctrl().consumer.0;
         // SYNC POINT: the frames before `head` were copied out; pairs with the producer's
         // Acquire load of `head` in `refresh_head`, after which it may overwrite them.

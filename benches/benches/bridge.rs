@@ -1,0 +1,98 @@
+//! criterion benchmarks: the ring in one process, the bridge across processes (round trip and
+//! one-way stream), and the codec.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use benches::transport::{Connection, Kind};
+use bridge::codec;
+use bridge::protocol::{Bar, Body, Envelope, Reply};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+const PEER: &str = env!("CARGO_BIN_EXE_bridge-bench");
+
+fn ring(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ring");
+    for len in [64usize, 16 * 1024] {
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(format!("push_pop_{len}"), |b| {
+            let (mut tx, mut rx) = bridge::ring::heap(1 << 20, 256 << 10).unwrap();
+            let frame = vec![7u8; len];
+            let mut out = Vec::with_capacity(len);
+            b.iter(|| {
+                tx.try_push(black_box(&frame)).unwrap();
+                assert!(rx.pop_into(&mut out).unwrap());
+                black_box(&out);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn cross_process(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cross_process");
+    g.measurement_time(Duration::from_secs(5));
+    let mut conn = Connection::start(Path::new(PEER), Kind::Shm, "echo", 64, 0.0);
+    let mut req = benches::request(0, 64);
+    g.bench_function("rtt_64", |b| {
+        b.iter(|| {
+            req.id += 1;
+            black_box(conn.round_trip(&req));
+        })
+    });
+    conn.close();
+    for len in [64usize, 16 * 1024] {
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(format!("stream_{len}"), |b| {
+            b.iter_custom(|iters| {
+                // One producer run per sample: time per message received.
+                let secs = (iters as f64 * 1e-7).clamp(0.05, 2.0);
+                let mut conn = Connection::start(Path::new(PEER), Kind::Shm, "produce", len, secs);
+                let start = Instant::now();
+                let s = conn.consume();
+                let took = start.elapsed();
+                conn.close();
+                took.mul_f64(iters as f64 / s.messages.max(1) as f64)
+            })
+        });
+    }
+    g.finish();
+}
+
+fn codec_cases(c: &mut Criterion) {
+    let mut g = c.benchmark_group("codec");
+    let bar = Bar {
+        time: 1_700_000_000,
+        open: 1.0,
+        high: 2.0,
+        low: 0.5,
+        close: 1.5,
+        volume: 100.0,
+    };
+    let cases = [
+        ("request", benches::request(7, 64)),
+        ("reply", benches::reply(benches::request(7, 64))),
+        (
+            "bars_1000",
+            Envelope {
+                id: 7,
+                body: Body::Reply(Reply::Bars(vec![bar; 1000])),
+            },
+        ),
+    ];
+    for (name, msg) in cases {
+        let mut buf = Vec::new();
+        g.bench_function(format!("encode_{name}"), |b| {
+            b.iter(|| codec::encode_into(black_box(&msg), &mut buf).unwrap())
+        });
+        let bytes = codec::encode(&msg).unwrap();
+        g.bench_function(format!("decode_{name}"), |b| {
+            b.iter(|| black_box(codec::decode::<Envelope>(black_box(&bytes)).unwrap()))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ring, cross_process, codec_cases);
+criterion_main!(benches);

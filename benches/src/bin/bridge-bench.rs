@@ -1,0 +1,311 @@
+//! The comparison harness: the bridge against pipes and Unix sockets, same messages, same
+//! codec, in one run.
+//!
+//! ```text
+//! bridge-bench [--json] [--quick] [--runs N] [--case PREFIX]
+//! ```
+//!
+//! `--case` runs only the cases whose name (`rtt_hot/shm`, `stream/pipe/64`, `idle/uds`, …)
+//! starts with PREFIX.
+//!
+//! Prints one JSON object (`--json`) or a table. With `--runs N` every case runs N times and
+//! each figure is the median of the N runs.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use benches::transport::{Connection, Kind};
+use benches::{cpu_ns, request};
+
+const PAYLOAD: usize = 64;
+const LARGE: usize = 16 * 1024;
+
+struct Plan {
+    hot_iters: usize,
+    cold_iters: usize,
+    stream_secs: f64,
+    idle_secs: f64,
+}
+
+/// One result row: identifying fields, then figures.
+#[derive(Debug, Clone)]
+struct Row {
+    transport: &'static str,
+    case: &'static str,
+    msg_bytes: Option<usize>,
+    figures: Vec<(&'static str, f64)>,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64
+}
+
+fn rtt(exe: &Path, kind: Kind, iters: usize, idle_before: Option<Duration>) -> Vec<u64> {
+    let mut c = Connection::start(exe, kind, "echo", PAYLOAD, 0.0);
+    let mut req = request(0, PAYLOAD);
+    let warmup = if idle_before.is_some() { 5 } else { iters / 10 };
+    let mut samples = Vec::with_capacity(iters);
+    for i in 0..warmup + iters {
+        if let Some(idle) = idle_before {
+            std::thread::sleep(idle);
+        }
+        req.id = i as u64;
+        let start = Instant::now();
+        let reply = c.round_trip(&req);
+        let ns = start.elapsed().as_nanos() as u64;
+        assert_eq!(reply.id, req.id);
+        if i >= warmup {
+            samples.push(ns);
+        }
+    }
+    c.close();
+    samples.sort_unstable();
+    samples
+}
+
+fn rtt_hot(exe: &Path, kind: Kind, plan: &Plan) -> Row {
+    let s = rtt(exe, kind, plan.hot_iters, None);
+    Row {
+        transport: kind.name(),
+        case: "rtt_hot",
+        msg_bytes: None,
+        figures: vec![
+            ("p50_ns", percentile(&s, 0.5)),
+            ("p99_ns", percentile(&s, 0.99)),
+            ("p999_ns", percentile(&s, 0.999)),
+            ("iters", s.len() as f64),
+        ],
+    }
+}
+
+fn rtt_cold(exe: &Path, kind: Kind, plan: &Plan) -> Row {
+    let s = rtt(exe, kind, plan.cold_iters, Some(Duration::from_millis(6)));
+    Row {
+        transport: kind.name(),
+        case: "rtt_cold",
+        msg_bytes: None,
+        figures: vec![
+            ("p50_ns", percentile(&s, 0.5)),
+            ("p99_ns", percentile(&s, 0.99)),
+            ("iters", s.len() as f64),
+        ],
+    }
+}
+
+fn stream(exe: &Path, kind: Kind, len: usize, plan: &Plan) -> Row {
+    let mut c = Connection::start(exe, kind, "produce", len, plan.stream_secs);
+    let before = c.shm_stats();
+    let s = c.consume();
+    let after = c.shm_stats();
+    c.close();
+    let secs = s.elapsed.as_secs_f64();
+    let mut figures = vec![
+        ("msgs_per_s", s.messages as f64 / secs),
+        ("bytes_per_s", (s.messages * len as u64) as f64 / secs),
+        ("messages", s.messages as f64),
+    ];
+    if let (Some(b), Some(a)) = (before, after) {
+        figures.push((
+            "wakes",
+            (a.to_runner.wakes + a.to_worker.wakes - b.to_runner.wakes - b.to_worker.wakes) as f64,
+        ));
+    }
+    Row {
+        transport: kind.name(),
+        case: "stream",
+        msg_bytes: Some(len),
+        figures,
+    }
+}
+
+fn idle(exe: &Path, kind: Kind, plan: &Plan) -> Row {
+    let c = Connection::start(exe, kind, "idle", PAYLOAD, 0.0);
+    // Let start-up settle (spinning phases end, threads park).
+    std::thread::sleep(Duration::from_millis(300));
+    let pids = c.pids();
+    let before: u64 = pids.iter().map(|&p| cpu_ns(p)).sum();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(plan.idle_secs));
+    let used = pids.iter().map(|&p| cpu_ns(p)).sum::<u64>() - before;
+    let wall = start.elapsed().as_nanos() as f64;
+    c.close();
+    Row {
+        transport: kind.name(),
+        case: "idle",
+        msg_bytes: None,
+        figures: vec![("cpu_pct", used as f64 / wall * 100.0)],
+    }
+}
+
+fn run_once(exe: &Path, plan: &Plan, only: Option<&str>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let wanted = |name: String| only.is_none_or(|o| name.starts_with(o));
+    let req_reply = [Kind::Shm, Kind::Pipe, Kind::Uds];
+    for k in req_reply {
+        if wanted(format!("rtt_hot/{}", k.name())) {
+            rows.push(rtt_hot(exe, k, plan));
+        }
+    }
+    for k in req_reply {
+        if wanted(format!("rtt_cold/{}", k.name())) {
+            rows.push(rtt_cold(exe, k, plan));
+        }
+    }
+    for len in [PAYLOAD, LARGE] {
+        for k in [Kind::Shm, Kind::Pipe, Kind::PipeBuffered, Kind::Uds] {
+            if wanted(format!("stream/{}/{len}", k.name())) {
+                rows.push(stream(exe, k, len, plan));
+            }
+        }
+    }
+    for k in req_reply {
+        if wanted(format!("idle/{}", k.name())) {
+            rows.push(idle(exe, k, plan));
+        }
+    }
+    rows
+}
+
+/// Per (transport, case, size): the median of each figure over the runs.
+fn medians(runs: Vec<Vec<Row>>) -> Vec<Row> {
+    let mut order = Vec::new();
+    let mut groups: BTreeMap<(String, String, Option<usize>), Vec<Row>> = BTreeMap::new();
+    for run in runs {
+        for row in run {
+            let key = (row.transport.to_string(), row.case.to_string(), row.msg_bytes);
+            if !groups.contains_key(&key) {
+                order.push(key.clone());
+            }
+            groups.entry(key).or_default().push(row);
+        }
+    }
+    order
+        .into_iter()
+        .map(|key| {
+            let rows = &groups[&key];
+            let mut out = rows[0].clone();
+            for (i, (_, v)) in out.figures.iter_mut().enumerate() {
+                let mut xs: Vec<f64> = rows.iter().map(|r| r.figures[i].1).collect();
+                xs.sort_by(f64::total_cmp);
+                *v = xs[xs.len() / 2];
+            }
+            out
+        })
+        .collect()
+}
+
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn json(rows: &[Row], runs: usize, quick: bool) -> String {
+    let items: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let mut fields = vec![
+                format!("\"transport\": \"{}\"", r.transport),
+                format!("\"case\": \"{}\"", r.case),
+            ];
+            if let Some(b) = r.msg_bytes {
+                fields.push(format!("\"msg_bytes\": {b}"));
+            }
+            for (k, v) in &r.figures {
+                if r.transport != "shm" && (*k == "wakes") {
+                    continue;
+                }
+                fields.push(format!("\"{k}\": {}", number(*v)));
+            }
+            format!("{{{}}}", fields.join(", "))
+        })
+        .collect();
+    format!(
+        "{{\"runs\": {runs}, \"quick\": {quick}, \"results\": [\n  {}\n]}}",
+        items.join(",\n  ")
+    )
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut s = String::new();
+    for r in rows {
+        let size = r.msg_bytes.map(|b| format!(" {b} B")).unwrap_or_default();
+        let figs: Vec<String> = r
+            .figures
+            .iter()
+            .map(|(k, v)| format!("{k}={}", number(*v)))
+            .collect();
+        s.push_str(&format!(
+            "{:<14} {:<9}{:<8} {}\n",
+            r.transport,
+            r.case,
+            size,
+            figs.join(" ")
+        ));
+    }
+    s
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--peer") {
+        return match benches::peer::run(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bridge-bench peer: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let as_json = args.iter().any(|a| a == "--json");
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1usize)
+        .max(1);
+    let plan = if quick {
+        Plan {
+            hot_iters: 20_000,
+            cold_iters: 100,
+            stream_secs: 1.0,
+            idle_secs: 2.0,
+        }
+    } else {
+        Plan {
+            hot_iters: 200_000,
+            cold_iters: 400,
+            stream_secs: 3.0,
+            idle_secs: 2.0,
+        }
+    };
+    let exe: PathBuf = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("bridge-bench: cannot find its own executable: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let only = args
+        .iter()
+        .position(|a| a == "--case")
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str);
+    let all: Vec<Vec<Row>> = (0..runs).map(|_| run_once(&exe, &plan, only)).collect();
+    let rows = medians(all);
+    if as_json {
+        println!("{}", json(&rows, runs, quick));
+    } else {
+        print!("{}", table(&rows));
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,264 @@
+//! The parent side of every transport.
+
+use std::io::{BufReader, Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bridge::channel::{self, Channel};
+use bridge::codec;
+use bridge::protocol::Envelope;
+use bridge::segment::SegmentStats;
+
+use crate::{framing, is_end};
+
+/// The transports compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The bridge: shared-memory rings.
+    Shm,
+    /// A pipe, one write per message.
+    Pipe,
+    /// A pipe through a 64 KiB buffer (stream case only).
+    PipeBuffered,
+    /// A Unix stream socket, one write per message.
+    Uds,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Shm => "shm",
+            Kind::Pipe => "pipe",
+            Kind::PipeBuffered => "pipe_buffered",
+            Kind::Uds => "uds",
+        }
+    }
+}
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(600)
+}
+
+enum Inner {
+    Shm(Channel),
+    Stream {
+        child: Child,
+        writer: Box<dyn Write + Send>,
+        reader: Option<Box<dyn Read + Send>>,
+        replies: Option<crossbeam_channel::Receiver<Envelope>>,
+        socket: Option<PathBuf>,
+    },
+}
+
+/// A peer process and the parent's end of the transport to it.
+pub struct Connection {
+    kind: Kind,
+    inner: Inner,
+    deadline: Instant,
+    scratch: Vec<u8>,
+    frame: Vec<u8>,
+}
+
+/// What a stream run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Streamed {
+    /// Messages received (and decoded), equal to what the peer says it sent.
+    pub messages: u64,
+    /// From the first message to the end marker.
+    pub elapsed: Duration,
+}
+
+impl Connection {
+    /// Starts `exe --peer KIND MODE LEN SECS` and connects to it.
+    pub fn start(exe: &Path, kind: Kind, mode: &str, len: usize, secs: f64) -> Connection {
+        let mut cmd = Command::new(exe);
+        cmd.args(["--peer", kind.name(), mode, &len.to_string(), &secs.to_string()]);
+        let reads_replies = mode == "echo";
+        let inner = match kind {
+            Kind::Shm => Inner::Shm(channel::spawn(cmd, &crate::shm_config()).unwrap()),
+            Kind::Pipe | Kind::PipeBuffered => {
+                let mut child = cmd
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .unwrap();
+                let writer: Box<dyn Write + Send> = Box::new(child.stdin.take().unwrap());
+                let reader: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+                Self::stream(child, writer, reader, reads_replies, None)
+            }
+            Kind::Uds => {
+                let path = std::env::temp_dir().join(format!(
+                    "bridge-bench-{}-{}.sock",
+                    std::process::id(),
+                    mode
+                ));
+                let _ = std::fs::remove_file(&path);
+                let listener = UnixListener::bind(&path).unwrap();
+                let child = cmd
+                    .env("BRIDGE_BENCH_SOCKET", &path)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .unwrap();
+                let (s, _) = listener.accept().unwrap();
+                let reader: Box<dyn Read + Send> = Box::new(s.try_clone().unwrap());
+                Self::stream(child, Box::new(s), reader, reads_replies, Some(path))
+            }
+        };
+        Connection {
+            kind,
+            inner,
+            deadline: far(),
+            scratch: Vec::new(),
+            frame: Vec::new(),
+        }
+    }
+
+    fn stream(
+        child: Child,
+        writer: Box<dyn Write + Send>,
+        reader: Box<dyn Read + Send>,
+        reads_replies: bool,
+        socket: Option<PathBuf>,
+    ) -> Inner {
+        if !reads_replies {
+            return Inner::Stream {
+                child,
+                writer,
+                reader: Some(reader),
+                replies: None,
+                socket,
+            };
+        }
+        // The reply reader: a dedicated thread that decodes and hands each reply over.
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            let mut r = BufReader::with_capacity(64 << 10, reader);
+            let mut buf = Vec::new();
+            while let Ok(true) = framing::read(&mut r, &mut buf) {
+                let Ok(env) = codec::decode::<Envelope>(&buf) else {
+                    return;
+                };
+                if tx.send(env).is_err() {
+                    return;
+                }
+            }
+        });
+        Inner::Stream {
+            child,
+            writer,
+            reader: None,
+            replies: Some(rx),
+            socket,
+        }
+    }
+
+    /// The transport.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// This process and the peer.
+    pub fn pids(&self) -> [u32; 2] {
+        let peer = match &self.inner {
+            Inner::Shm(c) => c.control.peer_pid(),
+            Inner::Stream { child, .. } => child.id(),
+        };
+        [std::process::id(), peer]
+    }
+
+    /// The segment's counters (shm only).
+    pub fn shm_stats(&self) -> Option<SegmentStats> {
+        match &self.inner {
+            Inner::Shm(c) => Some(c.control.stats()),
+            Inner::Stream { .. } => None,
+        }
+    }
+
+    /// Sends `req` and waits for its reply; encode and decode included.
+    pub fn round_trip(&mut self, req: &Envelope) -> Envelope {
+        match &mut self.inner {
+            Inner::Shm(c) => {
+                // One deadline for the whole run: reading the clock per call would be measured.
+                c.sender.send(req, self.deadline).unwrap();
+                c.receiver.recv(self.deadline).unwrap()
+            }
+            Inner::Stream {
+                writer, replies, ..
+            } => {
+                codec::encode_into(req, &mut self.scratch).unwrap();
+                framing::write(writer, &mut self.frame, &self.scratch).unwrap();
+                replies
+                    .as_ref()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(60))
+                    .unwrap()
+            }
+        }
+    }
+
+    /// Receives and decodes messages until the peer's end marker.
+    pub fn consume(&mut self) -> Streamed {
+        let mut count = 0u64;
+        let mut first = None;
+        let deadline = far();
+        let sent = match &mut self.inner {
+            Inner::Shm(c) => loop {
+                let env: Envelope = c.receiver.recv(deadline).unwrap();
+                first.get_or_insert_with(Instant::now);
+                if let Some(sent) = is_end(&env) {
+                    break sent;
+                }
+                count += 1;
+            },
+            Inner::Stream { reader, .. } => {
+                let mut r = BufReader::with_capacity(64 << 10, reader.as_mut().unwrap());
+                let mut buf = Vec::new();
+                loop {
+                    assert!(framing::read(&mut r, &mut buf).unwrap(), "stream ended early");
+                    first.get_or_insert_with(Instant::now);
+                    let env: Envelope = codec::decode(&buf).unwrap();
+                    if let Some(sent) = is_end(&env) {
+                        break sent;
+                    }
+                    count += 1;
+                }
+            }
+        };
+        let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
+        assert_eq!(count, sent, "messages lost or duplicated");
+        Streamed {
+            messages: count,
+            elapsed,
+        }
+    }
+
+    /// Closes the transport and waits for the peer to exit.
+    pub fn close(self) {
+        match self.inner {
+            Inner::Shm(c) => {
+                c.control.close();
+            }
+            Inner::Stream {
+                mut child,
+                writer,
+                reader,
+                replies,
+                socket,
+            } => {
+                drop(writer);
+                drop(reader);
+                drop(replies);
+                let _ = child.kill();
+                let _ = child.wait();
+                if let Some(p) = socket {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+    }
+}
