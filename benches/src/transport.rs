@@ -71,10 +71,24 @@ pub struct Streamed {
 }
 
 impl Connection {
-    /// Starts `exe --peer KIND MODE LEN SECS` and connects to it.
+    /// Starts `exe --peer KIND MODE LEN SECS` and connects to it. With `BRIDGE_BENCH_PEER_CPU`
+    /// set, the peer runs pinned to that CPU (through `taskset`, which execs in place).
     pub fn start(exe: &Path, kind: Kind, mode: &str, len: usize, secs: f64) -> Connection {
-        let mut cmd = Command::new(exe);
-        cmd.args(["--peer", kind.name(), mode, &len.to_string(), &secs.to_string()]);
+        let mut cmd = match std::env::var("BRIDGE_BENCH_PEER_CPU") {
+            Ok(cpu) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpu]).arg(exe);
+                c
+            }
+            Err(_) => Command::new(exe),
+        };
+        cmd.args([
+            "--peer",
+            kind.name(),
+            mode,
+            &len.to_string(),
+            &secs.to_string(),
+        ]);
         let reads_replies = mode == "echo";
         let inner = match kind {
             Kind::Shm => Inner::Shm(channel::spawn(cmd, &crate::shm_config()).unwrap()),
@@ -219,7 +233,10 @@ impl Connection {
                 let mut r = BufReader::with_capacity(64 << 10, reader.as_mut().unwrap());
                 let mut buf = Vec::new();
                 loop {
-                    assert!(framing::read(&mut r, &mut buf).unwrap(), "stream ended early");
+                    assert!(
+                        framing::read(&mut r, &mut buf).unwrap(),
+                        "stream ended early"
+                    );
                     first.get_or_insert_with(Instant::now);
                     let env: Envelope = codec::decode(&buf).unwrap();
                     if let Some(sent) = is_end(&env) {

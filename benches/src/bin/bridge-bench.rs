@@ -5,7 +5,8 @@
 //! bridge-bench [--json] [--quick] [--runs N] [--case PREFIX]
 //! ```
 //!
-//! `--case` runs only the cases whose name (`rtt_hot/shm`, `stream/pipe/64`, `idle/uds`, …)
+//! The harness pins itself to CPU 0 and its peers to CPU 1 (`--no-pin` leaves placement to
+//! the scheduler). `--case` runs only the cases whose name (`rtt_hot/shm`, `stream/pipe/64`, `idle/uds`, …)
 //! starts with PREFIX.
 //!
 //! Prints one JSON object (`--json`) or a table. With `--runs N` every case runs N times and
@@ -142,9 +143,115 @@ fn idle(exe: &Path, kind: Kind, plan: &Plan) -> Row {
     }
 }
 
+/// Every case's name, in the order they run.
+fn case_names() -> Vec<String> {
+    let mut names = Vec::new();
+    let req_reply = [Kind::Shm, Kind::Pipe, Kind::Uds];
+    for k in req_reply {
+        names.push(format!("rtt_hot/{}", k.name()));
+    }
+    for k in req_reply {
+        names.push(format!("rtt_cold/{}", k.name()));
+    }
+    for len in [PAYLOAD, LARGE] {
+        for k in [Kind::Shm, Kind::Pipe, Kind::PipeBuffered, Kind::Uds] {
+            names.push(format!("stream/{}/{len}", k.name()));
+        }
+    }
+    for k in req_reply {
+        names.push(format!("idle/{}", k.name()));
+    }
+    names
+}
+
+/// Runs each case in a process of its own, so that no case inherits another's heap layout
+/// (a 16 KiB `memmove` between two buffers whose addresses alias modulo 4 KiB runs several
+/// times slower, whichever transport is measured).
+fn run_isolated(exe: &Path, args: &[String], only: Option<&str>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for name in case_names() {
+        if only.is_some_and(|o| !o.split('+').any(|o| name.starts_with(o))) {
+            continue;
+        }
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(["--case-rows", &name]);
+        if args.iter().any(|a| a == "--quick") {
+            cmd.arg("--quick");
+        }
+        let out = cmd.output().expect("harness runs");
+        if !out.status.success() {
+            eprintln!(
+                "bridge-bench: case {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            continue;
+        }
+        rows.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(parse_row),
+        );
+    }
+    rows
+}
+
+/// One row as a line: `transport case msg_bytes|- key=value ...`.
+fn row_line(r: &Row) -> String {
+    let figs: Vec<String> = r.figures.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "{} {} {} {}",
+        r.transport,
+        r.case,
+        r.msg_bytes.map_or("-".to_string(), |b| b.to_string()),
+        figs.join(" ")
+    )
+}
+
+fn intern(s: &str) -> &'static str {
+    const NAMES: &[&str] = &[
+        "shm",
+        "pipe",
+        "pipe_buffered",
+        "uds",
+        "rtt_hot",
+        "rtt_cold",
+        "stream",
+        "idle",
+        "p50_ns",
+        "p99_ns",
+        "p999_ns",
+        "iters",
+        "msgs_per_s",
+        "bytes_per_s",
+        "messages",
+        "wakes",
+        "cpu_pct",
+    ];
+    NAMES.iter().find(|n| **n == s).copied().unwrap_or("?")
+}
+
+fn parse_row(line: &str) -> Option<Row> {
+    let mut parts = line.split_whitespace();
+    let transport = intern(parts.next()?);
+    let case = intern(parts.next()?);
+    let msg_bytes = parts.next()?.parse().ok();
+    let figures = parts
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((intern(k), v.parse().ok()?))
+        })
+        .collect();
+    Some(Row {
+        transport,
+        case,
+        msg_bytes,
+        figures,
+    })
+}
+
 fn run_once(exe: &Path, plan: &Plan, only: Option<&str>) -> Vec<Row> {
     let mut rows = Vec::new();
-    let wanted = |name: String| only.is_none_or(|o| name.starts_with(o));
+    let wanted = |name: String| only.is_none_or(|o| o.split('+').any(|o| name == o));
     let req_reply = [Kind::Shm, Kind::Pipe, Kind::Uds];
     for k in req_reply {
         if wanted(format!("rtt_hot/{}", k.name())) {
@@ -177,7 +284,11 @@ fn medians(runs: Vec<Vec<Row>>) -> Vec<Row> {
     let mut groups: BTreeMap<(String, String, Option<usize>), Vec<Row>> = BTreeMap::new();
     for run in runs {
         for row in run {
-            let key = (row.transport.to_string(), row.case.to_string(), row.msg_bytes);
+            let key = (
+                row.transport.to_string(),
+                row.case.to_string(),
+                row.msg_bytes,
+            );
             if !groups.contains_key(&key) {
                 order.push(key.clone());
             }
@@ -253,6 +364,28 @@ fn table(rows: &[Row]) -> String {
     s
 }
 
+/// Re-runs this harness under `taskset` on CPU 0 with its peers on CPU 1. `None` if this
+/// machine has fewer than two CPUs or no `taskset` (then the harness runs unpinned).
+fn repin(args: &[String]) -> Option<ExitCode> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if cpus < 2 {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let status = std::process::Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(exe)
+        .args(args)
+        .env("BRIDGE_BENCH_PEER_CPU", "1")
+        .status()
+        .ok()?;
+    Some(ExitCode::from(
+        status.code().unwrap_or(1).clamp(0, 255) as u8
+    ))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--peer") {
@@ -263,6 +396,15 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         };
+    }
+    // Placement matters on a 2-vCPU machine: a producer and consumer that the scheduler puts
+    // on one vCPU share it and every transport slows down unevenly from run to run. Unless
+    // told otherwise, run the harness on the first CPU and every peer on the second.
+    if !args.iter().any(|a| a == "--no-pin") && std::env::var_os("BRIDGE_BENCH_PEER_CPU").is_none()
+    {
+        if let Some(code) = repin(&args) {
+            return code;
+        }
     }
     let quick = args.iter().any(|a| a == "--quick");
     let as_json = args.iter().any(|a| a == "--json");
@@ -300,7 +442,15 @@ fn main() -> ExitCode {
         .position(|a| a == "--case")
         .and_then(|i| args.get(i + 1))
         .map(String::as_str);
-    let all: Vec<Vec<Row>> = (0..runs).map(|_| run_once(&exe, &plan, only)).collect();
+    if let Some(i) = args.iter().position(|a| a == "--case-rows") {
+        // A child of `run_isolated`: run one case here, print its rows as lines.
+        let name = args.get(i + 1).map(String::as_str);
+        for row in run_once(&exe, &plan, name) {
+            println!("{}", row_line(&row));
+        }
+        return ExitCode::SUCCESS;
+    }
+    let all: Vec<Vec<Row>> = (0..runs).map(|_| run_isolated(&exe, &args, only)).collect();
     let rows = medians(all);
     if as_json {
         println!("{}", json(&rows, runs, quick));
