@@ -1,6 +1,8 @@
 //! criterion benchmarks: the ring in one process, the bridge across processes (round trip and
 //! one-way stream), and the codec.
 
+#![allow(clippy::unwrap_used)] // a benchmark that cannot proceed should stop loudly
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -42,7 +42,7 @@ fn far() -> Instant {
 }
 
 enum Inner {
-    Shm(Channel),
+    Shm(Box<Channel>),
     Stream {
         child: Child,
         writer: Box<dyn Write + Send>,
@@ -91,7 +91,7 @@ impl Connection {
         ]);
         let reads_replies = mode == "echo";
         let inner = match kind {
-            Kind::Shm => Inner::Shm(channel::spawn(cmd, &crate::shm_config()).unwrap()),
+            Kind::Shm => Inner::Shm(Box::new(channel::spawn(cmd, &crate::shm_config()).unwrap())),
             Kind::Pipe | Kind::PipeBuffered => {
                 let mut child = cmd
                     .stdin(Stdio::piped())

@@ -710,11 +710,18 @@ fn write(
 }
 
 /// The reading end of a side.
+///
+/// Frames are taken from the ring in batches: everything published is copied out with one
+/// bulk copy per contiguous span, its space freed at once, and the frames are then handed out
+/// one by one from the private copy.
 pub struct Receiver {
     rx: Consumer,
     link: Arc<Link>,
     _handle: Arc<Handle>,
-    buf: Vec<u8>,
+    batch: Vec<u8>,
+    frames: Vec<(usize, usize)>,
+    next: usize,
+    current: (usize, usize),
 }
 
 impl fmt::Debug for Receiver {
@@ -724,45 +731,62 @@ impl fmt::Debug for Receiver {
 }
 
 impl Receiver {
-    /// Takes one frame into the private buffer: `Ok(true)` if there was one. Once the peer is
-    /// gone, frames it sent before are still delivered; only then comes `PeerGone`.
+    fn frame(&self) -> &[u8] {
+        let (start, len) = self.current;
+        &self.batch[start..start + len]
+    }
+
+    /// Takes the next batch from the ring: `Ok(true)` if it holds a frame.
+    fn fill(&mut self) -> Result<bool, RecvError> {
+        match self.rx.take_batch(&mut self.batch, &mut self.frames) {
+            Ok(n) => {
+                // Copied out: the producer may reuse the space right away.
+                self.rx.release();
+                self.next = 0;
+                Ok(n > 0)
+            }
+            Err(c) => Err(RecvError::PeerGone(
+                self.link.declare_gone(GoneReason::Corrupt(c.to_string())),
+            )),
+        }
+    }
+
+    /// Makes the next frame current: `Ok(true)` if there was one. Once the peer is gone,
+    /// frames it sent before are still delivered; only then comes `PeerGone`.
     fn poll(&mut self) -> Result<bool, RecvError> {
-        let corrupt = |link: &Link, c: crate::ring::Corruption| {
-            RecvError::PeerGone(link.declare_gone(GoneReason::Corrupt(c.to_string())))
-        };
-        match self.rx.pop_lazy(&mut self.buf) {
-            Ok(true) => Ok(true),
-            Err(c) => Err(corrupt(&self.link, c)),
-            Ok(false) => {
-                let closed = self.link.peer_closed();
-                if !closed && !self.link.is_gone() {
-                    return Ok(false);
-                }
-                // Frames published just before the close or death are still delivered.
-                match self.rx.pop_into(&mut self.buf) {
-                    Ok(true) => Ok(true),
-                    Err(c) => Err(corrupt(&self.link, c)),
-                    Ok(false) if closed => Err(RecvError::PeerGone(
-                        self.link.declare_gone(GoneReason::Closed),
-                    )),
-                    Ok(false) => Err(RecvError::PeerGone(
-                        self.link.gone_reason().unwrap_or(GoneReason::ClosedHere),
-                    )),
-                }
+        if self.next >= self.frames.len() && !self.fill()? {
+            let closed = self.link.peer_closed();
+            if !closed && !self.link.is_gone() {
+                return Ok(false);
+            }
+            // Frames published just before the close or death are still delivered.
+            if !self.fill()? {
+                return Err(RecvError::PeerGone(if closed {
+                    self.link.declare_gone(GoneReason::Closed)
+                } else {
+                    self.link.gone_reason().unwrap_or(GoneReason::ClosedHere)
+                }));
             }
         }
+        self.current = self.frames[self.next];
+        self.next += 1;
+        Ok(true)
     }
 
     /// The next frame if one is waiting.
     pub fn try_recv_bytes(&mut self) -> Result<Option<&[u8]>, RecvError> {
-        Ok(if self.poll()? { Some(&self.buf) } else { None })
+        Ok(if self.poll()? {
+            Some(self.frame())
+        } else {
+            None
+        })
     }
 
     /// The next frame, waiting until `deadline`.
     pub fn recv_bytes(&mut self, deadline: Instant) -> Result<&[u8], RecvError> {
         loop {
             if self.poll()? {
-                return Ok(&self.buf);
+                return Ok(self.frame());
             }
             if Instant::now() >= deadline {
                 return Err(RecvError::Timeout);
@@ -790,7 +814,7 @@ impl Receiver {
     }
 
     fn decode<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
-        codec::decode(&self.buf).map_err(|e| {
+        codec::decode(self.frame()).map_err(|e| {
             RecvError::PeerGone(
                 self.link
                     .declare_gone(GoneReason::Corrupt(format!("undecodable frame: {e}"))),
@@ -975,7 +999,10 @@ fn finish(tx: Producer, rx: Consumer, handle: Arc<Handle>) -> Channel {
             rx,
             link,
             _handle: handle.clone(),
-            buf: Vec::new(),
+            batch: Vec::new(),
+            frames: Vec::new(),
+            next: 0,
+            current: (0, 0),
         },
         control: Control { handle },
     }

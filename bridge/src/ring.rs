@@ -800,22 +800,6 @@ impl Consumer {
         Ok(true)
     }
 
-    /// Like [`pop_into`](Self::pop_into), but frees space lazily: after a quarter of the ring
-    /// has been consumed, or when the ring is found empty. Under load this saves the release
-    /// store and doorbell check (a `SeqCst` fence) of every frame; the producer still sees
-    /// space long before the ring could fill.
-    pub fn pop_lazy(&mut self, out: &mut Vec<u8>) -> Result<bool, Corruption> {
-        out.clear();
-        if !self.take(out)? {
-            self.release();
-            return Ok(false);
-        }
-        if self.head - self.released >= self.ring.capacity as u64 / 4 {
-            self.release();
-        }
-        Ok(true)
-    }
-
     /// Like [`pop_into`](Self::pop_into), but appends to `out` and does not free the space
     /// until [`release`](Self::release): lets a consumer drain a batch with one release store.
     /// Returns the payload length.
@@ -838,20 +822,10 @@ impl Consumer {
             let Some((len, kind)) = self.ring.buf.read_header(off as usize) else {
                 return self.fail(Corruption::FrameLength { at, len: 0 });
             };
-            match kind {
-                KIND_PAD => {
-                    // A padding frame reaches exactly to the end and is always followed by a
-                    // real frame published with it.
-                    if len as u64 + FRAME_HEADER as u64 != to_end || avail <= to_end {
-                        return self.fail(Corruption::Padding { at, len });
-                    }
-                    self.head += to_end;
-                }
-                KIND_DATA => {
-                    let need = frame_size(len as usize) as u64;
-                    if len as usize > self.ring.max_frame || need > to_end || need > avail {
-                        return self.fail(Corruption::FrameLength { at, len });
-                    }
+            match check_frame(at, to_end, avail, len, kind, self.ring.max_frame) {
+                Err(c) => return self.fail(c),
+                Ok(Step::Pad) => self.head += to_end,
+                Ok(Step::Data { need }) => {
                     if !self
                         .ring
                         .buf
@@ -862,9 +836,73 @@ impl Consumer {
                     self.head += need;
                     return Ok(true);
                 }
-                kind => return self.fail(Corruption::FrameKind { at, kind }),
             }
         }
+    }
+
+    /// Takes every published frame (up to the end of the data area, and past the wrap) with
+    /// one bulk copy per contiguous span into `out` (cleared first), then parses and validates
+    /// the frames in that private copy; `frames` receives each payload's `(start, len)` in
+    /// `out`. Like [`take`](Self::take), the space is freed by [`release`](Self::release).
+    /// Returns the number of frames.
+    pub fn take_batch(
+        &mut self,
+        out: &mut Vec<u8>,
+        frames: &mut Vec<(usize, usize)>,
+    ) -> Result<usize, Corruption> {
+        out.clear();
+        frames.clear();
+        if let Some(c) = self.broken {
+            return Err(c);
+        }
+        if self.head == self.cached_tail {
+            self.refresh_tail()?;
+        }
+        let cap = self.ring.capacity as u64;
+        while self.head < self.cached_tail {
+            let at = self.head;
+            let off = at & self.ring.mask();
+            let to_end = cap - off;
+            let avail = self.cached_tail - at;
+            let span = avail.min(to_end);
+            let base = out.len();
+            if !self.ring.buf.read_into(off as usize, span as usize, out) {
+                return self.fail(Corruption::FrameLength { at, len: 0 });
+            }
+            let mut pos = 0u64;
+            while pos < span {
+                let i = base + pos as usize;
+                let (len, kind) = match out.get(i..i + FRAME_HEADER) {
+                    Some(h) => (
+                        u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
+                        u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+                    ),
+                    None => {
+                        return self.fail(Corruption::FrameLength {
+                            at: at + pos,
+                            len: 0,
+                        })
+                    }
+                };
+                match check_frame(
+                    at + pos,
+                    to_end - pos,
+                    avail - pos,
+                    len,
+                    kind,
+                    self.ring.max_frame,
+                ) {
+                    Err(c) => return self.fail(c),
+                    Ok(Step::Pad) => pos = span,
+                    Ok(Step::Data { need }) => {
+                        frames.push((i + FRAME_HEADER, len as usize));
+                        pos += need;
+                    }
+                }
+            }
+            self.head += span;
+        }
+        Ok(frames.len())
     }
 
     /// Frees the space of every frame taken so far and wakes the producer if it waits for it.
@@ -931,6 +969,41 @@ impl Consumer {
     /// This ring's counters.
     pub fn stats(&self) -> RingStats {
         self.ring.ctrl().stats()
+    }
+}
+
+enum Step {
+    /// A padding frame: the rest of the data area is skipped.
+    Pad,
+    /// A data frame occupying `need` bytes.
+    Data { need: u64 },
+}
+
+/// Validates the frame header `(len, kind)` found at position `at`, with `to_end` bytes left
+/// before the end of the data area and `avail` bytes published from `at`.
+#[inline]
+fn check_frame(
+    at: u64,
+    to_end: u64,
+    avail: u64,
+    len: u32,
+    kind: u32,
+    max_frame: usize,
+) -> Result<Step, Corruption> {
+    match kind {
+        // A padding frame reaches exactly to the end and is always followed by a real frame
+        // published with it.
+        KIND_PAD if len as u64 + FRAME_HEADER as u64 == to_end && avail > to_end => Ok(Step::Pad),
+        KIND_PAD => Err(Corruption::Padding { at, len }),
+        KIND_DATA => {
+            let need = frame_size(len as usize) as u64;
+            if len as usize > max_frame || need > to_end || need > avail {
+                Err(Corruption::FrameLength { at, len })
+            } else {
+                Ok(Step::Data { need })
+            }
+        }
+        kind => Err(Corruption::FrameKind { at, kind }),
     }
 }
 

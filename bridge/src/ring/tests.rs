@@ -387,3 +387,56 @@ fn a_full_producer_waits_for_space_until_its_deadline() {
     assert!(!p.wait_for_space(8, deadline, || false));
     assert!(Instant::now() >= deadline);
 }
+
+// --- batches ----------------------------------------------------------------------------
+
+fn batch(c: &mut Consumer) -> Vec<Vec<u8>> {
+    let (mut out, mut frames) = (Vec::new(), Vec::new());
+    c.take_batch(&mut out, &mut frames).expect("no corruption");
+    c.release();
+    frames
+        .iter()
+        .map(|&(s, l)| out[s..s + l].to_vec())
+        .collect()
+}
+
+#[test]
+fn batches_return_every_published_frame_in_order_across_wraps() {
+    let (mut p, mut c) = heap(256, 64).unwrap();
+    let mut rng = Rng(7);
+    let mut seq = 0u64;
+    let mut expected = VecDeque::new();
+    for _ in 0..ROUNDS / 10 {
+        for _ in 0..rng.below(6) {
+            let data = payload(seq, rng.below(65) as usize);
+            if p.try_push(&data).is_ok() {
+                expected.push_back(data);
+                seq += 1;
+            }
+        }
+        for got in batch(&mut c) {
+            assert_eq!(Some(got), expected.pop_front());
+        }
+        assert!(expected.is_empty(), "a batch takes everything published");
+    }
+    assert!(seq > 100);
+}
+
+#[test]
+fn a_batch_validates_frames_in_its_private_copy() {
+    let (mut p, mut c) = heap(128, 48).unwrap();
+    p.try_push(&payload(0, 8)).unwrap();
+    p.try_push(&payload(1, 8)).unwrap();
+    // The second frame claims more than was published.
+    p.raw().buf.write_header(16, 40, KIND_DATA);
+    let (mut out, mut frames) = (Vec::new(), Vec::new());
+    assert_eq!(
+        c.take_batch(&mut out, &mut frames),
+        Err(Corruption::FrameLength { at: 16, len: 40 })
+    );
+    assert!(c.broken().is_some());
+    assert_eq!(
+        c.pop_into(&mut out),
+        Err(Corruption::FrameLength { at: 16, len: 40 })
+    );
+}
