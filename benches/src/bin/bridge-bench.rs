@@ -318,7 +318,7 @@ fn number(v: f64) -> String {
     }
 }
 
-fn json(rows: &[Row], runs: usize, quick: bool) -> String {
+fn json(rows: &[Row]) -> String {
     let items: Vec<String> = rows
         .iter()
         .map(|r| {
@@ -338,10 +338,7 @@ fn json(rows: &[Row], runs: usize, quick: bool) -> String {
             format!("{{{}}}", fields.join(", "))
         })
         .collect();
-    format!(
-        "{{\"runs\": {runs}, \"quick\": {quick}, \"results\": [\n  {}\n]}}",
-        items.join(",\n  ")
-    )
+    format!("{{\"results\": [\n  {}\n]}}", items.join(",\n  "))
 }
 
 fn table(rows: &[Row]) -> String {
@@ -453,7 +450,7 @@ fn main() -> ExitCode {
     let all: Vec<Vec<Row>> = (0..runs).map(|_| run_isolated(&exe, &args, only)).collect();
     let rows = medians(all);
     if as_json {
-        println!("{}", json(&rows, runs, quick));
+        println!("{}", json(&rows));
     } else {
         print!("{}", table(&rows));
     }
