@@ -95,6 +95,36 @@ pub struct Launch {
     pub policy: SupervisorConfig,
 }
 
+/// Replaces a dead worker as soon as it is declared gone, until the supervisor stops or is
+/// dropped.
+fn watch(sup: std::sync::Weak<Supervisor>, period: Duration) {
+    loop {
+        std::thread::sleep(period);
+        let Some(sup) = sup.upgrade() else {
+            return;
+        };
+        if sup.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let dead = {
+            let st = sup.state.lock();
+            match &st.client {
+                Some(c) if c.control().is_gone() => Some(st.generation),
+                _ => None,
+            }
+        };
+        if let Some(generation) = dead {
+            match sup.replace(generation) {
+                Ok(_) | Err(SupervisorError::Stopped) => {}
+                Err(e) => {
+                    tracing::error!("worker not replaced: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Owns the current worker.
 pub struct Supervisor {
     launch: Launch,
@@ -136,6 +166,18 @@ impl Supervisor {
         });
         let client = sup.launch_worker(0, &BTreeMap::new())?;
         sup.state.lock().client = Some(client);
+        // A worker that dies while nothing is asked of it (the live phase) is replaced too, so
+        // that its subscriptions come back without waiting for the next request.
+        let weak = Arc::downgrade(&sup);
+        let period = sup.launch.client.channel.heartbeat_interval;
+        let spawned = std::thread::Builder::new()
+            .name("supervisor".into())
+            .spawn(move || watch(weak, period));
+        if let Err(e) = spawned {
+            return Err(SupervisorError::Start(format!(
+                "cannot start supervisor thread: {e}"
+            )));
+        }
         Ok((sup, events_rx))
     }
 

@@ -433,15 +433,8 @@ fn a_killed_runner_leaves_no_worker_and_no_segment() {
 fn ctrl_c_stops_the_worker_prints_the_summary_and_exits_zero() {
     let (child, worker_pid, lines) = live_run(Stdio::piped());
     std::thread::sleep(Duration::from_millis(300));
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{rest:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (code, stdout, rest) = interrupt(child, lines);
+    assert_eq!(code, 0, "{rest:?}");
     assert!(stdout.contains("(interrupted)"), "{stdout}");
     assert_eq!(table(&stdout).len(), 7);
     assert!(
@@ -553,4 +546,110 @@ fn check_config_prints_the_effective_configuration() {
     assert!(stdout.contains("symbols = [\"SPY\"]"), "{stdout}");
     assert!(stdout.contains("seed = 11"), "{stdout}");
     assert!(stdout.contains("duration_seconds = 12"), "{stdout}");
+}
+
+/// Sends SIGINT to the runner and returns its summary (stdout) and the rest of its log.
+fn interrupt(child: Child, log: Lines<BufReader<ChildStderr>>) -> (i32, String, Vec<String>) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = log.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        rest,
+    )
+}
+
+fn wait_for_line(log: &mut Lines<BufReader<ChildStderr>>, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in log.by_ref() {
+        let line = line.unwrap();
+        let found = line.contains(needle);
+        seen.push(line);
+        if found {
+            return seen;
+        }
+    }
+    panic!("log ended without {needle:?}: {seen:?}");
+}
+
+#[test]
+fn a_worker_killed_during_the_live_phase_is_replaced_and_its_subscriptions_restored() {
+    let (child, worker_pid, mut log) = live_run(Stdio::piped());
+    let status = Command::new("kill")
+        .args(["-KILL", &worker_pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let seen = wait_for_line(&mut log, "subscriptions restored");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("worker started generation=1")),
+        "{seen:?}"
+    );
+    // Bars flow again from the new worker.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (code, stdout, rest) = interrupt(child, log);
+    assert_eq!(code, 0, "{rest:?}");
+    assert_eq!(counter(&stdout, "worker restarts:"), 1, "{stdout}");
+    let rows = table(&stdout);
+    assert!(rows.values().all(|(_, live, _)| *live >= 1), "{stdout}");
+}
+
+/// The address range of the bridge segment in `pid`'s memory map.
+fn segment_mapping(pid: u32) -> String {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let line = maps
+        .lines()
+        .find(|l| l.contains("/dev/shm/ibbridge-"))
+        .unwrap_or_else(|| panic!("no segment mapped in {pid}: {maps}"));
+    line.split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn garbage_written_into_the_live_segment_is_survived_by_a_new_worker() {
+    use std::io::{Seek, SeekFrom, Write};
+    let (child, worker_pid, mut log) = live_run(Stdio::piped());
+    // Open the worker's mapping of the (already unlinked) segment from outside.
+    let range = segment_mapping(worker_pid);
+    let mut seg = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{worker_pid}/map_files/{range}"))
+        .unwrap();
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(worker_pid);
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // Random bytes over the first 64 KiB of both data areas (8 KiB header and control
+    // blocks come first, each data area is 1 MiB) ...
+    for area in [8192u64, 8192 + (1 << 20)] {
+        let junk: Vec<u8> = (0..64 * 1024).map(|_| next() as u8).collect();
+        seg.seek(SeekFrom::Start(area)).unwrap();
+        seg.write_all(&junk).unwrap();
+    }
+    // ... and random positions into both rings' control blocks (tail, then head one line on).
+    for at in [4096u64, 4096 + 128, 4096 + 512, 4096 + 512 + 128] {
+        seg.seek(SeekFrom::Start(at)).unwrap();
+        seg.write_all(&next().to_le_bytes()).unwrap();
+    }
+    drop(seg);
+    let seen = wait_for_line(&mut log, "worker started generation=1");
+    assert!(
+        seen.iter().any(|l| l.contains("shared memory corrupt")),
+        "{seen:?}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, stdout, rest) = interrupt(child, log);
+    assert_eq!(code, 0, "{rest:?}");
+    assert!(counter(&stdout, "worker restarts:") >= 1, "{stdout}");
+    assert!(!rest.iter().any(|l| l.contains("panicked")), "{rest:?}");
+    assert!(!alive(worker_pid));
 }
