@@ -1013,5 +1013,69 @@ fn positions_valid(head: u64, tail: u64, capacity: usize) -> bool {
     head <= tail && tail - head <= capacity as u64 && head % 8 == 0 && tail % 8 == 0
 }
 
+/// Entry points for fuzzing the frame reader with arbitrary ring memory.
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Lays `input` out as a ring's memory (first 16 bytes: consumer and producer positions;
+    /// the rest: the data area of a 4 KiB ring) and reads frames until the ring is empty or
+    /// reported corrupt, in both the one-by-one and the batch reader. Must never panic or read
+    /// outside the ring.
+    pub fn read_frames(input: &[u8]) {
+        const CAP: usize = 4096;
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            for (j, x) in b.iter_mut().enumerate() {
+                *x = input.get(i * 8 + j).copied().unwrap_or(0);
+            }
+            u64::from_le_bytes(b)
+        };
+        let data = input.get(16..).unwrap_or(&[]);
+        for batch in [false, true] {
+            let Ok((p, c)) = heap(CAP, 1024) else {
+                return;
+            };
+            let ctrl = p.ring.ctrl();
+            ctrl.consumer
+                .0
+                .head
+                .store(word(0) % (1 << 40), Ordering::Relaxed);
+            ctrl.producer.0.tail.store(word(1), Ordering::Relaxed);
+            p.ring.buf.write(0, &data[..data.len().min(CAP)]);
+            // The consumer starts from the (possibly hostile) head it finds.
+            let mut c2 = Consumer::new(RawRing {
+                ctrl: c.ring.ctrl,
+                buf: Buffer {
+                    ptr: c.ring.buf.ptr,
+                    len: CAP,
+                },
+                capacity: CAP,
+                max_frame: 1024,
+                _owner: c.ring._owner.clone(),
+            });
+            let (mut out, mut frames) = (Vec::new(), Vec::new());
+            for _ in 0..CAP {
+                let more = if batch {
+                    c2.take_batch(&mut out, &mut frames).map(|n| n > 0)
+                } else {
+                    c2.pop_into(&mut out)
+                };
+                match more {
+                    Ok(true) => {
+                        for &(start, len) in &frames {
+                            assert!(start + len <= out.len());
+                        }
+                        c2.release();
+                    }
+                    Ok(false) | Err(_) => break,
+                }
+            }
+            drop(c);
+        }
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests;

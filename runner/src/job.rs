@@ -48,12 +48,19 @@ pub struct Outcome {
 /// Builds the worker launch description from the configuration.
 pub fn launch(cfg: &Config, exe: PathBuf, faults: SimFaults) -> Launch {
     let backend = match cfg.backend {
-        BackendKind::Sim => BackendOptions::Sim(SimOptions {
-            seed: cfg.sim.seed,
-            speed: cfg.sim.speed,
-            start: cfg.sim.start,
-            faults,
-        }),
+        BackendKind::Sim => {
+            // One market clock for every worker of this run, replacements included.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            BackendOptions::Sim(SimOptions {
+                seed: cfg.sim.seed,
+                speed: cfg.sim.speed,
+                start: Some(cfg.sim.start.unwrap_or(now.as_secs() as i64)),
+                anchor_ms: Some(now.as_millis() as u64),
+                faults,
+            })
+        }
         BackendKind::Ibkr => BackendOptions::Ibkr(worker::options::IbkrOptions {
             gateway: cfg.ibkr.gateway.clone(),
             client_id: cfg.ibkr.client_id,

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod job;
+pub mod soak;
 pub mod strategy;
 pub mod supervisor;
 

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use runner::config::{Config, Overrides, ENV_VARS};
+use runner::config::{Config, Overrides};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +26,8 @@ enum Command {
     Run(Opts),
     /// Validate a configuration and print the effective one.
     CheckConfig(Opts),
+    /// Sustained, sequence-checked traffic through the bridge, optionally with chaos.
+    Soak(SoakOpts),
     /// Serve as the broker worker of a runner (started by the runner itself).
     #[command(hide = true)]
     Worker,
@@ -60,6 +62,31 @@ struct Opts {
     /// Fetch history and evaluate it, without a live phase.
     #[arg(long)]
     history_only: bool,
+}
+
+#[derive(Args)]
+struct SoakOpts {
+    /// Length of the run in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: u64,
+    /// Requests per second.
+    #[arg(long, value_name = "MSGS_PER_S", default_value_t = 2000)]
+    rate: u64,
+    /// SIGKILL and SIGSTOP the worker at random moments.
+    #[arg(long)]
+    chaos: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Symbols streaming real-time bars.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    symbols: usize,
+    /// Allowed growth of the runner's memory, MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    memory_bound: u64,
+    /// TOML configuration file (bridge and supervisor settings apply).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 impl Opts {
@@ -117,6 +144,51 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Soak(soak) => {
+            let loaded = Config::load(
+                soak.config.as_deref(),
+                |k| std::env::var(k).ok(),
+                &Overrides::default(),
+            );
+            let mut cfg = match loaded {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            // Bars every simulated second, 60 per real second per symbol; hangs found fast.
+            cfg.sim.speed = 60.0;
+            cfg.bridge.hang_timeout_ms = cfg.bridge.hang_timeout_ms.min(1000);
+            cfg.supervisor.max_restarts = u32::MAX;
+            cfg.supervisor.max_backoff_ms = cfg.supervisor.max_backoff_ms.min(1000);
+            init_logging();
+            let opts = runner::soak::SoakOptions {
+                duration: std::time::Duration::from_secs(soak.duration),
+                rate: soak.rate,
+                chaos: soak.chaos,
+                symbols: soak.symbols.max(1),
+                memory_bound_mb: soak.memory_bound,
+            };
+            match soak_run(&cfg, &opts) {
+                Ok(report) => {
+                    if soak.json {
+                        println!("{}", runner::soak::json(&report));
+                    } else {
+                        print!("{}", runner::soak::text(&report));
+                    }
+                    if report.failures.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Run(opts) => {
             let cfg = match opts.load() {
                 Ok(c) => c,
@@ -147,22 +219,46 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cfg: &Config, faults: worker::SimFaults) -> anyhow::Result<()> {
+fn soak_run(
+    cfg: &Config,
+    opts: &runner::soak::SoakOptions,
+) -> anyhow::Result<runner::soak::SoakReport> {
+    let stop = stop_flag()?;
+    let launch = runner::job::launch(cfg, own_exe(), worker::SimFaults::default());
+    runner::soak::run(opts, launch, &stop)
+}
+
+/// The worker is this very executable: `/proc/self/exe` names the file this process runs,
+/// even after the path on disk was replaced by a new build, so a restarted worker is always
+/// the same build as its runner.
+fn own_exe() -> PathBuf {
+    PathBuf::from("/proc/self/exe")
+}
+
+/// A flag set by Ctrl-C or SIGTERM.
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    // The worker is this very executable, as it is now (even if the file is replaced later).
-    let exe =
-        std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-    let exe = if exe.exists() {
-        exe
-    } else {
-        PathBuf::from("/proc/self/exe")
-    };
-    tracing::debug!(vars = ?ENV_VARS.iter().map(|(k, _)| *k).collect::<Vec<_>>(), "configuration read");
-    let launch = runner::job::launch(cfg, exe, faults);
+    Ok(stop)
+}
+
+fn run(cfg: &Config, faults: worker::SimFaults) -> anyhow::Result<()> {
+    let stop = stop_flag()?;
+    let launch = runner::job::launch(cfg, own_exe(), faults);
     let outcome = runner::job::run(cfg, launch, &stop)?;
     print!("{}", runner::job::summary(&outcome));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

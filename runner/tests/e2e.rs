@@ -653,3 +653,37 @@ fn garbage_written_into_the_live_segment_is_survived_by_a_new_worker() {
     assert!(!rest.iter().any(|l| l.contains("panicked")), "{rest:?}");
     assert!(!alive(worker_pid));
 }
+
+#[test]
+fn a_short_soak_checks_every_message_and_reports_json() {
+    let (code, stdout, stderr) = output(runner(&[
+        "soak",
+        "--duration",
+        "3",
+        "--rate",
+        "500",
+        "--symbols",
+        "4",
+        "--json",
+    ]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let json = stdout.trim();
+    assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
+    assert_eq!(json.lines().count(), 1);
+    for field in [
+        "\"passed\": true",
+        "\"mismatched\": 0",
+        "\"lost\": 0",
+        "\"bar_duplicates\": 0",
+        "\"bar_reordered\": 0",
+        "\"bar_gaps_undeclared\": 0",
+        "\"restarts\": 0",
+        "\"rtt_per_minute\": [{\"minute\": 0",
+        "\"memory_kib\"",
+    ] {
+        assert!(json.contains(field), "{field} in {json}");
+    }
+    let sent = counter(json, "\"sent\":");
+    assert!(sent >= 1000, "{json}");
+    assert_eq!(counter(json, "\"answered\":"), sent);
+}

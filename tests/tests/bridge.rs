@@ -489,3 +489,75 @@ fn attach_outside_a_runner_is_a_clear_error() {
     assert!(matches!(err, channel::AttachError::NotStartedByRunner));
     assert!(err.to_string().contains("IBBRIDGE_SEGMENT"));
 }
+
+#[test]
+fn two_hundred_kills_of_either_side_leave_no_segment() {
+    use std::io::Read;
+    let dir = std::env::temp_dir().join(format!("bridge-hygiene-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut seed = 0x1234_5678_9ABC_DEF0u64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut pids = Vec::new();
+    for cycle in 0..200 {
+        let mut runner = peer(&["parent", dir.join("record").to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        pids.push(runner.id());
+        if cycle % 2 == 0 {
+            // Kill the runner at a random moment: before, during or after the worker's start.
+            std::thread::sleep(Duration::from_micros(rand(20_000)));
+            runner.kill().unwrap();
+        } else {
+            // Kill the worker once it is up; the runner then fails and exits on its own.
+            let mut out = runner.stdout.take().unwrap();
+            let mut text = String::new();
+            let mut byte = [0u8; 1];
+            while out.read(&mut byte).unwrap_or(0) == 1 && byte[0] != b'\n' {
+                text.push(byte[0] as char);
+            }
+            if let Some(pid) = text
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                kill(pid, libc::SIGKILL);
+            }
+            let until = Instant::now() + Duration::from_secs(10);
+            while runner.try_wait().unwrap().is_none() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = runner.kill();
+        }
+        runner.wait().unwrap();
+    }
+    // Give orphaned workers their liveness period to notice and exit.
+    std::thread::sleep(Duration::from_millis(500));
+    let leftover = |pids: &[u32]| -> Vec<String> {
+        std::fs::read_dir("/dev/shm")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                pids.iter()
+                    .any(|p| n.starts_with(&format!("ibbridge-{p}-")))
+            })
+            .collect()
+    };
+    // A runner killed between creating its segment and starting its worker cannot unlink
+    // it; the next start sweeps such names (their creator is dead), as a runner does.
+    let before_sweep = leftover(&pids).len();
+    bridge::segment::sweep_stale();
+    assert_eq!(leftover(&pids), Vec::<String>::new());
+    assert!(
+        before_sweep <= 10,
+        "{before_sweep} segments leaked before the sweep"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -85,8 +85,13 @@ pub struct SimOptions {
     pub seed: u64,
     /// Simulated seconds per real second for real-time bars.
     pub speed: f64,
-    /// The market clock at start (Unix seconds); `None` is the wall clock.
+    /// The market clock (Unix seconds) at wall-clock time `anchor_ms`; `None` is the wall
+    /// clock.
     pub start: Option<i64>,
+    /// Wall-clock Unix milliseconds at which the market clock read `start` (`None`: when this
+    /// worker started). The runner sets it once, so every worker it starts, first or
+    /// replacement, continues the same market clock.
+    pub anchor_ms: Option<u64>,
     /// Injected faults (for tests).
     pub faults: SimFaults,
 }
@@ -97,6 +102,7 @@ impl Default for SimOptions {
             seed: 42,
             speed: 1.0,
             start: None,
+            anchor_ms: None,
             faults: SimFaults::default(),
         }
     }

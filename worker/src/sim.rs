@@ -108,21 +108,24 @@ pub struct SimClock {
 }
 
 impl SimClock {
-    pub fn new(start: Option<i64>, speed: f64) -> Self {
-        let start = start.map(|s| s as f64).unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0)
-        });
+    /// A clock reading `start` at wall time `anchor_ms` (both default to now) and running
+    /// `speed` times real time from then.
+    pub fn new(start: Option<i64>, anchor_ms: Option<u64>, speed: f64) -> Self {
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            1.0
+        };
+        let wall_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let start = start.map_or(wall_now, |s| s as f64);
+        let since_anchor = anchor_ms.map_or(0.0, |a| (wall_now - a as f64 / 1000.0).max(0.0));
         SimClock {
             started: Instant::now(),
-            start,
-            speed: if speed.is_finite() && speed > 0.0 {
-                speed
-            } else {
-                1.0
-            },
+            start: start + since_anchor * speed,
+            speed,
         }
     }
 
@@ -202,7 +205,7 @@ pub struct SimBackend {
 impl SimBackend {
     /// A market with these options; `generation` is the worker's (faults apply to the first).
     pub fn new(opts: SimOptions, generation: u32, events: EventSink) -> Self {
-        let clock = SimClock::new(opts.start, opts.speed);
+        let clock = SimClock::new(opts.start, opts.anchor_ms, opts.speed);
         SimBackend {
             shared: Arc::new(Shared {
                 opts,
@@ -487,6 +490,21 @@ mod tests {
         let min = prices.iter().cloned().fold(f64::MAX, f64::min);
         assert!(max / min > 1.005, "a day moves: {min}..{max}");
         assert!(max / min < 2.0, "but not absurdly: {min}..{max}");
+    }
+
+    #[test]
+    fn clocks_anchored_alike_agree_whenever_they_start() {
+        let anchor_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+            - 10_000;
+        let a = SimClock::new(Some(1_700_000_000), Some(anchor_ms), 60.0);
+        std::thread::sleep(Duration::from_millis(50));
+        let b = SimClock::new(Some(1_700_000_000), Some(anchor_ms), 60.0);
+        // Ten seconds after the anchor at 60x: 600 simulated seconds later.
+        assert!((a.now() - (1_700_000_000 + 600)).abs() <= 5, "{}", a.now());
+        assert!((a.now() - b.now()).abs() <= 1);
     }
 
     #[test]

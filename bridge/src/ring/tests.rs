@@ -440,3 +440,20 @@ fn a_batch_validates_frames_in_its_private_copy() {
         Err(Corruption::FrameLength { at: 16, len: 40 })
     );
 }
+
+#[test]
+fn the_fuzzing_entry_point_survives_random_memory() {
+    let mut rng = Rng(99);
+    for _ in 0..if cfg!(miri) { 20 } else { 2_000 } {
+        let len = rng.below(4200) as usize;
+        let mut input: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        // Plausible positions half of the time, so frames are actually parsed.
+        if rng.below(2) == 0 && input.len() >= 16 {
+            let head = rng.below(64) * 8;
+            let tail = head + rng.below(512) * 8;
+            input[..8].copy_from_slice(&head.to_le_bytes());
+            input[8..16].copy_from_slice(&tail.to_le_bytes());
+        }
+        super::fuzzing::read_frames(&input);
+    }
+}
