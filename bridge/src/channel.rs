@@ -896,8 +896,9 @@ fn drain(
 
 /// Starts `cmd` as a worker over a new segment and performs the hello exchange.
 ///
-/// `cmd` gets the segment name and this process's pid in its environment, stdin closed, and
-/// stdout and stderr piped into threads that drain them into this process's log.
+/// `cmd` gets the segment name and this process's pid in its environment, stdin closed,
+/// stdout and stderr piped into threads that drain them into this process's log, and a
+/// process group of its own (terminal signals go to the runner, which stops the worker).
 pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
     crate::segment::sweep_stale();
     let segment =
@@ -912,6 +913,9 @@ pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // A process group of its own: Ctrl-C at the terminal reaches the runner, which then shuts
+    // the worker down in order, instead of killing the worker mid-request.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().map_err(|e| StartError::Spawn(e.to_string()))?;
     let pid = child.id();
     let output = Arc::new(Mutex::new(VecDeque::new()));

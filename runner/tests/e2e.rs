@@ -386,9 +386,12 @@ fn a_stopped_worker_is_detected_as_hung_and_replaced() {
 /// Starts `runner run --duration 0` and reads its log until the live phase: returns the
 /// runner, its worker's pid, and the rest of its log.
 fn live_run(stdout: Stdio) -> (Child, u32, Lines<BufReader<ChildStderr>>) {
+    use std::os::unix::process::CommandExt;
+    // Its own process group, as a shell gives a foreground job.
     let mut child = runner(&["run", "--duration", "0"])
         .stdout(stdout)
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -548,10 +551,11 @@ fn check_config_prints_the_effective_configuration() {
     assert!(stdout.contains("duration_seconds = 12"), "{stdout}");
 }
 
-/// Sends SIGINT to the runner and returns its summary (stdout) and the rest of its log.
+/// Presses Ctrl-C: SIGINT to the runner's whole process group, as a terminal does. Returns
+/// the runner's exit code, its summary (stdout) and the rest of its log.
 fn interrupt(child: Child, log: Lines<BufReader<ChildStderr>>) -> (i32, String, Vec<String>) {
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", "--", &format!("-{}", child.id())])
         .status()
         .unwrap();
     assert!(status.success());
