@@ -1,6 +1,8 @@
 //! Helpers shared by the cross-process tests and their helper processes.
 #![forbid(unsafe_code)]
 
+pub mod gateway;
+
 use std::time::Duration;
 
 use bridge::channel::Config;
