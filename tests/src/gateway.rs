@@ -248,10 +248,8 @@ fn serve(mut s: TcpStream, shared: &Shared) {
         r.len() - 1
     };
     let behaviour = lock(&shared.behaviour).clone();
-    let by_gateway = match session(&mut s, shared, index, &behaviour) {
-        Ok(by_gateway) => by_gateway,
-        Err(_) => false,
-    };
+    // An error is the client going away mid-frame: not the gateway's doing.
+    let by_gateway = session(&mut s, shared, index, &behaviour).unwrap_or_default();
     if by_gateway {
         let _ = s.shutdown(Shutdown::Both);
     }
