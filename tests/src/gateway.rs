@@ -30,17 +30,22 @@ pub mod incoming {
     pub const ERROR: i32 = 4;
     pub const NEXT_VALID_ID: i32 = 9;
     pub const MANAGED_ACCOUNTS: i32 = 15;
+    pub const HISTORICAL_DATA: i32 = 17;
     pub const CURRENT_TIME: i32 = 49;
+    pub const HISTORICAL_DATA_END: i32 = 108;
 }
 
 /// Outgoing (from the client) message ids.
 pub mod outgoing {
+    pub const REQUEST_HISTORICAL_DATA: i32 = 20;
     pub const REQUEST_CURRENT_TIME: i32 = 49;
     pub const START_API: i32 = 71;
 }
 
 /// Error codes the gateway sends.
 pub mod codes {
+    pub const HISTORICAL_DATA_SERVICE: i32 = 162;
+    pub const NO_SECURITY_DEFINITION: i32 = 200;
     pub const CLIENT_ID_IN_USE: i32 = 326;
     pub const MARKET_DATA_FARM_OK: i32 = 2104;
     pub const HMDS_FARM_OK: i32 = 2106;
@@ -77,6 +82,65 @@ pub struct ErrorMessage {
     pub error_msg: Option<String>,
 }
 
+/// The contract fields the gateway looks at.
+#[derive(Clone, PartialEq, Message)]
+pub struct Contract {
+    #[prost(string, optional, tag = "2")]
+    pub symbol: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoricalDataRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+    #[prost(string, optional, tag = "3")]
+    pub end_date_time: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub bar_size_setting: Option<String>,
+    #[prost(string, optional, tag = "5")]
+    pub duration: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoricalDataBar {
+    #[prost(string, optional, tag = "1")]
+    pub date: Option<String>,
+    #[prost(double, optional, tag = "2")]
+    pub open: Option<f64>,
+    #[prost(double, optional, tag = "3")]
+    pub high: Option<f64>,
+    #[prost(double, optional, tag = "4")]
+    pub low: Option<f64>,
+    #[prost(double, optional, tag = "5")]
+    pub close: Option<f64>,
+    #[prost(string, optional, tag = "6")]
+    pub volume: Option<String>,
+    #[prost(string, optional, tag = "7")]
+    pub wap: Option<String>,
+    #[prost(int32, optional, tag = "8")]
+    pub bar_count: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoricalData {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, repeated, tag = "2")]
+    pub historical_data_bars: Vec<HistoricalDataBar>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoricalDataEnd {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub start_date_str: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub end_date_str: Option<String>,
+}
+
 #[derive(Clone, PartialEq, Message)]
 pub struct CurrentTime {
     #[prost(int64, optional, tag = "1")]
@@ -96,6 +160,12 @@ pub struct Behaviour {
     pub ids_in_use: Vec<i32>,
     /// Send the farm status notices after the handshake.
     pub farm_notices: bool,
+    /// Symbols without a security definition (error 200).
+    pub unknown_symbols: Vec<String>,
+    /// The first this many historical requests get a pacing violation (error 162).
+    pub pacing_violations: u32,
+    /// End of every historical answer, Unix seconds (`None`: now).
+    pub history_end: Option<i64>,
 }
 
 impl Default for Behaviour {
@@ -106,6 +176,9 @@ impl Default for Behaviour {
             no_next_valid_id: false,
             ids_in_use: Vec::new(),
             farm_notices: true,
+            unknown_symbols: Vec::new(),
+            pacing_violations: 0,
+            history_end: None,
         }
     }
 }
@@ -125,6 +198,7 @@ struct Shared {
     behaviour: Mutex<Behaviour>,
     records: Mutex<Vec<ConnectionRecord>>,
     stop: AtomicBool,
+    history_requests: std::sync::atomic::AtomicU32,
 }
 
 /// A running fake gateway.
@@ -185,6 +259,7 @@ impl Gateway {
             behaviour: Mutex::new(behaviour),
             records: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            history_requests: std::sync::atomic::AtomicU32::new(0),
         });
         let s = shared.clone();
         let acceptor = std::thread::spawn(move || {
@@ -213,6 +288,11 @@ impl Gateway {
     /// Changes the behaviour for connections made from now on.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         *lock(&self.shared.behaviour) = behaviour;
+    }
+
+    /// Historical data requests received so far.
+    pub fn history_requests(&self) -> u32 {
+        self.shared.history_requests.load(Ordering::Relaxed)
     }
 
     /// Every connection so far, in the order they were made.
@@ -341,7 +421,14 @@ fn session(s: &mut TcpStream, shared: &Shared, index: usize, b: &Behaviour) -> i
         else {
             continue;
         };
-        if id == outgoing::REQUEST_CURRENT_TIME + PROTOBUF || id == outgoing::REQUEST_CURRENT_TIME {
+        if id == outgoing::REQUEST_HISTORICAL_DATA + PROTOBUF {
+            let n = shared.history_requests.fetch_add(1, Ordering::Relaxed);
+            if let Ok(req) = HistoricalDataRequest::decode(&body[4..]) {
+                s.write_all(&history(&req, b, n))?;
+            }
+        } else if id == outgoing::REQUEST_CURRENT_TIME + PROTOBUF
+            || id == outgoing::REQUEST_CURRENT_TIME
+        {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
@@ -354,4 +441,135 @@ fn session(s: &mut TcpStream, shared: &Shared, index: usize, b: &Behaviour) -> i
             ))?;
         }
     }
+}
+
+/// Seconds of an IB bar size (`"1 min"`, `"5 secs"`, `"1 hour"`, `"1 day"`, ...).
+pub fn bar_size_seconds(text: &str) -> Option<i64> {
+    let (n, unit) = text.trim().split_once(' ')?;
+    let n: i64 = n.parse().ok()?;
+    let unit = match unit.trim_end_matches('s') {
+        "sec" => 1,
+        "min" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        "week" => 7 * 86_400,
+        _ => return None,
+    };
+    Some(n * unit)
+}
+
+/// Seconds of an IB duration (`"86400 S"`, `"1 D"`, `"2 W"`, `"1 M"`, `"1 Y"`).
+pub fn duration_seconds(text: &str) -> Option<i64> {
+    let (n, unit) = text.trim().split_once(' ')?;
+    let n: i64 = n.parse().ok()?;
+    let unit = match unit {
+        "S" => 1,
+        "D" => 86_400,
+        "W" => 7 * 86_400,
+        "M" => 30 * 86_400,
+        "Y" => 365 * 86_400,
+        _ => return None,
+    };
+    Some(n * unit)
+}
+
+/// `YYYYMMDD-HH:MM:SS` (UTC) of a Unix time.
+fn utc_text(t: i64) -> String {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// A deterministic price for `symbol` at `t`: positive, smooth, symbol-dependent.
+fn price(symbol: &str, t: i64) -> f64 {
+    let base = 50.0 + symbol.bytes().map(f64::from).sum::<f64>() % 400.0;
+    base * (1.0 + 0.01 * ((t as f64) / 1800.0).sin() + 0.002 * ((t as f64) / 97.0).cos())
+}
+
+/// The answer to a historical data request: the bars and the end marker, or an error.
+fn history(req: &HistoricalDataRequest, b: &Behaviour, n: u32) -> Vec<u8> {
+    let id = req.req_id.unwrap_or(-1);
+    let symbol = req
+        .contract
+        .as_ref()
+        .and_then(|c| c.symbol.clone())
+        .unwrap_or_default();
+    if n < b.pacing_violations {
+        return error_frame(
+            id,
+            codes::HISTORICAL_DATA_SERVICE,
+            "Historical Market Data Service error message:Historical data request pacing violation",
+        );
+    }
+    if b.unknown_symbols.contains(&symbol) {
+        return error_frame(
+            id,
+            codes::NO_SECURITY_DEFINITION,
+            "No security definition has been found for the request",
+        );
+    }
+    let size = req
+        .bar_size_setting
+        .as_deref()
+        .and_then(bar_size_seconds)
+        .unwrap_or(60);
+    let span = req
+        .duration
+        .as_deref()
+        .and_then(duration_seconds)
+        .unwrap_or(86_400);
+    let end = b.history_end.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    });
+    let last = end.div_euclid(size) * size - size;
+    let count = span / size;
+    let bars = (0..count)
+        .map(|i| {
+            let t = last - (count - 1 - i) * size;
+            let (open, close) = (price(&symbol, t), price(&symbol, t + size));
+            HistoricalDataBar {
+                date: Some(t.to_string()),
+                open: Some(open),
+                high: Some(open.max(close) * 1.001),
+                low: Some(open.min(close) * 0.999),
+                close: Some(close),
+                volume: Some("100".into()),
+                wap: Some(format!("{:.4}", (open + close) / 2.0)),
+                bar_count: Some(10),
+            }
+        })
+        .collect();
+    let mut out = proto_frame(
+        incoming::HISTORICAL_DATA,
+        &HistoricalData {
+            req_id: Some(id),
+            historical_data_bars: bars,
+        },
+    );
+    out.extend(proto_frame(
+        incoming::HISTORICAL_DATA_END,
+        &HistoricalDataEnd {
+            req_id: Some(id),
+            start_date_str: Some(utc_text(last - (count - 1) * size)),
+            end_date_str: Some(utc_text(end)),
+        },
+    ));
+    out
 }

@@ -84,3 +84,51 @@ fn a_client_id_in_use_is_reported_as_such() {
     assert!(wait_closed(&gw, 0));
     assert!(gw.connections()[0].closed_by_gateway);
 }
+
+fn fetch(
+    gw: &Gateway,
+    symbol: &str,
+) -> Result<ibapi::market_data::historical::HistoricalData, ibapi::Error> {
+    use ibapi::prelude::*;
+    runtime().block_on(async {
+        let client = ibapi::Client::connect(&gw.address(), 3).await.unwrap();
+        let contract = Contract::stock(symbol).build();
+        client
+            .historical_data(&contract, HistoricalBarSize::Min)
+            .what_to_show(HistoricalWhatToShow::Trades)
+            .duration(1.days())
+            .fetch()
+            .await
+    })
+}
+
+#[test]
+fn historical_bars_arrive_whole() {
+    let gw = Gateway::start(Behaviour {
+        history_end: Some(1_763_805_600),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let data = fetch(&gw, "SPY").unwrap();
+    assert_eq!(data.bars.len(), 1440);
+    assert!(data.bars.iter().all(|b| b.close > 0.0 && b.low <= b.high));
+    assert_eq!(gw.history_requests(), 1);
+}
+
+#[test]
+fn unknown_symbols_and_pacing_violations_are_errors() {
+    let gw = Gateway::start(Behaviour {
+        unknown_symbols: vec!["ZZZZ".into()],
+        pacing_violations: 1,
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let err = fetch(&gw, "SPY").unwrap_err().to_string();
+    assert!(err.contains("162") || err.contains("pacing"), "{err}");
+    let err = fetch(&gw, "ZZZZ").unwrap_err().to_string();
+    assert!(
+        err.contains("200") || err.contains("security definition"),
+        "{err}"
+    );
+    assert_eq!(fetch(&gw, "SPY").unwrap().bars.len(), 1440);
+}
