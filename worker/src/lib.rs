@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod ibkr;
 mod logging;
 pub mod options;
 mod serve;

@@ -70,11 +70,9 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
         BackendOptions::Sim(sim) => {
             Arc::new(SimBackend::new(sim.clone(), options.generation, events))
         }
-        BackendOptions::Ibkr(_) => {
-            return Err(WorkerError::Backend(
-                "the ibkr backend is not built into this worker".into(),
-            ))
-        }
+        BackendOptions::Ibkr(ib) => Arc::new(
+            crate::ibkr::IbkrBackend::new(ib.clone(), events).map_err(WorkerError::Backend)?,
+        ),
     };
     tracing::info!(
         pid = std::process::id(),

@@ -1,0 +1,176 @@
+//! `runner run --backend ibkr` against the fake TWS gateway on loopback.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tests::gateway::{Behaviour, Gateway};
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
+
+fn ibkr(gw: &Gateway, client_id: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(RUNNER);
+    cmd.args([
+        "run",
+        "--backend",
+        "ibkr",
+        "--gateway",
+        &gw.address(),
+        "--client-id",
+        client_id,
+    ])
+    .args(extra)
+    .env_remove("RUNNER_SIM_FAULTS");
+    for (k, _) in runner::config::ENV_VARS {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+fn run(mut cmd: Command) -> (i32, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// symbol -> history bars, from the summary table.
+fn history_counts(stdout: &str) -> Vec<(String, usize)> {
+    stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            (cols[0].to_string(), cols[1].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn history_for_7_symbols_through_the_gateway_is_complete() {
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only"]));
+    assert_eq!(code, 0, "{stderr}");
+    let counts = history_counts(&stdout);
+    assert_eq!(counts.len(), 7, "{stdout}");
+    assert!(counts.iter().all(|(_, n)| *n == 1440), "{stdout}");
+    assert_eq!(gw.history_requests(), 7);
+    assert!(stderr.contains("gateway ready"), "{stderr}");
+    // The worker disconnected cleanly: the gateway saw the client close its socket.
+    let records = gw.connections();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].client_id, Some(9));
+    assert!(records[0].closed_after.is_some() && !records[0].closed_by_gateway);
+}
+
+#[test]
+fn history_for_50_symbols_at_once_without_a_pacing_error() {
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let symbols: Vec<String> = (0..50).map(|i| format!("S{i:03}")).collect();
+    let (code, stdout, stderr) = run(ibkr(
+        &gw,
+        "9",
+        &["--history-only", "--symbols", &symbols.join(",")],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    let counts = history_counts(&stdout);
+    assert_eq!(counts.len(), 50);
+    assert!(counts.iter().all(|(_, n)| *n == 1440), "{stdout}");
+    assert!(!stderr.contains("pacing"), "{stderr}");
+}
+
+#[test]
+fn a_pacing_violation_is_retried_and_the_fetch_completes() {
+    let gw = Gateway::start(Behaviour {
+        pacing_violations: 1,
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY,QQQ"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        history_counts(&stdout).iter().all(|(_, n)| *n == 1440),
+        "{stdout}"
+    );
+    assert!(stderr.contains("pacing violation; retrying"), "{stderr}");
+    assert_eq!(gw.history_requests(), 3);
+}
+
+#[test]
+fn a_client_id_in_use_is_one_clear_error() {
+    let gw = Gateway::start(Behaviour {
+        ids_in_use: vec![9],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, _, stderr) = run(ibkr(&gw, "9", &["--history-only"]));
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: cannot connect to the broker: ClientIdInUse"),
+        "{last}"
+    );
+    assert!(last.contains("client id 9"), "{last}");
+}
+
+#[test]
+fn accounts_delayed_3_s_are_waited_for() {
+    let gw = Gateway::start(Behaviour {
+        accounts_delay: Duration::from_secs(3),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let start = Instant::now();
+    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(start.elapsed() >= Duration::from_secs(3));
+    assert_eq!(history_counts(&stdout), vec![("SPY".to_string(), 1440)]);
+}
+
+#[test]
+fn an_unknown_contract_is_reported_per_symbol() {
+    let gw = Gateway::start(Behaviour {
+        unknown_symbols: vec!["ZZZZ".into()],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY,ZZZZ"]));
+    assert_eq!(code, 0, "{stderr}");
+    let row = stdout.lines().find(|l| l.starts_with("ZZZZ")).unwrap();
+    assert!(row.contains("NoSecurityDefinition"), "{row}");
+}
+
+#[test]
+fn a_killed_runner_closes_the_gateway_socket_within_2_s() {
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let mut child = ibkr(&gw, "9", &["--duration", "0", "--symbols", "SPY"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = BufReader::new(child.stderr.take().unwrap());
+    for line in log.lines() {
+        if line.unwrap().contains("live phase") {
+            break;
+        }
+    }
+    assert_eq!(gw.connections().len(), 1);
+    assert!(gw.connections()[0].closed_after.is_none());
+    child.kill().unwrap();
+    let killed = Instant::now();
+    child.wait().unwrap();
+    while gw.connections()[0].closed_after.is_none() && killed.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = killed.elapsed();
+    assert!(
+        gw.connections()[0].closed_after.is_some(),
+        "socket never closed"
+    );
+    assert!(took < Duration::from_secs(2), "closed after {took:?}");
+}

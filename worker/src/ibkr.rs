@@ -1,0 +1,391 @@
+//! The Interactive Brokers backend, on `ibapi`'s async client.
+//!
+//! - Ready only when the next valid id and the managed accounts are both known (`ibapi`
+//!   returns from `connect` after 100 other frames even without them), within a handshake
+//!   timeout (`ibapi` has none of its own); "client id in use" is reported as such.
+//! - Historical bars: the contract is the symbol as a SMART-routed USD stock; at most
+//!   [`MAX_CONCURRENT_HISTORY`] requests in flight; a pacing violation (error 162) is retried
+//!   with backoff; each request has a deadline. No data, pacing, no security definition, farm
+//!   down and disconnection are told apart. A bar without a positive price is dropped, never
+//!   passed on as a zero.
+//! - Broker notices (farm status 2104, 2106, 2158, ...) are forwarded as events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::protocol::{
+    Bar, ConnectionStatus, ErrorKind, Event, HistoryRequest, RemoteError, SubscribeRequest,
+};
+use ibapi::market_data::historical::{BarSize, BarTimestamp, Duration as IbDuration};
+use ibapi::prelude::{Contract, HistoricalWhatToShow};
+use parking_lot::Mutex;
+
+use crate::backend::{error, valid_symbol, Backend, EventSink};
+use crate::options::IbkrOptions;
+
+/// Historical requests in flight at once (IB allows about 50).
+pub const MAX_CONCURRENT_HISTORY: usize = 16;
+/// Deadline of one historical request.
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pacing violations retried per request.
+const PACING_RETRIES: u32 = 4;
+/// Bars per batch on the bridge.
+const BATCH: usize = 1000;
+
+struct Connected {
+    client: Arc<ibapi::Client>,
+    accounts: Vec<String>,
+    next_order_id: i64,
+}
+
+/// A connection to TWS or IB Gateway.
+pub struct IbkrBackend {
+    rt: tokio::runtime::Runtime,
+    opts: IbkrOptions,
+    conn: Mutex<Option<Connected>>,
+    connect_lock: Mutex<()>,
+    history_slots: Arc<tokio::sync::Semaphore>,
+    events: EventSink,
+}
+
+impl IbkrBackend {
+    /// A backend for the gateway in `opts`; nothing connects until [`Backend::connect`].
+    pub fn new(opts: IbkrOptions, events: EventSink) -> Result<Self, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ibkr")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        Ok(IbkrBackend {
+            rt,
+            opts,
+            conn: Mutex::new(None),
+            connect_lock: Mutex::new(()),
+            history_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HISTORY)),
+            events,
+        })
+    }
+
+    fn client(&self) -> Result<Arc<ibapi::Client>, RemoteError> {
+        match &*self.conn.lock() {
+            Some(c) if c.client.is_connected() => Ok(c.client.clone()),
+            Some(_) => Err(error(
+                ErrorKind::Disconnected,
+                "the gateway connection is lost",
+            )),
+            None => Err(error(
+                ErrorKind::NotConnected,
+                "not connected to the gateway",
+            )),
+        }
+    }
+}
+
+/// IB's bar size for a number of seconds.
+pub fn bar_size(seconds: u32) -> Option<BarSize> {
+    Some(match seconds {
+        1 => BarSize::Sec,
+        5 => BarSize::Sec5,
+        10 => BarSize::Sec10,
+        15 => BarSize::Sec15,
+        30 => BarSize::Sec30,
+        60 => BarSize::Min,
+        120 => BarSize::Min2,
+        180 => BarSize::Min3,
+        240 => BarSize::Min4,
+        300 => BarSize::Min5,
+        600 => BarSize::Min10,
+        900 => BarSize::Min15,
+        1200 => BarSize::Min20,
+        1800 => BarSize::Min30,
+        3600 => BarSize::Hour,
+        7200 => BarSize::Hour2,
+        10800 => BarSize::Hour3,
+        14400 => BarSize::Hour4,
+        28800 => BarSize::Hour8,
+        86400 => BarSize::Day,
+        604_800 => BarSize::Week,
+        _ => return None,
+    })
+}
+
+/// IB's duration for a number of seconds: seconds up to a day, whole days beyond.
+pub fn duration(seconds: u64) -> IbDuration {
+    if seconds <= 86_400 {
+        IbDuration::seconds(seconds as i32)
+    } else {
+        IbDuration::days(seconds.div_ceil(86_400).min(i32::MAX as u64) as i32)
+    }
+}
+
+/// Tells IB's errors apart.
+pub fn classify(e: &ibapi::Error) -> RemoteError {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    let kind = match e {
+        ibapi::Error::ClientIdInUse { .. } => ErrorKind::ClientIdInUse,
+        ibapi::Error::Timeout => ErrorKind::Timeout,
+        ibapi::Error::ConnectionReset
+        | ibapi::Error::ConnectionFailed
+        | ibapi::Error::Shutdown
+        | ibapi::Error::Io(_) => ErrorKind::Disconnected,
+        ibapi::Error::Notice(n) => match n.code {
+            162 if lower.contains("pacing") => ErrorKind::Pacing,
+            162 | 166 if lower.contains("no data") => ErrorKind::NoData,
+            162 => ErrorKind::NoData,
+            200 => ErrorKind::NoSecurityDefinition,
+            1100 | 1300 | 2110 => ErrorKind::Disconnected,
+            2103 | 2105 | 2157 => ErrorKind::FarmDown,
+            _ => ErrorKind::Internal,
+        },
+        _ if lower.contains("pacing") => ErrorKind::Pacing,
+        _ if lower.contains("no security definition") => ErrorKind::NoSecurityDefinition,
+        _ => ErrorKind::Internal,
+    };
+    error(kind, text)
+}
+
+fn bar_time(b: &BarTimestamp) -> i64 {
+    match b {
+        BarTimestamp::DateTime(t) => t.unix_timestamp(),
+        BarTimestamp::Date(d) => d.midnight().assume_utc().unix_timestamp(),
+    }
+}
+
+impl Backend for IbkrBackend {
+    fn name(&self) -> &'static str {
+        "ibkr"
+    }
+
+    fn connect(&self, timeout: Duration) -> Result<(Vec<String>, i64), RemoteError> {
+        let _one = self.connect_lock.lock();
+        if let Some(c) = &*self.conn.lock() {
+            if c.client.is_connected() {
+                return Ok((c.accounts.clone(), c.next_order_id));
+            }
+        }
+        let gateway = self.opts.gateway.clone();
+        let client_id = self.opts.client_id;
+        tracing::info!(%gateway, client_id, "connecting to the gateway");
+        let connected = self.rt.block_on(async {
+            tokio::time::timeout(timeout, ibapi::Client::connect(&gateway, client_id)).await
+        });
+        let client = match connected {
+            Err(_) => {
+                return Err(error(
+                    ErrorKind::Timeout,
+                    format!(
+                        "handshake with {gateway} not completed within {} ms",
+                        timeout.as_millis()
+                    ),
+                ))
+            }
+            Ok(Err(e)) => {
+                let mut e = classify(&e);
+                if e.kind != ErrorKind::ClientIdInUse {
+                    e.kind = ErrorKind::NotConnected;
+                    e.message = format!("cannot connect to {gateway}: {}", e.message);
+                }
+                return Err(e);
+            }
+            Ok(Ok(c)) => Arc::new(c),
+        };
+        let accounts: Vec<String> = client
+            .handshake_managed_accounts()
+            .iter()
+            .filter(|a| !a.is_empty())
+            .cloned()
+            .collect();
+        if accounts.is_empty() {
+            self.rt.block_on(client.disconnect());
+            return Err(error(
+                ErrorKind::Timeout,
+                format!("{gateway} completed the handshake without managed accounts"),
+            ));
+        }
+        let next_order_id = i64::from(client.next_order_id());
+        if let Ok(mut notices) = client.notice_stream() {
+            let events = self.events.clone();
+            self.rt.spawn(async move {
+                while let Some(n) = notices.next().await {
+                    events(Event::Notice {
+                        code: n.code,
+                        message: n.message,
+                    });
+                }
+            });
+        }
+        tracing::info!(?accounts, next_order_id, "gateway ready");
+        (self.events)(Event::Connection(ConnectionStatus::Connected));
+        *self.conn.lock() = Some(Connected {
+            client,
+            accounts: accounts.clone(),
+            next_order_id,
+        });
+        Ok((accounts, next_order_id))
+    }
+
+    fn accounts(&self) -> Result<Vec<String>, RemoteError> {
+        self.client()?;
+        Ok(self
+            .conn
+            .lock()
+            .as_ref()
+            .map(|c| c.accounts.clone())
+            .unwrap_or_default())
+    }
+
+    fn history(
+        &self,
+        req: &HistoryRequest,
+        emit: &mut dyn FnMut(Vec<Bar>) -> bool,
+    ) -> Result<u64, RemoteError> {
+        let client = self.client()?;
+        if !valid_symbol(&req.symbol) {
+            return Err(error(
+                ErrorKind::UnknownSymbol,
+                format!("unknown symbol {:?}", req.symbol),
+            ));
+        }
+        let size = bar_size(req.bar_seconds).ok_or_else(|| {
+            error(
+                ErrorKind::BadRequest,
+                format!("IB has no {} s bar size", req.bar_seconds),
+            )
+        })?;
+        if req.end.is_some() {
+            return Err(error(
+                ErrorKind::BadRequest,
+                "history ending in the past is not supported by the ibkr backend yet",
+            ));
+        }
+        let contract = Contract::stock(&req.symbol).build();
+        let slots = self.history_slots.clone();
+        let span = duration(req.duration_seconds);
+        let bars = self.rt.block_on(async {
+            let _slot = slots
+                .acquire()
+                .await
+                .map_err(|_| error(ErrorKind::Internal, "history slots closed"))?;
+            let mut backoff = Duration::from_secs(2);
+            let mut attempt = 0;
+            loop {
+                let fetched = tokio::time::timeout(
+                    HISTORY_TIMEOUT,
+                    client
+                        .historical_data(&contract, size)
+                        .what_to_show(HistoricalWhatToShow::Trades)
+                        .duration(span)
+                        .fetch(),
+                )
+                .await;
+                match fetched {
+                    Err(_) => {
+                        return Err(error(
+                            ErrorKind::Timeout,
+                            format!(
+                                "history of {} not answered within {} s",
+                                req.symbol,
+                                HISTORY_TIMEOUT.as_secs()
+                            ),
+                        ))
+                    }
+                    Ok(Ok(data)) => return Ok(data.bars),
+                    Ok(Err(e)) => {
+                        let e = classify(&e);
+                        if e.kind == ErrorKind::Pacing && attempt < PACING_RETRIES {
+                            attempt += 1;
+                            tracing::warn!(symbol = %req.symbol, attempt, "pacing violation; retrying in {} s", backoff.as_secs());
+                            tokio::time::sleep(backoff).await;
+                            backoff *= 2;
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        })?;
+        let mut dropped = 0usize;
+        let converted: Vec<Bar> = bars
+            .iter()
+            .filter_map(|b| {
+                let ok = [b.open, b.high, b.low, b.close]
+                    .iter()
+                    .all(|p| p.is_finite() && *p > 0.0);
+                if !ok {
+                    dropped += 1;
+                    return None;
+                }
+                Some(Bar {
+                    time: bar_time(&b.date),
+                    open: b.open,
+                    high: b.high,
+                    low: b.low,
+                    close: b.close,
+                    volume: b.volume,
+                })
+            })
+            .collect();
+        if dropped > 0 {
+            tracing::warn!(symbol = %req.symbol, dropped, "bars without a valid price dropped");
+        }
+        if converted.is_empty() {
+            return Err(error(
+                ErrorKind::NoData,
+                format!("no bars for {}", req.symbol),
+            ));
+        }
+        let mut sent = 0u64;
+        for chunk in converted.chunks(BATCH) {
+            if !emit(chunk.to_vec()) {
+                return Err(error(ErrorKind::Internal, "the runner stopped listening"));
+            }
+            sent += chunk.len() as u64;
+        }
+        Ok(sent)
+    }
+
+    fn subscribe(&self, req: &SubscribeRequest) -> Result<(), RemoteError> {
+        self.client()?;
+        Err(error(
+            ErrorKind::BadRequest,
+            format!(
+                "real-time bars for {} are not supported by the ibkr backend yet",
+                req.symbol
+            ),
+        ))
+    }
+
+    fn unsubscribe(&self, _symbol: &str) -> Result<(), RemoteError> {
+        Ok(())
+    }
+
+    fn disconnect(&self) {
+        let conn = self.conn.lock().take();
+        if let Some(c) = conn {
+            self.rt.block_on(c.client.disconnect());
+            tracing::info!("disconnected from the gateway");
+        }
+    }
+}
+
+impl Drop for IbkrBackend {
+    fn drop(&mut self) {
+        self.disconnect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_sizes_and_durations_map_to_ib_units() {
+        assert!(matches!(bar_size(60), Some(BarSize::Min)));
+        assert!(matches!(bar_size(5), Some(BarSize::Sec5)));
+        assert!(bar_size(7).is_none());
+        assert_eq!(duration(86_400).to_string(), "86400 S");
+        assert_eq!(duration(86_401).to_string(), "2 D");
+    }
+}
