@@ -45,6 +45,7 @@ pub struct IbkrBackend {
     conn: Mutex<Option<Connected>>,
     connect_lock: Mutex<()>,
     history_slots: Arc<tokio::sync::Semaphore>,
+    pacer: crate::pacing::Pacer,
     events: EventSink,
 }
 
@@ -63,6 +64,7 @@ impl IbkrBackend {
             conn: Mutex::new(None),
             connect_lock: Mutex::new(()),
             history_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HISTORY)),
+            pacer: crate::pacing::Pacer::default(),
             events,
         })
     }
@@ -150,6 +152,99 @@ fn bar_time(b: &BarTimestamp) -> i64 {
     match b {
         BarTimestamp::DateTime(t) => t.unix_timestamp(),
         BarTimestamp::Date(d) => d.midnight().assume_utc().unix_timestamp(),
+    }
+}
+
+/// Our bars from IB's: a bar without a positive, finite price is dropped (`ibapi` turns a
+/// missing price into 0.0; it never reaches a strategy here).
+fn convert(
+    symbol: &str,
+    bars: &[ibapi::market_data::historical::Bar],
+) -> Result<Arc<Vec<Bar>>, RemoteError> {
+    let mut dropped = 0usize;
+    let converted: Vec<Bar> = bars
+        .iter()
+        .filter_map(|b| {
+            let ok = [b.open, b.high, b.low, b.close]
+                .iter()
+                .all(|p| p.is_finite() && *p > 0.0);
+            if !ok {
+                dropped += 1;
+                return None;
+            }
+            Some(Bar {
+                time: bar_time(&b.date),
+                open: b.open,
+                high: b.high,
+                low: b.low,
+                close: b.close,
+                volume: b.volume,
+            })
+        })
+        .collect();
+    if dropped > 0 {
+        tracing::warn!(symbol, dropped, "bars without a valid price dropped");
+    }
+    if converted.is_empty() {
+        return Err(error(ErrorKind::NoData, format!("no bars for {symbol}")));
+    }
+    Ok(Arc::new(converted))
+}
+
+/// One historical request, with a slot of the concurrency cap, its deadline and pacing
+/// retries.
+async fn fetch(
+    client: &ibapi::Client,
+    contract: &Contract,
+    size: BarSize,
+    span: IbDuration,
+    slots: &tokio::sync::Semaphore,
+    symbol: &str,
+) -> Result<Arc<Vec<ibapi::market_data::historical::Bar>>, RemoteError> {
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|_| error(ErrorKind::Internal, "history slots closed"))?;
+    let mut backoff = Duration::from_secs(2);
+    let mut attempt = 0;
+    loop {
+        let fetched = tokio::time::timeout(
+            HISTORY_TIMEOUT,
+            client
+                .historical_data(contract, size)
+                .what_to_show(HistoricalWhatToShow::Trades)
+                .duration(span)
+                .fetch(),
+        )
+        .await;
+        match fetched {
+            Err(_) => {
+                return Err(error(
+                    ErrorKind::Timeout,
+                    format!(
+                        "history of {symbol} not answered within {} s",
+                        HISTORY_TIMEOUT.as_secs()
+                    ),
+                ))
+            }
+            Ok(Ok(data)) => return Ok(Arc::new(data.bars)),
+            Ok(Err(e)) => {
+                let e = classify(&e);
+                if e.kind == ErrorKind::Pacing && attempt < PACING_RETRIES {
+                    attempt += 1;
+                    tracing::warn!(
+                        symbol,
+                        attempt,
+                        "pacing violation; retrying in {} s",
+                        backoff.as_secs()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -263,81 +358,28 @@ impl Backend for IbkrBackend {
         let contract = Contract::stock(&req.symbol).build();
         let slots = self.history_slots.clone();
         let span = duration(req.duration_seconds);
+        let admission = self.pacer.admit(req, std::time::Instant::now());
+        let (wait, answer) = match admission {
+            // An identical request is under way or was answered: share its bars.
+            crate::pacing::Admission::Join(shared) => (Duration::ZERO, shared),
+            crate::pacing::Admission::Send { wait, answer } => (wait, answer),
+        };
         let bars = self.rt.block_on(async {
-            let _slot = slots
-                .acquire()
-                .await
-                .map_err(|_| error(ErrorKind::Internal, "history slots closed"))?;
-            let mut backoff = Duration::from_secs(2);
-            let mut attempt = 0;
-            loop {
-                let fetched = tokio::time::timeout(
-                    HISTORY_TIMEOUT,
-                    client
-                        .historical_data(&contract, size)
-                        .what_to_show(HistoricalWhatToShow::Trades)
-                        .duration(span)
-                        .fetch(),
-                )
-                .await;
-                match fetched {
-                    Err(_) => {
-                        return Err(error(
-                            ErrorKind::Timeout,
-                            format!(
-                                "history of {} not answered within {} s",
-                                req.symbol,
-                                HISTORY_TIMEOUT.as_secs()
-                            ),
-                        ))
+            answer
+                .get_or_init(|| async {
+                    if !wait.is_zero() {
+                        tracing::debug!(symbol = %req.symbol, ms = wait.as_millis() as u64, "paced");
+                        tokio::time::sleep(wait).await;
                     }
-                    Ok(Ok(data)) => return Ok(data.bars),
-                    Ok(Err(e)) => {
-                        let e = classify(&e);
-                        if e.kind == ErrorKind::Pacing && attempt < PACING_RETRIES {
-                            attempt += 1;
-                            tracing::warn!(symbol = %req.symbol, attempt, "pacing violation; retrying in {} s", backoff.as_secs());
-                            tokio::time::sleep(backoff).await;
-                            backoff *= 2;
-                            continue;
-                        }
-                        return Err(e);
-                    }
-                }
-            }
-        })?;
-        let mut dropped = 0usize;
-        let converted: Vec<Bar> = bars
-            .iter()
-            .filter_map(|b| {
-                let ok = [b.open, b.high, b.low, b.close]
-                    .iter()
-                    .all(|p| p.is_finite() && *p > 0.0);
-                if !ok {
-                    dropped += 1;
-                    return None;
-                }
-                Some(Bar {
-                    time: bar_time(&b.date),
-                    open: b.open,
-                    high: b.high,
-                    low: b.low,
-                    close: b.close,
-                    volume: b.volume,
+                    fetch(&client, &contract, size, span, &slots, &req.symbol)
+                        .await
+                        .and_then(|bars| convert(&req.symbol, &bars))
                 })
-            })
-            .collect();
-        if dropped > 0 {
-            tracing::warn!(symbol = %req.symbol, dropped, "bars without a valid price dropped");
-        }
-        if converted.is_empty() {
-            return Err(error(
-                ErrorKind::NoData,
-                format!("no bars for {}", req.symbol),
-            ));
-        }
+                .await
+                .clone()
+        })?;
         let mut sent = 0u64;
-        for chunk in converted.chunks(BATCH) {
+        for chunk in bars.chunks(BATCH) {
             if !emit(chunk.to_vec()) {
                 return Err(error(ErrorKind::Internal, "the runner stopped listening"));
             }

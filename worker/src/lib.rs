@@ -10,6 +10,7 @@ pub mod backend;
 pub mod ibkr;
 mod logging;
 pub mod options;
+pub mod pacing;
 mod serve;
 pub mod sim;
 

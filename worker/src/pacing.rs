@@ -1,0 +1,171 @@
+//! Historical-data pacing, as Interactive Brokers enforces it: no more than 5 requests for
+//! one contract in 2 s, no more than 60 requests for bars under one minute in 10 minutes,
+//! and an identical request within 15 s served from the first (never sent again).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bridge::protocol::{Bar, HistoryRequest, RemoteError};
+use parking_lot::Mutex;
+use tokio::sync::OnceCell;
+
+/// Same-contract window and budget.
+pub const CONTRACT_WINDOW: Duration = Duration::from_secs(2);
+pub const CONTRACT_BUDGET: usize = 5;
+/// Small-bar window and budget.
+pub const SMALL_BAR_WINDOW: Duration = Duration::from_secs(600);
+pub const SMALL_BAR_BUDGET: usize = 60;
+/// How long an answer serves identical requests.
+pub const IDENTICAL_WINDOW: Duration = Duration::from_secs(15);
+
+/// The shared answer of identical requests.
+pub type Shared = Arc<OnceCell<Result<Arc<Vec<Bar>>, RemoteError>>>;
+
+#[derive(Default)]
+struct State {
+    /// (sent at, symbol, small bars) of recent requests, oldest first.
+    sent: VecDeque<(Instant, String, bool)>,
+    /// Answers (or answers in the making) of recent requests.
+    answers: HashMap<HistoryRequest, (Instant, Shared)>,
+}
+
+/// Decides when a historical request may go out.
+#[derive(Default)]
+pub struct Pacer {
+    state: Mutex<State>,
+}
+
+/// What to do with a request.
+pub enum Admission {
+    /// An identical request was made within the window: await its answer.
+    Join(Shared),
+    /// Send it after waiting this long (zero: now); fill the cell with the answer.
+    Send { wait: Duration, answer: Shared },
+}
+
+impl Pacer {
+    /// Admits `req` at `now`: either joins an identical recent request, or books a slot and
+    /// says how long to wait first.
+    pub fn admit(&self, req: &HistoryRequest, now: Instant) -> Admission {
+        let mut st = self.state.lock();
+        st.answers
+            .retain(|_, (at, _)| now.duration_since(*at) < IDENTICAL_WINDOW);
+        while st
+            .sent
+            .front()
+            .is_some_and(|(at, _, _)| now.duration_since(*at) >= SMALL_BAR_WINDOW)
+        {
+            st.sent.pop_front();
+        }
+        if req.end.is_none() {
+            if let Some((_, shared)) = st.answers.get(req) {
+                return Admission::Join(shared.clone());
+            }
+        }
+        let small = req.bar_seconds < 60;
+        let mut at = now;
+        // The 5th-previous request for this contract must be 2 s old.
+        let same: Vec<Instant> = st
+            .sent
+            .iter()
+            .filter(|(_, s, _)| *s == req.symbol)
+            .map(|(t, _, _)| *t)
+            .collect();
+        if same.len() >= CONTRACT_BUDGET {
+            at = at.max(same[same.len() - CONTRACT_BUDGET] + CONTRACT_WINDOW);
+        }
+        if small {
+            let smalls: Vec<Instant> = st
+                .sent
+                .iter()
+                .filter(|(_, _, s)| *s)
+                .map(|(t, _, _)| *t)
+                .collect();
+            if smalls.len() >= SMALL_BAR_BUDGET {
+                at = at.max(smalls[smalls.len() - SMALL_BAR_BUDGET] + SMALL_BAR_WINDOW);
+            }
+        }
+        // Booked at the time it will go out, in time order.
+        let pos = st.sent.partition_point(|(t, _, _)| *t <= at);
+        st.sent.insert(pos, (at, req.symbol.clone(), small));
+        let answer: Shared = Arc::new(OnceCell::new());
+        if req.end.is_none() {
+            st.answers.insert(req.clone(), (at, answer.clone()));
+        }
+        Admission::Send {
+            wait: at.duration_since(now),
+            answer,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(symbol: &str, bar_seconds: u32, duration_seconds: u64) -> HistoryRequest {
+        HistoryRequest {
+            symbol: symbol.into(),
+            bar_seconds,
+            duration_seconds,
+            end: None,
+        }
+    }
+
+    fn wait(a: Admission) -> Duration {
+        match a {
+            Admission::Send { wait, .. } => wait,
+            Admission::Join(_) => panic!("joined"),
+        }
+    }
+
+    #[test]
+    fn identical_requests_within_15_s_share_one_answer() {
+        let p = Pacer::default();
+        let t = Instant::now();
+        let first = p.admit(&req("SPY", 60, 86_400), t);
+        assert!(matches!(first, Admission::Send { wait, .. } if wait.is_zero()));
+        assert!(matches!(
+            p.admit(&req("SPY", 60, 86_400), t + Duration::from_secs(14)),
+            Admission::Join(_)
+        ));
+        // Different duration: a different request.
+        assert!(matches!(
+            p.admit(&req("SPY", 60, 3600), t),
+            Admission::Send { .. }
+        ));
+        // After 15 s it is sent again.
+        assert!(matches!(
+            p.admit(&req("SPY", 60, 86_400), t + Duration::from_secs(15)),
+            Admission::Send { .. }
+        ));
+    }
+
+    #[test]
+    fn the_sixth_request_for_one_contract_within_2_s_waits() {
+        let p = Pacer::default();
+        let t = Instant::now();
+        for d in 1..=5u64 {
+            assert!(wait(p.admit(&req("SPY", 60, d * 60), t)).is_zero());
+        }
+        assert_eq!(wait(p.admit(&req("SPY", 60, 6 * 60), t)), CONTRACT_WINDOW);
+        // Another contract is not held back.
+        assert!(wait(p.admit(&req("QQQ", 60, 60), t)).is_zero());
+    }
+
+    #[test]
+    fn the_61st_small_bar_request_in_10_minutes_waits() {
+        let p = Pacer::default();
+        let t = Instant::now();
+        for i in 0..60u64 {
+            let at = t + Duration::from_secs(i * 3);
+            assert!(wait(p.admit(&req(&format!("S{i}"), 5, 300), at)).is_zero());
+        }
+        let late = t + Duration::from_secs(180);
+        let w = wait(p.admit(&req("S60", 5, 300), late));
+        assert_eq!(w, SMALL_BAR_WINDOW - Duration::from_secs(180));
+        // Minute bars are not counted against it.
+        assert!(wait(p.admit(&req("S61", 60, 300), late)).is_zero());
+    }
+}
