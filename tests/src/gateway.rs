@@ -252,7 +252,12 @@ fn read_frame(s: &mut TcpStream) -> io::Result<Vec<u8>> {
 impl Gateway {
     /// Starts a gateway on a free loopback port.
     pub fn start(behaviour: Behaviour) -> io::Result<Gateway> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on("127.0.0.1:0", behaviour)
+    }
+
+    /// Starts a gateway listening on `addr` (`host:port`).
+    pub fn start_on(addr: &str, behaviour: Behaviour) -> io::Result<Gateway> {
+        let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
