@@ -174,3 +174,20 @@ fn a_killed_runner_closes_the_gateway_socket_within_2_s() {
     );
     assert!(took < Duration::from_secs(2), "closed after {took:?}");
 }
+
+#[test]
+fn the_gateway_dropping_the_connection_mid_fetch_does_not_lose_a_symbol() {
+    let gw = Gateway::start(Behaviour {
+        drop_on_history: vec![3],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only"]));
+    assert_eq!(code, 0, "{stderr}");
+    let counts = history_counts(&stdout);
+    assert_eq!(counts.len(), 7);
+    assert!(counts.iter().all(|(_, n)| *n == 1440), "{stdout}\n{stderr}");
+    // The dropped request was answered on a second connection.
+    assert!(gw.connections().len() >= 2, "{:?}", gw.connections());
+    assert!(gw.history_requests() >= 8, "{}", gw.history_requests());
+}

@@ -166,6 +166,9 @@ pub struct Behaviour {
     pub pacing_violations: u32,
     /// End of every historical answer, Unix seconds (`None`: now).
     pub history_end: Option<i64>,
+    /// Close the connection, unanswered, on these historical requests (0 = the first the
+    /// gateway receives).
+    pub drop_on_history: Vec<u32>,
 }
 
 impl Default for Behaviour {
@@ -179,6 +182,7 @@ impl Default for Behaviour {
             unknown_symbols: Vec::new(),
             pacing_violations: 0,
             history_end: None,
+            drop_on_history: Vec::new(),
         }
     }
 }
@@ -428,6 +432,9 @@ fn session(s: &mut TcpStream, shared: &Shared, index: usize, b: &Behaviour) -> i
         };
         if id == outgoing::REQUEST_HISTORICAL_DATA + PROTOBUF {
             let n = shared.history_requests.fetch_add(1, Ordering::Relaxed);
+            if b.drop_on_history.contains(&n) {
+                return Ok(true);
+            }
             if let Ok(req) = HistoricalDataRequest::decode(&body[4..]) {
                 s.write_all(&history(&req, b, n))?;
             }

@@ -8,6 +8,8 @@
 //!   with backoff; each request has a deadline. No data, pacing, no security definition, farm
 //!   down and disconnection are told apart. A bar without a positive price is dropped, never
 //!   passed on as a zero.
+//! - A read in flight when the gateway connection drops is re-sent once `ibapi` has
+//!   reconnected.
 //! - Broker notices (farm status 2104, 2106, 2158, ...) are forwarded as events.
 
 use std::sync::Arc;
@@ -29,6 +31,10 @@ pub const MAX_CONCURRENT_HISTORY: usize = 16;
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pacing violations retried per request.
 const PACING_RETRIES: u32 = 4;
+/// Times a read in flight is re-sent after the gateway connection was lost and came back.
+const RECONNECT_RETRIES: u32 = 3;
+/// How long to wait for `ibapi` to reconnect.
+const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 /// Bars per batch on the bridge.
 const BATCH: usize = 1000;
 
@@ -207,6 +213,7 @@ async fn fetch(
         .map_err(|_| error(ErrorKind::Internal, "history slots closed"))?;
     let mut backoff = Duration::from_secs(2);
     let mut attempt = 0;
+    let mut reconnects = 0;
     loop {
         let fetched = tokio::time::timeout(
             HISTORY_TIMEOUT,
@@ -228,6 +235,25 @@ async fn fetch(
                 ))
             }
             Ok(Ok(data)) => return Ok(Arc::new(data.bars)),
+            Ok(Err(e)) if e.is_connection_lost() && reconnects < RECONNECT_RETRIES => {
+                reconnects += 1;
+                tracing::warn!(
+                    symbol,
+                    "gateway connection lost mid-request; re-sending after the reconnect"
+                );
+                match tokio::time::timeout(RECONNECT_WAIT, client.wait_connected()).await {
+                    Ok(Ok(())) => continue,
+                    _ => {
+                        return Err(error(
+                            ErrorKind::Disconnected,
+                            format!(
+                                "gateway connection lost and not back within {} s",
+                                RECONNECT_WAIT.as_secs()
+                            ),
+                        ))
+                    }
+                }
+            }
             Ok(Err(e)) => {
                 let e = classify(&e);
                 if e.kind == ErrorKind::Pacing && attempt < PACING_RETRIES {
