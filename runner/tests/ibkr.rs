@@ -191,3 +191,61 @@ fn the_gateway_dropping_the_connection_mid_fetch_does_not_lose_a_symbol() {
     assert!(gw.connections().len() >= 2, "{:?}", gw.connections());
     assert!(gw.history_requests() >= 8, "{}", gw.history_requests());
 }
+
+/// Runs a live phase of `seconds` against `gw`; returns stdout and stderr.
+fn live(gw: &Gateway, seconds: &str) -> (String, String) {
+    let (code, stdout, stderr) = run(ibkr(
+        gw,
+        "9",
+        &["--duration", seconds, "--symbols", "SPY,QQQ"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    (stdout, stderr)
+}
+
+fn live_counts(stdout: &str) -> Vec<usize> {
+    stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn live_bars_are_built_from_five_second_bars() {
+    // A 5-second bar every 50 ms: a minute bar every 0.6 s.
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (stdout, stderr) = live(&gw, "3");
+    let counts = live_counts(&stdout);
+    assert_eq!(counts.len(), 2);
+    assert!(counts.iter().all(|n| *n >= 2), "{stdout}\n{stderr}");
+    assert_eq!(gw.realtime_requests(), 2);
+}
+
+#[test]
+fn live_bars_resume_after_the_gateway_drops_the_connection_mid_stream() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        drop_after_realtime_bars: Some(30),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (stdout, stderr) = live(&gw, "5");
+    assert!(gw.connections().len() >= 2, "{:?}", gw.connections());
+    assert!(
+        gw.realtime_requests() >= 4,
+        "resubscribed: {}",
+        gw.realtime_requests()
+    );
+    assert!(
+        stderr.contains("resubscribed after a reconnect"),
+        "{stderr}"
+    );
+    let counts = live_counts(&stdout);
+    assert!(counts.iter().all(|n| *n >= 3), "{stdout}\n{stderr}");
+}

@@ -32,6 +32,7 @@ pub mod incoming {
     pub const MANAGED_ACCOUNTS: i32 = 15;
     pub const HISTORICAL_DATA: i32 = 17;
     pub const CURRENT_TIME: i32 = 49;
+    pub const REAL_TIME_BARS: i32 = 50;
     pub const HISTORICAL_DATA_END: i32 = 108;
 }
 
@@ -39,6 +40,8 @@ pub mod incoming {
 pub mod outgoing {
     pub const REQUEST_HISTORICAL_DATA: i32 = 20;
     pub const REQUEST_CURRENT_TIME: i32 = 49;
+    pub const REQUEST_REAL_TIME_BARS: i32 = 50;
+    pub const CANCEL_REAL_TIME_BARS: i32 = 51;
     pub const START_API: i32 = 71;
 }
 
@@ -142,6 +145,42 @@ pub struct HistoricalDataEnd {
 }
 
 #[derive(Clone, PartialEq, Message)]
+pub struct RealTimeBarsRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CancelRealTimeBars {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RealTimeBarTick {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(int64, optional, tag = "2")]
+    pub time: Option<i64>,
+    #[prost(double, optional, tag = "3")]
+    pub open: Option<f64>,
+    #[prost(double, optional, tag = "4")]
+    pub high: Option<f64>,
+    #[prost(double, optional, tag = "5")]
+    pub low: Option<f64>,
+    #[prost(double, optional, tag = "6")]
+    pub close: Option<f64>,
+    #[prost(string, optional, tag = "7")]
+    pub volume: Option<String>,
+    #[prost(string, optional, tag = "8")]
+    pub wap: Option<String>,
+    #[prost(int32, optional, tag = "9")]
+    pub count: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
 pub struct CurrentTime {
     #[prost(int64, optional, tag = "1")]
     pub current_time: Option<i64>,
@@ -169,6 +208,10 @@ pub struct Behaviour {
     /// Close the connection, unanswered, on these historical requests (0 = the first the
     /// gateway receives).
     pub drop_on_history: Vec<u32>,
+    /// Real time between two 5-second real-time bars (a fast market clock).
+    pub realtime_interval: Duration,
+    /// Close the connection after sending this many real-time bars in all (mid-stream).
+    pub drop_after_realtime_bars: Option<u32>,
 }
 
 impl Default for Behaviour {
@@ -183,6 +226,8 @@ impl Default for Behaviour {
             pacing_violations: 0,
             history_end: None,
             drop_on_history: Vec::new(),
+            realtime_interval: Duration::from_millis(100),
+            drop_after_realtime_bars: None,
         }
     }
 }
@@ -203,6 +248,8 @@ struct Shared {
     records: Mutex<Vec<ConnectionRecord>>,
     stop: AtomicBool,
     history_requests: std::sync::atomic::AtomicU32,
+    realtime_bars: std::sync::atomic::AtomicU32,
+    realtime_requests: std::sync::atomic::AtomicU32,
 }
 
 /// A running fake gateway.
@@ -269,6 +316,8 @@ impl Gateway {
             records: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             history_requests: std::sync::atomic::AtomicU32::new(0),
+            realtime_bars: std::sync::atomic::AtomicU32::new(0),
+            realtime_requests: std::sync::atomic::AtomicU32::new(0),
         });
         let s = shared.clone();
         let acceptor = std::thread::spawn(move || {
@@ -276,7 +325,7 @@ impl Gateway {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let s = s.clone();
-                        std::thread::spawn(move || serve(stream, &s));
+                        std::thread::spawn(move || serve(stream, s));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -304,6 +353,11 @@ impl Gateway {
         self.shared.history_requests.load(Ordering::Relaxed)
     }
 
+    /// Real-time bar subscriptions received so far.
+    pub fn realtime_requests(&self) -> u32 {
+        self.shared.realtime_requests.load(Ordering::Relaxed)
+    }
+
     /// Every connection so far, in the order they were made.
     pub fn connections(&self) -> Vec<ConnectionRecord> {
         lock(&self.shared.records).clone()
@@ -324,7 +378,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One client connection, until it closes.
-fn serve(mut s: TcpStream, shared: &Shared) {
+fn serve(mut s: TcpStream, shared: Arc<Shared>) {
     let _ = s.set_nodelay(true);
     let opened = Instant::now();
     let index = {
@@ -338,7 +392,7 @@ fn serve(mut s: TcpStream, shared: &Shared) {
     };
     let behaviour = lock(&shared.behaviour).clone();
     // An error is the client going away mid-frame: not the gateway's doing.
-    let by_gateway = session(&mut s, shared, index, &behaviour).unwrap_or_default();
+    let by_gateway = session(&mut s, &shared, index, &behaviour).unwrap_or_default();
     if by_gateway {
         let _ = s.shutdown(Shutdown::Both);
     }
@@ -349,7 +403,12 @@ fn serve(mut s: TcpStream, shared: &Shared) {
 
 /// Runs the protocol; `Ok(true)` if the gateway ended the connection, `Ok(false)` or an
 /// error when the client did.
-fn session(s: &mut TcpStream, shared: &Shared, index: usize, b: &Behaviour) -> io::Result<bool> {
+fn session(
+    s: &mut TcpStream,
+    shared: &Arc<Shared>,
+    index: usize,
+    b: &Behaviour,
+) -> io::Result<bool> {
     // Handshake: "API\0", then the framed version range.
     let mut api = [0u8; 4];
     s.read_exact(&mut api)?;
@@ -414,7 +473,22 @@ fn session(s: &mut TcpStream, shared: &Shared, index: usize, b: &Behaviour) -> i
             accounts_list: Some(b.accounts.join(",")),
         },
     ))?;
-    // Requests until the client goes away.
+    // Requests until the client goes away. Real-time streams write from threads of their own,
+    // so every write from here on goes through one lock (frames never interleave).
+    let writer = Arc::new(Mutex::new(s.try_clone()?));
+    let streams: Arc<Mutex<Vec<i32>>> = Arc::new(Mutex::new(Vec::new()));
+    let result = requests(s, shared, b, &writer, &streams);
+    lock(&streams).clear();
+    result
+}
+
+fn requests(
+    s: &mut TcpStream,
+    shared: &Arc<Shared>,
+    b: &Behaviour,
+    writer: &Arc<Mutex<TcpStream>>,
+    streams: &Arc<Mutex<Vec<i32>>>,
+) -> io::Result<bool> {
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return Ok(true);
@@ -436,7 +510,23 @@ fn session(s: &mut TcpStream, shared: &Shared, index: usize, b: &Behaviour) -> i
                 return Ok(true);
             }
             if let Ok(req) = HistoricalDataRequest::decode(&body[4..]) {
-                s.write_all(&history(&req, b, n))?;
+                lock(writer).write_all(&history(&req, b, n))?;
+            }
+        } else if id == outgoing::REQUEST_REAL_TIME_BARS + PROTOBUF {
+            shared.realtime_requests.fetch_add(1, Ordering::Relaxed);
+            if let Ok(req) = RealTimeBarsRequest::decode(&body[4..]) {
+                let id = req.req_id.unwrap_or(-1);
+                let symbol = req.contract.and_then(|c| c.symbol).unwrap_or_default();
+                lock(streams).push(id);
+                let (writer, streams, shared, b) =
+                    (writer.clone(), streams.clone(), shared.clone(), b.clone());
+                std::thread::spawn(move || {
+                    stream_bars(id, &symbol, &writer, &streams, &shared, &b)
+                });
+            }
+        } else if id == outgoing::CANCEL_REAL_TIME_BARS + PROTOBUF {
+            if let Ok(req) = CancelRealTimeBars::decode(&body[4..]) {
+                lock(streams).retain(|s| Some(*s) != req.req_id);
             }
         } else if id == outgoing::REQUEST_CURRENT_TIME + PROTOBUF
             || id == outgoing::REQUEST_CURRENT_TIME
@@ -445,7 +535,7 @@ fn session(s: &mut TcpStream, shared: &Shared, index: usize, b: &Behaviour) -> i
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0);
-            s.write_all(&proto_frame(
+            lock(writer).write_all(&proto_frame(
                 incoming::CURRENT_TIME,
                 &CurrentTime {
                     current_time: Some(now),
@@ -584,4 +674,51 @@ fn history(req: &HistoricalDataRequest, b: &Behaviour, n: u32) -> Vec<u8> {
         },
     ));
     out
+}
+
+/// Sends 5-second bars for `symbol` every `realtime_interval` until cancelled or the
+/// connection ends; drops the connection after the configured number of bars in all.
+fn stream_bars(
+    id: i32,
+    symbol: &str,
+    writer: &Mutex<TcpStream>,
+    streams: &Mutex<Vec<i32>>,
+    shared: &Shared,
+    b: &Behaviour,
+) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut t = now.div_euclid(5) * 5;
+    loop {
+        std::thread::sleep(b.realtime_interval);
+        if shared.stop.load(Ordering::Acquire) || !lock(streams).contains(&id) {
+            return;
+        }
+        let (open, close) = (price(symbol, t), price(symbol, t + 5));
+        let bar = RealTimeBarTick {
+            req_id: Some(id),
+            time: Some(t),
+            open: Some(open),
+            high: Some(open.max(close) * 1.0005),
+            low: Some(open.min(close) * 0.9995),
+            close: Some(close),
+            volume: Some("10".into()),
+            wap: Some(format!("{:.4}", (open + close) / 2.0)),
+            count: Some(3),
+        };
+        let sent = shared.realtime_bars.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut w = lock(writer);
+        if w.write_all(&proto_frame(incoming::REAL_TIME_BARS, &bar))
+            .is_err()
+        {
+            return;
+        }
+        if b.drop_after_realtime_bars == Some(sent) {
+            let _ = w.shutdown(Shutdown::Both);
+            return;
+        }
+        t += 5;
+    }
 }

@@ -8,10 +8,13 @@
 //!   with backoff; each request has a deadline. No data, pacing, no security definition, farm
 //!   down and disconnection are told apart. A bar without a positive price is dropped, never
 //!   passed on as a zero.
+//! - Real-time bars: IB's 5-second bars built into bars of the requested size (a multiple of
+//!   5 s); a bar joined midway is not sent. Subscriptions are restored after a reconnect.
 //! - A read in flight when the gateway connection drops is re-sent once `ibapi` has
 //!   reconnected.
 //! - Broker notices (farm status 2104, 2106, 2158, ...) are forwarded as events.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use bridge::protocol::{
     Bar, ConnectionStatus, ErrorKind, Event, HistoryRequest, RemoteError, SubscribeRequest,
 };
 use ibapi::market_data::historical::{BarSize, BarTimestamp, Duration as IbDuration};
-use ibapi::prelude::{Contract, HistoricalWhatToShow};
+use ibapi::prelude::{Contract, HistoricalWhatToShow, StreamExt, SubscriptionItem};
 use parking_lot::Mutex;
 
 use crate::backend::{error, valid_symbol, Backend, EventSink};
@@ -53,6 +56,8 @@ pub struct IbkrBackend {
     history_slots: Arc<tokio::sync::Semaphore>,
     pacer: crate::pacing::Pacer,
     events: EventSink,
+    /// Real-time bar streams by symbol.
+    streams: Mutex<HashMap<String, tokio::task::AbortHandle>>,
 }
 
 impl IbkrBackend {
@@ -72,6 +77,7 @@ impl IbkrBackend {
             history_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HISTORY)),
             pacer: crate::pacing::Pacer::default(),
             events,
+            streams: Mutex::new(HashMap::new()),
         })
     }
 
@@ -158,6 +164,95 @@ fn bar_time(b: &BarTimestamp) -> i64 {
     match b {
         BarTimestamp::DateTime(t) => t.unix_timestamp(),
         BarTimestamp::Date(d) => d.midnight().assume_utc().unix_timestamp(),
+    }
+}
+
+/// Builds `size`-second bars from IB's 5-second real-time bars and sends each as an event
+/// when its last 5-second bar arrives. When the connection is lost, waits for `ibapi` to
+/// reconnect and subscribes again (`ibapi` does not restore subscriptions).
+async fn stream_bars(
+    client: Arc<ibapi::Client>,
+    contract: Contract,
+    mut subscription: ibapi::subscriptions::r#async::Subscription<
+        ibapi::market_data::realtime::Bar,
+    >,
+    symbol: String,
+    size: i64,
+    events: EventSink,
+) {
+    // The bar being built, and whether it began with its first 5-second bar (a bar joined
+    // midway, at the start or after a gap, is incomplete and never sent).
+    let mut building: Option<(Bar, bool)> = None;
+    loop {
+        match subscription.next().await {
+            Some(Ok(SubscriptionItem::Data(b))) => {
+                if ![b.open, b.high, b.low, b.close]
+                    .iter()
+                    .all(|p| p.is_finite() && *p > 0.0)
+                {
+                    tracing::warn!(%symbol, "real-time bar without a valid price dropped");
+                    continue;
+                }
+                let t = b.date.unix_timestamp();
+                let start = t.div_euclid(size) * size;
+                if building.take_if(|(bar, _)| bar.time != start).is_some() {
+                    tracing::debug!(%symbol, "incomplete live bar dropped");
+                }
+                let (bar, _) = building.get_or_insert((
+                    Bar {
+                        time: start,
+                        open: b.open,
+                        high: b.high,
+                        low: b.low,
+                        close: b.close,
+                        volume: 0.0,
+                    },
+                    t == start,
+                ));
+                bar.high = bar.high.max(b.high);
+                bar.low = bar.low.min(b.low);
+                bar.close = b.close;
+                bar.volume += b.volume;
+                if t + 5 >= start + size {
+                    if let Some((bar, true)) = building.take() {
+                        events(Event::Bar {
+                            symbol: symbol.clone(),
+                            bar,
+                        });
+                    }
+                }
+            }
+            Some(Ok(SubscriptionItem::Notice(n))) => events(Event::Notice {
+                code: n.code,
+                message: n.message,
+            }),
+            Some(Err(e)) if !e.is_connection_lost() => {
+                tracing::warn!(%symbol, "real-time bars ended: {e}");
+                return;
+            }
+            // Connection lost (or the stream ended with it): resubscribe once it is back.
+            Some(Err(_)) | None => loop {
+                if tokio::time::timeout(RECONNECT_WAIT, client.wait_connected())
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(%symbol, "gateway not back; real-time bars stopped");
+                    return;
+                }
+                match client.realtime_bars(&contract).subscribe().await {
+                    Ok(s) => {
+                        tracing::info!(%symbol, "real-time bars resubscribed after a reconnect");
+                        subscription = s;
+                        break;
+                    }
+                    Err(e) if e.is_connection_lost() => continue,
+                    Err(e) => {
+                        tracing::warn!(%symbol, "real-time bars not restored: {e}");
+                        return;
+                    }
+                }
+            },
+        }
     }
 }
 
@@ -415,21 +510,57 @@ impl Backend for IbkrBackend {
     }
 
     fn subscribe(&self, req: &SubscribeRequest) -> Result<(), RemoteError> {
-        self.client()?;
-        Err(error(
-            ErrorKind::BadRequest,
-            format!(
-                "real-time bars for {} are not supported by the ibkr backend yet",
-                req.symbol
-            ),
-        ))
+        let client = self.client()?;
+        if !valid_symbol(&req.symbol) {
+            return Err(error(
+                ErrorKind::UnknownSymbol,
+                format!("unknown symbol {:?}", req.symbol),
+            ));
+        }
+        if req.bar_seconds == 0 || req.bar_seconds % 5 != 0 {
+            return Err(error(
+                ErrorKind::BadRequest,
+                format!(
+                    "IB streams 5-second bars: a live bar of {} s cannot be built from them",
+                    req.bar_seconds
+                ),
+            ));
+        }
+        let contract = Contract::stock(&req.symbol).build();
+        // Subscribed before answering, so a refusal is the reply.
+        let subscription = self
+            .rt
+            .block_on(async { client.realtime_bars(&contract).subscribe().await })
+            .map_err(|e| classify(&e))?;
+        let task = self.rt.spawn(stream_bars(
+            client,
+            contract,
+            subscription,
+            req.symbol.clone(),
+            i64::from(req.bar_seconds),
+            self.events.clone(),
+        ));
+        if let Some(old) = self
+            .streams
+            .lock()
+            .insert(req.symbol.clone(), task.abort_handle())
+        {
+            old.abort();
+        }
+        Ok(())
     }
 
-    fn unsubscribe(&self, _symbol: &str) -> Result<(), RemoteError> {
+    fn unsubscribe(&self, symbol: &str) -> Result<(), RemoteError> {
+        if let Some(task) = self.streams.lock().remove(symbol) {
+            task.abort();
+        }
         Ok(())
     }
 
     fn disconnect(&self) {
+        for (_, task) in self.streams.lock().drain() {
+            task.abort();
+        }
         let conn = self.conn.lock().take();
         if let Some(c) = conn {
             self.rt.block_on(c.client.disconnect());
