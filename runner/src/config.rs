@@ -100,6 +100,27 @@ pub struct IbkrConfig {
     pub gateway: String,
     /// API client id; must be unique among the gateway's connections.
     pub client_id: i32,
+    /// Symbols that are not SMART-routed USD stocks, by symbol.
+    pub contracts: std::collections::BTreeMap<String, ContractConfig>,
+}
+
+/// How one symbol is traded at IB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContractConfig {
+    pub exchange: String,
+    pub currency: String,
+    pub primary_exchange: Option<String>,
+}
+
+impl Default for ContractConfig {
+    fn default() -> Self {
+        ContractConfig {
+            exchange: "SMART".into(),
+            currency: "USD".into(),
+            primary_exchange: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,6 +215,7 @@ impl Default for IbkrConfig {
         IbkrConfig {
             gateway: "127.0.0.1:4002".into(),
             client_id: 1,
+            contracts: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -458,6 +480,20 @@ mod tests {
         assert!(e.0.starts_with("f.toml, line 3:"), "{e}");
         assert!(e.0.contains("bar_secs"), "{e}");
         assert!(!e.0.contains('\n'));
+    }
+
+    #[test]
+    fn contracts_are_configured_per_symbol() {
+        let cfg = Config::parse(
+            "[ibkr.contracts.SHOP]\ncurrency = \"CAD\"\nprimary_exchange = \"TSE\"\n",
+            "f.toml",
+        )
+        .unwrap();
+        let shop = &cfg.ibkr.contracts["SHOP"];
+        assert_eq!(shop.exchange, "SMART");
+        assert_eq!(shop.currency, "CAD");
+        assert_eq!(shop.primary_exchange.as_deref(), Some("TSE"));
+        assert!(Config::parse("[ibkr.contracts.SHOP]\ncurency = \"CAD\"\n", "f.toml").is_err());
     }
 
     #[test]

@@ -64,6 +64,17 @@ pub fn launch(cfg: &Config, exe: PathBuf, faults: SimFaults) -> Launch {
         BackendKind::Ibkr => BackendOptions::Ibkr(worker::options::IbkrOptions {
             gateway: cfg.ibkr.gateway.clone(),
             client_id: cfg.ibkr.client_id,
+            contracts: cfg
+                .ibkr
+                .contracts
+                .iter()
+                .map(|(symbol, c)| worker::options::ContractSpec {
+                    symbol: symbol.clone(),
+                    exchange: c.exchange.clone(),
+                    currency: c.currency.clone(),
+                    primary_exchange: c.primary_exchange.clone(),
+                })
+                .collect(),
         }),
     };
     let build_id = worker::build_id_of(&exe);

@@ -249,3 +249,73 @@ fn live_bars_resume_after_the_gateway_drops_the_connection_mid_stream() {
     let counts = live_counts(&stdout);
     assert!(counts.iter().all(|n| *n >= 3), "{stdout}\n{stderr}");
 }
+
+fn config_file(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("runner-ibkr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn contracts_follow_the_per_symbol_configuration() {
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let cfg = config_file(
+        "contracts.toml",
+        "[ibkr.contracts.SHOP]\ncurrency = \"CAD\"\nprimary_exchange = \"TSE\"\n",
+    );
+    let (code, _, stderr) = run(ibkr(
+        &gw,
+        "9",
+        &["--history-only", "--symbols", "SPY,SHOP", "--config", &cfg],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    let contracts = gw.history_contracts();
+    let of = |s: &str| {
+        contracts
+            .iter()
+            .find(|c| c.symbol.as_deref() == Some(s))
+            .unwrap()
+            .clone()
+    };
+    let (spy, shop) = (of("SPY"), of("SHOP"));
+    assert_eq!(spy.sec_type.as_deref(), Some("STK"));
+    assert_eq!(spy.exchange.as_deref(), Some("SMART"));
+    assert_eq!(spy.currency.as_deref(), Some("USD"));
+    assert_eq!(shop.currency.as_deref(), Some("CAD"));
+    assert_eq!(shop.primary_exchange.as_deref(), Some("TSE"));
+}
+
+#[test]
+fn a_slow_gateway_is_waited_for() {
+    let gw = Gateway::start(Behaviour {
+        reply_delay: Duration::from_millis(300),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        history_counts(&stdout).iter().all(|(_, n)| *n == 1440),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_gateway_that_never_sends_the_next_valid_id_is_a_timeout_not_a_connection() {
+    let gw = Gateway::start(Behaviour {
+        no_next_valid_id: true,
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let cfg = config_file("handshake.toml", "[bridge]\nhandshake_timeout_ms = 1000\n");
+    let (code, _, stderr) = run(ibkr(&gw, "9", &["--history-only", "--config", &cfg]));
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: cannot connect to the broker: Timeout: handshake with"),
+        "{last}"
+    );
+    assert_eq!(gw.history_requests(), 0);
+}

@@ -90,6 +90,14 @@ pub struct ErrorMessage {
 pub struct Contract {
     #[prost(string, optional, tag = "2")]
     pub symbol: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub sec_type: Option<String>,
+    #[prost(string, optional, tag = "8")]
+    pub exchange: Option<String>,
+    #[prost(string, optional, tag = "9")]
+    pub primary_exchange: Option<String>,
+    #[prost(string, optional, tag = "10")]
+    pub currency: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -212,6 +220,8 @@ pub struct Behaviour {
     pub realtime_interval: Duration,
     /// Close the connection after sending this many real-time bars in all (mid-stream).
     pub drop_after_realtime_bars: Option<u32>,
+    /// Historical answers are sent this much later (a slow gateway).
+    pub reply_delay: Duration,
 }
 
 impl Default for Behaviour {
@@ -228,6 +238,7 @@ impl Default for Behaviour {
             drop_on_history: Vec::new(),
             realtime_interval: Duration::from_millis(100),
             drop_after_realtime_bars: None,
+            reply_delay: Duration::ZERO,
         }
     }
 }
@@ -250,6 +261,7 @@ struct Shared {
     history_requests: std::sync::atomic::AtomicU32,
     realtime_bars: std::sync::atomic::AtomicU32,
     realtime_requests: std::sync::atomic::AtomicU32,
+    contracts: Mutex<Vec<Contract>>,
 }
 
 /// A running fake gateway.
@@ -318,6 +330,7 @@ impl Gateway {
             history_requests: std::sync::atomic::AtomicU32::new(0),
             realtime_bars: std::sync::atomic::AtomicU32::new(0),
             realtime_requests: std::sync::atomic::AtomicU32::new(0),
+            contracts: Mutex::new(Vec::new()),
         });
         let s = shared.clone();
         let acceptor = std::thread::spawn(move || {
@@ -351,6 +364,11 @@ impl Gateway {
     /// Historical data requests received so far.
     pub fn history_requests(&self) -> u32 {
         self.shared.history_requests.load(Ordering::Relaxed)
+    }
+
+    /// The contracts of the historical requests received so far.
+    pub fn history_contracts(&self) -> Vec<Contract> {
+        lock(&self.shared.contracts).clone()
     }
 
     /// Real-time bar subscriptions received so far.
@@ -510,6 +528,12 @@ fn requests(
                 return Ok(true);
             }
             if let Ok(req) = HistoricalDataRequest::decode(&body[4..]) {
+                if let Some(c) = &req.contract {
+                    lock(&shared.contracts).push(c.clone());
+                }
+                if !b.reply_delay.is_zero() {
+                    std::thread::sleep(b.reply_delay);
+                }
                 lock(writer).write_all(&history(&req, b, n))?;
             }
         } else if id == outgoing::REQUEST_REAL_TIME_BARS + PROTOBUF {

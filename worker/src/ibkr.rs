@@ -3,7 +3,8 @@
 //! - Ready only when the next valid id and the managed accounts are both known (`ibapi`
 //!   returns from `connect` after 100 other frames even without them), within a handshake
 //!   timeout (`ibapi` has none of its own); "client id in use" is reported as such.
-//! - Historical bars: the contract is the symbol as a SMART-routed USD stock; at most
+//! - Historical bars: the contract is the symbol as a SMART-routed USD stock unless configured
+//!   otherwise (exchange, currency, primary exchange per symbol); at most
 //!   [`MAX_CONCURRENT_HISTORY`] requests in flight; a pacing violation (error 162) is retried
 //!   with backoff; each request has a deadline. No data, pacing, no security definition, farm
 //!   down and disconnection are told apart. A bar without a positive price is dropped, never
@@ -79,6 +80,22 @@ impl IbkrBackend {
             events,
             streams: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The contract of `symbol`: as configured, else a SMART-routed USD stock.
+    fn contract(&self, symbol: &str) -> Contract {
+        match self.opts.contracts.iter().find(|c| c.symbol == symbol) {
+            Some(spec) => {
+                let b = Contract::stock(symbol)
+                    .on_exchange(spec.exchange.as_str())
+                    .in_currency(spec.currency.as_str());
+                match &spec.primary_exchange {
+                    Some(p) => b.primary(p.as_str()).build(),
+                    None => b.build(),
+                }
+            }
+            None => Contract::stock(symbol).build(),
+        }
     }
 
     fn client(&self) -> Result<Arc<ibapi::Client>, RemoteError> {
@@ -476,7 +493,7 @@ impl Backend for IbkrBackend {
                 "history ending in the past is not supported by the ibkr backend yet",
             ));
         }
-        let contract = Contract::stock(&req.symbol).build();
+        let contract = self.contract(&req.symbol);
         let slots = self.history_slots.clone();
         let span = duration(req.duration_seconds);
         let admission = self.pacer.admit(req, std::time::Instant::now());
@@ -526,7 +543,7 @@ impl Backend for IbkrBackend {
                 ),
             ));
         }
-        let contract = Contract::stock(&req.symbol).build();
+        let contract = self.contract(&req.symbol);
         // Subscribed before answering, so a refusal is the reply.
         let subscription = self
             .rt

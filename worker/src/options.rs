@@ -132,6 +132,20 @@ pub struct IbkrOptions {
     pub gateway: String,
     /// The API client id.
     pub client_id: i32,
+    /// Contracts that are not SMART-routed USD stocks.
+    pub contracts: Vec<ContractSpec>,
+}
+
+/// How a symbol is traded, where it is not a SMART-routed USD stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContractSpec {
+    pub symbol: String,
+    /// Routing exchange, e.g. `SMART`.
+    pub exchange: String,
+    /// Currency, e.g. `CAD`.
+    pub currency: String,
+    /// Primary listing exchange, to disambiguate, e.g. `TSE`.
+    pub primary_exchange: Option<String>,
 }
 
 #[cfg(test)]
