@@ -225,6 +225,10 @@ fn live_bars_are_built_from_five_second_bars() {
     assert_eq!(counts.len(), 2);
     assert!(counts.iter().all(|n| *n >= 2), "{stdout}\n{stderr}");
     assert_eq!(gw.realtime_requests(), 2);
+    // The farm notices of the handshake reached the runner as events.
+    for code in ["code=2104", "code=2106", "code=2158"] {
+        assert!(stderr.contains(code), "{code} in {stderr}");
+    }
 }
 
 #[test]

@@ -401,10 +401,19 @@ impl Backend for IbkrBackend {
         let gateway = self.opts.gateway.clone();
         let client_id = self.opts.client_id;
         tracing::info!(%gateway, client_id, "connecting to the gateway");
+        // The notice stream is bound before the handshake, so the farm notices sent during it
+        // are not lost.
         let connected = self.rt.block_on(async {
-            tokio::time::timeout(timeout, ibapi::Client::connect(&gateway, client_id)).await
+            tokio::time::timeout(
+                timeout,
+                ibapi::Client::builder()
+                    .address(gateway.as_str())
+                    .client_id(client_id)
+                    .connect_with_notice_stream(),
+            )
+            .await
         });
-        let client = match connected {
+        let (client, mut notices) = match connected {
             Err(_) => {
                 return Err(error(
                     ErrorKind::Timeout,
@@ -422,7 +431,7 @@ impl Backend for IbkrBackend {
                 }
                 return Err(e);
             }
-            Ok(Ok(c)) => Arc::new(c),
+            Ok(Ok((c, notices))) => (Arc::new(c), notices),
         };
         let accounts: Vec<String> = client
             .handshake_managed_accounts()
@@ -438,17 +447,16 @@ impl Backend for IbkrBackend {
             ));
         }
         let next_order_id = i64::from(client.next_order_id());
-        if let Ok(mut notices) = client.notice_stream() {
-            let events = self.events.clone();
-            self.rt.spawn(async move {
-                while let Some(n) = notices.next().await {
-                    events(Event::Notice {
-                        code: n.code,
-                        message: n.message,
-                    });
-                }
-            });
-        }
+        let events = self.events.clone();
+        self.rt.spawn(async move {
+            while let Some(n) = notices.next().await {
+                tracing::debug!(code = n.code, "{}", n.message);
+                events(Event::Notice {
+                    code: n.code,
+                    message: n.message,
+                });
+            }
+        });
         tracing::info!(?accounts, next_order_id, "gateway ready");
         (self.events)(Event::Connection(ConnectionStatus::Connected));
         *self.conn.lock() = Some(Connected {
