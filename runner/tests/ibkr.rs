@@ -323,3 +323,44 @@ fn a_gateway_that_never_sends_the_next_valid_id_is_a_timeout_not_a_connection() 
     );
     assert_eq!(gw.history_requests(), 0);
 }
+
+#[test]
+fn every_request_completes_or_fails_declared_while_the_gateway_drops_at_random() {
+    // 100 symbols; the gateway drops the connection on 8 requests picked at random.
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut drops = Vec::new();
+    while drops.len() < 8 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let n = (seed % 100) as u32;
+        if !drops.contains(&n) {
+            drops.push(n);
+        }
+    }
+    let gw = Gateway::start(Behaviour {
+        drop_on_history: drops.clone(),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let symbols: Vec<String> = (0..100).map(|i| format!("D{i:03}")).collect();
+    let (code, stdout, stderr) = run(ibkr(
+        &gw,
+        "9",
+        &["--history-only", "--symbols", &symbols.join(",")],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(rows.len(), 100);
+    for row in rows {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let complete = cols[1] == "1440";
+        let declared = row.contains("no data:");
+        assert!(complete || declared, "drops {drops:?}: {row}");
+    }
+    assert!(gw.connections().len() >= 2, "{:?}", gw.connections());
+}
