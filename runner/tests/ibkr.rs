@@ -255,7 +255,8 @@ fn live_bars_resume_after_the_gateway_drops_the_connection_mid_stream() {
 }
 
 fn config_file(name: &str, text: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("runner-ibkr-{}", std::process::id()));
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ibkr-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
