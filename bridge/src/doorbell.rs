@@ -110,7 +110,7 @@ impl Bell {
                 return Wait::Ready;
             }
             i = i.wrapping_add(1);
-            if i % 64 == 0 && start.elapsed() >= SPIN_FOR {
+            if i.is_multiple_of(64) && start.elapsed() >= SPIN_FOR {
                 break;
             }
         }

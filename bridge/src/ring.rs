@@ -390,7 +390,7 @@ impl RawRing {
         owner: Arc<dyn Send + Sync>,
     ) -> Self {
         debug_assert!(check_geometry(capacity, max_frame).is_ok());
-        debug_assert!(ctrl as usize % std::mem::align_of::<RingControl>() == 0);
+        debug_assert!((ctrl as usize).is_multiple_of(std::mem::align_of::<RingControl>()));
         RawRing {
             ctrl,
             buf: Buffer {
@@ -935,7 +935,7 @@ impl Consumer {
         let tail = self.ring.ctrl().producer.0.tail.load(Ordering::Acquire);
         if tail < self.cached_tail
             || !positions_valid(self.head, tail, self.ring.capacity)
-            || tail % 8 != 0
+            || !tail.is_multiple_of(8)
         {
             return self.fail(Corruption::Tail {
                 head: self.head,
@@ -1010,7 +1010,10 @@ fn check_frame(
 /// `head ≤ tail ≤ head + capacity`, both multiples of 8.
 #[inline]
 fn positions_valid(head: u64, tail: u64, capacity: usize) -> bool {
-    head <= tail && tail - head <= capacity as u64 && head % 8 == 0 && tail % 8 == 0
+    head <= tail
+        && tail - head <= capacity as u64
+        && head.is_multiple_of(8)
+        && tail.is_multiple_of(8)
 }
 
 /// Entry points for fuzzing the frame reader with arbitrary ring memory.

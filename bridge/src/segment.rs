@@ -40,7 +40,7 @@ const SHM_DIR: &str = "/dev/shm";
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_BYTES);
 const _: () = assert!(HEADER_BYTES + 2 * CONTROL_BYTES <= DATA_OFFSET);
-const _: () = assert!(HEADER_BYTES % std::mem::align_of::<RingControl>() == 0);
+const _: () = assert!(HEADER_BYTES.is_multiple_of(std::mem::align_of::<RingControl>()));
 
 /// Which process a value belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

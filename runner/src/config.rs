@@ -100,6 +100,8 @@ pub struct IbkrConfig {
     pub gateway: String,
     /// API client id; must be unique among the gateway's connections.
     pub client_id: i32,
+    /// Ids tried, from `client_id` up, while the gateway says one is in use (1: only it).
+    pub client_id_attempts: u32,
     /// Symbols that are not SMART-routed USD stocks, by symbol.
     pub contracts: std::collections::BTreeMap<String, ContractConfig>,
 }
@@ -215,6 +217,7 @@ impl Default for IbkrConfig {
         IbkrConfig {
             gateway: "127.0.0.1:4002".into(),
             client_id: 1,
+            client_id_attempts: 1,
             contracts: std::collections::BTreeMap::new(),
         }
     }

@@ -64,6 +64,7 @@ pub fn launch(cfg: &Config, exe: PathBuf, faults: SimFaults) -> Launch {
         BackendKind::Ibkr => BackendOptions::Ibkr(worker::options::IbkrOptions {
             gateway: cfg.ibkr.gateway.clone(),
             client_id: cfg.ibkr.client_id,
+            client_id_attempts: cfg.ibkr.client_id_attempts,
             contracts: cfg
                 .ibkr
                 .contracts

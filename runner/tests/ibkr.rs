@@ -365,3 +365,22 @@ fn every_request_completes_or_fails_declared_while_the_gateway_drops_at_random()
     }
     assert!(gw.connections().len() >= 2, "{:?}", gw.connections());
 }
+
+#[test]
+fn the_next_client_ids_are_tried_when_allowed() {
+    let gw = Gateway::start(Behaviour {
+        ids_in_use: vec![9, 10],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let cfg = config_file("attempts.toml", "[ibkr]\nclient_id_attempts = 3\n");
+    let (code, stdout, stderr) = run(ibkr(
+        &gw,
+        "9",
+        &["--history-only", "--symbols", "SPY", "--config", &cfg],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(history_counts(&stdout), vec![("SPY".to_string(), 1440)]);
+    let ids: Vec<Option<i32>> = gw.connections().iter().map(|c| c.client_id).collect();
+    assert_eq!(ids, vec![Some(9), Some(10), Some(11)]);
+}

@@ -16,7 +16,7 @@ pub fn frame(seed: u64, seq: u64, out: &mut Vec<u8>) {
     x ^= x >> 31;
     x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x ^= x >> 29;
-    let len = if x % 100 == 0 {
+    let len = if x.is_multiple_of(100) {
         1024 + (x >> 8) as usize % (16 * 1024 - 1024 + 1)
     } else {
         8 + (x >> 8) as usize % 57

@@ -399,39 +399,54 @@ impl Backend for IbkrBackend {
             }
         }
         let gateway = self.opts.gateway.clone();
-        let client_id = self.opts.client_id;
-        tracing::info!(%gateway, client_id, "connecting to the gateway");
-        // The notice stream is bound before the handshake, so the farm notices sent during it
-        // are not lost.
-        let connected = self.rt.block_on(async {
-            tokio::time::timeout(
-                timeout,
-                ibapi::Client::builder()
-                    .address(gateway.as_str())
-                    .client_id(client_id)
-                    .connect_with_notice_stream(),
-            )
-            .await
-        });
-        let (client, mut notices) = match connected {
-            Err(_) => {
-                return Err(error(
-                    ErrorKind::Timeout,
-                    format!(
-                        "handshake with {gateway} not completed within {} ms",
-                        timeout.as_millis()
-                    ),
-                ))
-            }
-            Ok(Err(e)) => {
-                let mut e = classify(&e);
-                if e.kind != ErrorKind::ClientIdInUse {
+        // The configured id, then (if allowed) the next ones while the gateway says "in use".
+        let attempts = self.opts.client_id_attempts.max(1);
+        let mut outcome = None;
+        for client_id in (self.opts.client_id..).take(attempts as usize) {
+            tracing::info!(%gateway, client_id, "connecting to the gateway");
+            // The notice stream is bound before the handshake, so the farm notices sent during
+            // it are not lost.
+            let connected = self.rt.block_on(async {
+                tokio::time::timeout(
+                    timeout,
+                    ibapi::Client::builder()
+                        .address(gateway.as_str())
+                        .client_id(client_id)
+                        .connect_with_notice_stream(),
+                )
+                .await
+            });
+            match connected {
+                Err(_) => {
+                    return Err(error(
+                        ErrorKind::Timeout,
+                        format!(
+                            "handshake with {gateway} not completed within {} ms",
+                            timeout.as_millis()
+                        ),
+                    ))
+                }
+                Ok(Err(e)) => {
+                    let mut e = classify(&e);
+                    if e.kind == ErrorKind::ClientIdInUse {
+                        tracing::warn!(client_id, "client id in use");
+                        outcome = Some(Err(e));
+                        continue;
+                    }
                     e.kind = ErrorKind::NotConnected;
                     e.message = format!("cannot connect to {gateway}: {}", e.message);
+                    return Err(e);
                 }
-                return Err(e);
+                Ok(Ok((c, notices))) => {
+                    outcome = Some(Ok((Arc::new(c), notices)));
+                    break;
+                }
             }
-            Ok(Ok((c, notices))) => (Arc::new(c), notices),
+        }
+        let (client, mut notices) = match outcome {
+            Some(Ok(x)) => x,
+            Some(Err(e)) => return Err(e),
+            None => return Err(error(ErrorKind::Internal, "no connection attempt made")),
         };
         let accounts: Vec<String> = client
             .handshake_managed_accounts()
@@ -542,7 +557,7 @@ impl Backend for IbkrBackend {
                 format!("unknown symbol {:?}", req.symbol),
             ));
         }
-        if req.bar_seconds == 0 || req.bar_seconds % 5 != 0 {
+        if req.bar_seconds == 0 || !req.bar_seconds.is_multiple_of(5) {
             return Err(error(
                 ErrorKind::BadRequest,
                 format!(

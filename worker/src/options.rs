@@ -54,7 +54,7 @@ impl WorkerOptions {
     /// Reads [`encode`](Self::encode)'s output back.
     pub fn decode(text: &str) -> Result<Self, CodecError> {
         let text = text.trim();
-        if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(CodecError::Decode("options are not hex text".into()));
         }
         let bytes: Vec<u8> = (0..text.len())
@@ -132,6 +132,8 @@ pub struct IbkrOptions {
     pub gateway: String,
     /// The API client id.
     pub client_id: i32,
+    /// Client ids tried, from `client_id` up, while the gateway says one is in use.
+    pub client_id_attempts: u32,
     /// Contracts that are not SMART-routed USD stocks.
     pub contracts: Vec<ContractSpec>,
 }
