@@ -2,10 +2,12 @@
 //!
 //! - Ready only when the next valid id and the managed accounts are both known (`ibapi`
 //!   returns from `connect` after 100 other frames even without them), within a handshake
-//!   timeout (`ibapi` has none of its own); "client id in use" is reported as such.
+//!   timeout (`ibapi` has none of its own); "client id in use" is reported as such, or the
+//!   next ids are tried when `client_id_attempts` allows.
 //! - Historical bars: the contract is the symbol as a SMART-routed USD stock unless configured
 //!   otherwise (exchange, currency, primary exchange per symbol); at most
-//!   [`MAX_CONCURRENT_HISTORY`] requests in flight; a pacing violation (error 162) is retried
+//!   [`MAX_CONCURRENT_HISTORY`] requests in flight, IB's pacing rules kept
+//!   ([`crate::pacing`]); a pacing violation (error 162) is retried
 //!   with backoff; each request has a deadline. No data, pacing, no security definition, farm
 //!   down and disconnection are told apart. A bar without a positive price is dropped, never
 //!   passed on as a zero.
