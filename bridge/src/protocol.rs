@@ -144,6 +144,23 @@ pub struct Bar {
     pub volume: f64,
 }
 
+/// The UTC calendar date and time of Unix second `t`:
+/// `(year, month, day, hour, minute, second)`. (Howard Hinnant's civil-from-days algorithm.)
+pub fn civil_time(t: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let days = t.div_euclid(86_400);
+    let secs = t.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, secs / 3600, secs / 60 % 60, secs % 60)
+}
+
 /// A failed request, as reported by the worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteError {
@@ -272,6 +289,14 @@ mod tests {
             let bytes = codec::encode(&env).unwrap();
             assert_eq!(codec::decode::<Envelope>(&bytes).unwrap(), env);
         }
+    }
+
+    #[test]
+    fn civil_times() {
+        assert_eq!(civil_time(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(civil_time(1_700_000_000), (2023, 11, 14, 22, 13, 20));
+        assert_eq!(civil_time(951_825_600), (2000, 2, 29, 12, 0, 0));
+        assert_eq!(civil_time(-1), (1969, 12, 31, 23, 59, 59));
     }
 
     #[test]
