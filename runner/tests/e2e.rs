@@ -13,9 +13,12 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Lines};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{output, table_rows};
 
 use bridge::protocol::{ErrorKind, Reply, Request};
 use bridge::{Client, ClientConfig};
@@ -32,27 +35,11 @@ fn runner(args: &[&str]) -> Command {
     cmd
 }
 
-fn output(mut cmd: impl std::borrow::BorrowMut<Command>) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.borrow_mut().output().expect("runner starts");
-    (
-        status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
-
 /// The summary table's rows: symbol -> (history, live, the rest of the row).
 fn table(stdout: &str) -> HashMap<String, (usize, usize, String)> {
-    stdout
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
+    table_rows(stdout)
+        .into_iter()
+        .map(|cols| {
             (
                 cols[0].to_string(),
                 (

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tests::gateway::{Behaviour, Gateway};
 
+mod common;
+
 const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
 
 fn ibkr(gw: &Gateway, client_id: &str, extra: &[&str]) -> Command {
@@ -29,25 +31,15 @@ fn ibkr(gw: &Gateway, client_id: &str, extra: &[&str]) -> Command {
     cmd
 }
 
-fn run(mut cmd: Command) -> (i32, String, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+fn run(cmd: Command) -> (i32, String, String) {
+    common::output(cmd)
 }
 
 /// symbol -> history bars, from the summary table.
 fn history_counts(stdout: &str) -> Vec<(String, usize)> {
-    stdout
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols[0].to_string(), cols[1].parse().unwrap())
-        })
+    common::table_rows(stdout)
+        .into_iter()
+        .map(|cols| (cols[0].to_string(), cols[1].parse().unwrap()))
         .collect()
 }
 
@@ -204,11 +196,9 @@ fn live(gw: &Gateway, seconds: &str) -> (String, String) {
 }
 
 fn live_counts(stdout: &str) -> Vec<usize> {
-    stdout
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+    common::table_rows(stdout)
+        .into_iter()
+        .map(|cols| cols[2].parse().unwrap())
         .collect()
 }
 
