@@ -269,14 +269,8 @@ impl std::error::Error for AttachError {}
 // ---------------------------------------------------------------------------------------------
 
 enum Peer {
-    Child {
-        pid: u32,
-        child: Mutex<Child>,
-        output: Arc<Mutex<VecDeque<String>>>,
-    },
-    Parent {
-        pid: u32,
-    },
+    Child { pid: u32, child: Mutex<Child> },
+    Parent { pid: u32 },
 }
 
 /// State shared by a side's sender, receiver, control and liveness thread.
@@ -558,14 +552,6 @@ impl Control {
     /// Counters of the segment.
     pub fn stats(&self) -> SegmentStats {
         self.link().segment.stats()
-    }
-
-    /// The last lines the worker printed on stdout or stderr (runner side).
-    pub fn worker_output(&self) -> Vec<String> {
-        match &self.link().peer {
-            Peer::Child { output, .. } => output.lock().iter().cloned().collect(),
-            Peer::Parent { .. } => Vec::new(),
-        }
     }
 
     pub(crate) fn counters(&self) -> &crate::segment::Counters {
@@ -977,7 +963,6 @@ pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
     let peer = Peer::Child {
         pid,
         child: Mutex::new(child),
-        output,
     };
     let handle = match Link::start(segment, Side::Runner, cfg, peer) {
         Ok(h) => h,

@@ -356,11 +356,6 @@ impl Gateway {
         self.addr.to_string()
     }
 
-    /// Changes the behaviour for connections made from now on.
-    pub fn set_behaviour(&self, behaviour: Behaviour) {
-        *lock(&self.shared.behaviour) = behaviour;
-    }
-
     /// Historical data requests received so far.
     pub fn history_requests(&self) -> u32 {
         self.shared.history_requests.load(Ordering::Relaxed)
