@@ -36,18 +36,28 @@ pub fn reply(req: Envelope) -> Envelope {
     }
 }
 
-/// The message that ends a stream, carrying how many messages were sent.
-pub fn end_of_stream(sent: u64) -> Envelope {
+/// The message that ends a stream, carrying how many messages were sent and how many futex
+/// wakes the producer issued (0 for the baselines).
+pub fn end_of_stream(sent: u64, wakes: u64) -> Envelope {
+    let mut payload = sent.to_le_bytes().to_vec();
+    payload.extend_from_slice(&wakes.to_le_bytes());
     Envelope {
         id: u64::MAX,
-        body: Body::Heartbeat { seq: sent },
+        body: Body::Request(Request::Ping { payload }),
     }
 }
 
-/// Whether `env` ends a stream; returns the count it carries.
-pub fn is_end(env: &Envelope) -> Option<u64> {
-    match env.body {
-        Body::Heartbeat { seq } if env.id == u64::MAX => Some(seq),
+/// Whether `env` ends a stream; returns the message count and wakes it carries.
+pub fn is_end(env: &Envelope) -> Option<(u64, u64)> {
+    match &env.body {
+        Body::Request(Request::Ping { payload }) if env.id == u64::MAX && payload.len() == 16 => {
+            let word = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&payload[i..i + 8]);
+                u64::from_le_bytes(b)
+            };
+            Some((word(0), word(8)))
+        }
         _ => None,
     }
 }

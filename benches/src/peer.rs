@@ -63,7 +63,7 @@ fn shm(mode: &str, len: usize, secs: f64) -> Result<(), String> {
             let deadline = far();
             match receiver.recv::<Envelope>(deadline) {
                 Ok(req) => sender
-                    .send(&reply(req), deadline)
+                    .send(&reply(req), Some(deadline))
                     .map_err(|e| e.to_string())?,
                 Err(RecvError::PeerGone(_)) => return Ok(()),
                 Err(e) => return Err(e.to_string()),
@@ -75,16 +75,17 @@ fn shm(mode: &str, len: usize, secs: f64) -> Result<(), String> {
             let mut sent = 0u64;
             while Instant::now() < until {
                 // Like `pipe_buffered`: batch, publish when nothing more is queued right now.
-                let deadline = far();
+                let deadline = Some(far());
+                let mut batch = sender.batch();
                 for _ in 0..256 {
                     msg.id = sent;
-                    sender.feed(&msg, deadline).map_err(|e| e.to_string())?;
+                    batch.feed(&msg, deadline).map_err(|e| e.to_string())?;
                     sent += 1;
                 }
-                sender.flush();
             }
+            let wakes = control.stats().sent.wakes;
             sender
-                .send(&end_of_stream(sent), far())
+                .send(&end_of_stream(sent, wakes), Some(far()))
                 .map_err(|e| e.to_string())?;
             // Stay until the parent has read everything and closes.
             while !control.is_gone() {
@@ -141,7 +142,7 @@ fn stream_peer(
                     sent += 1;
                 }
             }
-            codec::encode_into(&end_of_stream(sent), &mut scratch).map_err(|e| e.to_string())?;
+            codec::encode_into(&end_of_stream(sent, 0), &mut scratch).map_err(|e| e.to_string())?;
             framing::write(&mut out, &mut frame, &scratch).map_err(|e| e.to_string())?;
             out.flush().map_err(|e| e.to_string())?;
             // Wait for the parent to close its end.

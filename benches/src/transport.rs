@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bridge::channel::ChannelStats;
 use bridge::channel::{self, Channel};
 use bridge::codec;
 use bridge::protocol::Envelope;
-use bridge::segment::SegmentStats;
 
 use crate::{framing, is_end};
 
@@ -68,6 +68,8 @@ pub struct Streamed {
     pub messages: u64,
     /// From the first message to the end marker.
     pub elapsed: Duration,
+    /// Futex wakes the peer's producer issued (shm only; 0 for the baselines).
+    pub peer_wakes: u64,
 }
 
 impl Connection {
@@ -185,8 +187,8 @@ impl Connection {
         [std::process::id(), peer]
     }
 
-    /// The segment's counters (shm only).
-    pub fn shm_stats(&self) -> Option<SegmentStats> {
+    /// This side's counters of the connection (shm only).
+    pub fn shm_stats(&self) -> Option<ChannelStats> {
         match &self.inner {
             Inner::Shm(c) => Some(c.control.stats()),
             Inner::Stream { .. } => None,
@@ -198,7 +200,7 @@ impl Connection {
         match &mut self.inner {
             Inner::Shm(c) => {
                 // One deadline for the whole run: reading the clock per call would be measured.
-                c.sender.send(req, self.deadline).unwrap();
+                c.sender.send(req, Some(self.deadline)).unwrap();
                 c.receiver.recv(self.deadline).unwrap()
             }
             Inner::Stream {
@@ -220,12 +222,12 @@ impl Connection {
         let mut count = 0u64;
         let mut first = None;
         let deadline = far();
-        let sent = match &mut self.inner {
+        let (sent, peer_wakes) = match &mut self.inner {
             Inner::Shm(c) => loop {
                 let env: Envelope = c.receiver.recv(deadline).unwrap();
                 first.get_or_insert_with(Instant::now);
-                if let Some(sent) = is_end(&env) {
-                    break sent;
+                if let Some(end) = is_end(&env) {
+                    break end;
                 }
                 count += 1;
             },
@@ -239,8 +241,8 @@ impl Connection {
                     );
                     first.get_or_insert_with(Instant::now);
                     let env: Envelope = codec::decode(&buf).unwrap();
-                    if let Some(sent) = is_end(&env) {
-                        break sent;
+                    if let Some(end) = is_end(&env) {
+                        break end;
                     }
                     count += 1;
                 }
@@ -251,6 +253,7 @@ impl Connection {
         Streamed {
             messages: count,
             elapsed,
+            peer_wakes,
         }
     }
 

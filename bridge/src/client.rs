@@ -3,10 +3,22 @@
 //!
 //! A dispatcher thread owns the receiving ring. It routes each reply to the slot of its
 //! request id (a reply nobody awaits is dropped and counted as stray), forwards events, logs
-//! worker records with target `worker`, expires deadlines of async requests, and when the
-//! worker is declared gone fails every request in flight with [`RequestError::PeerGone`].
+//! worker records with target `worker`, and when the worker is declared gone fails every
+//! request in flight with [`RequestError::PeerGone`]. It sleeps until a frame arrives or the
+//! peer is gone: it never polls.
+//!
+//! Deadlines: a blocking request waits on its own slot until its deadline. Async requests
+//! ([`ReplyFuture`]) are expired by a timer thread that sleeps until the earliest of their
+//! deadlines; while an async request waits for ring space (a full ring, a degraded state),
+//! the timer also re-polls it every [`SPACE_RETRY`].
+//!
+//! Invariants: every request ends (a final reply, or `Timeout`, or `PeerGone`) by its
+//! deadline; no lock is held while a waker is woken or a record logged.
 
-use std::collections::{HashMap, VecDeque};
+#![forbid(unsafe_code)]
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -20,14 +32,16 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::channel::{
-    self, Control, GoneReason, Receiver, RecvError, SendError, Sender, StartError,
+    self, Channel, ChannelStats, Control, GoneReason, Receiver, RecvError, SendError, Sender,
+    StartError,
 };
 use crate::protocol::{Body, Envelope, Event, LogLevel, LogRecord, Reply, Request};
 
-/// How often the dispatcher looks at deadlines while requests are in flight.
-const EXPIRY_TICK: Duration = Duration::from_millis(5);
-/// How long the dispatcher sleeps when nothing is in flight.
-const IDLE_TICK: Duration = Duration::from_millis(250);
+/// How long the dispatcher sleeps when no frame arrives (it wakes sooner for any frame, and
+/// when the worker is gone or closes).
+const DISPATCH_IDLE: Duration = Duration::from_secs(1);
+/// How often an async request waiting for ring space retries.
+pub const SPACE_RETRY: Duration = Duration::from_millis(1);
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -51,31 +65,21 @@ impl Default for ClientConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RequestError {
-    /// The request could not be sent: the ring stayed full.
-    Full,
+    /// The request was not sent: the ring stayed full until the deadline, the request is too
+    /// large, or it could not be encoded. Never `SendError::PeerGone` (that is `PeerGone`).
+    Send(SendError),
     /// No (final) reply before the deadline.
     Timeout,
-    /// The request is larger than the ring's maximum frame.
-    TooLarge { len: usize, max: usize },
     /// The worker is gone; the request may or may not have been carried out.
     PeerGone(GoneReason),
-    /// The request could not be encoded.
-    Encode(String),
 }
 
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RequestError::Full => f.write_str("request not sent: the ring stayed full"),
+            RequestError::Send(e) => write!(f, "request not sent: {e}"),
             RequestError::Timeout => f.write_str("no reply before the deadline"),
-            RequestError::TooLarge { len, max } => {
-                write!(
-                    f,
-                    "request of {len} bytes exceeds the maximum frame of {max}"
-                )
-            }
             RequestError::PeerGone(r) => write!(f, "worker gone: {r}"),
-            RequestError::Encode(e) => write!(f, "cannot encode request: {e}"),
         }
     }
 }
@@ -85,12 +89,33 @@ impl std::error::Error for RequestError {}
 impl From<SendError> for RequestError {
     fn from(e: SendError) -> Self {
         match e {
-            SendError::Full | SendError::Timeout => RequestError::Full,
-            SendError::TooLarge { len, max } => RequestError::TooLarge { len, max },
             SendError::PeerGone(r) => RequestError::PeerGone(r),
-            SendError::Encode(e) => RequestError::Encode(e.to_string()),
+            e => RequestError::Send(e),
         }
     }
+}
+
+/// What the client counted, in this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// The connection's frames, bytes, full events and wakes.
+    pub channel: ChannelStats,
+    /// Replies whose request id was not (or no longer) awaited; dropped.
+    pub stray_replies: u64,
+    /// Events dropped because the application did not drain them.
+    pub dropped_events: u64,
+    /// Worker log records the worker reported dropped (its ring was full).
+    pub dropped_logs: u64,
+    /// Times the dispatcher woke with no frame to route.
+    pub dispatcher_idle_wakes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    stray_replies: AtomicU64,
+    dropped_events: AtomicU64,
+    dropped_logs: AtomicU64,
+    idle_wakes: AtomicU64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,14 +197,26 @@ struct Pending {
     gone: Option<GoneReason>,
 }
 
+/// What the timer thread watches: deadlines of async requests, and async requests waiting
+/// for ring space.
+#[derive(Default)]
+struct Timers {
+    deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
+    space_waiters: Vec<Waker>,
+    stop: bool,
+}
+
 struct Inner {
     tx: Mutex<Sender>,
     control: Control,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
-    /// Async requests waiting for ring space; woken by the dispatcher each tick.
-    space_waiters: Mutex<Vec<Waker>>,
+    timers: Mutex<Timers>,
+    timers_cv: Condvar,
     events: crossbeam_channel::Sender<Event>,
+    counters: Counters,
+    #[cfg(test)]
+    before_space_wait: Mutex<Option<Box<dyn Fn() + Send>>>,
 }
 
 impl Inner {
@@ -198,6 +235,24 @@ impl Inner {
         self.pending.lock().slots.remove(&id);
     }
 
+    fn gone(&self) -> Option<GoneReason> {
+        self.pending.lock().gone.clone()
+    }
+
+    /// Asks the timer thread to expire request `id` at `deadline`.
+    fn expire_at(&self, deadline: Instant, id: u64) {
+        let mut timers = self.timers.lock();
+        let earlier = timers
+            .deadlines
+            .peek()
+            .is_none_or(|Reverse((d, _))| deadline < *d);
+        timers.deadlines.push(Reverse((deadline, id)));
+        drop(timers);
+        if earlier {
+            self.timers_cv.notify_one();
+        }
+    }
+
     /// Sends a registered request. `wait`: block for ring space until the deadline.
     fn send(
         &self,
@@ -214,12 +269,12 @@ impl Inner {
             let Some(mut tx) = self.tx.try_lock_until(deadline) else {
                 return Err(SendError::Timeout);
             };
-            tx.send(&env, deadline)
+            tx.send(&env, Some(deadline))
         } else {
             let Some(mut tx) = self.tx.try_lock() else {
                 return Err(SendError::Full);
             };
-            tx.try_send(&env)
+            tx.send(&env, None)
         }
     }
 
@@ -237,49 +292,28 @@ impl Inner {
                 match slot {
                     Some(slot) => slot.deliver(Ok(reply)),
                     None => {
-                        self.control
-                            .counters()
-                            .stray_replies
-                            .fetch_add(1, crate::sync::Ordering::Relaxed);
+                        self.counters.stray_replies.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(target: "bridge", id = env.id, "stray reply dropped");
                     }
                 }
             }
             Body::Event(event) => {
                 if let Err(crossbeam_channel::TrySendError::Full(_)) = self.events.try_send(event) {
-                    self.control
-                        .counters()
-                        .dropped_events
-                        .fetch_add(1, crate::sync::Ordering::Relaxed);
+                    self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            Body::Log(record) => emit(&record),
+            Body::Log(record) => {
+                if record.dropped_before > 0 {
+                    self.counters
+                        .dropped_logs
+                        .fetch_add(record.dropped_before, Ordering::Relaxed);
+                }
+                emit(&record)
+            }
             Body::Heartbeat { .. } => {}
             Body::Hello(_) | Body::Request(_) => {
                 tracing::warn!(target: "bridge", "unexpected frame from the worker ignored");
             }
-        }
-    }
-
-    fn expire(&self) {
-        let now = Instant::now();
-        let expired: Vec<Arc<Slot>> = {
-            let mut pending = self.pending.lock();
-            let ids: Vec<u64> = pending
-                .slots
-                .iter()
-                .filter(|(_, s)| s.deadline <= now)
-                .map(|(id, _)| *id)
-                .collect();
-            ids.iter()
-                .filter_map(|id| pending.slots.remove(id))
-                .collect()
-        };
-        for slot in expired {
-            slot.deliver(Err(RequestError::Timeout));
-        }
-        for w in std::mem::take(&mut *self.space_waiters.lock()) {
-            w.wake();
         }
     }
 
@@ -292,13 +326,29 @@ impl Inner {
         for slot in slots {
             slot.deliver(Err(RequestError::PeerGone(reason.clone())));
         }
-        for w in std::mem::take(&mut *self.space_waiters.lock()) {
+        let waiters = std::mem::take(&mut self.timers.lock().space_waiters);
+        for w in waiters {
             w.wake();
         }
     }
 
-    fn busy(&self) -> bool {
-        !self.pending.lock().slots.is_empty() || !self.space_waiters.lock().is_empty()
+    /// Takes the slots of the async requests whose deadline passed.
+    fn expire_due(&self, timers: &mut Timers, now: Instant) -> Vec<Arc<Slot>> {
+        let mut due = Vec::new();
+        while let Some(Reverse((d, id))) = timers.deadlines.peek().copied() {
+            if d > now {
+                break;
+            }
+            timers.deadlines.pop();
+            due.push(id);
+        }
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let mut pending = self.pending.lock();
+        due.iter()
+            .filter_map(|id| pending.slots.remove(id))
+            .collect()
     }
 }
 
@@ -315,40 +365,87 @@ fn emit(r: &LogRecord) {
     }
 }
 
+/// The dispatcher: routes every frame from the worker until it is gone, then fails every
+/// request in flight.
 fn dispatch(inner: Arc<Inner>, mut rx: Receiver) {
     let gone = |reason: GoneReason| {
         if let GoneReason::Corrupt(_) = reason {
             // A worker that corrupts the segment is not trusted to exit by itself.
             inner.control.declare_gone(reason.clone());
         }
-        inner.fail_all(reason)
+        inner.fail_all(reason);
+        let mut timers = inner.timers.lock();
+        timers.stop = true;
+        drop(timers);
+        inner.timers_cv.notify_all();
     };
     loop {
-        let tick = if inner.busy() { EXPIRY_TICK } else { IDLE_TICK };
-        match rx.recv::<Envelope>(Instant::now() + tick) {
+        match rx.recv::<Envelope>(Instant::now() + DISPATCH_IDLE) {
             Ok(env) => {
                 inner.route(env);
-                // Drain what else is there before looking at the clock.
+                // Drain what else is there before sleeping again.
                 loop {
                     match rx.try_recv::<Envelope>() {
                         Ok(Some(env)) => inner.route(env),
-                        Ok(None) => break,
+                        Ok(None) | Err(RecvError::Timeout) => break,
                         Err(RecvError::PeerGone(reason)) => return gone(reason),
-                        Err(RecvError::Timeout) => break,
                     }
                 }
             }
-            Err(RecvError::Timeout) => {}
+            Err(RecvError::Timeout) => {
+                inner.counters.idle_wakes.fetch_add(1, Ordering::Relaxed);
+            }
             Err(RecvError::PeerGone(reason)) => return gone(reason),
         }
-        inner.expire();
+    }
+}
+
+/// The timer: sleeps until the earliest async deadline (or, while async requests wait for
+/// ring space, at most [`SPACE_RETRY`]), expires what is due and wakes space waiters.
+fn run_timers(inner: Arc<Inner>) {
+    let mut timers = inner.timers.lock();
+    loop {
+        if timers.stop {
+            return;
+        }
+        let due = inner.expire_due(&mut timers, Instant::now());
+        if !due.is_empty() {
+            drop(timers);
+            for slot in due {
+                slot.deliver(Err(RequestError::Timeout));
+            }
+            timers = inner.timers.lock();
+            continue;
+        }
+        let next = timers.deadlines.peek().map(|Reverse((d, _))| *d);
+        if timers.space_waiters.is_empty() {
+            // Nothing to retry: sleep until the next deadline, or until told of a new one.
+            match next {
+                Some(d) => {
+                    inner.timers_cv.wait_until(&mut timers, d);
+                }
+                None => inner.timers_cv.wait(&mut timers),
+            }
+            continue;
+        }
+        // Async requests wait for ring space: let them try again after a short pause.
+        let retry = Instant::now() + SPACE_RETRY;
+        inner
+            .timers_cv
+            .wait_until(&mut timers, next.map_or(retry, |d| d.min(retry)));
+        let waiters = std::mem::take(&mut timers.space_waiters);
+        drop(timers);
+        for w in waiters {
+            w.wake();
+        }
+        timers = inner.timers.lock();
     }
 }
 
 /// The runner's connection to one worker process.
 pub struct Client {
     inner: Arc<Inner>,
-    dispatcher: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl fmt::Debug for Client {
@@ -366,11 +463,21 @@ impl Client {
         cmd: Command,
         cfg: &ClientConfig,
     ) -> Result<(Client, crossbeam_channel::Receiver<Event>), StartError> {
-        let channel::Channel {
+        let channel = channel::spawn(cmd, &cfg.channel)?;
+        Client::over(channel, cfg)
+    }
+
+    /// A client over the runner end of a connection made otherwise (for example
+    /// [`channel::pair`]).
+    pub fn over(
+        channel: Channel,
+        cfg: &ClientConfig,
+    ) -> Result<(Client, crossbeam_channel::Receiver<Event>), StartError> {
+        let Channel {
             sender,
             receiver,
             control,
-        } = channel::spawn(cmd, &cfg.channel)?;
+        } = channel;
         let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_capacity.max(1));
         let inner = Arc::new(Inner {
             tx: Mutex::new(sender),
@@ -380,21 +487,29 @@ impl Client {
                 gone: None,
             }),
             next_id: AtomicU64::new(1),
-            space_waiters: Mutex::new(Vec::new()),
+            timers: Mutex::new(Timers::default()),
+            timers_cv: Condvar::new(),
             events: events_tx,
+            counters: Counters::default(),
+            #[cfg(test)]
+            before_space_wait: Mutex::new(None),
         });
-        let for_thread = inner.clone();
+        let mut client = Client {
+            inner: inner.clone(),
+            threads: Vec::new(),
+        };
+        let for_dispatcher = inner.clone();
         let dispatcher = std::thread::Builder::new()
             .name("bridge-dispatch".into())
-            .spawn(move || dispatch(for_thread, receiver))
+            .spawn(move || dispatch(for_dispatcher, receiver))
             .map_err(|e| StartError::Spawn(format!("cannot start dispatcher thread: {e}")))?;
-        Ok((
-            Client {
-                inner,
-                dispatcher: Some(dispatcher),
-            },
-            events_rx,
-        ))
+        client.threads.push(dispatcher);
+        let timers = std::thread::Builder::new()
+            .name("bridge-timers".into())
+            .spawn(move || run_timers(inner))
+            .map_err(|e| StartError::Spawn(format!("cannot start timer thread: {e}")))?;
+        client.threads.push(timers);
+        Ok((client, events_rx))
     }
 
     /// Sends `request` and waits for its final reply, at most `timeout` in all. For requests
@@ -437,9 +552,21 @@ impl Client {
         }
     }
 
-    /// The connection's control: worker pid, liveness, counters.
+    /// The connection's control: worker pid, liveness, closing.
     pub fn control(&self) -> &Control {
         &self.inner.control
+    }
+
+    /// What this client counted.
+    pub fn stats(&self) -> ClientStats {
+        let c = &self.inner.counters;
+        ClientStats {
+            channel: self.inner.control.stats(),
+            stray_replies: c.stray_replies.load(Ordering::Relaxed),
+            dropped_events: c.dropped_events.load(Ordering::Relaxed),
+            dropped_logs: c.dropped_logs.load(Ordering::Relaxed),
+            dispatcher_idle_wakes: c.idle_wakes.load(Ordering::Relaxed),
+        }
     }
 
     /// Requests in flight.
@@ -451,8 +578,8 @@ impl Client {
     /// grace, then kills it. Requests in flight fail.
     pub fn close(&mut self) {
         self.inner.control.close();
-        if let Some(d) = self.dispatcher.take() {
-            let _ = d.join();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
         }
     }
 }
@@ -518,7 +645,7 @@ enum FutureState {
 }
 
 /// A request in flight, awaited without blocking the runtime. Resolves to the final reply
-/// (batches of a streamed answer are skipped).
+/// (batches of a streamed answer are skipped) or an error, by its deadline.
 pub struct ReplyFuture {
     inner: Arc<Inner>,
     deadline: Instant,
@@ -531,51 +658,80 @@ impl fmt::Debug for ReplyFuture {
     }
 }
 
+impl ReplyFuture {
+    /// Tries to send the request; on a full ring parks the task with the timer thread.
+    fn poll_send(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), RequestError>> {
+        let FutureState::Unsent(request) = &mut self.state else {
+            return Poll::Ready(Ok(()));
+        };
+        let Some(req) = request.take() else {
+            return Poll::Ready(Err(RequestError::Timeout));
+        };
+        let (id, slot) = self.inner.register(self.deadline)?;
+        match self.inner.send(id, req.clone(), self.deadline, false) {
+            Ok(()) => {
+                self.inner.expire_at(self.deadline, id);
+                self.state = FutureState::Sent(id, slot);
+                Poll::Ready(Ok(()))
+            }
+            Err(SendError::Full) if Instant::now() < self.deadline => {
+                self.inner.forget(id);
+                *request = Some(req);
+                #[cfg(test)]
+                if let Some(hook) = &*self.inner.before_space_wait.lock() {
+                    hook();
+                }
+                {
+                    let mut timers = self.inner.timers.lock();
+                    timers.space_waiters.push(cx.waker().clone());
+                }
+                self.inner.timers_cv.notify_one();
+                // The worker may have been declared gone, and the waiters woken, between the
+                // failed send and the registration above: look again now that we are
+                // registered, or nobody would ever wake this task.
+                match self.inner.gone() {
+                    Some(reason) => Poll::Ready(Err(RequestError::PeerGone(reason))),
+                    None => Poll::Pending,
+                }
+            }
+            Err(SendError::Full) => {
+                self.inner.forget(id);
+                Poll::Ready(Err(RequestError::Send(SendError::Timeout)))
+            }
+            Err(e) => {
+                self.inner.forget(id);
+                Poll::Ready(Err(e.into()))
+            }
+        }
+    }
+}
+
 impl Future for ReplyFuture {
     type Output = Result<Reply, RequestError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        match this.poll_send(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => {
+                this.state = FutureState::Done;
+                return Poll::Ready(Err(e));
+            }
+            Poll::Ready(Ok(())) => {}
+        }
         loop {
-            match &mut this.state {
-                FutureState::Done => return Poll::Ready(Err(RequestError::Timeout)),
-                FutureState::Unsent(request) => {
-                    let Some(req) = request.take() else {
-                        this.state = FutureState::Done;
-                        return Poll::Ready(Err(RequestError::Timeout));
-                    };
-                    let (id, slot) = match this.inner.register(this.deadline) {
-                        Ok(x) => x,
-                        Err(e) => {
-                            this.state = FutureState::Done;
-                            return Poll::Ready(Err(e));
-                        }
-                    };
-                    match this.inner.send(id, req.clone(), this.deadline, false) {
-                        Ok(()) => this.state = FutureState::Sent(id, slot),
-                        Err(SendError::Full) if Instant::now() < this.deadline => {
-                            this.inner.forget(id);
-                            *request = Some(req);
-                            this.inner.space_waiters.lock().push(cx.waker().clone());
-                            return Poll::Pending;
-                        }
-                        Err(e) => {
-                            this.inner.forget(id);
-                            this.state = FutureState::Done;
-                            return Poll::Ready(Err(e.into()));
-                        }
-                    }
+            let FutureState::Sent(id, slot) = &this.state else {
+                return Poll::Ready(Err(RequestError::Timeout));
+            };
+            match slot.poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(reply)) if !reply.is_final() => continue,
+                Poll::Ready(item) => {
+                    let id = *id;
+                    this.state = FutureState::Done;
+                    this.inner.forget(id);
+                    return Poll::Ready(item);
                 }
-                FutureState::Sent(id, slot) => match slot.poll_next(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(reply)) if !reply.is_final() => continue,
-                    Poll::Ready(item) => {
-                        let id = *id;
-                        this.state = FutureState::Done;
-                        this.inner.forget(id);
-                        return Poll::Ready(item);
-                    }
-                },
             }
         }
     }
@@ -588,3 +744,6 @@ impl Drop for ReplyFuture {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

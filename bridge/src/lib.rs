@@ -1,20 +1,25 @@
 //! The shared-memory bridge between the trading runner and its broker worker.
 //!
-//! Layers, bottom up:
-//! - [`segment`]: the shared memory itself and its header (the only OS-facing layer, with `sys`);
+//! Layers, bottom up (each a module; the README's layer list names the same files):
+//! - [`segment`]: the shared memory itself and its header (with `sys`, the only OS-facing
+//!   layer);
 //! - [`ring`]: a single-producer single-consumer ring of byte frames, one per direction;
 //! - `doorbell`: futex wakeups without lost wakeups and without idle spinning;
-//! - [`codec`]: bincode through serde, with a size limit;
+//! - [`codec`]: bincode through serde, with a size limit tied to the frame;
 //! - [`protocol`]: the messages both sides speak;
 //! - [`channel`]: start a worker process and attach it, with liveness in both directions;
 //! - [`client`] / [`server`]: requests from many threads matched to replies by id.
+//!
+//! `unsafe` code lives only in `ring/region.rs`, `segment.rs` and `sys.rs`; every other module
+//! forbids it.
 
 #![warn(missing_debug_implementations)]
+#![deny(missing_docs)]
 
 #[cfg(not(loom))]
-pub use channel::{AttachError, Config, GoneReason, RecvError, SendError, StartError};
+pub use channel::{Config, GoneReason, RecvError, SendError, StartError};
 #[cfg(not(loom))]
-pub use client::{Client, ClientConfig, RequestError};
+pub use client::{Client, ClientConfig, ClientStats, RequestError};
 #[cfg(not(loom))]
 pub use server::{Incoming, Responder, Server};
 
@@ -23,6 +28,7 @@ pub mod channel;
 #[cfg(not(loom))]
 pub mod client;
 pub mod codec;
+#[allow(missing_docs)] // documented after the protocol changes in flight land
 pub mod protocol;
 pub mod ring;
 #[cfg(not(loom))]
@@ -36,3 +42,5 @@ mod loom_tests;
 mod sync;
 #[cfg(not(loom))]
 mod sys;
+#[cfg(all(test, not(loom)))]
+mod test_alloc;

@@ -226,9 +226,15 @@ pub enum ConnectionStatus {
 /// A log line of the worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogRecord {
+    /// Severity.
     pub level: LogLevel,
+    /// The module or component that logged it.
     pub target: String,
+    /// The text, fields included.
     pub message: String,
+    /// Records the worker dropped since the last one it delivered (the ring was full or busy);
+    /// set by the worker's [`Responder::log`](crate::Responder::log), counted by the runner.
+    pub dropped_before: u64,
 }
 
 /// Severity of a [`LogRecord`].
@@ -281,6 +287,7 @@ mod tests {
                 level: LogLevel::Debug,
                 target: "worker".into(),
                 message: "hi".into(),
+                dropped_before: 2,
             }),
             Body::Heartbeat { seq: 9 },
         ];

@@ -3,40 +3,57 @@
 //! Layout (all `#[repr(C)]`, positions as integers, no pointers):
 //!
 //! ```text
-//! 0                      Header (magic, versions, geometry, pids, states, heartbeats, counters)
+//! 0                      Header (magic, versions, geometry, and per side: pid, state, heartbeat)
 //! HEADER_BYTES           RingControl of the runner→worker ring
 //! HEADER_BYTES + 512     RingControl of the worker→runner ring
 //! DATA_OFFSET            data area of the runner→worker ring (capacity bytes)
 //! DATA_OFFSET + capacity data area of the worker→runner ring (capacity bytes)
 //! ```
 //!
-//! Names are `/ibbridge-<creator pid>-<128 random bits>`: unguessable, mode 0600, and unlinked
-//! as soon as the worker has attached, so a crash afterwards leaks nothing and nobody can open
-//! the segment later. Names whose creator pid is dead are swept by [`sweep_stale`].
+//! Invariants:
+//! - names are `/ibbridge-<creator pid>-<128 random bits>`: unguessable, mode 0600, and
+//!   unlinked as soon as the worker has attached, so a crash afterwards leaks nothing and
+//!   nobody can open the segment later;
+//! - the creator reserves every byte of the segment before touching it (a short `/dev/shm`
+//!   is an error at creation, [`SegmentError::NoSpace`], never a SIGBUS later), and holds an
+//!   exclusive `flock` on it until it is unlinked or the creator dies;
+//! - [`sweep_stale`] removes a name only when nobody holds its lock and it is older than
+//!   [`SWEEP_GRACE`]: a pid in a name means nothing in another PID namespace (containers
+//!   sharing one `/dev/shm`), a lock does;
+//! - in one process each side's ring ends are handed out once per segment name
+//!   ([`Segment::endpoints`]), so safe code can never make two producers or two consumers of
+//!   one ring;
+//! - nothing read from the header is trusted: geometry and sizes are validated at open.
 
 use std::fmt;
+use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use shared_memory::{Shmem, ShmemConf, ShmemError};
 
-use crate::ring::{self, Consumer, GeometryError, Line, Producer, RawRing, RingControl, RingStats};
+use crate::ring::{self, CachePadded, Consumer, GeometryError, Producer, RawRing, RingControl};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys;
 
 /// `"IBBRIDGE"` in little-endian: the first eight bytes of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"IBBRIDGE");
 /// Version of the memory layout described here.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Prefix of segment names (after the leading `/`).
 pub const NAME_PREFIX: &str = "ibbridge-";
+/// Where segment names appear in the file system.
+pub const SHM_DIR: &str = "/dev/shm";
+/// A segment name younger than this is never swept: its creator may not have taken its lock
+/// yet (the lock is taken right after the name is created).
+pub const SWEEP_GRACE: Duration = Duration::from_secs(2);
 
 const HEADER_BYTES: usize = 4096;
 const CONTROL_BYTES: usize = std::mem::size_of::<RingControl>();
 const DATA_OFFSET: usize = 8192;
-const SHM_DIR: &str = "/dev/shm";
 
 const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_BYTES);
 const _: () = assert!(HEADER_BYTES + 2 * CONTROL_BYTES <= DATA_OFFSET);
@@ -59,12 +76,20 @@ impl Side {
             Side::Worker => Side::Runner,
         }
     }
+
+    fn index(self) -> usize {
+        match self {
+            Side::Runner => 0,
+            Side::Worker => 1,
+        }
+    }
 }
 
 /// A side's state in the header.
 pub(crate) const STATE_ATTACHED: u32 = 1;
 pub(crate) const STATE_CLOSED: u32 = 2;
 
+/// One side's block of the header; written only by that side.
 #[repr(C)]
 pub(crate) struct SideBlock {
     pub(crate) pid: AtomicU32,
@@ -72,15 +97,8 @@ pub(crate) struct SideBlock {
     pub(crate) heartbeat: AtomicU64,
 }
 
-#[repr(C)]
-pub(crate) struct Counters {
-    pub(crate) stray_replies: AtomicU64,
-    pub(crate) dropped_logs: AtomicU64,
-    pub(crate) dropped_events: AtomicU64,
-}
-
 /// The segment header. Written by the creator before the worker starts; afterwards only the
-/// atomics of each side's own block and the counters change.
+/// atomics of each side's own block change.
 #[repr(C)]
 pub(crate) struct Header {
     magic: AtomicU64,
@@ -90,16 +108,15 @@ pub(crate) struct Header {
     max_frame: AtomicU32,
     ring_capacity: AtomicU64,
     total_bytes: AtomicU64,
-    runner: Line<SideBlock>,
-    worker: Line<SideBlock>,
-    pub(crate) counters: Line<Counters>,
+    runner: CachePadded<SideBlock>,
+    worker: CachePadded<SideBlock>,
 }
 
 impl Header {
     pub(crate) fn side(&self, side: Side) -> &SideBlock {
         match side {
-            Side::Runner => &self.runner.0,
-            Side::Worker => &self.worker.0,
+            Side::Runner => &self.runner,
+            Side::Worker => &self.worker,
         }
     }
 }
@@ -113,22 +130,29 @@ pub struct Geometry {
     pub max_frame: usize,
 }
 
-impl Default for Geometry {
-    fn default() -> Self {
-        Geometry {
-            ring_capacity: 1 << 20,
-            max_frame: 256 << 10,
-        }
-    }
-}
-
 impl Geometry {
-    fn total_bytes(&self) -> usize {
+    /// The default ring capacity: 1 MiB per direction.
+    pub const DEFAULT_RING_CAPACITY: usize = 1 << 20;
+    /// The default maximum frame: 256 KiB.
+    pub const DEFAULT_MAX_FRAME: usize = 256 << 10;
+
+    /// Bytes of shared memory a segment of this geometry needs (header, control blocks and
+    /// both data areas).
+    pub fn total_bytes(&self) -> usize {
         DATA_OFFSET + 2 * self.ring_capacity
     }
 }
 
-/// Why a segment could not be created or opened.
+impl Default for Geometry {
+    fn default() -> Self {
+        Geometry {
+            ring_capacity: Self::DEFAULT_RING_CAPACITY,
+            max_frame: Self::DEFAULT_MAX_FRAME,
+        }
+    }
+}
+
+/// Why a segment could not be created or opened, or its ends not handed out.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SegmentError {
@@ -136,16 +160,44 @@ pub enum SegmentError {
     Geometry(GeometryError),
     /// The operating system refused to create the segment.
     Create(String),
+    /// `/dev/shm` has not enough room for the segment. Nothing was left behind.
+    NoSpace {
+        /// Bytes the segment needs.
+        needed: u64,
+        /// Bytes `/dev/shm` had free, if it could be asked.
+        available: Option<u64>,
+    },
     /// No segment of that name (it was never made, or is already unlinked).
-    Open { name: String, reason: String },
+    Open {
+        /// The name asked for.
+        name: String,
+        /// What the operating system said.
+        reason: String,
+    },
     /// The segment is smaller than its header claims, or than a header.
-    Size { expected: usize, found: usize },
+    Size {
+        /// Bytes the header (or the layout) requires.
+        expected: usize,
+        /// Bytes the mapping has.
+        found: usize,
+    },
     /// Not a bridge segment.
     Magic(u64),
     /// A segment of another layout version.
-    LayoutVersion { ours: u32, theirs: u32 },
+    LayoutVersion {
+        /// This build's layout version.
+        ours: u32,
+        /// The segment's.
+        theirs: u32,
+    },
     /// The header's geometry is invalid.
     BadGeometry(GeometryError),
+    /// This side's ring ends of this segment were already handed out in this process.
+    EndpointsTaken(Side),
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 impl fmt::Display for SegmentError {
@@ -153,6 +205,21 @@ impl fmt::Display for SegmentError {
         match self {
             SegmentError::Geometry(e) => write!(f, "invalid ring geometry: {e}"),
             SegmentError::Create(e) => write!(f, "cannot create shared memory segment: {e}"),
+            SegmentError::NoSpace { needed, available } => {
+                write!(
+                    f,
+                    "not enough shared memory: the bridge needs {} in {SHM_DIR}",
+                    mib(*needed)
+                )?;
+                if let Some(a) = available {
+                    write!(f, ", which has {} free", mib(*a))?;
+                }
+                write!(
+                    f,
+                    "; lower bridge.ring_capacity (each of the two rings takes that much) or \
+                     give {SHM_DIR} more room (in Docker: docker run --shm-size=256m)"
+                )
+            }
             SegmentError::Open { name, reason } => {
                 write!(f, "cannot open shared memory segment {name}: {reason}")
             }
@@ -165,19 +232,31 @@ impl fmt::Display for SegmentError {
                 "segment layout version {theirs} does not match this build's {ours}"
             ),
             SegmentError::BadGeometry(e) => write!(f, "segment header is invalid: {e}"),
+            SegmentError::EndpointsTaken(side) => write!(
+                f,
+                "the {side:?} side's ring ends of this segment are already in use in this process"
+            ),
         }
     }
 }
 
 impl std::error::Error for SegmentError {}
 
+/// The (segment name, side) pairs whose ring ends this process handed out. A second request
+/// for the same pair, from the same `Segment` or from another mapping of the same name, is
+/// refused: two producers (or consumers) of one ring would race on its data area.
+static CLAIMED: Mutex<Vec<(String, Side)>> = Mutex::new(Vec::new());
+
 /// A mapped bridge segment.
 pub struct Segment {
     shmem: Shmem,
     name: String,
     geometry: Geometry,
-    created: bool,
+    /// The creator's open file with its exclusive lock (None for an opener).
+    lock: Option<File>,
     unlinked: AtomicBool,
+    /// Which sides' ends this Segment handed out (released when it drops).
+    claimed: [AtomicBool; 2],
 }
 
 // SAFETY: the mapping stays valid while the Segment lives; everything in it is accessed through
@@ -191,13 +270,18 @@ impl fmt::Debug for Segment {
         f.debug_struct("Segment")
             .field("name", &self.name)
             .field("geometry", &self.geometry)
-            .field("created", &self.created)
+            .field("created", &self.lock.is_some())
             .finish()
     }
 }
 
+fn path_of(name: &str) -> PathBuf {
+    PathBuf::from(SHM_DIR).join(name.trim_start_matches('/'))
+}
+
 impl Segment {
-    /// Creates a new segment named after this process, initialised and zeroed.
+    /// Creates a new segment named after this process: reserves its memory, locks it, zeroes
+    /// it and writes the header. On any error nothing is left behind.
     pub fn create(geometry: Geometry, protocol_version: u32) -> Result<Arc<Segment>, SegmentError> {
         ring::check_geometry(geometry.ring_capacity, geometry.max_frame)
             .map_err(SegmentError::Geometry)?;
@@ -214,21 +298,25 @@ impl Segment {
         let mut shmem = shmem;
         // We unlink ourselves (earlier than drop, and exactly once).
         shmem.set_owner(false);
-        let seg = Segment {
+        let mut seg = Segment {
             shmem,
             name,
             geometry,
-            created: true,
+            lock: None,
             unlinked: AtomicBool::new(false),
+            claimed: [AtomicBool::new(false), AtomicBool::new(false)],
         };
+        // From here on, dropping `seg` on an error unlinks the name.
+        seg.lock = Some(seg.reserve_and_lock(total as u64)?);
         if seg.shmem.len() < total {
             return Err(SegmentError::Size {
                 expected: total,
                 found: seg.shmem.len(),
             });
         }
-        // SAFETY: the mapping is `total` writable bytes; nobody else has opened it yet. Writing
-        // zeros faults every page in now rather than on the first messages.
+        // SAFETY: the mapping is `total` writable bytes, all of them reserved above (so no
+        // page can fault for want of memory); nobody else has opened it yet. Writing zeros
+        // faults every page in now rather than on the first messages.
         unsafe { std::ptr::write_bytes(seg.shmem.as_ptr(), 0, total) };
         let h = seg.header();
         h.layout_version.store(LAYOUT_VERSION, Ordering::Relaxed);
@@ -240,11 +328,42 @@ impl Segment {
         h.ring_capacity
             .store(geometry.ring_capacity as u64, Ordering::Relaxed);
         h.total_bytes.store(total as u64, Ordering::Relaxed);
-        h.runner.0.pid.store(std::process::id(), Ordering::Relaxed);
-        h.runner.0.state.store(STATE_ATTACHED, Ordering::Relaxed);
+        h.runner.pid.store(std::process::id(), Ordering::Relaxed);
+        h.runner.state.store(STATE_ATTACHED, Ordering::Relaxed);
         // SYNC POINT: everything above is visible to an opener that Acquire-loads the magic.
         h.magic.store(MAGIC, Ordering::Release);
         Ok(Arc::new(seg))
+    }
+
+    /// Takes the creator's lock on the new name and reserves `total` bytes of memory for it.
+    /// tmpfs reserves nothing at `ftruncate`: without this, the first write to a page that
+    /// does not fit would kill the process with SIGBUS.
+    fn reserve_and_lock(&self, total: u64) -> Result<File, SegmentError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(self.path())
+            .map_err(|e| SegmentError::Create(format!("{}: {e}", self.path().display())))?;
+        match sys::try_lock_exclusive(&file) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(SegmentError::Create(format!(
+                    "{} is locked by another process",
+                    self.path().display()
+                )))
+            }
+            Err(e) => return Err(SegmentError::Create(format!("cannot lock: {e}"))),
+        }
+        match sys::reserve(&file, total) {
+            Ok(()) => Ok(file),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(SegmentError::NoSpace {
+                needed: total,
+                available: sys::free_bytes(SHM_DIR),
+            }),
+            Err(e) => Err(SegmentError::Create(format!(
+                "cannot reserve {total} bytes: {e}"
+            ))),
+        }
     }
 
     /// Opens and validates an existing segment by name.
@@ -267,8 +386,9 @@ impl Segment {
             shmem,
             name: name.to_string(),
             geometry: Geometry::default(),
-            created: false,
+            lock: None,
             unlinked: AtomicBool::new(false),
+            claimed: [AtomicBool::new(false), AtomicBool::new(false)],
         };
         let h = seg.header();
         // SYNC POINT: pairs with the creator's Release store of the magic.
@@ -306,7 +426,7 @@ impl Segment {
 
     /// Where the name appears in the file system while it is linked.
     pub fn path(&self) -> PathBuf {
-        PathBuf::from(SHM_DIR).join(self.name.trim_start_matches('/'))
+        path_of(&self.name)
     }
 
     /// The ring sizes.
@@ -341,18 +461,22 @@ impl Segment {
         unsafe { &*self.shmem.as_ptr().cast::<Header>() }
     }
 
-    fn control(&self, index: usize) -> *const RingControl {
+    fn control(&self, index: usize) -> &RingControl {
+        debug_assert!(index < 2);
         // SAFETY: index is 0 or 1, so the offset is inside the mapping's first DATA_OFFSET
-        // bytes (static assertion above) and aligned for RingControl.
+        // bytes (static assertion above) and aligned for RingControl, which consists only of
+        // atomics (any bytes are a valid value); the mapping lives as long as `self`.
         unsafe {
-            self.shmem
+            &*self
+                .shmem
                 .as_ptr()
                 .add(HEADER_BYTES + index * CONTROL_BYTES)
-                .cast()
+                .cast::<RingControl>()
         }
     }
 
     fn data(&self, index: usize) -> *mut u8 {
+        debug_assert!(index < 2);
         // SAFETY: the mapping holds DATA_OFFSET + 2 * capacity bytes (validated).
         unsafe {
             self.shmem
@@ -363,9 +487,10 @@ impl Segment {
 
     fn raw_ring(self: &Arc<Self>, index: usize) -> RawRing {
         let owner: Arc<dyn Send + Sync> = self.clone();
-        // SAFETY: control block and data area lie inside the mapping, which `owner` keeps alive;
-        // the geometry was validated; `endpoints` makes one producer and one consumer per ring
-        // per side, and the protocol gives each ring one producer side and one consumer side.
+        // SAFETY: control block and data area lie inside the mapping, which `owner` keeps alive,
+        // and the data area is page aligned plus a multiple of the capacity; the geometry was
+        // validated; `endpoints` hands each ring's producer and consumer out at most once per
+        // process (a side takes its producer of one ring and its consumer of the other).
         unsafe {
             RawRing::new(
                 self.control(index),
@@ -378,122 +503,153 @@ impl Segment {
     }
 
     /// The producer and consumer a side uses: the runner writes ring 0 and reads ring 1, the
-    /// worker the opposite. Call once per side.
-    pub fn endpoints(self: &Arc<Self>, side: Side) -> (Producer, Consumer) {
+    /// worker the opposite. Each side's ends are handed out once per segment name in this
+    /// process; a second call fails with [`SegmentError::EndpointsTaken`].
+    pub fn endpoints(self: &Arc<Self>, side: Side) -> Result<(Producer, Consumer), SegmentError> {
+        {
+            let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+            if claimed.iter().any(|(n, s)| *n == self.name && *s == side) {
+                return Err(SegmentError::EndpointsTaken(side));
+            }
+            claimed.push((self.name.clone(), side));
+            self.claimed[side.index()].store(true, std::sync::atomic::Ordering::Release);
+        }
         let (tx, rx) = match side {
             Side::Runner => (0, 1),
             Side::Worker => (1, 0),
         };
-        (
+        Ok((
             Producer::new(self.raw_ring(tx)),
             Consumer::new(self.raw_ring(rx)),
-        )
+        ))
+    }
+
+    /// Writes `bytes` at `offset` of the mapping, as a hostile peer could: for tests.
+    #[cfg(test)]
+    pub(crate) fn scribble(&self, offset: usize, bytes: &[u8]) {
+        assert!(offset + bytes.len() <= self.geometry.total_bytes());
+        // SAFETY: in bounds of the mapping (asserted); plain bytes, like another process's
+        // writes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.shmem.as_ptr().add(offset),
+                bytes.len(),
+            )
+        }
+    }
+
+    /// Offset in the mapping of ring `index`'s control block (0: runner→worker), and of its
+    /// consumer position within it: for tests.
+    #[cfg(test)]
+    pub(crate) fn control_offset(index: usize) -> usize {
+        HEADER_BYTES + index * CONTROL_BYTES
     }
 
     /// Wakes every sleeper on every doorbell of the segment, in both processes.
     pub(crate) fn wake_all(&self) {
         for i in 0..2 {
-            // SAFETY: see `control`.
-            unsafe { &*self.control(i) }.wake_all();
-        }
-    }
-
-    /// Counters of the ring a side writes.
-    pub fn ring_stats(&self, writer: Side) -> RingStats {
-        let i = match writer {
-            Side::Runner => 0,
-            Side::Worker => 1,
-        };
-        // SAFETY: see `control`.
-        unsafe { &*self.control(i) }.stats()
-    }
-
-    /// The header's counters and both rings' counters.
-    pub fn stats(&self) -> SegmentStats {
-        let c = &self.header().counters.0;
-        SegmentStats {
-            to_worker: self.ring_stats(Side::Runner),
-            to_runner: self.ring_stats(Side::Worker),
-            stray_replies: c.stray_replies.load(Ordering::Relaxed),
-            dropped_logs: c.dropped_logs.load(Ordering::Relaxed),
-            dropped_events: c.dropped_events.load(Ordering::Relaxed),
+            self.control(i).wake_all();
         }
     }
 }
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.created {
+        if self.lock.is_some() {
             let _ = self.unlink();
+        }
+        // Every end made from this Segment held an Arc of it: none is left, so the sides it
+        // handed out may be handed out again.
+        if self
+            .claimed
+            .iter()
+            .any(|c| c.load(std::sync::atomic::Ordering::Acquire))
+        {
+            let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
+            claimed.retain(|(n, s)| {
+                *n != self.name
+                    || !self.claimed[s.index()].load(std::sync::atomic::Ordering::Acquire)
+            });
         }
     }
 }
 
-/// Diagnostic counters of a segment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SegmentStats {
-    /// The runner→worker ring.
-    pub to_worker: RingStats,
-    /// The worker→runner ring.
-    pub to_runner: RingStats,
-    /// Replies whose request id was not (or no longer) awaited; dropped.
-    pub stray_replies: u64,
-    /// Worker log records dropped because the ring was full.
-    pub dropped_logs: u64,
-    /// Events dropped because nobody drained them.
-    pub dropped_events: u64,
-}
-
-/// Removes segment names left by processes that no longer exist (earlier crashes). Returns how
-/// many were removed. Names of live processes, and of other users, are left alone.
+/// Removes segment names left behind by processes that died before their worker attached
+/// (earlier crashes). Returns how many were removed. A name is removed only when nobody holds
+/// its creator's lock and it is older than [`SWEEP_GRACE`]; names of other users are left
+/// alone (they cannot be opened).
 pub fn sweep_stale() -> usize {
     let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
         return 0;
     };
-    let me = std::process::id();
     let mut removed = 0;
     for entry in dir.flatten() {
         let file_name = entry.file_name();
         let Some(name) = file_name.to_str() else {
             continue;
         };
-        let Some(pid) = stale_candidate_pid(name) else {
-            continue;
-        };
-        if pid != me && !sys::process_alive(pid) && std::fs::remove_file(entry.path()).is_ok() {
+        if is_segment_name(name) && sweep_one(&entry.path()) {
             removed += 1;
         }
     }
     removed
 }
 
-/// The creator pid in a segment file name, if the name is one of ours.
-fn stale_candidate_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(NAME_PREFIX)?;
-    let (pid, rand) = rest.split_once('-')?;
-    if rand.len() != 32 || !rand.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
+/// Removes one candidate if it is stale; see [`sweep_stale`].
+fn sweep_one(path: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return false;
+    };
+    let young = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < SWEEP_GRACE);
+    if young || !matches!(sys::try_lock_exclusive(&file), Ok(true)) {
+        return false;
     }
-    pid.parse().ok()
+    // We hold the lock: its creator is gone, and no new creator can reuse a name.
+    std::fs::remove_file(path).is_ok()
+}
+
+/// Whether a file name in [`SHM_DIR`] is one of our segment names.
+fn is_segment_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(NAME_PREFIX) else {
+        return false;
+    };
+    let Some((pid, rand)) = rest.split_once('-') else {
+        return false;
+    };
+    pid.parse::<u32>().is_ok() && rand.len() == 32 && rand.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::SystemTime;
+
+    fn small() -> Geometry {
+        Geometry {
+            ring_capacity: 4096,
+            max_frame: 1024,
+        }
+    }
 
     #[test]
     fn a_created_segment_is_private_and_opens_with_its_geometry() {
-        let g = Geometry {
-            ring_capacity: 4096,
-            max_frame: 1024,
-        };
-        let seg = Segment::create(g, 7).unwrap();
+        let seg = Segment::create(small(), 7).unwrap();
         let meta = std::fs::metadata(seg.path()).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert!(seg.name().contains(&format!("-{}-", std::process::id())));
         let other = Segment::open(seg.name()).unwrap();
-        assert_eq!(other.geometry(), g);
+        assert_eq!(other.geometry(), small());
         assert_eq!(other.protocol_version(), 7);
         seg.unlink().unwrap();
         assert!(!seg.path().exists());
@@ -502,8 +658,8 @@ mod tests {
             Err(SegmentError::Open { .. })
         ));
         // Both mappings still work after the unlink.
-        let (mut tx, _) = seg.endpoints(Side::Runner);
-        let (_, mut rx) = other.endpoints(Side::Worker);
+        let (mut tx, _) = seg.endpoints(Side::Runner).unwrap();
+        let (_, mut rx) = other.endpoints(Side::Worker).unwrap();
         tx.try_push(b"still here").unwrap();
         let mut out = Vec::new();
         assert!(rx.pop_into(&mut out).unwrap());
@@ -573,27 +729,106 @@ mod tests {
         ));
     }
 
+    /// Two producers of one ring would race on its data area: safe code must not get them,
+    /// neither from the same `Segment` nor from a second mapping of the same name.
     #[test]
-    fn stale_names_of_dead_pids_are_swept_and_live_ones_kept() {
-        // A pid that cannot exist (above the kernel's pid_max limit of 2^22).
-        let dead = format!(
-            "{SHM_DIR}/{NAME_PREFIX}{}-{:032x}",
-            4_194_999u32, 0xabcdu128
-        );
-        let live = format!(
-            "{SHM_DIR}/{NAME_PREFIX}{}-{:032x}",
-            std::process::id(),
-            0xabcdu128
-        );
-        let unrelated = format!("{SHM_DIR}/{NAME_PREFIX}{}-notours", 4_194_999u32);
-        for p in [&dead, &live, &unrelated] {
+    fn two_producers_of_one_ring_cannot_be_made_from_safe_code() {
+        let seg = Segment::create(small(), 1).unwrap();
+        let runner = seg.endpoints(Side::Runner).unwrap();
+        assert!(matches!(
+            seg.endpoints(Side::Runner),
+            Err(SegmentError::EndpointsTaken(Side::Runner))
+        ));
+        let again = Segment::open(seg.name()).unwrap();
+        assert!(matches!(
+            again.endpoints(Side::Runner),
+            Err(SegmentError::EndpointsTaken(Side::Runner))
+        ));
+        // The other side's ends are still there, once.
+        let worker = again.endpoints(Side::Worker).unwrap();
+        assert!(matches!(
+            seg.endpoints(Side::Worker),
+            Err(SegmentError::EndpointsTaken(Side::Worker))
+        ));
+        // Once every end and mapping is gone, the claims are released with them.
+        let name = seg.name().to_string();
+        drop((runner, worker, again));
+        let reopened = Segment::open(&name).unwrap();
+        drop(seg);
+        assert!(reopened.endpoints(Side::Runner).is_ok());
+        assert!(reopened.endpoints(Side::Worker).is_ok());
+    }
+
+    fn candidate(pid: u32, tag: u128) -> PathBuf {
+        PathBuf::from(format!("{SHM_DIR}/{NAME_PREFIX}{pid}-{tag:032x}"))
+    }
+
+    fn age(path: &std::path::Path, by: Duration) {
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.set_modified(SystemTime::now() - by).unwrap();
+    }
+
+    /// Containers sharing one `/dev/shm` see each other's names, whose pids mean nothing in
+    /// this PID namespace. A name whose creator still holds its lock is alive, whatever its
+    /// pid says here; an unlocked one is stale, whatever its pid says here.
+    #[test]
+    fn the_sweep_trusts_the_creators_lock_not_the_pid_in_the_name() {
+        let me = std::process::id();
+        // A pid that cannot exist here (above the kernel's limit of 2^22), held locked by a
+        // "creator in another namespace" (this test, through its own open file).
+        let locked = candidate(4_194_999, me as u128);
+        // A pid alive here (ours), but nobody holds the lock.
+        let unlocked = candidate(me, 0xdead_0000 + me as u128);
+        for p in [&locked, &unlocked] {
             std::fs::write(p, b"").unwrap();
+            age(p, Duration::from_secs(60));
         }
-        assert!(sweep_stale() >= 1);
-        assert!(!std::path::Path::new(&dead).exists());
-        assert!(std::path::Path::new(&live).exists());
-        assert!(std::path::Path::new(&unrelated).exists());
-        std::fs::remove_file(&live).unwrap();
-        std::fs::remove_file(&unrelated).unwrap();
+        let holder = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&locked)
+            .unwrap();
+        assert!(sys::try_lock_exclusive(&holder).unwrap());
+
+        sweep_stale();
+        assert!(locked.exists(), "a locked segment was swept");
+        assert!(!unlocked.exists(), "an unlocked stale segment was kept");
+
+        drop(holder);
+        sweep_stale();
+        assert!(!locked.exists(), "the lock was released but the name kept");
+    }
+
+    #[test]
+    fn a_young_name_is_not_swept_before_its_creator_could_lock_it() {
+        let young = candidate(4_194_998, 0xbeef_0000 + std::process::id() as u128);
+        std::fs::write(&young, b"").unwrap();
+        sweep_stale();
+        assert!(young.exists());
+        age(&young, SWEEP_GRACE + Duration::from_secs(1));
+        sweep_stale();
+        assert!(!young.exists());
+    }
+
+    #[test]
+    fn a_live_creator_holds_its_lock_until_the_name_is_gone() {
+        let seg = Segment::create(small(), 1).unwrap();
+        age(&seg.path(), Duration::from_secs(60));
+        sweep_stale();
+        assert!(seg.path().exists());
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(seg.path())
+            .unwrap();
+        assert!(!sys::try_lock_exclusive(&f).unwrap());
+    }
+
+    #[test]
+    fn only_our_names_are_candidates() {
+        assert!(is_segment_name(&format!("{NAME_PREFIX}12-{:032x}", 5u128)));
+        assert!(!is_segment_name(&format!("{NAME_PREFIX}12-notours")));
+        assert!(!is_segment_name(&format!("{NAME_PREFIX}x-{:032x}", 5u128)));
+        assert!(!is_segment_name(&format!("other-12-{:032x}", 5u128)));
     }
 }

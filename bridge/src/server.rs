@@ -1,13 +1,20 @@
 //! The worker's end: receives requests and answers them by id, from any thread; sends events
 //! and log records.
+//!
+//! Invariants: a reply or event waits for ring space at most the reply timeout; a log record
+//! never waits at all (it is dropped and counted instead, and the count travels with the next
+//! record that gets through), so logging can never block or deadlock the worker.
+
+#![forbid(unsafe_code)]
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::channel::{self, AttachError, Control, Receiver, RecvError, SendError, Sender};
+use crate::channel::{self, Channel, Control, Receiver, RecvError, SendError, Sender, StartError};
 use crate::protocol::{Body, Envelope, Event, LogRecord, Reply, Request};
 
 /// A request received from the runner.
@@ -15,6 +22,7 @@ use crate::protocol::{Body, Envelope, Event, LogRecord, Reply, Request};
 pub struct Incoming {
     /// The id every reply to it must carry.
     pub id: u64,
+    /// What the runner asks.
     pub request: Request,
 }
 
@@ -28,20 +36,27 @@ pub struct Server {
 impl Server {
     /// Attaches to the runner that started this process. `reply_timeout` bounds how long a
     /// reply or event may wait for ring space before failing.
-    pub fn attach(cfg: &channel::Config, reply_timeout: Duration) -> Result<Server, AttachError> {
-        let channel::Channel {
+    pub fn attach(cfg: &channel::Config, reply_timeout: Duration) -> Result<Server, StartError> {
+        Ok(Server::over(channel::attach(cfg)?, reply_timeout))
+    }
+
+    /// A server over the worker end of a connection made otherwise (for example
+    /// [`channel::pair`]).
+    pub fn over(channel: Channel, reply_timeout: Duration) -> Server {
+        let Channel {
             sender,
             receiver,
             control,
-        } = channel::attach(cfg)?;
-        Ok(Server {
+        } = channel;
+        Server {
             rx: receiver,
             responder: Responder {
                 tx: Arc::new(Mutex::new(sender)),
                 control,
                 reply_timeout,
+                dropped_logs: Arc::new(AtomicU64::new(0)),
             },
-        })
+        }
     }
 
     /// A handle for answering from other threads.
@@ -83,9 +98,11 @@ impl Server {
 /// Sends replies, events and logs to the runner; cheap to clone, usable from any thread.
 #[derive(Clone)]
 pub struct Responder {
-    tx: Arc<Mutex<Sender>>,
+    pub(crate) tx: Arc<Mutex<Sender>>,
     control: Control,
     reply_timeout: Duration,
+    /// Log records dropped since the last one delivered.
+    dropped_logs: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Responder {
@@ -102,7 +119,7 @@ impl Responder {
         let Some(mut tx) = self.tx.try_lock_until(deadline) else {
             return Err(SendError::Timeout);
         };
-        tx.send(env, deadline)
+        tx.send(env, Some(deadline))
     }
 
     /// Answers request `id`.
@@ -121,24 +138,33 @@ impl Responder {
         })
     }
 
-    /// Sends a log record if there is room now; a record that does not fit is dropped and
-    /// counted (logging never blocks the worker). Returns whether it was sent.
-    pub fn log(&self, record: LogRecord) -> bool {
+    /// Sends a log record if the ring has room and nobody else is sending right now; a record
+    /// that cannot go at once is dropped and counted (logging never waits). The count of
+    /// records dropped before travels with the next record delivered. Returns whether it was
+    /// sent.
+    pub fn log(&self, mut record: LogRecord) -> bool {
+        let Some(mut tx) = self.tx.try_lock() else {
+            self.dropped_logs.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        record.dropped_before = self.dropped_logs.swap(0, Ordering::Relaxed);
+        let dropped_before = record.dropped_before;
         let env = Envelope {
             id: 0,
             body: Body::Log(record),
         };
-        let sent = match self.tx.try_lock_for(Duration::from_millis(5)) {
-            Some(mut tx) => tx.try_send(&env).is_ok(),
-            None => false,
-        };
+        let sent = tx.send(&env, None).is_ok();
+        drop(tx);
         if !sent {
-            self.control
-                .counters()
-                .dropped_logs
-                .fetch_add(1, crate::sync::Ordering::Relaxed);
+            self.dropped_logs
+                .fetch_add(dropped_before + 1, Ordering::Relaxed);
         }
         sent
+    }
+
+    /// Log records dropped since the last one delivered.
+    pub fn dropped_logs(&self) -> u64 {
+        self.dropped_logs.load(Ordering::Relaxed)
     }
 
     /// The connection's control.

@@ -98,3 +98,66 @@ pub(crate) fn parent_pid() -> u32 {
     let pid = unsafe { libc::getppid() };
     pid as u32
 }
+
+/// Takes an exclusive `flock` on `file` without waiting: `Ok(false)` if another open file
+/// holds it. The lock lasts as long as this open file (in any process that inherits it).
+pub(crate) fn try_lock_exclusive(file: &std::fs::File) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: the descriptor is open for the whole call (we borrow the File).
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => return Ok(false),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// Reserves `len` bytes of storage for `file` (`posix_fallocate`), so that writing to any of
+/// them through a mapping cannot fault for want of space. A file system that cannot reserve
+/// (`EOPNOTSUPP`) is accepted as it is.
+pub(crate) fn reserve(file: &std::fs::File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(len) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    loop {
+        // SAFETY: the descriptor is open for the whole call; posix_fallocate touches no user
+        // memory.
+        let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) };
+        match rc {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            libc::EOPNOTSUPP | libc::EINVAL => return Ok(()),
+            e => return Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// Bytes free for unprivileged users on the file system holding `path`.
+pub(crate) fn free_bytes(path: &str) -> Option<u64> {
+    let c_path = std::ffi::CString::new(path).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a valid NUL-terminated string and `st` a writable statvfs.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Sends SIGKILL to every process of the group `pgid` (the worker runs in a group of its own,
+/// so whatever it started dies with it). A group already gone is not an error.
+pub(crate) fn kill_process_group(pgid: u32) {
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill has no memory preconditions; a negative pid names a process group.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}

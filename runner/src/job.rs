@@ -485,12 +485,12 @@ pub fn summary(o: &Outcome) -> String {
     s.push_str(&format!(
         "bridge counters: to worker {} frames / {} bytes, to runner {} frames / {} bytes, \
          wakes {}, full {}, stray replies {}, dropped logs {}, dropped events {}\n",
-        b.to_worker.frames,
-        b.to_worker.bytes,
-        b.to_runner.frames,
-        b.to_runner.bytes,
-        b.to_worker.wakes + b.to_runner.wakes,
-        b.to_worker.full_events + b.to_runner.full_events,
+        b.channel.sent.frames,
+        b.channel.sent.bytes,
+        b.channel.received.frames,
+        b.channel.received.bytes,
+        b.channel.sent.wakes + b.channel.received.wakes,
+        b.channel.sent.full_events,
         b.stray_replies,
         b.dropped_logs,
         b.dropped_events

@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bridge::protocol::{Bar, Event, HistoryRequest, RemoteError, Reply, Request, SubscribeRequest};
-use bridge::segment::SegmentStats;
-use bridge::{Client, ClientConfig, RequestError};
+use bridge::{Client, ClientConfig, ClientStats, RequestError};
 use parking_lot::Mutex;
 use worker::WorkerOptions;
 
@@ -69,7 +68,7 @@ pub struct SupervisorStats {
     /// Requests that failed because a worker died or hung (and were retried if idempotent).
     pub failed_requests: u64,
     /// The current worker's bridge counters.
-    pub bridge: SegmentStats,
+    pub bridge: ClientStats,
     /// The current worker's pid.
     pub worker_pid: Option<u32>,
 }
@@ -435,11 +434,7 @@ impl Supervisor {
         SupervisorStats {
             restarts: self.restarts.load(Ordering::Relaxed),
             failed_requests: self.failed_requests.load(Ordering::Relaxed),
-            bridge: st
-                .client
-                .as_ref()
-                .map(|c| c.control().stats())
-                .unwrap_or_default(),
+            bridge: st.client.as_ref().map(|c| c.stats()).unwrap_or_default(),
             worker_pid: st.client.as_ref().map(|c| c.control().peer_pid()),
         }
     }

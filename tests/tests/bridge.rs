@@ -93,7 +93,7 @@ fn a_million_frames_each_way_arrive_in_order_without_loss() {
         let mut buf = Vec::new();
         for seq in 0..COUNT {
             tests::frame(7, seq, &mut buf);
-            sender.send_bytes(&buf, far()).unwrap();
+            sender.send_bytes(&buf, Some(far())).unwrap();
         }
         sender
     });
@@ -113,12 +113,8 @@ fn a_million_frames_each_way_arrive_in_order_without_loss() {
     );
     assert!(large > 5_000, "{large} large frames");
     let stats = control.stats();
-    assert_eq!(stats.to_worker.frames, COUNT + 1, "hello + frames");
-    assert_eq!(
-        stats.to_runner.frames,
-        COUNT + 2,
-        "hello + frames + verdict"
-    );
+    assert_eq!(stats.sent.frames, COUNT + 1, "hello + frames");
+    assert_eq!(stats.received.frames, COUNT + 2, "hello + frames + verdict");
     assert_eq!(receiver.try_recv_bytes().unwrap(), None);
 }
 
@@ -144,7 +140,7 @@ fn eight_threads_get_their_own_replies() {
         t.join().unwrap();
     }
     assert_eq!(client.in_flight(), 0);
-    assert_eq!(client.control().stats().stray_replies, 0);
+    assert_eq!(client.stats().stray_replies, 0);
 }
 
 #[test]
@@ -200,7 +196,7 @@ fn a_stray_reply_is_dropped_and_counted() {
         }
     );
     // The stray reply was sent before the real one, so it has been routed already.
-    assert_eq!(client.control().stats().stray_replies, 1);
+    assert_eq!(client.stats().stray_replies, 1);
 }
 
 #[test]
@@ -235,7 +231,7 @@ fn a_consumer_that_stops_reading_makes_the_producer_fail_by_its_deadline() {
     let frame = vec![7u8; 1000];
     let mut sent = 0;
     loop {
-        match sender.try_send_bytes(&frame) {
+        match sender.send_bytes(&frame, None) {
             Ok(()) => sent += 1,
             Err(SendError::Full) => break,
             Err(e) => panic!("unexpected {e}"),
@@ -245,13 +241,13 @@ fn a_consumer_that_stops_reading_makes_the_producer_fail_by_its_deadline() {
     assert_eq!(sent, (1 << 20) / 1008);
     let start = Instant::now();
     let err = sender
-        .send_bytes(&frame, Instant::now() + Duration::from_millis(300))
+        .send_bytes(&frame, Some(Instant::now() + Duration::from_millis(300)))
         .unwrap_err();
     let waited = start.elapsed();
     assert_eq!(err, SendError::Timeout);
     assert!(waited >= Duration::from_millis(300), "{waited:?}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");
-    assert!(control.stats().to_worker.full_events >= 1);
+    assert!(control.stats().sent.full_events >= 1);
     assert!(control.gone().is_none());
 }
 
@@ -486,7 +482,7 @@ fn an_undecodable_frame_tears_the_connection_down() {
 fn attach_outside_a_runner_is_a_clear_error() {
     // This test process was not started by a runner.
     let err = channel::attach(&tests::config()).unwrap_err();
-    assert!(matches!(err, channel::AttachError::NotStartedByRunner));
+    assert!(matches!(err, StartError::NotStartedByRunner));
     assert!(err.to_string().contains("IBBRIDGE_SEGMENT"));
 }
 

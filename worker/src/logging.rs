@@ -67,6 +67,7 @@ impl<S: Subscriber> Layer<S> for Forward {
             level,
             target: meta.target().to_string(),
             message: text.message,
+            dropped_before: 0,
         });
         FORWARDING.with(|f| f.set(false));
     }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{ErrorKind, Event, Reply, Request};
-use bridge::{channel, AttachError, Incoming, RecvError, Responder, Server};
+use bridge::{channel, Incoming, RecvError, Responder, Server, StartError};
 
 use crate::backend::{error, Backend, EventSink};
 use crate::options::{BackendOptions, WorkerOptions};
@@ -21,7 +21,7 @@ pub enum WorkerError {
     /// The options in the environment are missing or unreadable.
     Options(String),
     /// Attaching to the runner failed.
-    Attach(AttachError),
+    Attach(StartError),
     /// The configured backend is not available in this build.
     Backend(String),
 }

@@ -113,7 +113,8 @@ fn stream(exe: &Path, kind: Kind, len: usize, plan: &Plan) -> Row {
     if let (Some(b), Some(a)) = (before, after) {
         figures.push((
             "wakes",
-            (a.to_runner.wakes + a.to_worker.wakes - b.to_runner.wakes - b.to_worker.wakes) as f64,
+            (a.sent.wakes + a.received.wakes - b.sent.wakes - b.received.wakes + s.peer_wakes)
+                as f64,
         ));
     }
     Row {

@@ -1,8 +1,11 @@
 //! Unit tests of the ring over heap memory. They run under Miri too
 //! (`cargo +nightly miri test -p bridge --lib ring::`), with smaller counts.
 
+use super::frame::{KIND_DATA, KIND_PAD};
 use super::*;
+use crate::sync::Ordering;
 use std::collections::VecDeque;
+use std::time::Instant;
 
 const ROUNDS: usize = if cfg!(miri) { 300 } else { 20_000 };
 
@@ -106,9 +109,9 @@ fn a_frame_that_does_not_fit_before_the_end_wraps_behind_padding() {
     assert_eq!(pop(&mut c), Some(payload(1, 16)));
     // 16 bytes left before the end; a 24-byte frame pads them and goes to offset 0.
     p.try_push(&payload(2, 16)).unwrap();
-    assert_eq!(p.tail, 48 + 16 + 24);
+    assert_eq!(p.position(), 48 + 16 + 24);
     assert_eq!(pop(&mut c), Some(payload(2, 16)));
-    assert_eq!(c.head, p.tail);
+    assert_eq!(c.position(), p.position());
 }
 
 #[test]
@@ -149,10 +152,10 @@ fn random_traffic_matches_a_queue_model() {
         } else {
             assert_eq!(pop(&mut c), model.pop_front());
         }
-        if p.tail / 128 != last_tail / 128 {
+        if p.position() / 128 != last_tail / 128 {
             wraps += 1;
         }
-        last_tail = p.tail;
+        last_tail = p.position();
     }
     while let Some(expected) = model.pop_front() {
         assert_eq!(pop(&mut c), Some(expected));
@@ -197,12 +200,12 @@ fn ctrl(p: &Producer) -> &RingControl {
 #[test]
 fn a_tail_beyond_one_capacity_breaks_the_consumer() {
     let (p, mut c) = heap(64, 24).unwrap();
-    ctrl(&p).producer.0.tail.store(64 + 8, Ordering::Release);
+    ctrl(&p).producer.tail.store(64 + 8, Ordering::Release);
     let mut out = Vec::new();
     let err = c.pop_into(&mut out).unwrap_err();
     assert_eq!(err, Corruption::Tail { head: 0, tail: 72 });
     // Broken for good, even if the index is put back.
-    ctrl(&p).producer.0.tail.store(0, Ordering::Release);
+    ctrl(&p).producer.tail.store(0, Ordering::Release);
     assert_eq!(c.pop_into(&mut out), Err(err));
     assert_eq!(c.broken(), Some(err));
 }
@@ -212,14 +215,14 @@ fn an_unaligned_or_backwards_tail_breaks_the_consumer() {
     let (mut p, mut c) = heap(64, 24).unwrap();
     p.try_push(b"abc").unwrap();
     assert_eq!(pop(&mut c), Some(b"abc".to_vec()));
-    ctrl(&p).producer.0.tail.store(3, Ordering::Release);
+    ctrl(&p).producer.tail.store(3, Ordering::Release);
     assert!(matches!(
         c.pop_into(&mut Vec::new()),
         Err(Corruption::Tail { .. })
     ));
 
     let (p, mut c) = heap(64, 24).unwrap();
-    ctrl(&p).producer.0.tail.store(12, Ordering::Release);
+    ctrl(&p).producer.tail.store(12, Ordering::Release);
     assert!(matches!(
         c.pop_into(&mut Vec::new()),
         Err(Corruption::Tail { .. })
@@ -231,7 +234,7 @@ fn a_head_ahead_of_the_tail_breaks_the_producer() {
     let (mut p, _c) = heap(64, 24).unwrap();
     p.try_push(&payload(0, 24)).unwrap();
     p.try_push(&payload(1, 8)).unwrap();
-    ctrl(&p).consumer.0.head.store(1024, Ordering::Release);
+    ctrl(&p).consumer.head.store(1024, Ordering::Release);
     // The next push needs more space, so it reads and validates the head.
     let err = p.try_push(&payload(2, 24)).unwrap_err();
     assert_eq!(
@@ -250,7 +253,7 @@ fn a_frame_length_past_the_published_end_is_refused() {
     let (mut p, mut c) = heap(128, 48).unwrap();
     p.try_push(&payload(0, 8)).unwrap();
     // Claim 40 bytes where only 8 were published.
-    p.raw().buf.write_header(0, 40, KIND_DATA);
+    p.raw().data.write_header(0, 40, KIND_DATA);
     assert_eq!(
         c.pop_into(&mut Vec::new()),
         Err(Corruption::FrameLength { at: 0, len: 40 })
@@ -262,7 +265,7 @@ fn a_frame_length_above_the_maximum_is_refused() {
     let (mut p, mut c) = heap(128, 16).unwrap();
     p.try_push(&payload(0, 16)).unwrap();
     p.try_push(&payload(0, 16)).unwrap();
-    p.raw().buf.write_header(0, u32::MAX, KIND_DATA);
+    p.raw().data.write_header(0, u32::MAX, KIND_DATA);
     assert_eq!(
         c.pop_into(&mut Vec::new()),
         Err(Corruption::FrameLength {
@@ -276,7 +279,7 @@ fn a_frame_length_above_the_maximum_is_refused() {
 fn an_unknown_frame_kind_is_refused() {
     let (mut p, mut c) = heap(64, 24).unwrap();
     p.try_push(&payload(0, 8)).unwrap();
-    p.raw().buf.write_header(0, 8, 0x1234);
+    p.raw().data.write_header(0, 8, 0x1234);
     assert_eq!(
         c.pop_into(&mut Vec::new()),
         Err(Corruption::FrameKind {
@@ -290,7 +293,7 @@ fn an_unknown_frame_kind_is_refused() {
 fn padding_that_does_not_reach_the_end_is_refused() {
     let (mut p, mut c) = heap(64, 24).unwrap();
     p.try_push(&payload(0, 8)).unwrap();
-    p.raw().buf.write_header(0, 8, KIND_PAD);
+    p.raw().data.write_header(0, 8, KIND_PAD);
     assert_eq!(
         c.pop_into(&mut Vec::new()),
         Err(Corruption::Padding { at: 0, len: 8 })
@@ -306,8 +309,8 @@ fn padding_with_nothing_after_it_is_refused() {
     p.try_push(&payload(1, 16)).unwrap(); // 24..48
     assert_eq!(pop(&mut c), Some(payload(1, 16)));
     // Forge: a padding frame at 48 reaching the end, published alone.
-    p.raw().buf.write_header(48, 8, KIND_PAD);
-    ctrl(&p).producer.0.tail.store(64, Ordering::Release);
+    p.raw().data.write_header(48, 8, KIND_PAD);
+    ctrl(&p).producer.tail.store(64, Ordering::Release);
     assert_eq!(
         c.pop_into(&mut Vec::new()),
         Err(Corruption::Padding { at: 48, len: 8 })
@@ -324,25 +327,17 @@ fn random_garbage_in_the_control_block_never_panics() {
         }
         let _ = pop(&mut c);
         match rng.below(4) {
-            0 => ctrl(&p)
-                .producer
-                .0
-                .tail
-                .store(rng.next(), Ordering::Release),
-            1 => ctrl(&p)
-                .consumer
-                .0
-                .head
-                .store(rng.next(), Ordering::Release),
+            0 => ctrl(&p).producer.tail.store(rng.next(), Ordering::Release),
+            1 => ctrl(&p).consumer.head.store(rng.next(), Ordering::Release),
             2 => {
                 let off = (rng.below(16) * 8) as usize;
                 p.raw()
-                    .buf
+                    .data
                     .write_header(off, rng.next() as u32, rng.next() as u32);
             }
             _ => {
                 let off = rng.below(120) as usize;
-                p.raw().buf.write(off, &rng.next().to_le_bytes());
+                p.raw().data.write(off, &rng.next().to_le_bytes());
             }
         }
         for _ in 0..8 {
@@ -428,7 +423,7 @@ fn a_batch_validates_frames_in_its_private_copy() {
     p.try_push(&payload(0, 8)).unwrap();
     p.try_push(&payload(1, 8)).unwrap();
     // The second frame claims more than was published.
-    p.raw().buf.write_header(16, 40, KIND_DATA);
+    p.raw().data.write_header(16, 40, KIND_DATA);
     let (mut out, mut frames) = (Vec::new(), Vec::new());
     assert_eq!(
         c.take_batch(&mut out, &mut frames),
@@ -455,5 +450,114 @@ fn the_fuzzing_entry_point_survives_random_memory() {
             input[8..16].copy_from_slice(&tail.to_le_bytes());
         }
         super::fuzzing::read_frames(&input);
+    }
+}
+
+// --- positions and counters near the end of the u64 range ---------------------------------
+
+/// Ends made over memory whose positions a hostile peer set.
+fn ends_over(head: u64, tail: u64) -> (Producer, Consumer) {
+    let (a, b) = super::region::heap_pair(128, 48);
+    a.ctrl().consumer.head.store(head, Ordering::Relaxed);
+    a.ctrl().producer.tail.store(tail, Ordering::Relaxed);
+    (Producer::new(a), Consumer::new(b))
+}
+
+/// head = tail = u64::MAX - 7 is aligned and consistent, yet any frame pushed or popped
+/// would overflow the positions. Debug builds (the tests, the CI soak) check overflow.
+#[test]
+fn hostile_positions_near_the_end_of_u64_break_the_ends_without_overflow() {
+    for pos in [
+        u64::MAX - 7,
+        u64::MAX - 127,
+        POSITION_LIMIT,
+        POSITION_LIMIT + 8,
+    ] {
+        let (mut p, mut c) = ends_over(pos, pos);
+        assert!(
+            matches!(p.try_push(b"x"), Err(PushError::Corrupt(_))),
+            "{pos}"
+        );
+        assert!(c.pop_into(&mut Vec::new()).is_err(), "{pos}");
+        assert!(
+            c.take_batch(&mut Vec::new(), &mut Vec::new()).is_err(),
+            "{pos}"
+        );
+        assert_eq!(p.free_bytes(), 0);
+    }
+    // Just below the limit, the ends work and stay below it.
+    let pos = POSITION_LIMIT - 1024;
+    let (mut p, mut c) = ends_over(pos, pos);
+    for i in 0..10 {
+        p.try_push(&payload(i, 40)).unwrap();
+        assert_eq!(pop(&mut c), Some(payload(i, 40)));
+    }
+    // A tail the producer moves beyond the limit is refused by the consumer.
+    let (p, mut c) = ends_over(POSITION_LIMIT - 64, POSITION_LIMIT - 64);
+    ctrl(&p)
+        .producer
+        .tail
+        .store(POSITION_LIMIT + 8, Ordering::Release);
+    assert!(matches!(
+        c.pop_into(&mut Vec::new()),
+        Err(Corruption::Tail { .. })
+    ));
+}
+
+#[test]
+fn the_fuzzing_entry_point_takes_any_head_including_the_end_of_u64() {
+    let mut input = Vec::new();
+    for head in [u64::MAX - 7, u64::MAX, 1 << 63, POSITION_LIMIT - 8] {
+        input.clear();
+        input.extend_from_slice(&head.to_le_bytes());
+        input.extend_from_slice(&head.wrapping_add(16).to_le_bytes());
+        input.extend_from_slice(&header_for_fuzz(8));
+        input.extend_from_slice(&[1; 8]);
+        fuzzing::read_frames(&input);
+    }
+}
+
+fn header_for_fuzz(len: u32) -> [u8; 8] {
+    super::frame::header_bytes(len, KIND_DATA)
+}
+
+/// A peer that writes into the data area while the consumer copies frames out: the copies
+/// are atomic loads, so this is no data race (Miri checks it), and whatever the consumer reads
+/// is validated: it gets frames or a corruption, never a panic. (The producer's own writes
+/// are ordered before the copies by the ring's Release/Acquire; the test scribbles only
+/// while the consumer reads.)
+#[test]
+fn a_peer_writing_during_the_copy_is_no_data_race() {
+    use std::sync::atomic::AtomicU64;
+    let (mut p, mut c) = heap(256, 64).unwrap();
+    let data = p.raw().data.data_ptr_for_tests() as usize;
+    let (mut out, mut frames) = (Vec::new(), Vec::new());
+    let mut rng = Rng(7);
+    for round in 0..if cfg!(miri) { 20 } else { 2_000 } {
+        for i in 0..3 {
+            if p.try_push(&payload(round * 3 + i, rng.below(40) as usize))
+                .is_err()
+            {
+                return;
+            }
+        }
+        let seed = rng.next();
+        let result = std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut rng = Rng(seed | 1);
+                for _ in 0..16 {
+                    let word = rng.below(32) as usize;
+                    // SAFETY: within the 256-byte data area, 8-aligned, and only read
+                    // atomically meanwhile: as a hostile process's store is to us.
+                    let cell = unsafe { AtomicU64::from_ptr((data as *mut u64).add(word)) };
+                    cell.store(rng.next(), Ordering::Relaxed);
+                }
+            });
+            c.take_batch(&mut out, &mut frames)
+        });
+        match result {
+            Ok(_) => c.release(),
+            Err(_) => return,
+        }
     }
 }

@@ -72,6 +72,7 @@ fn serve(cfg: &channel::Config) -> Result<(), String> {
                             level: LogLevel::Info,
                             target: "peer".into(),
                             message: "hello from the worker".into(),
+                            dropped_before: 0,
                         });
                     }
                     p if p.first().is_some_and(|b| b % 4 == 0) => {
@@ -137,7 +138,7 @@ fn stream(cfg: &channel::Config, args: &[String]) -> Result<(), String> {
         let mut buf = Vec::new();
         for seq in 0..count {
             tests::frame(seed + 1, seq, &mut buf);
-            if let Err(e) = sender.send_bytes(&buf, far()) {
+            if let Err(e) = sender.send_bytes(&buf, Some(far())) {
                 return Err(format!("send {seq}: {e}"));
             }
         }
@@ -164,7 +165,7 @@ fn stream(cfg: &channel::Config, args: &[String]) -> Result<(), String> {
     }
     let mut sender = writer.join().map_err(|_| "writer panicked")??;
     sender
-        .send_bytes(verdict.as_bytes(), far())
+        .send_bytes(verdict.as_bytes(), Some(far()))
         .map_err(|e| e.to_string())?;
     // Stay until the runner closes, so it can read everything.
     loop {
@@ -184,7 +185,10 @@ fn flood(cfg: &channel::Config) -> Result<(), String> {
     let Channel { mut sender, .. } = channel::attach(cfg).map_err(|e| e.to_string())?;
     for seq in 0u64.. {
         if sender
-            .send_bytes(&seq.to_le_bytes(), Instant::now() + Duration::from_secs(60))
+            .send_bytes(
+                &seq.to_le_bytes(),
+                Some(Instant::now() + Duration::from_secs(60)),
+            )
             .is_err()
         {
             break;
@@ -213,7 +217,7 @@ fn garbage(cfg: &channel::Config) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     receiver.recv_bytes(deadline).map_err(|e| e.to_string())?;
     sender
-        .send_bytes(&[0xff; 24], deadline)
+        .send_bytes(&[0xff; 24], Some(deadline))
         .map_err(|e| e.to_string())?;
     // Wait to be killed or closed.
     while receiver.recv_bytes(deadline).is_ok() {}

@@ -1,0 +1,199 @@
+//! The channel layer's errors: why a peer is gone, why a send or a receive failed, and why a
+//! connection could not be started (from either side).
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::codec::CodecError;
+use crate::segment::SegmentError;
+
+use super::{ENV_PARENT_PID, ENV_SEGMENT};
+
+/// Why the peer is no longer there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GoneReason {
+    /// The worker process ended (runner side); the text says how.
+    Exited(String),
+    /// The runner process died (worker side).
+    RunnerDied,
+    /// The peer's heartbeat stood still for this long.
+    Hung(Duration),
+    /// The peer closed its end cleanly.
+    Closed,
+    /// This side closed the connection.
+    ClosedHere,
+    /// The shared memory was found corrupt; the connection was torn down.
+    Corrupt(String),
+}
+
+impl fmt::Display for GoneReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GoneReason::Exited(how) => write!(f, "worker process {how}"),
+            GoneReason::RunnerDied => f.write_str("runner process died"),
+            GoneReason::Hung(d) => write!(f, "peer hung (no heartbeat for {} ms)", d.as_millis()),
+            GoneReason::Closed => f.write_str("peer closed the connection"),
+            GoneReason::ClosedHere => f.write_str("connection closed"),
+            GoneReason::Corrupt(what) => write!(f, "shared memory corrupt: {what}"),
+        }
+    }
+}
+
+/// A send failed; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The ring is full and the caller asked not to wait.
+    Full,
+    /// The ring stayed full until the deadline.
+    Timeout,
+    /// The message is larger than the ring's maximum frame.
+    TooLarge {
+        /// The message's size in bytes; `max + 1` when encoding was stopped at the limit (the
+        /// message is at least that big).
+        len: usize,
+        /// The maximum frame.
+        max: usize,
+    },
+    /// The peer is gone; see the reason.
+    PeerGone(GoneReason),
+    /// The message could not be encoded.
+    Encode(CodecError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full => f.write_str("ring full"),
+            SendError::Timeout => f.write_str("ring stayed full until the deadline"),
+            SendError::TooLarge { len, max } if *len > *max + 1 => {
+                write!(
+                    f,
+                    "message of {len} bytes exceeds the maximum frame of {max}"
+                )
+            }
+            SendError::TooLarge { max, .. } => {
+                write!(f, "message exceeds the maximum frame of {max} bytes")
+            }
+            SendError::PeerGone(r) => write!(f, "peer gone: {r}"),
+            SendError::Encode(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A receive failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// Nothing arrived before the deadline.
+    Timeout,
+    /// The peer is gone and everything it sent has been received.
+    PeerGone(GoneReason),
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Timeout => f.write_str("nothing received before the deadline"),
+            RecvError::PeerGone(r) => write!(f, "peer gone: {r}"),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {}
+
+/// A connection could not be started: the runner could not start its worker ([`spawn`]), or
+/// the worker could not attach to its runner ([`attach`]).
+///
+/// [`spawn`]: super::spawn
+/// [`attach`]: super::attach
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The segment could not be created, opened or used.
+    Segment(SegmentError),
+    /// The worker process (or a thread of the connection) could not be started.
+    Spawn(String),
+    /// The process was not started by a runner (no segment in the environment).
+    NotStartedByRunner,
+    /// The worker exited before its hello; `output` is the end of what it printed.
+    Exited {
+        /// How it ended.
+        status: String,
+        /// The last lines it printed.
+        output: Vec<String>,
+    },
+    /// The runner died before the exchange finished.
+    RunnerGone,
+    /// No hello from the peer within the start timeout.
+    Timeout {
+        /// How long we waited.
+        waited: Duration,
+        /// The last lines the worker printed (runner side).
+        output: Vec<String>,
+    },
+    /// The peer's first frame was not a valid hello.
+    Handshake(String),
+    /// The peer speaks another protocol version.
+    ProtocolMismatch {
+        /// Ours.
+        ours: u32,
+        /// The peer's.
+        theirs: u32,
+    },
+    /// The peer is another build.
+    BuildMismatch {
+        /// Ours.
+        ours: String,
+        /// The peer's.
+        theirs: String,
+    },
+}
+
+fn tail_text(output: &[String]) -> String {
+    match output.last() {
+        Some(last) => format!("; last output: {last}"),
+        None => String::new(),
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Segment(e) => e.fmt(f),
+            StartError::Spawn(e) => write!(f, "cannot start the worker process: {e}"),
+            StartError::NotStartedByRunner => write!(
+                f,
+                "not started by a runner ({ENV_SEGMENT} and {ENV_PARENT_PID} are not set)"
+            ),
+            StartError::Exited { status, output } => write!(
+                f,
+                "worker process {status} during start{}",
+                tail_text(output)
+            ),
+            StartError::RunnerGone => f.write_str("the runner died during start"),
+            StartError::Timeout { waited, output } => write!(
+                f,
+                "peer sent no hello within {} ms{}",
+                waited.as_millis(),
+                tail_text(output)
+            ),
+            StartError::Handshake(e) => write!(f, "bad hello from the peer: {e}"),
+            StartError::ProtocolMismatch { ours, theirs } => write!(
+                f,
+                "peer speaks protocol version {theirs}, this side speaks {ours}: refused"
+            ),
+            StartError::BuildMismatch { ours, theirs } => write!(
+                f,
+                "peer is build {theirs}, this side is build {ours}: refused"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}

@@ -1,0 +1,149 @@
+//! The reading end of a side.
+//!
+//! Frames are taken from the ring in batches: everything published is copied out with one
+//! bulk copy per contiguous span, its space freed at once, and the frames are then handed out
+//! one by one from the private copy; they are decoded from there, never from shared memory.
+//!
+//! Invariants: once the peer is gone, the frames it published before are still delivered, and
+//! only then comes `PeerGone`; a corrupt ring or an undecodable frame tears the connection
+//! down (`PeerGone(Corrupt)`).
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::de::DeserializeOwned;
+
+use super::link::{CloseOnDrop, Link};
+use super::{GoneReason, RecvError};
+use crate::codec;
+use crate::ring::Consumer;
+
+/// The reading end of a side.
+pub struct Receiver {
+    rx: Consumer,
+    link: Arc<Link>,
+    _close: Arc<CloseOnDrop>,
+    /// Private copy of the frames last taken from the ring.
+    batch: Vec<u8>,
+    /// `(start, len)` of each frame in `batch`.
+    frames: Vec<(usize, usize)>,
+    /// Index of the next frame of `frames` to hand out.
+    next: usize,
+    /// The frame handed out last.
+    current: (usize, usize),
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver").field("ring", &self.rx).finish()
+    }
+}
+
+impl Receiver {
+    pub(crate) fn new(rx: Consumer, close: Arc<CloseOnDrop>) -> Self {
+        Receiver {
+            rx,
+            link: close.link.clone(),
+            _close: close,
+            batch: Vec::new(),
+            frames: Vec::new(),
+            next: 0,
+            current: (0, 0),
+        }
+    }
+
+    fn frame(&self) -> &[u8] {
+        let (start, len) = self.current;
+        &self.batch[start..start + len]
+    }
+
+    /// Takes the next batch from the ring: `Ok(true)` if it holds a frame.
+    fn take_batch(&mut self) -> Result<bool, RecvError> {
+        match self.rx.take_batch(&mut self.batch, &mut self.frames) {
+            Ok(n) => {
+                // Copied out: the producer may reuse the space right away.
+                self.rx.release();
+                self.link.received.store(self.rx.stats());
+                self.next = 0;
+                Ok(n > 0)
+            }
+            Err(c) => Err(RecvError::PeerGone(
+                self.link.declare_gone(GoneReason::Corrupt(c.to_string())),
+            )),
+        }
+    }
+
+    /// Makes the next frame current: `Ok(true)` if there was one. Once the peer is gone,
+    /// frames it sent before are still delivered; only then comes `PeerGone`.
+    fn advance(&mut self) -> Result<bool, RecvError> {
+        if self.next >= self.frames.len() && !self.take_batch()? {
+            let closed = self.link.peer_closed();
+            if !closed && !self.link.is_gone() {
+                return Ok(false);
+            }
+            // Frames published just before the close or death are still delivered.
+            if !self.take_batch()? {
+                return Err(RecvError::PeerGone(if closed {
+                    self.link.declare_gone(GoneReason::Closed)
+                } else {
+                    self.link.gone_or_closed()
+                }));
+            }
+        }
+        self.current = self.frames[self.next];
+        self.next += 1;
+        Ok(true)
+    }
+
+    /// The next frame if one is waiting.
+    pub fn try_recv_bytes(&mut self) -> Result<Option<&[u8]>, RecvError> {
+        Ok(if self.advance()? {
+            Some(self.frame())
+        } else {
+            None
+        })
+    }
+
+    /// The next frame, waiting until `deadline`.
+    pub fn recv_bytes(&mut self, deadline: Instant) -> Result<&[u8], RecvError> {
+        loop {
+            if self.advance()? {
+                return Ok(self.frame());
+            }
+            if Instant::now() >= deadline {
+                return Err(RecvError::Timeout);
+            }
+            let link = &self.link;
+            self.rx
+                .wait_for_data(deadline, || link.is_gone() || link.peer_closed());
+        }
+    }
+
+    /// The next message, waiting until `deadline`. A frame that does not decode is corruption:
+    /// the connection is torn down.
+    pub fn recv<T: DeserializeOwned>(&mut self, deadline: Instant) -> Result<T, RecvError> {
+        self.recv_bytes(deadline)?;
+        self.decode()
+    }
+
+    /// The next message if one is waiting.
+    pub fn try_recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, RecvError> {
+        if self.advance()? {
+            self.decode().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+        codec::decode(self.frame()).map_err(|e| {
+            RecvError::PeerGone(
+                self.link
+                    .declare_gone(GoneReason::Corrupt(format!("undecodable frame: {e}"))),
+            )
+        })
+    }
+}

@@ -1,0 +1,245 @@
+//! Tests of a connection's two ends in one process ([`pair`](super::pair)), over a real
+//! segment, with this test playing the hostile peer where needed.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::ser::{Serialize, SerializeSeq, Serializer};
+
+use super::*;
+use crate::protocol::{Body, Envelope, LogLevel, LogRecord, Request};
+use crate::segment::Segment;
+use crate::server::Server;
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
+
+fn small(capacity: usize, max_frame: usize) -> Config {
+    Config {
+        geometry: Geometry {
+            ring_capacity: capacity,
+            max_frame,
+        },
+        ..Config::default()
+    }
+}
+
+fn ping(len: usize) -> Envelope {
+    Envelope {
+        id: 1,
+        body: Body::Request(Request::Ping {
+            payload: vec![7; len],
+        }),
+    }
+}
+
+/// Offsets of ring `index`'s positions in the segment.
+fn tail_at(index: usize) -> usize {
+    Segment::control_offset(index)
+}
+fn head_at(index: usize) -> usize {
+    Segment::control_offset(index) + 128
+}
+
+/// A tracing subscriber that forwards every event over the bridge, as the worker's does.
+struct ForwardEverything {
+    responder: crate::Responder,
+    busy: std::sync::atomic::AtomicBool,
+}
+
+impl tracing::Subscriber for ForwardEverything {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        // Events raised while forwarding are not forwarded again (as in the worker).
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.responder.log(LogRecord {
+            level: LogLevel::Warn,
+            target: event.metadata().target().to_string(),
+            message: format!("{:?}", event.metadata().name()),
+            dropped_before: 0,
+        });
+        self.busy.store(false, Ordering::Release);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// A peer that corrupts both rings: the worker finds its receiving ring corrupt, declares the
+/// runner gone and logs it; the log record goes out over the sending ring, which it finds
+/// corrupt too, and declares the runner gone again, on the same thread. That must neither
+/// deadlock nor lose the reason.
+#[test]
+fn a_corrupt_ring_found_while_logging_the_corruption_does_not_deadlock() {
+    let (runner, worker) = pair(&small(4096, 1024)).unwrap();
+    let segment = runner.control.segment().clone();
+    let mut server = Server::over(worker, Duration::from_millis(50));
+    // Fill the worker's sending ring, so its next send must look at the runner's position.
+    let responder = server.responder();
+    while responder
+        .event(crate::protocol::Event::Notice {
+            code: 1,
+            message: "x".repeat(200),
+        })
+        .is_ok()
+    {}
+    segment.scribble(tail_at(0), &12345u64.to_le_bytes());
+    segment.scribble(head_at(1), &u64::MAX.to_le_bytes());
+
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let subscriber = ForwardEverything {
+        responder: server.responder(),
+        busy: Default::default(),
+    };
+    std::thread::spawn(move || {
+        let result =
+            tracing::subscriber::with_default(subscriber, || server.next(Duration::from_secs(5)));
+        let _ = done_tx.send(result.map(|_| ()));
+    });
+    let result = done_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the worker deadlocked while logging a corruption");
+    assert!(
+        matches!(result, Err(RecvError::PeerGone(GoneReason::Corrupt(_)))),
+        "{result:?}"
+    );
+    drop(runner);
+}
+
+/// `check_geometry` accepts any maximum frame from 1; the sender's scratch buffer growth must
+/// not assume one of at least 256 bytes.
+#[test]
+fn a_small_max_frame_does_not_panic_the_sender() {
+    for max_frame in [1, 40, 255] {
+        let (mut runner, mut worker) = pair(&small(1024, max_frame)).unwrap();
+        runner.sender.send(&7u8, None).unwrap();
+        assert_eq!(worker.receiver.recv::<u8>(soon()).unwrap(), 7);
+        assert_eq!(
+            runner.sender.send(&vec![1u8; 300], None),
+            Err(SendError::TooLarge {
+                len: max_frame + 1,
+                max: max_frame
+            })
+        );
+    }
+}
+
+/// Serializes as a sequence of `len` bytes, counting how many were asked for.
+struct Counted {
+    len: usize,
+    visited: Arc<AtomicUsize>,
+}
+
+impl Serialize for Counted {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.len))?;
+        for _ in 0..self.len {
+            self.visited.fetch_add(1, Ordering::Relaxed);
+            seq.serialize_element(&0u8)?;
+        }
+        seq.end()
+    }
+}
+
+#[test]
+fn an_oversized_message_is_refused_without_encoding_it_in_full() {
+    let (mut runner, _worker) = pair(&small(4096, 1024)).unwrap();
+    let visited = Arc::new(AtomicUsize::new(0));
+    let huge = Counted {
+        len: 50_000_000,
+        visited: visited.clone(),
+    };
+    let err = runner.sender.send(&huge, None).unwrap_err();
+    assert_eq!(
+        err,
+        SendError::TooLarge {
+            len: 1025,
+            max: 1024
+        }
+    );
+    // The scratch buffer grows by doubling up to max + 1, each try encoding afresh: at most
+    // three times the limit in all, whatever the message's size.
+    let work = visited.load(Ordering::Relaxed);
+    assert!(work <= 3 * 1025, "encoded {work} elements to refuse it");
+}
+
+/// Frames written without publishing are delivered even when the batch guard is leaked and
+/// the sender dropped.
+#[test]
+fn fed_frames_are_delivered_when_the_sender_is_dropped() {
+    let (mut runner, mut worker) = pair(&small(4096, 1024)).unwrap();
+    let mut batch = runner.sender.batch();
+    for i in 0..3u32 {
+        batch.feed(&i, Some(soon())).unwrap();
+    }
+    std::mem::forget(batch);
+    assert_eq!(worker.receiver.try_recv::<u32>().unwrap(), None);
+    drop(runner.sender);
+    for i in 0..3u32 {
+        assert_eq!(worker.receiver.recv::<u32>(soon()).unwrap(), i);
+    }
+}
+
+#[test]
+fn a_batch_publishes_when_it_ends() {
+    let (mut runner, mut worker) = pair(&small(4096, 1024)).unwrap();
+    {
+        let mut batch = runner.sender.batch();
+        batch.feed(&1u32, None).unwrap();
+        batch.feed(&2u32, None).unwrap();
+        assert_eq!(worker.receiver.try_recv::<u32>().unwrap(), None);
+    }
+    assert_eq!(worker.receiver.recv::<u32>(soon()).unwrap(), 1);
+    assert_eq!(worker.receiver.recv::<u32>(soon()).unwrap(), 2);
+}
+
+/// The counters a side reports are its own: a peer that scribbles over every control block
+/// of the segment cannot change them.
+#[test]
+fn counters_survive_a_peer_that_scribbles_over_the_segment() {
+    let (mut runner, mut worker) = pair(&small(4096, 1024)).unwrap();
+    for _ in 0..5 {
+        runner.sender.send(&ping(10), None).unwrap();
+    }
+    for _ in 0..5 {
+        worker.receiver.recv::<Envelope>(soon()).unwrap();
+    }
+    let before = runner.control.stats();
+    assert_eq!(before.sent.frames, 5);
+    let segment = runner.control.segment().clone();
+    for ring in 0..2 {
+        segment.scribble(Segment::control_offset(ring), &[0xA5; 512]);
+    }
+    assert_eq!(runner.control.stats(), before);
+    assert_eq!(worker.control.stats().received.frames, 5);
+    // And the garbage is found on the next use: the connection is torn down.
+    assert!(matches!(
+        worker.receiver.recv::<Envelope>(soon()),
+        Err(RecvError::PeerGone(GoneReason::Corrupt(_)))
+    ));
+}
+
+/// A whole conversation in one process: what the README's example does across two.
+#[test]
+fn a_pair_exchanges_both_ways_and_closes_cleanly() {
+    let (mut runner, mut worker) = pair(&Config::default()).unwrap();
+    runner.sender.send(&ping(3), Some(soon())).unwrap();
+    assert_eq!(worker.receiver.recv::<Envelope>(soon()).unwrap(), ping(3));
+    worker.sender.send(&ping(4), Some(soon())).unwrap();
+    assert_eq!(runner.receiver.recv::<Envelope>(soon()).unwrap(), ping(4));
+    runner.control.close();
+    assert_eq!(
+        worker.receiver.recv::<Envelope>(soon()),
+        Err(RecvError::PeerGone(GoneReason::Closed))
+    );
+}

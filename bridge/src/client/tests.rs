@@ -1,0 +1,149 @@
+//! Tests of the client over an in-process [`pair`](crate::channel::pair), the worker end
+//! played by the test.
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::channel::{pair, Config};
+use crate::protocol::Reply;
+use crate::segment::Geometry;
+use crate::server::Server;
+
+fn connect(capacity: usize) -> (Client, Server) {
+    let cfg = Config {
+        geometry: Geometry {
+            ring_capacity: capacity,
+            max_frame: capacity / 4,
+        },
+        ..Config::default()
+    };
+    let (runner, worker) = pair(&cfg).unwrap();
+    let (client, _events) = Client::over(
+        runner,
+        &ClientConfig {
+            channel: cfg,
+            event_capacity: 16,
+        },
+    )
+    .unwrap();
+    (client, Server::over(worker, Duration::from_secs(1)))
+}
+
+fn ping(len: usize) -> Request {
+    Request::Ping {
+        payload: vec![1; len],
+    }
+}
+
+struct Flag(std::sync::atomic::AtomicBool);
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The worker is declared gone, and every waiter woken, between an async request's failed
+/// send on a full ring and its registration as a waiter: it must still end, at once.
+#[test]
+fn an_async_request_parked_as_the_worker_dies_is_not_lost() {
+    let (client, server) = connect(4096);
+    // Fill the ring (the worker never reads).
+    let flag = Arc::new(Flag(Default::default()));
+    let waker = Waker::from(flag.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut sent = Vec::new();
+    let mut parked = loop {
+        let mut f = client.request_async(ping(500), Duration::from_secs(30));
+        let before = client.in_flight();
+        // Pending and not in flight: parked for ring space.
+        if Pin::new(&mut f).poll(&mut cx).is_pending() && client.in_flight() == before {
+            break f;
+        }
+        sent.push(f);
+        assert!(sent.len() < 100, "the ring never filled");
+    };
+    // Poll once more, with the worker closing in the window.
+    let worker = server.control().clone();
+    let inner = client.inner.clone();
+    *client.inner.before_space_wait.lock() = Some(Box::new(move || {
+        worker.close();
+        let until = Instant::now() + Duration::from_secs(10);
+        while inner.gone().is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(inner.gone().is_some(), "the worker was never declared gone");
+    }));
+    match Pin::new(&mut parked).poll(&mut cx) {
+        Poll::Ready(Err(RequestError::PeerGone(GoneReason::Closed))) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+/// While requests are in flight and nothing arrives, the dispatcher sleeps: no polling.
+#[test]
+fn the_dispatcher_sleeps_while_requests_wait() {
+    let (client, _server) = connect(1 << 16);
+    let start = client.stats().dispatcher_idle_wakes;
+    let blocking = client.request(ping(1), Duration::from_millis(1500));
+    assert_eq!(blocking, Err(RequestError::Timeout));
+    let woke = client.stats().dispatcher_idle_wakes - start;
+    assert!(woke <= 2, "the dispatcher woke {woke} times in 1.5 s");
+}
+
+/// An async request's deadline is kept by the timer, which sleeps until it.
+#[test]
+fn an_async_deadline_expires_without_polling() {
+    let (client, _server) = connect(1 << 16);
+    let flag = Arc::new(Flag(Default::default()));
+    let waker = Waker::from(flag.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut f = client.request_async(ping(1), Duration::from_millis(300));
+    assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+    let until = Instant::now() + Duration::from_secs(10);
+    while !flag.0.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        Pin::new(&mut f).poll(&mut cx),
+        Poll::Ready(Err(RequestError::Timeout))
+    );
+    assert_eq!(client.in_flight(), 0);
+    assert!(client.stats().dispatcher_idle_wakes <= 1);
+}
+
+/// Log records the worker could not send are counted there, and the count reaches the
+/// runner with the next record.
+#[test]
+fn dropped_worker_logs_are_counted_on_the_runner() {
+    let (client, server) = connect(1 << 16);
+    let responder = server.responder();
+    let record = |m: &str| crate::protocol::LogRecord {
+        level: crate::protocol::LogLevel::Info,
+        target: "test".into(),
+        message: m.into(),
+        dropped_before: 0,
+    };
+    {
+        // Another thread holds the sender: logging neither waits nor blocks.
+        let _busy = responder.tx.lock();
+        let r = responder.clone();
+        let rec = record("a");
+        let logged = std::thread::spawn(move || r.log(rec)).join().unwrap();
+        assert!(!logged);
+        assert!(!responder.log(record("b")));
+    }
+    assert_eq!(responder.dropped_logs(), 2);
+    assert!(responder.log(record("c")));
+    assert_eq!(responder.dropped_logs(), 0);
+    // A reply after the record: once it is routed, so is the record.
+    responder
+        .reply(u64::MAX, Reply::Pong { payload: vec![] })
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while client.stats().stray_replies == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(client.stats().dropped_logs, 2);
+}

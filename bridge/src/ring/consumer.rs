@@ -1,0 +1,265 @@
+//! The reading end of a ring.
+//!
+//! The consumer owns its position (`head`) privately and publishes it with a Release store
+//! once the frames before it were copied out ([`Consumer::release`]). The producer's `tail` is
+//! read (Acquire) only when the cached copy says the ring may be empty, and validated before
+//! use. Every frame header is validated ([`check_frame`]) and every payload copied into private
+//! memory exactly once, before anything interprets it. A hostile value breaks the consumer for
+//! good: every later call returns the same [`Corruption`].
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+#[cfg(not(loom))]
+use std::time::Instant;
+
+use super::control::RingStats;
+use super::error::Corruption;
+use super::frame::{check_frame, parse_header, positions_valid, FrameCheck, FRAME_HEADER};
+use super::region::RawRing;
+use crate::doorbell::Wait;
+use crate::sync::Ordering;
+
+/// The reading end of a ring.
+pub struct Consumer {
+    ring: RawRing,
+    /// Our position; the shared `head` is only ever written from this.
+    head: u64,
+    /// Last validated producer position. `head ≤ cached_tail ≤ head + capacity`.
+    cached_tail: u64,
+    /// Position last published to the producer (`head` may be ahead: taken, not released).
+    released: u64,
+    broken: Option<Corruption>,
+    stats: RingStats,
+}
+
+impl fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.ring.capacity)
+            .field("head", &self.head)
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+impl Consumer {
+    /// Takes over the ring from the position found in its control block; a position that is
+    /// invalid on its own (unaligned, or too close to overflow) leaves the consumer broken.
+    pub(crate) fn new(ring: RawRing) -> Self {
+        let head = ring.ctrl().consumer.head.load(Ordering::Relaxed);
+        let valid = positions_valid(head, head, ring.capacity);
+        Consumer {
+            head,
+            cached_tail: head,
+            released: head,
+            broken: (!valid).then_some(Corruption::Head { head, tail: head }),
+            stats: RingStats::default(),
+            ring,
+        }
+    }
+
+    /// Bytes of the data area.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity
+    }
+
+    /// The corruption that broke this consumer, if any.
+    pub fn broken(&self) -> Option<Corruption> {
+        self.broken
+    }
+
+    /// Copies the next frame's payload into `out` (cleared first) and frees its space.
+    /// `Ok(false)` when the ring is empty.
+    pub fn pop_into(&mut self, out: &mut Vec<u8>) -> Result<bool, Corruption> {
+        out.clear();
+        if !self.take(out)? {
+            return Ok(false);
+        }
+        self.release();
+        Ok(true)
+    }
+
+    /// Like [`pop_into`](Self::pop_into), but appends the payload to `out` and does not free
+    /// its space until [`release`](Self::release): lets a consumer drain several frames with
+    /// one release store. `Ok(false)` when the ring is empty.
+    pub fn take(&mut self, out: &mut Vec<u8>) -> Result<bool, Corruption> {
+        if let Some(c) = self.broken {
+            return Err(c);
+        }
+        let cap = self.ring.capacity as u64;
+        loop {
+            if self.head == self.cached_tail {
+                self.refresh_tail()?;
+                if self.head == self.cached_tail {
+                    return Ok(false);
+                }
+            }
+            let at = self.head;
+            let off = at & self.ring.mask();
+            let to_end = cap - off;
+            let avail = self.cached_tail - at;
+            let Some((len, kind)) = self.ring.data.read_header(off as usize) else {
+                return self.fail(Corruption::FrameLength { at, len: 0 });
+            };
+            match check_frame(at, to_end, avail, len, kind, self.ring.max_frame) {
+                Err(c) => return self.fail(c),
+                Ok(FrameCheck::Pad) => self.head += to_end,
+                Ok(FrameCheck::Data { need }) => {
+                    if !self
+                        .ring
+                        .data
+                        .read_into(off as usize + FRAME_HEADER, len as usize, out)
+                    {
+                        return self.fail(Corruption::FrameLength { at, len });
+                    }
+                    self.head += need;
+                    self.count(1, len as u64);
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    /// Takes every published frame (up to the end of the data area, and past the wrap) with
+    /// one bulk copy per contiguous span into `out` (cleared first), then parses and validates
+    /// the frames in that private copy; `frames` receives each payload's `(start, len)` in
+    /// `out`. Like [`take`](Self::take), the space is freed by [`release`](Self::release).
+    /// Returns the number of frames.
+    pub fn take_batch(
+        &mut self,
+        out: &mut Vec<u8>,
+        frames: &mut Vec<(usize, usize)>,
+    ) -> Result<usize, Corruption> {
+        out.clear();
+        frames.clear();
+        if let Some(c) = self.broken {
+            return Err(c);
+        }
+        if self.head == self.cached_tail {
+            self.refresh_tail()?;
+        }
+        let cap = self.ring.capacity as u64;
+        while self.head < self.cached_tail {
+            let at = self.head;
+            let off = at & self.ring.mask();
+            let to_end = cap - off;
+            let avail = self.cached_tail - at;
+            let span = avail.min(to_end);
+            let base = out.len();
+            if !self.ring.data.read_into(off as usize, span as usize, out) {
+                return self.fail(Corruption::FrameLength { at, len: 0 });
+            }
+            let mut pos = 0u64;
+            while pos < span {
+                let i = base + pos as usize;
+                let header = out
+                    .get(i..i + FRAME_HEADER)
+                    .and_then(|h| <[u8; FRAME_HEADER]>::try_from(h).ok());
+                let (len, kind) = match header {
+                    Some(h) => parse_header(h),
+                    None => {
+                        return self.fail(Corruption::FrameLength {
+                            at: at + pos,
+                            len: 0,
+                        })
+                    }
+                };
+                match check_frame(
+                    at + pos,
+                    to_end - pos,
+                    avail - pos,
+                    len,
+                    kind,
+                    self.ring.max_frame,
+                ) {
+                    Err(c) => return self.fail(c),
+                    Ok(FrameCheck::Pad) => pos = span,
+                    Ok(FrameCheck::Data { need }) => {
+                        frames.push((i + FRAME_HEADER, len as usize));
+                        self.count(1, len as u64);
+                        pos += need;
+                    }
+                }
+            }
+            self.head += span;
+        }
+        Ok(frames.len())
+    }
+
+    /// Frees the space of every frame taken so far and wakes the producer if it waits for it.
+    #[inline]
+    pub fn release(&mut self) {
+        if self.released == self.head {
+            return;
+        }
+        self.released = self.head;
+        let c = &self.ring.ctrl().consumer;
+        // SYNC POINT: the frames before `head` were copied out; pairs with the producer's
+        // Acquire load of `head` in `refresh_head`, after which it may overwrite them.
+        c.head.store(self.head, Ordering::Release);
+        if self.ring.ctrl().space_bell.ring() {
+            self.stats.wakes = self.stats.wakes.wrapping_add(1);
+        }
+    }
+
+    /// Whether a frame (or corruption) is waiting, without consuming it.
+    pub fn has_data(&self) -> bool {
+        self.broken.is_some()
+            || self.head != self.cached_tail
+            || self.ring.ctrl().producer.tail.load(Ordering::Acquire) != self.head
+    }
+
+    fn refresh_tail(&mut self) -> Result<(), Corruption> {
+        // SYNC POINT: pairs with the producer's Release store in `publish`: the frames before
+        // `tail` are fully written.
+        let tail = self.ring.ctrl().producer.tail.load(Ordering::Acquire);
+        if tail < self.cached_tail
+            || !positions_valid(self.head, tail, self.ring.capacity)
+            || !tail.is_multiple_of(8)
+        {
+            return self.fail(Corruption::Tail {
+                head: self.head,
+                tail,
+            });
+        }
+        self.cached_tail = tail;
+        Ok(())
+    }
+
+    fn fail<T>(&mut self, c: Corruption) -> Result<T, Corruption> {
+        self.broken = Some(c);
+        Err(c)
+    }
+
+    /// Waits until a frame is available, `abort()` is true, or the deadline passes. Returns
+    /// whether data (or corruption) is waiting.
+    #[cfg(not(loom))]
+    pub fn wait_for_data(&self, deadline: Instant, abort: impl Fn() -> bool) -> bool {
+        let bell = &self.ring.ctrl().data_bell;
+        bell.wait(|| self.has_data() || abort(), deadline) == Wait::Ready && self.has_data()
+    }
+
+    /// loom form of [`wait_for_data`](Self::wait_for_data): no deadline.
+    #[cfg(loom)]
+    pub fn wait_for_data(&self, abort: impl Fn() -> bool) -> bool {
+        let bell = &self.ring.ctrl().data_bell;
+        bell.wait(|| self.has_data() || abort()) == Wait::Ready && self.has_data()
+    }
+
+    /// What this consumer did: frames and bytes taken, wakes issued to the producer.
+    pub fn stats(&self) -> RingStats {
+        self.stats
+    }
+
+    #[inline]
+    fn count(&mut self, frames: u64, bytes: u64) {
+        self.stats.frames = self.stats.frames.wrapping_add(frames);
+        self.stats.bytes = self.stats.bytes.wrapping_add(bytes);
+    }
+
+    /// This end's private position.
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn position(&self) -> u64 {
+        self.head
+    }
+}

@@ -1,0 +1,124 @@
+//! The frame format and the checks applied to everything read from a ring's memory.
+//!
+//! A frame is an 8-byte header (`len: u32`, `kind: u32`, little-endian) followed by `len`
+//! payload bytes, padded to a multiple of 8. A frame never wraps: when one does not fit before
+//! the end of the data area, a padding frame fills the rest and the real frame starts at
+//! offset 0, published together with the padding.
+//!
+//! Invariants checked here, on values a hostile peer may have written:
+//! - positions are multiples of 8, `head ≤ tail ≤ head + capacity`, and both stay below
+//!   [`POSITION_LIMIT`], so no arithmetic on them can overflow;
+//! - a data frame's length is at most the ring's maximum frame and its padded size fits both
+//!   before the end of the data area and within what was published;
+//! - a padding frame reaches exactly to the end of the data area and is followed by more
+//!   published bytes.
+
+#![forbid(unsafe_code)]
+
+use super::error::{Corruption, GeometryError};
+
+/// Bytes of the header in front of every frame.
+pub const FRAME_HEADER: usize = 8;
+/// Smallest data area accepted.
+pub const MIN_CAPACITY: usize = 64;
+/// Largest data area accepted (1 TiB).
+pub const MAX_CAPACITY: usize = 1 << 40;
+/// Positions are refused at or above this value: with a capacity of at most 2^40, adding a
+/// frame and its padding to a valid position can never overflow a `u64`. A ring reaches it
+/// after 4 EiB of traffic (over ten years at 10 GB/s).
+pub const POSITION_LIMIT: u64 = 1 << 62;
+
+pub(crate) const KIND_DATA: u32 = 0xDA7A_F4A3;
+pub(crate) const KIND_PAD: u32 = 0x9ADD_1465;
+
+/// Bytes a frame with `len` payload bytes occupies in the ring.
+#[inline]
+pub const fn frame_size(len: usize) -> usize {
+    (FRAME_HEADER + len + 7) & !7
+}
+
+/// The largest payload a ring of `capacity` bytes accepts: a frame must fit twice, so that the
+/// padding at the wrap can never make a lone frame unplaceable.
+pub const fn max_frame_for(capacity: usize) -> usize {
+    capacity / 2 - FRAME_HEADER
+}
+
+/// Checks a capacity and maximum frame pair.
+pub fn check_geometry(capacity: usize, max_frame: usize) -> Result<(), GeometryError> {
+    if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) || !capacity.is_power_of_two() {
+        return Err(GeometryError::Capacity(capacity));
+    }
+    if max_frame == 0 || max_frame > max_frame_for(capacity) || max_frame > u32::MAX as usize {
+        return Err(GeometryError::MaxFrame {
+            max_frame,
+            capacity,
+        });
+    }
+    Ok(())
+}
+
+/// What a validated frame header says.
+pub(crate) enum FrameCheck {
+    /// A padding frame: the rest of the data area is skipped.
+    Pad,
+    /// A data frame occupying `need` bytes.
+    Data { need: u64 },
+}
+
+/// Validates the frame header `(len, kind)` found at position `at`, with `to_end` bytes left
+/// before the end of the data area and `avail` bytes published from `at`.
+#[inline]
+pub(crate) fn check_frame(
+    at: u64,
+    to_end: u64,
+    avail: u64,
+    len: u32,
+    kind: u32,
+    max_frame: usize,
+) -> Result<FrameCheck, Corruption> {
+    match kind {
+        // A padding frame reaches exactly to the end and is always followed by a real frame
+        // published with it.
+        KIND_PAD if len as u64 + FRAME_HEADER as u64 == to_end && avail > to_end => {
+            Ok(FrameCheck::Pad)
+        }
+        KIND_PAD => Err(Corruption::Padding { at, len }),
+        KIND_DATA => {
+            let need = frame_size(len as usize) as u64;
+            if len as usize > max_frame || need > to_end || need > avail {
+                Err(Corruption::FrameLength { at, len })
+            } else {
+                Ok(FrameCheck::Data { need })
+            }
+        }
+        kind => Err(Corruption::FrameKind { at, kind }),
+    }
+}
+
+/// `head ≤ tail ≤ head + capacity`, both multiples of 8 and below [`POSITION_LIMIT`].
+#[inline]
+pub(crate) fn positions_valid(head: u64, tail: u64, capacity: usize) -> bool {
+    head <= tail
+        && tail < POSITION_LIMIT
+        && tail - head <= capacity as u64
+        && head.is_multiple_of(8)
+        && tail.is_multiple_of(8)
+}
+
+/// Encodes a frame header.
+#[inline]
+pub(crate) fn header_bytes(len: u32, kind: u32) -> [u8; FRAME_HEADER] {
+    let mut h = [0u8; FRAME_HEADER];
+    h[..4].copy_from_slice(&len.to_le_bytes());
+    h[4..].copy_from_slice(&kind.to_le_bytes());
+    h
+}
+
+/// Decodes a frame header.
+#[inline]
+pub(crate) fn parse_header(h: [u8; FRAME_HEADER]) -> (u32, u32) {
+    (
+        u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
+        u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+    )
+}

@@ -1,0 +1,318 @@
+//! The memory a ring lives in: its control block and its data area, kept alive by an owner
+//! (a shared-memory [`Segment`](crate::segment::Segment) or a private heap allocation).
+//!
+//! This is the only part of the ring with `unsafe` code. Every access to the data area is
+//! bounds-checked against its length, whatever offset the caller computed. Reads of the data
+//! area are relaxed atomic loads (whole aligned words where possible) into private memory: a
+//! peer that writes concurrently can only make us copy garbage, which the caller then
+//! validates; nothing is ever read twice from shared memory.
+//!
+//! Under `cfg(loom)` the data area is one tracked cell per byte instead, so that loom reports
+//! a read of a frame before it was published as a data race.
+
+use std::sync::Arc;
+
+use super::control::RingControl;
+use super::frame::{check_geometry, header_bytes, parse_header, FRAME_HEADER};
+
+/// The data area of a ring: raw bytes, bounds-checked on every access.
+#[cfg(not(loom))]
+pub(crate) struct DataArea {
+    ptr: *mut u8,
+    len: usize,
+}
+
+#[cfg(not(loom))]
+impl DataArea {
+    #[inline]
+    fn in_bounds(&self, off: usize, n: usize) -> bool {
+        off.checked_add(n).is_some_and(|end| end <= self.len)
+    }
+
+    /// Copies `src` to `off`. The producer's offsets come from its private position, so an
+    /// out-of-bounds write is a bug of ours, never an effect of hostile memory: it panics.
+    #[inline]
+    pub(crate) fn write(&self, off: usize, src: &[u8]) {
+        assert!(self.in_bounds(off, src.len()), "ring write out of bounds");
+        // SAFETY: `ptr..ptr+len` is mapped and writable for the DataArea's life (RawRing
+        // contract) and the range was bounds-checked; the producer owns this free space, and
+        // `src` is private memory, so the ranges do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(off), src.len()) }
+    }
+
+    #[inline]
+    pub(crate) fn write_header(&self, off: usize, len: u32, kind: u32) {
+        self.write(off, &header_bytes(len, kind));
+    }
+
+    /// Reads a frame header once. `None` if out of bounds (cannot happen for validated offsets).
+    #[inline]
+    pub(crate) fn read_header(&self, off: usize) -> Option<(u32, u32)> {
+        if !self.in_bounds(off, FRAME_HEADER) {
+            return None;
+        }
+        let mut h = [0u8; FRAME_HEADER];
+        // SAFETY: in bounds of the mapped area; `h` is a private, writable 8-byte buffer.
+        unsafe { copy_atomic(self.ptr.add(off), h.as_mut_ptr(), FRAME_HEADER) };
+        Some(parse_header(h))
+    }
+
+    /// The start of the data area, for tests that play a hostile peer.
+    #[cfg(test)]
+    pub(crate) fn data_ptr_for_tests(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Appends the `n` bytes at `off` to `out`. `false` if out of bounds.
+    #[inline]
+    pub(crate) fn read_into(&self, off: usize, n: usize, out: &mut Vec<u8>) -> bool {
+        if !self.in_bounds(off, n) {
+            return false;
+        }
+        out.reserve(n);
+        let start = out.len();
+        // SAFETY: the source range is in bounds of the mapped area; the destination has room
+        // for `n` more bytes after `reserve`; they cannot overlap (private vs shared memory).
+        // After the copy those bytes are initialised, so `set_len` is sound.
+        unsafe {
+            copy_atomic(self.ptr.add(off), out.as_mut_ptr().add(start), n);
+            out.set_len(start + n);
+        }
+        true
+    }
+}
+
+/// Copies `n` bytes out of shared memory with relaxed atomic loads: whole 8-byte words while
+/// the source is aligned (frames start on 8-byte boundaries), then single bytes. A peer that
+/// writes the same bytes during the copy (a hostile process, or a test playing one with
+/// atomic stores) is then no data race: each load reads some value once, and the caller
+/// validates what it got. Relaxed loads compile to plain moves; only the compiler's freedom
+/// to merge, widen or repeat them is given up (see the README for the cost).
+///
+/// # Safety
+///
+/// `src` must be valid for `n` bytes of reads and `dst` for `n` bytes of writes, and the two
+/// ranges must not overlap.
+#[cfg(not(loom))]
+#[inline]
+unsafe fn copy_atomic(src: *const u8, dst: *mut u8, n: usize) {
+    use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+    let mut i = 0;
+    if (src as usize).is_multiple_of(std::mem::align_of::<AtomicU64>()) {
+        while i + 8 <= n {
+            // SAFETY: `src + i` is 8-aligned (aligned start, `i` a multiple of 8) and the 8
+            // bytes are within the `n` readable ones, only ever accessed atomically or under
+            // the ring's happens-before; `dst + i .. + 8` is within the writable range,
+            // written unaligned.
+            unsafe {
+                let word = AtomicU64::from_ptr(src.add(i).cast_mut().cast::<u64>())
+                    .load(Ordering::Relaxed);
+                std::ptr::write_unaligned(dst.add(i).cast::<u64>(), word);
+            }
+            i += 8;
+        }
+    }
+    while i < n {
+        // SAFETY: `i < n`: within both ranges; a byte has no alignment requirement.
+        unsafe {
+            let byte = AtomicU8::from_ptr(src.add(i).cast_mut()).load(Ordering::Relaxed);
+            dst.add(i).write(byte);
+        }
+        i += 1;
+    }
+}
+
+/// loom form of the data area: one tracked cell per byte, so loom sees data races on frames.
+#[cfg(loom)]
+pub(crate) struct DataArea {
+    cells: Arc<[loom::cell::UnsafeCell<u8>]>,
+    len: usize,
+}
+
+#[cfg(loom)]
+impl DataArea {
+    pub(crate) fn write(&self, off: usize, src: &[u8]) {
+        for (i, b) in src.iter().enumerate() {
+            // SAFETY: loom checks that no other thread accesses this cell concurrently.
+            self.cells[off + i].with_mut(|p| unsafe { *p = *b });
+        }
+    }
+
+    pub(crate) fn write_header(&self, off: usize, len: u32, kind: u32) {
+        self.write(off, &header_bytes(len, kind));
+    }
+
+    pub(crate) fn read_header(&self, off: usize) -> Option<(u32, u32)> {
+        let mut h = Vec::with_capacity(FRAME_HEADER);
+        if !self.read_into(off, FRAME_HEADER, &mut h) {
+            return None;
+        }
+        let mut bytes = [0u8; FRAME_HEADER];
+        bytes.copy_from_slice(&h);
+        Some(parse_header(bytes))
+    }
+
+    pub(crate) fn read_into(&self, off: usize, n: usize, out: &mut Vec<u8>) -> bool {
+        if off + n > self.len {
+            return false;
+        }
+        for i in 0..n {
+            // SAFETY: loom checks that no other thread writes this cell concurrently.
+            out.push(self.cells[off + i].with(|p| unsafe { *p }));
+        }
+        true
+    }
+}
+
+/// A ring's control block and data area, kept alive by `owner`.
+pub(crate) struct RawRing {
+    #[cfg(not(loom))]
+    ctrl: *const RingControl,
+    #[cfg(loom)]
+    ctrl: Arc<RingControl>,
+    pub(crate) data: DataArea,
+    pub(crate) capacity: usize,
+    pub(crate) max_frame: usize,
+    _owner: Arc<dyn Send + Sync>,
+}
+
+// SAFETY: the control block holds only atomics, the data area is accessed only by the one
+// producer or one consumer that owns this RawRing under the ring protocol, and `owner` keeps
+// the memory alive wherever the value moves.
+unsafe impl Send for RawRing {}
+
+impl RawRing {
+    /// # Safety
+    ///
+    /// `ctrl` must point to a `RingControl` (all-zero or previously used as one) and `data` to
+    /// `capacity` bytes aligned to 8, both mapped and writable for as long as `owner` lives.
+    /// At most one producer and one consumer may be made over the same ring at a time.
+    #[cfg(not(loom))]
+    pub(crate) unsafe fn new(
+        ctrl: *const RingControl,
+        data: *mut u8,
+        capacity: usize,
+        max_frame: usize,
+        owner: Arc<dyn Send + Sync>,
+    ) -> Self {
+        debug_assert!(check_geometry(capacity, max_frame).is_ok());
+        debug_assert!((ctrl as usize).is_multiple_of(std::mem::align_of::<RingControl>()));
+        debug_assert!((data as usize).is_multiple_of(8));
+        RawRing {
+            ctrl,
+            data: DataArea {
+                ptr: data,
+                len: capacity,
+            },
+            capacity,
+            max_frame,
+            _owner: owner,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn ctrl(&self) -> &RingControl {
+        #[cfg(not(loom))]
+        // SAFETY: valid for as long as `_owner` lives (constructor contract), which is as long
+        // as `self`.
+        unsafe {
+            &*self.ctrl
+        }
+        #[cfg(loom)]
+        &self.ctrl
+    }
+
+    /// `capacity - 1`: a position masked with it is an offset in the data area.
+    #[inline]
+    pub(crate) fn mask(&self) -> u64 {
+        self.capacity as u64 - 1
+    }
+}
+
+/// Two views (producer's and consumer's) of one ring over private heap memory.
+#[cfg(not(loom))]
+pub(crate) fn heap_pair(capacity: usize, max_frame: usize) -> (RawRing, RawRing) {
+    let region = Arc::new(HeapRegion::new(capacity));
+    let owner: Arc<dyn Send + Sync> = region.clone();
+    // SAFETY: HeapRegion allocated a zeroed, aligned control block and `capacity` data bytes
+    // aligned to 128 that live as long as `owner`; the caller makes exactly one producer and
+    // one consumer of the pair.
+    unsafe {
+        (
+            RawRing::new(region.ctrl, region.data, capacity, max_frame, owner.clone()),
+            RawRing::new(region.ctrl, region.data, capacity, max_frame, owner),
+        )
+    }
+}
+
+#[cfg(loom)]
+pub(crate) fn heap_pair(capacity: usize, max_frame: usize) -> (RawRing, RawRing) {
+    let ctrl = Arc::new(RingControl::new());
+    let cells: Arc<[loom::cell::UnsafeCell<u8>]> = (0..capacity)
+        .map(|_| loom::cell::UnsafeCell::new(0))
+        .collect();
+    let owner: Arc<dyn Send + Sync> = Arc::new(());
+    let make = || RawRing {
+        ctrl: ctrl.clone(),
+        data: DataArea {
+            cells: cells.clone(),
+            len: capacity,
+        },
+        capacity,
+        max_frame,
+        _owner: owner.clone(),
+    };
+    (make(), make())
+}
+
+#[cfg(not(loom))]
+struct HeapRegion {
+    ctrl: *const RingControl,
+    data: *mut u8,
+    ctrl_layout: std::alloc::Layout,
+    data_layout: std::alloc::Layout,
+}
+
+// SAFETY: the region is plain memory; all shared access goes through the ring protocol.
+#[cfg(not(loom))]
+unsafe impl Send for HeapRegion {}
+// SAFETY: as above.
+#[cfg(not(loom))]
+unsafe impl Sync for HeapRegion {}
+
+#[cfg(not(loom))]
+impl HeapRegion {
+    fn new(capacity: usize) -> Self {
+        use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+        let ctrl_layout = Layout::new::<RingControl>();
+        let data_layout = match Layout::from_size_align(capacity, 128) {
+            Ok(l) => l,
+            Err(_) => handle_alloc_error(ctrl_layout),
+        };
+        // SAFETY: both layouts have non-zero size.
+        let (ctrl, data) = unsafe { (alloc_zeroed(ctrl_layout), alloc_zeroed(data_layout)) };
+        if ctrl.is_null() {
+            handle_alloc_error(ctrl_layout);
+        }
+        if data.is_null() {
+            handle_alloc_error(data_layout);
+        }
+        HeapRegion {
+            ctrl: ctrl.cast::<RingControl>(),
+            data,
+            ctrl_layout,
+            data_layout,
+        }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for HeapRegion {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with exactly these layouts, freed once.
+        unsafe {
+            std::alloc::dealloc(self.ctrl as *mut u8, self.ctrl_layout);
+            std::alloc::dealloc(self.data, self.data_layout);
+        }
+    }
+}
