@@ -252,8 +252,10 @@ pub struct Segment {
     shmem: Shmem,
     name: String,
     geometry: Geometry,
-    /// The creator's open file with its exclusive lock (None for an opener).
-    lock: Option<File>,
+    /// Whether this process created the name (and so removes it).
+    created: bool,
+    /// The creator's open file with its exclusive lock, held until the Segment drops.
+    _lock: Option<File>,
     unlinked: AtomicBool,
     /// Which sides' ends this Segment handed out (released when it drops).
     claimed: [AtomicBool; 2],
@@ -270,7 +272,7 @@ impl fmt::Debug for Segment {
         f.debug_struct("Segment")
             .field("name", &self.name)
             .field("geometry", &self.geometry)
-            .field("created", &self.lock.is_some())
+            .field("created", &self.created)
             .finish()
     }
 }
@@ -302,12 +304,13 @@ impl Segment {
             shmem,
             name,
             geometry,
-            lock: None,
+            created: true,
+            _lock: None,
             unlinked: AtomicBool::new(false),
             claimed: [AtomicBool::new(false), AtomicBool::new(false)],
         };
         // From here on, dropping `seg` on an error unlinks the name.
-        seg.lock = Some(seg.reserve_and_lock(total as u64)?);
+        seg._lock = Some(seg.reserve_and_lock(total as u64)?);
         if seg.shmem.len() < total {
             return Err(SegmentError::Size {
                 expected: total,
@@ -386,7 +389,8 @@ impl Segment {
             shmem,
             name: name.to_string(),
             geometry: Geometry::default(),
-            lock: None,
+            created: false,
+            _lock: None,
             unlinked: AtomicBool::new(false),
             claimed: [AtomicBool::new(false), AtomicBool::new(false)],
         };
@@ -556,7 +560,7 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.lock.is_some() {
+        if self.created {
             let _ = self.unlink();
         }
         // Every end made from this Segment held an Arc of it: none is left, so the sides it

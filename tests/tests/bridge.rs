@@ -533,8 +533,9 @@ fn two_hundred_kills_of_either_side_leave_no_segment() {
         }
         runner.wait().unwrap();
     }
-    // Give orphaned workers their liveness period to notice and exit.
-    std::thread::sleep(Duration::from_millis(500));
+    // Give orphaned workers their liveness period to notice and exit, and the names left
+    // behind the sweep's grace (a name younger than that may not be locked yet).
+    std::thread::sleep(bridge::segment::SWEEP_GRACE + Duration::from_millis(200));
     let leftover = |pids: &[u32]| -> Vec<String> {
         std::fs::read_dir("/dev/shm")
             .unwrap()
@@ -547,13 +548,109 @@ fn two_hundred_kills_of_either_side_leave_no_segment() {
             .collect()
     };
     // A runner killed between creating its segment and starting its worker cannot unlink
-    // it; the next start sweeps such names (their creator is dead), as a runner does.
+    // it; the next start sweeps such names (nobody holds their lock), as a runner does.
     let before_sweep = leftover(&pids).len();
     bridge::segment::sweep_stale();
     assert_eq!(leftover(&pids), Vec::<String>::new());
     assert!(
         before_sweep <= 10,
         "{before_sweep} segments leaked before the sweep"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `script` as `sh -c` in a private mount namespace with a tmpfs of `size` on /dev/shm
+/// (`unshare -m`, or `unshare -rm` where only user namespaces are allowed): a machine whose
+/// /dev/shm is short, as Docker's default 64 MiB is for large rings.
+fn with_short_dev_shm(size: &str, script: &str) -> std::process::Output {
+    let full = format!("mount -t tmpfs -o size={size} tmpfs /dev/shm && {script}");
+    for flags in ["-m", "-rm"] {
+        let out = Command::new("unshare")
+            .args([flags, "sh", "-c", &full])
+            .output()
+            .expect("unshare runs");
+        if out.status.success() || !String::from_utf8_lossy(&out.stderr).contains("unshare") {
+            return out;
+        }
+    }
+    panic!("this test needs `unshare -m` or `unshare -rm` (util-linux) to make a short /dev/shm");
+}
+
+/// tmpfs reserves nothing at `ftruncate`: without a reservation, the first write to a page
+/// that does not fit kills the runner with SIGBUS and leaves the segment behind.
+#[test]
+fn a_short_dev_shm_is_a_clear_error_not_a_sigbus() {
+    // 8 MiB rings need 16 MiB; the tmpfs has 4.
+    let out = with_short_dev_shm("4m", &format!("{PEER} start 8388608"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{:?} {stdout} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let error = stdout
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error reported: {stdout}"));
+    for part in [
+        "not enough shared memory",
+        "16.0 MiB",
+        "4.0 MiB free",
+        "ring_capacity",
+        "--shm-size",
+    ] {
+        assert!(error.contains(part), "{part:?} missing from {error}");
+    }
+    assert!(
+        stdout.contains("left 0"),
+        "a segment was left behind: {stdout}"
+    );
+    // The same rings fit a larger /dev/shm.
+    let out = with_short_dev_shm("64m", &format!("{PEER} start 8388608"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("started") && stdout.contains("left 0"),
+        "{stdout}"
+    );
+}
+
+/// A hung worker is killed with its process group: what it started dies with it.
+#[test]
+fn a_hung_worker_is_killed_with_everything_it_started() {
+    let dir = std::env::temp_dir().join(format!("bridge-group-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = dir.join("child");
+    let cfg = ClientConfig {
+        channel: channel::Config {
+            hang_timeout: Duration::from_millis(1000),
+            ..tests::config()
+        },
+        ..ClientConfig::default()
+    };
+    let mut cmd = peer(&["serve"]);
+    cmd.env("BRIDGE_PEER_CHILD", &record);
+    let (client, _) = Client::spawn(cmd, &cfg).unwrap();
+    client.request(ping(b"x"), Duration::from_secs(10)).unwrap();
+    let grandchild: u32 = std::fs::read_to_string(&record).unwrap().parse().unwrap();
+    assert!(bridge_sys_alive(grandchild));
+    kill(client.control().peer_pid(), libc::SIGSTOP);
+    let err = client
+        .request(ping(b"x"), Duration::from_secs(30))
+        .unwrap_err();
+    assert!(
+        matches!(err, RequestError::PeerGone(GoneReason::Hung(_))),
+        "{err:?}"
+    );
+    let gone = within(Duration::from_secs(5), || !bridge_sys_alive(grandchild));
+    if gone.is_none() {
+        let _ = Command::new("kill")
+            .args(["-9", &grandchild.to_string()])
+            .status();
+    }
+    assert!(
+        gone.is_some(),
+        "the worker's child {grandchild} outlived it"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }

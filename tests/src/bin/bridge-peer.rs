@@ -1,7 +1,7 @@
 //! The worker side of the cross-process tests: one binary, one mode per behaviour.
 //!
 //! Modes: `serve`, `stream COUNT SEED`, `flood`, `deaf`, `garbage`, `fail`,
-//! `parent RECORD_FILE`.
+//! `parent RECORD_FILE`, `start RING_CAPACITY`.
 
 use std::io::Write;
 use std::process::{Command, ExitCode};
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
         Some("parent") => parent(&args[1..]),
+        Some("start") => start(&args[1..]),
         _ => Err("usage: bridge-peer MODE [ARGS]".to_string()),
     };
     match result {
@@ -55,6 +56,19 @@ fn record(text: &str) {
 /// out of order.
 fn serve(cfg: &channel::Config) -> Result<(), String> {
     let mut server = Server::attach(cfg, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    // With BRIDGE_PEER_CHILD=FILE: start a long-lived child of our own (in our process group)
+    // and write its pid to FILE.
+    let _child = match std::env::var("BRIDGE_PEER_CHILD") {
+        Ok(file) => {
+            let child = Command::new("sleep")
+                .arg("300")
+                .spawn()
+                .map_err(|e| e.to_string())?;
+            std::fs::write(file, child.id().to_string()).map_err(|e| e.to_string())?;
+            Some(child)
+        }
+        Err(_) => None,
+    };
     let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, Vec<u8>)>();
     let mut workers = Vec::new();
     for _ in 0..4 {
@@ -249,5 +263,40 @@ fn parent(args: &[String]) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         std::thread::sleep(Duration::from_millis(10));
     }
+    Ok(())
+}
+
+/// A runner of its own that starts `serve` as its worker over rings of RING_CAPACITY bytes,
+/// then prints `started`, or `error: ` and why it could not, and the number of files left in
+/// /dev/shm.
+fn start(args: &[String]) -> Result<(), String> {
+    let capacity: usize = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .ok_or("RING_CAPACITY")?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("serve");
+    let mut cfg = ClientConfig {
+        channel: tests::config(),
+        ..ClientConfig::default()
+    };
+    cfg.channel.geometry = bridge::segment::Geometry {
+        ring_capacity: capacity,
+        max_frame: 1024,
+    };
+    match Client::spawn(cmd, &cfg) {
+        Ok((client, _)) => {
+            client
+                .request(Request::Ping { payload: vec![1] }, Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
+            println!("started");
+        }
+        Err(e) => println!("error: {e}"),
+    }
+    let left = std::fs::read_dir("/dev/shm")
+        .map_err(|e| e.to_string())?
+        .count();
+    println!("left {left}");
     Ok(())
 }
