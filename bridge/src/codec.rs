@@ -222,6 +222,7 @@ mod tests {
     /// reserve more than a small multiple of the frame for it. (Sequences of other types are
     /// preallocated by serde itself, which caps that at 1 MiB whatever the limit.)
     #[test]
+    #[cfg(not(loom))]
     fn a_small_frame_cannot_make_the_decoder_allocate_much() {
         #[derive(Debug, Deserialize)]
         struct Bytes(

@@ -679,3 +679,108 @@ fn a_short_soak_checks_every_message_and_reports_json() {
     assert!(sent >= 1000, "{json}");
     assert_eq!(counter(json, "\"answered\":"), sent);
 }
+
+/// A peer that corrupts both rings of every new worker, over and over: each corruption is
+/// reported, a new worker takes over, and the run ends on time with exit code 0. Neither side
+/// may hang (a worker that finds its receiving ring corrupt logs it, and the log record finds
+/// the sending ring corrupt too).
+#[test]
+fn both_rings_corrupted_over_and_over_never_hang_the_run() {
+    use std::io::{Seek, SeekFrom, Write};
+    const ROUNDS: u32 = 4;
+    const DURATION: u64 = 15;
+    let started = Instant::now();
+    let mut child = runner(&["run", "--duration", &DURATION.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut corrupted = 0;
+    let mut first = None;
+    for line in log.by_ref() {
+        let line = line.unwrap();
+        let started_worker = line
+            .find("worker started generation=")
+            .and_then(|at| line[at..].rsplit('=').next())
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        let live = line.contains("live phase");
+        seen.push(line);
+        // The first worker once the live phase runs (a run whose first worker never
+        // connects ends with an error); its successors as soon as they start.
+        let pid = match (started_worker, first) {
+            (Some(pid), None) => {
+                first = Some(pid);
+                continue;
+            }
+            (Some(pid), Some(_)) => pid,
+            (None, Some(pid)) if live => pid,
+            _ => continue,
+        };
+        if corrupted == ROUNDS {
+            break;
+        }
+        // Wait until the worker has mapped its segment, then scribble over both rings:
+        // positions (tail, head) of each, then the first bytes of each data area.
+        let until = Instant::now() + Duration::from_secs(10);
+        let range = loop {
+            let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+            if let Some(l) = maps.lines().find(|l| l.contains("/dev/shm/ibbridge-")) {
+                break l.split_whitespace().next().unwrap().to_string();
+            }
+            assert!(
+                Instant::now() < until,
+                "worker {pid} never mapped its segment"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let Ok(mut seg) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/{pid}/map_files/{range}"))
+        else {
+            continue;
+        };
+        for round in 0..20u64 {
+            for (at, value) in [
+                (4096u64, 0xFFFF_FFFF_FFFF_FFF8u64 - round * 8),
+                (4096 + 128, 77 * 8),
+                (4096 + 512, 1 << 61),
+                (4096 + 512 + 128, 0xFFFF_FFFF_FFFF_FFF8 - round * 8),
+            ] {
+                let _ = seg.seek(SeekFrom::Start(at));
+                let _ = seg.write_all(&value.to_le_bytes());
+            }
+            for area in [8192u64, 8192 + (1 << 20)] {
+                let _ = seg.seek(SeekFrom::Start(area));
+                let _ = seg.write_all(&[0xEE; 256]);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        corrupted += 1;
+    }
+    assert_eq!(corrupted, ROUNDS, "{seen:?}");
+    let rest: Vec<String> = log.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{seen:?}{rest:?}");
+    assert!(
+        took < Duration::from_secs(DURATION + 30),
+        "the run took {took:?}"
+    );
+    assert!(
+        seen.iter()
+            .chain(&rest)
+            .any(|l| l.contains("shared memory corrupt")),
+        "{seen:?}"
+    );
+    assert!(
+        counter(&stdout, "worker restarts:") >= u64::from(ROUNDS),
+        "{stdout}"
+    );
+    assert!(
+        !seen.iter().chain(&rest).any(|l| l.contains("panicked")),
+        "{rest:?}"
+    );
+}

@@ -30,8 +30,10 @@ pub mod fuzzing;
 mod producer;
 mod region;
 
+#[cfg(not(loom))]
 pub(crate) use cache_padded::CachePadded;
 pub use consumer::Consumer;
+#[cfg(not(loom))]
 pub(crate) use control::RingControl;
 pub use control::RingStats;
 pub use error::{Corruption, GeometryError, PushError};
@@ -40,6 +42,7 @@ pub use frame::{
     POSITION_LIMIT,
 };
 pub use producer::Producer;
+#[cfg(not(loom))]
 pub(crate) use region::RawRing;
 
 /// Makes a ring over private heap memory: for tests, Miri, in-process use and benchmarks.

@@ -13,7 +13,9 @@
 use std::sync::Arc;
 
 use super::control::RingControl;
-use super::frame::{check_geometry, header_bytes, parse_header, FRAME_HEADER};
+#[cfg(not(loom))]
+use super::frame::check_geometry;
+use super::frame::{header_bytes, parse_header, FRAME_HEADER};
 
 /// The data area of a ring: raw bytes, bounds-checked on every access.
 #[cfg(not(loom))]
