@@ -50,12 +50,12 @@ impl DataArea {
     /// Reads a frame header once. `None` if out of bounds (cannot happen for validated offsets).
     #[inline]
     pub(crate) fn read_header(&self, off: usize) -> Option<(u32, u32)> {
-        if !self.in_bounds(off, FRAME_HEADER) {
+        if !off.is_multiple_of(8) || !self.in_bounds(off, FRAME_HEADER) {
             return None;
         }
         let mut h = [0u8; FRAME_HEADER];
-        // SAFETY: in bounds of the mapped area; `h` is a private, writable 8-byte buffer.
-        unsafe { copy_atomic(self.ptr.add(off), h.as_mut_ptr(), FRAME_HEADER) };
+        // SAFETY: one aligned word in bounds of the mapped area, into a private 8-byte buffer.
+        unsafe { copy_atomic(self.ptr.add(off), h.as_mut_ptr(), 1) };
         Some(parse_header(h))
     }
 
@@ -65,62 +65,56 @@ impl DataArea {
         self.ptr
     }
 
-    /// Appends the `n` bytes at `off` to `out`. `false` if out of bounds.
+    /// Appends the `n` bytes at `off` to `out`. `false` if out of bounds, or if `off` is not a
+    /// multiple of 8 (frames and payloads always start on one).
+    ///
+    /// The copy reads whole 8-byte words, so it reads up to 7 bytes past `n`: they belong to
+    /// the frame's padding and must be inside the data area too.
     #[inline]
     pub(crate) fn read_into(&self, off: usize, n: usize, out: &mut Vec<u8>) -> bool {
-        if !self.in_bounds(off, n) {
+        let words = n.div_ceil(8);
+        if !off.is_multiple_of(8) || !self.in_bounds(off, words * 8) {
             return false;
         }
-        out.reserve(n);
+        out.reserve(words * 8);
         let start = out.len();
-        // SAFETY: the source range is in bounds of the mapped area; the destination has room
-        // for `n` more bytes after `reserve`; they cannot overlap (private vs shared memory).
-        // After the copy those bytes are initialised, so `set_len` is sound.
+        // SAFETY: the source words are in bounds of the mapped area and 8-aligned (the area
+        // is, and `off` is a multiple of 8); the destination has room for `words * 8` more
+        // bytes after `reserve`; they cannot overlap (private vs shared memory). After the
+        // copy the first `n` of those bytes are initialised, so `set_len` is sound.
         unsafe {
-            copy_atomic(self.ptr.add(off), out.as_mut_ptr().add(start), n);
+            copy_atomic(self.ptr.add(off), out.as_mut_ptr().add(start), words);
             out.set_len(start + n);
         }
         true
     }
 }
 
-/// Copies `n` bytes out of shared memory with relaxed atomic loads: whole 8-byte words while
-/// the source is aligned (frames start on 8-byte boundaries), then single bytes. A peer that
-/// writes the same bytes during the copy (a hostile process, or a test playing one with
+/// Copies `words` 8-byte words out of shared memory with relaxed atomic loads. A peer that
+/// writes the same words during the copy (a hostile process, or a test playing one with
 /// atomic stores) is then no data race: each load reads some value once, and the caller
 /// validates what it got. Relaxed loads compile to plain moves; only the compiler's freedom
-/// to merge, widen or repeat them is given up (see the README for the cost).
+/// to merge, widen or repeat them is given up (the README gives the cost). Every read of the
+/// data area goes through here, as whole aligned words, so no location is ever read with
+/// atomics of two sizes.
 ///
 /// # Safety
 ///
-/// `src` must be valid for `n` bytes of reads and `dst` for `n` bytes of writes, and the two
-/// ranges must not overlap.
+/// `src` must be 8-aligned and valid for `8 * words` bytes of reads, `dst` valid for as many
+/// bytes of writes, and the two ranges must not overlap.
 #[cfg(not(loom))]
 #[inline]
-unsafe fn copy_atomic(src: *const u8, dst: *mut u8, n: usize) {
-    use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-    let mut i = 0;
-    if (src as usize).is_multiple_of(std::mem::align_of::<AtomicU64>()) {
-        while i + 8 <= n {
-            // SAFETY: `src + i` is 8-aligned (aligned start, `i` a multiple of 8) and the 8
-            // bytes are within the `n` readable ones, only ever accessed atomically or under
-            // the ring's happens-before; `dst + i .. + 8` is within the writable range,
-            // written unaligned.
-            unsafe {
-                let word = AtomicU64::from_ptr(src.add(i).cast_mut().cast::<u64>())
-                    .load(Ordering::Relaxed);
-                std::ptr::write_unaligned(dst.add(i).cast::<u64>(), word);
-            }
-            i += 8;
-        }
-    }
-    while i < n {
-        // SAFETY: `i < n`: within both ranges; a byte has no alignment requirement.
+unsafe fn copy_atomic(src: *const u8, dst: *mut u8, words: usize) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    for i in 0..words {
+        // SAFETY: word `i` is within the readable, aligned source range and only accessed
+        // atomically or under the ring's happens-before; `dst + 8 i .. + 8` is within the
+        // writable range, written unaligned.
         unsafe {
-            let byte = AtomicU8::from_ptr(src.add(i).cast_mut()).load(Ordering::Relaxed);
-            dst.add(i).write(byte);
+            let word = AtomicU64::from_ptr(src.add(8 * i).cast_mut().cast::<u64>())
+                .load(Ordering::Relaxed);
+            std::ptr::write_unaligned(dst.add(8 * i).cast::<u64>(), word);
         }
-        i += 1;
     }
 }
 
