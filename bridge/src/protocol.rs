@@ -144,21 +144,15 @@ pub struct Bar {
     pub volume: f64,
 }
 
-/// The UTC calendar date and time of Unix second `t`:
-/// `(year, month, day, hour, minute, second)`. (Howard Hinnant's civil-from-days algorithm.)
-pub fn civil_time(t: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, secs / 3600, secs / 60 % 60, secs % 60)
+impl Bar {
+    /// Whether open, high, low and close are all real prices: finite and above zero. A bar
+    /// that fails this carries a missing price (a broker may send 0 for one) and must never
+    /// reach a strategy.
+    pub fn has_valid_prices(&self) -> bool {
+        [self.open, self.high, self.low, self.close]
+            .iter()
+            .all(|p| p.is_finite() && *p > 0.0)
+    }
 }
 
 /// A failed request, as reported by the worker.
@@ -216,6 +210,11 @@ pub enum Event {
 }
 
 /// State of the worker's broker connection.
+///
+/// Only `Connected` is sent today. `Disconnected` and `Reconnecting` are part of the protocol
+/// already, unused, for the gateway-lifecycle reporting that will send them (a broker
+/// connection lost and being re-established); keeping them now spares a protocol version
+/// change then.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConnectionStatus {
     Connected,
@@ -292,11 +291,25 @@ mod tests {
     }
 
     #[test]
-    fn civil_times() {
-        assert_eq!(civil_time(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(civil_time(1_700_000_000), (2023, 11, 14, 22, 13, 20));
-        assert_eq!(civil_time(951_825_600), (2000, 2, 29, 12, 0, 0));
-        assert_eq!(civil_time(-1), (1969, 12, 31, 23, 59, 59));
+    fn a_bar_has_valid_prices_only_if_all_four_are_finite_and_positive() {
+        let good = Bar {
+            time: 0,
+            open: 1.0,
+            high: 2.0,
+            low: 0.5,
+            close: 1.5,
+            volume: 0.0,
+        };
+        assert!(good.has_valid_prices());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(!Bar { open: bad, ..good }.has_valid_prices(), "open {bad}");
+            assert!(!Bar { high: bad, ..good }.has_valid_prices(), "high {bad}");
+            assert!(!Bar { low: bad, ..good }.has_valid_prices(), "low {bad}");
+            assert!(
+                !Bar { close: bad, ..good }.has_valid_prices(),
+                "close {bad}"
+            );
+        }
     }
 
     #[test]

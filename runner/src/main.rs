@@ -197,11 +197,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Test-only faults of the simulated market; the worker's type reads its own text.
             let faults = match std::env::var("RUNNER_SIM_FAULTS") {
-                Ok(text) => match runner::sim_faults(&text) {
+                Ok(text) => match text.parse::<worker::SimFaults>() {
                     Ok(f) => f,
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        eprintln!("error: RUNNER_SIM_FAULTS: {e}");
                         return ExitCode::from(2);
                     }
                 },

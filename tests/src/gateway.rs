@@ -254,7 +254,7 @@ pub struct ConnectionRecord {
     pub closed_by_gateway: bool,
 }
 
-struct Shared {
+struct GatewayState {
     behaviour: Mutex<Behaviour>,
     records: Mutex<Vec<ConnectionRecord>>,
     stop: AtomicBool,
@@ -267,7 +267,7 @@ struct Shared {
 /// A running fake gateway.
 pub struct Gateway {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<GatewayState>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -323,7 +323,7 @@ impl Gateway {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(GatewayState {
             behaviour: Mutex::new(behaviour),
             records: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
@@ -391,7 +391,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// One client connection, until it closes.
-fn serve(mut s: TcpStream, shared: Arc<Shared>) {
+fn serve(mut s: TcpStream, shared: Arc<GatewayState>) {
     let _ = s.set_nodelay(true);
     let opened = Instant::now();
     let index = {
@@ -418,7 +418,7 @@ fn serve(mut s: TcpStream, shared: Arc<Shared>) {
 /// error when the client did.
 fn session(
     s: &mut TcpStream,
-    shared: &Arc<Shared>,
+    shared: &Arc<GatewayState>,
     index: usize,
     b: &Behaviour,
 ) -> io::Result<bool> {
@@ -497,7 +497,7 @@ fn session(
 
 fn requests(
     s: &mut TcpStream,
-    shared: &Arc<Shared>,
+    shared: &Arc<GatewayState>,
     b: &Behaviour,
     writer: &Arc<Mutex<TcpStream>>,
     streams: &Arc<Mutex<Vec<i32>>>,
@@ -550,10 +550,7 @@ fn requests(
         } else if id == outgoing::REQUEST_CURRENT_TIME + PROTOBUF
             || id == outgoing::REQUEST_CURRENT_TIME
         {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = worker::unix_time::now().as_secs() as i64;
             lock(writer).write_all(&proto_frame(
                 incoming::CURRENT_TIME,
                 &CurrentTime {
@@ -596,7 +593,7 @@ pub fn duration_seconds(text: &str) -> Option<i64> {
 
 /// `YYYYMMDD-HH:MM:SS` (UTC) of a Unix time.
 fn utc_text(t: i64) -> String {
-    let (year, month, day, h, m, s) = bridge::protocol::civil_time(t);
+    let (year, month, day, h, m, s) = worker::unix_time::civil_time(t);
     format!("{year:04}{month:02}{day:02}-{h:02}:{m:02}:{s:02}")
 }
 
@@ -638,12 +635,9 @@ fn history(req: &HistoricalDataRequest, b: &Behaviour, n: u32) -> Vec<u8> {
         .as_deref()
         .and_then(duration_seconds)
         .unwrap_or(86_400);
-    let end = b.history_end.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    });
+    let end = b
+        .history_end
+        .unwrap_or_else(|| worker::unix_time::now().as_secs() as i64);
     let last = end.div_euclid(size) * size - size;
     let count = span / size;
     let bars = (0..count)
@@ -687,13 +681,10 @@ fn stream_bars(
     symbol: &str,
     writer: &Mutex<TcpStream>,
     streams: &Mutex<Vec<i32>>,
-    shared: &Shared,
+    shared: &GatewayState,
     b: &Behaviour,
 ) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = worker::unix_time::now().as_secs() as i64;
     let mut t = now.div_euclid(5) * 5;
     loop {
         std::thread::sleep(b.realtime_interval);

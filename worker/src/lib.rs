@@ -11,8 +11,10 @@ pub mod ibkr;
 mod logging;
 pub mod options;
 pub mod pacing;
+pub mod random;
 mod serve;
 pub mod sim;
+pub mod unix_time;
 
 pub use options::{BackendOptions, SimFaults, SimOptions, WorkerOptions, OPTIONS_ENV};
 pub use serve::{run, WorkerError};
