@@ -1,8 +1,16 @@
-//! The trading runner: configuration, the worker supervisor, the strategy and the main job.
+//! The trading runner: configuration ([`config`]), what its workers are started with
+//! ([`worker_setup`]), the worker supervisor ([`supervisor`]) and the events of its workers
+//! ([`worker_events`]), the strategy ([`strategy`]), the main job ([`job`]) with its progress
+//! display, signals file and summary, and the soak ([`soak`]).
 #![forbid(unsafe_code)]
 
 pub mod config;
 pub mod job;
+mod progress;
+pub mod signals;
 pub mod soak;
 pub mod strategy;
+pub mod summary;
 pub mod supervisor;
+pub mod worker_events;
+pub mod worker_setup;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use runner::config::{Config, Overrides};
+use runner::worker_setup::WorkerSetup;
 
 #[derive(Parser)]
 #[command(
@@ -23,18 +24,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the main job: history for all symbols, the strategy, live bars, a summary.
-    Run(Opts),
+    Run(ConfigArgs),
     /// Validate a configuration and print the effective one.
-    CheckConfig(Opts),
+    CheckConfig(ConfigArgs),
     /// Sustained, sequence-checked traffic through the bridge, optionally with chaos.
-    Soak(SoakOpts),
+    Soak(SoakArgs),
     /// Serve as the broker worker of a runner (started by the runner itself).
     #[command(hide = true)]
     Worker,
 }
 
+/// The flags that make up a configuration (`run`, `check-config`).
 #[derive(Args)]
-struct Opts {
+struct ConfigArgs {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -64,8 +66,9 @@ struct Opts {
     history_only: bool,
 }
 
+/// The flags of `soak`.
 #[derive(Args)]
-struct SoakOpts {
+struct SoakArgs {
     /// Length of the run in seconds.
     #[arg(long, value_name = "SECONDS")]
     duration: u64,
@@ -89,7 +92,8 @@ struct SoakOpts {
     config: Option<PathBuf>,
 }
 
-impl Opts {
+impl ConfigArgs {
+    /// Defaults, then the file, the environment and these flags.
     fn load(&self) -> Result<Config, String> {
         let flags = Overrides {
             backend: self.backend.clone(),
@@ -134,7 +138,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::CheckConfig(opts) => match opts.load() {
+        Command::CheckConfig(args) => match args.load() {
             Ok(cfg) => {
                 print!("{}", cfg.to_toml());
                 ExitCode::SUCCESS
@@ -144,9 +148,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Soak(soak) => {
+        Command::Soak(args) => {
             let loaded = Config::load(
-                soak.config.as_deref(),
+                args.config.as_deref(),
                 |k| std::env::var(k).ok(),
                 &Overrides::default(),
             );
@@ -163,16 +167,16 @@ fn main() -> ExitCode {
             cfg.supervisor.max_restarts = u32::MAX;
             cfg.supervisor.max_backoff_ms = cfg.supervisor.max_backoff_ms.min(1000);
             init_logging();
-            let opts = runner::soak::SoakOptions {
-                duration: std::time::Duration::from_secs(soak.duration),
-                rate: soak.rate,
-                chaos: soak.chaos,
-                symbols: soak.symbols.max(1),
-                memory_bound_mb: soak.memory_bound,
+            let settings = runner::soak::SoakSettings {
+                duration: std::time::Duration::from_secs(args.duration),
+                rate: args.rate,
+                chaos: args.chaos,
+                symbols: args.symbols.max(1),
+                memory_bound_mb: args.memory_bound,
             };
-            match soak_run(&cfg, &opts) {
+            match soak(&cfg, &settings) {
                 Ok(report) => {
-                    if soak.json {
+                    if args.json {
                         println!("{}", runner::soak::json(&report));
                     } else {
                         print!("{}", runner::soak::text(&report));
@@ -189,8 +193,8 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Run(opts) => {
-            let cfg = match opts.load() {
+        Command::Run(args) => {
+            let cfg = match args.load() {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -220,13 +224,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn soak_run(
+fn soak(
     cfg: &Config,
-    opts: &runner::soak::SoakOptions,
+    settings: &runner::soak::SoakSettings,
 ) -> anyhow::Result<runner::soak::SoakReport> {
     let stop = stop_flag()?;
-    let launch = runner::job::launch(cfg, own_exe(), worker::SimFaults::default());
-    runner::soak::run(opts, launch, &stop)
+    let setup = WorkerSetup::from_config(cfg, own_exe(), worker::SimFaults::default());
+    runner::soak::run(settings, setup, &stop)
 }
 
 /// The worker is this very executable: `/proc/self/exe` names the file this process runs,
@@ -247,9 +251,9 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
 
 fn run(cfg: &Config, faults: worker::SimFaults) -> anyhow::Result<()> {
     let stop = stop_flag()?;
-    let launch = runner::job::launch(cfg, own_exe(), faults);
-    let outcome = runner::job::run(cfg, launch, &stop)?;
-    print!("{}", runner::job::summary(&outcome));
+    let setup = WorkerSetup::from_config(cfg, own_exe(), faults);
+    let outcome = runner::job::run(cfg, setup, &stop)?;
+    print!("{}", runner::summary::render(&outcome));
     Ok(())
 }
 
