@@ -101,7 +101,7 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
     let mut outcome = outcome?;
     outcome.supervisor.restarts = sup.stats().restarts;
     if let Some(s) = signals {
-        outcome.signals_written = s.finish()?.0;
+        outcome.signals_written = s.flush()?.0;
     }
     Ok(outcome)
 }

@@ -3,7 +3,7 @@
 //!
 //! Invariants: the header is written first, whatever follows; prices have four decimals; a
 //! row is only ever written from an [`Evaluation`], so it never carries a missing or zero
-//! price; [`Signals::finish`] flushes and says how many rows were written.
+//! price; [`Signals::flush`] flushes and says how many rows were written.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -53,8 +53,9 @@ impl<W: Write> Signals<W> {
         Ok(())
     }
 
-    /// Flushes; returns the rows written (header not counted) and the writer.
-    pub fn finish(mut self) -> Result<(u64, W)> {
+    /// Flushes the rows out; returns how many were written (header not counted) and the
+    /// writer.
+    pub fn flush(mut self) -> Result<(u64, W)> {
         self.out.flush().context("cannot write signals file")?;
         Ok((self.rows, self.out))
     }
@@ -97,7 +98,7 @@ mod tests {
             },
         )
         .unwrap();
-        let (rows, out) = s.finish().unwrap();
+        let (rows, out) = s.flush().unwrap();
         assert_eq!(rows, 2);
         assert_eq!(
             String::from_utf8(out).unwrap(),

@@ -254,6 +254,7 @@ pub struct ConnectionRecord {
     pub closed_by_gateway: bool,
 }
 
+/// What the acceptor and every connection's threads share.
 struct GatewayState {
     behaviour: Mutex<Behaviour>,
     records: Mutex<Vec<ConnectionRecord>>,
