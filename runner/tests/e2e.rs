@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Lines};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,9 +21,10 @@ mod common;
 use common::{output, runner, table_rows, RUNNER};
 
 use bridge::protocol::{ErrorKind, Reply, Request};
-use bridge::{Client, ClientConfig};
+use bridge::Client;
+use runner::worker_setup::WorkerSetup;
 use tests::{alive, kill_and_wait, segments_of, signal, XorShift};
-use worker::{BackendOptions, SimFaults, SimOptions, WorkerOptions};
+use worker::SimFaults;
 
 /// The summary table's rows: symbol -> (history, live, the rest of the row).
 fn table(stdout: &str) -> HashMap<String, (usize, usize, String)> {
@@ -59,28 +60,14 @@ fn temp(name: &str) -> PathBuf {
     common::temp("e2e", name)
 }
 
-/// A worker started directly over the bridge, as the runner starts it.
+/// A worker started directly over the bridge, as the runner starts it (the runner's own
+/// setup, from its default configuration).
 fn worker_client(faults: SimFaults, handshake_ms: u64) -> Client {
-    let exe = Path::new(RUNNER);
-    let build_id = worker::build_id_of(exe);
-    let mut options = WorkerOptions::new(
-        build_id.clone(),
-        BackendOptions::Sim(SimOptions {
-            faults,
-            ..SimOptions::default()
-        }),
-    );
-    options.handshake_timeout_ms = handshake_ms;
-    let cfg = ClientConfig {
-        channel: bridge::channel::Config {
-            build_id,
-            ..bridge::channel::Config::default()
-        },
-        ..ClientConfig::default()
-    };
-    Client::spawn(worker::command(exe, &options).unwrap(), &cfg)
-        .expect("worker starts")
-        .0
+    let mut cfg = runner::config::Config::default();
+    cfg.bridge.handshake_timeout_ms = handshake_ms;
+    let setup = WorkerSetup::from_config(&cfg, PathBuf::from(RUNNER), faults);
+    let cmd = worker::command(&setup.exe, &setup.options).unwrap();
+    Client::spawn(cmd, &setup.client).expect("worker starts").0
 }
 
 fn symbols(n: usize) -> Vec<String> {

@@ -127,7 +127,8 @@ pub struct SimFaults {
     pub accounts_delay_ms: u64,
     /// Managed accounts never arrive.
     pub accounts_never: bool,
-    /// Every request but `ping` is answered this much later (ms).
+    /// Every request the market answers (all but `ping` and `shutdown`, which the worker
+    /// answers itself) is held back this long (ms).
     pub reply_delay_ms: u64,
     /// The first worker kills itself (SIGKILL) after sending this many history batches.
     pub crash_after_batches: Option<u64>,
