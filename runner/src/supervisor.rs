@@ -114,6 +114,39 @@ fn watch(sup: std::sync::Weak<Supervisor>, period: Duration) {
     }
 }
 
+/// One history fetch from `client`: the batches gathered until the end marker, whose count
+/// must match.
+fn history_from(
+    client: &Client,
+    request: &HistoryRequest,
+    timeout: Duration,
+) -> Result<Vec<Bar>, SupervisorError> {
+    let stream = client
+        .stream(Request::History(request.clone()), timeout)
+        .map_err(SupervisorError::Request)?;
+    let mut bars = Vec::new();
+    for item in stream {
+        match item.map_err(SupervisorError::Request)? {
+            Reply::Bars(batch) => bars.extend(batch),
+            Reply::HistoryEnd { count } => {
+                if count != bars.len() as u64 {
+                    return Err(SupervisorError::Protocol(format!(
+                        "history of {} announced {count} bars, {} arrived",
+                        request.symbol,
+                        bars.len()
+                    )));
+                }
+                return Ok(bars);
+            }
+            Reply::Error(e) => return Err(SupervisorError::Remote(e)),
+            other => return Err(SupervisorError::Protocol(format!("{other:?} to history"))),
+        }
+    }
+    Err(SupervisorError::Protocol(
+        "history stream ended early".into(),
+    ))
+}
+
 /// Owns the current worker.
 pub struct Supervisor {
     setup: WorkerSetup,
@@ -302,20 +335,35 @@ impl Supervisor {
         tracing::warn!("{what} failed: worker gone ({reason}); retrying on a new worker");
     }
 
+    /// Runs `attempt` on the current worker; when it fails because the worker is gone and
+    /// `retry` allows, counts the failure, replaces the worker and runs it again on the new
+    /// one.
+    fn on_a_live_worker<T>(
+        &self,
+        what: &str,
+        retry: bool,
+        mut attempt: impl FnMut(&Client) -> Result<T, SupervisorError>,
+    ) -> Result<T, SupervisorError> {
+        loop {
+            let (generation, client) = self.client()?;
+            match attempt(&client) {
+                Err(SupervisorError::Request(RequestError::PeerGone(reason))) if retry => {
+                    self.count_failure(what, &reason);
+                    self.replace(generation)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Sends a request; if the worker dies meanwhile and the request is idempotent, retries it
     /// on a new worker.
     pub fn request(&self, request: Request, timeout: Duration) -> Result<Reply, SupervisorError> {
-        loop {
-            let (generation, client) = self.client()?;
-            match client.request(request.clone(), timeout) {
-                Ok(reply) => return Ok(reply),
-                Err(RequestError::PeerGone(reason)) if request.is_idempotent() => {
-                    self.count_failure("request", &reason);
-                    self.replace(generation)?;
-                }
-                Err(e) => return Err(SupervisorError::Request(e)),
-            }
-        }
+        self.on_a_live_worker("request", request.is_idempotent(), |client| {
+            client
+                .request(request.clone(), timeout)
+                .map_err(SupervisorError::Request)
+        })
     }
 
     /// Fetches historical bars, whole: if the worker dies mid-stream, the partial answer is
@@ -325,47 +373,9 @@ impl Supervisor {
         request: &HistoryRequest,
         timeout: Duration,
     ) -> Result<Vec<Bar>, SupervisorError> {
-        'attempt: loop {
-            let (generation, client) = self.client()?;
-            let stream = match client.stream(Request::History(request.clone()), timeout) {
-                Ok(s) => s,
-                Err(RequestError::PeerGone(reason)) => {
-                    self.count_failure("history", &reason);
-                    self.replace(generation)?;
-                    continue 'attempt;
-                }
-                Err(e) => return Err(SupervisorError::Request(e)),
-            };
-            let mut bars = Vec::new();
-            for item in stream {
-                match item {
-                    Ok(Reply::Bars(batch)) => bars.extend(batch),
-                    Ok(Reply::HistoryEnd { count }) => {
-                        if count != bars.len() as u64 {
-                            return Err(SupervisorError::Protocol(format!(
-                                "history of {} announced {count} bars, {} arrived",
-                                request.symbol,
-                                bars.len()
-                            )));
-                        }
-                        return Ok(bars);
-                    }
-                    Ok(Reply::Error(e)) => return Err(SupervisorError::Remote(e)),
-                    Ok(other) => {
-                        return Err(SupervisorError::Protocol(format!("{other:?} to history")))
-                    }
-                    Err(RequestError::PeerGone(reason)) => {
-                        self.count_failure("history", &reason);
-                        self.replace(generation)?;
-                        continue 'attempt;
-                    }
-                    Err(e) => return Err(SupervisorError::Request(e)),
-                }
-            }
-            return Err(SupervisorError::Protocol(
-                "history stream ended early".into(),
-            ));
-        }
+        self.on_a_live_worker("history", true, |client| {
+            history_from(client, request, timeout)
+        })
     }
 
     /// Starts real-time bars; the subscription is restored on every new worker.
