@@ -27,6 +27,7 @@ use anyhow::Result;
 use bridge::protocol::{Event, Reply, Request, SubscribeRequest};
 use parking_lot::Mutex;
 use worker::random::XorShift;
+use worker::signal::Signal;
 
 use crate::supervisor::{Supervisor, SupervisorError};
 use crate::worker_events::WorkerEvents;
@@ -261,12 +262,13 @@ impl Soak<'_> {
             let Some(pid) = self.sup.stats().worker_pid else {
                 continue;
             };
-            let action = if rng.below(2) == 0 { "kill" } else { "stop" };
-            let signal = if action == "kill" { "-KILL" } else { "-STOP" };
+            let (action, signal) = if rng.below(2) == 0 {
+                ("kill", Signal::Kill)
+            } else {
+                ("stop", Signal::Stop)
+            };
             let at = Instant::now();
-            let _ = std::process::Command::new("kill")
-                .args([signal, &pid.to_string()])
-                .status();
+            let _ = worker::signal::send(pid, signal);
             tracing::warn!(pid, action, "chaos");
             let recovered_ms = self.recovery_from(pid, at);
             self.recoveries.lock().push(Recovery {

@@ -23,7 +23,7 @@ use common::{output, runner, table_rows, RUNNER};
 use bridge::protocol::{ErrorKind, Reply, Request};
 use bridge::Client;
 use runner::worker_setup::WorkerSetup;
-use tests::{alive, kill_and_wait, segments_of, signal, XorShift};
+use tests::{alive, kill_and_wait, segments_of, signal, Signal, XorShift};
 use worker::SimFaults;
 
 /// The summary table's rows: symbol -> (history, live, the rest of the row).
@@ -526,7 +526,7 @@ fn wait_for_line(log: &mut Lines<BufReader<ChildStderr>>, needle: &str) -> Vec<S
 #[test]
 fn a_worker_killed_during_the_live_phase_is_replaced_and_its_subscriptions_restored() {
     let (child, worker_pid, mut log) = live_run(Stdio::piped());
-    signal(worker_pid, libc::SIGKILL).unwrap();
+    signal(worker_pid, Signal::Kill).unwrap();
     let seen = wait_for_line(&mut log, "subscriptions restored");
     assert!(
         seen.iter()

@@ -6,9 +6,11 @@
 pub mod gateway;
 pub mod process;
 
-pub use process::{alive, kill_and_wait, segments_of, shm_path, signal, within};
+pub use process::{alive, kill_and_wait, segments_of, shm_path, within};
 /// The tests' seeded random numbers (the soak's generator).
 pub use worker::random::XorShift;
+/// Signals to processes (SIGKILL, SIGSTOP).
+pub use worker::signal::{send as signal, Signal};
 
 use std::time::Duration;
 

@@ -1,12 +1,13 @@
 //! Watching and ending the processes a test starts: whether a pid still runs, signals,
 //! kill-and-reap, the bridge segments a runner left in `/dev/shm`, and polling for a condition.
 //!
-//! Invariants: nothing here needs unsafe code (signals go through the `kill` command); a
-//! zombie counts as dead (it runs no code any more; only its parent has not reaped it yet).
+//! Invariants: nothing here needs unsafe code (signals go through the `kill` command, see
+//! [`worker::signal`]); a zombie counts as dead (it runs no code any more; only its parent
+//! has not reaped it yet).
 
 use std::io;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Whether process `pid` exists and is not a zombie, by `/proc/<pid>/stat`.
@@ -14,19 +15,6 @@ pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => !s.contains(") Z"),
         Err(_) => false,
-    }
-}
-
-/// Sends `signal` (a `libc::SIG…` number) to process `pid`; an error if `kill` fails.
-pub fn signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!("kill -{signal} {pid}: {status}")))
     }
 }
 
@@ -69,6 +57,7 @@ pub fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     #[test]
     fn this_process_is_alive_and_a_killed_child_is_not() {
@@ -86,7 +75,7 @@ mod tests {
     #[test]
     fn a_stopped_child_is_alive_until_killed() {
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
-        signal(child.id(), libc::SIGSTOP).unwrap();
+        worker::signal::send(child.id(), worker::signal::Signal::Stop).unwrap();
         assert!(alive(child.id()));
         let pid = child.id();
         kill_and_wait(&mut child).unwrap();

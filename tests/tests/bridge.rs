@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bridge::channel::{self, Channel, GoneReason, RecvError, SendError, StartError};
 use bridge::protocol::{Reply, Request};
 use bridge::{Client, ClientConfig, RequestError};
-use tests::{alive, kill_and_wait, segments_of, shm_path, signal, within, XorShift};
+use tests::{alive, kill_and_wait, segments_of, shm_path, signal, within, Signal, XorShift};
 
 const PEER: &str = env!("CARGO_BIN_EXE_bridge-peer");
 
@@ -253,7 +253,7 @@ fn sigkill_of_the_worker_mid_stream_is_reported_as_peer_death() {
             .unwrap();
         assert_eq!(got, seq.to_le_bytes());
     }
-    signal(control.peer_pid(), libc::SIGKILL).unwrap();
+    signal(control.peer_pid(), Signal::Kill).unwrap();
     let killed = Instant::now();
     // Everything it sent before dying is still delivered, in order; then peer death.
     let mut seq = 10_000u64;
@@ -291,7 +291,7 @@ fn requests_in_flight_fail_when_the_worker_is_killed() {
         })
     };
     std::thread::sleep(Duration::from_millis(50));
-    signal(pid, libc::SIGKILL).unwrap();
+    signal(pid, Signal::Kill).unwrap();
     let (replies, waited) = waiter.join().unwrap();
     assert_eq!(
         replies,
@@ -319,7 +319,7 @@ fn a_stopped_worker_is_declared_hung_and_killed() {
     };
     let (client, _) = Client::spawn(peer(&["serve"]), &cfg).unwrap();
     let pid = client.control().peer_pid();
-    signal(pid, libc::SIGSTOP).unwrap();
+    signal(pid, Signal::Stop).unwrap();
     let err = client
         .request(ping(b"x"), Duration::from_secs(30))
         .unwrap_err();
@@ -485,7 +485,7 @@ fn two_hundred_kills_of_either_side_leave_no_segment() {
                 .nth(1)
                 .and_then(|p| p.parse::<u32>().ok())
             {
-                signal(pid, libc::SIGKILL).unwrap();
+                signal(pid, Signal::Kill).unwrap();
             }
             let until = Instant::now() + Duration::from_secs(10);
             while runner.try_wait().unwrap().is_none() && Instant::now() < until {

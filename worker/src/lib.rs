@@ -13,6 +13,7 @@ pub mod options;
 pub mod pacing;
 pub mod random;
 mod serve;
+pub mod signal;
 pub mod sim;
 pub mod unix_time;
 

@@ -22,6 +22,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::backend::{check_symbol, emit_in_batches, error, Backend, EventSink};
 use crate::options::SimOptions;
 use crate::random::mix;
+use crate::signal::Signal;
 
 /// Most bars one request may ask for.
 pub const MAX_BARS: u64 = 5_000_000;
@@ -262,17 +263,14 @@ impl SimBackend {
         }
         let f = &self.market.opts.faults;
         let signal = if f.crash_after_batches == Some(n) {
-            "-KILL"
+            Signal::Kill
         } else if f.hang_after_batches == Some(n) {
-            "-STOP"
+            Signal::Stop
         } else {
             return;
         };
         tracing::warn!("injected fault: kill {signal} self after {n} batches");
-        let _ = std::process::Command::new("kill")
-            .arg(signal)
-            .arg(std::process::id().to_string())
-            .status();
+        let _ = crate::signal::send(std::process::id(), signal);
     }
 
     fn ensure_ticker(&self) {
