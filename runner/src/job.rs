@@ -1,7 +1,7 @@
-//! The main job, in phases: history for every symbol at once ([`fetch_history`]), the
-//! crossover over it ([`signals_over_history`]), live bars ([`live_phase`]), the bridge's
-//! round trip ([`measure_round_trips`]), and each symbol's last evaluation
-//! ([`final_reports`]). [`run`] starts the supervisor around them and shuts it down after.
+//! The main job, in phases: history for every symbol at once (`fetch_history`), the
+//! crossover over it (`signals_over_history`), live bars (`live_phase`), the bridge's
+//! round trip (`measure_round_trips`), and each symbol's last evaluation
+//! (`final_reports`). [`run`] starts the supervisor around them and shuts it down after.
 //!
 //! Invariants: every configured symbol gets a report, in configuration order, with its data
 //! or why it has none; a symbol whose history failed is not subscribed; a live bar that does

@@ -4,8 +4,8 @@
 //! and fails on any loss, duplication or reordering outside a declared failure, or on memory
 //! growth beyond [`SoakSettings::memory_bound_mb`].
 //!
-//! Four threads run side by side, one function each on [`Soak`]: [`Soak::send_requests`],
-//! [`Soak::check_bars`], [`Soak::sample_memory`] and [`Soak::inject_chaos`]; the calling
+//! Four threads run side by side, one function each on `Soak`: `Soak::send_requests`,
+//! `Soak::check_bars`, `Soak::sample_memory` and `Soak::inject_chaos`; the calling
 //! thread only waits for the end. The bar rule is in `sequence`, the round-trip histogram in
 //! `histogram`, the report and its verdict in `report`.
 //!

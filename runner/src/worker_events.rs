@@ -1,7 +1,7 @@
 //! The events of every worker a supervisor starts, read as one stream across restarts.
 //!
 //! Each worker's [`bridge::Client`] delivers its events on a channel of its own. The
-//! supervisor hands each new channel over ([`EventChannels`]); [`WorkerEvents`] reads them
+//! supervisor hands each new channel over (`EventChannels`); [`WorkerEvents`] reads them
 //! all, with no thread and no second channel in between.
 //!
 //! Invariants: no event is lost across a restart: a replaced worker's channel is read until
