@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -108,7 +107,7 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
 
 fn run_phases(
     cfg: &Config,
-    sup: &Arc<Supervisor>,
+    sup: &Supervisor,
     events: &mut WorkerEvents,
     strategy: &Crossover,
     signals: &mut Option<SignalFile>,
