@@ -47,6 +47,7 @@ pub const MAX_CONCURRENT_HISTORY: usize = 16;
 /// How long to wait for `ibapi` to reconnect.
 const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 
+/// A gateway connection that completed its handshake.
 struct Connected {
     client: Arc<ibapi::Client>,
     accounts: Vec<String>,
@@ -57,7 +58,7 @@ struct Connected {
 pub struct IbkrBackend {
     rt: tokio::runtime::Runtime,
     opts: IbkrOptions,
-    conn: Mutex<Option<Connected>>,
+    connection: Mutex<Option<Connected>>,
     connect_lock: Mutex<()>,
     history_slots: Arc<tokio::sync::Semaphore>,
     pacer: crate::pacing::Pacer,
@@ -78,7 +79,7 @@ impl IbkrBackend {
         Ok(IbkrBackend {
             rt,
             opts,
-            conn: Mutex::new(None),
+            connection: Mutex::new(None),
             connect_lock: Mutex::new(()),
             history_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HISTORY)),
             pacer: crate::pacing::Pacer::default(),
@@ -104,7 +105,7 @@ impl IbkrBackend {
     }
 
     fn client(&self) -> Result<Arc<ibapi::Client>, RemoteError> {
-        match &*self.conn.lock() {
+        match &*self.connection.lock() {
             Some(c) if c.client.is_connected() => Ok(c.client.clone()),
             Some(_) => Err(error(
                 ErrorKind::Disconnected,
@@ -125,7 +126,7 @@ impl Backend for IbkrBackend {
 
     fn connect(&self, timeout: Duration) -> Result<(Vec<String>, i64), RemoteError> {
         let _one = self.connect_lock.lock();
-        if let Some(c) = &*self.conn.lock() {
+        if let Some(c) = &*self.connection.lock() {
             if c.client.is_connected() {
                 return Ok((c.accounts.clone(), c.next_order_id));
             }
@@ -206,7 +207,7 @@ impl Backend for IbkrBackend {
         });
         tracing::info!(?accounts, next_order_id, "gateway ready");
         (self.events)(Event::Connection(ConnectionStatus::Connected));
-        *self.conn.lock() = Some(Connected {
+        *self.connection.lock() = Some(Connected {
             client,
             accounts: accounts.clone(),
             next_order_id,
@@ -217,7 +218,7 @@ impl Backend for IbkrBackend {
     fn accounts(&self) -> Result<Vec<String>, RemoteError> {
         self.client()?;
         Ok(self
-            .conn
+            .connection
             .lock()
             .as_ref()
             .map(|c| c.accounts.clone())
@@ -316,8 +317,8 @@ impl Backend for IbkrBackend {
         for (_, task) in self.streams.lock().drain() {
             task.abort();
         }
-        let conn = self.conn.lock().take();
-        if let Some(c) = conn {
+        let connection = self.connection.lock().take();
+        if let Some(c) = connection {
             self.rt.block_on(c.client.disconnect());
             tracing::info!("disconnected from the gateway");
         }
