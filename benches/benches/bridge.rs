@@ -19,7 +19,9 @@ fn ring(c: &mut Criterion) {
     for len in [64usize, 16 * 1024] {
         g.throughput(Throughput::Bytes(len as u64));
         g.bench_function(format!("push_pop_{len}"), |b| {
-            let (mut tx, mut rx) = bridge::ring::heap(1 << 20, 256 << 10).unwrap();
+            // The bridge's default ring, as the runner uses it.
+            let g = bridge::segment::Geometry::default();
+            let (mut tx, mut rx) = bridge::ring::heap(g.ring_capacity, g.max_frame).unwrap();
             let frame = vec![7u8; len];
             let mut out = Vec::with_capacity(len);
             b.iter(|| {

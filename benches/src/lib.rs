@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)] // a benchmark that cannot proceed should stop loudly
 
 pub mod peer;
+pub mod results;
 pub mod transport;
 
 use bridge::protocol::{Body, Envelope, Reply, Request};

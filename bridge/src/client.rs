@@ -310,7 +310,6 @@ impl Inner {
                 }
                 emit(&record)
             }
-            Body::Heartbeat { .. } => {}
             Body::Hello(_) | Body::Request(_) => {
                 tracing::warn!(target: "bridge", "unexpected frame from the worker ignored");
             }

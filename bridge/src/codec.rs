@@ -102,8 +102,8 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 /// bytes of memory for what the bytes announce.
 ///
 /// ```
-/// use bridge::protocol::{Body, Envelope};
-/// let env = Envelope { id: 7, body: Body::Heartbeat { seq: 1 } };
+/// use bridge::protocol::{Body, Envelope, Request};
+/// let env = Envelope { id: 7, body: Body::Request(Request::Connect) };
 /// let bytes = bridge::codec::encode(&env).unwrap();
 /// assert_eq!(bridge::codec::decode::<Envelope>(&bytes).unwrap(), env);
 /// assert!(bridge::codec::decode::<Envelope>(&bytes[..3]).is_err());

@@ -28,7 +28,6 @@ pub mod channel;
 #[cfg(not(loom))]
 pub mod client;
 pub mod codec;
-#[allow(missing_docs)] // documented after the protocol changes in flight land
 pub mod protocol;
 pub mod ring;
 #[cfg(not(loom))]

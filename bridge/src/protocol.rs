@@ -10,7 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,8 +34,6 @@ pub enum Body {
     Event(Event),
     /// Worker → runner: a `tracing` event of the worker, re-emitted in the runner's log.
     Log(LogRecord),
-    /// Either way: proof of life carried in-band (the header counters are the main signal).
-    Heartbeat { seq: u64 },
 }
 
 /// The hello each side sends first.
@@ -54,6 +52,7 @@ pub struct Hello {
 pub enum Request {
     /// Echoed back as [`Reply::Pong`].
     Ping {
+        /// Bytes echoed back.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
@@ -66,7 +65,10 @@ pub enum Request {
     /// Start real-time bars for a symbol, delivered as [`Event::Bar`].
     Subscribe(SubscribeRequest),
     /// Stop real-time bars for a symbol.
-    Unsubscribe { symbol: String },
+    Unsubscribe {
+        /// The symbol subscribed before.
+        symbol: String,
+    },
     /// Disconnect from the broker and exit.
     Shutdown,
 }
@@ -81,6 +83,7 @@ impl Request {
 /// A request for historical bars.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HistoryRequest {
+    /// The instrument, as the backend names it (`SPY`).
     pub symbol: String,
     /// Bar size in seconds.
     pub bar_seconds: u32,
@@ -93,6 +96,7 @@ pub struct HistoryRequest {
 /// A request for real-time bars.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SubscribeRequest {
+    /// The instrument, as the backend names it.
     pub symbol: String,
     /// Bar size in seconds.
     pub bar_seconds: u32,
@@ -101,23 +105,31 @@ pub struct SubscribeRequest {
 /// What the worker answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reply {
+    /// Answers [`Request::Ping`].
     Pong {
+        /// The ping's bytes.
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// The broker connection is ready: accounts and the next order id are known.
     Connected {
+        /// The managed accounts.
         accounts: Vec<String>,
+        /// The broker's next valid order id.
         next_order_id: i64,
     },
+    /// The managed accounts.
     Accounts(Vec<String>),
     /// One batch of a historical answer; more follow.
     Bars(Vec<Bar>),
     /// The end of a historical answer, with the total number of bars sent.
     HistoryEnd {
+        /// Bars sent in all the batches.
         count: u64,
     },
+    /// Real-time bars will follow as events.
     Subscribed,
+    /// Real-time bars for the symbol stopped.
     Unsubscribed,
     /// The worker is disconnecting and will exit.
     ShuttingDown,
@@ -137,34 +149,35 @@ impl Reply {
 pub struct Bar {
     /// Start of the bar, Unix seconds.
     pub time: i64,
+    /// First price of the bar.
     pub open: f64,
+    /// Highest price.
     pub high: f64,
+    /// Lowest price.
     pub low: f64,
+    /// Last price.
     pub close: f64,
+    /// Volume traded in the bar.
     pub volume: f64,
 }
 
-/// The UTC calendar date and time of Unix second `t`:
-/// `(year, month, day, hour, minute, second)`. (Howard Hinnant's civil-from-days algorithm.)
-pub fn civil_time(t: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, secs / 3600, secs / 60 % 60, secs % 60)
+impl Bar {
+    /// Whether open, high, low and close are all real prices: finite and above zero. A bar
+    /// that fails this carries a missing price (a broker may send 0 for one) and must never
+    /// reach a strategy.
+    pub fn has_valid_prices(&self) -> bool {
+        [self.open, self.high, self.low, self.close]
+            .iter()
+            .all(|p| p.is_finite() && *p > 0.0)
+    }
 }
 
 /// A failed request, as reported by the worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RemoteError {
+    /// What kind of failure.
     pub kind: ErrorKind,
+    /// The details, for people.
     pub message: String,
 }
 
@@ -208,19 +221,43 @@ pub enum ErrorKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     /// A real-time bar.
-    Bar { symbol: String, bar: Bar },
+    Bar {
+        /// The subscription's symbol.
+        symbol: String,
+        /// The completed bar.
+        bar: Bar,
+    },
     /// The broker connection changed state.
     Connection(ConnectionStatus),
     /// A broker notice (farm status and the like).
-    Notice { code: i32, message: String },
+    Notice {
+        /// The broker's code (IB: 2104 market data farm OK, ...).
+        code: i32,
+        /// The broker's text.
+        message: String,
+    },
 }
 
 /// State of the worker's broker connection.
+///
+/// Only `Connected` is sent today. `Disconnected` and `Reconnecting` are part of the protocol
+/// already, unused, for the gateway-lifecycle reporting that will send them (a broker
+/// connection lost and being re-established); keeping them now spares a protocol version
+/// change then.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConnectionStatus {
+    /// Connected and ready.
     Connected,
-    Disconnected { reason: String },
-    Reconnecting { attempt: u32 },
+    /// The connection was lost.
+    Disconnected {
+        /// Why, in words.
+        reason: String,
+    },
+    /// Trying to connect again.
+    Reconnecting {
+        /// How many tries so far.
+        attempt: u32,
+    },
 }
 
 /// A log line of the worker.
@@ -240,10 +277,15 @@ pub struct LogRecord {
 /// Severity of a [`LogRecord`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum LogLevel {
+    /// `tracing`'s ERROR.
     Error,
+    /// WARN.
     Warn,
+    /// INFO.
     Info,
+    /// DEBUG.
     Debug,
+    /// TRACE.
     Trace,
 }
 
@@ -289,7 +331,6 @@ mod tests {
                 message: "hi".into(),
                 dropped_before: 2,
             }),
-            Body::Heartbeat { seq: 9 },
         ];
         for (i, body) in bodies.into_iter().enumerate() {
             let env = Envelope { id: i as u64, body };
@@ -299,11 +340,25 @@ mod tests {
     }
 
     #[test]
-    fn civil_times() {
-        assert_eq!(civil_time(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(civil_time(1_700_000_000), (2023, 11, 14, 22, 13, 20));
-        assert_eq!(civil_time(951_825_600), (2000, 2, 29, 12, 0, 0));
-        assert_eq!(civil_time(-1), (1969, 12, 31, 23, 59, 59));
+    fn a_bar_has_valid_prices_only_if_all_four_are_finite_and_positive() {
+        let good = Bar {
+            time: 0,
+            open: 1.0,
+            high: 2.0,
+            low: 0.5,
+            close: 1.5,
+            volume: 0.0,
+        };
+        assert!(good.has_valid_prices());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(!Bar { open: bad, ..good }.has_valid_prices(), "open {bad}");
+            assert!(!Bar { high: bad, ..good }.has_valid_prices(), "high {bad}");
+            assert!(!Bar { low: bad, ..good }.has_valid_prices(), "low {bad}");
+            assert!(
+                !Bar { close: bad, ..good }.has_valid_prices(),
+                "close {bad}"
+            );
+        }
     }
 
     #[test]

@@ -86,7 +86,6 @@ impl Server {
                         request,
                     }))
                 }
-                Body::Heartbeat { .. } => {}
                 other => {
                     tracing::warn!(target: "bridge", "unexpected frame from the runner ignored: {other:?}");
                 }

@@ -224,14 +224,18 @@ impl Default for IbkrConfig {
 }
 
 impl Default for BridgeConfig {
+    /// The bridge's own defaults (ring sizes, heartbeat, hang timeout) and the worker's
+    /// handshake timeout: one source for each.
     fn default() -> Self {
+        let geometry = bridge::segment::Geometry::default();
+        let channel = bridge::channel::Config::default();
         BridgeConfig {
-            ring_capacity: 1 << 20,
-            max_frame: 256 << 10,
-            heartbeat_ms: 100,
-            hang_timeout_ms: 3000,
+            ring_capacity: geometry.ring_capacity,
+            max_frame: geometry.max_frame,
+            heartbeat_ms: channel.heartbeat_interval.as_millis() as u64,
+            hang_timeout_ms: channel.hang_timeout.as_millis() as u64,
             request_timeout_seconds: 30,
-            handshake_timeout_ms: 10_000,
+            handshake_timeout_ms: worker::options::DEFAULT_HANDSHAKE_TIMEOUT_MS,
         }
     }
 }
@@ -474,6 +478,17 @@ mod tests {
         cfg.validate().unwrap();
         assert_eq!(Config::parse(&cfg.to_toml(), "x").unwrap(), cfg);
         assert_eq!(cfg.symbols.len(), 7);
+    }
+
+    #[test]
+    fn bridge_defaults_are_the_documented_ones() {
+        let b = BridgeConfig::default();
+        assert_eq!(b.ring_capacity, 1 << 20);
+        assert_eq!(b.max_frame, 256 << 10);
+        assert_eq!(b.heartbeat_ms, 100);
+        assert_eq!(b.hang_timeout_ms, 3000);
+        assert_eq!(b.request_timeout_seconds, 30);
+        assert_eq!(b.handshake_timeout_ms, 10_000);
     }
 
     #[test]

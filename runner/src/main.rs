@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use runner::config::{Config, Overrides};
+use runner::worker_setup::WorkerSetup;
 
 #[derive(Parser)]
 #[command(
@@ -23,18 +24,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the main job: history for all symbols, the strategy, live bars, a summary.
-    Run(Opts),
+    Run(ConfigArgs),
     /// Validate a configuration and print the effective one.
-    CheckConfig(Opts),
+    CheckConfig(ConfigArgs),
     /// Sustained, sequence-checked traffic through the bridge, optionally with chaos.
-    Soak(SoakOpts),
+    Soak(SoakArgs),
     /// Serve as the broker worker of a runner (started by the runner itself).
     #[command(hide = true)]
     Worker,
 }
 
+/// The flags that make up a configuration (`run`, `check-config`).
 #[derive(Args)]
-struct Opts {
+struct ConfigArgs {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -64,8 +66,9 @@ struct Opts {
     history_only: bool,
 }
 
+/// The flags of `soak`.
 #[derive(Args)]
-struct SoakOpts {
+struct SoakArgs {
     /// Length of the run in seconds.
     #[arg(long, value_name = "SECONDS")]
     duration: u64,
@@ -89,7 +92,8 @@ struct SoakOpts {
     config: Option<PathBuf>,
 }
 
-impl Opts {
+impl ConfigArgs {
+    /// Defaults, then the file, the environment and these flags.
     fn load(&self) -> Result<Config, String> {
         let flags = Overrides {
             backend: self.backend.clone(),
@@ -124,108 +128,119 @@ fn init_logging() {
         .try_init();
 }
 
+/// Exit code of a configuration error (one line on stderr names it).
+const EXIT_CONFIG: u8 = 2;
+/// Exit code of a run that could not proceed, or of a soak that failed.
+const EXIT_FAILED: u8 = 1;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Worker => match worker::run() {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("worker: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Command::CheckConfig(opts) => match opts.load() {
-            Ok(cfg) => {
-                print!("{}", cfg.to_toml());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Soak(soak) => {
-            let loaded = Config::load(
-                soak.config.as_deref(),
-                |k| std::env::var(k).ok(),
-                &Overrides::default(),
-            );
-            let mut cfg = match loaded {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            // Bars every simulated second, 60 per real second per symbol; hangs found fast.
-            cfg.sim.speed = 60.0;
-            cfg.bridge.hang_timeout_ms = cfg.bridge.hang_timeout_ms.min(1000);
-            cfg.supervisor.max_restarts = u32::MAX;
-            cfg.supervisor.max_backoff_ms = cfg.supervisor.max_backoff_ms.min(1000);
-            init_logging();
-            let opts = runner::soak::SoakOptions {
-                duration: std::time::Duration::from_secs(soak.duration),
-                rate: soak.rate,
-                chaos: soak.chaos,
-                symbols: soak.symbols.max(1),
-                memory_bound_mb: soak.memory_bound,
-            };
-            match soak_run(&cfg, &opts) {
-                Ok(report) => {
-                    if soak.json {
-                        println!("{}", runner::soak::json(&report));
-                    } else {
-                        print!("{}", runner::soak::text(&report));
-                    }
-                    if report.failures.is_empty() {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
-        }
-        Command::Run(opts) => {
-            let cfg = match opts.load() {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            let faults = match std::env::var("RUNNER_SIM_FAULTS") {
-                Ok(text) => match runner::sim_faults(&text) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return ExitCode::from(2);
-                    }
-                },
-                Err(_) => worker::SimFaults::default(),
-            };
-            init_logging();
-            match run(&cfg, faults) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
+    match Cli::parse().command {
+        Command::Worker => serve_as_worker(),
+        Command::CheckConfig(args) => check_config(&args),
+        Command::Soak(args) => soak(&args),
+        Command::Run(args) => run(&args),
+    }
+}
+
+/// Prints `error: {why}` and gives `code`.
+fn fail(code: u8, why: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {why}");
+    ExitCode::from(code)
+}
+
+/// `runner worker`: serves the runner that started this process.
+fn serve_as_worker() -> ExitCode {
+    match worker::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("worker: {e}");
+            ExitCode::from(2)
         }
     }
 }
 
-fn soak_run(
-    cfg: &Config,
-    opts: &runner::soak::SoakOptions,
-) -> anyhow::Result<runner::soak::SoakReport> {
-    let stop = stop_flag()?;
-    let launch = runner::job::launch(cfg, own_exe(), worker::SimFaults::default());
-    runner::soak::run(opts, launch, &stop)
+/// `runner check-config`: the effective configuration, as TOML.
+fn check_config(args: &ConfigArgs) -> ExitCode {
+    match args.load() {
+        Ok(cfg) => {
+            print!("{}", cfg.to_toml());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_CONFIG, e),
+    }
+}
+
+/// `runner run`: the main job, then its summary.
+fn run(args: &ConfigArgs) -> ExitCode {
+    let cfg = match args.load() {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    // Test-only faults of the simulated market; the worker's type reads its own text.
+    let faults = match std::env::var("RUNNER_SIM_FAULTS") {
+        Ok(text) => match text.parse::<worker::SimFaults>() {
+            Ok(f) => f,
+            Err(e) => return fail(EXIT_CONFIG, format!("RUNNER_SIM_FAULTS: {e}")),
+        },
+        Err(_) => worker::SimFaults::default(),
+    };
+    init_logging();
+    let outcome = stop_flag().and_then(|stop| {
+        let setup = WorkerSetup::from_config(&cfg, own_exe(), faults);
+        runner::job::run(&cfg, setup, &stop)
+    });
+    match outcome {
+        Ok(outcome) => {
+            print!("{}", runner::summary::render(&outcome));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILED, format!("{e:#}")),
+    }
+}
+
+/// `runner soak`: the soak, its report, and whether it passed.
+fn soak(args: &SoakArgs) -> ExitCode {
+    let loaded = Config::load(
+        args.config.as_deref(),
+        |k| std::env::var(k).ok(),
+        &Overrides::default(),
+    );
+    let mut cfg = match loaded {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    // Bars every simulated second, 60 per real second per symbol; hangs found fast.
+    cfg.sim.speed = 60.0;
+    cfg.bridge.hang_timeout_ms = cfg.bridge.hang_timeout_ms.min(1000);
+    cfg.supervisor.max_restarts = u32::MAX;
+    cfg.supervisor.max_backoff_ms = cfg.supervisor.max_backoff_ms.min(1000);
+    init_logging();
+    let settings = runner::soak::SoakSettings {
+        duration: std::time::Duration::from_secs(args.duration),
+        rate: args.rate,
+        chaos: args.chaos,
+        symbols: args.symbols.max(1),
+        memory_bound_mb: args.memory_bound,
+    };
+    let report = stop_flag().and_then(|stop| {
+        let setup = WorkerSetup::from_config(&cfg, own_exe(), worker::SimFaults::default());
+        runner::soak::run(&settings, setup, &stop)
+    });
+    match report {
+        Ok(report) => {
+            if args.json {
+                println!("{}", runner::soak::json(&report));
+            } else {
+                print!("{}", runner::soak::text(&report));
+            }
+            if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+        Err(e) => fail(EXIT_FAILED, format!("{e:#}")),
+    }
 }
 
 /// The worker is this very executable: `/proc/self/exe` names the file this process runs,
@@ -242,14 +257,6 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
         signal_hook::flag::register(sig, stop.clone())?;
     }
     Ok(stop)
-}
-
-fn run(cfg: &Config, faults: worker::SimFaults) -> anyhow::Result<()> {
-    let stop = stop_flag()?;
-    let launch = runner::job::launch(cfg, own_exe(), faults);
-    let outcome = runner::job::run(cfg, launch, &stop)?;
-    print!("{}", runner::job::summary(&outcome));
-    Ok(())
 }
 
 #[cfg(test)]

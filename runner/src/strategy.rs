@@ -39,7 +39,7 @@ pub struct Evaluation {
 pub enum NoSignal {
     /// Fewer bars than the slow average needs, plus one to see a crossing.
     Insufficient { have: usize, need: usize },
-    /// A close that is not a positive finite price.
+    /// A bar with a price that is not positive and finite ([`Bar::has_valid_prices`]).
     InvalidPrice { time: i64 },
     /// The last bar lags the market by this many bars.
     Stale { behind_bars: i64 },
@@ -79,10 +79,7 @@ impl Crossover {
             });
         }
         let window = &bars[bars.len() - need..];
-        if let Some(bad) = window
-            .iter()
-            .find(|b| !(b.close.is_finite() && b.close > 0.0))
-        {
+        if let Some(bad) = window.iter().find(|b| !b.has_valid_prices()) {
             return Err(NoSignal::InvalidPrice { time: bad.time });
         }
         let n = window.len();

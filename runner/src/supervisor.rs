@@ -4,20 +4,25 @@
 //! The supervisor then starts a new worker (with exponential backoff), connects it, restores
 //! the real-time subscriptions, and retries the idempotent requests that failed. Restarts and
 //! failed requests are counted for the summary.
+//!
+//! Invariants: one worker at a time (restarts are serialised; a request that finds its worker
+//! already replaced uses the new one); only idempotent requests are retried; a history fetch
+//! is retried whole, never stitched from two workers; after [`Supervisor::shutdown`] no worker
+//! is started. The events of all workers are read through one [`WorkerEvents`].
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridge::protocol::{Bar, Event, HistoryRequest, RemoteError, Reply, Request, SubscribeRequest};
-use bridge::{Client, ClientConfig, ClientStats, RequestError};
-use parking_lot::Mutex;
-use worker::WorkerOptions;
+use bridge::protocol::{Bar, HistoryRequest, RemoteError, Reply, Request, SubscribeRequest};
 
-use crate::config::SupervisorConfig;
+use bridge::{Client, ClientStats, RequestError};
+use parking_lot::Mutex;
+
+use crate::worker_events::{EventChannels, WorkerEvents};
+use crate::worker_setup::WorkerSetup;
 
 /// Why the supervisor could not do what was asked.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,21 +84,6 @@ struct State {
     subscriptions: BTreeMap<String, SubscribeRequest>,
 }
 
-/// What the supervisor needs to start workers.
-#[derive(Debug, Clone)]
-pub struct Launch {
-    /// The executable to start as worker (the runner itself).
-    pub exe: PathBuf,
-    /// Options of every worker; the generation is filled in per start.
-    pub options: WorkerOptions,
-    /// Bridge settings.
-    pub client: ClientConfig,
-    /// How long `connect` may take.
-    pub handshake: Duration,
-    /// Restart policy.
-    pub policy: SupervisorConfig,
-}
-
 /// Replaces a dead worker as soon as it is declared gone, until the supervisor stops or is
 /// dropped.
 fn watch(sup: std::sync::Weak<Supervisor>, period: Duration) {
@@ -124,12 +114,46 @@ fn watch(sup: std::sync::Weak<Supervisor>, period: Duration) {
     }
 }
 
+/// One history fetch from `client`: the batches gathered until the end marker, whose count
+/// must match.
+fn history_from(
+    client: &Client,
+    request: &HistoryRequest,
+    timeout: Duration,
+) -> Result<Vec<Bar>, SupervisorError> {
+    let stream = client
+        .stream(Request::History(request.clone()), timeout)
+        .map_err(SupervisorError::Request)?;
+    let mut bars = Vec::new();
+    for item in stream {
+        match item.map_err(SupervisorError::Request)? {
+            Reply::Bars(batch) => bars.extend(batch),
+            Reply::HistoryEnd { count } => {
+                if count != bars.len() as u64 {
+                    return Err(SupervisorError::Protocol(format!(
+                        "history of {} announced {count} bars, {} arrived",
+                        request.symbol,
+                        bars.len()
+                    )));
+                }
+                return Ok(bars);
+            }
+            Reply::Error(e) => return Err(SupervisorError::Remote(e)),
+            other => return Err(SupervisorError::Protocol(format!("{other:?} to history"))),
+        }
+    }
+    Err(SupervisorError::Protocol(
+        "history stream ended early".into(),
+    ))
+}
+
 /// Owns the current worker.
 pub struct Supervisor {
-    launch: Launch,
+    setup: WorkerSetup,
     state: Mutex<State>,
     restart_lock: Mutex<()>,
-    events: crossbeam_channel::Sender<Event>,
+    /// Where each new worker's event channel goes.
+    events: EventChannels,
     restarts: AtomicU32,
     failed_requests: AtomicU64,
     stopping: AtomicBool,
@@ -145,13 +169,11 @@ impl fmt::Debug for Supervisor {
 
 impl Supervisor {
     /// Starts and connects the first worker. Returns the supervisor and the stream of events
-    /// of all its workers, in order.
-    pub fn start(
-        launch: Launch,
-    ) -> Result<(Arc<Supervisor>, crossbeam_channel::Receiver<Event>), SupervisorError> {
-        let (events, events_rx) = crossbeam_channel::bounded(1 << 16);
+    /// of all its workers.
+    pub fn start(setup: WorkerSetup) -> Result<(Arc<Supervisor>, WorkerEvents), SupervisorError> {
+        let (events, events_rx) = WorkerEvents::new();
         let sup = Arc::new(Supervisor {
-            launch,
+            setup,
             state: Mutex::new(State {
                 client: None,
                 generation: 0,
@@ -163,12 +185,12 @@ impl Supervisor {
             failed_requests: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         });
-        let client = sup.launch_worker(0, &BTreeMap::new())?;
+        let client = sup.start_worker(0, &BTreeMap::new())?;
         sup.state.lock().client = Some(client);
         // A worker that dies while nothing is asked of it (the live phase) is replaced too, so
         // that its subscriptions come back without waiting for the next request.
         let weak = Arc::downgrade(&sup);
-        let period = sup.launch.client.channel.heartbeat_interval;
+        let period = sup.setup.client.channel.heartbeat_interval;
         let spawned = std::thread::Builder::new()
             .name("supervisor".into())
             .spawn(move || watch(weak, period));
@@ -181,33 +203,20 @@ impl Supervisor {
     }
 
     /// Starts worker `generation`, connects it and restores `subscriptions`.
-    fn launch_worker(
+    fn start_worker(
         &self,
         generation: u32,
         subscriptions: &BTreeMap<String, SubscribeRequest>,
     ) -> Result<Arc<Client>, SupervisorError> {
-        let mut options = self.launch.options.clone();
+        let mut options = self.setup.options.clone();
         options.generation = generation;
-        let cmd = worker::command(&self.launch.exe, &options)
+        let cmd = worker::command(&self.setup.exe, &options)
             .map_err(|e| SupervisorError::Start(e.to_string()))?;
-        let (client, events) = Client::spawn(cmd, &self.launch.client)
+        let (client, events) = Client::spawn(cmd, &self.setup.client)
             .map_err(|e| SupervisorError::Start(e.to_string()))?;
         let client = Arc::new(client);
-        let forward = self.events.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("events-{generation}"))
-            .spawn(move || {
-                for e in events {
-                    if forward.send(e).is_err() {
-                        return;
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            return Err(SupervisorError::Start(format!(
-                "cannot start event thread: {e}"
-            )));
-        }
+        // Nobody reading events (the job or soak has ended) is not an error.
+        let _ = self.events.send(events);
         tracing::info!(
             generation,
             pid = client.control().peer_pid(),
@@ -216,7 +225,7 @@ impl Supervisor {
         let started = Instant::now();
         match client.request(
             Request::Connect,
-            self.launch.handshake + Duration::from_secs(1),
+            self.setup.handshake + Duration::from_secs(1),
         ) {
             Ok(Reply::Connected {
                 accounts,
@@ -234,7 +243,7 @@ impl Supervisor {
             Err(e) => return Err(SupervisorError::Start(format!("connect: {e}"))),
         }
         for sub in subscriptions.values() {
-            match client.request(Request::Subscribe(sub.clone()), self.launch.handshake) {
+            match client.request(Request::Subscribe(sub.clone()), self.setup.handshake) {
                 Ok(Reply::Subscribed) => {}
                 Ok(Reply::Error(e)) => {
                     tracing::warn!(symbol = %sub.symbol, "subscription not restored: {e}")
@@ -276,7 +285,7 @@ impl Supervisor {
                 }
             }
         }
-        let policy = &self.launch.policy;
+        let policy = &self.setup.policy;
         let mut failures = 0u32;
         let mut last = String::from("worker gone");
         loop {
@@ -306,7 +315,7 @@ impl Supervisor {
                     "replacing worker"
                 );
             }
-            match self.launch_worker(generation, &subs) {
+            match self.start_worker(generation, &subs) {
                 Ok(client) => {
                     let mut st = self.state.lock();
                     st.client = Some(client.clone());
@@ -326,20 +335,35 @@ impl Supervisor {
         tracing::warn!("{what} failed: worker gone ({reason}); retrying on a new worker");
     }
 
+    /// Runs `attempt` on the current worker; when it fails because the worker is gone and
+    /// `retry` allows, counts the failure, replaces the worker and runs it again on the new
+    /// one.
+    fn on_a_live_worker<T>(
+        &self,
+        what: &str,
+        retry: bool,
+        mut attempt: impl FnMut(&Client) -> Result<T, SupervisorError>,
+    ) -> Result<T, SupervisorError> {
+        loop {
+            let (generation, client) = self.client()?;
+            match attempt(&client) {
+                Err(SupervisorError::Request(RequestError::PeerGone(reason))) if retry => {
+                    self.count_failure(what, &reason);
+                    self.replace(generation)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Sends a request; if the worker dies meanwhile and the request is idempotent, retries it
     /// on a new worker.
     pub fn request(&self, request: Request, timeout: Duration) -> Result<Reply, SupervisorError> {
-        loop {
-            let (generation, client) = self.client()?;
-            match client.request(request.clone(), timeout) {
-                Ok(reply) => return Ok(reply),
-                Err(RequestError::PeerGone(reason)) if request.is_idempotent() => {
-                    self.count_failure("request", &reason);
-                    self.replace(generation)?;
-                }
-                Err(e) => return Err(SupervisorError::Request(e)),
-            }
-        }
+        self.on_a_live_worker("request", request.is_idempotent(), |client| {
+            client
+                .request(request.clone(), timeout)
+                .map_err(SupervisorError::Request)
+        })
     }
 
     /// Fetches historical bars, whole: if the worker dies mid-stream, the partial answer is
@@ -349,47 +373,9 @@ impl Supervisor {
         request: &HistoryRequest,
         timeout: Duration,
     ) -> Result<Vec<Bar>, SupervisorError> {
-        'attempt: loop {
-            let (generation, client) = self.client()?;
-            let stream = match client.stream(Request::History(request.clone()), timeout) {
-                Ok(s) => s,
-                Err(RequestError::PeerGone(reason)) => {
-                    self.count_failure("history", &reason);
-                    self.replace(generation)?;
-                    continue 'attempt;
-                }
-                Err(e) => return Err(SupervisorError::Request(e)),
-            };
-            let mut bars = Vec::new();
-            for item in stream {
-                match item {
-                    Ok(Reply::Bars(batch)) => bars.extend(batch),
-                    Ok(Reply::HistoryEnd { count }) => {
-                        if count != bars.len() as u64 {
-                            return Err(SupervisorError::Protocol(format!(
-                                "history of {} announced {count} bars, {} arrived",
-                                request.symbol,
-                                bars.len()
-                            )));
-                        }
-                        return Ok(bars);
-                    }
-                    Ok(Reply::Error(e)) => return Err(SupervisorError::Remote(e)),
-                    Ok(other) => {
-                        return Err(SupervisorError::Protocol(format!("{other:?} to history")))
-                    }
-                    Err(RequestError::PeerGone(reason)) => {
-                        self.count_failure("history", &reason);
-                        self.replace(generation)?;
-                        continue 'attempt;
-                    }
-                    Err(e) => return Err(SupervisorError::Request(e)),
-                }
-            }
-            return Err(SupervisorError::Protocol(
-                "history stream ended early".into(),
-            ));
-        }
+        self.on_a_live_worker("history", true, |client| {
+            history_from(client, request, timeout)
+        })
     }
 
     /// Starts real-time bars; the subscription is restored on every new worker.

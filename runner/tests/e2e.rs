@@ -12,28 +12,19 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Lines};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{output, table_rows};
+use common::{output, runner, table_rows, RUNNER};
 
 use bridge::protocol::{ErrorKind, Reply, Request};
-use bridge::{Client, ClientConfig};
-use worker::{BackendOptions, SimFaults, SimOptions, WorkerOptions};
-
-const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
-
-fn runner(args: &[&str]) -> Command {
-    let mut cmd = Command::new(RUNNER);
-    cmd.args(args).env_remove("RUNNER_SIM_FAULTS");
-    for (k, _) in runner::config::ENV_VARS {
-        cmd.env_remove(k);
-    }
-    cmd
-}
+use bridge::Client;
+use runner::worker_setup::WorkerSetup;
+use tests::{alive, kill_and_wait, segments_of, signal, Signal, XorShift};
+use worker::SimFaults;
 
 /// The summary table's rows: symbol -> (history, live, the rest of the row).
 fn table(stdout: &str) -> HashMap<String, (usize, usize, String)> {
@@ -66,50 +57,17 @@ fn counter(stdout: &str, label: &str) -> u64 {
 }
 
 fn temp(name: &str) -> PathBuf {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    common::temp("e2e", name)
 }
 
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.contains(") Z"),
-        Err(_) => false,
-    }
-}
-
-fn segments_of(pid: u32) -> Vec<String> {
-    std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("ibbridge-{pid}-")))
-        .collect()
-}
-
-/// A worker started directly over the bridge, as the runner starts it.
+/// A worker started directly over the bridge, as the runner starts it (the runner's own
+/// setup, from its default configuration).
 fn worker_client(faults: SimFaults, handshake_ms: u64) -> Client {
-    let exe = Path::new(RUNNER);
-    let build_id = worker::build_id_of(exe);
-    let mut options = WorkerOptions::new(
-        build_id.clone(),
-        BackendOptions::Sim(SimOptions {
-            faults,
-            ..SimOptions::default()
-        }),
-    );
-    options.handshake_timeout_ms = handshake_ms;
-    let cfg = ClientConfig {
-        channel: bridge::channel::Config {
-            build_id,
-            ..bridge::channel::Config::default()
-        },
-        ..ClientConfig::default()
-    };
-    Client::spawn(worker::command(exe, &options).unwrap(), &cfg)
-        .expect("worker starts")
-        .0
+    let mut cfg = runner::config::Config::default();
+    cfg.bridge.handshake_timeout_ms = handshake_ms;
+    let setup = WorkerSetup::from_config(&cfg, PathBuf::from(RUNNER), faults);
+    let cmd = worker::command(&setup.exe, &setup.options).unwrap();
+    Client::spawn(cmd, &setup.client).expect("worker starts").0
 }
 
 fn symbols(n: usize) -> Vec<String> {
@@ -405,19 +363,15 @@ fn a_killed_runner_leaves_no_worker_and_no_segment() {
     let (mut child, worker_pid, _log) = live_run(Stdio::null());
     let runner_pid = child.id();
     assert!(alive(worker_pid));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let killed = Instant::now();
-    while alive(worker_pid) && killed.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let killed = kill_and_wait(&mut child).unwrap();
+    tests::within(Duration::from_secs(10), || !alive(worker_pid));
     let took = killed.elapsed();
     assert!(!alive(worker_pid), "the worker is still running");
     assert!(
         took < Duration::from_secs(2),
         "the worker took {took:?} to exit"
     );
-    assert_eq!(segments_of(runner_pid), Vec::<String>::new());
+    assert_eq!(segments_of(runner_pid).unwrap(), Vec::<String>::new());
 }
 
 #[test]
@@ -572,11 +526,7 @@ fn wait_for_line(log: &mut Lines<BufReader<ChildStderr>>, needle: &str) -> Vec<S
 #[test]
 fn a_worker_killed_during_the_live_phase_is_replaced_and_its_subscriptions_restored() {
     let (child, worker_pid, mut log) = live_run(Stdio::piped());
-    let status = Command::new("kill")
-        .args(["-KILL", &worker_pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    signal(worker_pid, Signal::Kill).unwrap();
     let seen = wait_for_line(&mut log, "subscriptions restored");
     assert!(
         seen.iter()
@@ -613,13 +563,8 @@ fn garbage_written_into_the_live_segment_is_survived_by_a_new_worker() {
         .write(true)
         .open(format!("/proc/{worker_pid}/map_files/{range}"))
         .unwrap();
-    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(worker_pid);
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = XorShift::new(0x9E37_79B9_7F4A_7C15u64 ^ u64::from(worker_pid));
+    let mut next = move || rng.next_u64();
     // Random bytes over the first 64 KiB of both data areas (8 KiB header and control
     // blocks come first, each data area is 1 MiB) ...
     for area in [8192u64, 8192 + (1 << 20)] {

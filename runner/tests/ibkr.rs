@@ -7,27 +7,22 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tests::gateway::{Behaviour, Gateway};
+use tests::{kill_and_wait, within, XorShift};
 
 mod common;
 
-const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
-
 fn ibkr(gw: &Gateway, client_id: &str, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(RUNNER);
-    cmd.args([
+    let address = gw.address();
+    let mut cmd = common::runner(&[
         "run",
         "--backend",
         "ibkr",
         "--gateway",
-        &gw.address(),
+        &address,
         "--client-id",
         client_id,
-    ])
-    .args(extra)
-    .env_remove("RUNNER_SIM_FAULTS");
-    for (k, _) in runner::config::ENV_VARS {
-        cmd.env_remove(k);
-    }
+    ]);
+    cmd.args(extra);
     cmd
 }
 
@@ -153,12 +148,10 @@ fn a_killed_runner_closes_the_gateway_socket_within_2_s() {
     }
     assert_eq!(gw.connections().len(), 1);
     assert!(gw.connections()[0].closed_after.is_none());
-    child.kill().unwrap();
-    let killed = Instant::now();
-    child.wait().unwrap();
-    while gw.connections()[0].closed_after.is_none() && killed.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let killed = kill_and_wait(&mut child).unwrap();
+    within(Duration::from_secs(10), || {
+        gw.connections()[0].closed_after.is_some()
+    });
     let took = killed.elapsed();
     assert!(
         gw.connections()[0].closed_after.is_some(),
@@ -245,12 +238,7 @@ fn live_bars_resume_after_the_gateway_drops_the_connection_mid_stream() {
 }
 
 fn config_file(name: &str, text: &str) -> String {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("ibkr-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
+    common::temp_file("ibkr", name, text)
 }
 
 #[test]
@@ -318,13 +306,10 @@ fn a_gateway_that_never_sends_the_next_valid_id_is_a_timeout_not_a_connection() 
 #[test]
 fn every_request_completes_or_fails_declared_while_the_gateway_drops_at_random() {
     // 100 symbols; the gateway drops the connection on 8 requests picked at random.
-    let mut seed = u64::from(std::process::id()) | 1;
+    let mut rng = XorShift::new(u64::from(std::process::id()) | 1);
     let mut drops = Vec::new();
     while drops.len() < 8 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let n = (seed % 100) as u32;
+        let n = rng.below(100) as u32;
         if !drops.contains(&n) {
             drops.push(n);
         }

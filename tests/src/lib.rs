@@ -1,7 +1,16 @@
-//! Helpers shared by the cross-process tests and their helper processes.
+//! Helpers shared by the cross-process tests (here and the runner's) and their helper
+//! processes: the frames of the stream tests, the connection settings, the processes a test
+//! starts ([`process`]) and the fake TWS gateway ([`gateway`]).
 #![forbid(unsafe_code)]
 
 pub mod gateway;
+pub mod process;
+
+pub use process::{alive, kill_and_wait, segments_of, shm_path, within};
+/// The tests' seeded random numbers (the soak's generator).
+pub use worker::random::XorShift;
+/// Signals to processes (SIGKILL, SIGSTOP).
+pub use worker::signal::{send as signal, Signal};
 
 use std::time::Duration;
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bridge::channel::{self, Channel, GoneReason, RecvError, SendError, StartError};
 use bridge::protocol::{Reply, Request};
 use bridge::{Client, ClientConfig, RequestError};
+use tests::{alive, kill_and_wait, segments_of, shm_path, signal, within, Signal, XorShift};
 
 const PEER: &str = env!("CARGO_BIN_EXE_bridge-peer");
 
@@ -30,35 +31,17 @@ fn client(args: &[&str]) -> Client {
     Client::spawn(peer(args), &cfg).expect("worker starts").0
 }
 
-fn shm_path(name: &str) -> std::path::PathBuf {
-    Path::new("/dev/shm").join(name.trim_start_matches('/'))
-}
-
 fn ping(payload: &[u8]) -> Request {
     Request::Ping {
         payload: payload.to_vec(),
     }
 }
 
-fn kill(pid: u32, signal: libc::c_int) {
-    let status = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
-/// Polls `f` every 10 ms until it is true or `limit` passes; returns the time it took.
-fn within(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    None
+/// A directory of this test process's own under the build's tmp dir.
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 fn block_on<F: Future>(fut: F) -> F::Output {
@@ -266,7 +249,7 @@ fn sigkill_of_the_worker_mid_stream_is_reported_as_peer_death() {
             .unwrap();
         assert_eq!(got, seq.to_le_bytes());
     }
-    kill(control.peer_pid(), libc::SIGKILL);
+    signal(control.peer_pid(), Signal::Kill).unwrap();
     let killed = Instant::now();
     // Everything it sent before dying is still delivered, in order; then peer death.
     let mut seq = 10_000u64;
@@ -304,7 +287,7 @@ fn requests_in_flight_fail_when_the_worker_is_killed() {
         })
     };
     std::thread::sleep(Duration::from_millis(50));
-    kill(pid, libc::SIGKILL);
+    signal(pid, Signal::Kill).unwrap();
     let (replies, waited) = waiter.join().unwrap();
     assert_eq!(
         replies,
@@ -332,7 +315,7 @@ fn a_stopped_worker_is_declared_hung_and_killed() {
     };
     let (client, _) = Client::spawn(peer(&["serve"]), &cfg).unwrap();
     let pid = client.control().peer_pid();
-    kill(pid, libc::SIGSTOP);
+    signal(pid, Signal::Stop).unwrap();
     let err = client
         .request(ping(b"x"), Duration::from_secs(30))
         .unwrap_err();
@@ -341,20 +324,12 @@ fn a_stopped_worker_is_declared_hung_and_killed() {
         "{err:?}"
     );
     // It was killed, not left stopped.
-    assert!(within(Duration::from_secs(5), || !Path::new(&format!(
-        "/proc/{pid}"
-    ))
-    .exists()
-        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.contains(") Z"))
-            .unwrap_or(true))
-    .is_some());
+    assert!(within(Duration::from_secs(5), || !alive(pid)).is_some());
 }
 
 #[test]
 fn sigkill_of_the_runner_is_seen_by_the_worker() {
-    let dir = std::env::temp_dir().join(format!("bridge-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("bridge-test");
     let record = dir.join("runner-kill");
     let _ = std::fs::remove_file(&record);
     let mut runner = peer(&["parent", record.to_str().unwrap()])
@@ -370,9 +345,7 @@ fn sigkill_of_the_runner_is_seen_by_the_worker() {
     let worker_pid: u32 = words[1].parse().unwrap();
     let segment = words[3].to_string();
     assert!(!shm_path(&segment).exists(), "unlinked once attached");
-    runner.kill().unwrap();
-    let killed = Instant::now();
-    runner.wait().unwrap();
+    let killed = kill_and_wait(&mut runner).unwrap();
     let seen = within(Duration::from_secs(10), || record.exists());
     let took = killed.elapsed();
     assert!(seen.is_some(), "the worker never noticed");
@@ -380,18 +353,11 @@ fn sigkill_of_the_runner_is_seen_by_the_worker() {
     assert!(text.starts_with("gone: RunnerDied"), "{text}");
     assert!(took < Duration::from_secs(2), "{took:?}");
     assert!(
-        within(Duration::from_secs(5), || !bridge_sys_alive(worker_pid)).is_some(),
+        within(Duration::from_secs(5), || !alive(worker_pid)).is_some(),
         "the worker exits by itself"
     );
     assert!(!shm_path(&segment).exists());
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn bridge_sys_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.contains(") Z"),
-        Err(_) => false,
-    }
 }
 
 #[test]
@@ -407,7 +373,7 @@ fn a_normal_close_lets_the_worker_exit_and_leaves_no_segment() {
         Reply::ShuttingDown
     );
     client.close();
-    assert!(!bridge_sys_alive(pid));
+    assert!(!alive(pid));
     assert!(!shm_path(&name).exists());
 }
 
@@ -475,7 +441,7 @@ fn an_undecodable_frame_tears_the_connection_down() {
         matches!(err, RequestError::PeerGone(GoneReason::Corrupt(_))),
         "{err:?}"
     );
-    assert!(within(Duration::from_secs(5), || !bridge_sys_alive(pid)).is_some());
+    assert!(within(Duration::from_secs(5), || !alive(pid)).is_some());
 }
 
 #[test]
@@ -489,15 +455,8 @@ fn attach_outside_a_runner_is_a_clear_error() {
 #[test]
 fn two_hundred_kills_of_either_side_leave_no_segment() {
     use std::io::Read;
-    let dir = std::env::temp_dir().join(format!("bridge-hygiene-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut seed = 0x1234_5678_9ABC_DEF0u64;
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let dir = temp_dir("bridge-hygiene");
+    let mut rng = XorShift::new(0x1234_5678_9ABC_DEF0);
     let mut pids = Vec::new();
     for cycle in 0..200 {
         let mut runner = peer(&["parent", dir.join("record").to_str().unwrap()])
@@ -508,8 +467,7 @@ fn two_hundred_kills_of_either_side_leave_no_segment() {
         pids.push(runner.id());
         if cycle % 2 == 0 {
             // Kill the runner at a random moment: before, during or after the worker's start.
-            std::thread::sleep(Duration::from_micros(rand(20_000)));
-            runner.kill().unwrap();
+            std::thread::sleep(Duration::from_micros(rng.below(20_000)));
         } else {
             // Kill the worker once it is up; the runner then fails and exits on its own.
             let mut out = runner.stdout.take().unwrap();
@@ -523,29 +481,20 @@ fn two_hundred_kills_of_either_side_leave_no_segment() {
                 .nth(1)
                 .and_then(|p| p.parse::<u32>().ok())
             {
-                kill(pid, libc::SIGKILL);
+                signal(pid, Signal::Kill).unwrap();
             }
             let until = Instant::now() + Duration::from_secs(10);
             while runner.try_wait().unwrap().is_none() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let _ = runner.kill();
         }
-        runner.wait().unwrap();
+        kill_and_wait(&mut runner).unwrap();
     }
     // Give orphaned workers their liveness period to notice and exit, and the names left
     // behind the sweep's grace (a name younger than that may not be locked yet).
     std::thread::sleep(bridge::segment::SWEEP_GRACE + Duration::from_millis(200));
     let leftover = |pids: &[u32]| -> Vec<String> {
-        std::fs::read_dir("/dev/shm")
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| {
-                pids.iter()
-                    .any(|p| n.starts_with(&format!("ibbridge-{p}-")))
-            })
-            .collect()
+        pids.iter().flat_map(|&p| segments_of(p).unwrap()).collect()
     };
     // A runner killed between creating its segment and starting its worker cannot unlink
     // it; the next start sweeps such names (nobody holds their lock), as a runner does.
@@ -618,8 +567,7 @@ fn a_short_dev_shm_is_a_clear_error_not_a_sigbus() {
 /// A hung worker is killed with its process group: what it started dies with it.
 #[test]
 fn a_hung_worker_is_killed_with_everything_it_started() {
-    let dir = std::env::temp_dir().join(format!("bridge-group-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("bridge-group");
     let record = dir.join("child");
     let cfg = ClientConfig {
         channel: channel::Config {
@@ -633,8 +581,8 @@ fn a_hung_worker_is_killed_with_everything_it_started() {
     let (client, _) = Client::spawn(cmd, &cfg).unwrap();
     client.request(ping(b"x"), Duration::from_secs(10)).unwrap();
     let grandchild: u32 = std::fs::read_to_string(&record).unwrap().parse().unwrap();
-    assert!(bridge_sys_alive(grandchild));
-    kill(client.control().peer_pid(), libc::SIGSTOP);
+    assert!(alive(grandchild));
+    signal(client.control().peer_pid(), Signal::Stop).unwrap();
     let err = client
         .request(ping(b"x"), Duration::from_secs(30))
         .unwrap_err();
@@ -642,11 +590,9 @@ fn a_hung_worker_is_killed_with_everything_it_started() {
         matches!(err, RequestError::PeerGone(GoneReason::Hung(_))),
         "{err:?}"
     );
-    let gone = within(Duration::from_secs(5), || !bridge_sys_alive(grandchild));
+    let gone = within(Duration::from_secs(5), || !alive(grandchild));
     if gone.is_none() {
-        let _ = Command::new("kill")
-            .args(["-9", &grandchild.to_string()])
-            .status();
+        let _ = signal(grandchild, Signal::Kill);
     }
     assert!(
         gone.is_some(),

@@ -14,19 +14,14 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Whether connection `index` is seen closed within 5 s.
 fn wait_closed(gw: &Gateway, index: usize) -> bool {
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        if gw
-            .connections()
+    tests::within(Duration::from_secs(5), || {
+        gw.connections()
             .get(index)
             .is_some_and(|c| c.closed_after.is_some())
-        {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    false
+    })
+    .is_some()
 }
 
 #[test]

@@ -1,4 +1,6 @@
-//! What a broker must offer the worker.
+//! What a broker must offer the worker ([`Backend`]), and what every backend does alike:
+//! refuse a malformed symbol the same way, and hand historical bars to the bridge in batches
+//! of [`BATCH`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +49,10 @@ pub fn error(kind: ErrorKind, message: impl Into<String>) -> RemoteError {
     }
 }
 
+/// Bars per [`Reply::Bars`](bridge::protocol::Reply::Bars) batch on the bridge (about 48 KiB
+/// encoded, well under a frame).
+pub const BATCH: usize = 1000;
+
 /// Whether `symbol` is a well-formed ticker: 1 to 12 of `A-Z`, `0-9`, `.` and `-`, starting
 /// with a letter.
 pub fn valid_symbol(symbol: &str) -> bool {
@@ -55,4 +61,109 @@ pub fn valid_symbol(symbol: &str) -> bool {
         && symbol
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+}
+
+/// Refuses a symbol that is not a well-formed ticker ([`valid_symbol`]) as
+/// [`ErrorKind::UnknownSymbol`].
+pub fn check_symbol(symbol: &str) -> Result<(), RemoteError> {
+    if valid_symbol(symbol) {
+        Ok(())
+    } else {
+        Err(error(
+            ErrorKind::UnknownSymbol,
+            format!("unknown symbol {symbol:?}"),
+        ))
+    }
+}
+
+/// Hands `bars` to `emit` in batches of [`BATCH`] (the last one shorter), calling
+/// `after_batch` after each batch sent; returns how many bars were sent. Fails with
+/// [`ErrorKind::Internal`] as soon as `emit` returns `false` (the runner stopped listening).
+pub fn emit_in_batches(
+    bars: impl IntoIterator<Item = Bar>,
+    emit: &mut dyn FnMut(Vec<Bar>) -> bool,
+    mut after_batch: impl FnMut(),
+) -> Result<u64, RemoteError> {
+    let mut bars = bars.into_iter();
+    let mut sent = 0u64;
+    loop {
+        let batch: Vec<Bar> = bars.by_ref().take(BATCH).collect();
+        if batch.is_empty() {
+            return Ok(sent);
+        }
+        let n = batch.len() as u64;
+        if !emit(batch) {
+            return Err(error(ErrorKind::Internal, "the runner stopped listening"));
+        }
+        sent += n;
+        after_batch();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bars(n: usize) -> Vec<Bar> {
+        (0..n)
+            .map(|i| Bar {
+                time: i as i64,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: 1.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn symbols_are_tickers() {
+        for ok in ["SPY", "BRK.B", "A", "ABCDEFGHIJKL", "X-1"] {
+            assert!(valid_symbol(ok), "{ok}");
+            assert!(check_symbol(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "spy", "1AB", "ABCDEFGHIJKLM", "A B", ".A"] {
+            assert!(!valid_symbol(bad), "{bad}");
+            let e = check_symbol(bad).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::UnknownSymbol);
+            assert_eq!(e.message, format!("unknown symbol {bad:?}"));
+        }
+    }
+
+    #[test]
+    fn bars_go_out_in_full_batches_then_the_rest() {
+        let mut sizes = Vec::new();
+        let mut after = 0;
+        let sent = emit_in_batches(
+            bars(2 * BATCH + 7),
+            &mut |b| {
+                sizes.push(b.len());
+                true
+            },
+            || after += 1,
+        )
+        .unwrap();
+        assert_eq!(sent, 2 * BATCH as u64 + 7);
+        assert_eq!(sizes, vec![BATCH, BATCH, 7]);
+        assert_eq!(after, 3);
+        let sent = emit_in_batches(bars(0), &mut |_| panic!("nothing to send"), || {}).unwrap();
+        assert_eq!(sent, 0);
+    }
+
+    #[test]
+    fn a_runner_that_stops_listening_ends_the_batches() {
+        let mut calls = 0;
+        let e = emit_in_batches(
+            bars(3 * BATCH),
+            &mut |_| {
+                calls += 1;
+                calls < 2
+            },
+            || {},
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert_eq!(calls, 2);
+    }
 }

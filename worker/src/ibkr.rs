@@ -16,6 +16,18 @@
 //! - A read in flight when the gateway connection drops is re-sent once `ibapi` has
 //!   reconnected.
 //! - Broker notices (farm status 2104, 2106, 2158, ...) are forwarded as events.
+//!
+//! Here: the connection and the [`Backend`] calls. Historical requests are in `history`, the
+//! real-time stream in `realtime` with its bar aggregation in `bar_builder`, IB's errors in
+//! `errors`.
+
+mod bar_builder;
+mod errors;
+mod history;
+mod realtime;
+
+pub use errors::classify;
+pub use history::{bar_size, duration};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,26 +36,18 @@ use std::time::Duration;
 use bridge::protocol::{
     Bar, ConnectionStatus, ErrorKind, Event, HistoryRequest, RemoteError, SubscribeRequest,
 };
-use ibapi::market_data::historical::{BarSize, BarTimestamp, Duration as IbDuration};
-use ibapi::prelude::{Contract, HistoricalWhatToShow, StreamExt, SubscriptionItem};
+use ibapi::prelude::Contract;
 use parking_lot::Mutex;
 
-use crate::backend::{error, valid_symbol, Backend, EventSink};
+use crate::backend::{check_symbol, emit_in_batches, error, Backend, EventSink};
 use crate::options::IbkrOptions;
 
 /// Historical requests in flight at once (IB allows about 50).
 pub const MAX_CONCURRENT_HISTORY: usize = 16;
-/// Deadline of one historical request.
-const HISTORY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pacing violations retried per request.
-const PACING_RETRIES: u32 = 4;
-/// Times a read in flight is re-sent after the gateway connection was lost and came back.
-const RECONNECT_RETRIES: u32 = 3;
 /// How long to wait for `ibapi` to reconnect.
 const RECONNECT_WAIT: Duration = Duration::from_secs(30);
-/// Bars per batch on the bridge.
-const BATCH: usize = 1000;
 
+/// A gateway connection that completed its handshake.
 struct Connected {
     client: Arc<ibapi::Client>,
     accounts: Vec<String>,
@@ -54,7 +58,7 @@ struct Connected {
 pub struct IbkrBackend {
     rt: tokio::runtime::Runtime,
     opts: IbkrOptions,
-    conn: Mutex<Option<Connected>>,
+    connection: Mutex<Option<Connected>>,
     connect_lock: Mutex<()>,
     history_slots: Arc<tokio::sync::Semaphore>,
     pacer: crate::pacing::Pacer,
@@ -75,7 +79,7 @@ impl IbkrBackend {
         Ok(IbkrBackend {
             rt,
             opts,
-            conn: Mutex::new(None),
+            connection: Mutex::new(None),
             connect_lock: Mutex::new(()),
             history_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HISTORY)),
             pacer: crate::pacing::Pacer::default(),
@@ -101,7 +105,7 @@ impl IbkrBackend {
     }
 
     fn client(&self) -> Result<Arc<ibapi::Client>, RemoteError> {
-        match &*self.conn.lock() {
+        match &*self.connection.lock() {
             Some(c) if c.client.is_connected() => Ok(c.client.clone()),
             Some(_) => Err(error(
                 ErrorKind::Disconnected,
@@ -115,279 +119,6 @@ impl IbkrBackend {
     }
 }
 
-/// IB's bar size for a number of seconds.
-pub fn bar_size(seconds: u32) -> Option<BarSize> {
-    Some(match seconds {
-        1 => BarSize::Sec,
-        5 => BarSize::Sec5,
-        10 => BarSize::Sec10,
-        15 => BarSize::Sec15,
-        30 => BarSize::Sec30,
-        60 => BarSize::Min,
-        120 => BarSize::Min2,
-        180 => BarSize::Min3,
-        240 => BarSize::Min4,
-        300 => BarSize::Min5,
-        600 => BarSize::Min10,
-        900 => BarSize::Min15,
-        1200 => BarSize::Min20,
-        1800 => BarSize::Min30,
-        3600 => BarSize::Hour,
-        7200 => BarSize::Hour2,
-        10800 => BarSize::Hour3,
-        14400 => BarSize::Hour4,
-        28800 => BarSize::Hour8,
-        86400 => BarSize::Day,
-        604_800 => BarSize::Week,
-        _ => return None,
-    })
-}
-
-/// IB's duration for a number of seconds: seconds up to a day, whole days beyond.
-pub fn duration(seconds: u64) -> IbDuration {
-    if seconds <= 86_400 {
-        IbDuration::seconds(seconds as i32)
-    } else {
-        IbDuration::days(seconds.div_ceil(86_400).min(i32::MAX as u64) as i32)
-    }
-}
-
-/// Tells IB's errors apart.
-pub fn classify(e: &ibapi::Error) -> RemoteError {
-    let text = e.to_string();
-    let lower = text.to_lowercase();
-    let kind = match e {
-        ibapi::Error::ClientIdInUse { .. } => ErrorKind::ClientIdInUse,
-        ibapi::Error::Timeout => ErrorKind::Timeout,
-        ibapi::Error::ConnectionReset
-        | ibapi::Error::ConnectionFailed
-        | ibapi::Error::Shutdown
-        | ibapi::Error::Io(_) => ErrorKind::Disconnected,
-        ibapi::Error::Notice(n) => match n.code {
-            162 if lower.contains("pacing") => ErrorKind::Pacing,
-            162 | 166 if lower.contains("no data") => ErrorKind::NoData,
-            162 => ErrorKind::NoData,
-            200 => ErrorKind::NoSecurityDefinition,
-            1100 | 1300 | 2110 => ErrorKind::Disconnected,
-            2103 | 2105 | 2157 => ErrorKind::FarmDown,
-            _ => ErrorKind::Internal,
-        },
-        _ if lower.contains("pacing") => ErrorKind::Pacing,
-        _ if lower.contains("no security definition") => ErrorKind::NoSecurityDefinition,
-        _ => ErrorKind::Internal,
-    };
-    error(kind, text)
-}
-
-fn bar_time(b: &BarTimestamp) -> i64 {
-    match b {
-        BarTimestamp::DateTime(t) => t.unix_timestamp(),
-        BarTimestamp::Date(d) => d.midnight().assume_utc().unix_timestamp(),
-    }
-}
-
-/// Builds `size`-second bars from IB's 5-second real-time bars and sends each as an event
-/// when its last 5-second bar arrives. When the connection is lost, waits for `ibapi` to
-/// reconnect and subscribes again (`ibapi` does not restore subscriptions).
-async fn stream_bars(
-    client: Arc<ibapi::Client>,
-    contract: Contract,
-    mut subscription: ibapi::subscriptions::r#async::Subscription<
-        ibapi::market_data::realtime::Bar,
-    >,
-    symbol: String,
-    size: i64,
-    events: EventSink,
-) {
-    // The bar being built, and whether it began with its first 5-second bar (a bar joined
-    // midway, at the start or after a gap, is incomplete and never sent).
-    let mut building: Option<(Bar, bool)> = None;
-    loop {
-        match subscription.next().await {
-            Some(Ok(SubscriptionItem::Data(b))) => {
-                if ![b.open, b.high, b.low, b.close]
-                    .iter()
-                    .all(|p| p.is_finite() && *p > 0.0)
-                {
-                    tracing::warn!(%symbol, "real-time bar without a valid price dropped");
-                    continue;
-                }
-                let t = b.date.unix_timestamp();
-                let start = t.div_euclid(size) * size;
-                if building.take_if(|(bar, _)| bar.time != start).is_some() {
-                    tracing::debug!(%symbol, "incomplete live bar dropped");
-                }
-                let (bar, _) = building.get_or_insert((
-                    Bar {
-                        time: start,
-                        open: b.open,
-                        high: b.high,
-                        low: b.low,
-                        close: b.close,
-                        volume: 0.0,
-                    },
-                    t == start,
-                ));
-                bar.high = bar.high.max(b.high);
-                bar.low = bar.low.min(b.low);
-                bar.close = b.close;
-                bar.volume += b.volume;
-                if t + 5 >= start + size {
-                    if let Some((bar, true)) = building.take() {
-                        events(Event::Bar {
-                            symbol: symbol.clone(),
-                            bar,
-                        });
-                    }
-                }
-            }
-            Some(Ok(SubscriptionItem::Notice(n))) => events(Event::Notice {
-                code: n.code,
-                message: n.message,
-            }),
-            Some(Err(e)) if !e.is_connection_lost() => {
-                tracing::warn!(%symbol, "real-time bars ended: {e}");
-                return;
-            }
-            // Connection lost (or the stream ended with it): resubscribe once it is back.
-            Some(Err(_)) | None => loop {
-                if tokio::time::timeout(RECONNECT_WAIT, client.wait_connected())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(%symbol, "gateway not back; real-time bars stopped");
-                    return;
-                }
-                match client.realtime_bars(&contract).subscribe().await {
-                    Ok(s) => {
-                        tracing::info!(%symbol, "real-time bars resubscribed after a reconnect");
-                        subscription = s;
-                        break;
-                    }
-                    Err(e) if e.is_connection_lost() => continue,
-                    Err(e) => {
-                        tracing::warn!(%symbol, "real-time bars not restored: {e}");
-                        return;
-                    }
-                }
-            },
-        }
-    }
-}
-
-/// Our bars from IB's: a bar without a positive, finite price is dropped (`ibapi` turns a
-/// missing price into 0.0; it never reaches a strategy here).
-fn convert(
-    symbol: &str,
-    bars: &[ibapi::market_data::historical::Bar],
-) -> Result<Arc<Vec<Bar>>, RemoteError> {
-    let mut dropped = 0usize;
-    let converted: Vec<Bar> = bars
-        .iter()
-        .filter_map(|b| {
-            let ok = [b.open, b.high, b.low, b.close]
-                .iter()
-                .all(|p| p.is_finite() && *p > 0.0);
-            if !ok {
-                dropped += 1;
-                return None;
-            }
-            Some(Bar {
-                time: bar_time(&b.date),
-                open: b.open,
-                high: b.high,
-                low: b.low,
-                close: b.close,
-                volume: b.volume,
-            })
-        })
-        .collect();
-    if dropped > 0 {
-        tracing::warn!(symbol, dropped, "bars without a valid price dropped");
-    }
-    if converted.is_empty() {
-        return Err(error(ErrorKind::NoData, format!("no bars for {symbol}")));
-    }
-    Ok(Arc::new(converted))
-}
-
-/// One historical request, with a slot of the concurrency cap, its deadline and pacing
-/// retries.
-async fn fetch(
-    client: &ibapi::Client,
-    contract: &Contract,
-    size: BarSize,
-    span: IbDuration,
-    slots: &tokio::sync::Semaphore,
-    symbol: &str,
-) -> Result<Arc<Vec<ibapi::market_data::historical::Bar>>, RemoteError> {
-    let _slot = slots
-        .acquire()
-        .await
-        .map_err(|_| error(ErrorKind::Internal, "history slots closed"))?;
-    let mut backoff = Duration::from_secs(2);
-    let mut attempt = 0;
-    let mut reconnects = 0;
-    loop {
-        let fetched = tokio::time::timeout(
-            HISTORY_TIMEOUT,
-            client
-                .historical_data(contract, size)
-                .what_to_show(HistoricalWhatToShow::Trades)
-                .duration(span)
-                .fetch(),
-        )
-        .await;
-        match fetched {
-            Err(_) => {
-                return Err(error(
-                    ErrorKind::Timeout,
-                    format!(
-                        "history of {symbol} not answered within {} s",
-                        HISTORY_TIMEOUT.as_secs()
-                    ),
-                ))
-            }
-            Ok(Ok(data)) => return Ok(Arc::new(data.bars)),
-            Ok(Err(e)) if e.is_connection_lost() && reconnects < RECONNECT_RETRIES => {
-                reconnects += 1;
-                tracing::warn!(
-                    symbol,
-                    "gateway connection lost mid-request; re-sending after the reconnect"
-                );
-                match tokio::time::timeout(RECONNECT_WAIT, client.wait_connected()).await {
-                    Ok(Ok(())) => continue,
-                    _ => {
-                        return Err(error(
-                            ErrorKind::Disconnected,
-                            format!(
-                                "gateway connection lost and not back within {} s",
-                                RECONNECT_WAIT.as_secs()
-                            ),
-                        ))
-                    }
-                }
-            }
-            Ok(Err(e)) => {
-                let e = classify(&e);
-                if e.kind == ErrorKind::Pacing && attempt < PACING_RETRIES {
-                    attempt += 1;
-                    tracing::warn!(
-                        symbol,
-                        attempt,
-                        "pacing violation; retrying in {} s",
-                        backoff.as_secs()
-                    );
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                    continue;
-                }
-                return Err(e);
-            }
-        }
-    }
-}
-
 impl Backend for IbkrBackend {
     fn name(&self) -> &'static str {
         "ibkr"
@@ -395,7 +126,7 @@ impl Backend for IbkrBackend {
 
     fn connect(&self, timeout: Duration) -> Result<(Vec<String>, i64), RemoteError> {
         let _one = self.connect_lock.lock();
-        if let Some(c) = &*self.conn.lock() {
+        if let Some(c) = &*self.connection.lock() {
             if c.client.is_connected() {
                 return Ok((c.accounts.clone(), c.next_order_id));
             }
@@ -476,7 +207,7 @@ impl Backend for IbkrBackend {
         });
         tracing::info!(?accounts, next_order_id, "gateway ready");
         (self.events)(Event::Connection(ConnectionStatus::Connected));
-        *self.conn.lock() = Some(Connected {
+        *self.connection.lock() = Some(Connected {
             client,
             accounts: accounts.clone(),
             next_order_id,
@@ -487,7 +218,7 @@ impl Backend for IbkrBackend {
     fn accounts(&self) -> Result<Vec<String>, RemoteError> {
         self.client()?;
         Ok(self
-            .conn
+            .connection
             .lock()
             .as_ref()
             .map(|c| c.accounts.clone())
@@ -500,12 +231,7 @@ impl Backend for IbkrBackend {
         emit: &mut dyn FnMut(Vec<Bar>) -> bool,
     ) -> Result<u64, RemoteError> {
         let client = self.client()?;
-        if !valid_symbol(&req.symbol) {
-            return Err(error(
-                ErrorKind::UnknownSymbol,
-                format!("unknown symbol {:?}", req.symbol),
-            ));
-        }
+        check_symbol(&req.symbol)?;
         let size = bar_size(req.bar_seconds).ok_or_else(|| {
             error(
                 ErrorKind::BadRequest,
@@ -524,7 +250,7 @@ impl Backend for IbkrBackend {
         let admission = self.pacer.admit(req, std::time::Instant::now());
         let (wait, answer) = match admission {
             // An identical request is under way or was answered: share its bars.
-            crate::pacing::Admission::Join(shared) => (Duration::ZERO, shared),
+            crate::pacing::Admission::Join(answer) => (Duration::ZERO, answer),
             crate::pacing::Admission::Send { wait, answer } => (wait, answer),
         };
         let bars = self.rt.block_on(async {
@@ -534,31 +260,19 @@ impl Backend for IbkrBackend {
                         tracing::debug!(symbol = %req.symbol, ms = wait.as_millis() as u64, "paced");
                         tokio::time::sleep(wait).await;
                     }
-                    fetch(&client, &contract, size, span, &slots, &req.symbol)
+                    history::fetch(&client, &contract, size, span, &slots, &req.symbol)
                         .await
-                        .and_then(|bars| convert(&req.symbol, &bars))
+                        .and_then(|bars| history::convert(&req.symbol, &bars))
                 })
                 .await
                 .clone()
         })?;
-        let mut sent = 0u64;
-        for chunk in bars.chunks(BATCH) {
-            if !emit(chunk.to_vec()) {
-                return Err(error(ErrorKind::Internal, "the runner stopped listening"));
-            }
-            sent += chunk.len() as u64;
-        }
-        Ok(sent)
+        emit_in_batches(bars.iter().copied(), emit, || {})
     }
 
     fn subscribe(&self, req: &SubscribeRequest) -> Result<(), RemoteError> {
         let client = self.client()?;
-        if !valid_symbol(&req.symbol) {
-            return Err(error(
-                ErrorKind::UnknownSymbol,
-                format!("unknown symbol {:?}", req.symbol),
-            ));
-        }
+        check_symbol(&req.symbol)?;
         if req.bar_seconds == 0 || !req.bar_seconds.is_multiple_of(5) {
             return Err(error(
                 ErrorKind::BadRequest,
@@ -574,7 +288,7 @@ impl Backend for IbkrBackend {
             .rt
             .block_on(async { client.realtime_bars(&contract).subscribe().await })
             .map_err(|e| classify(&e))?;
-        let task = self.rt.spawn(stream_bars(
+        let task = self.rt.spawn(realtime::stream_bars(
             client,
             contract,
             subscription,
@@ -603,8 +317,8 @@ impl Backend for IbkrBackend {
         for (_, task) in self.streams.lock().drain() {
             task.abort();
         }
-        let conn = self.conn.lock().take();
-        if let Some(c) = conn {
+        let connection = self.connection.lock().take();
+        if let Some(c) = connection {
             self.rt.block_on(c.client.disconnect());
             tracing::info!("disconnected from the gateway");
         }
@@ -614,19 +328,5 @@ impl Backend for IbkrBackend {
 impl Drop for IbkrBackend {
     fn drop(&mut self) {
         self.disconnect();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bar_sizes_and_durations_map_to_ib_units() {
-        assert!(matches!(bar_size(60), Some(BarSize::Min)));
-        assert!(matches!(bar_size(5), Some(BarSize::Sec5)));
-        assert!(bar_size(7).is_none());
-        assert_eq!(duration(86_400).to_string(), "86400 S");
-        assert_eq!(duration(86_401).to_string(), "2 D");
     }
 }

@@ -4,6 +4,11 @@
 //! The worker is the runner's own executable started with its hidden `worker` subcommand, so
 //! the code that runs is always the code that was built. Its options travel in the environment
 //! ([`OPTIONS_ENV`]); its `tracing` events travel over the bridge and appear in the runner's log.
+//!
+//! Modules: the main loop (`serve`), what a broker offers ([`backend`]) and the two brokers
+//! ([`sim`], [`ibkr`] with IB's [`pacing`]), the options ([`options`]), log forwarding
+//! (`logging`); and three small helpers the runner and the tests use too: [`unix_time`],
+//! [`random`], [`signal`].
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -11,8 +16,11 @@ pub mod ibkr;
 mod logging;
 pub mod options;
 pub mod pacing;
+pub mod random;
 mod serve;
+pub mod signal;
 pub mod sim;
+pub mod unix_time;
 
 pub use options::{BackendOptions, SimFaults, SimOptions, WorkerOptions, OPTIONS_ENV};
 pub use serve::{run, WorkerError};

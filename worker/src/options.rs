@@ -1,4 +1,10 @@
-//! What the runner tells a worker it starts.
+//! What the runner tells a worker it starts: [`WorkerOptions`], carried as hex text in the
+//! environment ([`OPTIONS_ENV`]), with the backend's settings and, for the simulated market,
+//! the faults to inject ([`SimFaults`], which also parses its own text form).
+//!
+//! Invariants: the bridge timings default to the bridge's own defaults
+//! (`bridge::channel::Config::default()`), so there is one source for them; options survive
+//! [`WorkerOptions::encode`] and [`WorkerOptions::decode`] unchanged.
 
 use std::time::Duration;
 
@@ -7,6 +13,10 @@ use serde::{Deserialize, Serialize};
 
 /// Environment variable carrying the encoded [`WorkerOptions`].
 pub const OPTIONS_ENV: &str = "IBBRIDGE_WORKER_OPTIONS";
+
+/// Default of [`WorkerOptions::handshake_timeout_ms`]: how long connecting to the broker may
+/// take (accounts and next order id both known).
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// Everything a worker needs to know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,14 +41,16 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
-    /// Options with defaults around a backend.
+    /// Options with defaults around a backend: the bridge's default timings, and
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT_MS`].
     pub fn new(build_id: String, backend: BackendOptions) -> Self {
+        let bridge = bridge::channel::Config::default();
         WorkerOptions {
             build_id,
             backend,
-            heartbeat_ms: 100,
-            hang_timeout_ms: 3000,
-            handshake_timeout_ms: 10_000,
+            heartbeat_ms: bridge.heartbeat_interval.as_millis() as u64,
+            hang_timeout_ms: bridge.hang_timeout.as_millis() as u64,
+            handshake_timeout_ms: DEFAULT_HANDSHAKE_TIMEOUT_MS,
             handler_threads: 16,
             generation: 0,
             log_level: 2,
@@ -115,7 +127,8 @@ pub struct SimFaults {
     pub accounts_delay_ms: u64,
     /// Managed accounts never arrive.
     pub accounts_never: bool,
-    /// Every request but `ping` is answered this much later (ms).
+    /// Every request the market answers (all but `ping` and `shutdown`, which the worker
+    /// answers itself) is held back this long (ms).
     pub reply_delay_ms: u64,
     /// The first worker kills itself (SIGKILL) after sending this many history batches.
     pub crash_after_batches: Option<u64>,
@@ -123,6 +136,34 @@ pub struct SimFaults {
     pub hang_after_batches: Option<u64>,
     /// Symbols for which the market has no data.
     pub no_data: Vec<String>,
+}
+
+impl std::str::FromStr for SimFaults {
+    type Err = String;
+
+    /// Reads comma-separated `key=value` pairs: `accounts_delay_ms=N`, `accounts_never` (or
+    /// `accounts_never=true`), `reply_delay_ms=N`, `crash_after_batches=N`,
+    /// `hang_after_batches=N`, `no_data=SYM1+SYM2`. Empty text is no fault.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut f = SimFaults::default();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, "true"));
+            let num = || {
+                v.parse::<u64>()
+                    .map_err(|_| format!("{k} needs a number, got {v:?}"))
+            };
+            match k {
+                "accounts_delay_ms" => f.accounts_delay_ms = num()?,
+                "accounts_never" => f.accounts_never = v == "true",
+                "reply_delay_ms" => f.reply_delay_ms = num()?,
+                "crash_after_batches" => f.crash_after_batches = Some(num()?),
+                "hang_after_batches" => f.hang_after_batches = Some(num()?),
+                "no_data" => f.no_data = v.split('+').map(String::from).collect(),
+                other => return Err(format!("unknown fault {other:?}")),
+            }
+        }
+        Ok(f)
+    }
 }
 
 /// Settings of the Interactive Brokers connection.
@@ -163,5 +204,52 @@ mod tests {
         assert_eq!(WorkerOptions::decode(&text).unwrap(), o);
         assert!(WorkerOptions::decode("zz").is_err());
         assert!(WorkerOptions::decode("abc").is_err());
+    }
+
+    #[test]
+    fn defaults_are_the_bridges() {
+        let o = WorkerOptions::new("b".into(), BackendOptions::Sim(SimOptions::default()));
+        let bridge = bridge::channel::Config::default();
+        assert_eq!(
+            Duration::from_millis(o.heartbeat_ms),
+            bridge.heartbeat_interval
+        );
+        assert_eq!(
+            Duration::from_millis(o.hang_timeout_ms),
+            bridge.hang_timeout
+        );
+        assert_eq!(o.handshake_timeout(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn faults_parse_from_text() {
+        let f: SimFaults = "accounts_delay_ms=20, accounts_never,reply_delay_ms=5,\
+                            crash_after_batches=3,hang_after_batches=4,no_data=A+B"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            f,
+            SimFaults {
+                accounts_delay_ms: 20,
+                accounts_never: true,
+                reply_delay_ms: 5,
+                crash_after_batches: Some(3),
+                hang_after_batches: Some(4),
+                no_data: vec!["A".into(), "B".into()],
+            }
+        );
+        assert_eq!("".parse::<SimFaults>().unwrap(), SimFaults::default());
+        assert_eq!(
+            "accounts_never=false".parse::<SimFaults>().unwrap(),
+            SimFaults::default()
+        );
+        assert_eq!(
+            "crash_after_batches=soon".parse::<SimFaults>().unwrap_err(),
+            "crash_after_batches needs a number, got \"soon\""
+        );
+        assert_eq!(
+            "explode".parse::<SimFaults>().unwrap_err(),
+            "unknown fault \"explode\""
+        );
     }
 }

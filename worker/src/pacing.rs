@@ -20,14 +20,14 @@ pub const SMALL_BAR_BUDGET: usize = 60;
 pub const IDENTICAL_WINDOW: Duration = Duration::from_secs(15);
 
 /// The shared answer of identical requests.
-pub type Shared = Arc<OnceCell<Result<Arc<Vec<Bar>>, RemoteError>>>;
+pub type SharedAnswer = Arc<OnceCell<Result<Arc<Vec<Bar>>, RemoteError>>>;
 
 #[derive(Default)]
 struct State {
     /// (sent at, symbol, small bars) of recent requests, oldest first.
     sent: VecDeque<(Instant, String, bool)>,
     /// Answers (or answers in the making) of recent requests.
-    answers: HashMap<HistoryRequest, (Instant, Shared)>,
+    answers: HashMap<HistoryRequest, (Instant, SharedAnswer)>,
 }
 
 /// Decides when a historical request may go out.
@@ -39,9 +39,12 @@ pub struct Pacer {
 /// What to do with a request.
 pub enum Admission {
     /// An identical request was made within the window: await its answer.
-    Join(Shared),
+    Join(SharedAnswer),
     /// Send it after waiting this long (zero: now); fill the cell with the answer.
-    Send { wait: Duration, answer: Shared },
+    Send {
+        wait: Duration,
+        answer: SharedAnswer,
+    },
 }
 
 impl Pacer {
@@ -59,8 +62,8 @@ impl Pacer {
             st.sent.pop_front();
         }
         if req.end.is_none() {
-            if let Some((_, shared)) = st.answers.get(req) {
-                return Admission::Join(shared.clone());
+            if let Some((_, answer)) = st.answers.get(req) {
+                return Admission::Join(answer.clone());
             }
         }
         let small = req.bar_seconds < 60;
@@ -89,7 +92,7 @@ impl Pacer {
         // Booked at the time it will go out, in time order.
         let pos = st.sent.partition_point(|(t, _, _)| *t <= at);
         st.sent.insert(pos, (at, req.symbol.clone(), small));
-        let answer: Shared = Arc::new(OnceCell::new());
+        let answer: SharedAnswer = Arc::new(OnceCell::new());
         if req.end.is_none() {
             st.answers.insert(req.clone(), (at, answer.clone()));
         }

@@ -1,13 +1,19 @@
-//! The worker's main loop.
+//! The worker's main loop: attach to the runner, answer `ping` and `shutdown` on the loop
+//! itself, and hand every other request to a pool of handler threads that call the backend.
+//!
+//! Invariants: the loop never waits on the broker (a ping measures the bridge, not the
+//! backend); the pool sees only [`Work`], so a ping or a shutdown cannot reach it; every exit
+//! path disconnects from the broker before the bridge is closed. Nothing here knows which
+//! backend it serves (faults of the simulated market live in `sim`).
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::protocol::{ErrorKind, Event, Reply, Request};
+use bridge::protocol::{Event, HistoryRequest, Reply, Request, SubscribeRequest};
 use bridge::{channel, Incoming, RecvError, Responder, Server, StartError};
 
-use crate::backend::{error, Backend, EventSink};
+use crate::backend::{Backend, EventSink};
 use crate::options::{BackendOptions, WorkerOptions};
 use crate::sim::SimBackend;
 
@@ -81,11 +87,7 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
         "worker attached"
     );
 
-    let reply_delay = match &options.backend {
-        BackendOptions::Sim(sim) => Duration::from_millis(sim.faults.reply_delay_ms),
-        BackendOptions::Ibkr(_) => Duration::ZERO,
-    };
-    let (work_tx, work_rx) = crossbeam_channel::unbounded::<Incoming>();
+    let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, Work)>();
     for i in 0..options.handler_threads.max(1) {
         let rx = work_rx.clone();
         let backend = backend.clone();
@@ -94,11 +96,8 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
         let spawned = std::thread::Builder::new()
             .name(format!("worker-handler-{i}"))
             .spawn(move || {
-                for incoming in rx {
-                    if !reply_delay.is_zero() {
-                        std::thread::sleep(reply_delay);
-                    }
-                    handle(&*backend, &responder, incoming, handshake);
+                for (id, work) in rx {
+                    handle(&*backend, &responder, id, work, handshake);
                 }
             });
         if let Err(e) = spawned {
@@ -108,24 +107,20 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
 
     let why = loop {
         match server.next(Duration::from_secs(1)) {
-            Ok(Some(Incoming {
-                id,
-                request: Request::Ping { payload },
-            })) => {
-                // Answered inline: a ping measures the bridge, not the handler pool.
-                let _ = responder.reply(id, Reply::Pong { payload });
-            }
-            Ok(Some(Incoming {
-                id,
-                request: Request::Shutdown,
-            })) => {
-                backend.disconnect();
-                let _ = responder.reply(id, Reply::ShuttingDown);
-                break "shutdown requested".to_string();
-            }
-            Ok(Some(incoming)) => {
-                let _ = work_tx.send(incoming);
-            }
+            Ok(Some(Incoming { id, request })) => match route(request) {
+                Route::Pool(work) => {
+                    let _ = work_tx.send((id, work));
+                }
+                Route::Ping(payload) => {
+                    // Answered here: a ping measures the bridge, not the handler pool.
+                    let _ = responder.reply(id, Reply::Pong { payload });
+                }
+                Route::Shutdown => {
+                    backend.disconnect();
+                    let _ = responder.reply(id, Reply::ShuttingDown);
+                    break "shutdown requested".to_string();
+                }
+            },
             Ok(None) => {}
             Err(RecvError::PeerGone(reason)) => break format!("runner gone: {reason}"),
             Err(e) => break e.to_string(),
@@ -138,21 +133,54 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
     Ok(())
 }
 
-fn handle(backend: &dyn Backend, responder: &Responder, incoming: Incoming, handshake: Duration) {
-    let Incoming { id, request } = incoming;
-    let reply = match request {
-        Request::Connect => match backend.connect(handshake) {
+/// A request for the handler pool: one that calls the backend.
+#[derive(Debug)]
+enum Work {
+    Connect,
+    Accounts,
+    History(HistoryRequest),
+    Subscribe(SubscribeRequest),
+    Unsubscribe { symbol: String },
+}
+
+/// Where a request is answered.
+#[derive(Debug)]
+enum Route {
+    /// By the handler pool.
+    Pool(Work),
+    /// By the main loop: echoed at once.
+    Ping(Vec<u8>),
+    /// By the main loop: disconnect, confirm, stop.
+    Shutdown,
+}
+
+fn route(request: Request) -> Route {
+    match request {
+        Request::Ping { payload } => Route::Ping(payload),
+        Request::Shutdown => Route::Shutdown,
+        Request::Connect => Route::Pool(Work::Connect),
+        Request::Accounts => Route::Pool(Work::Accounts),
+        Request::History(req) => Route::Pool(Work::History(req)),
+        Request::Subscribe(req) => Route::Pool(Work::Subscribe(req)),
+        Request::Unsubscribe { symbol } => Route::Pool(Work::Unsubscribe { symbol }),
+    }
+}
+
+/// Carries out `work` on the backend and answers request `id`.
+fn handle(backend: &dyn Backend, responder: &Responder, id: u64, work: Work, handshake: Duration) {
+    let reply = match work {
+        Work::Connect => match backend.connect(handshake) {
             Ok((accounts, next_order_id)) => Reply::Connected {
                 accounts,
                 next_order_id,
             },
             Err(e) => Reply::Error(e),
         },
-        Request::Accounts => match backend.accounts() {
+        Work::Accounts => match backend.accounts() {
             Ok(a) => Reply::Accounts(a),
             Err(e) => Reply::Error(e),
         },
-        Request::History(req) => {
+        Work::History(req) => {
             let mut emit = |bars| responder.reply(id, Reply::Bars(bars)).is_ok();
             match backend.history(&req, &mut emit) {
                 Ok(count) => Reply::HistoryEnd { count },
@@ -162,18 +190,62 @@ fn handle(backend: &dyn Backend, responder: &Responder, incoming: Incoming, hand
                 }
             }
         }
-        Request::Subscribe(req) => match backend.subscribe(&req) {
+        Work::Subscribe(req) => match backend.subscribe(&req) {
             Ok(()) => Reply::Subscribed,
             Err(e) => Reply::Error(e),
         },
-        Request::Unsubscribe { symbol } => match backend.unsubscribe(&symbol) {
+        Work::Unsubscribe { symbol } => match backend.unsubscribe(&symbol) {
             Ok(()) => Reply::Unsubscribed,
             Err(e) => Reply::Error(e),
         },
-        Request::Ping { payload } => Reply::Pong { payload },
-        Request::Shutdown => Reply::Error(error(ErrorKind::BadRequest, "shutdown is not pooled")),
     };
     if let Err(e) = responder.reply(id, reply) {
         tracing::warn!(id, "reply not delivered: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_and_shutdown_stay_on_the_loop_the_rest_goes_to_the_pool() {
+        assert!(matches!(
+            route(Request::Ping { payload: vec![1] }),
+            Route::Ping(p) if p == [1]
+        ));
+        assert!(matches!(route(Request::Shutdown), Route::Shutdown));
+        assert!(matches!(
+            route(Request::Connect),
+            Route::Pool(Work::Connect)
+        ));
+        assert!(matches!(
+            route(Request::Accounts),
+            Route::Pool(Work::Accounts)
+        ));
+        let sub = SubscribeRequest {
+            symbol: "SPY".into(),
+            bar_seconds: 60,
+        };
+        assert!(matches!(
+            route(Request::Subscribe(sub.clone())),
+            Route::Pool(Work::Subscribe(s)) if s == sub
+        ));
+        assert!(matches!(
+            route(Request::Unsubscribe {
+                symbol: "SPY".into()
+            }),
+            Route::Pool(Work::Unsubscribe { symbol }) if symbol == "SPY"
+        ));
+        let history = HistoryRequest {
+            symbol: "SPY".into(),
+            bar_seconds: 60,
+            duration_seconds: 600,
+            end: None,
+        };
+        assert!(matches!(
+            route(Request::History(history.clone())),
+            Route::Pool(Work::History(h)) if h == history
+        ));
     }
 }

@@ -5,34 +5,31 @@
 //! from one minute to about two years, each with an amplitude growing with the square root of
 //! its period (as a random walk's range does). It is a pure function of (seed, symbol, t), so
 //! any range and any bar size agree with each other, and the same seed gives the same market.
+//!
+//! Faults ([`SimFaults`](crate::options::SimFaults)) are injected here and nowhere else: a late
+//! or missing handshake, replies held back, a crash or hang after some history batches (first
+//! worker only), symbols without data.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bridge::protocol::{Bar, ErrorKind, Event, HistoryRequest, RemoteError, SubscribeRequest};
 use parking_lot::{Condvar, Mutex};
 
-use crate::backend::{error, valid_symbol, Backend, EventSink};
+use crate::backend::{check_symbol, emit_in_batches, error, Backend, EventSink};
 use crate::options::SimOptions;
+use crate::random::mix;
+use crate::signal::Signal;
 
-/// Bars per batch on the bridge (about 48 KiB encoded).
-pub const BATCH: usize = 1000;
 /// Most bars one request may ask for.
 pub const MAX_BARS: u64 = 5_000_000;
 /// The simulated account.
 pub const ACCOUNT: &str = "DU0000001";
 
 const OCTAVES: u32 = 12;
-
-fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
 
 /// Uniform in [-1, 1).
 fn unit(h: u64) -> f64 {
@@ -116,10 +113,7 @@ impl SimClock {
         } else {
             1.0
         };
-        let wall_now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let wall_now = crate::unix_time::now().as_secs_f64();
         let start = start.map_or(wall_now, |s| s as f64);
         let since_anchor = anchor_ms.map_or(0.0, |a| (wall_now - a as f64 / 1000.0).max(0.0));
         SimClock {
@@ -173,24 +167,30 @@ pub fn history_range(req: &HistoryRequest, now: i64) -> Result<(i64, u64), Remot
     Ok((last - (count as i64 - 1) * size, count))
 }
 
-struct Conn {
+/// The simulated broker connection's handshake.
+struct Handshake {
+    /// Both the next valid id and the managed accounts have arrived.
     connected: bool,
+    /// When the first `connect` began it.
     started: Option<Instant>,
 }
 
-struct Sub {
+/// One symbol's real-time bars.
+struct Subscription {
     bar_seconds: u32,
+    /// Start of the next bar to send, Unix seconds.
     next: i64,
 }
 
-struct Shared {
+/// The simulated market: what the backend and its ticker thread share.
+struct Market {
     opts: SimOptions,
     clock: SimClock,
     generation: u32,
-    conn: Mutex<Conn>,
-    conn_cv: Condvar,
-    subs: Mutex<HashMap<String, Sub>>,
-    subs_cv: Condvar,
+    handshake: Mutex<Handshake>,
+    handshake_cv: Condvar,
+    subscriptions: Mutex<HashMap<String, Subscription>>,
+    subscriptions_cv: Condvar,
     stop: AtomicBool,
     batches: AtomicU64,
     events: EventSink,
@@ -198,7 +198,7 @@ struct Shared {
 
 /// The simulated broker.
 pub struct SimBackend {
-    shared: Arc<Shared>,
+    market: Arc<Market>,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -207,17 +207,17 @@ impl SimBackend {
     pub fn new(opts: SimOptions, generation: u32, events: EventSink) -> Self {
         let clock = SimClock::new(opts.start, opts.anchor_ms, opts.speed);
         SimBackend {
-            shared: Arc::new(Shared {
+            market: Arc::new(Market {
                 opts,
                 clock,
                 generation,
-                conn: Mutex::new(Conn {
+                handshake: Mutex::new(Handshake {
                     connected: false,
                     started: None,
                 }),
-                conn_cv: Condvar::new(),
-                subs: Mutex::new(HashMap::new()),
-                subs_cv: Condvar::new(),
+                handshake_cv: Condvar::new(),
+                subscriptions: Mutex::new(HashMap::new()),
+                subscriptions_cv: Condvar::new(),
                 stop: AtomicBool::new(false),
                 batches: AtomicU64::new(0),
                 events,
@@ -226,8 +226,17 @@ impl SimBackend {
         }
     }
 
+    /// The injected reply delay: every request but `ping` (answered by the worker itself) is
+    /// held back this long before the market looks at it.
+    fn delay_reply(&self) {
+        let delay = Duration::from_millis(self.market.opts.faults.reply_delay_ms);
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+    }
+
     fn require_connected(&self) -> Result<(), RemoteError> {
-        if self.shared.conn.lock().connected {
+        if self.market.handshake.lock().connected {
             Ok(())
         } else {
             Err(error(
@@ -237,14 +246,10 @@ impl SimBackend {
         }
     }
 
-    fn check_symbol(&self, symbol: &str) -> Result<(), RemoteError> {
-        if !valid_symbol(symbol) {
-            return Err(error(
-                ErrorKind::UnknownSymbol,
-                format!("unknown symbol {symbol:?}"),
-            ));
-        }
-        if self.shared.opts.faults.no_data.iter().any(|s| s == symbol) {
+    /// A well-formed symbol the market has data for.
+    fn check_data(&self, symbol: &str) -> Result<(), RemoteError> {
+        check_symbol(symbol)?;
+        if self.market.opts.faults.no_data.iter().any(|s| s == symbol) {
             return Err(error(ErrorKind::NoData, format!("no data for {symbol}")));
         }
         Ok(())
@@ -252,23 +257,20 @@ impl SimBackend {
 
     /// Injected faults, first worker only.
     fn after_batch(&self) {
-        let n = self.shared.batches.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.shared.generation != 0 {
+        let n = self.market.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.market.generation != 0 {
             return;
         }
-        let f = &self.shared.opts.faults;
+        let f = &self.market.opts.faults;
         let signal = if f.crash_after_batches == Some(n) {
-            "-KILL"
+            Signal::Kill
         } else if f.hang_after_batches == Some(n) {
-            "-STOP"
+            Signal::Stop
         } else {
             return;
         };
         tracing::warn!("injected fault: kill {signal} self after {n} batches");
-        let _ = std::process::Command::new("kill")
-            .arg(signal)
-            .arg(std::process::id().to_string())
-            .status();
+        let _ = crate::signal::send(std::process::id(), signal);
     }
 
     fn ensure_ticker(&self) {
@@ -276,10 +278,10 @@ impl SimBackend {
         if ticker.is_some() {
             return;
         }
-        let shared = self.shared.clone();
+        let market = self.market.clone();
         match std::thread::Builder::new()
             .name("sim-ticker".into())
-            .spawn(move || tick(&shared))
+            .spawn(move || tick(&market))
         {
             Ok(t) => *ticker = Some(t),
             Err(e) => tracing::error!("cannot start the real-time bar thread: {e}"),
@@ -288,10 +290,10 @@ impl SimBackend {
 }
 
 /// Emits due real-time bars until stopped.
-fn tick(shared: &Shared) {
-    let mut subs = shared.subs.lock();
-    while !shared.stop.load(Ordering::Acquire) {
-        let now = shared.clock.now();
+fn tick(market: &Market) {
+    let mut subs = market.subscriptions.lock();
+    while !market.stop.load(Ordering::Acquire) {
+        let now = market.clock.now();
         let mut due = Vec::new();
         let mut next_due = None::<i64>;
         for (symbol, sub) in subs.iter_mut() {
@@ -299,7 +301,7 @@ fn tick(shared: &Shared) {
             while sub.next + size <= now {
                 due.push(Event::Bar {
                     symbol: symbol.clone(),
-                    bar: PricePath::new(shared.opts.seed, symbol).bar(sub.next, sub.bar_seconds),
+                    bar: PricePath::new(market.opts.seed, symbol).bar(sub.next, sub.bar_seconds),
                 });
                 sub.next += size;
             }
@@ -309,16 +311,16 @@ fn tick(shared: &Shared) {
         if !due.is_empty() {
             drop(subs);
             for e in due {
-                (shared.events)(e);
+                (market.events)(e);
             }
-            subs = shared.subs.lock();
+            subs = market.subscriptions.lock();
             continue;
         }
         let wait = next_due
-            .map(|t| shared.clock.until(t))
+            .map(|t| market.clock.until(t))
             .unwrap_or(Duration::from_secs(1))
             .clamp(Duration::from_millis(1), Duration::from_millis(200));
-        shared.subs_cv.wait_for(&mut subs, wait);
+        market.subscriptions_cv.wait_for(&mut subs, wait);
     }
 }
 
@@ -328,26 +330,27 @@ impl Backend for SimBackend {
     }
 
     fn connect(&self, timeout: Duration) -> Result<(Vec<String>, i64), RemoteError> {
+        self.delay_reply();
         let deadline = Instant::now() + timeout;
-        let faults = &self.shared.opts.faults;
-        let mut conn = self.shared.conn.lock();
-        let started = *conn.started.get_or_insert_with(Instant::now);
+        let faults = &self.market.opts.faults;
+        let mut handshake = self.market.handshake.lock();
+        let started = *handshake.started.get_or_insert_with(Instant::now);
         // The handshake: next valid id after 20 ms, managed accounts after the configured
         // delay (or never). Ready only when both are known.
         let ready_at = (!faults.accounts_never).then(|| {
             started + Duration::from_millis(20).max(Duration::from_millis(faults.accounts_delay_ms))
         });
         loop {
-            if conn.connected {
+            if handshake.connected {
                 return Ok((vec![ACCOUNT.to_string()], 1));
             }
             let now = Instant::now();
             if let Some(at) = ready_at {
                 if now >= at {
-                    conn.connected = true;
-                    self.shared.conn_cv.notify_all();
+                    handshake.connected = true;
+                    self.market.handshake_cv.notify_all();
                     tracing::info!("connected to the simulated market, account {ACCOUNT}");
-                    (self.shared.events)(Event::Connection(
+                    (self.market.events)(Event::Connection(
                         bridge::protocol::ConnectionStatus::Connected,
                     ));
                     continue;
@@ -363,11 +366,12 @@ impl Backend for SimBackend {
                 ));
             }
             let until = ready_at.map_or(deadline, |at| at.min(deadline));
-            self.shared.conn_cv.wait_until(&mut conn, until);
+            self.market.handshake_cv.wait_until(&mut handshake, until);
         }
     }
 
     fn accounts(&self) -> Result<Vec<String>, RemoteError> {
+        self.delay_reply();
         self.require_connected()?;
         Ok(vec![ACCOUNT.to_string()])
     }
@@ -377,29 +381,20 @@ impl Backend for SimBackend {
         req: &HistoryRequest,
         emit: &mut dyn FnMut(Vec<Bar>) -> bool,
     ) -> Result<u64, RemoteError> {
+        self.delay_reply();
         self.require_connected()?;
-        self.check_symbol(&req.symbol)?;
-        let (first, count) = history_range(req, self.shared.clock.now())?;
-        let path = PricePath::new(self.shared.opts.seed, &req.symbol);
+        self.check_data(&req.symbol)?;
+        let (first, count) = history_range(req, self.market.clock.now())?;
+        let path = PricePath::new(self.market.opts.seed, &req.symbol);
         let size = i64::from(req.bar_seconds);
-        let mut sent = 0u64;
-        while sent < count {
-            let n = (count - sent).min(BATCH as u64);
-            let batch: Vec<Bar> = (0..n)
-                .map(|i| path.bar(first + (sent + i) as i64 * size, req.bar_seconds))
-                .collect();
-            if !emit(batch) {
-                return Err(error(ErrorKind::Internal, "the runner stopped listening"));
-            }
-            sent += n;
-            self.after_batch();
-        }
-        Ok(sent)
+        let bars = (0..count as i64).map(|i| path.bar(first + i * size, req.bar_seconds));
+        emit_in_batches(bars, emit, || self.after_batch())
     }
 
     fn subscribe(&self, req: &SubscribeRequest) -> Result<(), RemoteError> {
+        self.delay_reply();
         self.require_connected()?;
-        self.check_symbol(&req.symbol)?;
+        self.check_data(&req.symbol)?;
         if req.bar_seconds == 0 {
             return Err(error(
                 ErrorKind::BadRequest,
@@ -407,33 +402,34 @@ impl Backend for SimBackend {
             ));
         }
         let size = i64::from(req.bar_seconds);
-        let now = self.shared.clock.now();
-        self.shared.subs.lock().insert(
+        let now = self.market.clock.now();
+        self.market.subscriptions.lock().insert(
             req.symbol.clone(),
-            Sub {
+            Subscription {
                 bar_seconds: req.bar_seconds,
                 next: now.div_euclid(size) * size,
             },
         );
-        self.shared.subs_cv.notify_all();
+        self.market.subscriptions_cv.notify_all();
         self.ensure_ticker();
         Ok(())
     }
 
     fn unsubscribe(&self, symbol: &str) -> Result<(), RemoteError> {
-        self.shared.subs.lock().remove(symbol);
+        self.delay_reply();
+        self.market.subscriptions.lock().remove(symbol);
         Ok(())
     }
 
     fn disconnect(&self) {
-        self.shared.stop.store(true, Ordering::Release);
-        self.shared.subs_cv.notify_all();
+        self.market.stop.store(true, Ordering::Release);
+        self.market.subscriptions_cv.notify_all();
         if let Some(t) = self.ticker.lock().take() {
             let _ = t.join();
         }
-        let mut conn = self.shared.conn.lock();
-        if conn.connected {
-            conn.connected = false;
+        let mut handshake = self.market.handshake.lock();
+        if handshake.connected {
+            handshake.connected = false;
             tracing::info!("disconnected from the simulated market");
         }
     }
@@ -494,11 +490,7 @@ mod tests {
 
     #[test]
     fn clocks_anchored_alike_agree_whenever_they_start() {
-        let anchor_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64
-            - 10_000;
+        let anchor_ms = crate::unix_time::now().as_millis() as u64 - 10_000;
         let a = SimClock::new(Some(1_700_000_000), Some(anchor_ms), 60.0);
         std::thread::sleep(Duration::from_millis(50));
         let b = SimClock::new(Some(1_700_000_000), Some(anchor_ms), 60.0);
@@ -626,6 +618,28 @@ mod tests {
         let err = sim.connect(Duration::from_millis(200)).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Timeout);
         assert!(sim.accounts().is_err());
+    }
+
+    #[test]
+    fn an_injected_reply_delay_holds_back_every_request() {
+        let (events, _) = sink();
+        let slow = SimOptions {
+            faults: crate::options::SimFaults {
+                reply_delay_ms: 150,
+                ..Default::default()
+            },
+            ..SimOptions::default()
+        };
+        let sim = SimBackend::new(slow, 0, events);
+        let start = Instant::now();
+        sim.connect(Duration::from_secs(5)).unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(150));
+        let start = Instant::now();
+        assert_eq!(sim.accounts().unwrap(), vec![ACCOUNT.to_string()]);
+        assert!(start.elapsed() >= Duration::from_millis(150));
+        let start = Instant::now();
+        sim.unsubscribe("SPY").unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(150));
     }
 
     #[test]

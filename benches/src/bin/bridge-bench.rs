@@ -14,11 +14,11 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use benches::results::{json, medians, parse_row, row_line, table, Row};
 use benches::transport::{Connection, Kind};
 use benches::{cpu_ns, request};
 
@@ -30,15 +30,6 @@ struct Plan {
     cold_iters: usize,
     stream_secs: f64,
     idle_secs: f64,
-}
-
-/// One result row: identifying fields, then figures.
-#[derive(Debug, Clone)]
-struct Row {
-    transport: &'static str,
-    case: &'static str,
-    msg_bytes: Option<usize>,
-    figures: Vec<(&'static str, f64)>,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
@@ -196,60 +187,6 @@ fn run_isolated(exe: &Path, args: &[String], only: Option<&str>) -> Vec<Row> {
     rows
 }
 
-/// One row as a line: `transport case msg_bytes|- key=value ...`.
-fn row_line(r: &Row) -> String {
-    let figs: Vec<String> = r.figures.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!(
-        "{} {} {} {}",
-        r.transport,
-        r.case,
-        r.msg_bytes.map_or("-".to_string(), |b| b.to_string()),
-        figs.join(" ")
-    )
-}
-
-fn intern(s: &str) -> &'static str {
-    const NAMES: &[&str] = &[
-        "shm",
-        "pipe",
-        "pipe_buffered",
-        "uds",
-        "rtt_hot",
-        "rtt_cold",
-        "stream",
-        "idle",
-        "p50_ns",
-        "p99_ns",
-        "p999_ns",
-        "iters",
-        "msgs_per_s",
-        "bytes_per_s",
-        "messages",
-        "wakes",
-        "cpu_pct",
-    ];
-    NAMES.iter().find(|n| **n == s).copied().unwrap_or("?")
-}
-
-fn parse_row(line: &str) -> Option<Row> {
-    let mut parts = line.split_whitespace();
-    let transport = intern(parts.next()?);
-    let case = intern(parts.next()?);
-    let msg_bytes = parts.next()?.parse().ok();
-    let figures = parts
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            Some((intern(k), v.parse().ok()?))
-        })
-        .collect();
-    Some(Row {
-        transport,
-        case,
-        msg_bytes,
-        figures,
-    })
-}
-
 fn run_once(exe: &Path, plan: &Plan, only: Option<&str>) -> Vec<Row> {
     let mut rows = Vec::new();
     let wanted = |name: String| only.is_none_or(|o| o.split('+').any(|o| name == o));
@@ -277,89 +214,6 @@ fn run_once(exe: &Path, plan: &Plan, only: Option<&str>) -> Vec<Row> {
         }
     }
     rows
-}
-
-/// Per (transport, case, size): the median of each figure over the runs.
-fn medians(runs: Vec<Vec<Row>>) -> Vec<Row> {
-    let mut order = Vec::new();
-    let mut groups: BTreeMap<(String, String, Option<usize>), Vec<Row>> = BTreeMap::new();
-    for run in runs {
-        for row in run {
-            let key = (
-                row.transport.to_string(),
-                row.case.to_string(),
-                row.msg_bytes,
-            );
-            if !groups.contains_key(&key) {
-                order.push(key.clone());
-            }
-            groups.entry(key).or_default().push(row);
-        }
-    }
-    order
-        .into_iter()
-        .map(|key| {
-            let rows = &groups[&key];
-            let mut out = rows[0].clone();
-            for (i, (_, v)) in out.figures.iter_mut().enumerate() {
-                let mut xs: Vec<f64> = rows.iter().map(|r| r.figures[i].1).collect();
-                xs.sort_by(f64::total_cmp);
-                *v = xs[xs.len() / 2];
-            }
-            out
-        })
-        .collect()
-}
-
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-fn json(rows: &[Row]) -> String {
-    let items: Vec<String> = rows
-        .iter()
-        .map(|r| {
-            let mut fields = vec![
-                format!("\"transport\": \"{}\"", r.transport),
-                format!("\"case\": \"{}\"", r.case),
-            ];
-            if let Some(b) = r.msg_bytes {
-                fields.push(format!("\"msg_bytes\": {b}"));
-            }
-            for (k, v) in &r.figures {
-                if r.transport != "shm" && (*k == "wakes") {
-                    continue;
-                }
-                fields.push(format!("\"{k}\": {}", number(*v)));
-            }
-            format!("{{{}}}", fields.join(", "))
-        })
-        .collect();
-    format!("{{\"results\": [\n  {}\n]}}", items.join(",\n  "))
-}
-
-fn table(rows: &[Row]) -> String {
-    let mut s = String::new();
-    for r in rows {
-        let size = r.msg_bytes.map(|b| format!(" {b} B")).unwrap_or_default();
-        let figs: Vec<String> = r
-            .figures
-            .iter()
-            .map(|(k, v)| format!("{k}={}", number(*v)))
-            .collect();
-        s.push_str(&format!(
-            "{:<14} {:<9}{:<8} {}\n",
-            r.transport,
-            r.case,
-            size,
-            figs.join(" ")
-        ));
-    }
-    s
 }
 
 /// Re-runs this harness under `taskset` on CPU 0 with its peers on CPU 1. `None` if this

@@ -1,0 +1,163 @@
+//! The summary printed at the end of a run: the table of symbols, then the timings, the
+//! bridge's round trip and counters, and the supervisor's counts.
+//!
+//! Invariants: one row per configured symbol, in configuration order; a symbol without a
+//! signal shows `-` for its figures and says why; percentiles are nearest-rank over the
+//! sorted round trips, `-` when there are none.
+
+use std::time::Duration;
+
+use crate::job::Outcome;
+
+/// The summary table and counters, as printed at the end.
+pub fn render(o: &Outcome) -> String {
+    let mut s = String::new();
+    let line = |s: &mut String, cols: [&str; 7]| {
+        s.push_str(&format!(
+            "{:<8} {:>8} {:>6} {:>12} {:>12} {:>12}  {}\n",
+            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6]
+        ));
+    };
+    line(
+        &mut s,
+        [
+            "symbol",
+            "history",
+            "live",
+            "last price",
+            "fast SMA",
+            "slow SMA",
+            "signal",
+        ],
+    );
+    for r in &o.symbols {
+        let h = r.history_bars.to_string();
+        let l = r.live_bars.to_string();
+        match &r.last {
+            Ok(e) => {
+                let (p, f, sl, sig) = (
+                    format!("{:.2}", e.price),
+                    format!("{:.2}", e.fast),
+                    format!("{:.2}", e.slow),
+                    e.signal.to_string(),
+                );
+                line(&mut s, [&r.symbol, &h, &l, &p, &f, &sl, &sig]);
+            }
+            Err(why) => line(&mut s, [&r.symbol, &h, &l, "-", "-", "-", why]),
+        }
+    }
+    let b = &o.supervisor.bridge;
+    s.push_str(&format!(
+        "\nhistory: {} symbols in {:.2} s; live phase {:.1} s{}\n",
+        o.symbols.len(),
+        o.history_elapsed.as_secs_f64(),
+        o.live_elapsed.as_secs_f64(),
+        if o.interrupted { " (interrupted)" } else { "" }
+    ));
+    s.push_str(&format!(
+        "bridge round trip: p50 {}, p99 {} ({} pings)\n",
+        micros(percentile(&o.round_trips, 0.50)),
+        micros(percentile(&o.round_trips, 0.99)),
+        o.round_trips.len()
+    ));
+    s.push_str(&format!(
+        "bridge counters: to worker {} frames / {} bytes, to runner {} frames / {} bytes, \
+         wakes {}, full {}, stray replies {}, dropped logs {}, dropped events {}\n",
+        b.channel.sent.frames,
+        b.channel.sent.bytes,
+        b.channel.received.frames,
+        b.channel.received.bytes,
+        b.channel.sent.wakes + b.channel.received.wakes,
+        b.channel.sent.full_events,
+        b.stray_replies,
+        b.dropped_logs,
+        b.dropped_events
+    ));
+    s.push_str(&format!(
+        "worker restarts: {}; requests failed by a worker's death and retried: {}; signals written: {}\n",
+        o.supervisor.restarts, o.supervisor.failed_requests, o.signals_written
+    ));
+    s
+}
+
+/// The value at quantile `p` of `sorted` (nearest rank); `None` if empty.
+fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied()
+}
+
+fn micros(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.1} µs", d.as_secs_f64() * 1e6))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::SymbolReport;
+    use crate::strategy::{Evaluation, Signal};
+    use crate::supervisor::SupervisorStats;
+
+    #[test]
+    fn percentiles() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(percentile(&v, 0.5), Some(Duration::from_micros(51)));
+        assert_eq!(percentile(&v, 0.99), Some(Duration::from_micros(99)));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_symbol_and_says_why_a_signal_is_missing() {
+        let o = Outcome {
+            symbols: vec![
+                SymbolReport {
+                    symbol: "SPY".into(),
+                    history_bars: 1440,
+                    live_bars: 5,
+                    last: Ok(Evaluation {
+                        time: 0,
+                        price: 335.971,
+                        fast: 336.98,
+                        slow: 337.34,
+                        signal: Signal::Hold,
+                    }),
+                },
+                SymbolReport {
+                    symbol: "TSLA".into(),
+                    history_bars: 0,
+                    live_bars: 0,
+                    last: Err("no data: NoData: no data for TSLA".into()),
+                },
+            ],
+            history_elapsed: Duration::from_millis(20),
+            live_elapsed: Duration::from_millis(5100),
+            round_trips: Vec::new(),
+            supervisor: SupervisorStats::default(),
+            signals_written: 3,
+            interrupted: true,
+        };
+        let text = render(&o);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "symbol    history   live   last price     fast SMA     slow SMA  signal"
+        );
+        assert_eq!(
+            lines[1],
+            "SPY          1440      5       335.97       336.98       337.34  hold"
+        );
+        assert_eq!(
+            lines[2],
+            "TSLA            0      0            -            -            -  no data: NoData: no data for TSLA"
+        );
+        assert_eq!(lines[3], "");
+        assert_eq!(
+            lines[4],
+            "history: 2 symbols in 0.02 s; live phase 5.1 s (interrupted)"
+        );
+        assert_eq!(lines[5], "bridge round trip: p50 -, p99 - (0 pings)");
+        assert!(lines[7].ends_with("signals written: 3"), "{}", lines[7]);
+    }
+}

@@ -1,0 +1,193 @@
+//! The events of every worker a supervisor starts, read as one stream across restarts.
+//!
+//! Each worker's [`bridge::Client`] delivers its events on a channel of its own. The
+//! supervisor hands each new channel over (`EventChannels`); [`WorkerEvents`] reads them
+//! all, with no thread and no second channel in between.
+//!
+//! Invariants: no event is lost across a restart: a replaced worker's channel is read until
+//! it is both empty and closed (what the worker sent before it died still arrives); each
+//! worker's events keep their order; an older worker's waiting events come before a newer
+//! one's. The stream ends ([`RecvTimeoutError::Disconnected`]) only once the supervisor is gone
+//! and every channel is drained.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bridge::protocol::Event;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
+
+/// The supervisor's end: where the channel of each new worker goes.
+pub(crate) type EventChannels = Sender<Receiver<Event>>;
+
+/// The events of all the workers of one supervisor, in one stream.
+#[derive(Debug)]
+pub struct WorkerEvents {
+    /// Channels of workers started since the last read.
+    new: Receiver<Receiver<Event>>,
+    /// Whether the supervisor is gone (no new channels will come).
+    new_closed: bool,
+    /// Channels still open or holding events, oldest worker first.
+    open: VecDeque<Receiver<Event>>,
+}
+
+impl WorkerEvents {
+    /// A stream, and the sender of the channels it reads.
+    pub(crate) fn new() -> (EventChannels, WorkerEvents) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (
+            tx,
+            WorkerEvents {
+                new: rx,
+                new_closed: false,
+                open: VecDeque::new(),
+            },
+        )
+    }
+
+    /// The next event of any worker, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.adopt_new();
+            if let Some(event) = self.try_next() {
+                return Ok(event);
+            }
+            if self.new_closed && self.open.is_empty() {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            // Sleep until any channel (or a new one) has something, then look again.
+            let mut select = Select::new();
+            if !self.new_closed {
+                select.recv(&self.new);
+            }
+            for rx in &self.open {
+                select.recv(rx);
+            }
+            if select.ready_deadline(deadline).is_err() {
+                return Err(RecvTimeoutError::Timeout);
+            }
+        }
+    }
+
+    /// Takes the channels of workers started meanwhile.
+    fn adopt_new(&mut self) {
+        loop {
+            match self.new.try_recv() {
+                Ok(rx) => self.open.push_back(rx),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.new_closed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// An event waiting on the oldest channel that has one; drops drained, closed channels.
+    fn try_next(&mut self) -> Option<Event> {
+        let mut i = 0;
+        while i < self.open.len() {
+            match self.open[i].try_recv() {
+                Ok(event) => return Some(event),
+                Err(TryRecvError::Empty) => i += 1,
+                Err(TryRecvError::Disconnected) => {
+                    self.open.remove(i);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(code: i32) -> Event {
+        Event::Notice {
+            code,
+            message: String::new(),
+        }
+    }
+
+    fn code(e: Event) -> i32 {
+        match e {
+            Event::Notice { code, .. } => code,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const SHORT: Duration = Duration::from_millis(20);
+
+    #[test]
+    fn events_of_a_dead_worker_are_read_to_the_end_before_the_next_workers() {
+        let (channels, mut events) = WorkerEvents::new();
+        let (first, first_rx) = crossbeam_channel::unbounded();
+        channels.send(first_rx).unwrap();
+        first.send(notice(1)).unwrap();
+        first.send(notice(2)).unwrap();
+        // The first worker dies; a second one starts and speaks at once.
+        drop(first);
+        let (second, second_rx) = crossbeam_channel::unbounded();
+        channels.send(second_rx).unwrap();
+        second.send(notice(3)).unwrap();
+        let got: Vec<i32> = (0..3)
+            .map(|_| code(events.recv_timeout(SHORT).unwrap()))
+            .collect();
+        assert_eq!(got, vec![1, 2, 3]);
+        assert_eq!(events.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout));
+        assert_eq!(
+            events.open.len(),
+            1,
+            "the drained, closed channel is dropped"
+        );
+    }
+
+    #[test]
+    fn a_waiting_reader_wakes_for_a_worker_started_while_it_waits() {
+        let (channels, mut events) = WorkerEvents::new();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            channels.send(rx).unwrap();
+            tx.send(notice(7)).unwrap();
+            channels
+        });
+        let start = Instant::now();
+        let e = events.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(code(e), 7);
+        assert!(start.elapsed() < Duration::from_secs(5));
+        drop(writer.join().unwrap());
+    }
+
+    #[test]
+    fn a_replaced_worker_that_still_speaks_does_not_hold_back_the_new_one() {
+        let (channels, mut events) = WorkerEvents::new();
+        let (old, old_rx) = crossbeam_channel::unbounded();
+        let (new, new_rx) = crossbeam_channel::unbounded();
+        channels.send(old_rx).unwrap();
+        channels.send(new_rx).unwrap();
+        new.send(notice(2)).unwrap();
+        assert_eq!(code(events.recv_timeout(SHORT).unwrap()), 2);
+        old.send(notice(1)).unwrap();
+        new.send(notice(3)).unwrap();
+        assert_eq!(code(events.recv_timeout(SHORT).unwrap()), 1);
+        assert_eq!(code(events.recv_timeout(SHORT).unwrap()), 3);
+    }
+
+    #[test]
+    fn the_stream_ends_once_the_supervisor_is_gone_and_everything_is_read() {
+        let (channels, mut events) = WorkerEvents::new();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        channels.send(rx).unwrap();
+        tx.send(notice(1)).unwrap();
+        drop(channels);
+        assert_eq!(code(events.recv_timeout(SHORT).unwrap()), 1);
+        assert_eq!(events.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout));
+        drop(tx);
+        assert_eq!(
+            events.recv_timeout(SHORT),
+            Err(RecvTimeoutError::Disconnected)
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! What every worker of a run is started with ([`WorkerSetup`]), and how it follows from the
+//! runner's configuration ([`WorkerSetup::from_config`]).
+//!
+//! Invariants: the runner and its workers use the same bridge settings (ring sizes, heartbeat,
+//! hang timeout) and the same build id (the worker is the runner's own executable); the
+//! simulated market's clock is fixed once per run, so a replacement worker continues the
+//! market of the worker it replaces; the worker forwards logs at the level the runner shows
+//! for its `worker` target.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bridge::ClientConfig;
+use worker::options::{ContractSpec, IbkrOptions};
+use worker::{BackendOptions, SimFaults, SimOptions, WorkerOptions};
+
+use crate::config::{BackendKind, Config, SupervisorConfig};
+
+/// What the supervisor needs to start workers.
+#[derive(Debug, Clone)]
+pub struct WorkerSetup {
+    /// The executable to start as worker (the runner itself).
+    pub exe: PathBuf,
+    /// Options of every worker; the generation is filled in per start.
+    pub options: WorkerOptions,
+    /// Bridge settings.
+    pub client: ClientConfig,
+    /// How long `connect` may take.
+    pub handshake: Duration,
+    /// Restart policy.
+    pub policy: SupervisorConfig,
+}
+
+impl WorkerSetup {
+    /// The setup of the workers of a run with `cfg`, started from `exe`; `faults` are injected
+    /// into the simulated market (tests only).
+    pub fn from_config(cfg: &Config, exe: PathBuf, faults: SimFaults) -> WorkerSetup {
+        let build_id = worker::build_id_of(&exe);
+        let mut options = WorkerOptions::new(build_id.clone(), backend_options(cfg, faults));
+        options.heartbeat_ms = cfg.bridge.heartbeat_ms;
+        options.hang_timeout_ms = cfg.bridge.hang_timeout_ms;
+        options.handshake_timeout_ms = cfg.bridge.handshake_timeout_ms;
+        options.log_level = worker_log_level();
+        let channel = bridge::channel::Config {
+            geometry: bridge::segment::Geometry {
+                ring_capacity: cfg.bridge.ring_capacity,
+                max_frame: cfg.bridge.max_frame,
+            },
+            heartbeat_interval: Duration::from_millis(cfg.bridge.heartbeat_ms),
+            hang_timeout: Duration::from_millis(cfg.bridge.hang_timeout_ms),
+            build_id,
+            ..bridge::channel::Config::default()
+        };
+        WorkerSetup {
+            exe,
+            options,
+            client: ClientConfig {
+                channel,
+                ..ClientConfig::default()
+            },
+            handshake: Duration::from_millis(cfg.bridge.handshake_timeout_ms),
+            policy: cfg.supervisor.clone(),
+        }
+    }
+}
+
+/// The backend section of the worker options.
+fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
+    match cfg.backend {
+        BackendKind::Sim => {
+            // One market clock for every worker of this run, replacements included.
+            let now = worker::unix_time::now();
+            BackendOptions::Sim(SimOptions {
+                seed: cfg.sim.seed,
+                speed: cfg.sim.speed,
+                start: Some(cfg.sim.start.unwrap_or(now.as_secs() as i64)),
+                anchor_ms: Some(now.as_millis() as u64),
+                faults,
+            })
+        }
+        BackendKind::Ibkr => BackendOptions::Ibkr(IbkrOptions {
+            gateway: cfg.ibkr.gateway.clone(),
+            client_id: cfg.ibkr.client_id,
+            client_id_attempts: cfg.ibkr.client_id_attempts,
+            contracts: cfg
+                .ibkr
+                .contracts
+                .iter()
+                .map(|(symbol, c)| ContractSpec {
+                    symbol: symbol.clone(),
+                    exchange: c.exchange.clone(),
+                    currency: c.currency.clone(),
+                    primary_exchange: c.primary_exchange.clone(),
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// The most verbose level the runner's log shows for the `worker` target: 2 info, 3 debug,
+/// 4 trace (as [`WorkerOptions::log_level`] counts).
+fn worker_log_level() -> u8 {
+    if tracing::enabled!(target: "worker", tracing::Level::TRACE) {
+        4
+    } else if tracing::enabled!(target: "worker", tracing::Level::DEBUG) {
+        3
+    } else {
+        2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ContractConfig;
+
+    #[test]
+    fn bridge_settings_and_policy_follow_the_configuration() {
+        let mut cfg = Config::default();
+        cfg.bridge.ring_capacity = 1 << 16;
+        cfg.bridge.max_frame = 1 << 12;
+        cfg.bridge.heartbeat_ms = 50;
+        cfg.bridge.hang_timeout_ms = 700;
+        cfg.bridge.handshake_timeout_ms = 1234;
+        cfg.supervisor.max_restarts = 3;
+        let exe = PathBuf::from("/nonexistent/runner");
+        let setup = WorkerSetup::from_config(&cfg, exe, SimFaults::default());
+        let ch = &setup.client.channel;
+        assert_eq!(ch.geometry.ring_capacity, 1 << 16);
+        assert_eq!(ch.geometry.max_frame, 1 << 12);
+        assert_eq!(ch.heartbeat_interval, Duration::from_millis(50));
+        assert_eq!(ch.hang_timeout, Duration::from_millis(700));
+        assert_eq!(ch.build_id, setup.options.build_id);
+        assert_eq!(setup.options.heartbeat_ms, 50);
+        assert_eq!(setup.options.hang_timeout_ms, 700);
+        assert_eq!(setup.options.handshake_timeout_ms, 1234);
+        assert_eq!(setup.handshake, Duration::from_millis(1234));
+        assert_eq!(setup.policy.max_restarts, 3);
+        assert_eq!(setup.exe, PathBuf::from("/nonexistent/runner"));
+    }
+
+    #[test]
+    fn the_simulated_market_gets_one_clock_and_the_faults() {
+        let mut cfg = Config::default();
+        cfg.sim.start = Some(1_700_000_000);
+        cfg.sim.seed = 9;
+        let faults: SimFaults = "no_data=TSLA".parse().unwrap();
+        let setup = WorkerSetup::from_config(&cfg, PathBuf::from("x"), faults.clone());
+        let BackendOptions::Sim(sim) = &setup.options.backend else {
+            panic!("{:?}", setup.options.backend);
+        };
+        assert_eq!(sim.seed, 9);
+        assert_eq!(sim.start, Some(1_700_000_000));
+        assert!(sim.anchor_ms.is_some());
+        assert_eq!(sim.faults, faults);
+    }
+
+    #[test]
+    fn ibkr_contracts_are_passed_per_symbol() {
+        let mut cfg = Config {
+            backend: BackendKind::Ibkr,
+            ..Config::default()
+        };
+        cfg.ibkr.client_id = 17;
+        cfg.ibkr.contracts.insert(
+            "SHOP".into(),
+            ContractConfig {
+                currency: "CAD".into(),
+                primary_exchange: Some("TSE".into()),
+                ..ContractConfig::default()
+            },
+        );
+        let setup = WorkerSetup::from_config(&cfg, PathBuf::from("x"), SimFaults::default());
+        let BackendOptions::Ibkr(ib) = &setup.options.backend else {
+            panic!("{:?}", setup.options.backend);
+        };
+        assert_eq!(ib.client_id, 17);
+        assert_eq!(
+            ib.contracts,
+            vec![ContractSpec {
+                symbol: "SHOP".into(),
+                exchange: "SMART".into(),
+                currency: "CAD".into(),
+                primary_exchange: Some("TSE".into()),
+            }]
+        );
+    }
+}

@@ -1,0 +1,302 @@
+//! The wire protocol of TWS / IB Gateway, as much as the fake gateway speaks: framing,
+//! message ids, error codes, the protobuf messages, and IB's text for bar sizes, durations
+//! and times.
+//!
+//! Framing: every message is a 4-byte big-endian length and a body. The client opens with
+//! `API\0` and a framed `v<min>..<max>`; the gateway answers with the framed text
+//! `<server version>\0<yyyymmdd hh:mm:ss> <zone>\0` (no message id). Every later body is a
+//! 4-byte big-endian message id and, for ids above 200, a protobuf message of type
+//! `id - 200`. Message structs are written by hand with `prost` derive (no `protoc`), holding
+//! only the fields the gateway reads or writes; unknown fields are skipped when decoding.
+//!
+//! Invariants: a frame read is at most 16 MiB (a larger length is an error, not an
+//! allocation); every frame written carries its own length.
+
+use std::io::{self, Read};
+use std::net::TcpStream;
+
+use prost::Message;
+
+/// The server version announced (the newest `ibapi` 5.5 speaks).
+pub const SERVER_VERSION: i32 = 226;
+/// Offset of protobuf message ids.
+pub const PROTOBUF: i32 = 200;
+
+/// Incoming (to the client) message ids.
+pub mod incoming {
+    pub const ERROR: i32 = 4;
+    pub const NEXT_VALID_ID: i32 = 9;
+    pub const MANAGED_ACCOUNTS: i32 = 15;
+    pub const HISTORICAL_DATA: i32 = 17;
+    pub const CURRENT_TIME: i32 = 49;
+    pub const REAL_TIME_BARS: i32 = 50;
+    pub const HISTORICAL_DATA_END: i32 = 108;
+}
+
+/// Outgoing (from the client) message ids.
+pub mod outgoing {
+    pub const REQUEST_HISTORICAL_DATA: i32 = 20;
+    pub const REQUEST_CURRENT_TIME: i32 = 49;
+    pub const REQUEST_REAL_TIME_BARS: i32 = 50;
+    pub const CANCEL_REAL_TIME_BARS: i32 = 51;
+    pub const START_API: i32 = 71;
+}
+
+/// Error codes the gateway sends.
+pub mod codes {
+    pub const HISTORICAL_DATA_SERVICE: i32 = 162;
+    pub const NO_SECURITY_DEFINITION: i32 = 200;
+    pub const CLIENT_ID_IN_USE: i32 = 326;
+    pub const MARKET_DATA_FARM_OK: i32 = 2104;
+    pub const HMDS_FARM_OK: i32 = 2106;
+    pub const SEC_DEF_FARM_OK: i32 = 2158;
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct StartApiRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub client_id: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct NextValidId {
+    #[prost(int32, optional, tag = "1")]
+    pub order_id: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ManagedAccounts {
+    #[prost(string, optional, tag = "1")]
+    pub accounts_list: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ErrorMessage {
+    #[prost(int32, optional, tag = "1")]
+    pub id: Option<i32>,
+    #[prost(int64, optional, tag = "2")]
+    pub error_time: Option<i64>,
+    #[prost(int32, optional, tag = "3")]
+    pub error_code: Option<i32>,
+    #[prost(string, optional, tag = "4")]
+    pub error_msg: Option<String>,
+}
+
+/// The contract fields the gateway looks at.
+#[derive(Clone, PartialEq, Message)]
+pub struct Contract {
+    #[prost(string, optional, tag = "2")]
+    pub symbol: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub sec_type: Option<String>,
+    #[prost(string, optional, tag = "8")]
+    pub exchange: Option<String>,
+    #[prost(string, optional, tag = "9")]
+    pub primary_exchange: Option<String>,
+    #[prost(string, optional, tag = "10")]
+    pub currency: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoricalDataRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+    #[prost(string, optional, tag = "3")]
+    pub end_date_time: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub bar_size_setting: Option<String>,
+    #[prost(string, optional, tag = "5")]
+    pub duration: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoricalDataBar {
+    #[prost(string, optional, tag = "1")]
+    pub date: Option<String>,
+    #[prost(double, optional, tag = "2")]
+    pub open: Option<f64>,
+    #[prost(double, optional, tag = "3")]
+    pub high: Option<f64>,
+    #[prost(double, optional, tag = "4")]
+    pub low: Option<f64>,
+    #[prost(double, optional, tag = "5")]
+    pub close: Option<f64>,
+    #[prost(string, optional, tag = "6")]
+    pub volume: Option<String>,
+    #[prost(string, optional, tag = "7")]
+    pub wap: Option<String>,
+    #[prost(int32, optional, tag = "8")]
+    pub bar_count: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoricalData {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, repeated, tag = "2")]
+    pub historical_data_bars: Vec<HistoricalDataBar>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct HistoricalDataEnd {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub start_date_str: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub end_date_str: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RealTimeBarsRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CancelRealTimeBars {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct RealTimeBarTick {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(int64, optional, tag = "2")]
+    pub time: Option<i64>,
+    #[prost(double, optional, tag = "3")]
+    pub open: Option<f64>,
+    #[prost(double, optional, tag = "4")]
+    pub high: Option<f64>,
+    #[prost(double, optional, tag = "5")]
+    pub low: Option<f64>,
+    #[prost(double, optional, tag = "6")]
+    pub close: Option<f64>,
+    #[prost(string, optional, tag = "7")]
+    pub volume: Option<String>,
+    #[prost(string, optional, tag = "8")]
+    pub wap: Option<String>,
+    #[prost(int32, optional, tag = "9")]
+    pub count: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CurrentTime {
+    #[prost(int64, optional, tag = "1")]
+    pub current_time: Option<i64>,
+}
+
+pub(super) fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+pub(super) fn proto_frame(id: i32, msg: &impl Message) -> Vec<u8> {
+    let mut body = (id + PROTOBUF).to_be_bytes().to_vec();
+    msg.encode(&mut body).expect("a Vec grows as needed");
+    frame(&body)
+}
+
+/// The framed error (notice) message.
+pub fn error_frame(id: i32, code: i32, text: &str) -> Vec<u8> {
+    proto_frame(
+        incoming::ERROR,
+        &ErrorMessage {
+            id: Some(id),
+            error_time: Some(0),
+            error_code: Some(code),
+            error_msg: Some(text.into()),
+        },
+    )
+}
+
+pub(super) fn read_frame(s: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > 16 << 20 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body)?;
+    Ok(body)
+}
+
+/// Seconds of an IB bar size (`"1 min"`, `"5 secs"`, `"1 hour"`, `"1 day"`, ...).
+pub fn bar_size_seconds(text: &str) -> Option<i64> {
+    let (n, unit) = text.trim().split_once(' ')?;
+    let n: i64 = n.parse().ok()?;
+    let unit = match unit.trim_end_matches('s') {
+        "sec" => 1,
+        "min" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        "week" => 7 * 86_400,
+        _ => return None,
+    };
+    Some(n * unit)
+}
+
+/// Seconds of an IB duration (`"86400 S"`, `"1 D"`, `"2 W"`, `"1 M"`, `"1 Y"`).
+pub fn duration_seconds(text: &str) -> Option<i64> {
+    let (n, unit) = text.trim().split_once(' ')?;
+    let n: i64 = n.parse().ok()?;
+    let unit = match unit {
+        "S" => 1,
+        "D" => 86_400,
+        "W" => 7 * 86_400,
+        "M" => 30 * 86_400,
+        "Y" => 365 * 86_400,
+        _ => return None,
+    };
+    Some(n * unit)
+}
+
+/// `YYYYMMDD-HH:MM:SS` (UTC) of a Unix time.
+pub(super) fn utc_text(t: i64) -> String {
+    let (year, month, day, h, m, s) = worker::unix_time::civil_time(t);
+    format!("{year:04}{month:02}{day:02}-{h:02}:{m:02}:{s:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ib_units_read_as_seconds() {
+        assert_eq!(bar_size_seconds("1 min"), Some(60));
+        assert_eq!(bar_size_seconds("5 secs"), Some(5));
+        assert_eq!(bar_size_seconds("2 hours"), Some(7200));
+        assert_eq!(bar_size_seconds("1 day"), Some(86_400));
+        assert_eq!(bar_size_seconds("1 fortnight"), None);
+        assert_eq!(duration_seconds("86400 S"), Some(86_400));
+        assert_eq!(duration_seconds("2 W"), Some(14 * 86_400));
+        assert_eq!(duration_seconds("1 Y"), Some(365 * 86_400));
+        assert_eq!(duration_seconds("D"), None);
+        assert_eq!(utc_text(1_700_000_000), "20231114-22:13:20");
+    }
+
+    #[test]
+    fn frames_carry_their_length_and_protobuf_ids_are_offset() {
+        assert_eq!(frame(b"abc"), vec![0, 0, 0, 3, b'a', b'b', b'c']);
+        let f = proto_frame(incoming::NEXT_VALID_ID, &NextValidId { order_id: Some(1) });
+        let len = u32::from_be_bytes([f[0], f[1], f[2], f[3]]) as usize;
+        assert_eq!(len, f.len() - 4);
+        let id = i32::from_be_bytes([f[4], f[5], f[6], f[7]]);
+        assert_eq!(id, incoming::NEXT_VALID_ID + PROTOBUF);
+        assert_eq!(
+            NextValidId::decode(&f[8..]).unwrap(),
+            NextValidId { order_id: Some(1) }
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! Historical bars from IB: IB's units for a request, one request with its deadline,
+//! pacing retries and re-sending across a reconnect, and the conversion of IB's bars into
+//! ours.
+//!
+//! Invariants: a request holds one of the backend's history slots for as long as it runs (at
+//! most [`MAX_CONCURRENT_HISTORY`](super::MAX_CONCURRENT_HISTORY) in flight); a pacing
+//! violation is retried at most [`PACING_RETRIES`] times with a doubling backoff, a lost
+//! connection at most [`RECONNECT_RETRIES`] times; a bar without valid prices never leaves
+//! this module (`ibapi` turns a missing price into 0.0), and an answer left without bars is
+//! [`ErrorKind::NoData`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::protocol::{Bar, ErrorKind, RemoteError};
+use ibapi::market_data::historical::{BarSize, BarTimestamp, Duration as IbDuration};
+use ibapi::prelude::{Contract, HistoricalWhatToShow};
+
+use super::{classify, RECONNECT_WAIT};
+use crate::backend::error;
+
+/// Deadline of one historical request.
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pacing violations retried per request.
+const PACING_RETRIES: u32 = 4;
+/// Times a read in flight is re-sent after the gateway connection was lost and came back.
+const RECONNECT_RETRIES: u32 = 3;
+
+/// IB's bar size for a number of seconds.
+pub fn bar_size(seconds: u32) -> Option<BarSize> {
+    Some(match seconds {
+        1 => BarSize::Sec,
+        5 => BarSize::Sec5,
+        10 => BarSize::Sec10,
+        15 => BarSize::Sec15,
+        30 => BarSize::Sec30,
+        60 => BarSize::Min,
+        120 => BarSize::Min2,
+        180 => BarSize::Min3,
+        240 => BarSize::Min4,
+        300 => BarSize::Min5,
+        600 => BarSize::Min10,
+        900 => BarSize::Min15,
+        1200 => BarSize::Min20,
+        1800 => BarSize::Min30,
+        3600 => BarSize::Hour,
+        7200 => BarSize::Hour2,
+        10800 => BarSize::Hour3,
+        14400 => BarSize::Hour4,
+        28800 => BarSize::Hour8,
+        86400 => BarSize::Day,
+        604_800 => BarSize::Week,
+        _ => return None,
+    })
+}
+
+/// IB's duration for a number of seconds: seconds up to a day, whole days beyond.
+pub fn duration(seconds: u64) -> IbDuration {
+    if seconds <= 86_400 {
+        IbDuration::seconds(seconds as i32)
+    } else {
+        IbDuration::days(seconds.div_ceil(86_400).min(i32::MAX as u64) as i32)
+    }
+}
+
+fn bar_time(b: &BarTimestamp) -> i64 {
+    match b {
+        BarTimestamp::DateTime(t) => t.unix_timestamp(),
+        BarTimestamp::Date(d) => d.midnight().assume_utc().unix_timestamp(),
+    }
+}
+
+/// Our bars from IB's: a bar without a positive, finite price is dropped (`ibapi` turns a
+/// missing price into 0.0; it never reaches a strategy here).
+pub(super) fn convert(
+    symbol: &str,
+    bars: &[ibapi::market_data::historical::Bar],
+) -> Result<Arc<Vec<Bar>>, RemoteError> {
+    keep_valid(
+        symbol,
+        bars.iter().map(|b| Bar {
+            time: bar_time(&b.date),
+            open: b.open,
+            high: b.high,
+            low: b.low,
+            close: b.close,
+            volume: b.volume,
+        }),
+    )
+}
+
+/// The bars with valid prices, in order; the others are counted in one warning. No bar left
+/// is [`ErrorKind::NoData`].
+fn keep_valid(symbol: &str, bars: impl Iterator<Item = Bar>) -> Result<Arc<Vec<Bar>>, RemoteError> {
+    let mut dropped = 0usize;
+    let kept: Vec<Bar> = bars
+        .filter(|b| {
+            let ok = b.has_valid_prices();
+            dropped += usize::from(!ok);
+            ok
+        })
+        .collect();
+    if dropped > 0 {
+        tracing::warn!(symbol, dropped, "bars without a valid price dropped");
+    }
+    if kept.is_empty() {
+        return Err(error(ErrorKind::NoData, format!("no bars for {symbol}")));
+    }
+    Ok(Arc::new(kept))
+}
+
+/// One historical request, with a slot of the concurrency cap, its deadline and pacing
+/// retries.
+pub(super) async fn fetch(
+    client: &ibapi::Client,
+    contract: &Contract,
+    size: BarSize,
+    span: IbDuration,
+    slots: &tokio::sync::Semaphore,
+    symbol: &str,
+) -> Result<Arc<Vec<ibapi::market_data::historical::Bar>>, RemoteError> {
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|_| error(ErrorKind::Internal, "history slots closed"))?;
+    let mut backoff = Duration::from_secs(2);
+    let mut attempt = 0;
+    let mut reconnects = 0;
+    loop {
+        let fetched = tokio::time::timeout(
+            HISTORY_TIMEOUT,
+            client
+                .historical_data(contract, size)
+                .what_to_show(HistoricalWhatToShow::Trades)
+                .duration(span)
+                .fetch(),
+        )
+        .await;
+        match fetched {
+            Err(_) => {
+                return Err(error(
+                    ErrorKind::Timeout,
+                    format!(
+                        "history of {symbol} not answered within {} s",
+                        HISTORY_TIMEOUT.as_secs()
+                    ),
+                ))
+            }
+            Ok(Ok(data)) => return Ok(Arc::new(data.bars)),
+            Ok(Err(e)) if e.is_connection_lost() && reconnects < RECONNECT_RETRIES => {
+                reconnects += 1;
+                tracing::warn!(
+                    symbol,
+                    "gateway connection lost mid-request; re-sending after the reconnect"
+                );
+                match tokio::time::timeout(RECONNECT_WAIT, client.wait_connected()).await {
+                    Ok(Ok(())) => continue,
+                    _ => {
+                        return Err(error(
+                            ErrorKind::Disconnected,
+                            format!(
+                                "gateway connection lost and not back within {} s",
+                                RECONNECT_WAIT.as_secs()
+                            ),
+                        ))
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                let e = classify(&e);
+                if e.kind == ErrorKind::Pacing && attempt < PACING_RETRIES {
+                    attempt += 1;
+                    tracing::warn!(
+                        symbol,
+                        attempt,
+                        "pacing violation; retrying in {} s",
+                        backoff.as_secs()
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_sizes_and_durations_map_to_ib_units() {
+        assert!(matches!(bar_size(60), Some(BarSize::Min)));
+        assert!(matches!(bar_size(5), Some(BarSize::Sec5)));
+        assert!(bar_size(7).is_none());
+        assert_eq!(duration(86_400).to_string(), "86400 S");
+        assert_eq!(duration(86_401).to_string(), "2 D");
+    }
+
+    fn bar(time: i64, close: f64) -> Bar {
+        Bar {
+            time,
+            open: 1.0,
+            high: 2.0,
+            low: 0.5,
+            close,
+            volume: 10.0,
+        }
+    }
+
+    #[test]
+    fn bars_without_valid_prices_are_dropped_and_the_rest_kept_in_order() {
+        let kept = keep_valid(
+            "SPY",
+            [bar(0, 1.5), bar(60, 0.0), bar(120, f64::NAN), bar(180, 1.2)].into_iter(),
+        )
+        .unwrap();
+        assert_eq!(*kept, vec![bar(0, 1.5), bar(180, 1.2)]);
+    }
+
+    #[test]
+    fn an_answer_without_a_valid_bar_is_no_data() {
+        let e = keep_valid("SPY", [bar(0, 0.0)].into_iter()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NoData);
+        assert_eq!(e.message, "no bars for SPY");
+        let e = keep_valid("QQQ", std::iter::empty()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NoData);
+    }
+}

@@ -1,0 +1,68 @@
+//! Signals to processes, without unsafe code: the `kill` command does the system call. Used
+//! for the simulated market's injected crash and hang, the soak's chaos, and the tests.
+//!
+//! Invariants: a signal is sent to exactly one pid (never a group); success means `kill`
+//! ran and reported success, anything else is an error naming the signal and the pid.
+
+use std::fmt;
+use std::io;
+use std::process::Command;
+
+/// The signals sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGKILL: the process dies at once.
+    Kill,
+    /// SIGSTOP: the process hangs until SIGCONT.
+    Stop,
+}
+
+impl Signal {
+    /// The option of `kill` that sends it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Signal::Kill => "-KILL",
+            Signal::Stop => "-STOP",
+        }
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.flag())
+    }
+}
+
+/// Sends `signal` to process `pid`.
+pub fn send(pid: u32, signal: Signal) -> io::Result<()> {
+    let status = Command::new("kill")
+        .arg(signal.flag())
+        .arg(pid.to_string())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("kill {signal} {pid}: {status}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_then_killed_child_ends_by_sigkill() {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        send(child.id(), Signal::Stop).unwrap();
+        send(child.id(), Signal::Kill).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(9));
+    }
+
+    #[test]
+    fn a_signal_to_no_process_is_an_error() {
+        // Above Linux's largest pid (2^22).
+        let e = send(u32::MAX / 2, Signal::Kill).unwrap_err();
+        assert!(e.to_string().starts_with("kill -KILL "), "{e}");
+    }
+}
