@@ -145,8 +145,11 @@ pub struct BridgeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SupervisorConfig {
-    /// Worker restarts allowed in one run before giving up.
+    /// Worker restarts allowed within `restart_window_seconds` before giving up (a restart
+    /// intensity, as OTP supervisors have: restarts further apart never add up).
     pub max_restarts: u32,
+    /// The window `max_restarts` counts over, seconds.
+    pub restart_window_seconds: u64,
     /// First delay before a restart, ms; doubles on each consecutive failure.
     pub backoff_ms: u64,
     /// Longest delay before a restart, ms.
@@ -244,6 +247,7 @@ impl Default for SupervisorConfig {
     fn default() -> Self {
         SupervisorConfig {
             max_restarts: 10,
+            restart_window_seconds: 60,
             backoff_ms: 100,
             max_backoff_ms: 5000,
         }
@@ -449,6 +453,15 @@ impl Config {
         if b.request_timeout_seconds == 0 || b.handshake_timeout_ms == 0 {
             return Err(err(
                 "bridge.request_timeout_seconds and bridge.handshake_timeout_ms must be above 0",
+            ));
+        }
+        let sup = &self.supervisor;
+        if sup.restart_window_seconds == 0 {
+            return Err(err("supervisor.restart_window_seconds must be at least 1"));
+        }
+        if sup.backoff_ms > sup.max_backoff_ms {
+            return Err(err(
+                "supervisor.backoff_ms must not be more than supervisor.max_backoff_ms",
             ));
         }
         Ok(())

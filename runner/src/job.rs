@@ -53,6 +53,9 @@ pub struct Outcome {
     pub supervisor: SupervisorStats,
     pub signals_written: u64,
     pub interrupted: bool,
+    /// Why the supervisor gave up replacing a dead worker, if it did: the run failed, whatever
+    /// it printed.
+    pub gave_up: Option<String>,
 }
 
 /// One symbol's bars so far (history, then live), or why it has none.
@@ -94,11 +97,12 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
         Some(p) => Some(Signals::create(p)?),
         None => None,
     };
-    let (sup, mut events) = Supervisor::start(setup).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (sup, mut events) = Supervisor::start(setup)?;
     let outcome = run_phases(cfg, &sup, &mut events, &strategy, &mut signals, stop);
     sup.shutdown();
     let mut outcome = outcome?;
     outcome.supervisor.restarts = sup.stats().restarts;
+    outcome.gave_up = sup.gave_up().map(|e| e.to_string());
     if let Some(s) = signals {
         outcome.signals_written = s.flush()?.0;
     }
@@ -131,6 +135,7 @@ fn run_phases(
         supervisor: sup.stats(),
         signals_written: 0,
         interrupted,
+        gave_up: None,
     })
 }
 

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod job;
 mod progress;
+pub mod restart_intensity;
 pub mod signals;
 pub mod soak;
 pub mod strategy;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use runner::config::{Config, Overrides};
+use runner::supervisor::SupervisorError;
 use runner::worker_setup::WorkerSetup;
 
 #[derive(Parser)]
@@ -192,7 +193,19 @@ fn run(args: &ConfigArgs) -> ExitCode {
     match outcome {
         Ok(outcome) => {
             print!("{}", runner::summary::render(&outcome));
-            ExitCode::SUCCESS
+            match outcome.gave_up {
+                Some(why) => fail(EXIT_FAILED, why),
+                None => ExitCode::SUCCESS,
+            }
+        }
+        // The machine cannot host the bridge as configured: like a configuration error.
+        Err(e)
+            if matches!(
+                e.downcast_ref::<SupervisorError>(),
+                Some(SupervisorError::Environment(_))
+            ) =>
+        {
+            fail(EXIT_CONFIG, format!("{e:#}"))
         }
         Err(e) => fail(EXIT_FAILED, format!("{e:#}")),
     }

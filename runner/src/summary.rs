@@ -137,6 +137,7 @@ mod tests {
             supervisor: SupervisorStats::default(),
             signals_written: 3,
             interrupted: true,
+            gave_up: None,
         };
         let text = render(&o);
         let lines: Vec<&str> = text.lines().collect();

@@ -18,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use bridge::protocol::{Bar, HistoryRequest, RemoteError, Reply, Request, SubscribeRequest};
 
-use bridge::{Client, ClientStats, RequestError};
+use bridge::segment::SegmentError;
+use bridge::{Client, ClientStats, RequestError, StartError};
 use parking_lot::Mutex;
 
+use crate::restart_intensity::RestartIntensity;
 use crate::worker_events::{EventChannels, WorkerEvents};
 use crate::worker_setup::WorkerSetup;
 
@@ -30,10 +32,21 @@ use crate::worker_setup::WorkerSetup;
 pub enum SupervisorError {
     /// A worker could not be started.
     Start(String),
+    /// A worker could not be started for a reason of this machine's, not the worker's: the
+    /// shared memory the bridge needs is missing (`/dev/shm` short of space). Retrying does
+    /// not help; the operator must change the configuration or the machine.
+    Environment(String),
     /// A worker started but could not connect to the broker.
     Connect(RemoteError),
-    /// Too many restarts.
-    GaveUp { restarts: u32, last: String },
+    /// Too many restarts within the restart window.
+    GaveUp {
+        /// Restarts within the window.
+        restarts: u32,
+        /// The window.
+        window: Duration,
+        /// Why the last worker died or did not start.
+        last: String,
+    },
     /// The request failed and is not retried.
     Request(RequestError),
     /// The broker refused the request.
@@ -48,13 +61,17 @@ impl fmt::Display for SupervisorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SupervisorError::Start(e) => write!(f, "cannot start the worker: {e}"),
+            SupervisorError::Environment(e) => write!(f, "cannot start the worker: {e}"),
             SupervisorError::Connect(e) => write!(f, "cannot connect to the broker: {e}"),
-            SupervisorError::GaveUp { restarts, last } => {
-                write!(
-                    f,
-                    "gave up after {restarts} worker restarts; last failure: {last}"
-                )
-            }
+            SupervisorError::GaveUp {
+                restarts,
+                window,
+                last,
+            } => write!(
+                f,
+                "gave up after {restarts} worker restarts within {} s; last failure: {last}",
+                window.as_secs()
+            ),
             SupervisorError::Request(e) => e.fmt(f),
             SupervisorError::Remote(e) => e.fmt(f),
             SupervisorError::Protocol(e) => write!(f, "unexpected answer: {e}"),
@@ -155,6 +172,10 @@ pub struct Supervisor {
     /// Where each new worker's event channel goes.
     events: EventChannels,
     restarts: AtomicU32,
+    /// Restarts allowed per window; taken under `restart_lock`'s protection.
+    intensity: Mutex<RestartIntensity>,
+    /// Why the supervisor gave up, once it has: the run must end with an error.
+    gave_up: Mutex<Option<SupervisorError>>,
     failed_requests: AtomicU64,
     stopping: AtomicBool,
 }
@@ -172,6 +193,10 @@ impl Supervisor {
     /// of all its workers.
     pub fn start(setup: WorkerSetup) -> Result<(Arc<Supervisor>, WorkerEvents), SupervisorError> {
         let (events, events_rx) = WorkerEvents::new();
+        let intensity = RestartIntensity::new(
+            setup.policy.max_restarts,
+            Duration::from_secs(setup.policy.restart_window_seconds),
+        );
         let sup = Arc::new(Supervisor {
             setup,
             state: Mutex::new(State {
@@ -182,6 +207,8 @@ impl Supervisor {
             restart_lock: Mutex::new(()),
             events,
             restarts: AtomicU32::new(0),
+            intensity: Mutex::new(intensity),
+            gave_up: Mutex::new(None),
             failed_requests: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
         });
@@ -212,8 +239,12 @@ impl Supervisor {
         options.generation = generation;
         let cmd = worker::command(&self.setup.exe, &options)
             .map_err(|e| SupervisorError::Start(e.to_string()))?;
-        let (client, events) = Client::spawn(cmd, &self.setup.client)
-            .map_err(|e| SupervisorError::Start(e.to_string()))?;
+        let (client, events) = Client::spawn(cmd, &self.setup.client).map_err(|e| match e {
+            StartError::Segment(SegmentError::NoSpace { .. }) => {
+                SupervisorError::Environment(e.to_string())
+            }
+            e => SupervisorError::Start(e.to_string()),
+        })?;
         let client = Arc::new(client);
         // Nobody reading events (the job or soak has ended) is not an error.
         let _ = self.events.send(events);
@@ -292,9 +323,17 @@ impl Supervisor {
             if self.stopping.load(Ordering::Acquire) {
                 return Err(SupervisorError::Stopped);
             }
-            let restarts = self.restarts.load(Ordering::Relaxed);
-            if restarts >= policy.max_restarts {
-                return Err(SupervisorError::GaveUp { restarts, last });
+            let permitted = self.intensity.lock().permit(Instant::now());
+            if let Err(restarts) = permitted {
+                let window = self.intensity.lock().window();
+                let e = SupervisorError::GaveUp {
+                    restarts,
+                    window,
+                    last,
+                };
+                tracing::error!("{e}");
+                *self.gave_up.lock() = Some(e.clone());
+                return Err(e);
             }
             let backoff = Duration::from_millis(
                 policy
@@ -412,6 +451,12 @@ impl Supervisor {
             }
         }
         Ok(out)
+    }
+
+    /// Why the supervisor gave up replacing workers, if it has (the run then ends with an
+    /// error, whatever phase it was in).
+    pub fn gave_up(&self) -> Option<SupervisorError> {
+        self.gave_up.lock().clone()
     }
 
     /// Counters for the summary.

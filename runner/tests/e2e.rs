@@ -729,3 +729,128 @@ fn both_rings_corrupted_over_and_over_never_hang_the_run() {
         "{rest:?}"
     );
 }
+
+/// Reads the runner's log until worker `generation` has started; returns its pid and the
+/// lines read.
+fn wait_for_worker(log: &mut Lines<BufReader<ChildStderr>>, generation: u32) -> (u32, Vec<String>) {
+    let needle = format!("worker started generation={generation} pid=");
+    let seen = wait_for_line(log, &needle);
+    let line = seen.last().unwrap();
+    let pid = line[line.find(&needle).unwrap() + needle.len()..]
+        .trim()
+        .parse()
+        .unwrap();
+    (pid, seen)
+}
+
+fn run_with_config(
+    toml: &str,
+    name: &str,
+    duration: u64,
+) -> (Child, Lines<BufReader<ChildStderr>>) {
+    let path = temp(name);
+    std::fs::write(&path, toml).unwrap();
+    let mut child = runner(&[
+        "run",
+        "--config",
+        path.to_str().unwrap(),
+        "--duration",
+        &duration.to_string(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let log = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, log)
+}
+
+/// `max_restarts` is a restart intensity: a worker death every few seconds, in a run that
+/// allows one restart per 2 s, never adds up to giving up.
+#[test]
+fn restarts_far_apart_never_add_up_to_giving_up() {
+    let (mut child, mut log) = run_with_config(
+        "[supervisor]\nmax_restarts = 1\nrestart_window_seconds = 2\n",
+        "intensity.toml",
+        12,
+    );
+    let (mut pid, _) = wait_for_worker(&mut log, 0);
+    wait_for_line(&mut log, "live phase");
+    for generation in 1..=3 {
+        std::thread::sleep(Duration::from_millis(2500));
+        signal(pid, Signal::Kill).unwrap();
+        (pid, _) = wait_for_worker(&mut log, generation);
+    }
+    let rest: Vec<String> = log.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{rest:?}");
+    assert_eq!(counter(&stdout, "worker restarts:"), 3, "{stdout}");
+    assert!(!rest.iter().any(|l| l.contains("gave up")), "{rest:?}");
+}
+
+/// When the supervisor gives up, the run still ends and reports, but with exit code 1 and
+/// the reason, whatever phase it was in.
+#[test]
+fn a_supervisor_that_gives_up_fails_the_run_with_the_reason() {
+    let (mut child, mut log) = run_with_config(
+        "[supervisor]\nmax_restarts = 1\nrestart_window_seconds = 600\n",
+        "gives-up.toml",
+        4,
+    );
+    let (pid, _) = wait_for_worker(&mut log, 0);
+    wait_for_line(&mut log, "live phase");
+    signal(pid, Signal::Kill).unwrap();
+    let (pid, _) = wait_for_worker(&mut log, 1);
+    signal(pid, Signal::Kill).unwrap();
+    let rest: Vec<String> = log.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{rest:?}");
+    let last = rest.last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("error: gave up after 1 worker restarts within 600 s; last failure:"),
+        "{rest:?}"
+    );
+    assert!(stdout.contains("worker restarts: 1"), "{stdout}");
+}
+
+/// A /dev/shm too small for the configured rings is an environment error: exit code 2, one
+/// line that says what to change, no segment left behind.
+#[test]
+fn a_short_dev_shm_fails_the_run_like_a_configuration_error() {
+    let config = temp("big-rings.toml");
+    std::fs::write(
+        &config,
+        "[bridge]\nring_capacity = 8388608\nmax_frame = 262144\n",
+    )
+    .unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=4m tmpfs /dev/shm && {RUNNER} run --history-only --config {}; \
+         echo \"exit=$?\"; echo \"left=$(ls -A /dev/shm | wc -l)\"",
+        config.display()
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .or_else(|_| {
+            Command::new("unshare")
+                .args(["-rm", "sh", "-c", &script])
+                .output()
+        })
+        .expect("this test needs `unshare -m` or `unshare -rm` to make a short /dev/shm");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("exit=2"), "{stdout}{stderr}");
+    assert!(stdout.contains("left=0"), "{stdout}");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        error.contains("not enough shared memory")
+            && error.contains("16.0 MiB")
+            && error.contains("--shm-size"),
+        "{error}"
+    );
+}
