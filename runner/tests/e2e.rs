@@ -769,7 +769,7 @@ fn run_with_config(
 /// allows one restart per 2 s, never adds up to giving up.
 #[test]
 fn restarts_far_apart_never_add_up_to_giving_up() {
-    let (mut child, mut log) = run_with_config(
+    let (child, mut log) = run_with_config(
         "[supervisor]\nmax_restarts = 1\nrestart_window_seconds = 2\n",
         "intensity.toml",
         12,
@@ -793,7 +793,7 @@ fn restarts_far_apart_never_add_up_to_giving_up() {
 /// the reason, whatever phase it was in.
 #[test]
 fn a_supervisor_that_gives_up_fails_the_run_with_the_reason() {
-    let (mut child, mut log) = run_with_config(
+    let (child, mut log) = run_with_config(
         "[supervisor]\nmax_restarts = 1\nrestart_window_seconds = 600\n",
         "gives-up.toml",
         4,
