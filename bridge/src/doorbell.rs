@@ -1,4 +1,4 @@
-//! Eventfd-style wakeups on futex words that live in the shared segment.
+//! Wakeups on futex words that live in the shared segment.
 //!
 //! A [`Bell`] belongs to one condition of one ring ("data available" or "space available").
 //! The side that waits spins briefly, then yields, then announces itself in `waiting` and
@@ -19,6 +19,8 @@
 //!
 //! Either the waiter's re-check sees the published index, or the ringer sees `waiting > 0`;
 //! then `seq` differs from `token`, so the futex wait returns at once or is woken.
+
+#![forbid(unsafe_code)]
 
 #[cfg(not(loom))]
 use std::time::{Duration, Instant};

@@ -7,6 +7,8 @@
 //! published is reported as a data race; the futex is modelled by a mutex and condvar with no
 //! timeout, so a lost wakeup is reported as a deadlock.
 
+#![forbid(unsafe_code)]
+
 use crate::ring::{self, Consumer, Producer, PushError};
 use loom::thread;
 

@@ -5,6 +5,8 @@
 //! come as [`Reply::Bars`] batches followed by one final reply ([`Reply::HistoryEnd`]).
 //! Prices are never defaulted: absent data is an error reply or `None`, never `0.0`.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

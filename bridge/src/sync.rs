@@ -1,6 +1,8 @@
 //! The one place that decides where atomics come from: `std` normally, `loom` under `cfg(loom)`,
 //! so the loom models check the same ring and doorbell code that ships.
 
+#![forbid(unsafe_code)]
+
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 

@@ -37,6 +37,32 @@ fn ping(payload: &[u8]) -> Request {
     }
 }
 
+/// A worker declared hung after 1 s of silence.
+fn quickly_hung(cmd: Command) -> Client {
+    let cfg = ClientConfig {
+        channel: channel::Config {
+            hang_timeout: Duration::from_millis(1000),
+            ..tests::config()
+        },
+        ..ClientConfig::default()
+    };
+    Client::spawn(cmd, &cfg).unwrap().0
+}
+
+/// The next request to `client` fails because the worker is gone for the reason `expected`
+/// accepts, and the worker process is gone within 5 s (killed, not left behind).
+fn next_request_finds_the_worker_gone(client: &Client, expected: fn(&GoneReason) -> bool) {
+    let pid = client.control().peer_pid();
+    let err = client
+        .request(ping(b"x"), Duration::from_secs(30))
+        .unwrap_err();
+    assert!(
+        matches!(&err, RequestError::PeerGone(reason) if expected(reason)),
+        "{err:?}"
+    );
+    assert!(within(Duration::from_secs(5), || !alive(pid)).is_some());
+}
+
 /// A directory of this test process's own under the build's tmp dir.
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
@@ -306,25 +332,10 @@ fn requests_in_flight_fail_when_the_worker_is_killed() {
 
 #[test]
 fn a_stopped_worker_is_declared_hung_and_killed() {
-    let cfg = ClientConfig {
-        channel: channel::Config {
-            hang_timeout: Duration::from_millis(1000),
-            ..tests::config()
-        },
-        ..ClientConfig::default()
-    };
-    let (client, _) = Client::spawn(peer(&["serve"]), &cfg).unwrap();
-    let pid = client.control().peer_pid();
-    signal(pid, Signal::Stop).unwrap();
-    let err = client
-        .request(ping(b"x"), Duration::from_secs(30))
-        .unwrap_err();
-    assert!(
-        matches!(err, RequestError::PeerGone(GoneReason::Hung(_))),
-        "{err:?}"
-    );
+    let client = quickly_hung(peer(&["serve"]));
+    signal(client.control().peer_pid(), Signal::Stop).unwrap();
     // It was killed, not left stopped.
-    assert!(within(Duration::from_secs(5), || !alive(pid)).is_some());
+    next_request_finds_the_worker_gone(&client, |r| matches!(r, GoneReason::Hung(_)));
 }
 
 #[test]
@@ -433,15 +444,7 @@ fn an_executable_that_is_no_worker_fails_to_start_cleanly() {
 #[test]
 fn an_undecodable_frame_tears_the_connection_down() {
     let client = client(&["garbage"]);
-    let pid = client.control().peer_pid();
-    let err = client
-        .request(ping(b"x"), Duration::from_secs(10))
-        .unwrap_err();
-    assert!(
-        matches!(err, RequestError::PeerGone(GoneReason::Corrupt(_))),
-        "{err:?}"
-    );
-    assert!(within(Duration::from_secs(5), || !alive(pid)).is_some());
+    next_request_finds_the_worker_gone(&client, |r| matches!(r, GoneReason::Corrupt(_)));
 }
 
 #[test]
@@ -569,27 +572,14 @@ fn a_short_dev_shm_is_a_clear_error_not_a_sigbus() {
 fn a_hung_worker_is_killed_with_everything_it_started() {
     let dir = temp_dir("bridge-group");
     let record = dir.join("child");
-    let cfg = ClientConfig {
-        channel: channel::Config {
-            hang_timeout: Duration::from_millis(1000),
-            ..tests::config()
-        },
-        ..ClientConfig::default()
-    };
     let mut cmd = peer(&["serve"]);
     cmd.env("BRIDGE_PEER_CHILD", &record);
-    let (client, _) = Client::spawn(cmd, &cfg).unwrap();
+    let client = quickly_hung(cmd);
     client.request(ping(b"x"), Duration::from_secs(10)).unwrap();
     let grandchild: u32 = std::fs::read_to_string(&record).unwrap().parse().unwrap();
     assert!(alive(grandchild));
     signal(client.control().peer_pid(), Signal::Stop).unwrap();
-    let err = client
-        .request(ping(b"x"), Duration::from_secs(30))
-        .unwrap_err();
-    assert!(
-        matches!(err, RequestError::PeerGone(GoneReason::Hung(_))),
-        "{err:?}"
-    );
+    next_request_finds_the_worker_gone(&client, |r| matches!(r, GoneReason::Hung(_)));
     let gone = within(Duration::from_secs(5), || !alive(grandchild));
     if gone.is_none() {
         let _ = signal(grandchild, Signal::Kill);

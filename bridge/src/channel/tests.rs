@@ -1,6 +1,8 @@
 //! Tests of a connection's two ends in one process ([`pair`](super::pair)), over a real
 //! segment, with this test playing the hostile peer where needed.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! Tests of the client over an in-process [`pair`](crate::channel::pair), the worker end
 //! played by the test.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
