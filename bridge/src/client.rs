@@ -404,7 +404,10 @@ fn dispatch(inner: Arc<Inner>, mut rx: Receiver) {
 fn run_timers(inner: Arc<Inner>) {
     let mut timers = inner.timers.lock();
     loop {
-        if timers.stop {
+        // Stopped by the dispatcher when the worker is gone; the gone state itself is looked
+        // at too, so that no wait here outlives the connection whatever became of the
+        // dispatcher.
+        if timers.stop || inner.control.is_gone() {
             return;
         }
         let due = inner.expire_due(&mut timers, Instant::now());
@@ -419,12 +422,10 @@ fn run_timers(inner: Arc<Inner>) {
         let next = timers.deadlines.peek().map(|Reverse((d, _))| *d);
         if timers.space_waiters.is_empty() {
             // Nothing to retry: sleep until the next deadline, or until told of a new one.
-            match next {
-                Some(d) => {
-                    inner.timers_cv.wait_until(&mut timers, d);
-                }
-                None => inner.timers_cv.wait(&mut timers),
-            }
+            let idle = Instant::now() + DISPATCH_IDLE;
+            inner
+                .timers_cv
+                .wait_until(&mut timers, next.map_or(idle, |d| d.min(idle)));
             continue;
         }
         // Async requests wait for ring space: let them try again after a short pause.
