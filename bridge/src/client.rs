@@ -165,26 +165,29 @@ impl Slot {
         }
     }
 
-    /// Blocks for the next item until the request's deadline.
+    /// Blocks for the next item until the request's deadline. Past the deadline the request
+    /// has timed out, whatever is still queued: a caller slower than the worker's batches
+    /// cannot make a stream outlive its deadline.
     fn next_blocking(&self) -> Result<Reply, RequestError> {
         let mut st = self.state.lock();
         loop {
+            if Instant::now() >= self.deadline {
+                return Err(RequestError::Timeout);
+            }
             if let Some(item) = st.replies.pop_front() {
                 return item;
             }
-            if self.cv.wait_until(&mut st, self.deadline).timed_out() {
-                return st.replies.pop_front().unwrap_or(Err(RequestError::Timeout));
-            }
+            let _ = self.cv.wait_until(&mut st, self.deadline);
         }
     }
 
     fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Result<Reply, RequestError>> {
         let mut st = self.state.lock();
-        if let Some(item) = st.replies.pop_front() {
-            return Poll::Ready(item);
-        }
         if Instant::now() >= self.deadline {
             return Poll::Ready(Err(RequestError::Timeout));
+        }
+        if let Some(item) = st.replies.pop_front() {
+            return Poll::Ready(item);
         }
         st.waker = Some(cx.waker().clone());
         Poll::Pending
@@ -529,7 +532,7 @@ impl Client {
     /// Sends `request` and returns an iterator over its replies, ending after the final one.
     /// The whole stream must complete within `timeout`.
     pub fn stream(&self, request: Request, timeout: Duration) -> Result<ReplyStream, RequestError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = channel::deadline_after(timeout);
         let (id, slot) = self.inner.register(deadline)?;
         if let Err(e) = self.inner.send(id, request, deadline, true) {
             self.inner.forget(id);
@@ -547,7 +550,7 @@ impl Client {
     pub fn request_async(&self, request: Request, timeout: Duration) -> ReplyFuture {
         ReplyFuture {
             inner: self.inner.clone(),
-            deadline: Instant::now() + timeout,
+            deadline: channel::deadline_after(timeout),
             state: FutureState::Unsent(Some(request)),
         }
     }

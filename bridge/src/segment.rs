@@ -20,9 +20,9 @@
 //! - [`sweep_stale`] removes a name only when nobody holds its lock and it is older than
 //!   [`SWEEP_GRACE`]: a pid in a name means nothing in another PID namespace (containers
 //!   sharing one `/dev/shm`), a lock does;
-//! - in one process each side's ring ends are handed out once per segment name
-//!   ([`Segment::endpoints`]), so safe code can never make two producers or two consumers of
-//!   one ring;
+//! - in one process each side's ring ends are handed out once per shared memory object
+//!   (identified by its inode, whatever name it was opened under: [`Segment::endpoints`]), so
+//!   safe code can never make two producers or two consumers of one ring;
 //! - nothing read from the header is trusted: geometry and sizes are validated at open.
 
 use std::fmt;
@@ -242,10 +242,28 @@ impl fmt::Display for SegmentError {
 
 impl std::error::Error for SegmentError {}
 
-/// The (segment name, side) pairs whose ring ends this process handed out. A second request
-/// for the same pair, from the same `Segment` or from another mapping of the same name, is
-/// refused: two producers (or consumers) of one ring would race on its data area.
-static CLAIMED: Mutex<Vec<(String, Side)>> = Mutex::new(Vec::new());
+/// The (shared memory object, side) pairs whose ring ends this process handed out. A second
+/// request for the same pair, from the same `Segment` or from another mapping of the same
+/// object (under the same name, an alias of it, or a hard link), is refused: two producers
+/// (or consumers) of one ring would race on its data area.
+static CLAIMED: Mutex<Vec<(ObjectId, Side)>> = Mutex::new(Vec::new());
+
+/// Identifies a shared memory object: its device and inode where `/proc` tells them (any
+/// name of the object, or none, leads to the same), else its name without leading slashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ObjectId {
+    Inode(String, u64),
+    Name(String),
+}
+
+impl ObjectId {
+    fn of(shmem: &Shmem, name: &str) -> ObjectId {
+        match sys::mapping_identity(shmem.as_ptr() as usize) {
+            Some((dev, inode)) => ObjectId::Inode(dev, inode),
+            None => ObjectId::Name(name.trim_start_matches('/').to_string()),
+        }
+    }
+}
 
 /// A mapped bridge segment.
 pub struct Segment {
@@ -257,6 +275,8 @@ pub struct Segment {
     /// The creator's open file with its exclusive lock, held until the Segment drops.
     _lock: Option<File>,
     unlinked: AtomicBool,
+    /// The object mapped, for the take-once registry.
+    id: ObjectId,
     /// Which sides' ends this Segment handed out (released when it drops).
     claimed: [AtomicBool; 2],
 }
@@ -300,12 +320,14 @@ impl Segment {
         let mut shmem = shmem;
         // We unlink ourselves (earlier than drop, and exactly once).
         shmem.set_owner(false);
+        let id = ObjectId::of(&shmem, &name);
         let mut seg = Segment {
             shmem,
             name,
             geometry,
             created: true,
             _lock: None,
+            id,
             unlinked: AtomicBool::new(false),
             claimed: [AtomicBool::new(false), AtomicBool::new(false)],
         };
@@ -385,12 +407,14 @@ impl Segment {
                 found,
             });
         }
+        let id = ObjectId::of(&shmem, name);
         let mut seg = Segment {
             shmem,
             name: name.to_string(),
             geometry: Geometry::default(),
             created: false,
             _lock: None,
+            id,
             unlinked: AtomicBool::new(false),
             claimed: [AtomicBool::new(false), AtomicBool::new(false)],
         };
@@ -507,15 +531,16 @@ impl Segment {
     }
 
     /// The producer and consumer a side uses: the runner writes ring 0 and reads ring 1, the
-    /// worker the opposite. Each side's ends are handed out once per segment name in this
-    /// process; a second call fails with [`SegmentError::EndpointsTaken`].
+    /// worker the opposite. Each side's ends are handed out once per shared memory object in
+    /// this process, whatever name it was opened under; a second call fails with
+    /// [`SegmentError::EndpointsTaken`].
     pub fn endpoints(self: &Arc<Self>, side: Side) -> Result<(Producer, Consumer), SegmentError> {
         {
             let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
-            if claimed.iter().any(|(n, s)| *n == self.name && *s == side) {
+            if claimed.iter().any(|(id, s)| *id == self.id && *s == side) {
                 return Err(SegmentError::EndpointsTaken(side));
             }
-            claimed.push((self.name.clone(), side));
+            claimed.push((self.id.clone(), side));
             self.claimed[side.index()].store(true, std::sync::atomic::Ordering::Release);
         }
         let (tx, rx) = match side {
@@ -528,18 +553,26 @@ impl Segment {
         ))
     }
 
-    /// Writes `bytes` at `offset` of the mapping, as a hostile peer could: for tests.
+    /// Writes `bytes` at `offset` of the mapping, as a hostile peer could, with atomic stores
+    /// of whole words (as another process's writes are to us): for tests. `offset` and the
+    /// length are multiples of 8.
     #[cfg(test)]
     pub(crate) fn scribble(&self, offset: usize, bytes: &[u8]) {
         assert!(offset + bytes.len() <= self.geometry.total_bytes());
-        // SAFETY: in bounds of the mapping (asserted); plain bytes, like another process's
-        // writes.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.shmem.as_ptr().add(offset),
-                bytes.len(),
-            )
+        assert!(offset.is_multiple_of(8) && bytes.len().is_multiple_of(8));
+        for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            // SAFETY: in bounds of the mapping (asserted), 8-aligned (the mapping is page
+            // aligned and the offset a multiple of 8); every other access to these words is
+            // atomic or ordered by the ring protocol.
+            unsafe {
+                let at = self.shmem.as_ptr().add(offset + 8 * i).cast::<u64>();
+                std::sync::atomic::AtomicU64::from_ptr(at).store(
+                    u64::from_ne_bytes(word),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
         }
     }
 
@@ -571,8 +604,8 @@ impl Drop for Segment {
             .any(|c| c.load(std::sync::atomic::Ordering::Acquire))
         {
             let mut claimed = CLAIMED.lock().unwrap_or_else(|e| e.into_inner());
-            claimed.retain(|(n, s)| {
-                *n != self.name
+            claimed.retain(|(id, s)| {
+                *id != self.id
                     || !self.claimed[s.index()].load(std::sync::atomic::Ordering::Acquire)
             });
         }
@@ -754,6 +787,21 @@ mod tests {
             seg.endpoints(Side::Worker),
             Err(SegmentError::EndpointsTaken(Side::Worker))
         ));
+        // Other names of the same object: without its leading slash, with two, a hard link.
+        let bare = seg.name().trim_start_matches('/').to_string();
+        let link = PathBuf::from(SHM_DIR).join(format!("{bare}-link"));
+        std::fs::hard_link(seg.path(), &link).unwrap();
+        for alias in [bare.clone(), format!("//{bare}"), format!("/{bare}-link")] {
+            let other = Segment::open(&alias).unwrap();
+            assert!(
+                matches!(
+                    other.endpoints(Side::Runner),
+                    Err(SegmentError::EndpointsTaken(Side::Runner))
+                ),
+                "{alias}"
+            );
+        }
+        std::fs::remove_file(&link).unwrap();
         // Once every end and mapping is gone, the claims are released with them.
         let name = seg.name().to_string();
         drop((runner, worker, again));

@@ -72,7 +72,7 @@ impl Server {
     /// The next request, waiting at most `timeout`: `Ok(None)` if none came. Fails with
     /// `PeerGone` once the runner is gone or closed (after every request it sent).
     pub fn next(&mut self, timeout: Duration) -> Result<Option<Incoming>, RecvError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = channel::deadline_after(timeout);
         loop {
             let env: Envelope = match self.rx.recv(deadline) {
                 Ok(env) => env,
@@ -88,6 +88,11 @@ impl Server {
                 }
                 other => {
                     tracing::warn!(target: "bridge", "unexpected frame from the runner ignored: {other:?}");
+                    // A runner sending nothing but such frames cannot keep us past the
+                    // deadline.
+                    if Instant::now() >= deadline {
+                        return Ok(None);
+                    }
                 }
             }
         }
@@ -114,7 +119,7 @@ impl fmt::Debug for Responder {
 
 impl Responder {
     fn send(&self, env: &Envelope) -> Result<(), SendError> {
-        let deadline = Instant::now() + self.reply_timeout;
+        let deadline = channel::deadline_after(self.reply_timeout);
         let Some(mut tx) = self.tx.try_lock_until(deadline) else {
             return Err(SendError::Timeout);
         };

@@ -161,3 +161,23 @@ pub(crate) fn kill_process_group(pgid: u32) {
     // SAFETY: kill has no memory preconditions; a negative pid names a process group.
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }
+
+/// The file a mapping of this process that starts at `addr` maps: its device (`major:minor`,
+/// hex, as the kernel prints it) and inode, from `/proc/self/maps`. Names of one shared memory
+/// object differ (`/x`, `x`, `//x`, hard links), its inode does not.
+pub(crate) fn mapping_identity(addr: usize) -> Option<(String, u64)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let range = fields.next()?;
+        let start = usize::from_str_radix(range.split('-').next()?, 16).ok()?;
+        if start != addr {
+            return None;
+        }
+        let _perms = fields.next()?;
+        let _offset = fields.next()?;
+        let dev = fields.next()?.to_string();
+        let inode = fields.next()?.parse().ok()?;
+        Some((dev, inode))
+    })
+}

@@ -1,6 +1,6 @@
 //! Forwards the worker's `tracing` events over the bridge, so they appear in the runner's log
 //! with `worker` as their origin. Forwarding never blocks: a record that finds the ring full is
-//! dropped and counted in the segment header.
+//! dropped and counted (the count travels with the next record that gets through).
 
 use std::cell::Cell;
 use std::fmt::Write as _;

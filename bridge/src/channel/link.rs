@@ -107,9 +107,17 @@ impl Link {
             received: StatCells::default(),
         });
         let for_thread = link.clone();
-        let t = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("bridge-liveness".into())
-            .spawn(move || for_thread.liveness())?;
+            .spawn(move || for_thread.liveness());
+        let t = match spawned {
+            Ok(t) => t,
+            Err(e) => {
+                // Nothing would watch or reap the worker: it goes now.
+                link.kill_peer();
+                return Err(e);
+            }
+        };
         *link.thread.lock() = Some(t);
         Ok(Arc::new(CloseOnDrop { link }))
     }
@@ -263,7 +271,7 @@ impl Link {
             let _ = t.join();
         }
         if let Peer::Child { child, .. } = &self.peer {
-            let deadline = Instant::now() + self.cfg.exit_grace;
+            let deadline = super::deadline_after(self.cfg.exit_grace);
             loop {
                 let status = child.lock().try_wait();
                 match status {

@@ -22,7 +22,7 @@ mod start;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use error::{GoneReason, RecvError, SendError, StartError};
 pub use receiver::Receiver;
@@ -76,6 +76,15 @@ impl Default for Config {
             protocol_version: PROTOCOL_VERSION,
         }
     }
+}
+
+/// The instant `timeout` from now; a timeout too long to represent (`Duration::MAX` as
+/// "forever") gives a deadline a century away instead of overflowing.
+pub fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// Both directions of one side plus its control.

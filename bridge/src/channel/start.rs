@@ -33,6 +33,8 @@ pub const ENV_PARENT_PID: &str = "IBBRIDGE_PARENT_PID";
 
 /// Lines of worker output kept for error messages.
 const OUTPUT_TAIL: usize = 20;
+/// Longest line of worker output forwarded in one piece.
+const MAX_LINE: u64 = 64 << 10;
 
 /// Starts `cmd` as a worker over a new segment and performs the hello exchange.
 ///
@@ -74,7 +76,7 @@ pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
         output.lock().iter().cloned().collect::<Vec<_>>()
     };
 
-    let deadline = Instant::now() + cfg.start_timeout;
+    let deadline = super::deadline_after(cfg.start_timeout);
     let result = hello::receive(
         &mut rx,
         deadline,
@@ -131,7 +133,7 @@ pub fn attach(cfg: &Config) -> Result<Channel, StartError> {
     let (mut tx, mut rx) = segment
         .endpoints(Side::Worker)
         .map_err(StartError::Segment)?;
-    let deadline = Instant::now() + cfg.start_timeout;
+    let deadline = super::deadline_after(cfg.start_timeout);
     let theirs = hello::receive(&mut rx, deadline, runner_alive, || StartError::Timeout {
         waited: cfg.start_timeout,
         output: Vec::new(),
@@ -206,7 +208,9 @@ fn forward_output(
             let mut line = Vec::new();
             loop {
                 line.clear();
-                match reader.read_until(b'\n', &mut line) {
+                // A worker that writes without newlines gets its output cut into lines of
+                // at most MAX_LINE bytes: memory stays bounded.
+                match (&mut reader).take(MAX_LINE).read_until(b'\n', &mut line) {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {}
                 }

@@ -149,3 +149,71 @@ fn dropped_worker_logs_are_counted_on_the_runner() {
     }
     assert_eq!(client.stats().dropped_logs, 2);
 }
+
+/// A worker that keeps sending batches faster than the caller takes them cannot make a
+/// blocking stream outlive its deadline (nor grow the runner's memory for ever).
+#[test]
+fn a_blocking_stream_ends_at_its_deadline_however_fast_batches_come() {
+    use crate::protocol::{Bar, HistoryRequest};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (client, mut server) = connect(1 << 16);
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker_done = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (stop, done) = (stop.clone(), worker_done.clone());
+        std::thread::spawn(move || {
+            let incoming = server.next(Duration::from_secs(10)).unwrap().unwrap();
+            let responder = server.responder();
+            let bar = Bar {
+                time: 0,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: 1.0,
+            };
+            let until = Instant::now() + Duration::from_secs(10);
+            while !stop.load(Ordering::Acquire) && Instant::now() < until {
+                let _ = responder.reply(incoming.id, Reply::Bars(vec![bar]));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let request = Request::History(HistoryRequest {
+        symbol: "SPY".into(),
+        bar_seconds: 60,
+        duration_seconds: 60,
+        end: None,
+    });
+    let mut items = 0;
+    let mut last = None;
+    for item in client.stream(request, Duration::from_millis(300)).unwrap() {
+        items += 1;
+        last = Some(item);
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    assert!(
+        !worker_done.load(Ordering::Acquire),
+        "the stream outlived the worker's 10 s of batches"
+    );
+    stop.store(true, Ordering::Release);
+    worker.join().unwrap();
+    assert_eq!(last, Some(Err(RequestError::Timeout)));
+    assert!(items < 300, "{items} items in 300 ms");
+}
+
+/// `Duration::MAX` as "no deadline to speak of" is a far deadline, not an overflow panic.
+#[test]
+fn a_forever_timeout_is_a_far_deadline_not_a_panic() {
+    let (client, _server) = connect(1 << 16);
+    let flag = Arc::new(Flag(Default::default()));
+    let waker = Waker::from(flag);
+    let mut cx = Context::from_waker(&waker);
+    let mut f = client.request_async(ping(1), Duration::MAX);
+    assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+    let stream = client.stream(ping(1), Duration::MAX).unwrap();
+    assert_eq!(client.in_flight(), 2);
+    drop((f, stream));
+    assert!(crate::channel::deadline_after(Duration::MAX) > Instant::now());
+}
