@@ -98,7 +98,14 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
         None => None,
     };
     let (sup, mut events) = Supervisor::start(setup)?;
-    let outcome = run_phases(cfg, &sup, &mut events, &strategy, &mut signals, stop);
+    let outcome = run_phases(Run {
+        cfg,
+        sup: &sup,
+        events: &mut events,
+        strategy: &strategy,
+        signals: &mut signals,
+        stop,
+    });
     sup.shutdown();
     let mut outcome = outcome?;
     outcome.supervisor.restarts = sup.stats().restarts;
@@ -109,22 +116,32 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
     Ok(outcome)
 }
 
-fn run_phases(
-    cfg: &Config,
-    sup: &Supervisor,
-    events: &mut WorkerEvents,
-    strategy: &Crossover,
-    signals: &mut Option<SignalFile>,
-    stop: &AtomicBool,
-) -> Result<Outcome> {
+/// What every phase works with.
+struct Run<'a> {
+    cfg: &'a Config,
+    sup: &'a Supervisor,
+    events: &'a mut WorkerEvents,
+    strategy: &'a Crossover,
+    signals: &'a mut Option<SignalFile>,
+    stop: &'a AtomicBool,
+}
+
+fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
+    let Run {
+        cfg,
+        sup,
+        strategy,
+        stop,
+        ..
+    } = run;
     let started = Instant::now();
     let mut series = fetch_history(cfg, sup, stop);
     let history_elapsed = started.elapsed();
-    if let Some(file) = signals.as_mut() {
+    if let Some(file) = run.signals.as_mut() {
         signals_over_history(&series, strategy, file)?;
     }
     let live_started = Instant::now();
-    let interrupted = live_phase(cfg, sup, events, strategy, signals, stop, &mut series)?;
+    let interrupted = live_phase(&mut run, &mut series)?;
     let live_elapsed = live_started.elapsed();
     let round_trips = measure_round_trips(sup);
     Ok(Outcome {
@@ -202,15 +219,15 @@ fn signals_over_history<W: Write>(
 /// Subscribes every symbol that has history and takes live bars until the configured
 /// duration passes or `stop` is set (unless the live phase is disabled). Returns whether the
 /// run was interrupted.
-fn live_phase(
-    cfg: &Config,
-    sup: &Supervisor,
-    events: &mut WorkerEvents,
-    strategy: &Crossover,
-    signals: &mut Option<SignalFile>,
-    stop: &AtomicBool,
-    series: &mut [Series],
-) -> Result<bool> {
+fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
+    let Run {
+        cfg,
+        sup,
+        events,
+        strategy,
+        signals,
+        stop,
+    } = run;
     let live_started = Instant::now();
     if stop.load(Ordering::Relaxed) {
         return Ok(true);
