@@ -43,13 +43,29 @@ const DISPATCH_IDLE: Duration = Duration::from_secs(1);
 /// How often an async request waiting for ring space retries.
 pub const SPACE_RETRY: Duration = Duration::from_millis(1);
 
+/// Where the worker's log records go in the runner: by default [`emit`], which re-emits each
+/// in this process's `tracing` log with target `worker`.
+pub type LogSink = Arc<dyn Fn(&LogRecord) + Send + Sync>;
+
 /// Settings of a [`Client`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The connection's settings.
     pub channel: channel::Config,
     /// Events buffered for the application before new ones are dropped (and counted).
     pub event_capacity: usize,
+    /// What to do with each log record of the worker (called on the dispatcher thread: it
+    /// must not block).
+    pub log_sink: LogSink,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("channel", &self.channel)
+            .field("event_capacity", &self.event_capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ClientConfig {
@@ -57,6 +73,7 @@ impl Default for ClientConfig {
         ClientConfig {
             channel: channel::Config::default(),
             event_capacity: 1 << 16,
+            log_sink: Arc::new(emit),
         }
     }
 }
@@ -217,6 +234,7 @@ struct Inner {
     timers: Mutex<Timers>,
     timers_cv: Condvar,
     events: crossbeam_channel::Sender<Event>,
+    log_sink: LogSink,
     counters: Counters,
     #[cfg(test)]
     before_space_wait: Mutex<Option<Box<dyn Fn() + Send>>>,
@@ -311,7 +329,7 @@ impl Inner {
                         .dropped_logs
                         .fetch_add(record.dropped_before, Ordering::Relaxed);
                 }
-                emit(&record)
+                (self.log_sink)(&record)
             }
             Body::Hello(_) | Body::Request(_) => {
                 tracing::warn!(target: "bridge", "unexpected frame from the worker ignored");
@@ -354,8 +372,9 @@ impl Inner {
     }
 }
 
-/// Re-emits a worker log record in this process's log, with `worker` as its target.
-fn emit(r: &LogRecord) {
+/// Re-emits a worker log record in this process's log, with `worker` as its target and the
+/// record's own target as the field `origin`.
+pub fn emit(r: &LogRecord) {
     let origin = r.target.as_str();
     let msg = r.message.as_str();
     match r.level {
@@ -493,6 +512,7 @@ impl Client {
             timers: Mutex::new(Timers::default()),
             timers_cv: Condvar::new(),
             events: events_tx,
+            log_sink: cfg.log_sink.clone(),
             counters: Counters::default(),
             #[cfg(test)]
             before_space_wait: Mutex::new(None),

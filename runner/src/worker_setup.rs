@@ -4,12 +4,16 @@
 //! Invariants: the runner and its workers use the same bridge settings (ring sizes, heartbeat,
 //! hang timeout) and the same build id (the worker is the runner's own executable); the
 //! simulated market's clock is fixed once per run, so a replacement worker continues the
-//! market of the worker it replaces; the worker forwards logs at the level the runner shows
-//! for its `worker` target.
+//! market of the worker it replaces; the worker forwards logs at the most verbose level the
+//! runner shows for its `worker` or `ibapi` target; records of the `ibapi` crate appear in the
+//! runner's log under the target `ibapi` (filterable on their own: `RUNNER_LOG=info,ibapi=debug`),
+//! every other record of the worker under `worker`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bridge::protocol::{LogLevel, LogRecord};
 use bridge::ClientConfig;
 use worker::options::{ContractSpec, IbkrOptions};
 use worker::{BackendOptions, SimFaults, SimOptions, WorkerOptions};
@@ -56,6 +60,7 @@ impl WorkerSetup {
             options,
             client: ClientConfig {
                 channel,
+                log_sink: Arc::new(log_worker_record),
                 ..ClientConfig::default()
             },
             handshake: Duration::from_millis(cfg.bridge.handshake_timeout_ms),
@@ -97,15 +102,37 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
     }
 }
 
-/// The most verbose level the runner's log shows for the `worker` target: 2 info, 3 debug,
-/// 4 trace (as [`WorkerOptions::log_level`] counts).
+/// The most verbose level the runner's log shows for the `worker` or the `ibapi` target:
+/// 2 info, 3 debug, 4 trace (as [`WorkerOptions::log_level`] counts).
 fn worker_log_level() -> u8 {
-    if tracing::enabled!(target: "worker", tracing::Level::TRACE) {
+    if tracing::enabled!(target: "worker", tracing::Level::TRACE)
+        || tracing::enabled!(target: "ibapi", tracing::Level::TRACE)
+    {
         4
-    } else if tracing::enabled!(target: "worker", tracing::Level::DEBUG) {
+    } else if tracing::enabled!(target: "worker", tracing::Level::DEBUG)
+        || tracing::enabled!(target: "ibapi", tracing::Level::DEBUG)
+    {
         3
     } else {
         2
+    }
+}
+
+/// Re-emits a worker's log record in the runner's log: records of the `ibapi` crate under the
+/// target `ibapi`, every other one under `worker`; the record's own target is the field
+/// `origin` either way.
+fn log_worker_record(r: &LogRecord) {
+    if !(r.target == "ibapi" || r.target.starts_with("ibapi::")) {
+        return bridge::client::emit(r);
+    }
+    let origin = r.target.as_str();
+    let msg = r.message.as_str();
+    match r.level {
+        LogLevel::Error => tracing::error!(target: "ibapi", origin, "{msg}"),
+        LogLevel::Warn => tracing::warn!(target: "ibapi", origin, "{msg}"),
+        LogLevel::Info => tracing::info!(target: "ibapi", origin, "{msg}"),
+        LogLevel::Debug => tracing::debug!(target: "ibapi", origin, "{msg}"),
+        LogLevel::Trace => tracing::trace!(target: "ibapi", origin, "{msg}"),
     }
 }
 

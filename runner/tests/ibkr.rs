@@ -359,3 +359,33 @@ fn the_next_client_ids_are_tried_when_allowed() {
     let ids: Vec<Option<i32>> = gw.connections().iter().map(|c| c.client_id).collect();
     assert_eq!(ids, vec![Some(9), Some(10), Some(11)]);
 }
+
+/// `ibapi` logs through the `log` crate: its lines reach the runner's log under the target
+/// `ibapi`, filterable on their own, and stay out of it by default.
+#[test]
+fn ibapi_lines_reach_the_runner_log_under_their_own_target() {
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let mut cmd = ibkr(&gw, "9", &["--history-only", "--symbols", "SPY"]);
+    cmd.env("RUNNER_LOG", "info,ibapi=debug");
+    let (code, _stdout, stderr) = run(cmd);
+    assert_eq!(code, 0, "{stderr}");
+    let ibapi: Vec<&str> = stderr.lines().filter(|l| l.contains(" ibapi: ")).collect();
+    assert!(!ibapi.is_empty(), "no ibapi line in {stderr}");
+    assert!(
+        ibapi.iter().all(|l| l.contains("origin=\"ibapi")),
+        "{ibapi:?}"
+    );
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.contains(" worker: ") && l.contains("origin=\"ibapi")),
+        "ibapi lines under the worker target: {stderr}"
+    );
+    // At the default level, ibapi's debug lines are not shown.
+    let (code, _stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !stderr.lines().any(|l| l.contains("DEBUG ibapi:")),
+        "{stderr}"
+    );
+}

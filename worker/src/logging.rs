@@ -1,5 +1,6 @@
 //! Forwards the worker's `tracing` events over the bridge, so they appear in the runner's log
-//! with `worker` as their origin. Forwarding never blocks: a record that finds the ring full is
+//! with `worker` as their origin. Records of the `log` crate (`ibapi` logs through it) become
+//! `tracing` events too and travel the same way, with their own target (`ibapi::…`). Forwarding never blocks: a record that finds the ring full is
 //! dropped and counted (the count travels with the next record that gets through).
 
 use std::cell::Cell;
@@ -9,6 +10,7 @@ use bridge::protocol::{LogLevel, LogRecord};
 use bridge::Responder;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{filter::LevelFilter, Layer};
@@ -31,6 +33,11 @@ struct Text {
 
 impl Visit for Text {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name().starts_with("log.") {
+            // Where a `log` record came from; its target is taken from the normalised
+            // metadata instead.
+            return;
+        }
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
@@ -39,6 +46,9 @@ impl Visit for Text {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name().starts_with("log.") {
+            return;
+        }
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
@@ -52,7 +62,8 @@ impl<S: Subscriber> Layer<S> for Forward {
         if FORWARDING.with(|f| f.replace(true)) {
             return;
         }
-        let meta = event.metadata();
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let mut text = Text::default();
         event.record(&mut text);
         text.message.push_str(&text.fields);

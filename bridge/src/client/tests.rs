@@ -27,6 +27,7 @@ fn connect(capacity: usize) -> (Client, Server) {
         &ClientConfig {
             channel: cfg,
             event_capacity: 16,
+            ..ClientConfig::default()
         },
     )
     .unwrap();
