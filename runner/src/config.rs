@@ -102,6 +102,10 @@ pub struct IbkrConfig {
     pub client_id: i32,
     /// Ids tried, from `client_id` up, while the gateway says one is in use (1: only it).
     pub client_id_attempts: u32,
+    /// How long a gateway that is not up yet (connection refused, or the client id still
+    /// taken by a connection that just died) is waited for, retrying with backoff; 0: fail
+    /// at once.
+    pub connect_wait_seconds: u64,
     /// Symbols that are not SMART-routed USD stocks, by symbol.
     pub contracts: std::collections::BTreeMap<String, ContractConfig>,
 }
@@ -221,6 +225,7 @@ impl Default for IbkrConfig {
             gateway: "127.0.0.1:4002".into(),
             client_id: 1,
             client_id_attempts: 1,
+            connect_wait_seconds: 0,
             contracts: std::collections::BTreeMap::new(),
         }
     }

@@ -29,7 +29,7 @@ pub struct WorkerSetup {
     pub options: WorkerOptions,
     /// Bridge settings.
     pub client: ClientConfig,
-    /// How long `connect` may take.
+    /// How long `connect` may take, waiting for the broker included.
     pub handshake: Duration,
     /// Restart policy.
     pub policy: SupervisorConfig,
@@ -63,7 +63,11 @@ impl WorkerSetup {
                 log_sink: Arc::new(log_worker_record),
                 ..ClientConfig::default()
             },
-            handshake: Duration::from_millis(cfg.bridge.handshake_timeout_ms),
+            handshake: Duration::from_millis(cfg.bridge.handshake_timeout_ms)
+                + match cfg.backend {
+                    BackendKind::Ibkr => Duration::from_secs(cfg.ibkr.connect_wait_seconds),
+                    BackendKind::Sim => Duration::ZERO,
+                },
             policy: cfg.supervisor.clone(),
         }
     }
@@ -87,6 +91,7 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
             gateway: cfg.ibkr.gateway.clone(),
             client_id: cfg.ibkr.client_id,
             client_id_attempts: cfg.ibkr.client_id_attempts,
+            connect_wait_ms: cfg.ibkr.connect_wait_seconds.saturating_mul(1000),
             contracts: cfg
                 .ibkr
                 .contracts

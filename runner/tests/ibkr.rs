@@ -389,3 +389,76 @@ fn ibapi_lines_reach_the_runner_log_under_their_own_target() {
         "{stderr}"
     );
 }
+
+/// A free loopback address nobody listens on (yet).
+fn unused_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// IB Gateway takes a minute or more to log in after its restart and is often started by the
+/// same script as the runner: with `ibkr.connect_wait_seconds`, a gateway not up yet is waited
+/// for, with a line each attempt.
+#[test]
+fn a_gateway_that_is_not_up_yet_is_waited_for() {
+    let address = unused_address();
+    let config = common::temp("ibkr", "connect-wait.toml");
+    std::fs::write(&config, "[ibkr]\nconnect_wait_seconds = 30\n").unwrap();
+    let cmd = {
+        let mut cmd = common::runner(&[
+            "run",
+            "--backend",
+            "ibkr",
+            "--gateway",
+            &address,
+            "--client-id",
+            "9",
+            "--history-only",
+            "--symbols",
+            "SPY,QQQ",
+            "--config",
+            config.to_str().unwrap(),
+        ]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    };
+    let child = { cmd }.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let gw = Gateway::start_on(&address, Behaviour::default()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        history_counts(&stdout),
+        vec![("SPY".to_string(), 1440), ("QQQ".to_string(), 1440)]
+    );
+    let waits = stderr
+        .lines()
+        .filter(|l| l.contains("gateway not ready yet"))
+        .count();
+    assert!(waits >= 2, "{stderr}");
+    assert!(stderr.contains("attempt=1"), "{stderr}");
+    assert_eq!(gw.connections().len(), 1);
+}
+
+/// Without a wait, a gateway that is down is a clear error at once, which says how to wait.
+#[test]
+fn a_gateway_that_is_down_fails_at_once_and_says_how_to_wait() {
+    let address = unused_address();
+    let (code, _stdout, stderr) = run(common::runner(&[
+        "run",
+        "--backend",
+        "ibkr",
+        "--gateway",
+        &address,
+        "--history-only",
+    ]));
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: cannot connect to the broker: NotConnected"),
+        "{last}"
+    );
+    assert!(last.contains("ibkr.connect_wait_seconds"), "{last}");
+}

@@ -46,6 +46,12 @@ use crate::options::IbkrOptions;
 pub const MAX_CONCURRENT_HISTORY: usize = 16;
 /// How long to wait for `ibapi` to reconnect.
 const RECONNECT_WAIT: Duration = Duration::from_secs(30);
+/// First and longest pause between attempts to reach a gateway that is not up yet.
+const CONNECT_BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// `ibapi`'s stream of the gateway's notices that belong to no request.
+type Notices = ibapi::subscriptions::NoticeStream;
 
 /// A gateway connection that completed its handshake.
 struct Connected {
@@ -104,6 +110,56 @@ impl IbkrBackend {
         }
     }
 
+    /// One connection attempt: the configured client id, then (if allowed) the next ones while
+    /// the gateway says "in use"; each handshake within `timeout`.
+    fn connect_once(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Arc<ibapi::Client>, Notices), RemoteError> {
+        let gateway = self.opts.gateway.as_str();
+        let attempts = self.opts.client_id_attempts.max(1);
+        let mut in_use = None;
+        for client_id in (self.opts.client_id..).take(attempts as usize) {
+            tracing::info!(%gateway, client_id, "connecting to the gateway");
+            // The notice stream is bound before the handshake, so the farm notices sent during
+            // it are not lost.
+            let connected = self.rt.block_on(async {
+                tokio::time::timeout(
+                    timeout,
+                    ibapi::Client::builder()
+                        .address(gateway)
+                        .client_id(client_id)
+                        .connect_with_notice_stream(),
+                )
+                .await
+            });
+            match connected {
+                Err(_) => {
+                    return Err(error(
+                        ErrorKind::Timeout,
+                        format!(
+                            "handshake with {gateway} not completed within {} ms",
+                            timeout.as_millis()
+                        ),
+                    ))
+                }
+                Ok(Err(e)) => {
+                    let mut e = classify(&e);
+                    if e.kind == ErrorKind::ClientIdInUse {
+                        tracing::warn!(client_id, "client id in use");
+                        in_use = Some(e);
+                        continue;
+                    }
+                    e.kind = ErrorKind::NotConnected;
+                    e.message = format!("cannot connect to {gateway}: {}", e.message);
+                    return Err(e);
+                }
+                Ok(Ok((c, notices))) => return Ok((Arc::new(c), notices)),
+            }
+        }
+        Err(in_use.unwrap_or_else(|| error(ErrorKind::Internal, "no connection attempt made")))
+    }
+
     fn client(&self) -> Result<Arc<ibapi::Client>, RemoteError> {
         match &*self.connection.lock() {
             Some(c) if c.client.is_connected() => Ok(c.client.clone()),
@@ -132,55 +188,41 @@ impl Backend for IbkrBackend {
             }
         }
         let gateway = self.opts.gateway.clone();
-        // The configured id, then (if allowed) the next ones while the gateway says "in use".
-        let attempts = self.opts.client_id_attempts.max(1);
-        let mut outcome = None;
-        for client_id in (self.opts.client_id..).take(attempts as usize) {
-            tracing::info!(%gateway, client_id, "connecting to the gateway");
-            // The notice stream is bound before the handshake, so the farm notices sent during
-            // it are not lost.
-            let connected = self.rt.block_on(async {
-                tokio::time::timeout(
-                    timeout,
-                    ibapi::Client::builder()
-                        .address(gateway.as_str())
-                        .client_id(client_id)
-                        .connect_with_notice_stream(),
-                )
-                .await
-            });
-            match connected {
-                Err(_) => {
-                    return Err(error(
-                        ErrorKind::Timeout,
-                        format!(
-                            "handshake with {gateway} not completed within {} ms",
-                            timeout.as_millis()
-                        ),
-                    ))
+        // A gateway that is not up yet (it takes a minute or more to log in after its daily
+        // restart), or still holds our client id for a connection that just died, is waited
+        // for with backoff, up to `connect_wait`.
+        let wait = Duration::from_millis(self.opts.connect_wait_ms);
+        let give_up = std::time::Instant::now() + wait;
+        let mut backoff = CONNECT_BACKOFF_FIRST;
+        let mut attempt = 1u32;
+        let outcome = loop {
+            match self.connect_once(timeout) {
+                Err(e)
+                    if matches!(e.kind, ErrorKind::NotConnected | ErrorKind::ClientIdInUse)
+                        && std::time::Instant::now() + backoff < give_up =>
+                {
+                    tracing::info!(
+                        %gateway,
+                        attempt,
+                        retry_in_s = backoff.as_secs_f64(),
+                        "gateway not ready yet: {}",
+                        e.message
+                    );
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
+                    attempt += 1;
                 }
-                Ok(Err(e)) => {
-                    let mut e = classify(&e);
-                    if e.kind == ErrorKind::ClientIdInUse {
-                        tracing::warn!(client_id, "client id in use");
-                        outcome = Some(Err(e));
-                        continue;
-                    }
-                    e.kind = ErrorKind::NotConnected;
-                    e.message = format!("cannot connect to {gateway}: {}", e.message);
-                    return Err(e);
+                Err(mut e) if e.kind == ErrorKind::NotConnected && wait.is_zero() => {
+                    e.message.push_str(
+                        " (ibkr.connect_wait_seconds makes the runner wait for a gateway that \
+                         is still starting)",
+                    );
+                    break Err(e);
                 }
-                Ok(Ok((c, notices))) => {
-                    outcome = Some(Ok((Arc::new(c), notices)));
-                    break;
-                }
+                other => break other,
             }
-        }
-        let (client, mut notices) = match outcome {
-            Some(Ok(x)) => x,
-            Some(Err(e)) => return Err(e),
-            None => return Err(error(ErrorKind::Internal, "no connection attempt made")),
         };
+        let (client, mut notices) = outcome?;
         let accounts: Vec<String> = client
             .handshake_managed_accounts()
             .iter()

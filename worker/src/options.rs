@@ -175,6 +175,9 @@ pub struct IbkrOptions {
     pub client_id: i32,
     /// Client ids tried, from `client_id` up, while the gateway says one is in use.
     pub client_id_attempts: u32,
+    /// How long a gateway that refuses the connection (not up yet), or still holds the client
+    /// id, is retried with backoff before `connect` fails; milliseconds, 0: no retry.
+    pub connect_wait_ms: u64,
     /// Contracts that are not SMART-routed USD stocks.
     pub contracts: Vec<ContractSpec>,
 }
