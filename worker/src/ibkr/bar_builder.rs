@@ -11,11 +11,13 @@
 //! - A bar is sent only if it was followed from its first 5-second bar: a bar joined midway
 //!   (the first one after subscribing, or the one after a gap that crosses a bar boundary)
 //!   is never sent.
-//! - A bar in progress that the stream moves past before its last 5-second bar (a gap at its
-//!   end) is abandoned, never sent, and reported as such.
+//! - A bar is sent only if every one of its 5-second bars came, once and in order: a bar in
+//!   progress that the stream moves past before its last 5-second bar (a gap at its end), or
+//!   with a 5-second bar missing from its middle (a gap while the gateway lost its data
+//!   connection) or repeated (sent again after a resubscription), is abandoned, never sent,
+//!   and reported as such. A bar that spans a gap is never passed off as complete.
 //! - Open is the first 5-second open, close the last close, high and low the extremes, volume
-//!   the sum. A 5-second bar missing from the middle of a bar is not noticed: the bar is sent
-//!   without it.
+//!   the sum.
 //! - Prices are not checked here: the caller drops 5-second bars without valid prices first.
 
 use bridge::protocol::Bar;
@@ -28,16 +30,20 @@ pub(crate) const FIVE_SECONDS: i64 = 5;
 pub(crate) struct Pushed {
     /// The bar it completed, if that bar was followed from its start.
     pub(crate) complete: Option<Bar>,
-    /// Whether a bar in progress was abandoned because this 5-second bar belongs to a later
-    /// one.
+    /// Whether a bar was abandoned: the bar in progress, because this 5-second bar belongs to
+    /// a later one, or the bar this 5-second bar ended, because a 5-second bar of it was
+    /// missing or repeated.
     pub(crate) abandoned: bool,
 }
 
-/// The bar being built and whether it began with its first 5-second bar.
+/// The bar being built: whether it was joined at its first 5-second bar, whether every
+/// 5-second bar of it so far came once and in order, and the start of the one expected next.
 #[derive(Debug, Clone, Copy)]
 struct InProgress {
     bar: Bar,
     from_start: bool,
+    whole: bool,
+    next: i64,
 }
 
 /// Builds `size`-second bars out of 5-second bars, for one symbol.
@@ -60,7 +66,7 @@ impl BarBuilder {
     pub(crate) fn push(&mut self, five: &Bar) -> Pushed {
         let t = five.time;
         let start = t.div_euclid(self.size) * self.size;
-        let abandoned = self.building.take_if(|b| b.bar.time != start).is_some();
+        let mut abandoned = self.building.take_if(|b| b.bar.time != start).is_some();
         let current = self.building.get_or_insert(InProgress {
             bar: Bar {
                 time: start,
@@ -68,7 +74,14 @@ impl BarBuilder {
                 ..*five
             },
             from_start: t == start,
+            whole: true,
+            next: start,
         });
+        if t != current.next {
+            // Joined midway, a 5-second bar missing, or one repeated.
+            current.whole = false;
+        }
+        current.next = t + FIVE_SECONDS;
         let bar = &mut current.bar;
         bar.high = bar.high.max(five.high);
         bar.low = bar.low.min(five.low);
@@ -76,12 +89,14 @@ impl BarBuilder {
         bar.volume += five.volume;
         let mut complete = None;
         if t + FIVE_SECONDS >= start + self.size {
-            if let Some(InProgress {
-                bar,
-                from_start: true,
-            }) = self.building.take()
-            {
-                complete = Some(bar);
+            match self.building.take() {
+                Some(InProgress {
+                    bar, whole: true, ..
+                }) => complete = Some(bar),
+                // A hole or a repeat: not a bar to pass on. (A bar joined midway, the first
+                // after subscribing, is expected and not reported.)
+                Some(InProgress { from_start, .. }) => abandoned |= from_start,
+                None => {}
             }
         }
         Pushed {
@@ -291,24 +306,16 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_inside_a_bar_is_not_noticed_and_the_bar_is_sent_without_it() {
+    fn a_gap_inside_a_bar_abandons_it_and_the_next_whole_bar_is_sent() {
         let mut b = BarBuilder::new(60);
         let mut stream = minute_of(T0);
-        // The 5-second bar at +25 s (open 15) never came.
+        // The 5-second bar at +25 s never came (the gateway's data connection was down).
         stream.remove(5);
+        stream.extend(minute_of(T0 + 60));
         let (out, abandoned) = feed(&mut b, &stream);
-        assert_eq!(abandoned, 0);
-        assert_eq!(
-            out,
-            vec![Bar {
-                time: T0,
-                open: 10.0,
-                high: 22.0,
-                low: 9.0,
-                close: 21.5,
-                volume: 11.0,
-            }]
-        );
+        assert_eq!(abandoned, 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].time, T0 + 60);
     }
 
     #[test]
@@ -358,15 +365,22 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_five_second_bar_counts_twice_as_ib_sent_it() {
-        // After a resubscription IB may send the current 5-second bar again; the builder does
-        // not deduplicate (the runner drops bars that do not advance).
+    fn a_repeated_five_second_bar_abandons_its_bar() {
+        // After a resubscription IB may send the current 5-second bar again: the bar would
+        // count it twice, so it is not sent.
         let mut b = BarBuilder::new(10);
-        let (out, _) = feed(
+        let (out, abandoned) = feed(
             &mut b,
-            &[five(0, 1.0, 1.0), five(0, 1.0, 1.0), five(5, 2.0, 1.0)],
+            &[
+                five(0, 1.0, 1.0),
+                five(0, 1.0, 1.0),
+                five(5, 2.0, 1.0),
+                five(10, 3.0, 1.0),
+                five(15, 4.0, 1.0),
+            ],
         );
+        assert_eq!(abandoned, 1);
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].volume, 3.0);
+        assert_eq!((out[0].time, out[0].volume), (10, 2.0));
     }
 }
