@@ -213,6 +213,11 @@ pub enum ErrorKind {
     Disconnected,
     /// The client id is already used by another connection.
     ClientIdInUse,
+    /// The account has no permission or subscription for this data (IB 354, 10089, 420, 162
+    /// "no market data permissions").
+    NotPermitted,
+    /// Live data is taken by another session of the same user (IB 10197).
+    CompetingSession,
     /// The request itself is invalid.
     BadRequest,
     /// Anything else.
@@ -231,6 +236,15 @@ pub enum Event {
     },
     /// The broker connection changed state.
     Connection(ConnectionStatus),
+    /// The broker refused live data for a subscribed symbol after accepting the request (no
+    /// market data permission or subscription, a competing live session, ...): no bars come
+    /// for it until it is subscribed again.
+    Refused {
+        /// The subscription's symbol.
+        symbol: String,
+        /// Why, with the broker's code in the message.
+        error: RemoteError,
+    },
     /// A broker notice (farm status and the like).
     Notice {
         /// The broker's code (IB: 2104 market data farm OK, ...).
@@ -240,25 +254,22 @@ pub enum Event {
     },
 }
 
-/// State of the worker's broker connection.
-///
-/// Only `Connected` is sent today. `Disconnected` and `Reconnecting` are part of the protocol
-/// already, unused, for the gateway-lifecycle reporting that will send them (a broker
-/// connection lost and being re-established); keeping them now spares a protocol version
-/// change then.
+/// State of the worker's broker connection, as it changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ConnectionStatus {
     /// Connected and ready.
     Connected,
-    /// The connection was lost.
-    Disconnected {
-        /// Why, in words.
+    /// The broker connection is down: the gateway lost its link to the broker's servers (IB
+    /// 1100), or the socket to the gateway closed. No live data comes until `Restored`.
+    Lost {
+        /// Why, in words (the broker's own text where it gave one).
         reason: String,
     },
-    /// Trying to connect again.
-    Reconnecting {
-        /// How many tries so far.
-        attempt: u32,
+    /// Back. `data_lost`: the broker dropped every market data request meanwhile (IB 1101, or
+    /// a new socket to the gateway), and the worker made the live subscriptions again.
+    Restored {
+        /// Whether the broker's market data requests were lost (and so made again).
+        data_lost: bool,
     },
 }
 

@@ -18,6 +18,7 @@ use bridge::protocol::{Bar, Event, HistoryRequest, SubscribeRequest};
 use crossbeam_channel::RecvTimeoutError;
 use parking_lot::Mutex;
 
+use crate::broker_connection::BrokerConnection;
 use crate::config::Config;
 use crate::progress::Progress;
 use crate::signals::Signals;
@@ -56,6 +57,8 @@ pub struct Outcome {
     /// Why the supervisor gave up replacing a dead worker, if it did: the run failed, whatever
     /// it printed.
     pub gave_up: Option<String>,
+    /// What the run saw of the broker connection.
+    pub broker: BrokerConnection,
 }
 
 /// One symbol's bars so far (history, then live), or why it has none.
@@ -105,6 +108,7 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
         strategy: &strategy,
         signals: &mut signals,
         stop,
+        broker: BrokerConnection::default(),
     });
     sup.shutdown();
     let mut outcome = outcome?;
@@ -124,6 +128,7 @@ struct Run<'a> {
     strategy: &'a Crossover,
     signals: &'a mut Option<SignalFile>,
     stop: &'a AtomicBool,
+    broker: BrokerConnection,
 }
 
 fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
@@ -145,7 +150,7 @@ fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
     let live_elapsed = live_started.elapsed();
     let round_trips = measure_round_trips(sup);
     Ok(Outcome {
-        symbols: final_reports(cfg, strategy, series),
+        symbols: final_reports(cfg, strategy, series, &run.broker),
         history_elapsed,
         live_elapsed,
         round_trips,
@@ -153,6 +158,7 @@ fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
         signals_written: 0,
         interrupted,
         gave_up: None,
+        broker: run.broker,
     })
 }
 
@@ -227,6 +233,7 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
         strategy,
         signals,
         stop,
+        broker,
     } = run;
     let live_started = Instant::now();
     if stop.load(Ordering::Relaxed) {
@@ -278,7 +285,8 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
                     file.row(&symbol, &e)?;
                 }
             }
-            Ok(Event::Connection(status)) => tracing::info!(?status, "broker connection"),
+            Ok(Event::Connection(status)) => broker.observe(&status),
+            Ok(Event::Refused { symbol, error }) => broker.refuse(&symbol, &error),
             Ok(Event::Notice { code, message }) => tracing::info!(code, "notice: {message}"),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(false),
@@ -301,7 +309,12 @@ fn measure_round_trips(sup: &Supervisor) -> Vec<Duration> {
 }
 
 /// Each symbol's last evaluation, refused if it lags the newest bar of any symbol.
-fn final_reports(cfg: &Config, strategy: &Crossover, series: Vec<Series>) -> Vec<SymbolReport> {
+fn final_reports(
+    cfg: &Config,
+    strategy: &Crossover,
+    series: Vec<Series>,
+    broker: &BrokerConnection,
+) -> Vec<SymbolReport> {
     let market_time = series
         .iter()
         .filter_map(|s| s.bars.last().map(|b| b.time))
@@ -310,9 +323,13 @@ fn final_reports(cfg: &Config, strategy: &Crossover, series: Vec<Series>) -> Vec
     series
         .into_iter()
         .map(|s| {
-            let last = match &s.error {
-                Some(e) => Err(format!("no data: {e}")),
-                None => strategy
+            let last = match (&s.error, broker.refused.get(&s.symbol), &broker.down) {
+                (Some(e), _, _) => Err(format!("no data: {e}")),
+                (None, Some(why), _) => Err(format!("refused: {why}")),
+                (None, None, Some(reason)) if !cfg.live.disabled => {
+                    Err(format!("interrupted: broker connection lost ({reason})"))
+                }
+                (None, None, _) => strategy
                     .evaluate_fresh(
                         &s.bars,
                         cfg.history.bar_seconds,

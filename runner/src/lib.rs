@@ -4,6 +4,7 @@
 //! display, signals file and summary, and the soak ([`soak`]).
 #![forbid(unsafe_code)]
 
+pub mod broker_connection;
 pub mod config;
 pub mod job;
 mod progress;

@@ -77,6 +77,10 @@ pub fn render(o: &Outcome) -> String {
         "worker restarts: {}; requests failed by a worker's death and retried: {}; signals written: {}\n",
         o.supervisor.restarts, o.supervisor.failed_requests, o.signals_written
     ));
+    if let Some(line) = o.broker.summary_line() {
+        s.push_str(&line);
+        s.push('\n');
+    }
     s
 }
 
@@ -138,6 +142,7 @@ mod tests {
             signals_written: 3,
             interrupted: true,
             gave_up: None,
+            broker: Default::default(),
         };
         let text = render(&o);
         let lines: Vec<&str> = text.lines().collect();

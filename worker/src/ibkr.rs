@@ -3,18 +3,22 @@
 //! - Ready only when the next valid id and the managed accounts are both known (`ibapi`
 //!   returns from `connect` after 100 other frames even without them), within a handshake
 //!   timeout (`ibapi` has none of its own); "client id in use" is reported as such, or the
-//!   next ids are tried when `client_id_attempts` allows.
+//!   next ids are tried when `client_id_attempts` allows; a gateway not up yet is waited for
+//!   up to `connect_wait_ms`.
 //! - Historical bars: the contract is the symbol as a SMART-routed USD stock unless configured
 //!   otherwise (exchange, currency, primary exchange per symbol); at most
 //!   [`MAX_CONCURRENT_HISTORY`] requests in flight, IB's pacing rules kept
 //!   ([`crate::pacing`]); a pacing violation (error 162) is retried
-//!   with backoff; each request has a deadline. No data, pacing, no security definition, farm
-//!   down and disconnection are told apart. A bar without a positive price is dropped, never
-//!   passed on as a zero.
+//!   with backoff; each request has a deadline. No data, pacing, no permission, no security
+//!   definition, farm down and disconnection are told apart. A bar without a positive price is
+//!   dropped, never passed on as a zero.
 //! - Real-time bars: IB's 5-second bars built into bars of the requested size (a multiple of
-//!   5 s); a bar joined midway is not sent. Subscriptions are restored after a reconnect.
-//! - A read in flight when the gateway connection drops is re-sent once `ibapi` has
-//!   reconnected.
+//!   5 s); a bar joined midway or spanning a gap is not sent. A refusal the gateway sends after
+//!   accepting the request is an `Event::Refused`.
+//! - The connection's life (`lifecycle`): `ibapi` reconnects for ever; losses and restorations
+//!   (IB 1100/1101/1102, the socket) are events, and the live subscriptions are made again,
+//!   once, whenever the gateway dropped them (`live`). A read in flight when the gateway
+//!   connection drops is re-sent once `ibapi` has reconnected.
 //! - Broker notices (farm status 2104, 2106, 2158, ...) are forwarded as events.
 //!
 //! Here: the connection and the [`Backend`] calls. Historical requests are in `history`, the
@@ -24,12 +28,13 @@
 mod bar_builder;
 mod errors;
 mod history;
+mod lifecycle;
+mod live;
 mod realtime;
 
-pub use errors::classify;
+pub use errors::{classify, notice_kind};
 pub use history::{bar_size, duration};
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +46,7 @@ use parking_lot::Mutex;
 
 use crate::backend::{check_symbol, emit_in_batches, error, Backend, EventSink};
 use crate::options::IbkrOptions;
+use live::LiveStreams;
 
 /// Historical requests in flight at once (IB allows about 50).
 pub const MAX_CONCURRENT_HISTORY: usize = 16;
@@ -58,6 +64,8 @@ struct Connected {
     client: Arc<ibapi::Client>,
     accounts: Vec<String>,
     next_order_id: i64,
+    /// The tasks that follow the connection's life (notices, the socket).
+    watchers: Vec<tokio::task::AbortHandle>,
 }
 
 /// A connection to TWS or IB Gateway.
@@ -70,7 +78,7 @@ pub struct IbkrBackend {
     pacer: crate::pacing::Pacer,
     events: EventSink,
     /// Real-time bar streams by symbol.
-    streams: Mutex<HashMap<String, tokio::task::AbortHandle>>,
+    live: Arc<LiveStreams>,
 }
 
 impl IbkrBackend {
@@ -82,6 +90,7 @@ impl IbkrBackend {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        let live = Arc::new(LiveStreams::new(rt.handle().clone(), events.clone()));
         Ok(IbkrBackend {
             rt,
             opts,
@@ -90,7 +99,7 @@ impl IbkrBackend {
             history_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HISTORY)),
             pacer: crate::pacing::Pacer::default(),
             events,
-            streams: Mutex::new(HashMap::new()),
+            live,
         })
     }
 
@@ -129,6 +138,8 @@ impl IbkrBackend {
                     ibapi::Client::builder()
                         .address(gateway)
                         .client_id(client_id)
+                        // The gateway restarts daily: keep trying for as long as the run lasts.
+                        .reconnect_forever()
                         .connect_with_notice_stream(),
                 )
                 .await
@@ -222,7 +233,7 @@ impl Backend for IbkrBackend {
                 other => break other,
             }
         };
-        let (client, mut notices) = outcome?;
+        let (client, notices) = outcome?;
         let accounts: Vec<String> = client
             .handshake_managed_accounts()
             .iter()
@@ -237,22 +248,30 @@ impl Backend for IbkrBackend {
             ));
         }
         let next_order_id = i64::from(client.next_order_id());
-        let events = self.events.clone();
-        self.rt.spawn(async move {
-            while let Some(n) = notices.next().await {
-                tracing::debug!(code = n.code, "{}", n.message);
-                events(Event::Notice {
-                    code: n.code,
-                    message: n.message,
-                });
-            }
-        });
+        let watchers = vec![
+            self.rt
+                .spawn(lifecycle::forward_notices(
+                    notices,
+                    client.clone(),
+                    self.live.clone(),
+                    self.events.clone(),
+                ))
+                .abort_handle(),
+            self.rt
+                .spawn(lifecycle::watch_socket(
+                    client.clone(),
+                    self.live.clone(),
+                    self.events.clone(),
+                ))
+                .abort_handle(),
+        ];
         tracing::info!(?accounts, next_order_id, "gateway ready");
         (self.events)(Event::Connection(ConnectionStatus::Connected));
         *self.connection.lock() = Some(Connected {
             client,
             accounts: accounts.clone(),
             next_order_id,
+            watchers,
         });
         Ok((accounts, next_order_id))
     }
@@ -325,41 +344,35 @@ impl Backend for IbkrBackend {
             ));
         }
         let contract = self.contract(&req.symbol);
-        // Subscribed before answering, so a refusal is the reply.
+        // Subscribed before answering, so that a request the gateway does not take is the
+        // reply; a refusal it sends later (354, 10197, ...) comes as an `Event::Refused`.
         let subscription = self
             .rt
             .block_on(async { client.realtime_bars(&contract).subscribe().await })
             .map_err(|e| classify(&e))?;
-        let task = self.rt.spawn(realtime::stream_bars(
+        self.live.start(
             client,
+            &req.symbol,
             contract,
-            subscription,
-            req.symbol.clone(),
             i64::from(req.bar_seconds),
-            self.events.clone(),
-        ));
-        if let Some(old) = self
-            .streams
-            .lock()
-            .insert(req.symbol.clone(), task.abort_handle())
-        {
-            old.abort();
-        }
+            Some(subscription),
+        );
         Ok(())
     }
 
     fn unsubscribe(&self, symbol: &str) -> Result<(), RemoteError> {
-        if let Some(task) = self.streams.lock().remove(symbol) {
-            task.abort();
-        }
+        self.live.stop(symbol);
         Ok(())
     }
 
     fn disconnect(&self) {
-        for (_, task) in self.streams.lock().drain() {
-            task.abort();
-        }
         let connection = self.connection.lock().take();
+        if let Some(c) = &connection {
+            for w in &c.watchers {
+                w.abort();
+            }
+        }
+        self.live.stop_all();
         if let Some(c) = connection {
             self.rt.block_on(c.client.disconnect());
             tracing::info!("disconnected from the gateway");

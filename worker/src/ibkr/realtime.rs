@@ -1,11 +1,13 @@
 //! The real-time bar stream of one symbol: IB's 5-second bars in, bars of the requested size
-//! out as [`Event::Bar`], surviving a gateway reconnect.
+//! out as [`Event::Bar`].
 //!
 //! Invariants: a 5-second bar without valid prices is dropped before it is aggregated; bars
-//! are built by [`BarBuilder`] (whole bars only); after a lost connection the task waits for
-//! `ibapi` to reconnect and subscribes again (`ibapi` does not restore subscriptions), keeping
-//! the bar in progress; it ends, with a warning, when the gateway does not come back within
-//! [`RECONNECT_WAIT`] or refuses the subscription.
+//! are built by [`BarBuilder`] (whole bars only: a bar joined midway, or with a 5-second bar
+//! missing or repeated, is never sent); a refusal by the gateway after the request was
+//! accepted (354 not subscribed, 10197 competing session, ...) is sent as
+//! [`Event::Refused`] and ends the stream; a stream that ends with the gateway connection ends
+//! quietly: [`LiveStreams`](super::live::LiveStreams) starts it again, once, when the
+//! connection is back.
 
 use std::sync::Arc;
 
@@ -13,24 +15,35 @@ use bridge::protocol::{Bar, Event};
 use ibapi::prelude::{Contract, StreamExt, SubscriptionItem};
 
 use super::bar_builder::BarBuilder;
-use super::RECONNECT_WAIT;
+use super::classify;
 use crate::backend::EventSink;
 
 /// An `ibapi` subscription to 5-second real-time bars.
 pub(super) type FiveSecondBars =
     ibapi::subscriptions::r#async::Subscription<ibapi::market_data::realtime::Bar>;
 
-/// Builds `size`-second bars from IB's 5-second real-time bars and sends each as an event
-/// when its last 5-second bar arrives. When the connection is lost, waits for `ibapi` to
-/// reconnect and subscribes again.
+/// Builds `size`-second bars from IB's 5-second real-time bars of `contract` and sends each as
+/// an event when its last 5-second bar arrives. Subscribes first unless `subscription` is
+/// given.
 pub(super) async fn stream_bars(
     client: Arc<ibapi::Client>,
     contract: Contract,
-    mut subscription: FiveSecondBars,
+    subscription: Option<FiveSecondBars>,
     symbol: String,
     size: i64,
     events: EventSink,
 ) {
+    let mut subscription = match subscription {
+        Some(s) => s,
+        None => match client.realtime_bars(&contract).subscribe().await {
+            Ok(s) => s,
+            Err(e) if e.is_connection_lost() => {
+                tracing::debug!(%symbol, "real-time bars not subscribed: the connection is down");
+                return;
+            }
+            Err(e) => return refused(&symbol, &e, &events),
+        },
+    };
     let mut builder = BarBuilder::new(size);
     loop {
         match subscription.next().await {
@@ -62,32 +75,22 @@ pub(super) async fn stream_bars(
                 code: n.code,
                 message: n.message,
             }),
-            Some(Err(e)) if !e.is_connection_lost() => {
-                tracing::warn!(%symbol, "real-time bars ended: {e}");
+            Some(Err(e)) if !e.is_connection_lost() => return refused(&symbol, &e, &events),
+            // Ended with the connection: started again when it is back.
+            Some(Err(_)) | None => {
+                tracing::debug!(%symbol, "real-time bars ended with the gateway connection");
                 return;
             }
-            // Connection lost (or the stream ended with it): resubscribe once it is back.
-            Some(Err(_)) | None => loop {
-                if tokio::time::timeout(RECONNECT_WAIT, client.wait_connected())
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!(%symbol, "gateway not back; real-time bars stopped");
-                    return;
-                }
-                match client.realtime_bars(&contract).subscribe().await {
-                    Ok(s) => {
-                        tracing::info!(%symbol, "real-time bars resubscribed after a reconnect");
-                        subscription = s;
-                        break;
-                    }
-                    Err(e) if e.is_connection_lost() => continue,
-                    Err(e) => {
-                        tracing::warn!(%symbol, "real-time bars not restored: {e}");
-                        return;
-                    }
-                }
-            },
         }
     }
+}
+
+/// Reports a refusal of `symbol`'s live data.
+fn refused(symbol: &str, e: &ibapi::Error, events: &EventSink) {
+    let error = classify(e);
+    tracing::warn!(%symbol, kind = ?error.kind, "real-time bars refused: {}", error.message);
+    events(Event::Refused {
+        symbol: symbol.to_string(),
+        error,
+    });
 }

@@ -1,0 +1,146 @@
+//! What the run saw of the broker connection: losses and restorations (as the worker reports
+//! them, `Event::Connection`) and the symbols whose live data the broker refused
+//! (`Event::Refused`), for the log, the summary table and its counters.
+//!
+//! Invariants: `down` is the reason of the last loss not followed by a restoration; a symbol
+//! refused stays refused for the rest of the run (a restoration makes subscriptions again,
+//! and a refusal then comes again).
+
+use std::collections::BTreeMap;
+
+use bridge::protocol::{ConnectionStatus, ErrorKind, RemoteError};
+
+/// The broker connection's history in one run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BrokerConnection {
+    /// Losses seen (IB 1100, or the socket to the gateway).
+    pub lost: u32,
+    /// Restorations after which the broker had dropped every market data request (IB 1101,
+    /// or a new socket): the worker made the subscriptions again.
+    pub restored_data_lost: u32,
+    /// Restorations with market data kept (IB 1102).
+    pub restored_data_kept: u32,
+    /// Why the connection is down now, if it is.
+    pub down: Option<String>,
+    /// Symbols whose live data the broker refused, with why, in words.
+    pub refused: BTreeMap<String, String>,
+}
+
+impl BrokerConnection {
+    /// Takes in a change of the connection, and logs it.
+    pub fn observe(&mut self, status: &ConnectionStatus) {
+        match status {
+            ConnectionStatus::Connected => tracing::info!("broker connected"),
+            ConnectionStatus::Lost { reason } => {
+                self.lost += 1;
+                self.down = Some(reason.clone());
+                tracing::warn!(
+                    "broker connection lost ({reason}): live bars stop until it is restored"
+                );
+            }
+            ConnectionStatus::Restored { data_lost: true } => {
+                self.restored_data_lost += 1;
+                self.down = None;
+                tracing::warn!(
+                    "broker connection restored; the broker had dropped the live subscriptions, the worker made them again"
+                );
+            }
+            ConnectionStatus::Restored { data_lost: false } => {
+                self.restored_data_kept += 1;
+                self.down = None;
+                tracing::info!("broker connection restored; live subscriptions kept");
+            }
+        }
+    }
+
+    /// Takes in a refusal of `symbol`'s live data, and logs it.
+    pub fn refuse(&mut self, symbol: &str, error: &RemoteError) {
+        let why = refusal_text(error);
+        tracing::warn!(%symbol, "live data refused: {why}");
+        self.refused.insert(symbol.to_string(), why);
+    }
+
+    /// The summary's line, if anything happened to the connection.
+    pub fn summary_line(&self) -> Option<String> {
+        if self.lost == 0 && self.refused.is_empty() && self.down.is_none() {
+            return None;
+        }
+        let mut line = format!(
+            "broker connection: lost {}, restored {} (market data lost and subscriptions made again {}, kept {}), live data refused for {} symbol(s)",
+            self.lost,
+            self.restored_data_lost + self.restored_data_kept,
+            self.restored_data_lost,
+            self.restored_data_kept,
+            self.refused.len()
+        );
+        if let Some(reason) = &self.down {
+            line.push_str(&format!("; down at the end ({reason})"));
+        }
+        Some(line)
+    }
+}
+
+/// A refusal in words, with the broker's own message (which carries its code).
+pub fn refusal_text(e: &RemoteError) -> String {
+    let what = match e.kind {
+        ErrorKind::NotPermitted => "no market data permission or subscription",
+        ErrorKind::CompetingSession => "a competing live session holds the market data",
+        ErrorKind::NoSecurityDefinition => "no such contract",
+        ErrorKind::Pacing => "pacing",
+        ErrorKind::NoData => "no data",
+        _ => "refused",
+    };
+    format!("{what}: {}", e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn losses_and_restorations_are_counted_and_the_state_follows_them() {
+        let mut b = BrokerConnection::default();
+        assert_eq!(b.summary_line(), None);
+        b.observe(&ConnectionStatus::Connected);
+        b.observe(&ConnectionStatus::Lost {
+            reason: "1100".into(),
+        });
+        assert_eq!(b.down.as_deref(), Some("1100"));
+        b.observe(&ConnectionStatus::Restored { data_lost: true });
+        b.observe(&ConnectionStatus::Lost {
+            reason: "socket".into(),
+        });
+        b.observe(&ConnectionStatus::Restored { data_lost: false });
+        b.observe(&ConnectionStatus::Lost {
+            reason: "again".into(),
+        });
+        assert_eq!(
+            (b.lost, b.restored_data_lost, b.restored_data_kept),
+            (3, 1, 1)
+        );
+        assert_eq!(
+            b.summary_line().unwrap(),
+            "broker connection: lost 3, restored 2 (market data lost and subscriptions made again 1, kept 1), live data refused for 0 symbol(s); down at the end (again)"
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_why_in_words_and_keeps_the_brokers_code() {
+        let mut b = BrokerConnection::default();
+        b.refuse(
+            "TSLA",
+            &RemoteError {
+                kind: ErrorKind::NotPermitted,
+                message: "[354] Requested market data is not subscribed.".into(),
+            },
+        );
+        assert_eq!(
+            b.refused["TSLA"],
+            "no market data permission or subscription: [354] Requested market data is not subscribed."
+        );
+        assert!(b
+            .summary_line()
+            .unwrap()
+            .ends_with("refused for 1 symbol(s)"));
+    }
+}

@@ -1,0 +1,102 @@
+//! The live subscriptions the runner asked for, and what brings them back: a stream task per
+//! symbol, restarted all at once when the gateway dropped every market data request (IB 1101)
+//! or the connection to the gateway came back.
+//!
+//! Invariants: at most one stream task per symbol (starting one aborts the one before, which
+//! cancels its subscription at the gateway); a restart makes each subscription again exactly
+//! once; a symbol unsubscribed is never restarted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ibapi::prelude::Contract;
+use parking_lot::Mutex;
+
+use super::realtime::{stream_bars, FiveSecondBars};
+use crate::backend::EventSink;
+
+/// One symbol's live stream.
+struct Live {
+    contract: Contract,
+    size: i64,
+    task: tokio::task::AbortHandle,
+}
+
+/// The live streams of one gateway connection.
+pub(super) struct LiveStreams {
+    handle: tokio::runtime::Handle,
+    events: EventSink,
+    streams: Mutex<HashMap<String, Live>>,
+}
+
+impl LiveStreams {
+    pub(super) fn new(handle: tokio::runtime::Handle, events: EventSink) -> Self {
+        LiveStreams {
+            handle,
+            events,
+            streams: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Starts (or starts again) `symbol`'s stream of `size`-second bars; `subscription` if
+    /// already made, else the task makes it.
+    pub(super) fn start(
+        &self,
+        client: Arc<ibapi::Client>,
+        symbol: &str,
+        contract: Contract,
+        size: i64,
+        subscription: Option<FiveSecondBars>,
+    ) {
+        let task = self.handle.spawn(stream_bars(
+            client,
+            contract.clone(),
+            subscription,
+            symbol.to_string(),
+            size,
+            self.events.clone(),
+        ));
+        let live = Live {
+            contract,
+            size,
+            task: task.abort_handle(),
+        };
+        if let Some(old) = self.streams.lock().insert(symbol.to_string(), live) {
+            old.task.abort();
+        }
+    }
+
+    /// Makes every live subscription again on `client`. Returns how many.
+    pub(super) fn restart_all(&self, client: &Arc<ibapi::Client>) -> usize {
+        let mut streams = self.streams.lock();
+        for (symbol, live) in streams.iter_mut() {
+            live.task.abort();
+            live.task = self
+                .handle
+                .spawn(stream_bars(
+                    client.clone(),
+                    live.contract.clone(),
+                    None,
+                    symbol.clone(),
+                    live.size,
+                    self.events.clone(),
+                ))
+                .abort_handle();
+        }
+        streams.len()
+    }
+
+    /// Stops `symbol`'s stream.
+    pub(super) fn stop(&self, symbol: &str) {
+        if let Some(live) = self.streams.lock().remove(symbol) {
+            live.task.abort();
+        }
+    }
+
+    /// Stops every stream.
+    pub(super) fn stop_all(&self) {
+        for (_, live) in self.streams.lock().drain() {
+            live.task.abort();
+        }
+    }
+}
