@@ -59,6 +59,9 @@ pub struct HistoryConfig {
     pub timeout_seconds: u64,
     /// Symbols fetched at once.
     pub concurrency: usize,
+    /// End of the history: Unix seconds or `YYYY-MM-DDTHH:MM:SSZ` (UTC); unset: now. The bar
+    /// still forming at the end is never included.
+    pub end: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,6 +109,10 @@ pub struct IbkrConfig {
     /// taken by a connection that just died) is waited for, retrying with backoff; 0: fail
     /// at once.
     pub connect_wait_seconds: u64,
+    /// What bars are made of: TRADES, MIDPOINT, BID or ASK.
+    pub what_to_show: String,
+    /// Regular trading hours only (IB's `useRTH`).
+    pub use_rth: bool,
     /// Symbols that are not SMART-routed USD stocks, by symbol.
     pub contracts: std::collections::BTreeMap<String, ContractConfig>,
 }
@@ -117,6 +124,10 @@ pub struct ContractConfig {
     pub exchange: String,
     pub currency: String,
     pub primary_exchange: Option<String>,
+    /// What this symbol's bars are made of, if not `ibkr.what_to_show`.
+    pub what_to_show: Option<String>,
+    /// Regular trading hours only for this symbol, if not `ibkr.use_rth`.
+    pub use_rth: Option<bool>,
 }
 
 impl Default for ContractConfig {
@@ -125,6 +136,8 @@ impl Default for ContractConfig {
             exchange: "SMART".into(),
             currency: "USD".into(),
             primary_exchange: None,
+            what_to_show: None,
+            use_rth: None,
         }
     }
 }
@@ -186,6 +199,7 @@ impl Default for HistoryConfig {
             duration_seconds: 86_400,
             timeout_seconds: 60,
             concurrency: 16,
+            end: None,
         }
     }
 }
@@ -226,6 +240,8 @@ impl Default for IbkrConfig {
             client_id: 1,
             client_id_attempts: 1,
             connect_wait_seconds: 0,
+            what_to_show: "TRADES".into(),
+            use_rth: true,
             contracts: std::collections::BTreeMap::new(),
         }
     }
@@ -286,6 +302,7 @@ pub struct Overrides {
     pub gateway: Option<String>,
     pub client_id: Option<String>,
     pub history_only: bool,
+    pub end: Option<String>,
 }
 
 /// Environment variables read, with the setting each overrides.
@@ -297,6 +314,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUNNER_SEED", "sim.seed"),
     ("RUNNER_GATEWAY", "ibkr.gateway"),
     ("RUNNER_CLIENT_ID", "ibkr.client_id"),
+    ("RUNNER_END", "history.end"),
 ];
 
 impl Config {
@@ -353,6 +371,7 @@ impl Config {
             gateway: env("RUNNER_GATEWAY"),
             client_id: env("RUNNER_CLIENT_ID"),
             history_only: false,
+            end: env("RUNNER_END"),
         };
         cfg.apply(&from_env, "environment")?;
         cfg.apply(flags, "command line")?;
@@ -394,6 +413,9 @@ impl Config {
         if o.history_only {
             self.live.disabled = true;
         }
+        if let Some(e) = &o.end {
+            self.history.end = Some(e.clone());
+        }
         Ok(())
     }
 
@@ -414,6 +436,7 @@ impl Config {
             }
         }
         let h = &self.history;
+        self.history_end()?;
         if h.bar_seconds == 0 {
             return Err(err("history.bar_seconds must be at least 1"));
         }
@@ -446,6 +469,16 @@ impl Config {
             if self.ibkr.client_id < 0 {
                 return Err(err("ibkr.client_id must not be negative"));
             }
+            self.ibkr
+                .what_to_show
+                .parse::<worker::options::WhatToShow>()
+                .map_err(|e| err(format!("ibkr.{e}")))?;
+            for (symbol, c) in &self.ibkr.contracts {
+                if let Some(w) = &c.what_to_show {
+                    w.parse::<worker::options::WhatToShow>()
+                        .map_err(|e| err(format!("ibkr.contracts.{symbol}.{e}")))?;
+                }
+            }
         }
         let b = &self.bridge;
         bridge::ring::check_geometry(b.ring_capacity, b.max_frame)
@@ -475,6 +508,22 @@ impl Config {
     /// The effective configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
+    }
+
+    /// `history.end` in Unix seconds (`None`: now).
+    pub fn history_end(&self) -> Result<Option<i64>, ConfigError> {
+        let Some(text) = &self.history.end else {
+            return Ok(None);
+        };
+        let t = text.trim();
+        if let Ok(secs) = t.parse::<i64>() {
+            return Ok(Some(secs));
+        }
+        worker::unix_time::parse_utc(t).map(Some).ok_or_else(|| {
+            err(format!(
+                "history.end must be Unix seconds or YYYY-MM-DDTHH:MM:SSZ, got {text:?}"
+            ))
+        })
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -579,6 +628,43 @@ mod tests {
             ..Default::default()
         })
         .contains("HOST:PORT"));
+    }
+
+    #[test]
+    fn market_data_choices_and_the_history_end_are_checked() {
+        let load = |toml: &str, end: Option<&str>| {
+            let cfg = Config::parse(toml, "test")?;
+            let mut cfg = cfg;
+            cfg.apply(
+                &Overrides {
+                    end: end.map(String::from),
+                    ..Default::default()
+                },
+                "flags",
+            )?;
+            cfg.validate().map(|()| cfg)
+        };
+        let bad = load("backend = \"ibkr\"\n[ibkr]\nwhat_to_show = \"FOO\"\n", None);
+        assert!(bad.unwrap_err().0.contains("ibkr.what_to_show must be one of"));
+        let bad = load(
+            "backend = \"ibkr\"\n[ibkr.contracts.EUR]\nwhat_to_show = \"bids\"\n",
+            None,
+        );
+        assert!(bad
+            .unwrap_err()
+            .0
+            .contains("ibkr.contracts.EUR.what_to_show must be one of"));
+        let ok = load(
+            "backend = \"ibkr\"\n[ibkr]\nwhat_to_show = \"midpoint\"\nuse_rth = false\n",
+            Some("2023-11-14T22:13:20Z"),
+        )
+        .unwrap();
+        assert_eq!(ok.history_end().unwrap(), Some(1_700_000_000));
+        assert!(!ok.ibkr.use_rth);
+        let ok = load("", Some("1700000000")).unwrap();
+        assert_eq!(ok.history_end().unwrap(), Some(1_700_000_000));
+        let bad = load("", Some("yesterday"));
+        assert!(bad.unwrap_err().0.contains("history.end must be Unix seconds"));
     }
 
     #[test]

@@ -65,6 +65,9 @@ struct ConfigArgs {
     /// Fetch history and evaluate it, without a live phase.
     #[arg(long)]
     history_only: bool,
+    /// End of the history: Unix seconds or YYYY-MM-DDTHH:MM:SSZ (default: now).
+    #[arg(long, value_name = "TIME")]
+    end: Option<String>,
 }
 
 /// The flags of `soak`.
@@ -105,6 +108,7 @@ impl ConfigArgs {
             gateway: self.gateway.clone(),
             client_id: self.client_id.clone(),
             history_only: self.history_only,
+            end: self.end.clone(),
         };
         Config::load(self.config.as_deref(), |k| std::env::var(k).ok(), &flags)
             .map_err(|e| e.to_string())

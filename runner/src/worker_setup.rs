@@ -92,6 +92,8 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
             client_id: cfg.ibkr.client_id,
             client_id_attempts: cfg.ibkr.client_id_attempts,
             connect_wait_ms: cfg.ibkr.connect_wait_seconds.saturating_mul(1000),
+            what_to_show: cfg.ibkr.what_to_show.parse().unwrap_or_default(),
+            use_rth: cfg.ibkr.use_rth,
             contracts: cfg
                 .ibkr
                 .contracts
@@ -101,6 +103,8 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
                     exchange: c.exchange.clone(),
                     currency: c.currency.clone(),
                     primary_exchange: c.primary_exchange.clone(),
+                    what_to_show: c.what_to_show.as_deref().and_then(|w| w.parse().ok()),
+                    use_rth: c.use_rth,
                 })
                 .collect(),
         }),
@@ -214,6 +218,8 @@ mod tests {
                 exchange: "SMART".into(),
                 currency: "CAD".into(),
                 primary_exchange: Some("TSE".into()),
+                what_to_show: None,
+                use_rth: None,
             }]
         );
     }

@@ -854,3 +854,26 @@ fn a_short_dev_shm_fails_the_run_like_a_configuration_error() {
         "{error}"
     );
 }
+
+/// `--end` asks for history ending at a given time: the last bar is the last one complete by
+/// then, never the one still forming.
+#[test]
+fn history_ending_at_a_given_time_ends_with_the_last_complete_bar() {
+    let signals = temp("end-signals.csv");
+    let (code, stdout, stderr) = output(runner(&[
+        "run",
+        "--history-only",
+        "--symbols",
+        "SPY",
+        "--end",
+        "2023-11-14T22:13:20Z",
+        "--signals",
+        signals.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(table(&stdout)["SPY"].0, 1440, "{stdout}");
+    let csv = std::fs::read_to_string(&signals).unwrap();
+    let last = csv.lines().last().unwrap();
+    // The minute bar of 22:12 ended at 22:13; the one of 22:13 was still forming at 22:13:20.
+    assert!(last.starts_with("2023-11-14T22:12:00Z,SPY,"), "{last}");
+}

@@ -26,6 +26,7 @@
 //! `errors`.
 
 mod bar_builder;
+mod choice;
 mod errors;
 mod history;
 mod lifecycle;
@@ -46,6 +47,7 @@ use parking_lot::Mutex;
 
 use crate::backend::{check_symbol, emit_in_batches, error, Backend, EventSink};
 use crate::options::IbkrOptions;
+use choice::DataChoice;
 use live::LiveStreams;
 
 /// Historical requests in flight at once (IB allows about 50).
@@ -299,13 +301,17 @@ impl Backend for IbkrBackend {
                 format!("IB has no {} s bar size", req.bar_seconds),
             )
         })?;
-        if req.end.is_some() {
-            return Err(error(
-                ErrorKind::BadRequest,
-                "history ending in the past is not supported by the ibkr backend yet",
-            ));
-        }
+        let end = match req.end {
+            Some(t) => Some(time::OffsetDateTime::from_unix_timestamp(t).map_err(|_| {
+                error(
+                    ErrorKind::BadRequest,
+                    format!("history end {t} is out of range"),
+                )
+            })?),
+            None => None,
+        };
         let contract = self.contract(&req.symbol);
+        let choice = DataChoice::of(&self.opts, &req.symbol);
         let slots = self.history_slots.clone();
         let span = duration(req.duration_seconds);
         let admission = self.pacer.admit(req, std::time::Instant::now());
@@ -321,9 +327,20 @@ impl Backend for IbkrBackend {
                         tracing::debug!(symbol = %req.symbol, ms = wait.as_millis() as u64, "paced");
                         tokio::time::sleep(wait).await;
                     }
-                    history::fetch(&client, &contract, size, span, &slots, &req.symbol)
+                    let asked_at = crate::unix_time::now().as_secs() as i64;
+                    let fetch = history::Fetch {
+                        contract: &contract,
+                        size,
+                        span,
+                        end,
+                        choice,
+                    };
+                    history::fetch(&client, &fetch, &slots, &req.symbol)
                         .await
-                        .and_then(|bars| history::convert(&req.symbol, &bars))
+                        .and_then(|bars| {
+                            let until = req.end.unwrap_or(asked_at);
+                            history::convert(&req.symbol, &bars, req.bar_seconds, until)
+                        })
                 })
                 .await
                 .clone()
@@ -346,14 +363,23 @@ impl Backend for IbkrBackend {
         let contract = self.contract(&req.symbol);
         // Subscribed before answering, so that a request the gateway does not take is the
         // reply; a refusal it sends later (354, 10197, ...) comes as an `Event::Refused`.
+        let choice = DataChoice::of(&self.opts, &req.symbol);
         let subscription = self
             .rt
-            .block_on(async { client.realtime_bars(&contract).subscribe().await })
+            .block_on(async {
+                client
+                    .realtime_bars(&contract)
+                    .what_to_show(choice.realtime())
+                    .trading_hours(choice.hours())
+                    .subscribe()
+                    .await
+            })
             .map_err(|e| classify(&e))?;
         self.live.start(
             client,
             &req.symbol,
             contract,
+            choice,
             i64::from(req.bar_seconds),
             Some(subscription),
         );

@@ -178,6 +178,10 @@ pub struct IbkrOptions {
     /// How long a gateway that refuses the connection (not up yet), or still holds the client
     /// id, is retried with backoff before `connect` fails; milliseconds, 0: no retry.
     pub connect_wait_ms: u64,
+    /// What bars are made of, unless a contract says otherwise.
+    pub what_to_show: WhatToShow,
+    /// Regular trading hours only, unless a contract says otherwise.
+    pub use_rth: bool,
     /// Contracts that are not SMART-routed USD stocks.
     pub contracts: Vec<ContractSpec>,
 }
@@ -192,6 +196,53 @@ pub struct ContractSpec {
     pub currency: String,
     /// Primary listing exchange, to disambiguate, e.g. `TSE`.
     pub primary_exchange: Option<String>,
+    /// What this symbol's bars are made of, if not the run's.
+    pub what_to_show: Option<WhatToShow>,
+    /// Regular trading hours only for this symbol, if not the run's choice.
+    pub use_rth: Option<bool>,
+}
+
+/// What prices bars are made of (IB's `whatToShow`): the kinds both historical and real-time
+/// bars offer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WhatToShow {
+    /// Trades (IB's default).
+    #[default]
+    Trades,
+    /// The midpoint between bid and ask.
+    Midpoint,
+    /// Bids.
+    Bid,
+    /// Asks.
+    Ask,
+}
+
+impl WhatToShow {
+    /// IB's name of it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WhatToShow::Trades => "TRADES",
+            WhatToShow::Midpoint => "MIDPOINT",
+            WhatToShow::Bid => "BID",
+            WhatToShow::Ask => "ASK",
+        }
+    }
+}
+
+impl std::str::FromStr for WhatToShow {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "TRADES" => Ok(WhatToShow::Trades),
+            "MIDPOINT" => Ok(WhatToShow::Midpoint),
+            "BID" => Ok(WhatToShow::Bid),
+            "ASK" => Ok(WhatToShow::Ask),
+            _ => Err(format!(
+                "what_to_show must be one of TRADES, MIDPOINT, BID, ASK, got {s:?}"
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Unix time: the wall clock now, and the UTC calendar date and time of a Unix second.
+//! Unix time: the wall clock now, the UTC calendar date and time of a Unix second, and the
+//! Unix second of a UTC date and time written `YYYY-MM-DDTHH:MM:SSZ`.
 //!
 //! Invariants: [`now`] never fails (a clock set before 1970 reads as zero, the epoch);
 //! [`civil_time`] is exact on the proleptic Gregorian calendar for negative seconds too, with
@@ -30,6 +31,43 @@ pub fn civil_time(t: i64) -> (i64, i64, i64, i64, i64, i64) {
     (year, month, day, secs / 3600, secs / 60 % 60, secs % 60)
 }
 
+/// Days from 1970-01-01 to `year-month-day` (Howard Hinnant's days-from-civil algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The Unix second of `YYYY-MM-DDTHH:MM:SSZ` (UTC); `None` if it is not exactly that or names
+/// no real date and time.
+pub fn parse_utc(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' || b[19] != b'Z' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || h > 23 || mi > 59 || s > 59 || d < 1 {
+        return None;
+    }
+    let t = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s;
+    // A day past the month's end (Feb 30) would come back as another date.
+    (civil_time(t) == (y, mo, d, h, mi, s)).then_some(t)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +78,24 @@ mod tests {
         assert_eq!(civil_time(1_700_000_000), (2023, 11, 14, 22, 13, 20));
         assert_eq!(civil_time(951_825_600), (2000, 2, 29, 12, 0, 0));
         assert_eq!(civil_time(-1), (1969, 12, 31, 23, 59, 59));
+    }
+
+    #[test]
+    fn utc_text_parses_to_the_unix_second_and_back() {
+        assert_eq!(parse_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_utc("2023-11-14T22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(parse_utc("2000-02-29T12:00:00Z"), Some(951_825_600));
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2023-13-01T00:00:00Z",
+            "2023-11-14 22:13:20Z",
+            "2023-11-14T24:00:00Z",
+            "2023-11-14T22:13:20",
+            "+023-11-14T22:13:20Z",
+            "",
+        ] {
+            assert_eq!(parse_utc(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -6,16 +6,18 @@
 //! most [`MAX_CONCURRENT_HISTORY`](super::MAX_CONCURRENT_HISTORY) in flight); a pacing
 //! violation is retried at most [`PACING_RETRIES`] times with a doubling backoff, a lost
 //! connection at most [`RECONNECT_RETRIES`] times; a bar without valid prices never leaves
-//! this module (`ibapi` turns a missing price into 0.0), and an answer left without bars is
-//! [`ErrorKind::NoData`].
+//! this module (`ibapi` turns a missing price into 0.0), nor does the bar still forming at the
+//! end of the history (IB sends it when the history ends now; the simulated market never
+//! does), and an answer left without bars is [`ErrorKind::NoData`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{Bar, ErrorKind, RemoteError};
 use ibapi::market_data::historical::{BarSize, BarTimestamp, Duration as IbDuration};
-use ibapi::prelude::{Contract, HistoricalWhatToShow};
+use ibapi::prelude::Contract;
 
+use super::choice::DataChoice;
 use super::{classify, RECONNECT_WAIT};
 use crate::backend::error;
 
@@ -71,22 +73,33 @@ fn bar_time(b: &BarTimestamp) -> i64 {
 }
 
 /// Our bars from IB's: a bar without a positive, finite price is dropped (`ibapi` turns a
-/// missing price into 0.0; it never reaches a strategy here).
+/// missing price into 0.0; it never reaches a strategy here), and so is a bar of `size`
+/// seconds not complete at `until` (Unix seconds): the bar still forming when the history
+/// was asked for.
 pub(super) fn convert(
     symbol: &str,
     bars: &[ibapi::market_data::historical::Bar],
+    size: u32,
+    until: i64,
 ) -> Result<Arc<Vec<Bar>>, RemoteError> {
-    keep_valid(
-        symbol,
-        bars.iter().map(|b| Bar {
+    let complete = bars
+        .iter()
+        .map(|b| Bar {
             time: bar_time(&b.date),
             open: b.open,
             high: b.high,
             low: b.low,
             close: b.close,
             volume: b.volume,
-        }),
-    )
+        })
+        .filter(|b| {
+            let done = b.time.saturating_add(i64::from(size)) <= until;
+            if !done {
+                tracing::debug!(symbol, time = b.time, "bar still forming left out");
+            }
+            done
+        });
+    keep_valid(symbol, complete)
 }
 
 /// The bars with valid prices, in order; the others are counted in one warning. No bar left
@@ -109,13 +122,21 @@ fn keep_valid(symbol: &str, bars: impl Iterator<Item = Bar>) -> Result<Arc<Vec<B
     Ok(Arc::new(kept))
 }
 
+/// What one historical request asks.
+pub(super) struct Fetch<'a> {
+    pub(super) contract: &'a Contract,
+    pub(super) size: BarSize,
+    pub(super) span: IbDuration,
+    /// End of the history; `None`: now.
+    pub(super) end: Option<time::OffsetDateTime>,
+    pub(super) choice: DataChoice,
+}
+
 /// One historical request, with a slot of the concurrency cap, its deadline and pacing
 /// retries.
 pub(super) async fn fetch(
     client: &ibapi::Client,
-    contract: &Contract,
-    size: BarSize,
-    span: IbDuration,
+    req: &Fetch<'_>,
     slots: &tokio::sync::Semaphore,
     symbol: &str,
 ) -> Result<Arc<Vec<ibapi::market_data::historical::Bar>>, RemoteError> {
@@ -127,15 +148,15 @@ pub(super) async fn fetch(
     let mut attempt = 0;
     let mut reconnects = 0;
     loop {
-        let fetched = tokio::time::timeout(
-            HISTORY_TIMEOUT,
-            client
-                .historical_data(contract, size)
-                .what_to_show(HistoricalWhatToShow::Trades)
-                .duration(span)
-                .fetch(),
-        )
-        .await;
+        let mut builder = client
+            .historical_data(req.contract, req.size)
+            .what_to_show(req.choice.historical())
+            .trading_hours(req.choice.hours())
+            .duration(req.span);
+        if let Some(end) = req.end {
+            builder = builder.ending(end);
+        }
+        let fetched = tokio::time::timeout(HISTORY_TIMEOUT, builder.fetch()).await;
         match fetched {
             Err(_) => {
                 return Err(error(
@@ -227,5 +248,48 @@ mod tests {
         assert_eq!(e.message, "no bars for SPY");
         let e = keep_valid("QQQ", std::iter::empty()).unwrap_err();
         assert_eq!(e.kind, ErrorKind::NoData);
+    }
+}
+
+#[cfg(test)]
+mod forming_bar_tests {
+    use super::*;
+
+    fn ib_bar(time: i64, price: f64) -> ibapi::market_data::historical::Bar {
+        ibapi::market_data::historical::Bar {
+            date: BarTimestamp::DateTime(
+                time::OffsetDateTime::from_unix_timestamp(time).expect("in range"),
+            ),
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: 1.0,
+            wap: price,
+            count: 1,
+        }
+    }
+
+    /// IB answers a history that ends now with the bar still forming last: it is left out, and
+    /// only it.
+    #[test]
+    fn the_bar_still_forming_at_the_end_is_left_out() {
+        let bars = [
+            ib_bar(1_000_020, 1.0),
+            ib_bar(1_000_080, 2.0),
+            ib_bar(1_000_140, 3.0),
+        ];
+        // Asked at 1_000_170: the bar of 1_000_140 runs until 1_000_200.
+        let got = convert("SPY", &bars, 60, 1_000_170).expect("bars");
+        assert_eq!(
+            got.iter().map(|b| b.time).collect::<Vec<_>>(),
+            vec![1_000_020, 1_000_080]
+        );
+        // Asked once it ended: complete.
+        let got = convert("SPY", &bars, 60, 1_000_200).expect("bars");
+        assert_eq!(got.len(), 3);
+        // Only a forming bar: no data.
+        let err = convert("SPY", &bars[2..], 60, 1_000_150).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NoData);
     }
 }

@@ -12,12 +12,14 @@ use std::sync::Arc;
 use ibapi::prelude::Contract;
 use parking_lot::Mutex;
 
+use super::choice::DataChoice;
 use super::realtime::{stream_bars, FiveSecondBars};
 use crate::backend::EventSink;
 
 /// One symbol's live stream.
 struct Live {
     contract: Contract,
+    choice: DataChoice,
     size: i64,
     task: tokio::task::AbortHandle,
 }
@@ -45,12 +47,14 @@ impl LiveStreams {
         client: Arc<ibapi::Client>,
         symbol: &str,
         contract: Contract,
+        choice: DataChoice,
         size: i64,
         subscription: Option<FiveSecondBars>,
     ) {
         let task = self.handle.spawn(stream_bars(
             client,
             contract.clone(),
+            choice,
             subscription,
             symbol.to_string(),
             size,
@@ -58,6 +62,7 @@ impl LiveStreams {
         ));
         let live = Live {
             contract,
+            choice,
             size,
             task: task.abort_handle(),
         };
@@ -76,6 +81,7 @@ impl LiveStreams {
                 .spawn(stream_bars(
                     client.clone(),
                     live.contract.clone(),
+                    live.choice,
                     None,
                     symbol.clone(),
                     live.size,

@@ -15,6 +15,7 @@ use bridge::protocol::{Bar, Event};
 use ibapi::prelude::{Contract, StreamExt, SubscriptionItem};
 
 use super::bar_builder::BarBuilder;
+use super::choice::DataChoice;
 use super::classify;
 use crate::backend::EventSink;
 
@@ -28,6 +29,7 @@ pub(super) type FiveSecondBars =
 pub(super) async fn stream_bars(
     client: Arc<ibapi::Client>,
     contract: Contract,
+    choice: DataChoice,
     subscription: Option<FiveSecondBars>,
     symbol: String,
     size: i64,
@@ -35,7 +37,13 @@ pub(super) async fn stream_bars(
 ) {
     let mut subscription = match subscription {
         Some(s) => s,
-        None => match client.realtime_bars(&contract).subscribe().await {
+        None => match client
+            .realtime_bars(&contract)
+            .what_to_show(choice.realtime())
+            .trading_hours(choice.hours())
+            .subscribe()
+            .await
+        {
             Ok(s) => s,
             Err(e) if e.is_connection_lost() => {
                 tracing::debug!(%symbol, "real-time bars not subscribed: the connection is down");
