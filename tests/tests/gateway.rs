@@ -1,11 +1,81 @@
 //! The fake gateway against the real `ibapi` client: the handshake, managed accounts and next
-//! valid id, a late accounts message, a client id in use, and the record of a closed socket.
+//! valid id, a late accounts message, a client id in use, and the record of a closed socket;
+//! the link to IB lost and restored, an outage of the gateway, real-time bars and history
+//! refused, a client id that stays taken, history the way the real gateway answers it, and an
+//! ambiguous contract.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::time::{Duration, Instant};
 
-use tests::gateway::{Behaviour, Gateway};
+use ibapi::prelude::*;
+use tests::gateway::{codes, texts, Behaviour, ConnectivityLoss, Gateway};
+
+/// How long a test waits for anything the gateway or the client should do promptly.
+const PROMPTLY: Duration = Duration::from_secs(10);
+
+type Bars = ibapi::subscriptions::Subscription<ibapi::market_data::realtime::Bar>;
+
+/// The next bar of `bars`, within [`PROMPTLY`]; a notice or an error fails the test.
+async fn next_bar(bars: &mut Bars, what: &str) -> ibapi::market_data::realtime::Bar {
+    match tokio::time::timeout(PROMPTLY, bars.next()).await {
+        Ok(Some(Ok(SubscriptionItem::Data(bar)))) => bar,
+        Ok(other) => panic!("{what}: expected a bar, got {other:?}"),
+        Err(_) => panic!("{what}: no bar within {PROMPTLY:?}"),
+    }
+}
+
+/// The items `bars` holds now (without waiting), and whether it has ended.
+async fn ready(
+    bars: &mut Bars,
+) -> (
+    Vec<Result<SubscriptionItem<ibapi::market_data::realtime::Bar>, Error>>,
+    bool,
+) {
+    let mut items = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::ZERO, bars.next()).await {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) => return (items, true),
+            Err(_) => return (items, false),
+        }
+    }
+}
+
+/// The next connection-wide notice other than a farm status (21xx), within [`PROMPTLY`].
+async fn next_notice(notices: &mut NoticeStream, what: &str) -> Notice {
+    let deadline = tokio::time::Instant::now() + PROMPTLY;
+    loop {
+        match tokio::time::timeout_at(deadline, notices.next()).await {
+            Ok(Some(n)) if (2100..2200).contains(&n.code) => continue,
+            Ok(Some(n)) => return n,
+            Ok(None) => panic!("{what}: the notice stream ended"),
+            Err(_) => panic!("{what}: no notice within {PROMPTLY:?}"),
+        }
+    }
+}
+
+/// Whether `done` holds within [`PROMPTLY`], checked every 10 ms without blocking the runtime
+/// (ibapi's tasks run meanwhile).
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + PROMPTLY;
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+async fn connect_with_notices(gw: &Gateway, client_id: i32) -> (Client, NoticeStream) {
+    Client::builder()
+        .address(gw.address())
+        .client_id(client_id)
+        .connect_with_notice_stream()
+        .await
+        .unwrap()
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -84,7 +154,6 @@ fn fetch(
     gw: &Gateway,
     symbol: &str,
 ) -> Result<ibapi::market_data::historical::HistoricalData, ibapi::Error> {
-    use ibapi::prelude::*;
     runtime().block_on(async {
         let client = ibapi::Client::connect(&gw.address(), 3).await.unwrap();
         let contract = Contract::stock(symbol).build();
@@ -126,4 +195,128 @@ fn unknown_symbols_and_pacing_violations_are_errors() {
         "{err}"
     );
     assert_eq!(fetch(&gw, "SPY").unwrap().bars.len(), 1440);
+}
+
+#[test]
+fn connectivity_lost_then_restored_with_data_lost_ends_every_bar_stream() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let (client, mut notices) = connect_with_notices(&gw, 11).await;
+        let contract = Contract::stock("SPY").build();
+        let mut old = client.realtime_bars(&contract).subscribe().await.unwrap();
+        next_bar(&mut old, "before the loss").await;
+        next_bar(&mut old, "before the loss").await;
+
+        gw.lose_connectivity(Duration::from_millis(300), true);
+        let lost = next_notice(&mut notices, "the loss").await;
+        assert_eq!(
+            (lost.code, lost.request_id, lost.message.as_str()),
+            (codes::CONNECTIVITY_LOST, None, texts::CONNECTIVITY_LOST)
+        );
+        assert!(lost.is_system_message());
+        // ibapi routes in wire order: bars sent before the 1100 are in the subscription now.
+        let (_, ended) = ready(&mut old).await;
+        assert!(!ended);
+
+        let restored = next_notice(&mut notices, "the restoration").await;
+        assert_eq!(
+            (
+                restored.code,
+                restored.request_id,
+                restored.message.as_str()
+            ),
+            (
+                codes::CONNECTIVITY_RESTORED_DATA_LOST,
+                None,
+                texts::CONNECTIVITY_RESTORED_DATA_LOST
+            )
+        );
+        let (between, ended) = ready(&mut old).await;
+        assert!(
+            between.is_empty(),
+            "bars between 1100 and 1101: {between:?}"
+        );
+        assert!(!ended, "ibapi keeps a stream the gateway ended open");
+
+        // A new request streams again; the old one never gets another bar.
+        let mut new = client.realtime_bars(&contract).subscribe().await.unwrap();
+        assert_ne!(new.request_id(), old.request_id());
+        for _ in 0..3 {
+            next_bar(&mut new, "after the restoration").await;
+        }
+        let (after, ended) = ready(&mut old).await;
+        assert!(after.is_empty(), "bars on the ended stream: {after:?}");
+        assert!(!ended);
+        assert_eq!(gw.seen().realtime_requests_for("SPY"), 2);
+
+        // ibapi still cancels the stream the gateway ended, when it is dropped.
+        let old_id = old.request_id().unwrap();
+        drop(old);
+        let cancelled = eventually(|| gw.seen().realtime_cancels == [old_id]).await;
+        assert!(cancelled, "{:?}", gw.seen());
+        client.disconnect().await;
+    });
+}
+
+#[test]
+fn connectivity_lost_after_some_bars_then_restored_with_data_maintained_resumes_the_stream() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        connectivity_loss: Some(ConnectivityLoss {
+            after_bars: 3,
+            lasts: Duration::from_millis(300),
+            data_lost: false,
+        }),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let (client, mut notices) = connect_with_notices(&gw, 12).await;
+        let contract = Contract::stock("QQQ").build();
+        let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+        let mut last = 0;
+        for _ in 0..3 {
+            last = next_bar(&mut bars, "before the loss")
+                .await
+                .date
+                .unix_timestamp();
+        }
+        let lost = next_notice(&mut notices, "the loss").await;
+        assert_eq!(lost.code, codes::CONNECTIVITY_LOST);
+        let (before, _) = ready(&mut bars).await;
+        assert!(
+            before.is_empty(),
+            "the loss came right after the 3rd bar: {before:?}"
+        );
+
+        let restored = next_notice(&mut notices, "the restoration").await;
+        assert_eq!(
+            (
+                restored.code,
+                restored.request_id,
+                restored.message.as_str()
+            ),
+            (
+                codes::CONNECTIVITY_RESTORED_DATA_MAINTAINED,
+                None,
+                texts::CONNECTIVITY_RESTORED_DATA_MAINTAINED
+            )
+        );
+        let (between, ended) = ready(&mut bars).await;
+        assert!(
+            between.is_empty(),
+            "bars between 1100 and 1102: {between:?}"
+        );
+        assert!(!ended);
+
+        // The same stream resumes, later in market time, without a new request.
+        let resumed = next_bar(&mut bars, "after the restoration").await;
+        assert!(resumed.date.unix_timestamp() > last);
+        assert_eq!(gw.seen().realtime_requests_for("QQQ"), 1);
+        client.disconnect().await;
+    });
 }
