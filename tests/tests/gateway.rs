@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use ibapi::prelude::*;
-use tests::gateway::{codes, texts, Behaviour, ConnectivityLoss, Gateway};
+use tests::gateway::{codes, texts, Behaviour, ConnectivityLoss, Gateway, Outage};
 
 /// How long a test waits for anything the gateway or the client should do promptly.
 const PROMPTLY: Duration = Duration::from_secs(10);
@@ -319,4 +319,106 @@ fn connectivity_lost_after_some_bars_then_restored_with_data_maintained_resumes_
         assert_eq!(gw.seen().realtime_requests_for("QQQ"), 1);
         client.disconnect().await;
     });
+}
+
+/// Whether a client's connection to the gateway is closed before the handshake: the gateway
+/// reads nothing and closes it.
+fn closed_at_once(gw: &Gateway) -> bool {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gw.address()).unwrap();
+    s.set_read_timeout(Some(PROMPTLY)).unwrap();
+    let _ = s.write_all(b"API\0");
+    let mut byte = [0u8; 1];
+    match s.read(&mut byte) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn an_outage_closes_every_connection_refuses_new_ones_then_serves_again() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let lasts = Duration::from_millis(1000);
+    runtime().block_on(async {
+        let (client, mut notices) = connect_with_notices(&gw, 13).await;
+        client
+            .switch_market_data_type(MarketDataType::Delayed)
+            .await
+            .unwrap();
+        let contract = Contract::stock("SPY").build();
+        let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+        next_bar(&mut bars, "before the outage").await;
+
+        let down = Instant::now();
+        gw.outage(lasts);
+        // The gateway closed the socket: ibapi ends the stream and starts reconnecting.
+        loop {
+            match tokio::time::timeout(PROMPTLY, bars.next()).await {
+                Ok(Some(Ok(SubscriptionItem::Data(_)))) => continue, // sent before the close
+                Ok(Some(Err(Error::ConnectionReset))) => break,
+                other => panic!("expected the stream to end with a reset, got {other:?}"),
+            }
+        }
+        assert!(
+            closed_at_once(&gw),
+            "a connection during the outage is refused"
+        );
+        assert!(gw.seen().refused_connections >= 1);
+
+        tokio::time::timeout(PROMPTLY, client.wait_connected())
+            .await
+            .expect("ibapi reconnects after the outage")
+            .unwrap();
+        assert!(down.elapsed() >= lasts, "served again only after {lasts:?}");
+        let reconnected = next_notice(&mut notices, "the reconnect").await;
+        assert_eq!(reconnected.code, ibapi::TRANSPORT_RECONNECT_CODE);
+        // ibapi re-sent the market data type on the new connection.
+        assert!(eventually(|| gw.seen().market_data_types == [3, 3]).await);
+
+        let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+        next_bar(&mut bars, "after the outage").await;
+        client.disconnect().await;
+    });
+    let records = gw.connections();
+    assert_eq!(records[0].client_id, Some(13));
+    assert!(records[0].closed_by_gateway, "{records:?}");
+    let last = records.last().unwrap();
+    assert_eq!(last.client_id, Some(13), "{records:?}");
+    assert!(!last.closed_by_gateway, "{records:?}");
+}
+
+#[test]
+fn an_outage_after_some_bars_stops_them_all() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        outage: Some(Outage {
+            after_bars: 2,
+            lasts: Duration::from_millis(200),
+        }),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 14).await.unwrap();
+        let contract = Contract::stock("IWM").build();
+        let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+        next_bar(&mut bars, "first").await;
+        next_bar(&mut bars, "second").await;
+        match tokio::time::timeout(PROMPTLY, bars.next()).await {
+            Ok(Some(Err(Error::ConnectionReset))) => {}
+            other => panic!("expected the stream to end with a reset, got {other:?}"),
+        }
+        tokio::time::timeout(PROMPTLY, client.wait_connected())
+            .await
+            .expect("ibapi reconnects after the outage")
+            .unwrap();
+        client.disconnect().await;
+    });
+    assert_eq!(gw.realtime_bars_sent(), 2);
+    assert_eq!(gw.seen().realtime_requests_for("IWM"), 1);
+    assert!(gw.connections()[0].closed_by_gateway);
 }
