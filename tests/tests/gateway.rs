@@ -422,3 +422,61 @@ fn an_outage_after_some_bars_stops_them_all() {
     assert_eq!(gw.seen().realtime_requests_for("IWM"), 1);
     assert!(gw.connections()[0].closed_by_gateway);
 }
+
+#[test]
+fn real_time_bars_refused_end_the_subscription_with_the_gateways_error() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        realtime_refused: vec![
+            Behaviour::not_subscribed("NOSUB"),
+            Behaviour::competing_session("LIVE"),
+        ],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let ids = runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 16).await.unwrap();
+        let mut ids = Vec::new();
+        for (symbol, code, text) in [
+            ("NOSUB", 354, "Requested market data is not subscribed."),
+            (
+                "LIVE",
+                10197,
+                "No market data during competing live session",
+            ),
+        ] {
+            // The request itself is accepted; the refusal follows, bound to it.
+            let contract = Contract::stock(symbol).build();
+            let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+            let id = bars.request_id();
+            match tokio::time::timeout(PROMPTLY, bars.next()).await {
+                Ok(Some(Err(Error::Notice(n)))) => {
+                    assert_eq!((n.code, n.request_id, n.message.as_str()), (code, id, text))
+                }
+                other => panic!("{symbol}: expected the refusal, got {other:?}"),
+            }
+            let end = tokio::time::timeout(PROMPTLY, bars.next()).await;
+            assert!(matches!(end, Ok(None)), "{symbol}: {end:?}");
+            // ibapi does not take the refusal as the end of the request: it cancels at drop.
+            drop(bars);
+            ids.push(id.unwrap());
+            assert!(eventually(|| gw.seen().realtime_cancels == ids).await);
+        }
+        let mut bars = client
+            .realtime_bars(&Contract::stock("SPY").build())
+            .subscribe()
+            .await
+            .unwrap();
+        next_bar(&mut bars, "a symbol not refused").await;
+        ids.push(bars.request_id().unwrap());
+        drop(bars);
+        assert!(eventually(|| gw.seen().realtime_cancels == ids).await);
+        client.disconnect().await;
+        ids
+    });
+    let seen = gw.seen();
+    assert_eq!(seen.realtime_requests_for("NOSUB"), 1);
+    assert_eq!(seen.realtime_requests_for("LIVE"), 1);
+    assert_eq!(seen.realtime_requests_for("SPY"), 1);
+    assert_eq!(seen.realtime_cancels, ids);
+}
