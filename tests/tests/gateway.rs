@@ -480,3 +480,85 @@ fn real_time_bars_refused_end_the_subscription_with_the_gateways_error() {
     assert_eq!(seen.realtime_requests_for("SPY"), 1);
     assert_eq!(seen.realtime_cancels, ids);
 }
+
+async fn fetch_on(
+    client: &Client,
+    contract: &Contract,
+) -> Result<ibapi::market_data::historical::HistoricalData, Error> {
+    client
+        .historical_data(contract, HistoricalBarSize::Min)
+        .what_to_show(HistoricalWhatToShow::Trades)
+        .duration(1.days())
+        .fetch()
+        .await
+}
+
+#[test]
+fn history_without_data_or_permissions_is_error_162_and_ends_the_request() {
+    let gw = Gateway::start(Behaviour {
+        history_no_data: vec!["EMPTY".into()],
+        history_no_permissions: vec!["PERM".into()],
+        history_end: Some(1_763_805_600),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 17).await.unwrap();
+        let refusals = [
+            (
+                Contract::stock("EMPTY").build(),
+                "Historical Market Data Service error message:HMDS query returned no data: \
+                 EMPTY@SMART Trades",
+            ),
+            (
+                Contract::stock("PERM").primary("NYSE").build(),
+                "Historical Market Data Service error message:No market data permissions for \
+                 NYSE STK",
+            ),
+        ];
+        for (contract, text) in refusals {
+            match fetch_on(&client, &contract).await {
+                Err(Error::Notice(n)) => {
+                    assert_eq!((n.code, n.message.as_str()), (162, text));
+                    assert!(n.request_id.is_some(), "bound to the request: {n:?}");
+                }
+                other => panic!("expected error 162, got {other:?}"),
+            }
+        }
+        // A whole answer afterwards: any cancel ibapi spawned for the refusals was written
+        // before it. There is none: ibapi takes 162 as the end of the request.
+        assert_eq!(
+            fetch_on(&client, &Contract::stock("SPY").build())
+                .await
+                .unwrap()
+                .bars
+                .len(),
+            1440
+        );
+        assert_eq!(gw.seen().history_cancels, Vec::<i32>::new());
+
+        client.disconnect().await;
+    });
+    assert_eq!(gw.history_requests(), 3);
+}
+
+#[test]
+fn a_historical_request_given_up_before_its_answer_is_cancelled() {
+    let gw = Gateway::start(Behaviour {
+        reply_delay: Duration::from_millis(300),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 18).await.unwrap();
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(50),
+            fetch_on(&client, &Contract::stock("SPY").build()),
+        )
+        .await;
+        assert!(given_up.is_err(), "given up: {given_up:?}");
+        assert!(eventually(|| gw.seen().history_cancels.len() == 1).await);
+        client.disconnect().await;
+    });
+    assert_eq!(gw.history_requests(), 1);
+}
