@@ -1,29 +1,62 @@
 //! A fake TWS / IB Gateway that speaks the real wire protocol on loopback, for tests.
 //!
-//! Knobs ([`Behaviour`]) make it slow to send accounts, silent about the next valid id, or
-//! refuse a client id as in use. Every connection's life is recorded ([`Gateway::connections`])
-//! so a test can assert that the client closed its socket.
+//! Knobs ([`Behaviour`]) make it slow to send accounts, silent about the next valid id, refuse
+//! a client id as in use (or keep one taken after its connection ended), refuse real-time bars
+//! or history for some symbols, answer history the way the real gateway does (exchange time
+//! zone, trading sessions), find several contracts for a symbol, lose its link to IB's servers
+//! and restore it, or go down for a while. Every connection's life is recorded
+//! ([`Gateway::connections`]) so a test can assert that the client closed its socket, and what
+//! the clients asked for is recorded too ([`Gateway::seen`]).
 //!
 //! Here: the gateway's life (listening, one thread per connection, the handshake, the request
-//! loop). The wire format is in [`wire`], the bars it answers with in `answers`.
+//! loop). The wire format is in [`wire`], the answers in `answers`, the exchange's clock in
+//! `calendar`, the live connections with the link and outage state they share in
+//! `connections`, the record of requests in [`seen`].
 //!
 //! Invariants: frames written to one connection never interleave (one lock per connection);
 //! every connection is recorded from its first byte to its close, and whether the gateway or
-//! the client closed it.
+//! the client closed it; with every knob at its default the gateway behaves as it did before
+//! the knob existed.
 
 mod answers;
+mod calendar;
+mod connections;
+pub mod seen;
 pub mod wire;
 
+pub use seen::Seen;
 pub use wire::*;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use prost::Message;
+
+use connections::{Connection, Connections};
+
+/// The link between the gateway and IB's servers is lost after the gateway has sent
+/// `after_bars` real-time bars in all, and restored `lasts` later (see
+/// [`Gateway::lose_connectivity`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectivityLoss {
+    pub after_bars: u32,
+    pub lasts: Duration,
+    /// Restored with 1101 "data lost" (every real-time stream ended), else 1102 "data
+    /// maintained" (the streams resume).
+    pub data_lost: bool,
+}
+
+/// The gateway process goes down after it has sent `after_bars` real-time bars in all, for
+/// `lasts` (see [`Gateway::outage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outage {
+    pub after_bars: u32,
+    pub lasts: Duration,
+}
 
 /// How the gateway behaves.
 #[derive(Debug, Clone)]
@@ -36,12 +69,25 @@ pub struct Behaviour {
     pub no_next_valid_id: bool,
     /// Refuse these client ids as already in use (error 326, then close).
     pub ids_in_use: Vec<i32>,
+    /// A client id stays taken this long after its connection ended: a connection with it
+    /// meanwhile, or while another live connection holds it, gets error 326 and is closed.
+    /// `ZERO`: client ids are not checked (several connections may share one).
+    pub client_id_linger: Duration,
     /// Send the farm status notices after the handshake.
     pub farm_notices: bool,
-    /// Symbols without a security definition (error 200).
+    /// Symbols without a security definition (error 200, for history and contract details).
     pub unknown_symbols: Vec<String>,
     /// The first this many historical requests get a pacing violation (error 162).
     pub pacing_violations: u32,
+    /// Historical requests for these symbols get error 162 "HMDS query returned no data".
+    pub history_no_data: Vec<String>,
+    /// Historical requests for these symbols get error 162 "No market data permissions".
+    pub history_no_permissions: Vec<String>,
+    /// Answer history as the real gateway does: the end marker's times in US/Eastern, and
+    /// bars only in trading sessions (09:30-16:00 US/Eastern on weekdays when the request asks
+    /// for regular trading hours, 04:00-20:00 otherwise; no holidays), error 162 "no data"
+    /// when none is left. Off: every bar of the span, times in UTC.
+    pub realistic_history: bool,
     /// End of every historical answer, Unix seconds (`None`: now).
     pub history_end: Option<i64>,
     /// Close the connection, unanswered, on these historical requests (0 = the first the
@@ -49,8 +95,20 @@ pub struct Behaviour {
     pub drop_on_history: Vec<u32>,
     /// Real time between two 5-second real-time bars (a fast market clock).
     pub realtime_interval: Duration,
+    /// Real-time bar requests for these symbols are accepted, then refused with this error
+    /// (code, message) bound to the request; no bar follows. See [`Behaviour::not_subscribed`]
+    /// and [`Behaviour::competing_session`].
+    pub realtime_refused: Vec<(String, i32, String)>,
     /// Close the connection after sending this many real-time bars in all (mid-stream).
     pub drop_after_realtime_bars: Option<u32>,
+    /// Lose the link to IB's servers after this many real-time bars in all.
+    pub connectivity_loss: Option<ConnectivityLoss>,
+    /// Go down after this many real-time bars in all.
+    pub outage: Option<Outage>,
+    /// Contract details requests for these symbols find two contracts (primary exchanges
+    /// NASDAQ and NYSE, different contract ids); other symbols find one (NASDAQ). A request
+    /// naming a primary exchange or a contract id finds only the contracts that match it.
+    pub ambiguous_symbols: Vec<String>,
     /// Historical answers are sent this much later (a slow gateway).
     pub reply_delay: Duration,
 }
@@ -62,15 +120,44 @@ impl Default for Behaviour {
             accounts_delay: Duration::ZERO,
             no_next_valid_id: false,
             ids_in_use: Vec::new(),
+            client_id_linger: Duration::ZERO,
             farm_notices: true,
             unknown_symbols: Vec::new(),
             pacing_violations: 0,
+            history_no_data: Vec::new(),
+            history_no_permissions: Vec::new(),
+            realistic_history: false,
             history_end: None,
             drop_on_history: Vec::new(),
             realtime_interval: Duration::from_millis(100),
+            realtime_refused: Vec::new(),
             drop_after_realtime_bars: None,
+            connectivity_loss: None,
+            outage: None,
+            ambiguous_symbols: Vec::new(),
             reply_delay: Duration::ZERO,
         }
+    }
+}
+
+impl Behaviour {
+    /// The refusal of real-time bars for `symbol` without a market data subscription (354).
+    pub fn not_subscribed(symbol: &str) -> (String, i32, String) {
+        (
+            symbol.into(),
+            codes::NOT_SUBSCRIBED,
+            texts::NOT_SUBSCRIBED.into(),
+        )
+    }
+
+    /// The refusal of real-time bars for `symbol` while the account's live session is open
+    /// elsewhere (10197).
+    pub fn competing_session(symbol: &str) -> (String, i32, String) {
+        (
+            symbol.into(),
+            codes::COMPETING_LIVE_SESSION,
+            texts::COMPETING_LIVE_SESSION.into(),
+        )
     }
 }
 
@@ -81,7 +168,7 @@ pub struct ConnectionRecord {
     pub client_id: Option<i32>,
     /// When the client's socket was seen closed (EOF or error), if it was.
     pub closed_after: Option<Duration>,
-    /// Whether the gateway closed it (client id in use, shutdown).
+    /// Whether the gateway closed it (client id in use, dropped, outage, shutdown).
     pub closed_by_gateway: bool,
 }
 
@@ -90,10 +177,12 @@ struct GatewayState {
     behaviour: Mutex<Behaviour>,
     records: Mutex<Vec<ConnectionRecord>>,
     stop: AtomicBool,
-    history_requests: std::sync::atomic::AtomicU32,
-    realtime_bars: std::sync::atomic::AtomicU32,
-    realtime_requests: std::sync::atomic::AtomicU32,
+    history_requests: AtomicU32,
+    realtime_bars: AtomicU32,
+    realtime_requests: AtomicU32,
     contracts: Mutex<Vec<Contract>>,
+    connections: Arc<Connections>,
+    seen: Mutex<Seen>,
 }
 
 /// A running fake gateway.
@@ -118,15 +207,22 @@ impl Gateway {
             behaviour: Mutex::new(behaviour),
             records: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
-            history_requests: std::sync::atomic::AtomicU32::new(0),
-            realtime_bars: std::sync::atomic::AtomicU32::new(0),
-            realtime_requests: std::sync::atomic::AtomicU32::new(0),
+            history_requests: AtomicU32::new(0),
+            realtime_bars: AtomicU32::new(0),
+            realtime_requests: AtomicU32::new(0),
             contracts: Mutex::new(Vec::new()),
+            connections: Arc::new(Connections::new()),
+            seen: Mutex::new(Seen::default()),
         });
         let s = shared.clone();
         let acceptor = std::thread::spawn(move || {
             while !s.stop.load(Ordering::Acquire) {
                 match listener.accept() {
+                    Ok((stream, _)) if s.connections.in_outage() => {
+                        // Down: the connection is closed before a byte is read.
+                        lock(&s.seen).refused_connections += 1;
+                        let _ = stream.shutdown(Shutdown::Both);
+                    }
                     Ok((stream, _)) => {
                         let s = s.clone();
                         std::thread::spawn(move || serve(stream, s));
@@ -162,9 +258,39 @@ impl Gateway {
         self.shared.realtime_requests.load(Ordering::Relaxed)
     }
 
+    /// Real-time bars sent so far, on every connection.
+    pub fn realtime_bars_sent(&self) -> u32 {
+        self.shared.realtime_bars.load(Ordering::Relaxed)
+    }
+
     /// Every connection so far, in the order they were made.
     pub fn connections(&self) -> Vec<ConnectionRecord> {
         lock(&self.shared.records).clone()
+    }
+
+    /// What the clients asked for so far.
+    pub fn seen(&self) -> Seen {
+        lock(&self.shared.seen).clone()
+    }
+
+    /// Loses the link between the gateway and IB's servers now: error 1100 "Connectivity
+    /// between IB and Trader Workstation has been lost." (request id -1) on every connection
+    /// (and at once on any connection made meanwhile), and no real-time bars. After `lasts`,
+    /// restores it: with `data_lost`, every real-time bar stream ends server-side (no more
+    /// bars on those request ids; a new request starts a new stream) and 1101 "...restored-
+    /// data lost." is sent; otherwise 1102 "...restored- data maintained." and the streams
+    /// resume. Historical requests are answered meanwhile. A loss during a loss extends it:
+    /// one 1100, and the restoration of the last one.
+    pub fn lose_connectivity(&self, lasts: Duration, data_lost: bool) {
+        connections::lose_link_for(&self.shared.connections, lasts, data_lost);
+    }
+
+    /// An outage of the gateway process (a daily restart): every connection is closed now and
+    /// every connection made in the next `lasts` is accepted and closed at once, before a
+    /// byte is read (see [`Seen::refused_connections`]); then connections are served again,
+    /// with the link to IB up.
+    pub fn outage(&self, lasts: Duration) {
+        self.shared.connections.outage(lasts);
     }
 }
 
@@ -236,11 +362,15 @@ fn session(
         _ => None,
     };
     lock(&shared.records)[index].client_id = client_id;
-    if client_id.is_some_and(|id| b.ids_in_use.contains(&id)) {
+    let taken = |id: i32| {
+        b.ids_in_use.contains(&id)
+            || (!b.client_id_linger.is_zero() && shared.connections.id_taken(id))
+    };
+    if client_id.is_some_and(taken) {
         s.write_all(&error_frame(
             -1,
             codes::CLIENT_ID_IN_USE,
-            "Unable to connect as the client id is already in use. Retry with a unique client id.",
+            texts::CLIENT_ID_IN_USE,
         ))?;
         return Ok(true);
     }
@@ -277,21 +407,23 @@ fn session(
             accounts_list: Some(b.accounts.join(",")),
         },
     ))?;
-    // Requests until the client goes away. Real-time streams write from threads of their own,
-    // so every write from here on goes through one lock (frames never interleave).
-    let writer = Arc::new(Mutex::new(s.try_clone()?));
-    let streams: Arc<Mutex<Vec<i32>>> = Arc::new(Mutex::new(Vec::new()));
-    let result = requests(s, shared, b, &writer, &streams);
-    lock(&streams).clear();
-    result
+    // Requests until the client goes away. From here on other threads write to this
+    // connection too (real-time streams, the link's notices), all through its one lock.
+    let Some(conn) = shared.connections.register(s.try_clone()?, client_id) else {
+        return Ok(true); // down since the handshake began
+    };
+    let result = requests(s, shared, b, &conn);
+    let by_gateway = conn.closed_by_gateway() || matches!(result, Ok(true));
+    conn.close(); // ends its streams
+    shared.connections.unregister(&conn, b.client_id_linger);
+    result.map(|_| by_gateway)
 }
 
 fn requests(
     s: &mut TcpStream,
     shared: &Arc<GatewayState>,
     b: &Behaviour,
-    writer: &Arc<Mutex<TcpStream>>,
-    streams: &Arc<Mutex<Vec<i32>>>,
+    conn: &Arc<Connection>,
 ) -> io::Result<bool> {
     loop {
         if shared.stop.load(Ordering::Acquire) {
@@ -308,46 +440,90 @@ fn requests(
         else {
             continue;
         };
+        let msg = &body[4..];
         if id == outgoing::REQUEST_HISTORICAL_DATA + PROTOBUF {
             let n = shared.history_requests.fetch_add(1, Ordering::Relaxed);
             if b.drop_on_history.contains(&n) {
                 return Ok(true);
             }
-            if let Ok(req) = HistoricalDataRequest::decode(&body[4..]) {
+            if let Ok(req) = HistoricalDataRequest::decode(msg) {
                 if let Some(c) = &req.contract {
                     lock(&shared.contracts).push(c.clone());
                 }
                 if !b.reply_delay.is_zero() {
                     std::thread::sleep(b.reply_delay);
                 }
-                lock(writer).write_all(&answers::history(&req, b, n))?;
+                conn.write(&answers::history(&req, b, n))?;
+            }
+        } else if id == outgoing::CANCEL_HISTORICAL_DATA + PROTOBUF {
+            if let Ok(req) = CancelHistoricalData::decode(msg) {
+                lock(&shared.seen)
+                    .history_cancels
+                    .push(req.req_id.unwrap_or(-1));
             }
         } else if id == outgoing::REQUEST_REAL_TIME_BARS + PROTOBUF {
             shared.realtime_requests.fetch_add(1, Ordering::Relaxed);
-            if let Ok(req) = RealTimeBarsRequest::decode(&body[4..]) {
+            if let Ok(req) = RealTimeBarsRequest::decode(msg) {
                 let id = req.req_id.unwrap_or(-1);
                 let symbol = req.contract.and_then(|c| c.symbol).unwrap_or_default();
-                lock(streams).push(id);
-                let (writer, streams, shared, b) =
-                    (writer.clone(), streams.clone(), shared.clone(), b.clone());
-                std::thread::spawn(move || {
-                    answers::stream_bars(id, &symbol, &writer, &streams, &shared, &b)
-                });
+                *lock(&shared.seen)
+                    .realtime_requests
+                    .entry(symbol.clone())
+                    .or_default() += 1;
+                if let Some((_, code, text)) =
+                    b.realtime_refused.iter().find(|(s, _, _)| *s == symbol)
+                {
+                    conn.write(&error_frame(id, *code, text))?;
+                    continue;
+                }
+                conn.open_stream(id);
+                let (conn, shared, b) = (conn.clone(), shared.clone(), b.clone());
+                std::thread::spawn(move || answers::stream_bars(id, &symbol, &conn, &shared, &b));
             }
         } else if id == outgoing::CANCEL_REAL_TIME_BARS + PROTOBUF {
-            if let Ok(req) = CancelRealTimeBars::decode(&body[4..]) {
-                lock(streams).retain(|s| Some(*s) != req.req_id);
+            if let Ok(req) = CancelRealTimeBars::decode(msg) {
+                let id = req.req_id.unwrap_or(-1);
+                lock(&shared.seen).realtime_cancels.push(id);
+                conn.cancel_stream(id);
+            }
+        } else if id == outgoing::REQUEST_MARKET_DATA_TYPE + PROTOBUF {
+            if let Ok(req) = MarketDataTypeRequest::decode(msg) {
+                lock(&shared.seen)
+                    .market_data_types
+                    .push(req.market_data_type.unwrap_or(0));
+            }
+        } else if id == outgoing::REQUEST_CONTRACT_DATA + PROTOBUF {
+            if let Ok(req) = ContractDataRequest::decode(msg) {
+                let symbol = req.contract.as_ref().and_then(|c| c.symbol.clone());
+                lock(&shared.seen)
+                    .contract_details
+                    .push(symbol.unwrap_or_default());
+                conn.write(&answers::contract_details(&req, b))?;
             }
         } else if id == outgoing::REQUEST_CURRENT_TIME + PROTOBUF
             || id == outgoing::REQUEST_CURRENT_TIME
         {
             let now = worker::unix_time::now().as_secs() as i64;
-            lock(writer).write_all(&proto_frame(
+            conn.write(&proto_frame(
                 incoming::CURRENT_TIME,
                 &CurrentTime {
                     current_time: Some(now),
                 },
             ))?;
         }
+    }
+}
+
+/// What follows the `sent`-th real-time bar sent in all (on `conn`): the knobs that act after
+/// a number of bars.
+fn after_bar(sent: u32, conn: &Connection, shared: &GatewayState, b: &Behaviour) {
+    if b.drop_after_realtime_bars == Some(sent) {
+        conn.close();
+    }
+    if let Some(loss) = b.connectivity_loss.filter(|l| l.after_bars == sent) {
+        connections::lose_link_for(&shared.connections, loss.lasts, loss.data_lost);
+    }
+    if let Some(outage) = b.outage.filter(|o| o.after_bars == sent) {
+        shared.connections.outage(outage.lasts);
     }
 }

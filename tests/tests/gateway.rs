@@ -1,11 +1,81 @@
 //! The fake gateway against the real `ibapi` client: the handshake, managed accounts and next
-//! valid id, a late accounts message, a client id in use, and the record of a closed socket.
+//! valid id, a late accounts message, a client id in use, and the record of a closed socket;
+//! the link to IB lost and restored, an outage of the gateway, real-time bars and history
+//! refused, a client id that stays taken, history the way the real gateway answers it, and an
+//! ambiguous contract.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::time::{Duration, Instant};
 
-use tests::gateway::{Behaviour, Gateway};
+use ibapi::prelude::*;
+use tests::gateway::{codes, texts, Behaviour, ConnectivityLoss, Gateway, Outage};
+
+/// How long a test waits for anything the gateway or the client should do promptly.
+const PROMPTLY: Duration = Duration::from_secs(10);
+
+type Bars = ibapi::subscriptions::Subscription<ibapi::market_data::realtime::Bar>;
+
+/// The next bar of `bars`, within [`PROMPTLY`]; a notice or an error fails the test.
+async fn next_bar(bars: &mut Bars, what: &str) -> ibapi::market_data::realtime::Bar {
+    match tokio::time::timeout(PROMPTLY, bars.next()).await {
+        Ok(Some(Ok(SubscriptionItem::Data(bar)))) => bar,
+        Ok(other) => panic!("{what}: expected a bar, got {other:?}"),
+        Err(_) => panic!("{what}: no bar within {PROMPTLY:?}"),
+    }
+}
+
+/// The items `bars` holds now (without waiting), and whether it has ended.
+async fn ready(
+    bars: &mut Bars,
+) -> (
+    Vec<Result<SubscriptionItem<ibapi::market_data::realtime::Bar>, Error>>,
+    bool,
+) {
+    let mut items = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::ZERO, bars.next()).await {
+            Ok(Some(item)) => items.push(item),
+            Ok(None) => return (items, true),
+            Err(_) => return (items, false),
+        }
+    }
+}
+
+/// The next connection-wide notice other than a farm status (21xx), within [`PROMPTLY`].
+async fn next_notice(notices: &mut NoticeStream, what: &str) -> Notice {
+    let deadline = tokio::time::Instant::now() + PROMPTLY;
+    loop {
+        match tokio::time::timeout_at(deadline, notices.next()).await {
+            Ok(Some(n)) if (2100..2200).contains(&n.code) => continue,
+            Ok(Some(n)) => return n,
+            Ok(None) => panic!("{what}: the notice stream ended"),
+            Err(_) => panic!("{what}: no notice within {PROMPTLY:?}"),
+        }
+    }
+}
+
+/// Whether `done` holds within [`PROMPTLY`], checked every 10 ms without blocking the runtime
+/// (ibapi's tasks run meanwhile).
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + PROMPTLY;
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+async fn connect_with_notices(gw: &Gateway, client_id: i32) -> (Client, NoticeStream) {
+    Client::builder()
+        .address(gw.address())
+        .client_id(client_id)
+        .connect_with_notice_stream()
+        .await
+        .unwrap()
+}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -84,7 +154,6 @@ fn fetch(
     gw: &Gateway,
     symbol: &str,
 ) -> Result<ibapi::market_data::historical::HistoricalData, ibapi::Error> {
-    use ibapi::prelude::*;
     runtime().block_on(async {
         let client = ibapi::Client::connect(&gw.address(), 3).await.unwrap();
         let contract = Contract::stock(symbol).build();
@@ -126,4 +195,370 @@ fn unknown_symbols_and_pacing_violations_are_errors() {
         "{err}"
     );
     assert_eq!(fetch(&gw, "SPY").unwrap().bars.len(), 1440);
+}
+
+#[test]
+fn connectivity_lost_then_restored_with_data_lost_ends_every_bar_stream() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let (client, mut notices) = connect_with_notices(&gw, 11).await;
+        let contract = Contract::stock("SPY").build();
+        let mut old = client.realtime_bars(&contract).subscribe().await.unwrap();
+        next_bar(&mut old, "before the loss").await;
+        next_bar(&mut old, "before the loss").await;
+
+        gw.lose_connectivity(Duration::from_millis(300), true);
+        let lost = next_notice(&mut notices, "the loss").await;
+        assert_eq!(
+            (lost.code, lost.request_id, lost.message.as_str()),
+            (codes::CONNECTIVITY_LOST, None, texts::CONNECTIVITY_LOST)
+        );
+        assert!(lost.is_system_message());
+        // ibapi routes in wire order: bars sent before the 1100 are in the subscription now.
+        let (_, ended) = ready(&mut old).await;
+        assert!(!ended);
+
+        let restored = next_notice(&mut notices, "the restoration").await;
+        assert_eq!(
+            (
+                restored.code,
+                restored.request_id,
+                restored.message.as_str()
+            ),
+            (
+                codes::CONNECTIVITY_RESTORED_DATA_LOST,
+                None,
+                texts::CONNECTIVITY_RESTORED_DATA_LOST
+            )
+        );
+        let (between, ended) = ready(&mut old).await;
+        assert!(
+            between.is_empty(),
+            "bars between 1100 and 1101: {between:?}"
+        );
+        assert!(!ended, "ibapi keeps a stream the gateway ended open");
+
+        // A new request streams again; the old one never gets another bar.
+        let mut new = client.realtime_bars(&contract).subscribe().await.unwrap();
+        assert_ne!(new.request_id(), old.request_id());
+        for _ in 0..3 {
+            next_bar(&mut new, "after the restoration").await;
+        }
+        let (after, ended) = ready(&mut old).await;
+        assert!(after.is_empty(), "bars on the ended stream: {after:?}");
+        assert!(!ended);
+        assert_eq!(gw.seen().realtime_requests_for("SPY"), 2);
+
+        // ibapi still cancels the stream the gateway ended, when it is dropped.
+        let old_id = old.request_id().unwrap();
+        drop(old);
+        let cancelled = eventually(|| gw.seen().realtime_cancels == [old_id]).await;
+        assert!(cancelled, "{:?}", gw.seen());
+        client.disconnect().await;
+    });
+}
+
+#[test]
+fn connectivity_lost_after_some_bars_then_restored_with_data_maintained_resumes_the_stream() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        connectivity_loss: Some(ConnectivityLoss {
+            after_bars: 3,
+            lasts: Duration::from_millis(300),
+            data_lost: false,
+        }),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let (client, mut notices) = connect_with_notices(&gw, 12).await;
+        let contract = Contract::stock("QQQ").build();
+        let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+        let mut last = 0;
+        for _ in 0..3 {
+            last = next_bar(&mut bars, "before the loss")
+                .await
+                .date
+                .unix_timestamp();
+        }
+        let lost = next_notice(&mut notices, "the loss").await;
+        assert_eq!(lost.code, codes::CONNECTIVITY_LOST);
+        let (before, _) = ready(&mut bars).await;
+        assert!(
+            before.is_empty(),
+            "the loss came right after the 3rd bar: {before:?}"
+        );
+
+        let restored = next_notice(&mut notices, "the restoration").await;
+        assert_eq!(
+            (
+                restored.code,
+                restored.request_id,
+                restored.message.as_str()
+            ),
+            (
+                codes::CONNECTIVITY_RESTORED_DATA_MAINTAINED,
+                None,
+                texts::CONNECTIVITY_RESTORED_DATA_MAINTAINED
+            )
+        );
+        let (between, ended) = ready(&mut bars).await;
+        assert!(
+            between.is_empty(),
+            "bars between 1100 and 1102: {between:?}"
+        );
+        assert!(!ended);
+
+        // The same stream resumes, later in market time, without a new request.
+        let resumed = next_bar(&mut bars, "after the restoration").await;
+        assert!(resumed.date.unix_timestamp() > last);
+        assert_eq!(gw.seen().realtime_requests_for("QQQ"), 1);
+        client.disconnect().await;
+    });
+}
+
+/// Whether a client's connection to the gateway is closed before the handshake: the gateway
+/// reads nothing and closes it.
+fn closed_at_once(gw: &Gateway) -> bool {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(gw.address()).unwrap();
+    s.set_read_timeout(Some(PROMPTLY)).unwrap();
+    let _ = s.write_all(b"API\0");
+    let mut byte = [0u8; 1];
+    match s.read(&mut byte) {
+        Ok(n) => n == 0,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+#[test]
+fn an_outage_closes_every_connection_refuses_new_ones_then_serves_again() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let lasts = Duration::from_millis(1000);
+    runtime().block_on(async {
+        let (client, mut notices) = connect_with_notices(&gw, 13).await;
+        client
+            .switch_market_data_type(MarketDataType::Delayed)
+            .await
+            .unwrap();
+        let contract = Contract::stock("SPY").build();
+        let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+        next_bar(&mut bars, "before the outage").await;
+
+        let down = Instant::now();
+        gw.outage(lasts);
+        // The gateway closed the socket: ibapi ends the stream and starts reconnecting.
+        loop {
+            match tokio::time::timeout(PROMPTLY, bars.next()).await {
+                Ok(Some(Ok(SubscriptionItem::Data(_)))) => continue, // sent before the close
+                Ok(Some(Err(Error::ConnectionReset))) => break,
+                other => panic!("expected the stream to end with a reset, got {other:?}"),
+            }
+        }
+        assert!(
+            closed_at_once(&gw),
+            "a connection during the outage is refused"
+        );
+        assert!(gw.seen().refused_connections >= 1);
+
+        tokio::time::timeout(PROMPTLY, client.wait_connected())
+            .await
+            .expect("ibapi reconnects after the outage")
+            .unwrap();
+        assert!(down.elapsed() >= lasts, "served again only after {lasts:?}");
+        let reconnected = next_notice(&mut notices, "the reconnect").await;
+        assert_eq!(reconnected.code, ibapi::TRANSPORT_RECONNECT_CODE);
+        // ibapi re-sent the market data type on the new connection.
+        assert!(eventually(|| gw.seen().market_data_types == [3, 3]).await);
+
+        let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+        next_bar(&mut bars, "after the outage").await;
+        client.disconnect().await;
+    });
+    let records = gw.connections();
+    assert_eq!(records[0].client_id, Some(13));
+    assert!(records[0].closed_by_gateway, "{records:?}");
+    let last = records.last().unwrap();
+    assert_eq!(last.client_id, Some(13), "{records:?}");
+    assert!(!last.closed_by_gateway, "{records:?}");
+}
+
+#[test]
+fn an_outage_after_some_bars_stops_them_all() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        outage: Some(Outage {
+            after_bars: 2,
+            lasts: Duration::from_millis(200),
+        }),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 14).await.unwrap();
+        let contract = Contract::stock("IWM").build();
+        let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+        next_bar(&mut bars, "first").await;
+        next_bar(&mut bars, "second").await;
+        match tokio::time::timeout(PROMPTLY, bars.next()).await {
+            Ok(Some(Err(Error::ConnectionReset))) => {}
+            other => panic!("expected the stream to end with a reset, got {other:?}"),
+        }
+        tokio::time::timeout(PROMPTLY, client.wait_connected())
+            .await
+            .expect("ibapi reconnects after the outage")
+            .unwrap();
+        client.disconnect().await;
+    });
+    assert_eq!(gw.realtime_bars_sent(), 2);
+    assert_eq!(gw.seen().realtime_requests_for("IWM"), 1);
+    assert!(gw.connections()[0].closed_by_gateway);
+}
+
+#[test]
+fn real_time_bars_refused_end_the_subscription_with_the_gateways_error() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        realtime_refused: vec![
+            Behaviour::not_subscribed("NOSUB"),
+            Behaviour::competing_session("LIVE"),
+        ],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let ids = runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 16).await.unwrap();
+        let mut ids = Vec::new();
+        for (symbol, code, text) in [
+            ("NOSUB", 354, "Requested market data is not subscribed."),
+            (
+                "LIVE",
+                10197,
+                "No market data during competing live session",
+            ),
+        ] {
+            // The request itself is accepted; the refusal follows, bound to it.
+            let contract = Contract::stock(symbol).build();
+            let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+            let id = bars.request_id();
+            match tokio::time::timeout(PROMPTLY, bars.next()).await {
+                Ok(Some(Err(Error::Notice(n)))) => {
+                    assert_eq!((n.code, n.request_id, n.message.as_str()), (code, id, text))
+                }
+                other => panic!("{symbol}: expected the refusal, got {other:?}"),
+            }
+            let end = tokio::time::timeout(PROMPTLY, bars.next()).await;
+            assert!(matches!(end, Ok(None)), "{symbol}: {end:?}");
+            // ibapi does not take the refusal as the end of the request: it cancels at drop.
+            drop(bars);
+            ids.push(id.unwrap());
+            assert!(eventually(|| gw.seen().realtime_cancels == ids).await);
+        }
+        let mut bars = client
+            .realtime_bars(&Contract::stock("SPY").build())
+            .subscribe()
+            .await
+            .unwrap();
+        next_bar(&mut bars, "a symbol not refused").await;
+        ids.push(bars.request_id().unwrap());
+        drop(bars);
+        assert!(eventually(|| gw.seen().realtime_cancels == ids).await);
+        client.disconnect().await;
+        ids
+    });
+    let seen = gw.seen();
+    assert_eq!(seen.realtime_requests_for("NOSUB"), 1);
+    assert_eq!(seen.realtime_requests_for("LIVE"), 1);
+    assert_eq!(seen.realtime_requests_for("SPY"), 1);
+    assert_eq!(seen.realtime_cancels, ids);
+}
+
+async fn fetch_on(
+    client: &Client,
+    contract: &Contract,
+) -> Result<ibapi::market_data::historical::HistoricalData, Error> {
+    client
+        .historical_data(contract, HistoricalBarSize::Min)
+        .what_to_show(HistoricalWhatToShow::Trades)
+        .duration(1.days())
+        .fetch()
+        .await
+}
+
+#[test]
+fn history_without_data_or_permissions_is_error_162_and_ends_the_request() {
+    let gw = Gateway::start(Behaviour {
+        history_no_data: vec!["EMPTY".into()],
+        history_no_permissions: vec!["PERM".into()],
+        history_end: Some(1_763_805_600),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 17).await.unwrap();
+        let refusals = [
+            (
+                Contract::stock("EMPTY").build(),
+                "Historical Market Data Service error message:HMDS query returned no data: \
+                 EMPTY@SMART Trades",
+            ),
+            (
+                Contract::stock("PERM").primary("NYSE").build(),
+                "Historical Market Data Service error message:No market data permissions for \
+                 NYSE STK",
+            ),
+        ];
+        for (contract, text) in refusals {
+            match fetch_on(&client, &contract).await {
+                Err(Error::Notice(n)) => {
+                    assert_eq!((n.code, n.message.as_str()), (162, text));
+                    assert!(n.request_id.is_some(), "bound to the request: {n:?}");
+                }
+                other => panic!("expected error 162, got {other:?}"),
+            }
+        }
+        // A whole answer afterwards: any cancel ibapi spawned for the refusals was written
+        // before it. There is none: ibapi takes 162 as the end of the request.
+        assert_eq!(
+            fetch_on(&client, &Contract::stock("SPY").build())
+                .await
+                .unwrap()
+                .bars
+                .len(),
+            1440
+        );
+        assert_eq!(gw.seen().history_cancels, Vec::<i32>::new());
+
+        client.disconnect().await;
+    });
+    assert_eq!(gw.history_requests(), 3);
+}
+
+#[test]
+fn a_historical_request_given_up_before_its_answer_is_cancelled() {
+    let gw = Gateway::start(Behaviour {
+        reply_delay: Duration::from_millis(300),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 18).await.unwrap();
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(50),
+            fetch_on(&client, &Contract::stock("SPY").build()),
+        )
+        .await;
+        assert!(given_up.is_err(), "given up: {given_up:?}");
+        assert!(eventually(|| gw.seen().history_cancels.len() == 1).await);
+        client.disconnect().await;
+    });
+    assert_eq!(gw.history_requests(), 1);
 }

@@ -1,22 +1,25 @@
 //! The market the fake gateway serves: deterministic prices, the answer to a historical
-//! request (bars and end marker, or the configured error), and a stream of 5-second
-//! real-time bars.
+//! request (bars and end marker, or the configured error), the answer to a contract details
+//! request, and a stream of 5-second real-time bars.
 //!
 //! Invariants: prices are positive and a pure function of (symbol, time), so any test can
-//! predict them; historical bars end with the last whole bar before the answer's end and
-//! there are exactly `duration / bar size` of them; real-time bars start on a multiple of 5 s
-//! and advance by 5 s each.
+//! predict them; historical bars end with the last whole bar before the answer's end; without
+//! `realistic_history` there are exactly `duration / bar size` of them and the end marker is
+//! in UTC, with it they lie in trading sessions only and the end marker is in US/Eastern;
+//! real-time bars start on a multiple of 5 s and advance by 5 s each, a bar held back while
+//! the link to IB is lost is never sent later; contract ids are a pure function of (symbol,
+//! primary exchange).
 
-use std::io::Write;
-use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 
+use super::calendar::{self, Hours};
+use super::connections::{Connection, Offer};
 use super::wire::{
-    bar_size_seconds, codes, duration_seconds, error_frame, incoming, proto_frame, utc_text,
-    HistoricalData, HistoricalDataBar, HistoricalDataEnd, HistoricalDataRequest, RealTimeBarTick,
+    bar_size_seconds, codes, duration_seconds, error_frame, incoming, proto_frame, texts, utc_text,
+    Contract, ContractData, ContractDataEnd, ContractDataRequest, ContractDetails, HistoricalData,
+    HistoricalDataBar, HistoricalDataEnd, HistoricalDataRequest, RealTimeBarTick,
 };
-use super::{lock, Behaviour, GatewayState};
+use super::{Behaviour, GatewayState};
 
 /// A deterministic price for `symbol` at `t`: positive, smooth, symbol-dependent.
 fn price(symbol: &str, t: i64) -> f64 {
@@ -24,59 +27,83 @@ fn price(symbol: &str, t: i64) -> f64 {
     base * (1.0 + 0.01 * ((t as f64) / 1800.0).sin() + 0.002 * ((t as f64) / 97.0).cos())
 }
 
+/// The historical bar starting at `t`, `size` seconds long, dated `date`.
+fn history_bar(symbol: &str, t: i64, size: i64, date: String) -> HistoricalDataBar {
+    let (open, close) = (price(symbol, t), price(symbol, t + size));
+    HistoricalDataBar {
+        date: Some(date),
+        open: Some(open),
+        high: Some(open.max(close) * 1.001),
+        low: Some(open.min(close) * 0.999),
+        close: Some(close),
+        volume: Some("100".into()),
+        wap: Some(format!("{:.4}", (open + close) / 2.0)),
+        bar_count: Some(10),
+    }
+}
+
 /// The answer to a historical data request: the bars and the end marker, or an error.
 pub(super) fn history(req: &HistoricalDataRequest, b: &Behaviour, n: u32) -> Vec<u8> {
     let id = req.req_id.unwrap_or(-1);
-    let symbol = req
-        .contract
-        .as_ref()
-        .and_then(|c| c.symbol.clone())
-        .unwrap_or_default();
+    let contract = req.contract.clone().unwrap_or_default();
+    let symbol = contract.symbol.clone().unwrap_or_default();
     if n < b.pacing_violations {
         return error_frame(
             id,
             codes::HISTORICAL_DATA_SERVICE,
-            "Historical Market Data Service error message:Historical data request pacing violation",
+            &format!(
+                "{}Historical data request pacing violation",
+                texts::HMDS_ERROR
+            ),
         );
     }
     if b.unknown_symbols.contains(&symbol) {
         return error_frame(
             id,
             codes::NO_SECURITY_DEFINITION,
-            "No security definition has been found for the request",
+            texts::NO_SECURITY_DEFINITION,
         );
+    }
+    if b.history_no_permissions.contains(&symbol) {
+        return no_permissions(id, &contract);
+    }
+    if b.history_no_data.contains(&symbol) {
+        return no_data(id, req);
     }
     let size = req
         .bar_size_setting
         .as_deref()
         .and_then(bar_size_seconds)
         .unwrap_or(60);
-    let span = req
-        .duration
-        .as_deref()
-        .and_then(duration_seconds)
-        .unwrap_or(86_400);
     let end = b
         .history_end
         .unwrap_or_else(|| worker::unix_time::now().as_secs() as i64);
-    let last = end.div_euclid(size) * size - size;
-    let count = span / size;
-    let bars = (0..count)
-        .map(|i| {
-            let t = last - (count - 1 - i) * size;
-            let (open, close) = (price(&symbol, t), price(&symbol, t + size));
-            HistoricalDataBar {
-                date: Some(t.to_string()),
-                open: Some(open),
-                high: Some(open.max(close) * 1.001),
-                low: Some(open.min(close) * 0.999),
-                close: Some(close),
-                volume: Some("100".into()),
-                wap: Some(format!("{:.4}", (open + close) / 2.0)),
-                bar_count: Some(10),
-            }
-        })
-        .collect();
+    let (bars, start, end_text) = if b.realistic_history {
+        let (bars, start) = session_bars(req, &symbol, size, end);
+        if bars.is_empty() {
+            return no_data(id, req);
+        }
+        (
+            bars,
+            calendar::eastern_text(start),
+            calendar::eastern_text(end),
+        )
+    } else {
+        let span = req
+            .duration
+            .as_deref()
+            .and_then(duration_seconds)
+            .unwrap_or(86_400);
+        let last = end.div_euclid(size) * size - size;
+        let count = span / size;
+        let bars = (0..count)
+            .map(|i| {
+                let t = last - (count - 1 - i) * size;
+                history_bar(&symbol, t, size, t.to_string())
+            })
+            .collect();
+        (bars, utc_text(last - (count - 1) * size), utc_text(end))
+    };
     let mut out = proto_frame(
         incoming::HISTORICAL_DATA,
         &HistoricalData {
@@ -88,20 +115,194 @@ pub(super) fn history(req: &HistoricalDataRequest, b: &Behaviour, n: u32) -> Vec
         incoming::HISTORICAL_DATA_END,
         &HistoricalDataEnd {
             req_id: Some(id),
-            start_date_str: Some(utc_text(last - (count - 1) * size)),
-            end_date_str: Some(utc_text(end)),
+            start_date_str: Some(start),
+            end_date_str: Some(end_text),
         },
     ));
     out
 }
 
-/// Sends 5-second bars for `symbol` every `realtime_interval` until cancelled or the
-/// connection ends; drops the connection after the configured number of bars in all.
+/// The bars of the trading sessions in the request's window ending at `end`, and the
+/// window's start. An `N D` duration is the last `N` sessions opened before `end`; any other
+/// is that much wall-clock time before `end`. Intraday bars start at a session's open, step
+/// by `size`, end at the latest at its close, and are dated in Unix seconds (format 2); bars
+/// of a day or more are one per session, dated `YYYYMMDD`.
+fn session_bars(
+    req: &HistoricalDataRequest,
+    symbol: &str,
+    size: i64,
+    end: i64,
+) -> (Vec<HistoricalDataBar>, i64) {
+    let hours = if req.use_rth.unwrap_or(false) {
+        Hours::Regular
+    } else {
+        Hours::Extended
+    };
+    let duration = req.duration.as_deref().unwrap_or("1 D");
+    let start = match duration.trim().split_once(' ') {
+        Some((n, "D")) => {
+            let n = n.parse().unwrap_or(1);
+            calendar::sessions_before(end, n, hours)
+                .first()
+                .map_or(end, |(open, _)| *open)
+        }
+        _ => end - duration_seconds(duration).unwrap_or(86_400),
+    };
+    let mut bars = Vec::new();
+    for day in calendar::eastern_day(start)..=calendar::eastern_day(end) {
+        let Some((open, close)) = calendar::session(day, hours) else {
+            continue;
+        };
+        if size >= 86_400 {
+            if open >= start && close <= end {
+                bars.push(history_bar(
+                    symbol,
+                    open,
+                    close - open,
+                    calendar::date_text(day),
+                ));
+            }
+            continue;
+        }
+        let mut t = open;
+        while t < close {
+            let bar_end = (t + size).min(close);
+            if t >= start && bar_end <= end {
+                bars.push(history_bar(symbol, t, bar_end - t, t.to_string()));
+            }
+            t += size;
+        }
+    }
+    (bars, start)
+}
+
+/// Error 162 "HMDS query returned no data", as the real gateway words it.
+fn no_data(id: i32, req: &HistoricalDataRequest) -> Vec<u8> {
+    let c = req.contract.clone().unwrap_or_default();
+    let what = req.what_to_show.as_deref().unwrap_or("TRADES");
+    // The gateway names the data type in title case: TRADES -> Trades.
+    let what: String = what
+        .chars()
+        .enumerate()
+        .map(|(i, ch)| {
+            if i == 0 {
+                ch.to_ascii_uppercase()
+            } else {
+                ch.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    error_frame(
+        id,
+        codes::HISTORICAL_DATA_SERVICE,
+        &format!(
+            "{}HMDS query returned no data: {}@{} {what}",
+            texts::HMDS_ERROR,
+            c.symbol.as_deref().unwrap_or_default(),
+            c.exchange.as_deref().unwrap_or("SMART"),
+        ),
+    )
+}
+
+/// Error 162 "No market data permissions", as the real gateway words it.
+fn no_permissions(id: i32, c: &Contract) -> Vec<u8> {
+    let exchange = c
+        .primary_exchange
+        .as_deref()
+        .filter(|e| !e.is_empty())
+        .or(c.exchange.as_deref())
+        .unwrap_or("SMART");
+    error_frame(
+        id,
+        codes::HISTORICAL_DATA_SERVICE,
+        &format!(
+            "{}No market data permissions for {exchange} {}",
+            texts::HMDS_ERROR,
+            c.sec_type.as_deref().unwrap_or("STK"),
+        ),
+    )
+}
+
+/// A contract id for `symbol` listed on `exchange`: positive, stable.
+fn con_id(symbol: &str, exchange: &str) -> i32 {
+    // FNV-1a, folded into 1..=i32::MAX.
+    let hash = symbol
+        .bytes()
+        .chain([b'@'])
+        .chain(exchange.bytes())
+        .fold(0x811c_9dc5_u32, |h, byte| {
+            (h ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+        });
+    (hash % (i32::MAX as u32)) as i32 + 1
+}
+
+/// The answer to a contract details request: one contract per primary exchange the symbol is
+/// listed on (two for an ambiguous symbol) that matches the request's primary exchange and
+/// contract id when it names them, then the end marker; error 200 when none does.
+pub(super) fn contract_details(req: &ContractDataRequest, b: &Behaviour) -> Vec<u8> {
+    let id = req.req_id.unwrap_or(-1);
+    let asked = req.contract.clone().unwrap_or_default();
+    let symbol = asked.symbol.clone().unwrap_or_default();
+    let listed: &[&str] = if b.ambiguous_symbols.contains(&symbol) {
+        &["NASDAQ", "NYSE"]
+    } else {
+        &["NASDAQ"]
+    };
+    let wanted_exchange = asked.primary_exchange.as_deref().filter(|e| !e.is_empty());
+    let wanted_id = asked.con_id.filter(|id| *id != 0);
+    let found: Vec<(&str, i32)> = listed
+        .iter()
+        .map(|e| (*e, con_id(&symbol, e)))
+        .filter(|(e, c)| {
+            wanted_exchange.is_none_or(|w| w == *e) && wanted_id.is_none_or(|w| w == *c)
+        })
+        .collect();
+    if b.unknown_symbols.contains(&symbol) || found.is_empty() {
+        return error_frame(
+            id,
+            codes::NO_SECURITY_DEFINITION,
+            texts::NO_SECURITY_DEFINITION,
+        );
+    }
+    let mut out = Vec::new();
+    for (exchange, con_id) in found {
+        out.extend(proto_frame(
+            incoming::CONTRACT_DATA,
+            &ContractData {
+                req_id: Some(id),
+                contract: Some(Contract {
+                    con_id: Some(con_id),
+                    symbol: Some(symbol.clone()),
+                    sec_type: Some(asked.sec_type.clone().unwrap_or_else(|| "STK".into())),
+                    exchange: Some(asked.exchange.clone().unwrap_or_else(|| "SMART".into())),
+                    primary_exchange: Some(exchange.into()),
+                    currency: Some(asked.currency.clone().unwrap_or_else(|| "USD".into())),
+                }),
+                contract_details: Some(ContractDetails {
+                    market_name: Some(symbol.clone()),
+                    min_tick: Some("0.01".into()),
+                    valid_exchanges: Some(format!("SMART,{exchange}")),
+                    long_name: Some(format!("{symbol} ({exchange})")),
+                    time_zone_id: Some("US/Eastern".into()),
+                }),
+            },
+        ));
+    }
+    out.extend(proto_frame(
+        incoming::CONTRACT_DATA_END,
+        &ContractDataEnd { req_id: Some(id) },
+    ));
+    out
+}
+
+/// Sends 5-second bars for `symbol` every `realtime_interval` until the stream ends (cancelled,
+/// ended by a restoration that lost data, the connection closed); while the link to IB is
+/// lost the bars are held back (skipped). After each bar sent, the knobs that act after a
+/// number of bars in all.
 pub(super) fn stream_bars(
     id: i32,
     symbol: &str,
-    writer: &Mutex<TcpStream>,
-    streams: &Mutex<Vec<i32>>,
+    conn: &Connection,
     shared: &GatewayState,
     b: &Behaviour,
 ) {
@@ -109,7 +310,7 @@ pub(super) fn stream_bars(
     let mut t = now.div_euclid(5) * 5;
     loop {
         std::thread::sleep(b.realtime_interval);
-        if shared.stop.load(Ordering::Acquire) || !lock(streams).contains(&id) {
+        if shared.stop.load(Ordering::Acquire) {
             return;
         }
         let (open, close) = (price(symbol, t), price(symbol, t + 5));
@@ -124,16 +325,13 @@ pub(super) fn stream_bars(
             wap: Some(format!("{:.4}", (open + close) / 2.0)),
             count: Some(3),
         };
-        let sent = shared.realtime_bars.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut w = lock(writer);
-        if w.write_all(&proto_frame(incoming::REAL_TIME_BARS, &bar))
-            .is_err()
-        {
-            return;
-        }
-        if b.drop_after_realtime_bars == Some(sent) {
-            let _ = w.shutdown(Shutdown::Both);
-            return;
+        match conn.offer_bar(id, &proto_frame(incoming::REAL_TIME_BARS, &bar)) {
+            Ok(Offer::Sent) => {
+                let sent = shared.realtime_bars.fetch_add(1, Ordering::Relaxed) + 1;
+                super::after_bar(sent, conn, shared, b);
+            }
+            Ok(Offer::Held) => {}
+            Ok(Offer::Ended) | Err(_) => return,
         }
         t += 5;
     }

@@ -26,19 +26,24 @@ pub const PROTOBUF: i32 = 200;
 pub mod incoming {
     pub const ERROR: i32 = 4;
     pub const NEXT_VALID_ID: i32 = 9;
+    pub const CONTRACT_DATA: i32 = 10;
     pub const MANAGED_ACCOUNTS: i32 = 15;
     pub const HISTORICAL_DATA: i32 = 17;
     pub const CURRENT_TIME: i32 = 49;
     pub const REAL_TIME_BARS: i32 = 50;
+    pub const CONTRACT_DATA_END: i32 = 52;
     pub const HISTORICAL_DATA_END: i32 = 108;
 }
 
 /// Outgoing (from the client) message ids.
 pub mod outgoing {
+    pub const REQUEST_CONTRACT_DATA: i32 = 9;
     pub const REQUEST_HISTORICAL_DATA: i32 = 20;
+    pub const CANCEL_HISTORICAL_DATA: i32 = 25;
     pub const REQUEST_CURRENT_TIME: i32 = 49;
     pub const REQUEST_REAL_TIME_BARS: i32 = 50;
     pub const CANCEL_REAL_TIME_BARS: i32 = 51;
+    pub const REQUEST_MARKET_DATA_TYPE: i32 = 59;
     pub const START_API: i32 = 71;
 }
 
@@ -47,9 +52,32 @@ pub mod codes {
     pub const HISTORICAL_DATA_SERVICE: i32 = 162;
     pub const NO_SECURITY_DEFINITION: i32 = 200;
     pub const CLIENT_ID_IN_USE: i32 = 326;
+    pub const NOT_SUBSCRIBED: i32 = 354;
+    pub const CONNECTIVITY_LOST: i32 = 1100;
+    pub const CONNECTIVITY_RESTORED_DATA_LOST: i32 = 1101;
+    pub const CONNECTIVITY_RESTORED_DATA_MAINTAINED: i32 = 1102;
     pub const MARKET_DATA_FARM_OK: i32 = 2104;
     pub const HMDS_FARM_OK: i32 = 2106;
     pub const SEC_DEF_FARM_OK: i32 = 2158;
+    pub const COMPETING_LIVE_SESSION: i32 = 10197;
+}
+
+/// The gateway's text for the error codes, as the real gateway words them.
+pub mod texts {
+    pub const CLIENT_ID_IN_USE: &str =
+        "Unable to connect as the client id is already in use. Retry with a unique client id.";
+    pub const NOT_SUBSCRIBED: &str = "Requested market data is not subscribed.";
+    pub const COMPETING_LIVE_SESSION: &str = "No market data during competing live session";
+    pub const CONNECTIVITY_LOST: &str =
+        "Connectivity between IB and Trader Workstation has been lost.";
+    pub const CONNECTIVITY_RESTORED_DATA_LOST: &str =
+        "Connectivity between IB and TWS has been restored- data lost.";
+    pub const CONNECTIVITY_RESTORED_DATA_MAINTAINED: &str =
+        "Connectivity between IB and TWS has been restored- data maintained.";
+    /// Prefix of every historical data service error (162).
+    pub const HMDS_ERROR: &str = "Historical Market Data Service error message:";
+    pub const NO_SECURITY_DEFINITION: &str =
+        "No security definition has been found for the request";
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -85,6 +113,8 @@ pub struct ErrorMessage {
 /// The contract fields the gateway looks at.
 #[derive(Clone, PartialEq, Message)]
 pub struct Contract {
+    #[prost(int32, optional, tag = "1")]
+    pub con_id: Option<i32>,
     #[prost(string, optional, tag = "2")]
     pub symbol: Option<String>,
     #[prost(string, optional, tag = "3")]
@@ -109,6 +139,11 @@ pub struct HistoricalDataRequest {
     pub bar_size_setting: Option<String>,
     #[prost(string, optional, tag = "5")]
     pub duration: Option<String>,
+    /// Regular trading hours only (absent: all hours).
+    #[prost(bool, optional, tag = "6")]
+    pub use_rth: Option<bool>,
+    #[prost(string, optional, tag = "7")]
+    pub what_to_show: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -159,6 +194,57 @@ pub struct RealTimeBarsRequest {
 
 #[derive(Clone, PartialEq, Message)]
 pub struct CancelRealTimeBars {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CancelHistoricalData {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct MarketDataTypeRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub market_data_type: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ContractDataRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+}
+
+/// The contract details fields the gateway fills in.
+#[derive(Clone, PartialEq, Message)]
+pub struct ContractDetails {
+    #[prost(string, optional, tag = "1")]
+    pub market_name: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    pub min_tick: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub valid_exchanges: Option<String>,
+    #[prost(string, optional, tag = "7")]
+    pub long_name: Option<String>,
+    #[prost(string, optional, tag = "12")]
+    pub time_zone_id: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ContractData {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+    #[prost(message, optional, tag = "3")]
+    pub contract_details: Option<ContractDetails>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ContractDataEnd {
     #[prost(int32, optional, tag = "1")]
     pub req_id: Option<i32>,
 }

@@ -1,0 +1,35 @@
+//! What the fake gateway saw its clients ask for, so a test can assert it: real-time bar
+//! requests per symbol, the cancels of real-time bars and of historical data, the market data
+//! types requested, the symbols of contract details requests, and the connections refused
+//! during an outage.
+//!
+//! Invariants: entries are only ever added, in the order the gateway read them (per
+//! connection; across connections in the order their threads recorded them); a snapshot
+//! ([`Seen`]) is a copy, never updated after it is taken.
+
+use std::collections::BTreeMap;
+
+/// A snapshot of what the gateway saw (see [`Gateway::seen`](super::Gateway::seen)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Real-time bar subscriptions received, per symbol (refused ones included).
+    pub realtime_requests: BTreeMap<String, u32>,
+    /// Request ids of the cancelRealTimeBars messages received, in order.
+    pub realtime_cancels: Vec<i32>,
+    /// Request ids of the cancelHistoricalData messages received, in order.
+    pub history_cancels: Vec<i32>,
+    /// Market data types of the reqMarketDataType messages received, in order (1 real-time,
+    /// 2 frozen, 3 delayed, 4 delayed frozen).
+    pub market_data_types: Vec<i32>,
+    /// Symbols of the contract details requests received, in order.
+    pub contract_details: Vec<String>,
+    /// Connections accepted and closed at once because the gateway was in an outage.
+    pub refused_connections: u32,
+}
+
+impl Seen {
+    /// Real-time bar subscriptions received for `symbol`.
+    pub fn realtime_requests_for(&self, symbol: &str) -> u32 {
+        self.realtime_requests.get(symbol).copied().unwrap_or(0)
+    }
+}
