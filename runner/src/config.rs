@@ -645,7 +645,10 @@ mod tests {
             cfg.validate().map(|()| cfg)
         };
         let bad = load("backend = \"ibkr\"\n[ibkr]\nwhat_to_show = \"FOO\"\n", None);
-        assert!(bad.unwrap_err().0.contains("ibkr.what_to_show must be one of"));
+        assert!(bad
+            .unwrap_err()
+            .0
+            .contains("ibkr.what_to_show must be one of"));
         let bad = load(
             "backend = \"ibkr\"\n[ibkr.contracts.EUR]\nwhat_to_show = \"bids\"\n",
             None,
@@ -664,7 +667,10 @@ mod tests {
         let ok = load("", Some("1700000000")).unwrap();
         assert_eq!(ok.history_end().unwrap(), Some(1_700_000_000));
         let bad = load("", Some("yesterday"));
-        assert!(bad.unwrap_err().0.contains("history.end must be Unix seconds"));
+        assert!(bad
+            .unwrap_err()
+            .0
+            .contains("history.end must be Unix seconds"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tests::gateway::{Behaviour, Gateway};
+use tests::gateway::{Behaviour, ConnectivityLoss, Gateway, Outage};
 use tests::{kill_and_wait, within, XorShift};
 
 mod common;
@@ -467,4 +467,175 @@ fn a_gateway_that_is_down_fails_at_once_and_says_how_to_wait() {
         "{last}"
     );
     assert!(last.contains("ibkr.connect_wait_seconds"), "{last}");
+}
+
+/// The live-bar column of `symbol`'s row, and the rest of the row.
+fn row(stdout: &str, symbol: &str) -> (usize, String) {
+    let cols = common::table_rows(stdout)
+        .into_iter()
+        .find(|c| c[0] == symbol)
+        .unwrap_or_else(|| panic!("no row for {symbol} in {stdout}"));
+    (cols[2].parse().unwrap(), cols[3..].join(" "))
+}
+
+/// Runs `runner run` for `seconds` of live bars on SPY and QQQ against `gw`, with ibapi's log
+/// shown; returns stdout and stderr after checking the exit code is 0.
+fn live_day(gw: &Gateway, seconds: &str) -> (String, String) {
+    let mut cmd = ibkr(gw, "9", &["--duration", seconds, "--symbols", "SPY,QQQ"]);
+    cmd.env("RUNNER_LOG", "info,ibapi=info");
+    let (code, stdout, stderr) = run(cmd);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    (stdout, stderr)
+}
+
+/// IB 1100 then 1101: the gateway cancelled every real-time stream server-side. The runner
+/// says so, the worker makes each subscription again exactly once, and bars resume.
+#[test]
+fn after_1101_every_live_subscription_is_made_again_once_and_bars_resume() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        connectivity_loss: Some(ConnectivityLoss {
+            after_bars: 24,
+            lasts: Duration::from_millis(600),
+            data_lost: true,
+        }),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (stdout, stderr) = live_day(&gw, "6");
+    assert!(
+        stderr.contains("broker connection lost (Connectivity between IB and"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("market data lost: live subscriptions made again code=1101 resubscribed=2"),
+        "{stderr}"
+    );
+    let seen = gw.seen();
+    assert_eq!(seen.realtime_requests_for("SPY"), 2, "{seen:?}");
+    assert_eq!(seen.realtime_requests_for("QQQ"), 2, "{seen:?}");
+    // 24 five-second bars over two symbols make at most one minute bar each before the loss;
+    // the rest came after it.
+    for symbol in ["SPY", "QQQ"] {
+        let (live, _) = row(&stdout, symbol);
+        assert!(live >= 3, "{symbol}: {live} live bars\n{stdout}");
+    }
+    assert!(
+        stdout.contains(
+            "broker connection: lost 1, restored 1 (market data lost and subscriptions made again 1, kept 0)"
+        ),
+        "{stdout}"
+    );
+}
+
+/// IB 1100 then 1102: market data kept, nothing to make again; bars resume on their own.
+#[test]
+fn after_1102_the_subscriptions_are_kept() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        connectivity_loss: Some(ConnectivityLoss {
+            after_bars: 24,
+            lasts: Duration::from_millis(600),
+            data_lost: false,
+        }),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (stdout, stderr) = live_day(&gw, "5");
+    assert!(stderr.contains("live subscriptions kept"), "{stderr}");
+    let seen = gw.seen();
+    assert_eq!(seen.realtime_requests_for("SPY"), 1, "{seen:?}");
+    assert_eq!(seen.realtime_requests_for("QQQ"), 1, "{seen:?}");
+    assert!(row(&stdout, "SPY").0 >= 3, "{stdout}");
+    assert!(
+        stdout.contains("restored 1 (market data lost and subscriptions made again 0, kept 1)"),
+        "{stdout}"
+    );
+}
+
+/// A subscription the gateway accepts and then refuses (354): the refusal reaches the runner
+/// with its code, and the symbol's row says why instead of "stale".
+#[test]
+fn a_refused_live_subscription_is_explained_in_its_row() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        realtime_refused: vec![(
+            "QQQ".into(),
+            354,
+            "Requested market data is not subscribed.".into(),
+        )],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (stdout, stderr) = live_day(&gw, "3");
+    let (live, why) = row(&stdout, "QQQ");
+    assert_eq!(live, 0, "{stdout}");
+    assert!(
+        why.contains("refused: no market data permission or subscription")
+            && why.contains("354")
+            && why.contains("Requested market data is not subscribed."),
+        "{why}"
+    );
+    assert!(!why.contains("stale"), "{why}");
+    assert!(row(&stdout, "SPY").0 >= 2, "{stdout}");
+    assert!(stderr.contains("live data refused"), "{stderr}");
+    assert!(
+        stdout.contains("live data refused for 1 symbol(s)"),
+        "{stdout}"
+    );
+}
+
+/// 10197: another session of the same user holds the market data.
+#[test]
+fn a_competing_live_session_is_named() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        realtime_refused: vec![(
+            "SPY".into(),
+            10197,
+            "No market data during competing live session".into(),
+        )],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (stdout, _stderr) = live_day(&gw, "2");
+    let (_, why) = row(&stdout, "SPY");
+    assert!(
+        why.contains("refused: a competing live session holds the market data")
+            && why.contains("10197"),
+        "{why}"
+    );
+}
+
+/// The gateway process goes away (its daily restart) and comes back: the runner says so,
+/// `ibapi` reconnects, every subscription is made again once, and bars resume.
+#[test]
+fn an_outage_of_the_gateway_is_ridden_out_and_bars_resume() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        outage: Some(Outage {
+            after_bars: 24,
+            lasts: Duration::from_secs(2),
+        }),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (stdout, stderr) = live_day(&gw, "10");
+    assert!(
+        stderr.contains("broker connection lost (the connection to the gateway closed)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("live subscriptions made again resubscribed=2"),
+        "{stderr}"
+    );
+    let seen = gw.seen();
+    assert!(seen.refused_connections >= 1, "{seen:?}");
+    assert_eq!(seen.realtime_requests_for("SPY"), 2, "{seen:?}");
+    assert_eq!(seen.realtime_requests_for("QQQ"), 2, "{seen:?}");
+    for symbol in ["SPY", "QQQ"] {
+        assert!(row(&stdout, symbol).0 >= 3, "{symbol}\n{stdout}\n{stderr}");
+    }
+    // ibapi's own account of its reconnect is in the log.
+    assert!(stderr.lines().any(|l| l.contains(" ibapi: ")), "{stderr}");
 }
