@@ -113,6 +113,8 @@ pub struct IbkrConfig {
     pub what_to_show: String,
     /// Regular trading hours only (IB's `useRTH`).
     pub use_rth: bool,
+    /// Which market data the gateway sends: live, frozen, delayed or delayed-frozen.
+    pub market_data_type: String,
     /// Symbols that are not SMART-routed USD stocks, by symbol.
     pub contracts: std::collections::BTreeMap<String, ContractConfig>,
 }
@@ -242,6 +244,7 @@ impl Default for IbkrConfig {
             connect_wait_seconds: 0,
             what_to_show: "TRADES".into(),
             use_rth: true,
+            market_data_type: "live".into(),
             contracts: std::collections::BTreeMap::new(),
         }
     }
@@ -472,6 +475,10 @@ impl Config {
             self.ibkr
                 .what_to_show
                 .parse::<worker::options::WhatToShow>()
+                .map_err(|e| err(format!("ibkr.{e}")))?;
+            self.ibkr
+                .market_data_type
+                .parse::<worker::options::MarketDataKind>()
                 .map_err(|e| err(format!("ibkr.{e}")))?;
             for (symbol, c) in &self.ibkr.contracts {
                 if let Some(w) = &c.what_to_show {

@@ -94,6 +94,7 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
             connect_wait_ms: cfg.ibkr.connect_wait_seconds.saturating_mul(1000),
             what_to_show: cfg.ibkr.what_to_show.parse().unwrap_or_default(),
             use_rth: cfg.ibkr.use_rth,
+            market_data_type: cfg.ibkr.market_data_type.parse().unwrap_or_default(),
             contracts: cfg
                 .ibkr
                 .contracts

@@ -639,3 +639,31 @@ fn an_outage_of_the_gateway_is_ridden_out_and_bars_resume() {
     // ibapi's own account of its reconnect is in the log.
     assert!(stderr.lines().any(|l| l.contains(" ibapi: ")), "{stderr}");
 }
+
+/// A paper account without live data subscriptions asks for delayed data: the gateway is told
+/// once at connect (`ibapi` repeats it after a reconnect), and the history comes.
+#[test]
+fn delayed_market_data_is_asked_for_at_connect() {
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let config = common::temp("ibkr", "delayed.toml");
+    std::fs::write(&config, "[ibkr]\nmarket_data_type = \"delayed\"\n").unwrap();
+    let (code, stdout, stderr) = run(ibkr(
+        &gw,
+        "9",
+        &[
+            "--history-only",
+            "--symbols",
+            "SPY",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(history_counts(&stdout), vec![("SPY".to_string(), 1440)]);
+    assert_eq!(gw.seen().market_data_types, vec![3], "{stderr}");
+    // Live (the default) is not sent: the gateway starts with it.
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let (code, _, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(gw.seen().market_data_types, Vec::<i32>::new());
+}

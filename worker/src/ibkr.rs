@@ -58,6 +58,20 @@ const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 const CONNECT_BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// `ibapi`'s market data type for ours; `None` for live, which the gateway sends unasked.
+fn market_data_type(
+    kind: crate::options::MarketDataKind,
+) -> Option<ibapi::prelude::MarketDataType> {
+    use crate::options::MarketDataKind as K;
+    use ibapi::prelude::MarketDataType as T;
+    match kind {
+        K::Live => None,
+        K::Frozen => Some(T::Frozen),
+        K::Delayed => Some(T::Delayed),
+        K::DelayedFrozen => Some(T::DelayedFrozen),
+    }
+}
+
 /// `ibapi`'s stream of the gateway's notices that belong to no request.
 type Notices = ibapi::subscriptions::NoticeStream;
 
@@ -250,6 +264,14 @@ impl Backend for IbkrBackend {
             ));
         }
         let next_order_id = i64::from(client.next_order_id());
+        if let Some(kind) = market_data_type(self.opts.market_data_type) {
+            // Remembered by `ibapi` and sent again after every reconnect.
+            if let Err(e) = self.rt.block_on(client.switch_market_data_type(kind)) {
+                self.rt.block_on(client.disconnect());
+                return Err(classify(&e));
+            }
+            tracing::info!(kind = ?self.opts.market_data_type, "market data type set");
+        }
         let watchers = vec![
             self.rt
                 .spawn(lifecycle::forward_notices(

@@ -182,6 +182,8 @@ pub struct IbkrOptions {
     pub what_to_show: WhatToShow,
     /// Regular trading hours only, unless a contract says otherwise.
     pub use_rth: bool,
+    /// Which market data the gateway sends (IB's market data type).
+    pub market_data_type: MarketDataKind,
     /// Contracts that are not SMART-routed USD stocks.
     pub contracts: Vec<ContractSpec>,
 }
@@ -200,6 +202,38 @@ pub struct ContractSpec {
     pub what_to_show: Option<WhatToShow>,
     /// Regular trading hours only for this symbol, if not the run's choice.
     pub use_rth: Option<bool>,
+}
+
+/// Which market data the gateway sends (IB's `reqMarketDataType`): live needs a market data
+/// subscription; frozen is the last data at the close; delayed is 15 to 20 minutes late and
+/// needs none (most paper accounts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MarketDataKind {
+    /// Live data (IB's default).
+    #[default]
+    Live,
+    /// The last data at the close.
+    Frozen,
+    /// Delayed data.
+    Delayed,
+    /// The last delayed data at the close.
+    DelayedFrozen,
+}
+
+impl std::str::FromStr for MarketDataKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "live" => Ok(MarketDataKind::Live),
+            "frozen" => Ok(MarketDataKind::Frozen),
+            "delayed" => Ok(MarketDataKind::Delayed),
+            "delayed-frozen" => Ok(MarketDataKind::DelayedFrozen),
+            _ => Err(format!(
+                "market_data_type must be one of live, frozen, delayed, delayed-frozen, got {s:?}"
+            )),
+        }
+    }
 }
 
 /// What prices bars are made of (IB's `whatToShow`): the kinds both historical and real-time

@@ -65,6 +65,7 @@ mod tests {
             connect_wait_ms: 0,
             what_to_show: WhatToShow::Trades,
             use_rth: true,
+            market_data_type: Default::default(),
             contracts: vec![ContractSpec {
                 symbol: "EUR".into(),
                 exchange: "IDEALPRO".into(),
