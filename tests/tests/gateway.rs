@@ -562,3 +562,47 @@ fn a_historical_request_given_up_before_its_answer_is_cancelled() {
     });
     assert_eq!(gw.history_requests(), 1);
 }
+
+#[test]
+fn a_client_id_stays_taken_for_a_while_after_its_connection_ended() {
+    let linger = Duration::from_millis(2000);
+    let gw = Gateway::start(Behaviour {
+        client_id_linger: linger,
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let rt = runtime();
+    let in_use = |result: Result<Client, Error>| match result {
+        Err(Error::ClientIdInUse { client_id: 4 }) => {}
+        Err(e) => panic!("expected client id 4 in use, got {e:?}"),
+        Ok(_) => panic!("expected client id 4 in use, got a connection"),
+    };
+    rt.block_on(async {
+        let first = Client::connect(&gw.address(), 4).await.unwrap();
+        in_use(Client::connect(&gw.address(), 4).await);
+        first.disconnect().await;
+    });
+    assert!(wait_closed(&gw, 0), "{:?}", gw.connections());
+    // The gateway released the id before it recorded the close: it is free by then + linger.
+    let free_by = Instant::now() + linger;
+    rt.block_on(async {
+        in_use(Client::connect(&gw.address(), 4).await);
+        let other = Client::connect(&gw.address(), 5).await.unwrap();
+        other.disconnect().await;
+    });
+    std::thread::sleep(free_by.saturating_duration_since(Instant::now()));
+    rt.block_on(async {
+        let again = Client::connect(&gw.address(), 4).await.unwrap();
+        again.disconnect().await;
+    });
+    assert!(
+        (1..5).all(|i| wait_closed(&gw, i)),
+        "{:?}",
+        gw.connections()
+    );
+    let records = gw.connections();
+    let ids: Vec<_> = records.iter().map(|r| r.client_id).collect();
+    assert_eq!(ids, [Some(4), Some(4), Some(4), Some(5), Some(4)]);
+    let by_gateway: Vec<_> = records.iter().map(|r| r.closed_by_gateway).collect();
+    assert_eq!(by_gateway, [false, true, true, false, false]);
+}
