@@ -736,3 +736,72 @@ fn realistic_history_over_a_weekend_only_is_error_162_no_data() {
         other => panic!("expected error 162, got {other:?}"),
     }
 }
+
+#[test]
+fn an_ambiguous_symbol_finds_several_contracts_and_a_primary_exchange_picks_one() {
+    let gw = Gateway::start(Behaviour {
+        ambiguous_symbols: vec!["AMBG".into()],
+        unknown_symbols: vec!["ZZZZ".into()],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 20).await.unwrap();
+        let found = client
+            .contract_details(&Contract::stock("AMBG").build())
+            .await
+            .unwrap();
+        let listings: Vec<(String, String, String)> = found
+            .iter()
+            .map(|d| {
+                let c = &d.contract;
+                (
+                    c.symbol.to_string(),
+                    c.primary_exchange.to_string(),
+                    c.currency.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listings,
+            [
+                ("AMBG".into(), "NASDAQ".into(), "USD".into()),
+                ("AMBG".into(), "NYSE".into(), "USD".into())
+            ]
+        );
+        let (nasdaq, nyse) = (found[0].contract.contract_id, found[1].contract.contract_id);
+        assert!(nasdaq > 0 && nyse > 0 && nasdaq != nyse, "{nasdaq} {nyse}");
+
+        // The primary exchange, or the contract id, picks one.
+        let picked = client
+            .contract_details(&Contract::stock("AMBG").primary("NYSE").build())
+            .await
+            .unwrap();
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0].contract.contract_id, nyse);
+        let mut by_id = Contract::stock("AMBG").build();
+        by_id.contract_id = nasdaq;
+        let picked = client.contract_details(&by_id).await.unwrap();
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0].contract.primary_exchange.to_string(), "NASDAQ");
+
+        // Another symbol is listed once; an unknown one is error 200.
+        let spy = client
+            .contract_details(&Contract::stock("SPY").build())
+            .await
+            .unwrap();
+        assert_eq!(spy.len(), 1);
+        match client
+            .contract_details(&Contract::stock("ZZZZ").build())
+            .await
+        {
+            Err(Error::Notice(n)) => assert_eq!(n.code, 200),
+            other => panic!("expected error 200, got {other:?}"),
+        }
+        client.disconnect().await;
+    });
+    assert_eq!(
+        gw.seen().contract_details,
+        ["AMBG", "AMBG", "AMBG", "SPY", "ZZZZ"]
+    );
+}
