@@ -805,3 +805,45 @@ fn an_ambiguous_symbol_finds_several_contracts_and_a_primary_exchange_picks_one(
         ["AMBG", "AMBG", "AMBG", "SPY", "ZZZZ"]
     );
 }
+
+#[test]
+fn after_an_outage_a_lingering_client_id_is_refused_until_free_and_ibapi_retries() {
+    let linger = Duration::from_millis(2500);
+    let gw = Gateway::start(Behaviour {
+        client_id_linger: linger,
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 21).await.unwrap();
+        let down = Instant::now();
+        gw.outage(Duration::from_millis(200));
+        assert!(
+            eventually(|| !client.is_connected()).await,
+            "ibapi saw the close"
+        );
+        // ibapi's first attempt, a second after the close, finds the id still taken (326);
+        // it retries until the id is free.
+        tokio::time::timeout(PROMPTLY, client.wait_connected())
+            .await
+            .expect("ibapi reconnects once the client id is free")
+            .unwrap();
+        assert!(
+            down.elapsed() >= linger,
+            "connected after {:?}",
+            down.elapsed()
+        );
+        client.disconnect().await;
+    });
+    let records = gw.connections();
+    assert!(records[0].closed_by_gateway, "{records:?}");
+    let refused = records[1..records.len() - 1].iter();
+    assert!(
+        refused.clone().count() >= 1
+            && refused
+                .clone()
+                .all(|r| r.client_id == Some(21) && r.closed_by_gateway),
+        "{records:?}"
+    );
+    assert_eq!(records.last().unwrap().client_id, Some(21));
+}
