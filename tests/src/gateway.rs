@@ -413,10 +413,15 @@ fn session(
         return Ok(true); // down since the handshake began
     };
     let result = requests(s, shared, b, &conn);
+    // A read error after the gateway closed the socket is the gateway's doing too.
     let by_gateway = conn.closed_by_gateway() || matches!(result, Ok(true));
     conn.close(); // ends its streams
     shared.connections.unregister(&conn, b.client_id_linger);
-    result.map(|_| by_gateway)
+    if by_gateway {
+        Ok(true)
+    } else {
+        result
+    }
 }
 
 fn requests(

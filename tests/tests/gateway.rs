@@ -562,3 +562,288 @@ fn a_historical_request_given_up_before_its_answer_is_cancelled() {
     });
     assert_eq!(gw.history_requests(), 1);
 }
+
+#[test]
+fn a_client_id_stays_taken_for_a_while_after_its_connection_ended() {
+    let linger = Duration::from_millis(2000);
+    let gw = Gateway::start(Behaviour {
+        client_id_linger: linger,
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let rt = runtime();
+    let in_use = |result: Result<Client, Error>| match result {
+        Err(Error::ClientIdInUse { client_id: 4 }) => {}
+        Err(e) => panic!("expected client id 4 in use, got {e:?}"),
+        Ok(_) => panic!("expected client id 4 in use, got a connection"),
+    };
+    rt.block_on(async {
+        let first = Client::connect(&gw.address(), 4).await.unwrap();
+        in_use(Client::connect(&gw.address(), 4).await);
+        first.disconnect().await;
+    });
+    assert!(wait_closed(&gw, 0), "{:?}", gw.connections());
+    // The gateway released the id before it recorded the close: it is free by then + linger.
+    let free_by = Instant::now() + linger;
+    rt.block_on(async {
+        in_use(Client::connect(&gw.address(), 4).await);
+        let other = Client::connect(&gw.address(), 5).await.unwrap();
+        other.disconnect().await;
+    });
+    std::thread::sleep(free_by.saturating_duration_since(Instant::now()));
+    rt.block_on(async {
+        let again = Client::connect(&gw.address(), 4).await.unwrap();
+        again.disconnect().await;
+    });
+    assert!(
+        (1..5).all(|i| wait_closed(&gw, i)),
+        "{:?}",
+        gw.connections()
+    );
+    let records = gw.connections();
+    let ids: Vec<_> = records.iter().map(|r| r.client_id).collect();
+    assert_eq!(ids, [Some(4), Some(4), Some(4), Some(5), Some(4)]);
+    let by_gateway: Vec<_> = records.iter().map(|r| r.closed_by_gateway).collect();
+    assert_eq!(by_gateway, [false, true, true, false, false]);
+}
+
+/// Saturday 2025-11-22 10:00 UTC (05:00 US/Eastern).
+const SATURDAY: i64 = 1_763_805_600;
+/// Friday 2025-11-21 09:30 US/Eastern (14:30 UTC): the last regular session before
+/// [`SATURDAY`] opens.
+const FRIDAY_OPEN: i64 = 1_763_735_400;
+const DAY: i64 = 86_400;
+
+/// History for SPY from a gateway answering the way the real one does, ending at `end`.
+fn realistic_fetch(
+    end: i64,
+    size: HistoricalBarSize,
+    duration: ibapi::market_data::historical::Duration,
+    hours: TradingHours,
+) -> Result<ibapi::market_data::historical::HistoricalData, Error> {
+    let gw = Gateway::start(Behaviour {
+        realistic_history: true,
+        history_end: Some(end),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 19).await.unwrap();
+        client
+            .historical_data(&Contract::stock("SPY").build(), size)
+            .what_to_show(HistoricalWhatToShow::Trades)
+            .duration(duration)
+            .trading_hours(hours)
+            .fetch()
+            .await
+    })
+}
+
+/// The bars' start times, Unix seconds.
+fn bar_times(data: &ibapi::market_data::historical::HistoricalData) -> Vec<i64> {
+    use ibapi::market_data::historical::BarTimestamp;
+    data.bars
+        .iter()
+        .map(|b| match b.date {
+            BarTimestamp::DateTime(t) => t.unix_timestamp(),
+            BarTimestamp::Date(d) => panic!("an intraday bar dated {d}"),
+        })
+        .collect()
+}
+
+/// Whether `times` are `count` bars a minute apart from `first`.
+fn minutes_from(times: &[i64], first: i64, count: usize) -> bool {
+    times.len() == count
+        && times
+            .iter()
+            .enumerate()
+            .all(|(i, t)| *t == first + 60 * i as i64)
+}
+
+#[test]
+fn realistic_history_is_the_regular_sessions_with_the_end_marker_in_us_eastern() {
+    let min = HistoricalBarSize::Min;
+    // Ending on a Saturday: Friday's regular session, 09:30-16:00 US/Eastern, and nothing
+    // else; ibapi reads the end marker's US/Eastern times as the right instants.
+    let friday = realistic_fetch(SATURDAY, min, 1.days(), TradingHours::Regular).unwrap();
+    let times = bar_times(&friday);
+    assert!(minutes_from(&times, FRIDAY_OPEN, 390), "{times:?}");
+    assert_eq!(friday.start.unix_timestamp(), FRIDAY_OPEN);
+    assert_eq!(friday.end.unix_timestamp(), SATURDAY);
+
+    // Two sessions: Thursday's and Friday's, nothing between them.
+    let two = realistic_fetch(SATURDAY, min, 2.days(), TradingHours::Regular).unwrap();
+    let times = bar_times(&two);
+    assert!(
+        minutes_from(&times[..390], FRIDAY_OPEN - DAY, 390),
+        "{times:?}"
+    );
+    assert!(minutes_from(&times[390..], FRIDAY_OPEN, 390), "{times:?}");
+    assert_eq!(two.start.unix_timestamp(), FRIDAY_OPEN - DAY);
+
+    // All hours asked for: 04:00-20:00 US/Eastern.
+    let extended = realistic_fetch(SATURDAY, min, 1.days(), TradingHours::Extended).unwrap();
+    let times = bar_times(&extended);
+    assert!(
+        minutes_from(&times, FRIDAY_OPEN - 330 * 60, 960),
+        "{times:?}"
+    );
+
+    // In summer the session opens at 13:30 UTC (daylight saving time).
+    let july_12 = 1_752_278_400; // Saturday 2025-07-12 00:00 UTC, Friday 20:00 US/Eastern
+    let july_11_open = 1_752_240_600; // 13:30 UTC
+    let summer = realistic_fetch(july_12, min, 1.days(), TradingHours::Regular).unwrap();
+    assert!(minutes_from(&bar_times(&summer), july_11_open, 390));
+    assert_eq!(summer.start.unix_timestamp(), july_11_open);
+    assert_eq!(summer.end.unix_timestamp(), july_12);
+
+    // Mid-session: the whole bars so far (09:30 to 10:00).
+    let mid = realistic_fetch(FRIDAY_OPEN + 1800, min, 1.days(), TradingHours::Regular).unwrap();
+    assert!(minutes_from(&bar_times(&mid), FRIDAY_OPEN, 30));
+
+    // Daily bars over a week: one per weekday, dated by the exchange's date.
+    let week = realistic_fetch(
+        SATURDAY,
+        HistoricalBarSize::Day,
+        1.weeks(),
+        TradingHours::Regular,
+    )
+    .unwrap();
+    let dates: Vec<String> = week.bars.iter().map(|b| b.date.to_string()).collect();
+    assert_eq!(
+        dates,
+        ["20251117", "20251118", "20251119", "20251120", "20251121"]
+    );
+}
+
+#[test]
+fn realistic_history_over_a_weekend_only_is_error_162_no_data() {
+    let sunday_evening = SATURDAY + 37 * 3600; // 2025-11-23 23:00 UTC
+    match realistic_fetch(
+        sunday_evening,
+        HistoricalBarSize::Min,
+        86_400.seconds(),
+        TradingHours::Regular,
+    ) {
+        Err(Error::Notice(n)) => assert_eq!(
+            (n.code, n.message.as_str()),
+            (
+                162,
+                "Historical Market Data Service error message:HMDS query returned no data: \
+                 SPY@SMART Trades"
+            )
+        ),
+        other => panic!("expected error 162, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_ambiguous_symbol_finds_several_contracts_and_a_primary_exchange_picks_one() {
+    let gw = Gateway::start(Behaviour {
+        ambiguous_symbols: vec!["AMBG".into()],
+        unknown_symbols: vec!["ZZZZ".into()],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 20).await.unwrap();
+        let found = client
+            .contract_details(&Contract::stock("AMBG").build())
+            .await
+            .unwrap();
+        let listings: Vec<(String, String, String)> = found
+            .iter()
+            .map(|d| {
+                let c = &d.contract;
+                (
+                    c.symbol.to_string(),
+                    c.primary_exchange.to_string(),
+                    c.currency.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listings,
+            [
+                ("AMBG".into(), "NASDAQ".into(), "USD".into()),
+                ("AMBG".into(), "NYSE".into(), "USD".into())
+            ]
+        );
+        let (nasdaq, nyse) = (found[0].contract.contract_id, found[1].contract.contract_id);
+        assert!(nasdaq > 0 && nyse > 0 && nasdaq != nyse, "{nasdaq} {nyse}");
+
+        // The primary exchange, or the contract id, picks one.
+        let picked = client
+            .contract_details(&Contract::stock("AMBG").primary("NYSE").build())
+            .await
+            .unwrap();
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0].contract.contract_id, nyse);
+        let mut by_id = Contract::stock("AMBG").build();
+        by_id.contract_id = nasdaq;
+        let picked = client.contract_details(&by_id).await.unwrap();
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0].contract.primary_exchange.to_string(), "NASDAQ");
+
+        // Another symbol is listed once; an unknown one is error 200.
+        let spy = client
+            .contract_details(&Contract::stock("SPY").build())
+            .await
+            .unwrap();
+        assert_eq!(spy.len(), 1);
+        match client
+            .contract_details(&Contract::stock("ZZZZ").build())
+            .await
+        {
+            Err(Error::Notice(n)) => assert_eq!(n.code, 200),
+            other => panic!("expected error 200, got {other:?}"),
+        }
+        client.disconnect().await;
+    });
+    assert_eq!(
+        gw.seen().contract_details,
+        ["AMBG", "AMBG", "AMBG", "SPY", "ZZZZ"]
+    );
+}
+
+#[test]
+fn after_an_outage_a_lingering_client_id_is_refused_until_free_and_ibapi_retries() {
+    let linger = Duration::from_millis(2500);
+    let gw = Gateway::start(Behaviour {
+        client_id_linger: linger,
+        ..Behaviour::default()
+    })
+    .unwrap();
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 21).await.unwrap();
+        let down = Instant::now();
+        gw.outage(Duration::from_millis(200));
+        assert!(
+            eventually(|| !client.is_connected()).await,
+            "ibapi saw the close"
+        );
+        // ibapi's first attempt, a second after the close, finds the id still taken (326);
+        // it retries until the id is free.
+        tokio::time::timeout(PROMPTLY, client.wait_connected())
+            .await
+            .expect("ibapi reconnects once the client id is free")
+            .unwrap();
+        assert!(
+            down.elapsed() >= linger,
+            "connected after {:?}",
+            down.elapsed()
+        );
+        client.disconnect().await;
+    });
+    let records = gw.connections();
+    assert!(records[0].closed_by_gateway, "{records:?}");
+    let refused = records[1..records.len() - 1].iter();
+    assert!(
+        refused.clone().count() >= 1
+            && refused
+                .clone()
+                .all(|r| r.client_id == Some(21) && r.closed_by_gateway),
+        "{records:?}"
+    );
+    assert_eq!(records.last().unwrap().client_id, Some(21));
+}

@@ -336,3 +336,77 @@ pub(super) fn stream_bars(
         t += 5;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::gateway::PROTOBUF;
+
+    /// The frames of `bytes`, each as (message id, body).
+    fn frames(mut bytes: &[u8]) -> Vec<(i32, Vec<u8>)> {
+        let mut out = Vec::new();
+        while bytes.len() >= 8 {
+            let len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
+            let id = i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+            out.push((id - PROTOBUF, bytes[8..4 + len].to_vec()));
+            bytes = &bytes[4 + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn realistic_history_ends_with_us_eastern_times() {
+        let req = HistoricalDataRequest {
+            req_id: Some(7),
+            contract: Some(Contract {
+                symbol: Some("SPY".into()),
+                ..Contract::default()
+            }),
+            bar_size_setting: Some("1 min".into()),
+            duration: Some("1 D".into()),
+            use_rth: Some(true),
+            ..HistoricalDataRequest::default()
+        };
+        let b = Behaviour {
+            realistic_history: true,
+            history_end: Some(1_763_805_600),
+            ..Behaviour::default()
+        };
+        let out = frames(&history(&req, &b, 0));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].0, incoming::HISTORICAL_DATA);
+        let bars = HistoricalData::decode(&out[0].1[..]).unwrap();
+        assert_eq!(bars.historical_data_bars.len(), 390);
+        assert_eq!(out[1].0, incoming::HISTORICAL_DATA_END);
+        let end = HistoricalDataEnd::decode(&out[1].1[..]).unwrap();
+        assert_eq!(end.req_id, Some(7));
+        assert_eq!(
+            end.start_date_str.as_deref(),
+            Some("20251121 09:30:00 US/Eastern")
+        );
+        assert_eq!(
+            end.end_date_str.as_deref(),
+            Some("20251122 05:00:00 US/Eastern")
+        );
+        // Off: the same request gets every minute of the day, times in UTC.
+        let plain = Behaviour {
+            realistic_history: false,
+            ..b
+        };
+        let out = frames(&history(&req, &plain, 0));
+        let end = HistoricalDataEnd::decode(&out[1].1[..]).unwrap();
+        assert_eq!(end.end_date_str.as_deref(), Some("20251122-10:00:00"));
+        let bars = HistoricalData::decode(&out[0].1[..]).unwrap();
+        assert_eq!(bars.historical_data_bars.len(), 1440);
+    }
+
+    #[test]
+    fn contract_ids_differ_by_listing_and_stay_positive() {
+        let (a, b) = (con_id("AMBG", "NASDAQ"), con_id("AMBG", "NYSE"));
+        assert_ne!(a, b);
+        assert!(a > 0 && b > 0);
+        assert_eq!(a, con_id("AMBG", "NASDAQ"));
+    }
+}
