@@ -349,7 +349,6 @@ impl Backend for IbkrBackend {
                         tracing::debug!(symbol = %req.symbol, ms = wait.as_millis() as u64, "paced");
                         tokio::time::sleep(wait).await;
                     }
-                    let asked_at = crate::unix_time::now().as_secs() as i64;
                     let fetch = history::Fetch {
                         contract: &contract,
                         size,
@@ -360,7 +359,9 @@ impl Backend for IbkrBackend {
                     history::fetch(&client, &fetch, &slots, &req.symbol)
                         .await
                         .and_then(|bars| {
-                            let until = req.end.unwrap_or(asked_at);
+                            // The bar still forming is the one not over when the answer came.
+                            let answered = crate::unix_time::now().as_secs() as i64;
+                            let until = req.end.map_or(answered, |end| end.min(answered));
                             history::convert(&req.symbol, &bars, req.bar_seconds, until)
                         })
                 })
