@@ -125,6 +125,9 @@ pub struct ClientStats {
     pub dropped_logs: u64,
     /// Times the dispatcher woke with no frame to route.
     pub dispatcher_idle_wakes: u64,
+    /// Requests given up (deadline passed, or dropped unfinished) that the worker was told to
+    /// cancel.
+    pub cancels: u64,
 }
 
 #[derive(Default)]
@@ -133,6 +136,7 @@ struct Counters {
     dropped_events: AtomicU64,
     dropped_logs: AtomicU64,
     idle_wakes: AtomicU64,
+    cancels: AtomicU64,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -254,6 +258,24 @@ impl Inner {
 
     fn forget(&self, id: u64) {
         self.pending.lock().slots.remove(&id);
+    }
+
+    /// Forgets request `id`, which ended without its final reply (its deadline passed or its
+    /// caller gave up), and tells the worker to stop working on it: best effort, never
+    /// waiting (a `Cancel` that finds the ring full or busy is not sent).
+    fn abandon(&self, id: u64) {
+        self.forget(id);
+        let env = Envelope {
+            id: 0,
+            body: Body::Request(Request::Cancel { id }),
+        };
+        let sent = match self.tx.try_lock() {
+            Some(mut tx) => tx.send(&env, None).is_ok(),
+            None => false,
+        };
+        if sent {
+            self.counters.cancels.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn gone(&self) -> Option<GoneReason> {
@@ -589,6 +611,7 @@ impl Client {
             dropped_events: c.dropped_events.load(Ordering::Relaxed),
             dropped_logs: c.dropped_logs.load(Ordering::Relaxed),
             dispatcher_idle_wakes: c.idle_wakes.load(Ordering::Relaxed),
+            cancels: c.cancels.load(Ordering::Relaxed),
         }
     }
 
@@ -644,6 +667,10 @@ impl Iterator for ReplyStream {
         let item = self.slot.next_blocking();
         match &item {
             Ok(r) if !r.is_final() => {}
+            Err(RequestError::Timeout) => {
+                self.done = true;
+                self.inner.abandon(self.id);
+            }
             _ => {
                 self.done = true;
                 self.inner.forget(self.id);
@@ -656,7 +683,7 @@ impl Iterator for ReplyStream {
 impl Drop for ReplyStream {
     fn drop(&mut self) {
         if !self.done {
-            self.inner.forget(self.id);
+            self.inner.abandon(self.id);
         }
     }
 }
@@ -752,7 +779,11 @@ impl Future for ReplyFuture {
                 Poll::Ready(item) => {
                     let id = *id;
                     this.state = FutureState::Done;
-                    this.inner.forget(id);
+                    if let Err(RequestError::Timeout) = item {
+                        this.inner.abandon(id);
+                    } else {
+                        this.inner.forget(id);
+                    }
                     return Poll::Ready(item);
                 }
             }
@@ -763,7 +794,7 @@ impl Future for ReplyFuture {
 impl Drop for ReplyFuture {
     fn drop(&mut self) {
         if let FutureState::Sent(id, _) = self.state {
-            self.inner.forget(id);
+            self.inner.abandon(id);
         }
     }
 }

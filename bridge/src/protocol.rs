@@ -73,12 +73,19 @@ pub enum Request {
     },
     /// Disconnect from the broker and exit.
     Shutdown,
+    /// The runner gave up on request `id` (its deadline passed, or nobody waits for it any
+    /// more): stop working on it, cancel it at the broker, send nothing more for it. Never
+    /// answered.
+    Cancel {
+        /// The request given up.
+        id: u64,
+    },
 }
 
 impl Request {
     /// Whether sending the request twice is harmless, so it may be retried on a new worker.
     pub fn is_idempotent(&self) -> bool {
-        !matches!(self, Request::Shutdown)
+        !matches!(self, Request::Shutdown | Request::Cancel { .. })
     }
 }
 
@@ -220,6 +227,8 @@ pub enum ErrorKind {
     CompetingSession,
     /// The request itself is invalid.
     BadRequest,
+    /// The runner gave up on the request.
+    Cancelled,
     /// Anything else.
     Internal,
 }

@@ -667,3 +667,38 @@ fn delayed_market_data_is_asked_for_at_connect() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(gw.seen().market_data_types, Vec::<i32>::new());
 }
+
+/// A request the runner gives up on (its deadline passed) is cancelled in the worker and at
+/// the gateway, so a slow symbol cannot hold a slot for ever.
+#[test]
+fn a_history_request_past_its_deadline_is_cancelled_at_the_gateway() {
+    let gw = Gateway::start(Behaviour {
+        reply_delay: Duration::from_secs(4),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let cfg = config_file("short-history.toml", "[history]\ntimeout_seconds = 1\n");
+    let mut cmd = ibkr(
+        &gw,
+        "9",
+        // A live phase keeps the connection open while the cancels go out.
+        &["--duration", "2", "--symbols", "SPY,QQQ", "--config", &cfg],
+    );
+    cmd.env("RUNNER_LOG", "info,worker=debug");
+    let (code, stdout, stderr) = run(cmd);
+    assert_eq!(code, 0, "{stderr}");
+    for symbol in ["SPY", "QQQ"] {
+        let (_, why) = row(&stdout, symbol);
+        assert!(
+            why.contains("no reply before the deadline"),
+            "{symbol}: {why}"
+        );
+    }
+    assert_eq!(
+        stderr.matches("history cancelled by the runner").count(),
+        2,
+        "{stderr}"
+    );
+    let seen = gw.seen();
+    assert_eq!(seen.history_cancels.len(), 2, "{seen:?}\n{stderr}");
+}

@@ -455,10 +455,21 @@ fn requests(
                 if let Some(c) = &req.contract {
                     lock(&shared.contracts).push(c.clone());
                 }
-                if !b.reply_delay.is_zero() {
-                    std::thread::sleep(b.reply_delay);
+                let answer = answers::history(&req, b, n);
+                if b.reply_delay.is_zero() {
+                    conn.write(&answer)?;
+                } else {
+                    // A slow answer comes later while the gateway goes on reading (a cancel
+                    // among what it reads); a request cancelled meanwhile is not answered.
+                    let (conn, shared, delay) = (conn.clone(), shared.clone(), b.reply_delay);
+                    let req_id = req.req_id.unwrap_or(-1);
+                    std::thread::spawn(move || {
+                        std::thread::sleep(delay);
+                        if !lock(&shared.seen).history_cancels.contains(&req_id) {
+                            let _ = conn.write(&answer);
+                        }
+                    });
                 }
-                conn.write(&answers::history(&req, b, n))?;
             }
         } else if id == outgoing::CANCEL_HISTORICAL_DATA + PROTOBUF {
             if let Ok(req) = CancelHistoricalData::decode(msg) {

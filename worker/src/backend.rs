@@ -10,6 +10,61 @@ use bridge::protocol::{Bar, ErrorKind, Event, HistoryRequest, RemoteError, Subsc
 /// Where a backend sends unsolicited news: real-time bars, connection status, notices.
 pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// Set when the runner gives up on a request: the backend stops working on it as soon as it
+/// can (and cancels it at the broker). Cheap to clone; all clones are one token.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Cancel {
+    /// Gives up on the request: wakes whatever waits in [`cancelled`](Self::cancelled).
+    pub fn cancel(&self) {
+        self.0
+            .cancelled
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+
+    /// Whether the request was given up.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Completes once the request is given up.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Runs `work` until it completes, or until the request is given up (`None`; `work` is
+    /// dropped then, which cancels what it had under way).
+    pub async fn or_cancelled<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
+        use std::future::Future as _;
+        let mut work = std::pin::pin!(work);
+        let mut cancelled = std::pin::pin!(self.cancelled());
+        std::future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(v) = work.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(v));
+            }
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(None);
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+}
+
 /// A broker connection. Calls may come from many threads at once.
 pub trait Backend: Send + Sync {
     /// Short name for logs.
@@ -24,10 +79,12 @@ pub trait Backend: Send + Sync {
     fn accounts(&self) -> Result<Vec<String>, RemoteError>;
 
     /// Historical bars, oldest first, handed to `emit` in batches; returns how many bars were
-    /// sent. Stops early (with an error) when `emit` returns `false`.
+    /// sent. Stops early (with an error) when `emit` returns `false` or `cancel` is set
+    /// ([`ErrorKind::Cancelled`]); a request cancelled is cancelled at the broker too.
     fn history(
         &self,
         request: &HistoryRequest,
+        cancel: &Cancel,
         emit: &mut dyn FnMut(Vec<Bar>) -> bool,
     ) -> Result<u64, RemoteError>;
 

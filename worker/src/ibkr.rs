@@ -45,7 +45,7 @@ use bridge::protocol::{
 use ibapi::prelude::Contract;
 use parking_lot::Mutex;
 
-use crate::backend::{check_symbol, emit_in_batches, error, Backend, EventSink};
+use crate::backend::{check_symbol, emit_in_batches, error, Backend, Cancel, EventSink};
 use crate::options::IbkrOptions;
 use choice::DataChoice;
 use live::LiveStreams;
@@ -313,6 +313,7 @@ impl Backend for IbkrBackend {
     fn history(
         &self,
         req: &HistoryRequest,
+        cancel: &Cancel,
         emit: &mut dyn FnMut(Vec<Bar>) -> bool,
     ) -> Result<u64, RemoteError> {
         let client = self.client()?;
@@ -342,7 +343,7 @@ impl Backend for IbkrBackend {
             crate::pacing::Admission::Join(answer) => (Duration::ZERO, answer),
             crate::pacing::Admission::Send { wait, answer } => (wait, answer),
         };
-        let bars = self.rt.block_on(async {
+        let answered = self.rt.block_on(cancel.or_cancelled(async {
             answer
                 .get_or_init(|| async {
                     if !wait.is_zero() {
@@ -367,7 +368,14 @@ impl Backend for IbkrBackend {
                 })
                 .await
                 .clone()
-        })?;
+        }));
+        // Given up: the fetch was dropped, which cancels it at the gateway (unless another
+        // identical request shares it and goes on) and frees its slot.
+        let Some(bars) = answered else {
+            tracing::info!(symbol = %req.symbol, "history cancelled by the runner");
+            return Err(error(ErrorKind::Cancelled, "cancelled by the runner"));
+        };
+        let bars = bars?;
         emit_in_batches(bars.iter().copied(), emit, || {})
     }
 

@@ -6,6 +6,7 @@
 //! path disconnects from the broker before the bridge is closed. Nothing here knows which
 //! backend it serves (faults of the simulated market live in `sim`).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +14,10 @@ use std::time::Duration;
 use bridge::protocol::{Event, HistoryRequest, Reply, Request, SubscribeRequest};
 use bridge::{channel, Incoming, RecvError, Responder, Server, StartError};
 
-use crate::backend::{Backend, EventSink};
+use crate::backend::{Backend, Cancel, EventSink};
 use crate::options::{BackendOptions, WorkerOptions};
 use crate::sim::SimBackend;
+use parking_lot::Mutex;
 
 /// How long a reply may wait for ring space before the runner is considered stuck.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,17 +89,21 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
         "worker attached"
     );
 
-    let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, Work)>();
+    let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, Work, Cancel)>();
+    // Requests queued or under way, by id, so that a `Cancel` reaches them.
+    let in_flight: Arc<Mutex<HashMap<u64, Cancel>>> = Arc::default();
     for i in 0..options.handler_threads.max(1) {
         let rx = work_rx.clone();
         let backend = backend.clone();
         let responder = responder.clone();
         let handshake = options.handshake_timeout();
+        let in_flight = in_flight.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("worker-handler-{i}"))
             .spawn(move || {
-                for (id, work) in rx {
-                    handle(&*backend, &responder, id, work, handshake);
+                for (id, work, cancel) in rx {
+                    handle(&*backend, &responder, id, work, &cancel, handshake);
+                    in_flight.lock().remove(&id);
                 }
             });
         if let Err(e) = spawned {
@@ -109,7 +115,16 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
         match server.next(Duration::from_secs(1)) {
             Ok(Some(Incoming { id, request })) => match route(request) {
                 Route::Pool(work) => {
-                    let _ = work_tx.send((id, work));
+                    let cancel = Cancel::default();
+                    in_flight.lock().insert(id, cancel.clone());
+                    let _ = work_tx.send((id, work, cancel));
+                }
+                Route::Cancel(target) => {
+                    // Unknown ids are requests already answered: nothing to do.
+                    if let Some(cancel) = in_flight.lock().get(&target) {
+                        tracing::debug!(id = target, "request cancelled by the runner");
+                        cancel.cancel();
+                    }
                 }
                 Route::Ping(payload) => {
                     // Answered here: a ping measures the bridge, not the handler pool.
@@ -152,12 +167,15 @@ enum Route {
     Ping(Vec<u8>),
     /// By the main loop: disconnect, confirm, stop.
     Shutdown,
+    /// By the main loop: the runner gave up on the request with this id; never answered.
+    Cancel(u64),
 }
 
 fn route(request: Request) -> Route {
     match request {
         Request::Ping { payload } => Route::Ping(payload),
         Request::Shutdown => Route::Shutdown,
+        Request::Cancel { id } => Route::Cancel(id),
         Request::Connect => Route::Pool(Work::Connect),
         Request::Accounts => Route::Pool(Work::Accounts),
         Request::History(req) => Route::Pool(Work::History(req)),
@@ -167,7 +185,14 @@ fn route(request: Request) -> Route {
 }
 
 /// Carries out `work` on the backend and answers request `id`.
-fn handle(backend: &dyn Backend, responder: &Responder, id: u64, work: Work, handshake: Duration) {
+fn handle(
+    backend: &dyn Backend,
+    responder: &Responder,
+    id: u64,
+    work: Work,
+    cancel: &Cancel,
+    handshake: Duration,
+) {
     let reply = match work {
         Work::Connect => match backend.connect(handshake) {
             Ok((accounts, next_order_id)) => Reply::Connected {
@@ -182,7 +207,7 @@ fn handle(backend: &dyn Backend, responder: &Responder, id: u64, work: Work, han
         },
         Work::History(req) => {
             let mut emit = |bars| responder.reply(id, Reply::Bars(bars)).is_ok();
-            match backend.history(&req, &mut emit) {
+            match backend.history(&req, cancel, &mut emit) {
                 Ok(count) => Reply::HistoryEnd { count },
                 Err(e) => {
                     tracing::debug!(symbol = %req.symbol, "history failed: {e}");
@@ -199,6 +224,10 @@ fn handle(backend: &dyn Backend, responder: &Responder, id: u64, work: Work, han
             Err(e) => Reply::Error(e),
         },
     };
+    if cancel.is_cancelled() {
+        // The runner forgot the request: an answer would only be counted as stray.
+        return;
+    }
     if let Err(e) = responder.reply(id, reply) {
         tracing::warn!(id, "reply not delivered: {e}");
     }
@@ -215,6 +244,7 @@ mod tests {
             Route::Ping(p) if p == [1]
         ));
         assert!(matches!(route(Request::Shutdown), Route::Shutdown));
+        assert!(matches!(route(Request::Cancel { id: 7 }), Route::Cancel(7)));
         assert!(matches!(
             route(Request::Connect),
             Route::Pool(Work::Connect)

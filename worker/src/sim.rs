@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bridge::protocol::{Bar, ErrorKind, Event, HistoryRequest, RemoteError, SubscribeRequest};
 use parking_lot::{Condvar, Mutex};
 
-use crate::backend::{check_symbol, emit_in_batches, error, Backend, EventSink};
+use crate::backend::{check_symbol, emit_in_batches, error, Backend, Cancel, EventSink};
 use crate::options::SimOptions;
 use crate::random::mix;
 use crate::signal::Signal;
@@ -379,6 +379,7 @@ impl Backend for SimBackend {
     fn history(
         &self,
         req: &HistoryRequest,
+        cancel: &Cancel,
         emit: &mut dyn FnMut(Vec<Bar>) -> bool,
     ) -> Result<u64, RemoteError> {
         self.delay_reply();
@@ -388,7 +389,8 @@ impl Backend for SimBackend {
         let path = PricePath::new(self.market.opts.seed, &req.symbol);
         let size = i64::from(req.bar_seconds);
         let bars = (0..count as i64).map(|i| path.bar(first + i * size, req.bar_seconds));
-        emit_in_batches(bars, emit, || self.after_batch())
+        let mut emit = |batch| !cancel.is_cancelled() && emit(batch);
+        emit_in_batches(bars, &mut emit, || self.after_batch())
     }
 
     fn subscribe(&self, req: &SubscribeRequest) -> Result<(), RemoteError> {
@@ -533,7 +535,7 @@ mod tests {
             end: None,
         };
         let mut batches = Vec::new();
-        let err = sim.history(&req, &mut |b| {
+        let err = sim.history(&req, &Cancel::default(), &mut |b| {
             batches.push(b);
             true
         });
@@ -546,7 +548,7 @@ mod tests {
             )]
         );
         let n = sim
-            .history(&req, &mut |b| {
+            .history(&req, &Cancel::default(), &mut |b| {
                 batches.push(b);
                 true
             })
@@ -580,13 +582,15 @@ mod tests {
         };
         let mut ignore = |_: Vec<Bar>| true;
         assert_eq!(
-            sim.history(&req("bad symbol"), &mut ignore)
+            sim.history(&req("bad symbol"), &Cancel::default(), &mut ignore)
                 .unwrap_err()
                 .kind,
             ErrorKind::UnknownSymbol
         );
         assert_eq!(
-            sim.history(&req("GONE"), &mut ignore).unwrap_err().kind,
+            sim.history(&req("GONE"), &Cancel::default(), &mut ignore)
+                .unwrap_err()
+                .kind,
             ErrorKind::NoData
         );
     }
@@ -672,5 +676,29 @@ mod tests {
             .collect();
         assert!(bars.len() >= 3, "{} bars", bars.len());
         assert!(bars.windows(2).all(|w| w[1].time - w[0].time == 60));
+    }
+
+    /// A history cancelled by the runner stops before the next batch and is not answered
+    /// as complete.
+    #[test]
+    fn a_cancelled_history_stops_at_the_next_batch() {
+        let events: EventSink = Arc::new(|_| {});
+        let sim = SimBackend::new(SimOptions::default(), 0, events);
+        sim.connect(Duration::from_secs(5)).unwrap();
+        let req = HistoryRequest {
+            symbol: "SPY".into(),
+            bar_seconds: 60,
+            duration_seconds: 86_400 * 3,
+            end: None,
+        };
+        let cancel = Cancel::default();
+        let mut batches = 0;
+        let result = sim.history(&req, &cancel, &mut |_| {
+            batches += 1;
+            cancel.cancel();
+            true
+        });
+        assert!(result.is_err(), "{result:?}");
+        assert_eq!(batches, 1);
     }
 }

@@ -218,3 +218,48 @@ fn a_forever_timeout_is_a_far_deadline_not_a_panic() {
     drop((f, stream));
     assert!(crate::channel::deadline_after(Duration::MAX) > Instant::now());
 }
+
+/// A request given up (deadline passed, or dropped unfinished) is cancelled at the worker:
+/// the worker receives `Cancel` with its id, and never has to answer it.
+#[test]
+fn a_request_given_up_is_cancelled_at_the_worker() {
+    let (client, mut server) = connect(1 << 16);
+    assert_eq!(
+        client.request(ping(1), Duration::from_millis(100)),
+        Err(RequestError::Timeout)
+    );
+    let first = server.next(Duration::from_secs(5)).unwrap().unwrap();
+    let cancel = server.next(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(cancel.request, Request::Cancel { id: first.id });
+    // A stream dropped before its final reply.
+    let stream = client.stream(ping(2), Duration::from_secs(30)).unwrap();
+    let id = stream.id();
+    drop(stream);
+    let _ = server.next(Duration::from_secs(5)).unwrap().unwrap();
+    let cancel = server.next(Duration::from_secs(5)).unwrap().unwrap();
+    assert_eq!(cancel.request, Request::Cancel { id });
+    assert_eq!(client.stats().cancels, 2);
+    // A request answered is not cancelled.
+    let flag = Arc::new(Flag(Default::default()));
+    let waker = Waker::from(flag);
+    let mut cx = Context::from_waker(&waker);
+    let mut f = client.request_async(ping(3), Duration::from_secs(30));
+    assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
+    let incoming = server.next(Duration::from_secs(5)).unwrap().unwrap();
+    server
+        .responder()
+        .reply(incoming.id, Reply::Pong { payload: vec![] })
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        if let Poll::Ready(r) = Pin::new(&mut f).poll(&mut cx) {
+            break r;
+        }
+        assert!(Instant::now() < until, "no reply");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(reply.is_ok());
+    drop(f);
+    assert_eq!(server.next(Duration::from_millis(200)).unwrap(), None);
+    assert_eq!(client.stats().cancels, 2);
+}
