@@ -307,6 +307,15 @@ fn a_gateway_that_never_sends_the_next_valid_id_is_a_timeout_not_a_connection() 
         "{last}"
     );
     assert_eq!(gw.history_requests(), 0);
+    // The socket given up on mid-handshake was closed by the worker, not left open.
+    let records = gw.connections();
+    assert!(!records.is_empty());
+    assert!(
+        records
+            .iter()
+            .all(|r| r.closed_after.is_some() && !r.closed_by_gateway),
+        "{records:?}"
+    );
 }
 
 #[test]
@@ -701,4 +710,129 @@ fn a_history_request_past_its_deadline_is_cancelled_at_the_gateway() {
     );
     let seen = gw.seen();
     assert_eq!(seen.history_cancels.len(), 2, "{seen:?}\n{stderr}");
+}
+
+/// The real gateway answers history in the exchange's time zone
+/// (`YYYYMMDD HH:MM:SS US/Eastern`) and, for regular trading hours, only within sessions: a
+/// day of one-minute bars ending on a Friday evening is that Friday's 390 bars.
+#[test]
+fn history_the_way_the_real_gateway_answers_it() {
+    // Friday 2023-11-17 21:00 UTC (16:00 US/Eastern, the close).
+    let gw = Gateway::start(Behaviour {
+        realistic_history: true,
+        history_end: Some(1_700_254_800),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        history_counts(&stdout),
+        vec![("SPY".to_string(), 390)],
+        "{stderr}"
+    );
+}
+
+/// After a worker dies the gateway keeps its client id taken for a few seconds (326): the new
+/// worker waits for it (`ibkr.connect_wait_seconds`) and live bars come back.
+#[test]
+fn a_client_id_still_taken_after_a_worker_died_is_waited_for() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        client_id_linger: Duration::from_secs(2),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let cfg = config_file("linger.toml", "[ibkr]\nconnect_wait_seconds = 20\n");
+    let mut child = ibkr(
+        &gw,
+        "9",
+        &["--duration", "10", "--symbols", "SPY", "--config", &cfg],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut worker = None;
+    for line in log.by_ref() {
+        let line = line.unwrap();
+        if let Some(at) = line.find("worker started generation=0 pid=") {
+            worker = line[at + "worker started generation=0 pid=".len()..]
+                .trim()
+                .parse::<u32>()
+                .ok();
+        }
+        let live = line.contains("live phase");
+        seen.push(line);
+        if live {
+            break;
+        }
+    }
+    let worker = worker.expect("the runner logs its worker's pid");
+    tests::signal(worker, tests::Signal::Kill).unwrap();
+    let rest: Vec<String> = log.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{seen:?}{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("gateway not ready yet") && l.contains("client id")),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("worker started generation=1")),
+        "{rest:?}"
+    );
+    assert!(
+        rest.iter().any(|l| l.contains("subscriptions restored")),
+        "{rest:?}"
+    );
+    let (live, _) = row(&stdout, "SPY");
+    assert!(live >= 3, "{stdout}");
+}
+
+/// A gateway's bad day in one run: its link to IB lost and restored with data lost (1101),
+/// then an outage of the gateway itself, and a symbol without a market data subscription. The
+/// run ends with exit code 0, live bars for every permitted symbol after each interruption,
+/// the refused symbol explained, and `ibapi`'s own lines in the log.
+#[test]
+fn a_bad_day_at_the_gateway_is_ridden_out() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        connectivity_loss: Some(ConnectivityLoss {
+            after_bars: 40,
+            lasts: Duration::from_millis(800),
+            data_lost: true,
+        }),
+        outage: Some(Outage {
+            after_bars: 120,
+            lasts: Duration::from_secs(2),
+        }),
+        realtime_refused: vec![Behaviour::not_subscribed("QQQ")],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let mut cmd = ibkr(&gw, "9", &["--duration", "16", "--symbols", "SPY,AAPL,QQQ"]);
+    cmd.env("RUNNER_LOG", "info,ibapi=info");
+    let (code, stdout, stderr) = run(cmd);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // Both interruptions, each followed by the subscriptions made again.
+    assert!(stdout.contains("broker connection: lost 2, restored 2 (market data lost and subscriptions made again 2, kept 0), live data refused for 1 symbol(s)"), "{stdout}");
+    let seen = gw.seen();
+    for symbol in ["SPY", "AAPL"] {
+        assert_eq!(seen.realtime_requests_for(symbol), 3, "{symbol}: {seen:?}");
+        // Bars came after the last interruption too: more than the first two phases allow.
+        let (live, _) = row(&stdout, symbol);
+        assert!(live >= 6, "{symbol}: {live}\n{stdout}");
+    }
+    let (live, why) = row(&stdout, "QQQ");
+    assert_eq!(live, 0);
+    assert!(
+        why.contains("refused: no market data permission or subscription"),
+        "{why}"
+    );
+    assert!(stderr.lines().any(|l| l.contains(" ibapi: ")), "{stderr}");
 }
