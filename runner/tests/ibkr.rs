@@ -836,3 +836,52 @@ fn a_bad_day_at_the_gateway_is_ridden_out() {
     );
     assert!(stderr.lines().any(|l| l.contains(" ibapi: ")), "{stderr}");
 }
+
+/// The broker paces historical requests whichever worker sent them: a worker that replaces a
+/// dead one is told what was sent in the last ten minutes.
+#[test]
+fn pacing_survives_a_worker_replacement() {
+    let gw = Gateway::start(Behaviour {
+        reply_delay: Duration::from_secs(2),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let mut child = ibkr(&gw, "9", &["--history-only", "--symbols", "SPY,QQQ,AAPL"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut worker = None;
+    for line in log.by_ref() {
+        let line = line.unwrap();
+        if let Some(at) = line.find("worker started generation=0 pid=") {
+            worker = line[at + "worker started generation=0 pid=".len()..]
+                .trim()
+                .parse::<u32>()
+                .ok();
+        }
+        let asked = gw.history_requests() >= 3;
+        seen.push(line);
+        if asked {
+            break;
+        }
+    }
+    // Every request is at the gateway, unanswered: the worker dies.
+    within(Duration::from_secs(10), || gw.history_requests() >= 3);
+    tests::signal(worker.expect("worker pid"), tests::Signal::Kill).unwrap();
+    let rest: Vec<String> = log.map_while(Result::ok).collect();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{seen:?}{rest:?}");
+    let resumed = rest
+        .iter()
+        .find(|l| l.contains("pacing resumed"))
+        .unwrap_or_else(|| panic!("{rest:?}"));
+    assert!(resumed.contains("count=3"), "{resumed}");
+    assert!(
+        history_counts(&stdout).iter().all(|(_, n)| *n == 1440),
+        "{stdout}"
+    );
+}

@@ -58,6 +58,22 @@ const RECONNECT_WAIT: Duration = Duration::from_secs(30);
 const CONNECT_BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// A pacer that counts the historical requests earlier workers sent (Unix milliseconds).
+fn resumed_pacer(earlier: &[(String, u32, u64)]) -> crate::pacing::Pacer {
+    let now_ms = crate::unix_time::now().as_millis() as u64;
+    let ages: Vec<(String, u32, Duration)> = earlier
+        .iter()
+        .map(|(symbol, size, at)| {
+            (
+                symbol.clone(),
+                *size,
+                Duration::from_millis(now_ms.saturating_sub(*at)),
+            )
+        })
+        .collect();
+    crate::pacing::Pacer::resuming(&ages, std::time::Instant::now())
+}
+
 /// `ibapi`'s market data type for ours; `None` for live, which the gateway sends unasked.
 fn market_data_type(
     kind: crate::options::MarketDataKind,
@@ -107,13 +123,20 @@ impl IbkrBackend {
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
         let live = Arc::new(LiveStreams::new(rt.handle().clone(), events.clone()));
+        let pacer = resumed_pacer(&opts.paced_history);
+        if !opts.paced_history.is_empty() {
+            tracing::info!(
+                count = opts.paced_history.len(),
+                "pacing resumed: the historical requests of earlier workers still count"
+            );
+        }
         Ok(IbkrBackend {
             rt,
             opts,
             connection: Mutex::new(None),
             connect_lock: Mutex::new(()),
             history_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HISTORY)),
-            pacer: crate::pacing::Pacer::default(),
+            pacer,
             events,
             live,
         })

@@ -184,6 +184,9 @@ pub struct IbkrOptions {
     pub use_rth: bool,
     /// Which market data the gateway sends (IB's market data type).
     pub market_data_type: MarketDataKind,
+    /// Historical requests the workers before this one sent in the last 10 minutes: symbol,
+    /// bar size, and when (Unix milliseconds). IB paces them whichever worker sent them.
+    pub paced_history: Vec<(String, u32, u64)>,
     /// Contracts that are not SMART-routed USD stocks.
     pub contracts: Vec<ContractSpec>,
 }

@@ -48,6 +48,25 @@ pub enum Admission {
 }
 
 impl Pacer {
+    /// A pacer that remembers `earlier` requests (symbol, bar size, sent this long before
+    /// `now`), made by a worker this one replaces: IB counts them whoever sent them.
+    pub fn resuming(earlier: &[(String, u32, Duration)], now: Instant) -> Pacer {
+        let mut sent: Vec<(Instant, String, bool)> = earlier
+            .iter()
+            .filter(|(_, _, age)| *age < SMALL_BAR_WINDOW)
+            .filter_map(|(symbol, bar_seconds, age)| {
+                Some((now.checked_sub(*age)?, symbol.clone(), *bar_seconds < 60))
+            })
+            .collect();
+        sent.sort_by_key(|(t, _, _)| *t);
+        Pacer {
+            state: Mutex::new(State {
+                sent: sent.into(),
+                answers: HashMap::new(),
+            }),
+        }
+    }
+
     /// Admits `req` at `now`: either joins an identical recent request, or books a slot and
     /// says how long to wait first.
     pub fn admit(&self, req: &HistoryRequest, now: Instant) -> Admission {
@@ -170,5 +189,27 @@ mod tests {
         assert_eq!(w, SMALL_BAR_WINDOW - Duration::from_secs(180));
         // Minute bars are not counted against it.
         assert!(wait(p.admit(&req("S61", 60, 300), late)).is_zero());
+    }
+
+    /// Requests a replaced worker made still count: five for one contract in the last 2 s
+    /// make the next one wait, as if this worker had made them.
+    #[test]
+    fn a_resumed_pacer_counts_the_requests_of_the_worker_before() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let earlier: Vec<(String, u32, Duration)> = (0..5)
+            .map(|i| ("SPY".to_string(), 60, ms(1500 - i * 100)))
+            .collect();
+        let pacer = Pacer::resuming(&earlier, now);
+        // The oldest of the five was 1.5 s ago: 0.5 s to wait.
+        assert_eq!(wait(pacer.admit(&req("SPY", 60, 3600), now)), ms(500));
+        // Another contract is not held back.
+        assert_eq!(
+            wait(pacer.admit(&req("QQQ", 60, 3600), now)),
+            Duration::ZERO
+        );
+        // Requests older than the longest window are forgotten.
+        let pacer = Pacer::resuming(&[("SPY".into(), 5, Duration::from_secs(700))], now);
+        assert_eq!(wait(pacer.admit(&req("SPY", 5, 3600), now)), Duration::ZERO);
     }
 }

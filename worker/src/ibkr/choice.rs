@@ -66,6 +66,7 @@ mod tests {
             what_to_show: WhatToShow::Trades,
             use_rth: true,
             market_data_type: Default::default(),
+            paced_history: Vec::new(),
             contracts: vec![ContractSpec {
                 symbol: "EUR".into(),
                 exchange: "IDEALPRO".into(),
