@@ -882,3 +882,32 @@ fn pacing_survives_a_worker_replacement() {
         "{stdout}"
     );
 }
+
+/// History refused by the gateway (162) says which refusal in the symbol's row: no data for
+/// the request, or no permission for the data.
+#[test]
+fn history_refusals_are_told_apart_in_the_rows() {
+    let gw = Gateway::start(Behaviour {
+        history_no_data: vec!["QQQ".into()],
+        history_no_permissions: vec!["AAPL".into()],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = run(ibkr(
+        &gw,
+        "9",
+        &["--history-only", "--symbols", "SPY,QQQ,AAPL"],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    let (_, qqq) = row(&stdout, "QQQ");
+    assert!(
+        qqq.contains("no data: NoData:") && qqq.contains("HMDS query returned no data"),
+        "{qqq}"
+    );
+    let (_, aapl) = row(&stdout, "AAPL");
+    assert!(
+        aapl.contains("no data: NotPermitted:") && aapl.contains("No market data permissions"),
+        "{aapl}"
+    );
+    assert_eq!(history_counts(&stdout)[0], ("SPY".to_string(), 1440));
+}
