@@ -237,6 +237,9 @@ struct Inner {
     next_id: AtomicU64,
     timers: Mutex<Timers>,
     timers_cv: Condvar,
+    /// Ids of requests given up whose `Cancel` found the sender busy: sent by the next thread
+    /// that holds it, or by the timer thread within [`DISPATCH_IDLE`].
+    cancels_pending: Mutex<Vec<u64>>,
     events: crossbeam_channel::Sender<Event>,
     log_sink: LogSink,
     counters: Counters,
@@ -261,20 +264,36 @@ impl Inner {
     }
 
     /// Forgets request `id`, which ended without its final reply (its deadline passed or its
-    /// caller gave up), and tells the worker to stop working on it: best effort, never
-    /// waiting (a `Cancel` that finds the ring full or busy is not sent).
+    /// caller gave up), and tells the worker to stop working on it, never waiting: if another
+    /// thread holds the sender, the `Cancel` is left for it (or for the timer thread) to send.
     fn abandon(&self, id: u64) {
         self.forget(id);
-        let env = Envelope {
-            id: 0,
-            body: Body::Request(Request::Cancel { id }),
-        };
-        let sent = match self.tx.try_lock() {
-            Some(mut tx) => tx.send(&env, None).is_ok(),
-            None => false,
-        };
-        if sent {
-            self.counters.cancels.fetch_add(1, Ordering::Relaxed);
+        self.cancels_pending.lock().push(id);
+        if let Some(mut tx) = self.tx.try_lock() {
+            self.flush_cancels(&mut tx);
+        }
+    }
+
+    /// Sends the `Cancel`s left pending, with `tx` held, as far as the ring has room now.
+    fn flush_cancels(&self, tx: &mut Sender) {
+        let ids = std::mem::take(&mut *self.cancels_pending.lock());
+        let mut left = Vec::new();
+        for id in ids {
+            let env = Envelope {
+                id: 0,
+                body: Body::Request(Request::Cancel { id }),
+            };
+            match tx.send(&env, None) {
+                Ok(()) => {
+                    self.counters.cancels.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(SendError::Full) => left.push(id),
+                // Gone, or not encodable: nobody is left to cancel anything.
+                Err(_) => {}
+            }
+        }
+        if !left.is_empty() {
+            self.cancels_pending.lock().extend(left);
         }
     }
 
@@ -308,17 +327,21 @@ impl Inner {
             id,
             body: Body::Request(request),
         };
-        if wait {
+        let (mut tx, sent) = if wait {
             let Some(mut tx) = self.tx.try_lock_until(deadline) else {
                 return Err(SendError::Timeout);
             };
-            tx.send(&env, Some(deadline))
+            let sent = tx.send(&env, Some(deadline));
+            (tx, sent)
         } else {
             let Some(mut tx) = self.tx.try_lock() else {
                 return Err(SendError::Full);
             };
-            tx.send(&env, None)
-        }
+            let sent = tx.send(&env, None);
+            (tx, sent)
+        };
+        self.flush_cancels(&mut tx);
+        sent
     }
 
     fn route(&self, env: Envelope) {
@@ -463,6 +486,11 @@ fn run_timers(inner: Arc<Inner>) {
             timers = inner.timers.lock();
             continue;
         }
+        if !inner.cancels_pending.lock().is_empty() {
+            if let Some(mut tx) = inner.tx.try_lock() {
+                inner.flush_cancels(&mut tx);
+            }
+        }
         let next = timers.deadlines.peek().map(|Reverse((d, _))| *d);
         if timers.space_waiters.is_empty() {
             // Nothing to retry: sleep until the next deadline, or until told of a new one.
@@ -533,6 +561,7 @@ impl Client {
             next_id: AtomicU64::new(1),
             timers: Mutex::new(Timers::default()),
             timers_cv: Condvar::new(),
+            cancels_pending: Mutex::new(Vec::new()),
             events: events_tx,
             log_sink: cfg.log_sink.clone(),
             counters: Counters::default(),

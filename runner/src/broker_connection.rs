@@ -30,7 +30,11 @@ impl BrokerConnection {
     /// Takes in a change of the connection, and logs it.
     pub fn observe(&mut self, status: &ConnectionStatus) {
         match status {
-            ConnectionStatus::Connected => tracing::info!("broker connected"),
+            ConnectionStatus::Connected => {
+                // A new worker's connection: whatever the one before lost is behind us.
+                self.down = None;
+                tracing::info!("broker connected");
+            }
             ConnectionStatus::Lost { reason } => {
                 self.lost += 1;
                 self.down = Some(reason.clone());
@@ -58,6 +62,14 @@ impl BrokerConnection {
         let why = refusal_text(error);
         tracing::warn!(%symbol, "live data refused: {why}");
         self.refused.insert(symbol.to_string(), why);
+    }
+
+    /// `symbol`'s live data flows again (a refusal that lifted: a competing session gone, a
+    /// subscription bought): it is no longer refused.
+    pub fn flowing(&mut self, symbol: &str) {
+        if self.refused.remove(symbol).is_some() {
+            tracing::info!(%symbol, "live data flows again");
+        }
     }
 
     /// The summary's line, if anything happened to the connection.
@@ -142,5 +154,25 @@ mod tests {
             .summary_line()
             .unwrap()
             .ends_with("refused for 1 symbol(s)"));
+    }
+
+    #[test]
+    fn a_new_connection_and_flowing_data_lift_what_was_lost_or_refused() {
+        let mut b = BrokerConnection::default();
+        b.observe(&ConnectionStatus::Lost {
+            reason: "socket".into(),
+        });
+        // The worker was replaced meanwhile: its successor connected.
+        b.observe(&ConnectionStatus::Connected);
+        assert_eq!(b.down, None);
+        b.refuse(
+            "SPY",
+            &RemoteError {
+                kind: ErrorKind::CompetingSession,
+                message: "[10197] No market data during competing live session".into(),
+            },
+        );
+        b.flowing("SPY");
+        assert!(b.refused.is_empty());
     }
 }

@@ -281,6 +281,7 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
                 }
                 s.bars.push(bar);
                 s.live_bars += 1;
+                broker.flowing(&symbol);
                 if let (Some(file), Ok(e)) = (signals.as_mut(), strategy.evaluate(&s.bars)) {
                     file.row(&symbol, &e)?;
                 }

@@ -53,11 +53,12 @@ impl Cancel {
         let mut work = std::pin::pin!(work);
         let mut cancelled = std::pin::pin!(self.cancelled());
         std::future::poll_fn(|cx| {
-            if let std::task::Poll::Ready(v) = work.as_mut().poll(cx) {
-                return std::task::Poll::Ready(Some(v));
-            }
+            // The token first: work given up is not started, nor continued.
             if cancelled.as_mut().poll(cx).is_ready() {
                 return std::task::Poll::Ready(None);
+            }
+            if let std::task::Poll::Ready(v) = work.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(v));
             }
             std::task::Poll::Pending
         })

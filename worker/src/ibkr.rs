@@ -237,6 +237,18 @@ impl Backend for IbkrBackend {
                 return Ok((c.accounts.clone(), c.next_order_id));
             }
         }
+        // A connection that is down is let go of before a new one is made: its watchers
+        // stopped, its client disconnected (within a bound: `ibapi` may be mid-reconnect).
+        let old = self.connection.lock().take();
+        if let Some(old) = old {
+            for w in &old.watchers {
+                w.abort();
+            }
+            let _ = self.rt.block_on(tokio::time::timeout(
+                Duration::from_secs(2),
+                old.client.disconnect(),
+            ));
+        }
         let gateway = self.opts.gateway.clone();
         // A gateway that is not up yet (it takes a minute or more to log in after its daily
         // restart), or still holds our client id for a connection that just died, is waited
@@ -392,8 +404,10 @@ impl Backend for IbkrBackend {
                 .await
                 .clone()
         }));
-        // Given up: the fetch was dropped, which cancels it at the gateway (unless another
-        // identical request shares it and goes on) and frees its slot.
+        // Given up: this wait was dropped. If it was the one running the fetch, the fetch is
+        // dropped too, which cancels it at the gateway and frees its slot (an identical
+        // request sharing the answer would then send it again at once, unpaced: the runner
+        // never sends two identical requests at once today).
         let Some(bars) = answered else {
             tracing::info!(symbol = %req.symbol, "history cancelled by the runner");
             return Err(error(ErrorKind::Cancelled, "cancelled by the runner"));
@@ -403,7 +417,6 @@ impl Backend for IbkrBackend {
     }
 
     fn subscribe(&self, req: &SubscribeRequest) -> Result<(), RemoteError> {
-        let client = self.client()?;
         check_symbol(&req.symbol)?;
         if req.bar_seconds == 0 || !req.bar_seconds.is_multiple_of(5) {
             return Err(error(
@@ -415,9 +428,21 @@ impl Backend for IbkrBackend {
             ));
         }
         let contract = self.contract(&req.symbol);
+        let choice = DataChoice::of(&self.opts, &req.symbol);
+        let client = match self.client() {
+            Ok(c) => c,
+            // The socket is down and `ibapi` reconnecting: the subscription is kept, and made
+            // when the gateway is back (with every other one).
+            Err(e) if e.kind == ErrorKind::Disconnected => {
+                tracing::info!(symbol = %req.symbol, "subscription kept until the gateway is back");
+                let size = i64::from(req.bar_seconds);
+                self.live.keep(&req.symbol, contract, choice, size);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         // Subscribed before answering, so that a request the gateway does not take is the
         // reply; a refusal it sends later (354, 10197, ...) comes as an `Event::Refused`.
-        let choice = DataChoice::of(&self.opts, &req.symbol);
         let subscription = self
             .rt
             .block_on(async {

@@ -102,7 +102,10 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
             .name(format!("worker-handler-{i}"))
             .spawn(move || {
                 for (id, work, cancel) in rx {
-                    handle(&*backend, &responder, id, work, &cancel, handshake);
+                    // Given up while it waited in the queue: not carried out at all.
+                    if !cancel.is_cancelled() {
+                        handle(&*backend, &responder, id, work, &cancel, handshake);
+                    }
                     in_flight.lock().remove(&id);
                 }
             });

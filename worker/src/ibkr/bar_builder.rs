@@ -51,6 +51,8 @@ struct InProgress {
 pub(crate) struct BarBuilder {
     size: i64,
     building: Option<InProgress>,
+    /// Start of the last 5-second bar taken: one at or before it is a repeat.
+    last: Option<i64>,
 }
 
 impl BarBuilder {
@@ -59,12 +61,25 @@ impl BarBuilder {
         BarBuilder {
             size: size.max(1),
             building: None,
+            last: None,
         }
     }
 
     /// Adds the 5-second bar starting at `five.time`.
     pub(crate) fn push(&mut self, five: &Bar) -> Pushed {
         let t = five.time;
+        if self.last.is_some_and(|last| t <= last) {
+            // A repeat (or a bar from the past): not counted twice. The bar it belongs to, if
+            // still in progress, is not whole any more.
+            if let Some(b) = self.building.as_mut() {
+                b.whole = false;
+            }
+            return Pushed {
+                complete: None,
+                abandoned: false,
+            };
+        }
+        self.last = Some(t);
         let start = t.div_euclid(self.size) * self.size;
         let mut abandoned = self.building.take_if(|b| b.bar.time != start).is_some();
         let current = self.building.get_or_insert(InProgress {
@@ -382,5 +397,16 @@ mod tests {
         assert_eq!(abandoned, 1);
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].time, out[0].volume), (10, 2.0));
+    }
+
+    #[test]
+    fn a_repeated_five_second_bar_is_not_sent_twice_as_a_five_second_bar() {
+        let mut b = BarBuilder::new(5);
+        let (out, abandoned) = feed(
+            &mut b,
+            &[five(0, 1.0, 1.0), five(0, 1.0, 1.0), five(5, 2.0, 1.0)],
+        );
+        assert_eq!(abandoned, 0);
+        assert_eq!(out.iter().map(|b| b.time).collect::<Vec<_>>(), vec![0, 5]);
     }
 }

@@ -73,16 +73,17 @@ fn bar_time(b: &BarTimestamp) -> i64 {
 }
 
 /// Our bars from IB's: a bar without a positive, finite price is dropped (`ibapi` turns a
-/// missing price into 0.0; it never reaches a strategy here), and so is a bar of `size`
-/// seconds not complete at `until` (Unix seconds): the bar still forming when the history
-/// was asked for.
+/// missing price into 0.0; it never reaches a strategy here), and so is the last bar if it
+/// is an intraday bar of `size` seconds not over at `until` (Unix seconds): the bar still
+/// forming when the answer came. (Daily and longer bars are dated, not timed: whether
+/// today's is over depends on the session, and it is kept.)
 pub(super) fn convert(
     symbol: &str,
     bars: &[ibapi::market_data::historical::Bar],
     size: u32,
     until: i64,
 ) -> Result<Arc<Vec<Bar>>, RemoteError> {
-    let complete = bars
+    let mut ours: Vec<Bar> = bars
         .iter()
         .map(|b| Bar {
             time: bar_time(&b.date),
@@ -92,14 +93,17 @@ pub(super) fn convert(
             close: b.close,
             volume: b.volume,
         })
-        .filter(|b| {
-            let done = b.time.saturating_add(i64::from(size)) <= until;
-            if !done {
-                tracing::debug!(symbol, time = b.time, "bar still forming left out");
-            }
-            done
-        });
-    keep_valid(symbol, complete)
+        .collect();
+    if size < 86_400
+        && ours
+            .last()
+            .is_some_and(|b| b.time.saturating_add(i64::from(size)) > until)
+    {
+        if let Some(b) = ours.pop() {
+            tracing::debug!(symbol, time = b.time, "bar still forming left out");
+        }
+    }
+    keep_valid(symbol, ours.into_iter())
 }
 
 /// The bars with valid prices, in order; the others are counted in one warning. No bar left
@@ -291,5 +295,23 @@ mod forming_bar_tests {
         // Only a forming bar: no data.
         let err = convert("SPY", &bars[2..], 60, 1_000_150).unwrap_err();
         assert_eq!(err.kind, ErrorKind::NoData);
+    }
+
+    /// Only the last bar can be the one forming; daily bars are dated and kept.
+    #[test]
+    fn only_the_last_intraday_bar_can_be_left_out() {
+        // An hourly bar labelled 09:30 that ended at 10:00 (a session's first), then the 10:00
+        // bar, forming at 10:15.
+        let bars = [ib_bar(34_200, 1.0), ib_bar(36_000, 2.0)];
+        let got = convert("SPY", &bars, 3600, 36_900).expect("bars");
+        assert_eq!(got.iter().map(|b| b.time).collect::<Vec<_>>(), vec![34_200]);
+        let day = ibapi::market_data::historical::Bar {
+            date: BarTimestamp::Date(
+                time::Date::from_calendar_date(2023, time::Month::November, 17).expect("date"),
+            ),
+            ..ib_bar(0, 3.0)
+        };
+        let got = convert("SPY", &[day], 86_400, 1_700_254_800).expect("bars");
+        assert_eq!(got.len(), 1);
     }
 }

@@ -71,6 +71,22 @@ impl LiveStreams {
         }
     }
 
+    /// Keeps `symbol`'s subscription without making it now (the gateway is down): the next
+    /// [`restart_all`](Self::restart_all) makes it.
+    pub(super) fn keep(&self, symbol: &str, contract: Contract, choice: DataChoice, size: i64) {
+        // A task that has already ended: aborting it is a no-op.
+        let idle = self.handle.spawn(async {}).abort_handle();
+        let live = Live {
+            contract,
+            choice,
+            size,
+            task: idle,
+        };
+        if let Some(old) = self.streams.lock().insert(symbol.to_string(), live) {
+            old.task.abort();
+        }
+    }
+
     /// Makes every live subscription again on `client`. Returns how many.
     pub(super) fn restart_all(&self, client: &Arc<ibapi::Client>) -> usize {
         let mut streams = self.streams.lock();

@@ -45,7 +45,7 @@ pub(super) async fn stream_bars(
             .await
         {
             Ok(s) => s,
-            Err(e) if e.is_connection_lost() => {
+            Err(e) if ended_with_connection(&e) => {
                 tracing::debug!(%symbol, "real-time bars not subscribed: the connection is down");
                 return;
             }
@@ -83,7 +83,7 @@ pub(super) async fn stream_bars(
                 code: n.code,
                 message: n.message,
             }),
-            Some(Err(e)) if !e.is_connection_lost() => return refused(&symbol, &e, &events),
+            Some(Err(e)) if !ended_with_connection(&e) => return refused(&symbol, &e, &events),
             // Ended with the connection: started again when it is back.
             Some(Err(_)) | None => {
                 tracing::debug!(%symbol, "real-time bars ended with the gateway connection");
@@ -91,6 +91,12 @@ pub(super) async fn stream_bars(
             }
         }
     }
+}
+
+/// Whether `e` ended the stream with the connection (lost, or `ibapi` shutting down), not
+/// as a refusal of the gateway's.
+fn ended_with_connection(e: &ibapi::Error) -> bool {
+    e.is_connection_lost() || matches!(e, ibapi::Error::Shutdown)
 }
 
 /// Reports a refusal of `symbol`'s live data.
