@@ -214,6 +214,8 @@ pub enum ErrorKind {
     Pacing,
     /// The broker found no contract for the request.
     NoSecurityDefinition,
+    /// The broker knows several instruments by the name given.
+    AmbiguousContract,
     /// A broker data farm is down.
     FarmDown,
     /// The broker connection was lost.

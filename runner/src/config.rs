@@ -130,6 +130,16 @@ pub struct ContractConfig {
     pub what_to_show: Option<String>,
     /// Regular trading hours only for this symbol, if not `ibkr.use_rth`.
     pub use_rth: Option<bool>,
+    /// The kind of instrument: STK, FUT, CASH (forex) or IND.
+    pub sec_type: String,
+    /// IB's contract id: names the instrument exactly.
+    pub con_id: Option<i32>,
+    /// IB's symbol, where it differs from the runner's name (`BRK B` for `BRK.B`).
+    pub ib_symbol: Option<String>,
+    /// The symbol at the exchange (`ESZ6`), spaces included.
+    pub local_symbol: Option<String>,
+    /// A future's contract month (`YYYYMM`) or last trading day (`YYYYMMDD`).
+    pub expiry: Option<String>,
 }
 
 impl Default for ContractConfig {
@@ -140,6 +150,11 @@ impl Default for ContractConfig {
             primary_exchange: None,
             what_to_show: None,
             use_rth: None,
+            sec_type: "STK".into(),
+            con_id: None,
+            ib_symbol: None,
+            local_symbol: None,
+            expiry: None,
         }
     }
 }
@@ -484,6 +499,14 @@ impl Config {
                 if let Some(w) = &c.what_to_show {
                     w.parse::<worker::options::WhatToShow>()
                         .map_err(|e| err(format!("ibkr.contracts.{symbol}.{e}")))?;
+                }
+                c.sec_type
+                    .parse::<worker::options::SecType>()
+                    .map_err(|e| err(format!("ibkr.contracts.{symbol}.{e}")))?;
+                if c.con_id.is_some_and(|id| id <= 0) {
+                    return Err(err(format!(
+                        "ibkr.contracts.{symbol}.con_id must be a positive IB contract id"
+                    )));
                 }
             }
         }

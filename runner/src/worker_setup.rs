@@ -107,6 +107,11 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
                     primary_exchange: c.primary_exchange.clone(),
                     what_to_show: c.what_to_show.as_deref().and_then(|w| w.parse().ok()),
                     use_rth: c.use_rth,
+                    sec_type: c.sec_type.parse().unwrap_or_default(),
+                    con_id: c.con_id,
+                    ib_symbol: c.ib_symbol.clone(),
+                    local_symbol: c.local_symbol.clone(),
+                    expiry: c.expiry.clone(),
                 })
                 .collect(),
         }),
@@ -222,6 +227,11 @@ mod tests {
                 primary_exchange: Some("TSE".into()),
                 what_to_show: None,
                 use_rth: None,
+                sec_type: Default::default(),
+                con_id: None,
+                ib_symbol: None,
+                local_symbol: None,
+                expiry: None,
             }]
         );
     }

@@ -911,3 +911,105 @@ fn history_refusals_are_told_apart_in_the_rows() {
     );
     assert_eq!(history_counts(&stdout)[0], ("SPY".to_string(), 1440));
 }
+
+/// A name IB knows several instruments by is an error that lists them, never a guess; naming
+/// the primary exchange (or the contract id) picks one.
+#[test]
+fn an_ambiguous_contract_lists_its_candidates_and_a_primary_exchange_picks_one() {
+    let gw = Gateway::start(Behaviour {
+        ambiguous_symbols: vec!["SPY".into()],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY,QQQ"]));
+    assert_eq!(code, 0, "{stderr}");
+    let (_, why) = row(&stdout, "SPY");
+    assert!(
+        why.contains("no data: AmbiguousContract: SPY names 2 instruments: con_id")
+            && why.contains("on NASDAQ")
+            && why.contains("on NYSE")
+            && why.contains("[ibkr.contracts.SPY]"),
+        "{why}"
+    );
+    assert_eq!(history_counts(&stdout)[1], ("QQQ".to_string(), 1440));
+    // No history request for the ambiguous name went out.
+    let asked: Vec<Option<String>> = gw
+        .history_contracts()
+        .into_iter()
+        .map(|c| c.symbol)
+        .collect();
+    assert_eq!(asked, vec![Some("QQQ".to_string())]);
+
+    let gw = Gateway::start(Behaviour {
+        ambiguous_symbols: vec!["SPY".into()],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let cfg = config_file(
+        "spy-nyse.toml",
+        "[ibkr.contracts.SPY]\nprimary_exchange = \"NYSE\"\n",
+    );
+    let (code, stdout, stderr) = run(ibkr(
+        &gw,
+        "9",
+        &["--history-only", "--symbols", "SPY", "--config", &cfg],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(history_counts(&stdout), vec![("SPY".to_string(), 1440)]);
+    let spy = &gw.history_contracts()[0];
+    assert_eq!(spy.primary_exchange.as_deref(), Some("NYSE"));
+    assert!(spy.con_id.is_some_and(|id| id > 0), "{spy:?}");
+}
+
+/// Contracts beyond SMART-routed stocks: a future by month and local symbol, a name with a
+/// space at IB, and one named by contract id (nothing looked up).
+#[test]
+fn futures_names_with_spaces_and_contract_ids_reach_the_gateway_as_configured() {
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let cfg = config_file(
+        "contracts-kinds.toml",
+        "[ibkr.contracts.ES]\nsec_type = \"FUT\"\nexchange = \"CME\"\nexpiry = \"202612\"\nlocal_symbol = \"ESZ6\"\n\
+         [ibkr.contracts.\"BRK.B\"]\nib_symbol = \"BRK B\"\n\
+         [ibkr.contracts.AAPL]\ncon_id = 265598\n",
+    );
+    let (code, stdout, stderr) = run(ibkr(
+        &gw,
+        "9",
+        &[
+            "--history-only",
+            "--symbols",
+            "ES,BRK.B,AAPL",
+            "--config",
+            &cfg,
+        ],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        history_counts(&stdout).iter().all(|(_, n)| *n == 1440),
+        "{stdout}"
+    );
+    let contracts = gw.history_contracts();
+    let of = |s: &str| {
+        contracts
+            .iter()
+            .find(|c| c.symbol.as_deref() == Some(s))
+            .unwrap_or_else(|| panic!("no request for {s:?}: {contracts:?}"))
+            .clone()
+    };
+    let es = of("ES");
+    assert_eq!(es.sec_type.as_deref(), Some("FUT"));
+    assert_eq!(es.exchange.as_deref(), Some("CME"));
+    assert_eq!(
+        es.last_trade_date_or_contract_month.as_deref(),
+        Some("202612")
+    );
+    assert_eq!(es.local_symbol.as_deref(), Some("ESZ6"));
+    assert!(of("BRK B").con_id.is_some_and(|id| id > 0));
+    assert_eq!(of("AAPL").con_id, Some(265_598));
+    // AAPL was named by its id: not looked up.
+    assert!(
+        !gw.seen().contract_details.contains(&"AAPL".to_string()),
+        "{:?}",
+        gw.seen()
+    );
+}

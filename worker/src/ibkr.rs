@@ -27,6 +27,7 @@
 
 mod bar_builder;
 mod choice;
+mod contracts;
 mod errors;
 mod history;
 mod lifecycle;
@@ -42,7 +43,6 @@ use std::time::Duration;
 use bridge::protocol::{
     Bar, ConnectionStatus, ErrorKind, Event, HistoryRequest, RemoteError, SubscribeRequest,
 };
-use ibapi::prelude::Contract;
 use parking_lot::Mutex;
 
 use crate::backend::{check_symbol, emit_in_batches, error, Backend, Cancel, EventSink};
@@ -111,6 +111,8 @@ pub struct IbkrBackend {
     events: EventSink,
     /// Real-time bar streams by symbol.
     live: Arc<LiveStreams>,
+    /// Contracts looked up at the gateway, by symbol.
+    resolved: contracts::Resolved,
 }
 
 impl IbkrBackend {
@@ -139,23 +141,8 @@ impl IbkrBackend {
             pacer,
             events,
             live,
+            resolved: contracts::Resolved::default(),
         })
-    }
-
-    /// The contract of `symbol`: as configured, else a SMART-routed USD stock.
-    fn contract(&self, symbol: &str) -> Contract {
-        match self.opts.contracts.iter().find(|c| c.symbol == symbol) {
-            Some(spec) => {
-                let b = Contract::stock(symbol)
-                    .on_exchange(spec.exchange.as_str())
-                    .in_currency(spec.currency.as_str());
-                match &spec.primary_exchange {
-                    Some(p) => b.primary(p.as_str()).build(),
-                    None => b.build(),
-                }
-            }
-            None => Contract::stock(symbol).build(),
-        }
     }
 
     /// One connection attempt: the configured client id, then (if allowed) the next ones while
@@ -368,8 +355,8 @@ impl Backend for IbkrBackend {
             })?),
             None => None,
         };
-        let contract = self.contract(&req.symbol);
         let choice = DataChoice::of(&self.opts, &req.symbol);
+        let (resolved, opts) = (&self.resolved, &self.opts);
         let slots = self.history_slots.clone();
         let span = duration(req.duration_seconds);
         let admission = self.pacer.admit(req, std::time::Instant::now());
@@ -385,6 +372,7 @@ impl Backend for IbkrBackend {
                         tracing::debug!(symbol = %req.symbol, ms = wait.as_millis() as u64, "paced");
                         tokio::time::sleep(wait).await;
                     }
+                    let contract = resolved.contract(&client, opts, &req.symbol).await?;
                     let fetch = history::Fetch {
                         contract: &contract,
                         size,
@@ -427,7 +415,6 @@ impl Backend for IbkrBackend {
                 ),
             ));
         }
-        let contract = self.contract(&req.symbol);
         let choice = DataChoice::of(&self.opts, &req.symbol);
         let client = match self.client() {
             Ok(c) => c,
@@ -436,11 +423,15 @@ impl Backend for IbkrBackend {
             Err(e) if e.kind == ErrorKind::Disconnected => {
                 tracing::info!(symbol = %req.symbol, "subscription kept until the gateway is back");
                 let size = i64::from(req.bar_seconds);
+                let contract = contracts::configured(&self.opts, &req.symbol);
                 self.live.keep(&req.symbol, contract, choice, size);
                 return Ok(());
             }
             Err(e) => return Err(e),
         };
+        let contract =
+            self.rt
+                .block_on(self.resolved.contract(&client, &self.opts, &req.symbol))?;
         // Subscribed before answering, so that a request the gateway does not take is the
         // reply; a refusal it sends later (354, 10197, ...) comes as an `Event::Refused`.
         let subscription = self

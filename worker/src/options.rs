@@ -205,6 +205,46 @@ pub struct ContractSpec {
     pub what_to_show: Option<WhatToShow>,
     /// Regular trading hours only for this symbol, if not the run's choice.
     pub use_rth: Option<bool>,
+    /// What kind of instrument.
+    pub sec_type: SecType,
+    /// IB's contract id: names the contract exactly (nothing is looked up).
+    pub con_id: Option<i32>,
+    /// IB's symbol where it differs from the runner's name for it (`BRK B` for `BRK.B`).
+    pub ib_symbol: Option<String>,
+    /// The contract's symbol at its exchange (`ESZ6`, `EUR.USD`), spaces included.
+    pub local_symbol: Option<String>,
+    /// A future's contract month (`YYYYMM`) or last trading day (`YYYYMMDD`).
+    pub expiry: Option<String>,
+}
+
+/// What kind of instrument a contract is (IB's `secType`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SecType {
+    /// A stock or ETF (`STK`).
+    #[default]
+    Stock,
+    /// A future (`FUT`).
+    Future,
+    /// A currency pair (`CASH`).
+    Forex,
+    /// An index (`IND`).
+    Index,
+}
+
+impl std::str::FromStr for SecType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "STK" | "STOCK" => Ok(SecType::Stock),
+            "FUT" | "FUTURE" => Ok(SecType::Future),
+            "CASH" | "FOREX" => Ok(SecType::Forex),
+            "IND" | "INDEX" => Ok(SecType::Index),
+            _ => Err(format!(
+                "sec_type must be one of STK, FUT, CASH, IND, got {s:?}"
+            )),
+        }
+    }
 }
 
 /// Which market data the gateway sends (IB's `reqMarketDataType`): live needs a market data

@@ -237,18 +237,21 @@ fn con_id(symbol: &str, exchange: &str) -> i32 {
 }
 
 /// The answer to a contract details request: one contract per primary exchange the symbol is
-/// listed on (two for an ambiguous symbol) that matches the request's primary exchange and
-/// contract id when it names them, then the end marker; error 200 when none does.
+/// listed on (two for an ambiguous symbol; otherwise the one the request names, or NASDAQ)
+/// that matches the request's primary exchange and contract id when it names them, then the
+/// end marker; error 200 when none does.
 pub(super) fn contract_details(req: &ContractDataRequest, b: &Behaviour) -> Vec<u8> {
     let id = req.req_id.unwrap_or(-1);
     let asked = req.contract.clone().unwrap_or_default();
     let symbol = asked.symbol.clone().unwrap_or_default();
-    let listed: &[&str] = if b.ambiguous_symbols.contains(&symbol) {
-        &["NASDAQ", "NYSE"]
-    } else {
-        &["NASDAQ"]
-    };
     let wanted_exchange = asked.primary_exchange.as_deref().filter(|e| !e.is_empty());
+    // An ambiguous symbol is listed on NASDAQ and NYSE; any other on the primary exchange
+    // the request names (as a real listing abroad, SHOP on TSE), else on NASDAQ.
+    let listed: Vec<&str> = if b.ambiguous_symbols.contains(&symbol) {
+        vec!["NASDAQ", "NYSE"]
+    } else {
+        vec![wanted_exchange.unwrap_or("NASDAQ")]
+    };
     let wanted_id = asked.con_id.filter(|id| *id != 0);
     let found: Vec<(&str, i32)> = listed
         .iter()
@@ -277,6 +280,16 @@ pub(super) fn contract_details(req: &ContractDataRequest, b: &Behaviour) -> Vec<
                     exchange: Some(asked.exchange.clone().unwrap_or_else(|| "SMART".into())),
                     primary_exchange: Some(exchange.into()),
                     currency: Some(asked.currency.clone().unwrap_or_else(|| "USD".into())),
+                    last_trade_date_or_contract_month: asked
+                        .last_trade_date_or_contract_month
+                        .clone(),
+                    local_symbol: Some(
+                        asked
+                            .local_symbol
+                            .clone()
+                            .filter(|l| !l.is_empty())
+                            .unwrap_or_else(|| symbol.clone()),
+                    ),
                 }),
                 contract_details: Some(ContractDetails {
                     market_name: Some(symbol.clone()),

@@ -119,12 +119,16 @@ pub struct Contract {
     pub symbol: Option<String>,
     #[prost(string, optional, tag = "3")]
     pub sec_type: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub last_trade_date_or_contract_month: Option<String>,
     #[prost(string, optional, tag = "8")]
     pub exchange: Option<String>,
     #[prost(string, optional, tag = "9")]
     pub primary_exchange: Option<String>,
     #[prost(string, optional, tag = "10")]
     pub currency: Option<String>,
+    #[prost(string, optional, tag = "11")]
+    pub local_symbol: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Message)]

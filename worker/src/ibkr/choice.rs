@@ -74,6 +74,11 @@ mod tests {
                 primary_exchange: None,
                 what_to_show: Some(WhatToShow::Midpoint),
                 use_rth: None,
+                sec_type: Default::default(),
+                con_id: None,
+                ib_symbol: None,
+                local_symbol: None,
+                expiry: None,
             }],
         };
         let spy = DataChoice::of(&opts, "SPY");
