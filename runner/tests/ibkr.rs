@@ -497,6 +497,18 @@ fn live_day(gw: &Gateway, seconds: &str) -> (String, String) {
     (stdout, stderr)
 }
 
+/// Asserts the gateway received exactly `times` real-time bar requests for each of `symbols`.
+fn subscribed_times(gw: &Gateway, symbols: &[&str], times: u32) {
+    let seen = gw.seen();
+    for symbol in symbols {
+        assert_eq!(
+            seen.realtime_requests_for(symbol),
+            times,
+            "{symbol}: {seen:?}"
+        );
+    }
+}
+
 /// IB 1100 then 1101: the gateway cancelled every real-time stream server-side. The runner
 /// says so, the worker makes each subscription again exactly once, and bars resume.
 #[test]
@@ -520,9 +532,7 @@ fn after_1101_every_live_subscription_is_made_again_once_and_bars_resume() {
         stderr.contains("market data lost: live subscriptions made again code=1101 resubscribed=2"),
         "{stderr}"
     );
-    let seen = gw.seen();
-    assert_eq!(seen.realtime_requests_for("SPY"), 2, "{seen:?}");
-    assert_eq!(seen.realtime_requests_for("QQQ"), 2, "{seen:?}");
+    subscribed_times(&gw, &["SPY", "QQQ"], 2);
     // 24 five-second bars over two symbols make at most one minute bar each before the loss;
     // the rest came after it.
     for symbol in ["SPY", "QQQ"] {
@@ -552,9 +562,7 @@ fn after_1102_the_subscriptions_are_kept() {
     .unwrap();
     let (stdout, stderr) = live_day(&gw, "5");
     assert!(stderr.contains("live subscriptions kept"), "{stderr}");
-    let seen = gw.seen();
-    assert_eq!(seen.realtime_requests_for("SPY"), 1, "{seen:?}");
-    assert_eq!(seen.realtime_requests_for("QQQ"), 1, "{seen:?}");
+    subscribed_times(&gw, &["SPY", "QQQ"], 1);
     assert!(row(&stdout, "SPY").0 >= 3, "{stdout}");
     assert!(
         stdout.contains("restored 1 (market data lost and subscriptions made again 0, kept 1)"),
@@ -638,10 +646,8 @@ fn an_outage_of_the_gateway_is_ridden_out_and_bars_resume() {
         stderr.contains("live subscriptions made again resubscribed=2"),
         "{stderr}"
     );
-    let seen = gw.seen();
-    assert!(seen.refused_connections >= 1, "{seen:?}");
-    assert_eq!(seen.realtime_requests_for("SPY"), 2, "{seen:?}");
-    assert_eq!(seen.realtime_requests_for("QQQ"), 2, "{seen:?}");
+    assert!(gw.seen().refused_connections >= 1, "{:?}", gw.seen());
+    subscribed_times(&gw, &["SPY", "QQQ"], 2);
     for symbol in ["SPY", "QQQ"] {
         assert!(row(&stdout, symbol).0 >= 3, "{symbol}\n{stdout}\n{stderr}");
     }
