@@ -1019,3 +1019,39 @@ fn futures_names_with_spaces_and_contract_ids_reach_the_gateway_as_configured() 
         gw.seen()
     );
 }
+
+/// IB answers a few thousand bars per request and refuses longer ones (162 "Time length
+/// exceed max."): three hours of 5-second bars come in three paced pages of an hour, every
+/// bar once.
+#[test]
+fn a_long_history_is_fetched_in_pages_ib_accepts() {
+    let gw = Gateway::start(Behaviour {
+        step_sizes: true,
+        history_end: Some(1_700_254_800),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let cfg = config_file(
+        "paging.toml",
+        "[history]\nbar_seconds = 5\nduration_seconds = 10800\n",
+    );
+    let (code, stdout, stderr) = run(ibkr(
+        &gw,
+        "9",
+        &["--history-only", "--symbols", "SPY", "--config", &cfg],
+    ));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        history_counts(&stdout),
+        vec![("SPY".to_string(), 2160)],
+        "{stderr}"
+    );
+    assert_eq!(gw.history_requests(), 3);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("history fetched in pages") && l.contains("pages=3")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Time length exceed max"), "{stderr}");
+}

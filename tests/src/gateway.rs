@@ -111,6 +111,9 @@ pub struct Behaviour {
     pub ambiguous_symbols: Vec<String>,
     /// Historical answers are sent this much later (a slow gateway).
     pub reply_delay: Duration,
+    /// Refuse a historical request longer than IB answers at once for its bar size (162
+    /// "Time length exceed max."), as the real gateway does.
+    pub step_sizes: bool,
 }
 
 impl Default for Behaviour {
@@ -136,6 +139,7 @@ impl Default for Behaviour {
             outage: None,
             ambiguous_symbols: Vec::new(),
             reply_delay: Duration::ZERO,
+            step_sizes: false,
         }
     }
 }

@@ -35,7 +35,7 @@ mod live;
 mod realtime;
 
 pub use errors::{classify, notice_kind};
-pub use history::{bar_size, duration};
+pub use history::{bar_size, duration, max_request_span};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,6 +197,73 @@ impl IbkrBackend {
         Err(in_use.unwrap_or_else(|| error(ErrorKind::Internal, "no connection attempt made")))
     }
 
+    /// One IB request of a history (the whole history, or one page of it): paced, shared
+    /// with an identical request made within IB's window, cancellable.
+    fn fetch_page(
+        &self,
+        client: &Arc<ibapi::Client>,
+        req: &HistoryRequest,
+        size: ibapi::market_data::historical::BarSize,
+        cancel: &Cancel,
+    ) -> Result<Arc<Vec<Bar>>, RemoteError> {
+        let end = match req.end {
+            Some(t) => Some(time::OffsetDateTime::from_unix_timestamp(t).map_err(|_| {
+                error(
+                    ErrorKind::BadRequest,
+                    format!("history end {t} is out of range"),
+                )
+            })?),
+            None => None,
+        };
+        let choice = DataChoice::of(&self.opts, &req.symbol);
+        let (resolved, opts) = (&self.resolved, &self.opts);
+        let slots = self.history_slots.clone();
+        let span = duration(req.duration_seconds);
+        let admission = self.pacer.admit(req, std::time::Instant::now());
+        let client = client.clone();
+        let (wait, answer) = match admission {
+            // An identical request is under way or was answered: share its bars.
+            crate::pacing::Admission::Join(answer) => (Duration::ZERO, answer),
+            crate::pacing::Admission::Send { wait, answer } => (wait, answer),
+        };
+        let answered = self.rt.block_on(cancel.or_cancelled(async {
+            answer
+                .get_or_init(|| async {
+                    if !wait.is_zero() {
+                        tracing::debug!(symbol = %req.symbol, ms = wait.as_millis() as u64, "paced");
+                        tokio::time::sleep(wait).await;
+                    }
+                    let contract = resolved.contract(&client, opts, &req.symbol).await?;
+                    let fetch = history::Fetch {
+                        contract: &contract,
+                        size,
+                        span,
+                        end,
+                        choice,
+                    };
+                    history::fetch(&client, &fetch, &slots, &req.symbol)
+                        .await
+                        .and_then(|bars| {
+                            // The bar still forming is the one not over when the answer came.
+                            let answered = crate::unix_time::now().as_secs() as i64;
+                            let until = req.end.map_or(answered, |end| end.min(answered));
+                            history::convert(&req.symbol, &bars, req.bar_seconds, until)
+                        })
+                })
+                .await
+                .clone()
+        }));
+        // Given up: this wait was dropped. If it was the one running the fetch, the fetch is
+        // dropped too, which cancels it at the gateway and frees its slot (an identical
+        // request sharing the answer would then send it again at once, unpaced: the runner
+        // never sends two identical requests at once today).
+        let Some(bars) = answered else {
+            tracing::info!(symbol = %req.symbol, "history cancelled by the runner");
+            return Err(error(ErrorKind::Cancelled, "cancelled by the runner"));
+        };
+        bars
+    }
+
     fn client(&self) -> Result<Arc<ibapi::Client>, RemoteError> {
         match &*self.connection.lock() {
             Some(c) if c.client.is_connected() => Ok(c.client.clone()),
@@ -346,61 +413,17 @@ impl Backend for IbkrBackend {
                 format!("IB has no {} s bar size", req.bar_seconds),
             )
         })?;
-        let end = match req.end {
-            Some(t) => Some(time::OffsetDateTime::from_unix_timestamp(t).map_err(|_| {
-                error(
-                    ErrorKind::BadRequest,
-                    format!("history end {t} is out of range"),
-                )
-            })?),
-            None => None,
-        };
-        let choice = DataChoice::of(&self.opts, &req.symbol);
-        let (resolved, opts) = (&self.resolved, &self.opts);
-        let slots = self.history_slots.clone();
-        let span = duration(req.duration_seconds);
-        let admission = self.pacer.admit(req, std::time::Instant::now());
-        let (wait, answer) = match admission {
-            // An identical request is under way or was answered: share its bars.
-            crate::pacing::Admission::Join(answer) => (Duration::ZERO, answer),
-            crate::pacing::Admission::Send { wait, answer } => (wait, answer),
-        };
-        let answered = self.rt.block_on(cancel.or_cancelled(async {
-            answer
-                .get_or_init(|| async {
-                    if !wait.is_zero() {
-                        tracing::debug!(symbol = %req.symbol, ms = wait.as_millis() as u64, "paced");
-                        tokio::time::sleep(wait).await;
-                    }
-                    let contract = resolved.contract(&client, opts, &req.symbol).await?;
-                    let fetch = history::Fetch {
-                        contract: &contract,
-                        size,
-                        span,
-                        end,
-                        choice,
-                    };
-                    history::fetch(&client, &fetch, &slots, &req.symbol)
-                        .await
-                        .and_then(|bars| {
-                            // The bar still forming is the one not over when the answer came.
-                            let answered = crate::unix_time::now().as_secs() as i64;
-                            let until = req.end.map_or(answered, |end| end.min(answered));
-                            history::convert(&req.symbol, &bars, req.bar_seconds, until)
-                        })
-                })
-                .await
-                .clone()
-        }));
-        // Given up: this wait was dropped. If it was the one running the fetch, the fetch is
-        // dropped too, which cancels it at the gateway and frees its slot (an identical
-        // request sharing the answer would then send it again at once, unpaced: the runner
-        // never sends two identical requests at once today).
-        let Some(bars) = answered else {
-            tracing::info!(symbol = %req.symbol, "history cancelled by the runner");
-            return Err(error(ErrorKind::Cancelled, "cancelled by the runner"));
-        };
-        let bars = bars?;
+        // IB answers a few thousand bars per request: a longer history is fetched in pages,
+        // newest first, each paced like any request.
+        let pages = history::pages(req, crate::unix_time::now().as_secs() as i64);
+        if pages.len() > 1 {
+            tracing::info!(symbol = %req.symbol, pages = pages.len(), "history fetched in pages");
+        }
+        let mut fetched = Vec::with_capacity(pages.len());
+        for page in &pages {
+            fetched.push(self.fetch_page(&client, page, size, cancel)?);
+        }
+        let bars = history::merge(fetched);
         emit_in_batches(bars.iter().copied(), emit, || {})
     }
 

@@ -42,6 +42,22 @@ fn history_bar(symbol: &str, t: i64, size: i64, date: String) -> HistoricalDataB
     }
 }
 
+/// A request's end written `yyyymmdd hh:mm:ss UTC` (or `yyyymmdd-hh:mm:ss`), in Unix seconds.
+fn parse_request_end(text: &str) -> Option<i64> {
+    let t = text.trim().trim_end_matches(" UTC");
+    let (date, clock) = t.split_once([' ', '-'])?;
+    if date.len() != 8 || clock.len() != 8 {
+        return None;
+    }
+    worker::unix_time::parse_utc(&format!(
+        "{}-{}-{}T{}Z",
+        &date[..4],
+        &date[4..6],
+        &date[6..],
+        clock
+    ))
+}
+
 /// The answer to a historical data request: the bars and the end marker, or an error.
 pub(super) fn history(req: &HistoricalDataRequest, b: &Behaviour, n: u32) -> Vec<u8> {
     let id = req.req_id.unwrap_or(-1);
@@ -75,8 +91,27 @@ pub(super) fn history(req: &HistoricalDataRequest, b: &Behaviour, n: u32) -> Vec
         .as_deref()
         .and_then(bar_size_seconds)
         .unwrap_or(60);
-    let end = b
-        .history_end
+    if b.step_sizes {
+        let asked = req
+            .duration
+            .as_deref()
+            .and_then(duration_seconds)
+            .unwrap_or(0);
+        if asked as u64 > worker::ibkr::max_request_span(size as u32) {
+            return error_frame(
+                id,
+                codes::HISTORICAL_DATA_SERVICE,
+                &format!("{}Time length exceed max.", texts::HMDS_ERROR),
+            );
+        }
+    }
+    // The request's own end (`yyyymmdd hh:mm:ss UTC`, as `ibapi` writes it), else the
+    // gateway's.
+    let end = req
+        .end_date_time
+        .as_deref()
+        .and_then(parse_request_end)
+        .or(b.history_end)
         .unwrap_or_else(|| worker::unix_time::now().as_secs() as i64);
     let (bars, start, end_text) = if b.realistic_history {
         let (bars, start) = session_bars(req, &symbol, size, end);

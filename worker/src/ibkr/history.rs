@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::protocol::{Bar, ErrorKind, RemoteError};
+use bridge::protocol::{Bar, ErrorKind, HistoryRequest, RemoteError};
 use ibapi::market_data::historical::{BarSize, BarTimestamp, Duration as IbDuration};
 use ibapi::prelude::Contract;
 
@@ -54,6 +54,60 @@ pub fn bar_size(seconds: u32) -> Option<BarSize> {
         604_800 => BarSize::Week,
         _ => return None,
     })
+}
+
+/// The longest history IB answers in one request for bars of `bar_seconds` (IB's step
+/// sizes: a request may return only a few thousand bars), in seconds.
+pub fn max_request_span(bar_seconds: u32) -> u64 {
+    const DAY: u64 = 86_400;
+    match bar_seconds {
+        0..5 => 1800,
+        5..10 => 3600,
+        10..30 => 14_400,
+        30..60 => 28_800,
+        60..120 => DAY,
+        120..180 => 2 * DAY,
+        180..1800 => 7 * DAY,
+        1800..86_400 => 30 * DAY,
+        _ => 365 * DAY,
+    }
+}
+
+/// The IB requests that make up `req`, newest first: `req` itself when IB answers it in one,
+/// else pages of at most [`max_request_span`] ending where the next newer one starts (the
+/// newest at `req.end`, or `now`).
+pub(super) fn pages(req: &HistoryRequest, now: i64) -> Vec<HistoryRequest> {
+    let span = max_request_span(req.bar_seconds);
+    if req.duration_seconds <= span {
+        return vec![req.clone()];
+    }
+    let end = req.end.unwrap_or(now);
+    let mut pages = Vec::new();
+    let mut covered = 0u64;
+    while covered < req.duration_seconds {
+        let this = span.min(req.duration_seconds - covered);
+        pages.push(HistoryRequest {
+            end: Some(end.saturating_sub(covered as i64)),
+            duration_seconds: this,
+            ..req.clone()
+        });
+        covered += this;
+    }
+    pages
+}
+
+/// The bars of every page, oldest first, each time once (pages may meet on a bar).
+pub(super) fn merge(pages: Vec<Arc<Vec<Bar>>>) -> Arc<Vec<Bar>> {
+    if pages.len() == 1 {
+        if let Some(only) = pages.into_iter().next() {
+            return only;
+        }
+        return Arc::new(Vec::new());
+    }
+    let mut all: Vec<Bar> = pages.iter().flat_map(|p| p.iter().copied()).collect();
+    all.sort_by_key(|b| b.time);
+    all.dedup_by_key(|b| b.time);
+    Arc::new(all)
 }
 
 /// IB's duration for a number of seconds: seconds up to a day, whole days beyond.
@@ -313,5 +367,74 @@ mod forming_bar_tests {
         };
         let got = convert("SPY", &[day], 86_400, 1_700_254_800).expect("bars");
         assert_eq!(got.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod paging_tests {
+    use super::*;
+
+    fn req(bar_seconds: u32, duration_seconds: u64, end: Option<i64>) -> HistoryRequest {
+        HistoryRequest {
+            symbol: "SPY".into(),
+            bar_seconds,
+            duration_seconds,
+            end,
+        }
+    }
+
+    #[test]
+    fn a_history_ib_answers_at_once_is_one_request() {
+        assert_eq!(
+            pages(&req(60, 86_400, None), 1_000_000),
+            vec![req(60, 86_400, None)]
+        );
+        assert_eq!(pages(&req(1, 1800, None), 1_000_000).len(), 1);
+    }
+
+    #[test]
+    fn a_longer_history_is_paged_newest_first_without_gaps() {
+        let p = pages(&req(1, 5000, None), 1_000_000);
+        let spans: Vec<(Option<i64>, u64)> =
+            p.iter().map(|r| (r.end, r.duration_seconds)).collect();
+        assert_eq!(
+            spans,
+            vec![
+                (Some(1_000_000), 1800),
+                (Some(998_200), 1800),
+                (Some(996_400), 1400)
+            ]
+        );
+        let p = pages(&req(60, 3 * 86_400, Some(2_000_000)), 0);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[2].end, Some(2_000_000 - 2 * 86_400));
+    }
+
+    #[test]
+    fn pages_merge_oldest_first_each_bar_once() {
+        let bar = |time| Bar {
+            time,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            close: 1.0,
+            volume: 1.0,
+        };
+        let newest = Arc::new(vec![bar(20), bar(30)]);
+        let older = Arc::new(vec![bar(0), bar(10), bar(20)]);
+        let merged = merge(vec![newest, older]);
+        assert_eq!(
+            merged.iter().map(|b| b.time).collect::<Vec<_>>(),
+            vec![0, 10, 20, 30]
+        );
+    }
+
+    #[test]
+    fn the_longest_request_follows_ibs_step_sizes() {
+        assert_eq!(max_request_span(1), 1800);
+        assert_eq!(max_request_span(5), 3600);
+        assert_eq!(max_request_span(30), 28_800);
+        assert_eq!(max_request_span(60), 86_400);
+        assert_eq!(max_request_span(86_400), 365 * 86_400);
     }
 }
