@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,6 +146,11 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
         }
     };
     tracing::info!("worker stopping: {why}");
+    if !why.starts_with("shutdown") {
+        // Also on stderr, which the runner always drains into its log: the bridge that
+        // carries the worker's log may be what failed (a corrupt segment).
+        let _ = writeln!(std::io::stderr(), "worker stopping: {why}");
+    }
     backend.disconnect();
     drop(work_tx);
     server.control().close();
