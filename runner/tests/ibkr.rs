@@ -247,18 +247,26 @@ fn config_file(name: &str, text: &str) -> String {
     common::temp_file("ibkr", name, text)
 }
 
+/// `runner run --history-only` of `symbols` against `gw`, with the configuration `toml`
+/// (written to the file `name`): exit code, stdout, stderr.
+fn history_with(gw: &Gateway, symbols: &str, name: &str, toml: &str) -> (i32, String, String) {
+    let cfg = config_file(name, toml);
+    run(ibkr(
+        gw,
+        "9",
+        &["--history-only", "--symbols", symbols, "--config", &cfg],
+    ))
+}
+
 #[test]
 fn contracts_follow_the_per_symbol_configuration() {
     let gw = Gateway::start(Behaviour::default()).unwrap();
-    let cfg = config_file(
+    let (code, _, stderr) = history_with(
+        &gw,
+        "SPY,SHOP",
         "contracts.toml",
         "[ibkr.contracts.SHOP]\ncurrency = \"CAD\"\nprimary_exchange = \"TSE\"\n",
     );
-    let (code, _, stderr) = run(ibkr(
-        &gw,
-        "9",
-        &["--history-only", "--symbols", "SPY,SHOP", "--config", &cfg],
-    ));
     assert_eq!(code, 0, "{stderr}");
     let contracts = gw.history_contracts();
     let of = |s: &str| {
@@ -363,12 +371,12 @@ fn the_next_client_ids_are_tried_when_allowed() {
         ..Behaviour::default()
     })
     .unwrap();
-    let cfg = config_file("attempts.toml", "[ibkr]\nclient_id_attempts = 3\n");
-    let (code, stdout, stderr) = run(ibkr(
+    let (code, stdout, stderr) = history_with(
         &gw,
-        "9",
-        &["--history-only", "--symbols", "SPY", "--config", &cfg],
-    ));
+        "SPY",
+        "attempts.toml",
+        "[ibkr]\nclient_id_attempts = 3\n",
+    );
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(history_counts(&stdout), vec![("SPY".to_string(), 1440)]);
     let ids: Vec<Option<i32>> = gw.connections().iter().map(|c| c.client_id).collect();
@@ -951,15 +959,12 @@ fn an_ambiguous_contract_lists_its_candidates_and_a_primary_exchange_picks_one()
         ..Behaviour::default()
     })
     .unwrap();
-    let cfg = config_file(
+    let (code, stdout, stderr) = history_with(
+        &gw,
+        "SPY",
         "spy-nyse.toml",
         "[ibkr.contracts.SPY]\nprimary_exchange = \"NYSE\"\n",
     );
-    let (code, stdout, stderr) = run(ibkr(
-        &gw,
-        "9",
-        &["--history-only", "--symbols", "SPY", "--config", &cfg],
-    ));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(history_counts(&stdout), vec![("SPY".to_string(), 1440)]);
     let spy = &gw.history_contracts()[0];
@@ -1031,15 +1036,12 @@ fn a_long_history_is_fetched_in_pages_ib_accepts() {
         ..Behaviour::default()
     })
     .unwrap();
-    let cfg = config_file(
+    let (code, stdout, stderr) = history_with(
+        &gw,
+        "SPY",
         "paging.toml",
         "[history]\nbar_seconds = 5\nduration_seconds = 10800\n",
     );
-    let (code, stdout, stderr) = run(ibkr(
-        &gw,
-        "9",
-        &["--history-only", "--symbols", "SPY", "--config", &cfg],
-    ));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         history_counts(&stdout),
