@@ -221,17 +221,9 @@ mod tests {
         assert_eq!(
             ib.contracts,
             vec![ContractSpec {
-                symbol: "SHOP".into(),
-                exchange: "SMART".into(),
                 currency: "CAD".into(),
                 primary_exchange: Some("TSE".into()),
-                what_to_show: None,
-                use_rth: None,
-                sec_type: Default::default(),
-                con_id: None,
-                ib_symbol: None,
-                local_symbol: None,
-                expiry: None,
+                ..ContractSpec::smart_stock("SHOP")
             }]
         );
     }

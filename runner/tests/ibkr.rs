@@ -584,11 +584,7 @@ fn after_1102_the_subscriptions_are_kept() {
 fn a_refused_live_subscription_is_explained_in_its_row() {
     let gw = Gateway::start(Behaviour {
         realtime_interval: Duration::from_millis(50),
-        realtime_refused: vec![(
-            "QQQ".into(),
-            354,
-            "Requested market data is not subscribed.".into(),
-        )],
+        realtime_refused: vec![Behaviour::not_subscribed("QQQ")],
         ..Behaviour::default()
     })
     .unwrap();
@@ -615,11 +611,7 @@ fn a_refused_live_subscription_is_explained_in_its_row() {
 fn a_competing_live_session_is_named() {
     let gw = Gateway::start(Behaviour {
         realtime_interval: Duration::from_millis(50),
-        realtime_refused: vec![(
-            "SPY".into(),
-            10197,
-            "No market data during competing live session".into(),
-        )],
+        realtime_refused: vec![Behaviour::competing_session("SPY")],
         ..Behaviour::default()
     })
     .unwrap();

@@ -217,6 +217,25 @@ pub struct ContractSpec {
     pub expiry: Option<String>,
 }
 
+impl ContractSpec {
+    /// `symbol` as a SMART-routed USD stock, every other choice the run's.
+    pub fn smart_stock(symbol: &str) -> ContractSpec {
+        ContractSpec {
+            symbol: symbol.into(),
+            exchange: "SMART".into(),
+            currency: "USD".into(),
+            primary_exchange: None,
+            what_to_show: None,
+            use_rth: None,
+            sec_type: SecType::Stock,
+            con_id: None,
+            ib_symbol: None,
+            local_symbol: None,
+            expiry: None,
+        }
+    }
+}
+
 /// What kind of instrument a contract is (IB's `secType`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SecType {

@@ -68,17 +68,9 @@ mod tests {
             market_data_type: Default::default(),
             paced_history: Vec::new(),
             contracts: vec![ContractSpec {
-                symbol: "EUR".into(),
                 exchange: "IDEALPRO".into(),
-                currency: "USD".into(),
-                primary_exchange: None,
                 what_to_show: Some(WhatToShow::Midpoint),
-                use_rth: None,
-                sec_type: Default::default(),
-                con_id: None,
-                ib_symbol: None,
-                local_symbol: None,
-                expiry: None,
+                ..ContractSpec::smart_stock("EUR")
             }],
         };
         let spy = DataChoice::of(&opts, "SPY");

@@ -187,19 +187,7 @@ mod tests {
     }
 
     fn spec(symbol: &str) -> ContractSpec {
-        ContractSpec {
-            symbol: symbol.into(),
-            exchange: "SMART".into(),
-            currency: "USD".into(),
-            primary_exchange: None,
-            what_to_show: None,
-            use_rth: None,
-            sec_type: SecType::Stock,
-            con_id: None,
-            ib_symbol: None,
-            local_symbol: None,
-            expiry: None,
-        }
+        ContractSpec::smart_stock(symbol)
     }
 
     #[test]
