@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,6 +256,15 @@ pub enum Event {
         /// Why, with the broker's code in the message.
         error: RemoteError,
     },
+    /// The broker refused live data for a subscribed symbol, and the worker fell back to
+    /// delayed data for it (as configured): its bars from now on are built from the broker's
+    /// delayed feed (IB: 15 to 20 minutes late), timed when they arrive.
+    Delayed {
+        /// The subscription's symbol.
+        symbol: String,
+        /// The refusal of live data, with the broker's code in the message.
+        refused: RemoteError,
+    },
     /// A broker notice (farm status and the like).
     Notice {
         /// The broker's code (IB: 2104 market data farm OK, ...).
@@ -281,6 +290,20 @@ pub enum ConnectionStatus {
     Restored {
         /// Whether the broker's market data requests were lost (and so made again).
         data_lost: bool,
+    },
+    /// The socket to the gateway is down and the worker is trying to connect again: attempt
+    /// `attempt` (from 1 for each loss) is about to be made.
+    Reconnecting {
+        /// Which attempt since the connection was lost.
+        attempt: u32,
+    },
+    /// The worker stopped trying to reconnect (its configured number of attempts is spent):
+    /// the connection stays down.
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// Why, in words.
+        reason: String,
     },
 }
 

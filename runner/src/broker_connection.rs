@@ -20,10 +20,17 @@ pub struct BrokerConnection {
     pub restored_data_lost: u32,
     /// Restorations with market data kept (IB 1102).
     pub restored_data_kept: u32,
+    /// Reconnection attempts to the gateway, in all.
+    pub reconnect_attempts: u32,
+    /// Why the worker stopped trying to reconnect, if it did: the run fails.
+    pub gave_up: Option<String>,
     /// Why the connection is down now, if it is.
     pub down: Option<String>,
     /// Symbols whose live data the broker refused, with why, in words.
     pub refused: BTreeMap<String, String>,
+    /// Symbols whose live bars come from the broker's delayed feed since their live data
+    /// was refused, with why, in words.
+    pub delayed: BTreeMap<String, String>,
 }
 
 impl BrokerConnection {
@@ -54,6 +61,15 @@ impl BrokerConnection {
                 self.down = None;
                 tracing::info!("broker connection restored; live subscriptions kept");
             }
+            ConnectionStatus::Reconnecting { attempt } => {
+                self.reconnect_attempts += 1;
+                tracing::info!("reconnecting to the gateway: attempt {attempt}");
+            }
+            ConnectionStatus::GaveUp { attempts, reason } => {
+                let why = format!("gave up reconnecting after {attempts} attempt(s): {reason}");
+                tracing::error!("broker connection {why}");
+                self.gave_up = Some(why);
+            }
         }
     }
 
@@ -62,6 +78,15 @@ impl BrokerConnection {
         let why = refusal_text(error);
         tracing::warn!(%symbol, "live data refused: {why}");
         self.refused.insert(symbol.to_string(), why);
+    }
+
+    /// Takes in that `symbol`'s live data was refused and its bars now come from the
+    /// broker's delayed feed, and logs it.
+    pub fn delayed(&mut self, symbol: &str, refused: &RemoteError) {
+        let why = refusal_text(refused);
+        tracing::warn!(%symbol, "live data refused ({why}): bars from delayed data instead");
+        self.refused.remove(symbol);
+        self.delayed.insert(symbol.to_string(), why);
     }
 
     /// `symbol`'s live data flows again (a refusal that lifted: a competing session gone, a
@@ -74,19 +99,29 @@ impl BrokerConnection {
 
     /// The summary's line, if anything happened to the connection.
     pub fn summary_line(&self) -> Option<String> {
-        if self.lost == 0 && self.refused.is_empty() && self.down.is_none() {
+        if self.lost == 0
+            && self.refused.is_empty()
+            && self.delayed.is_empty()
+            && self.down.is_none()
+            && self.gave_up.is_none()
+        {
             return None;
         }
         let mut line = format!(
-            "broker connection: lost {}, restored {} (market data lost and subscriptions made again {}, kept {}), live data refused for {} symbol(s)",
+            "broker connection: lost {}, reconnection attempts {}, restored {} (market data lost and subscriptions made again {}, kept {}), live data refused for {} symbol(s), delayed data for {}",
             self.lost,
+            self.reconnect_attempts,
             self.restored_data_lost + self.restored_data_kept,
             self.restored_data_lost,
             self.restored_data_kept,
-            self.refused.len()
+            self.refused.len(),
+            self.delayed.len()
         );
         if let Some(reason) = &self.down {
             line.push_str(&format!("; down at the end ({reason})"));
+        }
+        if let Some(why) = &self.gave_up {
+            line.push_str(&format!("; {why}"));
         }
         Some(line)
     }
@@ -122,6 +157,8 @@ mod tests {
         b.observe(&ConnectionStatus::Lost {
             reason: "socket".into(),
         });
+        b.observe(&ConnectionStatus::Reconnecting { attempt: 1 });
+        b.observe(&ConnectionStatus::Reconnecting { attempt: 2 });
         b.observe(&ConnectionStatus::Restored { data_lost: false });
         b.observe(&ConnectionStatus::Lost {
             reason: "again".into(),
@@ -132,8 +169,21 @@ mod tests {
         );
         assert_eq!(
             b.summary_line().unwrap(),
-            "broker connection: lost 3, restored 2 (market data lost and subscriptions made again 1, kept 1), live data refused for 0 symbol(s); down at the end (again)"
+            "broker connection: lost 3, reconnection attempts 2, restored 2 (market data lost and subscriptions made again 1, kept 1), live data refused for 0 symbol(s), delayed data for 0; down at the end (again)"
         );
+        assert_eq!(b.gave_up, None);
+        b.observe(&ConnectionStatus::GaveUp {
+            attempts: 3,
+            reason: "connection refused".into(),
+        });
+        assert_eq!(
+            b.gave_up.as_deref(),
+            Some("gave up reconnecting after 3 attempt(s): connection refused")
+        );
+        assert!(b
+            .summary_line()
+            .unwrap()
+            .ends_with("; down at the end (again); gave up reconnecting after 3 attempt(s): connection refused"));
     }
 
     #[test]
@@ -153,7 +203,7 @@ mod tests {
         assert!(b
             .summary_line()
             .unwrap()
-            .ends_with("refused for 1 symbol(s)"));
+            .ends_with("refused for 1 symbol(s), delayed data for 0"));
     }
 
     #[test]
@@ -174,5 +224,22 @@ mod tests {
         );
         b.flowing("SPY");
         assert!(b.refused.is_empty());
+    }
+
+    #[test]
+    fn a_symbol_on_delayed_data_is_not_refused_and_says_why() {
+        let mut b = BrokerConnection::default();
+        let not_subscribed = RemoteError {
+            kind: ErrorKind::NotPermitted,
+            message: "[354] Requested market data is not subscribed.".into(),
+        };
+        b.refuse("SPY", &not_subscribed);
+        b.delayed("SPY", &not_subscribed);
+        assert!(b.refused.is_empty());
+        assert_eq!(
+            b.delayed["SPY"],
+            "no market data permission or subscription: [354] Requested market data is not subscribed."
+        );
+        assert!(b.summary_line().unwrap().ends_with("delayed data for 1"));
     }
 }

@@ -115,6 +115,12 @@ pub struct IbkrConfig {
     pub use_rth: bool,
     /// Which market data the gateway sends: live, frozen, delayed or delayed-frozen.
     pub market_data_type: String,
+    /// Reconnection attempts after the socket to the gateway closes (1 s, 2 s, 3 s, 5 s, ...
+    /// up to 30 s apart) before the run gives up and fails; 0: for ever.
+    pub reconnect_attempts: u32,
+    /// A symbol whose live bars are refused for want of a market data subscription gets bars
+    /// built from IB's delayed feed instead (15-20 minutes late), reported as such.
+    pub delayed_fallback: bool,
     /// Symbols that are not SMART-routed USD stocks, by symbol.
     pub contracts: std::collections::BTreeMap<String, ContractConfig>,
 }
@@ -260,6 +266,8 @@ impl Default for IbkrConfig {
             what_to_show: "TRADES".into(),
             use_rth: true,
             market_data_type: "live".into(),
+            reconnect_attempts: 0,
+            delayed_fallback: false,
             contracts: std::collections::BTreeMap::new(),
         }
     }

@@ -41,6 +41,8 @@ pub struct SymbolReport {
     pub live_bars: usize,
     /// The last evaluation, or why there is none.
     pub last: Result<Evaluation, String>,
+    /// What else the row must say (its live bars come from delayed data, ...).
+    pub note: Option<String>,
 }
 
 /// What a run did.
@@ -113,7 +115,10 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
     sup.shutdown();
     let mut outcome = outcome?;
     outcome.supervisor.restarts = sup.stats().restarts;
-    outcome.gave_up = sup.gave_up().map(|e| e.to_string());
+    outcome.gave_up = sup
+        .gave_up()
+        .map(|e| e.to_string())
+        .or_else(|| outcome.broker.gave_up.clone());
     if let Some(s) = signals {
         outcome.signals_written = s.flush()?.0;
     }
@@ -286,7 +291,14 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
                     file.row(&symbol, &e)?;
                 }
             }
-            Ok(Event::Connection(status)) => broker.observe(&status),
+            Ok(Event::Connection(status)) => {
+                broker.observe(&status);
+                if broker.gave_up.is_some() {
+                    // The connection stays down for good: nothing more can come.
+                    return Ok(false);
+                }
+            }
+            Ok(Event::Delayed { symbol, refused }) => broker.delayed(&symbol, &refused),
             Ok(Event::Refused { symbol, error }) => broker.refuse(&symbol, &error),
             Ok(Event::Notice { code, message }) => tracing::info!(code, "notice: {message}"),
             Err(RecvTimeoutError::Timeout) => {}
@@ -339,11 +351,16 @@ fn final_reports(
                     )
                     .map_err(|e: NoSignal| e.to_string()),
             };
+            let note = broker
+                .delayed
+                .get(&s.symbol)
+                .map(|why| format!("delayed data, live refused: {why}"));
             SymbolReport {
                 symbol: s.symbol,
                 history_bars: s.history_bars,
                 live_bars: s.live_bars,
                 last,
+                note,
             }
         })
         .collect()

@@ -35,12 +35,15 @@ pub fn render(o: &Outcome) -> String {
         let l = r.live_bars.to_string();
         match &r.last {
             Ok(e) => {
-                let (p, f, sl, sig) = (
+                let (p, f, sl) = (
                     format!("{:.2}", e.price),
                     format!("{:.2}", e.fast),
                     format!("{:.2}", e.slow),
-                    e.signal.to_string(),
                 );
+                let sig = match &r.note {
+                    Some(note) => format!("{} ({note})", e.signal),
+                    None => e.signal.to_string(),
+                };
                 line(&mut s, [&r.symbol, &h, &l, &p, &f, &sl, &sig]);
             }
             Err(why) => line(&mut s, [&r.symbol, &h, &l, "-", "-", "-", why]),
@@ -127,12 +130,27 @@ mod tests {
                         slow: 337.34,
                         signal: Signal::Hold,
                     }),
+                    note: None,
+                },
+                SymbolReport {
+                    symbol: "QQQ".into(),
+                    history_bars: 1440,
+                    live_bars: 2,
+                    last: Ok(Evaluation {
+                        time: 0,
+                        price: 400.0,
+                        fast: 401.0,
+                        slow: 399.0,
+                        signal: Signal::Buy,
+                    }),
+                    note: Some("delayed data: live refused".into()),
                 },
                 SymbolReport {
                     symbol: "TSLA".into(),
                     history_bars: 0,
                     live_bars: 0,
                     last: Err("no data: NoData: no data for TSLA".into()),
+                    note: None,
                 },
             ],
             history_elapsed: Duration::from_millis(20),
@@ -156,14 +174,18 @@ mod tests {
         );
         assert_eq!(
             lines[2],
+            "QQQ          1440      2       400.00       401.00       399.00  buy (delayed data: live refused)"
+        );
+        assert_eq!(
+            lines[3],
             "TSLA            0      0            -            -            -  no data: NoData: no data for TSLA"
         );
-        assert_eq!(lines[3], "");
+        assert_eq!(lines[4], "");
         assert_eq!(
-            lines[4],
-            "history: 2 symbols in 0.02 s; live phase 5.1 s (interrupted)"
+            lines[5],
+            "history: 3 symbols in 0.02 s; live phase 5.1 s (interrupted)"
         );
-        assert_eq!(lines[5], "bridge round trip: p50 -, p99 - (0 pings)");
-        assert!(lines[7].ends_with("signals written: 3"), "{}", lines[7]);
+        assert_eq!(lines[6], "bridge round trip: p50 -, p99 - (0 pings)");
+        assert!(lines[8].ends_with("signals written: 3"), "{}", lines[8]);
     }
 }

@@ -95,6 +95,8 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
             what_to_show: cfg.ibkr.what_to_show.parse().unwrap_or_default(),
             use_rth: cfg.ibkr.use_rth,
             market_data_type: cfg.ibkr.market_data_type.parse().unwrap_or_default(),
+            reconnect_attempts: cfg.ibkr.reconnect_attempts,
+            delayed_fallback: cfg.ibkr.delayed_fallback,
             paced_history: Vec::new(),
             contracts: cfg
                 .ibkr

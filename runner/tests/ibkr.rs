@@ -647,12 +647,60 @@ fn an_outage_of_the_gateway_is_ridden_out_and_bars_resume() {
         "{stderr}"
     );
     assert!(gw.seen().refused_connections >= 1, "{:?}", gw.seen());
+    // Each attempt is reported: the first (after 1 s) finds the gateway still down.
+    assert!(
+        stderr.contains("reconnecting to the gateway: attempt 1"),
+        "{stderr}"
+    );
     subscribed_times(&gw, &["SPY", "QQQ"], 2);
     for symbol in ["SPY", "QQQ"] {
         assert!(row(&stdout, symbol).0 >= 3, "{symbol}\n{stdout}\n{stderr}");
     }
     // ibapi's own account of its reconnect is in the log.
     assert!(stderr.lines().any(|l| l.contains(" ibapi: ")), "{stderr}");
+}
+
+/// With `ibkr.reconnect_attempts`, a gateway that stays away is given up on after that many
+/// attempts: each attempt is reported, then the run ends at once with exit 1 and says why.
+#[test]
+fn reconnection_attempts_and_giving_up_reach_the_runner() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        outage: Some(Outage {
+            after_bars: 24,
+            lasts: Duration::from_secs(120),
+        }),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let cfg = config_file("give-up.toml", "[ibkr]\nreconnect_attempts = 2\n");
+    let mut cmd = ibkr(
+        &gw,
+        "9",
+        &["--duration", "60", "--symbols", "SPY,QQQ", "--config", &cfg],
+    );
+    cmd.env("RUNNER_LOG", "info,ibapi=info");
+    let started = Instant::now();
+    let (code, stdout, stderr) = run(cmd);
+    // Attempts 1 s and 2 s after the loss, then the run ends: long before its 60 s.
+    assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    for attempt in 1..=2 {
+        assert!(
+            stderr.contains(&format!("reconnecting to the gateway: attempt {attempt}")),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("attempt 3"), "{stderr}");
+    assert!(
+        stdout.contains("broker connection: lost 1, reconnection attempts 2, restored 0"),
+        "{stdout}"
+    );
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("gave up reconnecting after 2 attempt(s)"),
+        "{last}"
+    );
 }
 
 /// A paper account without live data subscriptions asks for delayed data: the gateway is told

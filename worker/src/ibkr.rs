@@ -15,8 +15,9 @@
 //! - Real-time bars: IB's 5-second bars built into bars of the requested size (a multiple of
 //!   5 s); a bar joined midway or spanning a gap is not sent. A refusal the gateway sends after
 //!   accepting the request is an `Event::Refused`.
-//! - The connection's life (`lifecycle`): `ibapi` reconnects for ever; losses and restorations
-//!   (IB 1100/1101/1102, the socket) are events, and the live subscriptions are made again,
+//! - The connection's life (`lifecycle`): `ibapi` reconnects for ever, or as many times as
+//!   configured; losses, attempts, restorations and giving up (IB 1100/1101/1102, the
+//!   socket) are events, and the live subscriptions are made again,
 //!   once, whenever the gateway dropped them (`live`). A read in flight when the gateway
 //!   connection drops is re-sent once `ibapi` has reconnected.
 //! - Broker notices (farm status 2104, 2106, 2158, ...) are forwarded as events.
@@ -36,6 +37,7 @@ mod realtime;
 
 pub use errors::{classify, notice_kind};
 pub use history::{bar_size, duration, max_request_span};
+pub(crate) use lifecycle::{announces_attempts, ibapi_logged};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,17 +160,17 @@ impl IbkrBackend {
             tracing::info!(%gateway, client_id, "connecting to the gateway");
             // The notice stream is bound before the handshake, so the farm notices sent during
             // it are not lost.
+            let builder = ibapi::Client::builder()
+                .address(gateway)
+                .client_id(client_id);
+            // The gateway restarts daily: unless told otherwise, keep trying for as long as
+            // the run lasts.
+            let builder = match self.opts.reconnect_attempts {
+                0 => builder.reconnect_forever(),
+                n => builder.max_reconnect_attempts(n),
+            };
             let connected = self.rt.block_on(async {
-                tokio::time::timeout(
-                    timeout,
-                    ibapi::Client::builder()
-                        .address(gateway)
-                        .client_id(client_id)
-                        // The gateway restarts daily: keep trying for as long as the run lasts.
-                        .reconnect_forever()
-                        .connect_with_notice_stream(),
-                )
-                .await
+                tokio::time::timeout(timeout, builder.connect_with_notice_stream()).await
             });
             match connected {
                 Err(_) => {

@@ -84,6 +84,23 @@ impl<S: Subscriber> Layer<S> for Forward {
     }
 }
 
+/// Counts `ibapi`'s announcements of reconnection attempts (it reports them nowhere else);
+/// see [`crate::ibkr::lifecycle`].
+struct ReconnectAttempts;
+
+impl<S: Subscriber> Layer<S> for ReconnectAttempts {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        if !crate::ibkr::announces_attempts(meta.target()) {
+            return;
+        }
+        let mut text = Text::default();
+        event.record(&mut text);
+        crate::ibkr::ibapi_logged(&text.message);
+    }
+}
+
 /// Installs the forwarding subscriber for this process. `level`: 0 error … 4 trace.
 pub(crate) fn install(responder: Responder, level: u8) {
     let filter = match level {
@@ -95,5 +112,7 @@ pub(crate) fn install(responder: Responder, level: u8) {
     };
     let _ = tracing_subscriber::registry()
         .with(Forward { responder }.with_filter(filter))
+        // Whatever the level forwarded: `ibapi` announces its attempts at info.
+        .with(ReconnectAttempts.with_filter(LevelFilter::INFO))
         .try_init();
 }

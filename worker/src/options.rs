@@ -184,11 +184,37 @@ pub struct IbkrOptions {
     pub use_rth: bool,
     /// Which market data the gateway sends (IB's market data type).
     pub market_data_type: MarketDataKind,
+    /// Reconnection attempts after the socket to the gateway closes before giving up; 0:
+    /// for ever.
+    pub reconnect_attempts: u32,
+    /// When the gateway refuses a symbol's live bars for want of a market data permission or
+    /// subscription, build its bars from IB's delayed feed instead (reported as such).
+    pub delayed_fallback: bool,
     /// Historical requests the workers before this one sent in the last 10 minutes: symbol,
     /// bar size, and when (Unix milliseconds). IB paces them whichever worker sent them.
     pub paced_history: Vec<(String, u32, u64)>,
     /// Contracts that are not SMART-routed USD stocks.
     pub contracts: Vec<ContractSpec>,
+}
+
+impl Default for IbkrOptions {
+    /// IB Gateway's paper port on this machine, client id 1, live trades in regular hours,
+    /// reconnecting for ever.
+    fn default() -> Self {
+        IbkrOptions {
+            gateway: "127.0.0.1:4002".into(),
+            client_id: 1,
+            client_id_attempts: 1,
+            connect_wait_ms: 0,
+            what_to_show: WhatToShow::default(),
+            use_rth: true,
+            market_data_type: MarketDataKind::default(),
+            reconnect_attempts: 0,
+            delayed_fallback: false,
+            paced_history: Vec::new(),
+            contracts: Vec::new(),
+        }
+    }
 }
 
 /// How a symbol is traded, where it is not a SMART-routed USD stock.

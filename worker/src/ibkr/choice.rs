@@ -59,19 +59,14 @@ mod tests {
     #[test]
     fn a_contract_overrides_the_runs_choice_field_by_field() {
         let opts = IbkrOptions {
-            gateway: "127.0.0.1:4002".into(),
-            client_id: 1,
-            client_id_attempts: 1,
-            connect_wait_ms: 0,
             what_to_show: WhatToShow::Trades,
             use_rth: true,
-            market_data_type: Default::default(),
-            paced_history: Vec::new(),
             contracts: vec![ContractSpec {
                 exchange: "IDEALPRO".into(),
                 what_to_show: Some(WhatToShow::Midpoint),
                 ..ContractSpec::smart_stock("EUR")
             }],
+            ..IbkrOptions::default()
         };
         let spy = DataChoice::of(&opts, "SPY");
         assert_eq!((spy.what, spy.rth), (WhatToShow::Trades, true));

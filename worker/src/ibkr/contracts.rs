@@ -174,15 +174,8 @@ mod tests {
 
     fn opts(spec: ContractSpec) -> IbkrOptions {
         IbkrOptions {
-            gateway: "127.0.0.1:4002".into(),
-            client_id: 1,
-            client_id_attempts: 1,
-            connect_wait_ms: 0,
-            what_to_show: Default::default(),
-            use_rth: true,
-            market_data_type: Default::default(),
-            paced_history: Vec::new(),
             contracts: vec![spec],
+            ..IbkrOptions::default()
         }
     }
 

@@ -6,14 +6,23 @@
 //! - 1101 (restored, data lost: IB cancelled every market data request): `Restored { data_lost:
 //!   true }`, after every live subscription was made again.
 //! - 1102 (restored, data maintained): `Restored { data_lost: false }`.
-//! - The socket to the gateway closing (`ibapi` reconnects by itself, for ever, and says so
-//!   only in its log): `Lost`, then once it is connected again every live subscription is made
-//!   again (`ibapi` ends them with the connection) and `Restored { data_lost: true }`.
+//! - The socket to the gateway closing: `Lost`; then `Reconnecting { attempt }` before each
+//!   attempt `ibapi` makes (with backoff: 1 s, 2 s, 3 s, 5 s, ... up to 30 s apart); once it
+//!   is connected again every live subscription is made again (`ibapi` ends them with the
+//!   connection) and `Restored { data_lost: true }`; or, when the configured number of
+//!   attempts is spent, `GaveUp`.
 //! - Every other notice is forwarded as it is.
 //!
+//! `ibapi` announces its reconnection attempts only in its log ("next reconnection attempt
+//! in ..."); the worker's log layer counts those records ([`ibapi_logged`]), and the watcher
+//! reports each new one. If a later `ibapi` words them otherwise, no `Reconnecting` comes
+//! (the test `reconnection_attempts_and_giving_up_reach_the_runner` says so); `Lost`,
+//! `Restored` and `GaveUp` do not depend on it.
+//!
 //! Invariants: each transition is reported once; subscriptions are made again only after the
-//! gateway is back, once per loss.
+//! gateway is back, once per loss; attempts are numbered from 1 for each loss.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +41,26 @@ pub(super) const RESTORED_DATA_KEPT: i32 = 1102;
 
 /// How often the socket to the gateway is looked at.
 const WATCH_PERIOD: Duration = Duration::from_millis(250);
+
+/// Reconnection attempts `ibapi` has announced in this process, in all.
+static ATTEMPTS_ANNOUNCED: AtomicU32 = AtomicU32::new(0);
+
+/// What `ibapi` says before each reconnection attempt (target `ibapi::connection::...`).
+const ATTEMPT_ANNOUNCEMENT: &str = "next reconnection attempt in";
+
+/// Whether a log record of `target` matters to [`ibapi_logged`]: `ibapi`'s connection
+/// module, at info or more severe.
+pub(crate) fn announces_attempts(target: &str) -> bool {
+    target.starts_with("ibapi::connection")
+}
+
+/// Takes in one log record of `ibapi`'s connection module: counts the announcements of a
+/// reconnection attempt.
+pub(crate) fn ibapi_logged(message: &str) {
+    if message.starts_with(ATTEMPT_ANNOUNCEMENT) {
+        ATTEMPTS_ANNOUNCED.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 /// Forwards the gateway's notices until the connection is shut down, turning the system codes
 /// into connection events.
@@ -84,32 +113,70 @@ pub(super) async fn forward_notices(
     }
 }
 
-/// Watches the socket to the gateway: reports it lost, and once `ibapi` has connected again,
-/// makes every live subscription again and reports it restored.
+/// Watches the socket to the gateway: reports it lost, each reconnection attempt, and once
+/// `ibapi` has connected again, makes every live subscription again and reports it restored;
+/// or reports that `ibapi` gave up, and ends.
 pub(super) async fn watch_socket(
     client: Arc<ibapi::Client>,
     live: Arc<LiveStreams>,
     events: EventSink,
 ) {
-    let mut up = true;
+    // Counted from while the connection is up: `ibapi` may announce its first attempt
+    // before this task sees the loss.
+    let mut before = ATTEMPTS_ANNOUNCED.load(Ordering::Relaxed);
     loop {
-        tokio::time::sleep(WATCH_PERIOD).await;
-        let now = client.is_connected();
-        if up && !now {
-            tracing::warn!("connection to the gateway lost; reconnecting");
-            events(Event::Connection(ConnectionStatus::Lost {
-                reason: "the connection to the gateway closed".into(),
-            }));
-        } else if !up && now {
-            let count = live.restart_all(&client);
-            tracing::info!(
-                resubscribed = count,
-                "connection to the gateway back: live subscriptions made again"
-            );
-            events(Event::Connection(ConnectionStatus::Restored {
-                data_lost: true,
-            }));
+        while client.is_connected() {
+            tokio::time::sleep(WATCH_PERIOD).await;
         }
-        up = now;
+        tracing::warn!("connection to the gateway lost; reconnecting");
+        events(Event::Connection(ConnectionStatus::Lost {
+            reason: "the connection to the gateway closed".into(),
+        }));
+        let mut reported = 0;
+        let report_attempts = |reported: &mut u32| {
+            let announced = ATTEMPTS_ANNOUNCED
+                .load(Ordering::Relaxed)
+                .wrapping_sub(before);
+            while *reported < announced {
+                *reported += 1;
+                tracing::info!(attempt = *reported, "reconnecting to the gateway");
+                events(Event::Connection(ConnectionStatus::Reconnecting {
+                    attempt: *reported,
+                }));
+            }
+        };
+        let back = client.wait_connected();
+        tokio::pin!(back);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut back => break outcome,
+                _ = tokio::time::sleep(WATCH_PERIOD) => report_attempts(&mut reported),
+            }
+        };
+        report_attempts(&mut reported);
+        match outcome {
+            Ok(()) => {
+                before = ATTEMPTS_ANNOUNCED.load(Ordering::Relaxed);
+                let count = live.restart_all(&client);
+                tracing::info!(
+                    resubscribed = count,
+                    "connection to the gateway back: live subscriptions made again"
+                );
+                events(Event::Connection(ConnectionStatus::Restored {
+                    data_lost: true,
+                }));
+            }
+            Err(e) => {
+                tracing::error!(
+                    attempts = reported,
+                    "gave up reconnecting to the gateway: {e}"
+                );
+                events(Event::Connection(ConnectionStatus::GaveUp {
+                    attempts: reported,
+                    reason: format!("the gateway did not come back ({e})"),
+                }));
+                return;
+            }
+        }
     }
 }
