@@ -46,7 +46,13 @@ pub fn render(o: &Outcome) -> String {
                 };
                 line(&mut s, [&r.symbol, &h, &l, &p, &f, &sl, &sig]);
             }
-            Err(why) => line(&mut s, [&r.symbol, &h, &l, "-", "-", "-", why]),
+            Err(why) => {
+                let why = match &r.note {
+                    Some(note) => format!("{why} ({note})"),
+                    None => why.clone(),
+                };
+                line(&mut s, [&r.symbol, &h, &l, "-", "-", "-", &why])
+            }
         }
     }
     let b = &o.supervisor.bridge;

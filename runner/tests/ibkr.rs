@@ -703,6 +703,57 @@ fn reconnection_attempts_and_giving_up_reach_the_runner() {
     );
 }
 
+/// With `ibkr.delayed_fallback`, a symbol whose live bars are refused for want of a
+/// subscription (354) gets bars built from the delayed feed: the connection asks for delayed
+/// data, the row says so and why, and the permitted symbol keeps its live bars.
+#[test]
+fn a_symbol_without_live_data_falls_back_to_delayed_data_and_says_so() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        realtime_refused: vec![Behaviour::not_subscribed("QQQ")],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let cfg = config_file(
+        "delayed-fallback.toml",
+        "[history]\nbar_seconds = 5\nduration_seconds = 3600\n[ibkr]\ndelayed_fallback = true\n",
+    );
+    let mut cmd = ibkr(
+        &gw,
+        "9",
+        &["--duration", "13", "--symbols", "SPY,QQQ", "--config", &cfg],
+    );
+    cmd.env("RUNNER_LOG", "info,ibapi=info");
+    let (code, stdout, stderr) = run(cmd);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let seen = gw.seen();
+    // Delayed data asked for once, at connect; ticks asked for QQQ alone, once.
+    assert_eq!(seen.market_data_types, vec![3], "{seen:?}");
+    assert_eq!(seen.market_data_requests.get("QQQ"), Some(&1), "{seen:?}");
+    assert_eq!(seen.market_data_requests.get("SPY"), None, "{seen:?}");
+    assert!(
+        stderr.contains("bars built from delayed data instead"),
+        "{stderr}"
+    );
+    // 13 s of 5-second windows on the worker's clock: the joined one is not sent, at least
+    // one whole one is.
+    let (live, rest) = row(&stdout, "QQQ");
+    assert!(live >= 1, "{stdout}\n{stderr}");
+    assert!(
+        rest.contains(
+            "delayed data, live refused: no market data permission or subscription: [354]"
+        ),
+        "{rest}"
+    );
+    let (spy_live, spy_rest) = row(&stdout, "SPY");
+    assert!(spy_live >= 3, "{stdout}");
+    assert!(!spy_rest.contains("delayed"), "{spy_rest}");
+    assert!(
+        stdout.contains("live data refused for 0 symbol(s), delayed data for 1"),
+        "{stdout}"
+    );
+}
+
 /// A paper account without live data subscriptions asks for delayed data: the gateway is told
 /// once at connect (`ibapi` repeats it after a reconnect), and the history comes.
 #[test]

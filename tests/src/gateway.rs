@@ -4,7 +4,10 @@
 //! a client id as in use (or keep one taken after its connection ended), refuse real-time bars
 //! or history for some symbols, answer history the way the real gateway does (exchange time
 //! zone, trading sessions), find several contracts for a symbol, lose its link to IB's servers
-//! and restore it, or go down for a while. Every connection's life is recorded
+//! and restore it, or go down for a while. Market data (level-1 ticks) follows the account's
+//! subscriptions as IB's does: a symbol whose real-time bars are refused as not subscribed
+//! (354) gets 354 for live ticks too, and delayed ticks (10167, then tick types 68/71) once
+//! the client asked for delayed data. Every connection's life is recorded
 //! ([`Gateway::connections`]) so a test can assert that the client closed its socket, and what
 //! the clients asked for is recorded too ([`Gateway::seen`]).
 //!
@@ -96,7 +99,9 @@ pub struct Behaviour {
     /// Real time between two 5-second real-time bars (a fast market clock).
     pub realtime_interval: Duration,
     /// Real-time bar requests for these symbols are accepted, then refused with this error
-    /// (code, message) bound to the request; no bar follows. See [`Behaviour::not_subscribed`]
+    /// (code, message) bound to the request; no bar follows. Market data (tick) requests are
+    /// refused the same way, except that a symbol refused as not subscribed (354) gets
+    /// delayed ticks when the client has asked for delayed data. See [`Behaviour::not_subscribed`]
     /// and [`Behaviour::competing_session`].
     pub realtime_refused: Vec<(String, i32, String)>,
     /// Close the connection after sending this many real-time bars in all (mid-stream).
@@ -434,6 +439,10 @@ fn requests(
     b: &Behaviour,
     conn: &Arc<Connection>,
 ) -> io::Result<bool> {
+    // IB's market data types: 1 live, 2 frozen, 3 delayed, 4 delayed frozen.
+    const LIVE: i32 = 1;
+    const DELAYED: i32 = 3;
+    let mut data_type = LIVE;
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return Ok(true);
@@ -508,9 +517,46 @@ fn requests(
             }
         } else if id == outgoing::REQUEST_MARKET_DATA_TYPE + PROTOBUF {
             if let Ok(req) = MarketDataTypeRequest::decode(msg) {
-                lock(&shared.seen)
-                    .market_data_types
-                    .push(req.market_data_type.unwrap_or(0));
+                data_type = req.market_data_type.unwrap_or(LIVE);
+                lock(&shared.seen).market_data_types.push(data_type);
+            }
+        } else if id == outgoing::REQUEST_MARKET_DATA + PROTOBUF {
+            if let Ok(req) = MarketDataRequest::decode(msg) {
+                let id = req.req_id.unwrap_or(-1);
+                let symbol = req.contract.and_then(|c| c.symbol).unwrap_or_default();
+                *lock(&shared.seen)
+                    .market_data_requests
+                    .entry(symbol.clone())
+                    .or_default() += 1;
+                // A symbol without a subscription has delayed data, if the client asked for
+                // it; a competing session refuses both.
+                let refusal = b.realtime_refused.iter().find(|(s, _, _)| *s == symbol);
+                let delayed = match refusal {
+                    None => false,
+                    Some((_, codes::NOT_SUBSCRIBED, _)) if data_type >= DELAYED => true,
+                    Some((_, code, text)) => {
+                        conn.write(&error_frame(id, *code, text))?;
+                        continue;
+                    }
+                };
+                if delayed {
+                    conn.write(&error_frame(
+                        id,
+                        codes::DELAYED_DISPLAYED,
+                        texts::DELAYED_DISPLAYED,
+                    ))?;
+                }
+                conn.open_stream(id);
+                let (conn, shared, b) = (conn.clone(), shared.clone(), b.clone());
+                std::thread::spawn(move || {
+                    answers::stream_ticks(id, &symbol, delayed, &conn, &shared, &b)
+                });
+            }
+        } else if id == outgoing::CANCEL_MARKET_DATA + PROTOBUF {
+            if let Ok(req) = CancelMarketData::decode(msg) {
+                let id = req.req_id.unwrap_or(-1);
+                lock(&shared.seen).market_data_cancels.push(id);
+                conn.cancel_stream(id);
             }
         } else if id == outgoing::REQUEST_CONTRACT_DATA + PROTOBUF {
             if let Ok(req) = ContractDataRequest::decode(msg) {

@@ -34,6 +34,7 @@ mod history;
 mod lifecycle;
 mod live;
 mod realtime;
+mod tick_bars;
 
 pub use errors::{classify, notice_kind};
 pub use history::{bar_size, duration, max_request_span};
@@ -48,7 +49,7 @@ use bridge::protocol::{
 use parking_lot::Mutex;
 
 use crate::backend::{check_symbol, emit_in_batches, error, Backend, Cancel, EventSink};
-use crate::options::IbkrOptions;
+use crate::options::{IbkrOptions, MarketDataKind};
 use choice::DataChoice;
 use live::LiveStreams;
 
@@ -126,7 +127,11 @@ impl IbkrBackend {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-        let live = Arc::new(LiveStreams::new(rt.handle().clone(), events.clone()));
+        let live = Arc::new(LiveStreams::new(
+            rt.handle().clone(),
+            events.clone(),
+            opts.delayed_fallback,
+        ));
         let pacer = resumed_pacer(&opts.paced_history);
         if !opts.paced_history.is_empty() {
             tracing::info!(
@@ -355,13 +360,20 @@ impl Backend for IbkrBackend {
             ));
         }
         let next_order_id = i64::from(client.next_order_id());
-        if let Some(kind) = market_data_type(self.opts.market_data_type) {
+        // Delayed data, where it is the fallback, is delayed data "if live is not available":
+        // live bars and history are not affected.
+        let wanted = match (self.opts.market_data_type, self.opts.delayed_fallback) {
+            (MarketDataKind::Live, true) => MarketDataKind::Delayed,
+            (MarketDataKind::Frozen, true) => MarketDataKind::DelayedFrozen,
+            (kind, _) => kind,
+        };
+        if let Some(kind) = market_data_type(wanted) {
             // Remembered by `ibapi` and sent again after every reconnect.
             if let Err(e) = self.rt.block_on(client.switch_market_data_type(kind)) {
                 self.rt.block_on(client.disconnect());
                 return Err(classify(&e));
             }
-            tracing::info!(kind = ?self.opts.market_data_type, "market data type set");
+            tracing::info!(kind = ?wanted, "market data type set");
         }
         let watchers = vec![
             self.rt

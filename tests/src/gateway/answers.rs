@@ -1,6 +1,7 @@
 //! The market the fake gateway serves: deterministic prices, the answer to a historical
 //! request (bars and end marker, or the configured error), the answer to a contract details
-//! request, and a stream of 5-second real-time bars.
+//! request, a stream of 5-second real-time bars, and a stream of last-trade ticks (live or
+//! delayed).
 //!
 //! Invariants: prices are positive and a pure function of (symbol, time), so any test can
 //! predict them; historical bars end with the last whole bar before the answer's end; without
@@ -15,9 +16,10 @@ use std::sync::atomic::Ordering;
 use super::calendar::{self, Hours};
 use super::connections::{Connection, Offer};
 use super::wire::{
-    bar_size_seconds, codes, duration_seconds, error_frame, incoming, proto_frame, texts, utc_text,
-    Contract, ContractData, ContractDataEnd, ContractDataRequest, ContractDetails, HistoricalData,
-    HistoricalDataBar, HistoricalDataEnd, HistoricalDataRequest, RealTimeBarTick,
+    bar_size_seconds, codes, duration_seconds, error_frame, incoming, proto_frame, texts, ticks,
+    utc_text, Contract, ContractData, ContractDataEnd, ContractDataRequest, ContractDetails,
+    HistoricalData, HistoricalDataBar, HistoricalDataEnd, HistoricalDataRequest, MarketDataType,
+    RealTimeBarTick, TickPrice, TickSize,
 };
 use super::{Behaviour, GatewayState};
 
@@ -382,6 +384,67 @@ pub(super) fn stream_bars(
             Ok(Offer::Ended) | Err(_) => return,
         }
         t += 5;
+    }
+}
+
+/// Streams `symbol`'s last trades every `realtime_interval` until the stream ends, as IB's
+/// level-1 ticks: first the market data type (live or delayed), then for each trade its
+/// price (with its size, as IB sends it) and its size again on its own. Delayed data is the
+/// price of 15 minutes before. Held back while the link to IB is lost, like the bars.
+pub(super) fn stream_ticks(
+    id: i32,
+    symbol: &str,
+    delayed: bool,
+    conn: &Connection,
+    shared: &GatewayState,
+    b: &Behaviour,
+) {
+    let (data_type, last, last_size, lag) = if delayed {
+        (3, ticks::DELAYED_LAST, ticks::DELAYED_LAST_SIZE, 900)
+    } else {
+        (1, ticks::LAST, ticks::LAST_SIZE, 0)
+    };
+    let kind = proto_frame(
+        incoming::MARKET_DATA_TYPE,
+        &MarketDataType {
+            req_id: Some(id),
+            market_data_type: Some(data_type),
+        },
+    );
+    if !matches!(conn.offer_bar(id, &kind), Ok(Offer::Sent)) {
+        return;
+    }
+    let mut n: i64 = 0;
+    loop {
+        std::thread::sleep(b.realtime_interval);
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let now = worker::unix_time::now().as_millis() as i64;
+        let size = format!("{}", 100 + 100 * (n % 3));
+        let mut frames = proto_frame(
+            incoming::TICK_PRICE,
+            &TickPrice {
+                req_id: Some(id),
+                tick_type: Some(last),
+                price: Some(price(symbol, now / 1000 - lag)),
+                size: Some(size.clone()),
+                attr_mask: Some(0),
+            },
+        );
+        frames.extend(proto_frame(
+            incoming::TICK_SIZE,
+            &TickSize {
+                req_id: Some(id),
+                tick_type: Some(last_size),
+                size: Some(size),
+            },
+        ));
+        match conn.offer_bar(id, &frames) {
+            Ok(Offer::Sent | Offer::Held) => {}
+            Ok(Offer::Ended) | Err(_) => return,
+        }
+        n += 1;
     }
 }
 

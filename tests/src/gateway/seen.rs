@@ -1,5 +1,5 @@
-//! What the fake gateway saw its clients ask for, so a test can assert it: real-time bar
-//! requests per symbol, the cancels of real-time bars and of historical data, the market data
+//! What the fake gateway saw its clients ask for, so a test can assert it: real-time bar and
+//! market data requests per symbol, their cancels and those of historical data, the market data
 //! types requested, the symbols of contract details requests, and the connections refused
 //! during an outage.
 //!
@@ -14,6 +14,10 @@ use std::collections::BTreeMap;
 pub struct Seen {
     /// Real-time bar subscriptions received, per symbol (refused ones included).
     pub realtime_requests: BTreeMap<String, u32>,
+    /// Market data (tick) subscriptions received, per symbol (refused ones included).
+    pub market_data_requests: BTreeMap<String, u32>,
+    /// Request ids of the cancelMktData messages received, in order.
+    pub market_data_cancels: Vec<i32>,
     /// Request ids of the cancelRealTimeBars messages received, in order.
     pub realtime_cancels: Vec<i32>,
     /// Request ids of the cancelHistoricalData messages received, in order.

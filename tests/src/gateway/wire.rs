@@ -24,6 +24,8 @@ pub const PROTOBUF: i32 = 200;
 
 /// Incoming (to the client) message ids.
 pub mod incoming {
+    pub const TICK_PRICE: i32 = 1;
+    pub const TICK_SIZE: i32 = 2;
     pub const ERROR: i32 = 4;
     pub const NEXT_VALID_ID: i32 = 9;
     pub const CONTRACT_DATA: i32 = 10;
@@ -32,11 +34,14 @@ pub mod incoming {
     pub const CURRENT_TIME: i32 = 49;
     pub const REAL_TIME_BARS: i32 = 50;
     pub const CONTRACT_DATA_END: i32 = 52;
+    pub const MARKET_DATA_TYPE: i32 = 58;
     pub const HISTORICAL_DATA_END: i32 = 108;
 }
 
 /// Outgoing (from the client) message ids.
 pub mod outgoing {
+    pub const REQUEST_MARKET_DATA: i32 = 1;
+    pub const CANCEL_MARKET_DATA: i32 = 2;
     pub const REQUEST_CONTRACT_DATA: i32 = 9;
     pub const REQUEST_HISTORICAL_DATA: i32 = 20;
     pub const CANCEL_HISTORICAL_DATA: i32 = 25;
@@ -59,7 +64,16 @@ pub mod codes {
     pub const MARKET_DATA_FARM_OK: i32 = 2104;
     pub const HMDS_FARM_OK: i32 = 2106;
     pub const SEC_DEF_FARM_OK: i32 = 2158;
+    pub const DELAYED_DISPLAYED: i32 = 10167;
     pub const COMPETING_LIVE_SESSION: i32 = 10197;
+}
+
+/// IB's tick types the gateway sends.
+pub mod ticks {
+    pub const LAST: i32 = 4;
+    pub const LAST_SIZE: i32 = 5;
+    pub const DELAYED_LAST: i32 = 68;
+    pub const DELAYED_LAST_SIZE: i32 = 71;
 }
 
 /// The gateway's text for the error codes, as the real gateway words them.
@@ -68,6 +82,8 @@ pub mod texts {
         "Unable to connect as the client id is already in use. Retry with a unique client id.";
     pub const NOT_SUBSCRIBED: &str = "Requested market data is not subscribed.";
     pub const COMPETING_LIVE_SESSION: &str = "No market data during competing live session";
+    pub const DELAYED_DISPLAYED: &str =
+        "Requested market data is not subscribed. Displaying delayed market data.";
     pub const CONNECTIVITY_LOST: &str =
         "Connectivity between IB and Trader Workstation has been lost.";
     pub const CONNECTIVITY_RESTORED_DATA_LOST: &str =
@@ -194,6 +210,53 @@ pub struct RealTimeBarsRequest {
     pub req_id: Option<i32>,
     #[prost(message, optional, tag = "2")]
     pub contract: Option<Contract>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct MarketDataRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CancelMarketData {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+}
+
+/// The market data type a market data request is answered with.
+#[derive(Clone, PartialEq, Message)]
+pub struct MarketDataType {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(int32, optional, tag = "2")]
+    pub market_data_type: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TickPrice {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(int32, optional, tag = "2")]
+    pub tick_type: Option<i32>,
+    #[prost(double, optional, tag = "3")]
+    pub price: Option<f64>,
+    #[prost(string, optional, tag = "4")]
+    pub size: Option<String>,
+    #[prost(int32, optional, tag = "5")]
+    pub attr_mask: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct TickSize {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(int32, optional, tag = "2")]
+    pub tick_type: Option<i32>,
+    #[prost(string, optional, tag = "3")]
+    pub size: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -13,7 +13,7 @@ use ibapi::prelude::Contract;
 use parking_lot::Mutex;
 
 use super::choice::DataChoice;
-use super::realtime::{stream_bars, FiveSecondBars};
+use super::realtime::{stream_bars, Feed, FiveSecondBars};
 use crate::backend::EventSink;
 
 /// One symbol's live stream.
@@ -28,15 +28,42 @@ struct Live {
 pub(super) struct LiveStreams {
     handle: tokio::runtime::Handle,
     events: EventSink,
+    /// Fall back to delayed data for a symbol whose live bars are refused as not permitted.
+    delayed_fallback: bool,
     streams: Mutex<HashMap<String, Live>>,
 }
 
 impl LiveStreams {
-    pub(super) fn new(handle: tokio::runtime::Handle, events: EventSink) -> Self {
+    pub(super) fn new(
+        handle: tokio::runtime::Handle,
+        events: EventSink,
+        delayed_fallback: bool,
+    ) -> Self {
         LiveStreams {
             handle,
             events,
+            delayed_fallback,
             streams: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The feed of `symbol` on `client`.
+    fn feed(
+        &self,
+        client: Arc<ibapi::Client>,
+        symbol: &str,
+        contract: Contract,
+        choice: DataChoice,
+        size: i64,
+    ) -> Feed {
+        Feed {
+            client,
+            contract,
+            choice,
+            symbol: symbol.to_string(),
+            size,
+            events: self.events.clone(),
+            delayed_fallback: self.delayed_fallback,
         }
     }
 
@@ -51,15 +78,8 @@ impl LiveStreams {
         size: i64,
         subscription: Option<FiveSecondBars>,
     ) {
-        let task = self.handle.spawn(stream_bars(
-            client,
-            contract.clone(),
-            choice,
-            subscription,
-            symbol.to_string(),
-            size,
-            self.events.clone(),
-        ));
+        let feed = self.feed(client, symbol, contract.clone(), choice, size);
+        let task = self.handle.spawn(stream_bars(feed, subscription));
         let live = Live {
             contract,
             choice,
@@ -92,18 +112,14 @@ impl LiveStreams {
         let mut streams = self.streams.lock();
         for (symbol, live) in streams.iter_mut() {
             live.task.abort();
-            live.task = self
-                .handle
-                .spawn(stream_bars(
-                    client.clone(),
-                    live.contract.clone(),
-                    live.choice,
-                    None,
-                    symbol.clone(),
-                    live.size,
-                    self.events.clone(),
-                ))
-                .abort_handle();
+            let feed = self.feed(
+                client.clone(),
+                symbol,
+                live.contract.clone(),
+                live.choice,
+                live.size,
+            );
+            live.task = self.handle.spawn(stream_bars(feed, None)).abort_handle();
         }
         streams.len()
     }

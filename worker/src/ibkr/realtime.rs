@@ -5,40 +5,61 @@
 //! are built by [`BarBuilder`] (whole bars only: a bar joined midway, or with a 5-second bar
 //! missing or repeated, is never sent); a refusal by the gateway after the request was
 //! accepted (354 not subscribed, 10197 competing session, ...) is sent as
-//! [`Event::Refused`] and ends the stream; a stream that ends with the gateway connection ends
+//! [`Event::Refused`] and ends the stream, unless it is for want of a market data permission
+//! or subscription and the delayed fallback is on: then the symbol's bars are built from the
+//! delayed last-trade ticks ([`TickBars`]), said first with [`Event::Delayed`]; a stream that
+//! ends with the gateway connection ends
 //! quietly: [`LiveStreams`](super::live::LiveStreams) starts it again, once, when the
 //! connection is back.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use bridge::protocol::{Bar, Event};
-use ibapi::prelude::{Contract, StreamExt, SubscriptionItem};
+use bridge::protocol::{Bar, ErrorKind, Event, RemoteError};
+use ibapi::contracts::tick_types::TickType;
+use ibapi::prelude::{Contract, StreamExt, SubscriptionItem, TickTypes};
 
 use super::bar_builder::BarBuilder;
 use super::choice::DataChoice;
 use super::classify;
+use super::tick_bars::TickBars;
 use crate::backend::EventSink;
 
 /// An `ibapi` subscription to 5-second real-time bars.
 pub(super) type FiveSecondBars =
     ibapi::subscriptions::r#async::Subscription<ibapi::market_data::realtime::Bar>;
 
-/// Builds `size`-second bars from IB's 5-second real-time bars of `contract` and sends each as
-/// an event when its last 5-second bar arrives. Subscribes first unless `subscription` is
-/// given.
-pub(super) async fn stream_bars(
-    client: Arc<ibapi::Client>,
-    contract: Contract,
-    choice: DataChoice,
-    subscription: Option<FiveSecondBars>,
-    symbol: String,
-    size: i64,
-    events: EventSink,
-) {
+/// One symbol's live stream: where it comes from and where its bars go.
+pub(super) struct Feed {
+    pub(super) client: Arc<ibapi::Client>,
+    pub(super) contract: Contract,
+    pub(super) choice: DataChoice,
+    pub(super) symbol: String,
+    /// Seconds of the bars built.
+    pub(super) size: i64,
+    pub(super) events: EventSink,
+    /// Build bars from the delayed feed when live bars are refused for want of a market data
+    /// permission or subscription.
+    pub(super) delayed_fallback: bool,
+}
+
+/// Builds `size`-second bars from IB's 5-second real-time bars of the feed's contract and
+/// sends each as an event when its last 5-second bar arrives. Subscribes first unless
+/// `subscription` is given.
+pub(super) async fn stream_bars(feed: Feed, subscription: Option<FiveSecondBars>) {
+    let Feed {
+        client,
+        contract,
+        choice,
+        symbol,
+        size,
+        events,
+        ..
+    } = &feed;
     let mut subscription = match subscription {
         Some(s) => s,
         None => match client
-            .realtime_bars(&contract)
+            .realtime_bars(contract)
             .what_to_show(choice.realtime())
             .trading_hours(choice.hours())
             .subscribe()
@@ -49,10 +70,10 @@ pub(super) async fn stream_bars(
                 tracing::debug!(%symbol, "real-time bars not subscribed: the connection is down");
                 return;
             }
-            Err(e) => return refused(&symbol, &e, &events),
+            Err(e) => return refused(feed, &e).await,
         },
     };
-    let mut builder = BarBuilder::new(size);
+    let mut builder = BarBuilder::new(*size);
     loop {
         match subscription.next().await {
             Some(Ok(SubscriptionItem::Data(b))) => {
@@ -83,7 +104,10 @@ pub(super) async fn stream_bars(
                 code: n.code,
                 message: n.message,
             }),
-            Some(Err(e)) if !ended_with_connection(&e) => return refused(&symbol, &e, &events),
+            Some(Err(e)) if !ended_with_connection(&e) => {
+                drop(subscription);
+                return refused(feed, &e).await;
+            }
             // Ended with the connection: started again when it is back.
             Some(Err(_)) | None => {
                 tracing::debug!(%symbol, "real-time bars ended with the gateway connection");
@@ -93,16 +117,106 @@ pub(super) async fn stream_bars(
     }
 }
 
+/// Builds `size`-second bars from the feed's last-trade ticks (delayed ones, the connection
+/// having asked for delayed data), timed when they arrive, after live bars were refused with
+/// `live_refused`. Says so first with [`Event::Delayed`].
+async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
+    let Feed {
+        client,
+        contract,
+        symbol,
+        size,
+        events,
+        ..
+    } = &feed;
+    let mut ticks = match client.market_data(contract).subscribe().await {
+        Ok(s) => s,
+        Err(e) if ended_with_connection(&e) => return,
+        Err(e) => return report_refusal(symbol, &e, events),
+    };
+    tracing::warn!(
+        %symbol,
+        "live bars refused ({}): bars built from delayed data instead",
+        live_refused.message
+    );
+    events(Event::Delayed {
+        symbol: symbol.clone(),
+        refused: live_refused,
+    });
+    let now = || crate::unix_time::now().as_secs() as i64;
+    let mut bars = TickBars::new(*size, now());
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let done = tokio::select! {
+            item = ticks.next() => match item {
+                Some(Ok(SubscriptionItem::Data(tick))) => match tick {
+                    TickTypes::Price(p) if is_trade(p.tick_type) => bars.price(now(), p.price),
+                    TickTypes::PriceSize(p) if is_trade(p.price_tick_type) => {
+                        bars.price(now(), p.price)
+                    }
+                    // Sizes are counted from their own ticks only: IB sends each trade's size
+                    // with its price and again on its own.
+                    TickTypes::Size(s) if is_trade_size(s.tick_type) => bars.size(now(), s.size),
+                    TickTypes::MarketDataType(kind) => {
+                        tracing::info!(%symbol, ?kind, "market data type of the feed");
+                        None
+                    }
+                    _ => None,
+                },
+                Some(Ok(SubscriptionItem::Notice(n))) => {
+                    // 10167: "Displaying delayed market data", as asked.
+                    tracing::debug!(%symbol, code = n.code, "{}", n.message);
+                    None
+                }
+                Some(Err(e)) if !ended_with_connection(&e) => {
+                    return report_refusal(symbol, &e, events)
+                }
+                Some(Err(_)) | None => {
+                    tracing::debug!(%symbol, "delayed data ended with the gateway connection");
+                    return;
+                }
+            },
+            _ = clock.tick() => bars.tick(now()),
+        };
+        if let Some(bar) = done {
+            events(Event::Bar {
+                symbol: symbol.clone(),
+                bar,
+            });
+        }
+    }
+}
+
+/// Whether a price tick is a trade's (live or delayed last price).
+fn is_trade(t: TickType) -> bool {
+    matches!(t, TickType::Last | TickType::DelayedLast)
+}
+
+/// Whether a size tick is a trade's (live or delayed last size).
+fn is_trade_size(t: TickType) -> bool {
+    matches!(t, TickType::LastSize | TickType::DelayedLastSize)
+}
+
 /// Whether `e` ended the stream with the connection (lost, or `ibapi` shutting down), not
 /// as a refusal of the gateway's.
 fn ended_with_connection(e: &ibapi::Error) -> bool {
     e.is_connection_lost() || matches!(e, ibapi::Error::Shutdown)
 }
 
-/// Reports a refusal of `symbol`'s live data.
-fn refused(symbol: &str, e: &ibapi::Error, events: &EventSink) {
+/// Live bars were refused with `e`: falls back to delayed data if that is configured and the
+/// refusal is for want of a permission or subscription, else reports the refusal.
+async fn refused(feed: Feed, e: &ibapi::Error) {
     let error = classify(e);
-    tracing::warn!(%symbol, kind = ?error.kind, "real-time bars refused: {}", error.message);
+    if feed.delayed_fallback && error.kind == ErrorKind::NotPermitted {
+        return stream_delayed(feed, error).await;
+    }
+    report_refusal(&feed.symbol, e, &feed.events);
+}
+
+/// Reports a refusal of `symbol`'s live data.
+fn report_refusal(symbol: &str, e: &ibapi::Error, events: &EventSink) {
+    let error = classify(e);
+    tracing::warn!(%symbol, kind = ?error.kind, "live data refused: {}", error.message);
     events(Event::Refused {
         symbol: symbol.to_string(),
         error,
