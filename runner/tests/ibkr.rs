@@ -942,6 +942,100 @@ fn a_bad_day_at_the_gateway_is_ridden_out() {
     assert!(stderr.lines().any(|l| l.contains(" ibapi: ")), "{stderr}");
 }
 
+/// The ISO time of the signals file (`YYYY-MM-DDTHH:MM:SSZ`) of Unix second `t`.
+fn iso(t: i64) -> String {
+    let (y, mo, d, h, mi, s) = worker::unix_time::civil_time(t);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// A gateway's day at the speed of the clock, over four and a half minutes: real-time bars
+/// every 5 s of real time, the link to IB lost and restored with data lost (1101), then the
+/// gateway itself gone for two minutes (its daily restart: `ibapi` reconnects with backoff,
+/// its attempts 30 s apart by then), a symbol without a subscription on delayed data and one
+/// refused outright. Exit code 0; every attempt reported; live bars for every permitted symbol
+/// and for the delayed one after the outage; the refused one explained; `ibapi`'s lines in
+/// the log.
+#[test]
+fn a_day_with_a_two_minute_outage_is_ridden_out() {
+    let gw = Gateway::start(Behaviour {
+        realtime_interval: Duration::from_secs(5),
+        connectivity_loss: Some(ConnectivityLoss {
+            after_bars: 8,
+            lasts: Duration::from_secs(5),
+            data_lost: true,
+        }),
+        outage: Some(Outage {
+            after_bars: 24,
+            lasts: Duration::from_secs(120),
+        }),
+        realtime_refused: vec![
+            Behaviour::not_subscribed("QQQ"),
+            Behaviour::competing_session("MSFT"),
+        ],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let cfg = config_file(
+        "day.toml",
+        "[history]\nbar_seconds = 10\nduration_seconds = 3600\n[ibkr]\ndelayed_fallback = true\n",
+    );
+    let signals = common::temp("ibkr", "day.csv");
+    let mut cmd = ibkr(
+        &gw,
+        "9",
+        &[
+            "--duration",
+            "270",
+            "--symbols",
+            "SPY,AAPL,QQQ,MSFT",
+            "--config",
+            &cfg,
+            "--signals",
+            signals.to_str().unwrap(),
+        ],
+    );
+    cmd.env("RUNNER_LOG", "info,ibapi=info");
+    let (code, stdout, stderr) = run(cmd);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let seen = gw.seen();
+    assert_eq!(seen.outage_ends.len(), 1, "{seen:?}");
+    // Two minutes of backoff (1, 2, 3, 5, 8, 13, 21, 30, 30 s ...): eight attempts at least.
+    let attempts = stderr
+        .lines()
+        .filter(|l| l.contains("reconnecting to the gateway: attempt"))
+        .count();
+    assert!(attempts >= 8, "{attempts}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "broker connection: lost 2, reconnection attempts {attempts}, restored 2 (market data lost and subscriptions made again 2, kept 0), live data refused for 1 symbol(s), delayed data for 1"
+        )),
+        "{stdout}"
+    );
+    for symbol in ["SPY", "AAPL"] {
+        assert_eq!(seen.realtime_requests_for(symbol), 3, "{symbol}: {seen:?}");
+    }
+    // Bars after the outage, for the live symbols and the delayed one.
+    let after = iso(seen.outage_ends[0]);
+    let csv = std::fs::read_to_string(&signals).unwrap();
+    for symbol in ["SPY", "AAPL", "QQQ"] {
+        let later = csv
+            .lines()
+            .filter(|l| l.split(',').nth(1) == Some(symbol))
+            .filter(|l| l.split(',').next().is_some_and(|t| t > after.as_str()))
+            .count();
+        assert!(later >= 1, "{symbol}: no signal after {after}\n{stdout}");
+    }
+    let (live, why) = row(&stdout, "MSFT");
+    assert_eq!(live, 0);
+    assert!(
+        why.contains("refused: a competing live session holds the market data"),
+        "{why}"
+    );
+    let (_, qqq) = row(&stdout, "QQQ");
+    assert!(qqq.contains("delayed data, live refused"), "{qqq}");
+    assert!(stderr.lines().any(|l| l.contains(" ibapi: ")), "{stderr}");
+}
+
 /// The broker paces historical requests whichever worker sent them: a worker that replaces a
 /// dead one is told what was sent in the last ten minutes.
 #[test]

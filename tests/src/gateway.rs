@@ -590,6 +590,10 @@ fn after_bar(sent: u32, conn: &Connection, shared: &GatewayState, b: &Behaviour)
         connections::lose_link_for(&shared.connections, loss.lasts, loss.data_lost);
     }
     if let Some(outage) = b.outage.filter(|o| o.after_bars == sent) {
+        let now = worker::unix_time::now();
+        lock(&shared.seen)
+            .outage_ends
+            .push((now + outage.lasts).as_secs_f64().ceil() as i64);
         shared.connections.outage(outage.lasts);
     }
 }

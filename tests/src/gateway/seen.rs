@@ -27,6 +27,8 @@ pub struct Seen {
     pub market_data_types: Vec<i32>,
     /// Symbols of the contract details requests received, in order.
     pub contract_details: Vec<String>,
+    /// When each outage of the gateway ends (ended), Unix seconds, in order.
+    pub outage_ends: Vec<i64>,
     /// Connections accepted and closed at once because the gateway was in an outage.
     pub refused_connections: u32,
 }
