@@ -128,9 +128,11 @@ fn bar_time(b: &BarTimestamp) -> i64 {
 
 /// Our bars from IB's: a bar without a positive, finite price is dropped (`ibapi` turns a
 /// missing price into 0.0; it never reaches a strategy here), and so is the last bar if it
-/// is an intraday bar of `size` seconds not over at `until` (Unix seconds): the bar still
-/// forming when the answer came. (Daily and longer bars are dated, not timed: whether
-/// today's is over depends on the session, and it is kept.)
+/// is a bar of `size` seconds not over at `until` (Unix seconds): the bar still forming when
+/// the answer came. A daily bar is dated, not timed: it counts as over when its date is over
+/// in UTC, which is after the close of every session of that date in the Americas and Europe
+/// (so today's daily bar comes only tomorrow, never while it may still be forming). Weekly
+/// bars are kept.
 pub(super) fn convert(
     symbol: &str,
     bars: &[ibapi::market_data::historical::Bar],
@@ -148,7 +150,7 @@ pub(super) fn convert(
             volume: b.volume,
         })
         .collect();
-    if size < 86_400
+    if size <= 86_400
         && ours
             .last()
             .is_some_and(|b| b.time.saturating_add(i64::from(size)) > until)
@@ -351,9 +353,9 @@ mod forming_bar_tests {
         assert_eq!(err.kind, ErrorKind::NoData);
     }
 
-    /// Only the last bar can be the one forming; daily bars are dated and kept.
+    /// Only the last bar can be the one forming; a daily bar is over when its UTC date is.
     #[test]
-    fn only_the_last_intraday_bar_can_be_left_out() {
+    fn only_the_last_bar_can_be_left_out_and_a_daily_one_once_its_date_is_over() {
         // An hourly bar labelled 09:30 that ended at 10:00 (a session's first), then the 10:00
         // bar, forming at 10:15.
         let bars = [ib_bar(34_200, 1.0), ib_bar(36_000, 2.0)];
@@ -365,8 +367,24 @@ mod forming_bar_tests {
             ),
             ..ib_bar(0, 3.0)
         };
-        let got = convert("SPY", &[day], 86_400, 1_700_254_800).expect("bars");
-        assert_eq!(got.len(), 1);
+        let yesterday = ibapi::market_data::historical::Bar {
+            date: BarTimestamp::Date(
+                time::Date::from_calendar_date(2023, time::Month::November, 16).expect("date"),
+            ),
+            ..ib_bar(0, 2.5)
+        };
+        // 2023-11-17 16:00 US/Eastern (21:00 UTC): the 17th is not over in UTC; the 16th is.
+        let got = convert(
+            "SPY",
+            &[yesterday.clone(), day.clone()],
+            86_400,
+            1_700_254_800,
+        )
+        .expect("bars");
+        assert_eq!(got.iter().map(|b| b.close).collect::<Vec<_>>(), vec![2.5]);
+        // At midnight UTC the 17th is over.
+        let got = convert("SPY", &[yesterday, day], 86_400, 1_700_265_600).expect("bars");
+        assert_eq!(got.len(), 2);
     }
 }
 
