@@ -228,14 +228,25 @@ impl IbkrBackend {
         let span = duration(req.duration_seconds);
         let admission = self.pacer.admit(req, std::time::Instant::now());
         let client = client.clone();
-        let (wait, answer) = match admission {
+        let pacer = &self.pacer;
+        let (wait, answer, joined) = match admission {
             // An identical request is under way or was answered: share its bars.
-            crate::pacing::Admission::Join(answer) => (Duration::ZERO, answer),
-            crate::pacing::Admission::Send { wait, answer } => (wait, answer),
+            crate::pacing::Admission::Join { answer, first } => {
+                (Duration::ZERO, answer, Some(first))
+            }
+            crate::pacing::Admission::Send { wait, answer } => (wait, answer, None),
         };
         let answered = self.rt.block_on(cancel.or_cancelled(async {
             answer
                 .get_or_init(|| async {
+                    // Run here only if no request filled the answer: for a joiner, because
+                    // the request it joined was abandoned. It goes out in its place, paced.
+                    let wait = match joined {
+                        Some(first) => {
+                            pacer.book_after(req, first, std::time::Instant::now())
+                        }
+                        None => wait,
+                    };
                     if !wait.is_zero() {
                         tracing::debug!(symbol = %req.symbol, ms = wait.as_millis() as u64, "paced");
                         tokio::time::sleep(wait).await;
@@ -261,9 +272,8 @@ impl IbkrBackend {
                 .clone()
         }));
         // Given up: this wait was dropped. If it was the one running the fetch, the fetch is
-        // dropped too, which cancels it at the gateway and frees its slot (an identical
-        // request sharing the answer would then send it again at once, unpaced: the runner
-        // never sends two identical requests at once today).
+        // dropped too, which cancels it at the gateway and frees its slot; an identical
+        // request sharing the answer then sends it in its place, paced.
         let Some(bars) = answered else {
             tracing::info!(symbol = %req.symbol, "history cancelled by the runner");
             return Err(error(ErrorKind::Cancelled, "cancelled by the runner"));

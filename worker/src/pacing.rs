@@ -38,8 +38,14 @@ pub struct Pacer {
 
 /// What to do with a request.
 pub enum Admission {
-    /// An identical request was made within the window: await its answer.
-    Join(SharedAnswer),
+    /// An identical request was made within the window: await its answer. Should that
+    /// request be abandoned before it is answered, this one is sent in its place, paced like
+    /// a new one and not within [`IDENTICAL_WINDOW`] of `first` (when the first went or was
+    /// to go out): see [`Pacer::book_after`].
+    Join {
+        answer: SharedAnswer,
+        first: Instant,
+    },
     /// Send it after waiting this long (zero: now); fill the cell with the answer.
     Send {
         wait: Duration,
@@ -81,36 +87,14 @@ impl Pacer {
             st.sent.pop_front();
         }
         if req.end.is_none() {
-            if let Some((_, answer)) = st.answers.get(req) {
-                return Admission::Join(answer.clone());
+            if let Some((first, answer)) = st.answers.get(req) {
+                return Admission::Join {
+                    answer: answer.clone(),
+                    first: *first,
+                };
             }
         }
-        let small = req.bar_seconds < 60;
-        let mut at = now;
-        // The 5th-previous request for this contract must be 2 s old.
-        let same: Vec<Instant> = st
-            .sent
-            .iter()
-            .filter(|(_, s, _)| *s == req.symbol)
-            .map(|(t, _, _)| *t)
-            .collect();
-        if same.len() >= CONTRACT_BUDGET {
-            at = at.max(same[same.len() - CONTRACT_BUDGET] + CONTRACT_WINDOW);
-        }
-        if small {
-            let smalls: Vec<Instant> = st
-                .sent
-                .iter()
-                .filter(|(_, _, s)| *s)
-                .map(|(t, _, _)| *t)
-                .collect();
-            if smalls.len() >= SMALL_BAR_BUDGET {
-                at = at.max(smalls[smalls.len() - SMALL_BAR_BUDGET] + SMALL_BAR_WINDOW);
-            }
-        }
-        // Booked at the time it will go out, in time order.
-        let pos = st.sent.partition_point(|(t, _, _)| *t <= at);
-        st.sent.insert(pos, (at, req.symbol.clone(), small));
+        let at = book(&mut st, req, now);
         let answer: SharedAnswer = Arc::new(OnceCell::new());
         if req.end.is_none() {
             st.answers.insert(req.clone(), (at, answer.clone()));
@@ -120,6 +104,47 @@ impl Pacer {
             answer,
         }
     }
+
+    /// Books a slot for `req`, which joined an identical request sent (or to be sent) at
+    /// `first` that was then abandoned: not before `first` + [`IDENTICAL_WINDOW`] (IB counts
+    /// an identical request within it as a pacing violation, and the first may have gone
+    /// out), nor before the budgets allow. Returns how long to wait from `now`.
+    pub fn book_after(&self, req: &HistoryRequest, first: Instant, now: Instant) -> Duration {
+        let mut st = self.state.lock();
+        let at = book(&mut st, req, now.max(first + IDENTICAL_WINDOW));
+        at.duration_since(now)
+    }
+}
+
+/// Books the earliest slot at or after `earliest` that the budgets allow; returns it.
+fn book(st: &mut State, req: &HistoryRequest, earliest: Instant) -> Instant {
+    let small = req.bar_seconds < 60;
+    let mut at = earliest;
+    // The 5th-previous request for this contract must be 2 s old.
+    let same: Vec<Instant> = st
+        .sent
+        .iter()
+        .filter(|(_, s, _)| *s == req.symbol)
+        .map(|(t, _, _)| *t)
+        .collect();
+    if same.len() >= CONTRACT_BUDGET {
+        at = at.max(same[same.len() - CONTRACT_BUDGET] + CONTRACT_WINDOW);
+    }
+    if small {
+        let smalls: Vec<Instant> = st
+            .sent
+            .iter()
+            .filter(|(_, _, s)| *s)
+            .map(|(t, _, _)| *t)
+            .collect();
+        if smalls.len() >= SMALL_BAR_BUDGET {
+            at = at.max(smalls[smalls.len() - SMALL_BAR_BUDGET] + SMALL_BAR_WINDOW);
+        }
+    }
+    // Booked at the time it will go out, in time order.
+    let pos = st.sent.partition_point(|(t, _, _)| *t <= at);
+    st.sent.insert(pos, (at, req.symbol.clone(), small));
+    at
 }
 
 #[cfg(test)]
@@ -138,7 +163,7 @@ mod tests {
     fn wait(a: Admission) -> Duration {
         match a {
             Admission::Send { wait, .. } => wait,
-            Admission::Join(_) => panic!("joined"),
+            Admission::Join { .. } => panic!("joined"),
         }
     }
 
@@ -150,7 +175,7 @@ mod tests {
         assert!(matches!(first, Admission::Send { wait, .. } if wait.is_zero()));
         assert!(matches!(
             p.admit(&req("SPY", 60, 86_400), t + Duration::from_secs(14)),
-            Admission::Join(_)
+            Admission::Join { first, .. } if first == t
         ));
         // Different duration: a different request.
         assert!(matches!(
@@ -162,6 +187,34 @@ mod tests {
             p.admit(&req("SPY", 60, 86_400), t + Duration::from_secs(15)),
             Admission::Send { .. }
         ));
+    }
+
+    /// A request that joined an identical one which was then abandoned goes out in its place
+    /// no sooner than 15 s after it, and is counted like any other.
+    #[test]
+    fn a_joiner_sent_in_place_of_an_abandoned_request_keeps_15_s_from_it() {
+        let p = Pacer::default();
+        let t = Instant::now();
+        let r = req("SPY", 60, 86_400);
+        assert!(wait(p.admit(&r, t)).is_zero());
+        let Admission::Join { first, .. } = p.admit(&r, t + Duration::from_secs(1)) else {
+            panic!("not joined");
+        };
+        let later = t + Duration::from_secs(4);
+        assert_eq!(p.book_after(&r, first, later), Duration::from_secs(11));
+        // Booked and counted: at t + 15 s it is one of five for SPY, the sixth waits.
+        let other = |d: u64| req("SPY", 60, d);
+        for d in 1..=3 {
+            assert!(wait(p.admit(&other(d), t + Duration::from_secs(15))).is_zero());
+        }
+        assert_eq!(
+            wait(p.admit(&other(4), t + Duration::from_secs(15))),
+            Duration::from_secs(0)
+        );
+        assert_eq!(
+            wait(p.admit(&other(5), t + Duration::from_secs(15))),
+            CONTRACT_WINDOW
+        );
     }
 
     #[test]
