@@ -374,13 +374,7 @@ mod forming_bar_tests {
             ..ib_bar(0, 2.5)
         };
         // 2023-11-17 16:00 US/Eastern (21:00 UTC): the 17th is not over in UTC; the 16th is.
-        let got = convert(
-            "SPY",
-            &[yesterday.clone(), day.clone()],
-            86_400,
-            1_700_254_800,
-        )
-        .expect("bars");
+        let got = convert("SPY", &[yesterday, day], 86_400, 1_700_254_800).expect("bars");
         assert_eq!(got.iter().map(|b| b.close).collect::<Vec<_>>(), vec![2.5]);
         // At midnight UTC the 17th is over.
         let got = convert("SPY", &[yesterday, day], 86_400, 1_700_265_600).expect("bars");
