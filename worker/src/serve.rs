@@ -1,8 +1,12 @@
 //! The worker's main loop: attach to the runner, answer `ping` and `shutdown` on the loop
-//! itself, and hand every other request to a pool of handler threads that call the backend.
+//! itself, and hand every other request to handler threads that call the backend: changes of
+//! live subscriptions to one thread of their own, in the order they arrived, the rest to a
+//! pool.
 //!
 //! Invariants: the loop never waits on the broker (a ping measures the bridge, not the
-//! backend); the pool sees only [`Work`], so a ping or a shutdown cannot reach it; every exit
+//! backend); the handlers see only [`Work`], so a ping or a shutdown cannot reach them;
+//! subscribes and unsubscribes are carried out in the order the runner sent them (a symbol
+//! unsubscribed after it was subscribed ends unsubscribed, however slow the subscribe); every exit
 //! path disconnects from the broker before the bridge is closed. Nothing here knows which
 //! backend it serves (faults of the simulated market live in `sim`).
 
@@ -91,16 +95,19 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
     );
 
     let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, Work, Cancel)>();
+    let (lane_tx, lane_rx) = crossbeam_channel::unbounded::<(u64, Work, Cancel)>();
     // Requests queued or under way, by id, so that a `Cancel` reaches them.
     let in_flight: Arc<Mutex<HashMap<u64, Cancel>>> = Arc::default();
-    for i in 0..options.handler_threads.max(1) {
-        let rx = work_rx.clone();
+    let handlers = (0..options.handler_threads.max(1))
+        .map(|i| (format!("worker-handler-{i}"), work_rx.clone()))
+        .chain([("worker-subscriptions".to_string(), lane_rx)]);
+    for (name, rx) in handlers {
         let backend = backend.clone();
         let responder = responder.clone();
         let handshake = options.handshake_timeout();
         let in_flight = in_flight.clone();
         let spawned = std::thread::Builder::new()
-            .name(format!("worker-handler-{i}"))
+            .name(name.clone())
             .spawn(move || {
                 for (id, work, cancel) in rx {
                     // Given up while it waited in the queue: not carried out at all.
@@ -111,18 +118,21 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
                 }
             });
         if let Err(e) = spawned {
-            tracing::error!("cannot start handler thread {i}: {e}");
+            tracing::error!("cannot start handler thread {name}: {e}");
         }
     }
 
+    // Queued for the handlers behind `tx`, and cancellable meanwhile.
+    let dispatch = |tx: &crossbeam_channel::Sender<(u64, Work, Cancel)>, id: u64, work: Work| {
+        let cancel = Cancel::default();
+        in_flight.lock().insert(id, cancel.clone());
+        let _ = tx.send((id, work, cancel));
+    };
     let why = loop {
         match server.next(Duration::from_secs(1)) {
             Ok(Some(Incoming { id, request })) => match route(request) {
-                Route::Pool(work) => {
-                    let cancel = Cancel::default();
-                    in_flight.lock().insert(id, cancel.clone());
-                    let _ = work_tx.send((id, work, cancel));
-                }
+                Route::Pool(work) => dispatch(&work_tx, id, work),
+                Route::InOrder(work) => dispatch(&lane_tx, id, work),
                 Route::Cancel(target) => {
                     // Unknown ids are requests already answered: nothing to do.
                     if let Some(cancel) = in_flight.lock().get(&target) {
@@ -153,6 +163,7 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
     }
     backend.disconnect();
     drop(work_tx);
+    drop(lane_tx);
     server.control().close();
     Ok(())
 }
@@ -172,6 +183,8 @@ enum Work {
 enum Route {
     /// By the handler pool.
     Pool(Work),
+    /// By the subscriptions' handler, after every change of a subscription that came before.
+    InOrder(Work),
     /// By the main loop: echoed at once.
     Ping(Vec<u8>),
     /// By the main loop: disconnect, confirm, stop.
@@ -188,8 +201,8 @@ fn route(request: Request) -> Route {
         Request::Connect => Route::Pool(Work::Connect),
         Request::Accounts => Route::Pool(Work::Accounts),
         Request::History(req) => Route::Pool(Work::History(req)),
-        Request::Subscribe(req) => Route::Pool(Work::Subscribe(req)),
-        Request::Unsubscribe { symbol } => Route::Pool(Work::Unsubscribe { symbol }),
+        Request::Subscribe(req) => Route::InOrder(Work::Subscribe(req)),
+        Request::Unsubscribe { symbol } => Route::InOrder(Work::Unsubscribe { symbol }),
     }
 }
 
@@ -247,7 +260,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ping_and_shutdown_stay_on_the_loop_the_rest_goes_to_the_pool() {
+    fn ping_and_shutdown_stay_on_the_loop_subscriptions_go_in_order_the_rest_to_the_pool() {
         assert!(matches!(
             route(Request::Ping { payload: vec![1] }),
             Route::Ping(p) if p == [1]
@@ -268,13 +281,13 @@ mod tests {
         };
         assert!(matches!(
             route(Request::Subscribe(sub.clone())),
-            Route::Pool(Work::Subscribe(s)) if s == sub
+            Route::InOrder(Work::Subscribe(s)) if s == sub
         ));
         assert!(matches!(
             route(Request::Unsubscribe {
                 symbol: "SPY".into()
             }),
-            Route::Pool(Work::Unsubscribe { symbol }) if symbol == "SPY"
+            Route::InOrder(Work::Unsubscribe { symbol }) if symbol == "SPY"
         ));
         let history = HistoryRequest {
             symbol: "SPY".into(),
