@@ -7,6 +7,7 @@
 pub mod broker_connection;
 pub mod config;
 pub mod job;
+pub mod pacing_log;
 mod progress;
 pub mod restart_intensity;
 pub mod signals;

@@ -10,7 +10,7 @@
 //! is retried whole, never stitched from two workers; after [`Supervisor::shutdown`] no worker
 //! is started. The events of all workers are read through one [`WorkerEvents`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use bridge::segment::SegmentError;
 use bridge::{Client, ClientStats, RequestError, StartError};
 use parking_lot::Mutex;
 
+use crate::pacing_log::PacingLog;
 use crate::restart_intensity::RestartIntensity;
 use crate::worker_events::{EventChannels, WorkerEvents};
 use crate::worker_setup::WorkerSetup;
@@ -178,13 +179,15 @@ pub struct Supervisor {
     gave_up: Mutex<Option<SupervisorError>>,
     failed_requests: AtomicU64,
     stopping: AtomicBool,
-    /// Historical requests sent in the last [`PACING_MEMORY`] (symbol, bar size, Unix ms),
-    /// handed to each new worker: the broker paces them whichever worker sent them.
-    history_log: Mutex<VecDeque<(String, u32, u64)>>,
+    /// Historical requests the broker's pacing still counts, handed to each new worker: the
+    /// broker paces them whichever worker sent them.
+    history_log: PacingLog,
 }
 
-/// How long sent historical requests count for the broker's pacing (its longest window).
-const PACING_MEMORY: Duration = Duration::from_secs(600);
+/// Now, in Unix milliseconds.
+fn now_ms() -> u64 {
+    worker::unix_time::now().as_millis() as u64
+}
 
 impl fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -217,7 +220,7 @@ impl Supervisor {
             gave_up: Mutex::new(None),
             failed_requests: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
-            history_log: Mutex::new(VecDeque::new()),
+            history_log: PacingLog::default(),
         });
         let client = sup.start_worker(0, &BTreeMap::new())?;
         sup.state.lock().client = Some(client);
@@ -245,7 +248,7 @@ impl Supervisor {
         let mut options = self.setup.options.clone();
         options.generation = generation;
         if let worker::BackendOptions::Ibkr(ib) = &mut options.backend {
-            ib.paced_history = self.history_log.lock().iter().cloned().collect();
+            ib.paced_history = self.history_log.counted(now_ms());
         }
         let cmd = worker::command(&self.setup.exe, &options)
             .map_err(|e| SupervisorError::Start(e.to_string()))?;
@@ -423,28 +426,11 @@ impl Supervisor {
         timeout: Duration,
     ) -> Result<Vec<Bar>, SupervisorError> {
         self.on_a_live_worker("history", true, |client| {
-            self.log_history_sent(request);
-            history_from(client, request, timeout)
+            let token = self.history_log.sent(request, now_ms());
+            let fetched = history_from(client, request, timeout);
+            self.history_log.ended(token, now_ms());
+            fetched
         })
-    }
-
-    /// Remembers that `request` is sent now, forgetting what the broker's pacing no longer
-    /// counts.
-    fn log_history_sent(&self, request: &HistoryRequest) {
-        let now = worker::unix_time::now();
-        let now_ms = now.as_millis() as u64;
-        let oldest = now.saturating_sub(PACING_MEMORY).as_millis() as u64;
-        let mut log = self.history_log.lock();
-        while log.front().is_some_and(|(_, _, at)| *at < oldest) {
-            log.pop_front();
-        }
-        log.push_back((request.symbol.clone(), request.bar_seconds, now_ms));
-    }
-
-    /// Historical requests sent in the last ten minutes, oldest first (what a new worker is
-    /// told).
-    pub fn history_sent(&self) -> Vec<(String, u32, u64)> {
-        self.history_log.lock().iter().cloned().collect()
     }
 
     /// Starts real-time bars; the subscription is restored on every new worker.
