@@ -63,7 +63,13 @@ impl PacingLog {
             .lock()
             .1
             .iter()
-            .map(|e| (e.symbol.clone(), e.bar_seconds, e.ended_ms.unwrap_or(now_ms)))
+            .map(|e| {
+                (
+                    e.symbol.clone(),
+                    e.bar_seconds,
+                    e.ended_ms.unwrap_or(now_ms),
+                )
+            })
             .filter(|(_, _, at)| *at >= oldest)
             .collect();
         out.sort_by_key(|(_, _, at)| *at);
