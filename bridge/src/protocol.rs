@@ -292,7 +292,8 @@ pub enum ConnectionStatus {
         data_lost: bool,
     },
     /// The socket to the gateway is down and the worker is trying to connect again: attempt
-    /// `attempt` (from 1 for each loss) is about to be made.
+    /// `attempt` (from 1 for each loss) is scheduled, to be made after a backoff (IB: 1 s,
+    /// 2 s, 3 s, 5 s, ... up to 30 s).
     Reconnecting {
         /// Which attempt since the connection was lost.
         attempt: u32,

@@ -77,6 +77,8 @@ impl BrokerConnection {
     pub fn refuse(&mut self, symbol: &str, error: &RemoteError) {
         let why = refusal_text(error);
         tracing::warn!(%symbol, "live data refused: {why}");
+        // Delayed data too, if it was the fallback.
+        self.delayed.remove(symbol);
         self.refused.insert(symbol.to_string(), why);
     }
 

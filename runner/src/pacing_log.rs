@@ -1,6 +1,9 @@
 //! The historical requests of a run's workers that the broker's pacing still counts, handed
 //! to each new worker so that IB's pacing holds across a replacement.
 //!
+//! A history longer than IB answers at once is sent by the worker in pages: it counts as
+//! one request per page ([`worker::ibkr::max_request_span`]).
+//!
 //! Invariants: a request counts from when it ended (answered, failed, or its worker died),
 //! which is never before the gateway received it, however long the worker held it back for
 //! pacing; a request still under way counts as sent at the moment it is asked about. So a
@@ -19,6 +22,8 @@ pub const PACING_MEMORY: Duration = Duration::from_secs(600);
 #[derive(Debug, Clone)]
 struct Entry {
     id: u64,
+    /// Requests at the broker: one per page.
+    pages: u64,
     symbol: String,
     bar_seconds: u32,
     ended_ms: Option<u64>,
@@ -38,8 +43,10 @@ impl PacingLog {
         let (next, entries) = &mut *guard;
         entries.retain(|e| e.ended_ms.is_none_or(|t| t >= oldest));
         *next += 1;
+        let span = worker::ibkr::max_request_span(request.bar_seconds).max(1);
         entries.push(Entry {
             id: *next,
+            pages: request.duration_seconds.div_ceil(span).clamp(1, 1000),
             symbol: request.symbol.clone(),
             bar_seconds: request.bar_seconds,
             ended_ms: None,
@@ -63,12 +70,9 @@ impl PacingLog {
             .lock()
             .1
             .iter()
-            .map(|e| {
-                (
-                    e.symbol.clone(),
-                    e.bar_seconds,
-                    e.ended_ms.unwrap_or(now_ms),
-                )
+            .flat_map(|e| {
+                let at = e.ended_ms.unwrap_or(now_ms);
+                (0..e.pages).map(move |_| (e.symbol.clone(), e.bar_seconds, at))
             })
             .filter(|(_, _, at)| *at >= oldest)
             .collect();
@@ -106,6 +110,20 @@ mod tests {
                 ("QQQ".to_string(), 60, 10_000)
             ]
         );
+    }
+
+    /// One day of 1-second bars is 48 requests of 30 minutes at the broker.
+    #[test]
+    fn a_paged_history_counts_one_request_per_page() {
+        let log = PacingLog::default();
+        let day_of_seconds = HistoryRequest {
+            bar_seconds: 1,
+            ..req("SPY")
+        };
+        log.sent(&day_of_seconds, 1_000);
+        let counted = log.counted(2_000);
+        assert_eq!(counted.len(), 48);
+        assert!(counted.iter().all(|c| *c == ("SPY".to_string(), 1, 2_000)));
     }
 
     #[test]

@@ -222,7 +222,8 @@ fn live_bars_resume_after_the_gateway_drops_the_connection_mid_stream() {
         ..Behaviour::default()
     })
     .unwrap();
-    let (stdout, stderr) = live(&gw, "5");
+    // Long enough for a second reconnection attempt (1 s, then 2 s later) on a slow machine.
+    let (stdout, stderr) = live(&gw, "8");
     assert!(gw.connections().len() >= 2, "{:?}", gw.connections());
     // Two symbols subscribed, then each made again once: no duplicate.
     assert_eq!(gw.realtime_requests(), 4, "{stderr}");
@@ -236,7 +237,10 @@ fn live_bars_resume_after_the_gateway_drops_the_connection_mid_stream() {
     assert!(stderr.contains("broker connection lost"), "{stderr}");
     assert!(stderr.contains("broker connection restored"), "{stderr}");
     assert!(
-        stdout.contains("broker connection: lost 1, restored 1"),
+        stdout.contains(&format!(
+            "broker connection: lost 1, reconnection attempts {}, restored 1",
+            attempts(&stderr)
+        )),
         "{stdout}"
     );
     let counts = live_counts(&stdout);
@@ -549,7 +553,7 @@ fn after_1101_every_live_subscription_is_made_again_once_and_bars_resume() {
     }
     assert!(
         stdout.contains(
-            "broker connection: lost 1, restored 1 (market data lost and subscriptions made again 1, kept 0)"
+            "broker connection: lost 1, reconnection attempts 0, restored 1 (market data lost and subscriptions made again 1, kept 0)"
         ),
         "{stdout}"
     );
@@ -721,7 +725,7 @@ fn a_symbol_without_live_data_falls_back_to_delayed_data_and_says_so() {
     let mut cmd = ibkr(
         &gw,
         "9",
-        &["--duration", "13", "--symbols", "SPY,QQQ", "--config", &cfg],
+        &["--duration", "20", "--symbols", "SPY,QQQ", "--config", &cfg],
     );
     cmd.env("RUNNER_LOG", "info,ibapi=info");
     let (code, stdout, stderr) = run(cmd);
@@ -735,7 +739,7 @@ fn a_symbol_without_live_data_falls_back_to_delayed_data_and_says_so() {
         stderr.contains("bars built from delayed data instead"),
         "{stderr}"
     );
-    // 13 s of 5-second windows on the worker's clock: the joined one is not sent, at least
+    // 20 s of 5-second windows on the worker's clock: the joined one is not sent, at least
     // one whole one is.
     let (live, rest) = row(&stdout, "QQQ");
     assert!(live >= 1, "{stdout}\n{stderr}");
@@ -925,7 +929,8 @@ fn a_bad_day_at_the_gateway_is_ridden_out() {
     let (code, stdout, stderr) = run(cmd);
     assert_eq!(code, 0, "{stdout}{stderr}");
     // Both interruptions, each followed by the subscriptions made again.
-    assert!(stdout.contains("broker connection: lost 2, restored 2 (market data lost and subscriptions made again 2, kept 0), live data refused for 1 symbol(s)"), "{stdout}");
+    let summary = format!("broker connection: lost 2, reconnection attempts {}, restored 2 (market data lost and subscriptions made again 2, kept 0), live data refused for 1 symbol(s), delayed data for 0", attempts(&stderr));
+    assert!(stdout.contains(&summary), "{stdout}");
     let seen = gw.seen();
     for symbol in ["SPY", "AAPL"] {
         assert_eq!(seen.realtime_requests_for(symbol), 3, "{symbol}: {seen:?}");
@@ -940,6 +945,14 @@ fn a_bad_day_at_the_gateway_is_ridden_out() {
         "{why}"
     );
     assert!(stderr.lines().any(|l| l.contains(" ibapi: ")), "{stderr}");
+}
+
+/// The reconnection attempts the runner logged.
+fn attempts(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .filter(|l| l.contains("reconnecting to the gateway: attempt"))
+        .count()
 }
 
 /// The ISO time of the signals file (`YYYY-MM-DDTHH:MM:SSZ`) of Unix second `t`.
@@ -1000,10 +1013,7 @@ fn a_day_with_a_two_minute_outage_is_ridden_out() {
     let seen = gw.seen();
     assert_eq!(seen.outage_ends.len(), 1, "{seen:?}");
     // Two minutes of backoff (1, 2, 3, 5, 8, 13, 21, 30, 30 s ...): eight attempts at least.
-    let attempts = stderr
-        .lines()
-        .filter(|l| l.contains("reconnecting to the gateway: attempt"))
-        .count();
+    let attempts = attempts(&stderr);
     assert!(attempts >= 8, "{attempts}\n{stderr}");
     assert!(
         stdout.contains(&format!(

@@ -264,7 +264,12 @@ impl IbkrBackend {
                         .and_then(|bars| {
                             // The bar still forming is the one not over when the answer came.
                             let answered = crate::unix_time::now().as_secs() as i64;
-                            let until = req.end.map_or(answered, |end| end.min(answered));
+                            let until = match req.end {
+                                // A day is over or not whatever page it came in.
+                                Some(_) if req.bar_seconds >= 86_400 => answered,
+                                Some(end) => end.min(answered),
+                                None => answered,
+                            };
                             history::convert(&req.symbol, &bars, req.bar_seconds, until)
                         })
                 })
@@ -399,6 +404,7 @@ impl Backend for IbkrBackend {
                     client.clone(),
                     self.live.clone(),
                     self.events.clone(),
+                    self.opts.reconnect_attempts,
                 ))
                 .abort_handle(),
         ];
@@ -468,11 +474,18 @@ impl Backend for IbkrBackend {
             // The socket is down and `ibapi` reconnecting: the subscription is kept, and made
             // when the gateway is back (with every other one).
             Err(e) if e.kind == ErrorKind::Disconnected => {
-                tracing::info!(symbol = %req.symbol, "subscription kept until the gateway is back");
                 let size = i64::from(req.bar_seconds);
                 let contract = contracts::configured(&self.opts, &req.symbol);
                 self.live.keep(&req.symbol, contract, choice, size);
-                return Ok(());
+                // The gateway may have come back, and every subscription been made again,
+                // just before this one was kept: then it is made now.
+                match self.client() {
+                    Ok(c) => c,
+                    Err(_) => {
+                        tracing::info!(symbol = %req.symbol, "subscription kept until the gateway is back");
+                        return Ok(());
+                    }
+                }
             }
             Err(e) => return Err(e),
         };

@@ -109,9 +109,20 @@ impl Pacer {
     /// `first` that was then abandoned: not before `first` + [`IDENTICAL_WINDOW`] (IB counts
     /// an identical request within it as a pacing violation, and the first may have gone
     /// out), nor before the budgets allow. Returns how long to wait from `now`.
+    ///
+    /// The slot becomes the one identical requests are spaced from: a second joiner sent in
+    /// place of this one, should it be abandoned too, goes out 15 s after it, not after the
+    /// first.
     pub fn book_after(&self, req: &HistoryRequest, first: Instant, now: Instant) -> Duration {
         let mut st = self.state.lock();
-        let at = book(&mut st, req, now.max(first + IDENTICAL_WINDOW));
+        let latest = st
+            .answers
+            .get(req)
+            .map_or(first, |(at, _)| (*at).max(first));
+        let at = book(&mut st, req, now.max(latest + IDENTICAL_WINDOW));
+        if let Some(entry) = st.answers.get_mut(req) {
+            entry.0 = at;
+        }
         at.duration_since(now)
     }
 }
@@ -214,6 +225,31 @@ mod tests {
         assert_eq!(
             wait(p.admit(&other(5), t + Duration::from_secs(15))),
             CONTRACT_WINDOW
+        );
+    }
+
+    /// Joiners sent one after the other in place of abandoned requests keep 15 s apart.
+    #[test]
+    fn a_second_joiner_keeps_15_s_from_the_first_joiner() {
+        let p = Pacer::default();
+        let t = Instant::now();
+        let r = req("SPY", 60, 86_400);
+        assert!(wait(p.admit(&r, t)).is_zero());
+        let Admission::Join { first, .. } = p.admit(&r, t + Duration::from_secs(1)) else {
+            panic!("not joined");
+        };
+        let Admission::Join { first: other, .. } = p.admit(&r, t + Duration::from_secs(2)) else {
+            panic!("not joined");
+        };
+        // The first is abandoned: one joiner goes out at t + 15 s, and is abandoned too.
+        assert_eq!(
+            p.book_after(&r, first, t + Duration::from_secs(3)),
+            Duration::from_secs(12)
+        );
+        // The other goes out 15 s after it, not 15 s after the first.
+        assert_eq!(
+            p.book_after(&r, other, t + Duration::from_secs(16)),
+            Duration::from_secs(14)
         );
     }
 

@@ -129,10 +129,15 @@ fn bar_time(b: &BarTimestamp) -> i64 {
 /// Our bars from IB's: a bar without a positive, finite price is dropped (`ibapi` turns a
 /// missing price into 0.0; it never reaches a strategy here), and so is the last bar if it
 /// is a bar of `size` seconds not over at `until` (Unix seconds): the bar still forming when
-/// the answer came. A daily bar is dated, not timed: it counts as over when its date is over
-/// in UTC, which is after the close of every session of that date in the Americas and Europe
-/// (so today's daily bar comes only tomorrow, never while it may still be forming). Weekly
-/// bars are kept.
+/// the answer came. A daily bar is dated, not timed: it counts as over [`DAY_SETTLED`] after
+/// its date is over in UTC, which is after every session of that date in the Americas and
+/// Europe, US extended hours (to 20:00 US/Eastern, 01:00 UTC in winter) included; so today's
+/// daily bar comes only tomorrow, never while it may still be forming. Weekly bars are kept.
+/// For daily bars `until` is the time of the answer, not a page's end: an older page's last
+/// day is over.
+/// How long after its UTC date a daily bar is taken as over, in seconds.
+pub(super) const DAY_SETTLED: i64 = 2 * 3600;
+
 pub(super) fn convert(
     symbol: &str,
     bars: &[ibapi::market_data::historical::Bar],
@@ -150,10 +155,14 @@ pub(super) fn convert(
             volume: b.volume,
         })
         .collect();
+    let over_after = if size >= 86_400 { DAY_SETTLED } else { 0 };
     if size <= 86_400
-        && ours
-            .last()
-            .is_some_and(|b| b.time.saturating_add(i64::from(size)) > until)
+        && ours.last().is_some_and(|b| {
+            b.time
+                .saturating_add(i64::from(size))
+                .saturating_add(over_after)
+                > until
+        })
     {
         if let Some(b) = ours.pop() {
             tracing::debug!(symbol, time = b.time, "bar still forming left out");
@@ -373,11 +382,13 @@ mod forming_bar_tests {
             ),
             ..ib_bar(0, 2.5)
         };
-        // 2023-11-17 16:00 US/Eastern (21:00 UTC): the 17th is not over in UTC; the 16th is.
+        // 2023-11-17 16:00 US/Eastern (21:00 UTC): the 17th is not over; the 16th is.
         let got = convert("SPY", &[yesterday, day], 86_400, 1_700_254_800).expect("bars");
         assert_eq!(got.iter().map(|b| b.close).collect::<Vec<_>>(), vec![2.5]);
-        // At midnight UTC the 17th is over.
+        // At midnight UTC extended hours go on (to 01:00 UTC in winter); at 02:00 it is over.
         let got = convert("SPY", &[yesterday, day], 86_400, 1_700_265_600).expect("bars");
+        assert_eq!(got.len(), 1);
+        let got = convert("SPY", &[yesterday, day], 86_400, 1_700_272_800).expect("bars");
         assert_eq!(got.len(), 2);
     }
 }

@@ -10,7 +10,9 @@
 //!   attempt `ibapi` makes (with backoff: 1 s, 2 s, 3 s, 5 s, ... up to 30 s apart); once it
 //!   is connected again every live subscription is made again (`ibapi` ends them with the
 //!   connection) and `Restored { data_lost: true }`; or, when the configured number of
-//!   attempts is spent, `GaveUp`.
+//!   attempts is spent, `GaveUp`. `ibapi` reports an attempt when it starts waiting for it
+//!   (1 s, 2 s, ... 30 s before it is made). A session `ibapi` ends for good otherwise (a
+//!   fatal read error) ends the worker, which the supervisor replaces.
 //! - Every other notice is forwarded as it is.
 //!
 //! `ibapi` announces its reconnection attempts only in its log ("next reconnection attempt
@@ -22,6 +24,7 @@
 //! Invariants: each transition is reported once; subscriptions are made again only after the
 //! gateway is back, once per loss; attempts are numbered from 1 for each loss.
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +41,10 @@ pub(super) const CONNECTIVITY_LOST: i32 = 1100;
 pub(super) const RESTORED_DATA_LOST: i32 = 1101;
 /// IB: connectivity restored, market data requests kept.
 pub(super) const RESTORED_DATA_KEPT: i32 = 1102;
+
+/// The worker's exit code when the gateway session ended for good while it was to be
+/// reconnected: the supervisor replaces the worker.
+const EXIT_SESSION_FAILED: i32 = 3;
 
 /// How often the socket to the gateway is looked at.
 const WATCH_PERIOD: Duration = Duration::from_millis(250);
@@ -73,6 +80,7 @@ pub(super) async fn forward_notices(
     while let Some(n) = notices.next().await {
         match n.code {
             CONNECTIVITY_LOST => {
+                live.interrupted();
                 tracing::warn!(
                     code = n.code,
                     "gateway lost its connection to IB: {}",
@@ -83,6 +91,7 @@ pub(super) async fn forward_notices(
                 }));
             }
             RESTORED_DATA_LOST => {
+                live.interrupted();
                 let count = live.restart_all(&client);
                 tracing::warn!(
                     code = n.code,
@@ -94,6 +103,7 @@ pub(super) async fn forward_notices(
                 }));
             }
             RESTORED_DATA_KEPT => {
+                live.interrupted();
                 tracing::info!(
                     code = n.code,
                     "gateway connection to IB restored, market data kept"
@@ -116,10 +126,15 @@ pub(super) async fn forward_notices(
 /// Watches the socket to the gateway: reports it lost, each reconnection attempt, and once
 /// `ibapi` has connected again, makes every live subscription again and reports it restored;
 /// or reports that `ibapi` gave up, and ends.
+///
+/// `limit`: the reconnection attempts configured (0: for ever). A session that `ibapi` ends
+/// for good before they are spent (a fatal read error, not a lost connection) is not a
+/// giving up: the worker exits, and the supervisor replaces it with one that connects anew.
 pub(super) async fn watch_socket(
     client: Arc<ibapi::Client>,
     live: Arc<LiveStreams>,
     events: EventSink,
+    limit: u32,
 ) {
     // Counted from while the connection is up: `ibapi` may announce its first attempt
     // before this task sees the loss.
@@ -128,6 +143,7 @@ pub(super) async fn watch_socket(
         while client.is_connected() {
             tokio::time::sleep(WATCH_PERIOD).await;
         }
+        live.interrupted();
         tracing::warn!("connection to the gateway lost; reconnecting");
         events(Event::Connection(ConnectionStatus::Lost {
             reason: "the connection to the gateway closed".into(),
@@ -157,6 +173,7 @@ pub(super) async fn watch_socket(
         match outcome {
             Ok(()) => {
                 before = ATTEMPTS_ANNOUNCED.load(Ordering::Relaxed);
+                live.interrupted();
                 let count = live.restart_all(&client);
                 tracing::info!(
                     resubscribed = count,
@@ -165,6 +182,17 @@ pub(super) async fn watch_socket(
                 events(Event::Connection(ConnectionStatus::Restored {
                     data_lost: true,
                 }));
+            }
+            Err(e) if limit == 0 || reported < limit => {
+                tracing::error!(
+                    attempts = reported,
+                    "the gateway session ended for good ({e}); the worker stops so that a new one connects"
+                );
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "worker stopping: the gateway session ended for good ({e})"
+                );
+                std::process::exit(EXIT_SESSION_FAILED);
             }
             Err(e) => {
                 tracing::error!(

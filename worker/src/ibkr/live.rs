@@ -7,6 +7,7 @@
 //! once; a symbol unsubscribed is never restarted.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ibapi::prelude::Contract;
@@ -30,6 +31,9 @@ pub(super) struct LiveStreams {
     events: EventSink,
     /// Fall back to delayed data for a symbol whose live bars are refused as not permitted.
     delayed_fallback: bool,
+    /// Interruptions of the market data (losses and restorations) so far: a stream that
+    /// sees it change drops the bar it was building.
+    interruptions: Arc<AtomicU64>,
     streams: Mutex<HashMap<String, Live>>,
 }
 
@@ -43,8 +47,15 @@ impl LiveStreams {
             handle,
             events,
             delayed_fallback,
+            interruptions: Arc::default(),
             streams: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The market data was interrupted (lost, or restored after a loss): bars in progress
+    /// span a gap.
+    pub(super) fn interrupted(&self) {
+        self.interruptions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The feed of `symbol` on `client`.
@@ -64,6 +75,7 @@ impl LiveStreams {
             size,
             events: self.events.clone(),
             delayed_fallback: self.delayed_fallback,
+            interruptions: self.interruptions.clone(),
         }
     }
 

@@ -12,6 +12,7 @@
 //! quietly: [`LiveStreams`](super::live::LiveStreams) starts it again, once, when the
 //! connection is back.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,13 @@ use super::choice::DataChoice;
 use super::classify;
 use super::tick_bars::TickBars;
 use crate::backend::EventSink;
+
+/// Notices bound to a real-time bars request after which no bar comes, though `ibapi` passes
+/// them on as advisories: 10089 (needs an API subscription; delayed data available), 10167
+/// (displaying delayed data: real-time bars have none).
+const NO_LIVE_BARS: [i32; 2] = [10089, 10167];
+/// The same for a market data (ticks) request: 10089 (no data without a subscription).
+const NO_TICKS: i32 = 10089;
 
 /// An `ibapi` subscription to 5-second real-time bars.
 pub(super) type FiveSecondBars =
@@ -41,6 +49,8 @@ pub(super) struct Feed {
     /// Build bars from the delayed feed when live bars are refused for want of a market data
     /// permission or subscription.
     pub(super) delayed_fallback: bool,
+    /// Interruptions of the market data so far (see `LiveStreams::interrupted`).
+    pub(super) interruptions: Arc<AtomicU64>,
 }
 
 /// Builds `size`-second bars from IB's 5-second real-time bars of the feed's contract and
@@ -100,6 +110,11 @@ pub(super) async fn stream_bars(feed: Feed, subscription: Option<FiveSecondBars>
                     });
                 }
             }
+            // `ibapi` passes these on as advisories, but no bar follows them.
+            Some(Ok(SubscriptionItem::Notice(n))) if NO_LIVE_BARS.contains(&n.code) => {
+                drop(subscription);
+                return refused(feed, &ibapi::Error::Notice(n)).await;
+            }
             Some(Ok(SubscriptionItem::Notice(n))) => events(Event::Notice {
                 code: n.code,
                 message: n.message,
@@ -119,7 +134,9 @@ pub(super) async fn stream_bars(feed: Feed, subscription: Option<FiveSecondBars>
 
 /// Builds `size`-second bars from the feed's last-trade ticks (delayed ones, the connection
 /// having asked for delayed data), timed when they arrive, after live bars were refused with
-/// `live_refused`. Says so first with [`Event::Delayed`].
+/// `live_refused`. Says so with [`Event::Delayed`] once the feed answers with data; a bar in
+/// progress when the market data is interrupted (lost or restored) is dropped, never sent
+/// with a gap in it.
 async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
     let Feed {
         client,
@@ -127,6 +144,7 @@ async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
         symbol,
         size,
         events,
+        interruptions,
         ..
     } = &feed;
     let mut ticks = match client.market_data(contract).subscribe().await {
@@ -134,22 +152,37 @@ async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
         Err(e) if ended_with_connection(&e) => return,
         Err(e) => return report_refusal(symbol, &e, events),
     };
-    tracing::warn!(
-        %symbol,
-        "live bars refused ({}): bars built from delayed data instead",
-        live_refused.message
-    );
-    events(Event::Delayed {
-        symbol: symbol.clone(),
-        refused: live_refused,
-    });
+    let mut live_refused = Some(live_refused);
     let now = || crate::unix_time::now().as_secs() as i64;
     let mut bars = TickBars::new(*size, now());
+    let mut seen = interruptions.load(Ordering::Relaxed);
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let done = tokio::select! {
-            item = ticks.next() => match item {
-                Some(Ok(SubscriptionItem::Data(tick))) => match tick {
+        let item = tokio::select! {
+            item = ticks.next() => Some(item),
+            _ = clock.tick() => None,
+        };
+        let interrupted = interruptions.load(Ordering::Relaxed);
+        if interrupted != seen {
+            // The bar in progress spans the interruption: started again, never sent.
+            seen = interrupted;
+            bars = TickBars::new(*size, now());
+        }
+        let done = match item {
+            None => bars.tick(now()),
+            Some(Some(Ok(SubscriptionItem::Data(tick)))) => {
+                if let Some(refused) = live_refused.take() {
+                    tracing::warn!(
+                        %symbol,
+                        "live bars refused ({}): bars built from delayed data instead",
+                        refused.message
+                    );
+                    events(Event::Delayed {
+                        symbol: symbol.clone(),
+                        refused,
+                    });
+                }
+                match tick {
                     TickTypes::Price(p) if is_trade(p.tick_type) => bars.price(now(), p.price),
                     TickTypes::PriceSize(p) if is_trade(p.price_tick_type) => {
                         bars.price(now(), p.price)
@@ -162,21 +195,23 @@ async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
                         None
                     }
                     _ => None,
-                },
-                Some(Ok(SubscriptionItem::Notice(n))) => {
-                    // 10167: "Displaying delayed market data", as asked.
-                    tracing::debug!(%symbol, code = n.code, "{}", n.message);
-                    None
                 }
-                Some(Err(e)) if !ended_with_connection(&e) => {
-                    return report_refusal(symbol, &e, events)
-                }
-                Some(Err(_)) | None => {
-                    tracing::debug!(%symbol, "delayed data ended with the gateway connection");
-                    return;
-                }
-            },
-            _ = clock.tick() => bars.tick(now()),
+            }
+            Some(Some(Ok(SubscriptionItem::Notice(n)))) if n.code == NO_TICKS => {
+                return report_refusal(symbol, &ibapi::Error::Notice(n), events);
+            }
+            Some(Some(Ok(SubscriptionItem::Notice(n)))) => {
+                // 10167: "Displaying delayed market data", as asked.
+                tracing::debug!(%symbol, code = n.code, "{}", n.message);
+                None
+            }
+            Some(Some(Err(e))) if !ended_with_connection(&e) => {
+                return report_refusal(symbol, &e, events)
+            }
+            Some(Some(Err(_)) | None) => {
+                tracing::debug!(%symbol, "delayed data ended with the gateway connection");
+                return;
+            }
         };
         if let Some(bar) = done {
             events(Event::Bar {
