@@ -2,11 +2,14 @@
 //! and log records.
 //!
 //! Invariants: a reply or event waits for ring space at most the reply timeout; a log record
-//! never waits at all (it is dropped and counted instead, and the count travels with the next
-//! record that gets through), so logging can never block or deadlock the worker.
+//! never waits for ring space, and waits for another thread's send in progress at most
+//! [`LOG_WAIT`] (never for its own thread's: a record raised while this thread sends is
+//! dropped at once). A record that cannot go is dropped and counted, and the count travels
+//! with the next record that gets through, so logging can never block or deadlock the worker.
 
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,6 +19,31 @@ use parking_lot::Mutex;
 
 use crate::channel::{self, Channel, Control, Receiver, RecvError, SendError, Sender, StartError};
 use crate::protocol::{Body, Envelope, Event, LogRecord, Reply, Request};
+
+/// How long a log record waits for another thread's send in progress (a frame copied into
+/// the ring: microseconds, unless that send waits for ring space).
+pub const LOG_WAIT: Duration = Duration::from_millis(20);
+
+thread_local! {
+    /// Set while this thread holds the sending side.
+    static SENDING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks this thread as sending for as long as it lives.
+struct Sending(bool);
+
+impl Sending {
+    fn enter() -> Sending {
+        Sending(SENDING.with(|s| s.replace(true)))
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        let before = self.0;
+        SENDING.with(|s| s.set(before));
+    }
+}
 
 /// A request received from the runner.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,6 +151,7 @@ impl Responder {
         let Some(mut tx) = self.tx.try_lock_until(deadline) else {
             return Err(SendError::Timeout);
         };
+        let _sending = Sending::enter();
         tx.send(env, Some(deadline))
     }
 
@@ -142,15 +171,22 @@ impl Responder {
         })
     }
 
-    /// Sends a log record if the ring has room and nobody else is sending right now; a record
-    /// that cannot go at once is dropped and counted (logging never waits). The count of
+    /// Sends a log record if the ring has room, after another thread's send in progress
+    /// (waiting for it at most [`LOG_WAIT`]); a record that cannot go is dropped and counted
+    /// (logging never waits for ring space, nor for a send of its own thread). The count of
     /// records dropped before travels with the next record delivered. Returns whether it was
     /// sent.
     pub fn log(&self, mut record: LogRecord) -> bool {
-        let Some(mut tx) = self.tx.try_lock() else {
+        let tx = if SENDING.with(Cell::get) {
+            None
+        } else {
+            self.tx.try_lock_for(LOG_WAIT)
+        };
+        let Some(mut tx) = tx else {
             self.dropped_logs.fetch_add(1, Ordering::Relaxed);
             return false;
         };
+        let _sending = Sending::enter();
         record.dropped_before = self.dropped_logs.swap(0, Ordering::Relaxed);
         let dropped_before = record.dropped_before;
         let env = Envelope {

@@ -245,3 +245,80 @@ fn a_pair_exchanges_both_ways_and_closes_cleanly() {
         Err(RecvError::PeerGone(GoneReason::Closed))
     );
 }
+
+fn record(message: &str) -> LogRecord {
+    LogRecord {
+        level: LogLevel::Info,
+        target: "test".into(),
+        message: message.into(),
+        dropped_before: 0,
+    }
+}
+
+/// A log record raised while another thread is sending waits for that send instead of being
+/// lost; one that would wait longer than [`crate::server::LOG_WAIT`] is dropped, counted, and
+/// the count travels with the next record.
+#[test]
+fn a_log_record_waits_briefly_for_another_threads_send() {
+    let (mut runner, worker) = pair(&Config::default()).unwrap();
+    let server = Server::over(worker, Duration::from_secs(5));
+    let responder = server.responder();
+
+    // Another thread's send that ends soon: the record waits for it. (A sample where the
+    // holder was kept from the processor longer than the wait proves nothing: taken again.)
+    let mut waited = false;
+    for _ in 0..50 {
+        let tx = server.responder().tx.clone();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let guard = tx.lock();
+            let since = Instant::now();
+            let _ = held_tx.send(());
+            std::thread::sleep(Duration::from_millis(2));
+            drop(guard);
+            since.elapsed()
+        });
+        held_rx.recv().unwrap();
+        let sent = responder.log(record("waited"));
+        let held = holder.join().unwrap();
+        if held < crate::server::LOG_WAIT / 2 {
+            assert!(sent, "held {held:?}");
+            waited = true;
+            break;
+        }
+        if sent {
+            break;
+        }
+        // Dropped behind a hold longer than the wait, as it must be: try again.
+    }
+    assert!(waited, "the machine never let a 2 ms hold end within 10 ms");
+    // The record sent carried the count of any dropped while sampling.
+    assert_eq!(responder.dropped_logs(), 0);
+
+    // A send that outlasts the wait: the record is dropped and counted.
+    let tx = server.responder().tx.clone();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let guard = tx.lock();
+        let _ = held_tx.send(());
+        let _ = done_rx.recv();
+        drop(guard);
+    });
+    held_rx.recv().unwrap();
+    assert!(!responder.log(record("dropped")));
+    drop(done_tx);
+    holder.join().unwrap();
+    assert_eq!(responder.dropped_logs(), 1);
+
+    assert!(responder.log(record("after")));
+    let mut got = Vec::new();
+    while let Some(env) = runner.receiver.try_recv::<Envelope>().unwrap() {
+        if let Body::Log(r) = env.body {
+            got.push((r.message, r.dropped_before));
+        }
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, "waited");
+    assert_eq!(got[1], ("after".to_string(), 1));
+}
