@@ -155,7 +155,7 @@ impl Bell {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Wait::Ready;
         }
-        crate::sys::futex_wait(&self.seq, token, timeout);
+        crate::sys::wait::wait(&self.seq, token, timeout);
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         if ready() {
             Wait::Ready
@@ -198,7 +198,7 @@ impl Bell {
 
     #[cfg(not(loom))]
     fn futex_wake(&self) {
-        crate::sys::futex_wake(&self.seq);
+        crate::sys::wait::wake_all(&self.seq);
     }
 
     #[cfg(loom)]

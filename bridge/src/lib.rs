@@ -2,7 +2,8 @@
 //!
 //! Layers, bottom up (each a module; the README's layer list names the same files):
 //! - [`segment`]: the shared memory itself and its header (with `sys`, the only OS-facing
-//!   layer);
+//!   layer: one file per concept, Linux and macOS side by side; [`platform`] is its face to
+//!   the rest of the system);
 //! - [`ring`]: a single-producer single-consumer ring of byte frames, one per direction;
 //! - `doorbell`: futex wakeups without lost wakeups and without idle spinning;
 //! - [`codec`]: bincode through serde, with a size limit tied to the frame;
@@ -10,7 +11,7 @@
 //! - [`channel`]: start a worker process and attach it, with liveness in both directions;
 //! - [`client`] / [`server`]: requests from many threads matched to replies by id.
 //!
-//! `unsafe` code lives only in `ring/region.rs`, `segment.rs` and `sys.rs`; every other module
+//! `unsafe` code lives only in `ring/region.rs`, `segment.rs` and `sys/`; every other module
 //! forbids it.
 
 #![warn(missing_debug_implementations)]
@@ -28,6 +29,8 @@ pub mod channel;
 #[cfg(not(loom))]
 pub mod client;
 pub mod codec;
+#[cfg(not(loom))]
+pub mod platform;
 pub mod protocol;
 pub mod ring;
 #[cfg(not(loom))]

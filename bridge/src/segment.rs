@@ -11,23 +11,25 @@
 //! ```
 //!
 //! Invariants:
-//! - names are `/ibbridge-<creator pid>-<128 random bits>`: unguessable, mode 0600, and
-//!   unlinked as soon as the worker has attached, so a crash afterwards leaks nothing and
-//!   nobody can open the segment later;
-//! - the creator reserves every byte of the segment before touching it (a short `/dev/shm`
-//!   is an error at creation, [`SegmentError::NoSpace`], never a SIGBUS later), and holds an
-//!   exclusive `flock` on it until it is unlinked or the creator dies;
-//! - [`sweep_stale`] removes a name only when nobody holds its lock and it is older than
-//!   [`SWEEP_GRACE`]: a pid in a name means nothing in another PID namespace (containers
-//!   sharing one `/dev/shm`), a lock does;
+//! - names are `/ibbridge-<creator pid>-<random>` (30 characters, at least 60 random bits):
+//!   unguessable, mode 0600, and unlinked as soon as the worker has attached, so a crash
+//!   afterwards leaks nothing and nobody can open the segment later;
+//! - on Linux the creator reserves every byte of the segment before touching it (a short
+//!   `/dev/shm` is an error at creation, [`SegmentError::NoSpace`], never a SIGBUS later);
+//! - the creator holds an exclusive `flock` on the name's record (Linux: the `/dev/shm` file;
+//!   macOS: a lock file in a per-user directory, made before the object) until the name is
+//!   unlinked or the creator dies; [`sweep_stale`] removes a name only when nobody holds that
+//!   lock and it is older than [`SWEEP_GRACE`]: a pid in a name means nothing in another PID
+//!   namespace (containers sharing one `/dev/shm`), a lock does. How the two platforms differ
+//!   is in `sys/shm.rs`;
 //! - in one process each side's ring ends are handed out once per shared memory object
 //!   (identified by its inode, whatever name it was opened under: [`Segment::endpoints`]), so
 //!   safe code can never make two producers or two consumers of one ring;
 //! - nothing read from the header is trusted: geometry and sizes are validated at open.
 
 use std::fmt;
-use std::fs::File;
 use std::io;
+#[cfg(target_os = "linux")]
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -38,18 +40,20 @@ use shared_memory::{Shmem, ShmemConf, ShmemError};
 use crate::ring::{self, CachePadded, Consumer, GeometryError, Producer, RawRing, RingControl};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys;
+use crate::sys::shm::{Bookkeeping, Claim, ReserveError};
 
 /// `"IBBRIDGE"` in little-endian: the first eight bytes of every segment.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"IBBRIDGE");
 /// Version of the memory layout described here.
 pub const LAYOUT_VERSION: u32 = 2;
 /// Prefix of segment names (after the leading `/`).
-pub const NAME_PREFIX: &str = "ibbridge-";
-/// Where segment names appear in the file system.
-pub const SHM_DIR: &str = "/dev/shm";
+pub const NAME_PREFIX: &str = sys::shm::NAME_PREFIX;
+/// Where Linux shows segment names as files (macOS shows them nowhere; see
+/// [`recorded_names`]).
+pub const SHM_DIR: &str = sys::shm::DEV_SHM;
 /// A segment name younger than this is never swept: its creator may not have taken its lock
 /// yet (the lock is taken right after the name is created).
-pub const SWEEP_GRACE: Duration = Duration::from_secs(2);
+pub const SWEEP_GRACE: Duration = sys::shm::SWEEP_GRACE;
 
 const HEADER_BYTES: usize = 4096;
 const CONTROL_BYTES: usize = std::mem::size_of::<RingControl>();
@@ -160,7 +164,7 @@ pub enum SegmentError {
     Geometry(GeometryError),
     /// The operating system refused to create the segment.
     Create(String),
-    /// `/dev/shm` has not enough room for the segment. Nothing was left behind.
+    /// `/dev/shm` has not enough room for the segment (Linux). Nothing was left behind.
     NoSpace {
         /// Bytes the segment needs.
         needed: u64,
@@ -258,7 +262,7 @@ enum ObjectId {
 
 impl ObjectId {
     fn of(shmem: &Shmem, name: &str) -> ObjectId {
-        match sys::mapping_identity(shmem.as_ptr() as usize) {
+        match sys::shm::object_identity(shmem.as_ptr() as usize) {
             Some((dev, inode)) => ObjectId::Inode(dev, inode),
             None => ObjectId::Name(name.trim_start_matches('/').to_string()),
         }
@@ -272,8 +276,10 @@ pub struct Segment {
     geometry: Geometry,
     /// Whether this process created the name (and so removes it).
     created: bool,
-    /// The creator's open file with its exclusive lock, held until the Segment drops.
-    _lock: Option<File>,
+    /// Where the name is recorded.
+    books: Bookkeeping,
+    /// The creator's hold on its name, until the Segment drops.
+    _claim: Option<Claim>,
     unlinked: AtomicBool,
     /// The object mapped, for the take-once registry.
     id: ObjectId,
@@ -297,24 +303,37 @@ impl fmt::Debug for Segment {
     }
 }
 
-fn path_of(name: &str) -> PathBuf {
-    PathBuf::from(SHM_DIR).join(name.trim_start_matches('/'))
-}
-
 impl Segment {
     /// Creates a new segment named after this process: reserves its memory, locks it, zeroes
     /// it and writes the header. On any error nothing is left behind.
     pub fn create(geometry: Geometry, protocol_version: u32) -> Result<Arc<Segment>, SegmentError> {
+        Segment::create_with(Bookkeeping::native(), geometry, protocol_version)
+    }
+
+    /// [`create`](Self::create), with the name recorded in `books`.
+    pub(crate) fn create_with(
+        books: Bookkeeping,
+        geometry: Geometry,
+        protocol_version: u32,
+    ) -> Result<Arc<Segment>, SegmentError> {
         ring::check_geometry(geometry.ring_capacity, geometry.max_frame)
             .map_err(SegmentError::Geometry)?;
         let total = geometry.total_bytes();
-        let (shmem, name) = loop {
-            let rand = sys::random_u128().map_err(|e| SegmentError::Create(e.to_string()))?;
-            let name = format!("/{NAME_PREFIX}{}-{rand:032x}", std::process::id());
+        let (shmem, name, claim) = loop {
+            let name = sys::shm::new_name(std::process::id())
+                .map_err(|e| SegmentError::Create(e.to_string()))?;
+            let claim = match books.claim(&name) {
+                Ok(claim) => claim,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(SegmentError::Create(format!("{}: {e}", books.place()))),
+            };
             match ShmemConf::new().size(total).os_id(&name).create() {
-                Ok(shmem) => break (shmem, name),
-                Err(ShmemError::MappingIdExists) => continue,
-                Err(e) => return Err(SegmentError::Create(e.to_string())),
+                Ok(shmem) => break (shmem, name, claim),
+                Err(ShmemError::MappingIdExists) => books.abandon(claim, &name),
+                Err(e) => {
+                    books.abandon(claim, &name);
+                    return Err(SegmentError::Create(e.to_string()));
+                }
             }
         };
         let mut shmem = shmem;
@@ -326,22 +345,35 @@ impl Segment {
             name,
             geometry,
             created: true,
-            _lock: None,
+            books,
+            _claim: None,
             id,
             unlinked: AtomicBool::new(false),
             claimed: [AtomicBool::new(false), AtomicBool::new(false)],
         };
         // From here on, dropping `seg` on an error unlinks the name.
-        seg._lock = Some(seg.reserve_and_lock(total as u64)?);
+        let mut claim = claim;
+        let reserved = seg.books.created(&mut claim, &seg.name, total as u64);
+        seg._claim = Some(claim);
+        match reserved {
+            Ok(()) => {}
+            Err(ReserveError::NoSpace { available }) => {
+                return Err(SegmentError::NoSpace {
+                    needed: total as u64,
+                    available,
+                })
+            }
+            Err(ReserveError::Other(e)) => return Err(SegmentError::Create(e)),
+        }
         if seg.shmem.len() < total {
             return Err(SegmentError::Size {
                 expected: total,
                 found: seg.shmem.len(),
             });
         }
-        // SAFETY: the mapping is `total` writable bytes, all of them reserved above (so no
-        // page can fault for want of memory); nobody else has opened it yet. Writing zeros
-        // faults every page in now rather than on the first messages.
+        // SAFETY: the mapping is `total` writable bytes, all of them reserved above where the
+        // system needs it (so no page can fault for want of memory); nobody else has opened
+        // it yet. Writing zeros faults every page in now rather than on the first messages.
         unsafe { std::ptr::write_bytes(seg.shmem.as_ptr(), 0, total) };
         let h = seg.header();
         h.layout_version.store(LAYOUT_VERSION, Ordering::Relaxed);
@@ -358,37 +390,6 @@ impl Segment {
         // SYNC POINT: everything above is visible to an opener that Acquire-loads the magic.
         h.magic.store(MAGIC, Ordering::Release);
         Ok(Arc::new(seg))
-    }
-
-    /// Takes the creator's lock on the new name and reserves `total` bytes of memory for it.
-    /// tmpfs reserves nothing at `ftruncate`: without this, the first write to a page that
-    /// does not fit would kill the process with SIGBUS.
-    fn reserve_and_lock(&self, total: u64) -> Result<File, SegmentError> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.path())
-            .map_err(|e| SegmentError::Create(format!("{}: {e}", self.path().display())))?;
-        match sys::try_lock_exclusive(&file) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Err(SegmentError::Create(format!(
-                    "{} is locked by another process",
-                    self.path().display()
-                )))
-            }
-            Err(e) => return Err(SegmentError::Create(format!("cannot lock: {e}"))),
-        }
-        match sys::reserve(&file, total) {
-            Ok(()) => Ok(file),
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => Err(SegmentError::NoSpace {
-                needed: total,
-                available: sys::free_bytes(SHM_DIR),
-            }),
-            Err(e) => Err(SegmentError::Create(format!(
-                "cannot reserve {total} bytes: {e}"
-            ))),
-        }
     }
 
     /// Opens and validates an existing segment by name.
@@ -413,7 +414,8 @@ impl Segment {
             name: name.to_string(),
             geometry: Geometry::default(),
             created: false,
-            _lock: None,
+            books: Bookkeeping::native(),
+            _claim: None,
             id,
             unlinked: AtomicBool::new(false),
             claimed: [AtomicBool::new(false), AtomicBool::new(false)],
@@ -452,9 +454,10 @@ impl Segment {
         &self.name
     }
 
-    /// Where the name appears in the file system while it is linked.
+    /// Where the name appears in the file system while it is linked (Linux).
+    #[cfg(target_os = "linux")]
     pub fn path(&self) -> PathBuf {
-        path_of(&self.name)
+        PathBuf::from(SHM_DIR).join(self.name.trim_start_matches('/'))
     }
 
     /// The ring sizes.
@@ -476,10 +479,7 @@ impl Segment {
         {
             return Ok(());
         }
-        match std::fs::remove_file(self.path()) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        self.books.unlink(&self.name)
     }
 
     pub(crate) fn header(&self) -> &Header {
@@ -617,59 +617,20 @@ impl Drop for Segment {
 /// its creator's lock and it is older than [`SWEEP_GRACE`]; names of other users are left
 /// alone (they cannot be opened).
 pub fn sweep_stale() -> usize {
-    let Ok(dir) = std::fs::read_dir(SHM_DIR) else {
-        return 0;
-    };
-    let mut removed = 0;
-    for entry in dir.flatten() {
-        let file_name = entry.file_name();
-        let Some(name) = file_name.to_str() else {
-            continue;
-        };
-        if is_segment_name(name) && sweep_one(&entry.path()) {
-            removed += 1;
-        }
-    }
-    removed
+    Bookkeeping::native().sweep_stale()
 }
 
-/// Removes one candidate if it is stale; see [`sweep_stale`].
-fn sweep_one(path: &std::path::Path) -> bool {
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    else {
-        return false;
-    };
-    let young = file
-        .metadata()
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_none_or(|age| age < SWEEP_GRACE);
-    if young || !matches!(sys::try_lock_exclusive(&file), Ok(true)) {
-        return false;
-    }
-    // We hold the lock: its creator is gone, and no new creator can reuse a name.
-    std::fs::remove_file(path).is_ok()
-}
-
-/// Whether a file name in [`SHM_DIR`] is one of our segment names.
-fn is_segment_name(name: &str) -> bool {
-    let Some(rest) = name.strip_prefix(NAME_PREFIX) else {
-        return false;
-    };
-    let Some((pid, rand)) = rest.split_once('-') else {
-        return false;
-    };
-    pid.parse::<u32>().is_ok() && rand.len() == 32 && rand.bytes().all(|b| b.is_ascii_hexdigit())
+/// The segment names recorded on this machine now (without their leading `/`), live or left
+/// behind: the files in `/dev/shm` on Linux, this user's lock files on macOS.
+pub fn recorded_names() -> Vec<String> {
+    Bookkeeping::native().names()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::sys::shm::{try_lock_exclusive, Registry};
+    use std::path::Path;
     use std::time::SystemTime;
 
     fn small() -> Geometry {
@@ -679,8 +640,10 @@ mod tests {
         }
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_created_segment_is_private_and_opens_with_its_geometry() {
+        use std::os::unix::fs::PermissionsExt;
         let seg = Segment::create(small(), 7).unwrap();
         let meta = std::fs::metadata(seg.path()).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
@@ -709,16 +672,21 @@ mod tests {
         let b = Segment::create(Geometry::default(), 1).unwrap();
         assert_ne!(a.name(), b.name());
         let rand = a.name().rsplit('-').next().unwrap();
-        assert_eq!(rand.len(), 32);
+        assert!(rand.len() >= 12, "{}", a.name());
+        assert!(a.name().len() <= 31, "{}", a.name());
     }
 
     #[test]
     fn dropping_the_creator_removes_the_name() {
         let seg = Segment::create(Geometry::default(), 1).unwrap();
-        let path = seg.path();
-        assert!(path.exists());
+        let name = seg.name().trim_start_matches('/').to_string();
+        assert!(recorded_names().contains(&name));
         drop(seg);
-        assert!(!path.exists());
+        assert!(!recorded_names().contains(&name));
+        assert!(matches!(
+            Segment::open(&format!("/{name}")),
+            Err(SegmentError::Open { .. })
+        ));
     }
 
     #[test]
@@ -788,20 +756,23 @@ mod tests {
             Err(SegmentError::EndpointsTaken(Side::Worker))
         ));
         // Other names of the same object: without its leading slash, with two, a hard link.
-        let bare = seg.name().trim_start_matches('/').to_string();
-        let link = PathBuf::from(SHM_DIR).join(format!("{bare}-link"));
-        std::fs::hard_link(seg.path(), &link).unwrap();
-        for alias in [bare.clone(), format!("//{bare}"), format!("/{bare}-link")] {
-            let other = Segment::open(&alias).unwrap();
-            assert!(
-                matches!(
-                    other.endpoints(Side::Runner),
-                    Err(SegmentError::EndpointsTaken(Side::Runner))
-                ),
-                "{alias}"
-            );
+        #[cfg(target_os = "linux")]
+        {
+            let bare = seg.name().trim_start_matches('/').to_string();
+            let link = PathBuf::from(SHM_DIR).join(format!("{bare}-link"));
+            std::fs::hard_link(seg.path(), &link).unwrap();
+            for alias in [bare.clone(), format!("//{bare}"), format!("/{bare}-link")] {
+                let other = Segment::open(&alias).unwrap();
+                assert!(
+                    matches!(
+                        other.endpoints(Side::Runner),
+                        Err(SegmentError::EndpointsTaken(Side::Runner))
+                    ),
+                    "{alias}"
+                );
+            }
+            std::fs::remove_file(&link).unwrap();
         }
-        std::fs::remove_file(&link).unwrap();
         // Once every end and mapping is gone, the claims are released with them.
         let name = seg.name().to_string();
         drop((runner, worker, again));
@@ -811,11 +782,12 @@ mod tests {
         assert!(reopened.endpoints(Side::Worker).is_ok());
     }
 
+    #[cfg(target_os = "linux")]
     fn candidate(pid: u32, tag: u128) -> PathBuf {
         PathBuf::from(format!("{SHM_DIR}/{NAME_PREFIX}{pid}-{tag:032x}"))
     }
 
-    fn age(path: &std::path::Path, by: Duration) {
+    fn age(path: &Path, by: Duration) {
         let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
         f.set_modified(SystemTime::now() - by).unwrap();
     }
@@ -823,6 +795,7 @@ mod tests {
     /// Containers sharing one `/dev/shm` see each other's names, whose pids mean nothing in
     /// this PID namespace. A name whose creator still holds its lock is alive, whatever its
     /// pid says here; an unlocked one is stale, whatever its pid says here.
+    #[cfg(target_os = "linux")]
     #[test]
     fn the_sweep_trusts_the_creators_lock_not_the_pid_in_the_name() {
         let me = std::process::id();
@@ -840,7 +813,7 @@ mod tests {
             .write(true)
             .open(&locked)
             .unwrap();
-        assert!(sys::try_lock_exclusive(&holder).unwrap());
+        assert!(try_lock_exclusive(&holder).unwrap());
 
         sweep_stale();
         assert!(locked.exists(), "a locked segment was swept");
@@ -851,6 +824,7 @@ mod tests {
         assert!(!locked.exists(), "the lock was released but the name kept");
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_young_name_is_not_swept_before_its_creator_could_lock_it() {
         let young = candidate(4_194_998, 0xbeef_0000 + std::process::id() as u128);
@@ -862,6 +836,7 @@ mod tests {
         assert!(!young.exists());
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_live_creator_holds_its_lock_until_the_name_is_gone() {
         let seg = Segment::create(small(), 1).unwrap();
@@ -873,14 +848,111 @@ mod tests {
             .write(true)
             .open(seg.path())
             .unwrap();
-        assert!(!sys::try_lock_exclusive(&f).unwrap());
+        assert!(!try_lock_exclusive(&f).unwrap());
     }
 
+    /// A registry of lock files in a directory of its own, removed when dropped.
+    struct TestRegistry {
+        dir: std::path::PathBuf,
+        books: Bookkeeping,
+    }
+
+    impl TestRegistry {
+        fn new(tag: &str) -> TestRegistry {
+            let dir =
+                std::env::temp_dir().join(format!("ibbridge-test-{}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            TestRegistry {
+                books: Bookkeeping::Registry(Registry::at(dir.clone())),
+                dir,
+            }
+        }
+
+        fn lock_file(&self, name: &str) -> std::path::PathBuf {
+            self.dir
+                .join(format!("{}.lock", name.trim_start_matches('/')))
+        }
+    }
+
+    impl Drop for TestRegistry {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// macOS's bookkeeping, run here: a segment's name is recorded by a locked lock file made
+    /// before the object, and both go when the name is unlinked.
     #[test]
-    fn only_our_names_are_candidates() {
-        assert!(is_segment_name(&format!("{NAME_PREFIX}12-{:032x}", 5u128)));
-        assert!(!is_segment_name(&format!("{NAME_PREFIX}12-notours")));
-        assert!(!is_segment_name(&format!("{NAME_PREFIX}x-{:032x}", 5u128)));
-        assert!(!is_segment_name(&format!("other-12-{:032x}", 5u128)));
+    fn a_registry_records_a_segment_until_it_is_unlinked() {
+        let reg = TestRegistry::new("records");
+        let seg = Segment::create_with(reg.books.clone(), small(), 3).unwrap();
+        let bare = seg.name().trim_start_matches('/').to_string();
+        assert_eq!(reg.books.names(), vec![bare.clone()]);
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(reg.lock_file(seg.name()))
+            .unwrap();
+        assert!(!try_lock_exclusive(&lock).unwrap(), "the creator holds it");
+        // A live creator's name is not swept, however old its record.
+        age(&reg.lock_file(seg.name()), Duration::from_secs(60));
+        assert_eq!(reg.books.sweep_stale(), 0);
+        let other = Segment::open(seg.name()).unwrap();
+        assert_eq!(other.protocol_version(), 3);
+        seg.unlink().unwrap();
+        assert_eq!(reg.books.names(), Vec::<String>::new());
+        assert!(matches!(
+            Segment::open(seg.name()),
+            Err(SegmentError::Open { .. })
+        ));
+        // The directory is private to its user.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&reg.dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    /// A creator that died leaves an unlocked lock file, with or without its object: the
+    /// sweep unlinks the object and removes the record, once the record is old enough.
+    #[test]
+    fn a_registry_sweep_removes_what_a_dead_creator_left() {
+        let reg = TestRegistry::new("sweep");
+        // Died after making its object.
+        let name = crate::sys::shm::new_name(std::process::id()).unwrap();
+        let claim = reg.books.claim(&name).unwrap();
+        let mut shmem = ShmemConf::new().size(4096).os_id(&name).create().unwrap();
+        shmem.set_owner(false);
+        drop(shmem);
+        drop(claim);
+        // Died between its lock file and its object.
+        let early = crate::sys::shm::new_name(std::process::id()).unwrap();
+        drop(reg.books.claim(&early).unwrap());
+        assert!(ShmemConf::new().os_id(&name).open().is_ok());
+
+        // Young records are left alone: their creators may be about to lock them.
+        assert_eq!(reg.books.sweep_stale(), 0);
+        assert_eq!(reg.books.names().len(), 2);
+        for n in [&name, &early] {
+            age(&reg.lock_file(n), SWEEP_GRACE + Duration::from_secs(1));
+        }
+        assert_eq!(reg.books.sweep_stale(), 2);
+        assert_eq!(reg.books.names(), Vec::<String>::new());
+        assert!(ShmemConf::new().os_id(&name).open().is_err(), "object left");
+    }
+
+    /// A registry directory someone else could write to is refused, with the directory named.
+    #[test]
+    fn a_registry_directory_open_to_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let reg = TestRegistry::new("open");
+        std::fs::create_dir(&reg.dir).unwrap();
+        std::fs::set_permissions(&reg.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        match Segment::create_with(reg.books.clone(), small(), 1) {
+            Err(SegmentError::Create(e)) => {
+                assert!(e.contains(&reg.dir.display().to_string()), "{e}");
+                assert!(e.contains("0700"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(std::fs::read_dir(&reg.dir).unwrap().count(), 0);
     }
 }

@@ -191,7 +191,7 @@ fn run(args: &ConfigArgs) -> ExitCode {
     };
     init_logging();
     let outcome = stop_flag().and_then(|stop| {
-        let setup = WorkerSetup::from_config(&cfg, own_exe(), faults);
+        let setup = WorkerSetup::from_config(&cfg, own_exe()?, faults);
         runner::job::run(&cfg, setup, &stop)
     });
     match outcome {
@@ -240,7 +240,7 @@ fn soak(args: &SoakArgs) -> ExitCode {
         memory_bound_mb: args.memory_bound,
     };
     let report = stop_flag().and_then(|stop| {
-        let setup = WorkerSetup::from_config(&cfg, own_exe(), worker::SimFaults::default());
+        let setup = WorkerSetup::from_config(&cfg, own_exe()?, worker::SimFaults::default());
         runner::soak::run(&settings, setup, &stop)
     });
     match report {
@@ -260,11 +260,13 @@ fn soak(args: &SoakArgs) -> ExitCode {
     }
 }
 
-/// The worker is this very executable: `/proc/self/exe` names the file this process runs,
-/// even after the path on disk was replaced by a new build, so a restarted worker is always
-/// the same build as its runner.
-fn own_exe() -> PathBuf {
-    PathBuf::from("/proc/self/exe")
+/// The worker is this very executable. On Linux `/proc/self/exe` names the file this process
+/// runs even after the path on disk was replaced by a new build, so a restarted worker is
+/// always the same build as its runner; on macOS a replaced file is the new build, which the
+/// worker's hello then refuses as another build.
+fn own_exe() -> anyhow::Result<PathBuf> {
+    bridge::platform::own_executable()
+        .map_err(|e| anyhow::anyhow!("cannot find this program's executable: {e}"))
 }
 
 /// A flag set by Ctrl-C or SIGTERM.

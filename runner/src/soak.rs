@@ -341,13 +341,5 @@ impl Soak<'_> {
 
 /// Resident memory of process `pid`, KiB (0 if it cannot be read).
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    bridge::platform::resident_bytes(pid).map_or(0, |b| b / 1024)
 }

@@ -40,7 +40,7 @@ impl WorkerSetup {
     /// into the simulated market (tests only).
     pub fn from_config(cfg: &Config, exe: PathBuf, faults: SimFaults) -> WorkerSetup {
         let build_id = worker::build_id_of(&exe);
-        let mut options = WorkerOptions::new(build_id.clone(), backend_options(cfg, faults));
+        let mut options = WorkerOptions::new(backend_options(cfg, faults));
         options.heartbeat_ms = cfg.bridge.heartbeat_ms;
         options.hang_timeout_ms = cfg.bridge.hang_timeout_ms;
         options.handshake_timeout_ms = cfg.bridge.handshake_timeout_ms;
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(ch.geometry.max_frame, 1 << 12);
         assert_eq!(ch.heartbeat_interval, Duration::from_millis(50));
         assert_eq!(ch.hang_timeout, Duration::from_millis(700));
-        assert_eq!(ch.build_id, setup.options.build_id);
+        assert_eq!(ch.build_id, worker::build_id_of(&setup.exe));
         assert_eq!(setup.options.heartbeat_ms, 50);
         assert_eq!(setup.options.hang_timeout_ms, 700);
         assert_eq!(setup.options.handshake_timeout_ms, 1234);

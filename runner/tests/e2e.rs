@@ -23,7 +23,7 @@ use common::{output, runner, table_rows, RUNNER};
 use bridge::protocol::{ErrorKind, Reply, Request};
 use bridge::Client;
 use runner::worker_setup::WorkerSetup;
-use tests::{alive, kill_and_wait, segments_of, signal, Signal, XorShift};
+use tests::{alive, kill_and_wait, segments_of, signal, Signal};
 use worker::SimFaults;
 
 /// The summary table's rows: symbol -> (history, live, the rest of the row).
@@ -68,6 +68,41 @@ fn worker_client(faults: SimFaults, handshake_ms: u64) -> Client {
     let setup = WorkerSetup::from_config(&cfg, PathBuf::from(RUNNER), faults);
     let cmd = worker::command(&setup.exe, &setup.options).unwrap();
     Client::spawn(cmd, &setup.client).expect("worker starts").0
+}
+
+/// The worker presents the build id of the file it runs, not the one it was told: a worker
+/// file replaced by another build after the runner set up (a new build installed mid-run;
+/// on macOS a restarted worker runs whatever file is at the path now) is refused at its hello
+/// with both ids, instead of running beside a runner of another build.
+#[test]
+fn a_worker_file_replaced_by_another_build_is_refused() {
+    let exe = temp("replaced-runner");
+    std::fs::copy(RUNNER, &exe).unwrap();
+    let setup = WorkerSetup::from_config(
+        &runner::config::Config::default(),
+        exe.clone(),
+        SimFaults::default(),
+    );
+    // The same file untouched is the same build.
+    let cmd = worker::command(&setup.exe, &setup.options).unwrap();
+    let (client, _) = Client::spawn(cmd, &setup.client).expect("the same file is accepted");
+    drop(client);
+    // Another file in its place (same bytes, another file: another build as far as anyone
+    // can tell without reading it all).
+    let next = temp("replaced-runner.next");
+    std::fs::copy(RUNNER, &next).unwrap();
+    std::fs::rename(&next, &exe).unwrap();
+    let cmd = worker::command(&setup.exe, &setup.options).unwrap();
+    match Client::spawn(cmd, &setup.client) {
+        Err(bridge::StartError::BuildMismatch { ours, theirs }) => {
+            assert_eq!(ours, setup.client.channel.build_id);
+            assert_ne!(ours, theirs);
+            assert_eq!(theirs, worker::build_id_of(&exe));
+        }
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("a replaced worker file was accepted"),
+    }
+    let _ = std::fs::remove_file(&exe);
 }
 
 fn symbols(n: usize) -> Vec<String> {
@@ -543,6 +578,7 @@ fn a_worker_killed_during_the_live_phase_is_replaced_and_its_subscriptions_resto
 }
 
 /// The address range of the bridge segment in `pid`'s memory map.
+#[cfg(target_os = "linux")]
 fn segment_mapping(pid: u32) -> String {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let line = maps
@@ -552,6 +588,7 @@ fn segment_mapping(pid: u32) -> String {
     line.split_whitespace().next().unwrap().to_string()
 }
 
+#[cfg(target_os = "linux")] // reads /proc or mounts a tmpfs on /dev/shm
 #[test]
 fn garbage_written_into_the_live_segment_is_survived_by_a_new_worker() {
     use std::io::{Seek, SeekFrom, Write};
@@ -563,7 +600,7 @@ fn garbage_written_into_the_live_segment_is_survived_by_a_new_worker() {
         .write(true)
         .open(format!("/proc/{worker_pid}/map_files/{range}"))
         .unwrap();
-    let mut rng = XorShift::new(0x9E37_79B9_7F4A_7C15u64 ^ u64::from(worker_pid));
+    let mut rng = tests::XorShift::new(0x9E37_79B9_7F4A_7C15u64 ^ u64::from(worker_pid));
     let mut next = move || rng.next_u64();
     // Random bytes over the first 64 KiB of both data areas (8 KiB header and control
     // blocks come first, each data area is 1 MiB) ...
@@ -633,6 +670,7 @@ fn a_short_soak_checks_every_message_and_reports_json() {
 /// reported, a new worker takes over, and the run ends on time with exit code 0. Neither side
 /// may hang (a worker that finds its receiving ring corrupt logs it, and the log record finds
 /// the sending ring corrupt too).
+#[cfg(target_os = "linux")] // reads /proc or mounts a tmpfs on /dev/shm
 #[test]
 fn both_rings_corrupted_over_and_over_never_hang_the_run() {
     use std::io::{Seek, SeekFrom, Write};
@@ -821,6 +859,7 @@ fn a_supervisor_that_gives_up_fails_the_run_with_the_reason() {
 
 /// A /dev/shm too small for the configured rings is an environment error: exit code 2, one
 /// line that says what to change, no segment left behind.
+#[cfg(target_os = "linux")] // reads /proc or mounts a tmpfs on /dev/shm
 #[test]
 fn a_short_dev_shm_fails_the_run_like_a_configuration_error() {
     let config = temp("big-rings.toml");

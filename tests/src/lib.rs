@@ -6,7 +6,7 @@
 pub mod gateway;
 pub mod process;
 
-pub use process::{alive, kill_and_wait, segments_of, shm_path, within};
+pub use process::{alive, kill_and_wait, recorded, segments_of, within};
 /// The tests' seeded random numbers (the soak's generator).
 pub use worker::random::XorShift;
 /// Signals to processes (SIGKILL, SIGSTOP).

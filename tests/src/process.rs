@@ -1,21 +1,18 @@
 //! Watching and ending the processes a test starts: whether a pid still runs, signals,
-//! kill-and-reap, the bridge segments a runner left in `/dev/shm`, and polling for a condition.
+//! kill-and-reap, the bridge segments a runner left behind, and polling for a condition. The
+//! same on Linux and macOS (through `bridge::platform` and the bridge's own records).
 //!
 //! Invariants: nothing here needs unsafe code (signals go through the `kill` command, see
 //! [`worker::signal`]); a zombie counts as dead (it runs no code any more; only its parent
 //! has not reaped it yet).
 
 use std::io;
-use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// Whether process `pid` exists and is not a zombie, by `/proc/<pid>/stat`.
+/// Whether process `pid` exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.contains(") Z"),
-        Err(_) => false,
-    }
+    bridge::platform::process_alive(pid)
 }
 
 /// SIGKILLs `child` and reaps it; returns the moment it was killed. A child that already
@@ -27,17 +24,18 @@ pub fn kill_and_wait(child: &mut Child) -> io::Result<Instant> {
     Ok(killed)
 }
 
-/// Where the segment named `name` lives while it is linked.
-pub fn shm_path(name: &str) -> PathBuf {
-    PathBuf::from("/dev/shm").join(name.trim_start_matches('/'))
+/// Whether the segment named `name` is still recorded (linked, or left behind).
+pub fn recorded(name: &str) -> bool {
+    let bare = name.trim_start_matches('/');
+    bridge::segment::recorded_names().iter().any(|n| n == bare)
 }
 
-/// The names of the bridge segments in `/dev/shm` created by the runner with pid `pid`.
+/// The names of the bridge segments recorded now (`/dev/shm` on Linux, the per-user lock
+/// files on macOS) that the runner with pid `pid` created.
 pub fn segments_of(pid: u32) -> io::Result<Vec<String>> {
-    let prefix = format!("ibbridge-{pid}-");
-    Ok(std::fs::read_dir("/dev/shm")?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let prefix = format!("{}{pid}-", bridge::segment::NAME_PREFIX);
+    Ok(bridge::segment::recorded_names()
+        .into_iter()
         .filter(|n| n.starts_with(&prefix))
         .collect())
 }
@@ -95,11 +93,18 @@ mod tests {
 
     #[test]
     fn segments_are_named_after_their_runner() {
-        assert_eq!(
-            shm_path("/ibbridge-1-x"),
-            PathBuf::from("/dev/shm/ibbridge-1-x")
-        );
         // No runner has this pid's prefix (pids are below 2^22 on Linux).
         assert_eq!(segments_of(u32::MAX).unwrap(), Vec::<String>::new());
+        let seg = bridge::segment::Segment::create(Default::default(), 1).unwrap();
+        let bare = seg.name().trim_start_matches('/').to_string();
+        assert_eq!(segments_of(std::process::id()).unwrap(), vec![bare]);
+        assert!(recorded(seg.name()));
+        let name = seg.name().to_string();
+        drop(seg);
+        assert!(!recorded(&name));
+        assert_eq!(
+            segments_of(std::process::id()).unwrap(),
+            Vec::<String>::new()
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bridge::channel::{self, Channel, GoneReason, RecvError, SendError, StartError};
 use bridge::protocol::{Reply, Request};
 use bridge::{Client, ClientConfig, RequestError};
-use tests::{alive, kill_and_wait, segments_of, shm_path, signal, within, Signal, XorShift};
+use tests::{alive, kill_and_wait, recorded, segments_of, signal, within, Signal, XorShift};
 
 const PEER: &str = env!("CARGO_BIN_EXE_bridge-peer");
 
@@ -294,7 +294,7 @@ fn sigkill_of_the_worker_mid_stream_is_reported_as_peer_death() {
         RecvError::PeerGone(GoneReason::Exited("was killed by signal 9".into()))
     );
     assert!(detected < Duration::from_secs(2), "{detected:?}");
-    assert!(!shm_path(&name).exists());
+    assert!(!recorded(&name));
 }
 
 #[test]
@@ -327,7 +327,7 @@ fn requests_in_flight_fail_when_the_worker_is_killed() {
         client.request(ping(b"x"), Duration::from_secs(5)),
         Err(RequestError::PeerGone(GoneReason::Exited(_)))
     ));
-    assert!(!shm_path(&name).exists());
+    assert!(!recorded(&name));
 }
 
 #[test]
@@ -355,7 +355,7 @@ fn sigkill_of_the_runner_is_seen_by_the_worker() {
     assert_eq!(words.first(), Some(&"worker"), "{line}");
     let worker_pid: u32 = words[1].parse().unwrap();
     let segment = words[3].to_string();
-    assert!(!shm_path(&segment).exists(), "unlinked once attached");
+    assert!(!recorded(&segment), "unlinked once attached");
     let killed = kill_and_wait(&mut runner).unwrap();
     let seen = within(Duration::from_secs(10), || record.exists());
     let took = killed.elapsed();
@@ -367,7 +367,7 @@ fn sigkill_of_the_runner_is_seen_by_the_worker() {
         within(Duration::from_secs(5), || !alive(worker_pid)).is_some(),
         "the worker exits by itself"
     );
-    assert!(!shm_path(&segment).exists());
+    assert!(!recorded(&segment));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -376,7 +376,7 @@ fn a_normal_close_lets_the_worker_exit_and_leaves_no_segment() {
     let mut client = client(&["serve"]);
     let name = client.control().segment_name().to_string();
     let pid = client.control().peer_pid();
-    assert!(!shm_path(&name).exists(), "unlinked as soon as attached");
+    assert!(!recorded(&name), "unlinked as soon as attached");
     assert_eq!(
         client
             .request(Request::Shutdown, Duration::from_secs(5))
@@ -385,7 +385,7 @@ fn a_normal_close_lets_the_worker_exit_and_leaves_no_segment() {
     );
     client.close();
     assert!(!alive(pid));
-    assert!(!shm_path(&name).exists());
+    assert!(!recorded(&name));
 }
 
 #[test]
@@ -514,6 +514,7 @@ fn two_hundred_kills_of_either_side_leave_no_segment() {
 /// Runs `script` as `sh -c` in a private mount namespace with a tmpfs of `size` on /dev/shm
 /// (`unshare -m`, or `unshare -rm` where only user namespaces are allowed): a machine whose
 /// /dev/shm is short, as Docker's default 64 MiB is for large rings.
+#[cfg(target_os = "linux")]
 fn with_short_dev_shm(size: &str, script: &str) -> std::process::Output {
     let full = format!("mount -t tmpfs -o size={size} tmpfs /dev/shm && {script}");
     for flags in ["-m", "-rm"] {
@@ -530,6 +531,7 @@ fn with_short_dev_shm(size: &str, script: &str) -> std::process::Output {
 
 /// tmpfs reserves nothing at `ftruncate`: without a reservation, the first write to a page
 /// that does not fit kills the runner with SIGBUS and leaves the segment behind.
+#[cfg(target_os = "linux")] // reads /proc or mounts a tmpfs on /dev/shm
 #[test]
 fn a_short_dev_shm_is_a_clear_error_not_a_sigbus() {
     // 8 MiB rings need 16 MiB; the tmpfs has 4.
@@ -589,4 +591,35 @@ fn a_hung_worker_is_killed_with_everything_it_started() {
         "the worker's child {grandchild} outlived it"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The doorbell's polling mechanism (macOS before 14.4; `IBBRIDGE_DOORBELL=poll`) carries a
+/// whole conversation across processes whose readers sleep between messages, as the native
+/// one does; the worker inherits the mechanism from its runner.
+#[test]
+fn the_polling_doorbell_works_across_processes() {
+    // This process's own, unless the environment forces polling on it too.
+    let native = match std::env::var_os("IBBRIDGE_DOORBELL") {
+        None => bridge::platform::doorbell_mechanism(),
+        Some(_) if cfg!(target_os = "linux") => "futex",
+        Some(_) => "os_sync",
+    };
+    for (env, mechanism) in [(None, native), (Some("poll"), "poll")] {
+        let mut cmd = peer(&["idle-pings", "100"]);
+        cmd.env_remove("IBBRIDGE_DOORBELL");
+        if let Some(value) = env {
+            cmd.env("IBBRIDGE_DOORBELL", value);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            stdout.trim(),
+            format!("runner {mechanism} worker {mechanism} answered 100")
+        );
+    }
 }

@@ -44,7 +44,10 @@ pub fn build_id_of(exe: &Path) -> String {
 
 /// The build id of the running executable.
 pub fn build_id() -> String {
-    build_id_of(Path::new("/proc/self/exe"))
+    match bridge::platform::own_executable() {
+        Ok(exe) => build_id_of(&exe),
+        Err(_) => build_id_of(Path::new("")),
+    }
 }
 
 /// The command that starts `exe` as a worker with `options`.

@@ -21,8 +21,6 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// Everything a worker needs to know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerOptions {
-    /// The build id the runner presents; the worker presents its own and they must match.
-    pub build_id: String,
     /// Which broker to talk to.
     pub backend: BackendOptions,
     /// How often the liveness thread beats and probes (ms).
@@ -43,10 +41,9 @@ pub struct WorkerOptions {
 impl WorkerOptions {
     /// Options with defaults around a backend: the bridge's default timings, and
     /// [`DEFAULT_HANDSHAKE_TIMEOUT_MS`].
-    pub fn new(build_id: String, backend: BackendOptions) -> Self {
+    pub fn new(backend: BackendOptions) -> Self {
         let bridge = bridge::channel::Config::default();
         WorkerOptions {
-            build_id,
             backend,
             heartbeat_ms: bridge.heartbeat_interval.as_millis() as u64,
             hang_timeout_ms: bridge.hang_timeout.as_millis() as u64,
@@ -373,7 +370,7 @@ mod tests {
 
     #[test]
     fn options_round_trip_through_the_environment_form() {
-        let mut o = WorkerOptions::new("b".into(), BackendOptions::Sim(SimOptions::default()));
+        let mut o = WorkerOptions::new(BackendOptions::Sim(SimOptions::default()));
         o.generation = 3;
         let text = o.encode().unwrap();
         assert!(text.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -384,7 +381,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_bridges() {
-        let o = WorkerOptions::new("b".into(), BackendOptions::Sim(SimOptions::default()));
+        let o = WorkerOptions::new(BackendOptions::Sim(SimOptions::default()));
         let bridge = bridge::channel::Config::default();
         assert_eq!(
             Duration::from_millis(o.heartbeat_ms),

@@ -64,7 +64,9 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
     let cfg = channel::Config {
         heartbeat_interval: Duration::from_millis(options.heartbeat_ms.max(1)),
         hang_timeout: Duration::from_millis(options.hang_timeout_ms.max(1)),
-        build_id: options.build_id.clone(),
+        // The worker's own: the runner presents the id of the file it started, and a file
+        // replaced since then is another build.
+        build_id: crate::build_id(),
         ..channel::Config::default()
     };
     let mut server = Server::attach(&cfg, REPLY_TIMEOUT).map_err(WorkerError::Attach)?;

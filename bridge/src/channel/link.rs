@@ -206,7 +206,7 @@ impl Link {
                 }
             }
             Peer::Parent { pid } => {
-                if sys::parent_pid() != *pid || !sys::process_alive(*pid) {
+                if sys::process::parent_pid() != *pid || !sys::process::process_alive(*pid) {
                     return Some(GoneReason::RunnerDied);
                 }
             }
@@ -302,7 +302,7 @@ impl Drop for CloseOnDrop {
 /// yet is its pid (its group's id) still ours to signal.
 pub(crate) fn kill_and_reap(pid: u32, child: &mut Child) {
     if let Ok(None) = child.try_wait() {
-        sys::kill_process_group(pid);
+        sys::process::kill_process_group(pid);
         let _ = child.kill();
     }
     let _ = child.wait();

@@ -122,7 +122,7 @@ pub fn attach(cfg: &Config) -> Result<Channel, StartError> {
     // Nobody else may open it from now on, and a crash of either side cannot leak it.
     let _ = segment.unlink();
     let runner_alive = || {
-        if sys::parent_pid() == parent && sys::process_alive(parent) {
+        if sys::process::parent_pid() == parent && sys::process::process_alive(parent) {
             Ok(())
         } else {
             Err(StartError::RunnerGone)

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         }
         Some("parent") => parent(&args[1..]),
         Some("start") => start(&args[1..]),
+        Some("idle-pings") => idle_pings(&args[1..]),
         _ => Err("usage: bridge-peer MODE [ARGS]".to_string()),
     };
     match result {
@@ -80,6 +81,13 @@ fn serve(cfg: &channel::Config) -> Result<(), String> {
                     b"silent" => continue,
                     b"stray" => {
                         let _ = responder.reply(u64::MAX, Reply::Pong { payload: vec![] });
+                    }
+                    b"doorbell" => {
+                        let payload = bridge::platform::doorbell_mechanism().as_bytes().to_vec();
+                        if responder.reply(id, Reply::Pong { payload }).is_err() {
+                            return;
+                        }
+                        continue;
                     }
                     b"log" => {
                         responder.log(LogRecord {
@@ -298,5 +306,48 @@ fn start(args: &[String]) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .count();
     println!("left {left}");
+    Ok(())
+}
+
+/// A runner of its own that starts `serve` as its worker, then sends COUNT pings, each after
+/// both sides had time to fall asleep; prints the doorbell mechanism of each side and how many
+/// pings were answered.
+fn idle_pings(args: &[String]) -> Result<(), String> {
+    let count: usize = args.first().and_then(|a| a.parse().ok()).ok_or("COUNT")?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("serve");
+    let cfg = ClientConfig {
+        channel: tests::config(),
+        ..ClientConfig::default()
+    };
+    let (client, _) = Client::spawn(cmd, &cfg).map_err(|e| e.to_string())?;
+    let ask = |payload: &[u8]| {
+        client
+            .request(
+                Request::Ping {
+                    payload: payload.to_vec(),
+                },
+                Duration::from_secs(5),
+            )
+            .map_err(|e| e.to_string())
+    };
+    let worker = match ask(b"doorbell")? {
+        Reply::Pong { payload } => String::from_utf8_lossy(&payload).into_owned(),
+        other => return Err(format!("{other:?}")),
+    };
+    let mut answered = 0;
+    for i in 0..count {
+        // Long enough for both sides to pass their spinning and sleep on the doorbell.
+        std::thread::sleep(Duration::from_millis(3));
+        let payload = [1, (i % 256) as u8];
+        if let Reply::Pong { payload: back } = ask(&payload)? {
+            answered += usize::from(back == payload);
+        }
+    }
+    println!(
+        "runner {} worker {worker} answered {answered}",
+        bridge::platform::doorbell_mechanism()
+    );
     Ok(())
 }

@@ -1,0 +1,30 @@
+//! What the rest of the system needs to know of the operating system, the same on Linux and
+//! macOS (the differences are inside; see the `sys` module's table).
+
+#![forbid(unsafe_code)]
+
+use std::io;
+use std::path::PathBuf;
+
+/// The executable this process runs, for starting a worker of the very same build. On Linux
+/// `/proc/self/exe`, which names the running file even after its path was replaced by a new
+/// build; on macOS the executable's path.
+pub fn own_executable() -> io::Result<PathBuf> {
+    crate::sys::process::executable()
+}
+
+/// Resident memory of process `pid`, in bytes, if it can be read.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    crate::sys::process::resident_bytes(pid)
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    crate::sys::process::process_alive(pid)
+}
+
+/// How this process sleeps on and wakes the doorbells: `futex` (Linux), `os_sync` (macOS 14.4
+/// and newer) or `poll` (older macOS, or `IBBRIDGE_DOORBELL=poll`).
+pub fn doorbell_mechanism() -> &'static str {
+    crate::sys::wait::Mechanism::current().name()
+}
