@@ -28,3 +28,9 @@ pub fn process_alive(pid: u32) -> bool {
 pub fn doorbell_mechanism() -> &'static str {
     crate::sys::wait::Mechanism::current().name()
 }
+
+/// The system's own doorbell mechanism, if it has one (`futex`, `os_sync`), whatever this
+/// process uses.
+pub fn native_doorbell() -> Option<&'static str> {
+    crate::sys::wait::Mechanism::native().map(|m| m.name())
+}

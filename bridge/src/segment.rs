@@ -55,6 +55,10 @@ pub const SHM_DIR: &str = sys::shm::DEV_SHM;
 /// yet (the lock is taken right after the name is created).
 pub const SWEEP_GRACE: Duration = sys::shm::SWEEP_GRACE;
 
+/// How many new names a creation tries before it gives up (a name is taken only by a
+/// collision of random names, or a sweep racing a clock step).
+const CREATE_TRIES: u32 = 16;
+
 const HEADER_BYTES: usize = 4096;
 const CONTROL_BYTES: usize = std::mem::size_of::<RingControl>();
 const DATA_OFFSET: usize = 8192;
@@ -171,6 +175,13 @@ pub enum SegmentError {
         /// Bytes `/dev/shm` had free, if it could be asked.
         available: Option<u64>,
     },
+    /// The directory where segment names are recorded (macOS) cannot be used.
+    Registry {
+        /// The directory.
+        dir: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No segment of that name (it was never made, or is already unlinked).
     Open {
         /// The name asked for.
@@ -223,6 +234,9 @@ impl fmt::Display for SegmentError {
                     "; lower bridge.ring_capacity (each of the two rings takes that much) or \
                      give {SHM_DIR} more room (in Docker: docker run --shm-size=256m)"
                 )
+            }
+            SegmentError::Registry { dir, reason } => {
+                write!(f, "cannot record shared memory segments in {dir}: {reason}")
             }
             SegmentError::Open { name, reason } => {
                 write!(f, "cannot open shared memory segment {name}: {reason}")
@@ -319,13 +333,25 @@ impl Segment {
         ring::check_geometry(geometry.ring_capacity, geometry.max_frame)
             .map_err(SegmentError::Geometry)?;
         let total = geometry.total_bytes();
+        let mut tries = 0;
         let (shmem, name, claim) = loop {
+            tries += 1;
+            if tries > CREATE_TRIES {
+                return Err(SegmentError::Create(format!(
+                    "no free segment name after {CREATE_TRIES} tries"
+                )));
+            }
             let name = sys::shm::new_name(std::process::id())
                 .map_err(|e| SegmentError::Create(e.to_string()))?;
             let claim = match books.claim(&name) {
                 Ok(claim) => claim,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(SegmentError::Create(format!("{}: {e}", books.place()))),
+                Err(e) => {
+                    return Err(SegmentError::Registry {
+                        dir: books.place(),
+                        reason: e.to_string(),
+                    })
+                }
             };
             match ShmemConf::new().size(total).os_id(&name).create() {
                 Ok(shmem) => break (shmem, name, claim),
@@ -371,9 +397,9 @@ impl Segment {
                 found: seg.shmem.len(),
             });
         }
-        // SAFETY: the mapping is `total` writable bytes, all of them reserved above where the
-        // system needs it (so no page can fault for want of memory); nobody else has opened
-        // it yet. Writing zeros faults every page in now rather than on the first messages.
+        // SAFETY: the mapping is `total` writable bytes (on Linux all of them reserved above,
+        // so no page can fault for want of memory; macOS backs it with pageable memory);
+        // nobody else has opened it yet. Writing zeros faults every page in now rather than on the first messages.
         unsafe { std::ptr::write_bytes(seg.shmem.as_ptr(), 0, total) };
         let h = seg.header();
         h.layout_version.store(LAYOUT_VERSION, Ordering::Relaxed);
@@ -618,6 +644,11 @@ impl Drop for Segment {
 /// alone (they cannot be opened).
 pub fn sweep_stale() -> usize {
     Bookkeeping::native().sweep_stale()
+}
+
+/// Whether a shared memory object named `name` exists now, whatever any record says.
+pub fn exists(name: &str) -> bool {
+    sys::shm::object_exists(name)
 }
 
 /// The segment names recorded on this machine now (without their leading `/`), live or left
@@ -947,7 +978,8 @@ mod tests {
         std::fs::create_dir(&reg.dir).unwrap();
         std::fs::set_permissions(&reg.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         match Segment::create_with(reg.books.clone(), small(), 1) {
-            Err(SegmentError::Create(e)) => {
+            Err(e @ SegmentError::Registry { .. }) => {
+                let e = e.to_string();
                 assert!(e.contains(&reg.dir.display().to_string()), "{e}");
                 assert!(e.contains("0700"), "{e}");
             }

@@ -34,8 +34,10 @@ pub enum SupervisorError {
     /// A worker could not be started.
     Start(String),
     /// A worker could not be started for a reason of this machine's, not the worker's: the
-    /// shared memory the bridge needs is missing (`/dev/shm` short of space). Retrying does
-    /// not help; the operator must change the configuration or the machine.
+    /// shared memory the bridge needs is missing (`/dev/shm` short of space), the directory
+    /// where segment names are recorded is unusable, or the worker executable is now another
+    /// build (replaced on disk mid-run). Retrying does not help; the operator must change the
+    /// configuration or the machine.
     Environment(String),
     /// A worker started but could not connect to the broker.
     Connect(RemoteError),
@@ -253,9 +255,9 @@ impl Supervisor {
         let cmd = worker::command(&self.setup.exe, &options)
             .map_err(|e| SupervisorError::Start(e.to_string()))?;
         let (client, events) = Client::spawn(cmd, &self.setup.client).map_err(|e| match e {
-            StartError::Segment(SegmentError::NoSpace { .. }) => {
-                SupervisorError::Environment(e.to_string())
-            }
+            StartError::Segment(SegmentError::NoSpace { .. } | SegmentError::Registry { .. })
+            | StartError::BuildMismatch { .. }
+            | StartError::ProtocolMismatch { .. } => SupervisorError::Environment(e.to_string()),
             e => SupervisorError::Start(e.to_string()),
         })?;
         let client = Arc::new(client);

@@ -83,17 +83,29 @@ fn a_worker_file_replaced_by_another_build_is_refused() {
         exe.clone(),
         SimFaults::default(),
     );
+    // A file just written may still be open for writing in a child another test thread
+    // forked meanwhile: exec fails with ETXTBSY until that child has exec'd.
+    let spawn = || {
+        for _ in 0..100 {
+            let cmd = worker::command(&setup.exe, &setup.options).unwrap();
+            match Client::spawn(cmd, &setup.client) {
+                Err(bridge::StartError::Spawn(e)) if e.contains("Text file busy") => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                other => return other,
+            }
+        }
+        panic!("{} stayed busy for 5 s", setup.exe.display());
+    };
     // The same file untouched is the same build.
-    let cmd = worker::command(&setup.exe, &setup.options).unwrap();
-    let (client, _) = Client::spawn(cmd, &setup.client).expect("the same file is accepted");
+    let (client, _) = spawn().expect("the same file is accepted");
     drop(client);
     // Another file in its place (same bytes, another file: another build as far as anyone
     // can tell without reading it all).
     let next = temp("replaced-runner.next");
     std::fs::copy(RUNNER, &next).unwrap();
     std::fs::rename(&next, &exe).unwrap();
-    let cmd = worker::command(&setup.exe, &setup.options).unwrap();
-    match Client::spawn(cmd, &setup.client) {
+    match spawn() {
         Err(bridge::StartError::BuildMismatch { ours, theirs }) => {
             assert_eq!(ours, setup.client.channel.build_id);
             assert_ne!(ours, theirs);

@@ -24,10 +24,12 @@ pub fn kill_and_wait(child: &mut Child) -> io::Result<Instant> {
     Ok(killed)
 }
 
-/// Whether the segment named `name` is still recorded (linked, or left behind).
+/// Whether the segment named `name` is still there: recorded, or its object still exists
+/// (linked, or left behind).
 pub fn recorded(name: &str) -> bool {
     let bare = name.trim_start_matches('/');
     bridge::segment::recorded_names().iter().any(|n| n == bare)
+        || bridge::segment::exists(&format!("/{bare}"))
 }
 
 /// The names of the bridge segments recorded now (`/dev/shm` on Linux, the per-user lock

@@ -595,15 +595,12 @@ fn a_hung_worker_is_killed_with_everything_it_started() {
 
 /// The doorbell's polling mechanism (macOS before 14.4; `IBBRIDGE_DOORBELL=poll`) carries a
 /// whole conversation across processes whose readers sleep between messages, as the native
-/// one does; the worker inherits the mechanism from its runner.
+/// one does; the worker inherits the mechanism from its runner. A wake that went missing would
+/// cost each message the longest sleep (250 ms): the median round trip shows it.
 #[test]
 fn the_polling_doorbell_works_across_processes() {
-    // This process's own, unless the environment forces polling on it too.
-    let native = match std::env::var_os("IBBRIDGE_DOORBELL") {
-        None => bridge::platform::doorbell_mechanism(),
-        Some(_) if cfg!(target_os = "linux") => "futex",
-        Some(_) => "os_sync",
-    };
+    // The system's own (polling where it has none).
+    let native = bridge::platform::native_doorbell().unwrap_or("poll");
     for (env, mechanism) in [(None, native), (Some("poll"), "poll")] {
         let mut cmd = peer(&["idle-pings", "100"]);
         cmd.env_remove("IBBRIDGE_DOORBELL");
@@ -617,9 +614,15 @@ fn the_polling_doorbell_works_across_processes() {
             "{stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let (said, median) = stdout.trim().rsplit_once(" median_us ").unwrap();
         assert_eq!(
-            stdout.trim(),
+            said,
             format!("runner {mechanism} worker {mechanism} answered 100")
+        );
+        let median: u64 = median.parse().unwrap();
+        assert!(
+            median < 50_000,
+            "{mechanism}: median round trip {median} µs"
         );
     }
 }

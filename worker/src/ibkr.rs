@@ -57,6 +57,34 @@ use live::LiveStreams;
 pub const MAX_CONCURRENT_HISTORY: usize = 16;
 /// How long to wait for `ibapi` to reconnect.
 const RECONNECT_WAIT: Duration = Duration::from_secs(30);
+/// How long a request that failed with a lost connection waits for `ibapi` to see the loss.
+const LOSS_NOTICE_WAIT: Duration = Duration::from_secs(2);
+/// How often `ibapi`'s view of the connection is looked at meanwhile.
+const LOSS_NOTICE_POLL: Duration = Duration::from_millis(5);
+
+/// After a request failed because the connection to the gateway was lost: waits until `ibapi`
+/// has seen the loss itself (at most [`LOSS_NOTICE_WAIT`]), then until it is connected again
+/// (at most `wait`). A write to a socket the gateway closed fails before `ibapi`'s reader
+/// sees the end of it; `wait_connected` alone answers at once then, and a request sent again
+/// at once goes into the dead connection and fails the same way (every retry spent in a
+/// millisecond). Its reconnection waits a second or more, so a poll every few milliseconds
+/// sees it. `Err` says why not: not back within `wait`, or `ibapi` gave up.
+pub(crate) async fn reconnected(client: &ibapi::Client, wait: Duration) -> Result<(), String> {
+    let _ = tokio::time::timeout(LOSS_NOTICE_WAIT, async {
+        while client.is_connected() {
+            tokio::time::sleep(LOSS_NOTICE_POLL).await;
+        }
+    })
+    .await;
+    match tokio::time::timeout(wait, client.wait_connected()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("the gateway connection ended for good ({e})")),
+        Err(_) => Err(format!(
+            "the gateway connection was lost and not back within {} s",
+            wait.as_secs()
+        )),
+    }
+}
 /// First and longest pause between attempts to reach a gateway that is not up yet.
 const CONNECT_BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);

@@ -13,7 +13,7 @@
 //! their randomness, `flock`, process groups, `getppid` for the parent's death, signals.
 //!
 //! Everything of one platform that can run on the other is compiled and tested on Linux: the
-//! lock-file registry ([`shm::Registry`]) and the polling doorbell ([`wait::Mechanism::Poll`],
+//! lock-file registry ([`shm::Registry`]) and the polling doorbell ([`wait::Mechanism::polling`],
 //! also chosen with `IBBRIDGE_DOORBELL=poll`).
 
 pub(crate) mod process;

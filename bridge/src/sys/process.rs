@@ -6,7 +6,7 @@
 //!
 //! | | Linux | macOS |
 //! |---|---|---|
-//! | is it a zombie? | state letter in `/proc/<pid>/stat` | `proc_pidinfo(PROC_PIDTBSDINFO)`: `pbi_status == SZOMB` |
+//! | is it a zombie? | state letter in `/proc/<pid>/stat` | `proc_pidinfo(PROC_PIDT_SHORTBSDINFO)`: `pbsi_status == SZOMB` |
 //! | our executable | `/proc/self/exe`: the file we run, even after its path was replaced by a new build | its path (`current_exe`): a replaced file is the new build, which the hello's build id check then refuses |
 //! | resident memory | `VmRSS` in `/proc/<pid>/status` | `proc_pidinfo(PROC_PIDTASKINFO)`: `pti_resident_size` |
 
@@ -23,14 +23,12 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     }
     // SAFETY: signal 0 performs only the existence and permission check.
     let rc = unsafe { libc::kill(pid_t, 0) };
-    if rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+    // EPERM: it exists, as another user's.
+    if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
         return false;
     }
     // A zombie still answers kill(0).
-    match native::is_zombie(pid_t) {
-        Some(zombie) => !zombie,
-        None => rc == 0,
-    }
+    native::is_zombie(pid_t) != Some(true)
 }
 
 /// The pid of our parent process right now (1 or a subreaper's once the parent has died).
@@ -111,8 +109,9 @@ mod native {
     }
 
     pub(super) fn is_zombie(pid: libc::pid_t) -> Option<bool> {
-        let info: libc::proc_bsdinfo = pidinfo(pid, libc::PROC_PIDTBSDINFO)?;
-        Some(info.pbi_status == libc::SZOMB)
+        // The short form answers for other users' processes too.
+        let info: libc::proc_bsdshortinfo = pidinfo(pid, libc::PROC_PIDT_SHORTBSDINFO)?;
+        Some(info.pbsi_status == libc::SZOMB)
     }
 
     pub(super) fn executable() -> io::Result<PathBuf> {
@@ -147,6 +146,8 @@ mod tests {
         assert!(!process_alive(pid));
         assert!(!process_alive(0));
         assert!(!process_alive(u32::MAX));
+        // Another user's process exists all the same (pid 1 is root's; we may be root).
+        assert!(process_alive(1));
     }
 
     #[test]

@@ -22,7 +22,7 @@
 
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Prefix of segment names (after the leading `/`).
@@ -188,11 +188,7 @@ impl Bookkeeping {
         match self {
             #[cfg(target_os = "linux")]
             Bookkeeping::DevShm => ignore_missing(std::fs::remove_file(dev_shm::path_of(name))),
-            Bookkeeping::Registry(r) => {
-                let unlinked = shm_unlink(name);
-                r.forget(name);
-                unlinked
-            }
+            Bookkeeping::Registry(r) => r.unlink(name),
         }
     }
 
@@ -209,8 +205,13 @@ impl Bookkeeping {
     pub(crate) fn names(&self) -> Vec<String> {
         let (dir, suffix) = match self {
             #[cfg(target_os = "linux")]
-            Bookkeeping::DevShm => (std::path::Path::new(DEV_SHM), ""),
-            Bookkeeping::Registry(r) => (r.dir.as_path(), LOCK_SUFFIX),
+            Bookkeeping::DevShm => (Path::new(DEV_SHM), ""),
+            Bookkeeping::Registry(r) => {
+                if !matches!(r.check_dir(), Ok(true)) {
+                    return Vec::new();
+                }
+                (r.dir.as_path(), LOCK_SUFFIX)
+            }
         };
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Vec::new();
@@ -287,12 +288,13 @@ pub(crate) struct Registry {
 
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 impl Registry {
-    /// This user's registry: `ibbridge-<uid>` in the temporary directory (`$TMPDIR`, which is
-    /// per user on macOS).
+    /// This user's registry: `ibbridge-<uid>` in the user's own temporary directory (macOS:
+    /// the one `confstr(_CS_DARWIN_USER_TEMP_DIR)` names, the same whatever `$TMPDIR` says,
+    /// so runners started from a terminal, launchd or cron share it).
     pub(crate) fn for_user() -> Registry {
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
-        Registry::at(std::env::temp_dir().join(format!("ibbridge-{uid}")))
+        Registry::at(user_temp_dir().join(format!("ibbridge-{uid}")))
     }
 
     /// A registry in `dir`.
@@ -300,21 +302,28 @@ impl Registry {
         Registry { dir }
     }
 
-    fn lock_path(&self, name: &str) -> PathBuf {
-        self.dir
-            .join(format!("{}{LOCK_SUFFIX}", name.trim_start_matches('/')))
+    /// The lock file of `name`, which must be one of our names (it comes from the
+    /// environment on the worker's side: no `../` can lead elsewhere).
+    fn lock_path(&self, name: &str) -> io::Result<PathBuf> {
+        let bare = name.trim_start_matches('/');
+        if !is_segment_name(bare) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{name:?} is not a segment name"),
+            ));
+        }
+        Ok(self.dir.join(format!("{bare}{LOCK_SUFFIX}")))
     }
 
-    /// Makes the directory if needed, and checks that it is ours alone: a directory (not a
-    /// link), owned by us, mode 0700.
-    fn ensure_dir(&self) -> io::Result<()> {
-        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+    /// Checks that the directory is ours alone: a directory (not a link), owned by us, mode
+    /// 0700. `Ok(false)` if it does not exist.
+    fn check_dir(&self) -> io::Result<bool> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = match std::fs::symlink_metadata(&self.dir) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
-        }
-        let meta = std::fs::symlink_metadata(&self.dir)?;
+        };
         // SAFETY: getuid has no preconditions and cannot fail.
         let uid = unsafe { libc::getuid() };
         if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
@@ -326,41 +335,59 @@ impl Registry {
                 ),
             ));
         }
-        Ok(())
+        Ok(true)
     }
 
-    /// Makes and locks the lock file of `name`: fails if it exists.
-    fn claim(&self, name: &str) -> io::Result<File> {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.ensure_dir()?;
-        let path = self.lock_path(name);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
-        match try_lock_exclusive(&file) {
-            Ok(true) => Ok(file),
-            Ok(false) => Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} is locked by another process", path.display()),
-            )),
-            Err(e) => {
-                let _ = std::fs::remove_file(&path);
-                Err(e)
-            }
+    /// Makes the directory if needed, and checks it ([`Self::check_dir`]).
+    fn ensure_dir(&self) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
         }
+        self.check_dir().map(|_| ())
+    }
+
+    /// Makes and locks the lock file of `name`: fails with `AlreadyExists` if it exists or
+    /// was swept between the two (the caller picks another name).
+    fn claim(&self, name: &str) -> io::Result<File> {
+        self.ensure_dir()?;
+        let path = self.lock_path(name)?;
+        let file = create_locked(&path)?;
+        // The file at the path must still be the one we locked: a sweep that took it for a
+        // dead creator's (a clock step over the grace) removed it.
+        if !same_file(&file, &path) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} was removed as it was made", path.display()),
+            ));
+        }
+        Ok(file)
     }
 
     /// Removes the lock file of `name`, if any.
     fn forget(&self, name: &str) {
-        let _ = std::fs::remove_file(self.lock_path(name));
+        if let Ok(path) = self.lock_path(name) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Removes `name`: unlinks its object, and then its record (a record is kept while its
+    /// object may exist, so that a later sweep finds it).
+    fn unlink(&self, name: &str) -> io::Result<()> {
+        shm_unlink(name)?;
+        self.forget(name);
+        Ok(())
     }
 
     /// Removes every name whose lock file is old enough and unlocked: unlinks its object (if
-    /// it was ever made) and then the lock file.
+    /// it was ever made) and then the lock file. A directory that is not ours alone is left
+    /// untouched.
     fn sweep_stale(&self) -> usize {
+        if !matches!(self.check_dir(), Ok(true)) {
+            return 0;
+        }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return 0;
         };
@@ -393,13 +420,74 @@ impl Registry {
     }
 }
 
+/// Makes the file at `path` (mode 0600, failing if it exists) and takes its exclusive lock.
+/// macOS does both in one call (`O_EXLOCK`); elsewhere the lock follows the creation.
+fn create_locked(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create_new(true).mode(0o600);
+    #[cfg(target_os = "macos")]
+    options.custom_flags(libc::O_EXLOCK | libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    if cfg!(target_os = "macos") {
+        return Ok(file);
+    }
+    match try_lock_exclusive(&file) {
+        Ok(true) => Ok(file),
+        // Someone locked the file we just made (a sweep, see `Registry::claim`).
+        Ok(false) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} is locked by another process", path.display()),
+        )),
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
+    }
+}
+
+/// Whether `path` names the very file `file` is open on (device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// The user's own temporary directory.
+fn user_temp_dir() -> PathBuf {
+    #[cfg(target_os = "macos")]
+    {
+        let mut buf = vec![0u8; libc::PATH_MAX as usize];
+        // SAFETY: `buf` is a writable buffer of `buf.len()` bytes; confstr writes at most that
+        // many, NUL included, and returns the length it needed.
+        let needed = unsafe {
+            libc::confstr(
+                libc::_CS_DARWIN_USER_TEMP_DIR,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if needed > 1 && needed <= buf.len() {
+            buf.truncate(needed - 1);
+            if let Ok(dir) = String::from_utf8(buf) {
+                return PathBuf::from(dir);
+            }
+        }
+    }
+    std::env::temp_dir()
+}
+
 #[cfg(target_os = "linux")]
 mod dev_shm {
     use std::fs::File;
     use std::io;
     use std::path::{Path, PathBuf};
 
-    use super::{is_segment_name, old_enough, try_lock_exclusive, ReserveError, DEV_SHM};
+    use super::{
+        is_segment_name, old_enough, same_file, try_lock_exclusive, ReserveError, DEV_SHM,
+    };
 
     pub(super) fn path_of(name: &str) -> PathBuf {
         Path::new(DEV_SHM).join(name.trim_start_matches('/'))
@@ -416,7 +504,15 @@ mod dev_shm {
             .open(&path)
             .map_err(|e| ReserveError::Other(format!("{}: {e}", path.display())))?;
         match try_lock_exclusive(&file) {
-            Ok(true) => {}
+            // Still the object we made (a sweep that took it for a dead creator's, over a
+            // clock step, would have removed it).
+            Ok(true) if same_file(&file, &path) => {}
+            Ok(true) => {
+                return Err(ReserveError::Other(format!(
+                    "{} was removed as it was made",
+                    path.display()
+                )))
+            }
             Ok(false) => {
                 return Err(ReserveError::Other(format!(
                     "{} is locked by another process",
@@ -499,6 +595,26 @@ mod dev_shm {
         // We hold the lock: its creator is gone, and no new creator can reuse a name.
         std::fs::remove_file(path).is_ok()
     }
+}
+
+/// Whether a shared memory object of this name exists (whatever any record says).
+pub(crate) fn object_exists(name: &str) -> bool {
+    let Ok(c_name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `c_name` is a valid NUL-terminated string; opening read-only creates nothing.
+    #[cfg(target_os = "linux")]
+    let fd = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDONLY, 0) };
+    // SAFETY: as above (macOS declares the mode as a variadic argument, unused here).
+    #[cfg(not(target_os = "linux"))]
+    let fd = unsafe { libc::shm_open(c_name.as_ptr(), libc::O_RDONLY) };
+    if fd >= 0 {
+        // SAFETY: `fd` was just opened by us and is closed once.
+        unsafe { libc::close(fd) };
+        return true;
+    }
+    // Another user's object, say, exists too.
+    io::Error::last_os_error().raw_os_error() != Some(libc::ENOENT)
 }
 
 /// Identifies the shared memory object mapped at `addr` in this process, whatever name it was

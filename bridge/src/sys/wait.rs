@@ -12,13 +12,16 @@
 //!   `os_sync_wake_by_address_all`, both with their `SHARED` flag. They are looked up at run
 //!   time, so that one build also starts on older releases (a direct reference would stop the
 //!   program at load time there).
-//! - macOS before 14.4, or any platform with `IBBRIDGE_DOORBELL=poll` in the environment:
-//!   polling. The sleeper re-reads the word after sleeps growing from [`POLL_FIRST`] to
-//!   [`POLL_MAX`]; waking needs no call (changing the word is the wake). It adds up to
+//! - macOS before 14.4, any platform with `IBBRIDGE_DOORBELL=poll` in the environment, or a
+//!   system that refuses its call (then from the first refusal on, with a warning): polling.
+//!   The sleeper re-reads the word after sleeps growing from [`POLL_FIRST`] to [`POLL_MAX`];
+//!   changing the word is the wake. Waking still goes through the system's call where there
+//!   is one, so a peer that sleeps in it is woken whatever this process chose. It adds up to
 //!   [`POLL_MAX`] of latency to a message that finds its reader asleep, and costs an idle
 //!   sleeper about a thousand short wakeups a second. macOS's older address-wait calls
 //!   (`__ulock_wait`) are private interfaces and are not used.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -32,50 +35,93 @@ pub(crate) const POLL_FIRST: Duration = Duration::from_micros(50);
 /// Longest sleep of a polling wait between two looks at the word.
 pub(crate) const POLL_MAX: Duration = Duration::from_millis(1);
 
+/// Set once the system refused its address wait in this process (a seccomp filter without
+/// futex, a kernel refusing the shared flag): from then on this process polls.
+static NATIVE_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// The system refused its address wait outright.
+#[derive(Debug)]
+pub(crate) struct Refused(pub(crate) std::io::Error);
+
 /// How this process sleeps and wakes.
+///
+/// Waking always uses the system's call where there is one, whatever this process sleeps by:
+/// a peer that sleeps in it (another environment, another choice) is woken all the same; the
+/// call is made only when a sleeper announced itself.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Mechanism {
-    /// The operating system's address wait (futex, `os_sync`).
-    Native(native::Calls),
-    /// Sleeps and re-reads the word; waking is a no-op.
-    Poll,
+pub(crate) struct Mechanism {
+    /// The system's address wait (futex, `os_sync`), if it has one.
+    native: Option<native::Calls>,
+    /// Whether this process sleeps by polling.
+    poll: bool,
 }
 
 impl Mechanism {
-    /// The mechanism of this process, chosen once: polling if the environment asks for it or
-    /// the system has no shared address wait, the system's otherwise.
+    /// The mechanism of this process, chosen once: polling if the environment asks for it,
+    /// the system has no shared address wait, or it refused one; the system's otherwise.
     pub(crate) fn current() -> Mechanism {
         static CHOSEN: OnceLock<Mechanism> = OnceLock::new();
-        *CHOSEN.get_or_init(|| {
+        let chosen = *CHOSEN.get_or_init(|| {
             let forced = std::env::var(ENV_MECHANISM).is_ok_and(|v| v == "poll");
-            match native::Calls::find() {
-                Some(calls) if !forced => Mechanism::Native(calls),
-                _ => Mechanism::Poll,
+            let native = native::Calls::find();
+            Mechanism {
+                native,
+                poll: forced || native.is_none(),
             }
+        });
+        Mechanism {
+            poll: chosen.poll || NATIVE_REFUSED.load(std::sync::atomic::Ordering::Relaxed),
+            ..chosen
+        }
+    }
+
+    /// The system's mechanism, if it has one.
+    pub(crate) fn native() -> Option<Mechanism> {
+        native::Calls::find().map(|calls| Mechanism {
+            native: Some(calls),
+            poll: false,
         })
     }
 
-    /// Its name, for the log and the benchmarks.
+    /// Polling, waking through the system's call where there is one.
+    #[cfg(test)]
+    pub(crate) fn polling() -> Mechanism {
+        Mechanism {
+            native: native::Calls::find(),
+            poll: true,
+        }
+    }
+
+    /// Its name, for the log and the benchmarks: `futex`, `os_sync` or `poll`.
     pub(crate) fn name(self) -> &'static str {
-        match self {
-            Mechanism::Native(_) => native::NAME,
-            Mechanism::Poll => "poll",
+        match (self.poll, self.native) {
+            (false, Some(_)) => native::NAME,
+            _ => "poll",
         }
     }
 
     /// See [`wait`].
     pub(crate) fn wait(self, word: &AtomicU32, expected: u32, timeout: Duration) {
-        match self {
-            Mechanism::Native(calls) => calls.wait(word, expected, timeout),
-            Mechanism::Poll => poll_wait(word, expected, timeout),
+        if let (false, Some(calls)) = (self.poll, self.native) {
+            match calls.wait(word, expected, timeout) {
+                Ok(()) => return,
+                Err(Refused(e)) => {
+                    if !NATIVE_REFUSED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(
+                            target: "bridge",
+                            "the system refused its shared address wait ({e}); the doorbells poll from now on"
+                        );
+                    }
+                }
+            }
         }
+        poll_wait(word, expected, timeout)
     }
 
     /// See [`wake_all`].
     pub(crate) fn wake_all(self, word: &AtomicU32) {
-        match self {
-            Mechanism::Native(calls) => calls.wake_all(word),
-            Mechanism::Poll => {}
+        if let Some(calls) = self.native {
+            calls.wake_all(word)
         }
     }
 }
@@ -92,14 +138,16 @@ pub(crate) fn wake_all(word: &AtomicU32) {
 
 /// The polling wait: portable, used where no shared address wait exists.
 fn poll_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
+    let start = Instant::now();
     let mut step = POLL_FIRST;
     while word.load(Ordering::Acquire) == expected {
-        let now = Instant::now();
-        if now >= deadline {
+        let Some(left) = timeout
+            .checked_sub(start.elapsed())
+            .filter(|d| !d.is_zero())
+        else {
             return;
-        }
-        std::thread::sleep(step.min(deadline - now));
+        };
+        std::thread::sleep(step.min(left));
         step = (step * 2).min(POLL_MAX);
     }
 }
@@ -108,6 +156,7 @@ fn poll_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
 mod native {
     use std::time::Duration;
 
+    use super::Refused;
     use crate::sync::AtomicU32;
 
     pub(super) const NAME: &str = "futex";
@@ -121,7 +170,12 @@ mod native {
             Some(Calls)
         }
 
-        pub(super) fn wait(self, word: &AtomicU32, expected: u32, timeout: Duration) {
+        pub(super) fn wait(
+            self,
+            word: &AtomicU32,
+            expected: u32,
+            timeout: Duration,
+        ) -> Result<(), Refused> {
             let ts = libc::timespec {
                 tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
                 tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -129,7 +183,7 @@ mod native {
             // SAFETY: `word` is a live, aligned u32 for the whole call (we hold a reference to
             // it); FUTEX_WAIT only reads it atomically, and `ts` is a valid timespec on our
             // stack. Not FUTEX_PRIVATE: the word is shared with another process.
-            unsafe {
+            let rc = unsafe {
                 libc::syscall(
                     libc::SYS_futex,
                     word.as_ptr(),
@@ -138,7 +192,13 @@ mod native {
                     &ts as *const libc::timespec,
                     std::ptr::null::<u32>(),
                     0u32,
-                );
+                )
+            };
+            // EAGAIN (the word differs), ETIMEDOUT and EINTR are returns the caller expects.
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::ENOSYS | libc::EPERM | libc::EINVAL) if rc != 0 => Err(Refused(err)),
+                _ => Ok(()),
             }
         }
 
@@ -165,6 +225,7 @@ mod native {
     use std::ffi::{c_int, c_void, CStr};
     use std::time::Duration;
 
+    use super::Refused;
     use crate::sync::AtomicU32;
 
     pub(super) const NAME: &str = "os_sync";
@@ -204,16 +265,20 @@ mod native {
             })
         }
 
-        pub(super) fn wait(self, word: &AtomicU32, expected: u32, timeout: Duration) {
+        pub(super) fn wait(
+            self,
+            word: &AtomicU32,
+            expected: u32,
+            timeout: Duration,
+        ) -> Result<(), Refused> {
             // A zero timeout is invalid for the call; it would return at once anyway.
             let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
             if ns == 0 {
-                return;
+                return Ok(());
             }
             // SAFETY: `word` is a live u32, aligned to its size, for the whole call; the call
-            // only reads it atomically. Errors (timeout, interruption) are spurious returns to
-            // the caller, which re-checks.
-            unsafe {
+            // only reads it atomically.
+            let rc = unsafe {
                 (self.wait)(
                     word.as_ptr().cast(),
                     u64::from(expected),
@@ -221,7 +286,15 @@ mod native {
                     libc::OS_SYNC_WAIT_ON_ADDRESS_SHARED,
                     libc::OS_CLOCK_MACH_ABSOLUTE_TIME,
                     ns,
-                );
+                )
+            };
+            // A timeout, an interruption or a changed word are returns the caller expects.
+            let err = std::io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINVAL | libc::ENOTSUP | libc::ENOSYS | libc::EPERM) if rc < 0 => {
+                    Err(Refused(err))
+                }
+                _ => Ok(()),
             }
         }
 
@@ -245,17 +318,31 @@ mod tests {
     use std::sync::Arc;
 
     /// Both mechanisms this platform has keep the contract: a changed word returns at once,
-    /// an unchanged one sleeps no longer than the timeout, a change plus wake ends the sleep.
+    /// an unchanged one sleeps (a wait that returned at once every time would make every idle
+    /// reader spin) but no longer than the timeout, a change plus wake ends the sleep.
     fn keeps_the_contract(m: Mechanism) {
         let word = Arc::new(AtomicU32::new(7));
         let start = Instant::now();
         m.wait(&word, 6, Duration::from_secs(10));
         assert!(start.elapsed() < Duration::from_secs(5), "{}", m.name());
 
-        let start = Instant::now();
-        m.wait(&word, 7, Duration::from_millis(30));
-        let slept = start.elapsed();
-        assert!(slept < Duration::from_secs(5), "{}: {slept:?}", m.name());
+        let slept: Vec<Duration> = (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                m.wait(&word, 7, Duration::from_millis(30));
+                start.elapsed()
+            })
+            .collect();
+        assert!(
+            slept.iter().any(|d| *d >= Duration::from_millis(15)),
+            "{}: {slept:?}",
+            m.name()
+        );
+        assert!(
+            slept.iter().all(|d| *d < Duration::from_secs(5)),
+            "{}: {slept:?}",
+            m.name()
+        );
 
         let waker = {
             let word = word.clone();
@@ -278,8 +365,8 @@ mod tests {
     #[test]
     fn the_native_mechanism_keeps_the_contract() {
         // Linux always has it; macOS from 14.4.
-        match native::Calls::find() {
-            Some(calls) => keeps_the_contract(Mechanism::Native(calls)),
+        match Mechanism::native() {
+            Some(m) => keeps_the_contract(m),
             None if cfg!(target_os = "macos") => {}
             None => panic!("no futex on Linux"),
         }
@@ -287,7 +374,35 @@ mod tests {
 
     #[test]
     fn the_polling_mechanism_keeps_the_contract() {
-        keeps_the_contract(Mechanism::Poll);
+        keeps_the_contract(Mechanism::polling());
+        // And one that wakes nothing: the changed word alone ends its sleep.
+        keeps_the_contract(Mechanism {
+            native: None,
+            poll: true,
+        });
+    }
+
+    /// A sleeper in the system's call is woken by a process that polls (another environment):
+    /// waking goes through the system's call whenever there is one.
+    #[test]
+    fn a_polling_waker_wakes_a_native_sleeper() {
+        let Some(native) = Mechanism::native() else {
+            return;
+        };
+        let word = Arc::new(AtomicU32::new(0));
+        let waker = {
+            let word = word.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                word.store(1, Ordering::Release);
+                Mechanism::polling().wake_all(&word);
+            })
+        };
+        let start = Instant::now();
+        // One sleep of up to 10 s: only the wake can end it early.
+        native.wait(&word, 0, Duration::from_secs(10));
+        assert!(start.elapsed() < Duration::from_secs(5), "not woken");
+        waker.join().unwrap();
     }
 
     /// A polling sleeper sees a change within its longest sleep, without any wake call.

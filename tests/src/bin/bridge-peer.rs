@@ -337,17 +337,23 @@ fn idle_pings(args: &[String]) -> Result<(), String> {
         other => return Err(format!("{other:?}")),
     };
     let mut answered = 0;
+    let mut took = Vec::with_capacity(count);
     for i in 0..count {
         // Long enough for both sides to pass their spinning and sleep on the doorbell.
         std::thread::sleep(Duration::from_millis(3));
         let payload = [1, (i % 256) as u8];
+        let start = Instant::now();
         if let Reply::Pong { payload: back } = ask(&payload)? {
             answered += usize::from(back == payload);
         }
+        took.push(start.elapsed());
     }
+    took.sort();
+    let median = took.get(count / 2).copied().unwrap_or_default();
     println!(
-        "runner {} worker {worker} answered {answered}",
-        bridge::platform::doorbell_mechanism()
+        "runner {} worker {worker} answered {answered} median_us {}",
+        bridge::platform::doorbell_mechanism(),
+        median.as_micros()
     );
     Ok(())
 }

@@ -102,13 +102,10 @@ async fn lookup(
                     symbol,
                     "gateway connection lost mid-lookup; asking again after the reconnect"
                 );
-                if tokio::time::timeout(LOOKUP_TIMEOUT, client.wait_connected())
-                    .await
-                    .is_err()
-                {
+                if let Err(why) = super::reconnected(client, LOOKUP_TIMEOUT).await {
                     return Err(error(
                         ErrorKind::Disconnected,
-                        format!("the gateway did not come back to look up {symbol}"),
+                        format!("cannot look up {symbol}: {why}"),
                     ));
                 }
             }

@@ -243,17 +243,8 @@ pub(super) async fn fetch(
                     symbol,
                     "gateway connection lost mid-request; re-sending after the reconnect"
                 );
-                match tokio::time::timeout(RECONNECT_WAIT, client.wait_connected()).await {
-                    Ok(Ok(())) => continue,
-                    _ => {
-                        return Err(error(
-                            ErrorKind::Disconnected,
-                            format!(
-                                "gateway connection lost and not back within {} s",
-                                RECONNECT_WAIT.as_secs()
-                            ),
-                        ))
-                    }
+                if let Err(why) = super::reconnected(client, RECONNECT_WAIT).await {
+                    return Err(error(ErrorKind::Disconnected, why));
                 }
             }
             Ok(Err(e)) => {
