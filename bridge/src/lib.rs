@@ -11,8 +11,8 @@
 //! - [`channel`]: start a worker process and attach it, with liveness in both directions;
 //! - [`client`] / [`server`]: requests from many threads matched to replies by id.
 //!
-//! `unsafe` code lives only in `ring/region.rs`, `segment.rs` and `sys/`; every other module
-//! forbids it.
+//! `unsafe` code lives only in `ring/region.rs`, `segment.rs`, `sys/` and `alloc_count.rs`
+//! (the counting allocator of the benchmarks and tests); every other module forbids it.
 
 #![warn(missing_debug_implementations)]
 #![deny(missing_docs)]
@@ -24,6 +24,7 @@ pub use client::{Client, ClientConfig, ClientStats, RequestError};
 #[cfg(not(loom))]
 pub use server::{Incoming, Responder, Server};
 
+pub mod alloc_count;
 #[cfg(not(loom))]
 pub mod channel;
 #[cfg(not(loom))]

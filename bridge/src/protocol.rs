@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +107,10 @@ pub struct HistoryRequest {
 pub struct SubscribeRequest {
     /// The instrument, as the backend names it.
     pub symbol: String,
+    /// The subscription's id, chosen by the runner (one per symbol for the whole run, the
+    /// same on every worker): live bars carry it instead of the symbol, so that a bar is a
+    /// fixed-size message that decodes without a heap allocation.
+    pub id: u32,
     /// Bar size in seconds.
     pub bar_seconds: u32,
 }
@@ -240,8 +244,8 @@ pub enum ErrorKind {
 pub enum Event {
     /// A real-time bar.
     Bar {
-        /// The subscription's symbol.
-        symbol: String,
+        /// The subscription's id ([`SubscribeRequest::id`]).
+        sub: u32,
         /// The completed bar.
         bar: Bar,
     },
@@ -369,10 +373,7 @@ mod tests {
                 kind: ErrorKind::UnknownSymbol,
                 message: "ZZZZ".into(),
             })),
-            Body::Event(Event::Bar {
-                symbol: "QQQ".into(),
-                bar,
-            }),
+            Body::Event(Event::Bar { sub: 7, bar }),
             Body::Log(LogRecord {
                 level: LogLevel::Debug,
                 target: "worker".into(),

@@ -247,24 +247,21 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
     if cfg.live.disabled {
         return Ok(false);
     }
-    for s in series.iter().filter(|s| s.error.is_none()) {
+    // A symbol's subscription id is its row: a bar finds its series without a lookup.
+    for (i, s) in series.iter().enumerate().filter(|(_, s)| s.error.is_none()) {
         let sub = SubscribeRequest {
             symbol: s.symbol.clone(),
+            id: i as u32,
             bar_seconds: cfg.history.bar_seconds,
         };
         if let Err(e) = sup.subscribe(sub, cfg.request_timeout()) {
             tracing::warn!(symbol = %s.symbol, "no live bars: {e}");
         }
     }
-    let index: HashMap<String, usize> = series
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.symbol.clone(), i))
-        .collect();
     let until = (cfg.live.duration_seconds > 0)
         .then(|| live_started + Duration::from_secs(cfg.live.duration_seconds));
     tracing::info!(
-        symbols = index.len(),
+        symbols = series.iter().filter(|s| s.error.is_none()).count(),
         seconds = cfg.live.duration_seconds,
         "live phase"
     );
@@ -276,19 +273,18 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
             return Ok(false);
         }
         match events.recv_timeout(LIVE_TICK) {
-            Ok(Event::Bar { symbol, bar }) => {
-                let Some(&i) = index.get(&symbol) else {
+            Ok(Event::Bar { sub, bar }) => {
+                let Some(s) = series.get_mut(sub as usize) else {
                     continue;
                 };
-                let s = &mut series[i];
                 if s.bars.last().is_some_and(|last| bar.time <= last.time) {
                     continue;
                 }
                 s.bars.push(bar);
                 s.live_bars += 1;
-                broker.flowing(&symbol);
+                broker.flowing(&s.symbol);
                 if let (Some(file), Ok(e)) = (signals.as_mut(), strategy.evaluate(&s.bars)) {
-                    file.row(&symbol, &e)?;
+                    file.row(&s.symbol, &e)?;
                 }
             }
             Ok(Event::Connection(status)) => {

@@ -98,6 +98,7 @@ pub fn run(settings: &SoakSettings, setup: WorkerSetup, stop: &AtomicBool) -> Re
     for i in 0..settings.symbols {
         let sub = SubscribeRequest {
             symbol: format!("SOAK{i:03}"),
+            id: i as u32,
             bar_seconds: 1,
         };
         let symbol = sub.symbol.clone();
@@ -201,30 +202,30 @@ impl Soak<'_> {
             let Ok(event) = events.recv_timeout(Duration::from_millis(100)) else {
                 continue;
             };
-            let Event::Bar { symbol, bar } = event else {
+            let Event::Bar { sub, bar } = event else {
                 continue;
             };
             counts.bars.fetch_add(1, Ordering::Relaxed);
             let restarts = self.sup.stats().restarts;
-            match sequences.check(&symbol, bar.time, restarts) {
+            match sequences.check(sub, bar.time, restarts) {
                 BarCheck::InOrder => {}
                 BarCheck::RepeatedAfterRestart => {
                     counts.bar_overlaps_declared.fetch_add(1, Ordering::Relaxed);
                 }
                 BarCheck::Duplicate { last } => {
                     counts.bar_duplicates.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(%symbol, time = last, "bar duplicated");
+                    tracing::error!(sub, time = last, "bar duplicated");
                 }
                 BarCheck::Reordered { last } => {
                     counts.bar_reordered.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(%symbol, last, got = bar.time, "bar out of order");
+                    tracing::error!(sub, last, got = bar.time, "bar out of order");
                 }
                 BarCheck::GapAfterRestart => {
                     counts.bar_gaps_declared.fetch_add(1, Ordering::Relaxed);
                 }
                 BarCheck::Gap { from } => {
                     counts.bar_gaps_undeclared.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(%symbol, from, to = bar.time, "bars lost");
+                    tracing::error!(sub, from, to = bar.time, "bars lost");
                 }
             }
         }

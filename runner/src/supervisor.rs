@@ -435,16 +435,27 @@ impl Supervisor {
         })
     }
 
-    /// Starts real-time bars; the subscription is restored on every new worker.
+    /// Starts real-time bars; the subscription is restored on every new worker. Its bars
+    /// carry `sub.id`, which must name no other symbol's subscription.
     pub fn subscribe(
         &self,
         sub: SubscribeRequest,
         timeout: Duration,
     ) -> Result<(), SupervisorError> {
-        self.state
-            .lock()
-            .subscriptions
-            .insert(sub.symbol.clone(), sub.clone());
+        {
+            let mut st = self.state.lock();
+            if let Some(other) = st
+                .subscriptions
+                .values()
+                .find(|s| s.id == sub.id && s.symbol != sub.symbol)
+            {
+                return Err(SupervisorError::Protocol(format!(
+                    "subscription id {} of {} is already {}'s",
+                    sub.id, sub.symbol, other.symbol
+                )));
+            }
+            st.subscriptions.insert(sub.symbol.clone(), sub.clone());
+        }
         match self.request(Request::Subscribe(sub.clone()), timeout)? {
             Reply::Subscribed => Ok(()),
             Reply::Error(e) => {

@@ -504,7 +504,7 @@ impl Backend for IbkrBackend {
             Err(e) if e.kind == ErrorKind::Disconnected => {
                 let size = i64::from(req.bar_seconds);
                 let contract = contracts::configured(&self.opts, &req.symbol);
-                self.live.keep(&req.symbol, contract, choice, size);
+                self.live.keep(&req.symbol, req.id, contract, choice, size);
                 // The gateway may have come back, and every subscription been made again,
                 // just before this one was kept: then it is made now.
                 match self.client() {
@@ -536,6 +536,7 @@ impl Backend for IbkrBackend {
         self.live.start(
             client,
             &req.symbol,
+            req.id,
             contract,
             choice,
             i64::from(req.bar_seconds),

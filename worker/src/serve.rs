@@ -279,6 +279,7 @@ mod tests {
         ));
         let sub = SubscribeRequest {
             symbol: "SPY".into(),
+            id: 0,
             bar_seconds: 60,
         };
         assert!(matches!(

@@ -177,6 +177,8 @@ struct Handshake {
 
 /// One symbol's real-time bars.
 struct Subscription {
+    /// The runner's id of the subscription, which its bars carry.
+    id: u32,
     bar_seconds: u32,
     /// Start of the next bar to send, Unix seconds.
     next: i64,
@@ -300,7 +302,7 @@ fn tick(market: &Market) {
             let size = i64::from(sub.bar_seconds);
             while sub.next + size <= now {
                 due.push(Event::Bar {
-                    symbol: symbol.clone(),
+                    sub: sub.id,
                     bar: PricePath::new(market.opts.seed, symbol).bar(sub.next, sub.bar_seconds),
                 });
                 sub.next += size;
@@ -408,6 +410,7 @@ impl Backend for SimBackend {
         self.market.subscriptions.lock().insert(
             req.symbol.clone(),
             Subscription {
+                id: req.id,
                 bar_seconds: req.bar_seconds,
                 next: now.div_euclid(size) * size,
             },
@@ -657,6 +660,7 @@ mod tests {
         sim.connect(Duration::from_secs(5)).unwrap();
         sim.subscribe(&SubscribeRequest {
             symbol: "SPY".into(),
+            id: 3,
             bar_seconds: 60,
         })
         .unwrap();
@@ -670,7 +674,7 @@ mod tests {
             .lock()
             .iter()
             .filter_map(|e| match e {
-                Event::Bar { bar, .. } => Some(*bar),
+                Event::Bar { sub: 3, bar } => Some(*bar),
                 _ => None,
             })
             .collect();

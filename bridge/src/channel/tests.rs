@@ -322,3 +322,76 @@ fn a_log_record_waits_briefly_for_another_threads_send() {
     assert_eq!(got[0].0, "waited");
     assert_eq!(got[1], ("after".to_string(), 1));
 }
+
+fn live_bar(sub: u32, time: i64) -> Envelope {
+    Envelope {
+        id: 0,
+        body: Body::Event(crate::protocol::Event::Bar {
+            sub,
+            bar: crate::protocol::Bar {
+                time,
+                open: 100.0,
+                high: 101.0,
+                low: 99.5,
+                close: 100.5,
+                volume: 1200.0,
+            },
+        }),
+    }
+}
+
+/// The hot path allocates nothing per message: once the buffers have grown, a live bar is
+/// encoded, sent, taken from the ring, copied out and decoded without one heap allocation on
+/// either side; a history batch decodes with one allocation (its vector) however many bars
+/// it holds.
+#[test]
+fn a_live_bar_crosses_without_a_heap_allocation() {
+    let (mut runner, mut worker) = pair(&Config::default()).unwrap();
+    // Warm-up: the scratch and batch buffers grow to their working size (a batch of a
+    // thousand frames taken at once included).
+    for t in 0..1000 {
+        worker.sender.send(&live_bar(1, t), Some(soon())).unwrap();
+    }
+    for _ in 0..1000 {
+        runner.receiver.recv::<Envelope>(soon()).unwrap();
+    }
+    let ((), sent, _) = crate::alloc_count::during(|| {
+        for t in 1000..2000 {
+            worker
+                .sender
+                .send(&live_bar(t as u32 % 20, t), Some(soon()))
+                .unwrap();
+        }
+    });
+    let mut got = Vec::with_capacity(1000);
+    let ((), received, _) = crate::alloc_count::during(|| {
+        for _ in 0..1000 {
+            got.push(runner.receiver.recv::<Envelope>(soon()).unwrap());
+        }
+    });
+    assert_eq!(got.len(), 1000);
+    assert_eq!(got[999], live_bar(1999 % 20, 1999));
+    assert_eq!(sent, 0, "allocations sending 1,000 bars");
+    assert_eq!(received, 0, "allocations receiving 1,000 bars");
+
+    let bars = vec![
+        crate::protocol::Bar {
+            time: 0,
+            open: 1.0,
+            high: 1.0,
+            low: 1.0,
+            close: 1.0,
+            volume: 0.0,
+        };
+        1000
+    ];
+    let batch = Envelope {
+        id: 9,
+        body: Body::Reply(crate::protocol::Reply::Bars(bars)),
+    };
+    let bytes = crate::codec::encode(&batch).unwrap();
+    let (decoded, allocations, _) =
+        crate::alloc_count::during(|| crate::codec::decode::<Envelope>(&bytes).unwrap());
+    assert_eq!(decoded, batch);
+    assert_eq!(allocations, 1, "a 1,000-bar batch decodes into one vector");
+}

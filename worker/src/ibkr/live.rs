@@ -19,6 +19,8 @@ use crate::backend::EventSink;
 
 /// One symbol's live stream.
 struct Live {
+    /// The runner's id of the subscription.
+    sub: u32,
     contract: Contract,
     choice: DataChoice,
     size: i64,
@@ -58,11 +60,12 @@ impl LiveStreams {
         self.interruptions.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The feed of `symbol` on `client`.
+    /// The feed of `symbol` (subscription `sub`) on `client`.
     fn feed(
         &self,
         client: Arc<ibapi::Client>,
         symbol: &str,
+        sub: u32,
         contract: Contract,
         choice: DataChoice,
         size: i64,
@@ -72,6 +75,7 @@ impl LiveStreams {
             contract,
             choice,
             symbol: symbol.to_string(),
+            sub,
             size,
             events: self.events.clone(),
             delayed_fallback: self.delayed_fallback,
@@ -81,18 +85,21 @@ impl LiveStreams {
 
     /// Starts (or starts again) `symbol`'s stream of `size`-second bars; `subscription` if
     /// already made, else the task makes it.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         &self,
         client: Arc<ibapi::Client>,
         symbol: &str,
+        sub: u32,
         contract: Contract,
         choice: DataChoice,
         size: i64,
         subscription: Option<FiveSecondBars>,
     ) {
-        let feed = self.feed(client, symbol, contract.clone(), choice, size);
+        let feed = self.feed(client, symbol, sub, contract.clone(), choice, size);
         let task = self.handle.spawn(stream_bars(feed, subscription));
         let live = Live {
+            sub,
             contract,
             choice,
             size,
@@ -105,10 +112,18 @@ impl LiveStreams {
 
     /// Keeps `symbol`'s subscription without making it now (the gateway is down): the next
     /// [`restart_all`](Self::restart_all) makes it.
-    pub(super) fn keep(&self, symbol: &str, contract: Contract, choice: DataChoice, size: i64) {
+    pub(super) fn keep(
+        &self,
+        symbol: &str,
+        sub: u32,
+        contract: Contract,
+        choice: DataChoice,
+        size: i64,
+    ) {
         // A task that has already ended: aborting it is a no-op.
         let idle = self.handle.spawn(async {}).abort_handle();
         let live = Live {
+            sub,
             contract,
             choice,
             size,
@@ -127,6 +142,7 @@ impl LiveStreams {
             let feed = self.feed(
                 client.clone(),
                 symbol,
+                live.sub,
                 live.contract.clone(),
                 live.choice,
                 live.size,

@@ -43,6 +43,8 @@ pub(super) struct Feed {
     pub(super) contract: Contract,
     pub(super) choice: DataChoice,
     pub(super) symbol: String,
+    /// The runner's id of the subscription, which the bars carry.
+    pub(super) sub: u32,
     /// Seconds of the bars built.
     pub(super) size: i64,
     pub(super) events: EventSink,
@@ -62,6 +64,7 @@ pub(super) async fn stream_bars(feed: Feed, subscription: Option<FiveSecondBars>
         contract,
         choice,
         symbol,
+        sub,
         size,
         events,
         ..
@@ -104,10 +107,7 @@ pub(super) async fn stream_bars(feed: Feed, subscription: Option<FiveSecondBars>
                     tracing::debug!(%symbol, "incomplete live bar dropped");
                 }
                 if let Some(bar) = pushed.complete {
-                    events(Event::Bar {
-                        symbol: symbol.clone(),
-                        bar,
-                    });
+                    events(Event::Bar { sub: *sub, bar });
                 }
             }
             // `ibapi` passes these on as advisories, but no bar follows them.
@@ -214,10 +214,7 @@ async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
             }
         };
         if let Some(bar) = done {
-            events(Event::Bar {
-                symbol: symbol.clone(),
-                bar,
-            });
+            events(Event::Bar { sub: feed.sub, bar });
         }
     }
 }
