@@ -9,11 +9,12 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)] // a benchmark that cannot proceed should stop loudly
 
+pub mod floor;
 pub mod peer;
 pub mod results;
 pub mod transport;
 
-use bridge::protocol::{Body, Envelope, Reply, Request};
+use bridge::protocol::{Bar, Body, Envelope, Event, Reply, Request};
 
 /// A request with a payload of `len` bytes.
 pub fn request(id: u64, len: usize) -> Envelope {
@@ -21,6 +22,24 @@ pub fn request(id: u64, len: usize) -> Envelope {
         id,
         body: Body::Request(Request::Ping {
             payload: vec![0xA5; len],
+        }),
+    }
+}
+
+/// Live bar number `i`, as the worker sends it: one of 20 subscriptions.
+pub fn live_bar(i: u64) -> Envelope {
+    Envelope {
+        id: 0,
+        body: Body::Event(Event::Bar {
+            sub: (i % 20) as u32,
+            bar: Bar {
+                time: 1_700_000_000 + i as i64,
+                open: 100.0,
+                high: 101.25,
+                low: 99.5,
+                close: 100.75,
+                volume: 1200.0,
+            },
         }),
     }
 }

@@ -1,7 +1,9 @@
 //! The child side of every transport: `bridge-bench --peer TRANSPORT MODE [ARGS]`.
 //!
 //! Modes: `echo` answers every request; `produce LEN SECONDS` sends requests of LEN payload
-//! bytes as fast as it can for SECONDS, then an end marker; `idle` waits to be closed.
+//! bytes as fast as it can for SECONDS, then an end marker; `produce_bars` does the same with
+//! live bar events; `idle` waits to be closed. The `floor` transport has its own peer
+//! (`crate::floor`).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
@@ -13,7 +15,7 @@ use bridge::channel::{self, RecvError};
 use bridge::codec;
 use bridge::protocol::Envelope;
 
-use crate::{end_of_stream, framing, reply, request};
+use crate::{end_of_stream, framing, live_bar, reply, request};
 
 fn far() -> Instant {
     Instant::now() + Duration::from_secs(600)
@@ -42,6 +44,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             );
             stream_peer(input, output, mode, len, secs, transport == "pipe_buffered")
         }
+        "floor" => crate::floor::peer(mode, secs),
         "uds" => {
             let path = std::env::var("BRIDGE_BENCH_SOCKET").map_err(|e| e.to_string())?;
             let s = UnixStream::connect(&path).map_err(|e| format!("{path}: {e}"))?;
@@ -69,7 +72,8 @@ fn shm(mode: &str, len: usize, secs: f64) -> Result<(), String> {
                 Err(e) => return Err(e.to_string()),
             }
         },
-        "produce" => {
+        "produce" | "produce_bars" => {
+            let bars = mode == "produce_bars";
             let mut msg = request(0, len);
             let until = Instant::now() + Duration::from_secs_f64(secs);
             let mut sent = 0u64;
@@ -78,8 +82,14 @@ fn shm(mode: &str, len: usize, secs: f64) -> Result<(), String> {
                 let deadline = Some(far());
                 let mut batch = sender.batch();
                 for _ in 0..256 {
-                    msg.id = sent;
-                    batch.feed(&msg, deadline).map_err(|e| e.to_string())?;
+                    if bars {
+                        batch
+                            .feed(&live_bar(sent), deadline)
+                            .map_err(|e| e.to_string())?;
+                    } else {
+                        msg.id = sent;
+                        batch.feed(&msg, deadline).map_err(|e| e.to_string())?;
+                    }
                     sent += 1;
                 }
             }
@@ -125,7 +135,8 @@ fn stream_peer(
             }
             Ok(())
         }
-        "produce" => {
+        "produce" | "produce_bars" => {
+            let bars = mode == "produce_bars";
             let mut msg = request(0, len);
             let until = Instant::now() + Duration::from_secs_f64(secs);
             let mut sent = 0u64;
@@ -136,8 +147,13 @@ fn stream_peer(
             };
             while Instant::now() < until {
                 for _ in 0..256 {
-                    msg.id = sent;
-                    codec::encode_into(&msg, &mut scratch).map_err(|e| e.to_string())?;
+                    if bars {
+                        codec::encode_into(&live_bar(sent), &mut scratch)
+                            .map_err(|e| e.to_string())?;
+                    } else {
+                        msg.id = sent;
+                        codec::encode_into(&msg, &mut scratch).map_err(|e| e.to_string())?;
+                    }
                     framing::write(&mut out, &mut frame, &scratch).map_err(|e| e.to_string())?;
                     sent += 1;
                 }

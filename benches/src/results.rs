@@ -37,9 +37,11 @@ fn intern(s: &str) -> &'static str {
         "pipe",
         "pipe_buffered",
         "uds",
+        "floor",
         "rtt_hot",
         "rtt_cold",
         "stream",
+        "stream_bars",
         "idle",
         "p50_ns",
         "p99_ns",
@@ -50,6 +52,7 @@ fn intern(s: &str) -> &'static str {
         "messages",
         "wakes",
         "cpu_pct",
+        "allocs_per_msg",
     ];
     NAMES.iter().find(|n| **n == s).copied().unwrap_or("?")
 }

@@ -24,6 +24,8 @@ pub enum Kind {
     PipeBuffered,
     /// A Unix stream socket, one write per message.
     Uds,
+    /// Raw shared words, spinning, no ring or codec: the machine's floor.
+    Floor,
 }
 
 impl Kind {
@@ -33,6 +35,7 @@ impl Kind {
             Kind::Pipe => "pipe",
             Kind::PipeBuffered => "pipe_buffered",
             Kind::Uds => "uds",
+            Kind::Floor => "floor",
         }
     }
 }
@@ -43,6 +46,7 @@ fn far() -> Instant {
 
 enum Inner {
     Shm(Box<Channel>),
+    Floor(Box<crate::floor::FloorConn>),
     Stream {
         child: Child,
         writer: Box<dyn Write + Send>,
@@ -70,6 +74,8 @@ pub struct Streamed {
     pub elapsed: Duration,
     /// Futex wakes the peer's producer issued (shm only; 0 for the baselines).
     pub peer_wakes: u64,
+    /// Heap allocations the receiving thread made while it received and decoded them.
+    pub allocations: u64,
 }
 
 impl Connection {
@@ -94,6 +100,7 @@ impl Connection {
         let reads_replies = mode == "echo";
         let inner = match kind {
             Kind::Shm => Inner::Shm(Box::new(channel::spawn(cmd, &crate::shm_config()).unwrap())),
+            Kind::Floor => Inner::Floor(Box::new(crate::floor::FloorConn::start(cmd))),
             Kind::Pipe | Kind::PipeBuffered => {
                 let mut child = cmd
                     .stdin(Stdio::piped())
@@ -182,6 +189,7 @@ impl Connection {
     pub fn pids(&self) -> [u32; 2] {
         let peer = match &self.inner {
             Inner::Shm(c) => c.control.peer_pid(),
+            Inner::Floor(f) => f.peer_pid(),
             Inner::Stream { child, .. } => child.id(),
         };
         [std::process::id(), peer]
@@ -191,13 +199,18 @@ impl Connection {
     pub fn shm_stats(&self) -> Option<ChannelStats> {
         match &self.inner {
             Inner::Shm(c) => Some(c.control.stats()),
-            Inner::Stream { .. } => None,
+            Inner::Floor(_) | Inner::Stream { .. } => None,
         }
     }
 
-    /// Sends `req` and waits for its reply; encode and decode included.
-    pub fn round_trip(&mut self, req: &Envelope) -> Envelope {
-        match &mut self.inner {
+    /// Sends `req` and waits for its reply; encode and decode included. The floor has no
+    /// messages: it answers an empty envelope of the same id after its ping-pong.
+    pub fn round_trip(&mut self, req: &Envelope) -> Option<Envelope> {
+        Some(match &mut self.inner {
+            Inner::Floor(f) => {
+                f.round_trip();
+                return None;
+            }
             Inner::Shm(c) => {
                 // One deadline for the whole run: reading the clock per call would be measured.
                 c.sender.send(req, Some(self.deadline)).unwrap();
@@ -214,7 +227,7 @@ impl Connection {
                     .recv_timeout(Duration::from_secs(60))
                     .unwrap()
             }
-        }
+        })
     }
 
     /// Receives and decodes messages until the peer's end marker.
@@ -222,7 +235,17 @@ impl Connection {
         let mut count = 0u64;
         let mut first = None;
         let deadline = far();
+        let allocations_before = bridge::alloc_count::allocations_on_this_thread();
         let (sent, peer_wakes) = match &mut self.inner {
+            Inner::Floor(f) => {
+                let (n, elapsed) = f.consume();
+                return Streamed {
+                    messages: n,
+                    elapsed,
+                    peer_wakes: 0,
+                    allocations: 0,
+                };
+            }
             Inner::Shm(c) => loop {
                 let env: Envelope = c.receiver.recv(deadline).unwrap();
                 first.get_or_insert_with(Instant::now);
@@ -249,11 +272,13 @@ impl Connection {
             }
         };
         let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
+        let allocations = bridge::alloc_count::allocations_on_this_thread() - allocations_before;
         assert_eq!(count, sent, "messages lost or duplicated");
         Streamed {
             messages: count,
             elapsed,
             peer_wakes,
+            allocations,
         }
     }
 
@@ -263,6 +288,7 @@ impl Connection {
             Inner::Shm(c) => {
                 c.control.close();
             }
+            Inner::Floor(f) => f.close(),
             Inner::Stream {
                 mut child,
                 writer,

@@ -11,8 +11,9 @@
 //! - [`channel`]: start a worker process and attach it, with liveness in both directions;
 //! - [`client`] / [`server`]: requests from many threads matched to replies by id.
 //!
-//! `unsafe` code lives only in `ring/region.rs`, `segment.rs`, `sys/` and `alloc_count.rs`
-//! (the counting allocator of the benchmarks and tests); every other module forbids it.
+//! `unsafe` code lives only in `ring/region.rs`, `segment.rs`, `sys/`, and for the benchmarks
+//! and tests `alloc_count.rs` (a counting allocator) and `floor.rs` (raw shared words); every
+//! other module forbids it.
 
 #![warn(missing_debug_implementations)]
 #![deny(missing_docs)]
@@ -30,6 +31,8 @@ pub mod channel;
 #[cfg(not(loom))]
 pub mod client;
 pub mod codec;
+#[cfg(not(loom))]
+pub mod floor;
 #[cfg(not(loom))]
 pub mod platform;
 pub mod protocol;

@@ -19,11 +19,31 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use benches::results::{json, medians, parse_row, row_line, table, Row};
+
+/// Counts the receiving thread's allocations for `allocs_per_msg`.
+#[global_allocator]
+static ALLOCATOR: bridge::alloc_count::CountingAllocator = bridge::alloc_count::CountingAllocator;
 use benches::transport::{Connection, Kind};
 use benches::{cpu_ns, request};
 
 const PAYLOAD: usize = 64;
 const LARGE: usize = 16 * 1024;
+
+/// The request/reply transports.
+const REQ_REPLY: [Kind; 3] = [Kind::Shm, Kind::Pipe, Kind::Uds];
+/// `rtt_hot` adds the floor.
+const HOT: [Kind; 4] = [Kind::Shm, Kind::Pipe, Kind::Uds, Kind::Floor];
+/// `stream_bars`: the bridge against the best baseline, same codec and framing.
+const BARS: [Kind; 2] = [Kind::Shm, Kind::PipeBuffered];
+
+/// The transports of `stream` for messages of `len` bytes (the floor's slots are 64 bytes).
+fn stream_kinds(len: usize) -> Vec<Kind> {
+    let mut kinds = vec![Kind::Shm, Kind::Pipe, Kind::PipeBuffered, Kind::Uds];
+    if len == PAYLOAD {
+        kinds.push(Kind::Floor);
+    }
+    kinds
+}
 
 struct Plan {
     hot_iters: usize,
@@ -50,7 +70,9 @@ fn rtt(exe: &Path, kind: Kind, iters: usize, idle_before: Option<Duration>) -> V
         let start = Instant::now();
         let reply = c.round_trip(&req);
         let ns = start.elapsed().as_nanos() as u64;
-        assert_eq!(reply.id, req.id);
+        if let Some(reply) = reply {
+            assert_eq!(reply.id, req.id);
+        }
         if i >= warmup {
             samples.push(ns);
         }
@@ -116,6 +138,27 @@ fn stream(exe: &Path, kind: Kind, len: usize, plan: &Plan) -> Row {
     }
 }
 
+/// Live bar events one way, as fast as they go: the bridge's real hot message.
+fn stream_bars(exe: &Path, kind: Kind, plan: &Plan) -> Row {
+    let mut c = Connection::start(exe, kind, "produce_bars", 0, plan.stream_secs);
+    let s = c.consume();
+    c.close();
+    let secs = s.elapsed.as_secs_f64();
+    let mut figures = vec![
+        ("msgs_per_s", s.messages as f64 / secs),
+        ("messages", s.messages as f64),
+    ];
+    if kind == Kind::Shm {
+        figures.push(("allocs_per_msg", s.allocations as f64 / s.messages as f64));
+    }
+    Row {
+        transport: kind.name(),
+        case: "stream_bars",
+        msg_bytes: None,
+        figures,
+    }
+}
+
 fn idle(exe: &Path, kind: Kind, plan: &Plan) -> Row {
     let c = Connection::start(exe, kind, "idle", PAYLOAD, 0.0);
     // Let start-up settle (spinning phases end, threads park).
@@ -138,19 +181,21 @@ fn idle(exe: &Path, kind: Kind, plan: &Plan) -> Row {
 /// Every case's name, in the order they run.
 fn case_names() -> Vec<String> {
     let mut names = Vec::new();
-    let req_reply = [Kind::Shm, Kind::Pipe, Kind::Uds];
-    for k in req_reply {
+    for k in HOT {
         names.push(format!("rtt_hot/{}", k.name()));
     }
-    for k in req_reply {
+    for k in REQ_REPLY {
         names.push(format!("rtt_cold/{}", k.name()));
     }
     for len in [PAYLOAD, LARGE] {
-        for k in [Kind::Shm, Kind::Pipe, Kind::PipeBuffered, Kind::Uds] {
+        for k in stream_kinds(len) {
             names.push(format!("stream/{}/{len}", k.name()));
         }
     }
-    for k in req_reply {
+    for k in BARS {
+        names.push(format!("stream_bars/{}", k.name()));
+    }
+    for k in REQ_REPLY {
         names.push(format!("idle/{}", k.name()));
     }
     names
@@ -190,25 +235,29 @@ fn run_isolated(exe: &Path, args: &[String], only: Option<&str>) -> Vec<Row> {
 fn run_once(exe: &Path, plan: &Plan, only: Option<&str>) -> Vec<Row> {
     let mut rows = Vec::new();
     let wanted = |name: String| only.is_none_or(|o| o.split('+').any(|o| name == o));
-    let req_reply = [Kind::Shm, Kind::Pipe, Kind::Uds];
-    for k in req_reply {
+    for k in HOT {
         if wanted(format!("rtt_hot/{}", k.name())) {
             rows.push(rtt_hot(exe, k, plan));
         }
     }
-    for k in req_reply {
+    for k in REQ_REPLY {
         if wanted(format!("rtt_cold/{}", k.name())) {
             rows.push(rtt_cold(exe, k, plan));
         }
     }
     for len in [PAYLOAD, LARGE] {
-        for k in [Kind::Shm, Kind::Pipe, Kind::PipeBuffered, Kind::Uds] {
+        for k in stream_kinds(len) {
             if wanted(format!("stream/{}/{len}", k.name())) {
                 rows.push(stream(exe, k, len, plan));
             }
         }
     }
-    for k in req_reply {
+    for k in BARS {
+        if wanted(format!("stream_bars/{}", k.name())) {
+            rows.push(stream_bars(exe, k, plan));
+        }
+    }
+    for k in REQ_REPLY {
         if wanted(format!("idle/{}", k.name())) {
             rows.push(idle(exe, k, plan));
         }
