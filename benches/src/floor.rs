@@ -29,17 +29,27 @@ const WORDS: usize = SLOTS_AT + SLOTS as usize * SLOT_WORDS;
 /// The longest any spin may last: a dead peer ends the benchmark instead of hanging it.
 const GIVE_UP: Duration = Duration::from_secs(120);
 
-/// Spins until `ready()`; panics after [`GIVE_UP`].
-fn spin_until(mut ready: impl FnMut() -> bool) {
+/// Spins until `ready()`; panics after [`GIVE_UP`], or as soon as `gone()` says the peer is
+/// gone (looked at every 2^16 turns).
+fn spin_until(mut ready: impl FnMut() -> bool, mut gone: impl FnMut() -> bool) {
     let mut i = 0u32;
     let start = Instant::now();
     while !ready() {
         spin_loop();
         i = i.wrapping_add(1);
-        if i.is_multiple_of(1 << 16) && start.elapsed() > GIVE_UP {
-            panic!("floor peer silent for {GIVE_UP:?}");
+        if i.is_multiple_of(1 << 16) {
+            assert!(!gone(), "floor peer gone");
+            assert!(
+                start.elapsed() < GIVE_UP,
+                "floor peer silent for {GIVE_UP:?}"
+            );
         }
     }
+}
+
+/// The peer side never gives up early: its parent's end of the run is the signal.
+fn never() -> bool {
+    false
 }
 
 /// The parent's side of a floor connection.
@@ -70,12 +80,22 @@ impl FloorConn {
         self.child.id()
     }
 
+    /// Whether the peer process has ended.
+    fn peer_gone(child: &mut Child) -> bool {
+        !matches!(child.try_wait(), Ok(None))
+    }
+
     /// One ping-pong.
     pub fn round_trip(&mut self) {
         self.seq += 1;
         let seq = self.seq;
-        self.w(REQUEST).store(seq, Ordering::Release);
-        spin_until(|| self.w(ANSWER).load(Ordering::Acquire) == seq);
+        let words = self.floor.words();
+        words[REQUEST].store(seq, Ordering::Release);
+        let child = &mut self.child;
+        spin_until(
+            || words[ANSWER].load(Ordering::Acquire) == seq,
+            || Self::peer_gone(child),
+        );
     }
 
     /// Takes slots until the producer's end; returns how many, and the time from the first.
@@ -85,14 +105,20 @@ impl FloorConn {
         let mut first = None;
         let mut slot = [0u64; SLOT_WORDS];
         loop {
-            let head = words[HEAD].load(Ordering::Acquire);
-            if head == tail {
-                let done = words[DONE].load(Ordering::Acquire);
-                if done != 0 && done - 1 == tail {
-                    break;
-                }
-                spin_loop();
-                continue;
+            let mut head = tail;
+            let mut ended = false;
+            let child = &mut self.child;
+            spin_until(
+                || {
+                    head = words[HEAD].load(Ordering::Acquire);
+                    let done = words[DONE].load(Ordering::Acquire);
+                    ended = head == tail && done != 0 && done - 1 == tail;
+                    head != tail || ended
+                },
+                || Self::peer_gone(child),
+            );
+            if ended {
+                break;
             }
             first.get_or_insert_with(Instant::now);
             while tail < head {
@@ -109,14 +135,27 @@ impl FloorConn {
     }
 
     /// Ends the peer and waits for it.
-    pub fn close(mut self) {
+    pub fn close(self) {
+        drop(self);
+    }
+}
+
+impl Drop for FloorConn {
+    /// Tells the peer to stop, then makes sure it has (also when the harness panics).
+    fn drop(&mut self) {
         self.w(REQUEST).store(u64::MAX, Ordering::Release);
+        let start = Instant::now();
+        while !Self::peer_gone(&mut self.child) && start.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 /// The peer's side: `echo` answers every ping until told to stop; `produce` sends slots for
-/// `secs`; `idle` waits to be told to stop.
+/// `secs`, publishing them 256 at a time (as the bridge's producer batches), then waits to be
+/// told to stop.
 pub fn peer(mode: &str, secs: f64) -> Result<(), String> {
     let name = std::env::var(ENV).map_err(|e| e.to_string())?;
     let floor = Floor::open(&name).map_err(|e| e.to_string())?;
@@ -126,10 +165,13 @@ pub fn peer(mode: &str, secs: f64) -> Result<(), String> {
             let mut last = 0;
             loop {
                 let mut seq = last;
-                spin_until(|| {
-                    seq = words[REQUEST].load(Ordering::Acquire);
-                    seq != last
-                });
+                spin_until(
+                    || {
+                        seq = words[REQUEST].load(Ordering::Acquire);
+                        seq != last
+                    },
+                    never,
+                );
                 if seq == u64::MAX {
                     return Ok(());
                 }
@@ -144,10 +186,15 @@ pub fn peer(mode: &str, secs: f64) -> Result<(), String> {
             while Instant::now() < until {
                 for _ in 0..256 {
                     if head - tail == SLOTS {
-                        spin_until(|| {
-                            tail = words[TAIL].load(Ordering::Acquire);
-                            head - tail < SLOTS
-                        });
+                        // Full: what is written so far goes out before waiting for room.
+                        words[HEAD].store(head, Ordering::Release);
+                        spin_until(
+                            || {
+                                tail = words[TAIL].load(Ordering::Acquire);
+                                head - tail < SLOTS
+                            },
+                            never,
+                        );
                     }
                     let at = SLOTS_AT + (head % SLOTS) as usize * SLOT_WORDS;
                     words[at].store(head, Ordering::Relaxed);
@@ -155,11 +202,11 @@ pub fn peer(mode: &str, secs: f64) -> Result<(), String> {
                         words[at + k].store(0xA5A5_A5A5_A5A5_A5A5, Ordering::Relaxed);
                     }
                     head += 1;
-                    words[HEAD].store(head, Ordering::Release);
                 }
+                words[HEAD].store(head, Ordering::Release);
             }
             words[DONE].store(head + 1, Ordering::Release);
-            spin_until(|| words[REQUEST].load(Ordering::Acquire) == u64::MAX);
+            spin_until(|| words[REQUEST].load(Ordering::Acquire) == u64::MAX, never);
             Ok(())
         }
         other => Err(format!("unknown floor mode {other:?}")),

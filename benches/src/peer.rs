@@ -3,7 +3,7 @@
 //! Modes: `echo` answers every request; `produce LEN SECONDS` sends requests of LEN payload
 //! bytes as fast as it can for SECONDS, then an end marker; `produce_bars` does the same with
 //! live bar events; `idle` waits to be closed. The `floor` transport has its own peer
-//! (`crate::floor`).
+//! (`crate::floor`: `echo` and `produce` only).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};

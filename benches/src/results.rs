@@ -52,6 +52,7 @@ fn intern(s: &str) -> &'static str {
         "messages",
         "wakes",
         "cpu_pct",
+        "allocs",
         "allocs_per_msg",
     ];
     NAMES.iter().find(|n| **n == s).copied().unwrap_or("?")

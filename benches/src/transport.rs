@@ -74,9 +74,15 @@ pub struct Streamed {
     pub elapsed: Duration,
     /// Futex wakes the peer's producer issued (shm only; 0 for the baselines).
     pub peer_wakes: u64,
-    /// Heap allocations the receiving thread made while it received and decoded them.
+    /// Heap allocations the receiving thread made while it received and decoded the messages
+    /// after the first [`WARM_UP`] (shm only; its buffers grow to their working size first).
     pub allocations: u64,
+    /// The messages those allocations were counted over.
+    pub counted: u64,
 }
+
+/// Messages received before allocations are counted.
+pub const WARM_UP: u64 = 10_000;
 
 impl Connection {
     /// Starts `exe --peer KIND MODE LEN SECS` and connects to it. With `BRIDGE_BENCH_PEER_CPU`
@@ -204,7 +210,7 @@ impl Connection {
     }
 
     /// Sends `req` and waits for its reply; encode and decode included. The floor has no
-    /// messages: it answers an empty envelope of the same id after its ping-pong.
+    /// messages: after its ping-pong it returns `None`.
     pub fn round_trip(&mut self, req: &Envelope) -> Option<Envelope> {
         Some(match &mut self.inner {
             Inner::Floor(f) => {
@@ -235,7 +241,9 @@ impl Connection {
         let mut count = 0u64;
         let mut first = None;
         let deadline = far();
-        let allocations_before = bridge::alloc_count::allocations_on_this_thread();
+        let allocated = bridge::alloc_count::allocations_on_this_thread;
+        let mut counting_from = None;
+        let mut allocations = 0;
         let (sent, peer_wakes) = match &mut self.inner {
             Inner::Floor(f) => {
                 let (n, elapsed) = f.consume();
@@ -244,15 +252,23 @@ impl Connection {
                     elapsed,
                     peer_wakes: 0,
                     allocations: 0,
+                    counted: 0,
                 };
             }
             Inner::Shm(c) => loop {
+                // Before the receive: the end marker's own decode (a ping with a payload) is
+                // not counted.
+                let before = allocated();
                 let env: Envelope = c.receiver.recv(deadline).unwrap();
                 first.get_or_insert_with(Instant::now);
                 if let Some(end) = is_end(&env) {
+                    allocations = counting_from.map_or(0, |from| before - from);
                     break end;
                 }
                 count += 1;
+                if count == WARM_UP {
+                    counting_from = Some(allocated());
+                }
             },
             Inner::Stream { reader, .. } => {
                 let mut r = BufReader::with_capacity(64 << 10, reader.as_mut().unwrap());
@@ -272,13 +288,13 @@ impl Connection {
             }
         };
         let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
-        let allocations = bridge::alloc_count::allocations_on_this_thread() - allocations_before;
         assert_eq!(count, sent, "messages lost or duplicated");
         Streamed {
             messages: count,
             elapsed,
             peer_wakes,
             allocations,
+            counted: counting_from.map_or(0, |_| count - WARM_UP),
         }
     }
 

@@ -3,21 +3,26 @@
 //! transport spins on these words (a ping-pong, and fixed 64-byte slots), so that every
 //! figure of the bridge can be given as a ratio to what this machine allows.
 //!
-//! Invariants: the region is zeroed at creation, mode 0600, named like a segment (so the
-//! sweep and the leftover checks see it) and unlinked by its creator when it drops; it is
-//! only ever accessed through atomics.
+//! Invariants: the region is zeroed at creation, mode 0600, named and recorded like a segment
+//! (its creator holds the record's lock, so no sweep removes it while it lives, and a crash
+//! leaves a record the sweep removes), and unlinked by its creator when it drops; it is only
+//! ever accessed through atomics. Built for the benchmarks and tests only (feature `bench`).
 
 use std::fmt;
 use std::io;
 use std::sync::atomic::AtomicU64;
 
-use shared_memory::{Shmem, ShmemConf};
+use shared_memory::{Shmem, ShmemConf, ShmemError};
+
+use crate::sys::shm::{Bookkeeping, Claim, ReserveError};
 
 /// A region of shared atomic words (see the module).
 pub struct Floor {
     shmem: Shmem,
     name: String,
     words: usize,
+    /// The creator's record of the name and its hold on it; none for an opener.
+    created: Option<(Bookkeeping, Claim)>,
 }
 
 // SAFETY: the mapping stays valid while the Floor lives and is only accessed through atomics.
@@ -41,19 +46,46 @@ impl Floor {
             .checked_mul(8)
             .filter(|b| *b > 0)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad size"))?;
-        let name = crate::sys::shm::new_name(std::process::id())?;
-        let mut shmem = ShmemConf::new()
-            .size(bytes)
-            .os_id(&name)
-            .create()
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        // The owner's `Shmem` unlinks the name when it drops.
-        shmem.set_owner(true);
-        let floor = Floor { shmem, name, words };
-        for w in floor.words() {
-            w.store(0, std::sync::atomic::Ordering::Relaxed);
+        let books = Bookkeeping::native();
+        for _ in 0..16 {
+            let name = crate::sys::shm::new_name(std::process::id())?;
+            let mut claim = match books.claim(&name) {
+                Ok(claim) => claim,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            let mut shmem = match ShmemConf::new().size(bytes).os_id(&name).create() {
+                Ok(shmem) => shmem,
+                Err(ShmemError::MappingIdExists) => {
+                    books.abandon(claim, &name);
+                    continue;
+                }
+                Err(e) => {
+                    books.abandon(claim, &name);
+                    return Err(io::Error::other(e.to_string()));
+                }
+            };
+            // Unlinked by this Floor's drop, through its record.
+            shmem.set_owner(false);
+            if let Err(e) = books.created(&mut claim, &name, bytes as u64) {
+                let _ = books.unlink(&name);
+                return Err(match e {
+                    ReserveError::NoSpace { .. } => io::Error::from(io::ErrorKind::StorageFull),
+                    ReserveError::Other(e) => io::Error::other(e),
+                });
+            }
+            let floor = Floor {
+                shmem,
+                name,
+                words,
+                created: Some((books, claim)),
+            };
+            for w in floor.words() {
+                w.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+            return Ok(floor);
         }
-        Ok(floor)
+        Err(io::Error::from(io::ErrorKind::AlreadyExists))
     }
 
     /// Opens the region `name` made by [`create`](Self::create) in another process.
@@ -67,6 +99,7 @@ impl Floor {
             shmem,
             name: name.to_string(),
             words,
+            created: None,
         })
     }
 
@@ -84,6 +117,14 @@ impl Floor {
     }
 }
 
+impl Drop for Floor {
+    fn drop(&mut self) {
+        if let Some((books, _claim)) = &self.created {
+            let _ = books.unlink(&self.name);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,8 +139,12 @@ mod tests {
         assert_eq!(b.words()[17].load(Ordering::Acquire), 42);
         assert!(b.words().len() >= 64);
         let name = a.name().to_string();
+        // Recorded while it lives, like a segment: no sweep takes it.
+        let bare = name.trim_start_matches('/').to_string();
+        assert!(crate::segment::recorded_names().contains(&bare));
         drop(b);
         drop(a);
         assert!(!crate::sys::shm::object_exists(&name));
+        assert!(!crate::segment::recorded_names().contains(&bare));
     }
 }

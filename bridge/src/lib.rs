@@ -11,9 +11,10 @@
 //! - [`channel`]: start a worker process and attach it, with liveness in both directions;
 //! - [`client`] / [`server`]: requests from many threads matched to replies by id.
 //!
-//! `unsafe` code lives only in `ring/region.rs`, `segment.rs`, `sys/`, and for the benchmarks
-//! and tests `alloc_count.rs` (a counting allocator) and `floor.rs` (raw shared words); every
-//! other module forbids it.
+//! `unsafe` code lives only in `ring/region.rs`, `segment.rs` and `sys/`, and in two modules
+//! built only for the benchmarks and tests (feature `bench`): `alloc_count.rs` (a counting
+//! allocator) and `floor.rs` (raw shared words, the machine's floor); every other module
+//! forbids it.
 
 #![warn(missing_debug_implementations)]
 #![deny(missing_docs)]

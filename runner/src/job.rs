@@ -274,7 +274,8 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
         }
         match events.recv_timeout(LIVE_TICK) {
             Ok(Event::Bar { sub, bar }) => {
-                let Some(s) = series.get_mut(sub as usize) else {
+                // Only a row that was subscribed (its history came) takes live bars.
+                let Some(s) = series.get_mut(sub as usize).filter(|s| s.error.is_none()) else {
                     continue;
                 };
                 if s.bars.last().is_some_and(|last| bar.time <= last.time) {

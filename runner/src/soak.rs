@@ -92,12 +92,17 @@ struct Soak<'a> {
     recoveries: Mutex<Vec<Recovery>>,
 }
 
+/// The soak's symbol of subscription `sub`.
+fn soak_symbol(sub: u32) -> String {
+    format!("SOAK{sub:03}")
+}
+
 /// Runs a soak; `stop` ends it early (Ctrl-C).
 pub fn run(settings: &SoakSettings, setup: WorkerSetup, stop: &AtomicBool) -> Result<SoakReport> {
     let (sup, mut events) = Supervisor::start(setup).map_err(|e| anyhow::anyhow!("{e}"))?;
     for i in 0..settings.symbols {
         let sub = SubscribeRequest {
-            symbol: format!("SOAK{i:03}"),
+            symbol: soak_symbol(i as u32),
             id: i as u32,
             bar_seconds: 1,
         };
@@ -214,18 +219,18 @@ impl Soak<'_> {
                 }
                 BarCheck::Duplicate { last } => {
                     counts.bar_duplicates.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(sub, time = last, "bar duplicated");
+                    tracing::error!(sub, symbol = %soak_symbol(sub), time = last, "bar duplicated");
                 }
                 BarCheck::Reordered { last } => {
                     counts.bar_reordered.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(sub, last, got = bar.time, "bar out of order");
+                    tracing::error!(sub, symbol = %soak_symbol(sub), last, got = bar.time, "bar out of order");
                 }
                 BarCheck::GapAfterRestart => {
                     counts.bar_gaps_declared.fetch_add(1, Ordering::Relaxed);
                 }
                 BarCheck::Gap { from } => {
                     counts.bar_gaps_undeclared.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(sub, from, to = bar.time, "bars lost");
+                    tracing::error!(sub, symbol = %soak_symbol(sub), from, to = bar.time, "bars lost");
                 }
             }
         }

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridge::protocol::{Bar, HistoryRequest, RemoteError, Reply, Request, SubscribeRequest};
+use bridge::protocol::{
+    Bar, ErrorKind, HistoryRequest, RemoteError, Reply, Request, SubscribeRequest,
+};
 
 use bridge::segment::SegmentError;
 use bridge::{Client, ClientStats, RequestError, StartError};
@@ -102,6 +104,9 @@ struct State {
     client: Option<Arc<Client>>,
     generation: u32,
     subscriptions: BTreeMap<String, SubscribeRequest>,
+    /// Every subscription id given out in this run, with its symbol: an id names one symbol
+    /// for the whole run (bars of an old subscription may still be on their way).
+    ids: BTreeMap<u32, String>,
 }
 
 /// Replaces a dead worker as soon as it is declared gone, until the supervisor stops or is
@@ -214,6 +219,7 @@ impl Supervisor {
                 client: None,
                 generation: 0,
                 subscriptions: BTreeMap::new(),
+                ids: BTreeMap::new(),
             }),
             restart_lock: Mutex::new(()),
             events,
@@ -436,7 +442,8 @@ impl Supervisor {
     }
 
     /// Starts real-time bars; the subscription is restored on every new worker. Its bars
-    /// carry `sub.id`, which must name no other symbol's subscription.
+    /// carry `sub.id`: one id per symbol for the whole run, never another symbol's (refused
+    /// as a bad request otherwise, before anything is sent).
     pub fn subscribe(
         &self,
         sub: SubscribeRequest,
@@ -444,16 +451,24 @@ impl Supervisor {
     ) -> Result<(), SupervisorError> {
         {
             let mut st = self.state.lock();
-            if let Some(other) = st
-                .subscriptions
-                .values()
-                .find(|s| s.id == sub.id && s.symbol != sub.symbol)
-            {
-                return Err(SupervisorError::Protocol(format!(
-                    "subscription id {} of {} is already {}'s",
-                    sub.id, sub.symbol, other.symbol
-                )));
+            let taken = st
+                .ids
+                .get(&sub.id)
+                .filter(|symbol| **symbol != sub.symbol)
+                .map(|symbol| format!("subscription id {} is already {symbol}'s", sub.id))
+                .or_else(|| {
+                    st.ids
+                        .iter()
+                        .find(|(id, symbol)| **symbol == sub.symbol && **id != sub.id)
+                        .map(|(id, _)| format!("{} already has subscription id {id}", sub.symbol))
+                });
+            if let Some(why) = taken {
+                return Err(SupervisorError::Remote(RemoteError {
+                    kind: ErrorKind::BadRequest,
+                    message: why,
+                }));
             }
+            st.ids.insert(sub.id, sub.symbol.clone());
             st.subscriptions.insert(sub.symbol.clone(), sub.clone());
         }
         match self.request(Request::Subscribe(sub.clone()), timeout)? {

@@ -158,6 +158,54 @@ fn the_default_run_prints_a_table_and_writes_signals() {
     // History rows: 1440 - 30 per symbol; live rows on top.
     assert!(rows.len() >= 7 * (1440 - 30), "{}", rows.len());
     assert_eq!(rows.len() as u64, counter(&stdout, "signals written:"));
+    // Every row, live ones included, carries its own symbol's price: the simulated market's
+    // path of that symbol (seed 42, one-minute bars) at that time. A live bar routed to
+    // another row (subscription ids mixed up) would carry another symbol's price.
+    for row in &rows {
+        let cols: Vec<&str> = row.split(',').collect();
+        let t = worker::unix_time::parse_utc(cols[0]).unwrap();
+        let close = worker::sim::PricePath::new(42, cols[1]).bar(t, 60).close;
+        assert_eq!(cols[2], format!("{close:.4}"), "{row}");
+    }
+}
+
+/// Subscription ids name one symbol for the whole run: an id already another symbol's, or a
+/// second id for a symbol, is refused before anything is sent.
+#[test]
+fn a_subscription_id_names_one_symbol_for_the_run() {
+    let setup = WorkerSetup::from_config(
+        &runner::config::Config::default(),
+        PathBuf::from(RUNNER),
+        SimFaults::default(),
+    );
+    let (sup, _events) = runner::supervisor::Supervisor::start(setup).unwrap();
+    let sub = |symbol: &str, id: u32| {
+        sup.subscribe(
+            bridge::protocol::SubscribeRequest {
+                symbol: symbol.into(),
+                id,
+                bar_seconds: 60,
+            },
+            Duration::from_secs(10),
+        )
+    };
+    sub("SPY", 0).unwrap();
+    // The same subscription again is no change.
+    sub("SPY", 0).unwrap();
+    for (symbol, id, why) in [
+        ("QQQ", 0, "subscription id 0 is already SPY's"),
+        ("SPY", 5, "SPY already has subscription id 0"),
+    ] {
+        match sub(symbol, id) {
+            Err(runner::supervisor::SupervisorError::Remote(e)) => {
+                assert_eq!(e.kind, ErrorKind::BadRequest);
+                assert_eq!(e.message, why);
+            }
+            other => panic!("{symbol} {id}: {other:?}"),
+        }
+    }
+    sub("QQQ", 1).unwrap();
+    sup.shutdown();
 }
 
 #[test]

@@ -148,8 +148,9 @@ fn stream_bars(exe: &Path, kind: Kind, plan: &Plan) -> Row {
         ("msgs_per_s", s.messages as f64 / secs),
         ("messages", s.messages as f64),
     ];
-    if kind == Kind::Shm {
-        figures.push(("allocs_per_msg", s.allocations as f64 / s.messages as f64));
+    if kind == Kind::Shm && s.counted > 0 {
+        figures.push(("allocs", s.allocations as f64));
+        figures.push(("allocs_per_msg", s.allocations as f64 / s.counted as f64));
     }
     Row {
         transport: kind.name(),
