@@ -42,6 +42,7 @@ fn intern(s: &str) -> &'static str {
         "rtt_cold",
         "stream",
         "stream_bars",
+        "bar_to_strategy",
         "idle",
         "p50_ns",
         "p99_ns",
@@ -53,6 +54,9 @@ fn intern(s: &str) -> &'static str {
         "wakes",
         "cpu_pct",
         "allocs",
+        "bars",
+        "ring_sleeps_per_bar",
+        "job_waits_per_bar",
         "allocs_per_msg",
     ];
     NAMES.iter().find(|n| **n == s).copied().unwrap_or("?")

@@ -100,7 +100,19 @@ impl Bell {
     /// Waits until `ready()` is true or `deadline` passes. `ready` is re-evaluated after every
     /// spin, yield and wake, so it may also test abort conditions (a peer declared dead).
     #[cfg(not(loom))]
-    pub(crate) fn wait(&self, mut ready: impl FnMut() -> bool, deadline: Instant) -> Wait {
+    pub(crate) fn wait(&self, ready: impl FnMut() -> bool, deadline: Instant) -> Wait {
+        self.wait_counted(ready, deadline, &mut 0)
+    }
+
+    /// [`wait`](Self::wait), adding to `sleeps` each time it sleeps on the word (each such
+    /// sleep ends with a wake from the other side, or a timeout).
+    #[cfg(not(loom))]
+    pub(crate) fn wait_counted(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Instant,
+        sleeps: &mut u64,
+    ) -> Wait {
         if ready() {
             return Wait::Ready;
         }
@@ -127,6 +139,7 @@ impl Bell {
             if now >= deadline {
                 return if ready() { Wait::Ready } else { Wait::TimedOut };
             }
+            *sleeps += 1;
             match self.sleep_once(&mut ready, (deadline - now).min(MAX_SLEEP)) {
                 Wait::Ready => return Wait::Ready,
                 Wait::TimedOut => continue,

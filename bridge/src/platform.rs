@@ -18,6 +18,12 @@ pub fn resident_bytes(pid: u32) -> Option<u64> {
     crate::sys::process::resident_bytes(pid)
 }
 
+/// The machine's monotonic clock in nanoseconds, comparable across processes (to time a
+/// message from one process to another).
+pub fn monotonic_ns() -> u64 {
+    crate::sys::process::monotonic_ns()
+}
+
 /// Whether process `pid` exists and is not a zombie.
 pub fn process_alive(pid: u32) -> bool {
     crate::sys::process::process_alive(pid)

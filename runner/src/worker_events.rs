@@ -28,6 +28,8 @@ pub struct WorkerEvents {
     new_closed: bool,
     /// Channels still open or holding events, oldest worker first.
     open: VecDeque<Receiver<Event>>,
+    /// Times the reader found nothing and waited (a sleep, unless an event came in between).
+    waits: u64,
 }
 
 impl WorkerEvents {
@@ -40,6 +42,7 @@ impl WorkerEvents {
                 new: rx,
                 new_closed: false,
                 open: VecDeque::new(),
+                waits: 0,
             },
         )
     }
@@ -63,6 +66,7 @@ impl WorkerEvents {
             for rx in &self.open {
                 select.recv(rx);
             }
+            self.waits += 1;
             if select.ready_deadline(deadline).is_err() {
                 return Err(RecvTimeoutError::Timeout);
             }
@@ -70,6 +74,12 @@ impl WorkerEvents {
     }
 
     /// Takes the channels of workers started meanwhile.
+    /// Times [`recv_timeout`](Self::recv_timeout) found nothing and waited: at most one
+    /// sleep (and the wake that ended it) each.
+    pub fn waits(&self) -> u64 {
+        self.waits
+    }
+
     fn adopt_new(&mut self) {
         loop {
             match self.new.try_recv() {

@@ -85,6 +85,7 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
                 start: Some(cfg.sim.start.unwrap_or(now.as_secs() as i64)),
                 anchor_ms: Some(now.as_millis() as u64),
                 faults,
+                stamp_bars: false,
             })
         }
         BackendKind::Ibkr => BackendOptions::Ibkr(IbkrOptions {

@@ -103,6 +103,10 @@ pub struct SimOptions {
     pub anchor_ms: Option<u64>,
     /// Injected faults (for tests).
     pub faults: SimFaults,
+    /// For the benchmark harness, never set by a run: each live bar's `volume` is replaced by
+    /// the monotonic clock ([`bridge::platform::monotonic_ns`]) when the bar is handed to the
+    /// bridge, so the receiver can time its way.
+    pub stamp_bars: bool,
 }
 
 impl Default for SimOptions {
@@ -113,6 +117,7 @@ impl Default for SimOptions {
             start: None,
             anchor_ms: None,
             faults: SimFaults::default(),
+            stamp_bars: false,
         }
     }
 }

@@ -312,7 +312,10 @@ fn tick(market: &Market) {
         }
         if !due.is_empty() {
             drop(subs);
-            for e in due {
+            for mut e in due {
+                if let (true, Event::Bar { bar, .. }) = (market.opts.stamp_bars, &mut e) {
+                    bar.volume = bridge::platform::monotonic_ns() as f64;
+                }
                 (market.events)(e);
             }
             subs = market.subscriptions.lock();

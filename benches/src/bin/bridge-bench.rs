@@ -160,6 +160,80 @@ fn stream_bars(exe: &Path, kind: Kind, plan: &Plan) -> Row {
     }
 }
 
+/// A live bar from the worker's backend to the strategy, through everything a run goes
+/// through: the simulated market stamps each bar with the monotonic clock as it hands it to
+/// the bridge (one one-second bar per millisecond), the runner's client and supervisor carry
+/// it, and the job's loop (`WorkerEvents::recv_timeout`) takes it; the time is read as the
+/// crossover is called on it. Also counted: the runner's sleeps on the ring's doorbell (each
+/// needs a futex wake from the worker) and the job loop's waits for the events channel (each
+/// a futex wake from the dispatcher), per bar.
+fn bar_to_strategy(exe: &Path, plan: &Plan) -> Row {
+    use bridge::protocol::{Event, SubscribeRequest};
+    let mut cfg = runner::config::Config::default();
+    cfg.sim.speed = 1000.0;
+    let mut setup = runner::worker_setup::WorkerSetup::from_config(
+        &cfg,
+        exe.to_path_buf(),
+        worker::SimFaults::default(),
+    );
+    if let worker::BackendOptions::Sim(sim) = &mut setup.options.backend {
+        sim.stamp_bars = true;
+    }
+    let (sup, mut events) = runner::supervisor::Supervisor::start(setup).unwrap();
+    sup.subscribe(
+        SubscribeRequest {
+            symbol: "SPY".into(),
+            id: 0,
+            bar_seconds: 1,
+        },
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let strategy = runner::strategy::Crossover {
+        fast: cfg.strategy.fast,
+        slow: cfg.strategy.slow,
+    };
+    let mut window = Vec::with_capacity(4 * strategy.slow + 4);
+    let mut samples = Vec::new();
+    let warm_up = 200;
+    let (mut sleeps_from, mut waits_from) = (0, 0);
+    let until = Instant::now() + Duration::from_secs_f64(plan.stream_secs.max(2.0));
+    while Instant::now() < until {
+        let Ok(Event::Bar { bar, .. }) = events.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
+        let ns = bridge::platform::monotonic_ns().saturating_sub(bar.volume as u64);
+        window.push(bar);
+        if window.len() > 2 * strategy.slow + 2 {
+            window.drain(..window.len() - strategy.slow - 1);
+        }
+        let _ = std::hint::black_box(strategy.evaluate(&window));
+        samples.push(ns);
+        if samples.len() == warm_up {
+            sleeps_from = sup.stats().bridge.channel.received.sleeps;
+            waits_from = events.waits();
+        }
+    }
+    let sleeps = sup.stats().bridge.channel.received.sleeps - sleeps_from;
+    let waits = events.waits() - waits_from;
+    sup.shutdown();
+    let mut timed: Vec<u64> = samples.split_off(warm_up.min(samples.len()));
+    timed.sort_unstable();
+    let bars = timed.len().max(1) as f64;
+    Row {
+        transport: "shm",
+        case: "bar_to_strategy",
+        msg_bytes: None,
+        figures: vec![
+            ("p50_ns", percentile(&timed, 0.5)),
+            ("p99_ns", percentile(&timed, 0.99)),
+            ("bars", timed.len() as f64),
+            ("ring_sleeps_per_bar", sleeps as f64 / bars),
+            ("job_waits_per_bar", waits as f64 / bars),
+        ],
+    }
+}
+
 fn idle(exe: &Path, kind: Kind, plan: &Plan) -> Row {
     let c = Connection::start(exe, kind, "idle", PAYLOAD, 0.0);
     // Let start-up settle (spinning phases end, threads park).
@@ -196,6 +270,7 @@ fn case_names() -> Vec<String> {
     for k in BARS {
         names.push(format!("stream_bars/{}", k.name()));
     }
+    names.push("bar_to_strategy/shm".into());
     for k in REQ_REPLY {
         names.push(format!("idle/{}", k.name()));
     }
@@ -258,6 +333,9 @@ fn run_once(exe: &Path, plan: &Plan, only: Option<&str>) -> Vec<Row> {
             rows.push(stream_bars(exe, k, plan));
         }
     }
+    if wanted("bar_to_strategy/shm".into()) {
+        rows.push(bar_to_strategy(exe, plan));
+    }
     for k in REQ_REPLY {
         if wanted(format!("idle/{}", k.name())) {
             rows.push(idle(exe, k, plan));
@@ -288,8 +366,39 @@ fn repin(args: &[String]) -> Option<ExitCode> {
     ))
 }
 
+/// This harness is also the worker of `bar_to_strategy` (as the `runner` binary is a run's):
+/// started as `bridge-bench worker`, on the peers' CPU.
+fn run_worker() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    if let (Ok(cpu), None) = (
+        std::env::var("BRIDGE_BENCH_PEER_CPU"),
+        std::env::var_os("BRIDGE_BENCH_PINNED"),
+    ) {
+        if let Ok(exe) = std::env::current_exe() {
+            // Replaces this process (same pid) with itself pinned; returns only on failure.
+            let e = std::process::Command::new("taskset")
+                .args(["-c", &cpu])
+                .arg(exe)
+                .arg("worker")
+                .env("BRIDGE_BENCH_PINNED", "1")
+                .exec();
+            eprintln!("bridge-bench worker: not pinned ({e})");
+        }
+    }
+    match worker::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bridge-bench worker: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("worker") {
+        return run_worker();
+    }
     if args.first().map(String::as_str) == Some("--peer") {
         return match benches::peer::run(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,

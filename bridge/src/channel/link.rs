@@ -46,6 +46,7 @@ pub(crate) struct StatCells {
     bytes: AtomicU64,
     full_events: AtomicU64,
     wakes: AtomicU64,
+    sleeps: AtomicU64,
 }
 
 impl StatCells {
@@ -54,6 +55,7 @@ impl StatCells {
         self.bytes.store(s.bytes, Ordering::Relaxed);
         self.full_events.store(s.full_events, Ordering::Relaxed);
         self.wakes.store(s.wakes, Ordering::Relaxed);
+        self.sleeps.store(s.sleeps, Ordering::Relaxed);
     }
 
     pub(crate) fn load(&self) -> RingStats {
@@ -62,6 +64,7 @@ impl StatCells {
             bytes: self.bytes.load(Ordering::Relaxed),
             full_events: self.full_events.load(Ordering::Relaxed),
             wakes: self.wakes.load(Ordering::Relaxed),
+            sleeps: self.sleeps.load(Ordering::Relaxed),
         }
     }
 }

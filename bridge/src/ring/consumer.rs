@@ -233,10 +233,16 @@ impl Consumer {
 
     /// Waits until a frame is available, `abort()` is true, or the deadline passes. Returns
     /// whether data (or corruption) is waiting.
+    /// Each sleep on the doorbell is counted ([`RingStats::sleeps`]).
     #[cfg(not(loom))]
-    pub fn wait_for_data(&self, deadline: Instant, abort: impl Fn() -> bool) -> bool {
+    pub fn wait_for_data(&mut self, deadline: Instant, abort: impl Fn() -> bool) -> bool {
+        let mut sleeps = 0;
         let bell = &self.ring.ctrl().data_bell;
-        bell.wait(|| self.has_data() || abort(), deadline) == Wait::Ready && self.has_data()
+        let ready = bell.wait_counted(|| self.has_data() || abort(), deadline, &mut sleeps)
+            == Wait::Ready
+            && self.has_data();
+        self.stats.sleeps = self.stats.sleeps.wrapping_add(sleeps);
+        ready
     }
 
     /// loom form of [`wait_for_data`](Self::wait_for_data): no deadline.

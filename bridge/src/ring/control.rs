@@ -71,4 +71,7 @@ pub struct RingStats {
     pub full_events: u64,
     /// Futex wakes this end issued to its peer.
     pub wakes: u64,
+    /// Times this end slept on its doorbell waiting for the peer (consumer only): each ended
+    /// with a wake from the peer, or with a timeout.
+    pub sleeps: u64,
 }

@@ -51,6 +51,20 @@ pub(crate) fn kill_process_group(pgid: u32) {
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }
 
+/// The monotonic clock (`CLOCK_MONOTONIC`), nanoseconds: one clock for every process of the
+/// machine, so that a time taken in one process can be compared with one taken in another.
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC exists on both systems.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
 /// The executable this process runs, to start a worker of the very same build.
 pub(crate) fn executable() -> io::Result<PathBuf> {
     native::executable()
@@ -148,6 +162,19 @@ mod tests {
         assert!(!process_alive(u32::MAX));
         // Another user's process exists all the same (pid 1 is root's; we may be root).
         assert!(process_alive(1));
+    }
+
+    #[test]
+    fn the_monotonic_clock_moves_with_instant() {
+        let (a, start) = (monotonic_ns(), std::time::Instant::now());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (b, took) = (monotonic_ns(), start.elapsed());
+        let diff = b - a;
+        assert!(diff >= 20_000_000, "{diff}");
+        assert!(
+            diff <= took.as_nanos() as u64 + 5_000_000,
+            "{diff} vs {took:?}"
+        );
     }
 
     #[test]
