@@ -43,6 +43,7 @@ fn intern(s: &str) -> &'static str {
         "stream",
         "stream_bars",
         "bar_to_strategy",
+        "bar_to_strategy_spin",
         "idle",
         "p50_ns",
         "p99_ns",

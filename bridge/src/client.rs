@@ -57,6 +57,10 @@ pub struct ClientConfig {
     /// What to do with each log record of the worker (called on the dispatcher thread: it
     /// must not block).
     pub log_sink: LogSink,
+    /// The dispatcher busy-polls the ring instead of sleeping on its doorbell: no wake is
+    /// needed to deliver a frame, at the price of a core kept busy for as long as the client
+    /// lives (off by default).
+    pub spin: bool,
 }
 
 impl fmt::Debug for ClientConfig {
@@ -64,6 +68,7 @@ impl fmt::Debug for ClientConfig {
         f.debug_struct("ClientConfig")
             .field("channel", &self.channel)
             .field("event_capacity", &self.event_capacity)
+            .field("spin", &self.spin)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +79,7 @@ impl Default for ClientConfig {
             channel: channel::Config::default(),
             event_capacity: 1 << 16,
             log_sink: Arc::new(emit),
+            spin: false,
         }
     }
 }
@@ -433,7 +439,7 @@ pub fn emit(r: &LogRecord) {
 
 /// The dispatcher: routes every frame from the worker until it is gone, then fails every
 /// request in flight.
-fn dispatch(inner: Arc<Inner>, mut rx: Receiver) {
+fn dispatch(inner: Arc<Inner>, mut rx: Receiver, spin: bool) {
     let gone = |reason: GoneReason| {
         if let GoneReason::Corrupt(_) = reason {
             // A worker that corrupts the segment is not trusted to exit by itself.
@@ -445,6 +451,17 @@ fn dispatch(inner: Arc<Inner>, mut rx: Receiver) {
         drop(timers);
         inner.timers_cv.notify_all();
     };
+    if spin {
+        // Never sleeps: a frame is routed as soon as it is published. The gone state is
+        // looked at on every empty poll (`try_recv` reports it once the ring is drained).
+        loop {
+            match rx.try_recv::<Envelope>() {
+                Ok(Some(env)) => inner.route(env),
+                Ok(None) | Err(RecvError::Timeout) => std::hint::spin_loop(),
+                Err(RecvError::PeerGone(reason)) => return gone(reason),
+            }
+        }
+    }
     loop {
         match rx.recv::<Envelope>(Instant::now() + DISPATCH_IDLE) {
             Ok(env) => {
@@ -573,9 +590,10 @@ impl Client {
             threads: Vec::new(),
         };
         let for_dispatcher = inner.clone();
+        let spin = cfg.spin;
         let dispatcher = std::thread::Builder::new()
             .name("bridge-dispatch".into())
-            .spawn(move || dispatch(for_dispatcher, receiver))
+            .spawn(move || dispatch(for_dispatcher, receiver, spin))
             .map_err(|e| StartError::Spawn(format!("cannot start dispatcher thread: {e}")))?;
         client.threads.push(dispatcher);
         let timers = std::thread::Builder::new()

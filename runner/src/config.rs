@@ -180,6 +180,11 @@ pub struct BridgeConfig {
     pub request_timeout_seconds: u64,
     /// How long connecting to the broker may take, ms.
     pub handshake_timeout_ms: u64,
+    /// The runner's receiving threads (the bridge's dispatcher and the job's loop) busy-poll
+    /// instead of sleeping: a live bar reaches the strategy without a wake, at the price of
+    /// those threads keeping their cores busy for the whole run. For machines with cores to
+    /// dedicate; off by default.
+    pub spin: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,6 +291,7 @@ impl Default for BridgeConfig {
             hang_timeout_ms: channel.hang_timeout.as_millis() as u64,
             request_timeout_seconds: 30,
             handshake_timeout_ms: worker::options::DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            spin: false,
         }
     }
 }

@@ -208,7 +208,7 @@ impl Supervisor {
     /// Starts and connects the first worker. Returns the supervisor and the stream of events
     /// of all its workers.
     pub fn start(setup: WorkerSetup) -> Result<(Arc<Supervisor>, WorkerEvents), SupervisorError> {
-        let (events, events_rx) = WorkerEvents::new();
+        let (events, events_rx) = WorkerEvents::with_spin(setup.client.spin);
         let intensity = RestartIntensity::new(
             setup.policy.max_restarts,
             Duration::from_secs(setup.policy.restart_window_seconds),

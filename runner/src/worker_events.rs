@@ -30,11 +30,20 @@ pub struct WorkerEvents {
     open: VecDeque<Receiver<Event>>,
     /// Times the reader found nothing and waited (a sleep, unless an event came in between).
     waits: u64,
+    /// Busy-poll instead of sleeping (`bridge.spin`).
+    spin: bool,
 }
 
 impl WorkerEvents {
     /// A stream, and the sender of the channels it reads.
+    #[cfg(test)]
     pub(crate) fn new() -> (EventChannels, WorkerEvents) {
+        Self::with_spin(false)
+    }
+
+    /// [`new`](Self::new); with `spin`, [`recv_timeout`](Self::recv_timeout) busy-polls
+    /// instead of sleeping.
+    pub(crate) fn with_spin(spin: bool) -> (EventChannels, WorkerEvents) {
         let (tx, rx) = crossbeam_channel::unbounded();
         (
             tx,
@@ -43,6 +52,7 @@ impl WorkerEvents {
                 new_closed: false,
                 open: VecDeque::new(),
                 waits: 0,
+                spin,
             },
         )
     }
@@ -57,6 +67,13 @@ impl WorkerEvents {
             }
             if self.new_closed && self.open.is_empty() {
                 return Err(RecvTimeoutError::Disconnected);
+            }
+            if self.spin {
+                if Instant::now() >= deadline {
+                    return Err(RecvTimeoutError::Timeout);
+                }
+                std::hint::spin_loop();
+                continue;
             }
             // Sleep until any channel (or a new one) has something, then look again.
             let mut select = Select::new();
@@ -168,6 +185,39 @@ mod tests {
         assert_eq!(code(e), 7);
         assert!(start.elapsed() < Duration::from_secs(5));
         drop(writer.join().unwrap());
+    }
+
+    /// Spinning (`bridge.spin`) changes how the reader waits, not what it reads: the same
+    /// events, the same timeout and end, and no wait that needs a wake.
+    #[test]
+    fn a_spinning_reader_reads_the_same_without_waiting() {
+        for spin in [false, true] {
+            let (channels, mut events) = WorkerEvents::with_spin(spin);
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let writer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                channels.send(rx).unwrap();
+                tx.send(notice(7)).unwrap();
+                tx.send(notice(8)).unwrap();
+                channels
+            });
+            let got: Vec<i32> = (0..2)
+                .map(|_| code(events.recv_timeout(Duration::from_secs(10)).unwrap()))
+                .collect();
+            assert_eq!(got, vec![7, 8], "spin {spin}");
+            assert_eq!(events.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout));
+            if spin {
+                assert_eq!(events.waits(), 0);
+            } else {
+                assert!(events.waits() >= 2, "{}", events.waits());
+            }
+            drop(writer.join().unwrap());
+            assert_eq!(
+                events.recv_timeout(SHORT),
+                Err(RecvTimeoutError::Disconnected),
+                "spin {spin}"
+            );
+        }
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl WorkerSetup {
             client: ClientConfig {
                 channel,
                 log_sink: Arc::new(log_worker_record),
+                spin: cfg.bridge.spin,
                 ..ClientConfig::default()
             },
             handshake: Duration::from_millis(cfg.bridge.handshake_timeout_ms)

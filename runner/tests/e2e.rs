@@ -169,6 +169,38 @@ fn the_default_run_prints_a_table_and_writes_signals() {
     }
 }
 
+/// `bridge.spin`: the receiving threads busy-poll; the run is the same run (live bars, the
+/// summary, exit 0) and ends on time.
+#[test]
+fn a_spinning_run_gets_its_live_bars_and_ends_on_time() {
+    let config = temp("spin.toml");
+    std::fs::write(&config, "[bridge]\nspin = true\n").unwrap();
+    let start = Instant::now();
+    let (code, stdout, stderr) = output(
+        runner(&[
+            "run",
+            "--duration",
+            "2",
+            "--symbols",
+            "SPY,QQQ",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    let rows = table(&stdout);
+    for s in ["SPY", "QQQ"] {
+        assert_eq!(rows[s].0, 1440, "{stdout}");
+        assert!(rows[s].1 >= 1, "{s}: {stdout}");
+    }
+}
+
 /// Subscription ids name one symbol for the whole run: an id already another symbol's, or a
 /// second id for a symbol, is refused before anything is sent.
 #[test]

@@ -166,11 +166,12 @@ fn stream_bars(exe: &Path, kind: Kind, plan: &Plan) -> Row {
 /// it, and the job's loop (`WorkerEvents::recv_timeout`) takes it; the time is read as the
 /// crossover is called on it. Also counted: the runner's sleeps on the ring's doorbell (each
 /// needs a futex wake from the worker) and the job loop's waits for the events channel (each
-/// a futex wake from the dispatcher), per bar.
-fn bar_to_strategy(exe: &Path, plan: &Plan) -> Row {
+/// a futex wake from the dispatcher), per bar. `spin`: with `bridge.spin` (both busy-poll).
+fn bar_to_strategy(exe: &Path, plan: &Plan, spin: bool) -> Row {
     use bridge::protocol::{Event, SubscribeRequest};
     let mut cfg = runner::config::Config::default();
     cfg.sim.speed = 1000.0;
+    cfg.bridge.spin = spin;
     let mut setup = runner::worker_setup::WorkerSetup::from_config(
         &cfg,
         exe.to_path_buf(),
@@ -222,7 +223,11 @@ fn bar_to_strategy(exe: &Path, plan: &Plan) -> Row {
     let bars = timed.len().max(1) as f64;
     Row {
         transport: "shm",
-        case: "bar_to_strategy",
+        case: if spin {
+            "bar_to_strategy_spin"
+        } else {
+            "bar_to_strategy"
+        },
         msg_bytes: None,
         figures: vec![
             ("p50_ns", percentile(&timed, 0.5)),
@@ -271,6 +276,7 @@ fn case_names() -> Vec<String> {
         names.push(format!("stream_bars/{}", k.name()));
     }
     names.push("bar_to_strategy/shm".into());
+    names.push("bar_to_strategy_spin/shm".into());
     for k in REQ_REPLY {
         names.push(format!("idle/{}", k.name()));
     }
@@ -334,7 +340,10 @@ fn run_once(exe: &Path, plan: &Plan, only: Option<&str>) -> Vec<Row> {
         }
     }
     if wanted("bar_to_strategy/shm".into()) {
-        rows.push(bar_to_strategy(exe, plan));
+        rows.push(bar_to_strategy(exe, plan, false));
+    }
+    if wanted("bar_to_strategy_spin/shm".into()) {
+        rows.push(bar_to_strategy(exe, plan, true));
     }
     for k in REQ_REPLY {
         if wanted(format!("idle/{}", k.name())) {

@@ -263,3 +263,57 @@ fn a_request_given_up_is_cancelled_at_the_worker() {
     assert_eq!(server.next(Duration::from_millis(200)).unwrap(), None);
     assert_eq!(client.stats().cancels, 2);
 }
+
+/// With `spin`, the dispatcher never sleeps on the doorbell: replies and events arrive the
+/// same, and the dispatcher still ends (failing what waits) when the worker goes.
+#[test]
+fn a_spinning_dispatcher_delivers_without_sleeping_and_ends_with_the_worker() {
+    let cfg = Config::default();
+    let (runner, worker) = pair(&cfg).unwrap();
+    let (client, events) = Client::over(
+        runner,
+        &ClientConfig {
+            channel: cfg,
+            event_capacity: 256,
+            spin: true,
+            ..ClientConfig::default()
+        },
+    )
+    .unwrap();
+    let mut server = Server::over(worker, Duration::from_secs(1));
+    let answering = std::thread::spawn(move || {
+        for _ in 0..100 {
+            let Ok(Some(req)) = server.next(Duration::from_secs(10)) else {
+                return server;
+            };
+            // A pause, so the dispatcher has all the time it wants to fall asleep.
+            std::thread::sleep(Duration::from_micros(500));
+            let _ = server.responder().event(crate::protocol::Event::Notice {
+                code: 1,
+                message: String::new(),
+            });
+            if let Request::Ping { payload } = req.request {
+                let _ = server.responder().reply(req.id, Reply::Pong { payload });
+            }
+        }
+        server
+    });
+    for i in 0..100u8 {
+        let reply = client
+            .request(Request::Ping { payload: vec![i] }, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(reply, Reply::Pong { payload: vec![i] });
+    }
+    assert_eq!(events.try_iter().count(), 100);
+    assert_eq!(
+        client.stats().channel.received.sleeps,
+        0,
+        "the dispatcher slept"
+    );
+    let server = answering.join().unwrap();
+    server.control().close();
+    assert!(matches!(
+        client.request(ping(1), Duration::from_secs(10)),
+        Err(RequestError::PeerGone(_))
+    ));
+}
