@@ -454,10 +454,14 @@ fn dispatch(inner: Arc<Inner>, mut rx: Receiver, spin: bool) {
     if spin {
         // Never sleeps: a frame is routed as soon as it is published. The gone state is
         // looked at on every empty poll (`try_recv` reports it once the ring is drained).
+        let mut idle = 0u32;
         loop {
             match rx.try_recv::<Envelope>() {
-                Ok(Some(env)) => inner.route(env),
-                Ok(None) | Err(RecvError::Timeout) => std::hint::spin_loop(),
+                Ok(Some(env)) => {
+                    idle = 0;
+                    inner.route(env);
+                }
+                Ok(None) | Err(RecvError::Timeout) => spin_once(&mut idle),
                 Err(RecvError::PeerGone(reason)) => return gone(reason),
             }
         }
@@ -482,6 +486,22 @@ fn dispatch(inner: Arc<Inner>, mut rx: Receiver, spin: bool) {
         }
     }
 }
+
+/// One turn of a busy-poll: a spin hint, and every [`SPIN_YIELD_EVERY`] turns a yield, so
+/// that a poller sharing its core with another runnable thread (the application's, on a
+/// machine without a core to spare for each) hands it the core at once instead of at the end
+/// of its time slice. Never sleeps.
+pub fn spin_once(turns: &mut u32) {
+    *turns = turns.wrapping_add(1);
+    if turns.is_multiple_of(SPIN_YIELD_EVERY) {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
+    }
+}
+
+/// Spin turns between two yields of a busy-poll.
+pub const SPIN_YIELD_EVERY: u32 = 64;
 
 /// The timer: sleeps until the earliest async deadline (or, while async requests wait for
 /// ring space, at most [`SPACE_RETRY`]), expires what is due and wakes space waiters.

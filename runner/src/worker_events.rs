@@ -32,6 +32,8 @@ pub struct WorkerEvents {
     waits: u64,
     /// Busy-poll instead of sleeping (`bridge.spin`).
     spin: bool,
+    /// Turns of the busy-poll (see `bridge::client::spin_once`).
+    spun: u32,
 }
 
 impl WorkerEvents {
@@ -53,6 +55,7 @@ impl WorkerEvents {
                 open: VecDeque::new(),
                 waits: 0,
                 spin,
+                spun: 0,
             },
         )
     }
@@ -72,7 +75,7 @@ impl WorkerEvents {
                 if Instant::now() >= deadline {
                     return Err(RecvTimeoutError::Timeout);
                 }
-                std::hint::spin_loop();
+                bridge::client::spin_once(&mut self.spun);
                 continue;
             }
             // Sleep until any channel (or a new one) has something, then look again.
