@@ -5,7 +5,9 @@
 //! request id (a reply nobody awaits is dropped and counted as stray), forwards events, logs
 //! worker records with target `worker`, and when the worker is declared gone fails every
 //! request in flight with [`RequestError::PeerGone`]. It sleeps until a frame arrives or the
-//! peer is gone: it never polls.
+//! peer is gone: it never polls, unless [`ClientConfig::spin`] asks it to busy-poll instead
+//! (no wake needed to deliver a frame; one core kept busy for as long as the worker is
+//! connected).
 //!
 //! Deadlines: a blocking request waits on its own slot until its deadline. Async requests
 //! ([`ReplyFuture`]) are expired by a timer thread that sleeps until the earliest of their

@@ -104,8 +104,9 @@ impl Bell {
         self.wait_counted(ready, deadline, &mut 0)
     }
 
-    /// [`wait`](Self::wait), adding to `sleeps` each time it sleeps on the word (each such
-    /// sleep ends with a wake from the other side, or a timeout).
+    /// [`wait`](Self::wait), adding to `sleeps` each time it goes to sleep on the word (each
+    /// such sleep ends with a wake from the other side, a timeout, or at once if the word had
+    /// already moved).
     #[cfg(not(loom))]
     pub(crate) fn wait_counted(
         &self,
@@ -139,8 +140,7 @@ impl Bell {
             if now >= deadline {
                 return if ready() { Wait::Ready } else { Wait::TimedOut };
             }
-            *sleeps += 1;
-            match self.sleep_once(&mut ready, (deadline - now).min(MAX_SLEEP)) {
+            match self.sleep_once(&mut ready, (deadline - now).min(MAX_SLEEP), sleeps) {
                 Wait::Ready => return Wait::Ready,
                 Wait::TimedOut => continue,
             }
@@ -162,12 +162,18 @@ impl Bell {
     }
 
     #[cfg(not(loom))]
-    fn sleep_once(&self, ready: &mut impl FnMut() -> bool, timeout: Duration) -> Wait {
+    fn sleep_once(
+        &self,
+        ready: &mut impl FnMut() -> bool,
+        timeout: Duration,
+        sleeps: &mut u64,
+    ) -> Wait {
         let token = self.announce();
         if ready() {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Wait::Ready;
         }
+        *sleeps += 1;
         crate::sys::wait::wait(&self.seq, token, timeout);
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         if ready() {

@@ -180,10 +180,10 @@ pub struct BridgeConfig {
     pub request_timeout_seconds: u64,
     /// How long connecting to the broker may take, ms.
     pub handshake_timeout_ms: u64,
-    /// The runner's receiving threads (the bridge's dispatcher and the job's loop) busy-poll
-    /// instead of sleeping: a live bar reaches the strategy without a wake, at the price of
-    /// those threads keeping their cores busy for the whole run. For machines with cores to
-    /// dedicate; off by default.
+    /// The runner's receiving threads busy-poll instead of sleeping, so that a live bar
+    /// reaches the strategy without a wake: the bridge's dispatcher for as long as a worker is
+    /// connected, the job's event loop during the live phase (and the soak's), each keeping a
+    /// core busy meanwhile. For machines with cores to dedicate; off by default.
     pub spin: bool,
 }
 
@@ -598,6 +598,7 @@ mod tests {
         assert_eq!(b.max_frame, 256 << 10);
         assert_eq!(b.heartbeat_ms, 100);
         assert_eq!(b.hang_timeout_ms, 3000);
+        assert!(!b.spin, "spinning is asked for, never the default");
         assert_eq!(b.request_timeout_seconds, 30);
         assert_eq!(b.handshake_timeout_ms, 10_000);
     }

@@ -43,7 +43,7 @@ impl WorkerEvents {
         Self::with_spin(false)
     }
 
-    /// [`new`](Self::new); with `spin`, [`recv_timeout`](Self::recv_timeout) busy-polls
+    /// A stream, and the sender of the channels it reads; with `spin`, [`recv_timeout`](Self::recv_timeout) busy-polls
     /// instead of sleeping.
     pub(crate) fn with_spin(spin: bool) -> (EventChannels, WorkerEvents) {
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -93,13 +93,13 @@ impl WorkerEvents {
         }
     }
 
-    /// Takes the channels of workers started meanwhile.
     /// Times [`recv_timeout`](Self::recv_timeout) found nothing and waited: at most one
     /// sleep (and the wake that ended it) each.
     pub fn waits(&self) -> u64 {
         self.waits
     }
 
+    /// Takes the channels of workers started meanwhile.
     fn adopt_new(&mut self) {
         loop {
             match self.new.try_recv() {

@@ -178,6 +178,14 @@ mod tests {
         assert_eq!(ch.heartbeat_interval, Duration::from_millis(50));
         assert_eq!(ch.hang_timeout, Duration::from_millis(700));
         assert_eq!(ch.build_id, worker::build_id_of(&setup.exe));
+        assert!(!setup.client.spin);
+        cfg.bridge.spin = true;
+        let spinning = WorkerSetup::from_config(
+            &cfg,
+            PathBuf::from("/nonexistent/runner"),
+            SimFaults::default(),
+        );
+        assert!(spinning.client.spin);
         assert_eq!(setup.options.heartbeat_ms, 50);
         assert_eq!(setup.options.hang_timeout_ms, 700);
         assert_eq!(setup.options.handshake_timeout_ms, 1234);

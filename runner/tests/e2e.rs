@@ -175,25 +175,34 @@ fn the_default_run_prints_a_table_and_writes_signals() {
 fn a_spinning_run_gets_its_live_bars_and_ends_on_time() {
     let config = temp("spin.toml");
     std::fs::write(&config, "[bridge]\nspin = true\n").unwrap();
-    let start = Instant::now();
-    let (code, stdout, stderr) = output(
-        runner(&[
-            "run",
-            "--duration",
-            "2",
-            "--symbols",
-            "SPY,QQQ",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null()),
+    let mut child = runner(&[
+        "run",
+        "--duration",
+        "2",
+        "--symbols",
+        "SPY,QQQ",
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // A spinning thread that never saw the end would keep the runner alive: 30 s at most.
+    let ended = tests::within(Duration::from_secs(30), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if ended.is_none() {
+        kill_and_wait(&mut child).unwrap();
+        panic!("a spinning run did not end within 30 s");
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     );
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        start.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        start.elapsed()
-    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     let rows = table(&stdout);
     for s in ["SPY", "QQQ"] {
         assert_eq!(rows[s].0, 1440, "{stdout}");

@@ -459,6 +459,58 @@ mod tests {
         (Arc::new(move |e| g.lock().push(e)), got)
     }
 
+    /// `stamp_bars` (the benchmark's) puts the monotonic clock of the moment a live bar is
+    /// handed over into its volume; off, the volume is the price path's.
+    #[test]
+    fn stamped_live_bars_carry_the_moment_they_were_sent() {
+        for stamp in [false, true] {
+            let (events, got) = sink();
+            let opts = SimOptions {
+                speed: 600.0,
+                stamp_bars: stamp,
+                ..SimOptions::default()
+            };
+            let sim = SimBackend::new(opts, 0, events);
+            sim.connect(Duration::from_secs(5)).unwrap();
+            let before = bridge::platform::monotonic_ns();
+            sim.subscribe(&SubscribeRequest {
+                symbol: "SPY".into(),
+                id: 1,
+                bar_seconds: 60,
+            })
+            .unwrap();
+            let bars_in = |got: &Mutex<Vec<Event>>| {
+                got.lock()
+                    .iter()
+                    .filter(|e| matches!(e, Event::Bar { .. }))
+                    .count()
+            };
+            let start = Instant::now();
+            while bars_in(&got) < 2 && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sim.disconnect();
+            let after = bridge::platform::monotonic_ns();
+            let bars: Vec<Bar> = got
+                .lock()
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Bar { bar, .. } => Some(*bar),
+                    _ => None,
+                })
+                .collect();
+            assert!(bars.len() >= 2, "{} bars", bars.len());
+            for bar in bars {
+                let stamped = bar.volume >= before as f64 && bar.volume <= after as f64;
+                assert_eq!(stamped, stamp, "volume {} of {bar:?}", bar.volume);
+                if !stamp {
+                    let path = PricePath::new(42, "SPY").bar(bar.time, 60);
+                    assert_eq!(bar.volume, path.volume);
+                }
+            }
+        }
+    }
+
     #[test]
     fn prices_are_deterministic_positive_and_differ_between_symbols() {
         let a = PricePath::new(42, "SPY");

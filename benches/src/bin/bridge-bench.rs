@@ -197,7 +197,7 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, spin: bool) -> Row {
     let mut window = Vec::with_capacity(4 * strategy.slow + 4);
     let mut samples = Vec::new();
     let warm_up = 200;
-    let (mut sleeps_from, mut waits_from) = (0, 0);
+    let (mut sleeps_from, mut waits_from, mut restarts_from) = (0, 0, 0);
     let until = Instant::now() + Duration::from_secs_f64(plan.stream_secs.max(2.0));
     while Instant::now() < until {
         let Ok(Event::Bar { bar, .. }) = events.recv_timeout(Duration::from_millis(100)) else {
@@ -211,28 +211,51 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, spin: bool) -> Row {
         let _ = std::hint::black_box(strategy.evaluate(&window));
         samples.push(ns);
         if samples.len() == warm_up {
-            sleeps_from = sup.stats().bridge.channel.received.sleeps;
+            let stats = sup.stats();
+            sleeps_from = stats.bridge.channel.received.sleeps;
+            restarts_from = stats.restarts;
             waits_from = events.waits();
         }
     }
-    let sleeps = sup.stats().bridge.channel.received.sleeps - sleeps_from;
-    let waits = events.waits() - waits_from;
+    let stats = sup.stats();
     sup.shutdown();
+    let case = if spin {
+        "bar_to_strategy_spin"
+    } else {
+        "bar_to_strategy"
+    };
     let mut timed: Vec<u64> = samples.split_off(warm_up.min(samples.len()));
+    // Counters of one worker only: a replacement starts its own from zero.
+    if timed.is_empty() || stats.restarts != restarts_from {
+        eprintln!(
+            "bridge-bench: {case}: {} bars after the warm-up, {} worker restarts: no figures",
+            timed.len(),
+            stats.restarts - restarts_from
+        );
+        return Row {
+            transport: "shm",
+            case,
+            msg_bytes: None,
+            figures: vec![("bars", timed.len() as f64)],
+        };
+    }
+    let sleeps = stats
+        .bridge
+        .channel
+        .received
+        .sleeps
+        .saturating_sub(sleeps_from);
+    let waits = events.waits().saturating_sub(waits_from);
     timed.sort_unstable();
-    let bars = timed.len().max(1) as f64;
+    let bars = timed.len() as f64;
     Row {
         transport: "shm",
-        case: if spin {
-            "bar_to_strategy_spin"
-        } else {
-            "bar_to_strategy"
-        },
+        case,
         msg_bytes: None,
         figures: vec![
             ("p50_ns", percentile(&timed, 0.5)),
             ("p99_ns", percentile(&timed, 0.99)),
-            ("bars", timed.len() as f64),
+            ("bars", bars),
             ("ring_sleeps_per_bar", sleeps as f64 / bars),
             ("job_waits_per_bar", waits as f64 / bars),
         ],
@@ -294,8 +317,10 @@ fn run_isolated(exe: &Path, args: &[String], only: Option<&str>) -> Vec<Row> {
         }
         let mut cmd = std::process::Command::new(exe);
         cmd.args(["--case-rows", &name]);
-        if args.iter().any(|a| a == "--quick") {
-            cmd.arg("--quick");
+        for flag in ["--quick", "--no-pin"] {
+            if args.iter().any(|a| a == flag) {
+                cmd.arg(flag);
+            }
         }
         let out = cmd.output().expect("harness runs");
         if !out.status.success() {

@@ -317,3 +317,29 @@ fn a_spinning_dispatcher_delivers_without_sleeping_and_ends_with_the_worker() {
         Err(RequestError::PeerGone(_))
     ));
 }
+
+/// A spinning client closed while its worker still runs: the dispatcher sees the local close
+/// and ends, and dropping the client returns.
+#[test]
+fn a_spinning_client_closed_while_the_worker_runs_ends_its_dispatcher() {
+    let cfg = Config::default();
+    let (runner, worker) = pair(&cfg).unwrap();
+    let (client, _events) = Client::over(
+        runner,
+        &ClientConfig {
+            channel: cfg,
+            spin: true,
+            ..ClientConfig::default()
+        },
+    )
+    .unwrap();
+    let _worker = Server::over(worker, Duration::from_secs(1));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(client);
+        let _ = done_tx.send(());
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("dropping a spinning client did not return");
+}

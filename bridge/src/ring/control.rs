@@ -71,7 +71,8 @@ pub struct RingStats {
     pub full_events: u64,
     /// Futex wakes this end issued to its peer.
     pub wakes: u64,
-    /// Times this end slept on its doorbell waiting for the peer (consumer only): each ended
-    /// with a wake from the peer, or with a timeout.
+    /// Times this end went to sleep on its doorbell waiting for the peer (consumer only; the
+    /// hello exchange's waits included): each ended with a wake from the peer, a timeout, or
+    /// at once if the peer had published meanwhile.
     pub sleeps: u64,
 }
