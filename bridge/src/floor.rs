@@ -12,9 +12,9 @@ use std::fmt;
 use std::io;
 use std::sync::atomic::AtomicU64;
 
-use shared_memory::{Shmem, ShmemConf, ShmemError};
+use shared_memory::{Shmem, ShmemConf};
 
-use crate::sys::shm::{Bookkeeping, Claim, ReserveError};
+use crate::sys::shm::{Bookkeeping, Claim};
 
 /// A region of shared atomic words (see the module).
 pub struct Floor {
@@ -47,45 +47,18 @@ impl Floor {
             .filter(|b| *b > 0)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad size"))?;
         let books = Bookkeeping::native();
-        for _ in 0..16 {
-            let name = crate::sys::shm::new_name(std::process::id())?;
-            let mut claim = match books.claim(&name) {
-                Ok(claim) => claim,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            };
-            let mut shmem = match ShmemConf::new().size(bytes).os_id(&name).create() {
-                Ok(shmem) => shmem,
-                Err(ShmemError::MappingIdExists) => {
-                    books.abandon(claim, &name);
-                    continue;
-                }
-                Err(e) => {
-                    books.abandon(claim, &name);
-                    return Err(io::Error::other(e.to_string()));
-                }
-            };
-            // Unlinked by this Floor's drop, through its record.
-            shmem.set_owner(false);
-            if let Err(e) = books.created(&mut claim, &name, bytes as u64) {
-                let _ = books.unlink(&name);
-                return Err(match e {
-                    ReserveError::NoSpace { .. } => io::Error::from(io::ErrorKind::StorageFull),
-                    ReserveError::Other(e) => io::Error::other(e),
-                });
-            }
-            let floor = Floor {
-                shmem,
-                name,
-                words,
-                created: Some((books, claim)),
-            };
-            for w in floor.words() {
-                w.store(0, std::sync::atomic::Ordering::Relaxed);
-            }
-            return Ok(floor);
+        let (shmem, name, claim) = crate::segment::create_recorded(&books, bytes)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let floor = Floor {
+            shmem,
+            name,
+            words,
+            created: Some((books, claim)),
+        };
+        for w in floor.words() {
+            w.store(0, std::sync::atomic::Ordering::Relaxed);
         }
-        Err(io::Error::from(io::ErrorKind::AlreadyExists))
+        Ok(floor)
     }
 
     /// Opens the region `name` made by [`create`](Self::create) in another process.

@@ -333,64 +333,20 @@ impl Segment {
         ring::check_geometry(geometry.ring_capacity, geometry.max_frame)
             .map_err(SegmentError::Geometry)?;
         let total = geometry.total_bytes();
-        let mut tries = 0;
-        let (shmem, name, claim) = loop {
-            tries += 1;
-            if tries > CREATE_TRIES {
-                return Err(SegmentError::Create(format!(
-                    "no free segment name after {CREATE_TRIES} tries"
-                )));
-            }
-            let name = sys::shm::new_name(std::process::id())
-                .map_err(|e| SegmentError::Create(e.to_string()))?;
-            let claim = match books.claim(&name) {
-                Ok(claim) => claim,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(SegmentError::Registry {
-                        dir: books.place(),
-                        reason: e.to_string(),
-                    })
-                }
-            };
-            match ShmemConf::new().size(total).os_id(&name).create() {
-                Ok(shmem) => break (shmem, name, claim),
-                Err(ShmemError::MappingIdExists) => books.abandon(claim, &name),
-                Err(e) => {
-                    books.abandon(claim, &name);
-                    return Err(SegmentError::Create(e.to_string()));
-                }
-            }
-        };
-        let mut shmem = shmem;
-        // We unlink ourselves (earlier than drop, and exactly once).
-        shmem.set_owner(false);
+        let (shmem, name, claim) = create_recorded(&books, total)?;
         let id = ObjectId::of(&shmem, &name);
-        let mut seg = Segment {
+        let seg = Segment {
             shmem,
             name,
             geometry,
             created: true,
             books,
-            _claim: None,
+            _claim: Some(claim),
             id,
             unlinked: AtomicBool::new(false),
             claimed: [AtomicBool::new(false), AtomicBool::new(false)],
         };
         // From here on, dropping `seg` on an error unlinks the name.
-        let mut claim = claim;
-        let reserved = seg.books.created(&mut claim, &seg.name, total as u64);
-        seg._claim = Some(claim);
-        match reserved {
-            Ok(()) => {}
-            Err(ReserveError::NoSpace { available }) => {
-                return Err(SegmentError::NoSpace {
-                    needed: total as u64,
-                    available,
-                })
-            }
-            Err(ReserveError::Other(e)) => return Err(SegmentError::Create(e)),
-        }
         if seg.shmem.len() < total {
             return Err(SegmentError::Size {
                 expected: total,
@@ -636,6 +592,57 @@ impl Drop for Segment {
             });
         }
     }
+}
+
+/// Makes a new shared memory object of `bytes` under a new name of this process, recorded
+/// in `books` with the creator's hold on it and its memory reserved: what a [`Segment`] (and
+/// the benchmarks' floor) is created in. The object is not unlinked when the returned `Shmem`
+/// drops: its creator unlinks it through `books`. On any error nothing is left behind.
+pub(crate) fn create_recorded(
+    books: &Bookkeeping,
+    bytes: usize,
+) -> Result<(Shmem, String, Claim), SegmentError> {
+    for _ in 0..CREATE_TRIES {
+        let name = sys::shm::new_name(std::process::id())
+            .map_err(|e| SegmentError::Create(e.to_string()))?;
+        let mut claim = match books.claim(&name) {
+            Ok(claim) => claim,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(SegmentError::Registry {
+                    dir: books.place(),
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let mut shmem = match ShmemConf::new().size(bytes).os_id(&name).create() {
+            Ok(shmem) => shmem,
+            Err(ShmemError::MappingIdExists) => {
+                books.abandon(claim, &name);
+                continue;
+            }
+            Err(e) => {
+                books.abandon(claim, &name);
+                return Err(SegmentError::Create(e.to_string()));
+            }
+        };
+        // The creator unlinks it (earlier than drop, and exactly once).
+        shmem.set_owner(false);
+        if let Err(e) = books.created(&mut claim, &name, bytes as u64) {
+            let _ = books.unlink(&name);
+            return Err(match e {
+                ReserveError::NoSpace { available } => SegmentError::NoSpace {
+                    needed: bytes as u64,
+                    available,
+                },
+                ReserveError::Other(e) => SegmentError::Create(e),
+            });
+        }
+        return Ok((shmem, name, claim));
+    }
+    Err(SegmentError::Create(format!(
+        "no free segment name after {CREATE_TRIES} tries"
+    )))
 }
 
 /// Removes segment names left behind by processes that died before their worker attached

@@ -14,6 +14,20 @@ use crate::segment::Geometry;
 use crate::server::Server;
 
 fn connect(capacity: usize) -> (Client, Server) {
+    let (client, _events, server) = connect_with(capacity, 16, false);
+    (client, server)
+}
+
+/// A client over rings of `capacity` bytes, its events, and the worker end as a server.
+fn connect_with(
+    capacity: usize,
+    event_capacity: usize,
+    spin: bool,
+) -> (
+    Client,
+    crossbeam_channel::Receiver<crate::protocol::Event>,
+    Server,
+) {
     let cfg = Config {
         geometry: Geometry {
             ring_capacity: capacity,
@@ -22,16 +36,17 @@ fn connect(capacity: usize) -> (Client, Server) {
         ..Config::default()
     };
     let (runner, worker) = pair(&cfg).unwrap();
-    let (client, _events) = Client::over(
+    let (client, events) = Client::over(
         runner,
         &ClientConfig {
             channel: cfg,
-            event_capacity: 16,
+            event_capacity,
+            spin,
             ..ClientConfig::default()
         },
     )
     .unwrap();
-    (client, Server::over(worker, Duration::from_secs(1)))
+    (client, events, Server::over(worker, Duration::from_secs(1)))
 }
 
 fn ping(len: usize) -> Request {
@@ -268,19 +283,7 @@ fn a_request_given_up_is_cancelled_at_the_worker() {
 /// same, and the dispatcher still ends (failing what waits) when the worker goes.
 #[test]
 fn a_spinning_dispatcher_delivers_without_sleeping_and_ends_with_the_worker() {
-    let cfg = Config::default();
-    let (runner, worker) = pair(&cfg).unwrap();
-    let (client, events) = Client::over(
-        runner,
-        &ClientConfig {
-            channel: cfg,
-            event_capacity: 256,
-            spin: true,
-            ..ClientConfig::default()
-        },
-    )
-    .unwrap();
-    let mut server = Server::over(worker, Duration::from_secs(1));
+    let (client, events, mut server) = connect_with(1 << 20, 256, true);
     let answering = std::thread::spawn(move || {
         for _ in 0..100 {
             let Ok(Some(req)) = server.next(Duration::from_secs(10)) else {
@@ -322,18 +325,7 @@ fn a_spinning_dispatcher_delivers_without_sleeping_and_ends_with_the_worker() {
 /// and ends, and dropping the client returns.
 #[test]
 fn a_spinning_client_closed_while_the_worker_runs_ends_its_dispatcher() {
-    let cfg = Config::default();
-    let (runner, worker) = pair(&cfg).unwrap();
-    let (client, _events) = Client::over(
-        runner,
-        &ClientConfig {
-            channel: cfg,
-            spin: true,
-            ..ClientConfig::default()
-        },
-    )
-    .unwrap();
-    let _worker = Server::over(worker, Duration::from_secs(1));
+    let (client, _events, _worker) = connect_with(1 << 20, 16, true);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         drop(client);
