@@ -977,6 +977,22 @@ mod tests {
         assert!(ShmemConf::new().os_id(&name).open().is_err(), "object left");
     }
 
+    /// The worker learns its segment's name from its environment: a name that is not one of
+    /// ours (`../` and the like) can make the registry remove nothing outside its directory.
+    #[test]
+    fn a_registry_refuses_names_that_are_not_segment_names() {
+        let reg = TestRegistry::new("hostile");
+        std::fs::create_dir_all(&reg.dir).unwrap();
+        let outside = reg.dir.with_extension("victim.lock");
+        std::fs::write(&outside, b"").unwrap();
+        let hostile = format!("/../{}", outside.file_stem().unwrap().to_str().unwrap());
+        let err = reg.books.unlink(&hostile).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        assert!(outside.exists(), "a file outside the registry was removed");
+        assert!(reg.books.claim(&hostile).is_err());
+        std::fs::remove_file(&outside).unwrap();
+    }
+
     /// A registry directory someone else could write to is refused, with the directory named.
     #[test]
     fn a_registry_directory_open_to_others_is_refused() {

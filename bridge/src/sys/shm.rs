@@ -376,8 +376,9 @@ impl Registry {
     /// Removes `name`: unlinks its object, and then its record (a record is kept while its
     /// object may exist, so that a later sweep finds it).
     fn unlink(&self, name: &str) -> io::Result<()> {
+        let record = self.lock_path(name)?;
         shm_unlink(name)?;
-        self.forget(name);
+        let _ = std::fs::remove_file(record);
         Ok(())
     }
 
