@@ -6,7 +6,7 @@
 //!   the rest of the system);
 //! - [`ring`]: a single-producer single-consumer ring of byte frames, one per direction;
 //! - `doorbell`: futex wakeups without lost wakeups and without idle spinning;
-//! - [`codec`]: bincode through serde, with a size limit tied to the frame;
+//! - [`codec`]: bincode 2 (derived `Encode`/`Decode`), with a size limit tied to the frame;
 //! - [`protocol`]: the messages both sides speak;
 //! - [`channel`]: start a worker process and attach it, with liveness in both directions;
 //! - [`client`] / [`server`]: requests from many threads matched to replies by id.

@@ -9,13 +9,13 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use bincode::{Decode, Encode};
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// One frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct Envelope {
     /// Request id for requests and their replies; 0 for everything else.
     pub id: u64,
@@ -24,7 +24,7 @@ pub struct Envelope {
 }
 
 /// The kinds of frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum Body {
     /// First frame in each direction: who is speaking, and which protocol and build.
     Hello(Hello),
@@ -39,7 +39,7 @@ pub enum Body {
 }
 
 /// The hello each side sends first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct Hello {
     /// [`PROTOCOL_VERSION`] of the sender.
     pub protocol_version: u32,
@@ -50,12 +50,11 @@ pub struct Hello {
 }
 
 /// What the runner asks of the worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum Request {
     /// Echoed back as [`Reply::Pong`].
     Ping {
         /// Bytes echoed back.
-        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// Connect to the broker; answered only once the connection is ready.
@@ -90,7 +89,7 @@ impl Request {
 }
 
 /// A request for historical bars.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
 pub struct HistoryRequest {
     /// The instrument, as the backend names it (`SPY`).
     pub symbol: String,
@@ -103,7 +102,7 @@ pub struct HistoryRequest {
 }
 
 /// A request for real-time bars.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
 pub struct SubscribeRequest {
     /// The instrument, as the backend names it.
     pub symbol: String,
@@ -116,12 +115,11 @@ pub struct SubscribeRequest {
 }
 
 /// What the worker answers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum Reply {
     /// Answers [`Request::Ping`].
     Pong {
         /// The ping's bytes.
-        #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },
     /// The broker connection is ready: accounts and the next order id are known.
@@ -158,7 +156,7 @@ impl Reply {
 }
 
 /// One bar. All prices are real observed prices; a bar with no trades is not sent.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Encode, Decode)]
 pub struct Bar {
     /// Start of the bar, Unix seconds.
     pub time: i64,
@@ -186,7 +184,7 @@ impl Bar {
 }
 
 /// A failed request, as reported by the worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct RemoteError {
     /// What kind of failure.
     pub kind: ErrorKind,
@@ -203,7 +201,7 @@ impl fmt::Display for RemoteError {
 impl std::error::Error for RemoteError {}
 
 /// Kinds of failure the worker tells apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The broker did not answer in time.
@@ -240,7 +238,7 @@ pub enum ErrorKind {
 }
 
 /// Unsolicited news from the worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum Event {
     /// A real-time bar.
     Bar {
@@ -279,7 +277,7 @@ pub enum Event {
 }
 
 /// State of the worker's broker connection, as it changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub enum ConnectionStatus {
     /// Connected and ready.
     Connected,
@@ -313,7 +311,7 @@ pub enum ConnectionStatus {
 }
 
 /// A log line of the worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct LogRecord {
     /// Severity.
     pub level: LogLevel,
@@ -327,7 +325,7 @@ pub struct LogRecord {
 }
 
 /// Severity of a [`LogRecord`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
 pub enum LogLevel {
     /// `tracing`'s ERROR.
     Error,

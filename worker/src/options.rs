@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
+use bincode::{Decode, Encode};
 use bridge::codec::{self, CodecError};
-use serde::{Deserialize, Serialize};
 
 /// Environment variable carrying the encoded [`WorkerOptions`].
 pub const OPTIONS_ENV: &str = "IBBRIDGE_WORKER_OPTIONS";
@@ -19,7 +19,7 @@ pub const OPTIONS_ENV: &str = "IBBRIDGE_WORKER_OPTIONS";
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// Everything a worker needs to know.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct WorkerOptions {
     /// Which broker to talk to.
     pub backend: BackendOptions,
@@ -70,7 +70,9 @@ impl WorkerOptions {
             .step_by(2)
             .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap_or(0))
             .collect();
-        codec::decode(&bytes)
+        // A contract spec with empty fields decodes to about six times its encoding, more
+        // than the bridge's messages ever do.
+        codec::decode_at_most(&bytes, bytes.len().saturating_mul(16))
     }
 
     pub(crate) fn handshake_timeout(&self) -> Duration {
@@ -79,7 +81,7 @@ impl WorkerOptions {
 }
 
 /// The broker behind the worker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub enum BackendOptions {
     /// The built-in simulated market.
     Sim(SimOptions),
@@ -88,7 +90,7 @@ pub enum BackendOptions {
 }
 
 /// Settings of the simulated market.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct SimOptions {
     /// Seed of the price paths: same seed, same prices.
     pub seed: u64,
@@ -123,7 +125,7 @@ impl Default for SimOptions {
 }
 
 /// Faults the simulated market can inject, for tests.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
 pub struct SimFaults {
     /// Managed accounts arrive this long after the connection starts (ms).
     pub accounts_delay_ms: u64,
@@ -169,7 +171,7 @@ impl std::str::FromStr for SimFaults {
 }
 
 /// Settings of the Interactive Brokers connection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct IbkrOptions {
     /// `host:port` of TWS or IB Gateway.
     pub gateway: String,
@@ -220,7 +222,7 @@ impl Default for IbkrOptions {
 }
 
 /// How a symbol is traded, where it is not a SMART-routed USD stock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 pub struct ContractSpec {
     pub symbol: String,
     /// Routing exchange, e.g. `SMART`.
@@ -265,7 +267,7 @@ impl ContractSpec {
 }
 
 /// What kind of instrument a contract is (IB's `secType`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Encode, Decode)]
 pub enum SecType {
     /// A stock or ETF (`STK`).
     #[default]
@@ -297,7 +299,7 @@ impl std::str::FromStr for SecType {
 /// Which market data the gateway sends (IB's `reqMarketDataType`): live needs a market data
 /// subscription; frozen is the last data at the close; delayed is 15 to 20 minutes late and
 /// needs none (most paper accounts).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Encode, Decode)]
 pub enum MarketDataKind {
     /// Live data (IB's default).
     #[default]
@@ -328,7 +330,7 @@ impl std::str::FromStr for MarketDataKind {
 
 /// What prices bars are made of (IB's `whatToShow`): the kinds both historical and real-time
 /// bars offer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Encode, Decode)]
 pub enum WhatToShow {
     /// Trades (IB's default).
     #[default]
@@ -382,6 +384,36 @@ mod tests {
         assert_eq!(WorkerOptions::decode(&text).unwrap(), o);
         assert!(WorkerOptions::decode("zz").is_err());
         assert!(WorkerOptions::decode("abc").is_err());
+    }
+
+    /// Contract specs with every field empty are the options' largest decoded form for their
+    /// encoding; a list of them still decodes.
+    #[test]
+    fn many_empty_contract_specs_round_trip() {
+        let empty = ContractSpec {
+            symbol: String::new(),
+            exchange: String::new(),
+            currency: String::new(),
+            primary_exchange: None,
+            what_to_show: None,
+            use_rth: None,
+            sec_type: SecType::default(),
+            con_id: None,
+            ib_symbol: None,
+            local_symbol: None,
+            expiry: None,
+        };
+        for n in [1, 10, 1000] {
+            let o = WorkerOptions::new(BackendOptions::Ibkr(IbkrOptions {
+                contracts: vec![empty.clone(); n],
+                ..IbkrOptions::default()
+            }));
+            assert_eq!(
+                WorkerOptions::decode(&o.encode().unwrap()).unwrap(),
+                o,
+                "{n}"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::de::DeserializeOwned;
+use bincode::Decode;
 
 use super::link::{CloseOnDrop, Link};
 use super::{GoneReason, RecvError};
@@ -124,13 +124,13 @@ impl Receiver {
 
     /// The next message, waiting until `deadline`. A frame that does not decode is corruption:
     /// the connection is torn down.
-    pub fn recv<T: DeserializeOwned>(&mut self, deadline: Instant) -> Result<T, RecvError> {
+    pub fn recv<T: Decode<()>>(&mut self, deadline: Instant) -> Result<T, RecvError> {
         self.recv_bytes(deadline)?;
         self.decode()
     }
 
     /// The next message if one is waiting.
-    pub fn try_recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, RecvError> {
+    pub fn try_recv<T: Decode<()>>(&mut self) -> Result<Option<T>, RecvError> {
         if self.advance()? {
             self.decode().map(Some)
         } else {
@@ -138,7 +138,7 @@ impl Receiver {
         }
     }
 
-    fn decode<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
+    fn decode<T: Decode<()>>(&mut self) -> Result<T, RecvError> {
         codec::decode(self.frame()).map_err(|e| {
             RecvError::PeerGone(
                 self.link

@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
+use bincode::Encode;
 
 use super::link::{CloseOnDrop, Link};
 use super::SendError;
@@ -58,7 +58,7 @@ impl Sender {
     }
 
     /// Encodes and sends one message, waiting for room until `deadline` (`None`: not at all).
-    pub fn send<T: Serialize + ?Sized>(
+    pub fn send<T: Encode + ?Sized>(
         &mut self,
         msg: &T,
         deadline: Option<Instant>,
@@ -89,7 +89,7 @@ impl Sender {
     /// Encodes `msg` at the start of the scratch buffer, growing it as needed up to one byte
     /// more than the maximum frame; returns the length. Encoding stops at that size, so an
     /// oversized message costs at most `max_frame + 1` bytes of work.
-    fn encode<T: Serialize + ?Sized>(&mut self, msg: &T) -> Result<usize, SendError> {
+    fn encode<T: Encode + ?Sized>(&mut self, msg: &T) -> Result<usize, SendError> {
         let max = self.tx.max_frame();
         loop {
             match codec::encode_to_slice(msg, &mut self.scratch) {
@@ -178,7 +178,7 @@ impl Batch<'_> {
     /// Encodes and writes one message, waiting for room until `deadline`. The receiver sees
     /// it when the batch ends, or sooner once a quarter of the ring is pending (or the ring
     /// fills).
-    pub fn feed<T: Serialize + ?Sized>(
+    pub fn feed<T: Encode + ?Sized>(
         &mut self,
         msg: &T,
         deadline: Option<Instant>,

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::ser::{Serialize, SerializeSeq, Serializer};
+use bincode::enc::{Encode, Encoder};
+use bincode::error::EncodeError;
 
 use super::*;
 use crate::protocol::{Body, Envelope, LogLevel, LogRecord, Request};
@@ -136,20 +137,20 @@ fn a_small_max_frame_does_not_panic_the_sender() {
     }
 }
 
-/// Serializes as a sequence of `len` bytes, counting how many were asked for.
+/// Encodes as a sequence of `len` bytes, counting how many were asked for.
 struct Counted {
     len: usize,
     visited: Arc<AtomicUsize>,
 }
 
-impl Serialize for Counted {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.len))?;
+impl Encode for Counted {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        (self.len as u64).encode(e)?;
         for _ in 0..self.len {
             self.visited.fetch_add(1, Ordering::Relaxed);
-            seq.serialize_element(&0u8)?;
+            0u8.encode(e)?;
         }
-        seq.end()
+        Ok(())
     }
 }
 
