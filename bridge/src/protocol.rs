@@ -11,8 +11,11 @@ use std::fmt;
 
 use bincode::{Decode, Encode};
 
+mod orders;
+pub use orders::*;
+
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -79,10 +82,31 @@ pub enum Request {
         /// The request given up.
         id: u64,
     },
+    /// Place an order, unless the broker already has one with the same reference: answered
+    /// with [`Reply::Order`] once the broker has acknowledged it (or with the order found).
+    /// Safe to send again: the reference makes it the same order.
+    PlaceOrder(OrderRequest),
+    /// Cancel the order with this reference; answered with [`Reply::Order`], its state after
+    /// the cancel (an order already final is left as it is).
+    CancelOrder {
+        /// The order's reference.
+        order_ref: String,
+    },
+    /// Cancel every working order; answered with [`Reply::CancelledAll`].
+    CancelAll,
+    /// Every order the broker knows with a reference, working or final: [`Reply::Orders`].
+    Orders,
+    /// Today's executions with a reference: [`Reply::Fills`].
+    Executions,
+    /// The positions: [`Reply::Positions`].
+    Positions,
+    /// The account's figures: [`Reply::Account`].
+    Account,
 }
 
 impl Request {
     /// Whether sending the request twice is harmless, so it may be retried on a new worker.
+    /// An order is: its reference makes a second placement find the first.
     pub fn is_idempotent(&self) -> bool {
         !matches!(self, Request::Shutdown | Request::Cancel { .. })
     }
@@ -144,6 +168,21 @@ pub enum Reply {
     Unsubscribed,
     /// The worker is disconnecting and will exit.
     ShuttingDown,
+    /// An order's state at the broker.
+    Order(OrderReport),
+    /// How many working orders a [`Request::CancelAll`] cancelled.
+    CancelledAll {
+        /// Orders cancelled.
+        count: u32,
+    },
+    /// Answers [`Request::Orders`].
+    Orders(Vec<OrderReport>),
+    /// Answers [`Request::Executions`].
+    Fills(Vec<Fill>),
+    /// Answers [`Request::Positions`].
+    Positions(Vec<Position>),
+    /// Answers [`Request::Account`].
+    Account(AccountSummary),
     /// The request failed.
     Error(RemoteError),
 }
@@ -233,6 +272,10 @@ pub enum ErrorKind {
     BadRequest,
     /// The runner gave up on the request.
     Cancelled,
+    /// No order with this reference.
+    UnknownOrder,
+    /// The account is a live one and trading on it was not allowed (`allow_live`).
+    LiveAccount,
     /// Anything else.
     Internal,
 }
@@ -267,6 +310,12 @@ pub enum Event {
         /// The refusal of live data, with the broker's code in the message.
         refused: RemoteError,
     },
+    /// An order's state changed.
+    Order(OrderReport),
+    /// An order executed (in part or in full).
+    Fill(Fill),
+    /// A position changed.
+    Position(Position),
     /// A broker notice (farm status and the like).
     Notice {
         /// The broker's code (IB: 2104 market data farm OK, ...).
@@ -372,6 +421,31 @@ mod tests {
                 message: "ZZZZ".into(),
             })),
             Body::Event(Event::Bar { sub: 7, bar }),
+            Body::Request(Request::PlaceOrder(OrderRequest {
+                order_ref: "r-1".into(),
+                symbol: "SPY".into(),
+                side: Side::Sell,
+                quantity: 3.0,
+                order_type: OrderType::Limit { price: 401.5 },
+                tif: TimeInForce::Gtc,
+            })),
+            Body::Event(Event::Fill(Fill {
+                order_ref: "r-1".into(),
+                exec_id: "0001.1".into(),
+                symbol: "SPY".into(),
+                side: Side::Sell,
+                quantity: 3.0,
+                price: 401.5,
+                commission: Some(1.0),
+                time: 1_700_000_060,
+            })),
+            Body::Reply(Reply::Account(AccountSummary {
+                account: "DU1".into(),
+                net_liquidation: 1e6,
+                cash: 5e5,
+                buying_power: 2e6,
+                currency: "USD".into(),
+            })),
             Body::Log(LogRecord {
                 level: LogLevel::Debug,
                 target: "worker".into(),

@@ -5,7 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::protocol::{Bar, ErrorKind, Event, HistoryRequest, RemoteError, SubscribeRequest};
+use bridge::protocol::{
+    AccountSummary, Bar, ErrorKind, Event, Fill, HistoryRequest, OrderReport, OrderRequest,
+    Position, RemoteError, SubscribeRequest,
+};
 
 /// Where a backend sends unsolicited news: real-time bars, connection status, notices.
 pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
@@ -94,6 +97,32 @@ pub trait Backend: Send + Sync {
 
     /// Stops real-time bars for a symbol.
     fn unsubscribe(&self, symbol: &str) -> Result<(), RemoteError>;
+
+    /// Places an order unless the broker already has one with its reference (then that order
+    /// is answered, and nothing is placed): returns once the broker has acknowledged it, with
+    /// its state then. A malformed order is refused ([`ErrorKind::BadRequest`]) before
+    /// anything reaches the broker. Later changes come as [`Event::Order`], [`Event::Fill`]
+    /// and [`Event::Position`].
+    fn place_order(&self, order: &OrderRequest) -> Result<OrderReport, RemoteError>;
+
+    /// Cancels the order with this reference ([`ErrorKind::UnknownOrder`] if the broker has
+    /// none); returns its state after the cancel. An order already final is left as it is.
+    fn cancel_order(&self, order_ref: &str) -> Result<OrderReport, RemoteError>;
+
+    /// Cancels every working order; returns how many.
+    fn cancel_all(&self) -> Result<u32, RemoteError>;
+
+    /// Every order the broker knows with a reference, working or final.
+    fn orders(&self) -> Result<Vec<OrderReport>, RemoteError>;
+
+    /// Today's executions of orders with a reference, oldest first.
+    fn executions(&self) -> Result<Vec<Fill>, RemoteError>;
+
+    /// The positions held.
+    fn positions(&self) -> Result<Vec<Position>, RemoteError>;
+
+    /// The account's figures.
+    fn account(&self) -> Result<AccountSummary, RemoteError>;
 
     /// Disconnects cleanly. Idempotent.
     fn disconnect(&self);

@@ -44,7 +44,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{
-    Bar, ConnectionStatus, ErrorKind, Event, HistoryRequest, RemoteError, SubscribeRequest,
+    AccountSummary, Bar, ConnectionStatus, ErrorKind, Event, Fill, HistoryRequest, OrderReport,
+    OrderRequest, Position, RemoteError, SubscribeRequest,
 };
 use parking_lot::Mutex;
 
@@ -550,6 +551,34 @@ impl Backend for IbkrBackend {
         Ok(())
     }
 
+    fn place_order(&self, _order: &OrderRequest) -> Result<OrderReport, RemoteError> {
+        Err(orders_missing())
+    }
+
+    fn cancel_order(&self, _order_ref: &str) -> Result<OrderReport, RemoteError> {
+        Err(orders_missing())
+    }
+
+    fn cancel_all(&self) -> Result<u32, RemoteError> {
+        Err(orders_missing())
+    }
+
+    fn orders(&self) -> Result<Vec<OrderReport>, RemoteError> {
+        Err(orders_missing())
+    }
+
+    fn executions(&self) -> Result<Vec<Fill>, RemoteError> {
+        Err(orders_missing())
+    }
+
+    fn positions(&self) -> Result<Vec<Position>, RemoteError> {
+        Err(orders_missing())
+    }
+
+    fn account(&self) -> Result<AccountSummary, RemoteError> {
+        Err(orders_missing())
+    }
+
     fn disconnect(&self) {
         let connection = self.connection.lock().take();
         if let Some(c) = &connection {
@@ -569,4 +598,11 @@ impl Drop for IbkrBackend {
     fn drop(&mut self) {
         self.disconnect();
     }
+}
+
+fn orders_missing() -> RemoteError {
+    error(
+        ErrorKind::Internal,
+        "orders through the ibkr backend are not available in this build",
+    )
 }

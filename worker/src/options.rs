@@ -109,6 +109,8 @@ pub struct SimOptions {
     /// the monotonic clock ([`bridge::platform::monotonic_ns`]) when the bar is handed to the
     /// bridge, so the receiver can time its way.
     pub stamp_bars: bool,
+    /// The simulated broker's account and fills.
+    pub broker: SimBrokerOptions,
 }
 
 impl Default for SimOptions {
@@ -120,6 +122,42 @@ impl Default for SimOptions {
             anchor_ms: None,
             faults: SimFaults::default(),
             stamp_bars: false,
+            broker: SimBrokerOptions::default(),
+        }
+    }
+}
+
+/// The simulated broker: where its book is kept, its account, and how it fills.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct SimBrokerOptions {
+    /// The broker's journal of orders (placements and cancels), shared by every worker of a
+    /// run so that an order outlives the worker that placed it, as at a real broker. `None`:
+    /// kept in the worker's memory, lost with it.
+    pub orders_file: Option<String>,
+    /// The account's cash at the start.
+    pub cash: f64,
+    /// Slippage of each fill against the bar's open, in basis points (against the order).
+    pub slippage_bps: f64,
+    /// Commission per share.
+    pub commission_per_share: f64,
+    /// Least commission per fill.
+    pub min_commission: f64,
+    /// Most shares filled per bar: a larger order fills in parts over several bars.
+    pub max_fill_per_bar: f64,
+    /// Bar size of the fills, seconds: an order fills at the open of the next bar.
+    pub fill_seconds: u32,
+}
+
+impl Default for SimBrokerOptions {
+    fn default() -> Self {
+        SimBrokerOptions {
+            orders_file: None,
+            cash: 1_000_000.0,
+            slippage_bps: 1.0,
+            commission_per_share: 0.005,
+            min_commission: 1.0,
+            max_fill_per_bar: 1_000.0,
+            fill_seconds: 5,
         }
     }
 }
@@ -140,6 +178,12 @@ pub struct SimFaults {
     pub hang_after_batches: Option<u64>,
     /// Symbols for which the market has no data.
     pub no_data: Vec<String>,
+    /// The first worker kills itself (SIGKILL) right after the broker has taken this many
+    /// orders, before it acknowledges the last one.
+    pub crash_after_orders: Option<u64>,
+    /// Every order's acknowledgement is held back this long after the broker has taken it
+    /// (ms): a window in which a worker killed leaves an order placed but unanswered.
+    pub order_ack_delay_ms: u64,
 }
 
 impl std::str::FromStr for SimFaults {
@@ -147,7 +191,8 @@ impl std::str::FromStr for SimFaults {
 
     /// Reads comma-separated `key=value` pairs: `accounts_delay_ms=N`, `accounts_never` (or
     /// `accounts_never=true`), `reply_delay_ms=N`, `crash_after_batches=N`,
-    /// `hang_after_batches=N`, `no_data=SYM1+SYM2`. Empty text is no fault.
+    /// `hang_after_batches=N`, `no_data=SYM1+SYM2`, `crash_after_orders=N`,
+    /// `order_ack_delay_ms=N`. Empty text is no fault.
     fn from_str(text: &str) -> Result<Self, String> {
         let mut f = SimFaults::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -163,6 +208,8 @@ impl std::str::FromStr for SimFaults {
                 "crash_after_batches" => f.crash_after_batches = Some(num()?),
                 "hang_after_batches" => f.hang_after_batches = Some(num()?),
                 "no_data" => f.no_data = v.split('+').map(String::from).collect(),
+                "crash_after_orders" => f.crash_after_orders = Some(num()?),
+                "order_ack_delay_ms" => f.order_ack_delay_ms = num()?,
                 other => return Err(format!("unknown fault {other:?}")),
             }
         }
@@ -434,7 +481,8 @@ mod tests {
     #[test]
     fn faults_parse_from_text() {
         let f: SimFaults = "accounts_delay_ms=20, accounts_never,reply_delay_ms=5,\
-                            crash_after_batches=3,hang_after_batches=4,no_data=A+B"
+                            crash_after_batches=3,hang_after_batches=4,no_data=A+B,\
+                            crash_after_orders=2,order_ack_delay_ms=30"
             .parse()
             .unwrap();
         assert_eq!(
@@ -446,6 +494,8 @@ mod tests {
                 crash_after_batches: Some(3),
                 hang_after_batches: Some(4),
                 no_data: vec!["A".into(), "B".into()],
+                crash_after_orders: Some(2),
+                order_ack_delay_ms: 30,
             }
         );
         assert_eq!("".parse::<SimFaults>().unwrap(), SimFaults::default());

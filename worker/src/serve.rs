@@ -16,7 +16,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::protocol::{Event, HistoryRequest, Reply, Request, SubscribeRequest};
+use bridge::protocol::{Event, HistoryRequest, OrderRequest, Reply, Request, SubscribeRequest};
 use bridge::{channel, Incoming, RecvError, Responder, Server, StartError};
 
 use crate::backend::{Backend, Cancel, EventSink};
@@ -98,11 +98,15 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
 
     let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, Work, Cancel)>();
     let (lane_tx, lane_rx) = crossbeam_channel::unbounded::<(u64, Work, Cancel)>();
+    let (orders_tx, orders_rx) = crossbeam_channel::unbounded::<(u64, Work, Cancel)>();
     // Requests queued or under way, by id, so that a `Cancel` reaches them.
     let in_flight: Arc<Mutex<HashMap<u64, Cancel>>> = Arc::default();
     let handlers = (0..options.handler_threads.max(1))
         .map(|i| (format!("worker-handler-{i}"), work_rx.clone()))
-        .chain([("worker-subscriptions".to_string(), lane_rx)]);
+        .chain([
+            ("worker-subscriptions".to_string(), lane_rx),
+            ("worker-orders".to_string(), orders_rx),
+        ]);
     for (name, rx) in handlers {
         let backend = backend.clone();
         let responder = responder.clone();
@@ -135,6 +139,7 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
             Ok(Some(Incoming { id, request })) => match route(request) {
                 Route::Pool(work) => dispatch(&work_tx, id, work),
                 Route::InOrder(work) => dispatch(&lane_tx, id, work),
+                Route::Orders(work) => dispatch(&orders_tx, id, work),
                 Route::Cancel(target) => {
                     // Unknown ids are requests already answered: nothing to do.
                     if let Some(cancel) = in_flight.lock().get(&target) {
@@ -166,6 +171,7 @@ fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
     backend.disconnect();
     drop(work_tx);
     drop(lane_tx);
+    drop(orders_tx);
     server.control().close();
     Ok(())
 }
@@ -178,6 +184,13 @@ enum Work {
     History(HistoryRequest),
     Subscribe(SubscribeRequest),
     Unsubscribe { symbol: String },
+    PlaceOrder(OrderRequest),
+    CancelOrder { order_ref: String },
+    CancelAll,
+    Orders,
+    Executions,
+    Positions,
+    Account,
 }
 
 /// Where a request is answered.
@@ -187,6 +200,9 @@ enum Route {
     Pool(Work),
     /// By the subscriptions' handler, after every change of a subscription that came before.
     InOrder(Work),
+    /// By the orders' handler, after every order request that came before (a cancel never
+    /// overtakes the placement it cancels).
+    Orders(Work),
     /// By the main loop: echoed at once.
     Ping(Vec<u8>),
     /// By the main loop: disconnect, confirm, stop.
@@ -205,6 +221,13 @@ fn route(request: Request) -> Route {
         Request::History(req) => Route::Pool(Work::History(req)),
         Request::Subscribe(req) => Route::InOrder(Work::Subscribe(req)),
         Request::Unsubscribe { symbol } => Route::InOrder(Work::Unsubscribe { symbol }),
+        Request::PlaceOrder(order) => Route::Orders(Work::PlaceOrder(order)),
+        Request::CancelOrder { order_ref } => Route::Orders(Work::CancelOrder { order_ref }),
+        Request::CancelAll => Route::Orders(Work::CancelAll),
+        Request::Orders => Route::Orders(Work::Orders),
+        Request::Executions => Route::Orders(Work::Executions),
+        Request::Positions => Route::Orders(Work::Positions),
+        Request::Account => Route::Orders(Work::Account),
     }
 }
 
@@ -247,6 +270,21 @@ fn handle(
             Ok(()) => Reply::Unsubscribed,
             Err(e) => Reply::Error(e),
         },
+        Work::PlaceOrder(order) => backend
+            .place_order(&order)
+            .map_or_else(Reply::Error, Reply::Order),
+        Work::CancelOrder { order_ref } => backend
+            .cancel_order(&order_ref)
+            .map_or_else(Reply::Error, Reply::Order),
+        Work::CancelAll => backend
+            .cancel_all()
+            .map_or_else(Reply::Error, |count| Reply::CancelledAll { count }),
+        Work::Orders => backend.orders().map_or_else(Reply::Error, Reply::Orders),
+        Work::Executions => backend.executions().map_or_else(Reply::Error, Reply::Fills),
+        Work::Positions => backend
+            .positions()
+            .map_or_else(Reply::Error, Reply::Positions),
+        Work::Account => backend.account().map_or_else(Reply::Error, Reply::Account),
     };
     if cancel.is_cancelled() {
         // The runner forgot the request: an answer would only be counted as stray.

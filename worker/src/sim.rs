@@ -8,7 +8,12 @@
 //!
 //! Faults ([`SimFaults`](crate::options::SimFaults)) are injected here and nowhere else: a late
 //! or missing handshake, replies held back, a crash or hang after some history batches (first
-//! worker only), symbols without data.
+//! worker only), symbols without data, a crash right after an order was taken (first worker
+//! only), acknowledgements of orders held back.
+//!
+//! Orders go to the simulated broker ([`broker`]), whose book outlives the worker.
+
+pub mod broker;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +21,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bridge::protocol::{Bar, ErrorKind, Event, HistoryRequest, RemoteError, SubscribeRequest};
+use bridge::protocol::{
+    AccountSummary, Bar, ErrorKind, Event, Fill, HistoryRequest, OrderReport, OrderRequest,
+    Position, RemoteError, SubscribeRequest,
+};
 use parking_lot::{Condvar, Mutex};
 
 use crate::backend::{check_symbol, emit_in_batches, error, Backend, Cancel, EventSink};
@@ -196,18 +204,39 @@ struct Market {
     stop: AtomicBool,
     batches: AtomicU64,
     events: EventSink,
+    broker: broker::SimBroker,
+    /// Wakes the order watcher when the market stops.
+    watch: Mutex<()>,
+    watch_cv: Condvar,
+}
+
+impl Market {
+    /// Sends what changed at the broker as events: fills, then orders, then positions.
+    fn tell(&self, changes: broker::Changes) {
+        for f in changes.fills {
+            (self.events)(Event::Fill(f));
+        }
+        for o in changes.orders {
+            (self.events)(Event::Order(o));
+        }
+        for p in changes.positions {
+            (self.events)(Event::Position(p));
+        }
+    }
 }
 
 /// The simulated broker.
 pub struct SimBackend {
     market: Arc<Market>,
     ticker: Mutex<Option<JoinHandle<()>>>,
+    watcher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl SimBackend {
     /// A market with these options; `generation` is the worker's (faults apply to the first).
     pub fn new(opts: SimOptions, generation: u32, events: EventSink) -> Self {
         let clock = SimClock::new(opts.start, opts.anchor_ms, opts.speed);
+        let broker = broker::SimBroker::new(opts.broker.clone(), opts.seed, ACCOUNT);
         SimBackend {
             market: Arc::new(Market {
                 opts,
@@ -223,8 +252,12 @@ impl SimBackend {
                 stop: AtomicBool::new(false),
                 batches: AtomicU64::new(0),
                 events,
+                broker,
+                watch: Mutex::new(()),
+                watch_cv: Condvar::new(),
             }),
             ticker: Mutex::new(None),
+            watcher: Mutex::new(None),
         }
     }
 
@@ -273,6 +306,40 @@ impl SimBackend {
         };
         tracing::warn!("injected fault: kill {signal} self after {n} batches");
         let _ = crate::signal::send(std::process::id(), signal);
+    }
+
+    /// Starts the thread that brings the broker's book up to the market clock at every fill
+    /// bar and tells what changed (once connected, until disconnected).
+    fn ensure_watcher(&self) {
+        let mut watcher = self.watcher.lock();
+        if watcher.is_some() {
+            return;
+        }
+        let market = self.market.clone();
+        match std::thread::Builder::new()
+            .name("sim-orders".into())
+            .spawn(move || watch_orders(&market))
+        {
+            Ok(t) => *watcher = Some(t),
+            Err(e) => tracing::error!("cannot start the order thread: {e}"),
+        }
+    }
+
+    /// Tells at once what an order request changed, rather than at the next fill bar.
+    fn tell_now(&self) {
+        match self.market.broker.poll(self.market.clock.now()) {
+            Ok(changes) => self.market.tell(changes),
+            Err(e) => tracing::warn!("simulated broker: {}", e.message),
+        }
+    }
+
+    /// A well-formed order on a symbol with data, from a connected market.
+    fn check_order(&self, order: &OrderRequest) -> Result<(), RemoteError> {
+        self.require_connected()?;
+        if let Some(problem) = order.problem() {
+            return Err(error(ErrorKind::BadRequest, problem));
+        }
+        self.check_data(&order.symbol)
     }
 
     fn ensure_ticker(&self) {
@@ -329,6 +396,30 @@ fn tick(market: &Market) {
     }
 }
 
+/// Brings the broker's book up to the market clock at every fill bar (and at least every
+/// second, for orders other processes add to the journal) until the market stops.
+fn watch_orders(market: &Market) {
+    let size = i64::from(market.opts.broker.fill_seconds.max(1));
+    let mut guard = market.watch.lock();
+    while !market.stop.load(Ordering::Acquire) {
+        let now = market.clock.now();
+        match market.broker.poll(now) {
+            Ok(changes) => {
+                drop(guard);
+                market.tell(changes);
+                guard = market.watch.lock();
+            }
+            Err(e) => tracing::warn!("simulated broker: {}", e.message),
+        }
+        let next_bar = (now.div_euclid(size) + 1) * size;
+        let wait = market
+            .clock
+            .until(next_bar)
+            .clamp(Duration::from_millis(1), Duration::from_secs(1));
+        market.watch_cv.wait_for(&mut guard, wait);
+    }
+}
+
 impl Backend for SimBackend {
     fn name(&self) -> &'static str {
         "sim"
@@ -358,6 +449,10 @@ impl Backend for SimBackend {
                     (self.market.events)(Event::Connection(
                         bridge::protocol::ConnectionStatus::Connected,
                     ));
+                    drop(handshake);
+                    // Tells at once what the broker did while no worker watched.
+                    self.ensure_watcher();
+                    handshake = self.market.handshake.lock();
                     continue;
                 }
             }
@@ -429,11 +524,91 @@ impl Backend for SimBackend {
         Ok(())
     }
 
+    fn place_order(&self, order: &OrderRequest) -> Result<OrderReport, RemoteError> {
+        self.delay_reply();
+        self.check_order(order)?;
+        let (report, placed, taken) = self.market.broker.place(order, self.market.clock.now())?;
+        let faults = &self.market.opts.faults;
+        if placed {
+            tracing::info!(
+                order_ref = %order.order_ref,
+                broker_id = report.broker_id,
+                status = %report.status,
+                "simulated broker took order"
+            );
+            if self.market.generation == 0 && faults.crash_after_orders == Some(taken) {
+                tracing::warn!("injected fault: kill self after taking {taken} orders");
+                let _ = crate::signal::send(std::process::id(), Signal::Kill);
+            }
+        } else {
+            tracing::info!(
+                order_ref = %order.order_ref,
+                broker_id = report.broker_id,
+                status = %report.status,
+                "order already at the simulated broker; not placed again"
+            );
+        }
+        if faults.order_ack_delay_ms > 0 {
+            std::thread::sleep(Duration::from_millis(faults.order_ack_delay_ms));
+        }
+        self.tell_now();
+        Ok(report)
+    }
+
+    fn cancel_order(&self, order_ref: &str) -> Result<OrderReport, RemoteError> {
+        self.delay_reply();
+        self.require_connected()?;
+        let report = self
+            .market
+            .broker
+            .cancel(order_ref, self.market.clock.now())?;
+        self.tell_now();
+        Ok(report)
+    }
+
+    fn cancel_all(&self) -> Result<u32, RemoteError> {
+        self.delay_reply();
+        self.require_connected()?;
+        let count = self.market.broker.cancel_all(self.market.clock.now())?;
+        self.tell_now();
+        Ok(count)
+    }
+
+    fn orders(&self) -> Result<Vec<OrderReport>, RemoteError> {
+        self.delay_reply();
+        self.require_connected()?;
+        self.market.broker.orders(self.market.clock.now())
+    }
+
+    fn executions(&self) -> Result<Vec<Fill>, RemoteError> {
+        self.delay_reply();
+        self.require_connected()?;
+        self.market.broker.executions(self.market.clock.now())
+    }
+
+    fn positions(&self) -> Result<Vec<Position>, RemoteError> {
+        self.delay_reply();
+        self.require_connected()?;
+        self.market.broker.positions(self.market.clock.now())
+    }
+
+    fn account(&self) -> Result<AccountSummary, RemoteError> {
+        self.delay_reply();
+        self.require_connected()?;
+        self.market.broker.account(self.market.clock.now())
+    }
+
     fn disconnect(&self) {
         self.market.stop.store(true, Ordering::Release);
         self.market.subscriptions_cv.notify_all();
-        if let Some(t) = self.ticker.lock().take() {
-            let _ = t.join();
+        {
+            let _guard = self.market.watch.lock();
+            self.market.watch_cv.notify_all();
+        }
+        for thread in [&self.ticker, &self.watcher] {
+            if let Some(t) = thread.lock().take() {
+                let _ = t.join();
+            }
         }
         let mut handshake = self.market.handshake.lock();
         if handshake.connected {

@@ -1,0 +1,332 @@
+//! Orders: what the runner asks the broker to do, and what the broker reports back.
+//!
+//! Every order carries a reference chosen by the runner ([`OrderRequest::order_ref`], IB's
+//! `orderRef`), unique and the same on every retry: it is how a worker that never saw an
+//! order (a replacement, or the same one after a reconnect) finds it at the broker instead of
+//! placing it again. Broker order ids are the broker's and are never chosen by the runner.
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use bincode::{Decode, Encode};
+
+/// Buy or sell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum Side {
+    /// Buy.
+    Buy,
+    /// Sell.
+    Sell,
+}
+
+impl Side {
+    /// +1 for a buy, -1 for a sell: the sign of the position change.
+    pub fn sign(self) -> f64 {
+        match self {
+            Side::Buy => 1.0,
+            Side::Sell => -1.0,
+        }
+    }
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        })
+    }
+}
+
+/// How the order is priced.
+#[derive(Debug, Clone, Copy, PartialEq, Encode, Decode)]
+pub enum OrderType {
+    /// At the market.
+    Market,
+    /// At this price or better.
+    Limit {
+        /// The limit price.
+        price: f64,
+    },
+}
+
+impl fmt::Display for OrderType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OrderType::Market => f.write_str("market"),
+            OrderType::Limit { price } => write!(f, "limit {price}"),
+        }
+    }
+}
+
+/// How long an order stays working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum TimeInForce {
+    /// Until the end of the trading day.
+    Day,
+    /// Until cancelled.
+    Gtc,
+}
+
+impl fmt::Display for TimeInForce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeInForce::Day => "day",
+            TimeInForce::Gtc => "gtc",
+        })
+    }
+}
+
+/// An order to place.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct OrderRequest {
+    /// The runner's reference for the order: unique, and the same on every retry.
+    pub order_ref: String,
+    /// The instrument.
+    pub symbol: String,
+    /// Buy or sell.
+    pub side: Side,
+    /// How many shares; positive.
+    pub quantity: f64,
+    /// Market or limit.
+    pub order_type: OrderType,
+    /// Day or good till cancelled.
+    pub tif: TimeInForce,
+}
+
+impl OrderRequest {
+    /// Why the order is malformed, if it is: the checks every backend makes before anything
+    /// reaches the broker.
+    pub fn problem(&self) -> Option<String> {
+        if !valid_order_ref(&self.order_ref) {
+            return Some(format!(
+                "order reference {:?} must be 1 to 40 of A-Z, a-z, 0-9, '-', '_' and '.'",
+                self.order_ref
+            ));
+        }
+        if !(self.quantity.is_finite() && self.quantity > 0.0) {
+            return Some(format!("quantity {} must be positive", self.quantity));
+        }
+        if let OrderType::Limit { price } = self.order_type {
+            if !(price.is_finite() && price > 0.0) {
+                return Some(format!("limit price {price} must be positive"));
+            }
+        }
+        None
+    }
+}
+
+/// Whether `r` is a usable order reference: 1 to 40 of `A-Z`, `a-z`, `0-9`, `-`, `_`, `.`.
+pub fn valid_order_ref(r: &str) -> bool {
+    (1..=40).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Where an order stands. The order of the variants is the order of progress: a report never
+/// moves an order back to an earlier one, and the last three are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+pub enum OrderStatus {
+    /// Sent, not yet acknowledged by the broker.
+    Pending,
+    /// Accepted and working at the broker.
+    Working,
+    /// Partly filled, the rest still working.
+    PartiallyFilled,
+    /// Filled in full.
+    Filled,
+    /// Cancelled (by the runner, by the broker at the end of its time in force, or with the
+    /// rest of a partial fill).
+    Cancelled,
+    /// Refused by the broker; the reason is in [`OrderReport::reason`].
+    Rejected,
+}
+
+impl OrderStatus {
+    /// Whether nothing more will happen to the order.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Filled | OrderStatus::Cancelled | OrderStatus::Rejected
+        )
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Working => "working",
+            OrderStatus::PartiallyFilled => "partially filled",
+            OrderStatus::Filled => "filled",
+            OrderStatus::Cancelled => "cancelled",
+            OrderStatus::Rejected => "rejected",
+        })
+    }
+}
+
+/// An order as the broker knows it.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct OrderReport {
+    /// What was asked, with the runner's reference.
+    pub request: OrderRequest,
+    /// The broker's id of the order.
+    pub broker_id: i64,
+    /// Where it stands.
+    pub status: OrderStatus,
+    /// Shares filled so far.
+    pub filled: f64,
+    /// Average price of what filled, if anything did.
+    pub avg_price: Option<f64>,
+    /// Why the broker rejected or cancelled it, when it says.
+    pub reason: Option<String>,
+}
+
+/// One execution of an order.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Fill {
+    /// The order's reference.
+    pub order_ref: String,
+    /// The broker's id of this execution: a fill is the same fill wherever it is reported.
+    pub exec_id: String,
+    /// The instrument.
+    pub symbol: String,
+    /// Bought or sold.
+    pub side: Side,
+    /// Shares; positive.
+    pub quantity: f64,
+    /// Price per share.
+    pub price: f64,
+    /// Commission, once the broker has reported it.
+    pub commission: Option<f64>,
+    /// When it executed, Unix seconds.
+    pub time: i64,
+}
+
+/// A position the broker holds.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct Position {
+    /// The account.
+    pub account: String,
+    /// The instrument.
+    pub symbol: String,
+    /// Shares: positive long, negative short.
+    pub quantity: f64,
+    /// Average cost per share.
+    pub avg_cost: f64,
+}
+
+/// The account's figures.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct AccountSummary {
+    /// The account.
+    pub account: String,
+    /// Net liquidation value.
+    pub net_liquidation: f64,
+    /// Cash.
+    pub cash: f64,
+    /// Buying power.
+    pub buying_power: f64,
+    /// Currency of the figures.
+    pub currency: String,
+}
+
+/// Whether `account` is a paper-trading account by Interactive Brokers' naming (paper
+/// accounts start with `D`: `DU…`, `DF…`). A convention, not a guarantee: anything else is
+/// treated as live.
+pub fn is_paper_account(account: &str) -> bool {
+    account.starts_with('D')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> OrderRequest {
+        OrderRequest {
+            order_ref: "run1-7".into(),
+            symbol: "SPY".into(),
+            side: Side::Buy,
+            quantity: 10.0,
+            order_type: OrderType::Limit { price: 5.0 },
+            tif: TimeInForce::Gtc,
+        }
+    }
+
+    #[test]
+    fn malformed_orders_are_told_why() {
+        assert_eq!(request().problem(), None);
+        for (bad, says) in [
+            (
+                OrderRequest {
+                    order_ref: String::new(),
+                    ..request()
+                },
+                "order reference",
+            ),
+            (
+                OrderRequest {
+                    order_ref: "a b".into(),
+                    ..request()
+                },
+                "order reference",
+            ),
+            (
+                OrderRequest {
+                    order_ref: "x".repeat(41),
+                    ..request()
+                },
+                "order reference",
+            ),
+            (
+                OrderRequest {
+                    quantity: 0.0,
+                    ..request()
+                },
+                "quantity",
+            ),
+            (
+                OrderRequest {
+                    quantity: f64::NAN,
+                    ..request()
+                },
+                "quantity",
+            ),
+            (
+                OrderRequest {
+                    order_type: OrderType::Limit { price: -1.0 },
+                    ..request()
+                },
+                "limit price",
+            ),
+        ] {
+            let problem = bad.problem().expect("refused");
+            assert!(problem.contains(says), "{problem}");
+        }
+    }
+
+    #[test]
+    fn statuses_progress_in_declaration_order_and_the_last_three_are_final() {
+        use OrderStatus::*;
+        let all = [
+            Pending,
+            Working,
+            PartiallyFilled,
+            Filled,
+            Cancelled,
+            Rejected,
+        ];
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        let finals: Vec<_> = all.iter().filter(|s| s.is_final()).collect();
+        assert_eq!(finals, vec![&Filled, &Cancelled, &Rejected]);
+    }
+
+    #[test]
+    fn paper_accounts_start_with_d() {
+        assert!(is_paper_account("DU1234567"));
+        assert!(is_paper_account("DF100"));
+        assert!(!is_paper_account("U1234567"));
+        assert!(!is_paper_account(""));
+    }
+}

@@ -1,0 +1,702 @@
+//! The simulated broker: orders, fills, positions and an account on the simulated market.
+//!
+//! Like a real broker, its book outlives the worker that placed an order. The book is a
+//! journal of what the broker was told (placements, with the broker's decision, and cancels),
+//! appended under a file lock by whichever worker (or `runner order`) talks to it; everything
+//! else is a pure function of that journal and the market's deterministic prices:
+//!
+//! - an order fills at the open of the next bar of [`fill_seconds`](SimBrokerOptions) after it
+//!   was placed (a buy limit when that open is at or below its price, a sell limit at or above),
+//!   with the configured slippage against it, capped at the limit; at most
+//!   `max_fill_per_bar` shares per bar, so a large order fills in parts;
+//! - a cancel stops fills at bars after its time; a day order expires at the end of its UTC
+//!   day;
+//! - a buy whose value (at its limit, or the price when placed) exceeds the cash not already
+//!   committed to working buys is rejected (the simulated account's buying power).
+//!
+//! So any worker, first or replacement, computes the same fills with the same execution ids
+//! (`<broker id>.<n>`), and an order found in the journal by its reference is never placed
+//! twice. A line cut short by a writer killed mid-write is not an order; it is cut off before
+//! the next append.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+
+use bridge::protocol::{
+    AccountSummary, ErrorKind, Fill, OrderReport, OrderRequest, OrderStatus, OrderType, Position,
+    RemoteError, Side, TimeInForce,
+};
+use parking_lot::Mutex;
+
+use super::PricePath;
+use crate::backend::error;
+use crate::options::SimBrokerOptions;
+
+/// The simulated account's currency.
+pub const CURRENCY: &str = "USD";
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    /// The broker took an order at `time` (Unix seconds of the market clock) as `id`,
+    /// rejecting it with a reason or not.
+    Place {
+        time: i64,
+        id: i64,
+        request: OrderRequest,
+        rejected: Option<String>,
+    },
+    /// The order with this reference was cancelled at `time`.
+    Cancel { time: i64, order_ref: String },
+}
+
+impl Entry {
+    fn to_line(&self) -> String {
+        match self {
+            Entry::Place {
+                time,
+                id,
+                request: r,
+                rejected,
+            } => {
+                let (kind, limit) = match r.order_type {
+                    OrderType::Market => ("M", "-".to_string()),
+                    OrderType::Limit { price } => ("L", price.to_string()),
+                };
+                let side = match r.side {
+                    Side::Buy => "B",
+                    Side::Sell => "S",
+                };
+                let tif = match r.tif {
+                    TimeInForce::Day => "D",
+                    TimeInForce::Gtc => "G",
+                };
+                let reason = rejected
+                    .as_deref()
+                    .map(|s| s.replace(['\t', '\n', '\r'], " "))
+                    .unwrap_or_default();
+                format!(
+                    "P\t{time}\t{id}\t{}\t{}\t{side}\t{}\t{kind}\t{limit}\t{tif}\t{}\t{reason}\n",
+                    r.order_ref,
+                    r.symbol,
+                    r.quantity,
+                    if rejected.is_some() { "R" } else { "A" },
+                )
+            }
+            Entry::Cancel { time, order_ref } => format!("C\t{time}\t{order_ref}\n"),
+        }
+    }
+
+    fn parse(line: &str) -> Option<Entry> {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["P", time, id, order_ref, symbol, side, qty, kind, limit, tif, decision, reason] => {
+                let order_type = match *kind {
+                    "M" => OrderType::Market,
+                    "L" => OrderType::Limit {
+                        price: limit.parse().ok()?,
+                    },
+                    _ => return None,
+                };
+                let request = OrderRequest {
+                    order_ref: order_ref.to_string(),
+                    symbol: symbol.to_string(),
+                    side: match *side {
+                        "B" => Side::Buy,
+                        "S" => Side::Sell,
+                        _ => return None,
+                    },
+                    quantity: qty.parse().ok()?,
+                    order_type,
+                    tif: match *tif {
+                        "D" => TimeInForce::Day,
+                        "G" => TimeInForce::Gtc,
+                        _ => return None,
+                    },
+                };
+                if request.problem().is_some() {
+                    return None;
+                }
+                let rejected = match *decision {
+                    "A" => None,
+                    "R" => Some(reason.to_string()),
+                    _ => return None,
+                };
+                Some(Entry::Place {
+                    time: time.parse().ok()?,
+                    id: id.parse().ok()?,
+                    request,
+                    rejected,
+                })
+            }
+            ["C", time, order_ref] => Some(Entry::Cancel {
+                time: time.parse().ok()?,
+                order_ref: order_ref.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One order in the book, with what has been worked out of it so far.
+#[derive(Debug, Clone)]
+struct Order {
+    id: i64,
+    request: OrderRequest,
+    rejected: Option<String>,
+    cancelled_at: Option<i64>,
+    /// A day order's end: no fill at or after it.
+    expires: Option<i64>,
+    /// Start of the next bar not yet looked at.
+    next_bar: i64,
+    fills: Vec<Fill>,
+    /// The status and number of fills last told by [`SimBroker::poll`].
+    told: Option<(OrderStatus, usize)>,
+}
+
+impl Order {
+    fn filled(&self) -> f64 {
+        self.fills.iter().map(|f| f.quantity).sum()
+    }
+
+    fn remaining(&self) -> f64 {
+        (self.request.quantity - self.filled()).max(0.0)
+    }
+
+    /// The status at market time `now` (fills up to `now` already worked out).
+    fn status(&self, now: i64) -> (OrderStatus, Option<String>) {
+        if let Some(why) = &self.rejected {
+            return (OrderStatus::Rejected, Some(why.clone()));
+        }
+        if self.remaining() <= 0.0 {
+            return (OrderStatus::Filled, None);
+        }
+        if self.cancelled_at.is_some_and(|c| c <= now) {
+            return (OrderStatus::Cancelled, Some("cancelled".into()));
+        }
+        if self.expires.is_some_and(|e| e <= now) {
+            return (
+                OrderStatus::Cancelled,
+                Some("day order expired at the end of the day".into()),
+            );
+        }
+        if self.fills.is_empty() {
+            (OrderStatus::Working, None)
+        } else {
+            (OrderStatus::PartiallyFilled, None)
+        }
+    }
+
+    fn report(&self, now: i64) -> OrderReport {
+        let (status, reason) = self.status(now);
+        let filled = self.filled();
+        let avg_price = (filled > 0.0)
+            .then(|| self.fills.iter().map(|f| f.quantity * f.price).sum::<f64>() / filled);
+        OrderReport {
+            request: self.request.clone(),
+            broker_id: self.id,
+            status,
+            filled,
+            avg_price,
+            reason,
+        }
+    }
+}
+
+/// What changed while the book was brought up to date: to be sent as events.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// New executions, oldest first.
+    pub fills: Vec<Fill>,
+    /// Orders whose status or fills changed.
+    pub orders: Vec<OrderReport>,
+    /// Positions of the symbols that traded.
+    pub positions: Vec<Position>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.fills.is_empty() && self.orders.is_empty()
+    }
+}
+
+/// The book: every order of the journal, in the order the broker took them.
+#[derive(Debug, Default)]
+struct Book {
+    orders: Vec<Order>,
+    by_ref: HashMap<String, usize>,
+    /// Bytes of the journal read (complete lines only).
+    read_to: u64,
+    /// Orders taken by this worker (for the injected crash).
+    taken_here: u64,
+}
+
+/// The simulated broker. Calls may come from many threads.
+pub struct SimBroker {
+    opts: SimBrokerOptions,
+    seed: u64,
+    account: String,
+    book: Mutex<Book>,
+}
+
+impl std::fmt::Debug for SimBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimBroker")
+            .field("orders_file", &self.opts.orders_file)
+            .finish()
+    }
+}
+
+/// An open journal, locked for as long as it lives.
+struct Locked {
+    file: File,
+}
+
+impl SimBroker {
+    /// A broker over the journal of `opts` (or memory), for the market of `seed`.
+    pub fn new(opts: SimBrokerOptions, seed: u64, account: &str) -> Self {
+        SimBroker {
+            opts,
+            seed,
+            account: account.to_string(),
+            book: Mutex::new(Book::default()),
+        }
+    }
+
+    fn path(&self) -> Option<PathBuf> {
+        self.opts.orders_file.as_ref().map(PathBuf::from)
+    }
+
+    fn journal_error(&self, what: &str, e: impl std::fmt::Display) -> RemoteError {
+        error(
+            ErrorKind::Internal,
+            format!(
+                "simulated broker's orders file {}: {what}: {e}",
+                self.opts.orders_file.as_deref().unwrap_or("-")
+            ),
+        )
+    }
+
+    /// Opens and locks the journal (exclusively to write, shared to read), and reads what
+    /// other writers appended into `book`.
+    fn open(&self, book: &mut Book, exclusive: bool) -> Result<Option<Locked>, RemoteError> {
+        let Some(path) = self.path() else {
+            return Ok(None);
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| self.journal_error("cannot open", e))?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(|e| self.journal_error("cannot lock", e))?;
+        let mut locked = Locked { file };
+        self.read_new(book, &mut locked)?;
+        Ok(Some(locked))
+    }
+
+    /// Applies the complete lines appended since `book.read_to`.
+    fn read_new(&self, book: &mut Book, j: &mut Locked) -> Result<(), RemoteError> {
+        let mut text = Vec::new();
+        j.file
+            .seek(SeekFrom::Start(book.read_to))
+            .and_then(|_| j.file.read_to_end(&mut text))
+            .map_err(|e| self.journal_error("cannot read", e))?;
+        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut at = 0;
+        for line in text[..complete].split(|&b| b == b'\n') {
+            if at >= complete {
+                break;
+            }
+            let start = book.read_to + at as u64;
+            at += line.len() + 1;
+            let entry = std::str::from_utf8(line).ok().and_then(Entry::parse);
+            match entry {
+                Some(e) => self.apply(book, e),
+                None => {
+                    return Err(self.journal_error(
+                        "malformed line",
+                        format!("at byte {start}: {:?}", String::from_utf8_lossy(line)),
+                    ))
+                }
+            }
+        }
+        book.read_to += complete as u64;
+        Ok(())
+    }
+
+    /// Appends `entry` (cutting off a line left half-written by a killed writer first) and
+    /// applies it.
+    fn append(
+        &self,
+        book: &mut Book,
+        j: Option<&mut Locked>,
+        entry: Entry,
+    ) -> Result<(), RemoteError> {
+        if let Some(j) = j {
+            let len = j
+                .file
+                .metadata()
+                .map_err(|e| self.journal_error("cannot read", e))?
+                .len();
+            if len > book.read_to {
+                tracing::warn!(
+                    bytes = len - book.read_to,
+                    "simulated broker: cutting off a line left half-written"
+                );
+                j.file
+                    .set_len(book.read_to)
+                    .map_err(|e| self.journal_error("cannot truncate", e))?;
+            }
+            let line = entry.to_line();
+            j.file
+                .write_all(line.as_bytes())
+                .and_then(|_| j.file.sync_data())
+                .map_err(|e| self.journal_error("cannot write", e))?;
+            book.read_to += line.len() as u64;
+        }
+        self.apply(book, entry);
+        Ok(())
+    }
+
+    fn apply(&self, book: &mut Book, entry: Entry) {
+        match entry {
+            Entry::Place {
+                time,
+                id,
+                request,
+                rejected,
+            } => {
+                let size = self.fill_seconds();
+                let expires = (request.tif == TimeInForce::Day)
+                    .then(|| (time.div_euclid(86_400) + 1) * 86_400);
+                book.by_ref
+                    .insert(request.order_ref.clone(), book.orders.len());
+                book.orders.push(Order {
+                    id,
+                    request,
+                    rejected,
+                    cancelled_at: None,
+                    expires,
+                    next_bar: (time.div_euclid(size) + 1) * size,
+                    fills: Vec::new(),
+                    told: None,
+                });
+            }
+            Entry::Cancel { time, order_ref } => {
+                if let Some(&i) = book.by_ref.get(&order_ref) {
+                    let o = &mut book.orders[i];
+                    o.cancelled_at = Some(o.cancelled_at.map_or(time, |c| c.min(time)));
+                }
+            }
+        }
+    }
+
+    fn fill_seconds(&self) -> i64 {
+        i64::from(self.opts.fill_seconds.max(1))
+    }
+
+    /// Works out every fill due at bars up to market time `now`.
+    fn advance(&self, book: &mut Book, now: i64) {
+        let size = self.fill_seconds();
+        let slip = self.opts.slippage_bps / 10_000.0;
+        for o in &mut book.orders {
+            if o.rejected.is_some() {
+                continue;
+            }
+            let path = PricePath::new(self.seed, &o.request.symbol);
+            while o.next_bar <= now
+                && o.remaining() > 0.0
+                && o.cancelled_at.is_none_or(|c| o.next_bar <= c)
+                && o.expires.is_none_or(|e| o.next_bar < e)
+            {
+                let bar = o.next_bar;
+                o.next_bar += size;
+                let open = path.price(bar);
+                let slipped = open * (1.0 + o.request.side.sign() * slip);
+                let price = match o.request.order_type {
+                    OrderType::Market => slipped,
+                    OrderType::Limit { price: limit } => match o.request.side {
+                        Side::Buy if open <= limit => slipped.min(limit),
+                        Side::Sell if open >= limit => slipped.max(limit),
+                        _ => continue,
+                    },
+                };
+                let quantity = o.remaining().min(self.opts.max_fill_per_bar.max(1.0));
+                o.fills.push(Fill {
+                    order_ref: o.request.order_ref.clone(),
+                    exec_id: format!("{:08}.{}", o.id, o.fills.len() + 1),
+                    symbol: o.request.symbol.clone(),
+                    side: o.request.side,
+                    quantity,
+                    price,
+                    commission: Some(
+                        (quantity * self.opts.commission_per_share).max(self.opts.min_commission),
+                    ),
+                    time: bar,
+                });
+            }
+        }
+    }
+
+    /// What changed since the last call (at market time `now`), marked as told.
+    fn collect(&self, book: &mut Book, now: i64) -> Changes {
+        let mut changes = Changes::default();
+        let mut traded = Vec::new();
+        for o in &mut book.orders {
+            let told_fills = o.told.map_or(0, |(_, n)| n);
+            if o.fills.len() > told_fills {
+                changes.fills.extend(o.fills[told_fills..].iter().cloned());
+                traded.push(o.request.symbol.clone());
+            }
+            let state = (o.status(now).0, o.fills.len());
+            if o.told != Some(state) {
+                o.told = Some(state);
+                changes.orders.push(o.report(now));
+            }
+        }
+        changes
+            .fills
+            .sort_by(|a, b| (a.time, &a.exec_id).cmp(&(b.time, &b.exec_id)));
+        traded.sort();
+        traded.dedup();
+        let positions = positions(book);
+        changes.positions = traded
+            .iter()
+            .map(|s| self.position(s, positions.get(s).copied().unwrap_or_default()))
+            .collect();
+        changes
+    }
+
+    fn position(&self, symbol: &str, (quantity, avg_cost): (f64, f64)) -> Position {
+        Position {
+            account: self.account.clone(),
+            symbol: symbol.to_string(),
+            quantity,
+            avg_cost,
+        }
+    }
+
+    /// Opens the journal (if any), reads it, brings the book to `now` and runs `f`.
+    fn with_book<T>(
+        &self,
+        now: i64,
+        exclusive: bool,
+        f: impl FnOnce(&Self, &mut Book, Option<&mut Locked>) -> Result<T, RemoteError>,
+    ) -> Result<T, RemoteError> {
+        let mut book = self.book.lock();
+        let mut journal = self.open(&mut book, exclusive)?;
+        self.advance(&mut book, now);
+        f(self, &mut book, journal.as_mut())
+    }
+
+    /// Brings the book up to market time `now`: what changed since the last poll (whichever
+    /// call worked it out), to be told as events. The first poll of a new broker object tells
+    /// everything in the journal, which is how a replacement worker catches the runner up.
+    pub fn poll(&self, now: i64) -> Result<Changes, RemoteError> {
+        self.with_book(now, false, |b, book, _| Ok(b.collect(book, now)))
+    }
+
+    /// Takes `request` at market time `now`, unless an order with its reference is already
+    /// in the book: then that order is answered and nothing is placed. Returns the report,
+    /// whether this call placed it, and how many orders this broker object has taken.
+    pub fn place(
+        &self,
+        request: &OrderRequest,
+        now: i64,
+    ) -> Result<(OrderReport, bool, u64), RemoteError> {
+        self.with_book(now, true, |b, book, j| {
+            if let Some(&i) = book.by_ref.get(&request.order_ref) {
+                return Ok((book.orders[i].report(now), false, book.taken_here));
+            }
+            let rejected = b.buying_power_problem(book, request, now);
+            let id = book.orders.iter().map(|o| o.id).max().unwrap_or(0) + 1;
+            b.append(
+                book,
+                j,
+                Entry::Place {
+                    time: now,
+                    id,
+                    request: request.clone(),
+                    rejected,
+                },
+            )?;
+            book.taken_here += 1;
+            let report = book.orders[book.orders.len() - 1].report(now);
+            Ok((report, true, book.taken_here))
+        })
+    }
+
+    /// Cancels the order with this reference at market time `now` (an order already final
+    /// stays as it is). Returns its report.
+    pub fn cancel(&self, order_ref: &str, now: i64) -> Result<OrderReport, RemoteError> {
+        self.with_book(now, true, |b, book, j| {
+            let Some(&i) = book.by_ref.get(order_ref) else {
+                return Err(error(
+                    ErrorKind::UnknownOrder,
+                    format!("no order with reference {order_ref:?}"),
+                ));
+            };
+            if !book.orders[i].status(now).0.is_final() {
+                b.append(
+                    book,
+                    j,
+                    Entry::Cancel {
+                        time: now,
+                        order_ref: order_ref.to_string(),
+                    },
+                )?;
+            }
+            Ok(book.orders[i].report(now))
+        })
+    }
+
+    /// Cancels every working order at market time `now`; returns how many.
+    pub fn cancel_all(&self, now: i64) -> Result<u32, RemoteError> {
+        self.with_book(now, true, |b, book, mut j| {
+            let working: Vec<String> = book
+                .orders
+                .iter()
+                .filter(|o| !o.status(now).0.is_final())
+                .map(|o| o.request.order_ref.clone())
+                .collect();
+            for order_ref in &working {
+                b.append(
+                    book,
+                    j.as_deref_mut(),
+                    Entry::Cancel {
+                        time: now,
+                        order_ref: order_ref.clone(),
+                    },
+                )?;
+            }
+            Ok(working.len() as u32)
+        })
+    }
+
+    /// Every order in the book, at market time `now`.
+    pub fn orders(&self, now: i64) -> Result<Vec<OrderReport>, RemoteError> {
+        self.with_book(now, false, |_, book, _| {
+            Ok(book.orders.iter().map(|o| o.report(now)).collect())
+        })
+    }
+
+    /// Every execution up to market time `now`, oldest first.
+    pub fn executions(&self, now: i64) -> Result<Vec<Fill>, RemoteError> {
+        self.with_book(now, false, |_, book, _| {
+            let mut fills: Vec<Fill> = book
+                .orders
+                .iter()
+                .flat_map(|o| o.fills.iter().cloned())
+                .collect();
+            fills.sort_by(|a, b| (a.time, &a.exec_id).cmp(&(b.time, &b.exec_id)));
+            Ok(fills)
+        })
+    }
+
+    /// The positions at market time `now` (symbols traded back to flat are left out).
+    pub fn positions(&self, now: i64) -> Result<Vec<Position>, RemoteError> {
+        self.with_book(now, false, |b, book, _| {
+            Ok(positions(book)
+                .into_iter()
+                .filter(|(_, (q, _))| *q != 0.0)
+                .map(|(s, p)| b.position(&s, p))
+                .collect())
+        })
+    }
+
+    /// The account at market time `now`, positions valued at that moment's prices.
+    pub fn account(&self, now: i64) -> Result<AccountSummary, RemoteError> {
+        self.with_book(now, false, |b, book, _| {
+            let cash = b.cash(book);
+            let value: f64 = positions(book)
+                .iter()
+                .map(|(s, (q, _))| q * PricePath::new(b.seed, s).price(now))
+                .sum();
+            Ok(AccountSummary {
+                account: b.account.clone(),
+                net_liquidation: cash + value,
+                cash,
+                buying_power: (cash - b.committed(book, now)).max(0.0),
+                currency: CURRENCY.to_string(),
+            })
+        })
+    }
+
+    fn cash(&self, book: &Book) -> f64 {
+        let flows: f64 = book
+            .orders
+            .iter()
+            .flat_map(|o| &o.fills)
+            .map(|f| -f.side.sign() * f.quantity * f.price - f.commission.unwrap_or(0.0))
+            .sum();
+        self.opts.cash + flows
+    }
+
+    /// Cash promised to working buys: their remaining shares at their limit, or at the price
+    /// at `now` for market orders.
+    fn committed(&self, book: &Book, now: i64) -> f64 {
+        book.orders
+            .iter()
+            .filter(|o| o.request.side == Side::Buy && !o.status(now).0.is_final())
+            .map(|o| o.remaining() * self.reference_price(&o.request, now))
+            .sum()
+    }
+
+    fn reference_price(&self, r: &OrderRequest, now: i64) -> f64 {
+        match r.order_type {
+            OrderType::Limit { price } => price,
+            OrderType::Market => PricePath::new(self.seed, &r.symbol).price(now),
+        }
+    }
+
+    /// Why a buy exceeds the account's buying power, if it does.
+    fn buying_power_problem(&self, book: &Book, r: &OrderRequest, now: i64) -> Option<String> {
+        if r.side != Side::Buy {
+            return None;
+        }
+        let value = r.quantity * self.reference_price(r, now);
+        let available = self.cash(book) - self.committed(book, now);
+        (value > available).then(|| {
+            format!(
+                "insufficient buying power: the order is worth {value:.2} {CURRENCY}, \
+                 {:.2} available",
+                available.max(0.0)
+            )
+        })
+    }
+}
+
+/// Net shares and average cost per symbol, from every fill in time order.
+fn positions(book: &Book) -> BTreeMap<String, (f64, f64)> {
+    let mut fills: Vec<&Fill> = book.orders.iter().flat_map(|o| &o.fills).collect();
+    fills.sort_by(|a, b| (a.time, &a.exec_id).cmp(&(b.time, &b.exec_id)));
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for f in fills {
+        let (q, avg) = out.entry(f.symbol.clone()).or_default();
+        let delta = f.side.sign() * f.quantity;
+        let next = *q + delta;
+        if *q == 0.0 || (*q > 0.0) == (delta > 0.0) {
+            // Opening or adding: the average moves.
+            *avg = (*avg * q.abs() + f.price * f.quantity) / next.abs();
+        } else if next == 0.0 {
+            *avg = 0.0;
+        } else if (next > 0.0) != (*q > 0.0) {
+            // Through zero: what is left was opened at this fill's price.
+            *avg = f.price;
+        }
+        *q = next;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

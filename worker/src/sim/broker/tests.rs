@@ -1,0 +1,384 @@
+use super::*;
+
+const SEED: u64 = 42;
+/// A market time 2 s after a 5-second bar began (1_700_000_000 is a multiple of 5).
+const T0: i64 = 1_700_000_002;
+/// The start of the next bar after `T0`: where `T0`'s orders fill.
+const NEXT: i64 = 1_700_000_005;
+
+fn opts(file: Option<&std::path::Path>) -> SimBrokerOptions {
+    SimBrokerOptions {
+        orders_file: file.map(|p| p.display().to_string()),
+        ..SimBrokerOptions::default()
+    }
+}
+
+fn broker(file: Option<&std::path::Path>) -> SimBroker {
+    SimBroker::new(opts(file), SEED, "DU0000001")
+}
+
+fn order(order_ref: &str, side: Side, quantity: f64, order_type: OrderType) -> OrderRequest {
+    OrderRequest {
+        order_ref: order_ref.into(),
+        symbol: "SPY".into(),
+        side,
+        quantity,
+        order_type,
+        tif: TimeInForce::Gtc,
+    }
+}
+
+fn price(t: i64) -> f64 {
+    PricePath::new(SEED, "SPY").price(t)
+}
+
+/// A journal file of its own, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "ibbridge-broker-test-{}-{name}-{}",
+            std::process::id(),
+            crate::random::mix(crate::unix_time::now().as_nanos() as u64)
+        ));
+        let _ = std::fs::remove_file(&p);
+        TempFile(p)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_market_order_fills_at_the_next_bars_open_with_slippage_and_commission() {
+    let b = broker(None);
+    let (report, placed, taken) = b
+        .place(&order("m1", Side::Buy, 10.0, OrderType::Market), T0)
+        .unwrap();
+    assert!(placed);
+    assert_eq!(taken, 1);
+    assert_eq!(report.status, OrderStatus::Working);
+    assert_eq!(report.broker_id, 1);
+    assert_eq!(report.filled, 0.0);
+    // Nothing before the next bar begins.
+    assert!(b.poll(NEXT - 1).unwrap().fills.is_empty());
+    let changes = b.poll(NEXT).unwrap();
+    assert_eq!(changes.fills.len(), 1);
+    let fill = &changes.fills[0];
+    let expected = price(NEXT) * (1.0 + 1.0 / 10_000.0);
+    assert_eq!(fill.price, expected);
+    assert_eq!(fill.quantity, 10.0);
+    assert_eq!(fill.exec_id, "00000001.1");
+    assert_eq!(fill.time, NEXT);
+    assert_eq!(fill.commission, Some(1.0), "the minimum commission");
+    assert_eq!(changes.orders.len(), 1);
+    assert_eq!(changes.orders[0].status, OrderStatus::Filled);
+    assert_eq!(changes.orders[0].avg_price, Some(expected));
+    assert_eq!(changes.positions.len(), 1);
+    assert_eq!(changes.positions[0].quantity, 10.0);
+    assert_eq!(changes.positions[0].avg_cost, expected);
+    // Told once.
+    assert!(b.poll(NEXT + 60).unwrap().is_empty());
+    let account = b.account(NEXT).unwrap();
+    assert_eq!(account.cash, 1_000_000.0 - 10.0 * expected - 1.0);
+    assert_eq!(account.net_liquidation, account.cash + 10.0 * price(NEXT));
+}
+
+#[test]
+fn a_limit_order_waits_for_a_bar_that_opens_at_its_price() {
+    let b = broker(None);
+    // A buy limit 2 % under the market: fills at the first bar that opens at or below it.
+    let limit = price(T0) * 0.98;
+    b.place(
+        &order("l1", Side::Buy, 5.0, OrderType::Limit { price: limit }),
+        T0,
+    )
+    .unwrap();
+    let first = (0..200_000)
+        .map(|k| NEXT + 5 * k)
+        .find(|&t| price(t) <= limit)
+        .expect("the market dips 2 % within a year of bars");
+    let before = b.poll(first - 5).unwrap();
+    assert!(before.fills.is_empty());
+    assert_eq!(b.orders(first - 5).unwrap()[0].status, OrderStatus::Working);
+    let at = b.poll(first).unwrap();
+    assert_eq!(at.fills.len(), 1);
+    assert_eq!(at.fills[0].time, first);
+    assert!(at.fills[0].price <= limit);
+}
+
+#[test]
+fn a_large_order_fills_in_parts_over_several_bars() {
+    let b = broker(None);
+    b.place(&order("big", Side::Sell, 2_500.0, OrderType::Market), T0)
+        .unwrap();
+    let first = b.poll(NEXT).unwrap();
+    assert_eq!(first.fills.len(), 1);
+    assert_eq!(first.fills[0].quantity, 1_000.0);
+    assert_eq!(first.orders[0].status, OrderStatus::PartiallyFilled);
+    assert_eq!(first.orders[0].filled, 1_000.0);
+    let rest = b.poll(NEXT + 10).unwrap();
+    let sizes: Vec<f64> = rest.fills.iter().map(|f| f.quantity).collect();
+    assert_eq!(sizes, vec![1_000.0, 500.0]);
+    let ids: Vec<&str> = rest.fills.iter().map(|f| f.exec_id.as_str()).collect();
+    assert_eq!(ids, vec!["00000001.2", "00000001.3"]);
+    assert_eq!(rest.orders[0].status, OrderStatus::Filled);
+    assert_eq!(b.positions(NEXT + 10).unwrap()[0].quantity, -2_500.0);
+}
+
+#[test]
+fn a_cancel_stops_fills_and_leaves_a_final_order_alone() {
+    let b = broker(None);
+    b.place(&order("c1", Side::Buy, 2_500.0, OrderType::Market), T0)
+        .unwrap();
+    // One part filled at NEXT, then cancelled before the second.
+    let report = b.cancel("c1", NEXT + 1).unwrap();
+    assert_eq!(report.status, OrderStatus::Cancelled);
+    assert_eq!(report.filled, 1_000.0);
+    // The first poll tells the part filled before the cancel, and the cancel; no more.
+    let told = b.poll(NEXT + 100).unwrap();
+    assert_eq!(told.fills.len(), 1);
+    assert_eq!(told.fills[0].time, NEXT);
+    assert_eq!(told.orders.len(), 1);
+    assert_eq!(told.orders[0].status, OrderStatus::Cancelled);
+    assert!(b.poll(NEXT + 200).unwrap().is_empty());
+    assert_eq!(b.executions(NEXT + 100).unwrap().len(), 1);
+    // Cancelling again, or a filled order, changes nothing.
+    assert_eq!(b.cancel("c1", NEXT + 200).unwrap(), report);
+    b.place(&order("f1", Side::Buy, 1.0, OrderType::Market), NEXT + 300)
+        .unwrap();
+    let filled = b.cancel("f1", NEXT + 400).unwrap();
+    assert_eq!(filled.status, OrderStatus::Filled);
+    let e = b.cancel("nope", NEXT).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::UnknownOrder);
+}
+
+#[test]
+fn cancel_all_cancels_only_working_orders() {
+    let b = broker(None);
+    let far = price(T0) * 0.5;
+    for r in ["w1", "w2"] {
+        b.place(
+            &order(r, Side::Buy, 1.0, OrderType::Limit { price: far }),
+            T0,
+        )
+        .unwrap();
+    }
+    b.place(&order("done", Side::Buy, 1.0, OrderType::Market), T0)
+        .unwrap();
+    let count = b.cancel_all(NEXT + 5).unwrap();
+    assert_eq!(count, 2);
+    let statuses: Vec<OrderStatus> = b
+        .orders(NEXT + 5)
+        .unwrap()
+        .iter()
+        .map(|o| o.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            OrderStatus::Cancelled,
+            OrderStatus::Cancelled,
+            OrderStatus::Filled
+        ]
+    );
+    assert_eq!(b.cancel_all(NEXT + 10).unwrap(), 0);
+}
+
+#[test]
+fn a_day_order_expires_at_the_end_of_its_day() {
+    let b = broker(None);
+    let far = price(T0) * 0.5;
+    let mut day = order("d1", Side::Buy, 1.0, OrderType::Limit { price: far });
+    day.tif = TimeInForce::Day;
+    b.place(&day, T0).unwrap();
+    let midnight = (T0.div_euclid(86_400) + 1) * 86_400;
+    assert_eq!(
+        b.orders(midnight - 1).unwrap()[0].status,
+        OrderStatus::Working
+    );
+    let changes = b.poll(midnight).unwrap();
+    assert_eq!(changes.orders[0].status, OrderStatus::Cancelled);
+    assert_eq!(
+        changes.orders[0].reason.as_deref(),
+        Some("day order expired at the end of the day")
+    );
+}
+
+#[test]
+fn a_buy_beyond_the_buying_power_is_rejected_with_the_figures() {
+    let b = broker(None);
+    let p = price(T0);
+    let too_many = (1_000_000.0 / p).ceil() + 1.0;
+    let (report, placed, _) = b
+        .place(&order("r1", Side::Buy, too_many, OrderType::Market), T0)
+        .unwrap();
+    assert!(placed, "a rejected order is in the book too");
+    assert_eq!(report.status, OrderStatus::Rejected);
+    let reason = report.reason.unwrap();
+    assert!(reason.starts_with("insufficient buying power"), "{reason}");
+    assert!(reason.contains("1000000.00 available"), "{reason}");
+    // Working buys commit cash: two halves of the account, the second refused.
+    let half = (500_000.0 / p).floor();
+    let limit = OrderType::Limit { price: p };
+    assert_eq!(
+        b.place(&order("h1", Side::Buy, half, limit), T0)
+            .unwrap()
+            .0
+            .status,
+        OrderStatus::Working
+    );
+    assert_eq!(
+        b.place(&order("h2", Side::Buy, half + 10.0, limit), T0)
+            .unwrap()
+            .0
+            .status,
+        OrderStatus::Rejected
+    );
+    // Sells never need cash.
+    assert_eq!(
+        b.place(&order("s1", Side::Sell, too_many, OrderType::Market), T0)
+            .unwrap()
+            .0
+            .status,
+        OrderStatus::Working
+    );
+    assert!(b
+        .poll(NEXT)
+        .unwrap()
+        .fills
+        .iter()
+        .all(|f| f.order_ref != "r1"));
+}
+
+#[test]
+fn an_order_in_the_journal_is_found_by_a_new_broker_and_never_placed_again() {
+    let file = TempFile::new("replay");
+    let first = broker(Some(&file.0));
+    let m = order("x-1", Side::Buy, 2_500.0, OrderType::Market);
+    let (placed_report, placed, _) = first.place(&m, T0).unwrap();
+    assert!(placed);
+    let fills_first = first.executions(NEXT + 5).unwrap();
+    drop(first);
+
+    // A replacement worker: same journal, nothing in memory.
+    let second = broker(Some(&file.0));
+    let (found, placed, taken) = second.place(&m, NEXT + 5).unwrap();
+    assert!(!placed, "the reference is already at the broker");
+    assert_eq!(taken, 0);
+    assert_eq!(found.broker_id, placed_report.broker_id);
+    assert_eq!(found.filled, 2_000.0);
+    assert_eq!(second.executions(NEXT + 5).unwrap(), fills_first);
+    assert_eq!(second.orders(NEXT + 5).unwrap().len(), 1);
+    // Its first poll tells what happened while no worker watched.
+    let caught_up = second.poll(NEXT + 10).unwrap();
+    assert_eq!(caught_up.fills.len(), 3);
+    assert_eq!(caught_up.orders[0].status, OrderStatus::Filled);
+    // A new order gets the next broker id, never a used one.
+    let (next, _, _) = second
+        .place(&order("x-2", Side::Sell, 1.0, OrderType::Market), NEXT + 10)
+        .unwrap();
+    assert_eq!(next.broker_id, placed_report.broker_id + 1);
+    let text = std::fs::read_to_string(&file.0).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+}
+
+#[test]
+fn a_half_written_line_is_no_order_and_is_cut_off_before_the_next() {
+    let file = TempFile::new("torn");
+    let b = broker(Some(&file.0));
+    b.place(&order("a", Side::Buy, 1.0, OrderType::Market), T0)
+        .unwrap();
+    drop(b);
+    // A writer killed in the middle of its line.
+    let mut f = OpenOptions::new().append(true).open(&file.0).unwrap();
+    f.write_all(b"P\t1700000003\t2\tb\tSPY\tB").unwrap();
+    drop(f);
+    let b = broker(Some(&file.0));
+    assert_eq!(b.orders(T0).unwrap().len(), 1);
+    b.place(&order("c", Side::Buy, 1.0, OrderType::Market), T0)
+        .unwrap();
+    let text = std::fs::read_to_string(&file.0).unwrap();
+    let refs: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('\t').nth(3).unwrap())
+        .collect();
+    assert_eq!(refs, vec!["a", "c"]);
+    assert!(text.ends_with('\n'));
+}
+
+#[test]
+fn a_malformed_journal_is_a_clear_error() {
+    let file = TempFile::new("bad");
+    std::fs::write(&file.0, "P\t1\t1\tref\tSPY\tX\t1\tM\t-\tG\tA\t\n").unwrap();
+    let e = broker(Some(&file.0)).orders(T0).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Internal);
+    assert!(e.message.contains("malformed line"), "{}", e.message);
+    assert!(e.message.contains("at byte 0"), "{}", e.message);
+}
+
+#[test]
+fn journal_lines_round_trip() {
+    for entry in [
+        Entry::Place {
+            time: T0,
+            id: 12,
+            request: order("r.1_x-2", Side::Sell, 1.5, OrderType::Limit { price: 0.1 }),
+            rejected: Some("no\tcash".into()),
+        },
+        Entry::Place {
+            time: -5,
+            id: 1,
+            request: OrderRequest {
+                tif: TimeInForce::Day,
+                ..order("m", Side::Buy, 3.0, OrderType::Market)
+            },
+            rejected: None,
+        },
+        Entry::Cancel {
+            time: T0,
+            order_ref: "m".into(),
+        },
+    ] {
+        let line = entry.to_line();
+        assert!(line.ends_with('\n'));
+        let back = Entry::parse(line.trim_end_matches('\n')).unwrap();
+        let expected = match entry {
+            Entry::Place {
+                time,
+                id,
+                request,
+                rejected,
+            } => Entry::Place {
+                time,
+                id,
+                request,
+                rejected: rejected.map(|r| r.replace('\t', " ")),
+            },
+            other => other,
+        };
+        assert_eq!(back, expected);
+    }
+}
+
+#[test]
+fn positions_average_their_cost_and_go_through_zero() {
+    let b = broker(None);
+    b.place(&order("p1", Side::Buy, 10.0, OrderType::Market), T0)
+        .unwrap();
+    b.place(&order("p2", Side::Sell, 15.0, OrderType::Market), NEXT + 2)
+        .unwrap();
+    let fills = b.executions(NEXT + 5).unwrap();
+    assert_eq!(fills.len(), 2);
+    let positions = b.positions(NEXT + 5).unwrap();
+    assert_eq!(positions.len(), 1);
+    assert_eq!(positions[0].quantity, -5.0);
+    assert_eq!(positions[0].avg_cost, fills[1].price);
+    b.place(&order("p3", Side::Buy, 5.0, OrderType::Market), NEXT + 7)
+        .unwrap();
+    assert!(b.positions(NEXT + 10).unwrap().is_empty(), "flat");
+}
