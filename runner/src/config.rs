@@ -46,6 +46,7 @@ pub struct Config {
     pub ibkr: IbkrConfig,
     pub bridge: BridgeConfig,
     pub supervisor: SupervisorConfig,
+    pub trading: TradingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +95,51 @@ pub struct SimConfig {
     pub speed: f64,
     /// Market clock at start (Unix seconds); absent: the wall clock.
     pub start: Option<i64>,
+    /// The account the simulated broker manages (a paper account, `D…`, unless set).
+    pub account: String,
+    /// The simulated broker's book of orders, kept across runs (absent: one for each run,
+    /// removed at its end).
+    pub orders_file: Option<PathBuf>,
+    /// The simulated account's cash at the start.
+    pub cash: f64,
+    /// Slippage of each fill against the bar's open, basis points.
+    pub slippage_bps: f64,
+    /// Commission per share.
+    pub commission_per_share: f64,
+    /// Least commission per fill.
+    pub min_commission: f64,
+    /// Most shares filled per bar; a larger order fills in parts.
+    pub max_fill_per_bar: f64,
+    /// Orders fill at the open of the next bar of this many seconds.
+    pub fill_seconds: u32,
+}
+
+/// Trading: off unless asked for (`runner run --trade`), and checked against these limits in
+/// the runner before an order leaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TradingConfig {
+    /// The strategy's signals become orders (`--trade`).
+    pub enabled: bool,
+    /// Shares per order the strategy places.
+    pub quantity: f64,
+    /// Buy signals open or add to a long position, sell signals close it; never short.
+    pub long_only: bool,
+    /// Time in force of the strategy's orders: `day` or `gtc`.
+    pub tif: String,
+    /// Trade on an account that is not a paper account (IB: ids not starting with `D`).
+    pub allow_live: bool,
+    /// On Ctrl-C or at the end of a run, cancel the run's working orders before the worker
+    /// disconnects.
+    pub cancel_on_exit: bool,
+    /// Most shares in one order.
+    pub max_order_quantity: f64,
+    /// Most value of one order (shares × limit or last price).
+    pub max_order_value: f64,
+    /// Most shares held in one symbol, long or short, counting the order.
+    pub max_position: f64,
+    /// Most orders sent in any 60 seconds.
+    pub max_orders_per_minute: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -216,7 +262,41 @@ impl Default for Config {
             ibkr: IbkrConfig::default(),
             bridge: BridgeConfig::default(),
             supervisor: SupervisorConfig::default(),
+            trading: TradingConfig::default(),
         }
+    }
+}
+
+impl Default for TradingConfig {
+    fn default() -> Self {
+        TradingConfig {
+            enabled: false,
+            quantity: 10.0,
+            long_only: true,
+            tif: "day".into(),
+            allow_live: false,
+            cancel_on_exit: true,
+            max_order_quantity: 1_000.0,
+            max_order_value: 100_000.0,
+            max_position: 1_000.0,
+            max_orders_per_minute: 60,
+        }
+    }
+}
+
+impl TradingConfig {
+    /// The time in force, once validated.
+    pub fn time_in_force(&self) -> Result<bridge::protocol::TimeInForce, ConfigError> {
+        parse_tif(&self.tif).map_err(|e| err(format!("trading.tif: {e}")))
+    }
+}
+
+/// `day` or `gtc`.
+pub fn parse_tif(text: &str) -> Result<bridge::protocol::TimeInForce, String> {
+    match text {
+        "day" => Ok(bridge::protocol::TimeInForce::Day),
+        "gtc" => Ok(bridge::protocol::TimeInForce::Gtc),
+        other => Err(format!("time in force must be day or gtc, got {other:?}")),
     }
 }
 
@@ -253,10 +333,19 @@ impl Default for StrategyConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
+        let broker = worker::options::SimBrokerOptions::default();
         SimConfig {
             seed: 42,
             speed: 60.0,
             start: None,
+            account: broker.account,
+            orders_file: None,
+            cash: broker.cash,
+            slippage_bps: broker.slippage_bps,
+            commission_per_share: broker.commission_per_share,
+            min_commission: broker.min_commission,
+            max_fill_per_bar: broker.max_fill_per_bar,
+            fill_seconds: broker.fill_seconds,
         }
     }
 }
@@ -335,6 +424,7 @@ pub struct Overrides {
     pub client_id: Option<String>,
     pub history_only: bool,
     pub end: Option<String>,
+    pub trade: bool,
 }
 
 /// Environment variables read, with the setting each overrides.
@@ -404,6 +494,7 @@ impl Config {
             client_id: env("RUNNER_CLIENT_ID"),
             history_only: false,
             end: env("RUNNER_END"),
+            trade: false,
         };
         cfg.apply(&from_env, "environment")?;
         cfg.apply(flags, "command line")?;
@@ -448,6 +539,9 @@ impl Config {
         if let Some(e) = &o.end {
             self.history.end = Some(e.clone());
         }
+        if o.trade {
+            self.trading.enabled = true;
+        }
         Ok(())
     }
 
@@ -489,6 +583,38 @@ impl Config {
         }
         if !(self.sim.speed.is_finite() && self.sim.speed > 0.0) {
             return Err(err("sim.speed must be a positive number"));
+        }
+        let sim = &self.sim;
+        for (name, v) in [
+            ("cash", sim.cash),
+            ("slippage_bps", sim.slippage_bps),
+            ("commission_per_share", sim.commission_per_share),
+            ("min_commission", sim.min_commission),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(err(format!("sim.{name} must be a number of at least 0")));
+            }
+        }
+        if !(sim.max_fill_per_bar.is_finite() && sim.max_fill_per_bar >= 1.0) {
+            return Err(err("sim.max_fill_per_bar must be at least 1"));
+        }
+        if sim.fill_seconds == 0 {
+            return Err(err("sim.fill_seconds must be at least 1"));
+        }
+        let t = &self.trading;
+        t.time_in_force()?;
+        for (name, v) in [
+            ("quantity", t.quantity),
+            ("max_order_quantity", t.max_order_quantity),
+            ("max_order_value", t.max_order_value),
+            ("max_position", t.max_position),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(err(format!("trading.{name} must be a positive number")));
+            }
+        }
+        if t.max_orders_per_minute == 0 {
+            return Err(err("trading.max_orders_per_minute must be at least 1"));
         }
         if self.backend == BackendKind::Ibkr {
             let g = &self.ibkr.gateway;

@@ -2,6 +2,9 @@
 //! crossover over it (`signals_over_history`), live bars (`live_phase`), the bridge's
 //! round trip (`measure_round_trips`), and each symbol's last evaluation
 //! (`final_reports`). [`run`] starts the supervisor around them and shuts it down after.
+//! With trading on (`--trade`), a live bar's buy or sell signal becomes an order
+//! (`order_for_signal`), and at the end the run's working orders are cancelled (if so
+//! configured) and its book reconciled with the broker's before the summary.
 //!
 //! Invariants: every configured symbol gets a report, in configuration order, with its data
 //! or why it has none; a symbol whose history failed is not subscribed; a live bar that does
@@ -14,7 +17,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use bridge::protocol::{Bar, Event, HistoryRequest, SubscribeRequest};
+use bridge::protocol::{
+    Bar, Event, HistoryRequest, OrderRequest, OrderType, Side, SubscribeRequest,
+};
 use crossbeam_channel::RecvTimeoutError;
 use parking_lot::Mutex;
 
@@ -22,8 +27,9 @@ use crate::broker_connection::BrokerConnection;
 use crate::config::Config;
 use crate::progress::Progress;
 use crate::signals::Signals;
-use crate::strategy::{Crossover, Evaluation, NoSignal};
+use crate::strategy::{Crossover, Evaluation, NoSignal, Signal};
 use crate::supervisor::{Supervisor, SupervisorError, SupervisorStats};
+use crate::trader::{Trader, TradingSummary};
 use crate::worker_events::WorkerEvents;
 use crate::worker_setup::WorkerSetup;
 
@@ -61,6 +67,8 @@ pub struct Outcome {
     pub gave_up: Option<String>,
     /// What the run saw of the broker connection.
     pub broker: BrokerConnection,
+    /// What trading did (`--trade`).
+    pub trading: Option<TradingSummary>,
 }
 
 /// One symbol's bars so far (history, then live), or why it has none.
@@ -103,6 +111,16 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
         None => None,
     };
     let (sup, mut events) = Supervisor::start(setup)?;
+    let trader = match cfg.trading.enabled {
+        true => match Trader::new(&sup, cfg) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                sup.shutdown();
+                return Err(e.into());
+            }
+        },
+        false => None,
+    };
     let outcome = run_phases(Run {
         cfg,
         sup: &sup,
@@ -111,6 +129,7 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
         signals: &mut signals,
         stop,
         broker: BrokerConnection::default(),
+        trader,
     });
     sup.shutdown();
     let mut outcome = outcome?;
@@ -134,6 +153,8 @@ struct Run<'a> {
     signals: &'a mut Option<SignalFile>,
     stop: &'a AtomicBool,
     broker: BrokerConnection,
+    /// Places the strategy's orders (`--trade`).
+    trader: Option<Trader<'a>>,
 }
 
 fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
@@ -153,6 +174,21 @@ fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
     let live_started = Instant::now();
     let interrupted = live_phase(&mut run, &mut series)?;
     let live_elapsed = live_started.elapsed();
+    let trading = run.trader.as_mut().map(|t| {
+        if cfg.trading.cancel_on_exit {
+            t.cancel_working();
+        }
+        if let Err(e) = t.reconcile() {
+            tracing::warn!("orders not reconciled with the broker's: {e}");
+        }
+        t.summary(|symbol| {
+            series
+                .iter()
+                .find(|s| s.symbol == symbol)
+                .and_then(|s| s.bars.last())
+                .map(|b| b.close)
+        })
+    });
     let round_trips = measure_round_trips(sup);
     Ok(Outcome {
         symbols: final_reports(cfg, strategy, series, &run.broker),
@@ -164,6 +200,7 @@ fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
         interrupted,
         gave_up: None,
         broker: run.broker,
+        trading,
     })
 }
 
@@ -220,7 +257,7 @@ fn signals_over_history<W: Write>(
     for s in series {
         for end in strategy.slow + 1..=s.bars.len() {
             if let Ok(e) = strategy.evaluate(&s.bars[..end]) {
-                file.row(&s.symbol, &e)?;
+                file.row(&s.symbol, &e, None)?;
             }
         }
     }
@@ -239,6 +276,7 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
         signals,
         stop,
         broker,
+        trader,
     } = run;
     let live_started = Instant::now();
     if stop.load(Ordering::Relaxed) {
@@ -284,8 +322,20 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
                 s.bars.push(bar);
                 s.live_bars += 1;
                 broker.flowing(&s.symbol);
-                if let (Some(file), Ok(e)) = (signals.as_mut(), strategy.evaluate(&s.bars)) {
-                    file.row(&s.symbol, &e)?;
+                let Ok(e) = strategy.evaluate(&s.bars) else {
+                    continue;
+                };
+                let order = match trader.as_mut() {
+                    Some(t) => trade_on(t, cfg, &s.symbol, &e),
+                    None => None,
+                };
+                if let Some(file) = signals.as_mut() {
+                    file.row(&s.symbol, &e, order.as_deref())?;
+                }
+            }
+            Ok(event @ (Event::Order(_) | Event::Fill(_) | Event::Position(_))) => {
+                if let Some(t) = trader.as_mut() {
+                    t.on_event(&event);
                 }
             }
             Ok(Event::Connection(status)) => {
@@ -300,6 +350,78 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
             Ok(Event::Notice { code, message }) => tracing::info!(code, "notice: {message}"),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return Ok(false),
+        }
+    }
+}
+
+/// The order a signal calls for, given the symbol's position and whether an order of it is
+/// still working (then none: orders are not stacked). Long-only: a buy opens `quantity` when
+/// flat, a sell closes a long position. Otherwise a buy targets `+quantity` shares and a sell
+/// `-quantity`.
+pub fn order_for_signal(
+    signal: Signal,
+    position: f64,
+    working: bool,
+    quantity: f64,
+    long_only: bool,
+) -> Option<(Side, f64)> {
+    if working {
+        return None;
+    }
+    let target = match (signal, long_only) {
+        (Signal::Hold, _) => return None,
+        (Signal::Buy, true) if position > 0.0 => return None,
+        (Signal::Buy, _) => quantity,
+        (Signal::Sell, true) => 0.0,
+        (Signal::Sell, false) => -quantity,
+    };
+    let delta = target - position;
+    if delta > 0.0 {
+        Some((Side::Buy, delta))
+    } else if delta < 0.0 {
+        Some((Side::Sell, -delta))
+    } else {
+        None
+    }
+}
+
+/// Places the order `e`'s signal calls for on `symbol`, if any; returns its reference when
+/// the broker took it (whatever became of it after).
+fn trade_on(t: &mut Trader<'_>, cfg: &Config, symbol: &str, e: &Evaluation) -> Option<String> {
+    let position = t.book().holding(symbol).quantity;
+    let working = t.book().working().any(|o| o.request.symbol == symbol);
+    let (side, quantity) = order_for_signal(
+        e.signal,
+        position,
+        working,
+        cfg.trading.quantity,
+        cfg.trading.long_only,
+    )?;
+    let order = OrderRequest {
+        order_ref: t.next_ref(),
+        symbol: symbol.to_string(),
+        side,
+        quantity,
+        order_type: OrderType::Market,
+        tif: cfg.trading.time_in_force().ok()?,
+    };
+    let order_ref = order.order_ref.clone();
+    match t.place(order, Some(e.price)) {
+        Ok(report) => {
+            tracing::info!(
+                %symbol,
+                %order_ref,
+                %side,
+                quantity,
+                status = %report.status,
+                "order placed on a {} signal",
+                e.signal
+            );
+            Some(order_ref)
+        }
+        Err(err) => {
+            tracing::warn!(%symbol, "no order on a {} signal: {err}", e.signal);
+            None
         }
     }
 }
@@ -361,4 +483,41 @@ fn final_reports(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_only_buys_when_flat_and_sells_to_flat() {
+        let q = 10.0;
+        assert_eq!(
+            order_for_signal(Signal::Buy, 0.0, false, q, true),
+            Some((Side::Buy, 10.0))
+        );
+        assert_eq!(order_for_signal(Signal::Buy, 10.0, false, q, true), None);
+        assert_eq!(
+            order_for_signal(Signal::Sell, 10.0, false, q, true),
+            Some((Side::Sell, 10.0))
+        );
+        assert_eq!(order_for_signal(Signal::Sell, 0.0, false, q, true), None);
+        assert_eq!(order_for_signal(Signal::Hold, 0.0, false, q, true), None);
+        // An order still working: nothing stacked on it.
+        assert_eq!(order_for_signal(Signal::Buy, 0.0, true, q, true), None);
+    }
+
+    #[test]
+    fn long_and_short_targets_the_quantity_either_way() {
+        let q = 10.0;
+        assert_eq!(
+            order_for_signal(Signal::Sell, 10.0, false, q, false),
+            Some((Side::Sell, 20.0))
+        );
+        assert_eq!(
+            order_for_signal(Signal::Buy, -10.0, false, q, false),
+            Some((Side::Buy, 20.0))
+        );
+        assert_eq!(order_for_signal(Signal::Buy, 10.0, false, q, false), None);
+    }
 }

@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use bridge::protocol::Side;
 use clap::{Args, Parser, Subcommand};
 use runner::config::{Config, Overrides};
 use runner::supervisor::SupervisorError;
-use runner::worker_setup::WorkerSetup;
+use runner::trader::LiveAccountRefused;
+use runner::worker_setup::{RunJournal, WorkerSetup};
 
 #[derive(Parser)]
 #[command(
@@ -30,6 +32,12 @@ enum Command {
     CheckConfig(ConfigArgs),
     /// Sustained, sequence-checked traffic through the bridge, optionally with chaos.
     Soak(SoakArgs),
+    /// Place or cancel one order by hand, and follow it.
+    Order(OrderArgs),
+    /// List the orders the broker holds with a reference.
+    Orders(ConfigArgs),
+    /// List the positions the broker holds, and the account's figures.
+    Positions(ConfigArgs),
     /// Serve as the broker worker of a runner (started by the runner itself).
     #[command(hide = true)]
     Worker,
@@ -68,6 +76,68 @@ struct ConfigArgs {
     /// End of the history: Unix seconds or YYYY-MM-DDTHH:MM:SSZ (default: now).
     #[arg(long, value_name = "TIME")]
     end: Option<String>,
+    /// Trade: the strategy's signals become orders (off unless given).
+    #[arg(long)]
+    trade: bool,
+}
+
+/// `runner order`.
+#[derive(Args)]
+struct OrderArgs {
+    #[command(subcommand)]
+    action: OrderAction,
+}
+
+#[derive(Subcommand)]
+enum OrderAction {
+    /// Buy SYMBOL QTY.
+    Buy(PlaceArgs),
+    /// Sell SYMBOL QTY.
+    Sell(PlaceArgs),
+    /// Cancel one order (--ref) or every working order (--all).
+    Cancel(CancelArgs),
+}
+
+/// `runner order buy|sell`.
+#[derive(Args)]
+struct PlaceArgs {
+    /// The instrument.
+    symbol: String,
+    /// Shares.
+    quantity: String,
+    /// A limit order at this price (default: a market order).
+    #[arg(long, value_name = "PRICE")]
+    limit: Option<String>,
+    /// Time in force.
+    #[arg(long, value_name = "day|gtc", default_value = "day")]
+    tif: String,
+    /// The order's reference (default: a new one); placing the same reference again finds
+    /// the first order instead of placing a second.
+    #[arg(long = "ref", value_name = "ID")]
+    order_ref: Option<String>,
+    /// Follow the order this long for a final state.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    wait: u64,
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+/// `runner order cancel`.
+#[derive(Args)]
+struct CancelArgs {
+    /// The order's reference.
+    #[arg(
+        long = "ref",
+        value_name = "ID",
+        conflicts_with = "all",
+        required_unless_present = "all"
+    )]
+    order_ref: Option<String>,
+    /// Every working order.
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 /// The flags of `soak`.
@@ -109,6 +179,7 @@ impl ConfigArgs {
             client_id: self.client_id.clone(),
             history_only: self.history_only,
             end: self.end.clone(),
+            trade: self.trade,
         };
         Config::load(self.config.as_deref(), |k| std::env::var(k).ok(), &flags)
             .map_err(|e| e.to_string())
@@ -144,6 +215,128 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config(&args),
         Command::Soak(args) => soak(&args),
         Command::Run(args) => run(&args),
+        Command::Order(args) => order(args),
+        Command::Orders(args) => by_hand(&args, |cfg, setup, _, say| {
+            runner::by_hand::orders(cfg, setup, say)
+        }),
+        Command::Positions(args) => by_hand(&args, |cfg, setup, _, say| {
+            runner::by_hand::positions(cfg, setup, say)
+        }),
+    }
+}
+
+/// `runner order buy|sell|cancel`.
+fn order(args: OrderArgs) -> ExitCode {
+    match args.action {
+        OrderAction::Buy(p) => place(Side::Buy, &p),
+        OrderAction::Sell(p) => place(Side::Sell, &p),
+        OrderAction::Cancel(c) => {
+            let order_ref = if c.all { None } else { c.order_ref.clone() };
+            by_hand(&c.config, move |cfg, setup, _, say| {
+                runner::by_hand::cancel(cfg, setup, order_ref.as_deref(), say)
+            })
+        }
+    }
+}
+
+/// `runner order buy|sell SYMBOL QTY`.
+fn place(side: Side, p: &PlaceArgs) -> ExitCode {
+    let number = |what: &str, text: &str| {
+        text.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| format!("{what} must be a positive number, got {text:?}"))
+    };
+    let parsed = (|| {
+        Ok::<_, String>(runner::by_hand::HandOrder {
+            side,
+            symbol: p.symbol.clone(),
+            quantity: number("quantity", &p.quantity)?,
+            limit: p
+                .limit
+                .as_deref()
+                .map(|l| number("--limit", l))
+                .transpose()?,
+            tif: runner::config::parse_tif(&p.tif).map_err(|e| format!("--tif: {e}"))?,
+            order_ref: p.order_ref.clone(),
+            wait: std::time::Duration::from_secs(p.wait),
+        })
+    })();
+    let hand = match parsed {
+        Ok(h) => h,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    if !worker::backend::valid_symbol(&hand.symbol) {
+        return fail(EXIT_CONFIG, format!("invalid symbol {:?}", hand.symbol));
+    }
+    by_hand(&p.config, move |cfg, setup, stop, say| {
+        runner::by_hand::place(cfg, setup, &hand, stop, say)
+    })
+}
+
+/// Runs one of the commands by hand with its worker; prints what it says on stdout and, if
+/// it failed, why on stderr (exit 1; 2 for a configuration error or a refused live account).
+fn by_hand(
+    args: &ConfigArgs,
+    command: impl FnOnce(
+        &Config,
+        WorkerSetup,
+        &AtomicBool,
+        &mut dyn FnMut(&str),
+    ) -> anyhow::Result<runner::by_hand::Failed>,
+) -> ExitCode {
+    let mut cfg = match args.load() {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    let faults = match sim_faults() {
+        Ok(f) => f,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    init_logging();
+    let journal = RunJournal::for_run(&mut cfg);
+    let outcome = stop_flag().and_then(|stop| {
+        let mut setup = WorkerSetup::from_config(&cfg, own_exe()?, faults);
+        if let Err(e) = journal.adopt_clock(&mut setup) {
+            return Ok(Err(e));
+        }
+        command(&cfg, setup, &stop, &mut |line: &str| println!("{line}")).map(Ok)
+    });
+    let outcome = match outcome {
+        Ok(Err(journal_problem)) => return fail(EXIT_CONFIG, journal_problem),
+        Ok(Ok(o)) => Ok(o),
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(why)) => fail(EXIT_FAILED, why),
+        Err(e) => fail(exit_code_of(&e), format!("{e:#}")),
+    }
+}
+
+/// Exit code of a failed command: a configuration error's for what the operator must fix in
+/// the configuration or the machine, else 1.
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    let environment = matches!(
+        e.downcast_ref::<SupervisorError>(),
+        Some(SupervisorError::Environment(_))
+    );
+    if environment || e.downcast_ref::<LiveAccountRefused>().is_some() {
+        EXIT_CONFIG
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Test-only faults of the simulated market (`RUNNER_SIM_FAULTS`); the worker's type reads
+/// its own text.
+fn sim_faults() -> Result<worker::SimFaults, String> {
+    match std::env::var("RUNNER_SIM_FAULTS") {
+        Ok(text) => text
+            .parse::<worker::SimFaults>()
+            .map_err(|e| format!("RUNNER_SIM_FAULTS: {e}")),
+        Err(_) => Ok(worker::SimFaults::default()),
     }
 }
 
@@ -177,21 +370,21 @@ fn check_config(args: &ConfigArgs) -> ExitCode {
 
 /// `runner run`: the main job, then its summary.
 fn run(args: &ConfigArgs) -> ExitCode {
-    let cfg = match args.load() {
+    let mut cfg = match args.load() {
         Ok(c) => c,
         Err(e) => return fail(EXIT_CONFIG, e),
     };
-    // Test-only faults of the simulated market; the worker's type reads its own text.
-    let faults = match std::env::var("RUNNER_SIM_FAULTS") {
-        Ok(text) => match text.parse::<worker::SimFaults>() {
-            Ok(f) => f,
-            Err(e) => return fail(EXIT_CONFIG, format!("RUNNER_SIM_FAULTS: {e}")),
-        },
-        Err(_) => worker::SimFaults::default(),
+    let faults = match sim_faults() {
+        Ok(f) => f,
+        Err(e) => return fail(EXIT_CONFIG, e),
     };
     init_logging();
+    let journal = RunJournal::for_run(&mut cfg);
     let outcome = stop_flag().and_then(|stop| {
-        let setup = WorkerSetup::from_config(&cfg, own_exe()?, faults);
+        let mut setup = WorkerSetup::from_config(&cfg, own_exe()?, faults);
+        journal
+            .adopt_clock(&mut setup)
+            .map_err(|e| SupervisorError::Environment(e))?;
         runner::job::run(&cfg, setup, &stop)
     });
     match outcome {
@@ -202,16 +395,9 @@ fn run(args: &ConfigArgs) -> ExitCode {
                 None => ExitCode::SUCCESS,
             }
         }
-        // The machine cannot host the bridge as configured: like a configuration error.
-        Err(e)
-            if matches!(
-                e.downcast_ref::<SupervisorError>(),
-                Some(SupervisorError::Environment(_))
-            ) =>
-        {
-            fail(EXIT_CONFIG, format!("{e:#}"))
-        }
-        Err(e) => fail(EXIT_FAILED, format!("{e:#}")),
+        // The machine cannot host the bridge as configured, or trading on a live account was
+        // not allowed: like a configuration error.
+        Err(e) => fail(exit_code_of(&e), format!("{e:#}")),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The signals file: one CSV row per evaluated bar,
-//! `time,symbol,price,fast_sma,slow_sma,signal`, time as `YYYY-MM-DDTHH:MM:SSZ`.
+//! `time,symbol,price,fast_sma,slow_sma,signal,order`, time as `YYYY-MM-DDTHH:MM:SSZ`;
+//! `order` is the reference of the order the signal placed (with `--trade`), else empty.
 //!
 //! Invariants: the header is written first, whatever follows; prices have four decimals; a
 //! row is only ever written from an [`Evaluation`], so it never carries a missing or zero
@@ -14,7 +15,7 @@ use anyhow::{Context, Result};
 use crate::strategy::Evaluation;
 
 /// The CSV header line.
-pub const HEADER: &str = "time,symbol,price,fast_sma,slow_sma,signal";
+pub const HEADER: &str = "time,symbol,price,fast_sma,slow_sma,signal,order";
 
 /// Writes signal rows as CSV.
 pub struct Signals<W: Write> {
@@ -38,16 +39,17 @@ impl<W: Write> Signals<W> {
         Ok(Signals { out, rows: 0 })
     }
 
-    /// Writes the row of `e` for `symbol`.
-    pub fn row(&mut self, symbol: &str, e: &Evaluation) -> Result<()> {
+    /// Writes the row of `e` for `symbol`, with the reference of the order it placed.
+    pub fn row(&mut self, symbol: &str, e: &Evaluation, order: Option<&str>) -> Result<()> {
         writeln!(
             self.out,
-            "{},{symbol},{:.4},{:.4},{:.4},{}",
+            "{},{symbol},{:.4},{:.4},{:.4},{},{}",
             iso_time(e.time),
             e.price,
             e.fast,
             e.slow,
-            e.signal
+            e.signal,
+            order.unwrap_or("")
         )?;
         self.rows += 1;
         Ok(())
@@ -89,22 +91,23 @@ mod tests {
             slow: 10.5,
             signal: Signal::Buy,
         };
-        s.row("SPY", &e).unwrap();
+        s.row("SPY", &e, Some("ab12cd34-1")).unwrap();
         s.row(
             "QQQ",
             &Evaluation {
                 signal: Signal::Hold,
                 ..e
             },
+            None,
         )
         .unwrap();
         let (rows, out) = s.flush().unwrap();
         assert_eq!(rows, 2);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "time,symbol,price,fast_sma,slow_sma,signal\n\
-             2023-11-14T22:13:20Z,SPY,12.0000,11.0000,10.5000,buy\n\
-             2023-11-14T22:13:20Z,QQQ,12.0000,11.0000,10.5000,hold\n"
+            "time,symbol,price,fast_sma,slow_sma,signal,order\n\
+             2023-11-14T22:13:20Z,SPY,12.0000,11.0000,10.5000,buy,ab12cd34-1\n\
+             2023-11-14T22:13:20Z,QQQ,12.0000,11.0000,10.5000,hold,\n"
         );
     }
 }

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::job::Outcome;
+use crate::trader::TradingSummary;
 
 /// The summary table and counters, as printed at the end.
 pub fn render(o: &Outcome) -> String {
@@ -90,6 +91,59 @@ pub fn render(o: &Outcome) -> String {
         s.push_str(&line);
         s.push('\n');
     }
+    if let Some(t) = &o.trading {
+        s.push_str(&trading(t));
+    }
+    s
+}
+
+/// The trading part: the orders' fates, then one row per symbol traded.
+fn trading(t: &TradingSummary) -> String {
+    let mut s = format!(
+        "\ntrading: {} orders ({} filled, {} working, {} cancelled, {} rejected), {} fills; \
+         {} refused by the risk limits, {} failed\n",
+        t.orders,
+        t.filled,
+        t.working,
+        t.cancelled,
+        t.rejected,
+        t.fills,
+        t.refused_by_limits,
+        t.failed
+    );
+    if t.rows.is_empty() {
+        return s;
+    }
+    let line = |s: &mut String, cols: [&str; 6]| {
+        s.push_str(&format!(
+            "{:<8} {:>10} {:>10} {:>12} {:>12} {:>11}\n",
+            cols[0], cols[1], cols[2], cols[3], cols[4], cols[5]
+        ));
+    };
+    line(
+        &mut s,
+        [
+            "symbol",
+            "position",
+            "avg cost",
+            "realised",
+            "unrealised",
+            "commission",
+        ],
+    );
+    for r in &t.rows {
+        line(
+            &mut s,
+            [
+                &r.symbol,
+                &r.position.to_string(),
+                &format!("{:.2}", r.avg_cost),
+                &format!("{:.2}", r.realised),
+                &r.unrealised.map_or("-".into(), |u| format!("{u:.2}")),
+                &format!("{:.2}", r.commissions),
+            ],
+        );
+    }
     s
 }
 
@@ -167,6 +221,7 @@ mod tests {
             interrupted: true,
             gave_up: None,
             broker: Default::default(),
+            trading: None,
         };
         let text = render(&o);
         let lines: Vec<&str> = text.lines().collect();
@@ -193,5 +248,61 @@ mod tests {
         );
         assert_eq!(lines[6], "bridge round trip: p50 -, p99 - (0 pings)");
         assert!(lines[8].ends_with("signals written: 3"), "{}", lines[8]);
+        assert!(
+            !text.contains("trading:"),
+            "no trading part without --trade"
+        );
+    }
+
+    #[test]
+    fn trading_shows_the_orders_fates_and_each_symbols_profit() {
+        use crate::trader::TradingRow;
+        let t = TradingSummary {
+            orders: 3,
+            filled: 2,
+            working: 0,
+            cancelled: 1,
+            rejected: 0,
+            refused_by_limits: 1,
+            failed: 0,
+            fills: 2,
+            rows: vec![
+                TradingRow {
+                    symbol: "SPY".into(),
+                    position: 10.0,
+                    avg_cost: 401.234,
+                    realised: 0.0,
+                    unrealised: Some(12.3),
+                    commissions: 1.0,
+                },
+                TradingRow {
+                    symbol: "QQQ".into(),
+                    position: 0.0,
+                    avg_cost: 0.0,
+                    realised: -5.5,
+                    unrealised: None,
+                    commissions: 2.0,
+                },
+            ],
+        };
+        let text = trading(&t);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1],
+            "trading: 3 orders (2 filled, 0 working, 1 cancelled, 0 rejected), 2 fills; \
+             1 refused by the risk limits, 0 failed"
+        );
+        assert_eq!(
+            lines[2],
+            "symbol     position   avg cost     realised   unrealised  commission"
+        );
+        assert_eq!(
+            lines[3],
+            "SPY              10     401.23         0.00        12.30        1.00"
+        );
+        assert_eq!(
+            lines[4],
+            "QQQ               0       0.00        -5.50            -        2.00"
+        );
     }
 }

@@ -189,6 +189,8 @@ pub struct Supervisor {
     /// Historical requests the broker's pacing still counts, handed to each new worker: the
     /// broker paces them whichever worker sent them.
     history_log: PacingLog,
+    /// The managed accounts, as the last worker to connect reported them.
+    accounts: Mutex<Vec<String>>,
 }
 
 /// Now, in Unix milliseconds.
@@ -229,6 +231,7 @@ impl Supervisor {
             failed_requests: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             history_log: PacingLog::default(),
+            accounts: Mutex::new(Vec::new()),
         });
         let client = sup.start_worker(0, &BTreeMap::new())?;
         sup.state.lock().client = Some(client);
@@ -289,6 +292,7 @@ impl Supervisor {
                     ms = started.elapsed().as_millis() as u64,
                     "broker connected"
                 );
+                *self.accounts.lock() = accounts;
             }
             Ok(Reply::Error(e)) => return Err(SupervisorError::Connect(e)),
             Ok(other) => return Err(SupervisorError::Protocol(format!("{other:?} to connect"))),
@@ -495,6 +499,11 @@ impl Supervisor {
             }
         }
         Ok(out)
+    }
+
+    /// The managed accounts the broker reported when the current worker connected.
+    pub fn accounts(&self) -> Vec<String> {
+        self.accounts.lock().clone()
     }
 
     /// Why the supervisor gave up replacing workers, if it has (the run then ends with an

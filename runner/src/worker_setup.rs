@@ -16,6 +16,7 @@ use std::time::Duration;
 use bridge::protocol::{LogLevel, LogRecord};
 use bridge::ClientConfig;
 use worker::options::{ContractSpec, IbkrOptions};
+use worker::sim::broker::{claim_clock, JournalClock};
 use worker::{BackendOptions, SimFaults, SimOptions, WorkerOptions};
 
 use crate::config::{BackendKind, Config, SupervisorConfig};
@@ -74,6 +75,83 @@ impl WorkerSetup {
     }
 }
 
+/// The simulated broker's book of orders (its journal) for a run on the simulated market: the
+/// configured `sim.orders_file`, or else a file of the run's own in the temporary directory,
+/// removed when this is dropped. Every worker of the run shares it, so an order outlives the
+/// worker that placed it.
+#[derive(Debug)]
+pub struct RunJournal {
+    path: Option<PathBuf>,
+    temporary: bool,
+}
+
+impl RunJournal {
+    /// Points `cfg` at a journal of the run's own if it runs on the simulated market without
+    /// one configured.
+    pub fn for_run(cfg: &mut Config) -> RunJournal {
+        if cfg.backend != BackendKind::Sim {
+            return RunJournal {
+                path: None,
+                temporary: false,
+            };
+        }
+        if let Some(p) = &cfg.sim.orders_file {
+            return RunJournal {
+                path: Some(p.clone()),
+                temporary: false,
+            };
+        }
+        let unique = worker::random::mix(
+            u64::from(std::process::id()) << 32 ^ worker::unix_time::now().as_nanos() as u64,
+        );
+        let path = std::env::temp_dir().join(format!(
+            "ibbridge-sim-orders-{}-{unique:016x}.journal",
+            std::process::id()
+        ));
+        cfg.sim.orders_file = Some(path.clone());
+        RunJournal {
+            path: Some(path),
+            temporary: true,
+        }
+    }
+
+    /// Runs the simulated market of `setup` on the journal's clock: a journal kept across
+    /// runs holds the clock of the run that began it, so its times mean the same in every
+    /// run (a new journal takes this run's). Fails if the file is not a journal or cannot be
+    /// used.
+    pub fn adopt_clock(&self, setup: &mut WorkerSetup) -> Result<(), String> {
+        let (Some(path), BackendOptions::Sim(sim)) = (&self.path, &mut setup.options.backend)
+        else {
+            return Ok(());
+        };
+        let proposed = JournalClock {
+            start: sim.start.unwrap_or(0),
+            anchor_ms: sim.anchor_ms.unwrap_or(0),
+            speed: sim.speed,
+        };
+        let clock = claim_clock(path, proposed)?;
+        if clock != proposed {
+            tracing::info!(
+                file = %path.display(),
+                speed = clock.speed,
+                "the simulated market runs on the clock of its orders file"
+            );
+        }
+        sim.start = Some(clock.start);
+        sim.anchor_ms = Some(clock.anchor_ms);
+        sim.speed = clock.speed;
+        Ok(())
+    }
+}
+
+impl Drop for RunJournal {
+    fn drop(&mut self) {
+        if let (true, Some(p)) = (self.temporary, &self.path) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// The backend section of the worker options.
 fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
     match cfg.backend {
@@ -87,6 +165,20 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
                 anchor_ms: Some(now.as_millis() as u64),
                 faults,
                 stamp_bars: false,
+                broker: worker::options::SimBrokerOptions {
+                    account: cfg.sim.account.clone(),
+                    orders_file: cfg
+                        .sim
+                        .orders_file
+                        .as_ref()
+                        .map(|p| p.display().to_string()),
+                    cash: cfg.sim.cash,
+                    slippage_bps: cfg.sim.slippage_bps,
+                    commission_per_share: cfg.sim.commission_per_share,
+                    min_commission: cfg.sim.min_commission,
+                    max_fill_per_bar: cfg.sim.max_fill_per_bar,
+                    fill_seconds: cfg.sim.fill_seconds,
+                },
             })
         }
         BackendKind::Ibkr => BackendOptions::Ibkr(IbkrOptions {

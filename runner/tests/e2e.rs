@@ -152,7 +152,7 @@ fn the_default_run_prints_a_table_and_writes_signals() {
     let mut lines = csv.lines();
     assert_eq!(
         lines.next(),
-        Some("time,symbol,price,fast_sma,slow_sma,signal")
+        Some("time,symbol,price,fast_sma,slow_sma,signal,order")
     );
     let rows: Vec<&str> = lines.collect();
     // History rows: 1440 - 30 per symbol; live rows on top.
@@ -163,6 +163,8 @@ fn the_default_run_prints_a_table_and_writes_signals() {
     // another row (subscription ids mixed up) would carry another symbol's price.
     for row in &rows {
         let cols: Vec<&str> = row.split(',').collect();
+        assert_eq!(cols.len(), 7, "{row}");
+        assert_eq!(cols[6], "", "no order without --trade: {row}");
         let t = worker::unix_time::parse_utc(cols[0]).unwrap();
         let close = worker::sim::PricePath::new(42, cols[1]).bar(t, 60).close;
         assert_eq!(cols[2], format!("{close:.4}"), "{row}");

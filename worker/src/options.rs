@@ -130,6 +130,8 @@ impl Default for SimOptions {
 /// The simulated broker: where its book is kept, its account, and how it fills.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct SimBrokerOptions {
+    /// The account the broker manages.
+    pub account: String,
     /// The broker's journal of orders (placements and cancels), shared by every worker of a
     /// run so that an order outlives the worker that placed it, as at a real broker. `None`:
     /// kept in the worker's memory, lost with it.
@@ -151,6 +153,7 @@ pub struct SimBrokerOptions {
 impl Default for SimBrokerOptions {
     fn default() -> Self {
         SimBrokerOptions {
+            account: crate::sim::ACCOUNT.to_string(),
             orders_file: None,
             cash: 1_000_000.0,
             slippage_bps: 1.0,

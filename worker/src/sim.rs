@@ -34,7 +34,7 @@ use crate::signal::Signal;
 
 /// Most bars one request may ask for.
 pub const MAX_BARS: u64 = 5_000_000;
-/// The simulated account.
+/// The simulated account, unless configured otherwise.
 pub const ACCOUNT: &str = "DU0000001";
 
 const OCTAVES: u32 = 12;
@@ -236,7 +236,7 @@ impl SimBackend {
     /// A market with these options; `generation` is the worker's (faults apply to the first).
     pub fn new(opts: SimOptions, generation: u32, events: EventSink) -> Self {
         let clock = SimClock::new(opts.start, opts.anchor_ms, opts.speed);
-        let broker = broker::SimBroker::new(opts.broker.clone(), opts.seed, ACCOUNT);
+        let broker = broker::SimBroker::new(opts.broker.clone(), opts.seed, &opts.broker.account);
         SimBackend {
             market: Arc::new(Market {
                 opts,
@@ -438,14 +438,17 @@ impl Backend for SimBackend {
         });
         loop {
             if handshake.connected {
-                return Ok((vec![ACCOUNT.to_string()], 1));
+                return Ok((vec![self.market.opts.broker.account.clone()], 1));
             }
             let now = Instant::now();
             if let Some(at) = ready_at {
                 if now >= at {
                     handshake.connected = true;
                     self.market.handshake_cv.notify_all();
-                    tracing::info!("connected to the simulated market, account {ACCOUNT}");
+                    tracing::info!(
+                        "connected to the simulated market, account {}",
+                        self.market.opts.broker.account
+                    );
                     (self.market.events)(Event::Connection(
                         bridge::protocol::ConnectionStatus::Connected,
                     ));
@@ -473,7 +476,7 @@ impl Backend for SimBackend {
     fn accounts(&self) -> Result<Vec<String>, RemoteError> {
         self.delay_reply();
         self.require_connected()?;
-        Ok(vec![ACCOUNT.to_string()])
+        Ok(vec![self.market.opts.broker.account.clone()])
     }
 
     fn history(

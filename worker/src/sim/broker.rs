@@ -37,9 +37,61 @@ use crate::options::SimBrokerOptions;
 /// The simulated account's currency.
 pub const CURRENCY: &str = "USD";
 
+/// The market clock a journal's times are read on: market time `start` (Unix seconds) at
+/// wall-clock Unix milliseconds `anchor_ms`, running `speed` times real time. A journal
+/// starts with it, and every run that uses the journal runs its market on it, so that the
+/// times of the book mean the same to every process that reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JournalClock {
+    /// Market time at `anchor_ms`.
+    pub start: i64,
+    /// Wall-clock Unix milliseconds.
+    pub anchor_ms: u64,
+    /// Simulated seconds per real second.
+    pub speed: f64,
+}
+
+/// The clock of the journal at `path`: the one it starts with, or, for a new or empty
+/// journal, `proposed`, which is written as its first line.
+pub fn claim_clock(path: &std::path::Path, proposed: JournalClock) -> Result<JournalClock, String> {
+    let named = |what: &str, e: std::io::Error| {
+        format!(
+            "simulated broker's orders file {}: {what}: {e}",
+            path.display()
+        )
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| named("cannot open", e))?;
+    file.lock().map_err(|e| named("cannot lock", e))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| named("cannot read", e))?;
+    if let Some(first) = text.lines().next() {
+        return match Entry::parse(first) {
+            Some(Entry::Clock(clock)) => Ok(clock),
+            _ => Err(format!(
+                "simulated broker's orders file {}: does not start with its clock line; \
+                 not an orders file?",
+                path.display()
+            )),
+        };
+    }
+    let line = Entry::Clock(proposed).to_line();
+    file.write_all(line.as_bytes())
+        .and_then(|_| file.sync_data())
+        .map_err(|e| named("cannot write", e))?;
+    Ok(proposed)
+}
+
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq)]
 enum Entry {
+    /// The journal's clock (its first line).
+    Clock(JournalClock),
     /// The broker took an order at `time` (Unix seconds of the market clock) as `id`,
     /// rejecting it with a reason or not.
     Place {
@@ -86,6 +138,7 @@ impl Entry {
                 )
             }
             Entry::Cancel { time, order_ref } => format!("C\t{time}\t{order_ref}\n"),
+            Entry::Clock(c) => format!("T\t{}\t{}\t{}\n", c.start, c.anchor_ms, c.speed),
         }
     }
 
@@ -131,6 +184,14 @@ impl Entry {
                     rejected,
                 })
             }
+            ["T", start, anchor_ms, speed] => Some(Entry::Clock(JournalClock {
+                start: start.parse().ok()?,
+                anchor_ms: anchor_ms.parse().ok()?,
+                speed: speed
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0)?,
+            })),
             ["C", time, order_ref] => Some(Entry::Cancel {
                 time: time.parse().ok()?,
                 order_ref: order_ref.to_string(),
@@ -369,6 +430,7 @@ impl SimBroker {
 
     fn apply(&self, book: &mut Book, entry: Entry) {
         match entry {
+            Entry::Clock(_) => {}
             Entry::Place {
                 time,
                 id,

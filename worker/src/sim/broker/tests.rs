@@ -343,6 +343,11 @@ fn journal_lines_round_trip() {
             time: T0,
             order_ref: "m".into(),
         },
+        Entry::Clock(JournalClock {
+            start: T0,
+            anchor_ms: 1_700_000_000_123,
+            speed: 60.0,
+        }),
     ] {
         let line = entry.to_line();
         assert!(line.ends_with('\n'));
@@ -381,4 +386,37 @@ fn positions_average_their_cost_and_go_through_zero() {
     b.place(&order("p3", Side::Buy, 5.0, OrderType::Market), NEXT + 7)
         .unwrap();
     assert!(b.positions(NEXT + 10).unwrap().is_empty(), "flat");
+}
+
+#[test]
+fn a_journal_keeps_the_clock_of_its_first_run() {
+    let file = TempFile::new("clock");
+    let first = JournalClock {
+        start: T0,
+        anchor_ms: 1_700_000_000_000,
+        speed: 60.0,
+    };
+    assert_eq!(claim_clock(&file.0, first), Ok(first));
+    let later = JournalClock {
+        start: T0 + 999,
+        anchor_ms: 1_800_000_000_000,
+        speed: 1.0,
+    };
+    assert_eq!(
+        claim_clock(&file.0, later),
+        Ok(first),
+        "the journal's own clock wins"
+    );
+    // The broker reads past the clock line; orders follow it.
+    let b = broker(Some(&file.0));
+    b.place(&order("k", Side::Buy, 1.0, OrderType::Market), T0)
+        .unwrap();
+    assert_eq!(broker(Some(&file.0)).orders(T0).unwrap().len(), 1);
+    assert_eq!(claim_clock(&file.0, later), Ok(first));
+    // A file that is not a journal is refused, not written to.
+    let other = TempFile::new("other");
+    std::fs::write(&other.0, "hello\n").unwrap();
+    let e = claim_clock(&other.0, first).unwrap_err();
+    assert!(e.contains("does not start with its clock line"), "{e}");
+    assert_eq!(std::fs::read_to_string(&other.0).unwrap(), "hello\n");
 }

@@ -1,0 +1,273 @@
+//! Orders by hand: `runner order buy|sell|cancel`, `runner orders`, `runner positions`.
+//!
+//! Each command starts a worker like a run does (any backend and connection settings), does
+//! its one thing through the same [`Trader`] (the same references, limits, live-account rule
+//! and exactly-once retries as the strategy's orders), prints what happens, and shuts the
+//! worker down.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use bridge::protocol::{
+    Event, HistoryRequest, OrderReport, OrderRequest, OrderStatus, OrderType, Reply, Request, Side,
+    TimeInForce,
+};
+use crossbeam_channel::RecvTimeoutError;
+
+use crate::config::Config;
+use crate::supervisor::Supervisor;
+use crate::trader::{TradeError, Trader};
+use crate::worker_events::WorkerEvents;
+use crate::worker_setup::WorkerSetup;
+
+/// An order to place by hand.
+#[derive(Debug, Clone)]
+pub struct HandOrder {
+    pub side: Side,
+    pub symbol: String,
+    pub quantity: f64,
+    pub limit: Option<f64>,
+    pub tif: TimeInForce,
+    /// The reference to use (`--ref`); a new one if `None`.
+    pub order_ref: Option<String>,
+    /// How long to follow the order after the broker took it.
+    pub wait: Duration,
+}
+
+/// How a command ended: `None` on success, else why it failed (for stderr, with a non-zero
+/// exit). What it has to say goes line by line to the `say` each command is given.
+pub type Failed = Option<String>;
+
+/// Runs `f` with a started supervisor and its events; shuts the worker down after.
+fn with_worker<T>(
+    setup: WorkerSetup,
+    f: impl FnOnce(&Supervisor, &mut WorkerEvents) -> Result<T>,
+) -> Result<T> {
+    let (sup, mut events) = Supervisor::start(setup)?;
+    let out = f(&sup, &mut events);
+    sup.shutdown();
+    out
+}
+
+/// `runner order buy|sell`: places the order, then prints each state it goes through until a
+/// final one, the wait ends, or `stop` is set.
+pub fn place(
+    cfg: &Config,
+    setup: WorkerSetup,
+    order: &HandOrder,
+    stop: &AtomicBool,
+    say: &mut dyn FnMut(&str),
+) -> Result<Failed> {
+    with_worker(setup, |sup, events| {
+        let mut trader = Trader::new(sup, cfg)?;
+        let request = OrderRequest {
+            order_ref: order.order_ref.clone().unwrap_or_else(|| trader.next_ref()),
+            symbol: order.symbol.clone(),
+            side: order.side,
+            quantity: order.quantity,
+            order_type: order
+                .limit
+                .map_or(OrderType::Market, |price| OrderType::Limit { price }),
+            tif: order.tif,
+        };
+        if let Some(problem) = request.problem() {
+            return Ok(Some(problem));
+        }
+        let last = match order.limit {
+            Some(_) => None,
+            None => last_price(sup, cfg, &order.symbol),
+        };
+        let report = match trader.place(request.clone(), last) {
+            Ok(r) => r,
+            Err(e) => return Ok(Some(format!("order {}: {e}", request.order_ref))),
+        };
+        say(&describe(&report));
+        let mut shown = (report.status, report.filled);
+        let deadline = Instant::now() + order.wait;
+        while !trader
+            .book()
+            .order(&request.order_ref)
+            .is_some_and(|o| o.status.is_final())
+            && Instant::now() < deadline
+            && !stop.load(Ordering::Relaxed)
+        {
+            let wait = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            let event = match events.recv_timeout(wait) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            if let Event::Fill(f) = &event {
+                if f.order_ref == request.order_ref
+                    && trader.book().fills().all(|k| k.exec_id != f.exec_id)
+                {
+                    say(&format!(
+                        "order {}: fill {} @ {:.4}{}",
+                        f.order_ref,
+                        f.quantity,
+                        f.price,
+                        f.commission
+                            .map_or(String::new(), |c| format!(" (commission {c:.2})"))
+                    ));
+                }
+            }
+            trader.on_event(&event);
+            if let Some(now) = trader.book().order(&request.order_ref) {
+                if (now.status, now.filled) != shown {
+                    shown = (now.status, now.filled);
+                    say(&describe(now));
+                }
+            }
+        }
+        let last = trader
+            .book()
+            .order(&request.order_ref)
+            .cloned()
+            .unwrap_or(report);
+        let failed = match last.status {
+            OrderStatus::Rejected | OrderStatus::Cancelled => Some(format!(
+                "order {} {}: {}",
+                last.request.order_ref,
+                last.status,
+                last.reason.as_deref().unwrap_or("no reason given")
+            )),
+            _ => None,
+        };
+        if failed.is_none() && !last.status.is_final() {
+            say(&format!(
+                "order {}: still {} after {} s; it stays at the broker",
+                last.request.order_ref,
+                last.status,
+                order.wait.as_secs()
+            ));
+        }
+        Ok(failed)
+    })
+}
+
+/// The last close of `symbol` (a week of hourly bars), to value a market order.
+fn last_price(sup: &Supervisor, cfg: &Config, symbol: &str) -> Option<f64> {
+    let req = HistoryRequest {
+        symbol: symbol.to_string(),
+        bar_seconds: 3600,
+        duration_seconds: 7 * 86_400,
+        end: None,
+    };
+    match sup.history(&req, Duration::from_secs(cfg.history.timeout_seconds)) {
+        Ok(bars) => bars.last().map(|b| b.close),
+        Err(e) => {
+            tracing::warn!(%symbol, "no last price: {e}");
+            None
+        }
+    }
+}
+
+/// One line for an order's state.
+pub fn describe(o: &OrderReport) -> String {
+    let r = &o.request;
+    let mut line = format!(
+        "order {} (broker #{}): {} {} {} {} {}: {}",
+        r.order_ref, o.broker_id, r.side, r.quantity, r.symbol, r.order_type, r.tif, o.status
+    );
+    if o.filled > 0.0 {
+        line.push_str(&format!(", {} filled", o.filled));
+        if let Some(p) = o.avg_price {
+            line.push_str(&format!(" @ {p:.4}"));
+        }
+    }
+    if let Some(why) = &o.reason {
+        line.push_str(&format!(" ({why})"));
+    }
+    line
+}
+
+/// `runner order cancel --ref ID`, or `--all` (`order_ref` `None`).
+pub fn cancel(
+    cfg: &Config,
+    setup: WorkerSetup,
+    order_ref: Option<&str>,
+    say: &mut dyn FnMut(&str),
+) -> Result<Failed> {
+    with_worker(setup, |sup, _| {
+        let mut trader = Trader::new(sup, cfg)?;
+        let Some(order_ref) = order_ref else {
+            return match sup.request(Request::CancelAll, cfg.request_timeout())? {
+                Reply::CancelledAll { count } => {
+                    say(&format!("cancelled {count} working orders"));
+                    Ok(None)
+                }
+                Reply::Error(e) => Ok(Some(format!("cancel all: {}", e.message))),
+                other => Err(anyhow!("unexpected answer to cancel all: {other:?}")),
+            };
+        };
+        match trader.cancel(order_ref) {
+            Ok(report) => {
+                say(&describe(&report));
+                Ok(None)
+            }
+            Err(TradeError::Remote(e)) => Ok(Some(format!("cancel {order_ref}: {}", e.message))),
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+/// `runner orders`: every order the broker knows with a reference.
+pub fn orders(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Result<Failed> {
+    with_worker(setup, |sup, _| {
+        match sup.request(Request::Orders, cfg.request_timeout())? {
+            Reply::Orders(orders) => {
+                if orders.is_empty() {
+                    say("no orders");
+                }
+                for o in &orders {
+                    say(&describe(o));
+                }
+                Ok(None)
+            }
+            Reply::Error(e) => Ok(Some(format!("orders: {}", e.message))),
+            other => Err(anyhow!("unexpected answer to orders: {other:?}")),
+        }
+    })
+}
+
+/// `runner positions`: the positions and the account's figures.
+pub fn positions(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Result<Failed> {
+    with_worker(setup, |sup, _| {
+        match sup.request(Request::Positions, cfg.request_timeout())? {
+            Reply::Positions(ps) => {
+                if ps.is_empty() {
+                    say("no positions");
+                } else {
+                    say(&format!(
+                        "{:<12} {:<8} {:>12} {:>12}",
+                        "account", "symbol", "position", "avg cost"
+                    ));
+                }
+                for p in &ps {
+                    say(&format!(
+                        "{:<12} {:<8} {:>12} {:>12.4}",
+                        p.account, p.symbol, p.quantity, p.avg_cost
+                    ));
+                }
+            }
+            Reply::Error(e) => return Ok(Some(format!("positions: {}", e.message))),
+            other => return Err(anyhow!("unexpected answer to positions: {other:?}")),
+        }
+        match sup.request(Request::Account, cfg.request_timeout())? {
+            Reply::Account(a) => say(&format!(
+                "account {}: net liquidation {:.2} {cur}, cash {:.2} {cur}, buying power {:.2} {cur}",
+                a.account,
+                a.net_liquidation,
+                a.cash,
+                a.buying_power,
+                cur = a.currency
+            )),
+            Reply::Error(e) => return Ok(Some(format!("account: {}", e.message))),
+            other => return Err(anyhow!("unexpected answer to account: {other:?}")),
+        }
+        Ok(None)
+    })
+}

@@ -1,0 +1,314 @@
+//! The runner's view of its orders, fills and positions ([`OrderBook`]).
+//!
+//! Reports come from several places (the reply to a placement, order events, a replacement
+//! worker catching up on what happened while no worker watched, a listing of the broker's
+//! orders), in any order and some more than once. The book takes them all and keeps, for each
+//! order, a state that never goes backwards: a status only ever moves forward in
+//! [`OrderStatus`]'s order and stops at the first final one, and the filled quantity only
+//! grows. A fill is counted once, by its execution id, whichever way and however often it
+//! arrives; a later report of the same fill may only add its commission.
+//!
+//! Positions and profit are the book's own, from the fills it counted: average cost per
+//! symbol, realised profit when a position is reduced, unrealised at the last price seen.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bridge::protocol::{Fill, OrderReport, OrderStatus};
+
+/// What applying a report did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The order was not known: this is its first state.
+    New,
+    /// The order moved forward (status or fills).
+    Advanced,
+    /// Nothing new (an older or repeated report).
+    Unchanged,
+}
+
+/// One symbol's position, from the fills the book counted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Holding {
+    /// Shares: positive long, negative short.
+    pub quantity: f64,
+    /// Average cost per share of what is held.
+    pub avg_cost: f64,
+    /// Profit taken by reducing the position, before commissions.
+    pub realised: f64,
+    /// Commissions paid.
+    pub commissions: f64,
+    /// Fills counted.
+    pub fills: u64,
+}
+
+impl Holding {
+    /// Profit of what is held at `price`.
+    pub fn unrealised(&self, price: f64) -> f64 {
+        self.quantity * (price - self.avg_cost)
+    }
+
+    fn add(&mut self, signed: f64, price: f64) {
+        let q = self.quantity;
+        let next = q + signed;
+        if q == 0.0 || (q > 0.0) == (signed > 0.0) {
+            self.avg_cost = (self.avg_cost * q.abs() + price * signed.abs()) / next.abs();
+        } else {
+            // Reducing (and perhaps going through zero): profit on the part closed.
+            let closed = signed.abs().min(q.abs());
+            self.realised += closed * (price - self.avg_cost) * q.signum();
+            if next == 0.0 {
+                self.avg_cost = 0.0;
+            } else if (next > 0.0) != (q > 0.0) {
+                self.avg_cost = price;
+            }
+        }
+        self.quantity = next;
+        self.fills += 1;
+    }
+}
+
+/// Orders by reference, fills by execution id, holdings by symbol.
+#[derive(Debug, Default)]
+pub struct OrderBook {
+    orders: BTreeMap<String, OrderReport>,
+    fills: HashMap<String, Fill>,
+    /// Execution ids in the order the fills were counted.
+    fill_order: Vec<String>,
+    holdings: BTreeMap<String, Holding>,
+    /// Reports refused because they would have moved an order back.
+    stale_reports: u64,
+    /// Fills seen again (counted once).
+    repeated_fills: u64,
+}
+
+impl OrderBook {
+    /// An empty book.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes a report of an order; never moves it back.
+    pub fn apply_report(&mut self, report: OrderReport) -> Applied {
+        let Some(current) = self.orders.get_mut(&report.request.order_ref) else {
+            self.orders.insert(report.request.order_ref.clone(), report);
+            return Applied::New;
+        };
+        if current.status.is_final() {
+            if report != *current {
+                self.stale_reports += 1;
+            }
+            return Applied::Unchanged;
+        }
+        let forward = report.status > current.status || report.filled > current.filled;
+        let backward = report.status < current.status || report.filled < current.filled;
+        if backward {
+            self.stale_reports += 1;
+        }
+        if !forward {
+            return Applied::Unchanged;
+        }
+        if report.status >= current.status {
+            current.status = report.status;
+            if report.reason.is_some() {
+                current.reason = report.reason;
+            }
+        }
+        if report.filled > current.filled {
+            current.filled = report.filled;
+            current.avg_price = report.avg_price;
+        }
+        if report.broker_id != 0 {
+            current.broker_id = report.broker_id;
+        }
+        Applied::Advanced
+    }
+
+    /// Takes a fill; `false` if it was already counted (only a commission it adds is kept).
+    pub fn apply_fill(&mut self, fill: Fill) -> bool {
+        if let Some(known) = self.fills.get_mut(&fill.exec_id) {
+            self.repeated_fills += 1;
+            if known.commission.is_none() {
+                if let Some(c) = fill.commission {
+                    known.commission = Some(c);
+                    self.holdings.entry(fill.symbol).or_default().commissions += c;
+                }
+            }
+            return false;
+        }
+        let h = self.holdings.entry(fill.symbol.clone()).or_default();
+        h.add(fill.side.sign() * fill.quantity, fill.price);
+        h.commissions += fill.commission.unwrap_or(0.0);
+        self.fill_order.push(fill.exec_id.clone());
+        self.fills.insert(fill.exec_id.clone(), fill);
+        true
+    }
+
+    /// The order with this reference.
+    pub fn order(&self, order_ref: &str) -> Option<&OrderReport> {
+        self.orders.get(order_ref)
+    }
+
+    /// Every order, by reference.
+    pub fn orders(&self) -> impl Iterator<Item = &OrderReport> {
+        self.orders.values()
+    }
+
+    /// Orders not yet final.
+    pub fn working(&self) -> impl Iterator<Item = &OrderReport> {
+        self.orders.values().filter(|o| !o.status.is_final())
+    }
+
+    /// Every fill counted, in the order counted.
+    pub fn fills(&self) -> impl Iterator<Item = &Fill> {
+        self.fill_order.iter().filter_map(|id| self.fills.get(id))
+    }
+
+    /// The holding of `symbol` (empty if it never traded).
+    pub fn holding(&self, symbol: &str) -> Holding {
+        self.holdings.get(symbol).cloned().unwrap_or_default()
+    }
+
+    /// Every symbol that traded, with its holding.
+    pub fn holdings(&self) -> &BTreeMap<String, Holding> {
+        &self.holdings
+    }
+
+    /// Reports refused because they were older than what the book knew.
+    pub fn stale_reports(&self) -> u64 {
+        self.stale_reports
+    }
+
+    /// Fills reported more than once (each counted once).
+    pub fn repeated_fills(&self) -> u64 {
+        self.repeated_fills
+    }
+
+    /// Orders of each final status, and working ones (`None`).
+    pub fn counts(&self) -> BTreeMap<Option<OrderStatus>, usize> {
+        let mut out = BTreeMap::new();
+        for o in self.orders.values() {
+            let key = o.status.is_final().then_some(o.status);
+            *out.entry(key).or_default() += 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge::protocol::{OrderRequest, OrderType, Side, TimeInForce};
+
+    fn report(status: OrderStatus, filled: f64) -> OrderReport {
+        OrderReport {
+            request: OrderRequest {
+                order_ref: "r1".into(),
+                symbol: "SPY".into(),
+                side: Side::Buy,
+                quantity: 100.0,
+                order_type: OrderType::Market,
+                tif: TimeInForce::Day,
+            },
+            broker_id: 7,
+            status,
+            filled,
+            avg_price: (filled > 0.0).then_some(10.0),
+            reason: None,
+        }
+    }
+
+    fn fill(exec_id: &str, side: Side, quantity: f64, price: f64) -> Fill {
+        Fill {
+            order_ref: "r1".into(),
+            exec_id: exec_id.into(),
+            symbol: "SPY".into(),
+            side,
+            quantity,
+            price,
+            commission: Some(1.0),
+            time: 0,
+        }
+    }
+
+    #[test]
+    fn an_order_never_goes_back_whatever_order_reports_come_in() {
+        use OrderStatus::*;
+        let mut book = OrderBook::new();
+        assert_eq!(book.apply_report(report(Working, 0.0)), Applied::New);
+        assert_eq!(
+            book.apply_report(report(PartiallyFilled, 40.0)),
+            Applied::Advanced
+        );
+        // An older report (the placement's reply, arriving late) changes nothing.
+        assert_eq!(book.apply_report(report(Working, 0.0)), Applied::Unchanged);
+        assert_eq!(book.order("r1").unwrap().status, PartiallyFilled);
+        assert_eq!(book.order("r1").unwrap().filled, 40.0);
+        assert_eq!(book.apply_report(report(Filled, 100.0)), Applied::Advanced);
+        // Final is final: a cancel after the fill, or a repeat, changes nothing.
+        assert_eq!(
+            book.apply_report(report(Cancelled, 100.0)),
+            Applied::Unchanged
+        );
+        assert_eq!(book.apply_report(report(Filled, 100.0)), Applied::Unchanged);
+        assert_eq!(book.order("r1").unwrap().status, Filled);
+        assert_eq!(book.stale_reports(), 2);
+        assert_eq!(book.working().count(), 0);
+    }
+
+    #[test]
+    fn more_fills_at_the_same_status_move_the_order_forward() {
+        let mut book = OrderBook::new();
+        book.apply_report(report(OrderStatus::PartiallyFilled, 10.0));
+        assert_eq!(
+            book.apply_report(report(OrderStatus::PartiallyFilled, 30.0)),
+            Applied::Advanced
+        );
+        assert_eq!(book.order("r1").unwrap().filled, 30.0);
+        let mut cancelled = report(OrderStatus::Cancelled, 30.0);
+        cancelled.reason = Some("cancelled".into());
+        book.apply_report(cancelled);
+        assert_eq!(
+            book.order("r1").unwrap().reason.as_deref(),
+            Some("cancelled")
+        );
+    }
+
+    #[test]
+    fn a_fill_is_counted_once_and_may_gain_its_commission_later() {
+        let mut book = OrderBook::new();
+        let mut first = fill("e1", Side::Buy, 10.0, 100.0);
+        first.commission = None;
+        assert!(book.apply_fill(first));
+        assert!(!book.apply_fill(fill("e1", Side::Buy, 10.0, 100.0)));
+        assert!(!book.apply_fill(fill("e1", Side::Buy, 10.0, 100.0)));
+        let h = book.holding("SPY");
+        assert_eq!(h.quantity, 10.0);
+        assert_eq!(h.fills, 1);
+        assert_eq!(h.commissions, 1.0, "the commission, once");
+        assert_eq!(book.repeated_fills(), 2);
+        assert_eq!(book.fills().count(), 1);
+    }
+
+    #[test]
+    fn profit_is_realised_when_a_position_shrinks_and_unrealised_at_the_last_price() {
+        let mut book = OrderBook::new();
+        book.apply_fill(fill("a", Side::Buy, 10.0, 100.0));
+        book.apply_fill(fill("b", Side::Buy, 10.0, 110.0));
+        let h = book.holding("SPY");
+        assert_eq!(h.avg_cost, 105.0);
+        assert_eq!(h.unrealised(120.0), 300.0);
+        book.apply_fill(fill("c", Side::Sell, 5.0, 125.0));
+        let h = book.holding("SPY");
+        assert_eq!(h.quantity, 15.0);
+        assert_eq!(h.avg_cost, 105.0);
+        assert_eq!(h.realised, 100.0);
+        // Through zero: short 5 opened at 90.
+        book.apply_fill(fill("d", Side::Sell, 20.0, 90.0));
+        let h = book.holding("SPY");
+        assert_eq!(h.quantity, -5.0);
+        assert_eq!(h.avg_cost, 90.0);
+        assert_eq!(h.realised, 100.0 - 15.0 * 15.0);
+        assert_eq!(h.unrealised(80.0), 50.0);
+        assert_eq!(h.commissions, 4.0);
+    }
+}

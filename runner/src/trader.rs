@@ -1,0 +1,413 @@
+//! Placing orders through the supervisor's worker, exactly once ([`Trader`]).
+//!
+//! Every order gets its reference here, before it is first sent, and keeps it on every
+//! retry. A placement whose worker dies before answering is sent again, with the same
+//! reference, to the replacement worker, which looks the reference up at the broker first
+//! and places nothing if it is there; a placement that timed out is sent again the same way
+//! (its fate was unknown). So an order reaches the broker once, or not at all when the broker
+//! never had it and every attempt failed.
+//!
+//! Invariants: nothing leaves before the risk limits pass ([`RiskLimits`]) and before the
+//! account was checked ([`check_accounts`]: a live account only with `allow_live`); the
+//! runner's view of each order only moves forward ([`OrderBook`]).
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bridge::protocol::{is_paper_account, Event, OrderReport, OrderRequest, Reply, Request};
+use bridge::RequestError;
+
+use crate::config::{BackendKind, Config};
+use crate::orders::OrderBook;
+use crate::risk::{LimitBreach, RiskLimits};
+use crate::supervisor::{Supervisor, SupervisorError};
+
+/// Placements sent again after a timeout (the same reference each time).
+const TIMEOUT_RETRIES: u32 = 2;
+
+/// Why an order request did not go through.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TradeError {
+    /// A risk limit refused it before it left.
+    Limit(LimitBreach),
+    /// The broker (or the worker, for a malformed order) refused the request.
+    Remote(bridge::protocol::RemoteError),
+    /// The worker could not be reached or answered nothing that fits.
+    Supervisor(SupervisorError),
+}
+
+impl fmt::Display for TradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TradeError::Limit(e) => e.fmt(f),
+            TradeError::Remote(e) => write!(f, "refused: {}", e.message),
+            TradeError::Supervisor(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for TradeError {}
+
+/// Trading was refused before anything was sent: the account is a live one and
+/// `trading.allow_live` is off. A run ends with it as with a configuration error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveAccountRefused(pub String);
+
+impl fmt::Display for LiveAccountRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LiveAccountRefused {}
+
+/// What trading did in a run, for the summary.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TradingSummary {
+    /// Orders placed (acknowledged by the broker).
+    pub orders: usize,
+    /// Of those: filled, still working, cancelled, rejected by the broker.
+    pub filled: usize,
+    pub working: usize,
+    pub cancelled: usize,
+    pub rejected: usize,
+    /// Orders the risk limits refused before they left.
+    pub refused_by_limits: u64,
+    /// Orders that failed otherwise (worker unreachable, malformed).
+    pub failed: u64,
+    /// Fills counted.
+    pub fills: usize,
+    /// One row per symbol traded.
+    pub rows: Vec<TradingRow>,
+}
+
+/// One symbol's trading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradingRow {
+    pub symbol: String,
+    pub position: f64,
+    pub avg_cost: f64,
+    pub realised: f64,
+    /// At the last price seen; `None` without one.
+    pub unrealised: Option<f64>,
+    pub commissions: f64,
+}
+
+/// Refuses trading on a live account unless allowed: every account the broker manages must be
+/// a paper account (IB: `D…`) when `allow_live` is off.
+pub fn check_accounts(
+    backend: BackendKind,
+    accounts: &[String],
+    allow_live: bool,
+) -> Result<(), String> {
+    if allow_live {
+        return Ok(());
+    }
+    let live: Vec<&str> = accounts
+        .iter()
+        .filter(|a| !is_paper_account(a))
+        .map(String::as_str)
+        .collect();
+    if live.is_empty() {
+        return Ok(());
+    }
+    let backend = match backend {
+        BackendKind::Sim => "sim",
+        BackendKind::Ibkr => "ibkr",
+    };
+    Err(format!(
+        "the {backend} broker manages a live account ({}): trading refused; set \
+         trading.allow_live = true to trade on it",
+        live.join(", ")
+    ))
+}
+
+/// References unique to this process: `<run tag>-<n>`.
+#[derive(Debug)]
+pub struct References {
+    tag: String,
+    next: u64,
+}
+
+impl References {
+    /// A tag from this process and the time: runs never share one.
+    pub fn new() -> Self {
+        let seed = u64::from(std::process::id()) << 32 ^ worker::unix_time::now().as_nanos() as u64;
+        References {
+            tag: format!("{:08x}", worker::random::mix(seed) as u32),
+            next: 1,
+        }
+    }
+
+    /// The next reference.
+    pub fn next_ref(&mut self) -> String {
+        let r = format!("{}-{}", self.tag, self.next);
+        self.next += 1;
+        r
+    }
+}
+
+impl Default for References {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Orders through one supervisor, with the book of what became of them.
+pub struct Trader<'a> {
+    sup: &'a Supervisor,
+    book: OrderBook,
+    risk: RiskLimits,
+    refs: References,
+    timeout: Duration,
+    refused_by_limits: u64,
+    failed: u64,
+}
+
+impl<'a> Trader<'a> {
+    /// A trader for the run of `cfg` on `sup`'s workers; refuses a live account unless
+    /// allowed.
+    pub fn new(sup: &'a Supervisor, cfg: &Config) -> Result<Self, LiveAccountRefused> {
+        check_accounts(cfg.backend, &sup.accounts(), cfg.trading.allow_live)
+            .map_err(LiveAccountRefused)?;
+        Ok(Trader {
+            sup,
+            book: OrderBook::new(),
+            risk: RiskLimits::new(&cfg.trading),
+            refs: References::new(),
+            timeout: cfg.request_timeout(),
+            refused_by_limits: 0,
+            failed: 0,
+        })
+    }
+
+    /// The summary of this run's trading, positions valued at `last_price` of each symbol.
+    pub fn summary(&self, last_price: impl Fn(&str) -> Option<f64>) -> TradingSummary {
+        use bridge::protocol::OrderStatus;
+        let mut s = TradingSummary {
+            refused_by_limits: self.refused_by_limits,
+            failed: self.failed,
+            fills: self.book.fills().count(),
+            ..TradingSummary::default()
+        };
+        for o in self.book.orders() {
+            s.orders += 1;
+            match o.status {
+                OrderStatus::Filled => s.filled += 1,
+                OrderStatus::Cancelled => s.cancelled += 1,
+                OrderStatus::Rejected => s.rejected += 1,
+                _ => s.working += 1,
+            }
+        }
+        s.rows = self
+            .book
+            .holdings()
+            .iter()
+            .map(|(symbol, h)| TradingRow {
+                symbol: symbol.clone(),
+                position: h.quantity,
+                avg_cost: h.avg_cost,
+                realised: h.realised,
+                unrealised: last_price(symbol).map(|p| h.unrealised(p)),
+                commissions: h.commissions,
+            })
+            .collect();
+        s
+    }
+
+    /// The next reference of this run.
+    pub fn next_ref(&mut self) -> String {
+        self.refs.next_ref()
+    }
+
+    /// What became of the orders.
+    pub fn book(&self) -> &OrderBook {
+        &self.book
+    }
+
+    /// Places `order` (valued at its limit or `last_price` for the limits) and returns its
+    /// state once the broker acknowledged it.
+    pub fn place(
+        &mut self,
+        order: OrderRequest,
+        last_price: Option<f64>,
+    ) -> Result<OrderReport, TradeError> {
+        let position = self.book.holding(&order.symbol).quantity;
+        if let Err(e) = self
+            .risk
+            .check(&order, last_price, position, Instant::now())
+        {
+            self.refused_by_limits += 1;
+            return Err(TradeError::Limit(e));
+        }
+        let placed = self.send_placement(&order);
+        if placed.is_err() {
+            self.failed += 1;
+        }
+        placed
+    }
+
+    fn send_placement(&mut self, order: &OrderRequest) -> Result<OrderReport, TradeError> {
+        let order_ref = order.order_ref.clone();
+        let mut attempt = 0;
+        let reply = loop {
+            match self
+                .sup
+                .request(Request::PlaceOrder(order.clone()), self.timeout)
+            {
+                Err(SupervisorError::Request(RequestError::Timeout))
+                    if attempt < TIMEOUT_RETRIES =>
+                {
+                    attempt += 1;
+                    tracing::warn!(
+                        %order_ref,
+                        "no answer to the order in time; sending it again with the same reference"
+                    );
+                }
+                other => break other.map_err(TradeError::Supervisor)?,
+            }
+        };
+        let report = self.expect_order(reply)?;
+        self.book.apply_report(report);
+        self.book
+            .order(&order_ref)
+            .cloned()
+            .ok_or_else(|| TradeError::Supervisor(SupervisorError::Protocol("order lost".into())))
+    }
+
+    /// Cancels the order with this reference; returns its state after.
+    pub fn cancel(&mut self, order_ref: &str) -> Result<OrderReport, TradeError> {
+        let reply = self
+            .sup
+            .request(
+                Request::CancelOrder {
+                    order_ref: order_ref.to_string(),
+                },
+                self.timeout,
+            )
+            .map_err(TradeError::Supervisor)?;
+        let report = self.expect_order(reply)?;
+        self.book.apply_report(report);
+        self.book
+            .order(order_ref)
+            .cloned()
+            .ok_or_else(|| TradeError::Supervisor(SupervisorError::Protocol("order lost".into())))
+    }
+
+    /// Cancels every order of this run still working; returns how many were asked to.
+    pub fn cancel_working(&mut self) -> usize {
+        let working: Vec<String> = self
+            .book
+            .working()
+            .map(|o| o.request.order_ref.clone())
+            .collect();
+        for r in &working {
+            match self.cancel(r) {
+                Ok(o) => {
+                    tracing::info!(order_ref = %r, status = %o.status, "order cancelled on exit")
+                }
+                Err(e) => tracing::warn!(order_ref = %r, "cannot cancel on exit: {e}"),
+            }
+        }
+        working.len()
+    }
+
+    /// Brings the book up to what the broker knows: its orders and today's executions.
+    pub fn reconcile(&mut self) -> Result<(), TradeError> {
+        match self
+            .sup
+            .request(Request::Orders, self.timeout)
+            .map_err(TradeError::Supervisor)?
+        {
+            Reply::Orders(orders) => {
+                for o in orders {
+                    if self.book.order(&o.request.order_ref).is_some() {
+                        self.book.apply_report(o);
+                    }
+                }
+            }
+            other => return Err(unexpected(other, "orders")),
+        }
+        match self
+            .sup
+            .request(Request::Executions, self.timeout)
+            .map_err(TradeError::Supervisor)?
+        {
+            Reply::Fills(fills) => {
+                for f in fills {
+                    if self.book.order(&f.order_ref).is_some() {
+                        self.book.apply_fill(f);
+                    }
+                }
+            }
+            other => return Err(unexpected(other, "executions")),
+        }
+        Ok(())
+    }
+
+    /// Takes an order, fill or position event of this run's orders; `false` for any other
+    /// event.
+    pub fn on_event(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Order(report) => {
+                if self.book.order(&report.request.order_ref).is_some() {
+                    self.book.apply_report(report.clone());
+                }
+                true
+            }
+            Event::Fill(fill) => {
+                if self.book.order(&fill.order_ref).is_some() {
+                    self.book.apply_fill(fill.clone());
+                }
+                true
+            }
+            Event::Position(_) => true,
+            _ => false,
+        }
+    }
+
+    fn expect_order(&self, reply: Reply) -> Result<OrderReport, TradeError> {
+        match reply {
+            Reply::Order(report) => Ok(report),
+            Reply::Error(e) => Err(TradeError::Remote(e)),
+            other => Err(unexpected(other, "order")),
+        }
+    }
+}
+
+fn unexpected(reply: Reply, to: &str) -> TradeError {
+    match reply {
+        Reply::Error(e) => TradeError::Remote(e),
+        other => TradeError::Supervisor(SupervisorError::Protocol(format!("{other:?} to {to}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_account_is_refused_unless_allowed() {
+        let paper = vec!["DU123".to_string()];
+        let mixed = vec!["DU123".to_string(), "U999".to_string()];
+        assert!(check_accounts(BackendKind::Ibkr, &paper, false).is_ok());
+        let e = check_accounts(BackendKind::Ibkr, &mixed, false).unwrap_err();
+        assert_eq!(
+            e,
+            "the ibkr broker manages a live account (U999): trading refused; set \
+             trading.allow_live = true to trade on it"
+        );
+        assert!(check_accounts(BackendKind::Ibkr, &mixed, true).is_ok());
+    }
+
+    #[test]
+    fn references_are_valid_unique_and_differ_between_runs() {
+        let mut a = References::new();
+        let mut b = References::new();
+        let ra: Vec<String> = (0..3).map(|_| a.next_ref()).collect();
+        assert!(ra.iter().all(|r| bridge::protocol::valid_order_ref(r)));
+        assert_eq!(ra[0].rsplit_once('-').unwrap().1, "1");
+        assert_eq!(ra[2].rsplit_once('-').unwrap().1, "3");
+        assert_ne!(ra[0], b.next_ref());
+    }
+}
