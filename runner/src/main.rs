@@ -384,7 +384,7 @@ fn run(args: &ConfigArgs) -> ExitCode {
         let mut setup = WorkerSetup::from_config(&cfg, own_exe()?, faults);
         journal
             .adopt_clock(&mut setup)
-            .map_err(|e| SupervisorError::Environment(e))?;
+            .map_err(SupervisorError::Environment)?;
         runner::job::run(&cfg, setup, &stop)
     });
     match outcome {
