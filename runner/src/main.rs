@@ -149,9 +149,17 @@ struct SoakArgs {
     /// Requests per second.
     #[arg(long, value_name = "MSGS_PER_S", default_value_t = 2000)]
     rate: u64,
-    /// SIGKILL and SIGSTOP the worker at random moments.
+    /// SIGKILL and SIGSTOP the worker at random moments (with --orders, also between the
+    /// broker taking an order and its answer).
     #[arg(long)]
     chaos: bool,
+    /// Place orders too (one share each, on the simulated market), and check at the end that
+    /// the broker holds each exactly once.
+    #[arg(long)]
+    orders: bool,
+    /// Orders per second with --orders.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    order_rate: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -424,9 +432,34 @@ fn soak(args: &SoakArgs) -> ExitCode {
         chaos: args.chaos,
         symbols: args.symbols.max(1),
         memory_bound_mb: args.memory_bound,
+        order_rate: if args.orders {
+            args.order_rate.max(1)
+        } else {
+            0
+        },
+    };
+    if args.orders && cfg.backend != runner::config::BackendKind::Sim {
+        return fail(
+            EXIT_CONFIG,
+            "soak --orders runs on the simulated market only",
+        );
+    }
+    let journal = RunJournal::for_run(&mut cfg);
+    let faults = worker::SimFaults {
+        // The window between the broker taking an order and its answer, which the chaos
+        // aims at.
+        order_ack_delay_ms: if args.orders {
+            runner::soak::ORDER_ACK_DELAY_MS
+        } else {
+            0
+        },
+        ..worker::SimFaults::default()
     };
     let report = stop_flag().and_then(|stop| {
-        let setup = WorkerSetup::from_config(&cfg, own_exe()?, worker::SimFaults::default());
+        let mut setup = WorkerSetup::from_config(&cfg, own_exe()?, faults);
+        journal
+            .adopt_clock(&mut setup)
+            .map_err(SupervisorError::Environment)?;
         runner::soak::run(&settings, setup, &stop)
     });
     match report {

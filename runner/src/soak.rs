@@ -5,8 +5,12 @@
 //! growth beyond [`SoakSettings::memory_bound_mb`].
 //!
 //! Four threads run side by side, one function each on `Soak`: `Soak::send_requests`,
-//! `Soak::check_bars`, `Soak::sample_memory` and `Soak::inject_chaos`; the calling
-//! thread only waits for the end. The bar rule is in `sequence`, the round-trip histogram in
+//! `Soak::check_bars`, `Soak::sample_memory` and `Soak::inject_chaos`, and with `--orders` a
+//! fifth, `Soak::place_orders`; the calling thread only waits for the end. With orders, half
+//! of the chaos kills aim at an order in flight (after the broker took it, before its
+//! answer: the simulated broker holds each answer back a little), and at the end the
+//! broker's orders are counted against the ones sent: any order twice at the broker, or
+//! acknowledged and not there, fails the soak. The bar rule is in `sequence`, the round-trip histogram in
 //! `histogram`, the report and its verdict in `report`.
 //!
 //! Invariants: every request carries its sequence number and is counted exactly once, as
@@ -24,7 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use bridge::protocol::{Event, Reply, Request, SubscribeRequest};
+use bridge::protocol::{
+    Event, OrderRequest, OrderType, Reply, Request, Side, SubscribeRequest, TimeInForce,
+};
 use parking_lot::Mutex;
 use worker::random::XorShift;
 use worker::signal::Signal;
@@ -47,7 +53,13 @@ pub struct SoakSettings {
     pub symbols: usize,
     /// Allowed growth of the runner's resident memory after the first 5 s, MiB.
     pub memory_bound_mb: u64,
+    /// Place orders too, this many per second (0: none).
+    pub order_rate: u64,
 }
+
+/// How long the simulated broker holds back each order's answer in a soak with orders: the
+/// window the chaos aims its kills at.
+pub const ORDER_ACK_DELAY_MS: u64 = 100;
 
 /// Deadline of one request (a ping, or a subscription).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,6 +86,9 @@ struct Counts {
     bar_gaps_declared: AtomicU64,
     bar_gaps_undeclared: AtomicU64,
     bar_overlaps_declared: AtomicU64,
+    orders_sent: AtomicU64,
+    orders_acknowledged: AtomicU64,
+    orders_failed: AtomicU64,
 }
 
 /// A soak in progress: what its threads share.
@@ -90,6 +105,10 @@ struct Soak<'a> {
     minutes: Mutex<Vec<Histogram>>,
     memory: Mutex<Vec<(f64, u64, u64)>>,
     recoveries: Mutex<Vec<Recovery>>,
+    /// Every order sent: its reference, and whether the broker acknowledged it.
+    orders: Mutex<Vec<(String, bool)>>,
+    /// Set while an order waits for its answer.
+    order_in_flight: AtomicBool,
 }
 
 /// The soak's symbol of subscription `sub`.
@@ -122,9 +141,14 @@ pub fn run(settings: &SoakSettings, setup: WorkerSetup, stop: &AtomicBool) -> Re
         minutes: Mutex::new(Vec::new()),
         memory: Mutex::new(Vec::new()),
         recoveries: Mutex::new(Vec::new()),
+        orders: Mutex::new(Vec::new()),
+        order_in_flight: AtomicBool::new(false),
     };
     std::thread::scope(|s| {
         s.spawn(|| soak.send_requests());
+        if settings.order_rate > 0 {
+            s.spawn(|| soak.place_orders());
+        }
         s.spawn(|| soak.check_bars(&mut events));
         s.spawn(|| soak.sample_memory());
         if settings.chaos {
@@ -135,9 +159,14 @@ pub fn run(settings: &SoakSettings, setup: WorkerSetup, stop: &AtomicBool) -> Re
         }
         soak.done.store(true, Ordering::Relaxed);
     });
+    let at_broker = if settings.order_rate > 0 {
+        Some(soak.orders_at_broker())
+    } else {
+        None
+    };
     let restarts = sup.stats().restarts;
     sup.shutdown();
-    Ok(soak.report(restarts))
+    Ok(soak.report(restarts, at_broker))
 }
 
 impl Soak<'_> {
@@ -186,6 +215,98 @@ impl Soak<'_> {
                 next = now; // fell behind (a recovery): do not burst
             }
         }
+    }
+
+    /// Orders at the configured rate, one share each, alternately bought and sold, each with a
+    /// reference of its own kept on every retry.
+    fn place_orders(&self) {
+        let period = Duration::from_secs_f64(1.0 / self.settings.order_rate.max(1) as f64);
+        let counts = &self.counts;
+        let mut refs = crate::trader::References::new();
+        let mut next = Instant::now();
+        let mut n = 0u64;
+        while !self.is_over() {
+            let order = OrderRequest {
+                order_ref: refs.next_ref(),
+                symbol: soak_symbol((n % self.settings.symbols.max(1) as u64) as u32),
+                side: if n.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+                quantity: 1.0,
+                order_type: OrderType::Market,
+                tif: TimeInForce::Day,
+            };
+            counts.orders_sent.fetch_add(1, Ordering::Relaxed);
+            self.order_in_flight.store(true, Ordering::Release);
+            let mut acknowledged = false;
+            // A placement whose fate is unknown (timed out) goes again with its reference.
+            for _ in 0..3 {
+                match self
+                    .sup
+                    .request(Request::PlaceOrder(order.clone()), REQUEST_TIMEOUT)
+                {
+                    Ok(Reply::Order(_)) => {
+                        acknowledged = true;
+                        break;
+                    }
+                    Err(SupervisorError::Request(bridge::RequestError::Timeout)) => continue,
+                    Err(SupervisorError::Stopped) => break,
+                    other => {
+                        tracing::warn!(order_ref = %order.order_ref, "order failed: {other:?}");
+                        break;
+                    }
+                }
+            }
+            self.order_in_flight.store(false, Ordering::Release);
+            if acknowledged {
+                counts.orders_acknowledged.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counts.orders_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            self.orders.lock().push((order.order_ref, acknowledged));
+            n += 1;
+            next += period;
+            let now = Instant::now();
+            if next > now {
+                self.sleep_until(next, Duration::from_millis(20));
+            } else if now - next > Duration::from_secs(1) {
+                next = now;
+            }
+        }
+    }
+
+    /// How many of the orders sent the broker holds, how many times each: (at the broker,
+    /// duplicated, lost). Asked of the current worker, retried while workers are replaced.
+    fn orders_at_broker(&self) -> (u64, u64, u64) {
+        let deadline = Instant::now() + RECOVERY_LIMIT;
+        let listed = loop {
+            match self.sup.request(Request::Orders, REQUEST_TIMEOUT) {
+                Ok(Reply::Orders(list)) => break list,
+                other if Instant::now() >= deadline => {
+                    tracing::error!("the broker's orders could not be listed: {other:?}");
+                    break Vec::new();
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        let mut held: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for o in &listed {
+            *held.entry(o.request.order_ref.as_str()).or_default() += 1;
+        }
+        let sent = self.orders.lock();
+        let (mut at_broker, mut duplicated, mut lost) = (0, 0, 0);
+        for (order_ref, acknowledged) in sent.iter() {
+            match held.get(order_ref.as_str()) {
+                Some(&n) => {
+                    at_broker += 1;
+                    duplicated += n - 1;
+                }
+                None if *acknowledged => {
+                    lost += 1;
+                    tracing::error!(%order_ref, "acknowledged order not at the broker");
+                }
+                None => {}
+            }
+        }
+        (at_broker, duplicated, lost)
     }
 
     /// Adds a round trip to the histogram of the current minute.
@@ -265,13 +386,25 @@ impl Soak<'_> {
             {
                 return;
             }
+            let (action, signal) = match rng.below(if self.settings.order_rate > 0 { 4 } else { 2 })
+            {
+                0 => ("kill", Signal::Kill),
+                1 => ("stop", Signal::Stop),
+                _ => {
+                    // Into an order's window: taken by the broker, not yet answered.
+                    let waited = Instant::now();
+                    while !self.order_in_flight.load(Ordering::Acquire)
+                        && waited.elapsed() < Duration::from_secs(2)
+                        && !self.is_over()
+                    {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    std::thread::sleep(Duration::from_millis(ORDER_ACK_DELAY_MS / 4));
+                    ("kill-mid-order", Signal::Kill)
+                }
+            };
             let Some(pid) = self.sup.stats().worker_pid else {
                 continue;
-            };
-            let (action, signal) = if rng.below(2) == 0 {
-                ("kill", Signal::Kill)
-            } else {
-                ("stop", Signal::Stop)
             };
             let at = Instant::now();
             let _ = worker::signal::send(pid, signal);
@@ -302,7 +435,7 @@ impl Soak<'_> {
     }
 
     /// The report, once every thread has ended.
-    fn report(self, restarts: u32) -> SoakReport {
+    fn report(self, restarts: u32, at_broker: Option<(u64, u64, u64)>) -> SoakReport {
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let counts = &self.counts;
         let mut report = SoakReport {
@@ -338,6 +471,14 @@ impl Soak<'_> {
                 .into_iter()
                 .map(|r| (r.at_s, r.action, r.recovered_ms))
                 .collect(),
+            orders: at_broker.map(|(at_broker, duplicated, lost)| report::OrderCounts {
+                sent: c(&counts.orders_sent),
+                acknowledged: c(&counts.orders_acknowledged),
+                failed: c(&counts.orders_failed),
+                at_broker,
+                duplicated,
+                lost,
+            }),
             failures: Vec::new(),
         };
         report.failures = report::verdict(&report, self.settings);

@@ -769,6 +769,33 @@ fn a_short_soak_checks_every_message_and_reports_json() {
     assert_eq!(counter(json, "\"answered\":"), sent);
 }
 
+/// `soak --orders`: orders beside the traffic, and at the end the broker holds each one once.
+#[test]
+fn a_soak_with_orders_finds_each_order_once_at_the_broker() {
+    let (code, stdout, stderr) = output(runner(&[
+        "soak",
+        "--duration",
+        "3",
+        "--rate",
+        "200",
+        "--symbols",
+        "2",
+        "--orders",
+        "--order-rate",
+        "5",
+        "--json",
+    ]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let json = stdout.trim();
+    assert!(json.contains("\"passed\": true"), "{json}");
+    let sent = counter(json, "\"orders_sent\":");
+    assert!(sent >= 5, "{json}");
+    assert_eq!(counter(json, "\"orders_acknowledged\":"), sent, "{json}");
+    assert_eq!(counter(json, "\"orders_at_broker\":"), sent, "{json}");
+    assert_eq!(counter(json, "\"orders_duplicated\":"), 0, "{json}");
+    assert_eq!(counter(json, "\"orders_lost\":"), 0, "{json}");
+}
+
 /// A peer that corrupts both rings of every new worker, over and over: each corruption is
 /// reported, a new worker takes over, and the run ends on time with exit code 0. Neither side
 /// may hang (a worker that finds its receiving ring corrupt logs it, and the log record finds

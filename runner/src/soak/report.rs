@@ -39,8 +39,27 @@ pub struct SoakReport {
     pub memory: Vec<(f64, u64, u64)>,
     /// (seconds into the run, action, ms until a new worker answered; `None`: never).
     pub chaos: Vec<(f64, &'static str, Option<u64>)>,
+    /// Orders, with `--orders`.
+    pub orders: Option<OrderCounts>,
     /// Why the run failed; empty if it passed.
     pub failures: Vec<String>,
+}
+
+/// The orders of a soak, against what the broker holds at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderCounts {
+    /// Orders sent (each with a reference of its own).
+    pub sent: u64,
+    /// Of those, acknowledged by the broker.
+    pub acknowledged: u64,
+    /// Of those, failed with an error (a declared failure: the broker may not have them).
+    pub failed: u64,
+    /// References sent that the broker holds.
+    pub at_broker: u64,
+    /// Orders the broker holds beyond one per reference.
+    pub duplicated: u64,
+    /// Acknowledged orders the broker does not hold.
+    pub lost: u64,
 }
 
 impl SoakReport {
@@ -76,6 +95,23 @@ pub(super) fn verdict(r: &SoakReport, settings: &SoakSettings) -> Vec<String> {
     }
     if r.answered == 0 || r.bars == 0 {
         f.push("no traffic went through".into());
+    }
+    if let Some(o) = &r.orders {
+        if o.duplicated > 0 || o.lost > 0 {
+            f.push(format!(
+                "orders: {} duplicated at the broker, {} acknowledged and lost",
+                o.duplicated, o.lost
+            ));
+        }
+        if o.acknowledged == 0 {
+            f.push("no order went through".into());
+        }
+        if !settings.chaos && o.failed > 0 {
+            f.push(format!(
+                "{} orders failed without any fault injected",
+                o.failed
+            ));
+        }
     }
     if r.chaos.iter().any(|c| c.2.is_none()) {
         f.push("a worker was not replaced within 30 s".into());
@@ -113,6 +149,18 @@ struct Json<'a> {
     rtt_per_minute: Vec<JsonMinute>,
     memory_kib: JsonMemory,
     chaos: Vec<JsonFault>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orders_sent: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orders_acknowledged: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orders_failed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orders_at_broker: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orders_duplicated: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orders_lost: Option<u64>,
     passed: bool,
     failures: &'a [String],
 }
@@ -218,6 +266,12 @@ pub fn json(r: &SoakReport) -> String {
                 recovered_ms,
             })
             .collect(),
+        orders_sent: r.orders.map(|o| o.sent),
+        orders_acknowledged: r.orders.map(|o| o.acknowledged),
+        orders_failed: r.orders.map(|o| o.failed),
+        orders_at_broker: r.orders.map(|o| o.at_broker),
+        orders_duplicated: r.orders.map(|o| o.duplicated),
+        orders_lost: r.orders.map(|o| o.lost),
         passed: r.failures.is_empty(),
         failures: &r.failures,
     };
@@ -282,6 +336,14 @@ pub fn text(r: &SoakReport) -> String {
             recoveries.join(", ")
         }
     );
+    if let Some(o) = &r.orders {
+        let _ = writeln!(
+            s,
+            "orders: {} sent, {} acknowledged, {} failed with a declared error; at the broker {}, \
+             duplicated {}, lost {}",
+            o.sent, o.acknowledged, o.failed, o.at_broker, o.duplicated, o.lost
+        );
+    }
     if let (Some(first), Some(last)) = (r.memory.first(), r.memory.last()) {
         let _ = writeln!(
             s,
@@ -323,8 +385,39 @@ mod tests {
             minutes: vec![(1498, 20.25, 61.0, 1289.04)],
             memory: vec![(0.2, 16000, 5500), (1.49, 16100, 5600)],
             chaos: vec![(1.5, "kill", Some(184)), (2.75, "stop", None)],
+            orders: None,
             failures: vec!["a \"quoted\" failure".into()],
         }
+    }
+
+    #[test]
+    fn orders_appear_in_the_json_and_text_only_when_placed() {
+        assert!(!json(&report()).contains("orders_"));
+        assert!(!text(&report()).contains("orders:"));
+        let with = SoakReport {
+            orders: Some(OrderCounts {
+                sent: 40,
+                acknowledged: 39,
+                failed: 1,
+                at_broker: 40,
+                duplicated: 0,
+                lost: 0,
+            }),
+            ..report()
+        };
+        let j = json(&with);
+        assert!(
+            j.contains(
+                "\"orders_sent\": 40, \"orders_acknowledged\": 39, \"orders_failed\": 1, \
+                 \"orders_at_broker\": 40, \"orders_duplicated\": 0, \"orders_lost\": 0, \
+                 \"passed\": false"
+            ),
+            "{j}"
+        );
+        assert!(text(&with).contains(
+            "orders: 40 sent, 39 acknowledged, 1 failed with a declared error; at the broker 40, \
+             duplicated 0, lost 0\n"
+        ));
     }
 
     #[test]
@@ -372,6 +465,7 @@ mod tests {
             chaos: false,
             symbols: 4,
             memory_bound_mb: 64,
+            order_rate: 0,
         };
         let clean = SoakReport {
             answered: 1500,
@@ -414,6 +508,30 @@ mod tests {
                 }
             ),
             vec!["a worker was not replaced within 30 s".to_string()]
+        );
+        let orders = |duplicated, lost| SoakReport {
+            orders: Some(OrderCounts {
+                sent: 10,
+                acknowledged: 10,
+                failed: 0,
+                at_broker: 10,
+                duplicated,
+                lost,
+            }),
+            chaos: Vec::new(),
+            failures: Vec::new(),
+            answered: 1500,
+            failed_declared: 0,
+            ..report()
+        };
+        assert_eq!(verdict(&orders(0, 0), &settings), Vec::<String>::new());
+        assert_eq!(
+            verdict(&orders(1, 0), &settings),
+            vec!["orders: 1 duplicated at the broker, 0 acknowledged and lost".to_string()]
+        );
+        assert_eq!(
+            verdict(&orders(0, 2), &settings),
+            vec!["orders: 0 duplicated at the broker, 2 acknowledged and lost".to_string()]
         );
     }
 }
