@@ -229,7 +229,11 @@ impl Soak<'_> {
             let order = OrderRequest {
                 order_ref: refs.next_ref(),
                 symbol: soak_symbol((n % self.settings.symbols.max(1) as u64) as u32),
-                side: if n.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+                side: if n.is_multiple_of(2) {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                },
                 quantity: 1.0,
                 order_type: OrderType::Market,
                 tif: TimeInForce::Day,

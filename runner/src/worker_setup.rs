@@ -192,6 +192,7 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
             reconnect_attempts: cfg.ibkr.reconnect_attempts,
             delayed_fallback: cfg.ibkr.delayed_fallback,
             paced_history: Vec::new(),
+            allow_live: cfg.trading.allow_live,
             contracts: cfg
                 .ibkr
                 .contracts

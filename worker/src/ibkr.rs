@@ -21,6 +21,10 @@
 //!   once, whenever the gateway dropped them (`live`). A read in flight when the gateway
 //!   connection drops is re-sent once `ibapi` has reconnected.
 //! - Broker notices (farm status 2104, 2106, 2158, ...) are forwarded as events.
+//! - Orders (`orders`): placed exactly once by their reference (IB's `orderRef`), the book
+//!   reconciled with the gateway before anything is placed by a new worker or after a lost
+//!   connection, every change and fill told as events; a live account refused unless
+//!   `allow_live`.
 //!
 //! Here: the connection and the [`Backend`] calls. Historical requests are in `history`, the
 //! real-time stream in `realtime` with its bar aggregation in `bar_builder`, IB's errors in
@@ -33,6 +37,7 @@ mod errors;
 mod history;
 mod lifecycle;
 mod live;
+mod orders;
 mod realtime;
 mod tick_bars;
 
@@ -145,6 +150,8 @@ pub struct IbkrBackend {
     live: Arc<LiveStreams>,
     /// Contracts looked up at the gateway, by symbol.
     resolved: contracts::Resolved,
+    /// Orders with a reference.
+    orders: Arc<orders::IbOrders>,
 }
 
 impl IbkrBackend {
@@ -175,9 +182,10 @@ impl IbkrBackend {
             connect_lock: Mutex::new(()),
             history_slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_HISTORY)),
             pacer,
-            events,
             live,
             resolved: contracts::Resolved::default(),
+            orders: orders::IbOrders::new(events.clone()),
+            events,
         })
     }
 
@@ -315,6 +323,26 @@ impl IbkrBackend {
         bars
     }
 
+    /// The client for an order request: a connection that is down is waited for while
+    /// `ibapi` reconnects.
+    fn client_for_orders(&self) -> Result<Arc<ibapi::Client>, RemoteError> {
+        match self.client() {
+            Err(e) if e.kind == ErrorKind::Disconnected => {
+                let client = self
+                    .connection
+                    .lock()
+                    .as_ref()
+                    .map(|c| c.client.clone())
+                    .ok_or(e)?;
+                self.rt
+                    .block_on(reconnected(&client, RECONNECT_WAIT))
+                    .map_err(|m| error(ErrorKind::Disconnected, m))?;
+                Ok(client)
+            }
+            other => other,
+        }
+    }
+
     fn client(&self) -> Result<Arc<ibapi::Client>, RemoteError> {
         match &*self.connection.lock() {
             Some(c) if c.client.is_connected() => Ok(c.client.clone()),
@@ -436,7 +464,12 @@ impl Backend for IbkrBackend {
                     self.opts.reconnect_attempts,
                 ))
                 .abort_handle(),
+            self.rt
+                .spawn(self.orders.clone().follow(client.clone()))
+                .abort_handle(),
         ];
+        // A new connection: what the gateway holds is looked at before the next order.
+        self.orders.mark_stale();
         tracing::info!(?accounts, next_order_id, "gateway ready");
         (self.events)(Event::Connection(ConnectionStatus::Connected));
         *self.connection.lock() = Some(Connected {
@@ -551,32 +584,54 @@ impl Backend for IbkrBackend {
         Ok(())
     }
 
-    fn place_order(&self, _order: &OrderRequest) -> Result<OrderReport, RemoteError> {
-        Err(orders_missing())
+    fn place_order(&self, order: &OrderRequest) -> Result<OrderReport, RemoteError> {
+        check_symbol(&order.symbol)?;
+        if let Some(problem) = order.problem() {
+            return Err(error(ErrorKind::BadRequest, problem));
+        }
+        let client = self.client_for_orders()?;
+        let accounts = self.accounts()?;
+        orders::check_account(&accounts, self.opts.allow_live)?;
+        let contract =
+            self.rt
+                .block_on(self.resolved.contract(&client, &self.opts, &order.symbol))?;
+        let account = accounts.first().map(String::as_str);
+        self.rt
+            .block_on(self.orders.place(&client, &contract, order, account))
     }
 
-    fn cancel_order(&self, _order_ref: &str) -> Result<OrderReport, RemoteError> {
-        Err(orders_missing())
+    fn cancel_order(&self, order_ref: &str) -> Result<OrderReport, RemoteError> {
+        let client = self.client_for_orders()?;
+        self.rt.block_on(self.orders.cancel(&client, order_ref))
     }
 
     fn cancel_all(&self) -> Result<u32, RemoteError> {
-        Err(orders_missing())
+        let client = self.client_for_orders()?;
+        self.rt.block_on(self.orders.cancel_all(&client))
     }
 
     fn orders(&self) -> Result<Vec<OrderReport>, RemoteError> {
-        Err(orders_missing())
+        let client = self.client_for_orders()?;
+        self.rt.block_on(self.orders.orders(&client))
     }
 
     fn executions(&self) -> Result<Vec<Fill>, RemoteError> {
-        Err(orders_missing())
+        let client = self.client_for_orders()?;
+        self.rt.block_on(self.orders.executions(&client))
     }
 
     fn positions(&self) -> Result<Vec<Position>, RemoteError> {
-        Err(orders_missing())
+        let client = self.client_for_orders()?;
+        self.rt.block_on(orders::positions(&client))
     }
 
     fn account(&self) -> Result<AccountSummary, RemoteError> {
-        Err(orders_missing())
+        let client = self.client_for_orders()?;
+        let accounts = self.accounts()?;
+        self.rt.block_on(orders::account(
+            &client,
+            accounts.first().map(String::as_str),
+        ))
     }
 
     fn disconnect(&self) {
@@ -598,11 +653,4 @@ impl Drop for IbkrBackend {
     fn drop(&mut self) {
         self.disconnect();
     }
-}
-
-fn orders_missing() -> RemoteError {
-    error(
-        ErrorKind::Internal,
-        "orders through the ibkr backend are not available in this build",
-    )
 }

@@ -249,6 +249,8 @@ pub struct IbkrOptions {
     pub paced_history: Vec<(String, u32, u64)>,
     /// Contracts that are not SMART-routed USD stocks.
     pub contracts: Vec<ContractSpec>,
+    /// Orders on a live (non-paper) account are allowed.
+    pub allow_live: bool,
 }
 
 impl Default for IbkrOptions {
@@ -267,6 +269,7 @@ impl Default for IbkrOptions {
             delayed_fallback: false,
             paced_history: Vec::new(),
             contracts: Vec::new(),
+            allow_live: false,
         }
     }
 }

@@ -1,0 +1,837 @@
+//! Orders at IB: placed exactly once, followed, reconciled.
+//!
+//! The order's reference travels as IB's `orderRef`; order ids come from `ibapi`'s counter,
+//! seeded by the gateway's next valid id and never lowered, so an id is never used twice.
+//! `ibapi`'s `submit_order` returns once the bytes are written, with no acknowledgement, and
+//! `ibapi` reconnects by itself with the same client id; a rejection (201) arrives as a notice
+//! on the order update stream, not as an error. So:
+//!
+//! - before anything is placed by a worker that never looked (a replacement), and after
+//!   every loss of the gateway connection, the book is reconciled with the gateway: open
+//!   orders of every client, completed orders, today's executions, all carrying our
+//!   references; an order whose reference is found is answered as it stands, never placed;
+//! - an order is answered once the gateway acknowledged it; if the connection drops while it
+//!   waits, the worker waits for `ibapi` to reconnect, reconciles, and places it again (with
+//!   a new order id, the same reference) only when the gateway has no trace of it;
+//! - one task follows the order update stream (it outlives reconnections) and tells every
+//!   change of an order with a reference, and every fill (once, then again with its
+//!   commission), as events.
+//!
+//! Invariants: a reference maps to at most one order id placed by this worker at a time; an
+//! order's state only moves forward here too (the runner's book enforces it again); a live
+//! account is refused before anything is sent unless `allow_live`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::protocol::{
+    is_paper_account, AccountSummary, ErrorKind, Event, Fill, OrderReport, OrderRequest,
+    OrderStatus, OrderType, Position, RemoteError, Side, TimeInForce,
+};
+use ibapi::accounts::types::AccountGroup;
+use ibapi::accounts::{AccountSummaryResult, PositionUpdate};
+use ibapi::orders::{
+    order_builder, Action, ExecutionFilter, ExecutionSide, Executions, OrderData, OrderStatusKind,
+    OrderUpdate, Orders,
+};
+use ibapi::prelude::{StreamExt, SubscriptionItem};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::backend::{error, EventSink};
+
+/// How long an order waits for the gateway's acknowledgement.
+const ACK_WAIT: Duration = Duration::from_secs(10);
+/// How long a cancel waits for the order to be final.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+/// How long a query (open orders, executions, positions, ...) may take.
+const QUERY_WAIT: Duration = Duration::from_secs(15);
+/// Placements of one order after connection losses before giving up.
+const PLACE_ATTEMPTS: u32 = 3;
+
+/// What the worker knows of the orders with a reference.
+#[derive(Debug, Default)]
+struct Book {
+    by_ref: HashMap<String, OrderReport>,
+    /// The reference of each order id this worker placed or saw.
+    ref_of: HashMap<i32, String>,
+    /// Fills by execution id.
+    fills: HashMap<String, Fill>,
+}
+
+/// The orders of one worker's IB connection.
+pub(super) struct IbOrders {
+    book: Mutex<Book>,
+    changed: Notify,
+    events: EventSink,
+    /// The book must be reconciled with the gateway before it is trusted: a new worker, or
+    /// the connection was lost since.
+    stale: AtomicBool,
+}
+
+impl IbOrders {
+    pub(super) fn new(events: EventSink) -> Arc<Self> {
+        Arc::new(IbOrders {
+            book: Mutex::new(Book::default()),
+            changed: Notify::new(),
+            events,
+            stale: AtomicBool::new(true),
+        })
+    }
+
+    /// The connection was lost: reconcile before the next order.
+    pub(super) fn mark_stale(&self) {
+        self.stale.store(true, Ordering::Release);
+    }
+
+    /// Takes a report: kept and told if it moves the order forward.
+    fn take_report(&self, report: OrderReport, order_id: Option<i32>) {
+        let mut book = self.book.lock();
+        if let Some(id) = order_id.filter(|id| *id > 0) {
+            book.ref_of.insert(id, report.request.order_ref.clone());
+        }
+        let forward = match book.by_ref.get(&report.request.order_ref) {
+            None => true,
+            Some(known) => {
+                !known.status.is_final()
+                    && (report.status > known.status || report.filled > known.filled)
+            }
+        };
+        if !forward {
+            return;
+        }
+        let merged = match book.by_ref.get(&report.request.order_ref) {
+            Some(known) => OrderReport {
+                status: report.status.max(known.status),
+                filled: report.filled.max(known.filled),
+                avg_price: if report.filled >= known.filled {
+                    report.avg_price.or(known.avg_price)
+                } else {
+                    known.avg_price
+                },
+                reason: report.reason.or_else(|| known.reason.clone()),
+                broker_id: if report.broker_id > 0 {
+                    report.broker_id
+                } else {
+                    known.broker_id
+                },
+                request: known.request.clone(),
+            },
+            None => report,
+        };
+        book.by_ref
+            .insert(merged.request.order_ref.clone(), merged.clone());
+        drop(book);
+        (self.events)(Event::Order(merged));
+        self.changed.notify_waiters();
+    }
+
+    /// Takes a fill: told once, and again when its commission arrives.
+    fn take_fill(&self, fill: Fill) {
+        let mut book = self.book.lock();
+        match book.fills.get_mut(&fill.exec_id) {
+            Some(known) if known.commission.is_none() && fill.commission.is_some() => {
+                known.commission = fill.commission;
+            }
+            Some(_) => return,
+            None => {
+                book.fills.insert(fill.exec_id.clone(), fill.clone());
+            }
+        }
+        drop(book);
+        (self.events)(Event::Fill(fill));
+    }
+
+    /// The commission of an execution already seen.
+    fn take_commission(&self, exec_id: &str, commission: f64) {
+        let fill = self.book.lock().fills.get(exec_id).cloned();
+        if let Some(mut fill) = fill {
+            fill.commission = Some(commission);
+            self.take_fill(fill);
+        }
+    }
+
+    /// The reference of order id `id`, if it is one of ours.
+    fn ref_of(&self, id: i32) -> Option<String> {
+        self.book.lock().ref_of.get(&id).cloned()
+    }
+
+    fn report(&self, order_ref: &str) -> Option<OrderReport> {
+        self.book.lock().by_ref.get(order_ref).cloned()
+    }
+
+    /// Reconciles the book with the gateway: every client's open orders, the completed
+    /// orders and today's executions with a reference.
+    pub(super) async fn reconcile(&self, client: &ibapi::Client) -> Result<(), RemoteError> {
+        let open = collect(client.all_open_orders(), "open orders").await?;
+        for item in open {
+            match item {
+                Orders::OrderData(d) => {
+                    if let Some(report) = report_of(&d) {
+                        self.take_report(report, Some(d.order_id));
+                    }
+                }
+                Orders::OrderStatus(s) => self.take_status(&s),
+            }
+        }
+        let completed = collect(client.completed_orders(false), "completed orders").await?;
+        for item in completed {
+            if let Orders::OrderData(d) = item {
+                if let Some(report) = report_of(&d) {
+                    self.take_report(report, None);
+                }
+            }
+        }
+        self.fetch_executions(client).await?;
+        self.stale.store(false, Ordering::Release);
+        tracing::info!(
+            orders = self.book.lock().by_ref.len(),
+            "orders reconciled with the gateway"
+        );
+        Ok(())
+    }
+
+    /// Reconciles if the book is not trusted.
+    async fn reconciled(&self, client: &ibapi::Client) -> Result<(), RemoteError> {
+        if self.stale.load(Ordering::Acquire) {
+            self.reconcile(client).await?;
+        }
+        Ok(())
+    }
+
+    /// Today's executions with a reference, into the book.
+    async fn fetch_executions(&self, client: &ibapi::Client) -> Result<(), RemoteError> {
+        let items = collect(client.executions(ExecutionFilter::default()), "executions").await?;
+        let mut commissions = Vec::new();
+        for item in items {
+            match item {
+                Executions::ExecutionData(e) => {
+                    if let Some(fill) = fill_of(&e.contract.symbol.to_string(), &e.execution) {
+                        self.take_fill(fill);
+                    }
+                }
+                Executions::CommissionReport(c) => commissions.push(c),
+            }
+        }
+        for c in commissions {
+            self.take_commission(&c.execution_id, c.commission);
+        }
+        Ok(())
+    }
+
+    fn take_status(&self, s: &ibapi::orders::OrderStatus) {
+        let Some(order_ref) = self.ref_of(s.order_id) else {
+            return;
+        };
+        let Some(known) = self.report(&order_ref) else {
+            return;
+        };
+        let status = status_of(&s.status, s.filled, known.request.quantity);
+        self.take_report(
+            OrderReport {
+                status,
+                filled: s.filled,
+                avg_price: s.average_fill_price.filter(|p| *p > 0.0),
+                reason: None,
+                broker_id: i64::from(s.order_id),
+                request: known.request,
+            },
+            Some(s.order_id),
+        );
+    }
+
+    /// Follows the order update stream until the connection is gone for good: every change
+    /// of one of our orders and every fill is taken (and told). A stream that ends (the
+    /// connection was lost) is opened again once `ibapi` has reconnected, and the book is
+    /// marked for reconciliation.
+    pub(super) async fn follow(self: Arc<Self>, client: Arc<ibapi::Client>) {
+        loop {
+            let mut updates = match client.order_update_stream().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!("order update stream not open: {e}");
+                    self.mark_stale();
+                    if super::reconnected(&client, super::RECONNECT_WAIT)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            while let Some(item) = updates.next().await {
+                match item {
+                    Ok(SubscriptionItem::Data(update)) => self.take_update(update),
+                    Ok(SubscriptionItem::Notice(n)) => self.take_notice(&n),
+                    Err(e) => {
+                        tracing::debug!("order update stream: {e}");
+                        break;
+                    }
+                }
+            }
+            self.mark_stale();
+            if super::reconnected(&client, super::RECONNECT_WAIT)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    fn take_update(&self, update: OrderUpdate) {
+        match update {
+            OrderUpdate::OpenOrder(d) => {
+                if let Some(report) = report_of(&d) {
+                    self.take_report(report, Some(d.order_id));
+                }
+            }
+            OrderUpdate::OrderStatus(s) => self.take_status(&s),
+            OrderUpdate::ExecutionData(e) => {
+                if let Some(fill) = fill_of(&e.contract.symbol.to_string(), &e.execution) {
+                    self.take_fill(fill);
+                }
+            }
+            OrderUpdate::CommissionReport(c) => self.take_commission(&c.execution_id, c.commission),
+            OrderUpdate::OrderBound(_) => {}
+        }
+    }
+
+    /// A notice about one of our orders: a rejection (IB 201 and the like) or a cancel (202).
+    fn take_notice(&self, n: &ibapi::Notice) {
+        let Some(order_ref) = n.request_id.and_then(|id| self.ref_of(id)) else {
+            return;
+        };
+        let Some(known) = self.report(&order_ref) else {
+            return;
+        };
+        let status = match n.code {
+            202 => OrderStatus::Cancelled,
+            201 | 203 | 10_000..=10_999 if !known.status.is_final() => OrderStatus::Rejected,
+            _ => {
+                tracing::info!(%order_ref, code = n.code, "order notice: {}", n.message);
+                return;
+            }
+        };
+        tracing::info!(%order_ref, code = n.code, "order {status}: {}", n.message);
+        self.take_report(
+            OrderReport {
+                status,
+                reason: Some(format!("IB {}: {}", n.code, n.message)),
+                ..known
+            },
+            None,
+        );
+    }
+
+    /// Waits until the order with this reference is past `Pending` (or final, with
+    /// `until_final`), the connection is lost (`Ok(false)`), or `wait` passes (`Err`).
+    async fn wait_for(
+        &self,
+        client: &ibapi::Client,
+        order_ref: &str,
+        until_final: bool,
+        wait: Duration,
+    ) -> Result<bool, ()> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let changed = self.changed.notified();
+            let done = self.report(order_ref).is_some_and(|r| {
+                if until_final {
+                    r.status.is_final()
+                } else {
+                    r.status > OrderStatus::Pending
+                }
+            });
+            if done {
+                return Ok(true);
+            }
+            if !client.is_connected() || self.stale.load(Ordering::Acquire) {
+                return Ok(false);
+            }
+            let poll = tokio::time::sleep(Duration::from_millis(50));
+            tokio::select! {
+                _ = changed => {}
+                _ = poll => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(()),
+            }
+        }
+    }
+
+    /// Places `order` unless the gateway has one with its reference; answers once it is
+    /// acknowledged.
+    pub(super) async fn place(
+        &self,
+        client: &ibapi::Client,
+        contract: &ibapi::contracts::Contract,
+        order: &OrderRequest,
+        account: Option<&str>,
+    ) -> Result<OrderReport, RemoteError> {
+        for attempt in 1..=PLACE_ATTEMPTS {
+            self.reconciled(client).await?;
+            if let Some(found) = self.report(&order.order_ref) {
+                if found.status > OrderStatus::Pending || attempt == 1 {
+                    tracing::info!(
+                        order_ref = %order.order_ref,
+                        broker_id = found.broker_id,
+                        status = %found.status,
+                        "order already at the gateway; not placed again"
+                    );
+                    return Ok(found);
+                }
+            }
+            let order_id = client.next_order_id();
+            let mut ib = match order.order_type {
+                OrderType::Market => {
+                    order_builder::market_order(action(order.side), order.quantity)
+                }
+                OrderType::Limit { price } => {
+                    order_builder::limit_order(action(order.side), order.quantity, price)
+                }
+            };
+            ib.order_ref = order.order_ref.clone();
+            ib.tif = match order.tif {
+                TimeInForce::Day => ibapi::orders::TimeInForce::Day,
+                TimeInForce::Gtc => ibapi::orders::TimeInForce::GoodTillCanceled,
+            };
+            if let Some(a) = account {
+                ib.account = a.to_string();
+            }
+            {
+                let mut book = self.book.lock();
+                book.ref_of.insert(order_id, order.order_ref.clone());
+                book.by_ref.insert(
+                    order.order_ref.clone(),
+                    OrderReport {
+                        request: order.clone(),
+                        broker_id: i64::from(order_id),
+                        status: OrderStatus::Pending,
+                        filled: 0.0,
+                        avg_price: None,
+                        reason: None,
+                    },
+                );
+            }
+            tracing::info!(order_ref = %order.order_ref, order_id, attempt, "placing order");
+            if let Err(e) = client.submit_order(order_id, contract, &ib).await {
+                // Written or not, the gateway may have it: find out before anything else.
+                tracing::warn!(order_ref = %order.order_ref, "order not sent: {e}");
+                self.forget_pending(&order.order_ref);
+                self.after_loss(client).await?;
+                continue;
+            }
+            match self
+                .wait_for(client, &order.order_ref, false, ACK_WAIT)
+                .await
+            {
+                Ok(true) => {
+                    if let Some(r) = self.report(&order.order_ref) {
+                        return Ok(r);
+                    }
+                }
+                Ok(false) => {
+                    tracing::warn!(
+                        order_ref = %order.order_ref,
+                        "gateway connection lost before the order was acknowledged; \
+                         looking for it once reconnected"
+                    );
+                    self.forget_pending(&order.order_ref);
+                    self.after_loss(client).await?;
+                }
+                Err(()) => {
+                    return Err(error(
+                        ErrorKind::Timeout,
+                        format!(
+                            "order {} not acknowledged within {} s; placing it again with \
+                             the same reference finds it if the gateway has it",
+                            order.order_ref,
+                            ACK_WAIT.as_secs()
+                        ),
+                    ))
+                }
+            }
+        }
+        Err(error(
+            ErrorKind::Disconnected,
+            format!(
+                "order {} not placed: the gateway connection was lost {PLACE_ATTEMPTS} times",
+                order.order_ref
+            ),
+        ))
+    }
+
+    /// Drops a placement not acknowledged, so reconciliation alone says whether it exists.
+    fn forget_pending(&self, order_ref: &str) {
+        let mut book = self.book.lock();
+        if book
+            .by_ref
+            .get(order_ref)
+            .is_some_and(|r| r.status == OrderStatus::Pending)
+        {
+            book.by_ref.remove(order_ref);
+        }
+    }
+
+    /// After a connection loss: waits for `ibapi` to reconnect, then reconciles.
+    async fn after_loss(&self, client: &ibapi::Client) -> Result<(), RemoteError> {
+        self.mark_stale();
+        super::reconnected(client, super::RECONNECT_WAIT)
+            .await
+            .map_err(|e| error(ErrorKind::Disconnected, e))?;
+        self.reconcile(client).await
+    }
+
+    /// Cancels the order with this reference; its state after.
+    pub(super) async fn cancel(
+        &self,
+        client: &ibapi::Client,
+        order_ref: &str,
+    ) -> Result<OrderReport, RemoteError> {
+        self.reconciled(client).await?;
+        let Some(known) = self.report(order_ref) else {
+            return Err(error(
+                ErrorKind::UnknownOrder,
+                format!("no order with reference {order_ref:?}"),
+            ));
+        };
+        if known.status.is_final() {
+            return Ok(known);
+        }
+        let id = i32::try_from(known.broker_id)
+            .map_err(|_| error(ErrorKind::Internal, "order id out of range"))?;
+        let mut sub = client
+            .cancel_order(id, "")
+            .await
+            .map_err(|e| super::classify(&e))?;
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        loop {
+            if self.report(order_ref).is_some_and(|r| r.status.is_final()) {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, sub.next()).await {
+                Ok(Some(Ok(SubscriptionItem::Data(ibapi::orders::CancelOrder::OrderStatus(
+                    s,
+                ))))) => self.take_status(&s),
+                Ok(Some(Ok(SubscriptionItem::Notice(n)))) => self.take_notice(&n),
+                Ok(Some(Err(ibapi::Error::Notice(n)))) => {
+                    // 10147 not found, 10148 cannot be cancelled (already final).
+                    tracing::info!(%order_ref, code = n.code, "cancel: {}", n.message);
+                    break;
+                }
+                Ok(Some(Err(e))) => return Err(super::classify(&e)),
+                Ok(None) => {
+                    // The answer may come on the update stream instead.
+                    let _ = self.wait_for(client, order_ref, true, CANCEL_WAIT).await;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        self.report(order_ref)
+            .ok_or_else(|| error(ErrorKind::Internal, "order lost from the book"))
+    }
+
+    /// Cancels every working order (IB's global cancel); how many of ours were working.
+    pub(super) async fn cancel_all(&self, client: &ibapi::Client) -> Result<u32, RemoteError> {
+        self.reconciled(client).await?;
+        let working: Vec<String> = self
+            .book
+            .lock()
+            .by_ref
+            .values()
+            .filter(|r| !r.status.is_final())
+            .map(|r| r.request.order_ref.clone())
+            .collect();
+        client
+            .global_cancel()
+            .await
+            .map_err(|e| super::classify(&e))?;
+        for r in &working {
+            let _ = self.wait_for(client, r, true, CANCEL_WAIT).await;
+        }
+        Ok(working.len() as u32)
+    }
+
+    /// Every order with a reference the gateway knows, freshly reconciled.
+    pub(super) async fn orders(
+        &self,
+        client: &ibapi::Client,
+    ) -> Result<Vec<OrderReport>, RemoteError> {
+        self.reconcile(client).await?;
+        let mut all: Vec<OrderReport> = self.book.lock().by_ref.values().cloned().collect();
+        all.sort_by_key(|r| r.broker_id);
+        Ok(all)
+    }
+
+    /// Today's executions with a reference, oldest first.
+    pub(super) async fn executions(
+        &self,
+        client: &ibapi::Client,
+    ) -> Result<Vec<Fill>, RemoteError> {
+        self.fetch_executions(client).await?;
+        let mut fills: Vec<Fill> = self.book.lock().fills.values().cloned().collect();
+        fills.sort_by(|a, b| (a.time, &a.exec_id).cmp(&(b.time, &b.exec_id)));
+        Ok(fills)
+    }
+}
+
+/// Refuses trading on a live account unless allowed.
+pub(super) fn check_account(accounts: &[String], allow_live: bool) -> Result<(), RemoteError> {
+    let live: Vec<&str> = accounts
+        .iter()
+        .filter(|a| !is_paper_account(a))
+        .map(String::as_str)
+        .collect();
+    if allow_live || live.is_empty() {
+        return Ok(());
+    }
+    Err(error(
+        ErrorKind::LiveAccount,
+        format!(
+            "the gateway manages a live account ({}): orders refused without allow_live",
+            live.join(", ")
+        ),
+    ))
+}
+
+/// The positions the gateway reports.
+pub(super) async fn positions(client: &ibapi::Client) -> Result<Vec<Position>, RemoteError> {
+    let mut sub = client.positions().await.map_err(|e| super::classify(&e))?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + QUERY_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(Ok(SubscriptionItem::Data(PositionUpdate::Position(p))))) => {
+                out.push(Position {
+                    account: p.account,
+                    symbol: p.contract.symbol.to_string(),
+                    quantity: p.position,
+                    avg_cost: p.average_cost,
+                })
+            }
+            Ok(Some(Ok(SubscriptionItem::Data(PositionUpdate::PositionEnd)))) | Ok(None) => {
+                return Ok(out)
+            }
+            Ok(Some(Ok(SubscriptionItem::Notice(_)))) => {}
+            Ok(Some(Err(e))) => return Err(super::classify(&e)),
+            Err(_) => return Err(error(ErrorKind::Timeout, "positions not received in time")),
+        }
+    }
+}
+
+/// The account figures of `account` (or the first account reported).
+pub(super) async fn account(
+    client: &ibapi::Client,
+    account: Option<&str>,
+) -> Result<AccountSummary, RemoteError> {
+    let tags = ["NetLiquidation", "TotalCashValue", "BuyingPower"];
+    let mut sub = client
+        .account_summary(&AccountGroup("All".into()), &tags)
+        .await
+        .map_err(|e| super::classify(&e))?;
+    let mut rows: Vec<ibapi::accounts::AccountSummary> = Vec::new();
+    let deadline = tokio::time::Instant::now() + QUERY_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(Ok(SubscriptionItem::Data(AccountSummaryResult::Summary(s))))) => rows.push(s),
+            Ok(Some(Ok(SubscriptionItem::Data(AccountSummaryResult::End)))) | Ok(None) => break,
+            Ok(Some(Ok(SubscriptionItem::Notice(_)))) => {}
+            Ok(Some(Err(e))) => return Err(super::classify(&e)),
+            Err(_) => {
+                return Err(error(
+                    ErrorKind::Timeout,
+                    "account summary not received in time",
+                ))
+            }
+        }
+    }
+    let name = account
+        .map(str::to_string)
+        .or_else(|| rows.first().map(|r| r.account.clone()))
+        .ok_or_else(|| error(ErrorKind::NoData, "no account summary"))?;
+    let value = |tag: &str| {
+        rows.iter()
+            .find(|r| r.account == name && r.tag == tag)
+            .and_then(|r| r.value.parse::<f64>().ok())
+    };
+    let currency = rows
+        .iter()
+        .find(|r| r.account == name && !r.currency.is_empty())
+        .map_or_else(|| "USD".to_string(), |r| r.currency.clone());
+    match (
+        value("NetLiquidation"),
+        value("TotalCashValue"),
+        value("BuyingPower"),
+    ) {
+        (Some(net_liquidation), Some(cash), Some(buying_power)) => Ok(AccountSummary {
+            account: name,
+            net_liquidation,
+            cash,
+            buying_power,
+            currency,
+        }),
+        _ => Err(error(
+            ErrorKind::NoData,
+            format!("the account summary of {name} lacks a figure"),
+        )),
+    }
+}
+
+/// Collects a stream that ends by itself (an end message), within [`QUERY_WAIT`].
+async fn collect<T, S>(
+    open: impl std::future::Future<Output = Result<S, ibapi::Error>>,
+    what: &str,
+) -> Result<Vec<T>, RemoteError>
+where
+    S: StreamExt<Item = Result<SubscriptionItem<T>, ibapi::Error>> + Unpin,
+{
+    let mut sub = open.await.map_err(|e| super::classify(&e))?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + QUERY_WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(Ok(SubscriptionItem::Data(item)))) => out.push(item),
+            Ok(Some(Ok(SubscriptionItem::Notice(_)))) => {}
+            Ok(Some(Err(e))) => return Err(super::classify(&e)),
+            Ok(None) => return Ok(out),
+            Err(_) => {
+                return Err(error(
+                    ErrorKind::Timeout,
+                    format!("{what} not received within {} s", QUERY_WAIT.as_secs()),
+                ))
+            }
+        }
+    }
+}
+
+fn action(side: Side) -> Action {
+    match side {
+        Side::Buy => Action::Buy,
+        Side::Sell => Action::Sell,
+    }
+}
+
+/// Our status of an IB status, given what filled of how much.
+fn status_of(kind: &OrderStatusKind, filled: f64, quantity: f64) -> OrderStatus {
+    match kind {
+        OrderStatusKind::ApiPending | OrderStatusKind::PendingSubmit => OrderStatus::Pending,
+        OrderStatusKind::Filled => OrderStatus::Filled,
+        OrderStatusKind::Cancelled | OrderStatusKind::ApiCancelled => OrderStatus::Cancelled,
+        OrderStatusKind::Inactive => OrderStatus::Rejected,
+        _ if filled >= quantity && quantity > 0.0 => OrderStatus::Filled,
+        _ if filled > 0.0 => OrderStatus::PartiallyFilled,
+        _ => OrderStatus::Working,
+    }
+}
+
+/// Our report of an open or completed order, if it carries a reference.
+fn report_of(d: &OrderData) -> Option<OrderReport> {
+    let o = &d.order;
+    if o.order_ref.is_empty() {
+        return None;
+    }
+    // A completed order's total is what did not fill; an open one's is the whole order.
+    let completed = d.order_id <= 0;
+    let filled = if completed { o.filled_quantity } else { 0.0 };
+    let quantity = if completed {
+        o.total_quantity + o.filled_quantity
+    } else {
+        o.total_quantity
+    };
+    let side = match o.action {
+        Action::Buy => Side::Buy,
+        _ => Side::Sell,
+    };
+    let order_type = match (o.order_type.as_str(), o.limit_price) {
+        ("LMT", Some(price)) => OrderType::Limit { price },
+        _ => OrderType::Market,
+    };
+    let tif = match o.tif {
+        ibapi::orders::TimeInForce::GoodTillCanceled => TimeInForce::Gtc,
+        _ => TimeInForce::Day,
+    };
+    Some(OrderReport {
+        request: OrderRequest {
+            order_ref: o.order_ref.clone(),
+            symbol: d.contract.symbol.to_string(),
+            side,
+            quantity,
+            order_type,
+            tif,
+        },
+        broker_id: i64::from(if completed { o.order_id } else { d.order_id }),
+        status: status_of(&d.order_state.status, filled, quantity),
+        filled,
+        avg_price: None,
+        reason: None,
+    })
+}
+
+/// Our fill of an execution, if its order carries a reference.
+fn fill_of(symbol: &str, e: &ibapi::orders::Execution) -> Option<Fill> {
+    if e.order_reference.is_empty() {
+        return None;
+    }
+    Some(Fill {
+        order_ref: e.order_reference.clone(),
+        exec_id: e.execution_id.clone(),
+        symbol: symbol.to_string(),
+        side: match e.side {
+            ExecutionSide::Bought => Side::Buy,
+            ExecutionSide::Sold => Side::Sell,
+        },
+        quantity: e.shares,
+        price: e.price,
+        commission: None,
+        time: crate::unix_time::now().as_secs() as i64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ib_statuses_map_to_ours() {
+        assert_eq!(
+            status_of(&OrderStatusKind::PendingSubmit, 0.0, 10.0),
+            OrderStatus::Pending
+        );
+        assert_eq!(
+            status_of(&OrderStatusKind::Submitted, 0.0, 10.0),
+            OrderStatus::Working
+        );
+        assert_eq!(
+            status_of(&OrderStatusKind::PreSubmitted, 0.0, 10.0),
+            OrderStatus::Working
+        );
+        assert_eq!(
+            status_of(&OrderStatusKind::Submitted, 4.0, 10.0),
+            OrderStatus::PartiallyFilled
+        );
+        assert_eq!(
+            status_of(&OrderStatusKind::Filled, 10.0, 10.0),
+            OrderStatus::Filled
+        );
+        assert_eq!(
+            status_of(&OrderStatusKind::Cancelled, 4.0, 10.0),
+            OrderStatus::Cancelled
+        );
+        assert_eq!(
+            status_of(&OrderStatusKind::Inactive, 0.0, 10.0),
+            OrderStatus::Rejected
+        );
+    }
+
+    #[test]
+    fn only_paper_accounts_trade_without_allow_live() {
+        assert!(check_account(&["DU1".into()], false).is_ok());
+        let e = check_account(&["DU1".into(), "U2".into()], false).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::LiveAccount);
+        assert!(e.message.contains("(U2)"), "{}", e.message);
+        assert!(check_account(&["U2".into()], true).is_ok());
+    }
+}
