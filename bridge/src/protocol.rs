@@ -168,8 +168,9 @@ pub enum Reply {
     Unsubscribed,
     /// The worker is disconnecting and will exit.
     ShuttingDown,
-    /// An order's state at the broker.
-    Order(OrderReport),
+    /// An order's state at the broker (boxed, so that the rare large replies do not make
+    /// every reply as large).
+    Order(Box<OrderReport>),
     /// How many working orders a [`Request::CancelAll`] cancelled.
     CancelledAll {
         /// Orders cancelled.
@@ -182,7 +183,7 @@ pub enum Reply {
     /// Answers [`Request::Positions`].
     Positions(Vec<Position>),
     /// Answers [`Request::Account`].
-    Account(AccountSummary),
+    Account(Box<AccountSummary>),
     /// The request failed.
     Error(RemoteError),
 }
@@ -310,12 +311,13 @@ pub enum Event {
         /// The refusal of live data, with the broker's code in the message.
         refused: RemoteError,
     },
-    /// An order's state changed.
-    Order(OrderReport),
+    /// An order's state changed. (Boxed, as are fills and positions: every event, live bars
+    /// included, is as large as the largest variant in the runner's event queue.)
+    Order(Box<OrderReport>),
     /// An order executed (in part or in full).
-    Fill(Fill),
+    Fill(Box<Fill>),
     /// A position changed.
-    Position(Position),
+    Position(Box<Position>),
     /// A broker notice (farm status and the like).
     Notice {
         /// The broker's code (IB: 2104 market data farm OK, ...).
@@ -429,7 +431,7 @@ mod tests {
                 order_type: OrderType::Limit { price: 401.5 },
                 tif: TimeInForce::Gtc,
             })),
-            Body::Event(Event::Fill(Fill {
+            Body::Event(Event::Fill(Box::new(Fill {
                 order_ref: "r-1".into(),
                 exec_id: "0001.1".into(),
                 symbol: "SPY".into(),
@@ -438,14 +440,14 @@ mod tests {
                 price: 401.5,
                 commission: Some(1.0),
                 time: 1_700_000_060,
-            })),
-            Body::Reply(Reply::Account(AccountSummary {
+            }))),
+            Body::Reply(Reply::Account(Box::new(AccountSummary {
                 account: "DU1".into(),
                 net_liquidation: 1e6,
                 cash: 5e5,
                 buying_power: 2e6,
                 currency: "USD".into(),
-            })),
+            }))),
             Body::Log(LogRecord {
                 level: LogLevel::Debug,
                 target: "worker".into(),
@@ -480,6 +482,22 @@ mod tests {
                 "close {bad}"
             );
         }
+    }
+
+    /// Live bars travel in the runner's event queue, every slot as large as the largest
+    /// event: the order events are boxed so that a bar's slot stays small.
+    #[test]
+    fn events_and_replies_stay_small() {
+        assert!(
+            std::mem::size_of::<Event>() <= 64,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
+        assert!(
+            std::mem::size_of::<Reply>() <= 64,
+            "{}",
+            std::mem::size_of::<Reply>()
+        );
     }
 
     #[test]

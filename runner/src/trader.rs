@@ -351,13 +351,13 @@ impl<'a> Trader<'a> {
         match event {
             Event::Order(report) => {
                 if self.book.order(&report.request.order_ref).is_some() {
-                    self.book.apply_report(report.clone());
+                    self.book.apply_report((**report).clone());
                 }
                 true
             }
             Event::Fill(fill) => {
                 if self.book.order(&fill.order_ref).is_some() {
-                    self.book.apply_fill(fill.clone());
+                    self.book.apply_fill((**fill).clone());
                 }
                 true
             }
@@ -368,7 +368,7 @@ impl<'a> Trader<'a> {
 
     fn expect_order(&self, reply: Reply) -> Result<OrderReport, TradeError> {
         match reply {
-            Reply::Order(report) => Ok(report),
+            Reply::Order(report) => Ok(*report),
             Reply::Error(e) => Err(TradeError::Remote(e)),
             other => Err(unexpected(other, "order")),
         }

@@ -11,22 +11,37 @@
 //! ([`Gateway::connections`]) so a test can assert that the client closed its socket, and what
 //! the clients asked for is recorded too ([`Gateway::seen`]).
 //!
+//! Orders: behind the gateway is a broker's book ([`orders`]) shared by every connection and
+//! surviving them, as a real broker's is: orders (place, modify, cancel, cancel all), their
+//! fills at a constant price per symbol ([`Gateway::price`]), executions with commissions,
+//! positions and account figures; the next valid id, at the handshake and on request, is above
+//! every order id ever placed here. Its knobs: `reject_orders` (201, then Inactive),
+//! `order_ack_delay` (acknowledgements held back while the gateway goes on reading) and
+//! `drop_after_order` (the connection closed right after an order was received and recorded,
+//! before it is acknowledged). A test reads the book ([`Gateway::orders`],
+//! [`Gateway::executions`], [`Gateway::positions`]) and the PlaceOrder messages received
+//! ([`Gateway::place_order_messages`], [`Seen::orders_placed`]).
+//!
 //! Here: the gateway's life (listening, one thread per connection, the handshake, the request
-//! loop). The wire format is in [`wire`], the answers in `answers`, the exchange's clock in
-//! `calendar`, the live connections with the link and outage state they share in
-//! `connections`, the record of requests in [`seen`].
+//! loop). The wire format is in [`wire`], the answers in `answers`, the broker in [`orders`],
+//! the exchange's clock in `calendar`, the live connections with the link and outage state
+//! they share in `connections`, the record of requests in [`seen`].
 //!
 //! Invariants: frames written to one connection never interleave (one lock per connection);
 //! every connection is recorded from its first byte to its close, and whether the gateway or
-//! the client closed it; with every knob at its default the gateway behaves as it did before
-//! the knob existed.
+//! the client closed it; an order id is never handed out twice (the next valid id is above
+//! every order id received); an order's events reach its client's connections in the order
+//! they happened; with every knob at its default the gateway behaves as it did before the
+//! knob existed (with no order placed, the next valid id is 1).
 
 mod answers;
 mod calendar;
 mod connections;
+pub mod orders;
 pub mod seen;
 pub mod wire;
 
+pub use orders::{BookExecution, BookOrder, BookPosition};
 pub use seen::Seen;
 pub use wire::*;
 
@@ -119,6 +134,18 @@ pub struct Behaviour {
     /// Refuse a historical request longer than IB answers at once for its bar size (162
     /// "Time length exceed max."), as the real gateway does.
     pub step_sizes: bool,
+    /// Close the connection right after receiving the PlaceOrder message with this number
+    /// (0 = the first the gateway receives, on any connection): the order is recorded in the
+    /// book and goes on (a market order fills) as at a real broker, but this connection gets
+    /// no acknowledgement of it (it is recorded as closed by the gateway).
+    pub drop_after_order: Option<u32>,
+    /// Orders on these symbols are rejected: error 201 "Order rejected - reason:The account
+    /// has insufficient buying power." bound to the order id, then OrderStatus Inactive.
+    pub reject_orders: Vec<String>,
+    /// An order's acknowledgement (and what follows it: fill, rejection) is sent this long
+    /// after the order was recorded, while the gateway goes on reading; the order is
+    /// PendingSubmit meanwhile, and one cancelled meanwhile is never acknowledged.
+    pub order_ack_delay: Duration,
 }
 
 impl Default for Behaviour {
@@ -145,6 +172,9 @@ impl Default for Behaviour {
             ambiguous_symbols: Vec::new(),
             reply_delay: Duration::ZERO,
             step_sizes: false,
+            drop_after_order: None,
+            reject_orders: Vec::new(),
+            order_ack_delay: Duration::ZERO,
         }
     }
 }
@@ -192,6 +222,10 @@ struct GatewayState {
     contracts: Mutex<Vec<Contract>>,
     connections: Arc<Connections>,
     seen: Mutex<Seen>,
+    /// The broker's book, shared by every connection.
+    book: Mutex<orders::Book>,
+    /// PlaceOrder messages received so far, on every connection.
+    place_orders: AtomicU32,
 }
 
 /// A running fake gateway.
@@ -222,6 +256,8 @@ impl Gateway {
             contracts: Mutex::new(Vec::new()),
             connections: Arc::new(Connections::new()),
             seen: Mutex::new(Seen::default()),
+            book: Mutex::new(orders::Book::default()),
+            place_orders: AtomicU32::new(0),
         });
         let s = shared.clone();
         let acceptor = std::thread::spawn(move || {
@@ -280,6 +316,37 @@ impl Gateway {
     /// What the clients asked for so far.
     pub fn seen(&self) -> Seen {
         lock(&self.shared.seen).clone()
+    }
+
+    /// The broker's orders now, every client's, in the order they were placed.
+    pub fn orders(&self) -> Vec<BookOrder> {
+        lock(&self.shared.book).orders()
+    }
+
+    /// The broker's executions now, in the order they happened.
+    pub fn executions(&self) -> Vec<BookExecution> {
+        lock(&self.shared.book).executions()
+    }
+
+    /// The broker's positions now, closed ones (quantity 0) included, in the order opened.
+    pub fn positions(&self) -> Vec<BookPosition> {
+        lock(&self.shared.book).positions()
+    }
+
+    /// How many PlaceOrder messages with this order reference the gateway received, on
+    /// every connection (modifications and refused ones included).
+    pub fn place_order_messages(&self, order_ref: &str) -> u32 {
+        lock(&self.shared.seen)
+            .orders_placed
+            .iter()
+            .filter(|(_, r)| r == order_ref)
+            .count() as u32
+    }
+
+    /// The price `symbol` fills at: 100 + (the sum of its bytes mod 100), constant (see
+    /// [`orders`]).
+    pub fn price(symbol: &str) -> f64 {
+        orders::price(symbol)
     }
 
     /// Loses the link between the gateway and IB's servers now: error 1100 "Connectivity
@@ -384,9 +451,13 @@ fn session(
         return Ok(true);
     }
     if !b.no_next_valid_id {
+        // Above every order id ever placed here, by any client: ids are never reused.
+        let next = lock(&shared.book).next_valid_id();
         s.write_all(&proto_frame(
             incoming::NEXT_VALID_ID,
-            &NextValidId { order_id: Some(1) },
+            &NextValidId {
+                order_id: Some(next),
+            },
         ))?;
     }
     if b.farm_notices {
@@ -421,7 +492,7 @@ fn session(
     let Some(conn) = shared.connections.register(s.try_clone()?, client_id) else {
         return Ok(true); // down since the handshake began
     };
-    let result = requests(s, shared, b, &conn);
+    let result = requests(s, shared, b, &conn, client_id.unwrap_or(0));
     // A read error after the gateway closed the socket is the gateway's doing too.
     let by_gateway = conn.closed_by_gateway() || matches!(result, Ok(true));
     conn.close(); // ends its streams
@@ -438,6 +509,7 @@ fn requests(
     shared: &Arc<GatewayState>,
     b: &Behaviour,
     conn: &Arc<Connection>,
+    client_id: i32,
 ) -> io::Result<bool> {
     // IB's market data types: 1 live, 2 frozen, 3 delayed, 4 delayed frozen.
     const LIVE: i32 = 1;
@@ -459,7 +531,11 @@ fn requests(
             continue;
         };
         let msg = &body[4..];
-        if id == outgoing::REQUEST_HISTORICAL_DATA + PROTOBUF {
+        if let Some(closed) = orders::serve(id, msg, conn, client_id, shared, b) {
+            if closed {
+                return Ok(true);
+            }
+        } else if id == outgoing::REQUEST_HISTORICAL_DATA + PROTOBUF {
             let n = shared.history_requests.fetch_add(1, Ordering::Relaxed);
             if b.drop_on_history.contains(&n) {
                 return Ok(true);

@@ -272,10 +272,10 @@ fn handle(
         },
         Work::PlaceOrder(order) => backend
             .place_order(&order)
-            .map_or_else(Reply::Error, Reply::Order),
+            .map_or_else(Reply::Error, |r| Reply::Order(Box::new(r))),
         Work::CancelOrder { order_ref } => backend
             .cancel_order(&order_ref)
-            .map_or_else(Reply::Error, Reply::Order),
+            .map_or_else(Reply::Error, |r| Reply::Order(Box::new(r))),
         Work::CancelAll => backend
             .cancel_all()
             .map_or_else(Reply::Error, |count| Reply::CancelledAll { count }),
@@ -284,7 +284,9 @@ fn handle(
         Work::Positions => backend
             .positions()
             .map_or_else(Reply::Error, Reply::Positions),
-        Work::Account => backend.account().map_or_else(Reply::Error, Reply::Account),
+        Work::Account => backend
+            .account()
+            .map_or_else(Reply::Error, |a| Reply::Account(Box::new(a))),
     };
     if cancel.is_cancelled() {
         // The runner forgot the request: an answer would only be counted as stray.

@@ -214,13 +214,13 @@ impl Market {
     /// Sends what changed at the broker as events: fills, then orders, then positions.
     fn tell(&self, changes: broker::Changes) {
         for f in changes.fills {
-            (self.events)(Event::Fill(f));
+            (self.events)(Event::Fill(Box::new(f)));
         }
         for o in changes.orders {
-            (self.events)(Event::Order(o));
+            (self.events)(Event::Order(Box::new(o)));
         }
         for p in changes.positions {
-            (self.events)(Event::Position(p));
+            (self.events)(Event::Position(Box::new(p)));
         }
     }
 }

@@ -261,7 +261,7 @@ fn no_permissions(id: i32, c: &Contract) -> Vec<u8> {
 }
 
 /// A contract id for `symbol` listed on `exchange`: positive, stable.
-fn con_id(symbol: &str, exchange: &str) -> i32 {
+pub(super) fn con_id(symbol: &str, exchange: &str) -> i32 {
     // FNV-1a, folded into 1..=i32::MAX.
     let hash = symbol
         .bytes()

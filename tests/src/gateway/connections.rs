@@ -177,6 +177,17 @@ impl Connections {
         Some(conn)
     }
 
+    /// The live connections of `client_id` that the gateway has not closed (a connection
+    /// without a client id counts as client 0).
+    pub(super) fn of_client(&self, client_id: i32) -> Vec<Arc<Connection>> {
+        let r = lock(&self.0);
+        r.live
+            .iter()
+            .filter(|(id, c)| id.unwrap_or(0) == client_id && !c.closed_by_gateway())
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
     /// Forgets a connection that ended; its client id stays taken for `linger`.
     pub(super) fn unregister(&self, conn: &Arc<Connection>, linger: Duration) {
         let mut r = lock(&self.0);

@@ -1,7 +1,7 @@
 //! What the fake gateway saw its clients ask for, so a test can assert it: real-time bar and
 //! market data requests per symbol, their cancels and those of historical data, the market data
-//! types requested, the symbols of contract details requests, and the connections refused
-//! during an outage.
+//! types requested, the symbols of contract details requests, the connections refused
+//! during an outage, and the orders placed and cancelled.
 //!
 //! Invariants: entries are only ever added, in the order the gateway read them (per
 //! connection; across connections in the order their threads recorded them); a snapshot
@@ -31,6 +31,13 @@ pub struct Seen {
     pub outage_ends: Vec<i64>,
     /// Connections accepted and closed at once because the gateway was in an outage.
     pub refused_connections: u32,
+    /// (order id, order reference) of every PlaceOrder message received, in order
+    /// (modifications and refused ones included; "" for no reference).
+    pub orders_placed: Vec<(i32, String)>,
+    /// Order ids of the CancelOrder messages received, in order.
+    pub order_cancels: Vec<i32>,
+    /// GlobalCancel messages received.
+    pub global_cancels: u32,
 }
 
 impl Seen {

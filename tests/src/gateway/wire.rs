@@ -26,15 +26,27 @@ pub const PROTOBUF: i32 = 200;
 pub mod incoming {
     pub const TICK_PRICE: i32 = 1;
     pub const TICK_SIZE: i32 = 2;
+    pub const ORDER_STATUS: i32 = 3;
     pub const ERROR: i32 = 4;
+    pub const OPEN_ORDER: i32 = 5;
     pub const NEXT_VALID_ID: i32 = 9;
     pub const CONTRACT_DATA: i32 = 10;
+    pub const EXECUTION_DATA: i32 = 11;
     pub const MANAGED_ACCOUNTS: i32 = 15;
     pub const HISTORICAL_DATA: i32 = 17;
     pub const CURRENT_TIME: i32 = 49;
     pub const REAL_TIME_BARS: i32 = 50;
     pub const CONTRACT_DATA_END: i32 = 52;
+    pub const OPEN_ORDER_END: i32 = 53;
+    pub const EXECUTION_DATA_END: i32 = 55;
     pub const MARKET_DATA_TYPE: i32 = 58;
+    pub const COMMISSION_REPORT: i32 = 59;
+    pub const POSITION: i32 = 61;
+    pub const POSITION_END: i32 = 62;
+    pub const ACCOUNT_SUMMARY: i32 = 63;
+    pub const ACCOUNT_SUMMARY_END: i32 = 64;
+    pub const COMPLETED_ORDER: i32 = 101;
+    pub const COMPLETED_ORDERS_END: i32 = 102;
     pub const HISTORICAL_DATA_END: i32 = 108;
 }
 
@@ -42,20 +54,38 @@ pub mod incoming {
 pub mod outgoing {
     pub const REQUEST_MARKET_DATA: i32 = 1;
     pub const CANCEL_MARKET_DATA: i32 = 2;
+    pub const PLACE_ORDER: i32 = 3;
+    pub const CANCEL_ORDER: i32 = 4;
+    pub const REQUEST_OPEN_ORDERS: i32 = 5;
+    pub const REQUEST_EXECUTIONS: i32 = 7;
+    pub const REQUEST_IDS: i32 = 8;
     pub const REQUEST_CONTRACT_DATA: i32 = 9;
+    pub const REQUEST_AUTO_OPEN_ORDERS: i32 = 15;
+    pub const REQUEST_ALL_OPEN_ORDERS: i32 = 16;
+    pub const REQUEST_MANAGED_ACCOUNTS: i32 = 17;
     pub const REQUEST_HISTORICAL_DATA: i32 = 20;
     pub const CANCEL_HISTORICAL_DATA: i32 = 25;
     pub const REQUEST_CURRENT_TIME: i32 = 49;
     pub const REQUEST_REAL_TIME_BARS: i32 = 50;
     pub const CANCEL_REAL_TIME_BARS: i32 = 51;
+    pub const REQUEST_GLOBAL_CANCEL: i32 = 58;
     pub const REQUEST_MARKET_DATA_TYPE: i32 = 59;
+    pub const REQUEST_POSITIONS: i32 = 61;
+    pub const REQUEST_ACCOUNT_SUMMARY: i32 = 62;
+    pub const CANCEL_ACCOUNT_SUMMARY: i32 = 63;
+    pub const CANCEL_POSITIONS: i32 = 64;
     pub const START_API: i32 = 71;
+    pub const REQUEST_COMPLETED_ORDERS: i32 = 99;
 }
 
 /// Error codes the gateway sends.
 pub mod codes {
+    pub const DUPLICATE_ORDER_ID: i32 = 103;
+    pub const CANNOT_MODIFY_FILLED_ORDER: i32 = 104;
     pub const HISTORICAL_DATA_SERVICE: i32 = 162;
     pub const NO_SECURITY_DEFINITION: i32 = 200;
+    pub const ORDER_REJECTED: i32 = 201;
+    pub const ORDER_CANCELLED: i32 = 202;
     pub const CLIENT_ID_IN_USE: i32 = 326;
     pub const NOT_SUBSCRIBED: i32 = 354;
     pub const CONNECTIVITY_LOST: i32 = 1100;
@@ -65,6 +95,8 @@ pub mod codes {
     pub const HMDS_FARM_OK: i32 = 2106;
     pub const SEC_DEF_FARM_OK: i32 = 2158;
     pub const DELAYED_DISPLAYED: i32 = 10167;
+    pub const CANCEL_NOT_FOUND: i32 = 10147;
+    pub const CANNOT_CANCEL: i32 = 10148;
     pub const COMPETING_LIVE_SESSION: i32 = 10197;
 }
 
@@ -94,6 +126,22 @@ pub mod texts {
     pub const HMDS_ERROR: &str = "Historical Market Data Service error message:";
     pub const NO_SECURITY_DEFINITION: &str =
         "No security definition has been found for the request";
+    pub const DUPLICATE_ORDER_ID: &str = "Duplicate order id";
+    pub const CANNOT_MODIFY_FILLED_ORDER: &str = "Can't modify a filled order.";
+    /// An order refused for lack of buying power (201).
+    pub const INSUFFICIENT_BUYING_POWER: &str =
+        "Order rejected - reason:The account has insufficient buying power.";
+    pub const ORDER_CANCELLED: &str = "Order Canceled - reason:";
+
+    /// Error 10147 for order `id`.
+    pub fn cancel_not_found(id: i32) -> String {
+        format!("OrderId {id} that needs to be cancelled is not found.")
+    }
+
+    /// Error 10148 for order `id` in `state`.
+    pub fn cannot_cancel(id: i32, state: &str) -> String {
+        format!("OrderId {id} that needs to be cancelled cannot be cancelled, state: {state}.")
+    }
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -342,6 +390,294 @@ pub struct RealTimeBarTick {
 pub struct CurrentTime {
     #[prost(int64, optional, tag = "1")]
     pub current_time: Option<i64>,
+}
+
+/// A message without fields (the end markers, requests without arguments).
+#[derive(Clone, PartialEq, Message)]
+pub struct Empty {}
+
+/// The order fields the gateway reads or writes (IB's `Order`, tags as in IB's protobuf).
+#[derive(Clone, PartialEq, Message)]
+pub struct Order {
+    #[prost(int32, optional, tag = "1")]
+    pub client_id: Option<i32>,
+    #[prost(int32, optional, tag = "2")]
+    pub order_id: Option<i32>,
+    #[prost(int64, optional, tag = "3")]
+    pub perm_id: Option<i64>,
+    #[prost(int32, optional, tag = "4")]
+    pub parent_id: Option<i32>,
+    /// "BUY", "SELL", "SSHORT" or "SLONG".
+    #[prost(string, optional, tag = "5")]
+    pub action: Option<String>,
+    /// A decimal.
+    #[prost(string, optional, tag = "6")]
+    pub total_quantity: Option<String>,
+    /// "MKT", "LMT", ...
+    #[prost(string, optional, tag = "8")]
+    pub order_type: Option<String>,
+    #[prost(double, optional, tag = "9")]
+    pub lmt_price: Option<f64>,
+    #[prost(double, optional, tag = "10")]
+    pub aux_price: Option<f64>,
+    /// "DAY", "GTC", ...
+    #[prost(string, optional, tag = "11")]
+    pub tif: Option<String>,
+    #[prost(string, optional, tag = "12")]
+    pub account: Option<String>,
+    #[prost(string, optional, tag = "28")]
+    pub order_ref: Option<String>,
+    /// Absent in a request: false (`ibapi` omits it then); absent in an answer: true.
+    #[prost(bool, optional, tag = "66")]
+    pub transmit: Option<bool>,
+    /// A decimal (completed orders).
+    #[prost(string, optional, tag = "115")]
+    pub filled_quantity: Option<String>,
+}
+
+/// The order state fields the gateway writes.
+#[derive(Clone, PartialEq, Message)]
+pub struct OrderState {
+    /// Required by `ibapi`: "PendingSubmit", "Submitted", "Filled", "Cancelled", "Inactive", ...
+    #[prost(string, optional, tag = "1")]
+    pub status: Option<String>,
+    #[prost(double, optional, tag = "11")]
+    pub commission_and_fees: Option<f64>,
+    #[prost(string, optional, tag = "14")]
+    pub commission_and_fees_currency: Option<String>,
+    #[prost(string, optional, tag = "26")]
+    pub reject_reason: Option<String>,
+    #[prost(string, optional, tag = "29")]
+    pub completed_time: Option<String>,
+    #[prost(string, optional, tag = "30")]
+    pub completed_status: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct PlaceOrderRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub order_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+    #[prost(message, optional, tag = "3")]
+    pub order: Option<Order>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct OrderCancel {
+    #[prost(string, optional, tag = "1")]
+    pub manual_order_cancel_time: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CancelOrderRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub order_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub order_cancel: Option<OrderCancel>,
+}
+
+/// An open order (contract, order and order state are required by `ibapi`).
+#[derive(Clone, PartialEq, Message)]
+pub struct OpenOrder {
+    #[prost(int32, optional, tag = "1")]
+    pub order_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+    #[prost(message, optional, tag = "3")]
+    pub order: Option<Order>,
+    #[prost(message, optional, tag = "4")]
+    pub order_state: Option<OrderState>,
+}
+
+/// An order's status (status, filled and remaining are required by `ibapi`).
+#[derive(Clone, PartialEq, Message)]
+pub struct OrderStatus {
+    #[prost(int32, optional, tag = "1")]
+    pub order_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub status: Option<String>,
+    /// A decimal.
+    #[prost(string, optional, tag = "3")]
+    pub filled: Option<String>,
+    /// A decimal.
+    #[prost(string, optional, tag = "4")]
+    pub remaining: Option<String>,
+    #[prost(double, optional, tag = "5")]
+    pub avg_fill_price: Option<f64>,
+    #[prost(int64, optional, tag = "6")]
+    pub perm_id: Option<i64>,
+    #[prost(int32, optional, tag = "7")]
+    pub parent_id: Option<i32>,
+    #[prost(double, optional, tag = "8")]
+    pub last_fill_price: Option<f64>,
+    #[prost(int32, optional, tag = "9")]
+    pub client_id: Option<i32>,
+    #[prost(string, optional, tag = "10")]
+    pub why_held: Option<String>,
+}
+
+/// A completed order: no order id at the top (`ibapi` reads it as -1).
+#[derive(Clone, PartialEq, Message)]
+pub struct CompletedOrder {
+    #[prost(message, optional, tag = "1")]
+    pub contract: Option<Contract>,
+    #[prost(message, optional, tag = "2")]
+    pub order: Option<Order>,
+    #[prost(message, optional, tag = "3")]
+    pub order_state: Option<OrderState>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct CompletedOrdersRequest {
+    #[prost(bool, optional, tag = "1")]
+    pub api_only: Option<bool>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct IdsRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub num_ids: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ExecutionFilter {
+    #[prost(int32, optional, tag = "1")]
+    pub client_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub acct_code: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub time: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub symbol: Option<String>,
+    #[prost(string, optional, tag = "5")]
+    pub sec_type: Option<String>,
+    #[prost(string, optional, tag = "6")]
+    pub exchange: Option<String>,
+    /// "BUY" or "SELL".
+    #[prost(string, optional, tag = "7")]
+    pub side: Option<String>,
+    #[prost(int32, optional, tag = "8")]
+    pub last_n_days: Option<i32>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ExecutionRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub execution_filter: Option<ExecutionFilter>,
+}
+
+/// One fill (side "BOT" or "SLD" is required by `ibapi`).
+#[derive(Clone, PartialEq, Message)]
+pub struct Execution {
+    #[prost(int32, optional, tag = "1")]
+    pub order_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub exec_id: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub time: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub acct_number: Option<String>,
+    #[prost(string, optional, tag = "5")]
+    pub exchange: Option<String>,
+    #[prost(string, optional, tag = "6")]
+    pub side: Option<String>,
+    /// A decimal.
+    #[prost(string, optional, tag = "7")]
+    pub shares: Option<String>,
+    #[prost(double, optional, tag = "8")]
+    pub price: Option<f64>,
+    #[prost(int64, optional, tag = "9")]
+    pub perm_id: Option<i64>,
+    #[prost(int32, optional, tag = "10")]
+    pub client_id: Option<i32>,
+    /// A decimal.
+    #[prost(string, optional, tag = "12")]
+    pub cum_qty: Option<String>,
+    #[prost(double, optional, tag = "13")]
+    pub avg_price: Option<f64>,
+    #[prost(string, optional, tag = "14")]
+    pub order_ref: Option<String>,
+    /// 1 added liquidity, 2 removed it.
+    #[prost(int32, optional, tag = "18")]
+    pub last_liquidity: Option<i32>,
+}
+
+/// An execution: request id -1 for a live fill, the request's for an answer to one.
+#[derive(Clone, PartialEq, Message)]
+pub struct ExecutionDetails {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+    #[prost(message, optional, tag = "3")]
+    pub execution: Option<Execution>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct ExecutionDetailsEnd {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+}
+
+/// The commission of one execution; `ibapi` routes it by execution id, so it must follow
+/// its execution.
+#[derive(Clone, PartialEq, Message)]
+pub struct CommissionAndFeesReport {
+    #[prost(string, optional, tag = "1")]
+    pub exec_id: Option<String>,
+    #[prost(double, optional, tag = "2")]
+    pub commission_and_fees: Option<f64>,
+    #[prost(string, optional, tag = "3")]
+    pub currency: Option<String>,
+    #[prost(double, optional, tag = "4")]
+    pub realized_pnl: Option<f64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct Position {
+    #[prost(string, optional, tag = "1")]
+    pub account: Option<String>,
+    #[prost(message, optional, tag = "2")]
+    pub contract: Option<Contract>,
+    /// A decimal, required by `ibapi`.
+    #[prost(string, optional, tag = "3")]
+    pub position: Option<String>,
+    #[prost(double, optional, tag = "4")]
+    pub avg_cost: Option<f64>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AccountSummaryRequest {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub group: Option<String>,
+    /// Comma-separated.
+    #[prost(string, optional, tag = "3")]
+    pub tags: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AccountSummary {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
+    #[prost(string, optional, tag = "2")]
+    pub account: Option<String>,
+    #[prost(string, optional, tag = "3")]
+    pub tag: Option<String>,
+    #[prost(string, optional, tag = "4")]
+    pub value: Option<String>,
+    #[prost(string, optional, tag = "5")]
+    pub currency: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct AccountSummaryEnd {
+    #[prost(int32, optional, tag = "1")]
+    pub req_id: Option<i32>,
 }
 
 pub(super) fn frame(body: &[u8]) -> Vec<u8> {

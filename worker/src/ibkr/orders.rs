@@ -124,7 +124,7 @@ impl IbOrders {
         book.by_ref
             .insert(merged.request.order_ref.clone(), merged.clone());
         drop(book);
-        (self.events)(Event::Order(merged));
+        (self.events)(Event::Order(Box::new(merged)));
         self.changed.notify_waiters();
     }
 
@@ -141,7 +141,7 @@ impl IbOrders {
             }
         }
         drop(book);
-        (self.events)(Event::Fill(fill));
+        (self.events)(Event::Fill(Box::new(fill)));
     }
 
     /// The commission of an execution already seen.

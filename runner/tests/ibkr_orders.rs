@@ -1,0 +1,212 @@
+//! Orders through the ibkr backend against the fake TWS gateway: exactly once when the
+//! gateway drops the connection right after it received an order, and when the worker is
+//! killed right after the order reached the gateway; a rejection, a live account, and what
+//! the gateway holds afterwards.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tests::gateway::{Behaviour, Gateway};
+use tests::{signal, within, Signal};
+
+mod common;
+
+/// `runner ARGS --backend ibkr --gateway <gw> --client-id 7`.
+fn ibkr(gw: &Gateway, args: &[&str]) -> Command {
+    let address = gw.address();
+    let mut cmd = common::runner(args);
+    cmd.args([
+        "--backend",
+        "ibkr",
+        "--gateway",
+        &address,
+        "--client-id",
+        "7",
+    ]);
+    cmd
+}
+
+/// The gateway's orders with this reference.
+fn at_gateway(gw: &Gateway, order_ref: &str) -> usize {
+    gw.orders()
+        .iter()
+        .filter(|o| o.order_ref == order_ref)
+        .count()
+}
+
+#[test]
+fn a_hand_order_through_the_gateway_is_acknowledged_filled_and_held_once() {
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let (code, stdout, stderr) = common::output(ibkr(
+        &gw,
+        &["order", "buy", "SPY", "10", "--ref", "ib-1", "--wait", "10"],
+    ));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("order ib-1 (broker #"),
+        "the acknowledged order first: {stdout}"
+    );
+    assert!(stdout.contains(": filled, 10 filled @ "), "{stdout}");
+    assert!(stdout.contains("order ib-1: fill 10 @ "), "{stdout}");
+    assert_eq!(at_gateway(&gw, "ib-1"), 1);
+    assert_eq!(gw.place_order_messages("ib-1"), 1);
+    // What the gateway holds, through new workers.
+    let (code, stdout, stderr) = common::output(ibkr(&gw, &["positions"]));
+    assert_eq!(code, 0, "{stderr}");
+    let row = stdout.lines().nth(1).unwrap_or_default();
+    assert_eq!(
+        row.split_whitespace().take(3).collect::<Vec<_>>(),
+        ["DU1234567", "SPY", "10"],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("account DU1234567: net liquidation "),
+        "{stdout}"
+    );
+    let (code, stdout, _) = common::output(ibkr(&gw, &["orders"]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("order ib-1 (broker #"), "{stdout}");
+    assert!(stdout.contains(": filled"), "{stdout}");
+}
+
+/// The gateway closes the connection right after it received the order, before any
+/// acknowledgement: the worker waits for `ibapi` to reconnect, finds the order at the gateway
+/// by its reference, and does not place it again.
+#[test]
+fn the_gateway_dropping_the_connection_right_after_an_order_leaves_one_order() {
+    let gw = Gateway::start(Behaviour {
+        drop_after_order: Some(0),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = common::output(ibkr(
+        &gw,
+        &[
+            "order", "buy", "SPY", "5", "--limit", "1", "--ref", "drop-1", "--wait", "2",
+        ],
+    ));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("gateway connection lost before the order was acknowledged"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("order already at the gateway; not placed again"),
+        "{stderr}"
+    );
+    assert!(stdout.starts_with("order drop-1 (broker #"), "{stdout}");
+    assert_eq!(at_gateway(&gw, "drop-1"), 1);
+    assert_eq!(gw.place_order_messages("drop-1"), 1);
+    assert!(gw.connections().len() >= 2, "ibapi reconnected");
+}
+
+/// The worker is SIGKILLed once the gateway has the order and before it answered (its
+/// acknowledgement is held back): the runner's next worker finds the order by its reference
+/// and places nothing.
+#[test]
+fn a_worker_killed_right_after_the_order_reached_the_gateway_leaves_one_order() {
+    let gw = Gateway::start(Behaviour {
+        order_ack_delay: Duration::from_secs(3),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let mut child = ibkr(
+        &gw,
+        &[
+            "order", "buy", "SPY", "5", "--limit", "1", "--ref", "kill-1", "--wait", "2",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let log = Arc::new(Mutex::new(Vec::<String>::new()));
+    let reader = {
+        let log = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line);
+            }
+        })
+    };
+    let arrived = within(Duration::from_secs(20), || at_gateway(&gw, "kill-1") == 1);
+    assert!(arrived.is_some(), "the order reached the gateway");
+    let pid = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.contains("worker started")
+                .then(|| {
+                    l.split("pid=")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<u32>()
+                        .ok()
+                })
+                .flatten()
+        })
+        .expect("the worker's pid in the log");
+    signal(pid, Signal::Kill).unwrap();
+    let out = child.wait_with_output().unwrap();
+    reader.join().unwrap();
+    let stderr = log.lock().unwrap().join("\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("replacing worker"), "{stderr}");
+    assert!(
+        stderr.contains("order already at the gateway; not placed again"),
+        "{stderr}"
+    );
+    assert_eq!(at_gateway(&gw, "kill-1"), 1);
+    assert_eq!(gw.place_order_messages("kill-1"), 1);
+}
+
+#[test]
+fn a_rejected_order_says_why_and_fails() {
+    let gw = Gateway::start(Behaviour {
+        reject_orders: vec!["TSLA".into()],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = common::output(ibkr(
+        &gw,
+        &[
+            "order", "buy", "TSLA", "1", "--limit", "10", "--ref", "rej-1", "--wait", "5",
+        ],
+    ));
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(
+        last.starts_with("error: order rej-1 rejected: IB 201: "),
+        "{last}"
+    );
+    assert_eq!(at_gateway(&gw, "rej-1"), 1);
+}
+
+#[test]
+fn a_live_account_at_the_gateway_is_refused_before_anything_is_sent() {
+    let gw = Gateway::start(Behaviour {
+        accounts: vec!["U7654321".into()],
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, _, stderr) =
+        common::output(ibkr(&gw, &["order", "buy", "SPY", "1", "--limit", "10"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .contains("live account (U7654321)"),
+        "{stderr}"
+    );
+    assert!(gw.orders().is_empty());
+}
