@@ -86,6 +86,10 @@ pub enum Request {
     /// with [`Reply::Order`] once the broker has acknowledged it (or with the order found).
     /// Safe to send again: the reference makes it the same order.
     PlaceOrder(OrderRequest),
+    /// Change a working order: its quantity, its limit price, or both; answered with
+    /// [`Reply::Order`], its state after the change. Safe to send again: the second change
+    /// changes nothing.
+    ModifyOrder(OrderChange),
     /// Cancel the order with this reference; answered with [`Reply::Order`], its state after
     /// the cancel (an order already final is left as it is).
     CancelOrder {

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
 use bridge::protocol::{
-    Event, HistoryRequest, OrderReport, OrderRequest, OrderStatus, OrderType, Reply, Request, Side,
-    TimeInForce,
+    Event, HistoryRequest, OrderChange, OrderReport, OrderRequest, OrderStatus, OrderType, Reply,
+    Request, Side, TimeInForce,
 };
 use crossbeam_channel::RecvTimeoutError;
 
@@ -20,6 +20,9 @@ use crate::supervisor::Supervisor;
 use crate::trader::{TradeError, Trader};
 use crate::worker_events::WorkerEvents;
 use crate::worker_setup::WorkerSetup;
+
+/// How long the fills of an order already final are waited for.
+const FILLS_GRACE: Duration = Duration::from_secs(2);
 
 /// An order to place by hand.
 #[derive(Debug, Clone)]
@@ -78,20 +81,30 @@ pub fn place(
             Some(_) => None,
             None => last_price(sup, cfg, &order.symbol),
         };
+        match held_at_broker(sup, cfg, &order.symbol) {
+            Ok(held) => trader.held_before(&order.symbol, held),
+            Err(why) => return Ok(Some(format!("cannot check trading.max_position: {why}"))),
+        }
         let report = match trader.place(request.clone(), last) {
             Ok(r) => r,
             Err(e) => return Ok(Some(format!("order {}: {e}", request.order_ref))),
         };
         say(&describe(&report));
         let mut shown = (report.status, report.filled);
+        let mut fills_shown = 0.0;
         let deadline = Instant::now() + order.wait;
-        while !trader
-            .book()
-            .order(&request.order_ref)
-            .is_some_and(|o| o.status.is_final())
-            && Instant::now() < deadline
-            && !stop.load(Ordering::Relaxed)
-        {
+        // Once the order is final, its fills are still waited for a little: they may come
+        // after the state that counts them.
+        let mut final_since: Option<Instant> = None;
+        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+            if let Some(o) = trader.book().order(&request.order_ref) {
+                if o.status.is_final() {
+                    let since = *final_since.get_or_insert_with(Instant::now);
+                    if fills_shown >= o.filled || since.elapsed() >= FILLS_GRACE {
+                        break;
+                    }
+                }
+            }
             let wait = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(100));
@@ -104,6 +117,7 @@ pub fn place(
                 if f.order_ref == request.order_ref
                     && trader.book().fills().all(|k| k.exec_id != f.exec_id)
                 {
+                    fills_shown += f.quantity;
                     say(&format!(
                         "order {}: fill {} @ {:.4}{}",
                         f.order_ref,
@@ -145,6 +159,63 @@ pub fn place(
             ));
         }
         Ok(failed)
+    })
+}
+
+/// Shares of `symbol` the broker holds, over every account.
+fn held_at_broker(sup: &Supervisor, cfg: &Config, symbol: &str) -> Result<f64, String> {
+    match sup.request(Request::Positions, cfg.request_timeout()) {
+        Ok(Reply::Positions(ps)) => Ok(ps
+            .iter()
+            .filter(|p| p.symbol == symbol)
+            .map(|p| p.quantity)
+            .sum()),
+        Ok(Reply::Error(e)) => Err(format!("positions not available: {}", e.message)),
+        Ok(other) => Err(format!("unexpected answer to positions: {other:?}")),
+        Err(e) => Err(format!("positions not available: {e}")),
+    }
+}
+
+/// `runner order modify --ref ID [--quantity Q] [--limit P]`: changes a working order.
+pub fn modify(
+    cfg: &Config,
+    setup: WorkerSetup,
+    change: OrderChange,
+    say: &mut dyn FnMut(&str),
+) -> Result<Failed> {
+    with_worker(setup, |sup, _| {
+        let mut trader = Trader::new(sup, cfg)?;
+        let current = match sup.request(Request::Orders, cfg.request_timeout())? {
+            Reply::Orders(orders) => orders
+                .into_iter()
+                .find(|o| o.request.order_ref == change.order_ref),
+            Reply::Error(e) => return Ok(Some(format!("orders: {}", e.message))),
+            other => return Err(anyhow!("unexpected answer to orders: {other:?}")),
+        };
+        let Some(current) = current else {
+            return Ok(Some(format!(
+                "modify {}: no order with reference {:?}",
+                change.order_ref, change.order_ref
+            )));
+        };
+        let symbol = current.request.symbol.clone();
+        let last = match current.request.order_type {
+            OrderType::Limit { .. } => None,
+            OrderType::Market => last_price(sup, cfg, &symbol),
+        };
+        match held_at_broker(sup, cfg, &symbol) {
+            Ok(held) => trader.held_before(&symbol, held),
+            Err(why) => return Ok(Some(format!("cannot check trading.max_position: {why}"))),
+        }
+        let order_ref = change.order_ref.clone();
+        match trader.modify(&current, change, last) {
+            Ok(report) => {
+                say(&describe(&report));
+                Ok(None)
+            }
+            Err(TradeError::Supervisor(e)) => Err(e.into()),
+            Err(e) => Ok(Some(format!("modify {order_ref}: {e}"))),
+        }
     })
 }
 

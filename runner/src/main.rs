@@ -94,8 +94,26 @@ enum OrderAction {
     Buy(PlaceArgs),
     /// Sell SYMBOL QTY.
     Sell(PlaceArgs),
+    /// Change a working order's quantity or limit price.
+    Modify(ModifyArgs),
     /// Cancel one order (--ref) or every working order (--all).
     Cancel(CancelArgs),
+}
+
+/// `runner order modify`.
+#[derive(Args)]
+struct ModifyArgs {
+    /// The order's reference.
+    #[arg(long = "ref", value_name = "ID")]
+    order_ref: String,
+    /// The new total quantity (filled shares included).
+    #[arg(long, value_name = "QTY", required_unless_present = "limit")]
+    quantity: Option<String>,
+    /// The new limit price (limit orders).
+    #[arg(long, value_name = "PRICE")]
+    limit: Option<String>,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 /// `runner order buy|sell`.
@@ -238,6 +256,30 @@ fn order(args: OrderArgs) -> ExitCode {
     match args.action {
         OrderAction::Buy(p) => place(Side::Buy, &p),
         OrderAction::Sell(p) => place(Side::Sell, &p),
+        OrderAction::Modify(m) => {
+            let change = (|| {
+                Ok::<_, String>(bridge::protocol::OrderChange {
+                    order_ref: m.order_ref.clone(),
+                    quantity: m
+                        .quantity
+                        .as_deref()
+                        .map(|q| positive("--quantity", q))
+                        .transpose()?,
+                    limit: m
+                        .limit
+                        .as_deref()
+                        .map(|l| positive("--limit", l))
+                        .transpose()?,
+                })
+            })();
+            let change = match change {
+                Ok(c) => c,
+                Err(e) => return fail(EXIT_CONFIG, e),
+            };
+            by_hand(&m.config, move |cfg, setup, _, say| {
+                runner::by_hand::modify(cfg, setup, change, say)
+            })
+        }
         OrderAction::Cancel(c) => {
             let order_ref = if c.all { None } else { c.order_ref.clone() };
             by_hand(&c.config, move |cfg, setup, _, say| {
@@ -249,13 +291,7 @@ fn order(args: OrderArgs) -> ExitCode {
 
 /// `runner order buy|sell SYMBOL QTY`.
 fn place(side: Side, p: &PlaceArgs) -> ExitCode {
-    let number = |what: &str, text: &str| {
-        text.trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v > 0.0)
-            .ok_or_else(|| format!("{what} must be a positive number, got {text:?}"))
-    };
+    let number = positive;
     let parsed = (|| {
         Ok::<_, String>(runner::by_hand::HandOrder {
             side,
@@ -281,6 +317,15 @@ fn place(side: Side, p: &PlaceArgs) -> ExitCode {
     by_hand(&p.config, move |cfg, setup, stop, say| {
         runner::by_hand::place(cfg, setup, &hand, stop, say)
     })
+}
+
+/// `text` as a positive number, or why not.
+fn positive(what: &str, text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| format!("{what} must be a positive number, got {text:?}"))
 }
 
 /// Runs one of the commands by hand with its worker; prints what it says on stdout and, if

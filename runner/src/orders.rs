@@ -123,6 +123,18 @@ impl OrderBook {
         Applied::Advanced
     }
 
+    /// Takes the new terms (quantity, limit) of an order that was changed, unless it is final
+    /// by now; `false` if it was not known or is final.
+    pub fn amend(&mut self, report: &OrderReport) -> bool {
+        match self.orders.get_mut(&report.request.order_ref) {
+            Some(o) if !o.status.is_final() => {
+                o.request = report.request.clone();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Takes a fill; `false` if it was already counted (only a commission it adds is kept).
     pub fn apply_fill(&mut self, fill: Fill) -> bool {
         if let Some(known) = self.fills.get_mut(&fill.exec_id) {
@@ -271,6 +283,20 @@ mod tests {
             book.order("r1").unwrap().reason.as_deref(),
             Some("cancelled")
         );
+    }
+
+    #[test]
+    fn a_changed_order_takes_its_new_terms_unless_final() {
+        let mut book = OrderBook::new();
+        book.apply_report(report(OrderStatus::Working, 0.0));
+        let mut changed = report(OrderStatus::Working, 0.0);
+        changed.request.quantity = 250.0;
+        assert_eq!(book.apply_report(changed.clone()), Applied::Unchanged);
+        assert!(book.amend(&changed));
+        assert_eq!(book.order("r1").unwrap().request.quantity, 250.0);
+        book.apply_report(report(OrderStatus::Filled, 100.0));
+        assert!(!book.amend(&changed), "a final order keeps its terms");
+        assert_eq!(book.order("r1").unwrap().request.quantity, 250.0);
     }
 
     #[test]

@@ -14,7 +14,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use bridge::protocol::{is_paper_account, Event, OrderReport, OrderRequest, Reply, Request};
+use bridge::protocol::{
+    is_paper_account, Event, OrderChange, OrderReport, OrderRequest, Reply, Request,
+};
 use bridge::RequestError;
 
 use crate::config::{BackendKind, Config};
@@ -162,6 +164,9 @@ pub struct Trader<'a> {
     timeout: Duration,
     refused_by_limits: u64,
     failed: u64,
+    /// Positions the broker held before this trader's fills (orders by hand: what the broker
+    /// reports), by symbol.
+    held_before: std::collections::HashMap<String, f64>,
 }
 
 impl<'a> Trader<'a> {
@@ -178,6 +183,7 @@ impl<'a> Trader<'a> {
             timeout: cfg.request_timeout(),
             refused_by_limits: 0,
             failed: 0,
+            held_before: std::collections::HashMap::new(),
         })
     }
 
@@ -215,6 +221,17 @@ impl<'a> Trader<'a> {
         s
     }
 
+    /// Counts `quantity` shares of `symbol` held at the broker before this trader's own fills
+    /// (for the position limit).
+    pub fn held_before(&mut self, symbol: &str, quantity: f64) {
+        self.held_before.insert(symbol.to_string(), quantity);
+    }
+
+    /// Shares of `symbol` held: at the broker before, plus this trader's fills.
+    fn position(&self, symbol: &str) -> f64 {
+        self.held_before.get(symbol).copied().unwrap_or(0.0) + self.book.holding(symbol).quantity
+    }
+
     /// The next reference of this run.
     pub fn next_ref(&mut self) -> String {
         self.refs.next_ref()
@@ -232,7 +249,7 @@ impl<'a> Trader<'a> {
         order: OrderRequest,
         last_price: Option<f64>,
     ) -> Result<OrderReport, TradeError> {
-        let position = self.book.holding(&order.symbol).quantity;
+        let position = self.position(&order.symbol);
         if let Err(e) = self
             .risk
             .check(&order, last_price, position, Instant::now())
@@ -273,6 +290,43 @@ impl<'a> Trader<'a> {
             .order(&order_ref)
             .cloned()
             .ok_or_else(|| TradeError::Supervisor(SupervisorError::Protocol("order lost".into())))
+    }
+
+    /// Changes a working order (`current` is its state at the broker); the changed order is
+    /// checked against the limits as a new one would be, less what of it already filled.
+    pub fn modify(
+        &mut self,
+        current: &OrderReport,
+        change: OrderChange,
+        last_price: Option<f64>,
+    ) -> Result<OrderReport, TradeError> {
+        let changed = change.applied_to(current).map_err(|why| {
+            TradeError::Remote(bridge::protocol::RemoteError {
+                kind: bridge::protocol::ErrorKind::BadRequest,
+                message: why,
+            })
+        })?;
+        let unfilled = OrderRequest {
+            quantity: changed.quantity - current.filled,
+            ..changed
+        };
+        let position = self.position(&unfilled.symbol);
+        if let Err(e) = self
+            .risk
+            .check(&unfilled, last_price, position, Instant::now())
+        {
+            self.refused_by_limits += 1;
+            return Err(TradeError::Limit(e));
+        }
+        let reply = self
+            .sup
+            .request(Request::ModifyOrder(change), self.timeout)
+            .map_err(TradeError::Supervisor)?;
+        let report = self.expect_order(reply)?;
+        let order_ref = report.request.order_ref.clone();
+        self.book.apply_report(report.clone());
+        self.book.amend(&report);
+        Ok(self.book.order(&order_ref).cloned().unwrap_or(report))
     }
 
     /// Cancels the order with this reference; returns its state after.

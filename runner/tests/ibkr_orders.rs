@@ -210,3 +210,31 @@ fn a_live_account_at_the_gateway_is_refused_before_anything_is_sent() {
     );
     assert!(gw.orders().is_empty());
 }
+
+#[test]
+fn a_resting_order_changed_to_a_marketable_limit_fills_once() {
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let (code, stdout, stderr) = common::output(ibkr(
+        &gw,
+        &[
+            "order", "buy", "SPY", "5", "--limit", "1", "--tif", "gtc", "--ref", "chg-1", "--wait",
+            "0",
+        ],
+    ));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (code, stdout, stderr) = common::output(ibkr(
+        &gw,
+        &["order", "modify", "--ref", "chg-1", "--limit", "500"],
+    ));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("buy 5 SPY limit 500 gtc"), "{stdout}");
+    let order = gw
+        .orders()
+        .into_iter()
+        .find(|o| o.order_ref == "chg-1")
+        .unwrap();
+    assert_eq!(order.limit, Some(500.0));
+    assert_eq!(order.status, "Filled");
+    assert_eq!(at_gateway(&gw, "chg-1"), 1);
+    assert_eq!(gw.place_order_messages("chg-1"), 2, "placed, then changed");
+}

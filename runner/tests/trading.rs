@@ -328,3 +328,112 @@ fn a_trading_run_survives_a_worker_killed_mid_order_without_duplicates() {
         assert!(at_broker.contains_key(r), "{r}");
     }
 }
+
+#[test]
+fn a_working_order_is_changed_by_hand_and_a_filled_one_is_not() {
+    let (config, journal) = setup("modify", "");
+    let (code, stdout, stderr) = output(runner(&[
+        "order", "buy", "SPY", "5", "--limit", "1", "--tif", "gtc", "--ref", "mod-1", "--wait",
+        "0", "--config", &config,
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains(": working"), "{stdout}");
+    // Raised to a limit far above the market: the next bar fills it.
+    let (code, stdout, stderr) = output(runner(&[
+        "order",
+        "modify",
+        "--ref",
+        "mod-1",
+        "--limit",
+        "2000",
+        "--quantity",
+        "8",
+        "--config",
+        &config,
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "order mod-1 (broker #1): buy 8 SPY limit 2000 gtc: working"
+    );
+    let filled = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (_, out, _) = output(runner(&["orders", "--config", &config]));
+        out.contains("order mod-1 (broker #1): buy 8 SPY limit 2000 gtc: filled, 8 filled @ ")
+    });
+    assert!(filled, "the changed order fills at the next bar");
+    let (code, _, stderr) = output(runner(&[
+        "order",
+        "modify",
+        "--ref",
+        "mod-1",
+        "--quantity",
+        "9",
+        "--config",
+        &config,
+    ]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with("order mod-1 is filled: it cannot change"),
+        "{stderr}"
+    );
+    // Raising an order past a limit is refused like a new order.
+    let (code, _, stderr) = output(runner(&[
+        "order", "buy", "QQQ", "5", "--limit", "1", "--tif", "gtc", "--ref", "mod-2", "--wait",
+        "0", "--config", &config,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = output(runner(&[
+        "order",
+        "modify",
+        "--ref",
+        "mod-2",
+        "--quantity",
+        "5000",
+        "--config",
+        &config,
+    ]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("refused by trading.max_order_quantity: 5000 shares, at most 1000"),
+        "{stderr}"
+    );
+    assert_eq!(placed(&journal).len(), 2);
+}
+
+/// Orders still working when the run ends are cancelled before the worker goes (the
+/// simulated broker fills at the next hour's bar, a minute away at 60x: none fills in time).
+#[test]
+fn a_run_cancels_its_working_orders_when_it_ends() {
+    let (config, journal) = setup("exit", &format!("fill_seconds = 3600\n{FAST_SIGNALS}"));
+    let (code, stdout, stderr) = output(runner(&[
+        "run",
+        "--trade",
+        "--duration",
+        "3",
+        "--symbols",
+        "SPY,QQQ,AAPL,MSFT",
+        "--config",
+        &config,
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let line = stdout.lines().find(|l| l.starts_with("trading: ")).unwrap();
+    let n = placed(&journal).len();
+    assert!(n >= 1, "{stdout}");
+    assert!(
+        line.starts_with(&format!(
+            "trading: {n} orders (0 filled, 0 working, {n} cancelled, 0 rejected)"
+        )),
+        "{line}"
+    );
+    let cancels = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("C\t"))
+        .count();
+    assert_eq!(cancels, n);
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{
-    AccountSummary, Bar, ErrorKind, Event, Fill, HistoryRequest, OrderReport, OrderRequest,
-    Position, RemoteError, SubscribeRequest,
+    AccountSummary, Bar, ErrorKind, Event, Fill, HistoryRequest, OrderChange, OrderReport,
+    OrderRequest, Position, RemoteError, SubscribeRequest,
 };
 
 /// Where a backend sends unsolicited news: real-time bars, connection status, notices.
@@ -104,6 +104,11 @@ pub trait Backend: Send + Sync {
     /// anything reaches the broker. Later changes come as [`Event::Order`], [`Event::Fill`]
     /// and [`Event::Position`].
     fn place_order(&self, order: &OrderRequest) -> Result<OrderReport, RemoteError>;
+
+    /// Changes a working order's quantity or limit price ([`ErrorKind::UnknownOrder`] if the
+    /// broker has no order with its reference, [`ErrorKind::BadRequest`] if the change cannot
+    /// apply); returns its state after.
+    fn modify_order(&self, change: &OrderChange) -> Result<OrderReport, RemoteError>;
 
     /// Cancels the order with this reference ([`ErrorKind::UnknownOrder`] if the broker has
     /// none); returns its state after the cancel. An order already final is left as it is.

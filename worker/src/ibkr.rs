@@ -49,8 +49,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{
-    AccountSummary, Bar, ConnectionStatus, ErrorKind, Event, Fill, HistoryRequest, OrderReport,
-    OrderRequest, Position, RemoteError, SubscribeRequest,
+    AccountSummary, Bar, ConnectionStatus, ErrorKind, Event, Fill, HistoryRequest, OrderChange,
+    OrderReport, OrderRequest, Position, RemoteError, SubscribeRequest,
 };
 use parking_lot::Mutex;
 
@@ -598,6 +598,21 @@ impl Backend for IbkrBackend {
         let account = accounts.first().map(String::as_str);
         self.rt
             .block_on(self.orders.place(&client, &contract, order, account))
+    }
+
+    fn modify_order(&self, change: &OrderChange) -> Result<OrderReport, RemoteError> {
+        let client = self.client_for_orders()?;
+        let accounts = self.accounts()?;
+        orders::check_account(&accounts, self.opts.allow_live)?;
+        let symbol = self
+            .rt
+            .block_on(self.orders.symbol_of(&client, &change.order_ref))?;
+        let contract = self
+            .rt
+            .block_on(self.resolved.contract(&client, &self.opts, &symbol))?;
+        let account = accounts.first().map(String::as_str);
+        self.rt
+            .block_on(self.orders.modify(&client, &contract, change, account))
     }
 
     fn cancel_order(&self, order_ref: &str) -> Result<OrderReport, RemoteError> {

@@ -16,7 +16,9 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::protocol::{Event, HistoryRequest, OrderRequest, Reply, Request, SubscribeRequest};
+use bridge::protocol::{
+    Event, HistoryRequest, OrderChange, OrderRequest, Reply, Request, SubscribeRequest,
+};
 use bridge::{channel, Incoming, RecvError, Responder, Server, StartError};
 
 use crate::backend::{Backend, Cancel, EventSink};
@@ -185,6 +187,7 @@ enum Work {
     Subscribe(SubscribeRequest),
     Unsubscribe { symbol: String },
     PlaceOrder(OrderRequest),
+    ModifyOrder(OrderChange),
     CancelOrder { order_ref: String },
     CancelAll,
     Orders,
@@ -222,6 +225,7 @@ fn route(request: Request) -> Route {
         Request::Subscribe(req) => Route::InOrder(Work::Subscribe(req)),
         Request::Unsubscribe { symbol } => Route::InOrder(Work::Unsubscribe { symbol }),
         Request::PlaceOrder(order) => Route::Orders(Work::PlaceOrder(order)),
+        Request::ModifyOrder(change) => Route::Orders(Work::ModifyOrder(change)),
         Request::CancelOrder { order_ref } => Route::Orders(Work::CancelOrder { order_ref }),
         Request::CancelAll => Route::Orders(Work::CancelAll),
         Request::Orders => Route::Orders(Work::Orders),
@@ -272,6 +276,9 @@ fn handle(
         },
         Work::PlaceOrder(order) => backend
             .place_order(&order)
+            .map_or_else(Reply::Error, |r| Reply::Order(Box::new(r))),
+        Work::ModifyOrder(change) => backend
+            .modify_order(&change)
             .map_or_else(Reply::Error, |r| Reply::Order(Box::new(r))),
         Work::CancelOrder { order_ref } => backend
             .cancel_order(&order_ref)

@@ -22,8 +22,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bridge::protocol::{
-    AccountSummary, Bar, ErrorKind, Event, Fill, HistoryRequest, OrderReport, OrderRequest,
-    Position, RemoteError, SubscribeRequest,
+    AccountSummary, Bar, ErrorKind, Event, Fill, HistoryRequest, OrderChange, OrderReport,
+    OrderRequest, Position, RemoteError, SubscribeRequest,
 };
 use parking_lot::{Condvar, Mutex};
 
@@ -554,6 +554,14 @@ impl Backend for SimBackend {
         if faults.order_ack_delay_ms > 0 {
             std::thread::sleep(Duration::from_millis(faults.order_ack_delay_ms));
         }
+        self.tell_now();
+        Ok(report)
+    }
+
+    fn modify_order(&self, change: &OrderChange) -> Result<OrderReport, RemoteError> {
+        self.delay_reply();
+        self.require_connected()?;
+        let report = self.market.broker.modify(change, self.market.clock.now())?;
         self.tell_now();
         Ok(report)
     }

@@ -117,6 +117,62 @@ impl OrderRequest {
     }
 }
 
+/// A change to a working order.
+#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+pub struct OrderChange {
+    /// The order's reference.
+    pub order_ref: String,
+    /// The new total quantity (filled shares included), if it changes.
+    pub quantity: Option<f64>,
+    /// The new limit price of a limit order, if it changes.
+    pub limit: Option<f64>,
+}
+
+impl OrderChange {
+    /// What `order` becomes, or why the change cannot apply to it (a final order, a limit
+    /// for a market order, a quantity not above what already filled, a value that is not a
+    /// positive number, nothing to change).
+    pub fn applied_to(&self, order: &OrderReport) -> Result<OrderRequest, String> {
+        let r = &order.request;
+        if order.status.is_final() {
+            return Err(format!(
+                "order {} is {}: it cannot change",
+                r.order_ref, order.status
+            ));
+        }
+        if self.quantity.is_none() && self.limit.is_none() {
+            return Err("nothing to change: give a quantity, a limit price or both".into());
+        }
+        let mut changed = r.clone();
+        if let Some(q) = self.quantity {
+            if !(q.is_finite() && q > order.filled) {
+                return Err(format!(
+                    "quantity {q} must be more than the {} shares already filled",
+                    order.filled
+                ));
+            }
+            changed.quantity = q;
+        }
+        if let Some(price) = self.limit {
+            match changed.order_type {
+                OrderType::Limit { .. } if price.is_finite() && price > 0.0 => {
+                    changed.order_type = OrderType::Limit { price }
+                }
+                OrderType::Limit { .. } => {
+                    return Err(format!("limit price {price} must be positive"))
+                }
+                OrderType::Market => {
+                    return Err(format!(
+                        "order {} is a market order: it has no limit",
+                        r.order_ref
+                    ))
+                }
+            }
+        }
+        Ok(changed)
+    }
+}
+
 /// Whether `r` is a usable order reference: 1 to 40 of `A-Z`, `a-z`, `0-9`, `-`, `_`, `.`.
 pub fn valid_order_ref(r: &str) -> bool {
     (1..=40).contains(&r.len())
@@ -304,6 +360,57 @@ mod tests {
             let problem = bad.problem().expect("refused");
             assert!(problem.contains(says), "{problem}");
         }
+    }
+
+    #[test]
+    fn a_change_applies_to_a_working_order_only_and_within_reason() {
+        let working = OrderReport {
+            request: request(),
+            broker_id: 3,
+            status: OrderStatus::PartiallyFilled,
+            filled: 4.0,
+            avg_price: Some(5.0),
+            reason: None,
+        };
+        let change = |quantity, limit| OrderChange {
+            order_ref: "run1-7".into(),
+            quantity,
+            limit,
+        };
+        let changed = change(Some(20.0), Some(4.5)).applied_to(&working).unwrap();
+        assert_eq!(changed.quantity, 20.0);
+        assert_eq!(changed.order_type, OrderType::Limit { price: 4.5 });
+        assert_eq!(changed.order_ref, "run1-7");
+        for (bad, says) in [
+            (change(None, None), "nothing to change"),
+            (
+                change(Some(4.0), None),
+                "more than the 4 shares already filled",
+            ),
+            (change(None, Some(0.0)), "limit price 0 must be positive"),
+        ] {
+            let e = bad.applied_to(&working).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+        let market = OrderReport {
+            request: OrderRequest {
+                order_type: OrderType::Market,
+                ..request()
+            },
+            ..working.clone()
+        };
+        assert!(change(None, Some(4.0))
+            .applied_to(&market)
+            .unwrap_err()
+            .contains("market order"));
+        let filled = OrderReport {
+            status: OrderStatus::Filled,
+            ..working
+        };
+        assert_eq!(
+            change(Some(30.0), None).applied_to(&filled).unwrap_err(),
+            "order run1-7 is filled: it cannot change"
+        );
     }
 
     #[test]

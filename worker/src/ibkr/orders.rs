@@ -22,13 +22,13 @@
 //! account is refused before anything is sent unless `allow_live`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{
-    is_paper_account, AccountSummary, ErrorKind, Event, Fill, OrderReport, OrderRequest,
-    OrderStatus, OrderType, Position, RemoteError, Side, TimeInForce,
+    is_paper_account, AccountSummary, ErrorKind, Event, Fill, OrderChange, OrderReport,
+    OrderRequest, OrderStatus, OrderType, Position, RemoteError, Side, TimeInForce,
 };
 use ibapi::accounts::types::AccountGroup;
 use ibapi::accounts::{AccountSummaryResult, PositionUpdate};
@@ -69,6 +69,8 @@ pub(super) struct IbOrders {
     /// The book must be reconciled with the gateway before it is trusted: a new worker, or
     /// the connection was lost since.
     stale: AtomicBool,
+    /// Updates taken from the update stream (to see that an answer came).
+    updates: AtomicU64,
 }
 
 impl IbOrders {
@@ -78,6 +80,7 @@ impl IbOrders {
             changed: Notify::new(),
             events,
             stale: AtomicBool::new(true),
+            updates: AtomicU64::new(0),
         })
     }
 
@@ -283,6 +286,7 @@ impl IbOrders {
     }
 
     fn take_update(&self, update: OrderUpdate) {
+        self.updates.fetch_add(1, Ordering::AcqRel);
         match update {
             OrderUpdate::OpenOrder(d) => {
                 if let Some(report) = report_of(&d) {
@@ -384,22 +388,7 @@ impl IbOrders {
                 }
             }
             let order_id = client.next_order_id();
-            let mut ib = match order.order_type {
-                OrderType::Market => {
-                    order_builder::market_order(action(order.side), order.quantity)
-                }
-                OrderType::Limit { price } => {
-                    order_builder::limit_order(action(order.side), order.quantity, price)
-                }
-            };
-            ib.order_ref = order.order_ref.clone();
-            ib.tif = match order.tif {
-                TimeInForce::Day => ibapi::orders::TimeInForce::Day,
-                TimeInForce::Gtc => ibapi::orders::TimeInForce::GoodTillCanceled,
-            };
-            if let Some(a) = account {
-                ib.account = a.to_string();
-            }
+            let ib = ib_order(order, account);
             {
                 let mut book = self.book.lock();
                 book.ref_of.insert(order_id, order.order_ref.clone());
@@ -484,6 +473,60 @@ impl IbOrders {
         self.reconcile(client).await
     }
 
+    /// The symbol of the order with this reference.
+    pub(super) async fn symbol_of(
+        &self,
+        client: &ibapi::Client,
+        order_ref: &str,
+    ) -> Result<String, RemoteError> {
+        self.reconciled(client).await?;
+        self.report(order_ref)
+            .map(|r| r.request.symbol)
+            .ok_or_else(|| unknown(order_ref))
+    }
+
+    /// Changes a working order (the same order id, sent again with the new terms); its state
+    /// after the gateway answered the change.
+    pub(super) async fn modify(
+        &self,
+        client: &ibapi::Client,
+        contract: &ibapi::contracts::Contract,
+        change: &OrderChange,
+        account: Option<&str>,
+    ) -> Result<OrderReport, RemoteError> {
+        self.reconciled(client).await?;
+        let known = self
+            .report(&change.order_ref)
+            .ok_or_else(|| unknown(&change.order_ref))?;
+        let changed = change
+            .applied_to(&known)
+            .map_err(|why| error(ErrorKind::BadRequest, why))?;
+        if changed == known.request {
+            return Ok(known);
+        }
+        let id = i32::try_from(known.broker_id)
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| error(ErrorKind::BadRequest, "the order has no id to change"))?;
+        let answered_before = self.updates.load(Ordering::Acquire);
+        client
+            .submit_order(id, contract, &ib_order(&changed, account))
+            .await
+            .map_err(|e| super::classify(&e))?;
+        if let Some(r) = self.book.lock().by_ref.get_mut(&change.order_ref) {
+            r.request = changed;
+        }
+        // The gateway answers a change with the order again.
+        let deadline = tokio::time::Instant::now() + ACK_WAIT;
+        while self.updates.load(Ordering::Acquire) == answered_before
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.report(&change.order_ref)
+            .ok_or_else(|| unknown(&change.order_ref))
+    }
+
     /// Cancels the order with this reference; its state after.
     pub(super) async fn cancel(
         &self,
@@ -492,10 +535,7 @@ impl IbOrders {
     ) -> Result<OrderReport, RemoteError> {
         self.reconciled(client).await?;
         let Some(known) = self.report(order_ref) else {
-            return Err(error(
-                ErrorKind::UnknownOrder,
-                format!("no order with reference {order_ref:?}"),
-            ));
+            return Err(unknown(order_ref));
         };
         if known.status.is_final() {
             return Ok(known);
@@ -705,6 +745,32 @@ where
             }
         }
     }
+}
+
+fn unknown(order_ref: &str) -> RemoteError {
+    error(
+        ErrorKind::UnknownOrder,
+        format!("no order with reference {order_ref:?}"),
+    )
+}
+
+/// IB's order for ours, carrying its reference.
+fn ib_order(order: &OrderRequest, account: Option<&str>) -> ibapi::orders::Order {
+    let mut ib = match order.order_type {
+        OrderType::Market => order_builder::market_order(action(order.side), order.quantity),
+        OrderType::Limit { price } => {
+            order_builder::limit_order(action(order.side), order.quantity, price)
+        }
+    };
+    ib.order_ref = order.order_ref.clone();
+    ib.tif = match order.tif {
+        TimeInForce::Day => ibapi::orders::TimeInForce::Day,
+        TimeInForce::Gtc => ibapi::orders::TimeInForce::GoodTillCanceled,
+    };
+    if let Some(a) = account {
+        ib.account = a.to_string();
+    }
+    ib
 }
 
 fn action(side: Side) -> Action {

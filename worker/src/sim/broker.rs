@@ -25,8 +25,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use bridge::protocol::{
-    AccountSummary, ErrorKind, Fill, OrderReport, OrderRequest, OrderStatus, OrderType, Position,
-    RemoteError, Side, TimeInForce,
+    AccountSummary, ErrorKind, Fill, OrderChange, OrderReport, OrderRequest, OrderStatus,
+    OrderType, Position, RemoteError, Side, TimeInForce,
 };
 use parking_lot::Mutex;
 
@@ -102,6 +102,13 @@ enum Entry {
     },
     /// The order with this reference was cancelled at `time`.
     Cancel { time: i64, order_ref: String },
+    /// The order with this reference was changed at `time`: its quantity, its limit, or both.
+    Modify {
+        time: i64,
+        order_ref: String,
+        quantity: Option<f64>,
+        limit: Option<f64>,
+    },
 }
 
 impl Entry {
@@ -138,6 +145,19 @@ impl Entry {
                 )
             }
             Entry::Cancel { time, order_ref } => format!("C\t{time}\t{order_ref}\n"),
+            Entry::Modify {
+                time,
+                order_ref,
+                quantity,
+                limit,
+            } => {
+                let or_dash = |v: &Option<f64>| v.map_or("-".to_string(), |v| v.to_string());
+                format!(
+                    "M\t{time}\t{order_ref}\t{}\t{}\n",
+                    or_dash(quantity),
+                    or_dash(limit)
+                )
+            }
             Entry::Clock(c) => format!("T\t{}\t{}\t{}\n", c.start, c.anchor_ms, c.speed),
         }
     }
@@ -192,6 +212,24 @@ impl Entry {
                     .ok()
                     .filter(|s: &f64| s.is_finite() && *s > 0.0)?,
             })),
+            ["M", time, order_ref, quantity, limit] => {
+                let value = |v: &str| -> Option<Option<f64>> {
+                    match v {
+                        "-" => Some(None),
+                        v => v
+                            .parse()
+                            .ok()
+                            .filter(|v: &f64| v.is_finite() && *v > 0.0)
+                            .map(Some),
+                    }
+                };
+                Some(Entry::Modify {
+                    time: time.parse().ok()?,
+                    order_ref: order_ref.to_string(),
+                    quantity: value(quantity)?,
+                    limit: value(limit)?,
+                })
+            }
             ["C", time, order_ref] => Some(Entry::Cancel {
                 time: time.parse().ok()?,
                 order_ref: order_ref.to_string(),
@@ -213,6 +251,10 @@ struct Order {
     /// Start of the next bar not yet looked at.
     next_bar: i64,
     fills: Vec<Fill>,
+    /// The quantity and type as placed, and each change since with its time: a bar fills by
+    /// the last change made before it began.
+    placed_as: (f64, OrderType),
+    changes: Vec<(i64, f64, OrderType)>,
     /// The status and number of fills last told by [`SimBroker::poll`].
     told: Option<(OrderStatus, usize)>,
 }
@@ -224,6 +266,15 @@ impl Order {
 
     fn remaining(&self) -> f64 {
         (self.request.quantity - self.filled()).max(0.0)
+    }
+
+    /// The quantity and type in force for the bar starting at `bar`.
+    fn terms_at(&self, bar: i64) -> (f64, OrderType) {
+        self.changes
+            .iter()
+            .rev()
+            .find(|(t, _, _)| *t < bar)
+            .map_or(self.placed_as, |&(_, q, k)| (q, k))
     }
 
     /// The status at market time `now` (fills up to `now` already worked out).
@@ -442,7 +493,10 @@ impl SimBroker {
                     .then(|| (time.div_euclid(86_400) + 1) * 86_400);
                 book.by_ref
                     .insert(request.order_ref.clone(), book.orders.len());
+                let placed_as = (request.quantity, request.order_type);
                 book.orders.push(Order {
+                    placed_as,
+                    changes: Vec::new(),
                     id,
                     request,
                     rejected,
@@ -457,6 +511,24 @@ impl SimBroker {
                 if let Some(&i) = book.by_ref.get(&order_ref) {
                     let o = &mut book.orders[i];
                     o.cancelled_at = Some(o.cancelled_at.map_or(time, |c| c.min(time)));
+                }
+            }
+            Entry::Modify {
+                time,
+                order_ref,
+                quantity,
+                limit,
+            } => {
+                if let Some(&i) = book.by_ref.get(&order_ref) {
+                    let o = &mut book.orders[i];
+                    if let Some(q) = quantity {
+                        o.request.quantity = q;
+                    }
+                    if let (Some(price), OrderType::Limit { .. }) = (limit, o.request.order_type) {
+                        o.request.order_type = OrderType::Limit { price };
+                    }
+                    o.changes
+                        .push((time, o.request.quantity, o.request.order_type));
                 }
             }
         }
@@ -475,16 +547,24 @@ impl SimBroker {
                 continue;
             }
             let path = PricePath::new(self.seed, &o.request.symbol);
-            while o.next_bar <= now
-                && o.remaining() > 0.0
-                && o.cancelled_at.is_none_or(|c| o.next_bar <= c)
-                && o.expires.is_none_or(|e| o.next_bar < e)
-            {
+            loop {
                 let bar = o.next_bar;
+                let (quantity, kind) = o.terms_at(bar);
+                let remaining = quantity - o.filled();
+                let open_for_fills = bar <= now
+                    && remaining > 0.0
+                    && o.cancelled_at.is_none_or(|c| bar <= c)
+                    && o.expires.is_none_or(|e| bar < e);
+                // A change that raised the quantity of a filled order reopens it only for bars
+                // after the change; none before `now` can be missed, as bars are looked at in
+                // order.
+                if !open_for_fills {
+                    break;
+                }
                 o.next_bar += size;
                 let open = path.price(bar);
                 let slipped = open * (1.0 + o.request.side.sign() * slip);
-                let price = match o.request.order_type {
+                let price = match kind {
                     OrderType::Market => slipped,
                     OrderType::Limit { price: limit } => match o.request.side {
                         Side::Buy if open <= limit => slipped.min(limit),
@@ -492,7 +572,7 @@ impl SimBroker {
                         _ => continue,
                     },
                 };
-                let quantity = o.remaining().min(self.opts.max_fill_per_bar.max(1.0));
+                let quantity = remaining.min(self.opts.max_fill_per_bar.max(1.0));
                 o.fills.push(Fill {
                     order_ref: o.request.order_ref.clone(),
                     exec_id: format!("{:08}.{}", o.id, o.fills.len() + 1),
@@ -614,6 +694,60 @@ impl SimBroker {
                     Entry::Cancel {
                         time: now,
                         order_ref: order_ref.to_string(),
+                    },
+                )?;
+            }
+            Ok(book.orders[i].report(now))
+        })
+    }
+
+    /// Changes the quantity or limit of a working order at market time `now`; returns its
+    /// report after the change.
+    pub fn modify(&self, change: &OrderChange, now: i64) -> Result<OrderReport, RemoteError> {
+        self.with_book(now, true, |b, book, j| {
+            let Some(&i) = book.by_ref.get(&change.order_ref) else {
+                return Err(error(
+                    ErrorKind::UnknownOrder,
+                    format!("no order with reference {:?}", change.order_ref),
+                ));
+            };
+            let current = book.orders[i].report(now);
+            let changed = change
+                .applied_to(&current)
+                .map_err(|why| error(ErrorKind::BadRequest, why))?;
+            if let OrderType::Limit { price } = changed.order_type {
+                if changed.side == Side::Buy {
+                    // The raised commitment must fit the buying power, as a new buy's would.
+                    let extra = OrderRequest {
+                        quantity: changed.quantity - current.filled,
+                        ..changed.clone()
+                    };
+                    let others = b.committed(book, now)
+                        - book.orders[i].remaining() * b.reference_price(&current.request, now);
+                    let available = b.cash(book) - others;
+                    if extra.quantity * price > available {
+                        return Err(error(
+                            ErrorKind::BadRequest,
+                            format!(
+                                "insufficient buying power: the order would be worth {:.2} \
+                                 {CURRENT}, {:.2} available",
+                                extra.quantity * price,
+                                available.max(0.0),
+                                CURRENT = CURRENCY
+                            ),
+                        ));
+                    }
+                }
+            }
+            if changed != current.request {
+                b.append(
+                    book,
+                    j,
+                    Entry::Modify {
+                        time: now,
+                        order_ref: change.order_ref.clone(),
+                        quantity: change.quantity,
+                        limit: change.limit,
                     },
                 )?;
             }

@@ -420,3 +420,46 @@ fn a_journal_keeps_the_clock_of_its_first_run() {
     assert!(e.contains("does not start with its clock line"), "{e}");
     assert_eq!(std::fs::read_to_string(&other.0).unwrap(), "hello\n");
 }
+
+#[test]
+fn a_change_applies_to_bars_after_it_also_when_the_journal_is_read_again() {
+    let file = TempFile::new("modify");
+    let b = broker(Some(&file.0));
+    // A buy limit far below the market: rests.
+    let far = price(T0) * 0.5;
+    b.place(
+        &order("m1", Side::Buy, 2_500.0, OrderType::Limit { price: far }),
+        T0,
+    )
+    .unwrap();
+    assert!(b.poll(NEXT + 50).unwrap().fills.is_empty());
+    // Raised to a marketable limit at NEXT + 52: fills from the bar after, 1,000 per bar.
+    let change = OrderChange {
+        order_ref: "m1".into(),
+        quantity: Some(1_500.0),
+        limit: Some(price(T0) * 1.5),
+    };
+    let changed = b.modify(&change, NEXT + 52).unwrap();
+    assert_eq!(changed.request.quantity, 1_500.0);
+    assert_eq!(changed.status, OrderStatus::Working);
+    let fills = b.executions(NEXT + 100).unwrap();
+    let parts: Vec<(i64, f64)> = fills.iter().map(|f| (f.time, f.quantity)).collect();
+    assert_eq!(parts, vec![(NEXT + 55, 1_000.0), (NEXT + 60, 500.0)]);
+    assert_eq!(b.orders(NEXT + 100).unwrap()[0].status, OrderStatus::Filled);
+    // A new worker reading the journal works out the same: nothing filled before the change.
+    assert_eq!(broker(Some(&file.0)).executions(NEXT + 100).unwrap(), fills);
+    // A filled order cannot change; an unknown one is unknown.
+    let e = b.modify(&change, NEXT + 200).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadRequest);
+    assert!(e.message.contains("is filled"), "{}", e.message);
+    let e = b
+        .modify(
+            &OrderChange {
+                order_ref: "nope".into(),
+                ..change
+            },
+            NEXT,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::UnknownOrder);
+}
