@@ -112,13 +112,23 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
     };
     let (sup, mut events) = Supervisor::start(setup)?;
     let trader = match cfg.trading.enabled {
-        true => match Trader::new(&sup, cfg) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                sup.shutdown();
-                return Err(e.into());
+        true => {
+            let started = Trader::new(&sup, cfg)
+                .map_err(anyhow::Error::from)
+                .and_then(|mut t| {
+                    // What the broker holds already counts against the position limit.
+                    t.count_broker_positions()
+                        .map_err(|e| anyhow::anyhow!("cannot check trading.max_position: {e}"))?;
+                    Ok(t)
+                });
+            match started {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    sup.shutdown();
+                    return Err(e);
+                }
             }
-        },
+        }
         false => None,
     };
     let outcome = run_phases(Run {
@@ -172,7 +182,14 @@ fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
         signals_over_history(&series, strategy, file)?;
     }
     let live_started = Instant::now();
-    let interrupted = live_phase(&mut run, &mut series)?;
+    let interrupted = live_phase(&mut run, &mut series);
+    if interrupted.is_err() && cfg.trading.cancel_on_exit {
+        // The run fails, but its working orders are not left behind.
+        if let Some(t) = run.trader.as_mut() {
+            t.cancel_working();
+        }
+    }
+    let interrupted = interrupted?;
     let live_elapsed = live_started.elapsed();
     let trading = run.trader.as_mut().map(|t| {
         if cfg.trading.cancel_on_exit {

@@ -304,7 +304,8 @@ fn place(side: Side, p: &PlaceArgs) -> ExitCode {
                 .transpose()?,
             tif: runner::config::parse_tif(&p.tif).map_err(|e| format!("--tif: {e}"))?,
             order_ref: p.order_ref.clone(),
-            wait: std::time::Duration::from_secs(p.wait),
+            // At most a week: any longer is for ever, and would overflow the clock.
+            wait: std::time::Duration::from_secs(p.wait.min(7 * 86_400)),
         })
     })();
     let hand = match parsed {

@@ -227,9 +227,37 @@ impl<'a> Trader<'a> {
         self.held_before.insert(symbol.to_string(), quantity);
     }
 
-    /// Shares of `symbol` held: at the broker before, plus this trader's fills.
+    /// Shares of `symbol` held, counting what the working orders would add: at the broker
+    /// before, plus this trader's fills, plus the unfilled part of its working orders.
     fn position(&self, symbol: &str) -> f64 {
-        self.held_before.get(symbol).copied().unwrap_or(0.0) + self.book.holding(symbol).quantity
+        let working: f64 = self
+            .book
+            .working()
+            .filter(|o| o.request.symbol == symbol)
+            .map(|o| o.request.side.sign() * (o.request.quantity - o.filled).max(0.0))
+            .sum();
+        self.held_before.get(symbol).copied().unwrap_or(0.0)
+            + self.book.holding(symbol).quantity
+            + working
+    }
+
+    /// Takes the broker's positions as held before this trader's fills (for the position
+    /// limit); fails if the broker cannot say.
+    pub fn count_broker_positions(&mut self) -> Result<(), TradeError> {
+        match self
+            .sup
+            .request(Request::Positions, self.timeout)
+            .map_err(TradeError::Supervisor)?
+        {
+            Reply::Positions(ps) => {
+                self.held_before.clear();
+                for p in ps {
+                    *self.held_before.entry(p.symbol).or_default() += p.quantity;
+                }
+                Ok(())
+            }
+            other => Err(unexpected(other, "positions")),
+        }
     }
 
     /// The next reference of this run.
@@ -258,8 +286,24 @@ impl<'a> Trader<'a> {
             return Err(TradeError::Limit(e));
         }
         let placed = self.send_placement(&order);
-        if placed.is_err() {
+        if let Err(e) = &placed {
             self.failed += 1;
+            if fate_unknown(e) {
+                // The broker may have it: kept as pending, so that its events, the
+                // reconciliation and the cancel on exit still reach it.
+                tracing::warn!(
+                    order_ref = %order.order_ref,
+                    "order's fate unknown ({e}); followed as pending"
+                );
+                self.book.apply_report(OrderReport {
+                    request: order.clone(),
+                    broker_id: 0,
+                    status: bridge::protocol::OrderStatus::Pending,
+                    filled: 0.0,
+                    avg_price: None,
+                    reason: Some(e.to_string()),
+                });
+            }
         }
         placed
     }
@@ -273,8 +317,10 @@ impl<'a> Trader<'a> {
                 .request(Request::PlaceOrder(order.clone()), self.timeout)
             {
                 Err(SupervisorError::Request(RequestError::Timeout))
-                    if attempt < TIMEOUT_RETRIES =>
-                {
+                | Ok(Reply::Error(bridge::protocol::RemoteError {
+                    kind: bridge::protocol::ErrorKind::Timeout,
+                    ..
+                })) if attempt < TIMEOUT_RETRIES => {
                     attempt += 1;
                     tracing::warn!(
                         %order_ref,
@@ -426,6 +472,19 @@ impl<'a> Trader<'a> {
             Reply::Error(e) => Err(TradeError::Remote(e)),
             other => Err(unexpected(other, "order")),
         }
+    }
+}
+
+/// Whether a failed placement may still have reached the broker.
+fn fate_unknown(e: &TradeError) -> bool {
+    use bridge::protocol::ErrorKind as K;
+    match e {
+        TradeError::Limit(_) => false,
+        TradeError::Remote(r) => !matches!(
+            r.kind,
+            K::BadRequest | K::UnknownSymbol | K::LiveAccount | K::NotPermitted
+        ),
+        TradeError::Supervisor(_) => true,
     }
 }
 

@@ -128,8 +128,18 @@ impl RunJournal {
             start: sim.start.unwrap_or(0),
             anchor_ms: sim.anchor_ms.unwrap_or(0),
             speed: sim.speed,
+            seed: sim.seed,
         };
         let clock = claim_clock(path, proposed)?;
+        if clock.seed != sim.seed {
+            return Err(format!(
+                "orders file {} holds a book of the market of seed {}, not {}: use that seed \
+                 or another orders file",
+                path.display(),
+                clock.seed,
+                sim.seed
+            ));
+        }
         if clock != proposed {
             tracing::info!(
                 file = %path.display(),

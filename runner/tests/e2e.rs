@@ -266,7 +266,7 @@ fn signals_never_carry_a_zero_or_empty_price() {
     let csv = std::fs::read_to_string(&signals).unwrap();
     for row in csv.lines().skip(1) {
         let cols: Vec<&str> = row.split(',').collect();
-        assert_eq!(cols.len(), 6, "{row}");
+        assert_eq!(cols.len(), 7, "{row}");
         for c in &cols[2..5] {
             let v: f64 = c.parse().unwrap_or_else(|_| panic!("{row}"));
             assert!(v > 0.0 && v.is_finite(), "{row}");

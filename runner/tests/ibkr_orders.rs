@@ -238,3 +238,56 @@ fn a_resting_order_changed_to_a_marketable_limit_fills_once() {
     assert_eq!(at_gateway(&gw, "chg-1"), 1);
     assert_eq!(gw.place_order_messages("chg-1"), 2, "placed, then changed");
 }
+
+/// The gateway drops the connection after it received the order and before it acknowledged
+/// it, and still holds it as pending when the worker is back: found as pending, not placed
+/// again.
+#[test]
+fn an_order_still_pending_at_the_gateway_after_a_drop_is_not_placed_again() {
+    let gw = Gateway::start(Behaviour {
+        drop_after_order: Some(0),
+        order_ack_delay: Duration::from_secs(8),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = common::output(ibkr(
+        &gw,
+        &[
+            "order", "buy", "SPY", "5", "--limit", "1", "--ref", "pend-1", "--wait", "1",
+        ],
+    ));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("order already at the gateway; not placed again"),
+        "{stderr}"
+    );
+    assert_eq!(at_gateway(&gw, "pend-1"), 1);
+    assert_eq!(gw.place_order_messages("pend-1"), 1);
+}
+
+/// The gateway acknowledges only after 12 s, past the worker's 10 s wait: the runner sends
+/// the placement again with its reference, the worker waits again instead of placing it a
+/// second time, and the order is answered.
+#[test]
+fn a_slow_acknowledgement_is_waited_for_again_not_placed_again() {
+    let gw = Gateway::start(Behaviour {
+        order_ack_delay: Duration::from_secs(12),
+        ..Behaviour::default()
+    })
+    .unwrap();
+    let (code, stdout, stderr) = common::output(ibkr(
+        &gw,
+        &[
+            "order", "buy", "SPY", "5", "--limit", "1", "--ref", "slow-1", "--wait", "1",
+        ],
+    ));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("sending it again with the same reference"),
+        "{stderr}"
+    );
+    assert!(stdout.starts_with("order slow-1 (broker #"), "{stdout}");
+    assert!(stdout.contains(": working"), "{stdout}");
+    assert_eq!(at_gateway(&gw, "slow-1"), 1);
+    assert_eq!(gw.place_order_messages("slow-1"), 1);
+}

@@ -467,6 +467,9 @@ impl Backend for IbkrBackend {
             self.rt
                 .spawn(self.orders.clone().follow(client.clone()))
                 .abort_handle(),
+            self.rt
+                .spawn(self.orders.clone().watch_reconnects(client.clone()))
+                .abort_handle(),
         ];
         // A new connection: what the gateway holds is looked at before the next order.
         self.orders.mark_stale();

@@ -59,6 +59,10 @@ struct Book {
     ref_of: HashMap<i32, String>,
     /// Fills by execution id.
     fills: HashMap<String, Fill>,
+    /// References the gateway has shown (an order, a status, an execution, a notice).
+    seen: std::collections::HashSet<String>,
+    /// References this worker submitted on the current connection, not yet shown.
+    submitted: std::collections::HashSet<String>,
 }
 
 /// The orders of one worker's IB connection.
@@ -95,6 +99,8 @@ impl IbOrders {
         if let Some(id) = order_id.filter(|id| *id > 0) {
             book.ref_of.insert(id, report.request.order_ref.clone());
         }
+        book.seen.insert(report.request.order_ref.clone());
+        book.submitted.remove(&report.request.order_ref);
         let forward = match book.by_ref.get(&report.request.order_ref) {
             None => true,
             Some(known) => {
@@ -143,6 +149,29 @@ impl IbOrders {
                 book.fills.insert(fill.exec_id.clone(), fill.clone());
             }
         }
+        if !book.by_ref.contains_key(&fill.order_ref) {
+            // An execution is a trace of the order too: even if no listing shows the order
+            // any more, its reference is never placed again.
+            book.by_ref.insert(
+                fill.order_ref.clone(),
+                OrderReport {
+                    request: OrderRequest {
+                        order_ref: fill.order_ref.clone(),
+                        symbol: fill.symbol.clone(),
+                        side: fill.side,
+                        quantity: fill.quantity,
+                        order_type: OrderType::Market,
+                        tif: TimeInForce::Day,
+                    },
+                    broker_id: 0,
+                    status: OrderStatus::Filled,
+                    filled: fill.quantity,
+                    avg_price: Some(fill.price),
+                    reason: None,
+                },
+            );
+        }
+        book.seen.insert(fill.order_ref.clone());
         drop(book);
         (self.events)(Event::Fill(Box::new(fill)));
     }
@@ -312,9 +341,12 @@ impl IbOrders {
         let Some(known) = self.report(&order_ref) else {
             return;
         };
+        // Only a placement's refusal ends an order here: 201 (or 203) before the order was
+        // accepted. The same codes for a working order refuse a change, and 10147/10148 a
+        // cancel: the order stands; its status says the rest.
         let status = match n.code {
             202 => OrderStatus::Cancelled,
-            201 | 203 | 10_000..=10_999 if !known.status.is_final() => OrderStatus::Rejected,
+            201 | 203 if known.status == OrderStatus::Pending => OrderStatus::Rejected,
             _ => {
                 tracing::info!(%order_ref, code = n.code, "order notice: {}", n.message);
                 return;
@@ -329,6 +361,29 @@ impl IbOrders {
             },
             None,
         );
+    }
+
+    /// Watches the gateway connection: after every loss and return, the book is reconciled
+    /// at once (fills and cancels the gateway sent meanwhile are not replayed on the update
+    /// stream), and what changed is told.
+    pub(super) async fn watch_reconnects(self: Arc<Self>, client: Arc<ibapi::Client>) {
+        let mut was_connected = client.is_connected();
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let connected = client.is_connected();
+            if !connected {
+                self.mark_stale();
+            } else if !was_connected {
+                tracing::info!("gateway connection back: reconciling orders");
+                if let Err(e) = self.reconcile(&client).await {
+                    tracing::warn!(
+                        "orders not reconciled after the reconnection: {}",
+                        e.message
+                    );
+                }
+            }
+            was_connected = connected;
+        }
     }
 
     /// Waits until the order with this reference is past `Pending` (or final, with
@@ -376,22 +431,28 @@ impl IbOrders {
     ) -> Result<OrderReport, RemoteError> {
         for attempt in 1..=PLACE_ATTEMPTS {
             self.reconciled(client).await?;
-            if let Some(found) = self.report(&order.order_ref) {
-                if found.status > OrderStatus::Pending || attempt == 1 {
-                    tracing::info!(
-                        order_ref = %order.order_ref,
-                        broker_id = found.broker_id,
-                        status = %found.status,
-                        "order already at the gateway; not placed again"
-                    );
-                    return Ok(found);
-                }
+            if let Some(found) = self.known(&order.order_ref, order)? {
+                return Ok(found);
+            }
+            if self.book.lock().submitted.contains(&order.order_ref) {
+                // Submitted by this worker on this connection and not acknowledged yet: the
+                // gateway has it or soon will. Never placed a second time; waited for again.
+                return match self
+                    .wait_for(client, &order.order_ref, false, ACK_WAIT)
+                    .await
+                {
+                    Ok(true) => self
+                        .report(&order.order_ref)
+                        .ok_or_else(|| unknown(&order.order_ref)),
+                    _ => Err(not_acknowledged(&order.order_ref)),
+                };
             }
             let order_id = client.next_order_id();
             let ib = ib_order(order, account);
             {
                 let mut book = self.book.lock();
                 book.ref_of.insert(order_id, order.order_ref.clone());
+                book.submitted.insert(order.order_ref.clone());
                 book.by_ref.insert(
                     order.order_ref.clone(),
                     OrderReport {
@@ -408,7 +469,7 @@ impl IbOrders {
             if let Err(e) = client.submit_order(order_id, contract, &ib).await {
                 // Written or not, the gateway may have it: find out before anything else.
                 tracing::warn!(order_ref = %order.order_ref, "order not sent: {e}");
-                self.forget_pending(&order.order_ref);
+                self.forget_unseen(&order.order_ref);
                 self.after_loss(client).await?;
                 continue;
             }
@@ -427,21 +488,15 @@ impl IbOrders {
                         "gateway connection lost before the order was acknowledged; \
                          looking for it once reconnected"
                     );
-                    self.forget_pending(&order.order_ref);
+                    self.forget_unseen(&order.order_ref);
                     self.after_loss(client).await?;
                 }
-                Err(()) => {
-                    return Err(error(
-                        ErrorKind::Timeout,
-                        format!(
-                            "order {} not acknowledged within {} s; placing it again with \
-                             the same reference finds it if the gateway has it",
-                            order.order_ref,
-                            ACK_WAIT.as_secs()
-                        ),
-                    ))
-                }
+                Err(()) => return Err(not_acknowledged(&order.order_ref)),
             }
+        }
+        // The last reconciliation may have found it.
+        if let Some(found) = self.known(&order.order_ref, order)? {
+            return Ok(found);
         }
         Err(error(
             ErrorKind::Disconnected,
@@ -452,14 +507,38 @@ impl IbOrders {
         ))
     }
 
-    /// Drops a placement not acknowledged, so reconciliation alone says whether it exists.
-    fn forget_pending(&self, order_ref: &str) {
+    /// The order with this reference if the gateway has shown it (in any state, Pending
+    /// included: it is there, and is never placed again); an error if the reference names
+    /// another order (another instrument, side or time in force).
+    fn known(
+        &self,
+        order_ref: &str,
+        order: &OrderRequest,
+    ) -> Result<Option<OrderReport>, RemoteError> {
+        let book = self.book.lock();
+        if !book.seen.contains(order_ref) {
+            return Ok(None);
+        }
+        let Some(found) = book.by_ref.get(order_ref).cloned() else {
+            return Ok(None);
+        };
+        drop(book);
+        same_order(&found, order)?;
+        tracing::info!(
+            order_ref,
+            broker_id = found.broker_id,
+            status = %found.status,
+            "order already at the gateway; not placed again"
+        );
+        Ok(Some(found))
+    }
+
+    /// After a lost connection: forgets a placement the gateway has not shown, so that
+    /// reconciliation alone says whether it exists.
+    fn forget_unseen(&self, order_ref: &str) {
         let mut book = self.book.lock();
-        if book
-            .by_ref
-            .get(order_ref)
-            .is_some_and(|r| r.status == OrderStatus::Pending)
-        {
+        book.submitted.remove(order_ref);
+        if !book.seen.contains(order_ref) {
             book.by_ref.remove(order_ref);
         }
     }
@@ -745,6 +824,33 @@ where
             }
         }
     }
+}
+
+/// A placement not acknowledged in time: its fate is unknown.
+fn not_acknowledged(order_ref: &str) -> RemoteError {
+    error(
+        ErrorKind::Timeout,
+        format!(
+            "order {order_ref} not acknowledged within {} s; placing it again with the same \
+             reference finds it if the gateway has it",
+            ACK_WAIT.as_secs()
+        ),
+    )
+}
+
+/// Refuses a placement whose reference names another order.
+fn same_order(found: &OrderReport, order: &OrderRequest) -> Result<(), RemoteError> {
+    let f = &found.request;
+    if f.symbol == order.symbol && f.side == order.side {
+        return Ok(());
+    }
+    Err(error(
+        ErrorKind::BadRequest,
+        format!(
+            "reference {} is already another order's: {} {} {}",
+            order.order_ref, f.side, f.quantity, f.symbol
+        ),
+    ))
 }
 
 fn unknown(order_ref: &str) -> RemoteError {

@@ -49,6 +49,8 @@ pub struct JournalClock {
     pub anchor_ms: u64,
     /// Simulated seconds per real second.
     pub speed: f64,
+    /// The seed of the market's prices: the book's fills are worked out from them.
+    pub seed: u64,
 }
 
 /// The clock of the journal at `path`: the one it starts with, or, for a new or empty
@@ -66,10 +68,15 @@ pub fn claim_clock(path: &std::path::Path, proposed: JournalClock) -> Result<Jou
         .create(true)
         .open(path)
         .map_err(|e| named("cannot open", e))?;
-    file.lock().map_err(|e| named("cannot lock", e))?;
+    lock_within(&file, true, LOCK_WAIT).map_err(|e| named("cannot lock", e))?;
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| named("cannot read", e))?;
+    if !text.contains('\n') && !text.is_empty() {
+        // A first line cut short by a writer killed mid-write: nothing was ever in the book.
+        file.set_len(0).map_err(|e| named("cannot truncate", e))?;
+        text.clear();
+    }
     if let Some(first) = text.lines().next() {
         return match Entry::parse(first) {
             Some(Entry::Clock(clock)) => Ok(clock),
@@ -85,6 +92,42 @@ pub fn claim_clock(path: &std::path::Path, proposed: JournalClock) -> Result<Jou
         .and_then(|_| file.sync_data())
         .map_err(|e| named("cannot write", e))?;
     Ok(proposed)
+}
+
+/// How long a process waits for another to release the journal.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Most bars of one order looked at in one pass (the rest in the next): a journal with a
+/// time far in the past cannot keep the book locked for long.
+const BARS_PER_PASS: u32 = 100_000;
+
+/// Times a journal may hold: about 35,000 years either side of 1970, so that no arithmetic on
+/// them overflows.
+const TIME_BOUND: i64 = 1 << 40;
+
+/// Locks `file` (exclusively or shared), waiting at most `wait` for another holder.
+fn lock_within(file: &File, exclusive: bool, wait: std::time::Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let tried = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("held by another process for more than {} s", wait.as_secs()),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
 }
 
 /// One line of the journal.
@@ -158,11 +201,14 @@ impl Entry {
                     or_dash(limit)
                 )
             }
-            Entry::Clock(c) => format!("T\t{}\t{}\t{}\n", c.start, c.anchor_ms, c.speed),
+            Entry::Clock(c) => {
+                format!("T\t{}\t{}\t{}\t{}\n", c.start, c.anchor_ms, c.speed, c.seed)
+            }
         }
     }
 
     fn parse(line: &str) -> Option<Entry> {
+        let bounded = |t: &str| t.parse::<i64>().ok().filter(|t| t.abs() <= TIME_BOUND);
         let f: Vec<&str> = line.split('\t').collect();
         match f.as_slice() {
             ["P", time, id, order_ref, symbol, side, qty, kind, limit, tif, decision, reason] => {
@@ -198,14 +244,15 @@ impl Entry {
                     _ => return None,
                 };
                 Some(Entry::Place {
-                    time: time.parse().ok()?,
+                    time: bounded(time)?,
                     id: id.parse().ok()?,
                     request,
                     rejected,
                 })
             }
-            ["T", start, anchor_ms, speed] => Some(Entry::Clock(JournalClock {
-                start: start.parse().ok()?,
+            ["T", start, anchor_ms, speed, seed] => Some(Entry::Clock(JournalClock {
+                seed: seed.parse().ok()?,
+                start: bounded(start)?,
                 anchor_ms: anchor_ms.parse().ok()?,
                 speed: speed
                     .parse()
@@ -224,14 +271,14 @@ impl Entry {
                     }
                 };
                 Some(Entry::Modify {
-                    time: time.parse().ok()?,
+                    time: bounded(time)?,
                     order_ref: order_ref.to_string(),
                     quantity: value(quantity)?,
                     limit: value(limit)?,
                 })
             }
             ["C", time, order_ref] => Some(Entry::Cancel {
-                time: time.parse().ok()?,
+                time: bounded(time)?,
                 order_ref: order_ref.to_string(),
             }),
             _ => None,
@@ -344,6 +391,8 @@ struct Book {
     read_to: u64,
     /// Orders taken by this worker (for the injected crash).
     taken_here: u64,
+    /// The latest time of an entry, and of a pass over the book.
+    last_time: i64,
 }
 
 /// The simulated broker. Calls may come from many threads.
@@ -404,12 +453,8 @@ impl SimBroker {
             .create(true)
             .open(&path)
             .map_err(|e| self.journal_error("cannot open", e))?;
-        let locked = if exclusive {
-            file.lock()
-        } else {
-            file.lock_shared()
-        };
-        locked.map_err(|e| self.journal_error("cannot lock", e))?;
+        lock_within(&file, exclusive, LOCK_WAIT)
+            .map_err(|e| self.journal_error("cannot lock", e))?;
         let mut locked = Locked { file };
         self.read_new(book, &mut locked)?;
         Ok(Some(locked))
@@ -480,6 +525,12 @@ impl SimBroker {
     }
 
     fn apply(&self, book: &mut Book, entry: Entry) {
+        match &entry {
+            Entry::Place { time, .. } | Entry::Cancel { time, .. } | Entry::Modify { time, .. } => {
+                book.last_time = book.last_time.max(*time)
+            }
+            Entry::Clock(_) => {}
+        }
         match entry {
             Entry::Clock(_) => {}
             Entry::Place {
@@ -540,6 +591,7 @@ impl SimBroker {
 
     /// Works out every fill due at bars up to market time `now`.
     fn advance(&self, book: &mut Book, now: i64) {
+        book.last_time = book.last_time.max(now);
         let size = self.fill_seconds();
         let slip = self.opts.slippage_bps / 10_000.0;
         for o in &mut book.orders {
@@ -547,7 +599,7 @@ impl SimBroker {
                 continue;
             }
             let path = PricePath::new(self.seed, &o.request.symbol);
-            loop {
+            for _ in 0..BARS_PER_PASS {
                 let bar = o.next_bar;
                 let (quantity, kind) = o.terms_at(bar);
                 let remaining = quantity - o.filled();
@@ -632,19 +684,22 @@ impl SimBroker {
         &self,
         now: i64,
         exclusive: bool,
-        f: impl FnOnce(&Self, &mut Book, Option<&mut Locked>) -> Result<T, RemoteError>,
+        f: impl FnOnce(&Self, &mut Book, Option<&mut Locked>, i64) -> Result<T, RemoteError>,
     ) -> Result<T, RemoteError> {
         let mut book = self.book.lock();
         let mut journal = self.open(&mut book, exclusive)?;
+        // Never before what the journal already holds: two processes' clocks may differ a
+        // little, and an entry must not reach back before fills already worked out and told.
+        let now = now.max(book.last_time);
         self.advance(&mut book, now);
-        f(self, &mut book, journal.as_mut())
+        f(self, &mut book, journal.as_mut(), now)
     }
 
     /// Brings the book up to market time `now`: what changed since the last poll (whichever
     /// call worked it out), to be told as events. The first poll of a new broker object tells
     /// everything in the journal, which is how a replacement worker catches the runner up.
     pub fn poll(&self, now: i64) -> Result<Changes, RemoteError> {
-        self.with_book(now, false, |b, book, _| Ok(b.collect(book, now)))
+        self.with_book(now, false, |b, book, _, now| Ok(b.collect(book, now)))
     }
 
     /// Takes `request` at market time `now`, unless an order with its reference is already
@@ -655,8 +710,18 @@ impl SimBroker {
         request: &OrderRequest,
         now: i64,
     ) -> Result<(OrderReport, bool, u64), RemoteError> {
-        self.with_book(now, true, |b, book, j| {
+        self.with_book(now, true, |b, book, j, now| {
             if let Some(&i) = book.by_ref.get(&request.order_ref) {
+                let found = &book.orders[i].request;
+                if found.symbol != request.symbol || found.side != request.side {
+                    return Err(error(
+                        ErrorKind::BadRequest,
+                        format!(
+                            "reference {} is already another order's: {} {} {}",
+                            request.order_ref, found.side, found.quantity, found.symbol
+                        ),
+                    ));
+                }
                 return Ok((book.orders[i].report(now), false, book.taken_here));
             }
             let rejected = b.buying_power_problem(book, request, now);
@@ -680,7 +745,7 @@ impl SimBroker {
     /// Cancels the order with this reference at market time `now` (an order already final
     /// stays as it is). Returns its report.
     pub fn cancel(&self, order_ref: &str, now: i64) -> Result<OrderReport, RemoteError> {
-        self.with_book(now, true, |b, book, j| {
+        self.with_book(now, true, |b, book, j, now| {
             let Some(&i) = book.by_ref.get(order_ref) else {
                 return Err(error(
                     ErrorKind::UnknownOrder,
@@ -704,7 +769,7 @@ impl SimBroker {
     /// Changes the quantity or limit of a working order at market time `now`; returns its
     /// report after the change.
     pub fn modify(&self, change: &OrderChange, now: i64) -> Result<OrderReport, RemoteError> {
-        self.with_book(now, true, |b, book, j| {
+        self.with_book(now, true, |b, book, j, now| {
             let Some(&i) = book.by_ref.get(&change.order_ref) else {
                 return Err(error(
                     ErrorKind::UnknownOrder,
@@ -715,28 +780,23 @@ impl SimBroker {
             let changed = change
                 .applied_to(&current)
                 .map_err(|why| error(ErrorKind::BadRequest, why))?;
-            if let OrderType::Limit { price } = changed.order_type {
-                if changed.side == Side::Buy {
-                    // The raised commitment must fit the buying power, as a new buy's would.
-                    let extra = OrderRequest {
-                        quantity: changed.quantity - current.filled,
-                        ..changed.clone()
-                    };
-                    let others = b.committed(book, now)
-                        - book.orders[i].remaining() * b.reference_price(&current.request, now);
-                    let available = b.cash(book) - others;
-                    if extra.quantity * price > available {
-                        return Err(error(
-                            ErrorKind::BadRequest,
-                            format!(
-                                "insufficient buying power: the order would be worth {:.2} \
-                                 {CURRENT}, {:.2} available",
-                                extra.quantity * price,
-                                available.max(0.0),
-                                CURRENT = CURRENCY
-                            ),
-                        ));
-                    }
+            if changed.side == Side::Buy {
+                // The raised commitment must fit the buying power, as a new buy's would.
+                let price = b.reference_price(&changed, now);
+                let unfilled = changed.quantity - current.filled;
+                let others = b.committed(book, now)
+                    - book.orders[i].remaining() * b.reference_price(&current.request, now);
+                let available = b.cash(book) - others;
+                if unfilled * price > available {
+                    return Err(error(
+                        ErrorKind::BadRequest,
+                        format!(
+                            "insufficient buying power: the order would be worth {:.2} \
+                             {CURRENCY}, {:.2} available",
+                            unfilled * price,
+                            available.max(0.0),
+                        ),
+                    ));
                 }
             }
             if changed != current.request {
@@ -757,7 +817,7 @@ impl SimBroker {
 
     /// Cancels every working order at market time `now`; returns how many.
     pub fn cancel_all(&self, now: i64) -> Result<u32, RemoteError> {
-        self.with_book(now, true, |b, book, mut j| {
+        self.with_book(now, true, |b, book, mut j, now| {
             let working: Vec<String> = book
                 .orders
                 .iter()
@@ -780,14 +840,14 @@ impl SimBroker {
 
     /// Every order in the book, at market time `now`.
     pub fn orders(&self, now: i64) -> Result<Vec<OrderReport>, RemoteError> {
-        self.with_book(now, false, |_, book, _| {
+        self.with_book(now, false, |_, book, _, now| {
             Ok(book.orders.iter().map(|o| o.report(now)).collect())
         })
     }
 
     /// Every execution up to market time `now`, oldest first.
     pub fn executions(&self, now: i64) -> Result<Vec<Fill>, RemoteError> {
-        self.with_book(now, false, |_, book, _| {
+        self.with_book(now, false, |_, book, _, _| {
             let mut fills: Vec<Fill> = book
                 .orders
                 .iter()
@@ -800,7 +860,7 @@ impl SimBroker {
 
     /// The positions at market time `now` (symbols traded back to flat are left out).
     pub fn positions(&self, now: i64) -> Result<Vec<Position>, RemoteError> {
-        self.with_book(now, false, |b, book, _| {
+        self.with_book(now, false, |b, book, _, _| {
             Ok(positions(book)
                 .into_iter()
                 .filter(|(_, (q, _))| *q != 0.0)
@@ -811,7 +871,7 @@ impl SimBroker {
 
     /// The account at market time `now`, positions valued at that moment's prices.
     pub fn account(&self, now: i64) -> Result<AccountSummary, RemoteError> {
-        self.with_book(now, false, |b, book, _| {
+        self.with_book(now, false, |b, book, _, now| {
             let cash = b.cash(book);
             let value: f64 = positions(book)
                 .iter()

@@ -83,9 +83,13 @@ fn a_market_order_fills_at_the_next_bars_open_with_slippage_and_commission() {
     assert_eq!(changes.positions[0].avg_cost, expected);
     // Told once.
     assert!(b.poll(NEXT + 60).unwrap().is_empty());
+    // Times never go back: the account is valued at the latest time looked at.
     let account = b.account(NEXT).unwrap();
     assert_eq!(account.cash, 1_000_000.0 - 10.0 * expected - 1.0);
-    assert_eq!(account.net_liquidation, account.cash + 10.0 * price(NEXT));
+    assert_eq!(
+        account.net_liquidation,
+        account.cash + 10.0 * price(NEXT + 60)
+    );
 }
 
 #[test]
@@ -347,6 +351,7 @@ fn journal_lines_round_trip() {
             start: T0,
             anchor_ms: 1_700_000_000_123,
             speed: 60.0,
+            seed: 42,
         }),
     ] {
         let line = entry.to_line();
@@ -395,12 +400,14 @@ fn a_journal_keeps_the_clock_of_its_first_run() {
         start: T0,
         anchor_ms: 1_700_000_000_000,
         speed: 60.0,
+        seed: 42,
     };
     assert_eq!(claim_clock(&file.0, first), Ok(first));
     let later = JournalClock {
         start: T0 + 999,
         anchor_ms: 1_800_000_000_000,
         speed: 1.0,
+        seed: 7,
     };
     assert_eq!(
         claim_clock(&file.0, later),
@@ -413,6 +420,10 @@ fn a_journal_keeps_the_clock_of_its_first_run() {
         .unwrap();
     assert_eq!(broker(Some(&file.0)).orders(T0).unwrap().len(), 1);
     assert_eq!(claim_clock(&file.0, later), Ok(first));
+    // A first line cut short (a writer killed mid-write) is no clock: the journal starts again.
+    let torn = TempFile::new("torn-clock");
+    std::fs::write(&torn.0, "T\t17000").unwrap();
+    assert_eq!(claim_clock(&torn.0, later), Ok(later));
     // A file that is not a journal is refused, not written to.
     let other = TempFile::new("other");
     std::fs::write(&other.0, "hello\n").unwrap();
@@ -462,4 +473,93 @@ fn a_change_applies_to_bars_after_it_also_when_the_journal_is_read_again() {
         )
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::UnknownOrder);
+}
+
+#[test]
+fn hostile_times_in_a_journal_are_refused_and_a_pass_is_bounded() {
+    let file = TempFile::new("hostile");
+    std::fs::write(
+        &file.0,
+        "P\t-9000000000000000000\t1\tx\tSPY\tB\t1\tL\t1\tG\tA\t\n",
+    )
+    .unwrap();
+    let e = broker(Some(&file.0)).orders(T0).unwrap_err();
+    assert!(e.message.contains("malformed line"), "{}", e.message);
+    // The earliest time a journal may hold, with a limit that never crosses: each pass looks
+    // at a bounded number of bars.
+    std::fs::write(
+        &file.0,
+        format!(
+            "P\t{}\t1\tx\tSPY\tB\t1\tL\t0.000001\tG\tA\t\n",
+            -(1i64 << 40)
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let orders = broker(Some(&file.0)).orders(T0).unwrap();
+    assert_eq!(orders[0].status, OrderStatus::Working);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn an_entry_never_reaches_back_before_what_the_journal_holds() {
+    let file = TempFile::new("back");
+    let b = broker(Some(&file.0));
+    b.place(&order("late", Side::Buy, 2_500.0, OrderType::Market), T0)
+        .unwrap();
+    assert_eq!(b.poll(NEXT).unwrap().fills.len(), 1, "told");
+    // A cancel asked with an earlier clock reading is taken at the latest time this broker
+    // looked at, so the fill it told stands for every later reader of the journal.
+    b.cancel("late", NEXT - 3).unwrap();
+    let text = std::fs::read_to_string(&file.0).unwrap();
+    let cancel_time: i64 = text
+        .lines()
+        .find(|l| l.starts_with("C\t"))
+        .unwrap()
+        .split('\t')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cancel_time >= NEXT, "{text}");
+    assert_eq!(
+        broker(Some(&file.0)).executions(NEXT + 100).unwrap().len(),
+        1
+    );
+}
+
+#[test]
+fn a_reference_names_one_order_and_a_changed_market_buy_needs_the_cash() {
+    let b = broker(None);
+    b.place(&order("one", Side::Buy, 1.0, OrderType::Market), T0)
+        .unwrap();
+    let e = b
+        .place(
+            &OrderRequest {
+                symbol: "QQQ".into(),
+                ..order("one", Side::Buy, 1.0, OrderType::Market)
+            },
+            T0,
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadRequest);
+    assert_eq!(
+        e.message,
+        "reference one is already another order's: buy 1 SPY"
+    );
+    let e = b
+        .modify(
+            &OrderChange {
+                order_ref: "one".into(),
+                quantity: Some(100_000.0),
+                limit: None,
+            },
+            T0,
+        )
+        .unwrap_err();
+    assert!(
+        e.message.starts_with("insufficient buying power"),
+        "{}",
+        e.message
+    );
 }
