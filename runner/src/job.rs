@@ -27,7 +27,7 @@ use crate::broker_connection::BrokerConnection;
 use crate::config::Config;
 use crate::progress::Progress;
 use crate::signals::Signals;
-use crate::strategy::{Crossover, Evaluation, NoSignal, Signal};
+use crate::strategy::{Crossover, Evaluation, NoSignal, Signal, Strategy};
 use crate::supervisor::{Supervisor, SupervisorError, SupervisorStats};
 use crate::trader::{Trader, TradingSummary};
 use crate::worker_events::WorkerEvents;
@@ -71,16 +71,25 @@ pub struct Outcome {
     pub trading: Option<TradingSummary>,
 }
 
-/// One symbol's bars so far (history, then live), or why it has none.
-struct Series {
-    symbol: String,
-    bars: Vec<Bar>,
-    history_bars: usize,
-    live_bars: usize,
-    error: Option<String>,
+/// One symbol's bars so far (history, then live; only the most recent once the history was
+/// evaluated), or why it has none.
+pub(crate) struct Series {
+    pub(crate) symbol: String,
+    pub(crate) bars: Vec<Bar>,
+    pub(crate) history_bars: usize,
+    pub(crate) live_bars: usize,
+    pub(crate) error: Option<String>,
 }
 
 impl Series {
+    /// Adds a live bar, keeping at most `keep` bars (trimmed in bulk: at most twice as many
+    /// are ever held).
+    pub(crate) fn push(&mut self, bar: Bar, keep: usize) {
+        self.bars.push(bar);
+        self.live_bars += 1;
+        trim(&mut self.bars, keep);
+    }
+
     fn fetched(symbol: &str, result: Option<Result<Vec<Bar>, String>>) -> Series {
         let (bars, error) = match result {
             Some(Ok(bars)) => (bars, None),
@@ -93,6 +102,19 @@ impl Series {
             bars,
             live_bars: 0,
             error,
+        }
+    }
+}
+
+/// Keeps the last `keep` of `bars` once they are twice as many (amortised: a bar is moved at
+/// most once per `keep` bars added).
+pub(crate) fn trim(bars: &mut Vec<Bar>, keep: usize) {
+    let keep = keep.max(1);
+    if bars.len() > 2 * keep {
+        bars.drain(..bars.len() - keep);
+        // A long history's allocation is given back too.
+        if bars.capacity() > 4 * keep {
+            bars.shrink_to(2 * keep + 1);
         }
     }
 }
@@ -181,6 +203,10 @@ fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
     if let Some(file) = run.signals.as_mut() {
         signals_over_history(&series, strategy, file)?;
     }
+    // From here on only the strategy's window is kept, however long the run.
+    for s in &mut series {
+        trim(&mut s.bars, strategy.window());
+    }
     let live_started = Instant::now();
     let interrupted = live_phase(&mut run, &mut series);
     if interrupted.is_err() && cfg.trading.cancel_on_exit {
@@ -223,7 +249,7 @@ fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
 
 /// History for every symbol, `history.concurrency` at a time, with progress on stderr; one
 /// series per configured symbol, in order.
-fn fetch_history(cfg: &Config, sup: &Supervisor, stop: &AtomicBool) -> Vec<Series> {
+pub(crate) fn fetch_history(cfg: &Config, sup: &Supervisor, stop: &AtomicBool) -> Vec<Series> {
     let progress = Progress::new(cfg.symbols.len());
     let next = AtomicUsize::new(0);
     let results: Mutex<HashMap<String, Result<Vec<Bar>, String>>> = Mutex::new(HashMap::new());
@@ -302,17 +328,7 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
     if cfg.live.disabled {
         return Ok(false);
     }
-    // A symbol's subscription id is its row: a bar finds its series without a lookup.
-    for (i, s) in series.iter().enumerate().filter(|(_, s)| s.error.is_none()) {
-        let sub = SubscribeRequest {
-            symbol: s.symbol.clone(),
-            id: i as u32,
-            bar_seconds: cfg.history.bar_seconds,
-        };
-        if let Err(e) = sup.subscribe(sub, cfg.request_timeout()) {
-            tracing::warn!(symbol = %s.symbol, "no live bars: {e}");
-        }
-    }
+    subscribe_all(cfg, sup, series);
     let until = (cfg.live.duration_seconds > 0)
         .then(|| live_started + Duration::from_secs(cfg.live.duration_seconds));
     tracing::info!(
@@ -336,14 +352,17 @@ fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
                 if s.bars.last().is_some_and(|last| bar.time <= last.time) {
                     continue;
                 }
-                s.bars.push(bar);
-                s.live_bars += 1;
+                // The strategy's window, and the bars the staleness check looks back over.
+                s.push(
+                    bar,
+                    strategy.window() + cfg.strategy.stale_after_bars as usize,
+                );
                 broker.flowing(&s.symbol);
                 let Ok(e) = strategy.evaluate(&s.bars) else {
                     continue;
                 };
                 let order = match trader.as_mut() {
-                    Some(t) => trade_on(t, cfg, &s.symbol, &e),
+                    Some(t) => trade_on(t, cfg, &s.symbol, e.signal, e.price),
                     None => None,
                 };
                 if let Some(file) = signals.as_mut() {
@@ -402,13 +421,34 @@ pub fn order_for_signal(
     }
 }
 
-/// Places the order `e`'s signal calls for on `symbol`, if any; returns its reference when
-/// the broker took it (whatever became of it after).
-fn trade_on(t: &mut Trader<'_>, cfg: &Config, symbol: &str, e: &Evaluation) -> Option<String> {
+/// Subscribes every symbol that has history to live bars. A symbol's subscription id is its
+/// row: a bar finds its series without a lookup.
+pub(crate) fn subscribe_all(cfg: &Config, sup: &Supervisor, series: &[Series]) {
+    for (i, s) in series.iter().enumerate().filter(|(_, s)| s.error.is_none()) {
+        let sub = SubscribeRequest {
+            symbol: s.symbol.clone(),
+            id: i as u32,
+            bar_seconds: cfg.history.bar_seconds,
+        };
+        if let Err(e) = sup.subscribe(sub, cfg.request_timeout()) {
+            tracing::warn!(symbol = %s.symbol, "no live bars: {e}");
+        }
+    }
+}
+
+/// Places the order `signal` calls for on `symbol` (last price `price`), if any; returns its
+/// reference when the broker took it (whatever became of it after).
+pub(crate) fn trade_on(
+    t: &mut Trader<'_>,
+    cfg: &Config,
+    symbol: &str,
+    signal: Signal,
+    price: f64,
+) -> Option<String> {
     let position = t.book().holding(symbol).quantity;
     let working = t.book().working().any(|o| o.request.symbol == symbol);
     let (side, quantity) = order_for_signal(
-        e.signal,
+        signal,
         position,
         working,
         cfg.trading.quantity,
@@ -423,7 +463,7 @@ fn trade_on(t: &mut Trader<'_>, cfg: &Config, symbol: &str, e: &Evaluation) -> O
         tif: cfg.trading.time_in_force().ok()?,
     };
     let order_ref = order.order_ref.clone();
-    match t.place(order, Some(e.price)) {
+    match t.place(order, Some(price)) {
         Ok(report) => {
             tracing::info!(
                 %symbol,
@@ -431,13 +471,12 @@ fn trade_on(t: &mut Trader<'_>, cfg: &Config, symbol: &str, e: &Evaluation) -> O
                 %side,
                 quantity,
                 status = %report.status,
-                "order placed on a {} signal",
-                e.signal
+                "order placed on a {signal} signal"
             );
             Some(order_ref)
         }
         Err(err) => {
-            tracing::warn!(%symbol, "no order on a {} signal: {err}", e.signal);
+            tracing::warn!(%symbol, "no order on a {signal} signal: {err}");
             None
         }
     }
@@ -522,6 +561,43 @@ mod tests {
         assert_eq!(order_for_signal(Signal::Hold, 0.0, false, q, true), None);
         // An order still working: nothing stacked on it.
         assert_eq!(order_for_signal(Signal::Buy, 0.0, true, q, true), None);
+    }
+
+    /// A run of any length holds at most twice the bars it keeps per symbol: a week of
+    /// five-second bars (120,960) never grows the series past that.
+    #[test]
+    fn a_series_keeps_a_bounded_window_however_many_bars_come() {
+        let mut s = Series::fetched("SPY", Some(Ok(Vec::new())));
+        let keep = 34;
+        let mut longest = 0;
+        for t in 0..120_960i64 {
+            s.push(
+                Bar {
+                    time: t * 5,
+                    open: 1.0,
+                    high: 1.0,
+                    low: 1.0,
+                    close: 1.0,
+                    volume: 1.0,
+                },
+                keep,
+            );
+            longest = longest.max(s.bars.len());
+            assert!(
+                s.bars.capacity() <= 4 * keep + 4,
+                "capacity {}",
+                s.bars.capacity()
+            );
+        }
+        assert_eq!(longest, 2 * keep);
+        assert_eq!(s.live_bars, 120_960);
+        assert!(s.bars.len() >= keep);
+        assert_eq!(s.bars.last().unwrap().time, 120_959 * 5);
+        let times: Vec<i64> = s.bars.iter().map(|b| b.time).collect();
+        assert!(
+            times.windows(2).all(|w| w[1] == w[0] + 5),
+            "the most recent, in order"
+        );
     }
 
     #[test]

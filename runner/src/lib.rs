@@ -3,7 +3,8 @@
 //! ([`worker_events`]), the strategy ([`strategy`]), the main job ([`job`]) with its progress
 //! display, signals file and summary, the soak ([`soak`]); and trading: the runner's book of
 //! orders ([`orders`]), its risk limits ([`risk`]), placing orders exactly once ([`trader`]),
-//! and orders by hand ([`by_hand`]).
+//! and orders by hand ([`by_hand`]). A strategy of one's own runs in a [`session`]: the same
+//! worker, supervision and trading, with a [`strategy::Strategy`] of one's own.
 #![forbid(unsafe_code)]
 
 pub mod broker_connection;
@@ -15,6 +16,7 @@ pub mod pacing_log;
 mod progress;
 pub mod restart_intensity;
 pub mod risk;
+pub mod session;
 pub mod signals;
 pub mod soak;
 pub mod strategy;

@@ -58,6 +58,44 @@ impl fmt::Display for NoSignal {
 }
 
 /// The crossover of a `fast`- and a `slow`-bar simple moving average of closes.
+/// A trading strategy the runner drives: it sees each symbol's most recent bars and says what
+/// to do. The runner keeps [`window`](Self::window) bars per symbol and no more, so a run of
+/// any length holds a bounded amount of data.
+///
+/// ```
+/// use runner::strategy::{Signal, Strategy};
+/// use bridge::protocol::Bar;
+///
+/// /// Buys after three rising closes, sells after three falling ones.
+/// struct Momentum;
+///
+/// impl Strategy for Momentum {
+///     fn window(&self) -> usize {
+///         4
+///     }
+///     fn on_bars(&mut self, _symbol: &str, bars: &[Bar]) -> Signal {
+///         let rising = bars.windows(2).filter(|w| w[1].close > w[0].close).count();
+///         match (bars.len(), rising) {
+///             (4, 3) => Signal::Buy,
+///             (4, 0) => Signal::Sell,
+///             _ => Signal::Hold,
+///         }
+///     }
+/// }
+/// ```
+pub trait Strategy {
+    /// How many of a symbol's most recent bars the strategy looks at.
+    fn window(&self) -> usize;
+
+    /// A symbol's bars changed (its history arrived, or a live bar was added): `bars` are its
+    /// most recent ones, oldest first, at most [`window`](Self::window) of them. Returns what
+    /// to do; with trading on, a buy or sell becomes an order.
+    fn on_bars(&mut self, symbol: &str, bars: &[Bar]) -> Signal;
+
+    /// One of the run's orders executed (in part or in full). By default nothing is done.
+    fn on_fill(&mut self, _fill: &bridge::protocol::Fill) {}
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Crossover {
     pub fast: usize,
@@ -66,6 +104,16 @@ pub struct Crossover {
 
 fn mean(xs: &[Bar]) -> f64 {
     xs.iter().map(|b| b.close).sum::<f64>() / xs.len() as f64
+}
+
+impl Strategy for Crossover {
+    fn window(&self) -> usize {
+        self.slow + 1
+    }
+
+    fn on_bars(&mut self, _symbol: &str, bars: &[Bar]) -> Signal {
+        self.evaluate(bars).map_or(Signal::Hold, |e| e.signal)
+    }
 }
 
 impl Crossover {

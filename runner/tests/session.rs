@@ -1,0 +1,124 @@
+//! The runner as a library: a session with a strategy of one's own on the simulated market.
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use bridge::protocol::{Bar, Fill};
+use runner::config::Config;
+use runner::session::Session;
+use runner::strategy::{Signal, Strategy};
+
+mod common;
+
+/// Records what it is shown; buys on every bar it sees after `buy_after` calls.
+#[derive(Default)]
+struct Recorder {
+    window: usize,
+    calls: BTreeMap<String, Vec<(usize, i64)>>,
+    longest: usize,
+    out_of_order: u32,
+    buy_after: Option<usize>,
+    fills: Vec<Fill>,
+}
+
+impl Strategy for Recorder {
+    fn window(&self) -> usize {
+        self.window
+    }
+
+    fn on_bars(&mut self, symbol: &str, bars: &[Bar]) -> Signal {
+        self.longest = self.longest.max(bars.len());
+        if bars.windows(2).any(|w| w[1].time <= w[0].time) {
+            self.out_of_order += 1;
+        }
+        let seen = self.calls.entry(symbol.to_string()).or_default();
+        if let (Some(last), Some(&(_, before))) = (bars.last(), seen.last()) {
+            if last.time <= before {
+                self.out_of_order += 1;
+            }
+        }
+        seen.push((bars.len(), bars.last().map_or(0, |b| b.time)));
+        match self.buy_after {
+            Some(n) if seen.len() > n => Signal::Buy,
+            _ => Signal::Hold,
+        }
+    }
+
+    fn on_fill(&mut self, fill: &Fill) {
+        self.fills.push(fill.clone());
+    }
+}
+
+fn config(orders: &str, trading: bool) -> Config {
+    let mut cfg = Config {
+        symbols: vec!["SPY".into(), "QQQ".into()],
+        ..Config::default()
+    };
+    cfg.history.bar_seconds = 5;
+    cfg.history.duration_seconds = 3600;
+    cfg.live.duration_seconds = 3;
+    cfg.trading.enabled = trading;
+    cfg.sim.orders_file = Some(common::temp("session", orders));
+    let _ = std::fs::remove_file(cfg.sim.orders_file.as_ref().unwrap());
+    cfg
+}
+
+#[test]
+fn a_strategy_sees_each_symbols_window_in_time_order_and_no_more() {
+    let mut session = Session::start(
+        config("window.journal", false),
+        PathBuf::from(common::RUNNER),
+    )
+    .unwrap();
+    assert_eq!(session.accounts(), vec!["DU0000001".to_string()]);
+    let mut strategy = Recorder {
+        window: 7,
+        ..Recorder::default()
+    };
+    let report = session.run(&mut strategy, &AtomicBool::new(false)).unwrap();
+    assert_eq!(strategy.out_of_order, 0);
+    assert_eq!(strategy.longest, 7, "never more than the window");
+    assert_eq!(report.symbols.len(), 2);
+    for s in &report.symbols {
+        assert_eq!(s.error, None);
+        assert_eq!(s.history_bars, 720);
+        assert!(s.live_bars >= 10, "{s:?}");
+        let calls = &strategy.calls[&s.symbol];
+        // Once for the history, then once per live bar.
+        assert_eq!(calls.len(), 1 + s.live_bars, "{}", s.symbol);
+        assert!(calls.iter().all(|(n, _)| *n == 7));
+        assert_eq!(s.last_signal, Some(Signal::Hold));
+    }
+    assert!(report.trading.is_none(), "trading is off unless asked for");
+}
+
+#[test]
+fn a_trading_strategy_places_orders_once_each_and_sees_its_fills() {
+    let cfg = config("trading.journal", true);
+    let journal = cfg.sim.orders_file.clone().unwrap();
+    let mut session = Session::start(cfg, PathBuf::from(common::RUNNER)).unwrap();
+    let mut strategy = Recorder {
+        window: 3,
+        buy_after: Some(1),
+        ..Recorder::default()
+    };
+    let report = session.run(&mut strategy, &AtomicBool::new(false)).unwrap();
+    let trading = report.trading.unwrap();
+    // Long-only: one buy per symbol, never stacked, held to the end.
+    assert_eq!(trading.orders, 2, "{trading:?}");
+    assert_eq!(trading.filled, 2, "{trading:?}");
+    assert_eq!(strategy.fills.len(), trading.fills);
+    assert!(
+        trading.rows.iter().all(|r| r.position == 10.0),
+        "{trading:?}"
+    );
+    let placed = std::fs::read_to_string(&journal)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("P\t"))
+        .count();
+    assert_eq!(placed, 2);
+}
