@@ -291,3 +291,44 @@ fn a_slow_acknowledgement_is_waited_for_again_not_placed_again() {
     assert_eq!(at_gateway(&gw, "slow-1"), 1);
     assert_eq!(gw.place_order_messages("slow-1"), 1);
 }
+
+/// An order placed by another API client (another client id) with the same reference is
+/// found, never placed again, and not cancelled by its id from here (the id is that client's).
+#[test]
+fn another_clients_order_is_found_and_left_to_that_client() {
+    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let (code, stdout, stderr) = common::output(ibkr(
+        &gw,
+        &[
+            "order", "buy", "SPY", "5", "--limit", "1", "--tif", "gtc", "--ref", "x-1", "--wait",
+            "0",
+        ],
+    ));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let other = |args: &[&str]| {
+        let address = gw.address();
+        let mut cmd = common::runner(args);
+        cmd.args([
+            "--backend",
+            "ibkr",
+            "--gateway",
+            &address,
+            "--client-id",
+            "8",
+        ]);
+        common::output(cmd)
+    };
+    let (code, stdout, stderr) = other(&[
+        "order", "buy", "SPY", "5", "--limit", "1", "--tif", "gtc", "--ref", "x-1", "--wait", "0",
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stderr.contains("not placed again"), "{stderr}");
+    let (code, _, stderr) = other(&["order", "cancel", "--ref", "x-1"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("was placed by another API client (client id 7)"),
+        "{stderr}"
+    );
+    assert_eq!(at_gateway(&gw, "x-1"), 1);
+    assert!(gw.orders().iter().all(|o| o.status == "Submitted"));
+}

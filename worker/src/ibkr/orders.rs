@@ -63,6 +63,8 @@ struct Book {
     seen: std::collections::HashSet<String>,
     /// References this worker submitted on the current connection, not yet shown.
     submitted: std::collections::HashSet<String>,
+    /// References of orders another API client placed, with its client id.
+    foreign: HashMap<String, i32>,
 }
 
 /// The orders of one worker's IB connection.
@@ -202,10 +204,21 @@ impl IbOrders {
             match item {
                 Orders::OrderData(d) => {
                     if let Some(report) = report_of(&d) {
-                        self.take_report(report, Some(d.order_id));
+                        if ours(d.order.client_id, client) {
+                            self.take_report(report, Some(d.order_id));
+                        } else {
+                            // Another API client's order with one of our references: it is
+                            // there (never placed again), but its id is that client's.
+                            self.book
+                                .lock()
+                                .foreign
+                                .insert(report.request.order_ref.clone(), d.order.client_id);
+                            self.take_report(report, None);
+                        }
                     }
                 }
-                Orders::OrderStatus(s) => self.take_status(&s),
+                Orders::OrderStatus(s) if ours(s.client_id, client) => self.take_status(&s),
+                Orders::OrderStatus(_) => {}
             }
         }
         let completed = collect(client.completed_orders(false), "completed orders").await?;
@@ -552,6 +565,21 @@ impl IbOrders {
         self.reconcile(client).await
     }
 
+    /// Refuses to act on another API client's order by its id (the id is that client's, and
+    /// may name another order of ours).
+    fn own_order(&self, order_ref: &str) -> Result<(), RemoteError> {
+        match self.book.lock().foreign.get(order_ref) {
+            Some(client_id) => Err(error(
+                ErrorKind::BadRequest,
+                format!(
+                    "order {order_ref} was placed by another API client (client id {client_id}): \
+                     change or cancel it from there"
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// The symbol of the order with this reference.
     pub(super) async fn symbol_of(
         &self,
@@ -577,6 +605,7 @@ impl IbOrders {
         let known = self
             .report(&change.order_ref)
             .ok_or_else(|| unknown(&change.order_ref))?;
+        self.own_order(&change.order_ref)?;
         let changed = change
             .applied_to(&known)
             .map_err(|why| error(ErrorKind::BadRequest, why))?;
@@ -619,6 +648,7 @@ impl IbOrders {
         if known.status.is_final() {
             return Ok(known);
         }
+        self.own_order(order_ref)?;
         let id = i32::try_from(known.broker_id)
             .map_err(|_| error(ErrorKind::Internal, "order id out of range"))?;
         let mut sub = client
@@ -824,6 +854,11 @@ where
             }
         }
     }
+}
+
+/// Whether an order or status of client `client_id` is this connection's (0: not said).
+fn ours(client_id: i32, client: &ibapi::Client) -> bool {
+    client_id == 0 || client_id == client.client_id()
 }
 
 /// A placement not acknowledged in time: its fate is unknown.
