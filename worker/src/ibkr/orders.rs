@@ -698,8 +698,14 @@ impl IbOrders {
             .global_cancel()
             .await
             .map_err(|e| super::classify(&e))?;
+        // One deadline for all of them: the orders' lane is not held for long.
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
         for r in &working {
-            let _ = self.wait_for(client, r, true, CANCEL_WAIT).await;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let _ = self.wait_for(client, r, true, left).await;
         }
         Ok(working.len() as u32)
     }
