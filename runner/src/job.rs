@@ -1,10 +1,11 @@
-//! The main job, in phases: history for every symbol at once (`fetch_history`), the
-//! crossover over it (`signals_over_history`), live bars (`live_phase`), the bridge's
-//! round trip (`measure_round_trips`), and each symbol's last evaluation
-//! (`final_reports`). [`run`] starts the supervisor around them and shuts it down after.
-//! With trading on (`--trade`), a live bar's buy or sell signal becomes an order
-//! (`order_for_signal`), and at the end the run's working orders are cancelled (if so
-//! configured) and its book reconciled with the broker's before the summary.
+//! The main job: a [`Session`] with the built-in crossover as its strategy, and as its
+//! observer (`Reporter`) the signals file (a row for every bar of the history with enough
+//! bars before it, and for every live bar, with the order it placed) and the record of the
+//! broker connection; then the bridge's round trip (`measure_round_trips`) and each
+//! symbol's last evaluation (`final_reports`). The pieces a session is made of live here:
+//! history for every symbol at once (`fetch_history`), each symbol's bounded window of bars
+//! (`Series`, `trim`), the subscriptions (`subscribe_all`), and with trading on the order a
+//! signal calls for (`order_for_signal`, `trade_on`).
 //!
 //! Invariants: every configured symbol gets a report, in configuration order, with its data
 //! or why it has none; a symbol whose history failed is not subscribed; a live bar that does
@@ -12,32 +13,27 @@
 //! phase boundary or live-phase tick, and the run still reports.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use bridge::protocol::{
     Bar, Event, HistoryRequest, OrderRequest, OrderType, Side, SubscribeRequest,
 };
-use crossbeam_channel::RecvTimeoutError;
 use parking_lot::Mutex;
 
 use crate::broker_connection::BrokerConnection;
 use crate::config::Config;
 use crate::progress::Progress;
+use crate::session::{Observer, Session, SymbolRun};
 use crate::signals::Signals;
-use crate::strategy::{Crossover, Evaluation, NoSignal, Signal, Strategy};
+use crate::strategy::{Crossover, Evaluation, NoSignal, Signal};
 use crate::supervisor::{Supervisor, SupervisorError, SupervisorStats};
 use crate::trader::{Trader, TradingSummary};
-use crate::worker_events::WorkerEvents;
 use crate::worker_setup::WorkerSetup;
 
 /// Pings sent at the end to measure the bridge's round trip.
 pub const RTT_PINGS: usize = 2000;
-
-/// How often the live phase looks at the clock and at `stop` while no bar comes.
-const LIVE_TICK: Duration = Duration::from_millis(100);
 
 /// How one symbol fared.
 #[derive(Debug, Clone)]
@@ -122,129 +118,101 @@ pub(crate) fn trim(bars: &mut Vec<Bar>, keep: usize) {
 /// A file the signals go to, if configured.
 type SignalFile = Signals<std::io::BufWriter<std::fs::File>>;
 
-/// Runs the main job until done or `stop` is set.
+/// Runs the main job until done or `stop` is set: a [`Session`] with the crossover as its
+/// strategy and the signals file, the broker connection's record and the summary as its
+/// observer.
 pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcome> {
-    let strategy = Crossover {
+    let mut strategy = Crossover {
         fast: cfg.strategy.fast,
         slow: cfg.strategy.slow,
     };
-    let mut signals = match &cfg.signals {
+    let signals = match &cfg.signals {
         Some(p) => Some(Signals::create(p)?),
         None => None,
     };
-    let (sup, mut events) = Supervisor::start(setup)?;
-    let trader = match cfg.trading.enabled {
-        true => {
-            let started = Trader::new(&sup, cfg)
-                .map_err(anyhow::Error::from)
-                .and_then(|mut t| {
-                    // What the broker holds already counts against the position limit.
-                    t.count_broker_positions()
-                        .map_err(|e| anyhow::anyhow!("cannot check trading.max_position: {e}"))?;
-                    Ok(t)
-                });
-            match started {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    sup.shutdown();
-                    return Err(e);
+    let mut session = Session::from_setup(cfg.clone(), setup)?;
+    let mut reporter = Reporter {
+        strategy,
+        signals,
+        broker: BrokerConnection::default(),
+    };
+    let report = session.run_observed(&mut strategy, &mut reporter, stop)?;
+    let round_trips = measure_round_trips(session.supervisor());
+    let mut supervisor = session.supervisor().stats();
+    session.shutdown();
+    supervisor.restarts = session.supervisor().stats().restarts;
+    let gave_up = session
+        .supervisor()
+        .gave_up()
+        .map(|e| e.to_string())
+        .or_else(|| reporter.broker.gave_up.clone());
+    let signals_written = match reporter.signals.take() {
+        Some(s) => s.flush()?.0,
+        None => 0,
+    };
+    Ok(Outcome {
+        symbols: final_reports(cfg, &strategy, report.symbols, &reporter.broker),
+        history_elapsed: report.history_elapsed,
+        live_elapsed: report.live_elapsed,
+        round_trips,
+        supervisor,
+        signals_written,
+        interrupted: report.interrupted,
+        gave_up,
+        broker: reporter.broker,
+        trading: report.trading,
+    })
+}
+
+/// The job's observer: a signals row for every bar of the history that has enough bars
+/// before it and for every live bar (with the order it placed), and the broker connection's
+/// record.
+struct Reporter {
+    strategy: Crossover,
+    signals: Option<SignalFile>,
+    broker: BrokerConnection,
+}
+
+impl Observer for Reporter {
+    fn on_history(&mut self, symbol: &str, bars: &[Bar]) -> Result<()> {
+        if let Some(file) = self.signals.as_mut() {
+            for end in self.strategy.slow + 1..=bars.len() {
+                if let Ok(e) = self.strategy.evaluate(&bars[..end]) {
+                    file.row(symbol, &e, None)?;
                 }
             }
         }
-        false => None,
-    };
-    let outcome = run_phases(Run {
-        cfg,
-        sup: &sup,
-        events: &mut events,
-        strategy: &strategy,
-        signals: &mut signals,
-        stop,
-        broker: BrokerConnection::default(),
-        trader,
-    });
-    sup.shutdown();
-    let mut outcome = outcome?;
-    outcome.supervisor.restarts = sup.stats().restarts;
-    outcome.gave_up = sup
-        .gave_up()
-        .map(|e| e.to_string())
-        .or_else(|| outcome.broker.gave_up.clone());
-    if let Some(s) = signals {
-        outcome.signals_written = s.flush()?.0;
+        Ok(())
     }
-    Ok(outcome)
-}
 
-/// What every phase works with.
-struct Run<'a> {
-    cfg: &'a Config,
-    sup: &'a Supervisor,
-    events: &'a mut WorkerEvents,
-    strategy: &'a Crossover,
-    signals: &'a mut Option<SignalFile>,
-    stop: &'a AtomicBool,
-    broker: BrokerConnection,
-    /// Places the strategy's orders (`--trade`).
-    trader: Option<Trader<'a>>,
-}
+    fn on_live_bar(
+        &mut self,
+        symbol: &str,
+        bars: &[Bar],
+        _signal: Signal,
+        order: Option<&str>,
+    ) -> Result<()> {
+        self.broker.flowing(symbol);
+        if let (Some(file), Ok(e)) = (self.signals.as_mut(), self.strategy.evaluate(bars)) {
+            file.row(symbol, &e, order)?;
+        }
+        Ok(())
+    }
 
-fn run_phases(mut run: Run<'_>) -> Result<Outcome> {
-    let Run {
-        cfg,
-        sup,
-        strategy,
-        stop,
-        ..
-    } = run;
-    let started = Instant::now();
-    let mut series = fetch_history(cfg, sup, stop);
-    let history_elapsed = started.elapsed();
-    if let Some(file) = run.signals.as_mut() {
-        signals_over_history(&series, strategy, file)?;
-    }
-    // From here on only the strategy's window is kept, however long the run.
-    for s in &mut series {
-        trim(&mut s.bars, strategy.window());
-    }
-    let live_started = Instant::now();
-    let interrupted = live_phase(&mut run, &mut series);
-    if interrupted.is_err() && cfg.trading.cancel_on_exit {
-        // The run fails, but its working orders are not left behind.
-        if let Some(t) = run.trader.as_mut() {
-            t.cancel_working();
+    fn on_event(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Connection(status) => {
+                self.broker.observe(status);
+                // The connection stays down for good: nothing more can come.
+                return self.broker.gave_up.is_none();
+            }
+            Event::Delayed { symbol, refused } => self.broker.delayed(symbol, refused),
+            Event::Refused { symbol, error } => self.broker.refuse(symbol, error),
+            Event::Notice { code, message } => tracing::info!(code, "notice: {message}"),
+            _ => {}
         }
+        true
     }
-    let interrupted = interrupted?;
-    let live_elapsed = live_started.elapsed();
-    let trading = run.trader.as_mut().map(|t| {
-        if cfg.trading.cancel_on_exit {
-            t.cancel_working();
-        }
-        if let Err(e) = t.reconcile() {
-            tracing::warn!("orders not reconciled with the broker's: {e}");
-        }
-        t.summary(|symbol| {
-            series
-                .iter()
-                .find(|s| s.symbol == symbol)
-                .and_then(|s| s.bars.last())
-                .map(|b| b.close)
-        })
-    });
-    let round_trips = measure_round_trips(sup);
-    Ok(Outcome {
-        symbols: final_reports(cfg, strategy, series, &run.broker),
-        history_elapsed,
-        live_elapsed,
-        round_trips,
-        supervisor: sup.stats(),
-        signals_written: 0,
-        interrupted,
-        gave_up: None,
-        broker: run.broker,
-        trading,
-    })
 }
 
 /// History for every symbol, `history.concurrency` at a time, with progress on stderr; one
@@ -289,105 +257,6 @@ pub(crate) fn fetch_history(cfg: &Config, sup: &Supervisor, stop: &AtomicBool) -
         }
     }
     series
-}
-
-/// A signal row for every bar of the history that has enough bars before it.
-fn signals_over_history<W: Write>(
-    series: &[Series],
-    strategy: &Crossover,
-    file: &mut Signals<W>,
-) -> Result<()> {
-    for s in series {
-        for end in strategy.slow + 1..=s.bars.len() {
-            if let Ok(e) = strategy.evaluate(&s.bars[..end]) {
-                file.row(&s.symbol, &e, None)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Subscribes every symbol that has history and takes live bars until the configured
-/// duration passes or `stop` is set (unless the live phase is disabled). Returns whether the
-/// run was interrupted.
-fn live_phase(run: &mut Run<'_>, series: &mut [Series]) -> Result<bool> {
-    let Run {
-        cfg,
-        sup,
-        events,
-        strategy,
-        signals,
-        stop,
-        broker,
-        trader,
-    } = run;
-    let live_started = Instant::now();
-    if stop.load(Ordering::Relaxed) {
-        return Ok(true);
-    }
-    if cfg.live.disabled {
-        return Ok(false);
-    }
-    subscribe_all(cfg, sup, series);
-    let until = (cfg.live.duration_seconds > 0)
-        .then(|| live_started + Duration::from_secs(cfg.live.duration_seconds));
-    tracing::info!(
-        symbols = series.iter().filter(|s| s.error.is_none()).count(),
-        seconds = cfg.live.duration_seconds,
-        "live phase"
-    );
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(true);
-        }
-        if until.is_some_and(|u| Instant::now() >= u) {
-            return Ok(false);
-        }
-        match events.recv_timeout(LIVE_TICK) {
-            Ok(Event::Bar { sub, bar }) => {
-                // Only a row that was subscribed (its history came) takes live bars.
-                let Some(s) = series.get_mut(sub as usize).filter(|s| s.error.is_none()) else {
-                    continue;
-                };
-                if s.bars.last().is_some_and(|last| bar.time <= last.time) {
-                    continue;
-                }
-                // The strategy's window, and the bars the staleness check looks back over.
-                s.push(
-                    bar,
-                    strategy.window() + cfg.strategy.stale_after_bars as usize,
-                );
-                broker.flowing(&s.symbol);
-                let Ok(e) = strategy.evaluate(&s.bars) else {
-                    continue;
-                };
-                let order = match trader.as_mut() {
-                    Some(t) => trade_on(t, cfg, &s.symbol, e.signal, e.price),
-                    None => None,
-                };
-                if let Some(file) = signals.as_mut() {
-                    file.row(&s.symbol, &e, order.as_deref())?;
-                }
-            }
-            Ok(event @ (Event::Order(_) | Event::Fill(_) | Event::Position(_))) => {
-                if let Some(t) = trader.as_mut() {
-                    t.on_event(&event);
-                }
-            }
-            Ok(Event::Connection(status)) => {
-                broker.observe(&status);
-                if broker.gave_up.is_some() {
-                    // The connection stays down for good: nothing more can come.
-                    return Ok(false);
-                }
-            }
-            Ok(Event::Delayed { symbol, refused }) => broker.delayed(&symbol, &refused),
-            Ok(Event::Refused { symbol, error }) => broker.refuse(&symbol, &error),
-            Ok(Event::Notice { code, message }) => tracing::info!(code, "notice: {message}"),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return Ok(false),
-        }
-    }
 }
 
 /// The order a signal calls for, given the symbol's position and whether an order of it is
@@ -500,12 +369,12 @@ fn measure_round_trips(sup: &Supervisor) -> Vec<Duration> {
 fn final_reports(
     cfg: &Config,
     strategy: &Crossover,
-    series: Vec<Series>,
+    series: Vec<SymbolRun>,
     broker: &BrokerConnection,
 ) -> Vec<SymbolReport> {
     let market_time = series
         .iter()
-        .filter_map(|s| s.bars.last().map(|b| b.time))
+        .filter_map(|s| s.recent.last().map(|b| b.time))
         .max()
         .unwrap_or(0);
     series
@@ -519,7 +388,7 @@ fn final_reports(
                 }
                 (None, None, _) => strategy
                     .evaluate_fresh(
-                        &s.bars,
+                        &s.recent,
                         cfg.history.bar_seconds,
                         market_time,
                         cfg.strategy.stale_after_bars,

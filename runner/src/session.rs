@@ -24,11 +24,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use bridge::protocol::Event;
+use bridge::protocol::{Bar, Event};
 use crossbeam_channel::RecvTimeoutError;
 
 use crate::config::Config;
-use crate::job::{fetch_history, subscribe_all, trade_on, trim};
+use crate::job::{fetch_history, subscribe_all, trade_on, trim, Series};
 use crate::strategy::{Signal, Strategy};
 use crate::supervisor::{Supervisor, SupervisorError};
 use crate::trader::{Trader, TradingSummary};
@@ -78,6 +78,8 @@ pub struct SymbolRun {
     pub last_signal: Option<Signal>,
     /// Why it had no data, if it had none.
     pub error: Option<String>,
+    /// Its most recent bars at the end (at most twice the strategy's window).
+    pub recent: Vec<Bar>,
 }
 
 /// What a session's run did.
@@ -91,14 +93,52 @@ pub struct SessionReport {
     pub restarts: u32,
     /// Whether `stop` ended the run.
     pub interrupted: bool,
+    /// How long the history took, and the live phase.
+    pub history_elapsed: Duration,
+    pub live_elapsed: Duration,
 }
+
+/// What a run tells beside the strategy: the history before it is cut to the strategy's
+/// window, each live bar with the signal and order it led to, and every other event (the
+/// broker connection, notices, refusals). The `runner` binary's signals file and summary are
+/// an observer; by default nothing is done.
+pub trait Observer {
+    /// A symbol's whole history, before only the strategy's window of it is kept.
+    fn on_history(&mut self, _symbol: &str, _bars: &[Bar]) -> Result<()> {
+        Ok(())
+    }
+
+    /// A live bar was added to `symbol` (`bars`: its most recent ones), the strategy said
+    /// `signal`, and `order` is the reference of the order that placed, if any.
+    fn on_live_bar(
+        &mut self,
+        _symbol: &str,
+        _bars: &[Bar],
+        _signal: Signal,
+        _order: Option<&str>,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// Any event other than bars, orders and fills; `false` ends the live phase (nothing
+    /// more can come).
+    fn on_event(&mut self, _event: &Event) -> bool {
+        true
+    }
+}
+
+/// An observer that does nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Unobserved;
+
+impl Observer for Unobserved {}
 
 /// A supervised worker, connected, for one configuration.
 pub struct Session {
     cfg: Config,
     sup: Arc<Supervisor>,
     events: WorkerEvents,
-    _journal: RunJournal,
+    _journal: Option<RunJournal>,
 }
 
 impl Session {
@@ -111,13 +151,9 @@ impl Session {
         journal
             .adopt_clock(&mut setup)
             .map_err(SupervisorError::Environment)?;
-        let (sup, events) = Supervisor::start(setup)?;
-        Ok(Session {
-            cfg,
-            sup,
-            events,
-            _journal: journal,
-        })
+        let mut session = Self::from_setup(cfg, setup)?;
+        session._journal = Some(journal);
+        Ok(session)
     }
 
     /// Starts this very program as the worker: it must call [`serve_worker_if_requested`]
@@ -126,6 +162,18 @@ impl Session {
         let exe = bridge::platform::own_executable()
             .map_err(|e| anyhow!("cannot find this program's executable: {e}"))?;
         Self::start(cfg, exe)
+    }
+
+    /// A session over workers started as `setup` says (the simulated broker's journal, if
+    /// any, is the caller's).
+    pub fn from_setup(cfg: Config, setup: WorkerSetup) -> Result<Session> {
+        let (sup, events) = Supervisor::start(setup)?;
+        Ok(Session {
+            cfg,
+            sup,
+            events,
+            _journal: None,
+        })
     }
 
     /// The configuration in force.
@@ -147,80 +195,73 @@ impl Session {
     /// until `stop`), each symbol's most recent bars handed to `strategy` as they change;
     /// with `trading.enabled`, its signals become orders. At the end the run's working orders
     /// are cancelled (`trading.cancel_on_exit`) and its book reconciled with the broker's.
+    /// Fails if the supervisor gave up replacing a dead worker.
     pub fn run(&mut self, strategy: &mut dyn Strategy, stop: &AtomicBool) -> Result<SessionReport> {
-        let cfg = &self.cfg;
-        let sup = &*self.sup;
+        let report = self.run_observed(strategy, &mut Unobserved, stop)?;
+        match self.sup.gave_up() {
+            Some(e) => Err(e.into()),
+            None => Ok(report),
+        }
+    }
+
+    /// [`run`](Self::run), telling `observer` what happens; a supervisor that gave up ends
+    /// the live phase (ask [`Supervisor::gave_up`] why).
+    pub fn run_observed(
+        &mut self,
+        strategy: &mut dyn Strategy,
+        observer: &mut dyn Observer,
+        stop: &AtomicBool,
+    ) -> Result<SessionReport> {
+        let cfg = self.cfg.clone();
+        let sup = self.sup.clone();
         let keep = strategy.window().max(1);
         let mut trader = match cfg.trading.enabled {
             true => {
-                let mut t = Trader::new(sup, cfg)?;
+                let mut t = Trader::new(&sup, &cfg)?;
+                // What the broker holds already counts against the position limit.
                 t.count_broker_positions()
                     .map_err(|e| anyhow!("cannot check trading.max_position: {e}"))?;
                 Some(t)
             }
             false => None,
         };
-        let mut series = fetch_history(cfg, sup, stop);
+        let started = Instant::now();
+        let mut series = fetch_history(&cfg, &sup, stop);
+        let history_elapsed = started.elapsed();
         let mut last = vec![None; series.len()];
         for (i, s) in series.iter_mut().enumerate() {
+            if s.error.is_some() {
+                continue;
+            }
+            observer.on_history(&s.symbol, &s.bars)?;
+            // From here on only the strategy's window is kept, however long the run.
             trim(&mut s.bars, keep);
-            if s.error.is_none() && !s.bars.is_empty() {
+            if !s.bars.is_empty() {
                 last[i] = Some(strategy.on_bars(&s.symbol, tail(&s.bars, keep)));
             }
         }
-        if !cfg.live.disabled && !stop.load(Ordering::Relaxed) {
-            subscribe_all(cfg, sup, &series);
+        let live_started = Instant::now();
+        let live = Live {
+            cfg: &cfg,
+            sup: &sup,
+            keep,
+            stop,
         }
-        let until = (cfg.live.duration_seconds > 0)
-            .then(|| Instant::now() + Duration::from_secs(cfg.live.duration_seconds));
-        let mut interrupted = false;
-        loop {
-            if cfg.live.disabled {
-                break;
-            }
-            if stop.load(Ordering::Relaxed) {
-                interrupted = true;
-                break;
-            }
-            if until.is_some_and(|u| Instant::now() >= u) || sup.gave_up().is_some() {
-                break;
-            }
-            match self.events.recv_timeout(TICK) {
-                Ok(Event::Bar { sub, bar }) => {
-                    let i = sub as usize;
-                    let Some(s) = series.get_mut(i).filter(|s| s.error.is_none()) else {
-                        continue;
-                    };
-                    if s.bars.last().is_some_and(|l| bar.time <= l.time) {
-                        continue;
-                    }
-                    s.push(bar, keep);
-                    let signal = strategy.on_bars(&s.symbol, tail(&s.bars, keep));
-                    last[i] = Some(signal);
-                    if let Some(t) = trader.as_mut() {
-                        trade_on(t, cfg, &s.symbol, signal, bar.close);
-                    }
-                }
-                Ok(event @ (Event::Order(_) | Event::Fill(_) | Event::Position(_))) => {
-                    if let Some(t) = trader.as_mut() {
-                        let ours = match &event {
-                            Event::Fill(f) => t.book().order(&f.order_ref).is_some(),
-                            _ => false,
-                        };
-                        t.on_event(&event);
-                        if let (true, Event::Fill(f)) = (ours, &event) {
-                            strategy.on_fill(f);
-                        }
-                    }
-                }
-                Ok(_) | Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
+        .run(
+            &mut self.events,
+            strategy,
+            observer,
+            &mut series,
+            &mut last,
+            trader.as_mut(),
+        );
+        if let (Some(t), true) = (trader.as_mut(), cfg.trading.cancel_on_exit) {
+            // Also when the live phase failed: its working orders are not left behind.
+            t.cancel_working();
         }
+        let interrupted = live?;
+        let live_elapsed = live_started.elapsed();
         let trading = trader.as_mut().map(|t| {
-            if cfg.trading.cancel_on_exit {
-                t.cancel_working();
-            }
             if let Err(e) = t.reconcile() {
                 tracing::warn!("orders not reconciled with the broker's: {e}");
             }
@@ -232,9 +273,6 @@ impl Session {
                     .map(|b| b.close)
             })
         });
-        if let Some(e) = sup.gave_up() {
-            return Err(e.into());
-        }
         Ok(SessionReport {
             symbols: series
                 .into_iter()
@@ -245,11 +283,14 @@ impl Session {
                     live_bars: s.live_bars,
                     last_signal,
                     error: s.error,
+                    recent: s.bars,
                 })
                 .collect(),
             trading,
             restarts: sup.stats().restarts,
             interrupted,
+            history_elapsed,
+            live_elapsed,
         })
     }
 
@@ -265,7 +306,99 @@ impl Drop for Session {
     }
 }
 
+/// The live phase of a run.
+struct Live<'a> {
+    cfg: &'a Config,
+    sup: &'a Supervisor,
+    keep: usize,
+    stop: &'a AtomicBool,
+}
+
+impl Live<'_> {
+    /// Subscribes every symbol with history and takes live bars until the configured
+    /// duration passes, `stop` is set, the observer ends it or the supervisor gives up.
+    /// Returns whether `stop` ended it.
+    fn run(
+        &self,
+        events: &mut WorkerEvents,
+        strategy: &mut dyn Strategy,
+        observer: &mut dyn Observer,
+        series: &mut [Series],
+        last: &mut [Option<Signal>],
+        mut trader: Option<&mut Trader<'_>>,
+    ) -> Result<bool> {
+        let cfg = self.cfg;
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        if cfg.live.disabled {
+            return Ok(false);
+        }
+        subscribe_all(cfg, self.sup, series);
+        let until = (cfg.live.duration_seconds > 0)
+            .then(|| Instant::now() + Duration::from_secs(cfg.live.duration_seconds));
+        tracing::info!(
+            symbols = series.iter().filter(|s| s.error.is_none()).count(),
+            seconds = cfg.live.duration_seconds,
+            "live phase"
+        );
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(true);
+            }
+            if until.is_some_and(|u| Instant::now() >= u) || self.sup.gave_up().is_some() {
+                return Ok(false);
+            }
+            let event = match events.recv_timeout(TICK) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(false),
+            };
+            match event {
+                Event::Bar { sub, bar } => {
+                    let i = sub as usize;
+                    // Only a row that was subscribed (its history came) takes live bars.
+                    let Some(s) = series.get_mut(i).filter(|s| s.error.is_none()) else {
+                        continue;
+                    };
+                    if s.bars.last().is_some_and(|l| bar.time <= l.time) {
+                        continue;
+                    }
+                    s.push(bar, self.keep);
+                    let recent = tail(&s.bars, self.keep);
+                    let signal = strategy.on_bars(&s.symbol, recent);
+                    if let Some(slot) = last.get_mut(i) {
+                        *slot = Some(signal);
+                    }
+                    let order = match trader.as_deref_mut() {
+                        Some(t) => trade_on(t, cfg, &s.symbol, signal, bar.close),
+                        None => None,
+                    };
+                    observer.on_live_bar(&s.symbol, recent, signal, order.as_deref())?;
+                }
+                Event::Order(_) | Event::Fill(_) | Event::Position(_) => {
+                    if let Some(t) = trader.as_deref_mut() {
+                        let ours = match &event {
+                            Event::Fill(f) => t.book().order(&f.order_ref).is_some(),
+                            _ => false,
+                        };
+                        t.on_event(&event);
+                        if let (true, Event::Fill(f)) = (ours, &event) {
+                            strategy.on_fill(f);
+                        }
+                    }
+                }
+                other => {
+                    if !observer.on_event(&other) {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The last `n` of `bars`.
-fn tail(bars: &[bridge::protocol::Bar], n: usize) -> &[bridge::protocol::Bar] {
+fn tail(bars: &[Bar], n: usize) -> &[Bar] {
     &bars[bars.len().saturating_sub(n)..]
 }
