@@ -575,6 +575,12 @@ impl Config {
             ));
         }
         let s = &self.strategy;
+        if s.slow > 100_000 {
+            return Err(err(format!(
+                "strategy: slow ({}) must be at most 100000 bars",
+                s.slow
+            )));
+        }
         if s.fast == 0 || s.fast >= s.slow {
             return Err(err(format!(
                 "strategy: fast ({}) must be at least 1 and less than slow ({})",

@@ -106,11 +106,11 @@ impl Series {
 /// most once per `keep` bars added).
 pub(crate) fn trim(bars: &mut Vec<Bar>, keep: usize) {
     let keep = keep.max(1);
-    if bars.len() > 2 * keep {
+    if bars.len() > keep.saturating_mul(2) {
         bars.drain(..bars.len() - keep);
         // A long history's allocation is given back too.
-        if bars.capacity() > 4 * keep {
-            bars.shrink_to(2 * keep + 1);
+        if bars.capacity() > keep.saturating_mul(4) {
+            bars.shrink_to(keep.saturating_mul(2).saturating_add(1));
         }
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! The worker is a program of its own: the `runner` binary (`runner worker`), or the program
 //! that opens the session, if it calls [`serve_worker_if_requested`] first thing in `main`
-//! (then [`Session::start_here`] starts it as the worker). `runner/examples/momentum.rs` is a
+//! (then [`Session::start_here`] starts it as the worker). `runner/examples/breakout.rs` is a
 //! complete program.
 //!
 //! Invariants: a session's worker is shut down when the session is dropped; its working
@@ -52,7 +52,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// }
 /// ```
 pub fn serve_worker_if_requested() -> Option<ExitCode> {
-    let asked = std::env::args().nth(1).as_deref() == Some("worker")
+    let asked = std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("worker"))
         && std::env::var_os(worker::OPTIONS_ENV).is_some();
     if !asked {
         return None;
@@ -159,6 +159,14 @@ impl Session {
     /// Starts this very program as the worker: it must call [`serve_worker_if_requested`]
     /// first thing in `main`.
     pub fn start_here(cfg: Config) -> Result<Session> {
+        if std::env::var_os(worker::OPTIONS_ENV).is_some() {
+            // Started as a worker, and opening a session instead of serving: every generation
+            // would start another.
+            return Err(anyhow!(
+                "this program was started as a worker but did not serve: call \
+                 runner::session::serve_worker_if_requested first thing in main"
+            ));
+        }
         let exe = bridge::platform::own_executable()
             .map_err(|e| anyhow!("cannot find this program's executable: {e}"))?;
         Self::start(cfg, exe)
@@ -246,6 +254,7 @@ impl Session {
             sup: &sup,
             keep,
             stop,
+            started: live_started,
         }
         .run(
             &mut self.events,
@@ -255,12 +264,12 @@ impl Session {
             &mut last,
             trader.as_mut(),
         );
+        let live_elapsed = live_started.elapsed();
         if let (Some(t), true) = (trader.as_mut(), cfg.trading.cancel_on_exit) {
             // Also when the live phase failed: its working orders are not left behind.
             t.cancel_working();
         }
         let interrupted = live?;
-        let live_elapsed = live_started.elapsed();
         let trading = trader.as_mut().map(|t| {
             if let Err(e) = t.reconcile() {
                 tracing::warn!("orders not reconciled with the broker's: {e}");
@@ -312,6 +321,8 @@ struct Live<'a> {
     sup: &'a Supervisor,
     keep: usize,
     stop: &'a AtomicBool,
+    /// When the live phase began (its duration counts from here, subscribing included).
+    started: Instant,
 }
 
 impl Live<'_> {
@@ -336,7 +347,7 @@ impl Live<'_> {
         }
         subscribe_all(cfg, self.sup, series);
         let until = (cfg.live.duration_seconds > 0)
-            .then(|| Instant::now() + Duration::from_secs(cfg.live.duration_seconds));
+            .then(|| self.started + Duration::from_secs(cfg.live.duration_seconds));
         tracing::info!(
             symbols = series.iter().filter(|s| s.error.is_none()).count(),
             seconds = cfg.live.duration_seconds,
@@ -378,18 +389,19 @@ impl Live<'_> {
                 }
                 Event::Order(_) | Event::Fill(_) | Event::Position(_) => {
                     if let Some(t) = trader.as_deref_mut() {
-                        let ours = match &event {
-                            Event::Fill(f) => t.book().order(&f.order_ref).is_some(),
-                            _ => false,
-                        };
-                        t.on_event(&event);
-                        if let (true, Event::Fill(f)) = (ours, &event) {
-                            strategy.on_fill(f);
+                        // Each of this run's fills once, however often it is reported.
+                        if let Some(fill) = t.on_event(&event) {
+                            strategy.on_fill(fill);
                         }
                     }
                 }
                 other => {
-                    if !observer.on_event(&other) {
+                    // A broker connection given up for good: nothing more can come.
+                    let gave_up = matches!(
+                        &other,
+                        Event::Connection(bridge::protocol::ConnectionStatus::GaveUp { .. })
+                    );
+                    if !observer.on_event(&other) || gave_up {
                         return Ok(false);
                     }
                 }

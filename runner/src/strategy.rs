@@ -108,7 +108,7 @@ fn mean(xs: &[Bar]) -> f64 {
 
 impl Strategy for Crossover {
     fn window(&self) -> usize {
-        self.slow + 1
+        self.slow.saturating_add(1)
     }
 
     fn on_bars(&mut self, _symbol: &str, bars: &[Bar]) -> Signal {
@@ -119,6 +119,13 @@ impl Strategy for Crossover {
 impl Crossover {
     /// Evaluates the last bar of `bars` (oldest first).
     pub fn evaluate(&self, bars: &[Bar]) -> Result<Evaluation, NoSignal> {
+        if self.fast == 0 || self.fast >= self.slow {
+            // Not a crossover (the configuration refuses it; a library user may build one).
+            return Err(NoSignal::Insufficient {
+                have: bars.len(),
+                need: usize::MAX,
+            });
+        }
         let need = self.slow + 1;
         if bars.len() < need {
             return Err(NoSignal::Insufficient {

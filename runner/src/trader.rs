@@ -445,24 +445,27 @@ impl<'a> Trader<'a> {
         Ok(())
     }
 
-    /// Takes an order, fill or position event of this run's orders; `false` for any other
-    /// event.
-    pub fn on_event(&mut self, event: &Event) -> bool {
+    /// Takes an order, fill or position event of this run's orders; returns the fill it
+    /// counted for the first time, if it was one (a fill reported again, with its commission
+    /// or by a replacement worker catching up, is not new).
+    pub fn on_event(&mut self, event: &Event) -> Option<&bridge::protocol::Fill> {
         match event {
             Event::Order(report) => {
                 if self.book.order(&report.request.order_ref).is_some() {
                     self.book.apply_report((**report).clone());
                 }
-                true
+                None
             }
             Event::Fill(fill) => {
-                if self.book.order(&fill.order_ref).is_some() {
-                    self.book.apply_fill((**fill).clone());
+                let new = self.book.order(&fill.order_ref).is_some()
+                    && self.book.apply_fill((**fill).clone());
+                if new {
+                    self.book.fills().last()
+                } else {
+                    None
                 }
-                true
             }
-            Event::Position(_) => true,
-            _ => false,
+            _ => None,
         }
     }
 

@@ -122,3 +122,18 @@ fn a_trading_strategy_places_orders_once_each_and_sees_its_fills() {
         .count();
     assert_eq!(placed, 2);
 }
+
+/// A program started as a session's worker that opens a session instead of serving (it did
+/// not call `serve_worker_if_requested`) is refused, instead of starting worker after worker.
+#[test]
+fn a_program_started_as_a_worker_that_opens_a_session_is_refused() {
+    std::env::set_var(worker::OPTIONS_ENV, "00");
+    let refused = Session::start_here(Config::default()).err();
+    std::env::remove_var(worker::OPTIONS_ENV);
+    let e = refused.expect("refused");
+    assert!(
+        e.to_string()
+            .contains("call runner::session::serve_worker_if_requested first"),
+        "{e}"
+    );
+}
