@@ -351,10 +351,10 @@ fn by_hand(
     init_logging();
     let journal = RunJournal::for_run(&mut cfg);
     let outcome = stop_flag().and_then(|stop| {
-        let mut setup = WorkerSetup::from_config(&cfg, own_exe()?, faults);
-        if let Err(e) = journal.adopt_clock(&mut setup) {
-            return Ok(Err(e));
-        }
+        let setup = match journal.setup(&cfg, own_exe()?, faults) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
         command(&cfg, setup, &stop, &mut |line: &str| println!("{line}")).map(Ok)
     });
     let outcome = match outcome {
@@ -435,9 +435,8 @@ fn run(args: &ConfigArgs) -> ExitCode {
     init_logging();
     let journal = RunJournal::for_run(&mut cfg);
     let outcome = stop_flag().and_then(|stop| {
-        let mut setup = WorkerSetup::from_config(&cfg, own_exe()?, faults);
-        journal
-            .adopt_clock(&mut setup)
+        let setup = journal
+            .setup(&cfg, own_exe()?, faults)
             .map_err(SupervisorError::Environment)?;
         runner::job::run(&cfg, setup, &stop)
     });
@@ -502,9 +501,8 @@ fn soak(args: &SoakArgs) -> ExitCode {
         ..worker::SimFaults::default()
     };
     let report = stop_flag().and_then(|stop| {
-        let mut setup = WorkerSetup::from_config(&cfg, own_exe()?, faults);
-        journal
-            .adopt_clock(&mut setup)
+        let setup = journal
+            .setup(&cfg, own_exe()?, faults)
             .map_err(SupervisorError::Environment)?;
         runner::soak::run(&settings, setup, &stop)
     });

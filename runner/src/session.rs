@@ -147,9 +147,8 @@ impl Session {
     pub fn start(mut cfg: Config, worker_exe: PathBuf) -> Result<Session> {
         cfg.validate()?;
         let journal = RunJournal::for_run(&mut cfg);
-        let mut setup = WorkerSetup::from_config(&cfg, worker_exe, worker::SimFaults::default());
-        journal
-            .adopt_clock(&mut setup)
+        let setup = journal
+            .setup(&cfg, worker_exe, worker::SimFaults::default())
             .map_err(SupervisorError::Environment)?;
         let mut session = Self::from_setup(cfg, setup)?;
         session._journal = Some(journal);

@@ -115,6 +115,19 @@ impl RunJournal {
         }
     }
 
+    /// The setup of the run's workers ([`WorkerSetup::from_config`]), its simulated market on
+    /// the journal's clock ([`adopt_clock`](Self::adopt_clock)).
+    pub fn setup(
+        &self,
+        cfg: &Config,
+        exe: PathBuf,
+        faults: SimFaults,
+    ) -> Result<WorkerSetup, String> {
+        let mut setup = WorkerSetup::from_config(cfg, exe, faults);
+        self.adopt_clock(&mut setup)?;
+        Ok(setup)
+    }
+
     /// Runs the simulated market of `setup` on the journal's clock: a journal kept across
     /// runs holds the clock of the run that began it, so its times mean the same in every
     /// run (a new journal takes this run's). Fails if the file is not a journal or cannot be
