@@ -261,7 +261,7 @@ impl Supervisor {
         if let worker::BackendOptions::Ibkr(ib) = &mut options.backend {
             ib.paced_history = self.history_log.counted(now_ms());
         }
-        let cmd = worker::command(&self.setup.exe, &options)
+        let cmd = worker::command_with(&self.setup.exe, &self.setup.exe_args, &options)
             .map_err(|e| SupervisorError::Start(e.to_string()))?;
         let (client, events) = Client::spawn(cmd, &self.setup.client).map_err(|e| match e {
             StartError::Segment(SegmentError::NoSpace { .. } | SegmentError::Registry { .. })

@@ -26,6 +26,8 @@ use crate::config::{BackendKind, Config, SupervisorConfig};
 pub struct WorkerSetup {
     /// The executable to start as worker (the runner itself).
     pub exe: PathBuf,
+    /// Arguments before the worker's own (an interpreter's: `-c <program>`); usually none.
+    pub exe_args: Vec<std::ffi::OsString>,
     /// Options of every worker; the generation is filled in per start.
     pub options: WorkerOptions,
     /// Bridge settings.
@@ -58,6 +60,7 @@ impl WorkerSetup {
         };
         WorkerSetup {
             exe,
+            exe_args: Vec::new(),
             options,
             client: ClientConfig {
                 channel,

@@ -23,7 +23,7 @@ pub mod sim;
 pub mod unix_time;
 
 pub use options::{BackendOptions, SimFaults, SimOptions, WorkerOptions, OPTIONS_ENV};
-pub use serve::{run, WorkerError};
+pub use serve::{run, run_as, WorkerError};
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -52,7 +52,19 @@ pub fn build_id() -> String {
 
 /// The command that starts `exe` as a worker with `options`.
 pub fn command(exe: &Path, options: &WorkerOptions) -> Result<Command, bridge::codec::CodecError> {
+    command_with(exe, &[], options)
+}
+
+/// The command that starts `exe` with `args` (an interpreter's, before the program's own
+/// arguments) as a worker with `options`.
+pub fn command_with(
+    exe: &Path,
+    args: &[std::ffi::OsString],
+    options: &WorkerOptions,
+) -> Result<Command, bridge::codec::CodecError> {
     let mut cmd = Command::new(exe);
-    cmd.arg("worker").env(OPTIONS_ENV, options.encode()?);
+    cmd.args(args)
+        .arg("worker")
+        .env(OPTIONS_ENV, options.encode()?);
     Ok(cmd)
 }

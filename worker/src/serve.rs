@@ -56,19 +56,31 @@ impl std::error::Error for WorkerError {}
 /// Runs a worker: reads its options from the environment, attaches to the runner, serves
 /// requests until the runner shuts it down, closes, or dies; then disconnects from the broker.
 pub fn run() -> Result<(), WorkerError> {
+    serve_as(crate::build_id())
+}
+
+/// [`run`], for a worker whose code is not its executable's own: a library loaded by an
+/// interpreter (the Python package's extension module, run by `python`). `image` is the file
+/// that holds the worker's code; its build id is the one presented to the runner, which must
+/// compute it of the same file ([`crate::build_id_of`]).
+pub fn run_as(image: &std::path::Path) -> Result<(), WorkerError> {
+    serve_as(crate::build_id_of(image))
+}
+
+fn serve_as(build_id: String) -> Result<(), WorkerError> {
     let text = std::env::var(crate::OPTIONS_ENV)
         .map_err(|_| WorkerError::Options(format!("{} is not set", crate::OPTIONS_ENV)))?;
     let options = WorkerOptions::decode(&text).map_err(|e| WorkerError::Options(e.to_string()))?;
-    serve(options)
+    serve(options, build_id)
 }
 
-fn serve(options: WorkerOptions) -> Result<(), WorkerError> {
+fn serve(options: WorkerOptions, build_id: String) -> Result<(), WorkerError> {
     let cfg = channel::Config {
         heartbeat_interval: Duration::from_millis(options.heartbeat_ms.max(1)),
         hang_timeout: Duration::from_millis(options.hang_timeout_ms.max(1)),
         // The worker's own: the runner presents the id of the file it started, and a file
         // replaced since then is another build.
-        build_id: crate::build_id(),
+        build_id,
         ..channel::Config::default()
     };
     let mut server = Server::attach(&cfg, REPLY_TIMEOUT).map_err(WorkerError::Attach)?;

@@ -1,0 +1,435 @@
+"""Interactive Brokers (or a simulated market) from Python, through an isolated worker process.
+
+A :class:`Session` starts a worker process (the same code as the Rust ``runner``'s, shipped in
+this package), talks to it over two shared-memory ring buffers, and replaces it if it dies or
+hangs. The worker owns the broker connection; your program keeps its own strategy::
+
+    import ibbridge
+
+    with ibbridge.Session(backend="sim") as s:
+        accounts = s.connect()
+        bars = s.history("SPY", bar_seconds=60, duration_seconds=86400)
+
+    async with ibbridge.Session(backend="sim") as s:
+        await s.connect_async()
+        bars = await s.history_async("SPY", bar_seconds=60, duration_seconds=86400)
+        async for symbol, bar in s.stream(["SPY", "QQQ"]):
+            ...
+
+Blocking calls release the GIL while they wait. Asynchronous calls never block the event
+loop: a request waits on a thread of the session's own (never asyncio's executor, which other
+work can starve) and its answer is handed to the loop with ``call_soon_threadsafe``; live bars
+are buffered (bounded, drops counted in :meth:`Session.stats`) until the stream takes them.
+
+Errors are :class:`Error` and its kinds: :class:`Timeout`, :class:`WorkerGone`,
+:class:`BrokerError` (with the broker's ``kind`` and IB's ``code``), :class:`ConfigError`,
+:class:`SessionClosed`. The log of the session and its workers goes to :mod:`logging` under
+``ibbridge.*``, at the levels the ``ibbridge`` logger is enabled for when the first session
+is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import datetime as _dt
+import os
+import sys
+import weakref
+from typing import AsyncIterator, Iterable, Iterator, List, Optional, Tuple, Union
+
+from . import _native
+from ._native import Bar
+
+__all__ = [
+    "Bar",
+    "BarStream",
+    "BrokerError",
+    "ConfigError",
+    "Error",
+    "Session",
+    "SessionClosed",
+    "Timeout",
+    "WorkerGone",
+]
+
+
+class Error(Exception):
+    """An error of the bridge, the worker or the broker."""
+
+
+class Timeout(Error, TimeoutError):
+    """No answer in time (from the worker, or from the broker through it)."""
+
+
+class WorkerGone(Error):
+    """The worker died or hung and could not be replaced, or could not be started."""
+
+
+class BrokerError(Error):
+    """The broker refused: ``kind`` is the bridge's kind of error (``unknown_symbol``,
+    ``no_data``, ``pacing``, ``not_permitted``, ...), ``code`` IB's error code when it gave
+    one."""
+
+    def __init__(self, message: str, kind: Optional[str] = None, code: Optional[int] = None):
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+
+
+class ConfigError(Error, ValueError):
+    """A setting or argument that cannot be used."""
+
+
+class SessionClosed(Error):
+    """The session is closed, or not connected yet."""
+
+
+_CLASSES = {
+    "timeout": Timeout,
+    "worker_gone": WorkerGone,
+    "config": ConfigError,
+    "closed": SessionClosed,
+}
+
+
+def _error(args) -> Error:
+    """The exception for a native error's ``(category, kind, code, message)``."""
+    category, kind, code, message = args
+    if category == "broker":
+        return BrokerError(message, kind, code)
+    return _CLASSES.get(category, Error)(message)
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except _native.NativeError as e:
+        raise _error(e.args) from None
+
+
+def _settle(fut: asyncio.Future, err, value) -> None:
+    if fut.done():  # cancelled meanwhile: the answer is not wanted
+        return
+    if err is not None:
+        fut.set_exception(_error(err))
+    else:
+        fut.set_result(value)
+
+
+def _future() -> Tuple[asyncio.Future, object]:
+    """A future of the running loop, and the ``done(error, value)`` that settles it from any
+    thread."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    def done(err, value):
+        try:
+            loop.call_soon_threadsafe(_settle, fut, err, value)
+        except RuntimeError:  # the loop is closed: nobody waits
+            pass
+
+    return fut, done
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _unix_seconds(end) -> Optional[int]:
+    if end is None:
+        return None
+    if isinstance(end, _dt.datetime):
+        if end.tzinfo is None:
+            raise ConfigError("end: a datetime needs a time zone (datetime.timezone.utc)")
+        return int(end.timestamp())
+    if isinstance(end, bool) or not isinstance(end, int):
+        raise ConfigError(f"end: Unix seconds or an aware datetime, not {end!r}")
+    return end
+
+
+# The directory holding this package: a worker imports it from there.
+_PACKAGES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_open_sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for s in list(_open_sessions):
+        s.close()
+
+
+class Session:
+    """A supervised worker and its broker connection.
+
+    ``backend`` is ``"sim"`` (a simulated market, nothing to install) or ``"ibkr"`` (TWS or
+    IB Gateway at ``gateway``, ``"127.0.0.1:4002"`` by default, as API client ``client_id``).
+    ``config`` is a TOML file as the ``runner`` binary reads it (the keyword arguments
+    override it); ``seed`` and ``speed`` set the simulated market's. ``buffer`` bounds the
+    live bars held for :meth:`stream` (the oldest are dropped, and counted, beyond it).
+
+    Nothing starts until :meth:`connect`. Closing the session (``with``, :meth:`close`, the
+    end of the program) stops its worker; if the program is killed, the worker notices and
+    exits by itself.
+    """
+
+    def __init__(
+        self,
+        backend: str = "sim",
+        *,
+        config: Optional[Union[str, os.PathLike]] = None,
+        gateway: Optional[str] = None,
+        client_id: Optional[int] = None,
+        seed: Optional[int] = None,
+        speed: Optional[float] = None,
+        buffer: int = 65536,
+    ):
+        if not sys.executable:
+            raise ConfigError("sys.executable is unknown: cannot start a worker")
+        self._core = _call(
+            _native.Core,
+            sys.executable,
+            _PACKAGES,
+            _native.__file__,
+            config=None if config is None else os.fspath(config),
+            backend=backend,
+            gateway=gateway,
+            client_id=client_id,
+            seed=seed,
+            speed=speed,
+            buffer=buffer,
+        )
+        self._stream: Optional[weakref.ref] = None
+        _open_sessions.add(self)
+
+    # -- connection ---------------------------------------------------------------------
+
+    def connect(self) -> List[str]:
+        """Starts the worker and connects it to the broker; returns the managed accounts once
+        the broker's handshake is complete. Raises on failure."""
+        return _call(self._core.connect)
+
+    async def connect_async(self) -> List[str]:
+        """:meth:`connect`, awaited."""
+        fut, done = _future()
+        _call(self._core.connect_async, done)
+        return await fut
+
+    @property
+    def accounts(self) -> List[str]:
+        """The managed accounts the broker reported."""
+        return self._core.accounts()
+
+    @property
+    def backend(self) -> str:
+        return self._core.backend
+
+    @property
+    def worker_pid(self) -> Optional[int]:
+        """The current worker's process id (it changes when a worker is replaced)."""
+        return self._core.worker_pid
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def stats(self) -> dict:
+        """Counters: ``restarts`` (workers replaced), ``failed_requests`` (requests a dying
+        worker failed, retried where safe), ``bars_received``, ``bars_dropped`` (the buffer
+        was full), ``bars_buffered``."""
+        return self._core.stats()
+
+    def config_toml(self) -> str:
+        """The effective configuration, as TOML."""
+        return self._core.config_toml()
+
+    # -- history ------------------------------------------------------------------------
+
+    def history(
+        self,
+        symbol: str,
+        bar_seconds: int = 60,
+        duration_seconds: int = 86400,
+        end: Union[None, int, _dt.datetime] = None,
+        timeout: Optional[float] = None,
+    ) -> List[Bar]:
+        """Bars of ``symbol`` of ``bar_seconds`` each, over ``duration_seconds`` up to
+        ``end`` (Unix seconds or an aware datetime; ``None``: now), oldest first. If the
+        worker dies meanwhile the whole request is made again on its replacement."""
+        return _call(
+            self._core.history,
+            symbol,
+            bar_seconds,
+            duration_seconds,
+            _unix_seconds(end),
+            timeout,
+        )
+
+    async def history_async(
+        self,
+        symbol: str,
+        bar_seconds: int = 60,
+        duration_seconds: int = 86400,
+        end: Union[None, int, _dt.datetime] = None,
+        timeout: Optional[float] = None,
+    ) -> List[Bar]:
+        """:meth:`history`, awaited; many can be under way at once (``asyncio.gather``)."""
+        fut, done = _future()
+        _call(
+            self._core.history_async,
+            done,
+            symbol,
+            bar_seconds,
+            duration_seconds,
+            _unix_seconds(end),
+            timeout,
+        )
+        return await fut
+
+    # -- live bars ----------------------------------------------------------------------
+
+    def stream(self, symbols: Iterable[str], bar_seconds: int = 5) -> "BarStream":
+        """Live bars of ``symbols`` as an asyncio async iterator of ``(symbol, bar)``. The
+        subscriptions are made when it is first awaited and last as long as the session
+        (across worker restarts). One stream at a time."""
+        symbols = _symbols(symbols)
+        current = self._stream() if self._stream is not None else None
+        if current is not None and not current._done:
+            raise Error("a stream of this session is open: one at a time (give it every symbol)")
+        stream = BarStream(self, symbols, bar_seconds)
+        self._stream = weakref.ref(stream)
+        return stream
+
+    def bars(
+        self, symbols: Iterable[str], bar_seconds: int = 5
+    ) -> Iterator[Tuple[str, Bar]]:
+        """Live bars of ``symbols`` as a blocking iterator of ``(symbol, bar)``, for programs
+        without an event loop; it ends when the session closes. Waits release the GIL."""
+        symbols = _symbols(symbols)
+        _call(self._core.subscribe, symbols, bar_seconds)
+        wanted = set(symbols)
+        while True:
+            try:
+                items = self._core.take_bars(1024)
+            except _native.NativeError as e:
+                err = _error(e.args)
+                if isinstance(err, SessionClosed):
+                    return
+                raise err from None
+            if not items:
+                # Short waits, so that Ctrl-C is seen between them.
+                self._core.wait_bars(0.2)
+                continue
+            for item in items:
+                if item[0] in wanted:
+                    yield item
+
+    async def _subscribe_async(self, symbols: List[str], bar_seconds: int) -> None:
+        fut, done = _future()
+        _call(self._core.subscribe_async, done, symbols, bar_seconds)
+        await fut
+
+    # -- closing ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stops the worker (it disconnects from the broker and exits) and ends the stream.
+        Nothing happens if already closed."""
+        self._core.close()
+        _open_sessions.discard(self)
+
+    async def close_async(self) -> None:
+        """:meth:`close`, awaited."""
+        if self._core.closed:
+            return
+        fut, done = _future()
+        self._core.close_async(done)
+        await fut
+        _open_sessions.discard(self)
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "Session":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close_async()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"worker {self.worker_pid}"
+        return f"<ibbridge.Session {self.backend} {state}>"
+
+
+def _symbols(symbols: Iterable[str]) -> List[str]:
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    out = [s for s in symbols]
+    if not out or not all(isinstance(s, str) and s.strip() for s in out):
+        raise ConfigError(f"symbols: a list of names, got {out!r}")
+    return out
+
+
+class BarStream:
+    """Live bars of some symbols, as ``(symbol, bar)``: an asyncio async iterator. It ends
+    when the session closes, and raises :class:`WorkerGone` if the supervisor gave up on the
+    worker; a worker that dies and is replaced is not seen here, beyond the bars it missed."""
+
+    def __init__(self, session: Session, symbols: List[str], bar_seconds: int):
+        self._session = session
+        self._symbols = symbols
+        self._wanted = set(symbols)
+        self._bar_seconds = bar_seconds
+        self._ready: "collections.deque[Tuple[str, Bar]]" = collections.deque()
+        self._subscribed = False
+        self._done = False
+
+    def __aiter__(self) -> "BarStream":
+        return self
+
+    async def __anext__(self) -> Tuple[str, Bar]:
+        core = self._session._core
+        if not self._subscribed:
+            await self._session._subscribe_async(self._symbols, self._bar_seconds)
+            self._subscribed = True
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            if self._done:
+                raise StopAsyncIteration
+            try:
+                items = core.take_bars(1024)
+            except _native.NativeError as e:
+                self._done = True
+                err = _error(e.args)
+                if isinstance(err, SessionClosed):
+                    raise StopAsyncIteration from None
+                raise err from None
+            if items:
+                self._ready.extend(i for i in items if i[0] in self._wanted)
+                continue
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+
+            def waker(fut=fut, loop=loop):
+                try:
+                    loop.call_soon_threadsafe(_wake, fut)
+                except RuntimeError:  # the loop is closed
+                    pass
+
+            if not core.set_waker(waker):
+                continue  # something came meanwhile
+            try:
+                await fut
+            finally:
+                core.set_waker(None)
+
+    async def aclose(self) -> None:
+        """Ends the stream (the subscriptions stay until the session closes)."""
+        self._done = True
+        self._ready.clear()

@@ -1,0 +1,139 @@
+//! The threads a session's asynchronous calls wait on: a bridge request waits on one of
+//! these, with the GIL released, and its answer is handed to the caller's event loop. They are
+//! the session's own, so no other work can hold them up (asyncio's default executor is
+//! shared with whatever else the program runs there, which is how the pipe-based design
+//! starved).
+//!
+//! Invariants: at most [`MAX_THREADS`] threads; a job submitted is run (or, once the pool is
+//! closed, run at once on the caller's thread so that its caller hears back); [`Pool::close`]
+//! waits, at most for its deadline, until every job under way has finished.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+
+/// Threads per session: enough for every request a broker answers at once (IB paces history
+/// requests well below this).
+const MAX_THREADS: usize = 16;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct Counts {
+    threads: usize,
+    idle: usize,
+    /// Jobs submitted and not finished.
+    busy: usize,
+}
+
+pub(crate) struct Pool {
+    tx: Mutex<Option<Sender<Job>>>,
+    rx: Receiver<Job>,
+    counts: Arc<(Mutex<Counts>, Condvar)>,
+}
+
+impl Pool {
+    pub(crate) fn new() -> Pool {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Pool {
+            tx: Mutex::new(Some(tx)),
+            rx,
+            counts: Arc::default(),
+        }
+    }
+
+    /// Runs `job` on a thread of the pool.
+    pub(crate) fn submit(&self, job: impl FnOnce() + Send + 'static) {
+        let tx = self.tx.lock().clone();
+        let Some(tx) = tx else {
+            return job();
+        };
+        let spawn = {
+            let mut c = self.counts.0.lock();
+            c.busy += 1;
+            let spawn = c.idle == 0 && c.threads < MAX_THREADS;
+            if spawn {
+                c.threads += 1;
+            }
+            spawn
+        };
+        if spawn {
+            let rx = self.rx.clone();
+            let counts = self.counts.clone();
+            let started = std::thread::Builder::new()
+                .name("ibbridge-request".into())
+                .spawn(move || serve(rx, counts));
+            if started.is_err() {
+                self.counts.0.lock().threads -= 1;
+            }
+        }
+        if let Err(e) = tx.send(Box::new(job)) {
+            // Only when the pool's receiver is gone, which it never is while `self` lives.
+            self.counts.0.lock().busy -= 1;
+            (e.into_inner())();
+        }
+    }
+
+    /// No more jobs; waits up to `grace` for those under way to finish. Returns how many
+    /// had not.
+    pub(crate) fn close(&self, grace: Duration) -> usize {
+        self.tx.lock().take();
+        let deadline = Instant::now() + grace;
+        let (lock, cv) = &*self.counts;
+        let mut c = lock.lock();
+        while c.busy > 0 {
+            if cv.wait_until(&mut c, deadline).timed_out() {
+                break;
+            }
+        }
+        c.busy
+    }
+}
+
+fn serve(rx: Receiver<Job>, counts: Arc<(Mutex<Counts>, Condvar)>) {
+    loop {
+        counts.0.lock().idle += 1;
+        let job = rx.recv();
+        counts.0.lock().idle -= 1;
+        let Ok(job) = job else {
+            counts.0.lock().threads -= 1;
+            return;
+        };
+        job();
+        let mut c = counts.0.lock();
+        c.busy -= 1;
+        if c.busy == 0 {
+            counts.1.notify_all();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn every_job_runs_and_close_waits_for_them() {
+        let pool = Pool::new();
+        let done = Arc::new(AtomicUsize::new(0));
+        for _ in 0..40 {
+            let done = done.clone();
+            pool.submit(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        assert_eq!(pool.close(Duration::from_secs(10)), 0);
+        assert_eq!(done.load(Ordering::SeqCst), 40);
+        assert!(pool.counts.0.lock().threads <= MAX_THREADS);
+        // After close a job still runs, on the caller's thread.
+        let d = done.clone();
+        pool.submit(move || {
+            d.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(done.load(Ordering::SeqCst), 41);
+    }
+}
