@@ -65,8 +65,11 @@ fn python_level(level: &Level) -> u8 {
 
 /// The logger for a target: its first part, under `ibbridge`.
 fn logger_name(target: &str) -> String {
-    let root = target.split("::").next().unwrap_or(target);
-    format!("ibbridge.{root}")
+    match target.split("::").next().unwrap_or(target) {
+        // This library's own records: the session's.
+        "_native" => "ibbridge".to_string(),
+        root => format!("ibbridge.{root}"),
+    }
 }
 
 impl<S: Subscriber> Layer<S> for ToPython {
@@ -172,6 +175,7 @@ mod tests {
     fn records_go_to_the_logger_of_their_crate() {
         assert_eq!(logger_name("worker::ibkr::orders"), "ibbridge.worker");
         assert_eq!(logger_name("ibapi"), "ibbridge.ibapi");
+        assert_eq!(logger_name("_native::stream"), "ibbridge");
         assert_eq!(python_level(&Level::WARN), 30);
         assert_eq!(python_level(&Level::TRACE), 10);
     }
