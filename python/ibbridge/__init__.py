@@ -246,6 +246,16 @@ class Session:
         """The effective configuration, as TOML."""
         return self._core.config_toml()
 
+    def ping(self, timeout: Optional[float] = None) -> float:
+        """One round trip to the worker and back (not to the broker), in seconds."""
+        return _call(self._core.ping, timeout)
+
+    async def ping_async(self, timeout: Optional[float] = None) -> float:
+        """:meth:`ping`, awaited."""
+        fut, done = _future()
+        _call(self._core.ping_async, done, timeout)
+        return await fut
+
     # -- history ------------------------------------------------------------------------
 
     def history(

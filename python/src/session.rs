@@ -13,9 +13,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bridge::protocol::{HistoryRequest, SubscribeRequest};
+use bridge::protocol::{HistoryRequest, Reply, Request, SubscribeRequest};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::BoundObject;
@@ -157,6 +157,21 @@ impl Inner {
             _journal: journal,
         });
         Ok(accounts)
+    }
+
+    /// One round trip through the bridge to the worker (not the broker).
+    fn ping(&self, timeout: Duration) -> Result<f64, Failure> {
+        let sup = self.sup()?;
+        let started = Instant::now();
+        match sup.request(
+            Request::Ping {
+                payload: Vec::new(),
+            },
+            timeout,
+        )? {
+            Reply::Pong { .. } => Ok(started.elapsed().as_secs_f64()),
+            other => Err(Failure::new("error", format!("{other:?} to ping"))),
+        }
     }
 
     fn history(&self, request: &HistoryRequest, timeout: Duration) -> Result<Vec<Bar>, Failure> {
@@ -364,6 +379,24 @@ impl Core {
         self.inner
             .pool
             .submit(move || answer(done, inner.connect()));
+    }
+
+    /// One round trip to the worker and back, in seconds.
+    #[pyo3(signature = (timeout=None))]
+    fn ping(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<f64> {
+        let timeout = raise(self.timeout(timeout))?;
+        let inner = self.inner.clone();
+        raise(py.detach(move || inner.ping(timeout)))
+    }
+
+    #[pyo3(signature = (done, timeout=None))]
+    fn ping_async(&self, done: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = raise(self.timeout(timeout))?;
+        let inner = self.inner.clone();
+        self.inner
+            .pool
+            .submit(move || answer(done, inner.ping(timeout)));
+        Ok(())
     }
 
     #[pyo3(signature = (symbol, bar_seconds, duration_seconds, end=None, timeout=None))]

@@ -265,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn a_waiter_is_not_registered_when_something_is_there() {
+    fn a_wait_ends_when_a_bar_is_there() {
         let b = Bars::new(10);
         assert!(!b.wait(Duration::from_millis(1)));
         b.push(0, bar(1));

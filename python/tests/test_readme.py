@@ -1,0 +1,23 @@
+"""The README's Python example runs as written."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_example_runs_as_written():
+    text = README.read_text()
+    section = text.split("## From Python", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 1
+    out = subprocess.run(
+        [sys.executable, "-c", blocks[0]], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("['DU0000001'] 1440 Bar(time=")
+    assert len(lines) == 11
+    assert {l.split()[0] for l in lines[1:]} == {"SPY", "QQQ"}
