@@ -155,6 +155,11 @@ _PACKAGES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _open_sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
 
+# At exit, after every session is closed (atexit runs the last registered first), the
+# library's threads stop taking the GIL: a thread that takes it while the interpreter finishes
+# brings the process down.
+atexit.register(_native.at_exit)
+
 
 @atexit.register
 def _close_all() -> None:

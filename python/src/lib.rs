@@ -15,6 +15,9 @@ mod session;
 mod stream;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::RwLock;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -183,6 +186,33 @@ fn ib_code(message: &str) -> Option<i64> {
     digits.parse().ok()
 }
 
+/// Set at the interpreter's exit: no thread of the library takes the GIL any more.
+static EXITING: AtomicBool = AtomicBool::new(false);
+/// Held (shared) by every thread of the library while it has the GIL.
+static ATTACHED: RwLock<()> = RwLock::new(());
+
+/// Runs `f` with the GIL on a thread of the library's own, unless the interpreter is exiting
+/// (then `None`). Every such thread goes through here: a thread that takes the GIL while the
+/// interpreter finishes is ended by it mid-call, which brings the process down.
+pub(crate) fn attach<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
+    let _attached = ATTACHED.read_recursive();
+    if EXITING.load(Ordering::Acquire) {
+        return None;
+    }
+    Python::try_attach(f)
+}
+
+/// Called at the interpreter's exit, after every session is closed: waits, without the GIL,
+/// for the library's threads that hold it to let it go, and keeps them from taking it again.
+/// (Python's exit runs its `atexit` functions before it starts to finish.)
+#[pyfunction]
+fn at_exit(py: Python<'_>) {
+    py.detach(|| {
+        EXITING.store(true, Ordering::Release);
+        drop(ATTACHED.write());
+    });
+}
+
 /// Serves as a session's worker when this process was started as one (`python -c ...
 /// worker` with the worker's options in the environment), then ends the process with the
 /// worker's exit code; `image` is this library's file (its build id is the one the session
@@ -213,6 +243,8 @@ fn serve_worker(py: Python<'_>, image: PathBuf) -> PyResult<()> {
 /// The package's native module.
 #[pymodule]
 mod _native {
+    #[pymodule_export]
+    use super::at_exit;
     #[pymodule_export]
     use super::serve_worker;
     #[pymodule_export]

@@ -147,7 +147,7 @@ fn forward(rx: Receiver<Record>) {
                 format!("{dropped} log records dropped: the log thread fell behind"),
             ));
         }
-        let delivered = Python::try_attach(|py| {
+        let delivered = crate::attach(|py| {
             let Ok(logging) = py.import("logging") else {
                 return;
             };

@@ -250,7 +250,7 @@ fn answer<T>(done: Py<PyAny>, result: Result<T, Failure>)
 where
     T: for<'py> IntoPyObject<'py>,
 {
-    let _ = Python::try_attach(|py| {
+    let _ = crate::attach(|py| {
         let called = match result {
             Ok(v) => v
                 .into_pyobject(py)

@@ -157,7 +157,7 @@ pub(crate) fn wake(waker: Option<Py<PyAny>>) {
     let Some(waker) = waker else {
         return;
     };
-    let _ = Python::try_attach(|py| {
+    let _ = crate::attach(|py| {
         if let Err(e) = waker.call0(py) {
             e.print(py);
         }

@@ -254,3 +254,23 @@ def test_a_killed_program_leaves_no_worker_and_no_segment():
     assert segments_of(p.pid) == []
     p.stdout.close()
     p.stderr.close()
+
+
+def test_programs_that_end_right_after_async_calls_exit_cleanly():
+    # Threads of the library answer the loop with the GIL; one that took it while the
+    # interpreter finished would bring the process down (abort, exit code -6).
+    code = """
+        import asyncio, ibbridge
+        async def main():
+            async with ibbridge.Session() as s:
+                await s.connect_async()
+                for _ in range(200):
+                    await s.ping_async()
+                await s.history_async("SPY", 60, 3600)
+        asyncio.run(main())
+        print("ok")
+        """
+    for _ in range(6):
+        p = _child(code)
+        out, err = p.communicate(timeout=60)
+        assert (p.returncode, out.strip()) == (0, "ok"), err

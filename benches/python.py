@@ -2,9 +2,9 @@
 on the simulated market, next to the pipe-based design this package replaces (JSON over a pipe
 to a Python worker, on the same kind of machine: 88-107 us per round trip, 164-185 k msg/s).
 
-    python python/benchmark.py            # 3 runs, medians
-    python python/benchmark.py --quick    # 1 short run (CI)
-    python python/benchmark.py --json     # one JSON object on stdout
+    python benches/python.py            # 3 runs, medians
+    python benches/python.py --quick    # 1 short run (CI)
+    python benches/python.py --json     # one JSON object on stdout
 
 Each figure is the median over the runs; a run's figure is itself a median (round trips) or a
 rate over the whole measurement (history, stream).
