@@ -1,8 +1,11 @@
 //! A fake TWS / IB Gateway on loopback, to try `runner run --backend ibkr` without an account:
 //!
 //! ```text
-//! fake-gateway [PORT]      (default 4002; 0 picks a free port)
+//! fake-gateway [PORT] [--unknown SYM,SYM]
 //! ```
+//!
+//! `PORT`: default 4002, 0 picks a free port; `--unknown`: symbols the gateway has no
+//! contract for (it answers them with error 200, as IB does).
 //!
 //! Prints `listening on HOST:PORT` and serves until killed.
 
@@ -12,8 +15,32 @@ use std::time::Duration;
 use tests::gateway::{Behaviour, Gateway};
 
 fn main() -> ExitCode {
-    let port = std::env::args().nth(1).unwrap_or_else(|| "4002".into());
-    let gateway = match Gateway::start_on(&format!("127.0.0.1:{port}"), Behaviour::default()) {
+    let mut port = "4002".to_string();
+    let mut behaviour = Behaviour::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--unknown" => match args.next() {
+                Some(list) => {
+                    behaviour.unknown_symbols = list
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                }
+                None => {
+                    eprintln!("fake-gateway: --unknown needs a list of symbols");
+                    return ExitCode::from(2);
+                }
+            },
+            p if !p.starts_with('-') => port = p.to_string(),
+            other => {
+                eprintln!("usage: fake-gateway [PORT] [--unknown SYM,SYM] (not {other:?})");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let gateway = match Gateway::start_on(&format!("127.0.0.1:{port}"), behaviour) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("fake-gateway: cannot listen on 127.0.0.1:{port}: {e}");
