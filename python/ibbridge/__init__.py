@@ -34,6 +34,7 @@ import asyncio
 import atexit
 import collections
 import datetime as _dt
+import logging  # noqa: F401  (first: its exit handler must run after the sessions close)
 import os
 import sys
 import weakref
@@ -150,9 +151,6 @@ def _unix_seconds(end) -> Optional[int]:
     return end
 
 
-# The directory holding this package: a worker imports it from there.
-_PACKAGES = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 _open_sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
 
 # At exit, after every session is closed (atexit runs the last registered first), the
@@ -165,6 +163,19 @@ atexit.register(_native.at_exit)
 def _close_all() -> None:
     for s in list(_open_sessions):
         s.close()
+
+
+def _forget_all() -> None:
+    # In a forked child: the sessions, their workers and threads are the parent's. Closing
+    # them here would stop the parent's workers.
+    _native.after_fork_in_child()
+    for s in list(_open_sessions):
+        s._core.forget()
+    _open_sessions.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_all)
 
 
 class Session:
@@ -197,7 +208,6 @@ class Session:
         self._core = _call(
             _native.Core,
             sys.executable,
-            _PACKAGES,
             _native.__file__,
             config=None if config is None else os.fspath(config),
             backend=backend,
@@ -208,6 +218,10 @@ class Session:
             buffer=buffer,
         )
         self._stream: Optional[weakref.ref] = None
+        # Live bars taken from the core and not yet handed out: a stream dropped or ended
+        # leaves them to the next.
+        self._ready: "collections.deque[Tuple[str, Bar]]" = collections.deque()
+        self._discarded = 0
         _open_sessions.add(self)
 
     # -- connection ---------------------------------------------------------------------
@@ -244,8 +258,30 @@ class Session:
     def stats(self) -> dict:
         """Counters: ``restarts`` (workers replaced), ``failed_requests`` (requests a dying
         worker failed, retried where safe), ``bars_received``, ``bars_dropped`` (the buffer
-        was full), ``bars_buffered``."""
-        return self._core.stats()
+        was full), ``bars_buffered`` (waiting to be taken), ``bars_discarded`` (of symbols
+        the open stream did not ask for), ``events_dropped`` (by the current worker's
+        connection, its own buffer full)."""
+        stats = self._core.stats()
+        stats["bars_buffered"] += len(self._ready)
+        stats["bars_discarded"] = self._discarded
+        return stats
+
+    def _next_bars(self) -> bool:
+        """Moves what the core holds into ``_ready``: whether anything came. Raises the
+        stream's end."""
+        items = self._core.take_bars(1024)
+        for item in items:
+            self._ready.append(item)
+        return bool(items)
+
+    def _pop(self, wanted) -> Optional[Tuple[str, Bar]]:
+        """The next ready bar of a symbol in ``wanted``; others are discarded (counted)."""
+        while self._ready:
+            item = self._ready.popleft()
+            if item[0] in wanted:
+                return item
+            self._discarded += 1
+        return None
 
     def config_toml(self) -> str:
         """The effective configuration, as TOML."""
@@ -327,20 +363,19 @@ class Session:
         _call(self._core.subscribe, symbols, bar_seconds)
         wanted = set(symbols)
         while True:
+            item = self._pop(wanted)
+            if item is not None:
+                yield item
+                continue
             try:
-                items = self._core.take_bars(1024)
+                if not self._next_bars():
+                    # Short waits, so that Ctrl-C is seen between them.
+                    self._core.wait_bars(0.2)
             except _native.NativeError as e:
                 err = _error(e.args)
                 if isinstance(err, SessionClosed):
                     return
                 raise err from None
-            if not items:
-                # Short waits, so that Ctrl-C is seen between them.
-                self._core.wait_bars(0.2)
-                continue
-            for item in items:
-                if item[0] in wanted:
-                    yield item
 
     async def _subscribe_async(self, symbols: List[str], bar_seconds: int) -> None:
         fut, done = _future()
@@ -360,8 +395,8 @@ class Session:
         if self._core.closed:
             return
         fut, done = _future()
-        self._core.close_async(done)
-        await fut
+        if self._core.close_async(done):
+            await fut
         _open_sessions.discard(self)
 
     def __enter__(self) -> "Session":
@@ -400,34 +435,36 @@ class BarStream:
         self._symbols = symbols
         self._wanted = set(symbols)
         self._bar_seconds = bar_seconds
-        self._ready: "collections.deque[Tuple[str, Bar]]" = collections.deque()
         self._subscribed = False
         self._done = False
+        self._waiting: Optional[asyncio.Future] = None
 
     def __aiter__(self) -> "BarStream":
         return self
 
     async def __anext__(self) -> Tuple[str, Bar]:
-        core = self._session._core
-        if not self._subscribed:
-            await self._session._subscribe_async(self._symbols, self._bar_seconds)
+        if self._waiting is not None:
+            raise Error("a stream is read by one task at a time")
+        session = self._session
+        core = session._core
+        if not self._subscribed and not self._done:
+            await session._subscribe_async(self._symbols, self._bar_seconds)
             self._subscribed = True
         while True:
-            if self._ready:
-                return self._ready.popleft()
             if self._done:
                 raise StopAsyncIteration
+            item = session._pop(self._wanted)
+            if item is not None:
+                return item
             try:
-                items = core.take_bars(1024)
+                if session._next_bars():
+                    continue
             except _native.NativeError as e:
                 self._done = True
                 err = _error(e.args)
                 if isinstance(err, SessionClosed):
                     raise StopAsyncIteration from None
                 raise err from None
-            if items:
-                self._ready.extend(i for i in items if i[0] in self._wanted)
-                continue
             loop = asyncio.get_running_loop()
             fut = loop.create_future()
 
@@ -439,12 +476,16 @@ class BarStream:
 
             if not core.set_waker(waker):
                 continue  # something came meanwhile
+            self._waiting = fut
             try:
                 await fut
             finally:
+                self._waiting = None
                 core.set_waker(None)
 
     async def aclose(self) -> None:
-        """Ends the stream (the subscriptions stay until the session closes)."""
+        """Ends the stream (a task waiting on it stops; the subscriptions stay until the
+        session closes, and bars not yet taken stay for the next stream)."""
         self._done = True
-        self._ready.clear()
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)

@@ -143,12 +143,16 @@ impl Failure {
 
 impl From<SupervisorError> for Failure {
     fn from(e: SupervisorError) -> Failure {
-        use bridge::RequestError;
+        use bridge::{RequestError, SendError};
         match &e {
             SupervisorError::Connect(r) | SupervisorError::Remote(r) => Failure::remote(r),
-            SupervisorError::Request(RequestError::Timeout) => {
-                Failure::new("timeout", e.to_string())
-            }
+            SupervisorError::Request(
+                RequestError::Timeout | RequestError::Send(SendError::Timeout | SendError::Full),
+            ) => Failure::new("timeout", e.to_string()),
+            // The request itself cannot be sent (larger than a frame): the caller's input.
+            SupervisorError::Request(RequestError::Send(
+                SendError::TooLarge { .. } | SendError::Encode(_),
+            )) => Failure::new("config", e.to_string()),
             SupervisorError::Request(RequestError::PeerGone(_))
             | SupervisorError::GaveUp { .. }
             | SupervisorError::Start(_)
@@ -191,6 +195,11 @@ static EXITING: AtomicBool = AtomicBool::new(false);
 /// Held (shared) by every thread of the library while it has the GIL.
 static ATTACHED: RwLock<()> = RwLock::new(());
 
+/// Whether the interpreter is exiting (its `atexit` functions have run ours).
+pub(crate) fn exiting() -> bool {
+    EXITING.load(Ordering::Acquire)
+}
+
 /// Runs `f` with the GIL on a thread of the library's own, unless the interpreter is exiting
 /// (then `None`). Every such thread goes through here: a thread that takes the GIL while the
 /// interpreter finishes is ended by it mid-call, which brings the process down.
@@ -209,8 +218,20 @@ pub(crate) fn attach<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> 
 fn at_exit(py: Python<'_>) {
     py.detach(|| {
         EXITING.store(true, Ordering::Release);
-        drop(ATTACHED.write());
+        if !FORKED.load(Ordering::Acquire) {
+            drop(ATTACHED.write());
+        }
     });
+}
+
+/// Set in a child made by `os.fork`: the parent's threads that waited for the GIL at the fork
+/// left the lock of [`ATTACHED`] held in the child's copy, and none of them exists here.
+static FORKED: AtomicBool = AtomicBool::new(false);
+
+/// Called in a child made by `os.fork`, before anything else of the library runs there.
+#[pyfunction]
+fn after_fork_in_child() {
+    FORKED.store(true, Ordering::Release);
 }
 
 /// Serves as a session's worker when this process was started as one (`python -c ...
@@ -243,6 +264,8 @@ fn serve_worker(py: Python<'_>, image: PathBuf) -> PyResult<()> {
 /// The package's native module.
 #[pymodule]
 mod _native {
+    #[pymodule_export]
+    use super::after_fork_in_child;
     #[pymodule_export]
     use super::at_exit;
     #[pymodule_export]

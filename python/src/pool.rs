@@ -4,9 +4,10 @@
 //! shared with whatever else the program runs there, which is how the pipe-based design
 //! starved).
 //!
-//! Invariants: at most [`MAX_THREADS`] threads; a job submitted is run (or, once the pool is
-//! closed, run at once on the caller's thread so that its caller hears back); [`Pool::close`]
-//! waits, at most for its deadline, until every job under way has finished.
+//! Invariants: at most [`MAX_THREADS`] threads, and a thread for each job under way while
+//! fewer run (jobs submitted together run together); a job taken is run; a job refused is
+//! given back to the caller, who answers for it; [`Pool::close`] waits, at most for its
+//! deadline, until every job under way has finished.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,9 +24,17 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Default)]
 struct Counts {
     threads: usize,
-    idle: usize,
     /// Jobs submitted and not finished.
     busy: usize,
+}
+
+/// Why a job was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The pool is closed (its session is).
+    Closed,
+    /// No thread could be started.
+    NoThread,
 }
 
 pub(crate) struct Pool {
@@ -44,16 +53,18 @@ impl Pool {
         }
     }
 
-    /// Runs `job` on a thread of the pool.
-    pub(crate) fn submit(&self, job: impl FnOnce() + Send + 'static) {
-        let tx = self.tx.lock().clone();
-        let Some(tx) = tx else {
-            return job();
+    /// Runs `job` on a thread of the pool; gives it back if the pool is closed or has no
+    /// thread and cannot start one.
+    pub(crate) fn submit<F: FnOnce() + Send + 'static>(&self, job: F) -> Result<(), Refused> {
+        let guard = self.tx.lock();
+        let Some(tx) = guard.as_ref() else {
+            return Err(Refused::Closed);
         };
         let spawn = {
             let mut c = self.counts.0.lock();
-            c.busy += 1;
-            let spawn = c.idle == 0 && c.threads < MAX_THREADS;
+            // A thread for every job under way, up to the limit: a slow request never holds
+            // up another while threads can be had.
+            let spawn = c.busy >= c.threads && c.threads < MAX_THREADS;
             if spawn {
                 c.threads += 1;
             }
@@ -66,14 +77,20 @@ impl Pool {
                 .name("ibbridge-request".into())
                 .spawn(move || serve(rx, counts));
             if started.is_err() {
-                self.counts.0.lock().threads -= 1;
+                let mut c = self.counts.0.lock();
+                c.threads -= 1;
+                if c.threads == 0 {
+                    return Err(Refused::NoThread);
+                }
             }
         }
-        if let Err(e) = tx.send(Box::new(job)) {
+        self.counts.0.lock().busy += 1;
+        if tx.send(Box::new(job)).is_err() {
             // Only when the pool's receiver is gone, which it never is while `self` lives.
             self.counts.0.lock().busy -= 1;
-            (e.into_inner())();
+            return Err(Refused::Closed);
         }
+        Ok(())
     }
 
     /// No more jobs; waits up to `grace` for those under way to finish. Returns how many
@@ -94,10 +111,7 @@ impl Pool {
 
 fn serve(rx: Receiver<Job>, counts: Arc<(Mutex<Counts>, Condvar)>) {
     loop {
-        counts.0.lock().idle += 1;
-        let job = rx.recv();
-        counts.0.lock().idle -= 1;
-        let Ok(job) = job else {
+        let Ok(job) = rx.recv() else {
             counts.0.lock().threads -= 1;
             return;
         };
@@ -124,16 +138,32 @@ mod tests {
             pool.submit(move || {
                 std::thread::sleep(Duration::from_millis(5));
                 done.fetch_add(1, Ordering::SeqCst);
-            });
+            })
+            .unwrap();
         }
         assert_eq!(pool.close(Duration::from_secs(10)), 0);
         assert_eq!(done.load(Ordering::SeqCst), 40);
         assert!(pool.counts.0.lock().threads <= MAX_THREADS);
-        // After close a job still runs, on the caller's thread.
-        let d = done.clone();
+        // After close a job is given back.
+        assert_eq!(pool.submit(|| {}), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn a_slow_job_does_not_hold_up_the_next() {
+        let pool = Pool::new();
+        let (release, wait) = crossbeam_channel::bounded::<()>(0);
         pool.submit(move || {
-            d.fetch_add(1, Ordering::SeqCst);
-        });
-        assert_eq!(done.load(Ordering::SeqCst), 41);
+            let _ = wait.recv_timeout(Duration::from_secs(10));
+        })
+        .unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        pool.submit(move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
+        // The second runs while the first still waits.
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+        drop(release);
+        assert_eq!(pool.close(Duration::from_secs(10)), 0);
     }
 }

@@ -2,11 +2,14 @@
 //! runner's supervisor over this library's workers, the pump of live bars and the pool that
 //! asynchronous calls wait on.
 //!
-//! Invariants: blocking calls release the GIL for as long as they wait; asynchronous calls
-//! return at once and answer through their `done(error, value)` callback, called exactly
-//! once, on a thread of the session's pool; closing stops the supervisor (its worker
-//! disconnects from the broker and exits), ends the stream and waits, bounded, for the calls
-//! under way; a session dropped unclosed is closed on a thread of its own.
+//! Invariants: blocking calls release the GIL for as long as they wait, and the long ones
+//! (connect, history, subscribe) look for Ctrl-C every 100 ms; asynchronous calls return at
+//! once and answer through their `done(error, value)` callback, called exactly once (on a
+//! thread of the session's pool, or at once if the call is refused); once `close` has
+//! returned no worker of the session runs (a connect or a replacement under way stops the
+//! worker it started) and the stream has ended; a session dropped unclosed is closed on a
+//! thread of its own; a session inherited by a forked child is forgotten there, never closed
+//! (its worker is the parent's).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,30 +19,53 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bridge::protocol::{HistoryRequest, Reply, Request, SubscribeRequest};
+use crossbeam_channel::RecvTimeoutError;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::BoundObject;
 use runner::config::{BackendKind, Config, Overrides};
-use runner::supervisor::Supervisor;
+use runner::supervisor::{Supervisor, SupervisorError};
 use runner::worker_setup::RunJournal;
 
-use crate::pool::Pool;
+use crate::pool::{Pool, Refused};
 use crate::stream::{self, Bars, Taken};
 use crate::{Bar, Failure};
 
 /// How long closing waits for the calls under way to hear back.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// The program `python -c` runs in a worker: the package from where the session found it.
-const WORKER_PROGRAM: &str = "import sys; sys.path.insert(0, sys.argv[1]); \
-     from ibbridge import _native; _native.serve_worker(_native.__file__)";
+/// The program `python -I -c` runs in a worker: this library, loaded from its file (the first
+/// argument) without the package around it. `-I`: nothing from the working directory, the
+/// user's site or `PYTHON*` variables gets in.
+const WORKER_PROGRAM: &str = "import sys, importlib.util as u; \
+     s = u.spec_from_file_location('ibbridge._native', sys.argv[1]); \
+     m = u.module_from_spec(s); s.loader.exec_module(m); m.serve_worker(sys.argv[1])";
 
-/// How to start a worker: the interpreter, the directory holding the `ibbridge` package, and
-/// this library's file.
+/// The build id of this library as it was when the first session was made: a worker started
+/// from a file replaced since then (a `pip install` of another build) is refused, as the
+/// code loaded here is not the new file's.
+static BUILD_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn closed_failure() -> Failure {
+    if crate::exiting() {
+        Failure::new("closed", "the interpreter is exiting")
+    } else {
+        Failure::new("closed", "the session is closed")
+    }
+}
+
+/// How to start a worker: the interpreter and this library's file.
 struct Program {
     python: PathBuf,
-    packages: PathBuf,
     image: PathBuf,
+}
+
+/// A live subscription's symbol and bar size; `live`: made (and restored on every new
+/// worker). An id is never given to another symbol (the supervisor holds it for the run).
+struct Sub {
+    symbol: String,
+    bar_seconds: u32,
+    live: bool,
 }
 
 struct Connected {
@@ -54,11 +80,15 @@ struct Inner {
     conn: Mutex<Option<Connected>>,
     /// Held while a worker is being started: one connection per session.
     connecting: Mutex<()>,
-    /// Symbols subscribed, by subscription id (their index), with the bar size.
-    subs: Mutex<Vec<(String, u32)>>,
+    /// Held while the session closes: a second `close` returns when the first is done.
+    closing: Mutex<()>,
+    /// Symbols asked for, by subscription id (their index).
+    subs: Mutex<Vec<Sub>>,
     bars: Arc<Bars>,
     pool: Pool,
     closed: Arc<AtomicBool>,
+    /// Inherited by a forked child: nothing of it is used or closed there.
+    forgotten: AtomicBool,
 }
 
 /// A session's native core.
@@ -95,8 +125,14 @@ fn config(
 
 impl Inner {
     fn sup(&self) -> Result<Arc<Supervisor>, Failure> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Failure::new("closed", "the session is closed"));
+        if self.closed.load(Ordering::Acquire) || crate::exiting() {
+            return Err(closed_failure());
+        }
+        if self.forgotten.load(Ordering::Acquire) {
+            return Err(Failure::new(
+                "closed",
+                "this session belongs to the parent process (os.fork): open a new one here",
+            ));
         }
         match &*self.conn.lock() {
             Some(c) => Ok(c.sup.clone()),
@@ -112,10 +148,29 @@ impl Inner {
     fn connect(&self) -> Result<Vec<String>, Failure> {
         let _one = self.connecting.lock();
         if let Ok(sup) = self.sup() {
-            return Ok(sup.accounts());
+            return match sup.gave_up() {
+                Some(e) => Err(e.into()),
+                None => Ok(sup.accounts()),
+            };
         }
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Failure::new("closed", "the session is closed"));
+        if self.closed.load(Ordering::Acquire)
+            || crate::exiting()
+            || self.forgotten.load(Ordering::Acquire)
+        {
+            return Err(self.sup().err().unwrap_or_else(closed_failure));
+        }
+        if std::env::var_os(worker::OPTIONS_ENV).is_some() {
+            // Started as a worker (sys.executable is this very program, as in a frozen
+            // application) and opening a session instead of serving: every worker would start
+            // another.
+            return Err(Failure::new(
+                "error",
+                format!(
+                    "this process was started as a session's worker ({} is set): it cannot \
+                     open a session",
+                    worker::OPTIONS_ENV
+                ),
+            ));
         }
         let mut cfg = self.cfg.clone();
         let journal = RunJournal::for_run(&mut cfg);
@@ -127,12 +182,15 @@ impl Inner {
             )
             .map_err(|e| Failure::new("worker_gone", format!("cannot start the worker: {e}")))?;
         setup.exe_args = vec![
+            "-I".into(),
             "-c".into(),
             WORKER_PROGRAM.into(),
-            self.program.packages.clone().into_os_string(),
+            self.program.image.clone().into_os_string(),
         ];
         // The worker's code is this library, not the interpreter: both ends name its file.
-        setup.client.channel.build_id = worker::build_id_of(&self.program.image);
+        setup.client.channel.build_id = BUILD_ID
+            .get_or_init(|| worker::build_id_of(&self.program.image))
+            .clone();
         let (sup, events) = Supervisor::start(setup)?;
         let pump = {
             let (bars, sup, closed) = (self.bars.clone(), sup.clone(), self.closed.clone());
@@ -151,7 +209,16 @@ impl Inner {
             }
         };
         let accounts = sup.accounts();
-        *self.conn.lock() = Some(Connected {
+        let mut conn = self.conn.lock();
+        // Closed while the worker started: `close` found nothing to stop, so it stops here
+        // (`close` marks the session closed before it looks at `conn`).
+        if self.closed.load(Ordering::Acquire) {
+            drop(conn);
+            sup.shutdown();
+            let _ = pump.join();
+            return Err(closed_failure());
+        }
+        *conn = Some(Connected {
             sup,
             pump: Some(pump),
             _journal: journal,
@@ -186,19 +253,28 @@ impl Inner {
         for symbol in symbols {
             let id = {
                 let mut subs = self.subs.lock();
-                match subs.iter().position(|(s, _)| s == symbol) {
-                    Some(i) if subs[i].1 == bar_seconds => continue,
-                    Some(i) => {
+                match subs.iter().position(|s| s.symbol == *symbol) {
+                    Some(i) if subs[i].live && subs[i].bar_seconds == bar_seconds => continue,
+                    Some(i) if subs[i].live => {
                         return Err(Failure::new(
-                            "error",
+                            "config",
                             format!(
                                 "{symbol} already streams {}-second bars in this session",
-                                subs[i].1
+                                subs[i].bar_seconds
                             ),
                         ))
                     }
+                    Some(i) => {
+                        // Refused before: asked for again, under the id it was given.
+                        subs[i].bar_seconds = bar_seconds;
+                        i
+                    }
                     None => {
-                        subs.push((symbol.clone(), bar_seconds));
+                        subs.push(Sub {
+                            symbol: symbol.clone(),
+                            bar_seconds,
+                            live: false,
+                        });
                         subs.len() - 1
                     }
                 }
@@ -208,21 +284,27 @@ impl Inner {
                 id: id as u32,
                 bar_seconds,
             };
-            if let Err(e) = sup.subscribe(sub, self.cfg.request_timeout()) {
-                // Not subscribed: the symbol may be asked for again.
-                let mut subs = self.subs.lock();
-                if subs.len() == id + 1 {
-                    subs.pop();
-                } else if let Some(s) = subs.get_mut(id) {
-                    s.0.clear();
-                }
-                return Err(e.into());
+            let made = sup.subscribe(sub, self.cfg.request_timeout());
+            // Marked live also when the answer did not come in time: the worker may have
+            // made it, and the supervisor restores it on every new worker either way.
+            let live = match &made {
+                Ok(()) => true,
+                Err(SupervisorError::Remote(_)) => false,
+                Err(_) => true,
+            };
+            if let Some(s) = self.subs.lock().get_mut(id) {
+                s.live = live;
             }
+            made?;
         }
         Ok(())
     }
 
     fn close(&self) {
+        if self.forgotten.load(Ordering::Acquire) {
+            return;
+        }
+        let _one = self.closing.lock();
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -233,10 +315,7 @@ impl Inner {
                 let _ = pump.join();
             }
         } else {
-            stream::wake(
-                self.bars
-                    .end(Failure::new("closed", "the session is closed")),
-            );
+            stream::wake(self.bars.end(closed_failure()));
         }
         let left = self.pool.close(CLOSE_GRACE);
         if left > 0 {
@@ -283,6 +362,13 @@ fn history_request(
             "bar_seconds and duration_seconds must be above 0",
         ));
     }
+    // 1970 to the end of year 9999: times the brokers' own arithmetic takes.
+    if end.is_some_and(|e| !(0..=253_402_300_799).contains(&e)) {
+        return Err(Failure::new(
+            "config",
+            "end: Unix seconds between 1970 and the year 9999",
+        ));
+    }
     Ok(HistoryRequest {
         symbol,
         bar_seconds,
@@ -292,6 +378,79 @@ fn history_request(
 }
 
 impl Core {
+    /// Runs `f` on the session's pool and waits for it without the GIL, looking for Ctrl-C
+    /// (and any other signal Python handles) every 100 ms; on one, raises it and leaves `f`
+    /// to finish on its own.
+    fn interruptible<T: Send + 'static>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Inner) -> Result<T, Failure> + Send + 'static,
+    ) -> PyResult<T> {
+        // In a forked child the pool's threads are the parent's: nothing would run the call.
+        self.not_forgotten()?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let inner = self.inner.clone();
+        if let Err(refused) = self.inner.pool.submit(move || {
+            let _ = tx.send(f(&inner));
+        }) {
+            return Err(refusal(refused).into_pyerr());
+        }
+        loop {
+            match py.detach(|| rx.recv_timeout(SIGNAL_CHECK)) {
+                Ok(r) => return raise(r),
+                Err(RecvTimeoutError::Timeout) => py.check_signals()?,
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(
+                        Failure::new("error", "the call ended without an answer").into_pyerr()
+                    )
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the session's pool and answers `done` with its result. Raises instead
+    /// once the interpreter is exiting (no thread of the library could answer then).
+    fn later<T>(
+        &self,
+        done: Py<PyAny>,
+        f: impl FnOnce(&Inner) -> Result<T, Failure> + Send + 'static,
+    ) -> PyResult<()>
+    where
+        T: for<'py> IntoPyObject<'py>,
+    {
+        if crate::exiting() {
+            return Err(closed_failure().into_pyerr());
+        }
+        self.not_forgotten()?;
+        let inner = self.inner.clone();
+        let answered = Arc::new(Mutex::new(Some(done)));
+        let for_job = answered.clone();
+        let submitted = self.inner.pool.submit(move || {
+            if let Some(done) = for_job.lock().take() {
+                answer(done, f(&inner));
+            }
+        });
+        if let Err(refused) = submitted {
+            if let Some(done) = answered.lock().take() {
+                answer::<Option<bool>>(done, Err(refusal(refused)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a session inherited by a forked child (its locks may be held by threads of
+    /// the parent's, which do not exist there).
+    fn not_forgotten(&self) -> PyResult<()> {
+        match self.inner.forgotten.load(Ordering::Acquire) {
+            true => Err(Failure::new(
+                "closed",
+                "this session belongs to the parent process (os.fork): open a new one here",
+            )
+            .into_pyerr()),
+            false => Ok(()),
+        }
+    }
+
     fn timeout(&self, seconds: Option<f64>) -> Result<Duration, Failure> {
         match seconds {
             None => Ok(Duration::from_secs(self.inner.cfg.history.timeout_seconds)),
@@ -306,16 +465,25 @@ impl Core {
     }
 }
 
+/// How often a blocking call looks for Ctrl-C.
+const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+
+fn refusal(refused: Refused) -> Failure {
+    match refused {
+        Refused::Closed => closed_failure(),
+        Refused::NoThread => Failure::new("error", "cannot start a thread for the call"),
+    }
+}
+
 #[pymethods]
 impl Core {
     #[new]
-    #[pyo3(signature = (python, packages, image, config=None, backend=None, gateway=None,
+    #[pyo3(signature = (python, image, config=None, backend=None, gateway=None,
         client_id=None, seed=None, speed=None, buffer=65536))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         python: PathBuf,
-        packages: PathBuf,
         image: PathBuf,
         config: Option<PathBuf>,
         backend: Option<String>,
@@ -337,20 +505,19 @@ impl Core {
         if buffer == 0 {
             return Err(Failure::new("config", "buffer: at least 1 bar").into_pyerr());
         }
+        BUILD_ID.get_or_init(|| worker::build_id_of(&image));
         Ok(Core {
             inner: Arc::new(Inner {
                 cfg,
-                program: Program {
-                    python,
-                    packages,
-                    image,
-                },
+                program: Program { python, image },
                 conn: Mutex::new(None),
                 connecting: Mutex::new(()),
+                closing: Mutex::new(()),
                 subs: Mutex::new(Vec::new()),
                 bars: Arc::new(Bars::new(buffer)),
                 pool: Pool::new(),
                 closed: Arc::new(AtomicBool::new(false)),
+                forgotten: AtomicBool::new(false),
             }),
         })
     }
@@ -370,15 +537,11 @@ impl Core {
     }
 
     fn connect(&self, py: Python<'_>) -> PyResult<Vec<String>> {
-        let inner = self.inner.clone();
-        raise(py.detach(move || inner.connect()))
+        self.interruptible(py, Inner::connect)
     }
 
-    fn connect_async(&self, done: Py<PyAny>) {
-        let inner = self.inner.clone();
-        self.inner
-            .pool
-            .submit(move || answer(done, inner.connect()));
+    fn connect_async(&self, done: Py<PyAny>) -> PyResult<()> {
+        self.later(done, Inner::connect)
     }
 
     /// One round trip to the worker and back, in seconds.
@@ -392,11 +555,7 @@ impl Core {
     #[pyo3(signature = (done, timeout=None))]
     fn ping_async(&self, done: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = raise(self.timeout(timeout))?;
-        let inner = self.inner.clone();
-        self.inner
-            .pool
-            .submit(move || answer(done, inner.ping(timeout)));
-        Ok(())
+        self.later(done, move |inner| inner.ping(timeout))
     }
 
     #[pyo3(signature = (symbol, bar_seconds, duration_seconds, end=None, timeout=None))]
@@ -411,8 +570,7 @@ impl Core {
     ) -> PyResult<Vec<Bar>> {
         let request = raise(history_request(symbol, bar_seconds, duration_seconds, end))?;
         let timeout = raise(self.timeout(timeout))?;
-        let inner = self.inner.clone();
-        raise(py.detach(move || inner.history(&request, timeout)))
+        self.interruptible(py, move |inner| inner.history(&request, timeout))
     }
 
     #[pyo3(signature = (done, symbol, bar_seconds, duration_seconds, end=None, timeout=None))]
@@ -428,33 +586,32 @@ impl Core {
     ) -> PyResult<()> {
         let request = raise(history_request(symbol, bar_seconds, duration_seconds, end))?;
         let timeout = raise(self.timeout(timeout))?;
-        let inner = self.inner.clone();
-        self.inner
-            .pool
-            .submit(move || answer(done, inner.history(&request, timeout)));
-        Ok(())
+        self.later(done, move |inner| inner.history(&request, timeout))
     }
 
     fn subscribe(&self, py: Python<'_>, symbols: Vec<String>, bar_seconds: u32) -> PyResult<()> {
-        let inner = self.inner.clone();
-        raise(py.detach(move || inner.subscribe(&symbols, bar_seconds)))
+        raise(check_bar_seconds(bar_seconds))?;
+        self.interruptible(py, move |inner| inner.subscribe(&symbols, bar_seconds))
     }
 
-    fn subscribe_async(&self, done: Py<PyAny>, symbols: Vec<String>, bar_seconds: u32) {
-        let inner = self.inner.clone();
-        self.inner.pool.submit(move || {
-            answer(
-                done,
-                inner
-                    .subscribe(&symbols, bar_seconds)
-                    .map(|()| None::<bool>),
-            )
-        });
+    fn subscribe_async(
+        &self,
+        done: Py<PyAny>,
+        symbols: Vec<String>,
+        bar_seconds: u32,
+    ) -> PyResult<()> {
+        raise(check_bar_seconds(bar_seconds))?;
+        self.later(done, move |inner| {
+            inner
+                .subscribe(&symbols, bar_seconds)
+                .map(|()| None::<bool>)
+        })
     }
 
     /// Up to `max` buffered live bars as `(symbol, bar)`, oldest first, without waiting;
     /// raises the stream's end once nothing is buffered and nothing more will come.
     fn take_bars(&self, max: usize) -> PyResult<Vec<(String, Bar)>> {
+        self.not_forgotten()?;
         match self.inner.bars.take(max) {
             Taken::Ended(why) => Err(why.into_pyerr()),
             Taken::Bars(bars) => {
@@ -462,8 +619,8 @@ impl Core {
                 Ok(bars
                     .into_iter()
                     .filter_map(|(id, bar)| {
-                        let (symbol, _) = subs.get(id as usize)?;
-                        Some((symbol.clone(), bar))
+                        let sub = subs.get(id as usize)?;
+                        Some((sub.symbol.clone(), bar))
                     })
                     .collect())
             }
@@ -472,8 +629,9 @@ impl Core {
 
     /// Calls `waker()` once when a bar or the stream's end arrives; `False` (nothing
     /// registered) if one is there already. `None` unregisters.
-    fn set_waker(&self, waker: Option<Py<PyAny>>) -> bool {
-        self.inner.bars.set_waker(waker)
+    fn set_waker(&self, waker: Option<Py<PyAny>>) -> PyResult<bool> {
+        self.not_forgotten()?;
+        Ok(self.inner.bars.set_waker(waker))
     }
 
     /// Waits, without the GIL, until a bar or the stream's end is there, at most `timeout`
@@ -482,6 +640,7 @@ impl Core {
         if !(timeout.is_finite() && timeout >= 0.0) {
             return Err(Failure::new("config", "timeout: not a number of seconds").into_pyerr());
         }
+        self.not_forgotten()?;
         let bars = self.inner.bars.clone();
         let timeout = Duration::from_secs_f64(timeout.min(7.0 * 86400.0));
         Ok(py.detach(move || bars.wait(timeout)))
@@ -499,15 +658,24 @@ impl Core {
     }
 
     /// Counters: workers restarted, requests that failed on a dead worker, live bars taken
-    /// in, dropped (buffer full) and buffered.
+    /// in, dropped (buffer full) and buffered, and events the current worker's connection
+    /// dropped (its own buffer full).
     fn stats(&self) -> HashMap<&'static str, u64> {
+        if self.inner.forgotten.load(Ordering::Acquire) {
+            // Its locks may be held by the parent's threads, which do not exist here.
+            return HashMap::new();
+        }
         let (received, dropped, buffered) = self.inner.bars.counts();
-        let (restarts, failed) = self
+        let (restarts, failed, events_dropped) = self
             .inner
             .sup()
             .map(|s| {
                 let st = s.stats();
-                (u64::from(st.restarts), st.failed_requests)
+                (
+                    u64::from(st.restarts),
+                    st.failed_requests,
+                    st.bridge.dropped_events,
+                )
             })
             .unwrap_or_default();
         HashMap::from([
@@ -516,12 +684,13 @@ impl Core {
             ("bars_received", received),
             ("bars_dropped", dropped),
             ("bars_buffered", buffered as u64),
+            ("events_dropped", events_dropped),
         ])
     }
 
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.closed.load(Ordering::Acquire)
+        self.inner.closed.load(Ordering::Acquire) || self.inner.forgotten.load(Ordering::Acquire)
     }
 
     /// Stops the worker (it disconnects from the broker and exits) and ends the stream.
@@ -530,24 +699,60 @@ impl Core {
         py.detach(move || inner.close());
     }
 
-    fn close_async(&self, done: Py<PyAny>) {
+    /// Closes on a thread of its own and answers `done`: `True`. Once the interpreter is
+    /// exiting (no thread of the library can answer then) closes here: `False`.
+    fn close_async(&self, py: Python<'_>, done: Py<PyAny>) -> bool {
         let inner = self.inner.clone();
+        if crate::exiting() {
+            py.detach(move || inner.close());
+            return false;
+        }
+        let done = Arc::new(Mutex::new(Some(done)));
+        let for_thread = done.clone();
         // Not on the pool: closing waits for the pool.
         let spawned = std::thread::Builder::new()
             .name("ibbridge-close".into())
             .spawn(move || {
                 inner.close();
-                answer(done, Ok::<Option<bool>, Failure>(None));
+                if let Some(done) = for_thread.lock().take() {
+                    answer(done, Ok::<Option<bool>, Failure>(None));
+                }
             });
         if let Err(e) = spawned {
-            tracing::error!("cannot close the session on a thread: {e}");
+            if let Some(done) = done.lock().take() {
+                answer::<Option<bool>>(
+                    done,
+                    Err(Failure::new(
+                        "error",
+                        format!("cannot close on a thread: {e}"),
+                    )),
+                );
+            }
+        }
+        true
+    }
+
+    /// In a process forked from the one that made this session: forgets it (its worker,
+    /// threads and memory are the parent's), so that nothing of it is used or closed here.
+    fn forget(&self) {
+        if !self.inner.forgotten.swap(true, Ordering::AcqRel) {
+            // Never dropped here: dropping would close what belongs to the parent.
+            std::mem::forget(self.inner.clone());
         }
     }
 }
 
+fn check_bar_seconds(bar_seconds: u32) -> Result<(), Failure> {
+    if bar_seconds == 0 {
+        return Err(Failure::new("config", "bar_seconds must be above 0"));
+    }
+    Ok(())
+}
+
 impl Drop for Core {
     fn drop(&mut self) {
-        if self.inner.closed.load(Ordering::Acquire) {
+        if self.inner.closed.load(Ordering::Acquire) || self.inner.forgotten.load(Ordering::Acquire)
+        {
             return;
         }
         // Dropped by the garbage collector, with the GIL: closing waits, so not here.

@@ -195,10 +195,12 @@ pub(crate) fn pump(
                 }
                 ConnectionStatus::GaveUp { .. } => {
                     tracing::error!(target: "runner", ?status, "broker connection");
-                    break Failure::new(
-                        "worker_gone",
-                        format!("the broker connection is given up: {status:?}"),
-                    );
+                    break Failure {
+                        category: "broker",
+                        kind: Some("disconnected".into()),
+                        code: None,
+                        message: format!("the broker connection is given up: {status:?}"),
+                    };
                 }
                 _ => tracing::warn!(target: "runner", ?status, "broker connection"),
             },

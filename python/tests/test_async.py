@@ -138,7 +138,7 @@ def test_bars_beyond_the_buffer_are_dropped_oldest_first_and_counted():
                 first.append(bar.time)
                 break
             # Bars taken with it and not yet yielded come first.
-            first.extend(b.time for _, b in stream._ready)
+            first.extend(b.time for _, b in s._ready)
             time.sleep(1.0)  # the loop (and the GIL) given up, nothing taken: ~12 bars come
             after = []
             async for _, bar in stream:

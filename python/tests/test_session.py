@@ -113,8 +113,12 @@ def test_bad_arguments_are_config_errors_before_anything_is_sent():
             s.history("SPY", 60, 3600, end=datetime.datetime(2026, 1, 1))
         with pytest.raises(ibbridge.ConfigError):
             s.history("SPY", 60, 3600, end="yesterday")
+        with pytest.raises(ibbridge.ConfigError):
+            s.history("SPY", 60, 3600, end=-(2**63))
         with pytest.raises(OverflowError):
             s.history("SPY", -60, 3600)
+        with pytest.raises(ibbridge.ConfigError, match="frame"):
+            s.history("X" * 1_000_000, 60, 3600)
         with pytest.raises(ibbridge.ConfigError):
             next(s.bars([]))
         # Nothing broke: the session still answers.

@@ -318,6 +318,9 @@ impl Supervisor {
 
     /// The current worker if it lives, else a new one.
     fn client(&self) -> Result<(u32, Arc<Client>), SupervisorError> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(SupervisorError::Stopped);
+        }
         {
             let st = self.state.lock();
             if let Some(c) = &st.client {
@@ -367,6 +370,9 @@ impl Supervisor {
                     .min(policy.max_backoff_ms),
             );
             std::thread::sleep(backoff);
+            if self.stopping.load(Ordering::Acquire) {
+                return Err(SupervisorError::Stopped);
+            }
             self.restarts.fetch_add(1, Ordering::Relaxed);
             let (generation, subs, old) = {
                 let mut st = self.state.lock();
@@ -382,6 +388,15 @@ impl Supervisor {
             match self.start_worker(generation, &subs) {
                 Ok(client) => {
                     let mut st = self.state.lock();
+                    // Shut down while this worker was starting: `shutdown` found no worker to
+                    // stop, so this one is stopped here (checked under the lock `shutdown`
+                    // takes after it says it stops: one of the two sees the other).
+                    if self.stopping.load(Ordering::Acquire) {
+                        drop(st);
+                        let _ = client.request(Request::Shutdown, Duration::from_secs(2));
+                        client.control().close();
+                        return Err(SupervisorError::Stopped);
+                    }
                     st.client = Some(client.clone());
                     return Ok((generation, client));
                 }
@@ -524,7 +539,8 @@ impl Supervisor {
     }
 
     /// Asks the worker to disconnect and exit, then closes the bridge (killing the worker if it
-    /// does not exit within the grace period). No restarts after this.
+    /// does not exit within the grace period). No restarts after this; a replacement under way
+    /// is waited for and its worker stopped too.
     pub fn shutdown(&self) {
         self.stopping.store(true, Ordering::Release);
         let client = self.state.lock().client.take();
@@ -537,5 +553,8 @@ impl Supervisor {
             }
             client.control().close();
         }
+        // A replacement under way finishes (and stops the worker it started) before this
+        // returns: no worker outlives the shutdown.
+        drop(self.restart_lock.lock());
     }
 }

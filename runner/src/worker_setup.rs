@@ -104,11 +104,12 @@ impl RunJournal {
                 temporary: false,
             };
         }
+        sweep_dead_runs(&std::env::temp_dir());
         let unique = worker::random::mix(
             u64::from(std::process::id()) << 32 ^ worker::unix_time::now().as_nanos() as u64,
         );
         let path = std::env::temp_dir().join(format!(
-            "ibbridge-sim-orders-{}-{unique:016x}.journal",
+            "{RUN_JOURNAL_PREFIX}{}-{unique:016x}{RUN_JOURNAL_SUFFIX}",
             std::process::id()
         ));
         cfg.sim.orders_file = Some(path.clone());
@@ -167,6 +168,36 @@ impl RunJournal {
         sim.anchor_ms = Some(clock.anchor_ms);
         sim.speed = clock.speed;
         Ok(())
+    }
+}
+
+/// The prefix and suffix of a run's own journal in the temporary directory; the run's pid
+/// follows the prefix.
+const RUN_JOURNAL_PREFIX: &str = "ibbridge-sim-orders-";
+const RUN_JOURNAL_SUFFIX: &str = ".journal";
+
+/// Removes from `dir` the journals of runs whose process is gone (a runner killed before it
+/// could remove its own): files named as [`RunJournal::for_run`] names them, with the pid of
+/// no running process. Another user's files stay (the temporary directory does not let us
+/// remove them).
+fn sweep_dead_runs(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(RUN_JOURNAL_PREFIX))
+            .and_then(|n| n.strip_suffix(RUN_JOURNAL_SUFFIX))
+            .and_then(|n| n.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !bridge::platform::process_alive(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -327,6 +358,33 @@ mod tests {
         assert_eq!(sim.start, Some(1_700_000_000));
         assert!(sim.anchor_ms.is_some());
         assert_eq!(sim.faults, faults);
+    }
+
+    #[test]
+    fn journals_of_runs_whose_process_is_gone_are_swept() {
+        let dir = std::env::temp_dir().join(format!("ibbridge-sweep-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A pid that no process has (above Linux's pid_max and macOS's).
+        let dead = format!("{RUN_JOURNAL_PREFIX}4194305-00ff{RUN_JOURNAL_SUFFIX}");
+        let mine = format!(
+            "{RUN_JOURNAL_PREFIX}{}-00ff{RUN_JOURNAL_SUFFIX}",
+            std::process::id()
+        );
+        let alive = format!("{RUN_JOURNAL_PREFIX}1-00ff{RUN_JOURNAL_SUFFIX}");
+        let kept = "book.journal".to_string();
+        for name in [&dead, &mine, &alive, &kept] {
+            std::fs::write(dir.join(name), "T\n").unwrap();
+        }
+        sweep_dead_runs(&dir);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut expected = vec![mine, alive, kept];
+        expected.sort();
+        assert_eq!(left, expected);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
