@@ -43,6 +43,10 @@ from typing import AsyncIterator, Iterable, Iterator, List, Optional, Tuple, Uni
 from . import _native
 from ._native import Bar
 
+# The library's build as imported: a worker started from a file replaced since (a `pip
+# install` of another build meanwhile) is refused rather than run against this code.
+_native.remember_image(_native.__file__)
+
 __all__ = [
     "Bar",
     "BarStream",
@@ -262,7 +266,7 @@ class Session:
         the open stream did not ask for), ``events_dropped`` (by the current worker's
         connection, its own buffer full)."""
         stats = self._core.stats()
-        stats["bars_buffered"] += len(self._ready)
+        stats["bars_buffered"] = stats.get("bars_buffered", 0) + len(self._ready)
         stats["bars_discarded"] = self._discarded
         return stats
 
@@ -392,8 +396,7 @@ class Session:
 
     async def close_async(self) -> None:
         """:meth:`close`, awaited."""
-        if self._core.closed:
-            return
+        # Also when it is closed already: a close under way elsewhere is waited for.
         fut, done = _future()
         if self._core.close_async(done):
             await fut
@@ -437,14 +440,22 @@ class BarStream:
         self._bar_seconds = bar_seconds
         self._subscribed = False
         self._done = False
+        self._busy = False
         self._waiting: Optional[asyncio.Future] = None
 
     def __aiter__(self) -> "BarStream":
         return self
 
     async def __anext__(self) -> Tuple[str, Bar]:
-        if self._waiting is not None:
+        if self._busy:
             raise Error("a stream is read by one task at a time")
+        self._busy = True
+        try:
+            return await self._next()
+        finally:
+            self._busy = False
+
+    async def _next(self) -> Tuple[str, Bar]:
         session = self._session
         core = session._core
         if not self._subscribed and not self._done:

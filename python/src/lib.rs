@@ -15,9 +15,8 @@ mod session;
 mod stream;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use parking_lot::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -192,46 +191,50 @@ fn ib_code(message: &str) -> Option<i64> {
 
 /// Set at the interpreter's exit: no thread of the library takes the GIL any more.
 static EXITING: AtomicBool = AtomicBool::new(false);
-/// Held (shared) by every thread of the library while it has the GIL.
-static ATTACHED: RwLock<()> = RwLock::new(());
+/// Threads of the library with the GIL or waiting for it.
+static ATTACHED: AtomicUsize = AtomicUsize::new(0);
+/// How long the exit waits for them (they hold the GIL for microseconds at a time).
+const EXIT_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether the interpreter is exiting (its `atexit` functions have run ours).
 pub(crate) fn exiting() -> bool {
-    EXITING.load(Ordering::Acquire)
+    EXITING.load(Ordering::SeqCst)
 }
 
 /// Runs `f` with the GIL on a thread of the library's own, unless the interpreter is exiting
 /// (then `None`). Every such thread goes through here: a thread that takes the GIL while the
 /// interpreter finishes is ended by it mid-call, which brings the process down.
 pub(crate) fn attach<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
-    let _attached = ATTACHED.read_recursive();
-    if EXITING.load(Ordering::Acquire) {
-        return None;
-    }
-    Python::try_attach(f)
+    // Counted before looking at EXITING, and `at_exit` sets it before it counts (both SeqCst):
+    // either this sees it set, or `at_exit` sees this counted and waits.
+    ATTACHED.fetch_add(1, Ordering::SeqCst);
+    let r = match EXITING.load(Ordering::SeqCst) {
+        true => None,
+        false => Python::try_attach(f),
+    };
+    ATTACHED.fetch_sub(1, Ordering::SeqCst);
+    r
 }
 
 /// Called at the interpreter's exit, after every session is closed: waits, without the GIL,
-/// for the library's threads that hold it to let it go, and keeps them from taking it again.
-/// (Python's exit runs its `atexit` functions before it starts to finish.)
+/// for the library's threads that hold it or wait for it to be done, and keeps them from
+/// taking it again. (Python's exit runs its `atexit` functions before it starts to finish.)
 #[pyfunction]
 fn at_exit(py: Python<'_>) {
     py.detach(|| {
-        EXITING.store(true, Ordering::Release);
-        if !FORKED.load(Ordering::Acquire) {
-            drop(ATTACHED.write());
+        EXITING.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + EXIT_WAIT;
+        while ATTACHED.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
         }
     });
 }
 
-/// Set in a child made by `os.fork`: the parent's threads that waited for the GIL at the fork
-/// left the lock of [`ATTACHED`] held in the child's copy, and none of them exists here.
-static FORKED: AtomicBool = AtomicBool::new(false);
-
-/// Called in a child made by `os.fork`, before anything else of the library runs there.
+/// Called in a child made by `os.fork`: the parent's threads counted in [`ATTACHED`] do not
+/// exist here.
 #[pyfunction]
 fn after_fork_in_child() {
-    FORKED.store(true, Ordering::Release);
+    ATTACHED.store(0, Ordering::SeqCst);
 }
 
 /// Serves as a session's worker when this process was started as one (`python -c ...
@@ -270,6 +273,8 @@ mod _native {
     use super::at_exit;
     #[pymodule_export]
     use super::serve_worker;
+    #[pymodule_export]
+    use super::session::remember_image;
     #[pymodule_export]
     use super::session::Core;
     #[pymodule_export]

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
-/// Threads per session: enough for every request a broker answers at once (IB paces history
-/// requests well below this).
-const MAX_THREADS: usize = 16;
+/// Threads per session: more than the requests a broker answers at once (IB paces history
+/// requests well below this); a call beyond them waits for one to be free.
+const MAX_THREADS: usize = 64;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -115,7 +115,8 @@ fn serve(rx: Receiver<Job>, counts: Arc<(Mutex<Counts>, Condvar)>) {
             counts.0.lock().threads -= 1;
             return;
         };
-        job();
+        // A job that panics is done too (its caller hears of it through its own channel).
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
         let mut c = counts.0.lock();
         c.busy -= 1;
         if c.busy == 0 {

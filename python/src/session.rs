@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::BoundObject;
 use runner::config::{BackendKind, Config, Overrides};
-use runner::supervisor::{Supervisor, SupervisorError};
+use runner::supervisor::Supervisor;
 use runner::worker_setup::RunJournal;
 
 use crate::pool::{Pool, Refused};
@@ -34,17 +34,26 @@ use crate::{Bar, Failure};
 /// How long closing waits for the calls under way to hear back.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// The program `python -I -c` runs in a worker: this library, loaded from its file (the first
-/// argument) without the package around it. `-I`: nothing from the working directory, the
-/// user's site or `PYTHON*` variables gets in.
-const WORKER_PROGRAM: &str = "import sys, importlib.util as u; \
+/// The program `python -c` runs in a worker: this library, loaded from its file (the first
+/// argument) without the package around it, and with the working directory (which `-c`
+/// puts first) off the module path: nothing there can stand in for the standard library.
+/// (Not `-I`, which would also ignore `PYTHONHOME`, which some installations need.)
+const WORKER_PROGRAM: &str =
+    "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; \
+     import importlib.util as u; \
      s = u.spec_from_file_location('ibbridge._native', sys.argv[1]); \
      m = u.module_from_spec(s); s.loader.exec_module(m); m.serve_worker(sys.argv[1])";
 
-/// The build id of this library as it was when the first session was made: a worker started
-/// from a file replaced since then (a `pip install` of another build) is refused, as the
-/// code loaded here is not the new file's.
+/// The build id of this library as it was when it was imported ([`remember_image`]): a worker
+/// started from a file replaced since then (a `pip install` of another build) is refused, as
+/// the code loaded here is not the new file's.
 static BUILD_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Takes the build id of this library's file `image`, once (at import).
+#[pyfunction]
+pub(crate) fn remember_image(image: PathBuf) {
+    BUILD_ID.get_or_init(|| worker::build_id_of(&image));
+}
 
 fn closed_failure() -> Failure {
     if crate::exiting() {
@@ -82,6 +91,8 @@ struct Inner {
     connecting: Mutex<()>,
     /// Held while the session closes: a second `close` returns when the first is done.
     closing: Mutex<()>,
+    /// The supervisor of a connect under way: `close` shuts it down.
+    starting: Mutex<Option<Arc<Supervisor>>>,
     /// Symbols asked for, by subscription id (their index).
     subs: Mutex<Vec<Sub>>,
     bars: Arc<Bars>,
@@ -182,7 +193,6 @@ impl Inner {
             )
             .map_err(|e| Failure::new("worker_gone", format!("cannot start the worker: {e}")))?;
         setup.exe_args = vec![
-            "-I".into(),
             "-c".into(),
             WORKER_PROGRAM.into(),
             self.program.image.clone().into_os_string(),
@@ -191,7 +201,24 @@ impl Inner {
         setup.client.channel.build_id = BUILD_ID
             .get_or_init(|| worker::build_id_of(&self.program.image))
             .clone();
-        let (sup, events) = Supervisor::start(setup)?;
+        let (sup, events) = Supervisor::begin(setup);
+        {
+            // From here `close` can end the start (it shuts the supervisor down).
+            let _conn = self.conn.lock();
+            if self.closed.load(Ordering::Acquire) {
+                return Err(closed_failure());
+            }
+            *self.starting.lock() = Some(sup.clone());
+        }
+        let first = sup.connect_first();
+        self.starting.lock().take();
+        if let Err(e) = first {
+            sup.shutdown();
+            return Err(match self.closed.load(Ordering::Acquire) {
+                true => closed_failure(),
+                false => e.into(),
+            });
+        }
         let pump = {
             let (bars, sup, closed) = (self.bars.clone(), sup.clone(), self.closed.clone());
             std::thread::Builder::new()
@@ -285,15 +312,10 @@ impl Inner {
                 bar_seconds,
             };
             let made = sup.subscribe(sub, self.cfg.request_timeout());
-            // Marked live also when the answer did not come in time: the worker may have
-            // made it, and the supervisor restores it on every new worker either way.
-            let live = match &made {
-                Ok(()) => true,
-                Err(SupervisorError::Remote(_)) => false,
-                Err(_) => true,
-            };
+            // Not live unless the worker said so: asked for again, it is sent again (making a
+            // subscription again replaces it).
             if let Some(s) = self.subs.lock().get_mut(id) {
-                s.live = live;
+                s.live = made.is_ok();
             }
             made?;
         }
@@ -307,6 +329,14 @@ impl Inner {
         let _one = self.closing.lock();
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
+        }
+        // `closed` is set: a connect that has not yet recorded its supervisor will not.
+        let starting = {
+            let _conn = self.conn.lock();
+            self.starting.lock().take()
+        };
+        if let Some(sup) = starting {
+            sup.shutdown();
         }
         let conn = self.conn.lock().take();
         if let Some(mut c) = conn {
@@ -353,9 +383,7 @@ fn history_request(
     duration_seconds: u64,
     end: Option<i64>,
 ) -> Result<HistoryRequest, Failure> {
-    if symbol.trim().is_empty() {
-        return Err(Failure::new("config", "symbol: empty"));
-    }
+    check_symbol(&symbol)?;
     if bar_seconds == 0 || duration_seconds == 0 {
         return Err(Failure::new(
             "config",
@@ -426,8 +454,10 @@ impl Core {
         let answered = Arc::new(Mutex::new(Some(done)));
         let for_job = answered.clone();
         let submitted = self.inner.pool.submit(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&inner)))
+                .unwrap_or_else(|_| Err(Failure::new("error", "internal error (a panic)")));
             if let Some(done) = for_job.lock().take() {
-                answer(done, f(&inner));
+                answer(done, result);
             }
         });
         if let Err(refused) = submitted {
@@ -505,7 +535,7 @@ impl Core {
         if buffer == 0 {
             return Err(Failure::new("config", "buffer: at least 1 bar").into_pyerr());
         }
-        BUILD_ID.get_or_init(|| worker::build_id_of(&image));
+        remember_image(image.clone());
         Ok(Core {
             inner: Arc::new(Inner {
                 cfg,
@@ -513,6 +543,7 @@ impl Core {
                 conn: Mutex::new(None),
                 connecting: Mutex::new(()),
                 closing: Mutex::new(()),
+                starting: Mutex::new(None),
                 subs: Mutex::new(Vec::new()),
                 bars: Arc::new(Bars::new(buffer)),
                 pool: Pool::new(),
@@ -591,6 +622,9 @@ impl Core {
 
     fn subscribe(&self, py: Python<'_>, symbols: Vec<String>, bar_seconds: u32) -> PyResult<()> {
         raise(check_bar_seconds(bar_seconds))?;
+        for s in &symbols {
+            raise(check_symbol(s))?;
+        }
         self.interruptible(py, move |inner| inner.subscribe(&symbols, bar_seconds))
     }
 
@@ -601,6 +635,9 @@ impl Core {
         bar_seconds: u32,
     ) -> PyResult<()> {
         raise(check_bar_seconds(bar_seconds))?;
+        for s in &symbols {
+            raise(check_symbol(s))?;
+        }
         self.later(done, move |inner| {
             inner
                 .subscribe(&symbols, bar_seconds)
@@ -740,6 +777,22 @@ impl Core {
             std::mem::forget(self.inner.clone());
         }
     }
+}
+
+/// The longest symbol taken (IB's longest local symbols, options', are about 21).
+const MAX_SYMBOL: usize = 128;
+
+fn check_symbol(symbol: &str) -> Result<(), Failure> {
+    if symbol.trim().is_empty() {
+        return Err(Failure::new("config", "symbol: empty"));
+    }
+    if symbol.len() > MAX_SYMBOL {
+        return Err(Failure::new(
+            "config",
+            format!("symbol: {} bytes, at most {MAX_SYMBOL}", symbol.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn check_bar_seconds(bar_seconds: u32) -> Result<(), Failure> {

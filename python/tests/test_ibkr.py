@@ -7,11 +7,13 @@ import os
 import pathlib
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
 
 import ibbridge
+from conftest import children
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -29,21 +31,28 @@ def fake_gateway_binary():
     pytest.skip("no fake-gateway binary: cargo build -p tests --bin fake-gateway")
 
 
+def start_gateway(*args):
+    p = subprocess.Popen(
+        [str(fake_gateway_binary()), "0", *args], stdout=subprocess.PIPE, text=True
+    )
+    line = p.stdout.readline()
+    assert line.startswith("listening on "), line
+    return p, line.split()[-1]
+
+
+def stop_gateway(p):
+    p.kill()
+    p.wait(timeout=10)
+    p.stdout.close()
+
+
 @pytest.fixture
 def gateway():
-    p = subprocess.Popen(
-        [str(fake_gateway_binary()), "0", "--unknown", "ZZZZ"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    p, address = start_gateway("--unknown", "ZZZZ")
     try:
-        line = p.stdout.readline()
-        assert line.startswith("listening on "), line
-        yield line.split()[-1]
+        yield address
     finally:
-        p.kill()
-        p.wait(timeout=10)
-        p.stdout.close()
+        stop_gateway(p)
 
 
 def test_connect_history_and_refusals_through_the_gateway(gateway):
@@ -90,3 +99,30 @@ def test_a_gateway_that_is_down_is_a_broker_error_at_once():
         assert time.monotonic() - t < 10
     assert e.value.kind == "not_connected"
     assert "connect_wait_seconds" in str(e.value)
+
+
+def test_closing_during_a_slow_handshake_is_prompt_and_leaves_no_worker():
+    # The gateway takes 20 s to send its accounts (still logging in).
+    p, address = start_gateway("--accounts-delay", "20")
+    try:
+        s = ibbridge.Session(backend="ibkr", gateway=address, client_id=9)
+        result = {}
+
+        def connect():
+            try:
+                result["accounts"] = s.connect()
+            except ibbridge.Error as e:
+                result["error"] = e
+
+        t = threading.Thread(target=connect)
+        t.start()
+        time.sleep(1.0)
+        started = time.monotonic()
+        s.close()
+        assert time.monotonic() - started < 3.0
+        assert [c for c in children(os.getpid()) if c != p.pid] == []
+        t.join(10)
+        assert not t.is_alive()
+        assert isinstance(result.get("error"), ibbridge.SessionClosed), result
+    finally:
+        stop_gateway(p)

@@ -288,3 +288,54 @@ def test_the_journal_a_killed_program_left_is_swept_by_the_next_session():
     with ibbridge.Session() as s:
         s.connect()
     assert glob.glob(pattern) == []
+
+
+def test_close_is_prompt_while_a_replacement_waits_out_its_backoff(tmp_path):
+    config = tmp_path / "slow-restarts.toml"
+    config.write_text("[supervisor]\nbackoff_ms = 20000\nmax_backoff_ms = 20000\n")
+    s = ibbridge.Session(config=config)
+    s.connect()
+    os.kill(s.worker_pid, signal.SIGKILL)
+    time.sleep(0.5)  # the supervisor has seen it and sleeps before starting another
+    t = time.monotonic()
+    s.close()
+    assert time.monotonic() - t < 3.0
+    assert children(os.getpid()) == []
+
+
+def test_a_subscription_that_cannot_be_sent_is_refused_and_not_restored():
+    with ibbridge.Session() as s:
+        s.connect()
+        with pytest.raises(ibbridge.ConfigError, match="symbol"):
+            next(s.bars(["X" * 10_000]))
+        first = s.worker_pid
+        os.kill(first, signal.SIGKILL)
+        # The replacement starts (nothing unsendable is restored on it) and streams.
+        symbol, bar = next(s.bars(["SPY"]))
+        assert symbol == "SPY"
+        assert s.worker_pid != first
+        assert s.stats()["restarts"] == 1
+
+
+def test_a_forked_childs_view_of_the_parents_session_is_closed_and_harmless():
+    out = run_child(
+        """
+        import os, ibbridge
+        s = ibbridge.Session()
+        s.connect()
+        pid = os.fork()
+        if pid == 0:
+            assert s.closed
+            stats = s.stats()
+            assert stats["bars_buffered"] == 0, stats
+            s.close()
+            raise SystemExit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        assert not s.closed and len(s.history("SPY", 60, 3600)) == 60
+        s.close()
+        print("ok")
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["ok"]

@@ -117,7 +117,7 @@ def test_bad_arguments_are_config_errors_before_anything_is_sent():
             s.history("SPY", 60, 3600, end=-(2**63))
         with pytest.raises(OverflowError):
             s.history("SPY", -60, 3600)
-        with pytest.raises(ibbridge.ConfigError, match="frame"):
+        with pytest.raises(ibbridge.ConfigError, match="at most 128"):
             s.history("X" * 1_000_000, 60, 3600)
         with pytest.raises(ibbridge.ConfigError):
             next(s.bars([]))

@@ -186,6 +186,11 @@ pub struct Supervisor {
     gave_up: Mutex<Option<SupervisorError>>,
     failed_requests: AtomicU64,
     stopping: AtomicBool,
+    /// The worker being started (connecting to the broker, restoring subscriptions), if one
+    /// is: `shutdown` closes it, so that a start under way ends at once.
+    starting: Mutex<Option<Arc<Client>>>,
+    /// Wakes a restart's backoff when the supervisor shuts down.
+    wake: (Mutex<()>, parking_lot::Condvar),
     /// Historical requests the broker's pacing still counts, handed to each new worker: the
     /// broker paces them whichever worker sent them.
     history_log: PacingLog,
@@ -210,6 +215,15 @@ impl Supervisor {
     /// Starts and connects the first worker. Returns the supervisor and the stream of events
     /// of all its workers.
     pub fn start(setup: WorkerSetup) -> Result<(Arc<Supervisor>, WorkerEvents), SupervisorError> {
+        let (sup, events) = Supervisor::begin(setup);
+        sup.connect_first()?;
+        Ok((sup, events))
+    }
+
+    /// A supervisor with no worker yet ([`connect_first`](Self::connect_first) starts it),
+    /// and the stream of events of all its workers. Until then it can be shut down, which
+    /// ends a `connect_first` under way at once.
+    pub fn begin(setup: WorkerSetup) -> (Arc<Supervisor>, WorkerEvents) {
         let (events, events_rx) = WorkerEvents::with_spin(setup.client.spin);
         let intensity = RestartIntensity::new(
             setup.policy.max_restarts,
@@ -230,15 +244,30 @@ impl Supervisor {
             gave_up: Mutex::new(None),
             failed_requests: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            starting: Mutex::new(None),
+            wake: (Mutex::new(()), parking_lot::Condvar::new()),
             history_log: PacingLog::default(),
             accounts: Mutex::new(Vec::new()),
         });
-        let client = sup.start_worker(0, &BTreeMap::new())?;
-        sup.state.lock().client = Some(client);
+        (sup, events_rx)
+    }
+
+    /// Starts and connects the first worker, then watches it. Call it once.
+    pub fn connect_first(self: &Arc<Self>) -> Result<(), SupervisorError> {
+        let client = self.start_worker(0, &BTreeMap::new())?;
+        {
+            let mut st = self.state.lock();
+            if self.stopping.load(Ordering::Acquire) {
+                drop(st);
+                Self::stop(&client);
+                return Err(SupervisorError::Stopped);
+            }
+            st.client = Some(client);
+        }
         // A worker that dies while nothing is asked of it (the live phase) is replaced too, so
         // that its subscriptions come back without waiting for the next request.
-        let weak = Arc::downgrade(&sup);
-        let period = sup.setup.client.channel.heartbeat_interval;
+        let weak = Arc::downgrade(self);
+        let period = self.setup.client.channel.heartbeat_interval;
         let spawned = std::thread::Builder::new()
             .name("supervisor".into())
             .spawn(move || watch(weak, period));
@@ -247,7 +276,7 @@ impl Supervisor {
                 "cannot start supervisor thread: {e}"
             )));
         }
-        Ok((sup, events_rx))
+        Ok(())
     }
 
     /// Starts worker `generation`, connects it and restores `subscriptions`.
@@ -256,6 +285,9 @@ impl Supervisor {
         generation: u32,
         subscriptions: &BTreeMap<String, SubscribeRequest>,
     ) -> Result<Arc<Client>, SupervisorError> {
+        if self.stopping.load(Ordering::Acquire) {
+            return Err(SupervisorError::Stopped);
+        }
         let mut options = self.setup.options.clone();
         options.generation = generation;
         if let worker::BackendOptions::Ibkr(ib) = &mut options.backend {
@@ -272,6 +304,36 @@ impl Supervisor {
         let client = Arc::new(client);
         // Nobody reading events (the job or soak has ended) is not an error.
         let _ = self.events.send(events);
+        // From here `shutdown` can end this start: it closes the worker being started (or,
+        // if it looked before this was recorded, it said it stops first, seen just below).
+        *self.starting.lock() = Some(client.clone());
+        let started = match self.stopping.load(Ordering::Acquire) {
+            true => Err(SupervisorError::Stopped),
+            false => self.connect_worker(generation, &client, subscriptions),
+        };
+        self.starting.lock().take();
+        if self.stopping.load(Ordering::Acquire) {
+            Self::stop(&client);
+            return Err(SupervisorError::Stopped);
+        }
+        started.map(|()| client)
+    }
+
+    /// Asks a worker to disconnect and exit, and closes its bridge.
+    fn stop(client: &Client) {
+        if !client.control().is_gone() {
+            let _ = client.request(Request::Shutdown, Duration::from_secs(2));
+        }
+        client.control().close();
+    }
+
+    /// Connects a started worker to the broker and restores `subscriptions`.
+    fn connect_worker(
+        &self,
+        generation: u32,
+        client: &Client,
+        subscriptions: &BTreeMap<String, SubscribeRequest>,
+    ) -> Result<(), SupervisorError> {
         tracing::info!(
             generation,
             pid = client.control().peer_pid(),
@@ -313,7 +375,7 @@ impl Supervisor {
         if !subscriptions.is_empty() {
             tracing::info!(count = subscriptions.len(), "subscriptions restored");
         }
-        Ok(client)
+        Ok(())
     }
 
     /// The current worker if it lives, else a new one.
@@ -369,7 +431,17 @@ impl Supervisor {
                     .saturating_mul(1u64 << failures.min(16))
                     .min(policy.max_backoff_ms),
             );
-            std::thread::sleep(backoff);
+            {
+                // Asleep until the backoff is over, or the supervisor shuts down.
+                let (lock, cv) = &self.wake;
+                let deadline = Instant::now() + backoff;
+                let mut guard = lock.lock();
+                while !self.stopping.load(Ordering::Acquire) {
+                    if cv.wait_until(&mut guard, deadline).timed_out() {
+                        break;
+                    }
+                }
+            }
             if self.stopping.load(Ordering::Acquire) {
                 return Err(SupervisorError::Stopped);
             }
@@ -393,8 +465,7 @@ impl Supervisor {
                     // takes after it says it stops: one of the two sees the other).
                     if self.stopping.load(Ordering::Acquire) {
                         drop(st);
-                        let _ = client.request(Request::Shutdown, Duration::from_secs(2));
-                        client.control().close();
+                        Self::stop(&client);
                         return Err(SupervisorError::Stopped);
                     }
                     st.client = Some(client.clone());
@@ -490,13 +561,20 @@ impl Supervisor {
             st.ids.insert(sub.id, sub.symbol.clone());
             st.subscriptions.insert(sub.symbol.clone(), sub.clone());
         }
-        match self.request(Request::Subscribe(sub.clone()), timeout)? {
-            Reply::Subscribed => Ok(()),
-            Reply::Error(e) => {
+        match self.request(Request::Subscribe(sub.clone()), timeout) {
+            Ok(Reply::Subscribed) => Ok(()),
+            Ok(Reply::Error(e)) => {
                 self.state.lock().subscriptions.remove(&sub.symbol);
                 Err(SupervisorError::Remote(e))
             }
-            other => Err(SupervisorError::Protocol(format!("{other:?} to subscribe"))),
+            // Never sent (too large for a frame, the ring full until the deadline): not a
+            // subscription to restore on the next worker.
+            Err(e @ SupervisorError::Request(RequestError::Send(_))) => {
+                self.state.lock().subscriptions.remove(&sub.symbol);
+                Err(e)
+            }
+            Err(e) => Err(e),
+            Ok(other) => Err(SupervisorError::Protocol(format!("{other:?} to subscribe"))),
         }
     }
 
@@ -539,10 +617,19 @@ impl Supervisor {
     }
 
     /// Asks the worker to disconnect and exit, then closes the bridge (killing the worker if it
-    /// does not exit within the grace period). No restarts after this; a replacement under way
-    /// is waited for and its worker stopped too.
+    /// does not exit within the grace period). No restarts after this; a start or replacement
+    /// under way ends at once (the worker it started is closed, its backoff cut short) and is
+    /// waited for, so no worker outlives this.
     pub fn shutdown(&self) {
         self.stopping.store(true, Ordering::Release);
+        // A worker being started is closed (its connect fails at once), a backoff woken.
+        if let Some(starting) = self.starting.lock().take() {
+            starting.control().close();
+        }
+        {
+            let _wake = self.wake.0.lock();
+            self.wake.1.notify_all();
+        }
         let client = self.state.lock().client.take();
         if let Some(client) = client {
             if !client.control().is_gone() {

@@ -86,6 +86,9 @@ impl WorkerSetup {
 pub struct RunJournal {
     path: Option<PathBuf>,
     temporary: bool,
+    /// A temporary journal's lock file, locked for as long as the run lives: a journal whose
+    /// lock can be taken belongs to a run that is gone.
+    lock: Option<(PathBuf, std::fs::File)>,
 }
 
 impl RunJournal {
@@ -96,26 +99,46 @@ impl RunJournal {
             return RunJournal {
                 path: None,
                 temporary: false,
+                lock: None,
             };
         }
         if let Some(p) = &cfg.sim.orders_file {
             return RunJournal {
                 path: Some(p.clone()),
                 temporary: false,
+                lock: None,
             };
         }
         sweep_dead_runs(&std::env::temp_dir());
         let unique = worker::random::mix(
             u64::from(std::process::id()) << 32 ^ worker::unix_time::now().as_nanos() as u64,
         );
-        let path = std::env::temp_dir().join(format!(
-            "{RUN_JOURNAL_PREFIX}{}-{unique:016x}{RUN_JOURNAL_SUFFIX}",
-            std::process::id()
-        ));
+        let stem = format!("{RUN_JOURNAL_PREFIX}{}-{unique:016x}", std::process::id());
+        let dir = std::env::temp_dir();
+        // The lock first: from the moment the journal exists, its run is seen alive.
+        let lock_path = dir.join(format!("{stem}{RUN_LOCK_SUFFIX}"));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::from));
+        let lock = match lock {
+            Ok(f) => Some((lock_path, f)),
+            Err(e) => {
+                tracing::debug!(
+                    "run journal not locked ({e}): it is not swept if the run is killed"
+                );
+                let _ = std::fs::remove_file(&lock_path);
+                None
+            }
+        };
+        let path = dir.join(format!("{stem}{RUN_JOURNAL_SUFFIX}"));
         cfg.sim.orders_file = Some(path.clone());
         RunJournal {
             path: Some(path),
             temporary: true,
+            lock,
         }
     }
 
@@ -171,31 +194,35 @@ impl RunJournal {
     }
 }
 
-/// The prefix and suffix of a run's own journal in the temporary directory; the run's pid
-/// follows the prefix.
+/// The prefix and suffixes of a run's own journal in the temporary directory and of its lock
+/// file; the run's pid and a random number follow the prefix.
 const RUN_JOURNAL_PREFIX: &str = "ibbridge-sim-orders-";
 const RUN_JOURNAL_SUFFIX: &str = ".journal";
+const RUN_LOCK_SUFFIX: &str = ".lock";
 
-/// Removes from `dir` the journals of runs whose process is gone (a runner killed before it
-/// could remove its own): files named as [`RunJournal::for_run`] names them, with the pid of
-/// no running process. Another user's files stay (the temporary directory does not let us
-/// remove them).
+/// Removes from `dir` the journals of runs that are gone (a runner killed before it could
+/// remove its own): each run holds its journal's lock file locked while it lives, so a lock
+/// that can be taken is a dead run's, whatever process namespace or machine it ran in (as far
+/// as the file system's locks reach). Another user's files stay (the temporary directory does
+/// not let us remove them), and so do journals without a lock file.
 fn sweep_dead_runs(dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name
+        let Some(stem) = name
             .to_str()
-            .and_then(|n| n.strip_prefix(RUN_JOURNAL_PREFIX))
-            .and_then(|n| n.strip_suffix(RUN_JOURNAL_SUFFIX))
-            .and_then(|n| n.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            .filter(|n| n.starts_with(RUN_JOURNAL_PREFIX))
+            .and_then(|n| n.strip_suffix(RUN_LOCK_SUFFIX))
         else {
             continue;
         };
-        if pid != std::process::id() && !bridge::platform::process_alive(pid) {
+        let Ok(lock) = std::fs::OpenOptions::new().write(true).open(entry.path()) else {
+            continue;
+        };
+        if lock.try_lock().is_ok() {
+            let _ = std::fs::remove_file(dir.join(format!("{stem}{RUN_JOURNAL_SUFFIX}")));
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -205,6 +232,9 @@ impl Drop for RunJournal {
     fn drop(&mut self) {
         if let (true, Some(p)) = (self.temporary, &self.path) {
             let _ = std::fs::remove_file(p);
+        }
+        if let Some((path, _locked)) = self.lock.take() {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -361,29 +391,37 @@ mod tests {
     }
 
     #[test]
-    fn journals_of_runs_whose_process_is_gone_are_swept() {
+    fn journals_of_runs_that_are_gone_are_swept_and_live_ones_kept() {
         let dir = std::env::temp_dir().join(format!("ibbridge-sweep-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        // A pid that no process has (above Linux's pid_max and macOS's).
-        let dead = format!("{RUN_JOURNAL_PREFIX}4194305-00ff{RUN_JOURNAL_SUFFIX}");
-        let mine = format!(
-            "{RUN_JOURNAL_PREFIX}{}-00ff{RUN_JOURNAL_SUFFIX}",
-            std::process::id()
-        );
-        let alive = format!("{RUN_JOURNAL_PREFIX}1-00ff{RUN_JOURNAL_SUFFIX}");
-        let kept = "book.journal".to_string();
-        for name in [&dead, &mine, &alive, &kept] {
-            std::fs::write(dir.join(name), "T\n").unwrap();
-        }
+        let file =
+            |stem: &str, suffix: &str| dir.join(format!("{RUN_JOURNAL_PREFIX}{stem}{suffix}"));
+        // A run that is gone: its lock file is there, unlocked.
+        std::fs::write(file("1-dead", RUN_JOURNAL_SUFFIX), "T\n").unwrap();
+        std::fs::write(file("1-dead", RUN_LOCK_SUFFIX), "").unwrap();
+        // A live run (whatever its pid says): its lock is held.
+        std::fs::write(file("4194305-live", RUN_JOURNAL_SUFFIX), "T\n").unwrap();
+        let held = std::fs::File::create(file("4194305-live", RUN_LOCK_SUFFIX)).unwrap();
+        held.try_lock().unwrap();
+        // A journal without a lock file, and a journal of the user's own: left alone.
+        std::fs::write(file("2-old", RUN_JOURNAL_SUFFIX), "T\n").unwrap();
+        std::fs::write(dir.join("book.journal"), "T\n").unwrap();
         sweep_dead_runs(&dir);
         let mut left: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
-        let mut expected = vec![mine, alive, kept];
+        let name = |stem: &str, suffix: &str| format!("{RUN_JOURNAL_PREFIX}{stem}{suffix}");
+        let mut expected = vec![
+            name("4194305-live", RUN_JOURNAL_SUFFIX),
+            name("4194305-live", RUN_LOCK_SUFFIX),
+            name("2-old", RUN_JOURNAL_SUFFIX),
+            "book.journal".to_string(),
+        ];
         expected.sort();
         assert_eq!(left, expected);
+        drop(held);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,11 +1,12 @@
 //! A fake TWS / IB Gateway on loopback, to try `runner run --backend ibkr` without an account:
 //!
 //! ```text
-//! fake-gateway [PORT] [--unknown SYM,SYM]
+//! fake-gateway [PORT] [--unknown SYM,SYM] [--accounts-delay SECONDS]
 //! ```
 //!
 //! `PORT`: default 4002, 0 picks a free port; `--unknown`: symbols the gateway has no
-//! contract for (it answers them with error 200, as IB does).
+//! contract for (it answers them with error 200, as IB does); `--accounts-delay`: how long
+//! the handshake's account list takes (a gateway still logging in).
 //!
 //! Prints `listening on HOST:PORT` and serves until killed.
 
@@ -33,9 +34,21 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--accounts-delay" => match args.next().and_then(|s| s.parse::<f64>().ok()) {
+                Some(s) if s.is_finite() && (0.0..=3600.0).contains(&s) => {
+                    behaviour.accounts_delay = Duration::from_secs_f64(s)
+                }
+                _ => {
+                    eprintln!("fake-gateway: --accounts-delay needs a number of seconds");
+                    return ExitCode::from(2);
+                }
+            },
             p if !p.starts_with('-') => port = p.to_string(),
             other => {
-                eprintln!("usage: fake-gateway [PORT] [--unknown SYM,SYM] (not {other:?})");
+                eprintln!(
+                    "usage: fake-gateway [PORT] [--unknown SYM,SYM] [--accounts-delay SECONDS] \
+                     (not {other:?})"
+                );
                 return ExitCode::from(2);
             }
         }
