@@ -7,12 +7,16 @@ to a Python worker, on the same kind of machine: 88-107 us per round trip, 164-1
     python benches/python.py --json     # one JSON object on stdout
 
 Each figure is the median over the runs; a run's figure is itself a median (round trips) or a
-rate over the whole measurement (history, stream).
+rate over the whole measurement (history, stream). As the Rust harness does, the benchmark
+pins itself to CPU 0 and each worker to CPU 1 (on Linux with 2 CPUs or more; `--no-pin`
+leaves placement to the scheduler): on 2 vCPUs an unlucky placement changes a round trip
+tenfold.
 """
 
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -20,6 +24,19 @@ import time
 import ibbridge
 
 SYMBOLS = ["SPY", "QQQ", "AAPL", "MSFT", "NVDA", "TSLA", "AMZN"]
+PIN = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+
+
+def pin_worker(session):
+    """Every thread of the session's worker on CPU 1."""
+    if not PIN:
+        return
+    pid = session.worker_pid
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), {1})
+        except OSError:
+            pass
 OLD_RTT_US = (88, 107)
 OLD_MSG_PER_S = (164_000, 185_000)
 
@@ -37,6 +54,7 @@ def round_trips(n):
     """Blocking pings, each timed in Python (GIL released and taken again included)."""
     with ibbridge.Session() as s:
         s.connect()
+        pin_worker(s)
         for _ in range(200):
             s.ping()
         samples = []
@@ -53,6 +71,7 @@ def async_round_trips(n):
     async def main():
         async with ibbridge.Session() as s:
             await s.connect_async()
+            pin_worker(s)
             for _ in range(100):
                 await s.ping_async()
             samples = []
@@ -72,6 +91,7 @@ def histories(days):
     duration = 86400 * days
     with ibbridge.Session() as s:
         s.connect()
+        pin_worker(s)
         s.history("SPY", 5, 3600)
         t = time.perf_counter()
         n = sum(len(s.history(sym, 5, duration)) for sym in SYMBOLS)
@@ -80,6 +100,7 @@ def histories(days):
     async def main():
         async with ibbridge.Session() as s:
             await s.connect_async()
+            pin_worker(s)
             t = time.perf_counter()
             got = await asyncio.gather(*[s.history_async(sym, 5, duration) for sym in SYMBOLS])
             return sum(map(len, got)), time.perf_counter() - t
@@ -102,6 +123,7 @@ def stream(seconds, speed):
     async def main():
         async with ibbridge.Session(speed=speed, buffer=1 << 22) as s:
             await s.connect_async()
+            pin_worker(s)
             it = s.stream(SYMBOLS)
             await it.__anext__()
             n = 0
@@ -137,17 +159,27 @@ def main():
     ap.add_argument("--quick", action="store_true", help="one short run")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--no-pin", action="store_true", help="leave CPU placement to the scheduler")
     args = ap.parse_args()
+    global PIN
+    if args.no_pin:
+        PIN = False
+    if PIN:
+        # This thread, and every thread and worker started from it, on CPU 0 (workers are
+        # moved to CPU 1 once started).
+        os.sched_setaffinity(0, {0})
     runs = [run_once(args.quick) for _ in range(1 if args.quick else max(1, args.runs))]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     med["runs"] = len(runs)
+    med["pinned"] = PIN
     med["python"] = sys.version.split()[0]
     if args.json:
         print(json.dumps(med))
         return
     lo, hi = OLD_RTT_US
     mlo, mhi = OLD_MSG_PER_S
-    print(f"ibbridge from Python {med['python']}, medians of {len(runs)} run(s)")
+    pinned = "pinned to CPUs 0 and 1" if PIN else "not pinned"
+    print(f"ibbridge from Python {med['python']}, medians of {len(runs)} run(s), {pinned}")
     print(f"  round trip, blocking     {med['rtt_us']:8.1f} us  (p99 {med['rtt_p99_us']:.1f} us)"
           f"   old design: {lo}-{hi} us -> {lo / med['rtt_us']:.1f}-{hi / med['rtt_us']:.1f}x faster")
     print(f"  round trip, awaited      {med['rtt_async_us']:8.1f} us  (p99 {med['rtt_async_p99_us']:.1f} us)")
