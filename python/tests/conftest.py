@@ -2,6 +2,7 @@
 segment of this process."""
 
 import os
+import threading
 import time
 
 import pytest
@@ -52,6 +53,24 @@ def children(pid: int):
         if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
             out.append(int(entry))
     return out
+
+
+def in_thread(call):
+    """Starts `call()` on a thread; returns the thread and a dict that gets its `result` or
+    the `error` (an `ibbridge.Error`) it raised."""
+    import ibbridge
+
+    out = {}
+
+    def run():
+        try:
+            out["result"] = call()
+        except ibbridge.Error as e:
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
 
 
 @pytest.fixture(autouse=True)

@@ -7,13 +7,12 @@ import os
 import pathlib
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
 import ibbridge
-from conftest import children
+from conftest import children, in_thread
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -106,16 +105,7 @@ def test_closing_during_a_slow_handshake_is_prompt_and_leaves_no_worker():
     p, address = start_gateway("--accounts-delay", "20")
     try:
         s = ibbridge.Session(backend="ibkr", gateway=address, client_id=9)
-        result = {}
-
-        def connect():
-            try:
-                result["accounts"] = s.connect()
-            except ibbridge.Error as e:
-                result["error"] = e
-
-        t = threading.Thread(target=connect)
-        t.start()
+        t, result = in_thread(s.connect)
         time.sleep(1.0)
         started = time.monotonic()
         s.close()

@@ -10,13 +10,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 
 import pytest
 
 import ibbridge
-from conftest import alive, children, wait_gone
+from conftest import alive, children, in_thread, wait_gone
 
 
 def run_child(code, cwd=None, timeout=60):
@@ -32,16 +31,7 @@ def run_child(code, cwd=None, timeout=60):
 @pytest.mark.parametrize("delay", [0.0, 0.01, 0.03, 0.08])
 def test_closing_while_connecting_leaves_no_worker(delay):
     s = ibbridge.Session()
-    result = {}
-
-    def connect():
-        try:
-            result["accounts"] = s.connect()
-        except ibbridge.Error as e:
-            result["error"] = e
-
-    t = threading.Thread(target=connect)
-    t.start()
+    t, result = in_thread(s.connect)
     time.sleep(delay)
     s.close()
     # Once close has returned, no worker of the session runs.
@@ -60,16 +50,7 @@ def test_closing_while_a_dead_worker_is_replaced_leaves_no_worker():
         s = ibbridge.Session()
         s.connect()
         os.kill(s.worker_pid, signal.SIGKILL)
-        result = {}
-
-        def fetch():
-            try:
-                result["bars"] = len(s.history("SPY", 5, 86400 * 30))
-            except ibbridge.Error as e:
-                result["error"] = e
-
-        t = threading.Thread(target=fetch)
-        t.start()
+        t, result = in_thread(lambda: len(s.history("SPY", 5, 86400 * 30)))
         time.sleep(delay)
         s.close()
         assert children(os.getpid()) == [], delay
@@ -79,7 +60,7 @@ def test_closing_while_a_dead_worker_is_replaced_leaves_no_worker():
         if "error" in result:
             assert isinstance(result["error"], ibbridge.SessionClosed), result
         else:
-            assert result["bars"] == 518400
+            assert result["result"] == 518400
 
 
 def test_a_refused_subscription_does_not_keep_other_symbols_from_streaming():
