@@ -66,14 +66,7 @@ fn cross_process(c: &mut Criterion) {
 
 fn codec_cases(c: &mut Criterion) {
     let mut g = c.benchmark_group("codec");
-    let bar = Bar {
-        time: 1_700_000_000,
-        open: 1.0,
-        high: 2.0,
-        low: 0.5,
-        close: 1.5,
-        volume: 100.0,
-    };
+    let bar = Bar::sample();
     let cases = [
         ("request", benches::request(7, 64)),
         ("reply", benches::reply(benches::request(7, 64))),

@@ -147,7 +147,7 @@ fn forward(rx: Receiver<Record>) {
                 format!("{dropped} log records dropped: the log thread fell behind"),
             ));
         }
-        let delivered = crate::attach(|py| {
+        let delivered = crate::interpreter::attach(|py| {
             let Ok(logging) = py.import("logging") else {
                 return;
             };

@@ -10,7 +10,6 @@
 //! up) is told after every buffered bar.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,8 @@ use pyo3::prelude::*;
 use runner::supervisor::Supervisor;
 use runner::worker_events::WorkerEvents;
 
-use crate::{Bar, Failure};
+use crate::bar::Bar;
+use crate::failure::{Failure, FailureKind};
 
 /// How often the pump looks at whether the session closed while no event comes.
 const TICK: Duration = Duration::from_millis(100);
@@ -157,7 +157,7 @@ pub(crate) fn wake(waker: Option<Py<PyAny>>) {
     let Some(waker) = waker else {
         return;
     };
-    let _ = crate::attach(|py| {
+    let _ = crate::interpreter::attach(|py| {
         if let Err(e) = waker.call0(py) {
             e.print(py);
         }
@@ -166,16 +166,17 @@ pub(crate) fn wake(waker: Option<Py<PyAny>>) {
 }
 
 /// Reads every event of the session's workers until it closes: bars into `bars`, the rest
-/// into the log. Ends the stream when the session closes or the supervisor gives up.
+/// into the log. Ends the stream when the session closes (`closed()` says so) or the
+/// supervisor gives up.
 pub(crate) fn pump(
     mut events: WorkerEvents,
     bars: Arc<Bars>,
     sup: Arc<Supervisor>,
-    closed: Arc<AtomicBool>,
+    closed: impl Fn() -> bool,
 ) {
     let end = loop {
-        if closed.load(Ordering::Acquire) {
-            break Failure::new("closed", "the session is closed");
+        if closed() {
+            break Failure::new(FailureKind::Closed, "the session is closed");
         }
         if let Some(e) = sup.gave_up() {
             break e.into();
@@ -184,7 +185,7 @@ pub(crate) fn pump(
             Ok(e) => e,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => {
-                break Failure::new("closed", "the session is closed")
+                break Failure::new(FailureKind::Closed, "the session is closed")
             }
         };
         match event {
@@ -195,12 +196,11 @@ pub(crate) fn pump(
                 }
                 ConnectionStatus::GaveUp { .. } => {
                     tracing::error!(target: "runner", ?status, "broker connection");
-                    break Failure {
-                        category: "broker",
-                        kind: Some("disconnected".into()),
-                        code: None,
-                        message: format!("the broker connection is given up: {status:?}"),
-                    };
+                    break Failure::broker(
+                        "disconnected",
+                        None,
+                        format!("the broker connection is given up: {status:?}"),
+                    );
                 }
                 _ => tracing::warn!(target: "runner", ?status, "broker connection"),
             },
@@ -223,14 +223,16 @@ pub(crate) fn pump(
 mod tests {
     use super::*;
 
+    /// A bar at `time`, every price and the volume 1.
     fn bar(time: i64) -> bridge::protocol::Bar {
+        let [open, high, low, close, volume] = [1.0; 5];
         bridge::protocol::Bar {
             time,
-            open: 1.0,
-            high: 1.0,
-            low: 1.0,
-            close: 1.0,
-            volume: 1.0,
+            open,
+            high,
+            low,
+            close,
+            volume,
         }
     }
 
@@ -260,10 +262,10 @@ mod tests {
     fn the_end_comes_after_every_buffered_bar() {
         let b = Bars::new(10);
         b.push(0, bar(1));
-        assert!(b.end(Failure::new("closed", "x")).is_none());
+        assert!(b.end(Failure::new(FailureKind::Closed, "x")).is_none());
         assert!(b.wait(Duration::ZERO));
         assert_eq!(times(b.take(10)), vec![(0, 1)]);
-        assert!(matches!(b.take(10), Taken::Ended(f) if f.category == "closed"));
+        assert!(matches!(b.take(10), Taken::Ended(f) if f.category == FailureKind::Closed));
     }
 
     #[test]

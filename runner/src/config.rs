@@ -695,7 +695,7 @@ impl Config {
         if let Ok(secs) = t.parse::<i64>() {
             return Ok(Some(secs));
         }
-        worker::unix_time::parse_utc(t).map(Some).ok_or_else(|| {
+        base::unix_time::parse_utc(t).map(Some).ok_or_else(|| {
             err(format!(
                 "history.end must be Unix seconds or YYYY-MM-DDTHH:MM:SSZ, got {text:?}"
             ))

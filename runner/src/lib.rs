@@ -10,12 +10,12 @@
 pub mod broker_connection;
 pub mod by_hand;
 pub mod config;
-pub mod job;
 pub mod orders;
 pub mod pacing_log;
 mod progress;
 pub mod restart_intensity;
 pub mod risk;
+pub mod run_command;
 pub mod session;
 pub mod signals;
 pub mod soak;

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use runner::config::{Config, Overrides};
 use runner::supervisor::SupervisorError;
 use runner::trader::LiveAccountRefused;
-use runner::worker_setup::{RunJournal, WorkerSetup};
+use runner::worker_setup::{prepare, PreparedRun, WorkerProgram, WorkerSetup};
 
 #[derive(Parser)]
 #[command(
@@ -237,7 +237,7 @@ const EXIT_FAILED: u8 = 1;
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Worker => serve_as_worker(),
+        Command::Worker => ExitCode::from(worker::entry::serve(None)),
         Command::CheckConfig(args) => check_config(&args),
         Command::Soak(args) => soak(&args),
         Command::Run(args) => run(&args),
@@ -349,13 +349,15 @@ fn by_hand(
         Err(e) => return fail(EXIT_CONFIG, e),
     };
     init_logging();
-    let journal = RunJournal::for_run(&mut cfg);
     let outcome = stop_flag().and_then(|stop| {
-        let setup = match journal.setup(&cfg, own_exe()?, faults) {
-            Ok(s) => s,
+        let program = WorkerProgram::this_program()?;
+        let PreparedRun { setup, journal } = match prepare(&mut cfg, program, faults) {
+            Ok(run) => run,
             Err(e) => return Ok(Err(e)),
         };
-        command(&cfg, setup, &stop, &mut |line: &str| println!("{line}")).map(Ok)
+        let done = command(&cfg, setup, &stop, &mut |line: &str| println!("{line}"));
+        drop(journal);
+        done.map(Ok)
     });
     let outcome = match outcome {
         Ok(Err(journal_problem)) => return fail(EXIT_CONFIG, journal_problem),
@@ -400,17 +402,6 @@ fn fail(code: u8, why: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// `runner worker`: serves the runner that started this process.
-fn serve_as_worker() -> ExitCode {
-    match worker::run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("worker: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
 /// `runner check-config`: the effective configuration, as TOML.
 fn check_config(args: &ConfigArgs) -> ExitCode {
     match args.load() {
@@ -433,12 +424,11 @@ fn run(args: &ConfigArgs) -> ExitCode {
         Err(e) => return fail(EXIT_CONFIG, e),
     };
     init_logging();
-    let journal = RunJournal::for_run(&mut cfg);
     let outcome = stop_flag().and_then(|stop| {
-        let setup = journal
-            .setup(&cfg, own_exe()?, faults)
-            .map_err(SupervisorError::Environment)?;
-        runner::job::run(&cfg, setup, &stop)
+        let PreparedRun { setup, journal } = prepare_here(&mut cfg, faults)?;
+        let done = runner::run_command::run(&cfg, setup, &stop);
+        drop(journal);
+        done
     });
     match outcome {
         Ok(outcome) => {
@@ -489,7 +479,6 @@ fn soak(args: &SoakArgs) -> ExitCode {
             "soak --orders runs on the simulated market only",
         );
     }
-    let journal = RunJournal::for_run(&mut cfg);
     let faults = worker::SimFaults {
         // The window between the broker taking an order and its answer, which the chaos
         // aims at.
@@ -501,10 +490,10 @@ fn soak(args: &SoakArgs) -> ExitCode {
         ..worker::SimFaults::default()
     };
     let report = stop_flag().and_then(|stop| {
-        let setup = journal
-            .setup(&cfg, own_exe()?, faults)
-            .map_err(SupervisorError::Environment)?;
-        runner::soak::run(&settings, setup, &stop)
+        let PreparedRun { setup, journal } = prepare_here(&mut cfg, faults)?;
+        let done = runner::soak::run(&settings, setup, &stop);
+        drop(journal);
+        done
     });
     match report {
         Ok(report) => {
@@ -523,13 +512,11 @@ fn soak(args: &SoakArgs) -> ExitCode {
     }
 }
 
-/// The worker is this very executable. On Linux `/proc/self/exe` names the file this process
-/// runs even after the path on disk was replaced by a new build, so a restarted worker is
-/// always the same build as its runner; on macOS a replaced file is the new build, which the
-/// worker's hello then refuses as another build.
-fn own_exe() -> anyhow::Result<PathBuf> {
-    bridge::platform::own_executable()
-        .map_err(|e| anyhow::anyhow!("cannot find this program's executable: {e}"))
+/// The workers of a run with `cfg`, this very program: a journal that cannot be used is the
+/// machine's problem, like a bridge it cannot host.
+fn prepare_here(cfg: &mut Config, faults: worker::SimFaults) -> anyhow::Result<PreparedRun> {
+    let program = WorkerProgram::this_program()?;
+    Ok(prepare(cfg, program, faults).map_err(SupervisorError::from)?)
 }
 
 /// A flag set by Ctrl-C or SIGTERM.

@@ -2,7 +2,8 @@
 //! to each new worker so that IB's pacing holds across a replacement.
 //!
 //! A history longer than IB answers at once is sent by the worker in pages: it counts as
-//! one request per page ([`worker::ibkr::max_request_span`]).
+//! one request per page ([`worker::pacing::requests_counted`]). What is still counted is
+//! handed to a new worker as part of its [`worker::Handover`] ([`PacingLog::handover`]).
 //!
 //! Invariants: a request counts from when it ended (answered, failed, or its worker died),
 //! which is never before the gateway received it, however long the worker held it back for
@@ -43,10 +44,9 @@ impl PacingLog {
         let (next, entries) = &mut *guard;
         entries.retain(|e| e.ended_ms.is_none_or(|t| t >= oldest));
         *next += 1;
-        let span = worker::ibkr::max_request_span(request.bar_seconds).max(1);
         entries.push(Entry {
             id: *next,
-            pages: request.duration_seconds.div_ceil(span).clamp(1, 1000),
+            pages: worker::pacing::requests_counted(request),
             symbol: request.symbol.clone(),
             bar_seconds: request.bar_seconds,
             ended_ms: None,
@@ -78,6 +78,12 @@ impl PacingLog {
             .collect();
         out.sort_by_key(|(_, _, at)| *at);
         out
+    }
+
+    /// What a new worker started at Unix ms `now_ms` inherits of this log: the requests
+    /// the broker still counts ([`counted`](Self::counted)).
+    pub fn handover(&self, now_ms: u64) -> worker::Handover {
+        worker::Handover::paced_history(self.counted(now_ms))
     }
 }
 

@@ -65,7 +65,7 @@ impl<W: Write> Signals<W> {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time.
 pub fn iso_time(t: i64) -> String {
-    let (year, month, day, h, m, s) = worker::unix_time::civil_time(t);
+    let (year, month, day, h, m, s) = base::unix_time::civil_time(t);
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
 }
 

@@ -28,12 +28,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use base::random::XorShift;
+use base::signal::ProcessSignal;
 use bridge::protocol::{
     Event, OrderRequest, OrderType, Reply, Request, Side, SubscribeRequest, TimeInForce,
 };
 use parking_lot::Mutex;
-use worker::random::XorShift;
-use worker::signal::Signal;
 
 use crate::supervisor::{Supervisor, SupervisorError};
 use crate::worker_events::WorkerEvents;
@@ -392,8 +392,8 @@ impl Soak<'_> {
             }
             let (action, signal) = match rng.below(if self.settings.order_rate > 0 { 4 } else { 2 })
             {
-                0 => ("kill", Signal::Kill),
-                1 => ("stop", Signal::Stop),
+                0 => ("kill", ProcessSignal::Kill),
+                1 => ("stop", ProcessSignal::Stop),
                 _ => {
                     // Into an order's window: taken by the broker, not yet answered.
                     let waited = Instant::now();
@@ -404,14 +404,14 @@ impl Soak<'_> {
                         std::thread::sleep(Duration::from_micros(200));
                     }
                     std::thread::sleep(Duration::from_millis(ORDER_ACK_DELAY_MS / 4));
-                    ("kill-mid-order", Signal::Kill)
+                    ("kill-mid-order", ProcessSignal::Kill)
                 }
             };
             let Some(pid) = self.sup.stats().worker_pid else {
                 continue;
             };
             let at = Instant::now();
-            let _ = worker::signal::send(pid, signal);
+            let _ = base::signal::send(pid, signal);
             tracing::warn!(pid, action, "chaos");
             let recovered_ms = self.recovery_from(pid, at);
             self.recoveries.lock().push(Recovery {

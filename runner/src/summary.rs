@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::job::Outcome;
+use crate::run_command::Outcome;
 use crate::trader::TradingSummary;
 
 /// The summary table and counters, as printed at the end.
@@ -163,7 +163,7 @@ fn micros(d: Option<Duration>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::SymbolReport;
+    use crate::run_command::SymbolReport;
     use crate::strategy::{Evaluation, Signal};
     use crate::supervisor::SupervisorStats;
 

@@ -1,4 +1,5 @@
-//! Placing orders through the supervisor's worker, exactly once ([`Trader`]).
+//! Placing orders through the supervisor's worker, exactly once ([`Trader`]), and the order a
+//! strategy's signal calls for ([`order_for_signal`], placed by [`trade_on`]).
 //!
 //! Every order gets its reference here, before it is first sent, and keeps it on every
 //! retry. A placement whose worker dies before answering is sent again, with the same
@@ -15,20 +16,22 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bridge::protocol::{
-    is_paper_account, Event, OrderChange, OrderReport, OrderRequest, Reply, Request,
+    is_paper_account, Event, OrderChange, OrderReport, OrderRequest, OrderType, Reply, Request,
+    Side,
 };
 use bridge::RequestError;
 
 use crate::config::{BackendKind, Config};
 use crate::orders::OrderBook;
 use crate::risk::{LimitBreach, RiskLimits};
-use crate::supervisor::{Supervisor, SupervisorError};
+use crate::strategy::Signal;
+use crate::supervisor::{ProtocolError, Supervisor, SupervisorError};
 
 /// Placements sent again after a timeout (the same reference each time).
 const TIMEOUT_RETRIES: u32 = 2;
 
 /// Why an order request did not go through.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum TradeError {
     /// A risk limit refused it before it left.
     Limit(LimitBreach),
@@ -134,9 +137,9 @@ pub struct References {
 impl References {
     /// A tag from this process and the time: runs never share one.
     pub fn new() -> Self {
-        let seed = u64::from(std::process::id()) << 32 ^ worker::unix_time::now().as_nanos() as u64;
+        let seed = u64::from(std::process::id()) << 32 ^ base::unix_time::now().as_nanos() as u64;
         References {
-            tag: format!("{:08x}", worker::random::mix(seed) as u32),
+            tag: format!("{:08x}", base::random::mix(seed) as u32),
             next: 1,
         }
     }
@@ -335,7 +338,7 @@ impl<'a> Trader<'a> {
         self.book
             .order(&order_ref)
             .cloned()
-            .ok_or_else(|| TradeError::Supervisor(SupervisorError::Protocol("order lost".into())))
+            .ok_or_else(|| TradeError::Supervisor(SupervisorError::Protocol(ProtocolError::OrderLost)))
     }
 
     /// Changes a working order (`current` is its state at the broker); the changed order is
@@ -391,7 +394,7 @@ impl<'a> Trader<'a> {
         self.book
             .order(order_ref)
             .cloned()
-            .ok_or_else(|| TradeError::Supervisor(SupervisorError::Protocol("order lost".into())))
+            .ok_or_else(|| TradeError::Supervisor(SupervisorError::Protocol(ProtocolError::OrderLost)))
     }
 
     /// Cancels every order of this run still working; returns how many were asked to.
@@ -478,6 +481,84 @@ impl<'a> Trader<'a> {
     }
 }
 
+/// The order a signal calls for, given the symbol's position and whether an order of it is
+/// still working (then none: orders are not stacked). Long-only: a buy opens `quantity` when
+/// flat, a sell closes a long position. Otherwise a buy targets `+quantity` shares and a sell
+/// `-quantity`.
+pub fn order_for_signal(
+    signal: Signal,
+    position: f64,
+    working: bool,
+    quantity: f64,
+    long_only: bool,
+) -> Option<(Side, f64)> {
+    if working {
+        return None;
+    }
+    let target = match (signal, long_only) {
+        (Signal::Hold, _) => return None,
+        (Signal::Buy, true) if position > 0.0 => return None,
+        (Signal::Buy, _) => quantity,
+        (Signal::Sell, true) => 0.0,
+        (Signal::Sell, false) => -quantity,
+    };
+    let delta = target - position;
+    if delta > 0.0 {
+        Some((Side::Buy, delta))
+    } else if delta < 0.0 {
+        Some((Side::Sell, -delta))
+    } else {
+        None
+    }
+}
+
+/// Places the order `signal` calls for on `symbol` (last price `price`) through `t`, sized
+/// and timed as `cfg.trading` says, if any; returns its reference when the broker took it
+/// (whatever became of it after).
+pub fn trade_on(
+    t: &mut Trader<'_>,
+    cfg: &Config,
+    symbol: &str,
+    signal: Signal,
+    price: f64,
+) -> Option<String> {
+    let position = t.book().holding(symbol).quantity;
+    let working = t.book().working().any(|o| o.request.symbol == symbol);
+    let (side, quantity) = order_for_signal(
+        signal,
+        position,
+        working,
+        cfg.trading.quantity,
+        cfg.trading.long_only,
+    )?;
+    let order = OrderRequest {
+        order_ref: t.next_ref(),
+        symbol: symbol.to_string(),
+        side,
+        quantity,
+        order_type: OrderType::Market,
+        tif: cfg.trading.time_in_force().ok()?,
+    };
+    let order_ref = order.order_ref.clone();
+    match t.place(order, Some(price)) {
+        Ok(report) => {
+            tracing::info!(
+                %symbol,
+                %order_ref,
+                %side,
+                quantity,
+                status = %report.status,
+                "order placed on a {signal} signal"
+            );
+            Some(order_ref)
+        }
+        Err(err) => {
+            tracing::warn!(%symbol, "no order on a {signal} signal: {err}");
+            None
+        }
+    }
+}
+
 /// Whether a failed placement may still have reached the broker.
 fn fate_unknown(e: &TradeError) -> bool {
     use bridge::protocol::ErrorKind as K;
@@ -491,16 +572,50 @@ fn fate_unknown(e: &TradeError) -> bool {
     }
 }
 
-fn unexpected(reply: Reply, to: &str) -> TradeError {
+fn unexpected(reply: Reply, to: &'static str) -> TradeError {
     match reply {
         Reply::Error(e) => TradeError::Remote(e),
-        other => TradeError::Supervisor(SupervisorError::Protocol(format!("{other:?} to {to}"))),
+        other => TradeError::Supervisor(SupervisorError::Protocol(ProtocolError::unexpected(
+            other, to,
+        ))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_only_buys_when_flat_and_sells_to_flat() {
+        let q = 10.0;
+        assert_eq!(
+            order_for_signal(Signal::Buy, 0.0, false, q, true),
+            Some((Side::Buy, 10.0))
+        );
+        assert_eq!(order_for_signal(Signal::Buy, 10.0, false, q, true), None);
+        assert_eq!(
+            order_for_signal(Signal::Sell, 10.0, false, q, true),
+            Some((Side::Sell, 10.0))
+        );
+        assert_eq!(order_for_signal(Signal::Sell, 0.0, false, q, true), None);
+        assert_eq!(order_for_signal(Signal::Hold, 0.0, false, q, true), None);
+        // An order still working: nothing stacked on it.
+        assert_eq!(order_for_signal(Signal::Buy, 0.0, true, q, true), None);
+    }
+
+    #[test]
+    fn long_and_short_targets_the_quantity_either_way() {
+        let q = 10.0;
+        assert_eq!(
+            order_for_signal(Signal::Sell, 10.0, false, q, false),
+            Some((Side::Sell, 20.0))
+        );
+        assert_eq!(
+            order_for_signal(Signal::Buy, -10.0, false, q, false),
+            Some((Side::Buy, 20.0))
+        );
+        assert_eq!(order_for_signal(Signal::Buy, 10.0, false, q, false), None);
+    }
 
     #[test]
     fn a_live_account_is_refused_unless_allowed() {

@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bridge::protocol::Event;
+use bridge::Backoff;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
 
 /// The supervisor's end: where the channel of each new worker goes.
@@ -32,8 +33,8 @@ pub struct WorkerEvents {
     waits: u64,
     /// Busy-poll instead of sleeping (`bridge.spin`).
     spin: bool,
-    /// Turns of the busy-poll (see `bridge::client::spin_once`).
-    spun: u32,
+    /// The busy-poll's backoff (never reset: its yields keep their spacing across calls).
+    backoff: Backoff,
 }
 
 impl WorkerEvents {
@@ -55,7 +56,7 @@ impl WorkerEvents {
                 open: VecDeque::new(),
                 waits: 0,
                 spin,
-                spun: 0,
+                backoff: Backoff::new(),
             },
         )
     }
@@ -75,7 +76,7 @@ impl WorkerEvents {
                 if Instant::now() >= deadline {
                     return Err(RecvTimeoutError::Timeout);
                 }
-                bridge::client::spin_once(&mut self.spun);
+                self.backoff.snooze();
                 continue;
             }
             // Sleep until any channel (or a new one) has something, then look again.

@@ -1,14 +1,19 @@
-//! What every worker of a run is started with ([`WorkerSetup`]), and how it follows from the
-//! runner's configuration ([`WorkerSetup::from_config`]).
+//! What every worker of a run is started with ([`WorkerSetup`]), how it follows from the
+//! runner's configuration ([`WorkerSetup::from_config`]), and the one set-up every front end
+//! uses before it starts workers ([`prepare`]: the program the workers are, the simulated
+//! broker's journal of the run, the setup on the journal's clock).
 //!
 //! Invariants: the runner and its workers use the same bridge settings (ring sizes, heartbeat,
-//! hang timeout) and the same build id (the worker is the runner's own executable); the
-//! simulated market's clock is fixed once per run, so a replacement worker continues the
-//! market of the worker it replaces; the worker forwards logs at the most verbose level the
-//! runner shows for its `worker` or `ibapi` target; records of the `ibapi` crate appear in the
-//! runner's log under the target `ibapi` (filterable on their own: `RUNNER_LOG=info,ibapi=debug`),
-//! every other record of the worker under `worker`.
+//! hang timeout) and the same build id (the worker is the runner's own executable, or the file
+//! an interpreter loads as the worker, [`WorkerProgram`]); the simulated market's clock is
+//! fixed once per run, so a replacement worker continues the market of the worker it replaces;
+//! a run's own journal lives exactly as long as its [`RunJournal`]; the worker forwards logs at
+//! the most verbose level the runner shows for its `worker` or `ibapi` target; records of the
+//! `ibapi` crate appear in the runner's log under the target `ibapi` (filterable on their own:
+//! `RUNNER_LOG=info,ibapi=debug`), every other record of the worker under `worker`.
 
+use std::ffi::OsString;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +21,7 @@ use std::time::Duration;
 use bridge::protocol::{LogLevel, LogRecord};
 use bridge::ClientConfig;
 use worker::options::{ContractSpec, IbkrOptions};
-use worker::sim::broker::{claim_clock, JournalClock};
-use worker::{BackendOptions, SimFaults, SimOptions, WorkerOptions};
+use worker::{BackendOptions, Handover, SimFaults, SimOptions, WorkerOptions};
 
 use crate::config::{BackendKind, Config, SupervisorConfig};
 
@@ -78,6 +82,130 @@ impl WorkerSetup {
     }
 }
 
+/// The program every worker of a run is: an executable started with the `worker` argument,
+/// after the arguments an interpreter needs to load the worker's code (none for a program of
+/// one's own), and the build id both ends present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerProgram {
+    /// The executable started.
+    pub exe: PathBuf,
+    /// Arguments before the worker's own (an interpreter's: `-c <program> <library>`).
+    pub args: Vec<OsString>,
+    /// The build id the worker presents, when its code is not the executable's own (the
+    /// library an interpreter loads); `None`: the executable's ([`worker::build_id_of`]).
+    pub build_id: Option<String>,
+}
+
+impl WorkerProgram {
+    /// Workers that are `exe` itself (the `runner` binary, or a program that serves as a
+    /// worker when asked).
+    pub fn executable(exe: PathBuf) -> WorkerProgram {
+        WorkerProgram {
+            exe,
+            args: Vec::new(),
+            build_id: None,
+        }
+    }
+
+    /// Workers that are this very program. On Linux `/proc/self/exe` names the file this
+    /// process runs even after the path on disk was replaced by a new build, so a restarted
+    /// worker is always the same build as its runner; on macOS a replaced file is the new
+    /// build, which the worker's hello then refuses as another build.
+    pub fn this_program() -> Result<WorkerProgram, SetupError> {
+        bridge::platform::own_executable()
+            .map(WorkerProgram::executable)
+            .map_err(|e| SetupError::Executable(Arc::new(e)))
+    }
+
+    /// Workers run by an interpreter `exe` with `args` (which load the worker's code), whose
+    /// code has the build id `build_id`.
+    pub fn interpreted(exe: PathBuf, args: Vec<OsString>, build_id: String) -> WorkerProgram {
+        WorkerProgram {
+            exe,
+            args,
+            build_id: Some(build_id),
+        }
+    }
+}
+
+/// Why the workers of a run cannot be set up.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// This program's executable cannot be found.
+    Executable(Arc<std::io::Error>),
+    /// The simulated broker's orders file cannot be used as this run's journal.
+    Journal(JournalError),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Executable(e) => write!(f, "cannot find this program's executable: {e}"),
+            SetupError::Journal(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SetupError::Executable(e) => Some(e.as_ref()),
+            SetupError::Journal(e) => Some(e),
+        }
+    }
+}
+
+impl PartialEq for SetupError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SetupError::Executable(a), SetupError::Executable(b)) => a.kind() == b.kind(),
+            (SetupError::Journal(a), SetupError::Journal(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Why the simulated broker's orders file cannot be this run's journal (the worker's: the
+/// journal is its simulated broker's).
+pub use worker::JournalError;
+
+/// The workers of a run, ready to start: their setup, and the simulated broker's journal the
+/// run keeps for as long as any of them may live.
+#[derive(Debug)]
+pub struct PreparedRun {
+    /// What every worker is started with.
+    pub setup: WorkerSetup,
+    /// The run's journal: keep it until the last worker is gone (a journal of the run's own
+    /// is removed when it is dropped).
+    pub journal: RunJournal,
+}
+
+/// The one set-up before a run's workers start, for every front end (the `runner` commands,
+/// a [`Session`](crate::session::Session), the Python core): points `cfg` at the run's journal
+/// ([`RunJournal::for_run`]), then sets the workers up as `program` with `cfg`
+/// ([`WorkerSetup::from_config`]), their simulated market on the journal's clock
+/// ([`RunJournal::adopt_clock`]); `faults` are injected into the simulated market (tests
+/// only).
+pub fn prepare(
+    cfg: &mut Config,
+    program: WorkerProgram,
+    faults: SimFaults,
+) -> Result<PreparedRun, SetupError> {
+    let journal = RunJournal::for_run(cfg);
+    let WorkerProgram {
+        exe,
+        args,
+        build_id,
+    } = program;
+    let mut setup = journal.setup(cfg, exe, faults)?;
+    setup.exe_args = args;
+    if let Some(id) = build_id {
+        setup.client.channel.build_id = id;
+    }
+    Ok(PreparedRun { setup, journal })
+}
+
 /// The simulated broker's book of orders (its journal) for a run on the simulated market: the
 /// configured `sim.orders_file`, or else a file of the run's own in the temporary directory,
 /// removed when this is dropped. Every worker of the run shares it, so an order outlives the
@@ -110,8 +238,8 @@ impl RunJournal {
             };
         }
         sweep_dead_runs(&std::env::temp_dir());
-        let unique = worker::random::mix(
-            u64::from(std::process::id()) << 32 ^ worker::unix_time::now().as_nanos() as u64,
+        let unique = base::random::mix(
+            u64::from(std::process::id()) << 32 ^ base::unix_time::now().as_nanos() as u64,
         );
         let stem = format!("{RUN_JOURNAL_PREFIX}{}-{unique:016x}", std::process::id());
         let dir = std::env::temp_dir();
@@ -149,7 +277,7 @@ impl RunJournal {
         cfg: &Config,
         exe: PathBuf,
         faults: SimFaults,
-    ) -> Result<WorkerSetup, String> {
+    ) -> Result<WorkerSetup, SetupError> {
         let mut setup = WorkerSetup::from_config(cfg, exe, faults);
         self.adopt_clock(&mut setup)?;
         Ok(setup)
@@ -159,37 +287,13 @@ impl RunJournal {
     /// runs holds the clock of the run that began it, so its times mean the same in every
     /// run (a new journal takes this run's). Fails if the file is not a journal or cannot be
     /// used.
-    pub fn adopt_clock(&self, setup: &mut WorkerSetup) -> Result<(), String> {
-        let (Some(path), BackendOptions::Sim(sim)) = (&self.path, &mut setup.options.backend)
-        else {
+    pub fn adopt_clock(&self, setup: &mut WorkerSetup) -> Result<(), SetupError> {
+        let Some(path) = &self.path else {
             return Ok(());
         };
-        let proposed = JournalClock {
-            start: sim.start.unwrap_or(0),
-            anchor_ms: sim.anchor_ms.unwrap_or(0),
-            speed: sim.speed,
-            seed: sim.seed,
-        };
-        let clock = claim_clock(path, proposed)?;
-        if clock.seed != sim.seed {
-            return Err(format!(
-                "orders file {} holds a book of the market of seed {}, not {}: use that seed \
-                 or another orders file",
-                path.display(),
-                clock.seed,
-                sim.seed
-            ));
-        }
-        if clock != proposed {
-            tracing::info!(
-                file = %path.display(),
-                speed = clock.speed,
-                "the simulated market runs on the clock of its orders file"
-            );
-        }
-        sim.start = Some(clock.start);
-        sim.anchor_ms = Some(clock.anchor_ms);
-        sim.speed = clock.speed;
+        let handover =
+            Handover::journal_clock(path, &setup.options).map_err(SetupError::Journal)?;
+        setup.options.inherit(handover);
         Ok(())
     }
 }
@@ -244,7 +348,7 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
     match cfg.backend {
         BackendKind::Sim => {
             // One market clock for every worker of this run, replacements included.
-            let now = worker::unix_time::now();
+            let now = base::unix_time::now();
             BackendOptions::Sim(SimOptions {
                 seed: cfg.sim.seed,
                 speed: cfg.sim.speed,
@@ -278,7 +382,6 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
             market_data_type: cfg.ibkr.market_data_type.parse().unwrap_or_default(),
             reconnect_attempts: cfg.ibkr.reconnect_attempts,
             delayed_fallback: cfg.ibkr.delayed_fallback,
-            paced_history: Vec::new(),
             allow_live: cfg.trading.allow_live,
             contracts: cfg
                 .ibkr

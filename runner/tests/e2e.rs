@@ -11,19 +11,21 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{output, runner, table_rows, RUNNER};
+use common::{
+    finish, output, runner, spawn_logged, table_rows, wait_for_line, wait_for_worker, Log, RUNNER,
+};
 
 use bridge::protocol::{ErrorKind, Reply, Request};
 use bridge::Client;
 use runner::worker_setup::WorkerSetup;
-use tests::{alive, kill_and_wait, segments_of, signal, Signal};
+use tests::{alive, kill_and_wait, segments_of, signal, ProcessSignal};
 use worker::SimFaults;
 
 /// The summary table's rows: symbol -> (history, live, the rest of the row).
@@ -89,7 +91,7 @@ fn a_worker_file_replaced_by_another_build_is_refused() {
         for _ in 0..100 {
             let cmd = worker::command(&setup.exe, &setup.options).unwrap();
             match Client::spawn(cmd, &setup.client) {
-                Err(bridge::StartError::Spawn(e)) if e.contains("Text file busy") => {
+                Err(bridge::StartError::Spawn(e)) if e.to_string().contains("Text file busy") => {
                     std::thread::sleep(Duration::from_millis(50))
                 }
                 other => return other,
@@ -165,7 +167,7 @@ fn the_default_run_prints_a_table_and_writes_signals() {
         let cols: Vec<&str> = row.split(',').collect();
         assert_eq!(cols.len(), 7, "{row}");
         assert_eq!(cols[6], "", "no order without --trade: {row}");
-        let t = worker::unix_time::parse_utc(cols[0]).unwrap();
+        let t = base::unix_time::parse_utc(cols[0]).unwrap();
         let close = worker::sim::PricePath::new(42, cols[1]).bar(t, 60).close;
         assert_eq!(cols[2], format!("{close:.4}"), "{row}");
     }
@@ -469,7 +471,7 @@ fn a_stopped_worker_is_detected_as_hung_and_replaced() {
 
 /// Starts `runner run --duration 0` and reads its log until the live phase: returns the
 /// runner, its worker's pid, and the rest of its log.
-fn live_run(stdout: Stdio) -> (Child, u32, Lines<BufReader<ChildStderr>>) {
+fn live_run(stdout: Stdio) -> (Child, u32, Log) {
     use std::os::unix::process::CommandExt;
     // Its own process group, as a shell gives a foreground job.
     let mut child = runner(&["run", "--duration", "0"])
@@ -479,20 +481,8 @@ fn live_run(stdout: Stdio) -> (Child, u32, Lines<BufReader<ChildStderr>>) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut worker_pid = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(at) = line.find("worker started generation=0 pid=") {
-            worker_pid = line[at..]
-                .rsplit('=')
-                .next()
-                .and_then(|p| p.trim().parse::<u32>().ok());
-        }
-        if line.contains("live phase") {
-            break;
-        }
-    }
-    let worker_pid = worker_pid.expect("the runner logs its worker's pid");
+    let (worker_pid, _) = wait_for_worker(&mut lines, 0);
+    wait_for_line(&mut lines, "live phase");
     (child, worker_pid, lines)
 }
 
@@ -633,38 +623,20 @@ fn check_config_prints_the_effective_configuration() {
 
 /// Presses Ctrl-C: SIGINT to the runner's whole process group, as a terminal does. Returns
 /// the runner's exit code, its summary (stdout) and the rest of its log.
-fn interrupt(child: Child, log: Lines<BufReader<ChildStderr>>) -> (i32, String, Vec<String>) {
+fn interrupt(child: Child, log: Log) -> (i32, String, Vec<String>) {
     let status = Command::new("kill")
         .args(["-INT", "--", &format!("-{}", child.id())])
         .status()
         .unwrap();
     assert!(status.success());
-    let rest: Vec<String> = log.map_while(Result::ok).collect();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        rest,
-    )
-}
-
-fn wait_for_line(log: &mut Lines<BufReader<ChildStderr>>, needle: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    for line in log.by_ref() {
-        let line = line.unwrap();
-        let found = line.contains(needle);
-        seen.push(line);
-        if found {
-            return seen;
-        }
-    }
-    panic!("log ended without {needle:?}: {seen:?}");
+    let (code, stdout, rest) = finish(child, log);
+    (code.unwrap_or(-1), stdout, rest)
 }
 
 #[test]
 fn a_worker_killed_during_the_live_phase_is_replaced_and_its_subscriptions_restored() {
     let (child, worker_pid, mut log) = live_run(Stdio::piped());
-    signal(worker_pid, Signal::Kill).unwrap();
+    signal(worker_pid, ProcessSignal::Kill).unwrap();
     let seen = wait_for_line(&mut log, "subscriptions restored");
     assert!(
         seen.iter()
@@ -807,12 +779,7 @@ fn both_rings_corrupted_over_and_over_never_hang_the_run() {
     const ROUNDS: u32 = 4;
     const DURATION: u64 = 15;
     let started = Instant::now();
-    let mut child = runner(&["run", "--duration", &DURATION.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (child, mut log) = spawn_logged(runner(&["run", "--duration", &DURATION.to_string()]));
     let mut seen = Vec::new();
     let mut corrupted = 0;
     let mut first = None;
@@ -877,11 +844,9 @@ fn both_rings_corrupted_over_and_over_never_hang_the_run() {
         corrupted += 1;
     }
     assert_eq!(corrupted, ROUNDS, "{seen:?}");
-    let rest: Vec<String> = log.map_while(Result::ok).collect();
-    let out = child.wait_with_output().unwrap();
+    let (code, stdout, rest) = finish(child, log);
     let took = started.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{seen:?}{rest:?}");
+    assert_eq!(code, Some(0), "{stdout}{seen:?}{rest:?}");
     assert!(
         took < Duration::from_secs(DURATION + 30),
         "the run took {took:?}"
@@ -902,39 +867,16 @@ fn both_rings_corrupted_over_and_over_never_hang_the_run() {
     );
 }
 
-/// Reads the runner's log until worker `generation` has started; returns its pid and the
-/// lines read.
-fn wait_for_worker(log: &mut Lines<BufReader<ChildStderr>>, generation: u32) -> (u32, Vec<String>) {
-    let needle = format!("worker started generation={generation} pid=");
-    let seen = wait_for_line(log, &needle);
-    let line = seen.last().unwrap();
-    let pid = line[line.find(&needle).unwrap() + needle.len()..]
-        .trim()
-        .parse()
-        .unwrap();
-    (pid, seen)
-}
-
-fn run_with_config(
-    toml: &str,
-    name: &str,
-    duration: u64,
-) -> (Child, Lines<BufReader<ChildStderr>>) {
+fn run_with_config(toml: &str, name: &str, duration: u64) -> (Child, Log) {
     let path = temp(name);
     std::fs::write(&path, toml).unwrap();
-    let mut child = runner(&[
+    spawn_logged(runner(&[
         "run",
         "--config",
         path.to_str().unwrap(),
         "--duration",
         &duration.to_string(),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let log = BufReader::new(child.stderr.take().unwrap()).lines();
-    (child, log)
+    ]))
 }
 
 /// `max_restarts` is a restart intensity: a worker death every few seconds, in a run that
@@ -950,13 +892,11 @@ fn restarts_far_apart_never_add_up_to_giving_up() {
     wait_for_line(&mut log, "live phase");
     for generation in 1..=3 {
         std::thread::sleep(Duration::from_millis(2500));
-        signal(pid, Signal::Kill).unwrap();
+        signal(pid, ProcessSignal::Kill).unwrap();
         (pid, _) = wait_for_worker(&mut log, generation);
     }
-    let rest: Vec<String> = log.map_while(Result::ok).collect();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{rest:?}");
+    let (code, stdout, rest) = finish(child, log);
+    assert_eq!(code, Some(0), "{stdout}{rest:?}");
     assert_eq!(counter(&stdout, "worker restarts:"), 3, "{stdout}");
     assert!(!rest.iter().any(|l| l.contains("gave up")), "{rest:?}");
 }
@@ -972,13 +912,11 @@ fn a_supervisor_that_gives_up_fails_the_run_with_the_reason() {
     );
     let (pid, _) = wait_for_worker(&mut log, 0);
     wait_for_line(&mut log, "live phase");
-    signal(pid, Signal::Kill).unwrap();
+    signal(pid, ProcessSignal::Kill).unwrap();
     let (pid, _) = wait_for_worker(&mut log, 1);
-    signal(pid, Signal::Kill).unwrap();
-    let rest: Vec<String> = log.map_while(Result::ok).collect();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{rest:?}");
+    signal(pid, ProcessSignal::Kill).unwrap();
+    let (code, stdout, rest) = finish(child, log);
+    assert_eq!(code, Some(1), "{stdout}{rest:?}");
     let last = rest.last().cloned().unwrap_or_default();
     assert!(
         last.starts_with("error: gave up after 1 worker restarts within 600 s; last failure:"),

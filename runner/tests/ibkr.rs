@@ -10,24 +10,45 @@ use tests::gateway::{Behaviour, ConnectivityLoss, Gateway, Outage};
 use tests::{kill_and_wait, within, XorShift};
 
 mod common;
+use common::gateway;
 
-fn ibkr(gw: &Gateway, client_id: &str, extra: &[&str]) -> Command {
-    let address = gw.address();
+/// `runner run --backend ibkr --gateway <address> --client-id 9 EXTRA`.
+fn ibkr_at(address: &str, extra: &[&str]) -> Command {
     let mut cmd = common::runner(&[
         "run",
         "--backend",
         "ibkr",
         "--gateway",
-        &address,
+        address,
         "--client-id",
-        client_id,
+        "9",
     ]);
     cmd.args(extra);
     cmd
 }
 
+/// `runner run --backend ibkr --gateway <gw> --client-id 9 EXTRA`.
+fn ibkr(gw: &Gateway, extra: &[&str]) -> Command {
+    ibkr_at(&gw.address(), extra)
+}
+
 fn run(cmd: Command) -> (i32, String, String) {
     common::output(cmd)
+}
+
+/// `runner run --history-only EXTRA` against `gw`: exit code, stdout, stderr.
+fn history(gw: &Gateway, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["--history-only"];
+    args.extend(extra);
+    run(ibkr(gw, &args))
+}
+
+/// [`history`], checked to exit with 0: stdout, stderr.
+#[track_caller]
+fn history_ok(gw: &Gateway, extra: &[&str]) -> (String, String) {
+    let (code, stdout, stderr) = history(gw, extra);
+    assert_eq!(code, 0, "{stderr}");
+    (stdout, stderr)
 }
 
 /// symbol -> history bars, from the summary table.
@@ -38,14 +59,29 @@ fn history_counts(stdout: &str) -> Vec<(String, usize)> {
         .collect()
 }
 
+/// Asserts that every symbol of the summary table has its whole history (1440 bars).
+#[track_caller]
+fn all_complete(stdout: &str) {
+    assert!(
+        history_counts(stdout).iter().all(|(_, n)| *n == 1440),
+        "{stdout}"
+    );
+}
+
+/// A gateway that sends a 5-second bar every 50 ms (a minute bar every 0.6 s).
+fn fast_bars() -> Behaviour {
+    Behaviour {
+        realtime_interval: Duration::from_millis(50),
+        ..Behaviour::default()
+    }
+}
+
 #[test]
 fn history_for_7_symbols_through_the_gateway_is_complete() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
-    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only"]));
-    assert_eq!(code, 0, "{stderr}");
-    let counts = history_counts(&stdout);
-    assert_eq!(counts.len(), 7, "{stdout}");
-    assert!(counts.iter().all(|(_, n)| *n == 1440), "{stdout}");
+    let gw = gateway(Behaviour::default());
+    let (stdout, stderr) = history_ok(&gw, &[]);
+    assert_eq!(history_counts(&stdout).len(), 7, "{stdout}");
+    all_complete(&stdout);
     assert_eq!(gw.history_requests(), 7);
     assert!(stderr.contains("gateway ready"), "{stderr}");
     // The worker disconnected cleanly: the gateway saw the client close its socket.
@@ -57,47 +93,35 @@ fn history_for_7_symbols_through_the_gateway_is_complete() {
 
 #[test]
 fn history_for_50_symbols_at_once_without_a_pacing_error() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let gw = gateway(Behaviour::default());
     let symbols: Vec<String> = (0..50).map(|i| format!("S{i:03}")).collect();
-    let (code, stdout, stderr) = run(ibkr(
-        &gw,
-        "9",
-        &["--history-only", "--symbols", &symbols.join(",")],
-    ));
-    assert_eq!(code, 0, "{stderr}");
-    let counts = history_counts(&stdout);
-    assert_eq!(counts.len(), 50);
-    assert!(counts.iter().all(|(_, n)| *n == 1440), "{stdout}");
+    let (stdout, stderr) = history_ok(&gw, &["--symbols", &symbols.join(",")]);
+    assert_eq!(history_counts(&stdout).len(), 50);
+    all_complete(&stdout);
     assert!(!stderr.contains("pacing"), "{stderr}");
 }
 
 #[test]
 fn a_pacing_violation_is_retried_and_the_fetch_completes() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         pacing_violations: 1,
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY,QQQ"]));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        history_counts(&stdout).iter().all(|(_, n)| *n == 1440),
-        "{stdout}"
-    );
+    });
+    let (stdout, stderr) = history_ok(&gw, &["--symbols", "SPY,QQQ"]);
+    all_complete(&stdout);
     assert!(stderr.contains("pacing violation; retrying"), "{stderr}");
     assert_eq!(gw.history_requests(), 3);
 }
 
 #[test]
 fn a_client_id_in_use_is_one_clear_error() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         ids_in_use: vec![9],
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, _, stderr) = run(ibkr(&gw, "9", &["--history-only"]));
+    });
+    let (code, _, stderr) = history(&gw, &[]);
     assert_eq!(code, 1, "{stderr}");
-    let last = stderr.lines().last().unwrap();
+    let last = common::last_line(&stderr);
     assert!(
         last.starts_with("error: cannot connect to the broker: ClientIdInUse"),
         "{last}"
@@ -107,35 +131,31 @@ fn a_client_id_in_use_is_one_clear_error() {
 
 #[test]
 fn accounts_delayed_3_s_are_waited_for() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         accounts_delay: Duration::from_secs(3),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let start = Instant::now();
-    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY"]));
-    assert_eq!(code, 0, "{stderr}");
+    let (stdout, _) = history_ok(&gw, &["--symbols", "SPY"]);
     assert!(start.elapsed() >= Duration::from_secs(3));
     assert_eq!(history_counts(&stdout), vec![("SPY".to_string(), 1440)]);
 }
 
 #[test]
 fn an_unknown_contract_is_reported_per_symbol() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         unknown_symbols: vec!["ZZZZ".into()],
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY,ZZZZ"]));
-    assert_eq!(code, 0, "{stderr}");
+    });
+    let (stdout, _) = history_ok(&gw, &["--symbols", "SPY,ZZZZ"]);
     let row = stdout.lines().find(|l| l.starts_with("ZZZZ")).unwrap();
     assert!(row.contains("NoSecurityDefinition"), "{row}");
 }
 
 #[test]
 fn a_killed_runner_closes_the_gateway_socket_within_2_s() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
-    let mut child = ibkr(&gw, "9", &["--duration", "0", "--symbols", "SPY"])
+    let gw = gateway(Behaviour::default());
+    let mut child = ibkr(&gw, &["--duration", "0", "--symbols", "SPY"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -162,13 +182,11 @@ fn a_killed_runner_closes_the_gateway_socket_within_2_s() {
 
 #[test]
 fn the_gateway_dropping_the_connection_mid_fetch_does_not_lose_a_symbol() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         drop_on_history: vec![3],
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only"]));
-    assert_eq!(code, 0, "{stderr}");
+    });
+    let (stdout, stderr) = history_ok(&gw, &[]);
     let counts = history_counts(&stdout);
     assert_eq!(counts.len(), 7);
     assert!(counts.iter().all(|(_, n)| *n == 1440), "{stdout}\n{stderr}");
@@ -179,11 +197,7 @@ fn the_gateway_dropping_the_connection_mid_fetch_does_not_lose_a_symbol() {
 
 /// Runs a live phase of `seconds` against `gw`; returns stdout and stderr.
 fn live(gw: &Gateway, seconds: &str) -> (String, String) {
-    let (code, stdout, stderr) = run(ibkr(
-        gw,
-        "9",
-        &["--duration", seconds, "--symbols", "SPY,QQQ"],
-    ));
+    let (code, stdout, stderr) = run(ibkr(gw, &["--duration", seconds, "--symbols", "SPY,QQQ"]));
     assert_eq!(code, 0, "{stderr}");
     (stdout, stderr)
 }
@@ -198,11 +212,7 @@ fn live_counts(stdout: &str) -> Vec<usize> {
 #[test]
 fn live_bars_are_built_from_five_second_bars() {
     // A 5-second bar every 50 ms: a minute bar every 0.6 s.
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
-        ..Behaviour::default()
-    })
-    .unwrap();
+    let gw = gateway(fast_bars());
     let (stdout, stderr) = live(&gw, "3");
     let counts = live_counts(&stdout);
     assert_eq!(counts.len(), 2);
@@ -216,12 +226,10 @@ fn live_bars_are_built_from_five_second_bars() {
 
 #[test]
 fn live_bars_resume_after_the_gateway_drops_the_connection_mid_stream() {
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
+    let gw = gateway(Behaviour {
         drop_after_realtime_bars: Some(30),
-        ..Behaviour::default()
-    })
-    .unwrap();
+        ..fast_bars()
+    });
     // Long enough for a second reconnection attempt (1 s, then 2 s later) on a slow machine.
     let (stdout, stderr) = live(&gw, "8");
     assert!(gw.connections().len() >= 2, "{:?}", gw.connections());
@@ -252,26 +260,22 @@ fn config_file(name: &str, text: &str) -> String {
 }
 
 /// `runner run --history-only` of `symbols` against `gw`, with the configuration `toml`
-/// (written to the file `name`): exit code, stdout, stderr.
-fn history_with(gw: &Gateway, symbols: &str, name: &str, toml: &str) -> (i32, String, String) {
+/// (written to the file `name`), checked to exit with 0: stdout, stderr.
+#[track_caller]
+fn history_with(gw: &Gateway, symbols: &str, name: &str, toml: &str) -> (String, String) {
     let cfg = config_file(name, toml);
-    run(ibkr(
-        gw,
-        "9",
-        &["--history-only", "--symbols", symbols, "--config", &cfg],
-    ))
+    history_ok(gw, &["--symbols", symbols, "--config", &cfg])
 }
 
 #[test]
 fn contracts_follow_the_per_symbol_configuration() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
-    let (code, _, stderr) = history_with(
+    let gw = gateway(Behaviour::default());
+    history_with(
         &gw,
         "SPY,SHOP",
         "contracts.toml",
         "[ibkr.contracts.SHOP]\ncurrency = \"CAD\"\nprimary_exchange = \"TSE\"\n",
     );
-    assert_eq!(code, 0, "{stderr}");
     let contracts = gw.history_contracts();
     let of = |s: &str| {
         contracts
@@ -290,30 +294,24 @@ fn contracts_follow_the_per_symbol_configuration() {
 
 #[test]
 fn a_slow_gateway_is_waited_for() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         reply_delay: Duration::from_millis(300),
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only"]));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        history_counts(&stdout).iter().all(|(_, n)| *n == 1440),
-        "{stdout}"
-    );
+    });
+    let (stdout, _) = history_ok(&gw, &[]);
+    all_complete(&stdout);
 }
 
 #[test]
 fn a_gateway_that_never_sends_the_next_valid_id_is_a_timeout_not_a_connection() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         no_next_valid_id: true,
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let cfg = config_file("handshake.toml", "[bridge]\nhandshake_timeout_ms = 1000\n");
-    let (code, _, stderr) = run(ibkr(&gw, "9", &["--history-only", "--config", &cfg]));
+    let (code, _, stderr) = history(&gw, &["--config", &cfg]);
     assert_eq!(code, 1, "{stderr}");
-    let last = stderr.lines().last().unwrap();
+    let last = common::last_line(&stderr);
     assert!(
         last.starts_with("error: cannot connect to the broker: Timeout: handshake with"),
         "{last}"
@@ -341,18 +339,12 @@ fn every_request_completes_or_fails_declared_while_the_gateway_drops_at_random()
             drops.push(n);
         }
     }
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         drop_on_history: drops.clone(),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let symbols: Vec<String> = (0..100).map(|i| format!("D{i:03}")).collect();
-    let (code, stdout, stderr) = run(ibkr(
-        &gw,
-        "9",
-        &["--history-only", "--symbols", &symbols.join(",")],
-    ));
-    assert_eq!(code, 0, "{stderr}");
+    let (stdout, _) = history_ok(&gw, &["--symbols", &symbols.join(",")]);
     let rows: Vec<&str> = stdout
         .lines()
         .skip(1)
@@ -370,18 +362,16 @@ fn every_request_completes_or_fails_declared_while_the_gateway_drops_at_random()
 
 #[test]
 fn the_next_client_ids_are_tried_when_allowed() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         ids_in_use: vec![9, 10],
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = history_with(
+    });
+    let (stdout, _) = history_with(
         &gw,
         "SPY",
         "attempts.toml",
         "[ibkr]\nclient_id_attempts = 3\n",
     );
-    assert_eq!(code, 0, "{stderr}");
     assert_eq!(history_counts(&stdout), vec![("SPY".to_string(), 1440)]);
     let ids: Vec<Option<i32>> = gw.connections().iter().map(|c| c.client_id).collect();
     assert_eq!(ids, vec![Some(9), Some(10), Some(11)]);
@@ -391,8 +381,8 @@ fn the_next_client_ids_are_tried_when_allowed() {
 /// `ibapi`, filterable on their own, and stay out of it by default.
 #[test]
 fn ibapi_lines_reach_the_runner_log_under_their_own_target() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
-    let mut cmd = ibkr(&gw, "9", &["--history-only", "--symbols", "SPY"]);
+    let gw = gateway(Behaviour::default());
+    let mut cmd = ibkr(&gw, &["--history-only", "--symbols", "SPY"]);
     cmd.env("RUNNER_LOG", "info,ibapi=debug");
     let (code, _stdout, stderr) = run(cmd);
     assert_eq!(code, 0, "{stderr}");
@@ -409,8 +399,7 @@ fn ibapi_lines_reach_the_runner_log_under_their_own_target() {
         "ibapi lines under the worker target: {stderr}"
     );
     // At the default level, ibapi's debug lines are not shown.
-    let (code, _stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY"]));
-    assert_eq!(code, 0, "{stderr}");
+    let (_, stderr) = history_ok(&gw, &["--symbols", "SPY"]);
     assert!(
         !stderr.lines().any(|l| l.contains("DEBUG ibapi:")),
         "{stderr}"
@@ -429,27 +418,22 @@ fn unused_address() -> String {
 #[test]
 fn a_gateway_that_is_not_up_yet_is_waited_for() {
     let address = unused_address();
-    let config = common::temp("ibkr", "connect-wait.toml");
-    std::fs::write(&config, "[ibkr]\nconnect_wait_seconds = 30\n").unwrap();
-    let cmd = {
-        let mut cmd = common::runner(&[
-            "run",
-            "--backend",
-            "ibkr",
-            "--gateway",
-            &address,
-            "--client-id",
-            "9",
+    let config = config_file("connect-wait.toml", "[ibkr]\nconnect_wait_seconds = 30\n");
+    let mut cmd = ibkr_at(
+        &address,
+        &[
             "--history-only",
             "--symbols",
             "SPY,QQQ",
             "--config",
-            config.to_str().unwrap(),
-        ]);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd
-    };
-    let child = { cmd }.spawn().unwrap();
+            &config,
+        ],
+    );
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
     let gw = Gateway::start_on(&address, Behaviour::default()).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -482,7 +466,7 @@ fn a_gateway_that_is_down_fails_at_once_and_says_how_to_wait() {
         "--history-only",
     ]));
     assert_eq!(code, 1, "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
+    let last = common::last_line(&stderr);
     assert!(
         last.starts_with("error: cannot connect to the broker: NotConnected"),
         "{last}"
@@ -499,14 +483,58 @@ fn row(stdout: &str, symbol: &str) -> (usize, String) {
     (cols[2].parse().unwrap(), cols[3..].join(" "))
 }
 
-/// Runs `runner run` for `seconds` of live bars on SPY and QQQ against `gw`, with ibapi's log
-/// shown; returns stdout and stderr after checking the exit code is 0.
-fn live_day(gw: &Gateway, seconds: &str) -> (String, String) {
-    let mut cmd = ibkr(gw, "9", &["--duration", seconds, "--symbols", "SPY,QQQ"]);
+/// `runner run EXTRA` against `gw` with ibapi's log shown: exit code, stdout, stderr.
+fn run_logged(gw: &Gateway, extra: &[&str]) -> (i32, String, String) {
+    let mut cmd = ibkr(gw, extra);
     cmd.env("RUNNER_LOG", "info,ibapi=info");
-    let (code, stdout, stderr) = run(cmd);
+    run(cmd)
+}
+
+/// [`run_logged`], checked to exit with 0: stdout, stderr.
+#[track_caller]
+fn run_logged_ok(gw: &Gateway, extra: &[&str]) -> (String, String) {
+    let (code, stdout, stderr) = run_logged(gw, extra);
     assert_eq!(code, 0, "{stdout}{stderr}");
     (stdout, stderr)
+}
+
+/// Runs `runner run` for `seconds` of live bars on SPY and QQQ against `gw`, with ibapi's log
+/// shown; returns stdout and stderr after checking the exit code is 0.
+#[track_caller]
+fn live_day(gw: &Gateway, seconds: &str) -> (String, String) {
+    run_logged_ok(gw, &["--duration", seconds, "--symbols", "SPY,QQQ"])
+}
+
+/// Fast bars, and the gateway's link to IB lost after 24 bars for 600 ms, with the market
+/// data lost (1101) or kept (1102).
+fn link_lost_after_24_bars(data_lost: bool) -> Gateway {
+    gateway(Behaviour {
+        connectivity_loss: Some(ConnectivityLoss {
+            after_bars: 24,
+            lasts: Duration::from_millis(600),
+            data_lost,
+        }),
+        ..fast_bars()
+    })
+}
+
+/// Fast bars, and the gateway itself gone after 24 bars for `lasts`.
+fn outage_after_24_bars(lasts: Duration) -> Gateway {
+    gateway(Behaviour {
+        outage: Some(Outage {
+            after_bars: 24,
+            lasts,
+        }),
+        ..fast_bars()
+    })
+}
+
+/// Fast bars, and QQQ's refused for want of a market data subscription (354).
+fn qqq_not_subscribed() -> Gateway {
+    gateway(Behaviour {
+        realtime_refused: vec![Behaviour::not_subscribed("QQQ")],
+        ..fast_bars()
+    })
 }
 
 /// Asserts the gateway received exactly `times` real-time bar requests for each of `symbols`.
@@ -525,16 +553,7 @@ fn subscribed_times(gw: &Gateway, symbols: &[&str], times: u32) {
 /// says so, the worker makes each subscription again exactly once, and bars resume.
 #[test]
 fn after_1101_every_live_subscription_is_made_again_once_and_bars_resume() {
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
-        connectivity_loss: Some(ConnectivityLoss {
-            after_bars: 24,
-            lasts: Duration::from_millis(600),
-            data_lost: true,
-        }),
-        ..Behaviour::default()
-    })
-    .unwrap();
+    let gw = link_lost_after_24_bars(true);
     let (stdout, stderr) = live_day(&gw, "6");
     assert!(
         stderr.contains("broker connection lost (Connectivity between IB and"),
@@ -562,16 +581,7 @@ fn after_1101_every_live_subscription_is_made_again_once_and_bars_resume() {
 /// IB 1100 then 1102: market data kept, nothing to make again; bars resume on their own.
 #[test]
 fn after_1102_the_subscriptions_are_kept() {
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
-        connectivity_loss: Some(ConnectivityLoss {
-            after_bars: 24,
-            lasts: Duration::from_millis(600),
-            data_lost: false,
-        }),
-        ..Behaviour::default()
-    })
-    .unwrap();
+    let gw = link_lost_after_24_bars(false);
     let (stdout, stderr) = live_day(&gw, "5");
     assert!(stderr.contains("live subscriptions kept"), "{stderr}");
     subscribed_times(&gw, &["SPY", "QQQ"], 1);
@@ -586,12 +596,7 @@ fn after_1102_the_subscriptions_are_kept() {
 /// with its code, and the symbol's row says why instead of "stale".
 #[test]
 fn a_refused_live_subscription_is_explained_in_its_row() {
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
-        realtime_refused: vec![Behaviour::not_subscribed("QQQ")],
-        ..Behaviour::default()
-    })
-    .unwrap();
+    let gw = qqq_not_subscribed();
     let (stdout, stderr) = live_day(&gw, "3");
     let (live, why) = row(&stdout, "QQQ");
     assert_eq!(live, 0, "{stdout}");
@@ -613,12 +618,10 @@ fn a_refused_live_subscription_is_explained_in_its_row() {
 /// 10197: another session of the same user holds the market data.
 #[test]
 fn a_competing_live_session_is_named() {
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
+    let gw = gateway(Behaviour {
         realtime_refused: vec![Behaviour::competing_session("SPY")],
-        ..Behaviour::default()
-    })
-    .unwrap();
+        ..fast_bars()
+    });
     let (stdout, _stderr) = live_day(&gw, "2");
     let (_, why) = row(&stdout, "SPY");
     assert!(
@@ -632,15 +635,7 @@ fn a_competing_live_session_is_named() {
 /// `ibapi` reconnects, every subscription is made again once, and bars resume.
 #[test]
 fn an_outage_of_the_gateway_is_ridden_out_and_bars_resume() {
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
-        outage: Some(Outage {
-            after_bars: 24,
-            lasts: Duration::from_secs(2),
-        }),
-        ..Behaviour::default()
-    })
-    .unwrap();
+    let gw = outage_after_24_bars(Duration::from_secs(2));
     let (stdout, stderr) = live_day(&gw, "10");
     assert!(
         stderr.contains("broker connection lost (the connection to the gateway closed)"),
@@ -668,24 +663,13 @@ fn an_outage_of_the_gateway_is_ridden_out_and_bars_resume() {
 /// attempts: each attempt is reported, then the run ends at once with exit 1 and says why.
 #[test]
 fn reconnection_attempts_and_giving_up_reach_the_runner() {
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
-        outage: Some(Outage {
-            after_bars: 24,
-            lasts: Duration::from_secs(120),
-        }),
-        ..Behaviour::default()
-    })
-    .unwrap();
+    let gw = outage_after_24_bars(Duration::from_secs(120));
     let cfg = config_file("give-up.toml", "[ibkr]\nreconnect_attempts = 2\n");
-    let mut cmd = ibkr(
+    let started = Instant::now();
+    let (code, stdout, stderr) = run_logged(
         &gw,
-        "9",
         &["--duration", "60", "--symbols", "SPY,QQQ", "--config", &cfg],
     );
-    cmd.env("RUNNER_LOG", "info,ibapi=info");
-    let started = Instant::now();
-    let (code, stdout, stderr) = run(cmd);
     // Attempts 1 s and 2 s after the loss, then the run ends: long before its 60 s.
     assert!(started.elapsed() < Duration::from_secs(30), "{stderr}");
     assert_eq!(code, 1, "{stdout}{stderr}");
@@ -700,7 +684,7 @@ fn reconnection_attempts_and_giving_up_reach_the_runner() {
         stdout.contains("broker connection: lost 1, reconnection attempts 2, restored 0"),
         "{stdout}"
     );
-    let last = stderr.lines().last().unwrap_or_default();
+    let last = common::last_line(&stderr);
     assert!(
         last.contains("gave up reconnecting after 2 attempt(s)"),
         "{last}"
@@ -712,24 +696,15 @@ fn reconnection_attempts_and_giving_up_reach_the_runner() {
 /// data, the row says so and why, and the permitted symbol keeps its live bars.
 #[test]
 fn a_symbol_without_live_data_falls_back_to_delayed_data_and_says_so() {
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
-        realtime_refused: vec![Behaviour::not_subscribed("QQQ")],
-        ..Behaviour::default()
-    })
-    .unwrap();
+    let gw = qqq_not_subscribed();
     let cfg = config_file(
         "delayed-fallback.toml",
         "[history]\nbar_seconds = 5\nduration_seconds = 3600\n[ibkr]\ndelayed_fallback = true\n",
     );
-    let mut cmd = ibkr(
+    let (stdout, stderr) = run_logged_ok(
         &gw,
-        "9",
         &["--duration", "20", "--symbols", "SPY,QQQ", "--config", &cfg],
     );
-    cmd.env("RUNNER_LOG", "info,ibapi=info");
-    let (code, stdout, stderr) = run(cmd);
-    assert_eq!(code, 0, "{stdout}{stderr}");
     let seen = gw.seen();
     // Delayed data asked for once, at connect; ticks asked for QQQ alone, once.
     assert_eq!(seen.market_data_types, vec![3], "{seen:?}");
@@ -762,27 +737,18 @@ fn a_symbol_without_live_data_falls_back_to_delayed_data_and_says_so() {
 /// once at connect (`ibapi` repeats it after a reconnect), and the history comes.
 #[test]
 fn delayed_market_data_is_asked_for_at_connect() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
-    let config = common::temp("ibkr", "delayed.toml");
-    std::fs::write(&config, "[ibkr]\nmarket_data_type = \"delayed\"\n").unwrap();
-    let (code, stdout, stderr) = run(ibkr(
+    let gw = gateway(Behaviour::default());
+    let (stdout, stderr) = history_with(
         &gw,
-        "9",
-        &[
-            "--history-only",
-            "--symbols",
-            "SPY",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    ));
-    assert_eq!(code, 0, "{stderr}");
+        "SPY",
+        "delayed.toml",
+        "[ibkr]\nmarket_data_type = \"delayed\"\n",
+    );
     assert_eq!(history_counts(&stdout), vec![("SPY".to_string(), 1440)]);
     assert_eq!(gw.seen().market_data_types, vec![3], "{stderr}");
     // Live (the default) is not sent: the gateway starts with it.
-    let gw = Gateway::start(Behaviour::default()).unwrap();
-    let (code, _, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY"]));
-    assert_eq!(code, 0, "{stderr}");
+    let gw = gateway(Behaviour::default());
+    history_ok(&gw, &["--symbols", "SPY"]);
     assert_eq!(gw.seen().market_data_types, Vec::<i32>::new());
 }
 
@@ -790,16 +756,14 @@ fn delayed_market_data_is_asked_for_at_connect() {
 /// the gateway, so a slow symbol cannot hold a slot for ever.
 #[test]
 fn a_history_request_past_its_deadline_is_cancelled_at_the_gateway() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         reply_delay: Duration::from_secs(4),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let cfg = config_file("short-history.toml", "[history]\ntimeout_seconds = 1\n");
+    // A live phase keeps the connection open while the cancels go out.
     let mut cmd = ibkr(
         &gw,
-        "9",
-        // A live phase keeps the connection open while the cancels go out.
         &["--duration", "2", "--symbols", "SPY,QQQ", "--config", &cfg],
     );
     cmd.env("RUNNER_LOG", "info,worker=debug");
@@ -827,14 +791,12 @@ fn a_history_request_past_its_deadline_is_cancelled_at_the_gateway() {
 #[test]
 fn history_the_way_the_real_gateway_answers_it() {
     // Friday 2023-11-17 21:00 UTC (16:00 US/Eastern, the close).
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         realistic_history: true,
         history_end: Some(1_700_254_800),
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY"]));
-    assert_eq!(code, 0, "{stderr}");
+    });
+    let (stdout, stderr) = history_ok(&gw, &["--symbols", "SPY"]);
     assert_eq!(
         history_counts(&stdout),
         vec![("SPY".to_string(), 390)],
@@ -846,45 +808,20 @@ fn history_the_way_the_real_gateway_answers_it() {
 /// worker waits for it (`ibkr.connect_wait_seconds`) and live bars come back.
 #[test]
 fn a_client_id_still_taken_after_a_worker_died_is_waited_for() {
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
+    let gw = gateway(Behaviour {
         client_id_linger: Duration::from_secs(2),
-        ..Behaviour::default()
-    })
-    .unwrap();
+        ..fast_bars()
+    });
     let cfg = config_file("linger.toml", "[ibkr]\nconnect_wait_seconds = 20\n");
-    let mut child = ibkr(
+    let (child, mut log) = common::spawn_logged(ibkr(
         &gw,
-        "9",
         &["--duration", "10", "--symbols", "SPY", "--config", &cfg],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let mut worker = None;
-    for line in log.by_ref() {
-        let line = line.unwrap();
-        if let Some(at) = line.find("worker started generation=0 pid=") {
-            worker = line[at + "worker started generation=0 pid=".len()..]
-                .trim()
-                .parse::<u32>()
-                .ok();
-        }
-        let live = line.contains("live phase");
-        seen.push(line);
-        if live {
-            break;
-        }
-    }
-    let worker = worker.expect("the runner logs its worker's pid");
-    tests::signal(worker, tests::Signal::Kill).unwrap();
-    let rest: Vec<String> = log.map_while(Result::ok).collect();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{seen:?}{rest:?}");
+    ));
+    let (worker, mut seen) = common::wait_for_worker(&mut log, 0);
+    seen.extend(common::wait_for_line(&mut log, "live phase"));
+    tests::signal(worker, tests::ProcessSignal::Kill).unwrap();
+    let (code, stdout, rest) = common::finish(child, log);
+    assert_eq!(code, Some(0), "{stdout}{seen:?}{rest:?}");
     assert!(
         rest.iter()
             .any(|l| l.contains("gateway not ready yet") && l.contains("client id")),
@@ -909,8 +846,7 @@ fn a_client_id_still_taken_after_a_worker_died_is_waited_for() {
 /// the refused symbol explained, and `ibapi`'s own lines in the log.
 #[test]
 fn a_bad_day_at_the_gateway_is_ridden_out() {
-    let gw = Gateway::start(Behaviour {
-        realtime_interval: Duration::from_millis(50),
+    let gw = gateway(Behaviour {
         connectivity_loss: Some(ConnectivityLoss {
             after_bars: 40,
             lasts: Duration::from_millis(800),
@@ -921,13 +857,9 @@ fn a_bad_day_at_the_gateway_is_ridden_out() {
             lasts: Duration::from_secs(2),
         }),
         realtime_refused: vec![Behaviour::not_subscribed("QQQ")],
-        ..Behaviour::default()
-    })
-    .unwrap();
-    let mut cmd = ibkr(&gw, "9", &["--duration", "16", "--symbols", "SPY,AAPL,QQQ"]);
-    cmd.env("RUNNER_LOG", "info,ibapi=info");
-    let (code, stdout, stderr) = run(cmd);
-    assert_eq!(code, 0, "{stdout}{stderr}");
+        ..fast_bars()
+    });
+    let (stdout, stderr) = run_logged_ok(&gw, &["--duration", "16", "--symbols", "SPY,AAPL,QQQ"]);
     // Both interruptions, each followed by the subscriptions made again.
     let summary = format!("broker connection: lost 2, reconnection attempts {}, restored 2 (market data lost and subscriptions made again 2, kept 0), live data refused for 1 symbol(s), delayed data for 0", attempts(&stderr));
     assert!(stdout.contains(&summary), "{stdout}");
@@ -957,7 +889,7 @@ fn attempts(stderr: &str) -> usize {
 
 /// The ISO time of the signals file (`YYYY-MM-DDTHH:MM:SSZ`) of Unix second `t`.
 fn iso(t: i64) -> String {
-    let (y, mo, d, h, mi, s) = worker::unix_time::civil_time(t);
+    let (y, mo, d, h, mi, s) = base::unix_time::civil_time(t);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
@@ -970,7 +902,7 @@ fn iso(t: i64) -> String {
 /// the log.
 #[test]
 fn a_day_with_a_two_minute_outage_is_ridden_out() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         realtime_interval: Duration::from_secs(5),
         connectivity_loss: Some(ConnectivityLoss {
             after_bars: 8,
@@ -986,16 +918,14 @@ fn a_day_with_a_two_minute_outage_is_ridden_out() {
             Behaviour::competing_session("MSFT"),
         ],
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let cfg = config_file(
         "day.toml",
         "[history]\nbar_seconds = 10\nduration_seconds = 3600\n[ibkr]\ndelayed_fallback = true\n",
     );
     let signals = common::temp("ibkr", "day.csv");
-    let mut cmd = ibkr(
+    let (stdout, stderr) = run_logged_ok(
         &gw,
-        "9",
         &[
             "--duration",
             "270",
@@ -1007,9 +937,6 @@ fn a_day_with_a_two_minute_outage_is_ridden_out() {
             signals.to_str().unwrap(),
         ],
     );
-    cmd.env("RUNNER_LOG", "info,ibapi=info");
-    let (code, stdout, stderr) = run(cmd);
-    assert_eq!(code, 0, "{stdout}{stderr}");
     let seen = gw.seen();
     assert_eq!(seen.outage_ends.len(), 1, "{seen:?}");
     // Two minutes of backoff (1, 2, 3, 5, 8, 13, 21, 30, 30 s ...): eight attempts at least.
@@ -1050,64 +977,38 @@ fn a_day_with_a_two_minute_outage_is_ridden_out() {
 /// dead one is told what was sent in the last ten minutes.
 #[test]
 fn pacing_survives_a_worker_replacement() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         reply_delay: Duration::from_secs(2),
         ..Behaviour::default()
-    })
-    .unwrap();
-    let mut child = ibkr(&gw, "9", &["--history-only", "--symbols", "SPY,QQQ,AAPL"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut worker = None;
-    for line in log.by_ref() {
-        let line = line.unwrap();
-        if let Some(at) = line.find("worker started generation=0 pid=") {
-            worker = line[at + "worker started generation=0 pid=".len()..]
-                .trim()
-                .parse::<u32>()
-                .ok();
-            break;
-        }
-    }
+    });
+    let (child, mut log) =
+        common::spawn_logged(ibkr(&gw, &["--history-only", "--symbols", "SPY,QQQ,AAPL"]));
+    let (worker, _) = common::wait_for_worker(&mut log, 0);
     // The rest of the log is read meanwhile, so that the runner never waits on it.
-    let reader = std::thread::spawn(move || log.map_while(Result::ok).collect::<Vec<_>>());
+    let finished = std::thread::spawn(move || common::finish(child, log));
     // Every request is at the gateway, unanswered (answers take 2 s): the worker dies.
     assert!(within(Duration::from_secs(10), || gw.history_requests() >= 3).is_some());
-    tests::signal(worker.expect("worker pid"), tests::Signal::Kill).unwrap();
-    let rest = reader.join().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{rest:?}");
+    tests::signal(worker, tests::ProcessSignal::Kill).unwrap();
+    let (code, stdout, rest) = finished.join().unwrap();
+    assert_eq!(code, Some(0), "{stdout}{rest:?}");
     let resumed = rest
         .iter()
         .find(|l| l.contains("pacing resumed"))
         .unwrap_or_else(|| panic!("{rest:?}"));
     assert!(resumed.contains("count=3"), "{resumed}");
-    assert!(
-        history_counts(&stdout).iter().all(|(_, n)| *n == 1440),
-        "{stdout}"
-    );
+    all_complete(&stdout);
 }
 
 /// History refused by the gateway (162) says which refusal in the symbol's row: no data for
 /// the request, or no permission for the data.
 #[test]
 fn history_refusals_are_told_apart_in_the_rows() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         history_no_data: vec!["QQQ".into()],
         history_no_permissions: vec!["AAPL".into()],
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = run(ibkr(
-        &gw,
-        "9",
-        &["--history-only", "--symbols", "SPY,QQQ,AAPL"],
-    ));
-    assert_eq!(code, 0, "{stderr}");
+    });
+    let (stdout, _) = history_ok(&gw, &["--symbols", "SPY,QQQ,AAPL"]);
     let (_, qqq) = row(&stdout, "QQQ");
     assert!(
         qqq.contains("no data: NoData:") && qqq.contains("HMDS query returned no data"),
@@ -1125,13 +1026,11 @@ fn history_refusals_are_told_apart_in_the_rows() {
 /// the primary exchange (or the contract id) picks one.
 #[test]
 fn an_ambiguous_contract_lists_its_candidates_and_a_primary_exchange_picks_one() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         ambiguous_symbols: vec!["SPY".into()],
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = run(ibkr(&gw, "9", &["--history-only", "--symbols", "SPY,QQQ"]));
-    assert_eq!(code, 0, "{stderr}");
+    });
+    let (stdout, _) = history_ok(&gw, &["--symbols", "SPY,QQQ"]);
     let (_, why) = row(&stdout, "SPY");
     assert!(
         why.contains("no data: AmbiguousContract: SPY names 2 instruments: con_id")
@@ -1149,18 +1048,16 @@ fn an_ambiguous_contract_lists_its_candidates_and_a_primary_exchange_picks_one()
         .collect();
     assert_eq!(asked, vec![Some("QQQ".to_string())]);
 
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         ambiguous_symbols: vec!["SPY".into()],
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = history_with(
+    });
+    let (stdout, _) = history_with(
         &gw,
         "SPY",
         "spy-nyse.toml",
         "[ibkr.contracts.SPY]\nprimary_exchange = \"NYSE\"\n",
     );
-    assert_eq!(code, 0, "{stderr}");
     assert_eq!(history_counts(&stdout), vec![("SPY".to_string(), 1440)]);
     let spy = &gw.history_contracts()[0];
     assert_eq!(spy.primary_exchange.as_deref(), Some("NYSE"));
@@ -1171,29 +1068,16 @@ fn an_ambiguous_contract_lists_its_candidates_and_a_primary_exchange_picks_one()
 /// space at IB, and one named by contract id (nothing looked up).
 #[test]
 fn futures_names_with_spaces_and_contract_ids_reach_the_gateway_as_configured() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
-    let cfg = config_file(
+    let gw = gateway(Behaviour::default());
+    let (stdout, _) = history_with(
+        &gw,
+        "ES,BRK.B,AAPL",
         "contracts-kinds.toml",
         "[ibkr.contracts.ES]\nsec_type = \"FUT\"\nexchange = \"CME\"\nexpiry = \"202612\"\nlocal_symbol = \"ESZ6\"\n\
          [ibkr.contracts.\"BRK.B\"]\nib_symbol = \"BRK B\"\n\
          [ibkr.contracts.AAPL]\ncon_id = 265598\n",
     );
-    let (code, stdout, stderr) = run(ibkr(
-        &gw,
-        "9",
-        &[
-            "--history-only",
-            "--symbols",
-            "ES,BRK.B,AAPL",
-            "--config",
-            &cfg,
-        ],
-    ));
-    assert_eq!(code, 0, "{stderr}");
-    assert!(
-        history_counts(&stdout).iter().all(|(_, n)| *n == 1440),
-        "{stdout}"
-    );
+    all_complete(&stdout);
     let contracts = gw.history_contracts();
     let of = |s: &str| {
         contracts
@@ -1225,19 +1109,17 @@ fn futures_names_with_spaces_and_contract_ids_reach_the_gateway_as_configured() 
 /// bar once.
 #[test]
 fn a_long_history_is_fetched_in_pages_ib_accepts() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         step_sizes: true,
         history_end: Some(1_700_254_800),
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = history_with(
+    });
+    let (stdout, stderr) = history_with(
         &gw,
         "SPY",
         "paging.toml",
         "[history]\nbar_seconds = 5\nduration_seconds = 10800\n",
     );
-    assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         history_counts(&stdout),
         vec![("SPY".to_string(), 2160)],

@@ -5,18 +5,18 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tests::gateway::{Behaviour, Gateway};
-use tests::{signal, within, Signal};
+use tests::{signal, within, ProcessSignal};
 
 mod common;
+use common::gateway;
 
-/// `runner ARGS --backend ibkr --gateway <gw> --client-id 7`.
-fn ibkr(gw: &Gateway, args: &[&str]) -> Command {
+/// `runner ARGS --backend ibkr --gateway <gw> --client-id <client_id>`.
+fn ibkr_as(gw: &Gateway, client_id: &str, args: &[&str]) -> Command {
     let address = gw.address();
     let mut cmd = common::runner(args);
     cmd.args([
@@ -25,9 +25,38 @@ fn ibkr(gw: &Gateway, args: &[&str]) -> Command {
         "--gateway",
         &address,
         "--client-id",
-        "7",
+        client_id,
     ]);
     cmd
+}
+
+/// `runner ARGS --backend ibkr --gateway <gw> --client-id 7`.
+fn ibkr(gw: &Gateway, args: &[&str]) -> Command {
+    ibkr_as(gw, "7", args)
+}
+
+/// Runs `runner ARGS` against `gw` as client 7: exit code, stdout, stderr.
+fn run(gw: &Gateway, args: &[&str]) -> (i32, String, String) {
+    common::output(ibkr(gw, args))
+}
+
+/// Runs `runner ARGS` against `gw` as client 7 and checks it exits with 0: stdout, stderr.
+fn run_ok(gw: &Gateway, args: &[&str]) -> (String, String) {
+    let (code, stdout, stderr) = run(gw, args);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
+/// `order buy SPY 5 --limit 1 --ref <order_ref> --wait <wait>`, and `--tif gtc` if `gtc`: an
+/// order that rests (SPY trades far above 1).
+fn resting_buy<'a>(order_ref: &'a str, wait: &'a str, gtc: bool) -> Vec<&'a str> {
+    let mut args = vec![
+        "order", "buy", "SPY", "5", "--limit", "1", "--ref", order_ref, "--wait", wait,
+    ];
+    if gtc {
+        args.extend(["--tif", "gtc"]);
+    }
+    args
 }
 
 /// The gateway's orders with this reference.
@@ -38,24 +67,29 @@ fn at_gateway(gw: &Gateway, order_ref: &str) -> usize {
         .count()
 }
 
+/// Asserts the gateway holds one order with this reference, placed in one message.
+#[track_caller]
+fn placed_once(gw: &Gateway, order_ref: &str) {
+    assert_eq!(at_gateway(gw, order_ref), 1);
+    assert_eq!(gw.place_order_messages(order_ref), 1);
+}
+
 #[test]
 fn a_hand_order_through_the_gateway_is_acknowledged_filled_and_held_once() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
-    let (code, stdout, stderr) = common::output(ibkr(
+    let gw = gateway(Behaviour::default());
+    let (stdout, _) = run_ok(
         &gw,
         &["order", "buy", "SPY", "10", "--ref", "ib-1", "--wait", "10"],
-    ));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    );
     assert!(
         stdout.starts_with("order ib-1 (broker #"),
         "the acknowledged order first: {stdout}"
     );
     assert!(stdout.contains(": filled, 10 filled @ "), "{stdout}");
     assert!(stdout.contains("order ib-1: fill 10 @ "), "{stdout}");
-    assert_eq!(at_gateway(&gw, "ib-1"), 1);
-    assert_eq!(gw.place_order_messages("ib-1"), 1);
+    placed_once(&gw, "ib-1");
     // What the gateway holds, through new workers.
-    let (code, stdout, stderr) = common::output(ibkr(&gw, &["positions"]));
+    let (code, stdout, stderr) = run(&gw, &["positions"]);
     assert_eq!(code, 0, "{stderr}");
     let row = stdout.lines().nth(1).unwrap_or_default();
     assert_eq!(
@@ -67,7 +101,7 @@ fn a_hand_order_through_the_gateway_is_acknowledged_filled_and_held_once() {
         stdout.contains("account DU1234567: net liquidation "),
         "{stdout}"
     );
-    let (code, stdout, _) = common::output(ibkr(&gw, &["orders"]));
+    let (code, stdout, _) = run(&gw, &["orders"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("order ib-1 (broker #"), "{stdout}");
     assert!(stdout.contains(": filled"), "{stdout}");
@@ -78,18 +112,11 @@ fn a_hand_order_through_the_gateway_is_acknowledged_filled_and_held_once() {
 /// by its reference, and does not place it again.
 #[test]
 fn the_gateway_dropping_the_connection_right_after_an_order_leaves_one_order() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         drop_after_order: Some(0),
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = common::output(ibkr(
-        &gw,
-        &[
-            "order", "buy", "SPY", "5", "--limit", "1", "--ref", "drop-1", "--wait", "2",
-        ],
-    ));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    });
+    let (stdout, stderr) = run_ok(&gw, &resting_buy("drop-1", "2", false));
     assert!(
         stderr.contains("gateway connection lost before the order was acknowledged"),
         "{stderr}"
@@ -99,8 +126,7 @@ fn the_gateway_dropping_the_connection_right_after_an_order_leaves_one_order() {
         "{stderr}"
     );
     assert!(stdout.starts_with("order drop-1 (broker #"), "{stdout}");
-    assert_eq!(at_gateway(&gw, "drop-1"), 1);
-    assert_eq!(gw.place_order_messages("drop-1"), 1);
+    placed_once(&gw, "drop-1");
     assert!(gw.connections().len() >= 2, "ibapi reconnected");
 }
 
@@ -109,27 +135,16 @@ fn the_gateway_dropping_the_connection_right_after_an_order_leaves_one_order() {
 /// and places nothing.
 #[test]
 fn a_worker_killed_right_after_the_order_reached_the_gateway_leaves_one_order() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         order_ack_delay: Duration::from_secs(3),
         ..Behaviour::default()
-    })
-    .unwrap();
-    let mut child = ibkr(
-        &gw,
-        &[
-            "order", "buy", "SPY", "5", "--limit", "1", "--ref", "kill-1", "--wait", "2",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    });
+    let (child, lines) = common::spawn_logged(ibkr(&gw, &resting_buy("kill-1", "2", false)));
     let log = Arc::new(Mutex::new(Vec::<String>::new()));
     let reader = {
         let log = log.clone();
-        let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in lines.map_while(Result::ok) {
                 log.lock().unwrap().push(line);
             }
         })
@@ -140,20 +155,9 @@ fn a_worker_killed_right_after_the_order_reached_the_gateway_leaves_one_order() 
         .lock()
         .unwrap()
         .iter()
-        .find_map(|l| {
-            l.contains("worker started")
-                .then(|| {
-                    l.split("pid=")
-                        .nth(1)?
-                        .split_whitespace()
-                        .next()?
-                        .parse::<u32>()
-                        .ok()
-                })
-                .flatten()
-        })
+        .find_map(|l| common::started_worker(l, 0))
         .expect("the worker's pid in the log");
-    signal(pid, Signal::Kill).unwrap();
+    signal(pid, ProcessSignal::Kill).unwrap();
     let out = child.wait_with_output().unwrap();
     reader.join().unwrap();
     let stderr = log.lock().unwrap().join("\n");
@@ -164,23 +168,21 @@ fn a_worker_killed_right_after_the_order_reached_the_gateway_leaves_one_order() 
         stderr.contains("order already at the gateway; not placed again"),
         "{stderr}"
     );
-    assert_eq!(at_gateway(&gw, "kill-1"), 1);
-    assert_eq!(gw.place_order_messages("kill-1"), 1);
+    placed_once(&gw, "kill-1");
 }
 
 #[test]
 fn a_rejected_order_says_why_and_fails() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         reject_orders: vec!["TSLA".into()],
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = common::output(ibkr(
+    });
+    let (code, stdout, stderr) = run(
         &gw,
         &[
             "order", "buy", "TSLA", "1", "--limit", "10", "--ref", "rej-1", "--wait", "5",
         ],
-    ));
+    );
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let last = stderr.lines().last().unwrap();
     assert!(
@@ -192,13 +194,11 @@ fn a_rejected_order_says_why_and_fails() {
 
 #[test]
 fn a_live_account_at_the_gateway_is_refused_before_anything_is_sent() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         accounts: vec!["U7654321".into()],
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, _, stderr) =
-        common::output(ibkr(&gw, &["order", "buy", "SPY", "1", "--limit", "10"]));
+    });
+    let (code, _, stderr) = run(&gw, &["order", "buy", "SPY", "1", "--limit", "10"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
         stderr
@@ -213,20 +213,12 @@ fn a_live_account_at_the_gateway_is_refused_before_anything_is_sent() {
 
 #[test]
 fn a_resting_order_changed_to_a_marketable_limit_fills_once() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
-    let (code, stdout, stderr) = common::output(ibkr(
-        &gw,
-        &[
-            "order", "buy", "SPY", "5", "--limit", "1", "--tif", "gtc", "--ref", "chg-1", "--wait",
-            "0",
-        ],
-    ));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let (code, stdout, stderr) = common::output(ibkr(
+    let gw = gateway(Behaviour::default());
+    run_ok(&gw, &resting_buy("chg-1", "0", true));
+    let (stdout, _) = run_ok(
         &gw,
         &["order", "modify", "--ref", "chg-1", "--limit", "500"],
-    ));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    );
     assert!(stdout.contains("buy 5 SPY limit 500 gtc"), "{stdout}");
     let order = gw
         .orders()
@@ -244,25 +236,17 @@ fn a_resting_order_changed_to_a_marketable_limit_fills_once() {
 /// again.
 #[test]
 fn an_order_still_pending_at_the_gateway_after_a_drop_is_not_placed_again() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         drop_after_order: Some(0),
         order_ack_delay: Duration::from_secs(8),
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = common::output(ibkr(
-        &gw,
-        &[
-            "order", "buy", "SPY", "5", "--limit", "1", "--ref", "pend-1", "--wait", "1",
-        ],
-    ));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    });
+    let (_, stderr) = run_ok(&gw, &resting_buy("pend-1", "1", false));
     assert!(
         stderr.contains("order already at the gateway; not placed again"),
         "{stderr}"
     );
-    assert_eq!(at_gateway(&gw, "pend-1"), 1);
-    assert_eq!(gw.place_order_messages("pend-1"), 1);
+    placed_once(&gw, "pend-1");
 }
 
 /// The gateway acknowledges only after 12 s, past the worker's 10 s wait: the runner sends
@@ -270,57 +254,28 @@ fn an_order_still_pending_at_the_gateway_after_a_drop_is_not_placed_again() {
 /// second time, and the order is answered.
 #[test]
 fn a_slow_acknowledgement_is_waited_for_again_not_placed_again() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         order_ack_delay: Duration::from_secs(12),
         ..Behaviour::default()
-    })
-    .unwrap();
-    let (code, stdout, stderr) = common::output(ibkr(
-        &gw,
-        &[
-            "order", "buy", "SPY", "5", "--limit", "1", "--ref", "slow-1", "--wait", "1",
-        ],
-    ));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    });
+    let (stdout, stderr) = run_ok(&gw, &resting_buy("slow-1", "1", false));
     assert!(
         stderr.contains("sending it again with the same reference"),
         "{stderr}"
     );
     assert!(stdout.starts_with("order slow-1 (broker #"), "{stdout}");
     assert!(stdout.contains(": working"), "{stdout}");
-    assert_eq!(at_gateway(&gw, "slow-1"), 1);
-    assert_eq!(gw.place_order_messages("slow-1"), 1);
+    placed_once(&gw, "slow-1");
 }
 
 /// An order placed by another API client (another client id) with the same reference is
 /// found, never placed again, and not cancelled by its id from here (the id is that client's).
 #[test]
 fn another_clients_order_is_found_and_left_to_that_client() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
-    let (code, stdout, stderr) = common::output(ibkr(
-        &gw,
-        &[
-            "order", "buy", "SPY", "5", "--limit", "1", "--tif", "gtc", "--ref", "x-1", "--wait",
-            "0",
-        ],
-    ));
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    let other = |args: &[&str]| {
-        let address = gw.address();
-        let mut cmd = common::runner(args);
-        cmd.args([
-            "--backend",
-            "ibkr",
-            "--gateway",
-            &address,
-            "--client-id",
-            "8",
-        ]);
-        common::output(cmd)
-    };
-    let (code, stdout, stderr) = other(&[
-        "order", "buy", "SPY", "5", "--limit", "1", "--tif", "gtc", "--ref", "x-1", "--wait", "0",
-    ]);
+    let gw = gateway(Behaviour::default());
+    run_ok(&gw, &resting_buy("x-1", "0", true));
+    let other = |args: &[&str]| common::output(ibkr_as(&gw, "8", args));
+    let (code, stdout, stderr) = other(&resting_buy("x-1", "0", true));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stderr.contains("not placed again"), "{stderr}");
     let (code, _, stderr) = other(&["order", "cancel", "--ref", "x-1"]);

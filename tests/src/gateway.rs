@@ -645,7 +645,7 @@ fn requests(
         } else if id == outgoing::REQUEST_CURRENT_TIME + PROTOBUF
             || id == outgoing::REQUEST_CURRENT_TIME
         {
-            let now = worker::unix_time::now().as_secs() as i64;
+            let now = base::unix_time::now().as_secs() as i64;
             conn.write(&proto_frame(
                 incoming::CURRENT_TIME,
                 &CurrentTime {
@@ -666,7 +666,7 @@ fn after_bar(sent: u32, conn: &Connection, shared: &GatewayState, b: &Behaviour)
         connections::lose_link_for(&shared.connections, loss.lasts, loss.data_lost);
     }
     if let Some(outage) = b.outage.filter(|o| o.after_bars == sent) {
-        let now = worker::unix_time::now();
+        let now = base::unix_time::now();
         lock(&shared.seen)
             .outage_ends
             .push((now + outage.lasts).as_secs_f64().ceil() as i64);

@@ -6,11 +6,11 @@
 pub mod gateway;
 pub mod process;
 
-pub use process::{alive, kill_and_wait, recorded, segments_of, within};
 /// The tests' seeded random numbers (the soak's generator).
-pub use worker::random::XorShift;
+pub use base::random::XorShift;
 /// Signals to processes (SIGKILL, SIGSTOP).
-pub use worker::signal::{send as signal, Signal};
+pub use base::signal::{send as signal, ProcessSignal};
+pub use process::{alive, kill_and_wait, recorded, segments_of, within};
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! same on Linux and macOS (through `bridge::platform` and the bridge's own records).
 //!
 //! Invariants: nothing here needs unsafe code (signals go through the `kill` command, see
-//! [`worker::signal`]); a zombie counts as dead (it runs no code any more; only its parent
+//! [`base::signal`]); a zombie counts as dead (it runs no code any more; only its parent
 //! has not reaped it yet).
 
 use std::io;
@@ -75,7 +75,7 @@ mod tests {
     #[test]
     fn a_stopped_child_is_alive_until_killed() {
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
-        worker::signal::send(child.id(), worker::signal::Signal::Stop).unwrap();
+        base::signal::send(child.id(), base::signal::ProcessSignal::Stop).unwrap();
         assert!(alive(child.id()));
         let pid = child.id();
         kill_and_wait(&mut child).unwrap();

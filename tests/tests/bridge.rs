@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bridge::channel::{self, Channel, GoneReason, RecvError, SendError, StartError};
 use bridge::protocol::{Reply, Request};
 use bridge::{Client, ClientConfig, RequestError};
-use tests::{alive, kill_and_wait, recorded, segments_of, signal, within, Signal, XorShift};
+use tests::{alive, kill_and_wait, recorded, segments_of, signal, within, ProcessSignal, XorShift};
 
 const PEER: &str = env!("CARGO_BIN_EXE_bridge-peer");
 
@@ -275,7 +275,7 @@ fn sigkill_of_the_worker_mid_stream_is_reported_as_peer_death() {
             .unwrap();
         assert_eq!(got, seq.to_le_bytes());
     }
-    signal(control.peer_pid(), Signal::Kill).unwrap();
+    signal(control.peer_pid(), ProcessSignal::Kill).unwrap();
     let killed = Instant::now();
     // Everything it sent before dying is still delivered, in order; then peer death.
     let mut seq = 10_000u64;
@@ -313,7 +313,7 @@ fn requests_in_flight_fail_when_the_worker_is_killed() {
         })
     };
     std::thread::sleep(Duration::from_millis(50));
-    signal(pid, Signal::Kill).unwrap();
+    signal(pid, ProcessSignal::Kill).unwrap();
     let (replies, waited) = waiter.join().unwrap();
     assert_eq!(
         replies,
@@ -333,7 +333,7 @@ fn requests_in_flight_fail_when_the_worker_is_killed() {
 #[test]
 fn a_stopped_worker_is_declared_hung_and_killed() {
     let client = quickly_hung(peer(&["serve"]));
-    signal(client.control().peer_pid(), Signal::Stop).unwrap();
+    signal(client.control().peer_pid(), ProcessSignal::Stop).unwrap();
     // It was killed, not left stopped.
     next_request_finds_the_worker_gone(&client, |r| matches!(r, GoneReason::Hung(_)));
 }
@@ -484,7 +484,7 @@ fn two_hundred_kills_of_either_side_leave_no_segment() {
                 .nth(1)
                 .and_then(|p| p.parse::<u32>().ok())
             {
-                signal(pid, Signal::Kill).unwrap();
+                signal(pid, ProcessSignal::Kill).unwrap();
             }
             let until = Instant::now() + Duration::from_secs(10);
             while runner.try_wait().unwrap().is_none() && Instant::now() < until {
@@ -580,11 +580,11 @@ fn a_hung_worker_is_killed_with_everything_it_started() {
     client.request(ping(b"x"), Duration::from_secs(10)).unwrap();
     let grandchild: u32 = std::fs::read_to_string(&record).unwrap().parse().unwrap();
     assert!(alive(grandchild));
-    signal(client.control().peer_pid(), Signal::Stop).unwrap();
+    signal(client.control().peer_pid(), ProcessSignal::Stop).unwrap();
     next_request_finds_the_worker_gone(&client, |r| matches!(r, GoneReason::Hung(_)));
     let gone = within(Duration::from_secs(5), || !alive(grandchild));
     if gone.is_none() {
-        let _ = signal(grandchild, Signal::Kill);
+        let _ = signal(grandchild, ProcessSignal::Kill);
     }
     assert!(
         gone.is_some(),

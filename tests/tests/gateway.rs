@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use ibapi::prelude::*;
 use tests::gateway::{codes, texts, Behaviour, ConnectivityLoss, Gateway, Outage};
 
-/// How long a test waits for anything the gateway or the client should do promptly.
-const PROMPTLY: Duration = Duration::from_secs(10);
+mod common;
+use common::{eventually, gateway, reconnected, runtime, PROMPTLY};
 
 type Bars = ibapi::subscriptions::Subscription<ibapi::market_data::realtime::Bar>;
 
@@ -55,17 +55,9 @@ async fn next_notice(notices: &mut NoticeStream, what: &str) -> Notice {
     }
 }
 
-/// Whether `done` holds within [`PROMPTLY`], checked every 10 ms without blocking the runtime
-/// (ibapi's tasks run meanwhile).
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + PROMPTLY;
-    while tokio::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    done()
+/// What `notice` says: its code, the request it is bound to, its text.
+fn said(notice: &Notice) -> (i32, Option<i32>, &str) {
+    (notice.code, notice.request_id, notice.message.as_str())
 }
 
 async fn connect_with_notices(gw: &Gateway, client_id: i32) -> (Client, NoticeStream) {
@@ -74,13 +66,6 @@ async fn connect_with_notices(gw: &Gateway, client_id: i32) -> (Client, NoticeSt
         .client_id(client_id)
         .connect_with_notice_stream()
         .await
-        .unwrap()
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
         .unwrap()
 }
 
@@ -96,11 +81,10 @@ fn wait_closed(gw: &Gateway, index: usize) -> bool {
 
 #[test]
 fn ibapi_connects_and_sees_the_accounts_and_next_valid_id() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         accounts: vec!["DU111".into(), "DU222".into()],
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let client = ibapi::Client::connect(&gw.address(), 7).await.unwrap();
         assert_eq!(client.server_version(), tests::gateway::SERVER_VERSION);
@@ -117,11 +101,10 @@ fn ibapi_connects_and_sees_the_accounts_and_next_valid_id() {
 
 #[test]
 fn connect_waits_for_accounts_sent_late() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         accounts_delay: Duration::from_millis(300),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let start = Instant::now();
     let accounts = runtime().block_on(async {
         let client = ibapi::Client::connect(&gw.address(), 1).await.unwrap();
@@ -133,11 +116,10 @@ fn connect_waits_for_accounts_sent_late() {
 
 #[test]
 fn a_client_id_in_use_is_reported_as_such() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         ids_in_use: vec![5],
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let err = runtime()
         .block_on(ibapi::Client::connect(&gw.address(), 5))
         .err()
@@ -156,23 +138,16 @@ fn fetch(
 ) -> Result<ibapi::market_data::historical::HistoricalData, ibapi::Error> {
     runtime().block_on(async {
         let client = ibapi::Client::connect(&gw.address(), 3).await.unwrap();
-        let contract = Contract::stock(symbol).build();
-        client
-            .historical_data(&contract, HistoricalBarSize::Min)
-            .what_to_show(HistoricalWhatToShow::Trades)
-            .duration(1.days())
-            .fetch()
-            .await
+        fetch_on(&client, &Contract::stock(symbol).build()).await
     })
 }
 
 #[test]
 fn historical_bars_arrive_whole() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         history_end: Some(1_763_805_600),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let data = fetch(&gw, "SPY").unwrap();
     assert_eq!(data.bars.len(), 1440);
     assert!(data.bars.iter().all(|b| b.close > 0.0 && b.low <= b.high));
@@ -181,12 +156,11 @@ fn historical_bars_arrive_whole() {
 
 #[test]
 fn unknown_symbols_and_pacing_violations_are_errors() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         unknown_symbols: vec!["ZZZZ".into()],
         pacing_violations: 1,
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let err = fetch(&gw, "SPY").unwrap_err().to_string();
     assert!(err.contains("162") || err.contains("pacing"), "{err}");
     let err = fetch(&gw, "ZZZZ").unwrap_err().to_string();
@@ -199,11 +173,10 @@ fn unknown_symbols_and_pacing_violations_are_errors() {
 
 #[test]
 fn connectivity_lost_then_restored_with_data_lost_ends_every_bar_stream() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         realtime_interval: Duration::from_millis(20),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let (client, mut notices) = connect_with_notices(&gw, 11).await;
         let contract = Contract::stock("SPY").build();
@@ -214,7 +187,7 @@ fn connectivity_lost_then_restored_with_data_lost_ends_every_bar_stream() {
         gw.lose_connectivity(Duration::from_millis(300), true);
         let lost = next_notice(&mut notices, "the loss").await;
         assert_eq!(
-            (lost.code, lost.request_id, lost.message.as_str()),
+            said(&lost),
             (codes::CONNECTIVITY_LOST, None, texts::CONNECTIVITY_LOST)
         );
         assert!(lost.is_system_message());
@@ -224,11 +197,7 @@ fn connectivity_lost_then_restored_with_data_lost_ends_every_bar_stream() {
 
         let restored = next_notice(&mut notices, "the restoration").await;
         assert_eq!(
-            (
-                restored.code,
-                restored.request_id,
-                restored.message.as_str()
-            ),
+            said(&restored),
             (
                 codes::CONNECTIVITY_RESTORED_DATA_LOST,
                 None,
@@ -264,7 +233,7 @@ fn connectivity_lost_then_restored_with_data_lost_ends_every_bar_stream() {
 
 #[test]
 fn connectivity_lost_after_some_bars_then_restored_with_data_maintained_resumes_the_stream() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         realtime_interval: Duration::from_millis(20),
         connectivity_loss: Some(ConnectivityLoss {
             after_bars: 3,
@@ -272,8 +241,7 @@ fn connectivity_lost_after_some_bars_then_restored_with_data_maintained_resumes_
             data_lost: false,
         }),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let (client, mut notices) = connect_with_notices(&gw, 12).await;
         let contract = Contract::stock("QQQ").build();
@@ -303,11 +271,7 @@ fn connectivity_lost_after_some_bars_then_restored_with_data_maintained_resumes_
 
         let restored = next_notice(&mut notices, "the restoration").await;
         assert_eq!(
-            (
-                restored.code,
-                restored.request_id,
-                restored.message.as_str()
-            ),
+            said(&restored),
             (
                 codes::CONNECTIVITY_RESTORED_DATA_MAINTAINED,
                 None,
@@ -339,11 +303,10 @@ fn closed_at_once(gw: &Gateway) -> bool {
 
 #[test]
 fn an_outage_closes_every_connection_refuses_new_ones_then_serves_again() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         realtime_interval: Duration::from_millis(20),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let lasts = Duration::from_millis(1000);
     runtime().block_on(async {
         let (client, mut notices) = connect_with_notices(&gw, 13).await;
@@ -371,10 +334,7 @@ fn an_outage_closes_every_connection_refuses_new_ones_then_serves_again() {
         );
         assert!(gw.seen().refused_connections >= 1);
 
-        tokio::time::timeout(PROMPTLY, client.wait_connected())
-            .await
-            .expect("ibapi reconnects after the outage")
-            .unwrap();
+        reconnected(&client, "ibapi reconnects after the outage").await;
         assert!(down.elapsed() >= lasts, "served again only after {lasts:?}");
         let reconnected = next_notice(&mut notices, "the reconnect").await;
         assert_eq!(reconnected.code, ibapi::TRANSPORT_RECONNECT_CODE);
@@ -395,15 +355,14 @@ fn an_outage_closes_every_connection_refuses_new_ones_then_serves_again() {
 
 #[test]
 fn an_outage_after_some_bars_stops_them_all() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         realtime_interval: Duration::from_millis(20),
         outage: Some(Outage {
             after_bars: 2,
             lasts: Duration::from_millis(200),
         }),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let client = Client::connect(&gw.address(), 14).await.unwrap();
         let contract = Contract::stock("IWM").build();
@@ -414,10 +373,7 @@ fn an_outage_after_some_bars_stops_them_all() {
             Ok(Some(Err(Error::ConnectionReset))) => {}
             other => panic!("expected the stream to end with a reset, got {other:?}"),
         }
-        tokio::time::timeout(PROMPTLY, client.wait_connected())
-            .await
-            .expect("ibapi reconnects after the outage")
-            .unwrap();
+        reconnected(&client, "ibapi reconnects after the outage").await;
         client.disconnect().await;
     });
     assert_eq!(gw.realtime_bars_sent(), 2);
@@ -427,15 +383,14 @@ fn an_outage_after_some_bars_stops_them_all() {
 
 #[test]
 fn real_time_bars_refused_end_the_subscription_with_the_gateways_error() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         realtime_interval: Duration::from_millis(20),
         realtime_refused: vec![
             Behaviour::not_subscribed("NOSUB"),
             Behaviour::competing_session("LIVE"),
         ],
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let ids = runtime().block_on(async {
         let client = Client::connect(&gw.address(), 16).await.unwrap();
         let mut ids = Vec::new();
@@ -453,7 +408,7 @@ fn real_time_bars_refused_end_the_subscription_with_the_gateways_error() {
             let id = bars.request_id();
             match tokio::time::timeout(PROMPTLY, bars.next()).await {
                 Ok(Some(Err(Error::Notice(n)))) => {
-                    assert_eq!((n.code, n.request_id, n.message.as_str()), (code, id, text))
+                    assert_eq!(said(&n), (code, id, text))
                 }
                 other => panic!("{symbol}: expected the refusal, got {other:?}"),
             }
@@ -497,13 +452,12 @@ async fn fetch_on(
 
 #[test]
 fn history_without_data_or_permissions_is_error_162_and_ends_the_request() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         history_no_data: vec!["EMPTY".into()],
         history_no_permissions: vec!["PERM".into()],
         history_end: Some(1_763_805_600),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let client = Client::connect(&gw.address(), 17).await.unwrap();
         let refusals = [
@@ -546,11 +500,10 @@ fn history_without_data_or_permissions_is_error_162_and_ends_the_request() {
 
 #[test]
 fn a_historical_request_given_up_before_its_answer_is_cancelled() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         reply_delay: Duration::from_millis(300),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let client = Client::connect(&gw.address(), 18).await.unwrap();
         let given_up = tokio::time::timeout(
@@ -568,11 +521,10 @@ fn a_historical_request_given_up_before_its_answer_is_cancelled() {
 #[test]
 fn a_client_id_stays_taken_for_a_while_after_its_connection_ended() {
     let linger = Duration::from_millis(2000);
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         client_id_linger: linger,
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     let rt = runtime();
     let in_use = |result: Result<Client, Error>| match result {
         Err(Error::ClientIdInUse { client_id: 4 }) => {}
@@ -623,12 +575,11 @@ fn realistic_fetch(
     duration: ibapi::market_data::historical::Duration,
     hours: TradingHours,
 ) -> Result<ibapi::market_data::historical::HistoricalData, Error> {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         realistic_history: true,
         history_end: Some(end),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let client = Client::connect(&gw.address(), 19).await.unwrap();
         client
@@ -741,12 +692,11 @@ fn realistic_history_over_a_weekend_only_is_error_162_no_data() {
 
 #[test]
 fn an_ambiguous_symbol_finds_several_contracts_and_a_primary_exchange_picks_one() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         ambiguous_symbols: vec!["AMBG".into()],
         unknown_symbols: vec!["ZZZZ".into()],
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let client = Client::connect(&gw.address(), 20).await.unwrap();
         let found = client
@@ -811,11 +761,10 @@ fn an_ambiguous_symbol_finds_several_contracts_and_a_primary_exchange_picks_one(
 #[test]
 fn after_an_outage_a_lingering_client_id_is_refused_until_free_and_ibapi_retries() {
     let linger = Duration::from_millis(2500);
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         client_id_linger: linger,
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let client = Client::connect(&gw.address(), 21).await.unwrap();
         let down = Instant::now();
@@ -826,10 +775,7 @@ fn after_an_outage_a_lingering_client_id_is_refused_until_free_and_ibapi_retries
         );
         // ibapi's first attempt, a second after the close, finds the id still taken (326);
         // it retries until the id is free.
-        tokio::time::timeout(PROMPTLY, client.wait_connected())
-            .await
-            .expect("ibapi reconnects once the client id is free")
-            .unwrap();
+        reconnected(&client, "ibapi reconnects once the client id is free").await;
         assert!(
             down.elapsed() >= linger,
             "connected after {:?}",

@@ -15,17 +15,10 @@ use ibapi::orders::{CancelOrder, Executions, OrderStatusKind};
 use ibapi::prelude::*;
 use tests::gateway::{codes, orders::status, Behaviour, Gateway};
 
-/// How long a test waits for anything the gateway or the client should do promptly.
-const PROMPTLY: Duration = Duration::from_secs(10);
+mod common;
+use common::{eventually, gateway, reconnected, runtime, PROMPTLY};
 
 type Item<T> = Result<SubscriptionItem<T>, Error>;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn connect(gw: &Gateway, client_id: i32) -> Client {
     Client::connect(&gw.address(), client_id).await.unwrap()
@@ -113,18 +106,6 @@ async fn release(sub: Subscription<PlaceOrder>) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-/// Whether `done` holds within [`PROMPTLY`], checked every 10 ms without blocking the runtime.
-async fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + PROMPTLY;
-    while tokio::time::Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    done()
-}
-
 fn is_commission(p: &PlaceOrder) -> bool {
     matches!(p, PlaceOrder::CommissionReport(_))
 }
@@ -175,7 +156,7 @@ async fn limit_buy(
 
 #[test]
 fn a_market_order_is_acknowledged_then_filled_on_its_place_order_stream() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let gw = gateway(Behaviour::default());
     let price = Gateway::price("AAPL");
     let (id, items) = runtime().block_on(async {
         let client = connect(&gw, 31).await;
@@ -241,7 +222,7 @@ fn a_market_order_is_acknowledged_then_filled_on_its_place_order_stream() {
 
 #[test]
 fn a_fill_shows_in_executions_positions_and_the_account_summary() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let gw = gateway(Behaviour::default());
     let price = Gateway::price("MSFT");
     runtime().block_on(async {
         let client = connect(&gw, 32).await;
@@ -322,7 +303,7 @@ fn a_fill_shows_in_executions_positions_and_the_account_summary() {
 
 #[test]
 fn a_resting_limit_order_is_open_then_cancelled_then_completed() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let gw = gateway(Behaviour::default());
     let below = Gateway::price("NVDA") - 20.0;
     runtime().block_on(async {
         let client = connect(&gw, 33).await;
@@ -405,11 +386,10 @@ fn a_resting_limit_order_is_open_then_cancelled_then_completed() {
 
 #[test]
 fn a_rejected_symbol_ends_the_place_order_stream_with_201_and_is_inactive() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         reject_orders: vec!["GME".into()],
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let client = connect(&gw, 34).await;
         let (id, mut sub) = market(&client, "GME", true, 1000.0, "rej-1").await;
@@ -441,7 +421,7 @@ fn a_rejected_symbol_ends_the_place_order_stream_with_201_and_is_inactive() {
 
 #[test]
 fn placing_an_order_again_with_its_id_modifies_it() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let gw = gateway(Behaviour::default());
     let price = Gateway::price("AMD");
     runtime().block_on(async {
         let client = connect(&gw, 35).await;
@@ -474,11 +454,10 @@ fn placing_an_order_again_with_its_id_modifies_it() {
 #[test]
 fn acknowledgements_held_back_come_later_and_a_cancel_meanwhile_wins() {
     let delay = Duration::from_millis(400);
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         order_ack_delay: delay,
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let client = connect(&gw, 36).await;
         let start = Instant::now();
@@ -519,7 +498,7 @@ fn acknowledgements_held_back_come_later_and_a_cancel_meanwhile_wins() {
 
 #[test]
 fn the_next_valid_id_is_above_every_id_used_on_any_connection() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let gw = gateway(Behaviour::default());
     runtime().block_on(async {
         let first = connect(&gw, 37).await;
         assert_eq!(first.next_order_id(), 1);
@@ -538,11 +517,10 @@ fn the_next_valid_id_is_above_every_id_used_on_any_connection() {
 
 #[test]
 fn a_connection_dropped_right_after_an_order_leaves_the_order_at_the_broker() {
-    let gw = Gateway::start(Behaviour {
+    let gw = gateway(Behaviour {
         drop_after_order: Some(0),
         ..Behaviour::default()
-    })
-    .unwrap();
+    });
     runtime().block_on(async {
         let client = connect(&gw, 39).await;
         let (id, mut sub) = market(&client, "META", true, 4.0, "drop-1").await;
@@ -561,10 +539,7 @@ fn a_connection_dropped_right_after_an_order_leaves_the_order_at_the_broker() {
         assert!(gw.connections()[0].closed_by_gateway);
 
         // ibapi reconnects; the order is found again, and its id is not handed out again.
-        tokio::time::timeout(PROMPTLY, client.wait_connected())
-            .await
-            .expect("ibapi reconnects")
-            .unwrap();
+        reconnected(&client, "ibapi reconnects").await;
         assert!(client.next_order_id() > id);
         let mut done = client.completed_orders(false).await.unwrap();
         let completed = data(all(&mut done, "completed orders").await);
@@ -589,7 +564,7 @@ fn a_connection_dropped_right_after_an_order_leaves_the_order_at_the_broker() {
 
 #[test]
 fn another_client_sees_the_working_orders_and_a_global_cancel_ends_them() {
-    let gw = Gateway::start(Behaviour::default()).unwrap();
+    let gw = gateway(Behaviour::default());
     runtime().block_on(async {
         let owner = connect(&gw, 40).await;
         let other = connect(&gw, 41).await;

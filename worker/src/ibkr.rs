@@ -26,23 +26,31 @@
 //!   connection, every change and fill told as events; a live account refused unless
 //!   `allow_live`.
 //!
-//! Here: the connection and the [`Backend`] calls. Historical requests are in `history`, the
-//! real-time stream in `realtime` with its bar aggregation in `bar_builder`, IB's errors in
-//! `errors`.
+//! Here: the [`Backend`] calls. The gateway connection is in `connection` (its life in
+//! `lifecycle`), historical requests in `history`, the real-time stream in `realtime` with
+//! its bar aggregation in `bar_builder` (and `tick_bars` for the delayed feed), the live
+//! streams in `live`, contracts in `contracts`, what bars are made of in `choice`, orders in
+//! `orders`, account and positions in `account`, the IB<->protocol converters in `convert`,
+//! IB's errors in `errors`.
 
+mod account;
 mod bar_builder;
 mod choice;
+mod connection;
 mod contracts;
+mod convert;
 mod errors;
 mod history;
 mod lifecycle;
 mod live;
+mod order_book;
 mod orders;
+mod query;
 mod realtime;
 mod tick_bars;
 
 pub use errors::{classify, notice_kind};
-pub use history::{bar_size, duration, max_request_span};
+pub use history::{bar_size, duration};
 pub(crate) use lifecycle::{announces_attempts, ibapi_logged};
 
 use std::sync::Arc;
@@ -55,49 +63,18 @@ use bridge::protocol::{
 use parking_lot::Mutex;
 
 use crate::backend::{check_symbol, emit_in_batches, error, Backend, Cancel, EventSink};
-use crate::options::{IbkrOptions, MarketDataKind};
+use crate::options::IbkrOptions;
+use crate::pacing::{Admission, Pacer};
 use choice::DataChoice;
+use connection::{reconnected, Connected, Notices, RECONNECT_WAIT};
 use live::LiveStreams;
 
 /// Historical requests in flight at once (IB allows about 50).
 pub const MAX_CONCURRENT_HISTORY: usize = 16;
-/// How long to wait for `ibapi` to reconnect.
-const RECONNECT_WAIT: Duration = Duration::from_secs(30);
-/// How long a request that failed with a lost connection waits for `ibapi` to see the loss.
-const LOSS_NOTICE_WAIT: Duration = Duration::from_secs(2);
-/// How often `ibapi`'s view of the connection is looked at meanwhile.
-const LOSS_NOTICE_POLL: Duration = Duration::from_millis(5);
-
-/// After a request failed because the connection to the gateway was lost: waits until `ibapi`
-/// has seen the loss itself (at most [`LOSS_NOTICE_WAIT`]), then until it is connected again
-/// (at most `wait`). A write to a socket the gateway closed fails before `ibapi`'s reader
-/// sees the end of it; `wait_connected` alone answers at once then, and a request sent again
-/// at once goes into the dead connection and fails the same way (every retry spent in a
-/// millisecond). Its reconnection waits a second or more, so a poll every few milliseconds
-/// sees it. `Err` says why not: not back within `wait`, or `ibapi` gave up.
-pub(crate) async fn reconnected(client: &ibapi::Client, wait: Duration) -> Result<(), String> {
-    let _ = tokio::time::timeout(LOSS_NOTICE_WAIT, async {
-        while client.is_connected() {
-            tokio::time::sleep(LOSS_NOTICE_POLL).await;
-        }
-    })
-    .await;
-    match tokio::time::timeout(wait, client.wait_connected()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("the gateway connection ended for good ({e})")),
-        Err(_) => Err(format!(
-            "the gateway connection was lost and not back within {} s",
-            wait.as_secs()
-        )),
-    }
-}
-/// First and longest pause between attempts to reach a gateway that is not up yet.
-const CONNECT_BACKOFF_FIRST: Duration = Duration::from_millis(500);
-const CONNECT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// A pacer that counts the historical requests earlier workers sent (Unix milliseconds).
-fn resumed_pacer(earlier: &[(String, u32, u64)]) -> crate::pacing::Pacer {
-    let now_ms = crate::unix_time::now().as_millis() as u64;
+fn resumed_pacer(earlier: &[(String, u32, u64)]) -> Pacer {
+    let now_ms = base::unix_time::now().as_millis() as u64;
     let ages: Vec<(String, u32, Duration)> = earlier
         .iter()
         .map(|(symbol, size, at)| {
@@ -108,33 +85,7 @@ fn resumed_pacer(earlier: &[(String, u32, u64)]) -> crate::pacing::Pacer {
             )
         })
         .collect();
-    crate::pacing::Pacer::resuming(&ages, std::time::Instant::now())
-}
-
-/// `ibapi`'s market data type for ours; `None` for live, which the gateway sends unasked.
-fn market_data_type(
-    kind: crate::options::MarketDataKind,
-) -> Option<ibapi::prelude::MarketDataType> {
-    use crate::options::MarketDataKind as K;
-    use ibapi::prelude::MarketDataType as T;
-    match kind {
-        K::Live => None,
-        K::Frozen => Some(T::Frozen),
-        K::Delayed => Some(T::Delayed),
-        K::DelayedFrozen => Some(T::DelayedFrozen),
-    }
-}
-
-/// `ibapi`'s stream of the gateway's notices that belong to no request.
-type Notices = ibapi::subscriptions::NoticeStream;
-
-/// A gateway connection that completed its handshake.
-struct Connected {
-    client: Arc<ibapi::Client>,
-    accounts: Vec<String>,
-    next_order_id: i64,
-    /// The tasks that follow the connection's life (notices, the socket).
-    watchers: Vec<tokio::task::AbortHandle>,
+    Pacer::resuming(&ages, std::time::Instant::now())
 }
 
 /// A connection to TWS or IB Gateway.
@@ -144,7 +95,7 @@ pub struct IbkrBackend {
     connection: Mutex<Option<Connected>>,
     connect_lock: Mutex<()>,
     history_slots: Arc<tokio::sync::Semaphore>,
-    pacer: crate::pacing::Pacer,
+    pacer: Pacer,
     events: EventSink,
     /// Real-time bar streams by symbol.
     live: Arc<LiveStreams>,
@@ -155,23 +106,28 @@ pub struct IbkrBackend {
 }
 
 impl IbkrBackend {
-    /// A backend for the gateway in `opts`; nothing connects until [`Backend::connect`].
-    pub fn new(opts: IbkrOptions, events: EventSink) -> Result<Self, String> {
+    /// A backend for the gateway in `opts`, counting the historical requests `paced` that
+    /// earlier workers sent (symbol, bar size, Unix ms); nothing connects until
+    /// [`Backend::connect`]. Fails only if its async runtime cannot be built.
+    pub fn new(
+        opts: IbkrOptions,
+        paced: &[(String, u32, u64)],
+        events: EventSink,
+    ) -> std::io::Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ibkr")
             .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            .build()?;
         let live = Arc::new(LiveStreams::new(
             rt.handle().clone(),
             events.clone(),
             opts.delayed_fallback,
         ));
-        let pacer = resumed_pacer(&opts.paced_history);
-        if !opts.paced_history.is_empty() {
+        let pacer = resumed_pacer(paced);
+        if !paced.is_empty() {
             tracing::info!(
-                count = opts.paced_history.len(),
+                count = paced.len(),
                 "pacing resumed: the historical requests of earlier workers still count"
             );
         }
@@ -189,56 +145,37 @@ impl IbkrBackend {
         })
     }
 
-    /// One connection attempt: the configured client id, then (if allowed) the next ones while
-    /// the gateway says "in use"; each handshake within `timeout`.
-    fn connect_once(
+    /// Starts the tasks that follow a new connection's life: the gateway's notices, the
+    /// socket, the order updates, and the reconnections (after which orders are reconciled).
+    fn watch(
         &self,
-        timeout: Duration,
-    ) -> Result<(Arc<ibapi::Client>, Notices), RemoteError> {
-        let gateway = self.opts.gateway.as_str();
-        let attempts = self.opts.client_id_attempts.max(1);
-        let mut in_use = None;
-        for client_id in (self.opts.client_id..).take(attempts as usize) {
-            tracing::info!(%gateway, client_id, "connecting to the gateway");
-            // The notice stream is bound before the handshake, so the farm notices sent during
-            // it are not lost.
-            let builder = ibapi::Client::builder()
-                .address(gateway)
-                .client_id(client_id);
-            // The gateway restarts daily: unless told otherwise, keep trying for as long as
-            // the run lasts.
-            let builder = match self.opts.reconnect_attempts {
-                0 => builder.reconnect_forever(),
-                n => builder.max_reconnect_attempts(n),
-            };
-            let connected = self.rt.block_on(async {
-                tokio::time::timeout(timeout, builder.connect_with_notice_stream()).await
-            });
-            match connected {
-                Err(_) => {
-                    return Err(error(
-                        ErrorKind::Timeout,
-                        format!(
-                            "handshake with {gateway} not completed within {} ms",
-                            timeout.as_millis()
-                        ),
-                    ))
-                }
-                Ok(Err(e)) => {
-                    let mut e = classify(&e);
-                    if e.kind == ErrorKind::ClientIdInUse {
-                        tracing::warn!(client_id, "client id in use");
-                        in_use = Some(e);
-                        continue;
-                    }
-                    e.kind = ErrorKind::NotConnected;
-                    e.message = format!("cannot connect to {gateway}: {}", e.message);
-                    return Err(e);
-                }
-                Ok(Ok((c, notices))) => return Ok((Arc::new(c), notices)),
-            }
-        }
-        Err(in_use.unwrap_or_else(|| error(ErrorKind::Internal, "no connection attempt made")))
+        client: &Arc<ibapi::Client>,
+        notices: Notices,
+    ) -> Vec<tokio::task::AbortHandle> {
+        vec![
+            self.rt
+                .spawn(lifecycle::forward_notices(
+                    notices,
+                    client.clone(),
+                    self.live.clone(),
+                    self.events.clone(),
+                ))
+                .abort_handle(),
+            self.rt
+                .spawn(lifecycle::watch_socket(
+                    client.clone(),
+                    self.live.clone(),
+                    self.events.clone(),
+                    self.opts.reconnect_attempts,
+                ))
+                .abort_handle(),
+            self.rt
+                .spawn(self.orders.clone().follow(client.clone()))
+                .abort_handle(),
+            self.rt
+                .spawn(self.orders.clone().watch_reconnects(client.clone()))
+                .abort_handle(),
+        ]
     }
 
     /// One IB request of a history (the whole history, or one page of it): paced, shared
@@ -268,10 +205,8 @@ impl IbkrBackend {
         let pacer = &self.pacer;
         let (wait, answer, joined) = match admission {
             // An identical request is under way or was answered: share its bars.
-            crate::pacing::Admission::Join { answer, first } => {
-                (Duration::ZERO, answer, Some(first))
-            }
-            crate::pacing::Admission::Send { wait, answer } => (wait, answer, None),
+            Admission::Join { answer, first } => (Duration::ZERO, answer, Some(first)),
+            Admission::Send { wait, answer } => (wait, answer, None),
         };
         let answered = self.rt.block_on(cancel.or_cancelled(async {
             answer
@@ -300,7 +235,7 @@ impl IbkrBackend {
                         .await
                         .and_then(|bars| {
                             // The bar still forming is the one not over when the answer came.
-                            let answered = crate::unix_time::now().as_secs() as i64;
+                            let answered = base::unix_time::now().as_secs() as i64;
                             let until = match req.end {
                                 // A day is over or not whatever page it came in.
                                 Some(_) if req.bar_seconds >= 86_400 => answered,
@@ -370,107 +305,16 @@ impl Backend for IbkrBackend {
                 return Ok((c.accounts.clone(), c.next_order_id));
             }
         }
-        // A connection that is down is let go of before a new one is made: its watchers
-        // stopped, its client disconnected (within a bound: `ibapi` may be mid-reconnect).
+        // A connection that is down is let go of before a new one is made.
         let old = self.connection.lock().take();
         if let Some(old) = old {
-            for w in &old.watchers {
-                w.abort();
-            }
-            let _ = self.rt.block_on(tokio::time::timeout(
-                Duration::from_secs(2),
-                old.client.disconnect(),
-            ));
+            connection::let_go(&self.rt, old);
         }
-        let gateway = self.opts.gateway.clone();
-        // A gateway that is not up yet (it takes a minute or more to log in after its daily
-        // restart), or still holds our client id for a connection that just died, is waited
-        // for with backoff, up to `connect_wait`.
-        let wait = Duration::from_millis(self.opts.connect_wait_ms);
-        let give_up = std::time::Instant::now() + wait;
-        let mut backoff = CONNECT_BACKOFF_FIRST;
-        let mut attempt = 1u32;
-        let outcome = loop {
-            match self.connect_once(timeout) {
-                Err(e)
-                    if matches!(e.kind, ErrorKind::NotConnected | ErrorKind::ClientIdInUse)
-                        && std::time::Instant::now() + backoff < give_up =>
-                {
-                    tracing::info!(
-                        %gateway,
-                        attempt,
-                        retry_in_s = backoff.as_secs_f64(),
-                        "gateway not ready yet: {}",
-                        e.message
-                    );
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(CONNECT_BACKOFF_MAX);
-                    attempt += 1;
-                }
-                Err(mut e) if e.kind == ErrorKind::NotConnected && wait.is_zero() => {
-                    e.message.push_str(
-                        " (ibkr.connect_wait_seconds makes the runner wait for a gateway that \
-                         is still starting)",
-                    );
-                    break Err(e);
-                }
-                other => break other,
-            }
-        };
-        let (client, notices) = outcome?;
-        let accounts: Vec<String> = client
-            .handshake_managed_accounts()
-            .iter()
-            .filter(|a| !a.is_empty())
-            .cloned()
-            .collect();
-        if accounts.is_empty() {
-            self.rt.block_on(client.disconnect());
-            return Err(error(
-                ErrorKind::Timeout,
-                format!("{gateway} completed the handshake without managed accounts"),
-            ));
-        }
+        let (client, notices) = connection::open(&self.rt, &self.opts, timeout)?;
+        let accounts = connection::managed_accounts(&self.rt, &client, &self.opts.gateway)?;
         let next_order_id = i64::from(client.next_order_id());
-        // Delayed data, where it is the fallback, is delayed data "if live is not available":
-        // live bars and history are not affected.
-        let wanted = match (self.opts.market_data_type, self.opts.delayed_fallback) {
-            (MarketDataKind::Live, true) => MarketDataKind::Delayed,
-            (MarketDataKind::Frozen, true) => MarketDataKind::DelayedFrozen,
-            (kind, _) => kind,
-        };
-        if let Some(kind) = market_data_type(wanted) {
-            // Remembered by `ibapi` and sent again after every reconnect.
-            if let Err(e) = self.rt.block_on(client.switch_market_data_type(kind)) {
-                self.rt.block_on(client.disconnect());
-                return Err(classify(&e));
-            }
-            tracing::info!(kind = ?wanted, "market data type set");
-        }
-        let watchers = vec![
-            self.rt
-                .spawn(lifecycle::forward_notices(
-                    notices,
-                    client.clone(),
-                    self.live.clone(),
-                    self.events.clone(),
-                ))
-                .abort_handle(),
-            self.rt
-                .spawn(lifecycle::watch_socket(
-                    client.clone(),
-                    self.live.clone(),
-                    self.events.clone(),
-                    self.opts.reconnect_attempts,
-                ))
-                .abort_handle(),
-            self.rt
-                .spawn(self.orders.clone().follow(client.clone()))
-                .abort_handle(),
-            self.rt
-                .spawn(self.orders.clone().watch_reconnects(client.clone()))
-                .abort_handle(),
-        ];
+        connection::set_market_data_type(&self.rt, &client, &self.opts)?;
+        let watchers = self.watch(&client, notices);
         // A new connection: what the gateway holds is looked at before the next order.
         self.orders.mark_stale();
         tracing::info!(?accounts, next_order_id, "gateway ready");
@@ -510,7 +354,7 @@ impl Backend for IbkrBackend {
         })?;
         // IB answers a few thousand bars per request: a longer history is fetched in pages,
         // newest first, each paced like any request.
-        let pages = history::pages(req, crate::unix_time::now().as_secs() as i64);
+        let pages = history::pages(req, base::unix_time::now().as_secs() as i64);
         if pages.len() > 1 {
             tracing::info!(symbol = %req.symbol, pages = pages.len(), "history fetched in pages");
         }
@@ -594,7 +438,7 @@ impl Backend for IbkrBackend {
         }
         let client = self.client_for_orders()?;
         let accounts = self.accounts()?;
-        orders::check_account(&accounts, self.opts.allow_live)?;
+        account::check_account(&accounts, self.opts.allow_live)?;
         let contract =
             self.rt
                 .block_on(self.resolved.contract(&client, &self.opts, &order.symbol))?;
@@ -606,7 +450,7 @@ impl Backend for IbkrBackend {
     fn modify_order(&self, change: &OrderChange) -> Result<OrderReport, RemoteError> {
         let client = self.client_for_orders()?;
         let accounts = self.accounts()?;
-        orders::check_account(&accounts, self.opts.allow_live)?;
+        account::check_account(&accounts, self.opts.allow_live)?;
         let symbol = self
             .rt
             .block_on(self.orders.symbol_of(&client, &change.order_ref))?;
@@ -640,13 +484,13 @@ impl Backend for IbkrBackend {
 
     fn positions(&self) -> Result<Vec<Position>, RemoteError> {
         let client = self.client_for_orders()?;
-        self.rt.block_on(orders::positions(&client))
+        self.rt.block_on(account::positions(&client))
     }
 
     fn account(&self) -> Result<AccountSummary, RemoteError> {
         let client = self.client_for_orders()?;
         let accounts = self.accounts()?;
-        self.rt.block_on(orders::account(
+        self.rt.block_on(account::account(
             &client,
             accounts.first().map(String::as_str),
         ))

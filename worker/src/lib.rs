@@ -5,66 +5,34 @@
 //! the code that runs is always the code that was built. Its options travel in the environment
 //! ([`OPTIONS_ENV`]); its `tracing` events travel over the bridge and appear in the runner's log.
 //!
-//! Modules: the main loop (`serve`), what a broker offers ([`backend`]) and the two brokers
-//! ([`sim`], [`ibkr`] with IB's [`pacing`]), the options ([`options`]), log forwarding
-//! (`logging`); and three small helpers the runner and the tests use too: [`unix_time`],
-//! [`random`], [`signal`].
+//! The face the runner uses: the options ([`options`]: [`WorkerOptions`] and the backends'
+//! settings), what a new worker inherits from the ones before it ([`Handover`]), how a worker
+//! is started ([`command_with`], [`build_id_of`]) and run ([`entry`], [`run`], [`run_as`]), the pacing
+//! IB counts ([`pacing::requests_counted`]), and a symbol's form
+//! ([`backend::valid_symbol`]).
+//!
+//! Modules: the way into a worker process ([`entry`]), the main loop (`serve`), what a broker offers ([`backend`]) and the two brokers
+//! ([`sim`], [`ibkr`], with IB's [`pacing`]), the options ([`options`]), the handover
+//! (`handover`), starting a worker (`launch`), and log forwarding (`logging`). Unix time, the
+//! small PRNG and process signals are the workspace's `base` crate's.
+//!
+//! Invariants: no file of this crate uses one that uses it (no import cycle); the runner
+//! never looks inside a backend's options to hand something over.
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod entry;
+mod handover;
 pub mod ibkr;
+mod launch;
 mod logging;
 pub mod options;
 pub mod pacing;
-pub mod random;
 mod serve;
-pub mod signal;
 pub mod sim;
-pub mod unix_time;
 
+pub use entry::serve_if_started_as_worker;
+pub use handover::{Handover, JournalError};
+pub use launch::{build_id, build_id_of, command, command_with};
 pub use options::{BackendOptions, SimFaults, SimOptions, WorkerOptions, OPTIONS_ENV};
-pub use serve::{run, run_as, WorkerError};
-
-use std::hash::{Hash, Hasher};
-use std::path::Path;
-use std::process::Command;
-
-/// Identifies a build of an executable: its version and the identity of the file (device,
-/// inode, size, modification time). The worker runs the very file the runner runs, so both
-/// compute the same id; another build of it does not.
-pub fn build_id_of(exe: &Path) -> String {
-    use std::os::unix::fs::MetadataExt;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    match std::fs::metadata(exe) {
-        Ok(m) => (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h),
-        Err(_) => exe.hash(&mut h),
-    }
-    format!("{}-{:016x}", env!("CARGO_PKG_VERSION"), h.finish())
-}
-
-/// The build id of the running executable.
-pub fn build_id() -> String {
-    match bridge::platform::own_executable() {
-        Ok(exe) => build_id_of(&exe),
-        Err(_) => build_id_of(Path::new("")),
-    }
-}
-
-/// The command that starts `exe` as a worker with `options`.
-pub fn command(exe: &Path, options: &WorkerOptions) -> Result<Command, bridge::codec::CodecError> {
-    command_with(exe, &[], options)
-}
-
-/// The command that starts `exe` with `args` (an interpreter's, before the program's own
-/// arguments) as a worker with `options`.
-pub fn command_with(
-    exe: &Path,
-    args: &[std::ffi::OsString],
-    options: &WorkerOptions,
-) -> Result<Command, bridge::codec::CodecError> {
-    let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .arg("worker")
-        .env(OPTIONS_ENV, options.encode()?);
-    Ok(cmd)
-}
+pub use serve::{run, run_as, OptionsError, WorkerError};

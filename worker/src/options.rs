@@ -1,6 +1,8 @@
 //! What the runner tells a worker it starts: [`WorkerOptions`], carried as hex text in the
 //! environment ([`OPTIONS_ENV`]), with the backend's settings and, for the simulated market,
-//! the faults to inject ([`SimFaults`], which also parses its own text form).
+//! the faults to inject ([`SimFaults`], which also parses its own text form). What a worker
+//! inherits from the workers before it is not set here but handed over whole
+//! ([`crate::Handover`], through `WorkerOptions::inherit`).
 //!
 //! Invariants: the bridge timings default to the bridge's own defaults
 //! (`bridge::channel::Config::default()`), so there is one source for them; options survive
@@ -13,6 +15,9 @@ use bridge::codec::{self, CodecError};
 
 /// Environment variable carrying the encoded [`WorkerOptions`].
 pub const OPTIONS_ENV: &str = "IBBRIDGE_WORKER_OPTIONS";
+
+/// The simulated account, unless configured otherwise.
+pub const SIM_ACCOUNT: &str = "DU0000001";
 
 /// Default of [`WorkerOptions::handshake_timeout_ms`]: how long connecting to the broker may
 /// take (accounts and next order id both known).
@@ -36,6 +41,10 @@ pub struct WorkerOptions {
     pub generation: u32,
     /// Most verbose level forwarded to the runner: 0 error … 4 trace.
     pub log_level: u8,
+    /// Historical requests the workers before this one sent in the last 10 minutes: symbol,
+    /// bar size, and when (Unix milliseconds). IB paces them whichever worker sent them.
+    /// Handed over ([`crate::Handover`]), never set one by one.
+    pub(crate) paced_history: Vec<(String, u32, u64)>,
 }
 
 impl WorkerOptions {
@@ -51,6 +60,7 @@ impl WorkerOptions {
             handler_threads: 16,
             generation: 0,
             log_level: 2,
+            paced_history: Vec::new(),
         }
     }
 
@@ -153,7 +163,7 @@ pub struct SimBrokerOptions {
 impl Default for SimBrokerOptions {
     fn default() -> Self {
         SimBrokerOptions {
-            account: crate::sim::ACCOUNT.to_string(),
+            account: SIM_ACCOUNT.to_string(),
             orders_file: None,
             cash: 1_000_000.0,
             slippage_bps: 1.0,
@@ -244,9 +254,6 @@ pub struct IbkrOptions {
     /// When the gateway refuses a symbol's live bars for want of a market data permission or
     /// subscription, build its bars from IB's delayed feed instead (reported as such).
     pub delayed_fallback: bool,
-    /// Historical requests the workers before this one sent in the last 10 minutes: symbol,
-    /// bar size, and when (Unix milliseconds). IB paces them whichever worker sent them.
-    pub paced_history: Vec<(String, u32, u64)>,
     /// Contracts that are not SMART-routed USD stocks.
     pub contracts: Vec<ContractSpec>,
     /// Orders on a live (non-paper) account are allowed.
@@ -267,7 +274,6 @@ impl Default for IbkrOptions {
             market_data_type: MarketDataKind::default(),
             reconnect_attempts: 0,
             delayed_fallback: false,
-            paced_history: Vec::new(),
             contracts: Vec::new(),
             allow_live: false,
         }

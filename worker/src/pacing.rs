@@ -1,6 +1,12 @@
 //! Historical-data pacing, as Interactive Brokers enforces it: no more than 5 requests for
 //! one contract in 2 s, no more than 60 requests for bars under one minute in 10 minutes,
-//! and an identical request within 15 s served from the first (never sent again).
+//! and an identical request within 15 s served from the first (never sent again). A history
+//! longer than IB answers at once ([`max_request_span`]) is sent in pages, each a request of
+//! its own ([`requests_counted`]).
+//!
+//! Invariants: a request is booked at the time it will go out, so the budgets hold for
+//! requests still waiting too; a pacer resumed from a replaced worker's requests paces at
+//! least as strictly as the broker does.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,6 +24,30 @@ pub const SMALL_BAR_WINDOW: Duration = Duration::from_secs(600);
 pub const SMALL_BAR_BUDGET: usize = 60;
 /// How long an answer serves identical requests.
 pub const IDENTICAL_WINDOW: Duration = Duration::from_secs(15);
+
+/// The longest history IB answers in one request for bars of `bar_seconds` (IB's step
+/// sizes: a request may return only a few thousand bars), in seconds.
+pub fn max_request_span(bar_seconds: u32) -> u64 {
+    const DAY: u64 = 86_400;
+    match bar_seconds {
+        0..5 => 1800,
+        5..10 => 3600,
+        10..30 => 14_400,
+        30..60 => 28_800,
+        60..120 => DAY,
+        120..180 => 2 * DAY,
+        180..1800 => 7 * DAY,
+        1800..86_400 => 30 * DAY,
+        _ => 365 * DAY,
+    }
+}
+
+/// How many requests the broker counts for `request`: one per page of at most
+/// [`max_request_span`] (at least one, at most 1000).
+pub fn requests_counted(request: &HistoryRequest) -> u64 {
+    let span = max_request_span(request.bar_seconds).max(1);
+    request.duration_seconds.div_ceil(span).clamp(1, 1000)
+}
 
 /// The shared answer of identical requests.
 pub type SharedAnswer = Arc<OnceCell<Result<Arc<Vec<Bar>>, RemoteError>>>;
@@ -178,6 +208,14 @@ mod tests {
         }
     }
 
+    /// When the request `a` joined went (or was to go) out.
+    fn joined(a: Admission) -> Instant {
+        match a {
+            Admission::Join { first, .. } => first,
+            Admission::Send { .. } => panic!("not joined"),
+        }
+    }
+
     #[test]
     fn identical_requests_within_15_s_share_one_answer() {
         let p = Pacer::default();
@@ -208,9 +246,7 @@ mod tests {
         let t = Instant::now();
         let r = req("SPY", 60, 86_400);
         assert!(wait(p.admit(&r, t)).is_zero());
-        let Admission::Join { first, .. } = p.admit(&r, t + Duration::from_secs(1)) else {
-            panic!("not joined");
-        };
+        let first = joined(p.admit(&r, t + Duration::from_secs(1)));
         let later = t + Duration::from_secs(4);
         assert_eq!(p.book_after(&r, first, later), Duration::from_secs(11));
         // Booked and counted: at t + 15 s it is one of five for SPY, the sixth waits.
@@ -235,12 +271,8 @@ mod tests {
         let t = Instant::now();
         let r = req("SPY", 60, 86_400);
         assert!(wait(p.admit(&r, t)).is_zero());
-        let Admission::Join { first, .. } = p.admit(&r, t + Duration::from_secs(1)) else {
-            panic!("not joined");
-        };
-        let Admission::Join { first: other, .. } = p.admit(&r, t + Duration::from_secs(2)) else {
-            panic!("not joined");
-        };
+        let first = joined(p.admit(&r, t + Duration::from_secs(1)));
+        let other = joined(p.admit(&r, t + Duration::from_secs(2)));
         // The first is abandoned: one joiner goes out at t + 15 s, and is abandoned too.
         assert_eq!(
             p.book_after(&r, first, t + Duration::from_secs(3)),
@@ -300,5 +332,21 @@ mod tests {
         // Requests older than the longest window are forgotten.
         let pacer = Pacer::resuming(&[("SPY".into(), 5, Duration::from_secs(700))], now);
         assert_eq!(wait(pacer.admit(&req("SPY", 5, 3600), now)), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_longest_request_follows_ibs_step_sizes() {
+        assert_eq!(max_request_span(1), 1800);
+        assert_eq!(max_request_span(5), 3600);
+        assert_eq!(max_request_span(30), 28_800);
+        assert_eq!(max_request_span(60), 86_400);
+        assert_eq!(max_request_span(86_400), 365 * 86_400);
+    }
+
+    #[test]
+    fn a_paged_history_counts_one_request_per_page() {
+        assert_eq!(requests_counted(&req("SPY", 1, 86_400)), 48);
+        assert_eq!(requests_counted(&req("SPY", 60, 86_400)), 1);
+        assert_eq!(requests_counted(&req("SPY", 60, 0)), 1);
     }
 }

@@ -1,7 +1,7 @@
 //! The worker's main loop: attach to the runner, answer `ping` and `shutdown` on the loop
 //! itself, and hand every other request to handler threads that call the backend: changes of
-//! live subscriptions to one thread of their own, in the order they arrived, the rest to a
-//! pool.
+//! live subscriptions to one thread of their own, order requests to another, in the order
+//! they arrived, the rest to a pool.
 //!
 //! Invariants: the loop never waits on the broker (a ping measures the bridge, not the
 //! backend); the handlers see only [`Work`], so a ping or a shutdown cannot reach them;
@@ -16,15 +16,18 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bridge::codec::CodecError;
 use bridge::protocol::{
     Event, HistoryRequest, OrderChange, OrderRequest, Reply, Request, SubscribeRequest,
 };
-use bridge::{channel, Incoming, RecvError, Responder, Server, StartError};
+use bridge::{channel, GoneReason, Incoming, RecvError, Responder, Server, StartError};
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
 
 use crate::backend::{Backend, Cancel, EventSink};
-use crate::options::{BackendOptions, WorkerOptions};
+use crate::ibkr::IbkrBackend;
+use crate::options::{BackendOptions, WorkerOptions, OPTIONS_ENV};
 use crate::sim::SimBackend;
-use parking_lot::Mutex;
 
 /// How long a reply may wait for ring space before the runner is considered stuck.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,11 +37,11 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 #[non_exhaustive]
 pub enum WorkerError {
     /// The options in the environment are missing or unreadable.
-    Options(String),
+    Options(OptionsError),
     /// Attaching to the runner failed.
     Attach(StartError),
-    /// The configured backend is not available in this build.
-    Backend(String),
+    /// The configured backend cannot start: the runtime it runs on could not be built.
+    Backend(std::io::Error),
 }
 
 impl fmt::Display for WorkerError {
@@ -46,17 +49,74 @@ impl fmt::Display for WorkerError {
         match self {
             WorkerError::Options(e) => write!(f, "worker options: {e}"),
             WorkerError::Attach(e) => write!(f, "cannot attach to the runner: {e}"),
-            WorkerError::Backend(e) => write!(f, "backend: {e}"),
+            WorkerError::Backend(e) => write!(f, "backend: cannot start the async runtime: {e}"),
         }
     }
 }
 
-impl std::error::Error for WorkerError {}
+impl std::error::Error for WorkerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            WorkerError::Options(e) => Some(e),
+            WorkerError::Attach(e) => Some(e),
+            WorkerError::Backend(e) => Some(e),
+        }
+    }
+}
+
+/// Why the options in the environment cannot be used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// [`OPTIONS_ENV`] is not set (or not Unicode).
+    Missing,
+    /// Its text is not the options of this build.
+    Unreadable(CodecError),
+}
+
+impl fmt::Display for OptionsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptionsError::Missing => write!(f, "{OPTIONS_ENV} is not set"),
+            OptionsError::Unreadable(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for OptionsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OptionsError::Missing => None,
+            OptionsError::Unreadable(e) => Some(e),
+        }
+    }
+}
+
+/// Why the serve loop ended.
+#[derive(Debug)]
+enum Stop {
+    /// The runner asked (`shutdown`): the broker is already disconnected.
+    Shutdown,
+    /// The runner is gone: dead, hung, or it closed the bridge.
+    RunnerGone(GoneReason),
+    /// The bridge failed otherwise.
+    Bridge(RecvError),
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::Shutdown => f.write_str("shutdown requested"),
+            Stop::RunnerGone(reason) => write!(f, "runner gone: {reason}"),
+            Stop::Bridge(e) => e.fmt(f),
+        }
+    }
+}
 
 /// Runs a worker: reads its options from the environment, attaches to the runner, serves
 /// requests until the runner shuts it down, closes, or dies; then disconnects from the broker.
 pub fn run() -> Result<(), WorkerError> {
-    serve_as(crate::build_id())
+    serve_as(crate::launch::build_id())
 }
 
 /// [`run`], for a worker whose code is not its executable's own: a library loaded by an
@@ -64,17 +124,46 @@ pub fn run() -> Result<(), WorkerError> {
 /// that holds the worker's code; its build id is the one presented to the runner, which must
 /// compute it of the same file ([`crate::build_id_of`]).
 pub fn run_as(image: &std::path::Path) -> Result<(), WorkerError> {
-    serve_as(crate::build_id_of(image))
+    serve_as(crate::launch::build_id_of(image))
 }
 
 fn serve_as(build_id: String) -> Result<(), WorkerError> {
-    let text = std::env::var(crate::OPTIONS_ENV)
-        .map_err(|_| WorkerError::Options(format!("{} is not set", crate::OPTIONS_ENV)))?;
-    let options = WorkerOptions::decode(&text).map_err(|e| WorkerError::Options(e.to_string()))?;
+    let text =
+        std::env::var(OPTIONS_ENV).map_err(|_| WorkerError::Options(OptionsError::Missing))?;
+    let options = WorkerOptions::decode(&text)
+        .map_err(|e| WorkerError::Options(OptionsError::Unreadable(e)))?;
     serve(options, build_id)
 }
 
+/// Attaches, starts the backend and the handlers, serves until the loop stops, then
+/// disconnects from the broker and closes the bridge.
 fn serve(options: WorkerOptions, build_id: String) -> Result<(), WorkerError> {
+    let mut server = attach(&options, build_id)?;
+    let responder = server.responder();
+    crate::logging::install(responder.clone(), options.log_level);
+    let backend = start_backend(&options, event_sink(&responder))?;
+    tracing::info!(
+        pid = std::process::id(),
+        generation = options.generation,
+        backend = backend.name(),
+        "worker attached"
+    );
+    let handlers = Handlers::start(&options, &backend, &responder);
+    let stop = serve_requests(&mut server, &responder, &*backend, &handlers);
+    tracing::info!("worker stopping: {stop}");
+    if !matches!(stop, Stop::Shutdown) {
+        // Also on stderr, which the runner always drains into its log: the bridge that
+        // carries the worker's log may be what failed (a corrupt segment).
+        let _ = writeln!(std::io::stderr(), "worker stopping: {stop}");
+    }
+    backend.disconnect();
+    drop(handlers);
+    server.control().close();
+    Ok(())
+}
+
+/// Attaches to the runner with the bridge timings of `options`, presenting `build_id`.
+fn attach(options: &WorkerOptions, build_id: String) -> Result<Server, WorkerError> {
     let cfg = channel::Config {
         heartbeat_interval: Duration::from_millis(options.heartbeat_ms.max(1)),
         hang_timeout: Duration::from_millis(options.hang_timeout_ms.max(1)),
@@ -83,84 +172,121 @@ fn serve(options: WorkerOptions, build_id: String) -> Result<(), WorkerError> {
         build_id,
         ..channel::Config::default()
     };
-    let mut server = Server::attach(&cfg, REPLY_TIMEOUT).map_err(WorkerError::Attach)?;
-    let responder = server.responder();
-    crate::logging::install(responder.clone(), options.log_level);
+    Server::attach(&cfg, REPLY_TIMEOUT).map_err(WorkerError::Attach)
+}
 
-    let events: EventSink = {
-        let responder = responder.clone();
-        Arc::new(move |event: Event| {
-            if let Err(e) = responder.event(event) {
-                tracing::warn!("event not delivered: {e}");
-            }
-        })
-    };
-    let backend: Arc<dyn Backend> = match &options.backend {
+/// The sink of the backend's events: each sent to the runner (one not delivered is logged).
+fn event_sink(responder: &Responder) -> EventSink {
+    let responder = responder.clone();
+    Arc::new(move |event: Event| {
+        if let Err(e) = responder.event(event) {
+            tracing::warn!("event not delivered: {e}");
+        }
+    })
+}
+
+/// The backend of `options`, telling `events`.
+fn start_backend(
+    options: &WorkerOptions,
+    events: EventSink,
+) -> Result<Arc<dyn Backend>, WorkerError> {
+    Ok(match &options.backend {
         BackendOptions::Sim(sim) => {
             Arc::new(SimBackend::new(sim.clone(), options.generation, events))
         }
         BackendOptions::Ibkr(ib) => Arc::new(
-            crate::ibkr::IbkrBackend::new(ib.clone(), events).map_err(WorkerError::Backend)?,
+            IbkrBackend::new(ib.clone(), &options.paced_history, events)
+                .map_err(WorkerError::Backend)?,
         ),
-    };
-    tracing::info!(
-        pid = std::process::id(),
-        generation = options.generation,
-        backend = backend.name(),
-        "worker attached"
-    );
+    })
+}
 
-    let (work_tx, work_rx) = crossbeam_channel::unbounded::<(u64, Work, Cancel)>();
-    let (lane_tx, lane_rx) = crossbeam_channel::unbounded::<(u64, Work, Cancel)>();
-    let (orders_tx, orders_rx) = crossbeam_channel::unbounded::<(u64, Work, Cancel)>();
-    // Requests queued or under way, by id, so that a `Cancel` reaches them.
-    let in_flight: Arc<Mutex<HashMap<u64, Cancel>>> = Arc::default();
-    let handlers = (0..options.handler_threads.max(1))
-        .map(|i| (format!("worker-handler-{i}"), work_rx.clone()))
-        .chain([
-            ("worker-subscriptions".to_string(), lane_rx),
-            ("worker-orders".to_string(), orders_rx),
-        ]);
-    for (name, rx) in handlers {
-        let backend = backend.clone();
-        let responder = responder.clone();
-        let handshake = options.handshake_timeout();
-        let in_flight = in_flight.clone();
-        let spawned = std::thread::Builder::new()
-            .name(name.clone())
-            .spawn(move || {
-                for (id, work, cancel) in rx {
-                    // Given up while it waited in the queue: not carried out at all.
-                    if !cancel.is_cancelled() {
-                        handle(&*backend, &responder, id, work, &cancel, handshake);
+/// A request waiting for a handler: its id, what to do, and how to give it up.
+type Queued = (u64, Work, Cancel);
+
+/// The handler threads' queues, and the requests queued or under way by id (so that a
+/// `Cancel` reaches them). Dropped, the queues close and the handlers end.
+struct Handlers {
+    pool: Sender<Queued>,
+    subscriptions: Sender<Queued>,
+    orders: Sender<Queued>,
+    in_flight: Arc<Mutex<HashMap<u64, Cancel>>>,
+}
+
+impl Handlers {
+    /// Starts the pool of `options.handler_threads`, the subscriptions' thread and the
+    /// orders' thread, each calling `backend` and answering through `responder`.
+    fn start(options: &WorkerOptions, backend: &Arc<dyn Backend>, responder: &Responder) -> Self {
+        let (pool, pool_rx) = crossbeam_channel::unbounded::<Queued>();
+        let (subscriptions, subscriptions_rx) = crossbeam_channel::unbounded::<Queued>();
+        let (orders, orders_rx) = crossbeam_channel::unbounded::<Queued>();
+        let in_flight: Arc<Mutex<HashMap<u64, Cancel>>> = Arc::default();
+        let threads = (0..options.handler_threads.max(1))
+            .map(|i| (format!("worker-handler-{i}"), pool_rx.clone()))
+            .chain([
+                ("worker-subscriptions".to_string(), subscriptions_rx),
+                ("worker-orders".to_string(), orders_rx),
+            ]);
+        for (name, rx) in threads {
+            let backend = backend.clone();
+            let responder = responder.clone();
+            let handshake = options.handshake_timeout();
+            let in_flight = in_flight.clone();
+            let spawned = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || {
+                    for (id, work, cancel) in rx {
+                        // Given up while it waited in the queue: not carried out at all.
+                        if !cancel.is_cancelled() {
+                            handle(&*backend, &responder, id, work, &cancel, handshake);
+                        }
+                        in_flight.lock().remove(&id);
                     }
-                    in_flight.lock().remove(&id);
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start handler thread {name}: {e}");
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start handler thread {name}: {e}");
+            }
+        }
+        Handlers {
+            pool,
+            subscriptions,
+            orders,
+            in_flight,
         }
     }
 
-    // Queued for the handlers behind `tx`, and cancellable meanwhile.
-    let dispatch = |tx: &crossbeam_channel::Sender<(u64, Work, Cancel)>, id: u64, work: Work| {
+    /// Queues request `id` behind `queue`, cancellable meanwhile.
+    fn dispatch(&self, queue: &Sender<Queued>, id: u64, work: Work) {
         let cancel = Cancel::default();
-        in_flight.lock().insert(id, cancel.clone());
-        let _ = tx.send((id, work, cancel));
-    };
-    let why = loop {
+        self.in_flight.lock().insert(id, cancel.clone());
+        let _ = queue.send((id, work, cancel));
+    }
+
+    /// Gives up request `target`, if it is queued or under way (an unknown id is a request
+    /// already answered: nothing to do).
+    fn cancel(&self, target: u64) {
+        if let Some(cancel) = self.in_flight.lock().get(&target) {
+            tracing::debug!(id = target, "request cancelled by the runner");
+            cancel.cancel();
+        }
+    }
+}
+
+/// Takes the runner's requests until it asks to stop or is gone: each routed to its handler,
+/// or answered here.
+fn serve_requests(
+    server: &mut Server,
+    responder: &Responder,
+    backend: &dyn Backend,
+    handlers: &Handlers,
+) -> Stop {
+    loop {
         match server.next(Duration::from_secs(1)) {
             Ok(Some(Incoming { id, request })) => match route(request) {
-                Route::Pool(work) => dispatch(&work_tx, id, work),
-                Route::InOrder(work) => dispatch(&lane_tx, id, work),
-                Route::Orders(work) => dispatch(&orders_tx, id, work),
-                Route::Cancel(target) => {
-                    // Unknown ids are requests already answered: nothing to do.
-                    if let Some(cancel) = in_flight.lock().get(&target) {
-                        tracing::debug!(id = target, "request cancelled by the runner");
-                        cancel.cancel();
-                    }
-                }
+                Route::Pool(work) => handlers.dispatch(&handlers.pool, id, work),
+                Route::InOrder(work) => handlers.dispatch(&handlers.subscriptions, id, work),
+                Route::Orders(work) => handlers.dispatch(&handlers.orders, id, work),
+                Route::Cancel(target) => handlers.cancel(target),
                 Route::Ping(payload) => {
                     // Answered here: a ping measures the bridge, not the handler pool.
                     let _ = responder.reply(id, Reply::Pong { payload });
@@ -168,26 +294,14 @@ fn serve(options: WorkerOptions, build_id: String) -> Result<(), WorkerError> {
                 Route::Shutdown => {
                     backend.disconnect();
                     let _ = responder.reply(id, Reply::ShuttingDown);
-                    break "shutdown requested".to_string();
+                    return Stop::Shutdown;
                 }
             },
             Ok(None) => {}
-            Err(RecvError::PeerGone(reason)) => break format!("runner gone: {reason}"),
-            Err(e) => break e.to_string(),
+            Err(RecvError::PeerGone(reason)) => return Stop::RunnerGone(reason),
+            Err(e) => return Stop::Bridge(e),
         }
-    };
-    tracing::info!("worker stopping: {why}");
-    if !why.starts_with("shutdown") {
-        // Also on stderr, which the runner always drains into its log: the bridge that
-        // carries the worker's log may be what failed (a corrupt segment).
-        let _ = writeln!(std::io::stderr(), "worker stopping: {why}");
     }
-    backend.disconnect();
-    drop(work_tx);
-    drop(lane_tx);
-    drop(orders_tx);
-    server.control().close();
-    Ok(())
 }
 
 /// A request for the handler pool: one that calls the backend.

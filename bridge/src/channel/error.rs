@@ -4,12 +4,14 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::io;
 use std::time::Duration;
 
 use crate::codec::CodecError;
+use crate::ring::{Corruption, PushError};
 use crate::segment::SegmentError;
 
-use super::{ENV_PARENT_PID, ENV_SEGMENT};
+use super::env::{ENV_PARENT_PID, ENV_SEGMENT};
 
 /// Why the peer is no longer there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,8 +119,15 @@ impl std::error::Error for RecvError {}
 pub enum StartError {
     /// The segment could not be created, opened or used.
     Segment(SegmentError),
-    /// The worker process (or a thread of the connection) could not be started.
-    Spawn(String),
+    /// The worker process could not be started (or waited for).
+    Spawn(io::Error),
+    /// A thread of the connection could not be started.
+    Thread {
+        /// Which thread: `liveness`, `dispatcher`, `timer`.
+        name: &'static str,
+        /// What the operating system said.
+        source: io::Error,
+    },
     /// The process was not started by a runner (no segment in the environment).
     NotStartedByRunner,
     /// The worker exited before its hello; `output` is the end of what it printed.
@@ -137,8 +146,8 @@ pub enum StartError {
         /// The last lines the worker printed (runner side).
         output: Vec<String>,
     },
-    /// The peer's first frame was not a valid hello.
-    Handshake(String),
+    /// The peer's first frame was not a valid hello (or this side's could not be sent).
+    Handshake(HelloError),
     /// The peer speaks another protocol version.
     ProtocolMismatch {
         /// Ours.
@@ -167,6 +176,10 @@ impl fmt::Display for StartError {
         match self {
             StartError::Segment(e) => e.fmt(f),
             StartError::Spawn(e) => write!(f, "cannot start the worker process: {e}"),
+            StartError::Thread { name, source } => write!(
+                f,
+                "cannot start the worker process: cannot start {name} thread: {source}"
+            ),
             StartError::NotStartedByRunner => write!(
                 f,
                 "not started by a runner ({ENV_SEGMENT} and {ENV_PARENT_PID} are not set)"
@@ -196,4 +209,54 @@ impl fmt::Display for StartError {
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Segment(e) => Some(e),
+            StartError::Spawn(e) | StartError::Thread { source: e, .. } => Some(e),
+            StartError::Handshake(e) => Some(e),
+            StartError::NotStartedByRunner
+            | StartError::Exited { .. }
+            | StartError::RunnerGone
+            | StartError::Timeout { .. }
+            | StartError::ProtocolMismatch { .. }
+            | StartError::BuildMismatch { .. } => None,
+        }
+    }
+}
+
+/// Why the hello exchange failed at the frame level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HelloError {
+    /// A hello could not be encoded, or the peer's decoded.
+    Codec(CodecError),
+    /// This side's hello could not be written into its ring.
+    Push(PushError),
+    /// The peer's ring was found corrupt.
+    Corrupt(Corruption),
+    /// The peer's first frame was something else; the frame as debug text.
+    NotAHello(String),
+}
+
+impl fmt::Display for HelloError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HelloError::Codec(e) => e.fmt(f),
+            HelloError::Push(e) => e.fmt(f),
+            HelloError::Corrupt(c) => write!(f, "ring corrupt: {c}"),
+            HelloError::NotAHello(frame) => write!(f, "expected a hello, got {frame}"),
+        }
+    }
+}
+
+impl std::error::Error for HelloError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            HelloError::Codec(e) => e.source(),
+            HelloError::Push(e) => e.source(),
+            HelloError::Corrupt(c) => Some(c),
+            HelloError::NotAHello(_) => None,
+        }
+    }
+}

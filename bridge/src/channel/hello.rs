@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Config, StartError};
+use super::config::Config;
+use super::error::{HelloError, StartError};
 use crate::codec;
 use crate::protocol::{Body, Envelope, Hello};
 use crate::ring::{Consumer, Producer};
@@ -20,9 +21,9 @@ pub(crate) fn send(tx: &mut Producer, cfg: &Config) -> Result<(), StartError> {
             pid: std::process::id(),
         }),
     };
-    let bytes = codec::encode(&hello).map_err(|e| StartError::Handshake(e.to_string()))?;
+    let bytes = codec::encode(&hello).map_err(|e| StartError::Handshake(HelloError::Codec(e)))?;
     tx.try_push(&bytes)
-        .map_err(|e| StartError::Handshake(e.to_string()))
+        .map_err(|e| StartError::Handshake(HelloError::Push(e)))
 }
 
 /// Waits for the peer's hello until `deadline`, checking `alive` between waits; `timeout`
@@ -38,16 +39,16 @@ pub(crate) fn receive(
         match rx.pop_into(&mut buf) {
             Ok(true) => {
                 let env: Envelope =
-                    codec::decode(&buf).map_err(|e| StartError::Handshake(e.to_string()))?;
+                    codec::decode(&buf).map_err(|e| StartError::Handshake(HelloError::Codec(e)))?;
                 return match env.body {
                     Body::Hello(h) => Ok(h),
-                    other => Err(StartError::Handshake(format!(
-                        "expected a hello, got {other:?}"
-                    ))),
+                    other => Err(StartError::Handshake(HelloError::NotAHello(format!(
+                        "{other:?}"
+                    )))),
                 };
             }
             Ok(false) => {}
-            Err(c) => return Err(StartError::Handshake(format!("ring corrupt: {c}"))),
+            Err(c) => return Err(StartError::Handshake(HelloError::Corrupt(c))),
         }
         alive()?;
         let now = Instant::now();

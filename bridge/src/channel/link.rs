@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::{Config, GoneReason};
+use super::config::{deadline_after, Config};
+use super::error::GoneReason;
 use crate::ring::RingStats;
-use crate::segment::{Segment, Side, STATE_CLOSED};
+use crate::segment::{Role, Segment, STATE_CLOSED};
 use crate::sys;
 
 /// Who is at the other end.
@@ -72,7 +73,7 @@ impl StatCells {
 /// State shared by a side's sender, receiver, control and liveness thread.
 pub(crate) struct Link {
     pub(crate) segment: Arc<Segment>,
-    pub(crate) side: Side,
+    pub(crate) role: Role,
     cfg: Config,
     pub(crate) peer: Peer,
     is_gone: AtomicBool,
@@ -91,13 +92,13 @@ impl Link {
     /// Makes the link and starts its liveness thread.
     pub(crate) fn start(
         segment: Arc<Segment>,
-        side: Side,
+        role: Role,
         cfg: &Config,
         peer: Peer,
     ) -> Result<Arc<CloseOnDrop>, std::io::Error> {
         let link = Arc::new(Link {
             segment,
-            side,
+            role,
             cfg: cfg.clone(),
             peer,
             is_gone: AtomicBool::new(false),
@@ -145,7 +146,7 @@ impl Link {
     pub(crate) fn peer_closed(&self) -> bool {
         self.segment
             .header()
-            .side(self.side.peer())
+            .block(self.role.peer())
             .state
             .load(crate::sync::Ordering::Acquire)
             == STATE_CLOSED
@@ -169,9 +170,9 @@ impl Link {
             match &standing {
                 GoneReason::ClosedHere => {}
                 GoneReason::Closed => {
-                    tracing::debug!(target: "bridge", side = ?self.side, "peer closed")
+                    tracing::debug!(target: "bridge", side = ?self.role, "peer closed")
                 }
-                r => tracing::warn!(target: "bridge", side = ?self.side, "peer gone: {r}"),
+                r => tracing::warn!(target: "bridge", side = ?self.role, "peer gone: {r}"),
             }
         }
         self.segment.wake_all();
@@ -220,8 +221,8 @@ impl Link {
 
     fn liveness(self: Arc<Self>) {
         let header = self.segment.header();
-        let own = header.side(self.side);
-        let peer = header.side(self.side.peer());
+        let own = header.block(self.role);
+        let peer = header.block(self.role.peer());
         let mut last_beat = peer.heartbeat.load(crate::sync::Ordering::Relaxed);
         let mut last_change = Instant::now();
         loop {
@@ -263,7 +264,7 @@ impl Link {
         }
         self.segment
             .header()
-            .side(self.side)
+            .block(self.role)
             .state
             .store(STATE_CLOSED, crate::sync::Ordering::Release);
         self.declare_gone(GoneReason::ClosedHere);
@@ -274,7 +275,7 @@ impl Link {
             let _ = t.join();
         }
         if let Peer::Child { child, .. } = &self.peer {
-            let deadline = super::deadline_after(self.cfg.exit_grace);
+            let deadline = deadline_after(self.cfg.exit_grace);
             loop {
                 let status = child.lock().try_wait();
                 match status {

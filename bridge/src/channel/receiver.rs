@@ -16,8 +16,8 @@ use std::time::Instant;
 
 use bincode::Decode;
 
+use super::error::{GoneReason, RecvError};
 use super::link::{CloseOnDrop, Link};
-use super::{GoneReason, RecvError};
 use crate::codec;
 use crate::ring::Consumer;
 

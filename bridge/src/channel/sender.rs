@@ -17,8 +17,8 @@ use std::time::Instant;
 
 use bincode::Encode;
 
+use super::error::{GoneReason, SendError};
 use super::link::{CloseOnDrop, Link};
-use super::SendError;
 use crate::codec::{self, CodecError};
 use crate::ring::{Producer, PushError};
 
@@ -135,8 +135,7 @@ impl Sender {
                 }
                 Err(PushError::Corrupt(c)) => {
                     return Err(SendError::PeerGone(
-                        self.link
-                            .declare_gone(super::GoneReason::Corrupt(c.to_string())),
+                        self.link.declare_gone(GoneReason::Corrupt(c.to_string())),
                     ))
                 }
             }

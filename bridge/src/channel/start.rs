@@ -20,16 +20,17 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::config::{deadline_after, Config};
+use super::control::{Channel, Control};
+use super::env::{ENV_PARENT_PID, ENV_SEGMENT};
+use super::error::StartError;
+use super::hello;
 use super::link::{exit_text, kill_and_reap, CloseOnDrop, Link, Peer};
-use super::{hello, Channel, Config, Control, Receiver, Sender, StartError};
+use super::receiver::Receiver;
+use super::sender::Sender;
 use crate::ring::{Consumer, Producer};
-use crate::segment::{Segment, Side, STATE_ATTACHED};
+use crate::segment::{Role, Segment, STATE_ATTACHED};
 use crate::sys;
-
-/// Environment variable that carries the segment name to the worker.
-pub const ENV_SEGMENT: &str = "IBBRIDGE_SEGMENT";
-/// Environment variable that carries the runner's pid to the worker.
-pub const ENV_PARENT_PID: &str = "IBBRIDGE_PARENT_PID";
 
 /// Lines of worker output kept for error messages.
 const OUTPUT_TAIL: usize = 20;
@@ -47,7 +48,7 @@ pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
     let segment =
         Segment::create(cfg.geometry, cfg.protocol_version).map_err(StartError::Segment)?;
     let (mut tx, mut rx) = segment
-        .endpoints(Side::Runner)
+        .endpoints(Role::Runner)
         .map_err(StartError::Segment)?;
     hello::send(&mut tx, cfg)?;
 
@@ -57,7 +58,7 @@ pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd.spawn().map_err(|e| StartError::Spawn(e.to_string()))?;
+    let mut child = cmd.spawn().map_err(StartError::Spawn)?;
     let pid = child.id();
     let output = Arc::new(Mutex::new(VecDeque::new()));
     let mut forwarders = Vec::new();
@@ -76,7 +77,7 @@ pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
         output.lock().iter().cloned().collect::<Vec<_>>()
     };
 
-    let deadline = super::deadline_after(cfg.start_timeout);
+    let deadline = deadline_after(cfg.start_timeout);
     let result = hello::receive(
         &mut rx,
         deadline,
@@ -86,7 +87,7 @@ pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
                 output: last_output(&forwarders),
             }),
             Ok(None) => Ok(()),
-            Err(e) => Err(StartError::Spawn(e.to_string())),
+            Err(e) => Err(StartError::Spawn(e)),
         },
         || StartError::Timeout {
             waited: cfg.start_timeout,
@@ -103,11 +104,12 @@ pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
         child: Mutex::new(child),
     };
     let _ = segment.unlink();
-    match Link::start(segment, Side::Runner, cfg, peer) {
+    match Link::start(segment, Role::Runner, cfg, peer) {
         Ok(close) => Ok(assemble(tx, rx, close)),
-        Err(e) => Err(StartError::Spawn(format!(
-            "cannot start liveness thread: {e}"
-        ))),
+        Err(source) => Err(StartError::Thread {
+            name: "liveness",
+            source,
+        }),
     }
 }
 
@@ -131,9 +133,9 @@ pub fn attach(cfg: &Config) -> Result<Channel, StartError> {
     runner_alive()?;
     mark_attached(&segment);
     let (mut tx, mut rx) = segment
-        .endpoints(Side::Worker)
+        .endpoints(Role::Worker)
         .map_err(StartError::Segment)?;
-    let deadline = super::deadline_after(cfg.start_timeout);
+    let deadline = deadline_after(cfg.start_timeout);
     let theirs = hello::receive(&mut rx, deadline, runner_alive, || StartError::Timeout {
         waited: cfg.start_timeout,
         output: Vec::new(),
@@ -141,8 +143,12 @@ pub fn attach(cfg: &Config) -> Result<Channel, StartError> {
     // Our hello goes out even on a mismatch, so the runner can name it precisely.
     hello::send(&mut tx, cfg)?;
     hello::check(&theirs, Some(segment.protocol_version()), cfg)?;
-    let close = Link::start(segment, Side::Worker, cfg, Peer::Parent { pid: parent })
-        .map_err(|e| StartError::Spawn(format!("cannot start liveness thread: {e}")))?;
+    let close = Link::start(segment, Role::Worker, cfg, Peer::Parent { pid: parent }).map_err(
+        |source| StartError::Thread {
+            name: "liveness",
+            source,
+        },
+    )?;
     Ok(assemble(tx, rx, close))
 }
 
@@ -164,22 +170,28 @@ pub fn pair(cfg: &Config) -> Result<(Channel, Channel), StartError> {
     let _ = segment.unlink();
     mark_attached(&segment);
     let mut ends = Vec::with_capacity(2);
-    for side in [Side::Runner, Side::Worker] {
-        let (tx, rx) = segment.endpoints(side).map_err(StartError::Segment)?;
-        let close = Link::start(segment.clone(), side, cfg, Peer::InProcess)
-            .map_err(|e| StartError::Spawn(format!("cannot start liveness thread: {e}")))?;
+    for role in [Role::Runner, Role::Worker] {
+        let (tx, rx) = segment.endpoints(role).map_err(StartError::Segment)?;
+        let close = Link::start(segment.clone(), role, cfg, Peer::InProcess).map_err(|source| {
+            StartError::Thread {
+                name: "liveness",
+                source,
+            }
+        })?;
         ends.push(assemble(tx, rx, close));
     }
     let worker = ends.pop();
     let runner = ends.pop();
     match (runner, worker) {
         (Some(r), Some(w)) => Ok((r, w)),
-        _ => Err(StartError::Spawn("in-process pair incomplete".into())),
+        _ => Err(StartError::Spawn(std::io::Error::other(
+            "in-process pair incomplete",
+        ))),
     }
 }
 
 fn mark_attached(segment: &Segment) {
-    let own = segment.header().side(Side::Worker);
+    let own = segment.header().block(Role::Worker);
     own.pid
         .store(std::process::id(), crate::sync::Ordering::Relaxed);
     own.state

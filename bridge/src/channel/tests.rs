@@ -12,7 +12,7 @@ use bincode::error::EncodeError;
 
 use super::*;
 use crate::protocol::{Body, Envelope, LogLevel, LogRecord, Request};
-use crate::segment::Segment;
+use crate::segment::{Geometry, Segment};
 use crate::server::Server;
 
 fn soon() -> Instant {

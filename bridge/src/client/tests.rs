@@ -3,12 +3,14 @@
 
 #![forbid(unsafe_code)]
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::channel::{pair, Config};
+use crate::channel::{pair, Config, GoneReason};
 use crate::protocol::Reply;
 use crate::segment::Geometry;
 use crate::server::Server;

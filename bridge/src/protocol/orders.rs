@@ -200,6 +200,12 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status, in the order of progress (the order of the variants).
+    pub const ALL: [OrderStatus; 6] = {
+        use OrderStatus::*;
+        [Pending, Working, PartiallyFilled, Filled, Cancelled, Rejected]
+    };
+
     /// Whether nothing more will happen to the order.
     pub fn is_final(self) -> bool {
         matches!(
@@ -296,144 +302,4 @@ pub fn is_paper_account(account: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request() -> OrderRequest {
-        OrderRequest {
-            order_ref: "run1-7".into(),
-            symbol: "SPY".into(),
-            side: Side::Buy,
-            quantity: 10.0,
-            order_type: OrderType::Limit { price: 5.0 },
-            tif: TimeInForce::Gtc,
-        }
-    }
-
-    #[test]
-    fn malformed_orders_are_told_why() {
-        assert_eq!(request().problem(), None);
-        for (bad, says) in [
-            (
-                OrderRequest {
-                    order_ref: String::new(),
-                    ..request()
-                },
-                "order reference",
-            ),
-            (
-                OrderRequest {
-                    order_ref: "a b".into(),
-                    ..request()
-                },
-                "order reference",
-            ),
-            (
-                OrderRequest {
-                    order_ref: "x".repeat(41),
-                    ..request()
-                },
-                "order reference",
-            ),
-            (
-                OrderRequest {
-                    quantity: 0.0,
-                    ..request()
-                },
-                "quantity",
-            ),
-            (
-                OrderRequest {
-                    quantity: f64::NAN,
-                    ..request()
-                },
-                "quantity",
-            ),
-            (
-                OrderRequest {
-                    order_type: OrderType::Limit { price: -1.0 },
-                    ..request()
-                },
-                "limit price",
-            ),
-        ] {
-            let problem = bad.problem().expect("refused");
-            assert!(problem.contains(says), "{problem}");
-        }
-    }
-
-    #[test]
-    fn a_change_applies_to_a_working_order_only_and_within_reason() {
-        let working = OrderReport {
-            request: request(),
-            broker_id: 3,
-            status: OrderStatus::PartiallyFilled,
-            filled: 4.0,
-            avg_price: Some(5.0),
-            reason: None,
-        };
-        let change = |quantity, limit| OrderChange {
-            order_ref: "run1-7".into(),
-            quantity,
-            limit,
-        };
-        let changed = change(Some(20.0), Some(4.5)).applied_to(&working).unwrap();
-        assert_eq!(changed.quantity, 20.0);
-        assert_eq!(changed.order_type, OrderType::Limit { price: 4.5 });
-        assert_eq!(changed.order_ref, "run1-7");
-        for (bad, says) in [
-            (change(None, None), "nothing to change"),
-            (
-                change(Some(4.0), None),
-                "more than the 4 shares already filled",
-            ),
-            (change(None, Some(0.0)), "limit price 0 must be positive"),
-        ] {
-            let e = bad.applied_to(&working).unwrap_err();
-            assert!(e.contains(says), "{e}");
-        }
-        let market = OrderReport {
-            request: OrderRequest {
-                order_type: OrderType::Market,
-                ..request()
-            },
-            ..working.clone()
-        };
-        assert!(change(None, Some(4.0))
-            .applied_to(&market)
-            .unwrap_err()
-            .contains("market order"));
-        let filled = OrderReport {
-            status: OrderStatus::Filled,
-            ..working
-        };
-        assert_eq!(
-            change(Some(30.0), None).applied_to(&filled).unwrap_err(),
-            "order run1-7 is filled: it cannot change"
-        );
-    }
-
-    #[test]
-    fn statuses_progress_in_declaration_order_and_the_last_three_are_final() {
-        use OrderStatus::*;
-        let all = [
-            Pending,
-            Working,
-            PartiallyFilled,
-            Filled,
-            Cancelled,
-            Rejected,
-        ];
-        assert!(all.windows(2).all(|w| w[0] < w[1]));
-        let finals: Vec<_> = all.iter().filter(|s| s.is_final()).collect();
-        assert_eq!(finals, vec![&Filled, &Cancelled, &Rejected]);
-    }
-
-    #[test]
-    fn paper_accounts_start_with_d() {
-        assert!(is_paper_account("DU1234567"));
-        assert!(is_paper_account("DF100"));
-        assert!(!is_paper_account("U1234567"));
-        assert!(!is_paper_account(""));
-    }
-}
+mod tests;

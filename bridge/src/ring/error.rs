@@ -1,11 +1,10 @@
-//! The ring's errors: what was found wrong in its memory, why a push was refused, and why a
-//! geometry was refused. All are `Copy` and allocation-free, so the hot path can return them.
+//! The ring's run-time errors: what was found wrong in its memory, and why a push was refused.
+//! Both are `Copy` and allocation-free, so the hot path can return them. (Why a geometry was
+//! refused is in `geometry.rs`, with the limits it names.)
 
 #![forbid(unsafe_code)]
 
 use std::fmt;
-
-use super::frame::{max_frame_for, MAX_CAPACITY, MIN_CAPACITY};
 
 /// What was found wrong in the ring's memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,41 +102,11 @@ impl fmt::Display for PushError {
     }
 }
 
-impl std::error::Error for PushError {}
-
-/// A ring's geometry was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum GeometryError {
-    /// Capacity must be a power of two from [`MIN_CAPACITY`] to [`MAX_CAPACITY`] bytes.
-    Capacity(usize),
-    /// The maximum frame must be at least 1 and at most [`max_frame_for`] the capacity.
-    MaxFrame {
-        /// The maximum frame asked for.
-        max_frame: usize,
-        /// The capacity asked for.
-        capacity: usize,
-    },
-}
-
-impl fmt::Display for GeometryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            GeometryError::Capacity(c) => write!(
-                f,
-                "ring capacity {c} is not a power of two between {MIN_CAPACITY} and \
-                 {MAX_CAPACITY} bytes"
-            ),
-            GeometryError::MaxFrame {
-                max_frame,
-                capacity,
-            } => write!(
-                f,
-                "maximum frame {max_frame} must be between 1 and {} for a ring of {capacity} bytes",
-                max_frame_for(capacity)
-            ),
+impl std::error::Error for PushError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PushError::Corrupt(c) => Some(c),
+            PushError::Full | PushError::TooLarge { .. } => None,
         }
     }
 }
-
-impl std::error::Error for GeometryError {}

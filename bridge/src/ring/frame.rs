@@ -15,17 +15,13 @@
 
 #![forbid(unsafe_code)]
 
-use super::error::{Corruption, GeometryError};
+use super::error::Corruption;
 
 /// Bytes of the header in front of every frame.
 pub const FRAME_HEADER: usize = 8;
-/// Smallest data area accepted.
-pub const MIN_CAPACITY: usize = 64;
-/// Largest data area accepted (1 TiB).
-pub const MAX_CAPACITY: usize = 1 << 40;
-/// Positions are refused at or above this value: with a capacity of at most 2^40, adding a
-/// frame and its padding to a valid position can never overflow a `u64`. A ring reaches it
-/// after 4 EiB of traffic (over ten years at 10 GB/s).
+/// Positions are refused at or above this value: with a capacity of at most 2^40 (the largest
+/// accepted), adding a frame and its padding to a valid position can never overflow a `u64`.
+/// A ring reaches it after 4 EiB of traffic (over ten years at 10 GB/s).
 pub const POSITION_LIMIT: u64 = 1 << 62;
 
 pub(crate) const KIND_DATA: u32 = 0xDA7A_F4A3;
@@ -35,26 +31,6 @@ pub(crate) const KIND_PAD: u32 = 0x9ADD_1465;
 #[inline]
 pub const fn frame_size(len: usize) -> usize {
     (FRAME_HEADER + len + 7) & !7
-}
-
-/// The largest payload a ring of `capacity` bytes accepts: a frame must fit twice, so that the
-/// padding at the wrap can never make a lone frame unplaceable.
-pub const fn max_frame_for(capacity: usize) -> usize {
-    capacity / 2 - FRAME_HEADER
-}
-
-/// Checks a capacity and maximum frame pair.
-pub fn check_geometry(capacity: usize, max_frame: usize) -> Result<(), GeometryError> {
-    if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) || !capacity.is_power_of_two() {
-        return Err(GeometryError::Capacity(capacity));
-    }
-    if max_frame == 0 || max_frame > max_frame_for(capacity) || max_frame > u32::MAX as usize {
-        return Err(GeometryError::MaxFrame {
-            max_frame,
-            capacity,
-        });
-    }
-    Ok(())
 }
 
 /// What a validated frame header says.

@@ -4,7 +4,8 @@
 //! Layout: a control block (producer line, consumer line, two doorbells, each on its own
 //! 128-byte line; `control.rs`) and a data area of `capacity` bytes, a power of two. Positions
 //! are monotonic `u64` byte counts; `position & (capacity - 1)` is the offset in the data area.
-//! Frames and their validation are described in `frame.rs`; the memory itself, the only
+//! Frames and their validation are described in `frame.rs`, the limits on a ring's size in
+//! `geometry.rs`; the memory itself, the only
 //! `unsafe` part, in `region.rs`; each end in a file of its own (`producer.rs`,
 //! `consumer.rs`).
 //!
@@ -27,6 +28,7 @@ mod frame;
 #[cfg(not(loom))]
 #[doc(hidden)]
 pub mod fuzzing;
+mod geometry;
 mod producer;
 mod region;
 
@@ -36,11 +38,9 @@ pub use consumer::Consumer;
 #[cfg(not(loom))]
 pub(crate) use control::RingControl;
 pub use control::RingStats;
-pub use error::{Corruption, GeometryError, PushError};
-pub use frame::{
-    check_geometry, frame_size, max_frame_for, FRAME_HEADER, MAX_CAPACITY, MIN_CAPACITY,
-    POSITION_LIMIT,
-};
+pub use error::{Corruption, PushError};
+pub use frame::{frame_size, FRAME_HEADER, POSITION_LIMIT};
+pub use geometry::{check_geometry, max_frame_for, GeometryError, MAX_CAPACITY, MIN_CAPACITY};
 pub use producer::Producer;
 #[cfg(not(loom))]
 pub(crate) use region::RawRing;

@@ -13,9 +13,9 @@
 use std::sync::Arc;
 
 use super::control::RingControl;
-#[cfg(not(loom))]
-use super::frame::check_geometry;
 use super::frame::{header_bytes, parse_header, FRAME_HEADER};
+#[cfg(not(loom))]
+use super::geometry::check_geometry;
 
 /// The data area of a ring: raw bytes, bounds-checked on every access.
 #[cfg(not(loom))]

@@ -43,6 +43,21 @@ static NATIVE_REFUSED: AtomicBool = AtomicBool::new(false);
 #[derive(Debug)]
 pub(crate) struct Refused(pub(crate) std::io::Error);
 
+/// What a native wait call came to: `Ok` for every return the caller expects (woken, timed
+/// out, interrupted, the word already changed), [`Refused`] when the call cannot be used.
+type Waited = Result<(), Refused>;
+
+/// The outcome of the native wait call that just returned, read from `errno` at once:
+/// [`Refused`] if it `failed` with one of the `refused` error codes, else a return the caller
+/// expects.
+fn waited(failed: bool, refused: &[i32]) -> Waited {
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(code) if failed && refused.contains(&code) => Err(Refused(err)),
+        _ => Ok(()),
+    }
+}
+
 /// How this process sleeps and wakes.
 ///
 /// Waking always uses the system's call where there is one, whatever this process sleeps by:
@@ -156,7 +171,7 @@ fn poll_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
 mod native {
     use std::time::Duration;
 
-    use super::Refused;
+    use super::{waited, Waited};
     use crate::sync::AtomicU32;
 
     pub(super) const NAME: &str = "futex";
@@ -170,12 +185,7 @@ mod native {
             Some(Calls)
         }
 
-        pub(super) fn wait(
-            self,
-            word: &AtomicU32,
-            expected: u32,
-            timeout: Duration,
-        ) -> Result<(), Refused> {
+        pub(super) fn wait(self, word: &AtomicU32, expected: u32, timeout: Duration) -> Waited {
             let ts = libc::timespec {
                 tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
                 tv_nsec: timeout.subsec_nanos() as libc::c_long,
@@ -195,11 +205,7 @@ mod native {
                 )
             };
             // EAGAIN (the word differs), ETIMEDOUT and EINTR are returns the caller expects.
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::ENOSYS | libc::EPERM | libc::EINVAL) if rc != 0 => Err(Refused(err)),
-                _ => Ok(()),
-            }
+            waited(rc != 0, &[libc::ENOSYS, libc::EPERM, libc::EINVAL])
         }
 
         pub(super) fn wake_all(self, word: &AtomicU32) {
@@ -225,7 +231,7 @@ mod native {
     use std::ffi::{c_int, c_void, CStr};
     use std::time::Duration;
 
-    use super::Refused;
+    use super::{waited, Waited};
     use crate::sync::AtomicU32;
 
     pub(super) const NAME: &str = "os_sync";
@@ -265,12 +271,7 @@ mod native {
             })
         }
 
-        pub(super) fn wait(
-            self,
-            word: &AtomicU32,
-            expected: u32,
-            timeout: Duration,
-        ) -> Result<(), Refused> {
+        pub(super) fn wait(self, word: &AtomicU32, expected: u32, timeout: Duration) -> Waited {
             // A zero timeout is invalid for the call; it would return at once anyway.
             let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
             if ns == 0 {
@@ -289,13 +290,10 @@ mod native {
                 )
             };
             // A timeout, an interruption or a changed word are returns the caller expects.
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINVAL | libc::ENOTSUP | libc::ENOSYS | libc::EPERM) if rc < 0 => {
-                    Err(Refused(err))
-                }
-                _ => Ok(()),
-            }
+            waited(
+                rc < 0,
+                &[libc::EINVAL, libc::ENOTSUP, libc::ENOSYS, libc::EPERM],
+            )
         }
 
         pub(super) fn wake_all(self, word: &AtomicU32) {

@@ -1,12 +1,15 @@
 //! Helpers shared by the runner's integration tests: starting the runner with a clean
-//! environment, running it to completion, reading its summary table, and files under the
-//! build's tmp dir.
+//! environment, running it to completion or reading its log as it runs, reading its summary
+//! table, files under the build's tmp dir, and the fake TWS gateway.
 
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::borrow::BorrowMut;
+use std::io::{BufRead, BufReader, Lines};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+
+use tests::gateway::{Behaviour, Gateway};
 
 /// The runner executable under test.
 pub(crate) const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
@@ -60,4 +63,70 @@ pub(crate) fn temp_file(group: &str, name: &str, text: &str) -> String {
     let path = temp(group, name);
     std::fs::write(&path, text).expect("tmp file can be written");
     path.to_string_lossy().into_owned()
+}
+
+/// The fake TWS gateway on a free loopback port, behaving as `behaviour` says.
+pub(crate) fn gateway(behaviour: Behaviour) -> Gateway {
+    Gateway::start(behaviour).expect("the fake gateway starts")
+}
+
+/// The runner's log as it writes it, line by line.
+pub(crate) type Log = Lines<BufReader<ChildStderr>>;
+
+/// Starts `cmd` with stdout and stderr piped; returns it and its log (stderr) to read.
+pub(crate) fn spawn_logged(mut cmd: impl BorrowMut<Command>) -> (Child, Log) {
+    let mut child = cmd
+        .borrow_mut()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runner starts");
+    let log = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    (child, log)
+}
+
+/// Reads `log` up to the first line containing `needle`; returns the lines read, that one
+/// last. The log ending first fails the test.
+pub(crate) fn wait_for_line(log: &mut Log, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in log.by_ref() {
+        let line = line.expect("the log is text");
+        let found = line.contains(needle);
+        seen.push(line);
+        if found {
+            return seen;
+        }
+    }
+    panic!("log ended without {needle:?}: {seen:?}");
+}
+
+/// The pid in a log line saying that worker `generation` started
+/// (`worker started generation=<generation> pid=<pid>`); `None` for any other line.
+pub(crate) fn started_worker(line: &str, generation: u32) -> Option<u32> {
+    let needle = format!("worker started generation={generation} pid=");
+    let at = line.find(&needle)? + needle.len();
+    line[at..].split_whitespace().next()?.parse().ok()
+}
+
+/// Reads the runner's log until worker `generation` has started; returns its pid and the
+/// lines read.
+pub(crate) fn wait_for_worker(log: &mut Log, generation: u32) -> (u32, Vec<String>) {
+    let seen = wait_for_line(log, &format!("worker started generation={generation} pid="));
+    let line = seen.last().map(String::as_str).unwrap_or_default();
+    let pid = started_worker(line, generation).unwrap_or_else(|| panic!("no pid in {line:?}"));
+    (pid, seen)
+}
+
+/// Reads the rest of `log` and waits for `child` to end: its exit code (`None` if killed by a
+/// signal), its stdout, and the log lines read.
+pub(crate) fn finish(child: Child, log: Log) -> (Option<i32>, String, Vec<String>) {
+    let rest: Vec<String> = log.map_while(Result::ok).collect();
+    let out = child.wait_with_output().expect("runner can be waited for");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), stdout, rest)
+}
+
+/// The last line of `text` (empty when it has none).
+pub(crate) fn last_line(text: &str) -> &str {
+    text.lines().last().unwrap_or_default()
 }

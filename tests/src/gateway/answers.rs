@@ -51,7 +51,7 @@ fn parse_request_end(text: &str) -> Option<i64> {
     if date.len() != 8 || clock.len() != 8 {
         return None;
     }
-    worker::unix_time::parse_utc(&format!(
+    base::unix_time::parse_utc(&format!(
         "{}-{}-{}T{}Z",
         &date[..4],
         &date[4..6],
@@ -99,7 +99,7 @@ pub(super) fn history(req: &HistoricalDataRequest, b: &Behaviour, n: u32) -> Vec
             .as_deref()
             .and_then(duration_seconds)
             .unwrap_or(0);
-        if asked as u64 > worker::ibkr::max_request_span(size as u32) {
+        if asked as u64 > worker::pacing::max_request_span(size as u32) {
             return error_frame(
                 id,
                 codes::HISTORICAL_DATA_SERVICE,
@@ -114,7 +114,7 @@ pub(super) fn history(req: &HistoricalDataRequest, b: &Behaviour, n: u32) -> Vec
         .as_deref()
         .and_then(parse_request_end)
         .or(b.history_end)
-        .unwrap_or_else(|| worker::unix_time::now().as_secs() as i64);
+        .unwrap_or_else(|| base::unix_time::now().as_secs() as i64);
     let (bars, start, end_text) = if b.realistic_history {
         let (bars, start) = session_bars(req, &symbol, size, end);
         if bars.is_empty() {
@@ -356,7 +356,7 @@ pub(super) fn stream_bars(
     shared: &GatewayState,
     b: &Behaviour,
 ) {
-    let now = worker::unix_time::now().as_secs() as i64;
+    let now = base::unix_time::now().as_secs() as i64;
     let mut t = now.div_euclid(5) * 5;
     loop {
         std::thread::sleep(b.realtime_interval);
@@ -420,7 +420,7 @@ pub(super) fn stream_ticks(
         if shared.stop.load(Ordering::Acquire) {
             return;
         }
-        let now = worker::unix_time::now().as_millis() as i64;
+        let now = base::unix_time::now().as_millis() as i64;
         let size = format!("{}", 100 + 100 * (n % 3));
         let mut frames = proto_frame(
             incoming::TICK_PRICE,

@@ -8,7 +8,7 @@
 //! weekday, and its bounds are exact (no session bound falls in a daylight saving transition,
 //! which happen at 02:00).
 
-use worker::unix_time::civil_time;
+use base::unix_time::civil_time;
 
 /// Which hours of the day a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -137,21 +137,13 @@ impl BookOrder {
 pub struct BookExecution {
     /// Unique.
     pub exec_id: String,
-    pub order_id: i32,
-    pub client_id: i32,
-    pub perm_id: i64,
-    pub order_ref: String,
-    pub account: String,
-    pub symbol: String,
-    pub contract: Contract,
+    /// The order it filled, as it stood after this execution: its ids, reference, account,
+    /// symbol and contract, its filled quantity and its average fill price.
+    pub order: BookOrder,
     /// "BOT" or "SLD".
     pub side: String,
     pub shares: f64,
     pub price: f64,
-    /// The order's filled quantity after this execution.
-    pub cum_qty: f64,
-    /// The order's average fill price after this execution.
-    pub avg_price: f64,
     /// `yyyymmdd hh:mm:ss US/Eastern`.
     pub time: String,
     /// USD.
@@ -213,7 +205,7 @@ fn decimal(x: f64) -> String {
 }
 
 fn now_text() -> String {
-    calendar::eastern_text(worker::unix_time::now().as_secs() as i64)
+    calendar::eastern_text(base::unix_time::now().as_secs() as i64)
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -393,27 +385,7 @@ impl Book {
         let filled = order.filled + shares;
         let avg_price = (order.filled * order.avg_price + shares * price) / filled;
         let commission = commission(shares);
-        let execution = BookExecution {
-            exec_id: format!(
-                "{:08x}.{:08x}.01.01",
-                order.perm_id,
-                self.executions.len() + 1
-            ),
-            order_id: order.order_id,
-            client_id: order.client_id,
-            perm_id: order.perm_id,
-            order_ref: order.order_ref.clone(),
-            account: order.account.clone(),
-            symbol: order.symbol.clone(),
-            contract: order.contract.clone(),
-            side: if order.buys() { "BOT" } else { "SLD" }.into(),
-            shares,
-            price,
-            cum_qty: filled,
-            avg_price,
-            time: now_text(),
-            commission,
-        };
+        let time = now_text();
         let signed = if order.buys() { shares } else { -shares };
         self.move_position(&order, signed, price);
         let cash = self.cash(&order.account) - signed * price - commission;
@@ -428,6 +400,19 @@ impl Book {
         }
         self.finish(i, status::FILLED);
         let order = &self.orders[i].order;
+        let execution = BookExecution {
+            exec_id: format!(
+                "{:08x}.{:08x}.01.01",
+                order.perm_id,
+                self.executions.len() + 1
+            ),
+            order: order.clone(),
+            side: if order.buys() { "BOT" } else { "SLD" }.into(),
+            shares,
+            price,
+            time,
+            commission,
+        };
         mail.push(to, execution_frame(-1, &execution));
         mail.push(to, order_status_frame(order));
         mail.push(to, open_order_frame(order));
@@ -592,11 +577,12 @@ impl Book {
                 "BUY" | "BOT" => x.side == "BOT",
                 _ => x.side == "SLD",
             });
-            if account.as_ref().is_none_or(|a| *a == x.account)
-                && symbol.as_ref().is_none_or(|s| *s == x.symbol)
+            let o = &x.order;
+            if account.as_ref().is_none_or(|a| *a == o.account)
+                && symbol.as_ref().is_none_or(|s| *s == o.symbol)
                 && sec_type
                     .as_ref()
-                    .is_none_or(|t| Some(t) == x.contract.sec_type.as_ref())
+                    .is_none_or(|t| Some(t) == o.contract.sec_type.as_ref())
                 && side_matches
             {
                 mail.push(To::Requester, execution_frame(req_id, x));
@@ -750,25 +736,26 @@ fn order_status_frame(o: &BookOrder) -> Vec<u8> {
 }
 
 fn execution_frame(req_id: i32, x: &BookExecution) -> Vec<u8> {
+    let o = &x.order;
     proto_frame(
         incoming::EXECUTION_DATA,
         &ExecutionDetails {
             req_id: Some(req_id),
-            contract: Some(x.contract.clone()),
+            contract: Some(o.contract.clone()),
             execution: Some(Execution {
-                order_id: Some(x.order_id),
+                order_id: Some(o.order_id),
                 exec_id: Some(x.exec_id.clone()),
                 time: Some(x.time.clone()),
-                acct_number: Some(x.account.clone()),
+                acct_number: Some(o.account.clone()),
                 exchange: Some("ISLAND".into()),
                 side: Some(x.side.clone()),
                 shares: Some(decimal(x.shares)),
                 price: Some(x.price),
-                perm_id: Some(x.perm_id),
-                client_id: Some(x.client_id),
-                cum_qty: Some(decimal(x.cum_qty)),
-                avg_price: Some(x.avg_price),
-                order_ref: non_empty(&x.order_ref),
+                perm_id: Some(o.perm_id),
+                client_id: Some(o.client_id),
+                cum_qty: Some(decimal(o.filled)),
+                avg_price: Some(o.avg_price),
+                order_ref: non_empty(&o.order_ref),
                 last_liquidity: Some(2),
             }),
         },

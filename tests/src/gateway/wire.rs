@@ -477,17 +477,19 @@ pub struct CancelOrderRequest {
     pub order_cancel: Option<OrderCancel>,
 }
 
-/// An open order (contract, order and order state are required by `ibapi`).
+/// An open order (contract, order and order state are required by `ibapi`): the order's id
+/// and state, then the contract and order as a [`PlaceOrderRequest`] carries them. Encoded in
+/// tag order whatever the order of declaration.
 #[derive(Clone, PartialEq, Message)]
 pub struct OpenOrder {
     #[prost(int32, optional, tag = "1")]
     pub order_id: Option<i32>,
+    #[prost(message, optional, tag = "4")]
+    pub order_state: Option<OrderState>,
     #[prost(message, optional, tag = "2")]
     pub contract: Option<Contract>,
     #[prost(message, optional, tag = "3")]
     pub order: Option<Order>,
-    #[prost(message, optional, tag = "4")]
-    pub order_state: Option<OrderState>,
 }
 
 /// An order's status (status, filled and remaining are required by `ibapi`).
@@ -753,7 +755,7 @@ pub fn duration_seconds(text: &str) -> Option<i64> {
 
 /// `YYYYMMDD-HH:MM:SS` (UTC) of a Unix time.
 pub(super) fn utc_text(t: i64) -> String {
-    let (year, month, day, h, m, s) = worker::unix_time::civil_time(t);
+    let (year, month, day, h, m, s) = base::unix_time::civil_time(t);
     format!("{year:04}{month:02}{day:02}-{h:02}:{m:02}:{s:02}")
 }
 

@@ -16,7 +16,8 @@ use bridge::protocol::{ErrorKind, RemoteError};
 use ibapi::prelude::{Contract, SecurityType};
 use parking_lot::Mutex;
 
-use super::classify;
+use super::connection::reconnected;
+use super::errors::classify;
 use crate::backend::error;
 use crate::options::{IbkrOptions, SecType};
 
@@ -102,7 +103,7 @@ async fn lookup(
                     symbol,
                     "gateway connection lost mid-lookup; asking again after the reconnect"
                 );
-                if let Err(why) = super::reconnected(client, LOOKUP_TIMEOUT).await {
+                if let Err(why) = reconnected(client, LOOKUP_TIMEOUT).await {
                     return Err(error(
                         ErrorKind::Disconnected,
                         format!("cannot look up {symbol}: {why}"),

@@ -18,8 +18,10 @@ use ibapi::market_data::historical::{BarSize, BarTimestamp, Duration as IbDurati
 use ibapi::prelude::Contract;
 
 use super::choice::DataChoice;
-use super::{classify, RECONNECT_WAIT};
+use super::connection::{reconnected, RECONNECT_WAIT};
+use super::errors::classify;
 use crate::backend::error;
+use crate::pacing::max_request_span;
 
 /// Deadline of one historical request.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,23 +56,6 @@ pub fn bar_size(seconds: u32) -> Option<BarSize> {
         604_800 => BarSize::Week,
         _ => return None,
     })
-}
-
-/// The longest history IB answers in one request for bars of `bar_seconds` (IB's step
-/// sizes: a request may return only a few thousand bars), in seconds.
-pub fn max_request_span(bar_seconds: u32) -> u64 {
-    const DAY: u64 = 86_400;
-    match bar_seconds {
-        0..5 => 1800,
-        5..10 => 3600,
-        10..30 => 14_400,
-        30..60 => 28_800,
-        60..120 => DAY,
-        120..180 => 2 * DAY,
-        180..1800 => 7 * DAY,
-        1800..86_400 => 30 * DAY,
-        _ => 365 * DAY,
-    }
 }
 
 /// The IB requests that make up `req`, newest first: `req` itself when IB answers it in one,
@@ -243,7 +228,7 @@ pub(super) async fn fetch(
                     symbol,
                     "gateway connection lost mid-request; re-sending after the reconnect"
                 );
-                if let Err(why) = super::reconnected(client, RECONNECT_WAIT).await {
+                if let Err(why) = reconnected(client, RECONNECT_WAIT).await {
                     return Err(error(ErrorKind::Disconnected, why));
                 }
             }
@@ -441,14 +426,5 @@ mod paging_tests {
             merged.iter().map(|b| b.time).collect::<Vec<_>>(),
             vec![0, 10, 20, 30]
         );
-    }
-
-    #[test]
-    fn the_longest_request_follows_ibs_step_sizes() {
-        assert_eq!(max_request_span(1), 1800);
-        assert_eq!(max_request_span(5), 3600);
-        assert_eq!(max_request_span(30), 28_800);
-        assert_eq!(max_request_span(60), 86_400);
-        assert_eq!(max_request_span(86_400), 365 * 86_400);
     }
 }

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use bridge::protocol::{ConnectionStatus, Event};
 
+use super::connection::Notices;
 use super::live::LiveStreams;
-use super::Notices;
 use crate::backend::EventSink;
 
 /// IB: connectivity between the gateway and IB's servers lost.

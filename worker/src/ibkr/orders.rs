@@ -19,59 +19,38 @@
 //!
 //! Invariants: a reference maps to at most one order id placed by this worker at a time; an
 //! order's state only moves forward here too (the runner's book enforces it again); a live
-//! account is refused before anything is sent unless `allow_live`.
+//! account is refused before anything is sent unless `allow_live` (`account`).
+//!
+//! Here: placing, changing, cancelling and listing orders, and following the gateway's
+//! updates; what is known of the orders is in `order_book`, the conversions in `convert`.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{
-    is_paper_account, AccountSummary, ErrorKind, Event, Fill, OrderChange, OrderReport,
-    OrderRequest, OrderStatus, OrderType, Position, RemoteError, Side, TimeInForce,
+    ErrorKind, Fill, OrderChange, OrderReport, OrderRequest, OrderStatus, RemoteError,
 };
-use ibapi::accounts::types::AccountGroup;
-use ibapi::accounts::{AccountSummaryResult, PositionUpdate};
-use ibapi::orders::{
-    order_builder, Action, ExecutionFilter, ExecutionSide, Executions, OrderData, OrderStatusKind,
-    OrderUpdate, Orders,
-};
+use ibapi::orders::{ExecutionFilter, Executions, OrderUpdate, Orders};
 use ibapi::prelude::{StreamExt, SubscriptionItem};
-use parking_lot::Mutex;
-use tokio::sync::Notify;
 
+use super::connection::{reconnected, RECONNECT_WAIT};
+use super::convert::{fill_of, ib_order, report_of};
+use super::errors::classify;
+use super::order_book::OrderBook;
+use super::query::collect;
 use crate::backend::{error, EventSink};
 
 /// How long an order waits for the gateway's acknowledgement.
 const ACK_WAIT: Duration = Duration::from_secs(10);
 /// How long a cancel waits for the order to be final.
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
-/// How long a query (open orders, executions, positions, ...) may take.
-const QUERY_WAIT: Duration = Duration::from_secs(15);
 /// Placements of one order after connection losses before giving up.
 const PLACE_ATTEMPTS: u32 = 3;
 
-/// What the worker knows of the orders with a reference.
-#[derive(Debug, Default)]
-struct Book {
-    by_ref: HashMap<String, OrderReport>,
-    /// The reference of each order id this worker placed or saw.
-    ref_of: HashMap<i32, String>,
-    /// Fills by execution id.
-    fills: HashMap<String, Fill>,
-    /// References the gateway has shown (an order, a status, an execution, a notice).
-    seen: std::collections::HashSet<String>,
-    /// References this worker submitted on the current connection, not yet shown.
-    submitted: std::collections::HashSet<String>,
-    /// References of orders another API client placed, with its client id.
-    foreign: HashMap<String, i32>,
-}
-
 /// The orders of one worker's IB connection.
 pub(super) struct IbOrders {
-    book: Mutex<Book>,
-    changed: Notify,
-    events: EventSink,
+    book: OrderBook,
     /// The book must be reconciled with the gateway before it is trusted: a new worker, or
     /// the connection was lost since.
     stale: AtomicBool,
@@ -82,9 +61,7 @@ pub(super) struct IbOrders {
 impl IbOrders {
     pub(super) fn new(events: EventSink) -> Arc<Self> {
         Arc::new(IbOrders {
-            book: Mutex::new(Book::default()),
-            changed: Notify::new(),
-            events,
+            book: OrderBook::new(events),
             stale: AtomicBool::new(true),
             updates: AtomicU64::new(0),
         })
@@ -93,107 +70,6 @@ impl IbOrders {
     /// The connection was lost: reconcile before the next order.
     pub(super) fn mark_stale(&self) {
         self.stale.store(true, Ordering::Release);
-    }
-
-    /// Takes a report: kept and told if it moves the order forward.
-    fn take_report(&self, report: OrderReport, order_id: Option<i32>) {
-        let mut book = self.book.lock();
-        if let Some(id) = order_id.filter(|id| *id > 0) {
-            book.ref_of.insert(id, report.request.order_ref.clone());
-        }
-        book.seen.insert(report.request.order_ref.clone());
-        book.submitted.remove(&report.request.order_ref);
-        let forward = match book.by_ref.get(&report.request.order_ref) {
-            None => true,
-            Some(known) => {
-                !known.status.is_final()
-                    && (report.status > known.status || report.filled > known.filled)
-            }
-        };
-        if !forward {
-            return;
-        }
-        let merged = match book.by_ref.get(&report.request.order_ref) {
-            Some(known) => OrderReport {
-                status: report.status.max(known.status),
-                filled: report.filled.max(known.filled),
-                avg_price: if report.filled >= known.filled {
-                    report.avg_price.or(known.avg_price)
-                } else {
-                    known.avg_price
-                },
-                reason: report.reason.or_else(|| known.reason.clone()),
-                broker_id: if report.broker_id > 0 {
-                    report.broker_id
-                } else {
-                    known.broker_id
-                },
-                request: known.request.clone(),
-            },
-            None => report,
-        };
-        book.by_ref
-            .insert(merged.request.order_ref.clone(), merged.clone());
-        drop(book);
-        (self.events)(Event::Order(Box::new(merged)));
-        self.changed.notify_waiters();
-    }
-
-    /// Takes a fill: told once, and again when its commission arrives.
-    fn take_fill(&self, fill: Fill) {
-        let mut book = self.book.lock();
-        match book.fills.get_mut(&fill.exec_id) {
-            Some(known) if known.commission.is_none() && fill.commission.is_some() => {
-                known.commission = fill.commission;
-            }
-            Some(_) => return,
-            None => {
-                book.fills.insert(fill.exec_id.clone(), fill.clone());
-            }
-        }
-        if !book.by_ref.contains_key(&fill.order_ref) {
-            // An execution is a trace of the order too: even if no listing shows the order
-            // any more, its reference is never placed again.
-            book.by_ref.insert(
-                fill.order_ref.clone(),
-                OrderReport {
-                    request: OrderRequest {
-                        order_ref: fill.order_ref.clone(),
-                        symbol: fill.symbol.clone(),
-                        side: fill.side,
-                        quantity: fill.quantity,
-                        order_type: OrderType::Market,
-                        tif: TimeInForce::Day,
-                    },
-                    broker_id: 0,
-                    status: OrderStatus::Filled,
-                    filled: fill.quantity,
-                    avg_price: Some(fill.price),
-                    reason: None,
-                },
-            );
-        }
-        book.seen.insert(fill.order_ref.clone());
-        drop(book);
-        (self.events)(Event::Fill(Box::new(fill)));
-    }
-
-    /// The commission of an execution already seen.
-    fn take_commission(&self, exec_id: &str, commission: f64) {
-        let fill = self.book.lock().fills.get(exec_id).cloned();
-        if let Some(mut fill) = fill {
-            fill.commission = Some(commission);
-            self.take_fill(fill);
-        }
-    }
-
-    /// The reference of order id `id`, if it is one of ours.
-    fn ref_of(&self, id: i32) -> Option<String> {
-        self.book.lock().ref_of.get(&id).cloned()
-    }
-
-    fn report(&self, order_ref: &str) -> Option<OrderReport> {
-        self.book.lock().by_ref.get(order_ref).cloned()
     }
 
     /// Reconciles the book with the gateway: every client's open orders, the completed
@@ -205,7 +81,7 @@ impl IbOrders {
                 Orders::OrderData(d) => {
                     if let Some(report) = report_of(&d) {
                         if ours(d.order.client_id, client) {
-                            self.take_report(report, Some(d.order_id));
+                            self.book.take_report(report, Some(d.order_id));
                         } else {
                             // Another API client's order with one of our references: it is
                             // there (never placed again), but its id is that client's.
@@ -213,11 +89,11 @@ impl IbOrders {
                                 .lock()
                                 .foreign
                                 .insert(report.request.order_ref.clone(), d.order.client_id);
-                            self.take_report(report, None);
+                            self.book.take_report(report, None);
                         }
                     }
                 }
-                Orders::OrderStatus(s) if ours(s.client_id, client) => self.take_status(&s),
+                Orders::OrderStatus(s) if ours(s.client_id, client) => self.book.take_status(&s),
                 Orders::OrderStatus(_) => {}
             }
         }
@@ -225,7 +101,7 @@ impl IbOrders {
         for item in completed {
             if let Orders::OrderData(d) = item {
                 if let Some(report) = report_of(&d) {
-                    self.take_report(report, None);
+                    self.book.take_report(report, None);
                 }
             }
         }
@@ -254,39 +130,17 @@ impl IbOrders {
             match item {
                 Executions::ExecutionData(e) => {
                     if let Some(fill) = fill_of(&e.contract.symbol.to_string(), &e.execution) {
-                        self.take_fill(fill);
+                        self.book.take_fill(fill);
                     }
                 }
                 Executions::CommissionReport(c) => commissions.push(c),
             }
         }
         for c in commissions {
-            self.take_commission(&c.execution_id, c.commission);
+            self.book.take_commission(&c.execution_id, c.commission);
         }
         Ok(())
     }
-
-    fn take_status(&self, s: &ibapi::orders::OrderStatus) {
-        let Some(order_ref) = self.ref_of(s.order_id) else {
-            return;
-        };
-        let Some(known) = self.report(&order_ref) else {
-            return;
-        };
-        let status = status_of(&s.status, s.filled, known.request.quantity);
-        self.take_report(
-            OrderReport {
-                status,
-                filled: s.filled,
-                avg_price: s.average_fill_price.filter(|p| *p > 0.0),
-                reason: None,
-                broker_id: i64::from(s.order_id),
-                request: known.request,
-            },
-            Some(s.order_id),
-        );
-    }
-
     /// Follows the order update stream until the connection is gone for good: every change
     /// of one of our orders and every fill is taken (and told). A stream that ends (the
     /// connection was lost) is opened again once `ibapi` has reconnected, and the book is
@@ -298,10 +152,7 @@ impl IbOrders {
                 Err(e) => {
                     tracing::debug!("order update stream not open: {e}");
                     self.mark_stale();
-                    if super::reconnected(&client, super::RECONNECT_WAIT)
-                        .await
-                        .is_err()
-                    {
+                    if reconnected(&client, RECONNECT_WAIT).await.is_err() {
                         return;
                     }
                     continue;
@@ -318,10 +169,7 @@ impl IbOrders {
                 }
             }
             self.mark_stale();
-            if super::reconnected(&client, super::RECONNECT_WAIT)
-                .await
-                .is_err()
-            {
+            if reconnected(&client, RECONNECT_WAIT).await.is_err() {
                 return;
             }
         }
@@ -332,26 +180,28 @@ impl IbOrders {
         match update {
             OrderUpdate::OpenOrder(d) => {
                 if let Some(report) = report_of(&d) {
-                    self.take_report(report, Some(d.order_id));
+                    self.book.take_report(report, Some(d.order_id));
                 }
             }
-            OrderUpdate::OrderStatus(s) => self.take_status(&s),
+            OrderUpdate::OrderStatus(s) => self.book.take_status(&s),
             OrderUpdate::ExecutionData(e) => {
                 if let Some(fill) = fill_of(&e.contract.symbol.to_string(), &e.execution) {
-                    self.take_fill(fill);
+                    self.book.take_fill(fill);
                 }
             }
-            OrderUpdate::CommissionReport(c) => self.take_commission(&c.execution_id, c.commission),
+            OrderUpdate::CommissionReport(c) => {
+                self.book.take_commission(&c.execution_id, c.commission)
+            }
             OrderUpdate::OrderBound(_) => {}
         }
     }
 
     /// A notice about one of our orders: a rejection (IB 201 and the like) or a cancel (202).
     fn take_notice(&self, n: &ibapi::Notice) {
-        let Some(order_ref) = n.request_id.and_then(|id| self.ref_of(id)) else {
+        let Some(order_ref) = n.request_id.and_then(|id| self.book.ref_of(id)) else {
             return;
         };
-        let Some(known) = self.report(&order_ref) else {
+        let Some(known) = self.book.report(&order_ref) else {
             return;
         };
         // Only a placement's refusal ends an order here: 201 (or 203) before the order was
@@ -366,7 +216,7 @@ impl IbOrders {
             }
         };
         tracing::info!(%order_ref, code = n.code, "order {status}: {}", n.message);
-        self.take_report(
+        self.book.take_report(
             OrderReport {
                 status,
                 reason: Some(format!("IB {}: {}", n.code, n.message)),
@@ -410,8 +260,8 @@ impl IbOrders {
     ) -> Result<bool, ()> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let changed = self.changed.notified();
-            let done = self.report(order_ref).is_some_and(|r| {
+            let changed = self.book.changed.notified();
+            let done = self.book.report(order_ref).is_some_and(|r| {
                 if until_final {
                     r.status.is_final()
                 } else {
@@ -455,6 +305,7 @@ impl IbOrders {
                     .await
                 {
                     Ok(true) => self
+                        .book
                         .report(&order.order_ref)
                         .ok_or_else(|| unknown(&order.order_ref)),
                     _ => Err(not_acknowledged(&order.order_ref)),
@@ -491,7 +342,7 @@ impl IbOrders {
                 .await
             {
                 Ok(true) => {
-                    if let Some(r) = self.report(&order.order_ref) {
+                    if let Some(r) = self.book.report(&order.order_ref) {
                         return Ok(r);
                     }
                 }
@@ -559,7 +410,7 @@ impl IbOrders {
     /// After a connection loss: waits for `ibapi` to reconnect, then reconciles.
     async fn after_loss(&self, client: &ibapi::Client) -> Result<(), RemoteError> {
         self.mark_stale();
-        super::reconnected(client, super::RECONNECT_WAIT)
+        reconnected(client, RECONNECT_WAIT)
             .await
             .map_err(|e| error(ErrorKind::Disconnected, e))?;
         self.reconcile(client).await
@@ -587,7 +438,8 @@ impl IbOrders {
         order_ref: &str,
     ) -> Result<String, RemoteError> {
         self.reconciled(client).await?;
-        self.report(order_ref)
+        self.book
+            .report(order_ref)
             .map(|r| r.request.symbol)
             .ok_or_else(|| unknown(order_ref))
     }
@@ -603,6 +455,7 @@ impl IbOrders {
     ) -> Result<OrderReport, RemoteError> {
         self.reconciled(client).await?;
         let known = self
+            .book
             .report(&change.order_ref)
             .ok_or_else(|| unknown(&change.order_ref))?;
         self.own_order(&change.order_ref)?;
@@ -620,7 +473,7 @@ impl IbOrders {
         client
             .submit_order(id, contract, &ib_order(&changed, account))
             .await
-            .map_err(|e| super::classify(&e))?;
+            .map_err(|e| classify(&e))?;
         if let Some(r) = self.book.lock().by_ref.get_mut(&change.order_ref) {
             r.request = changed;
         }
@@ -631,7 +484,8 @@ impl IbOrders {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.report(&change.order_ref)
+        self.book
+            .report(&change.order_ref)
             .ok_or_else(|| unknown(&change.order_ref))
     }
 
@@ -642,7 +496,7 @@ impl IbOrders {
         order_ref: &str,
     ) -> Result<OrderReport, RemoteError> {
         self.reconciled(client).await?;
-        let Some(known) = self.report(order_ref) else {
+        let Some(known) = self.book.report(order_ref) else {
             return Err(unknown(order_ref));
         };
         if known.status.is_final() {
@@ -654,23 +508,27 @@ impl IbOrders {
         let mut sub = client
             .cancel_order(id, "")
             .await
-            .map_err(|e| super::classify(&e))?;
+            .map_err(|e| classify(&e))?;
         let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
         loop {
-            if self.report(order_ref).is_some_and(|r| r.status.is_final()) {
+            if self
+                .book
+                .report(order_ref)
+                .is_some_and(|r| r.status.is_final())
+            {
                 break;
             }
             match tokio::time::timeout_at(deadline, sub.next()).await {
                 Ok(Some(Ok(SubscriptionItem::Data(ibapi::orders::CancelOrder::OrderStatus(
                     s,
-                ))))) => self.take_status(&s),
+                ))))) => self.book.take_status(&s),
                 Ok(Some(Ok(SubscriptionItem::Notice(n)))) => self.take_notice(&n),
                 Ok(Some(Err(ibapi::Error::Notice(n)))) => {
                     // 10147 not found, 10148 cannot be cancelled (already final).
                     tracing::info!(%order_ref, code = n.code, "cancel: {}", n.message);
                     break;
                 }
-                Ok(Some(Err(e))) => return Err(super::classify(&e)),
+                Ok(Some(Err(e))) => return Err(classify(&e)),
                 Ok(None) => {
                     // The answer may come on the update stream instead.
                     let _ = self.wait_for(client, order_ref, true, CANCEL_WAIT).await;
@@ -679,7 +537,8 @@ impl IbOrders {
                 Err(_) => break,
             }
         }
-        self.report(order_ref)
+        self.book
+            .report(order_ref)
             .ok_or_else(|| error(ErrorKind::Internal, "order lost from the book"))
     }
 
@@ -694,10 +553,7 @@ impl IbOrders {
             .filter(|r| !r.status.is_final())
             .map(|r| r.request.order_ref.clone())
             .collect();
-        client
-            .global_cancel()
-            .await
-            .map_err(|e| super::classify(&e))?;
+        client.global_cancel().await.map_err(|e| classify(&e))?;
         // One deadline for all of them: the orders' lane is not held for long.
         let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
         for r in &working {
@@ -730,135 +586,6 @@ impl IbOrders {
         let mut fills: Vec<Fill> = self.book.lock().fills.values().cloned().collect();
         fills.sort_by(|a, b| (a.time, &a.exec_id).cmp(&(b.time, &b.exec_id)));
         Ok(fills)
-    }
-}
-
-/// Refuses trading on a live account unless allowed.
-pub(super) fn check_account(accounts: &[String], allow_live: bool) -> Result<(), RemoteError> {
-    let live: Vec<&str> = accounts
-        .iter()
-        .filter(|a| !is_paper_account(a))
-        .map(String::as_str)
-        .collect();
-    if allow_live || live.is_empty() {
-        return Ok(());
-    }
-    Err(error(
-        ErrorKind::LiveAccount,
-        format!(
-            "the gateway manages a live account ({}): orders refused without allow_live",
-            live.join(", ")
-        ),
-    ))
-}
-
-/// The positions the gateway reports.
-pub(super) async fn positions(client: &ibapi::Client) -> Result<Vec<Position>, RemoteError> {
-    let mut sub = client.positions().await.map_err(|e| super::classify(&e))?;
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + QUERY_WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, sub.next()).await {
-            Ok(Some(Ok(SubscriptionItem::Data(PositionUpdate::Position(p))))) => {
-                out.push(Position {
-                    account: p.account,
-                    symbol: p.contract.symbol.to_string(),
-                    quantity: p.position,
-                    avg_cost: p.average_cost,
-                })
-            }
-            Ok(Some(Ok(SubscriptionItem::Data(PositionUpdate::PositionEnd)))) | Ok(None) => {
-                return Ok(out)
-            }
-            Ok(Some(Ok(SubscriptionItem::Notice(_)))) => {}
-            Ok(Some(Err(e))) => return Err(super::classify(&e)),
-            Err(_) => return Err(error(ErrorKind::Timeout, "positions not received in time")),
-        }
-    }
-}
-
-/// The account figures of `account` (or the first account reported).
-pub(super) async fn account(
-    client: &ibapi::Client,
-    account: Option<&str>,
-) -> Result<AccountSummary, RemoteError> {
-    let tags = ["NetLiquidation", "TotalCashValue", "BuyingPower"];
-    let mut sub = client
-        .account_summary(&AccountGroup("All".into()), &tags)
-        .await
-        .map_err(|e| super::classify(&e))?;
-    let mut rows: Vec<ibapi::accounts::AccountSummary> = Vec::new();
-    let deadline = tokio::time::Instant::now() + QUERY_WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, sub.next()).await {
-            Ok(Some(Ok(SubscriptionItem::Data(AccountSummaryResult::Summary(s))))) => rows.push(s),
-            Ok(Some(Ok(SubscriptionItem::Data(AccountSummaryResult::End)))) | Ok(None) => break,
-            Ok(Some(Ok(SubscriptionItem::Notice(_)))) => {}
-            Ok(Some(Err(e))) => return Err(super::classify(&e)),
-            Err(_) => {
-                return Err(error(
-                    ErrorKind::Timeout,
-                    "account summary not received in time",
-                ))
-            }
-        }
-    }
-    let name = account
-        .map(str::to_string)
-        .or_else(|| rows.first().map(|r| r.account.clone()))
-        .ok_or_else(|| error(ErrorKind::NoData, "no account summary"))?;
-    let value = |tag: &str| {
-        rows.iter()
-            .find(|r| r.account == name && r.tag == tag)
-            .and_then(|r| r.value.parse::<f64>().ok())
-    };
-    let currency = rows
-        .iter()
-        .find(|r| r.account == name && !r.currency.is_empty())
-        .map_or_else(|| "USD".to_string(), |r| r.currency.clone());
-    match (
-        value("NetLiquidation"),
-        value("TotalCashValue"),
-        value("BuyingPower"),
-    ) {
-        (Some(net_liquidation), Some(cash), Some(buying_power)) => Ok(AccountSummary {
-            account: name,
-            net_liquidation,
-            cash,
-            buying_power,
-            currency,
-        }),
-        _ => Err(error(
-            ErrorKind::NoData,
-            format!("the account summary of {name} lacks a figure"),
-        )),
-    }
-}
-
-/// Collects a stream that ends by itself (an end message), within [`QUERY_WAIT`].
-async fn collect<T, S>(
-    open: impl std::future::Future<Output = Result<S, ibapi::Error>>,
-    what: &str,
-) -> Result<Vec<T>, RemoteError>
-where
-    S: StreamExt<Item = Result<SubscriptionItem<T>, ibapi::Error>> + Unpin,
-{
-    let mut sub = open.await.map_err(|e| super::classify(&e))?;
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + QUERY_WAIT;
-    loop {
-        match tokio::time::timeout_at(deadline, sub.next()).await {
-            Ok(Some(Ok(SubscriptionItem::Data(item)))) => out.push(item),
-            Ok(Some(Ok(SubscriptionItem::Notice(_)))) => {}
-            Ok(Some(Err(e))) => return Err(super::classify(&e)),
-            Ok(None) => return Ok(out),
-            Err(_) => {
-                return Err(error(
-                    ErrorKind::Timeout,
-                    format!("{what} not received within {} s", QUERY_WAIT.as_secs()),
-                ))
-            }
-        }
     }
 }
 
@@ -899,152 +626,4 @@ fn unknown(order_ref: &str) -> RemoteError {
         ErrorKind::UnknownOrder,
         format!("no order with reference {order_ref:?}"),
     )
-}
-
-/// IB's order for ours, carrying its reference.
-fn ib_order(order: &OrderRequest, account: Option<&str>) -> ibapi::orders::Order {
-    let mut ib = match order.order_type {
-        OrderType::Market => order_builder::market_order(action(order.side), order.quantity),
-        OrderType::Limit { price } => {
-            order_builder::limit_order(action(order.side), order.quantity, price)
-        }
-    };
-    ib.order_ref = order.order_ref.clone();
-    ib.tif = match order.tif {
-        TimeInForce::Day => ibapi::orders::TimeInForce::Day,
-        TimeInForce::Gtc => ibapi::orders::TimeInForce::GoodTillCanceled,
-    };
-    if let Some(a) = account {
-        ib.account = a.to_string();
-    }
-    ib
-}
-
-fn action(side: Side) -> Action {
-    match side {
-        Side::Buy => Action::Buy,
-        Side::Sell => Action::Sell,
-    }
-}
-
-/// Our status of an IB status, given what filled of how much.
-fn status_of(kind: &OrderStatusKind, filled: f64, quantity: f64) -> OrderStatus {
-    match kind {
-        OrderStatusKind::ApiPending | OrderStatusKind::PendingSubmit => OrderStatus::Pending,
-        OrderStatusKind::Filled => OrderStatus::Filled,
-        OrderStatusKind::Cancelled | OrderStatusKind::ApiCancelled => OrderStatus::Cancelled,
-        OrderStatusKind::Inactive => OrderStatus::Rejected,
-        _ if filled >= quantity && quantity > 0.0 => OrderStatus::Filled,
-        _ if filled > 0.0 => OrderStatus::PartiallyFilled,
-        _ => OrderStatus::Working,
-    }
-}
-
-/// Our report of an open or completed order, if it carries a reference.
-fn report_of(d: &OrderData) -> Option<OrderReport> {
-    let o = &d.order;
-    if o.order_ref.is_empty() {
-        return None;
-    }
-    // A completed order's total is what did not fill; an open one's is the whole order.
-    let completed = d.order_id <= 0;
-    let filled = if completed { o.filled_quantity } else { 0.0 };
-    let quantity = if completed {
-        o.total_quantity + o.filled_quantity
-    } else {
-        o.total_quantity
-    };
-    let side = match o.action {
-        Action::Buy => Side::Buy,
-        _ => Side::Sell,
-    };
-    let order_type = match (o.order_type.as_str(), o.limit_price) {
-        ("LMT", Some(price)) => OrderType::Limit { price },
-        _ => OrderType::Market,
-    };
-    let tif = match o.tif {
-        ibapi::orders::TimeInForce::GoodTillCanceled => TimeInForce::Gtc,
-        _ => TimeInForce::Day,
-    };
-    Some(OrderReport {
-        request: OrderRequest {
-            order_ref: o.order_ref.clone(),
-            symbol: d.contract.symbol.to_string(),
-            side,
-            quantity,
-            order_type,
-            tif,
-        },
-        broker_id: i64::from(if completed { o.order_id } else { d.order_id }),
-        status: status_of(&d.order_state.status, filled, quantity),
-        filled,
-        avg_price: None,
-        reason: None,
-    })
-}
-
-/// Our fill of an execution, if its order carries a reference.
-fn fill_of(symbol: &str, e: &ibapi::orders::Execution) -> Option<Fill> {
-    if e.order_reference.is_empty() {
-        return None;
-    }
-    Some(Fill {
-        order_ref: e.order_reference.clone(),
-        exec_id: e.execution_id.clone(),
-        symbol: symbol.to_string(),
-        side: match e.side {
-            ExecutionSide::Bought => Side::Buy,
-            ExecutionSide::Sold => Side::Sell,
-        },
-        quantity: e.shares,
-        price: e.price,
-        commission: None,
-        time: crate::unix_time::now().as_secs() as i64,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ib_statuses_map_to_ours() {
-        assert_eq!(
-            status_of(&OrderStatusKind::PendingSubmit, 0.0, 10.0),
-            OrderStatus::Pending
-        );
-        assert_eq!(
-            status_of(&OrderStatusKind::Submitted, 0.0, 10.0),
-            OrderStatus::Working
-        );
-        assert_eq!(
-            status_of(&OrderStatusKind::PreSubmitted, 0.0, 10.0),
-            OrderStatus::Working
-        );
-        assert_eq!(
-            status_of(&OrderStatusKind::Submitted, 4.0, 10.0),
-            OrderStatus::PartiallyFilled
-        );
-        assert_eq!(
-            status_of(&OrderStatusKind::Filled, 10.0, 10.0),
-            OrderStatus::Filled
-        );
-        assert_eq!(
-            status_of(&OrderStatusKind::Cancelled, 4.0, 10.0),
-            OrderStatus::Cancelled
-        );
-        assert_eq!(
-            status_of(&OrderStatusKind::Inactive, 0.0, 10.0),
-            OrderStatus::Rejected
-        );
-    }
-
-    #[test]
-    fn only_paper_accounts_trade_without_allow_live() {
-        assert!(check_account(&["DU1".into()], false).is_ok());
-        let e = check_account(&["DU1".into(), "U2".into()], false).unwrap_err();
-        assert_eq!(e.kind, ErrorKind::LiveAccount);
-        assert!(e.message.contains("(U2)"), "{}", e.message);
-        assert!(check_account(&["U2".into()], true).is_ok());
-    }
 }

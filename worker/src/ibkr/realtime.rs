@@ -22,7 +22,7 @@ use ibapi::prelude::{Contract, StreamExt, SubscriptionItem, TickTypes};
 
 use super::bar_builder::BarBuilder;
 use super::choice::DataChoice;
-use super::classify;
+use super::errors::classify;
 use super::tick_bars::TickBars;
 use crate::backend::EventSink;
 
@@ -153,7 +153,7 @@ async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
         Err(e) => return report_refusal(symbol, &e, events),
     };
     let mut live_refused = Some(live_refused);
-    let now = || crate::unix_time::now().as_secs() as i64;
+    let now = || base::unix_time::now().as_secs() as i64;
     let mut bars = TickBars::new(*size, now());
     let mut seen = interruptions.load(Ordering::Relaxed);
     let mut clock = tokio::time::interval(Duration::from_secs(1));

@@ -17,383 +17,31 @@
 //! So any worker, first or replacement, computes the same fills with the same execution ids
 //! (`<broker id>.<n>`), and an order found in the journal by its reference is never placed
 //! twice. A line cut short by a writer killed mid-write is not an order; it is cut off before
-//! the next append.
+//! the next append. The journal's format is in `journal`, the book worked out of it in `book`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use bridge::protocol::{
-    AccountSummary, ErrorKind, Fill, OrderChange, OrderReport, OrderRequest, OrderStatus,
-    OrderType, Position, RemoteError, Side, TimeInForce,
+    AccountSummary, ErrorKind, Fill, OrderChange, OrderReport, OrderRequest, OrderType, Position,
+    RemoteError, Side, TimeInForce,
 };
 use parking_lot::Mutex;
 
-use super::PricePath;
+pub use super::book::Changes;
+use super::book::{positions, Book, Order};
+use super::journal::{file_error, lock_within, Entry, Locked, LOCK_WAIT};
+use super::price_path::PricePath;
 use crate::backend::error;
 use crate::options::SimBrokerOptions;
 
 /// The simulated account's currency.
 pub const CURRENCY: &str = "USD";
 
-/// The market clock a journal's times are read on: market time `start` (Unix seconds) at
-/// wall-clock Unix milliseconds `anchor_ms`, running `speed` times real time. A journal
-/// starts with it, and every run that uses the journal runs its market on it, so that the
-/// times of the book mean the same to every process that reads it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct JournalClock {
-    /// Market time at `anchor_ms`.
-    pub start: i64,
-    /// Wall-clock Unix milliseconds.
-    pub anchor_ms: u64,
-    /// Simulated seconds per real second.
-    pub speed: f64,
-    /// The seed of the market's prices: the book's fills are worked out from them.
-    pub seed: u64,
-}
-
-/// The clock of the journal at `path`: the one it starts with, or, for a new or empty
-/// journal, `proposed`, which is written as its first line.
-pub fn claim_clock(path: &std::path::Path, proposed: JournalClock) -> Result<JournalClock, String> {
-    let named = |what: &str, e: std::io::Error| {
-        format!(
-            "simulated broker's orders file {}: {what}: {e}",
-            path.display()
-        )
-    };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-        .map_err(|e| named("cannot open", e))?;
-    lock_within(&file, true, LOCK_WAIT).map_err(|e| named("cannot lock", e))?;
-    let mut text = String::new();
-    file.read_to_string(&mut text)
-        .map_err(|e| named("cannot read", e))?;
-    if !text.contains('\n') && !text.is_empty() {
-        // A first line cut short by a writer killed mid-write: nothing was ever in the book.
-        file.set_len(0).map_err(|e| named("cannot truncate", e))?;
-        text.clear();
-    }
-    if let Some(first) = text.lines().next() {
-        return match Entry::parse(first) {
-            Some(Entry::Clock(clock)) => Ok(clock),
-            _ => Err(format!(
-                "simulated broker's orders file {}: does not start with its clock line; \
-                 not an orders file?",
-                path.display()
-            )),
-        };
-    }
-    let line = Entry::Clock(proposed).to_line();
-    file.write_all(line.as_bytes())
-        .and_then(|_| file.sync_data())
-        .map_err(|e| named("cannot write", e))?;
-    Ok(proposed)
-}
-
-/// How long a process waits for another to release the journal.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Most bars of one order looked at in one pass (the rest in the next): a journal with a
 /// time far in the past cannot keep the book locked for long.
 const BARS_PER_PASS: u32 = 100_000;
-
-/// Times a journal may hold: about 35,000 years either side of 1970, so that no arithmetic on
-/// them overflows.
-const TIME_BOUND: i64 = 1 << 40;
-
-/// Locks `file` (exclusively or shared), waiting at most `wait` for another holder.
-fn lock_within(file: &File, exclusive: bool, wait: std::time::Duration) -> std::io::Result<()> {
-    let deadline = std::time::Instant::now() + wait;
-    loop {
-        let tried = if exclusive {
-            file.try_lock()
-        } else {
-            file.try_lock_shared()
-        };
-        match tried {
-            Ok(()) => return Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(5))
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("held by another process for more than {} s", wait.as_secs()),
-                ))
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
-        }
-    }
-}
-
-/// One line of the journal.
-#[derive(Debug, Clone, PartialEq)]
-enum Entry {
-    /// The journal's clock (its first line).
-    Clock(JournalClock),
-    /// The broker took an order at `time` (Unix seconds of the market clock) as `id`,
-    /// rejecting it with a reason or not.
-    Place {
-        time: i64,
-        id: i64,
-        request: OrderRequest,
-        rejected: Option<String>,
-    },
-    /// The order with this reference was cancelled at `time`.
-    Cancel { time: i64, order_ref: String },
-    /// The order with this reference was changed at `time`: its quantity, its limit, or both.
-    Modify {
-        time: i64,
-        order_ref: String,
-        quantity: Option<f64>,
-        limit: Option<f64>,
-    },
-}
-
-impl Entry {
-    fn to_line(&self) -> String {
-        match self {
-            Entry::Place {
-                time,
-                id,
-                request: r,
-                rejected,
-            } => {
-                let (kind, limit) = match r.order_type {
-                    OrderType::Market => ("M", "-".to_string()),
-                    OrderType::Limit { price } => ("L", price.to_string()),
-                };
-                let side = match r.side {
-                    Side::Buy => "B",
-                    Side::Sell => "S",
-                };
-                let tif = match r.tif {
-                    TimeInForce::Day => "D",
-                    TimeInForce::Gtc => "G",
-                };
-                let reason = rejected
-                    .as_deref()
-                    .map(|s| s.replace(['\t', '\n', '\r'], " "))
-                    .unwrap_or_default();
-                format!(
-                    "P\t{time}\t{id}\t{}\t{}\t{side}\t{}\t{kind}\t{limit}\t{tif}\t{}\t{reason}\n",
-                    r.order_ref,
-                    r.symbol,
-                    r.quantity,
-                    if rejected.is_some() { "R" } else { "A" },
-                )
-            }
-            Entry::Cancel { time, order_ref } => format!("C\t{time}\t{order_ref}\n"),
-            Entry::Modify {
-                time,
-                order_ref,
-                quantity,
-                limit,
-            } => {
-                let or_dash = |v: &Option<f64>| v.map_or("-".to_string(), |v| v.to_string());
-                format!(
-                    "M\t{time}\t{order_ref}\t{}\t{}\n",
-                    or_dash(quantity),
-                    or_dash(limit)
-                )
-            }
-            Entry::Clock(c) => {
-                format!("T\t{}\t{}\t{}\t{}\n", c.start, c.anchor_ms, c.speed, c.seed)
-            }
-        }
-    }
-
-    fn parse(line: &str) -> Option<Entry> {
-        let bounded = |t: &str| t.parse::<i64>().ok().filter(|t| t.abs() <= TIME_BOUND);
-        let f: Vec<&str> = line.split('\t').collect();
-        match f.as_slice() {
-            ["P", time, id, order_ref, symbol, side, qty, kind, limit, tif, decision, reason] => {
-                let order_type = match *kind {
-                    "M" => OrderType::Market,
-                    "L" => OrderType::Limit {
-                        price: limit.parse().ok()?,
-                    },
-                    _ => return None,
-                };
-                let request = OrderRequest {
-                    order_ref: order_ref.to_string(),
-                    symbol: symbol.to_string(),
-                    side: match *side {
-                        "B" => Side::Buy,
-                        "S" => Side::Sell,
-                        _ => return None,
-                    },
-                    quantity: qty.parse().ok()?,
-                    order_type,
-                    tif: match *tif {
-                        "D" => TimeInForce::Day,
-                        "G" => TimeInForce::Gtc,
-                        _ => return None,
-                    },
-                };
-                if request.problem().is_some() {
-                    return None;
-                }
-                let rejected = match *decision {
-                    "A" => None,
-                    "R" => Some(reason.to_string()),
-                    _ => return None,
-                };
-                Some(Entry::Place {
-                    time: bounded(time)?,
-                    id: id.parse().ok()?,
-                    request,
-                    rejected,
-                })
-            }
-            ["T", start, anchor_ms, speed, seed] => Some(Entry::Clock(JournalClock {
-                seed: seed.parse().ok()?,
-                start: bounded(start)?,
-                anchor_ms: anchor_ms.parse().ok()?,
-                speed: speed
-                    .parse()
-                    .ok()
-                    .filter(|s: &f64| s.is_finite() && *s > 0.0)?,
-            })),
-            ["M", time, order_ref, quantity, limit] => {
-                let value = |v: &str| -> Option<Option<f64>> {
-                    match v {
-                        "-" => Some(None),
-                        v => v
-                            .parse()
-                            .ok()
-                            .filter(|v: &f64| v.is_finite() && *v > 0.0)
-                            .map(Some),
-                    }
-                };
-                Some(Entry::Modify {
-                    time: bounded(time)?,
-                    order_ref: order_ref.to_string(),
-                    quantity: value(quantity)?,
-                    limit: value(limit)?,
-                })
-            }
-            ["C", time, order_ref] => Some(Entry::Cancel {
-                time: bounded(time)?,
-                order_ref: order_ref.to_string(),
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// One order in the book, with what has been worked out of it so far.
-#[derive(Debug, Clone)]
-struct Order {
-    id: i64,
-    request: OrderRequest,
-    rejected: Option<String>,
-    cancelled_at: Option<i64>,
-    /// A day order's end: no fill at or after it.
-    expires: Option<i64>,
-    /// Start of the next bar not yet looked at.
-    next_bar: i64,
-    fills: Vec<Fill>,
-    /// The quantity and type as placed, and each change since with its time: a bar fills by
-    /// the last change made before it began.
-    placed_as: (f64, OrderType),
-    changes: Vec<(i64, f64, OrderType)>,
-    /// The status and number of fills last told by [`SimBroker::poll`].
-    told: Option<(OrderStatus, usize)>,
-}
-
-impl Order {
-    fn filled(&self) -> f64 {
-        self.fills.iter().map(|f| f.quantity).sum()
-    }
-
-    fn remaining(&self) -> f64 {
-        (self.request.quantity - self.filled()).max(0.0)
-    }
-
-    /// The quantity and type in force for the bar starting at `bar`.
-    fn terms_at(&self, bar: i64) -> (f64, OrderType) {
-        self.changes
-            .iter()
-            .rev()
-            .find(|(t, _, _)| *t < bar)
-            .map_or(self.placed_as, |&(_, q, k)| (q, k))
-    }
-
-    /// The status at market time `now` (fills up to `now` already worked out).
-    fn status(&self, now: i64) -> (OrderStatus, Option<String>) {
-        if let Some(why) = &self.rejected {
-            return (OrderStatus::Rejected, Some(why.clone()));
-        }
-        if self.remaining() <= 0.0 {
-            return (OrderStatus::Filled, None);
-        }
-        if self.cancelled_at.is_some_and(|c| c <= now) {
-            return (OrderStatus::Cancelled, Some("cancelled".into()));
-        }
-        if self.expires.is_some_and(|e| e <= now) {
-            return (
-                OrderStatus::Cancelled,
-                Some("day order expired at the end of the day".into()),
-            );
-        }
-        if self.fills.is_empty() {
-            (OrderStatus::Working, None)
-        } else {
-            (OrderStatus::PartiallyFilled, None)
-        }
-    }
-
-    fn report(&self, now: i64) -> OrderReport {
-        let (status, reason) = self.status(now);
-        let filled = self.filled();
-        let avg_price = (filled > 0.0)
-            .then(|| self.fills.iter().map(|f| f.quantity * f.price).sum::<f64>() / filled);
-        OrderReport {
-            request: self.request.clone(),
-            broker_id: self.id,
-            status,
-            filled,
-            avg_price,
-            reason,
-        }
-    }
-}
-
-/// What changed while the book was brought up to date: to be sent as events.
-#[derive(Debug, Default)]
-pub struct Changes {
-    /// New executions, oldest first.
-    pub fills: Vec<Fill>,
-    /// Orders whose status or fills changed.
-    pub orders: Vec<OrderReport>,
-    /// Positions of the symbols that traded.
-    pub positions: Vec<Position>,
-}
-
-impl Changes {
-    /// Whether nothing changed.
-    pub fn is_empty(&self) -> bool {
-        self.fills.is_empty() && self.orders.is_empty()
-    }
-}
-
-/// The book: every order of the journal, in the order the broker took them.
-#[derive(Debug, Default)]
-struct Book {
-    orders: Vec<Order>,
-    by_ref: HashMap<String, usize>,
-    /// Bytes of the journal read (complete lines only).
-    read_to: u64,
-    /// Orders taken by this worker (for the injected crash).
-    taken_here: u64,
-    /// The latest time of an entry, and of a pass over the book.
-    last_time: i64,
-}
 
 /// The simulated broker. Calls may come from many threads.
 pub struct SimBroker {
@@ -409,11 +57,6 @@ impl std::fmt::Debug for SimBroker {
             .field("orders_file", &self.opts.orders_file)
             .finish()
     }
-}
-
-/// An open journal, locked for as long as it lives.
-struct Locked {
-    file: File,
 }
 
 impl SimBroker {
@@ -432,13 +75,8 @@ impl SimBroker {
     }
 
     fn journal_error(&self, what: &str, e: impl std::fmt::Display) -> RemoteError {
-        error(
-            ErrorKind::Internal,
-            format!(
-                "simulated broker's orders file {}: {what}: {e}",
-                self.opts.orders_file.as_deref().unwrap_or("-")
-            ),
-        )
+        let path = self.opts.orders_file.as_deref().unwrap_or("-");
+        error(ErrorKind::Internal, file_error(path, what, e))
     }
 
     /// Opens and locks the journal (exclusively to write, shared to read), and reads what
@@ -564,17 +202,13 @@ impl SimBroker {
                     o.cancelled_at = Some(o.cancelled_at.map_or(time, |c| c.min(time)));
                 }
             }
-            Entry::Modify {
-                time,
-                order_ref,
-                quantity,
-                limit,
-            } => {
-                if let Some(&i) = book.by_ref.get(&order_ref) {
+            Entry::Modify { time, change } => {
+                if let Some(&i) = book.by_ref.get(&change.order_ref) {
                     let o = &mut book.orders[i];
-                    if let Some(q) = quantity {
+                    if let Some(q) = change.quantity {
                         o.request.quantity = q;
                     }
+                    let limit = change.limit;
                     if let (Some(price), OrderType::Limit { .. }) = (limit, o.request.order_type) {
                         o.request.order_type = OrderType::Limit { price };
                     }
@@ -805,9 +439,7 @@ impl SimBroker {
                     j,
                     Entry::Modify {
                         time: now,
-                        order_ref: change.order_ref.clone(),
-                        quantity: change.quantity,
-                        limit: change.limit,
+                        change: change.clone(),
                     },
                 )?;
             }
@@ -929,29 +561,6 @@ impl SimBroker {
             )
         })
     }
-}
-
-/// Net shares and average cost per symbol, from every fill in time order.
-fn positions(book: &Book) -> BTreeMap<String, (f64, f64)> {
-    let mut fills: Vec<&Fill> = book.orders.iter().flat_map(|o| &o.fills).collect();
-    fills.sort_by(|a, b| (a.time, &a.exec_id).cmp(&(b.time, &b.exec_id)));
-    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for f in fills {
-        let (q, avg) = out.entry(f.symbol.clone()).or_default();
-        let delta = f.side.sign() * f.quantity;
-        let next = *q + delta;
-        if *q == 0.0 || (*q > 0.0) == (delta > 0.0) {
-            // Opening or adding: the average moves.
-            *avg = (*avg * q.abs() + f.price * f.quantity) / next.abs();
-        } else if next == 0.0 {
-            *avg = 0.0;
-        } else if (next > 0.0) != (*q > 0.0) {
-            // Through zero: what is left was opened at this fill's price.
-            *avg = f.price;
-        }
-        *q = next;
-    }
-    out
 }
 
 #[cfg(test)]

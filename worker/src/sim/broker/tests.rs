@@ -1,4 +1,6 @@
 use super::*;
+use crate::sim::journal::{claim_clock, JournalClock};
+use bridge::protocol::OrderStatus;
 
 const SEED: u64 = 42;
 /// A market time 2 s after a 5-second bar began (1_700_000_000 is a multiple of 5).
@@ -40,7 +42,7 @@ impl TempFile {
         let p = std::env::temp_dir().join(format!(
             "ibbridge-broker-test-{}-{name}-{}",
             std::process::id(),
-            crate::random::mix(crate::unix_time::now().as_nanos() as u64)
+            base::random::mix(base::unix_time::now().as_nanos() as u64)
         ));
         let _ = std::fs::remove_file(&p);
         TempFile(p)

@@ -5,14 +5,18 @@
 //! the real-time subscriptions, and retries the idempotent requests that failed. Restarts and
 //! failed requests are counted for the summary.
 //!
-//! Invariants: one worker at a time (restarts are serialised; a request that finds its worker
+//! Its life (idle, starting a worker, shutting down, stopped) is one value, `lifecycle`'s
+//! `Life`, kept with the current worker under one lock; its errors are typed (`error`).
+//!
+//! Invariants: one worker at a time (starts are serialised; a request that finds its worker
 //! already replaced uses the new one); only idempotent requests are retried; a history fetch
 //! is retried whole, never stitched from two workers; after [`Supervisor::shutdown`] no worker
-//! is started. The events of all workers are read through one [`WorkerEvents`].
+//! is started, a start under way ends at once and stops the worker it started. The events of
+//! all workers are read through one [`WorkerEvents`].
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,70 +26,19 @@ use bridge::protocol::{
 
 use bridge::segment::SegmentError;
 use bridge::{Client, ClientStats, RequestError, StartError};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
+
+mod error;
+mod lifecycle;
+
+pub use error::{EnvironmentFailure, ProtocolError, StartFailure, SupervisorError};
+
+use lifecycle::{Claim, Life};
 
 use crate::pacing_log::PacingLog;
 use crate::restart_intensity::RestartIntensity;
 use crate::worker_events::{EventChannels, WorkerEvents};
 use crate::worker_setup::WorkerSetup;
-
-/// Why the supervisor could not do what was asked.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum SupervisorError {
-    /// A worker could not be started.
-    Start(String),
-    /// A worker could not be started for a reason of this machine's, not the worker's: the
-    /// shared memory the bridge needs is missing (`/dev/shm` short of space), the directory
-    /// where segment names are recorded is unusable, or the worker executable is now another
-    /// build (replaced on disk mid-run). Retrying does not help; the operator must change the
-    /// configuration or the machine.
-    Environment(String),
-    /// A worker started but could not connect to the broker.
-    Connect(RemoteError),
-    /// Too many restarts within the restart window.
-    GaveUp {
-        /// Restarts within the window.
-        restarts: u32,
-        /// The window.
-        window: Duration,
-        /// Why the last worker died or did not start.
-        last: String,
-    },
-    /// The request failed and is not retried.
-    Request(RequestError),
-    /// The broker refused the request.
-    Remote(RemoteError),
-    /// The worker answered something that does not fit the request.
-    Protocol(String),
-    /// The runner is shutting down.
-    Stopped,
-}
-
-impl fmt::Display for SupervisorError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SupervisorError::Start(e) => write!(f, "cannot start the worker: {e}"),
-            SupervisorError::Environment(e) => write!(f, "cannot start the worker: {e}"),
-            SupervisorError::Connect(e) => write!(f, "cannot connect to the broker: {e}"),
-            SupervisorError::GaveUp {
-                restarts,
-                window,
-                last,
-            } => write!(
-                f,
-                "gave up after {restarts} worker restarts within {} s; last failure: {last}",
-                window.as_secs()
-            ),
-            SupervisorError::Request(e) => e.fmt(f),
-            SupervisorError::Remote(e) => e.fmt(f),
-            SupervisorError::Protocol(e) => write!(f, "unexpected answer: {e}"),
-            SupervisorError::Stopped => f.write_str("stopped"),
-        }
-    }
-}
-
-impl std::error::Error for SupervisorError {}
 
 /// Counters for the summary.
 #[derive(Debug, Clone, Default)]
@@ -101,6 +54,9 @@ pub struct SupervisorStats {
 }
 
 struct State {
+    /// Where the supervisor is in its life: changed only by `Life`'s transitions, under this
+    /// lock; [`Supervisor::changed`] wakes whoever waits for a change.
+    life: Life<Arc<Client>>,
     client: Option<Arc<Client>>,
     generation: u32,
     subscriptions: BTreeMap<String, SubscribeRequest>,
@@ -117,11 +73,11 @@ fn watch(sup: std::sync::Weak<Supervisor>, period: Duration) {
         let Some(sup) = sup.upgrade() else {
             return;
         };
-        if sup.stopping.load(Ordering::Acquire) {
-            return;
-        }
         let dead = {
             let st = sup.state.lock();
+            if st.life.is_shut_down() {
+                return;
+            }
             match &st.client {
                 Some(c) if c.control().is_gone() => Some(st.generation),
                 _ => None,
@@ -155,42 +111,40 @@ fn history_from(
             Reply::Bars(batch) => bars.extend(batch),
             Reply::HistoryEnd { count } => {
                 if count != bars.len() as u64 {
-                    return Err(SupervisorError::Protocol(format!(
-                        "history of {} announced {count} bars, {} arrived",
-                        request.symbol,
-                        bars.len()
-                    )));
+                    return Err(SupervisorError::Protocol(ProtocolError::HistoryCount {
+                        symbol: request.symbol.clone(),
+                        announced: count,
+                        arrived: bars.len(),
+                    }));
                 }
                 return Ok(bars);
             }
             Reply::Error(e) => return Err(SupervisorError::Remote(e)),
-            other => return Err(SupervisorError::Protocol(format!("{other:?} to history"))),
+            other => {
+                return Err(SupervisorError::Protocol(ProtocolError::unexpected(
+                    other, "history",
+                )))
+            }
         }
     }
-    Err(SupervisorError::Protocol(
-        "history stream ended early".into(),
-    ))
+    Err(SupervisorError::Protocol(ProtocolError::HistoryEndedEarly))
 }
 
 /// Owns the current worker.
 pub struct Supervisor {
     setup: WorkerSetup,
     state: Mutex<State>,
-    restart_lock: Mutex<()>,
+    /// Wakes whoever waits for `State::life` to change: a start under way to end, a backoff
+    /// to be cut short by a shutdown.
+    changed: Condvar,
     /// Where each new worker's event channel goes.
     events: EventChannels,
     restarts: AtomicU32,
-    /// Restarts allowed per window; taken under `restart_lock`'s protection.
+    /// Restarts allowed per window; taken by the start under way.
     intensity: Mutex<RestartIntensity>,
     /// Why the supervisor gave up, once it has: the run must end with an error.
     gave_up: Mutex<Option<SupervisorError>>,
     failed_requests: AtomicU64,
-    stopping: AtomicBool,
-    /// The worker being started (connecting to the broker, restoring subscriptions), if one
-    /// is: `shutdown` closes it, so that a start under way ends at once.
-    starting: Mutex<Option<Arc<Client>>>,
-    /// Wakes a restart's backoff when the supervisor shuts down.
-    wake: (Mutex<()>, parking_lot::Condvar),
     /// Historical requests the broker's pacing still counts, handed to each new worker: the
     /// broker paces them whichever worker sent them.
     history_log: PacingLog,
@@ -200,7 +154,7 @@ pub struct Supervisor {
 
 /// Now, in Unix milliseconds.
 fn now_ms() -> u64 {
-    worker::unix_time::now().as_millis() as u64
+    base::unix_time::now().as_millis() as u64
 }
 
 impl fmt::Debug for Supervisor {
@@ -232,20 +186,18 @@ impl Supervisor {
         let sup = Arc::new(Supervisor {
             setup,
             state: Mutex::new(State {
+                life: Life::Idle,
                 client: None,
                 generation: 0,
                 subscriptions: BTreeMap::new(),
                 ids: BTreeMap::new(),
             }),
-            restart_lock: Mutex::new(()),
+            changed: Condvar::new(),
             events,
             restarts: AtomicU32::new(0),
             intensity: Mutex::new(intensity),
             gave_up: Mutex::new(None),
             failed_requests: AtomicU64::new(0),
-            stopping: AtomicBool::new(false),
-            starting: Mutex::new(None),
-            wake: (Mutex::new(()), parking_lot::Condvar::new()),
             history_log: PacingLog::default(),
             accounts: Mutex::new(Vec::new()),
         });
@@ -254,16 +206,20 @@ impl Supervisor {
 
     /// Starts and connects the first worker, then watches it. Call it once.
     pub fn connect_first(self: &Arc<Self>) -> Result<(), SupervisorError> {
+        // Not awaited by `shutdown`: this start learns of it at its next step and stops the
+        // worker it started.
+        let start = self.claim_start(false)?;
         let client = self.start_worker(0, &BTreeMap::new())?;
         {
             let mut st = self.state.lock();
-            if self.stopping.load(Ordering::Acquire) {
+            if st.life.is_shut_down() {
                 drop(st);
                 Self::stop(&client);
                 return Err(SupervisorError::Stopped);
             }
             st.client = Some(client);
         }
+        drop(start);
         // A worker that dies while nothing is asked of it (the live phase) is replaced too, so
         // that its subscriptions come back without waiting for the next request.
         let weak = Arc::downgrade(self);
@@ -272,47 +228,58 @@ impl Supervisor {
             .name("supervisor".into())
             .spawn(move || watch(weak, period));
         if let Err(e) = spawned {
-            return Err(SupervisorError::Start(format!(
-                "cannot start supervisor thread: {e}"
-            )));
+            return Err(SupervisorError::Start(StartFailure::Thread(Arc::new(e))));
         }
         Ok(())
     }
 
-    /// Starts worker `generation`, connects it and restores `subscriptions`.
+    /// Claims the next start of a worker ([`Life::claim`]), waiting for one under way to end;
+    /// `Stopped` once shut down. The start ends when the claim is dropped.
+    fn claim_start(&self, awaited: bool) -> Result<StartClaim<'_>, SupervisorError> {
+        let mut st = self.state.lock();
+        loop {
+            match st.life.claim(awaited) {
+                Claim::Granted => return Ok(StartClaim { sup: self }),
+                Claim::Wait => self.changed.wait(&mut st),
+                Claim::Stopped => return Err(SupervisorError::Stopped),
+            }
+        }
+    }
+
+    /// Starts worker `generation`, connects it and restores `subscriptions`; the caller holds
+    /// the start's claim.
     fn start_worker(
         &self,
         generation: u32,
         subscriptions: &BTreeMap<String, SubscribeRequest>,
     ) -> Result<Arc<Client>, SupervisorError> {
-        if self.stopping.load(Ordering::Acquire) {
+        if self.state.lock().life.is_shut_down() {
             return Err(SupervisorError::Stopped);
         }
         let mut options = self.setup.options.clone();
         options.generation = generation;
-        if let worker::BackendOptions::Ibkr(ib) = &mut options.backend {
-            ib.paced_history = self.history_log.counted(now_ms());
-        }
+        options.inherit(self.history_log.handover(now_ms()));
         let cmd = worker::command_with(&self.setup.exe, &self.setup.exe_args, &options)
-            .map_err(|e| SupervisorError::Start(e.to_string()))?;
+            .map_err(|e| SupervisorError::Start(StartFailure::Options(e)))?;
         let (client, events) = Client::spawn(cmd, &self.setup.client).map_err(|e| match e {
             StartError::Segment(SegmentError::NoSpace { .. } | SegmentError::Registry { .. })
             | StartError::BuildMismatch { .. }
-            | StartError::ProtocolMismatch { .. } => SupervisorError::Environment(e.to_string()),
-            e => SupervisorError::Start(e.to_string()),
+            | StartError::ProtocolMismatch { .. } => {
+                SupervisorError::Environment(EnvironmentFailure::Bridge(Arc::new(e)))
+            }
+            e => SupervisorError::Start(StartFailure::Spawn(Arc::new(e))),
         })?;
         let client = Arc::new(client);
         // Nobody reading events (the job or soak has ended) is not an error.
         let _ = self.events.send(events);
-        // From here `shutdown` can end this start: it closes the worker being started (or,
-        // if it looked before this was recorded, it said it stops first, seen just below).
-        *self.starting.lock() = Some(client.clone());
-        let started = match self.stopping.load(Ordering::Acquire) {
-            true => Err(SupervisorError::Stopped),
-            false => self.connect_worker(generation, &client, subscriptions),
+        // From here `shutdown` can end this start: it closes the worker being started (or, if
+        // it came first, this start learns of it here and stops the worker).
+        let up = self.state.lock().life.spawned(client.clone());
+        let started = match up {
+            false => Err(SupervisorError::Stopped),
+            true => self.connect_worker(generation, &client, subscriptions),
         };
-        self.starting.lock().take();
-        if self.stopping.load(Ordering::Acquire) {
+        if !self.state.lock().life.connected() {
             Self::stop(&client);
             return Err(SupervisorError::Stopped);
         }
@@ -357,8 +324,12 @@ impl Supervisor {
                 *self.accounts.lock() = accounts;
             }
             Ok(Reply::Error(e)) => return Err(SupervisorError::Connect(e)),
-            Ok(other) => return Err(SupervisorError::Protocol(format!("{other:?} to connect"))),
-            Err(e) => return Err(SupervisorError::Start(format!("connect: {e}"))),
+            Ok(other) => {
+                return Err(SupervisorError::Protocol(ProtocolError::unexpected(
+                    other, "connect",
+                )))
+            }
+            Err(e) => return Err(SupervisorError::Start(StartFailure::Connect(e))),
         }
         for sub in subscriptions.values() {
             match client.request(Request::Subscribe(sub.clone()), self.setup.handshake) {
@@ -367,9 +338,12 @@ impl Supervisor {
                     tracing::warn!(symbol = %sub.symbol, "subscription not restored: {e}")
                 }
                 Ok(other) => {
-                    return Err(SupervisorError::Protocol(format!("{other:?} to subscribe")))
+                    return Err(SupervisorError::Protocol(ProtocolError::unexpected(
+                        other,
+                        "subscribe",
+                    )))
                 }
-                Err(e) => return Err(SupervisorError::Start(format!("resubscribe: {e}"))),
+                Err(e) => return Err(SupervisorError::Start(StartFailure::Resubscribe(e))),
             }
         }
         if !subscriptions.is_empty() {
@@ -380,24 +354,25 @@ impl Supervisor {
 
     /// The current worker if it lives, else a new one.
     fn client(&self) -> Result<(u32, Arc<Client>), SupervisorError> {
-        if self.stopping.load(Ordering::Acquire) {
-            return Err(SupervisorError::Stopped);
-        }
-        {
+        let generation = {
             let st = self.state.lock();
+            if st.life.is_shut_down() {
+                return Err(SupervisorError::Stopped);
+            }
             if let Some(c) = &st.client {
                 if !c.control().is_gone() {
                     return Ok((st.generation, c.clone()));
                 }
             }
-        }
-        let generation = self.state.lock().generation;
+            st.generation
+        };
         self.replace(generation)
     }
 
     /// Replaces worker `dead` (unless another thread already did) and returns the new one.
     fn replace(&self, dead: u32) -> Result<(u32, Arc<Client>), SupervisorError> {
-        let _one_at_a_time = self.restart_lock.lock();
+        // One start at a time; `shutdown` waits for this one to end.
+        let _start = self.claim_start(true)?;
         {
             let st = self.state.lock();
             if st.generation != dead {
@@ -410,7 +385,7 @@ impl Supervisor {
         let mut failures = 0u32;
         let mut last = String::from("worker gone");
         loop {
-            if self.stopping.load(Ordering::Acquire) {
+            if self.state.lock().life.is_shut_down() {
                 return Err(SupervisorError::Stopped);
             }
             let permitted = self.intensity.lock().permit(Instant::now());
@@ -433,17 +408,16 @@ impl Supervisor {
             );
             {
                 // Asleep until the backoff is over, or the supervisor shuts down.
-                let (lock, cv) = &self.wake;
                 let deadline = Instant::now() + backoff;
-                let mut guard = lock.lock();
-                while !self.stopping.load(Ordering::Acquire) {
-                    if cv.wait_until(&mut guard, deadline).timed_out() {
+                let mut st = self.state.lock();
+                while !st.life.is_shut_down() {
+                    if self.changed.wait_until(&mut st, deadline).timed_out() {
                         break;
                     }
                 }
-            }
-            if self.stopping.load(Ordering::Acquire) {
-                return Err(SupervisorError::Stopped);
+                if st.life.is_shut_down() {
+                    return Err(SupervisorError::Stopped);
+                }
             }
             self.restarts.fetch_add(1, Ordering::Relaxed);
             let (generation, subs, old) = {
@@ -461,9 +435,9 @@ impl Supervisor {
                 Ok(client) => {
                     let mut st = self.state.lock();
                     // Shut down while this worker was starting: `shutdown` found no worker to
-                    // stop, so this one is stopped here (checked under the lock `shutdown`
-                    // takes after it says it stops: one of the two sees the other).
-                    if self.stopping.load(Ordering::Acquire) {
+                    // stop, so this one is stopped here (both look under the state lock: one
+                    // of the two sees the other).
+                    if st.life.is_shut_down() {
                         drop(st);
                         Self::stop(&client);
                         return Err(SupervisorError::Stopped);
@@ -574,7 +548,10 @@ impl Supervisor {
                 Err(e)
             }
             Err(e) => Err(e),
-            Ok(other) => Err(SupervisorError::Protocol(format!("{other:?} to subscribe"))),
+            Ok(other) => Err(SupervisorError::Protocol(ProtocolError::unexpected(
+                other,
+                "subscribe",
+            ))),
         }
     }
 
@@ -587,7 +564,11 @@ impl Supervisor {
             let payload = (i as u64).to_le_bytes().to_vec();
             match client.request(Request::Ping { payload }, Duration::from_secs(5)) {
                 Ok(Reply::Pong { .. }) => out.push(start.elapsed()),
-                Ok(other) => return Err(SupervisorError::Protocol(format!("{other:?} to ping"))),
+                Ok(other) => {
+                    return Err(SupervisorError::Protocol(ProtocolError::unexpected(
+                        other, "ping",
+                    )))
+                }
                 Err(e) => return Err(SupervisorError::Request(e)),
             }
         }
@@ -621,16 +602,17 @@ impl Supervisor {
     /// under way ends at once (the worker it started is closed, its backoff cut short) and is
     /// waited for, so no worker outlives this.
     pub fn shutdown(&self) {
-        self.stopping.store(true, Ordering::Release);
-        // A worker being started is closed (its connect fails at once), a backoff woken.
-        if let Some(starting) = self.starting.lock().take() {
+        let (starting, client) = {
+            let mut st = self.state.lock();
+            let starting = st.life.shut_down();
+            // A backoff is cut short.
+            self.changed.notify_all();
+            (starting, st.client.take())
+        };
+        // A worker being started is closed (its connect fails at once).
+        if let Some(starting) = starting {
             starting.control().close();
         }
-        {
-            let _wake = self.wake.0.lock();
-            self.wake.1.notify_all();
-        }
-        let client = self.state.lock().client.take();
         if let Some(client) = client {
             if !client.control().is_gone() {
                 match client.request(Request::Shutdown, Duration::from_secs(2)) {
@@ -642,6 +624,22 @@ impl Supervisor {
         }
         // A replacement under way finishes (and stops the worker it started) before this
         // returns: no worker outlives the shutdown.
-        drop(self.restart_lock.lock());
+        let mut st = self.state.lock();
+        while st.life.shutdown_waits() {
+            self.changed.wait(&mut st);
+        }
+    }
+}
+
+/// The claim of the start under way ([`Supervisor::claim_start`]): when dropped, the start
+/// has ended ([`Life::release`]) and whoever waits for it is woken.
+struct StartClaim<'a> {
+    sup: &'a Supervisor,
+}
+
+impl Drop for StartClaim<'_> {
+    fn drop(&mut self) {
+        self.sup.state.lock().life.release();
+        self.sup.changed.notify_all();
     }
 }

@@ -8,33 +8,33 @@ use std::fmt;
 use std::io;
 use std::process::Command;
 
-/// The signals sent.
+/// The signals sent to processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub enum ProcessSignal {
     /// SIGKILL: the process dies at once.
     Kill,
     /// SIGSTOP: the process hangs until SIGCONT.
     Stop,
 }
 
-impl Signal {
+impl ProcessSignal {
     /// The option of `kill` that sends it.
     pub fn flag(self) -> &'static str {
         match self {
-            Signal::Kill => "-KILL",
-            Signal::Stop => "-STOP",
+            ProcessSignal::Kill => "-KILL",
+            ProcessSignal::Stop => "-STOP",
         }
     }
 }
 
-impl fmt::Display for Signal {
+impl fmt::Display for ProcessSignal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.flag())
     }
 }
 
 /// Sends `signal` to process `pid`.
-pub fn send(pid: u32, signal: Signal) -> io::Result<()> {
+pub fn send(pid: u32, signal: ProcessSignal) -> io::Result<()> {
     let status = Command::new("kill")
         .arg(signal.flag())
         .arg(pid.to_string())
@@ -54,15 +54,15 @@ mod tests {
     fn a_stopped_then_killed_child_ends_by_sigkill() {
         use std::os::unix::process::ExitStatusExt;
         let mut child = Command::new("sleep").arg("30").spawn().unwrap();
-        send(child.id(), Signal::Stop).unwrap();
-        send(child.id(), Signal::Kill).unwrap();
+        send(child.id(), ProcessSignal::Stop).unwrap();
+        send(child.id(), ProcessSignal::Kill).unwrap();
         assert_eq!(child.wait().unwrap().signal(), Some(9));
     }
 
     #[test]
     fn a_signal_to_no_process_is_an_error() {
         // Above Linux's largest pid (2^22).
-        let e = send(u32::MAX / 2, Signal::Kill).unwrap_err();
+        let e = send(u32::MAX / 2, ProcessSignal::Kill).unwrap_err();
         assert!(e.to_string().starts_with("kill -KILL "), "{e}");
     }
 }

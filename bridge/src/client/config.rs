@@ -1,0 +1,48 @@
+//! The settings of a [`Client`](super::Client).
+//!
+//! Invariants: the defaults sleep rather than spin, and re-emit worker logs with [`emit`].
+
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::log::{emit, LogSink};
+use crate::channel;
+
+/// Settings of a [`Client`](super::Client).
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// The connection's settings.
+    pub channel: channel::Config,
+    /// Events buffered for the application before new ones are dropped (and counted).
+    pub event_capacity: usize,
+    /// What to do with each log record of the worker (called on the dispatcher thread: it
+    /// must not block).
+    pub log_sink: LogSink,
+    /// The dispatcher busy-polls the ring instead of sleeping on its doorbell: no wake is
+    /// needed to deliver a frame, at the price of a core kept busy for as long as the client
+    /// lives (off by default).
+    pub spin: bool,
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("channel", &self.channel)
+            .field("event_capacity", &self.event_capacity)
+            .field("spin", &self.spin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            channel: channel::Config::default(),
+            event_capacity: 1 << 16,
+            log_sink: Arc::new(emit),
+            spin: false,
+        }
+    }
+}

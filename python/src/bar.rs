@@ -1,0 +1,68 @@
+//! A bar as Python sees it ([`Bar`]): the bridge's bar as a frozen, comparable, picklable
+//! Python object.
+//!
+//! Invariants: a `Bar` holds exactly the bridge's bar's fields, unchanged; it is immutable
+//! once made, and pickles to the arguments that make it again.
+
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+/// One bar: its start (Unix seconds) and prices.
+#[pyclass(module = "ibbridge", frozen, get_all, eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Bar {
+    /// Start of the bar, Unix seconds.
+    pub(crate) time: i64,
+    open: f64,
+    high: f64,
+    low: f64,
+    close: f64,
+    volume: f64,
+}
+
+#[pymethods]
+impl Bar {
+    #[new]
+    fn new(time: i64, open: f64, high: f64, low: f64, close: f64, volume: f64) -> Bar {
+        Bar {
+            time,
+            open,
+            high,
+            low,
+            close,
+            volume,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Bar(time={}, open={}, high={}, low={}, close={}, volume={})",
+            self.time, self.open, self.high, self.low, self.close, self.volume
+        )
+    }
+
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let args = (
+            self.time,
+            self.open,
+            self.high,
+            self.low,
+            self.close,
+            self.volume,
+        );
+        (py.get_type::<Bar>(), args).into_pyobject(py)
+    }
+}
+
+impl From<bridge::protocol::Bar> for Bar {
+    fn from(b: bridge::protocol::Bar) -> Bar {
+        Bar {
+            time: b.time,
+            open: b.open,
+            high: b.high,
+            low: b.low,
+            close: b.close,
+            volume: b.volume,
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! What a session is under its Python object ([`Inner`]): its configuration, its
+//! [`Lifecycle`], and the calls that go through the supervisor (connect, ping, history,
+//! subscribe) and close.
+//!
+//! Invariants: a call reaches the supervisor only while the session is connected (and not
+//! closing, forgotten, or the interpreter exiting); a connect is made of named steps, each of
+//! which leaves nothing running when it fails (the lifecycle goes back to idle, or stays
+//! closing when a close came meanwhile); once `close` has returned no worker of the session
+//! runs, the stream has ended, and the calls under way have heard back (or their grace is
+//! spent).
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bridge::protocol::{HistoryRequest, Reply, Request, SubscribeRequest};
+use runner::config::Config;
+use runner::supervisor::Supervisor;
+use runner::worker_events::WorkerEvents;
+
+use super::lifecycle::{Claim, Connected, Lifecycle, ToStop};
+use super::program::Program;
+use super::subscriptions::Subscriptions;
+use crate::bar::Bar;
+use crate::failure::{Failure, FailureKind};
+use crate::pool::Pool;
+use crate::stream::{self, Bars};
+
+/// How long closing waits for the calls under way to hear back.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+pub(super) struct Inner {
+    pub(super) cfg: Config,
+    program: Program,
+    pub(super) life: Arc<Lifecycle>,
+    pub(super) subs: Subscriptions,
+    pub(super) bars: Arc<Bars>,
+    pub(super) pool: Pool,
+}
+
+impl Inner {
+    pub(super) fn new(cfg: Config, program: Program, buffer: usize) -> Inner {
+        Inner {
+            cfg,
+            program,
+            life: Arc::new(Lifecycle::new()),
+            subs: Subscriptions::default(),
+            bars: Arc::new(Bars::new(buffer)),
+            pool: Pool::new(),
+        }
+    }
+
+    /// The connected worker's supervisor.
+    pub(super) fn sup(&self) -> Result<Arc<Supervisor>, Failure> {
+        self.life.supervisor()
+    }
+
+    /// Starts the worker and connects it to the broker (nothing if already done); the
+    /// broker's accounts.
+    pub(super) fn connect(&self) -> Result<Vec<String>, Failure> {
+        match self.life.claim_connect()? {
+            Claim::Connected(sup) => match sup.gave_up() {
+                Some(e) => Err(e.into()),
+                None => Ok(sup.accounts()),
+            },
+            Claim::Connect => match self.start() {
+                Ok(connected) => self.settle(connected),
+                Err(e) => {
+                    self.life.connect_failed();
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    /// The connect's work: the worker started and connected to the broker, its bars pumped.
+    fn start(&self) -> Result<Connected, Failure> {
+        let (setup, journal) = self.program.setup(&self.cfg)?;
+        let (sup, events) = Supervisor::begin(setup);
+        // From here `close` can end the start (it shuts the supervisor down).
+        self.life.started(&sup)?;
+        if let Err(e) = sup.connect_first() {
+            sup.shutdown();
+            return Err(match self.life.is_closed() {
+                true => Failure::closed(),
+                false => e.into(),
+            });
+        }
+        match self.spawn_pump(events, &sup) {
+            Ok(pump) => Ok(Connected { sup, pump, journal }),
+            Err(e) => {
+                sup.shutdown();
+                Err(e)
+            }
+        }
+    }
+
+    /// The thread that takes the workers' events into the stream until the session closes.
+    fn spawn_pump(
+        &self,
+        events: WorkerEvents,
+        sup: &Arc<Supervisor>,
+    ) -> Result<JoinHandle<()>, Failure> {
+        let (bars, sup, life) = (self.bars.clone(), sup.clone(), self.life.clone());
+        std::thread::Builder::new()
+            .name("ibbridge-bars".into())
+            .spawn(move || stream::pump(events, bars, sup, move || life.is_closed()))
+            .map_err(|e| {
+                Failure::new(
+                    FailureKind::Error,
+                    format!("cannot start the bar pump: {e}"),
+                )
+            })
+    }
+
+    /// The connect's last step, `Connecting` -> `Connected`; the broker's accounts. Closed
+    /// while the worker started: the close shut its supervisor down but found no pump, so the
+    /// worker is stopped here.
+    fn settle(&self, connected: Connected) -> Result<Vec<String>, Failure> {
+        let accounts = connected.sup.accounts();
+        match self.life.connected(connected) {
+            Ok(()) => Ok(accounts),
+            Err(connected) => {
+                connected.stop();
+                Err(Failure::closed())
+            }
+        }
+    }
+
+    /// One round trip through the bridge to the worker (not the broker).
+    pub(super) fn ping(&self, timeout: Duration) -> Result<f64, Failure> {
+        let sup = self.sup()?;
+        let started = Instant::now();
+        let payload = Vec::new();
+        match sup.request(Request::Ping { payload }, timeout)? {
+            Reply::Pong { .. } => Ok(started.elapsed().as_secs_f64()),
+            other => Err(Failure::new(
+                FailureKind::Error,
+                format!("{other:?} to ping"),
+            )),
+        }
+    }
+
+    pub(super) fn history(
+        &self,
+        request: &HistoryRequest,
+        timeout: Duration,
+    ) -> Result<Vec<Bar>, Failure> {
+        let sup = self.sup()?;
+        let bars = sup.history(request, timeout)?;
+        Ok(bars.into_iter().map(Bar::from).collect())
+    }
+
+    /// Subscribes each of `symbols` not yet subscribed to live bars of `bar_seconds`.
+    pub(super) fn subscribe(&self, symbols: &[String], bar_seconds: u32) -> Result<(), Failure> {
+        let sup = self.sup()?;
+        for symbol in symbols {
+            let Some(id) = self.subs.claim(symbol, bar_seconds)? else {
+                continue;
+            };
+            let sub = SubscribeRequest {
+                symbol: symbol.clone(),
+                id,
+                bar_seconds,
+            };
+            let made = sup.subscribe(sub, self.cfg.request_timeout());
+            // Not live unless the worker said so: asked for again, it is sent again.
+            self.subs.made(id, made.is_ok());
+            made?;
+        }
+        Ok(())
+    }
+
+    /// Stops the worker (a connect under way included) and ends the stream, then waits for
+    /// the calls under way; a second close returns once the first is done.
+    pub(super) fn close(&self) {
+        let Some(stop) = self.life.begin_close() else {
+            return;
+        };
+        match stop {
+            // The pump ends the stream, after every bar it took in.
+            ToStop::Connected(connected) => connected.stop(),
+            ToStop::Starting(sup) => {
+                sup.shutdown();
+                stream::wake(self.bars.end(Failure::closed()));
+            }
+            ToStop::Nothing => stream::wake(self.bars.end(Failure::closed())),
+        }
+        let left = self.pool.close(CLOSE_GRACE);
+        if left > 0 {
+            tracing::warn!(left, "calls still under way when the session closed");
+        }
+        self.life.finish_close();
+    }
+}

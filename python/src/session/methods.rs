@@ -1,0 +1,297 @@
+//! A session's native core as Python holds it ([`Core`]): the methods the Python layer
+//! calls, each a check of its arguments and then a blocking call ([`interruptible`]) or an
+//! asynchronous one ([`later`]) on the session's [`Inner`].
+//!
+//! Invariants: blocking calls release the GIL for as long as they wait, and the long ones
+//! (connect, history, subscribe) look for Ctrl-C every 100 ms; asynchronous calls return at
+//! once and answer through their `done(error, value)` callback, called exactly once; a
+//! session dropped unclosed is closed on a thread of its own (never with the GIL held, as the
+//! garbage collector drops it); a session inherited by a forked child is forgotten there,
+//! never closed nor dropped (its worker, threads and memory are the parent's), and nothing
+//! of it that may wait on a lock of the parent's threads is touched.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use runner::config::BackendKind;
+
+use super::arguments::{self, history_request};
+use super::calls::{answer, interruptible, later, raise};
+use super::inner::Inner;
+use super::program::{remember_image, Program};
+use crate::bar::Bar;
+use crate::failure::{Failure, FailureKind};
+use crate::stream::Taken;
+
+/// A session's native core.
+#[pyclass(module = "ibbridge._native")]
+pub(crate) struct Core {
+    inner: Arc<Inner>,
+}
+
+impl Core {
+    /// Refuses a session inherited by a forked child (its locks may be held by threads of
+    /// the parent's, which do not exist there).
+    fn not_forgotten(&self) -> PyResult<()> {
+        raise(self.inner.life.not_forgotten())
+    }
+
+    fn timeout(&self, seconds: Option<f64>) -> PyResult<std::time::Duration> {
+        raise(arguments::timeout(&self.inner.cfg, seconds))
+    }
+}
+
+#[pymethods]
+impl Core {
+    #[new]
+    #[pyo3(signature = (python, image, config=None, backend=None, gateway=None,
+        client_id=None, seed=None, speed=None, buffer=65536))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        python: PathBuf,
+        image: PathBuf,
+        config: Option<PathBuf>,
+        backend: Option<String>,
+        gateway: Option<String>,
+        client_id: Option<i64>,
+        seed: Option<i64>,
+        speed: Option<f64>,
+        buffer: usize,
+    ) -> PyResult<Core> {
+        crate::log::install(py);
+        let flags = arguments::overrides(backend, gateway, client_id, seed);
+        let cfg = raise(arguments::config(config, flags, speed))?;
+        raise(arguments::check_buffer(buffer))?;
+        remember_image(image.clone());
+        let program = Program { python, image };
+        Ok(Core {
+            inner: Arc::new(Inner::new(cfg, program, buffer)),
+        })
+    }
+
+    /// `sim` or `ibkr`.
+    #[getter]
+    fn backend(&self) -> &'static str {
+        match self.inner.cfg.backend {
+            BackendKind::Sim => "sim",
+            BackendKind::Ibkr => "ibkr",
+        }
+    }
+
+    /// The effective configuration, as TOML.
+    fn config_toml(&self) -> String {
+        self.inner.cfg.to_toml()
+    }
+
+    fn connect(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        interruptible(py, &self.inner, Inner::connect)
+    }
+
+    fn connect_async(&self, done: Py<PyAny>) -> PyResult<()> {
+        later(&self.inner, done, Inner::connect)
+    }
+
+    /// One round trip to the worker and back, in seconds.
+    #[pyo3(signature = (timeout=None))]
+    fn ping(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<f64> {
+        let timeout = self.timeout(timeout)?;
+        let inner = self.inner.clone();
+        raise(py.detach(move || inner.ping(timeout)))
+    }
+
+    #[pyo3(signature = (done, timeout=None))]
+    fn ping_async(&self, done: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = self.timeout(timeout)?;
+        later(&self.inner, done, move |inner| inner.ping(timeout))
+    }
+
+    #[pyo3(signature = (symbol, bar_seconds, duration_seconds, end=None, timeout=None))]
+    fn history(
+        &self,
+        py: Python<'_>,
+        symbol: String,
+        bar_seconds: u32,
+        duration_seconds: u64,
+        end: Option<i64>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<Bar>> {
+        let request = raise(history_request(symbol, bar_seconds, duration_seconds, end))?;
+        let timeout = self.timeout(timeout)?;
+        interruptible(py, &self.inner, move |inner| {
+            inner.history(&request, timeout)
+        })
+    }
+
+    #[pyo3(signature = (done, symbol, bar_seconds, duration_seconds, end=None, timeout=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn history_async(
+        &self,
+        done: Py<PyAny>,
+        symbol: String,
+        bar_seconds: u32,
+        duration_seconds: u64,
+        end: Option<i64>,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let request = raise(history_request(symbol, bar_seconds, duration_seconds, end))?;
+        let timeout = self.timeout(timeout)?;
+        later(&self.inner, done, move |inner| inner.history(&request, timeout))
+    }
+
+    fn subscribe(&self, py: Python<'_>, symbols: Vec<String>, bar_seconds: u32) -> PyResult<()> {
+        raise(arguments::check_subscription(&symbols, bar_seconds))?;
+        interruptible(py, &self.inner, move |inner| {
+            inner.subscribe(&symbols, bar_seconds)
+        })
+    }
+
+    fn subscribe_async(
+        &self,
+        done: Py<PyAny>,
+        symbols: Vec<String>,
+        bar_seconds: u32,
+    ) -> PyResult<()> {
+        raise(arguments::check_subscription(&symbols, bar_seconds))?;
+        later(&self.inner, done, move |inner| {
+            inner
+                .subscribe(&symbols, bar_seconds)
+                .map(|()| None::<bool>)
+        })
+    }
+
+    /// Up to `max` buffered live bars as `(symbol, bar)`, oldest first, without waiting;
+    /// raises the stream's end once nothing is buffered and nothing more will come.
+    fn take_bars(&self, max: usize) -> PyResult<Vec<(String, Bar)>> {
+        self.not_forgotten()?;
+        match self.inner.bars.take(max) {
+            Taken::Ended(why) => Err(why.into_pyerr()),
+            Taken::Bars(bars) => Ok(self.inner.subs.name(bars)),
+        }
+    }
+
+    /// Calls `waker()` once when a bar or the stream's end arrives; `False` (nothing
+    /// registered) if one is there already. `None` unregisters.
+    fn set_waker(&self, waker: Option<Py<PyAny>>) -> PyResult<bool> {
+        self.not_forgotten()?;
+        Ok(self.inner.bars.set_waker(waker))
+    }
+
+    /// Waits, without the GIL, until a bar or the stream's end is there, at most `timeout`
+    /// seconds; whether one is.
+    fn wait_bars(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let timeout = raise(arguments::wait_timeout(timeout))?;
+        self.not_forgotten()?;
+        let bars = self.inner.bars.clone();
+        Ok(py.detach(move || bars.wait(timeout)))
+    }
+
+    /// The managed accounts the broker reported (none before `connect`).
+    fn accounts(&self) -> Vec<String> {
+        self.inner.sup().map(|s| s.accounts()).unwrap_or_default()
+    }
+
+    /// The current worker's process id.
+    #[getter]
+    fn worker_pid(&self) -> Option<u32> {
+        self.inner.sup().ok().and_then(|s| s.stats().worker_pid)
+    }
+
+    /// Counters: workers restarted, requests that failed on a dead worker, live bars taken
+    /// in, dropped (buffer full) and buffered, and events the current worker's connection
+    /// dropped (its own buffer full).
+    fn stats(&self) -> HashMap<&'static str, u64> {
+        if self.inner.life.is_forgotten() {
+            // Its locks may be held by the parent's threads, which do not exist here.
+            return HashMap::new();
+        }
+        let (received, dropped, buffered) = self.inner.bars.counts();
+        let (restarts, failed, events_dropped) = self
+            .inner
+            .sup()
+            .map(|s| {
+                let st = s.stats();
+                (
+                    u64::from(st.restarts),
+                    st.failed_requests,
+                    st.bridge.dropped_events,
+                )
+            })
+            .unwrap_or_default();
+        HashMap::from([
+            ("restarts", restarts),
+            ("failed_requests", failed),
+            ("bars_received", received),
+            ("bars_dropped", dropped),
+            ("bars_buffered", buffered as u64),
+            ("events_dropped", events_dropped),
+        ])
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.life.is_closed() || self.inner.life.is_forgotten()
+    }
+
+    /// Stops the worker (it disconnects from the broker and exits) and ends the stream.
+    fn close(&self, py: Python<'_>) {
+        let inner = self.inner.clone();
+        py.detach(move || inner.close());
+    }
+
+    /// Closes on a thread of its own and answers `done`: `True`. Once the interpreter is
+    /// exiting (no thread of the library can answer then) closes here: `False`.
+    fn close_async(&self, py: Python<'_>, done: Py<PyAny>) -> bool {
+        let inner = self.inner.clone();
+        if crate::interpreter::exiting() {
+            py.detach(move || inner.close());
+            return false;
+        }
+        let done = Arc::new(Mutex::new(Some(done)));
+        let for_thread = done.clone();
+        // Not on the pool: closing waits for the pool.
+        let spawned = std::thread::Builder::new()
+            .name("ibbridge-close".into())
+            .spawn(move || {
+                inner.close();
+                if let Some(done) = for_thread.lock().take() {
+                    answer(done, Ok::<Option<bool>, Failure>(None));
+                }
+            });
+        if let Err(e) = spawned {
+            if let Some(done) = done.lock().take() {
+                let why = format!("cannot close on a thread: {e}");
+                answer::<Option<bool>>(done, Err(Failure::new(FailureKind::Error, why)));
+            }
+        }
+        true
+    }
+
+    /// In a process forked from the one that made this session: forgets it (its worker,
+    /// threads and memory are the parent's), so that nothing of it is used or closed here.
+    fn forget(&self) {
+        if self.inner.life.forget() {
+            // Never dropped here: dropping would close what belongs to the parent.
+            std::mem::forget(self.inner.clone());
+        }
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        if self.closed() {
+            return;
+        }
+        // Dropped by the garbage collector, with the GIL: closing waits, so not here.
+        let inner = self.inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ibbridge-close".into())
+            .spawn(move || inner.close());
+        if spawned.is_err() {
+            self.inner.life.shutdown_now();
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The `run` command: a [`Session`] with the built-in crossover as its strategy, and as its
+//! observer (`Reporter`) the signals file (a row for every bar of the history with enough
+//! bars before it, and for every live bar, with the order it placed) and the record of the
+//! broker connection; then the bridge's round trip (`measure_round_trips`) and each
+//! symbol's last evaluation (`final_reports`), which the summary prints.
+//!
+//! Invariants: every configured symbol gets a report, in configuration order, with its data
+//! or why it has none; `stop` (Ctrl-C) ends the run at the next phase boundary or live-phase
+//! tick, and the run still reports; a run whose supervisor or broker connection gave up
+//! says why ([`Outcome::gave_up`]).
+
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Result;
+use bridge::protocol::{Bar, Event};
+
+use crate::broker_connection::BrokerConnection;
+use crate::config::Config;
+use crate::session::{Observer, Session, SymbolRun};
+use crate::signals::Signals;
+use crate::strategy::{Crossover, Evaluation, NoSignal, Signal};
+use crate::supervisor::{Supervisor, SupervisorError, SupervisorStats};
+use crate::trader::TradingSummary;
+use crate::worker_setup::WorkerSetup;
+
+/// Pings sent at the end to measure the bridge's round trip.
+pub const RTT_PINGS: usize = 2000;
+
+/// How one symbol fared.
+#[derive(Debug, Clone)]
+pub struct SymbolReport {
+    pub symbol: String,
+    pub history_bars: usize,
+    pub live_bars: usize,
+    /// The last evaluation, or why there is none.
+    pub last: Result<Evaluation, String>,
+    /// What else the row must say (its live bars come from delayed data, ...).
+    pub note: Option<String>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub symbols: Vec<SymbolReport>,
+    pub history_elapsed: Duration,
+    pub live_elapsed: Duration,
+    /// Round trips of [`RTT_PINGS`] pings, sorted.
+    pub round_trips: Vec<Duration>,
+    pub supervisor: SupervisorStats,
+    pub signals_written: u64,
+    pub interrupted: bool,
+    /// Why the supervisor gave up replacing a dead worker, if it did: the run failed, whatever
+    /// it printed.
+    pub gave_up: Option<String>,
+    /// What the run saw of the broker connection.
+    pub broker: BrokerConnection,
+    /// What trading did (`--trade`).
+    pub trading: Option<TradingSummary>,
+}
+
+/// A file the signals go to, if configured.
+type SignalFile = Signals<std::io::BufWriter<std::fs::File>>;
+
+/// Runs the main job until done or `stop` is set: a [`Session`] with the crossover as its
+/// strategy and the signals file, the broker connection's record and the summary as its
+/// observer.
+pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcome> {
+    let mut strategy = Crossover {
+        fast: cfg.strategy.fast,
+        slow: cfg.strategy.slow,
+    };
+    let signals = match &cfg.signals {
+        Some(p) => Some(Signals::create(p)?),
+        None => None,
+    };
+    let mut session = Session::from_setup(cfg.clone(), setup)?;
+    let mut reporter = Reporter {
+        strategy,
+        signals,
+        broker: BrokerConnection::default(),
+    };
+    let report = session.run_observed(&mut strategy, &mut reporter, stop)?;
+    let round_trips = measure_round_trips(session.supervisor());
+    let mut supervisor = session.supervisor().stats();
+    session.shutdown();
+    supervisor.restarts = session.supervisor().stats().restarts;
+    let gave_up = session
+        .supervisor()
+        .gave_up()
+        .map(|e| e.to_string())
+        .or_else(|| reporter.broker.gave_up.clone());
+    let signals_written = match reporter.signals.take() {
+        Some(s) => s.flush()?.0,
+        None => 0,
+    };
+    Ok(Outcome {
+        symbols: final_reports(cfg, &strategy, report.symbols, &reporter.broker),
+        history_elapsed: report.history_elapsed,
+        live_elapsed: report.live_elapsed,
+        round_trips,
+        supervisor,
+        signals_written,
+        interrupted: report.interrupted,
+        gave_up,
+        broker: reporter.broker,
+        trading: report.trading,
+    })
+}
+
+/// The job's observer: a signals row for every bar of the history that has enough bars
+/// before it and for every live bar (with the order it placed), and the broker connection's
+/// record.
+struct Reporter {
+    strategy: Crossover,
+    signals: Option<SignalFile>,
+    broker: BrokerConnection,
+}
+
+impl Observer for Reporter {
+    fn on_history(&mut self, symbol: &str, bars: &[Bar]) -> Result<()> {
+        if let Some(file) = self.signals.as_mut() {
+            for end in self.strategy.slow + 1..=bars.len() {
+                if let Ok(e) = self.strategy.evaluate(&bars[..end]) {
+                    file.row(symbol, &e, None)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_live_bar(
+        &mut self,
+        symbol: &str,
+        bars: &[Bar],
+        _signal: Signal,
+        order: Option<&str>,
+    ) -> Result<()> {
+        self.broker.flowing(symbol);
+        if let (Some(file), Ok(e)) = (self.signals.as_mut(), self.strategy.evaluate(bars)) {
+            file.row(symbol, &e, order)?;
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Connection(status) => {
+                self.broker.observe(status);
+                // The connection stays down for good: nothing more can come.
+                return self.broker.gave_up.is_none();
+            }
+            Event::Delayed { symbol, refused } => self.broker.delayed(symbol, refused),
+            Event::Refused { symbol, error } => self.broker.refuse(symbol, error),
+            Event::Notice { code, message } => tracing::info!(code, "notice: {message}"),
+            _ => {}
+        }
+        true
+    }
+}
+
+/// [`RTT_PINGS`] round trips on the live worker, sorted; none if the worker is gone.
+fn measure_round_trips(sup: &Supervisor) -> Vec<Duration> {
+    let mut round_trips = match sup.ping_round_trips(RTT_PINGS) {
+        Ok(r) => r,
+        Err(SupervisorError::Stopped) => Vec::new(),
+        Err(e) => {
+            tracing::warn!("round trip not measured: {e}");
+            Vec::new()
+        }
+    };
+    round_trips.sort();
+    round_trips
+}
+
+/// Each symbol's last evaluation, refused if it lags the newest bar of any symbol.
+fn final_reports(
+    cfg: &Config,
+    strategy: &Crossover,
+    series: Vec<SymbolRun>,
+    broker: &BrokerConnection,
+) -> Vec<SymbolReport> {
+    let market_time = series
+        .iter()
+        .filter_map(|s| s.recent.last().map(|b| b.time))
+        .max()
+        .unwrap_or(0);
+    series
+        .into_iter()
+        .map(|s| {
+            let last = match (&s.error, broker.refused.get(&s.symbol), &broker.down) {
+                (Some(e), _, _) => Err(format!("no data: {e}")),
+                (None, Some(why), _) => Err(format!("refused: {why}")),
+                (None, None, Some(reason)) if !cfg.live.disabled => {
+                    Err(format!("interrupted: broker connection lost ({reason})"))
+                }
+                (None, None, _) => strategy
+                    .evaluate_fresh(
+                        &s.recent,
+                        cfg.history.bar_seconds,
+                        market_time,
+                        cfg.strategy.stale_after_bars,
+                    )
+                    .map_err(|e: NoSignal| e.to_string()),
+            };
+            let note = broker
+                .delayed
+                .get(&s.symbol)
+                .map(|why| format!("delayed data, live refused: {why}"));
+            SymbolReport {
+                symbol: s.symbol,
+                history_bars: s.history_bars,
+                live_bars: s.live_bars,
+                last,
+                note,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,207 @@
+//! A session's live phase: every symbol with history subscribed ([`subscribe_all`]), live bars
+//! taken in time order ([`MonotonicBars`]), each symbol's window handed to the strategy, and,
+//! with trading on, its signals handed to the trader (`Live`).
+//!
+//! A live bar's way: [`WorkerEvents::recv_timeout`] gives `Event::Bar` to `Live::run`, which
+//! finds the symbol's [`Series`] by the subscription id (its row), lets [`MonotonicBars::admit`]
+//! drop a bar not newer than the last, pushes it ([`Series::push`]), calls
+//! [`Strategy::on_bars`] with the window ([`tail`]), hands the signal to
+//! [`trade_on`](crate::trader::trade_on) with trading on, and tells the [`Observer`].
+//!
+//! Invariants: a strategy sees a symbol's bars only in time order, each bar once; only a
+//! symbol whose history came is subscribed and takes live bars; the phase ends when the
+//! configured duration passes, `stop` is set, the observer ends it, the broker connection is
+//! given up or the supervisor gives up, and never waits longer than one tick to notice.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bridge::protocol::{ConnectionStatus, Event, SubscribeRequest};
+use crossbeam_channel::RecvTimeoutError;
+
+use crate::config::Config;
+use crate::strategy::{Signal, Strategy};
+use crate::supervisor::Supervisor;
+use crate::trader::{trade_on, Trader};
+use crate::worker_events::WorkerEvents;
+
+use super::history::{tail, Series};
+use super::observer::Observer;
+
+/// How often the live loop looks at the clock and at `stop` while no bar comes.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The monotonic-bar rule, per subscription id: a live bar not newer than the last one taken
+/// is dropped (a replacement worker repeats the bar its predecessor sent last, a restored
+/// subscription may start with one the history already held). Every consumer of live bars
+/// (a session's live phase, the Python stream) goes through it.
+#[derive(Debug, Clone, Default)]
+pub struct MonotonicBars {
+    /// The newest bar's time taken per subscription id.
+    newest: BTreeMap<u32, i64>,
+}
+
+impl MonotonicBars {
+    /// No bar taken yet.
+    pub fn new() -> MonotonicBars {
+        MonotonicBars::default()
+    }
+
+    /// Counts a bar of subscription `sub` at `time` as taken without offering it (the newest
+    /// bar of its history): live bars must be newer.
+    pub fn seen(&mut self, sub: u32, time: i64) {
+        let newest = self.newest.entry(sub).or_insert(time);
+        *newest = (*newest).max(time);
+    }
+
+    /// Whether a live bar of subscription `sub` at `time` is taken: newer than every bar of
+    /// `sub` taken or seen before. A bar taken becomes the newest.
+    pub fn admit(&mut self, sub: u32, time: i64) -> bool {
+        match self.newest.get_mut(&sub) {
+            Some(newest) if time <= *newest => false,
+            Some(newest) => {
+                *newest = time;
+                true
+            }
+            None => {
+                self.newest.insert(sub, time);
+                true
+            }
+        }
+    }
+}
+
+/// Subscribes every symbol that has history to live bars. A symbol's subscription id is its
+/// row: a bar finds its series without a lookup.
+pub(crate) fn subscribe_all(cfg: &Config, sup: &Supervisor, series: &[Series]) {
+    for (i, s) in series.iter().enumerate().filter(|(_, s)| s.error.is_none()) {
+        let sub = SubscribeRequest {
+            symbol: s.symbol.clone(),
+            id: i as u32,
+            bar_seconds: cfg.history.bar_seconds,
+        };
+        if let Err(e) = sup.subscribe(sub, cfg.request_timeout()) {
+            tracing::warn!(symbol = %s.symbol, "no live bars: {e}");
+        }
+    }
+}
+
+/// The live phase of a run.
+pub(crate) struct Live<'a> {
+    pub(crate) cfg: &'a Config,
+    pub(crate) sup: &'a Supervisor,
+    /// Bars of a symbol handed to the strategy (its window).
+    pub(crate) keep: usize,
+    pub(crate) stop: &'a AtomicBool,
+    /// When the live phase began (its duration counts from here, subscribing included).
+    pub(crate) started: Instant,
+}
+
+impl Live<'_> {
+    /// Subscribes every symbol with history and takes live bars until the configured
+    /// duration passes, `stop` is set, the observer ends it or the supervisor gives up.
+    /// Returns whether `stop` ended it.
+    pub(crate) fn run(
+        &self,
+        events: &mut WorkerEvents,
+        strategy: &mut dyn Strategy,
+        observer: &mut dyn Observer,
+        series: &mut [Series],
+        last: &mut [Option<Signal>],
+        mut trader: Option<&mut Trader<'_>>,
+    ) -> Result<bool> {
+        let cfg = self.cfg;
+        if self.stop.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        if cfg.live.disabled {
+            return Ok(false);
+        }
+        subscribe_all(cfg, self.sup, series);
+        let mut in_order = MonotonicBars::new();
+        for (i, s) in series.iter().enumerate() {
+            if let Some(newest) = s.bars.last() {
+                in_order.seen(i as u32, newest.time);
+            }
+        }
+        let until = (cfg.live.duration_seconds > 0)
+            .then(|| self.started + Duration::from_secs(cfg.live.duration_seconds));
+        tracing::info!(
+            symbols = series.iter().filter(|s| s.error.is_none()).count(),
+            seconds = cfg.live.duration_seconds,
+            "live phase"
+        );
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(true);
+            }
+            if until.is_some_and(|u| Instant::now() >= u) || self.sup.gave_up().is_some() {
+                return Ok(false);
+            }
+            let event = match events.recv_timeout(TICK) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Ok(false),
+            };
+            match event {
+                Event::Bar { sub, bar } => {
+                    let i = sub as usize;
+                    // Only a row that was subscribed (its history came) takes live bars.
+                    let Some(s) = series.get_mut(i).filter(|s| s.error.is_none()) else {
+                        continue;
+                    };
+                    if !in_order.admit(sub, bar.time) {
+                        continue;
+                    }
+                    s.push(bar, self.keep);
+                    let recent = tail(&s.bars, self.keep);
+                    let signal = strategy.on_bars(&s.symbol, recent);
+                    if let Some(slot) = last.get_mut(i) {
+                        *slot = Some(signal);
+                    }
+                    let order = match trader.as_deref_mut() {
+                        Some(t) => trade_on(t, cfg, &s.symbol, signal, bar.close),
+                        None => None,
+                    };
+                    observer.on_live_bar(&s.symbol, recent, signal, order.as_deref())?;
+                }
+                Event::Order(_) | Event::Fill(_) | Event::Position(_) => {
+                    if let Some(t) = trader.as_deref_mut() {
+                        // Each of this run's fills once, however often it is reported.
+                        if let Some(fill) = t.on_event(&event) {
+                            strategy.on_fill(fill);
+                        }
+                    }
+                }
+                other => {
+                    // A broker connection given up for good: nothing more can come.
+                    let gave_up =
+                        matches!(&other, Event::Connection(ConnectionStatus::GaveUp { .. }));
+                    if !observer.on_event(&other) || gave_up {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_bar_not_newer_than_the_last_is_dropped() {
+        let mut bars = MonotonicBars::new();
+        assert!(bars.admit(0, 10));
+        assert!(!bars.admit(0, 10), "the same bar again");
+        assert!(!bars.admit(0, 5), "an older one");
+        assert!(bars.admit(0, 15));
+        assert!(bars.admit(1, 5), "each subscription on its own");
+        bars.seen(2, 100);
+        assert!(!bars.admit(2, 100), "the history's newest bar");
+        assert!(bars.admit(2, 105));
+    }
+}

@@ -1,0 +1,43 @@
+//! What a session's run did ([`SessionReport`]), one row per symbol ([`SymbolRun`]).
+//!
+//! Invariants: a report has one row per configured symbol, in configuration order; a row
+//! with an `error` had no data and took no live bars.
+
+use std::time::Duration;
+
+use bridge::protocol::Bar;
+
+use crate::strategy::Signal;
+use crate::trader::TradingSummary;
+
+/// How one symbol fared in a session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolRun {
+    pub symbol: String,
+    /// Bars of history fetched.
+    pub history_bars: usize,
+    /// Live bars taken.
+    pub live_bars: usize,
+    /// The strategy's last signal for it.
+    pub last_signal: Option<Signal>,
+    /// Why it had no data, if it had none.
+    pub error: Option<String>,
+    /// Its most recent bars at the end (at most twice the strategy's window).
+    pub recent: Vec<Bar>,
+}
+
+/// What a session's run did.
+#[derive(Debug, Clone)]
+pub struct SessionReport {
+    /// One per configured symbol, in configuration order.
+    pub symbols: Vec<SymbolRun>,
+    /// What trading did, with trading on.
+    pub trading: Option<TradingSummary>,
+    /// Workers started after the first.
+    pub restarts: u32,
+    /// Whether `stop` ended the run.
+    pub interrupted: bool,
+    /// How long the history took, and the live phase.
+    pub history_elapsed: Duration,
+    pub live_elapsed: Duration,
+}

@@ -1,0 +1,143 @@
+//! The simulated broker's book: the orders of the journal with what has been worked out of
+//! them so far ([`Book`], [`Order`]), what changed since it was last told ([`Changes`]), and
+//! the positions the fills add up to.
+//!
+//! Invariants: an order's fills only grow; its status is a function of its fills, its
+//! cancel, its expiry and the time asked about; positions are worked out from every fill in
+//! time order, so every process that reads the same journal finds the same.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bridge::protocol::{Fill, OrderReport, OrderRequest, OrderStatus, OrderType, Position};
+
+/// One order in the book, with what has been worked out of it so far.
+#[derive(Debug, Clone)]
+pub(super) struct Order {
+    pub(super) id: i64,
+    pub(super) request: OrderRequest,
+    pub(super) rejected: Option<String>,
+    pub(super) cancelled_at: Option<i64>,
+    /// A day order's end: no fill at or after it.
+    pub(super) expires: Option<i64>,
+    /// Start of the next bar not yet looked at.
+    pub(super) next_bar: i64,
+    pub(super) fills: Vec<Fill>,
+    /// The quantity and type as placed, and each change since with its time: a bar fills by
+    /// the last change made before it began.
+    pub(super) placed_as: (f64, OrderType),
+    pub(super) changes: Vec<(i64, f64, OrderType)>,
+    /// The status and number of fills last told by the broker's poll.
+    pub(super) told: Option<(OrderStatus, usize)>,
+}
+
+impl Order {
+    pub(super) fn filled(&self) -> f64 {
+        self.fills.iter().map(|f| f.quantity).sum()
+    }
+
+    pub(super) fn remaining(&self) -> f64 {
+        (self.request.quantity - self.filled()).max(0.0)
+    }
+
+    /// The quantity and type in force for the bar starting at `bar`.
+    pub(super) fn terms_at(&self, bar: i64) -> (f64, OrderType) {
+        self.changes
+            .iter()
+            .rev()
+            .find(|(t, _, _)| *t < bar)
+            .map_or(self.placed_as, |&(_, q, k)| (q, k))
+    }
+
+    /// The status at market time `now` (fills up to `now` already worked out).
+    pub(super) fn status(&self, now: i64) -> (OrderStatus, Option<String>) {
+        if let Some(why) = &self.rejected {
+            return (OrderStatus::Rejected, Some(why.clone()));
+        }
+        if self.remaining() <= 0.0 {
+            return (OrderStatus::Filled, None);
+        }
+        if self.cancelled_at.is_some_and(|c| c <= now) {
+            return (OrderStatus::Cancelled, Some("cancelled".into()));
+        }
+        if self.expires.is_some_and(|e| e <= now) {
+            return (
+                OrderStatus::Cancelled,
+                Some("day order expired at the end of the day".into()),
+            );
+        }
+        if self.fills.is_empty() {
+            (OrderStatus::Working, None)
+        } else {
+            (OrderStatus::PartiallyFilled, None)
+        }
+    }
+
+    pub(super) fn report(&self, now: i64) -> OrderReport {
+        let (status, reason) = self.status(now);
+        let filled = self.filled();
+        let avg_price = (filled > 0.0)
+            .then(|| self.fills.iter().map(|f| f.quantity * f.price).sum::<f64>() / filled);
+        OrderReport {
+            request: self.request.clone(),
+            broker_id: self.id,
+            status,
+            filled,
+            avg_price,
+            reason,
+        }
+    }
+}
+
+/// What changed while the book was brought up to date: to be sent as events.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// New executions, oldest first.
+    pub fills: Vec<Fill>,
+    /// Orders whose status or fills changed.
+    pub orders: Vec<OrderReport>,
+    /// Positions of the symbols that traded.
+    pub positions: Vec<Position>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.fills.is_empty() && self.orders.is_empty()
+    }
+}
+
+/// The book: every order of the journal, in the order the broker took them.
+#[derive(Debug, Default)]
+pub(super) struct Book {
+    pub(super) orders: Vec<Order>,
+    pub(super) by_ref: HashMap<String, usize>,
+    /// Bytes of the journal read (complete lines only).
+    pub(super) read_to: u64,
+    /// Orders taken by this worker (for the injected crash).
+    pub(super) taken_here: u64,
+    /// The latest time of an entry, and of a pass over the book.
+    pub(super) last_time: i64,
+}
+
+/// Net shares and average cost per symbol, from every fill in time order.
+pub(super) fn positions(book: &Book) -> BTreeMap<String, (f64, f64)> {
+    let mut fills: Vec<&Fill> = book.orders.iter().flat_map(|o| &o.fills).collect();
+    fills.sort_by(|a, b| (a.time, &a.exec_id).cmp(&(b.time, &b.exec_id)));
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for f in fills {
+        let (q, avg) = out.entry(f.symbol.clone()).or_default();
+        let delta = f.side.sign() * f.quantity;
+        let next = *q + delta;
+        if *q == 0.0 || (*q > 0.0) == (delta > 0.0) {
+            // Opening or adding: the average moves.
+            *avg = (*avg * q.abs() + f.price * f.quantity) / next.abs();
+        } else if next == 0.0 {
+            *avg = 0.0;
+        } else if (next > 0.0) != (*q > 0.0) {
+            // Through zero: what is left was opened at this fill's price.
+            *avg = f.price;
+        }
+        *q = next;
+    }
+    out
+}

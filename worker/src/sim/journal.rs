@@ -1,0 +1,262 @@
+//! The simulated broker's journal file: what the broker was told, one line each ([`Entry`]),
+//! starting with the market clock its times are read on ([`JournalClock`]).
+//!
+//! A line is `P` (a placement, with the broker's decision), `C` (a cancel), `M` (a change of
+//! quantity or limit) or `T` (the clock, the first line only), its fields separated by tabs.
+//! The file is appended to under a file lock ([`lock_within`]) by whichever process talks to
+//! the broker.
+//!
+//! Invariants: a line read back is the entry written (a rejection's reason loses its tabs and
+//! line breaks); a line that does not parse is not an entry; times beyond [`TIME_BOUND`] are
+//! refused, so that no arithmetic on them overflows; a journal's clock, once written, is never
+//! replaced.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use bridge::protocol::{OrderChange, OrderRequest, OrderType, Side, TimeInForce};
+
+/// The market clock a journal's times are read on: market time `start` (Unix seconds) at
+/// wall-clock Unix milliseconds `anchor_ms`, running `speed` times real time. A journal
+/// starts with it, and every run that uses the journal runs its market on it, so that the
+/// times of the book mean the same to every process that reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct JournalClock {
+    /// Market time at `anchor_ms`.
+    pub(crate) start: i64,
+    /// Wall-clock Unix milliseconds.
+    pub(crate) anchor_ms: u64,
+    /// Simulated seconds per real second.
+    pub(crate) speed: f64,
+    /// The seed of the market's prices: the book's fills are worked out from them.
+    pub(crate) seed: u64,
+}
+
+/// `what` went wrong with the journal at `path`: the message every journal error carries.
+pub(super) fn file_error(path: &str, what: &str, e: impl std::fmt::Display) -> String {
+    format!("simulated broker's orders file {path}: {what}: {e}")
+}
+
+/// The clock of the journal at `path`: the one it starts with, or, for a new or empty
+/// journal, `proposed`, which is written as its first line.
+pub(crate) fn claim_clock(path: &Path, proposed: JournalClock) -> Result<JournalClock, String> {
+    let shown = path.display().to_string();
+    let named = |what: &str, e: std::io::Error| file_error(&shown, what, e);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| named("cannot open", e))?;
+    lock_within(&file, true, LOCK_WAIT).map_err(|e| named("cannot lock", e))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| named("cannot read", e))?;
+    if !text.contains('\n') && !text.is_empty() {
+        // A first line cut short by a writer killed mid-write: nothing was ever in the book.
+        file.set_len(0).map_err(|e| named("cannot truncate", e))?;
+        text.clear();
+    }
+    if let Some(first) = text.lines().next() {
+        return match Entry::parse(first) {
+            Some(Entry::Clock(clock)) => Ok(clock),
+            _ => Err(format!(
+                "simulated broker's orders file {shown}: does not start with its clock line; \
+                 not an orders file?"
+            )),
+        };
+    }
+    let line = Entry::Clock(proposed).to_line();
+    file.write_all(line.as_bytes())
+        .and_then(|_| file.sync_data())
+        .map_err(|e| named("cannot write", e))?;
+    Ok(proposed)
+}
+
+/// How long a process waits for another to release the journal.
+pub(super) const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Times a journal may hold: about 35,000 years either side of 1970, so that no arithmetic on
+/// them overflows.
+pub(super) const TIME_BOUND: i64 = 1 << 40;
+
+/// Locks `file` (exclusively or shared), waiting at most `wait` for another holder.
+pub(super) fn lock_within(file: &File, exclusive: bool, wait: Duration) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let tried = if exclusive {
+            file.try_lock()
+        } else {
+            file.try_lock_shared()
+        };
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("held by another process for more than {} s", wait.as_secs()),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Entry {
+    /// The journal's clock (its first line).
+    Clock(JournalClock),
+    /// The broker took an order at `time` (Unix seconds of the market clock) as `id`,
+    /// rejecting it with a reason or not.
+    Place {
+        time: i64,
+        id: i64,
+        request: OrderRequest,
+        rejected: Option<String>,
+    },
+    /// The order with this reference was cancelled at `time`.
+    Cancel { time: i64, order_ref: String },
+    /// The order with this reference was changed at `time`: its quantity, its limit, or both.
+    Modify { time: i64, change: OrderChange },
+}
+
+impl Entry {
+    pub(super) fn to_line(&self) -> String {
+        match self {
+            Entry::Place {
+                time,
+                id,
+                request: r,
+                rejected,
+            } => {
+                let (kind, limit) = match r.order_type {
+                    OrderType::Market => ("M", "-".to_string()),
+                    OrderType::Limit { price } => ("L", price.to_string()),
+                };
+                let side = match r.side {
+                    Side::Buy => "B",
+                    Side::Sell => "S",
+                };
+                let tif = match r.tif {
+                    TimeInForce::Day => "D",
+                    TimeInForce::Gtc => "G",
+                };
+                let reason = rejected
+                    .as_deref()
+                    .map(|s| s.replace(['\t', '\n', '\r'], " "))
+                    .unwrap_or_default();
+                format!(
+                    "P\t{time}\t{id}\t{}\t{}\t{side}\t{}\t{kind}\t{limit}\t{tif}\t{}\t{reason}\n",
+                    r.order_ref,
+                    r.symbol,
+                    r.quantity,
+                    if rejected.is_some() { "R" } else { "A" },
+                )
+            }
+            Entry::Cancel { time, order_ref } => format!("C\t{time}\t{order_ref}\n"),
+            Entry::Modify { time, change } => {
+                let or_dash = |v: &Option<f64>| v.map_or("-".to_string(), |v| v.to_string());
+                format!(
+                    "M\t{time}\t{}\t{}\t{}\n",
+                    change.order_ref,
+                    or_dash(&change.quantity),
+                    or_dash(&change.limit)
+                )
+            }
+            Entry::Clock(c) => {
+                format!("T\t{}\t{}\t{}\t{}\n", c.start, c.anchor_ms, c.speed, c.seed)
+            }
+        }
+    }
+
+    pub(super) fn parse(line: &str) -> Option<Entry> {
+        let bounded = |t: &str| t.parse::<i64>().ok().filter(|t| t.abs() <= TIME_BOUND);
+        let f: Vec<&str> = line.split('\t').collect();
+        match f.as_slice() {
+            ["P", time, id, order_ref, symbol, side, qty, kind, limit, tif, decision, reason] => {
+                let order_type = match *kind {
+                    "M" => OrderType::Market,
+                    "L" => OrderType::Limit {
+                        price: limit.parse().ok()?,
+                    },
+                    _ => return None,
+                };
+                let request = OrderRequest {
+                    order_ref: order_ref.to_string(),
+                    symbol: symbol.to_string(),
+                    side: match *side {
+                        "B" => Side::Buy,
+                        "S" => Side::Sell,
+                        _ => return None,
+                    },
+                    quantity: qty.parse().ok()?,
+                    order_type,
+                    tif: match *tif {
+                        "D" => TimeInForce::Day,
+                        "G" => TimeInForce::Gtc,
+                        _ => return None,
+                    },
+                };
+                if request.problem().is_some() {
+                    return None;
+                }
+                let rejected = match *decision {
+                    "A" => None,
+                    "R" => Some(reason.to_string()),
+                    _ => return None,
+                };
+                Some(Entry::Place {
+                    time: bounded(time)?,
+                    id: id.parse().ok()?,
+                    request,
+                    rejected,
+                })
+            }
+            ["T", start, anchor_ms, speed, seed] => Some(Entry::Clock(JournalClock {
+                seed: seed.parse().ok()?,
+                start: bounded(start)?,
+                anchor_ms: anchor_ms.parse().ok()?,
+                speed: speed
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0)?,
+            })),
+            ["M", time, order_ref, quantity, limit] => {
+                let value = |v: &str| -> Option<Option<f64>> {
+                    match v {
+                        "-" => Some(None),
+                        v => v
+                            .parse()
+                            .ok()
+                            .filter(|v: &f64| v.is_finite() && *v > 0.0)
+                            .map(Some),
+                    }
+                };
+                Some(Entry::Modify {
+                    time: bounded(time)?,
+                    change: OrderChange {
+                        order_ref: order_ref.to_string(),
+                        quantity: value(quantity)?,
+                        limit: value(limit)?,
+                    },
+                })
+            }
+            ["C", time, order_ref] => Some(Entry::Cancel {
+                time: bounded(time)?,
+                order_ref: order_ref.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// An open journal, locked for as long as it lives.
+pub(super) struct Locked {
+    pub(super) file: File,
+}

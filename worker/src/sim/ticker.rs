@@ -1,0 +1,51 @@
+//! The simulated market's real-time bars: the ticker thread's loop ([`tick`]).
+//!
+//! Invariants: each subscription's bars are sent in time order, each once, and only when
+//! complete on the market clock; no lock is held while an event is handed over; the loop
+//! ends once the market stops (it wakes at least every 200 ms to look).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bridge::protocol::Event;
+
+use super::market::Market;
+use super::price_path::PricePath;
+
+/// Emits due real-time bars until stopped.
+pub(super) fn tick(market: &Market) {
+    let mut subs = market.subscriptions.lock();
+    while !market.stop.load(Ordering::Acquire) {
+        let now = market.clock.now();
+        let mut due = Vec::new();
+        let mut next_due = None::<i64>;
+        for (symbol, sub) in subs.iter_mut() {
+            let size = i64::from(sub.bar_seconds);
+            while sub.next + size <= now {
+                due.push(Event::Bar {
+                    sub: sub.id,
+                    bar: PricePath::new(market.opts.seed, symbol).bar(sub.next, sub.bar_seconds),
+                });
+                sub.next += size;
+            }
+            let d = sub.next + size;
+            next_due = Some(next_due.map_or(d, |n| n.min(d)));
+        }
+        if !due.is_empty() {
+            drop(subs);
+            for mut e in due {
+                if let (true, Event::Bar { bar, .. }) = (market.opts.stamp_bars, &mut e) {
+                    bar.volume = bridge::platform::monotonic_ns() as f64;
+                }
+                (market.events)(e);
+            }
+            subs = market.subscriptions.lock();
+            continue;
+        }
+        let wait = next_due
+            .map(|t| market.clock.until(t))
+            .unwrap_or(Duration::from_secs(1))
+            .clamp(Duration::from_millis(1), Duration::from_millis(200));
+        market.subscriptions_cv.wait_for(&mut subs, wait);
+    }
+}
