@@ -138,12 +138,23 @@ def _future() -> Tuple[asyncio.Future, object]:
     return fut, done
 
 
+async def _awaited(fn, *args):
+    """The answer of the core's asynchronous ``fn(done, *args)``."""
+    fut, done = _future()
+    _call(fn, done, *args)
+    return await fut
+
+
 def _wake(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_result(None)
 
 
-def _unix_seconds(end) -> Optional[int]:
+# When a history ends: Unix seconds or an aware datetime; `None`: now.
+_When = Union[None, int, _dt.datetime]
+
+
+def _unix_seconds(end: _When) -> Optional[int]:
     if end is None:
         return None
     if isinstance(end, _dt.datetime):
@@ -237,9 +248,7 @@ class Session:
 
     async def connect_async(self) -> List[str]:
         """:meth:`connect`, awaited."""
-        fut, done = _future()
-        _call(self._core.connect_async, done)
-        return await fut
+        return await _awaited(self._core.connect_async)
 
     @property
     def accounts(self) -> List[str]:
@@ -297,52 +306,27 @@ class Session:
 
     async def ping_async(self, timeout: Optional[float] = None) -> float:
         """:meth:`ping`, awaited."""
-        fut, done = _future()
-        _call(self._core.ping_async, done, timeout)
-        return await fut
+        return await _awaited(self._core.ping_async, timeout)
 
     # -- history ------------------------------------------------------------------------
 
     def history(
-        self,
-        symbol: str,
-        bar_seconds: int = 60,
-        duration_seconds: int = 86400,
-        end: Union[None, int, _dt.datetime] = None,
-        timeout: Optional[float] = None,
+        self, symbol: str, bar_seconds: int = 60, duration_seconds: int = 86400,
+        end: _When = None, timeout: Optional[float] = None,
     ) -> List[Bar]:
         """Bars of ``symbol`` of ``bar_seconds`` each, over ``duration_seconds`` up to
         ``end`` (Unix seconds or an aware datetime; ``None``: now), oldest first. If the
         worker dies meanwhile the whole request is made again on its replacement."""
-        return _call(
-            self._core.history,
-            symbol,
-            bar_seconds,
-            duration_seconds,
-            _unix_seconds(end),
-            timeout,
-        )
+        args = (symbol, bar_seconds, duration_seconds, _unix_seconds(end), timeout)
+        return _call(self._core.history, *args)
 
     async def history_async(
-        self,
-        symbol: str,
-        bar_seconds: int = 60,
-        duration_seconds: int = 86400,
-        end: Union[None, int, _dt.datetime] = None,
-        timeout: Optional[float] = None,
+        self, symbol: str, bar_seconds: int = 60, duration_seconds: int = 86400,
+        end: _When = None, timeout: Optional[float] = None,
     ) -> List[Bar]:
         """:meth:`history`, awaited; many can be under way at once (``asyncio.gather``)."""
-        fut, done = _future()
-        _call(
-            self._core.history_async,
-            done,
-            symbol,
-            bar_seconds,
-            duration_seconds,
-            _unix_seconds(end),
-            timeout,
-        )
-        return await fut
+        args = (symbol, bar_seconds, duration_seconds, _unix_seconds(end), timeout)
+        return await _awaited(self._core.history_async, *args)
 
     # -- live bars ----------------------------------------------------------------------
 
@@ -382,9 +366,7 @@ class Session:
                 raise err from None
 
     async def _subscribe_async(self, symbols: List[str], bar_seconds: int) -> None:
-        fut, done = _future()
-        _call(self._core.subscribe_async, done, symbols, bar_seconds)
-        await fut
+        await _awaited(self._core.subscribe_async, symbols, bar_seconds)
 
     # -- closing ------------------------------------------------------------------------
 

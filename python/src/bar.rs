@@ -23,7 +23,7 @@ pub(crate) struct Bar {
 #[pymethods]
 impl Bar {
     #[new]
-    fn new(time: i64, open: f64, high: f64, low: f64, close: f64, volume: f64) -> Bar {
+    pub(crate) fn new(time: i64, open: f64, high: f64, low: f64, close: f64, volume: f64) -> Bar {
         Bar {
             time,
             open,

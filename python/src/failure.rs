@@ -15,6 +15,7 @@ use pyo3::exceptions::PyException;
 use pyo3::PyErr;
 use runner::config::ConfigError;
 use runner::supervisor::SupervisorError;
+use worker::entry::InWorker;
 
 create_exception!(
     _native,
@@ -135,6 +136,12 @@ impl Failure {
 
     pub(crate) fn into_pyerr(self) -> PyErr {
         NativeError::new_err(self.args())
+    }
+}
+
+impl From<InWorker> for Failure {
+    fn from(e: InWorker) -> Failure {
+        Failure::new(FailureKind::Error, e.to_string())
     }
 }
 

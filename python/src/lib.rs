@@ -29,25 +29,17 @@ use crate::failure::{Failure, FailureKind};
 /// checks). Raises if the process was not started as a worker.
 #[pyfunction]
 fn serve_worker(py: Python<'_>, image: PathBuf) -> PyResult<()> {
-    let asked = std::env::args_os().any(|a| a == "worker")
-        && std::env::var_os(worker::OPTIONS_ENV).is_some();
-    if !asked {
+    if !worker::entry::started_as_worker() {
         return Err(Failure::new(
             FailureKind::Error,
             "not started as a session's worker (sessions start their workers themselves)",
         )
         .into_pyerr());
     }
-    let code = py.detach(|| match worker::run_as(&image) {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("worker: {e}");
-            2
-        }
-    });
+    let code = py.detach(|| worker::entry::serve(Some(&image)));
     // Not back into the interpreter: the worker's threads may still hold the broker's
     // connection closed, and nothing of Python's needs finishing in a worker.
-    std::process::exit(code)
+    std::process::exit(i32::from(code))
 }
 
 /// The package's native module.

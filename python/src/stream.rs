@@ -5,7 +5,7 @@
 //! Invariants: the pump never waits for the GIL while the buffer is locked, and takes it only
 //! to wake a waiter that asked to be woken (a loop busy elsewhere has none, so the pump never
 //! waits on it); a symbol's bars leave in time order, each once (a replacement worker's bars
-//! not later than the last one are dropped); when the buffer is full the oldest bar is dropped
+//! not later than the last one are dropped, by the runner's [`MonotonicBars`] rule); when the buffer is full the oldest bar is dropped
 //! and counted, never silently; the stream's end (the session closed, the supervisor gave
 //! up) is told after every buffered bar.
 
@@ -17,6 +17,7 @@ use bridge::protocol::{ConnectionStatus, Event};
 use crossbeam_channel::RecvTimeoutError;
 use parking_lot::{Condvar, Mutex};
 use pyo3::prelude::*;
+use runner::session::MonotonicBars;
 use runner::supervisor::Supervisor;
 use runner::worker_events::WorkerEvents;
 
@@ -37,8 +38,8 @@ struct State {
     waker: Option<Py<PyAny>>,
     /// Why no more bars come, once none will.
     ended: Option<Failure>,
-    /// The newest bar's time per subscription id.
-    last: Vec<Option<i64>>,
+    /// The newest bar taken per subscription id: an older one is dropped.
+    in_order: MonotonicBars,
 }
 
 /// The buffer between the pump and Python.
@@ -64,23 +65,18 @@ impl Bars {
                 received: 0,
                 waker: None,
                 ended: None,
-                last: Vec::new(),
+                in_order: MonotonicBars::new(),
             }),
             cv: Condvar::new(),
         }
     }
 
     /// Takes a bar in; returns the waker to call, if one waits.
-    fn push(&self, sub: u32, bar: bridge::protocol::Bar) -> Option<Py<PyAny>> {
+    fn push(&self, sub: u32, bar: Bar) -> Option<Py<PyAny>> {
         let mut st = self.state.lock();
-        let i = sub as usize;
-        if st.last.len() <= i {
-            st.last.resize(i + 1, None);
-        }
-        if st.last[i].is_some_and(|t| bar.time <= t) {
+        if !st.in_order.admit(sub, bar.time) {
             return None;
         }
-        st.last[i] = Some(bar.time);
         if st.queue.len() >= st.capacity {
             st.queue.pop_front();
             st.dropped += 1;
@@ -92,7 +88,7 @@ impl Bars {
                 );
             }
         }
-        st.queue.push_back((sub, bar.into()));
+        st.queue.push_back((sub, bar));
         st.received += 1;
         self.cv.notify_all();
         st.waker.take()
@@ -189,7 +185,7 @@ pub(crate) fn pump(
             }
         };
         match event {
-            Event::Bar { sub, bar } => wake(bars.push(sub, bar)),
+            Event::Bar { sub, bar } => wake(bars.push(sub, bar.into())),
             Event::Connection(status) => match &status {
                 ConnectionStatus::Connected | ConnectionStatus::Restored { .. } => {
                     tracing::info!(target: "runner", ?status, "broker connection")
@@ -224,16 +220,8 @@ mod tests {
     use super::*;
 
     /// A bar at `time`, every price and the volume 1.
-    fn bar(time: i64) -> bridge::protocol::Bar {
-        let [open, high, low, close, volume] = [1.0; 5];
-        bridge::protocol::Bar {
-            time,
-            open,
-            high,
-            low,
-            close,
-            volume,
-        }
+    fn bar(time: i64) -> Bar {
+        Bar::new(time, 1.0, 1.0, 1.0, 1.0, 1.0)
     }
 
     fn times(t: Taken) -> Vec<(u32, i64)> {

@@ -1,10 +1,16 @@
 //! Orders by hand: `runner order buy|sell|cancel`, `runner orders`, `runner positions`.
 //!
-//! Each command starts a worker like a run does (any backend and connection settings), does
-//! its one thing through the same [`Trader`] (the same references, limits, live-account rule
-//! and exactly-once retries as the strategy's orders), prints what happens, and shuts the
-//! worker down.
+//! Each command ([`command`]) starts a worker like a run does (any backend and connection
+//! settings), does its one thing through the same [`Trader`] (the same references, limits,
+//! live-account rule and exactly-once retries as the strategy's orders), prints what happens,
+//! and shuts the worker down.
+//!
+//! Invariants: a command's outcome is [`Outcome::Done`] or [`Outcome::Failed`] with why (the
+//! broker refused, the order ended rejected or cancelled); an error (the worker could not be
+//! reached) is not an outcome but the command's failure; an order placed is followed until a
+//! final state, the wait or `stop`, and its fills are shown once each.
 
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,7 +21,8 @@ use bridge::protocol::{
 };
 use crossbeam_channel::RecvTimeoutError;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::launch;
 use crate::supervisor::Supervisor;
 use crate::trader::{TradeError, Trader};
 use crate::worker_events::WorkerEvents;
@@ -38,9 +45,36 @@ pub struct HandOrder {
     pub wait: Duration,
 }
 
-/// How a command ended: `None` on success, else why it failed (for stderr, with a non-zero
-/// exit). What it has to say goes line by line to the `say` each command is given.
-pub type Failed = Option<String>;
+/// How a command ended. What it has to say goes line by line to the `say` each command is
+/// given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It did what was asked.
+    Done,
+    /// It could not, for this reason (for stderr, with a non-zero exit).
+    Failed(String),
+}
+
+/// Runs a command by hand with the configuration `loaded` and its worker (this very
+/// program); prints what it says on stdout and, if it failed, why on stderr: exit 1, or 2 for
+/// a configuration error, a machine that cannot host the worker, or a refused live account.
+pub fn command(
+    loaded: Result<Config, ConfigError>,
+    body: impl FnOnce(&Config, WorkerSetup, &AtomicBool, &mut dyn FnMut(&str)) -> Result<Outcome>,
+) -> ExitCode {
+    let (mut cfg, faults) = match launch::start(loaded) {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
+    let outcome = launch::with_workers(&mut cfg, faults, |cfg, setup, stop| {
+        body(cfg, setup, stop, &mut |line: &str| println!("{line}"))
+    });
+    match outcome {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed(why)) => launch::fail(launch::EXIT_FAILED, why),
+        Err(e) => launch::failed(&e),
+    }
+}
 
 /// Runs `f` with a started supervisor and its events; shuts the worker down after.
 fn with_worker<T>(
@@ -61,21 +95,12 @@ pub fn place(
     order: &HandOrder,
     stop: &AtomicBool,
     say: &mut dyn FnMut(&str),
-) -> Result<Failed> {
+) -> Result<Outcome> {
     with_worker(setup, |sup, events| {
         let mut trader = Trader::new(sup, cfg)?;
-        let request = OrderRequest {
-            order_ref: order.order_ref.clone().unwrap_or_else(|| trader.next_ref()),
-            symbol: order.symbol.clone(),
-            side: order.side,
-            quantity: order.quantity,
-            order_type: order
-                .limit
-                .map_or(OrderType::Market, |price| OrderType::Limit { price }),
-            tif: order.tif,
-        };
+        let request = order.request(&mut trader);
         if let Some(problem) = request.problem() {
-            return Ok(Some(problem));
+            return Ok(Outcome::Failed(problem));
         }
         let last = match order.limit {
             Some(_) => None,
@@ -83,83 +108,121 @@ pub fn place(
         };
         match held_at_broker(sup, cfg, &order.symbol) {
             Ok(held) => trader.held_before(&order.symbol, held),
-            Err(why) => return Ok(Some(format!("cannot check trading.max_position: {why}"))),
+            Err(why) => {
+                return Ok(Outcome::Failed(format!(
+                    "cannot check trading.max_position: {why}"
+                )))
+            }
         }
         let report = match trader.place(request.clone(), last) {
             Ok(r) => r,
-            Err(e) => return Ok(Some(format!("order {}: {e}", request.order_ref))),
+            Err(e) => return Ok(Outcome::Failed(format!("order {}: {e}", request.order_ref))),
         };
         say(&describe(&report));
-        let mut shown = (report.status, report.filled);
-        let mut fills_shown = 0.0;
-        let deadline = Instant::now() + order.wait;
-        // Once the order is final, its fills are still waited for a little: they may come
-        // after the state that counts them.
-        let mut final_since: Option<Instant> = None;
-        while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-            if let Some(o) = trader.book().order(&request.order_ref) {
-                if o.status.is_final() {
-                    let since = *final_since.get_or_insert_with(Instant::now);
-                    if fills_shown >= o.filled || since.elapsed() >= FILLS_GRACE {
-                        break;
-                    }
-                }
-            }
-            let wait = deadline
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(100));
-            let event = match events.recv_timeout(wait) {
-                Ok(e) => e,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            if let Event::Fill(f) = &event {
-                if f.order_ref == request.order_ref
-                    && trader.book().fills().all(|k| k.exec_id != f.exec_id)
-                {
-                    fills_shown += f.quantity;
-                    say(&format!(
-                        "order {}: fill {} @ {:.4}{}",
-                        f.order_ref,
-                        f.quantity,
-                        f.price,
-                        f.commission
-                            .map_or(String::new(), |c| format!(" (commission {c:.2})"))
-                    ));
-                }
-            }
-            trader.on_event(&event);
-            if let Some(now) = trader.book().order(&request.order_ref) {
-                if (now.status, now.filled) != shown {
-                    shown = (now.status, now.filled);
-                    say(&describe(now));
-                }
-            }
-        }
+        follow(&mut trader, events, &report, order.wait, stop, say);
         let last = trader
             .book()
             .order(&request.order_ref)
             .cloned()
             .unwrap_or(report);
-        let failed = match last.status {
-            OrderStatus::Rejected | OrderStatus::Cancelled => Some(format!(
-                "order {} {}: {}",
-                last.request.order_ref,
-                last.status,
-                last.reason.as_deref().unwrap_or("no reason given")
-            )),
-            _ => None,
-        };
-        if failed.is_none() && !last.status.is_final() {
-            say(&format!(
-                "order {}: still {} after {} s; it stays at the broker",
-                last.request.order_ref,
-                last.status,
-                order.wait.as_secs()
-            ));
-        }
-        Ok(failed)
+        Ok(verdict(&last, order.wait, say))
     })
+}
+
+impl HandOrder {
+    /// The request of this order, with its own reference or a new one of `trader`'s.
+    fn request(&self, trader: &mut Trader<'_>) -> OrderRequest {
+        OrderRequest {
+            order_ref: self.order_ref.clone().unwrap_or_else(|| trader.next_ref()),
+            symbol: self.symbol.clone(),
+            side: self.side,
+            quantity: self.quantity,
+            order_type: self
+                .limit
+                .map_or(OrderType::Market, |price| OrderType::Limit { price }),
+            tif: self.tif,
+        }
+    }
+}
+
+/// Follows the order `placed` through `events` for at most `wait` (or until `stop`): says each
+/// new state and each of its fills once; once the order is final, its fills are still waited
+/// for a little ([`FILLS_GRACE`]): they may come after the state that counts them.
+fn follow(
+    trader: &mut Trader<'_>,
+    events: &mut WorkerEvents,
+    placed: &OrderReport,
+    wait: Duration,
+    stop: &AtomicBool,
+    say: &mut dyn FnMut(&str),
+) {
+    let order_ref = placed.request.order_ref.as_str();
+    let mut shown = (placed.status, placed.filled);
+    let mut fills_shown = 0.0;
+    let deadline = Instant::now() + wait;
+    let mut final_since: Option<Instant> = None;
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        if let Some(o) = trader.book().order(order_ref) {
+            if o.status.is_final() {
+                let since = *final_since.get_or_insert_with(Instant::now);
+                if fills_shown >= o.filled || since.elapsed() >= FILLS_GRACE {
+                    break;
+                }
+            }
+        }
+        let tick = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        let event = match events.recv_timeout(tick) {
+            Ok(e) => e,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if let Event::Fill(f) = &event {
+            if f.order_ref == order_ref && trader.book().fills().all(|k| k.exec_id != f.exec_id) {
+                fills_shown += f.quantity;
+                say(&format!(
+                    "order {}: fill {} @ {:.4}{}",
+                    f.order_ref,
+                    f.quantity,
+                    f.price,
+                    f.commission
+                        .map_or(String::new(), |c| format!(" (commission {c:.2})"))
+                ));
+            }
+        }
+        trader.on_event(&event);
+        if let Some(now) = trader.book().order(order_ref) {
+            if (now.status, now.filled) != shown {
+                shown = (now.status, now.filled);
+                say(&describe(now));
+            }
+        }
+    }
+}
+
+/// How a placed order ended, as it stands (`last`): failed if rejected or cancelled; one
+/// still working after the `wait` stays at the broker, which is said.
+fn verdict(last: &OrderReport, wait: Duration, say: &mut dyn FnMut(&str)) -> Outcome {
+    match last.status {
+        OrderStatus::Rejected | OrderStatus::Cancelled => Outcome::Failed(format!(
+            "order {} {}: {}",
+            last.request.order_ref,
+            last.status,
+            last.reason.as_deref().unwrap_or("no reason given")
+        )),
+        _ => {
+            if !last.status.is_final() {
+                say(&format!(
+                    "order {}: still {} after {} s; it stays at the broker",
+                    last.request.order_ref,
+                    last.status,
+                    wait.as_secs()
+                ));
+            }
+            Outcome::Done
+        }
+    }
 }
 
 /// Shares of `symbol` the broker holds, over every account.
@@ -182,18 +245,18 @@ pub fn modify(
     setup: WorkerSetup,
     change: OrderChange,
     say: &mut dyn FnMut(&str),
-) -> Result<Failed> {
+) -> Result<Outcome> {
     with_worker(setup, |sup, _| {
         let mut trader = Trader::new(sup, cfg)?;
         let current = match sup.request(Request::Orders, cfg.request_timeout())? {
             Reply::Orders(orders) => orders
                 .into_iter()
                 .find(|o| o.request.order_ref == change.order_ref),
-            Reply::Error(e) => return Ok(Some(format!("orders: {}", e.message))),
+            Reply::Error(e) => return Ok(Outcome::Failed(format!("orders: {}", e.message))),
             other => return Err(anyhow!("unexpected answer to orders: {other:?}")),
         };
         let Some(current) = current else {
-            return Ok(Some(format!(
+            return Ok(Outcome::Failed(format!(
                 "modify {}: no order with reference {:?}",
                 change.order_ref, change.order_ref
             )));
@@ -205,16 +268,20 @@ pub fn modify(
         };
         match held_at_broker(sup, cfg, &symbol) {
             Ok(held) => trader.held_before(&symbol, held),
-            Err(why) => return Ok(Some(format!("cannot check trading.max_position: {why}"))),
+            Err(why) => {
+                return Ok(Outcome::Failed(format!(
+                    "cannot check trading.max_position: {why}"
+                )))
+            }
         }
         let order_ref = change.order_ref.clone();
         match trader.modify(&current, change, last) {
             Ok(report) => {
                 say(&describe(&report));
-                Ok(None)
+                Ok(Outcome::Done)
             }
             Err(TradeError::Supervisor(e)) => Err(e.into()),
-            Err(e) => Ok(Some(format!("modify {order_ref}: {e}"))),
+            Err(e) => Ok(Outcome::Failed(format!("modify {order_ref}: {e}"))),
         }
     })
 }
@@ -261,32 +328,35 @@ pub fn cancel(
     setup: WorkerSetup,
     order_ref: Option<&str>,
     say: &mut dyn FnMut(&str),
-) -> Result<Failed> {
+) -> Result<Outcome> {
     with_worker(setup, |sup, _| {
         let mut trader = Trader::new(sup, cfg)?;
         let Some(order_ref) = order_ref else {
             return match sup.request(Request::CancelAll, cfg.request_timeout())? {
                 Reply::CancelledAll { count } => {
                     say(&format!("cancelled {count} working orders"));
-                    Ok(None)
+                    Ok(Outcome::Done)
                 }
-                Reply::Error(e) => Ok(Some(format!("cancel all: {}", e.message))),
+                Reply::Error(e) => Ok(Outcome::Failed(format!("cancel all: {}", e.message))),
                 other => Err(anyhow!("unexpected answer to cancel all: {other:?}")),
             };
         };
         match trader.cancel(order_ref) {
             Ok(report) => {
                 say(&describe(&report));
-                Ok(None)
+                Ok(Outcome::Done)
             }
-            Err(TradeError::Remote(e)) => Ok(Some(format!("cancel {order_ref}: {}", e.message))),
+            Err(TradeError::Remote(e)) => Ok(Outcome::Failed(format!(
+                "cancel {order_ref}: {}",
+                e.message
+            ))),
             Err(e) => Err(e.into()),
         }
     })
 }
 
 /// `runner orders`: every order the broker knows with a reference.
-pub fn orders(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Result<Failed> {
+pub fn orders(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
     with_worker(setup, |sup, _| {
         match sup.request(Request::Orders, cfg.request_timeout())? {
             Reply::Orders(orders) => {
@@ -296,16 +366,16 @@ pub fn orders(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Re
                 for o in &orders {
                     say(&describe(o));
                 }
-                Ok(None)
+                Ok(Outcome::Done)
             }
-            Reply::Error(e) => Ok(Some(format!("orders: {}", e.message))),
+            Reply::Error(e) => Ok(Outcome::Failed(format!("orders: {}", e.message))),
             other => Err(anyhow!("unexpected answer to orders: {other:?}")),
         }
     })
 }
 
 /// `runner positions`: the positions and the account's figures.
-pub fn positions(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Result<Failed> {
+pub fn positions(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
     with_worker(setup, |sup, _| {
         match sup.request(Request::Positions, cfg.request_timeout())? {
             Reply::Positions(ps) => {
@@ -324,7 +394,7 @@ pub fn positions(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) ->
                     ));
                 }
             }
-            Reply::Error(e) => return Ok(Some(format!("positions: {}", e.message))),
+            Reply::Error(e) => return Ok(Outcome::Failed(format!("positions: {}", e.message))),
             other => return Err(anyhow!("unexpected answer to positions: {other:?}")),
         }
         match sup.request(Request::Account, cfg.request_timeout())? {
@@ -336,9 +406,9 @@ pub fn positions(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) ->
                 a.buying_power,
                 cur = a.currency
             )),
-            Reply::Error(e) => return Ok(Some(format!("account: {}", e.message))),
+            Reply::Error(e) => return Ok(Outcome::Failed(format!("account: {}", e.message))),
             other => return Err(anyhow!("unexpected answer to account: {other:?}")),
         }
-        Ok(None)
+        Ok(Outcome::Done)
     })
 }

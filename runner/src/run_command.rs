@@ -1,4 +1,4 @@
-//! The `run` command: a [`Session`] with the built-in crossover as its strategy, and as its
+//! The `run` command ([`command`]): a [`Session`] with the built-in crossover as its strategy, and as its
 //! observer (`Reporter`) the signals file (a row for every bar of the history with enough
 //! bars before it, and for every live bar, with the order it placed) and the record of the
 //! broker connection; then the bridge's round trip (`measure_round_trips`) and each
@@ -9,6 +9,7 @@
 //! tick, and the run still reports; a run whose supervisor or broker connection gave up
 //! says why ([`Outcome::gave_up`]).
 
+use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
@@ -16,47 +17,39 @@ use anyhow::Result;
 use bridge::protocol::{Bar, Event};
 
 use crate::broker_connection::BrokerConnection;
+use crate::cli::ConfigArgs;
 use crate::config::Config;
+use crate::launch::{self, EXIT_FAILED};
 use crate::session::{Observer, Session, SymbolRun};
 use crate::signals::Signals;
-use crate::strategy::{Crossover, Evaluation, NoSignal, Signal};
-use crate::supervisor::{Supervisor, SupervisorError, SupervisorStats};
-use crate::trader::TradingSummary;
+use crate::strategy::{Crossover, NoSignal, Signal};
+pub use crate::summary::{Outcome, SymbolReport};
+use crate::supervisor::{Supervisor, SupervisorError};
 use crate::worker_setup::WorkerSetup;
 
 /// Pings sent at the end to measure the bridge's round trip.
 pub const RTT_PINGS: usize = 2000;
 
-/// How one symbol fared.
-#[derive(Debug, Clone)]
-pub struct SymbolReport {
-    pub symbol: String,
-    pub history_bars: usize,
-    pub live_bars: usize,
-    /// The last evaluation, or why there is none.
-    pub last: Result<Evaluation, String>,
-    /// What else the row must say (its live bars come from delayed data, ...).
-    pub note: Option<String>,
-}
-
-/// What a run did.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub symbols: Vec<SymbolReport>,
-    pub history_elapsed: Duration,
-    pub live_elapsed: Duration,
-    /// Round trips of [`RTT_PINGS`] pings, sorted.
-    pub round_trips: Vec<Duration>,
-    pub supervisor: SupervisorStats,
-    pub signals_written: u64,
-    pub interrupted: bool,
-    /// Why the supervisor gave up replacing a dead worker, if it did: the run failed, whatever
-    /// it printed.
-    pub gave_up: Option<String>,
-    /// What the run saw of the broker connection.
-    pub broker: BrokerConnection,
-    /// What trading did (`--trade`).
-    pub trading: Option<TradingSummary>,
+/// `runner run`: the run with the configuration of `args`, then its summary on stdout; exit
+/// 0, [`EXIT_FAILED`] if it could not proceed or gave up, [`EXIT_CONFIG`](crate::launch::EXIT_CONFIG)
+/// for what the operator must fix in the configuration or the machine.
+pub fn command(args: &ConfigArgs) -> ExitCode {
+    let (mut cfg, faults) = match launch::start(args.load()) {
+        Ok(started) => started,
+        Err(code) => return code,
+    };
+    match launch::with_workers(&mut cfg, faults, run) {
+        Ok(outcome) => {
+            print!("{}", crate::summary::render(&outcome));
+            match outcome.gave_up {
+                Some(why) => launch::fail(EXIT_FAILED, why),
+                None => ExitCode::SUCCESS,
+            }
+        }
+        // The machine cannot host the bridge as configured, or trading on a live account was
+        // not allowed: like a configuration error.
+        Err(e) => launch::failed(&e),
+    }
 }
 
 /// A file the signals go to, if configured.

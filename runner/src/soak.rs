@@ -1,4 +1,4 @@
-//! `runner soak`: sustained requests and streamed bars through the bridge, every message
+//! `runner soak` ([`command`]): sustained requests and streamed bars through the bridge, every message
 //! sequence-checked end to end, optionally with chaos (SIGKILL and SIGSTOP of the worker at
 //! random moments). Reports counts, round trips per minute, memory over time and recoveries,
 //! and fails on any loss, duplication or reordering outside a declared failure, or on memory
@@ -21,9 +21,12 @@
 mod histogram;
 mod report;
 mod sequence;
+mod settings;
 
 pub use report::{json, text, SoakReport};
+pub use settings::SoakSettings;
 
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -35,26 +38,75 @@ use bridge::protocol::{
 };
 use parking_lot::Mutex;
 
+use crate::cli::SoakArgs;
+use crate::config::{BackendKind, Config, Overrides};
+use crate::launch::{fail, init_logging, one_line, with_workers, EXIT_CONFIG, EXIT_FAILED};
 use crate::supervisor::{Supervisor, SupervisorError};
 use crate::worker_events::WorkerEvents;
 use crate::worker_setup::WorkerSetup;
 use histogram::Histogram;
 use sequence::{BarCheck, BarSequences};
 
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct SoakSettings {
-    pub duration: Duration,
-    /// Requests per second.
-    pub rate: u64,
-    /// Kill and stop the worker at random moments.
-    pub chaos: bool,
-    /// Symbols with real-time bars (one bar per symbol per simulated second).
-    pub symbols: usize,
-    /// Allowed growth of the runner's resident memory after the first 5 s, MiB.
-    pub memory_bound_mb: u64,
-    /// Place orders too, this many per second (0: none).
-    pub order_rate: u64,
+/// `runner soak`: the soak with the settings of `args`, its report (text or JSON), and
+/// whether it passed: exit 0, or [`EXIT_FAILED`] (a configuration problem: [`EXIT_CONFIG`]).
+pub fn command(args: &SoakArgs) -> ExitCode {
+    let loaded = Config::load(
+        args.config.as_deref(),
+        |k| std::env::var(k).ok(),
+        &Overrides::default(),
+    );
+    let mut cfg = match loaded {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, e),
+    };
+    // Bars every simulated second, 60 per real second per symbol; hangs found fast.
+    cfg.sim.speed = 60.0;
+    cfg.bridge.hang_timeout_ms = cfg.bridge.hang_timeout_ms.min(1000);
+    cfg.supervisor.max_restarts = u32::MAX;
+    cfg.supervisor.max_backoff_ms = cfg.supervisor.max_backoff_ms.min(1000);
+    init_logging();
+    let settings = SoakSettings {
+        duration: Duration::from_secs(args.duration),
+        rate: args.rate,
+        chaos: args.chaos,
+        symbols: args.symbols.max(1),
+        memory_bound_mb: args.memory_bound,
+        order_rate: if args.orders {
+            args.order_rate.max(1)
+        } else {
+            0
+        },
+    };
+    if args.orders && cfg.backend != BackendKind::Sim {
+        return fail(
+            EXIT_CONFIG,
+            "soak --orders runs on the simulated market only",
+        );
+    }
+    let faults = worker::SimFaults {
+        // The window between the broker taking an order and its answer, which the chaos
+        // aims at.
+        order_ack_delay_ms: if args.orders { ORDER_ACK_DELAY_MS } else { 0 },
+        ..worker::SimFaults::default()
+    };
+    let report = with_workers(&mut cfg, faults, |_, setup, stop| {
+        run(&settings, setup, stop)
+    });
+    match report {
+        Ok(report) => {
+            if args.json {
+                println!("{}", json(&report));
+            } else {
+                print!("{}", text(&report));
+            }
+            if report.failures.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
+        }
+        Err(e) => fail(EXIT_FAILED, one_line(&e)),
+    }
 }
 
 /// How long the simulated broker holds back each order's answer in a soak with orders: the

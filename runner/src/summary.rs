@@ -1,4 +1,5 @@
-//! The summary printed at the end of a run: the table of symbols, then the timings, the
+//! What a run did ([`Outcome`], one [`SymbolReport`] per symbol) and the summary printed at
+//! its end ([`render`]): the table of symbols, then the timings, the
 //! bridge's round trip and counters, and the supervisor's counts.
 //!
 //! Invariants: one row per configured symbol, in configuration order; a symbol without a
@@ -7,8 +8,42 @@
 
 use std::time::Duration;
 
-use crate::run_command::Outcome;
+use crate::broker_connection::BrokerConnection;
+use crate::strategy::Evaluation;
+use crate::supervisor::SupervisorStats;
 use crate::trader::TradingSummary;
+
+/// How one symbol fared.
+#[derive(Debug, Clone)]
+pub struct SymbolReport {
+    pub symbol: String,
+    pub history_bars: usize,
+    pub live_bars: usize,
+    /// The last evaluation, or why there is none.
+    pub last: Result<Evaluation, String>,
+    /// What else the row must say (its live bars come from delayed data, ...).
+    pub note: Option<String>,
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub symbols: Vec<SymbolReport>,
+    pub history_elapsed: Duration,
+    pub live_elapsed: Duration,
+    /// Round trips of `RTT_PINGS` pings, sorted.
+    pub round_trips: Vec<Duration>,
+    pub supervisor: SupervisorStats,
+    pub signals_written: u64,
+    pub interrupted: bool,
+    /// Why the supervisor gave up replacing a dead worker, if it did: the run failed, whatever
+    /// it printed.
+    pub gave_up: Option<String>,
+    /// What the run saw of the broker connection.
+    pub broker: BrokerConnection,
+    /// What trading did (`--trade`).
+    pub trading: Option<TradingSummary>,
+}
 
 /// The summary table and counters, as printed at the end.
 pub fn render(o: &Outcome) -> String {
@@ -163,7 +198,6 @@ fn micros(d: Option<Duration>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run_command::SymbolReport;
     use crate::strategy::{Evaluation, Signal};
     use crate::supervisor::SupervisorStats;
 

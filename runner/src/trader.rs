@@ -338,7 +338,9 @@ impl<'a> Trader<'a> {
         self.book
             .order(&order_ref)
             .cloned()
-            .ok_or_else(|| TradeError::Supervisor(SupervisorError::Protocol(ProtocolError::OrderLost)))
+            .ok_or(TradeError::Supervisor(SupervisorError::Protocol(
+                ProtocolError::OrderLost,
+            )))
     }
 
     /// Changes a working order (`current` is its state at the broker); the changed order is
@@ -394,7 +396,9 @@ impl<'a> Trader<'a> {
         self.book
             .order(order_ref)
             .cloned()
-            .ok_or_else(|| TradeError::Supervisor(SupervisorError::Protocol(ProtocolError::OrderLost)))
+            .ok_or(TradeError::Supervisor(SupervisorError::Protocol(
+                ProtocolError::OrderLost,
+            )))
     }
 
     /// Cancels every order of this run still working; returns how many were asked to.

@@ -1,6 +1,10 @@
 //! What a broker must offer the worker ([`Backend`]), and what every backend does alike:
 //! refuse a malformed symbol the same way, and hand historical bars to the bridge in batches
 //! of [`BATCH`].
+//!
+//! Invariants: every backend answers every request (an error is an answer); a history's bars
+//! leave in time order, in batches of at most [`BATCH`], and stop at the first one the runner
+//! does not take; a malformed symbol never reaches a broker.
 
 use std::sync::Arc;
 use std::time::Duration;

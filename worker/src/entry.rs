@@ -28,8 +28,7 @@ pub const EXIT_FAILED: u8 = 2;
 /// (first, as `runner worker`, or after an interpreter's own, as `python -c <program>
 /// <library> worker`) and the worker's options in the environment.
 pub fn started_as_worker() -> bool {
-    std::env::args_os().skip(1).any(|a| a == WORKER_ARG)
-        && std::env::var_os(OPTIONS_ENV).is_some()
+    std::env::args_os().skip(1).any(|a| a == WORKER_ARG) && std::env::var_os(OPTIONS_ENV).is_some()
 }
 
 /// Serves as a worker until the runner shuts it down or goes away; the process's exit code:

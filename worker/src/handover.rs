@@ -1,5 +1,4 @@
-//! What a new worker inherits from the workers of its run before it ([`Handover`]), and why a
-//! journal cannot hand its clock over ([`JournalError`]).
+//! What a new worker inherits from the workers of its run before it ([`Handover`]).
 //!
 //! Two things outlive a worker: the simulated broker's journal, whose times are read on the
 //! market clock it starts with, and IB's pacing, which counts the historical requests of a
@@ -11,11 +10,10 @@
 //! it was; a journal's clock, once claimed, is the clock of every worker started with these
 //! options; a journal holding the book of a market of another seed is refused, never adopted.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::options::{BackendOptions, WorkerOptions};
-use crate::sim::journal::{claim_clock, JournalClock};
+use crate::sim::journal::{claim_clock, JournalClock, JournalError};
 
 /// What a worker inherits from the workers of its run before it: the market clock of the
 /// simulated broker's journal, and the historical requests IB's pacing still counts. Empty
@@ -56,7 +54,7 @@ impl Handover {
             speed: sim.speed,
             seed: sim.seed,
         };
-        let clock = claim_clock(journal, proposed).map_err(JournalError::Unusable)?;
+        let clock = claim_clock(journal, proposed)?;
         if clock.seed != sim.seed {
             return Err(JournalError::OtherSeed {
                 path: journal.to_path_buf(),
@@ -93,39 +91,6 @@ impl WorkerOptions {
         }
     }
 }
-
-/// Why the simulated broker's orders file cannot be a run's journal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum JournalError {
-    /// The file cannot be opened, read or written, or is not a journal.
-    Unusable(String),
-    /// The file holds the book of a market of another seed.
-    OtherSeed {
-        /// The file.
-        path: PathBuf,
-        /// The seed of the market whose book it holds.
-        held: u64,
-        /// This run's seed.
-        ours: u64,
-    },
-}
-
-impl fmt::Display for JournalError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            JournalError::Unusable(e) => f.write_str(e),
-            JournalError::OtherSeed { path, held, ours } => write!(
-                f,
-                "orders file {} holds a book of the market of seed {held}, not {ours}: use \
-                 that seed or another orders file",
-                path.display()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for JournalError {}
 
 #[cfg(test)]
 mod tests {

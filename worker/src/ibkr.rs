@@ -26,12 +26,18 @@
 //!   connection, every change and fill told as events; a live account refused unless
 //!   `allow_live`.
 //!
+//! Invariants: one connection at a time (connects are serialised; a connection that is down
+//! is let go of before a new one is made); a request needs a live connection, except an order
+//! request, which waits for `ibapi` to reconnect, and a subscription, kept until the gateway
+//! is back; nothing is sent for a malformed symbol.
+//!
 //! Here: the [`Backend`] calls. The gateway connection is in `connection` (its life in
 //! `lifecycle`), historical requests in `history`, the real-time stream in `realtime` with
 //! its bar aggregation in `bar_builder` (and `tick_bars` for the delayed feed), the live
 //! streams in `live`, contracts in `contracts`, what bars are made of in `choice`, orders in
-//! `orders`, account and positions in `account`, the IB<->protocol converters in `convert`,
-//! IB's errors in `errors`.
+//! `orders` (what is known of them in `order_book`), account and positions in `account`,
+//! queries that end by themselves in `query`, the IB<->protocol converters in `convert`, IB's
+//! errors in `errors`.
 
 mod account;
 mod bar_builder;
@@ -67,7 +73,7 @@ use crate::options::IbkrOptions;
 use crate::pacing::{Admission, Pacer};
 use choice::DataChoice;
 use connection::{reconnected, Connected, Notices, RECONNECT_WAIT};
-use live::LiveStreams;
+use live::{LiveStreams, Wanted};
 
 /// Historical requests in flight at once (IB allows about 50).
 pub const MAX_CONCURRENT_HISTORY: usize = 16;
@@ -383,9 +389,13 @@ impl Backend for IbkrBackend {
             // The socket is down and `ibapi` reconnecting: the subscription is kept, and made
             // when the gateway is back (with every other one).
             Err(e) if e.kind == ErrorKind::Disconnected => {
-                let size = i64::from(req.bar_seconds);
-                let contract = contracts::configured(&self.opts, &req.symbol);
-                self.live.keep(&req.symbol, req.id, contract, choice, size);
+                let wanted = Wanted {
+                    sub: req.id,
+                    contract: contracts::configured(&self.opts, &req.symbol),
+                    choice,
+                    size: i64::from(req.bar_seconds),
+                };
+                self.live.keep(&req.symbol, wanted);
                 // The gateway may have come back, and every subscription been made again,
                 // just before this one was kept: then it is made now.
                 match self.client() {
@@ -414,15 +424,14 @@ impl Backend for IbkrBackend {
                     .await
             })
             .map_err(|e| classify(&e))?;
-        self.live.start(
-            client,
-            &req.symbol,
-            req.id,
+        let wanted = Wanted {
+            sub: req.id,
             contract,
             choice,
-            i64::from(req.bar_seconds),
-            Some(subscription),
-        );
+            size: i64::from(req.bar_seconds),
+        };
+        self.live
+            .start(client, &req.symbol, wanted, Some(subscription));
         Ok(())
     }
 

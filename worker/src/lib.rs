@@ -32,7 +32,8 @@ mod serve;
 pub mod sim;
 
 pub use entry::serve_if_started_as_worker;
-pub use handover::{Handover, JournalError};
+pub use handover::Handover;
 pub use launch::{build_id, build_id_of, command, command_with};
 pub use options::{BackendOptions, SimFaults, SimOptions, WorkerOptions, OPTIONS_ENV};
 pub use serve::{run, run_as, OptionsError, WorkerError};
+pub use sim::journal::JournalError;

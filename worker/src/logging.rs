@@ -1,7 +1,11 @@
 //! Forwards the worker's `tracing` events over the bridge, so they appear in the runner's log
 //! with `worker` as their origin. Records of the `log` crate (`ibapi` logs through it) become
-//! `tracing` events too and travel the same way, with their own target (`ibapi::…`). Forwarding never blocks: a record that finds the ring full is
-//! dropped and counted (the count travels with the next record that gets through).
+//! `tracing` events too and travel the same way, with their own target (`ibapi::…`).
+//!
+//! Invariants: forwarding never blocks: a record that finds the ring full is dropped and
+//! counted (the count travels with the next record that gets through); the subscriber is
+//! installed once per process; `ibapi`'s announcements of reconnection attempts are counted
+//! whatever level is forwarded.
 
 use std::cell::Cell;
 use std::fmt::Write as _;

@@ -200,11 +200,13 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
-    /// Every status, in the order of progress (the order of the variants).
-    pub const ALL: [OrderStatus; 6] = {
-        use OrderStatus::*;
-        [Pending, Working, PartiallyFilled, Filled, Cancelled, Rejected]
-    };
+    /// Every status, in the order of progress (the order of the variants): first the three
+    /// an order passes through, then the three it ends in.
+    #[rustfmt::skip]
+    pub const ALL: [OrderStatus; 6] = [
+        Self::Pending, Self::Working, Self::PartiallyFilled,
+        Self::Filled, Self::Cancelled, Self::Rejected,
+    ];
 
     /// Whether nothing more will happen to the order.
     pub fn is_final(self) -> bool {

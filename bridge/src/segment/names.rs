@@ -33,9 +33,9 @@ pub const SWEEP_GRACE: Duration = sys::shm::SWEEP_GRACE;
 const CREATE_TRIES: u32 = 16;
 
 /// Makes a new shared memory object of `bytes` under a new name of this process, recorded
-/// in `books` with the creator's hold on it and its memory reserved: what a [`Segment`](super::Segment)
-/// (and the benchmarks' floor) is created in. The object is not unlinked when the returned `Shmem`
-/// drops: its creator unlinks it through `books`. On any error nothing is left behind.
+/// in `books` with the creator's hold on it and its memory reserved: what a `Segment` (and
+/// the benchmarks' floor) is created in. The object is not unlinked when the returned
+/// `Shmem` drops: its creator unlinks it through `books`. On any error nothing is left behind.
 pub(crate) fn create_recorded(
     books: &Bookkeeping,
     bytes: usize,

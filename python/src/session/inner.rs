@@ -17,6 +17,7 @@ use bridge::protocol::{HistoryRequest, Reply, Request, SubscribeRequest};
 use runner::config::Config;
 use runner::supervisor::Supervisor;
 use runner::worker_events::WorkerEvents;
+use runner::worker_setup::PreparedRun;
 
 use super::lifecycle::{Claim, Connected, Lifecycle, ToStop};
 use super::program::Program;
@@ -75,7 +76,7 @@ impl Inner {
 
     /// The connect's work: the worker started and connected to the broker, its bars pumped.
     fn start(&self) -> Result<Connected, Failure> {
-        let (setup, journal) = self.program.setup(&self.cfg)?;
+        let PreparedRun { setup, journal } = self.program.prepare(&self.cfg)?;
         let (sup, events) = Supervisor::begin(setup);
         // From here `close` can end the start (it shuts the supervisor down).
         self.life.started(&sup)?;

@@ -139,7 +139,9 @@ impl Core {
     ) -> PyResult<()> {
         let request = raise(history_request(symbol, bar_seconds, duration_seconds, end))?;
         let timeout = self.timeout(timeout)?;
-        later(&self.inner, done, move |inner| inner.history(&request, timeout))
+        later(&self.inner, done, move |inner| {
+            inner.history(&request, timeout)
+        })
     }
 
     fn subscribe(&self, py: Python<'_>, symbols: Vec<String>, bar_seconds: u32) -> PyResult<()> {

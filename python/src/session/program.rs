@@ -11,9 +11,10 @@ use std::sync::OnceLock;
 
 use pyo3::prelude::*;
 use runner::config::Config;
-use runner::worker_setup::{RunJournal, WorkerSetup};
+use runner::supervisor::SupervisorError;
+use runner::worker_setup::{prepare, PreparedRun, WorkerProgram};
 
-use crate::failure::{Failure, FailureKind};
+use crate::failure::Failure;
 
 /// The program `python -c` runs in a worker: this library, loaded from its file (the first
 /// argument) without the package around it, and with the working directory (which `-c`
@@ -45,39 +46,22 @@ pub(super) struct Program {
 impl Program {
     /// How to start the workers of a session of `cfg`, and the journal they share (kept for
     /// as long as they run). Refused in a process started as a worker.
-    pub(super) fn setup(&self, cfg: &Config) -> Result<(WorkerSetup, RunJournal), Failure> {
-        if std::env::var_os(worker::OPTIONS_ENV).is_some() {
-            // Started as a worker (sys.executable is this very program, as in a frozen
-            // application) and opening a session instead of serving: every worker would start
-            // another.
-            return Err(Failure::new(
-                FailureKind::Error,
-                format!(
-                    "this process was started as a session's worker ({} is set): it cannot \
-                     open a session",
-                    worker::OPTIONS_ENV
-                ),
-            ));
-        }
+    pub(super) fn prepare(&self, cfg: &Config) -> Result<PreparedRun, Failure> {
+        worker::entry::refuse_session_in_worker()?;
+        let program = WorkerProgram::interpreted(
+            self.python.clone(),
+            vec![
+                "-c".into(),
+                WORKER_PROGRAM.into(),
+                self.image.clone().into_os_string(),
+            ],
+            // The worker's code is this library, not the interpreter: both ends name its file.
+            BUILD_ID
+                .get_or_init(|| worker::build_id_of(&self.image))
+                .clone(),
+        );
         let mut cfg = cfg.clone();
-        let journal = RunJournal::for_run(&mut cfg);
-        let mut setup = journal
-            .setup(&cfg, self.python.clone(), worker::SimFaults::default())
-            .map_err(|e| {
-                Failure::new(
-                    FailureKind::WorkerGone,
-                    format!("cannot start the worker: {e}"),
-                )
-            })?;
-        setup.exe_args = vec![
-            "-c".into(),
-            WORKER_PROGRAM.into(),
-            self.image.clone().into_os_string(),
-        ];
-        // The worker's code is this library, not the interpreter: both ends name its file.
-        setup.client.channel.build_id = BUILD_ID
-            .get_or_init(|| worker::build_id_of(&self.image))
-            .clone();
-        Ok((setup, journal))
+        prepare(&mut cfg, program, worker::SimFaults::default())
+            .map_err(|e| Failure::from(SupervisorError::from(e)))
     }
 }

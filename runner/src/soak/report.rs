@@ -11,7 +11,7 @@ use std::io;
 
 use serde::Serialize;
 
-use super::SoakSettings;
+use super::settings::SoakSettings;
 
 /// The outcome.
 #[derive(Debug, Clone)]

@@ -225,7 +225,9 @@ mod tests {
     #[test]
     fn texts_are_the_ones_printed_and_causes_are_sources() {
         let e = SupervisorError::Start(StartFailure::Connect(RequestError::Timeout));
-        assert!(e.to_string().starts_with("cannot start the worker: connect: "));
+        assert!(e
+            .to_string()
+            .starts_with("cannot start the worker: connect: "));
         assert!(e.source().is_some());
         let p = SupervisorError::Protocol(ProtocolError::unexpected(Reply::Subscribed, "ping"));
         assert_eq!(p.to_string(), "unexpected answer: Subscribed to ping");

@@ -140,7 +140,11 @@ mod tests {
         let mut life: Life<u32> = Life::Idle;
         assert_eq!(life.claim(true), Claim::Granted);
         assert!(life.spawned(7));
-        assert_eq!(life.shut_down(), Some(7), "the worker being started is closed");
+        assert_eq!(
+            life.shut_down(),
+            Some(7),
+            "the worker being started is closed"
+        );
         assert!(life.shutdown_waits());
         assert!(!life.connected(), "the start learns it was shut down");
         assert_eq!(life.shut_down(), None, "a second shutdown closes nothing");

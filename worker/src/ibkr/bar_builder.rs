@@ -309,28 +309,30 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_gap_at_the_end_of_a_bar_abandons_it_even_if_the_next_bar_is_whole() {
+    /// Feeds `stream` to a builder of one-minute bars: the first minute, with a gap, is
+    /// abandoned; the second, whole, is sent.
+    fn first_minute_abandoned_second_sent(stream: &[Bar]) {
         let mut b = BarBuilder::new(60);
-        let mut stream: Vec<Bar> = minute_of(T0)[..11].to_vec();
-        stream.extend(minute_of(T0 + 60));
-        let (out, abandoned) = feed(&mut b, &stream);
+        let (out, abandoned) = feed(&mut b, stream);
         assert_eq!(abandoned, 1);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].time, T0 + 60);
     }
 
     #[test]
+    fn a_gap_at_the_end_of_a_bar_abandons_it_even_if_the_next_bar_is_whole() {
+        let mut stream: Vec<Bar> = minute_of(T0)[..11].to_vec();
+        stream.extend(minute_of(T0 + 60));
+        first_minute_abandoned_second_sent(&stream);
+    }
+
+    #[test]
     fn a_gap_inside_a_bar_abandons_it_and_the_next_whole_bar_is_sent() {
-        let mut b = BarBuilder::new(60);
         let mut stream = minute_of(T0);
         // The 5-second bar at +25 s never came (the gateway's data connection was down).
         stream.remove(5);
         stream.extend(minute_of(T0 + 60));
-        let (out, abandoned) = feed(&mut b, &stream);
-        assert_eq!(abandoned, 1);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].time, T0 + 60);
+        first_minute_abandoned_second_sent(&stream);
     }
 
     #[test]

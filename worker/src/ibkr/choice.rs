@@ -1,5 +1,8 @@
 //! What a symbol's bars are made of and which hours they cover, in `ibapi`'s terms: the run's
 //! choice (`what_to_show`, `use_rth`), unless the symbol's contract says otherwise.
+//!
+//! Invariants: a symbol's choice is the same for its history and its live bars; a contract's
+//! own setting always wins over the run's.
 
 use ibapi::prelude::{HistoricalWhatToShow, RealtimeWhatToShow, TradingHours};
 

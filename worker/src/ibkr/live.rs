@@ -17,13 +17,20 @@ use super::choice::DataChoice;
 use super::realtime::{stream_bars, Feed, FiveSecondBars};
 use crate::backend::EventSink;
 
+/// What the runner asked for one symbol's live bars.
+#[derive(Clone)]
+pub(super) struct Wanted {
+    /// The runner's id of the subscription.
+    pub(super) sub: u32,
+    pub(super) contract: Contract,
+    pub(super) choice: DataChoice,
+    /// Bar size, seconds.
+    pub(super) size: i64,
+}
+
 /// One symbol's live stream.
 struct Live {
-    /// The runner's id of the subscription.
-    sub: u32,
-    contract: Contract,
-    choice: DataChoice,
-    size: i64,
+    wanted: Wanted,
     task: tokio::task::AbortHandle,
 }
 
@@ -60,75 +67,46 @@ impl LiveStreams {
         self.interruptions.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The feed of `symbol` (subscription `sub`) on `client`.
-    fn feed(
-        &self,
-        client: Arc<ibapi::Client>,
-        symbol: &str,
-        sub: u32,
-        contract: Contract,
-        choice: DataChoice,
-        size: i64,
-    ) -> Feed {
+    /// The feed of `symbol`'s `wanted` bars on `client`.
+    fn feed(&self, client: Arc<ibapi::Client>, symbol: &str, wanted: &Wanted) -> Feed {
         Feed {
             client,
-            contract,
-            choice,
+            contract: wanted.contract.clone(),
+            choice: wanted.choice,
             symbol: symbol.to_string(),
-            sub,
-            size,
+            sub: wanted.sub,
+            size: wanted.size,
             events: self.events.clone(),
             delayed_fallback: self.delayed_fallback,
             interruptions: self.interruptions.clone(),
         }
     }
 
-    /// Starts (or starts again) `symbol`'s stream of `size`-second bars; `subscription` if
+    /// Starts (or starts again) `symbol`'s stream of `wanted` bars; `subscription` if
     /// already made, else the task makes it.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn start(
         &self,
         client: Arc<ibapi::Client>,
         symbol: &str,
-        sub: u32,
-        contract: Contract,
-        choice: DataChoice,
-        size: i64,
+        wanted: Wanted,
         subscription: Option<FiveSecondBars>,
     ) {
-        let feed = self.feed(client, symbol, sub, contract.clone(), choice, size);
+        let feed = self.feed(client, symbol, &wanted);
         let task = self.handle.spawn(stream_bars(feed, subscription));
-        let live = Live {
-            sub,
-            contract,
-            choice,
-            size,
-            task: task.abort_handle(),
-        };
-        if let Some(old) = self.streams.lock().insert(symbol.to_string(), live) {
-            old.task.abort();
-        }
+        self.replace(symbol, wanted, task.abort_handle());
     }
 
     /// Keeps `symbol`'s subscription without making it now (the gateway is down): the next
     /// [`restart_all`](Self::restart_all) makes it.
-    pub(super) fn keep(
-        &self,
-        symbol: &str,
-        sub: u32,
-        contract: Contract,
-        choice: DataChoice,
-        size: i64,
-    ) {
+    pub(super) fn keep(&self, symbol: &str, wanted: Wanted) {
         // A task that has already ended: aborting it is a no-op.
         let idle = self.handle.spawn(async {}).abort_handle();
-        let live = Live {
-            sub,
-            contract,
-            choice,
-            size,
-            task: idle,
-        };
+        self.replace(symbol, wanted, idle);
+    }
+
+    /// Makes `task` the stream of `symbol`, aborting the one before.
+    fn replace(&self, symbol: &str, wanted: Wanted, task: tokio::task::AbortHandle) {
+        let live = Live { wanted, task };
         if let Some(old) = self.streams.lock().insert(symbol.to_string(), live) {
             old.task.abort();
         }
@@ -139,14 +117,7 @@ impl LiveStreams {
         let mut streams = self.streams.lock();
         for (symbol, live) in streams.iter_mut() {
             live.task.abort();
-            let feed = self.feed(
-                client.clone(),
-                symbol,
-                live.sub,
-                live.contract.clone(),
-                live.choice,
-                live.size,
-            );
+            let feed = self.feed(client.clone(), symbol, &live.wanted);
             live.task = self.handle.spawn(stream_bars(feed, None)).abort_handle();
         }
         streams.len()

@@ -18,6 +18,10 @@
 //! (`<broker id>.<n>`), and an order found in the journal by its reference is never placed
 //! twice. A line cut short by a writer killed mid-write is not an order; it is cut off before
 //! the next append. The journal's format is in `journal`, the book worked out of it in `book`.
+//!
+//! Invariants: the journal is read and written only under its file lock (exclusive to write);
+//! the book is never brought back before a time it was already worked out to; an order's
+//! reference is placed at most once, whichever process asks.
 
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom, Write};

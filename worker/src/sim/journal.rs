@@ -11,9 +11,11 @@
 //! refused, so that no arithmetic on them overflows; a journal's clock, once written, is never
 //! replaced.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{OrderChange, OrderRequest, OrderType, Side, TimeInForce};
@@ -35,15 +37,110 @@ pub(crate) struct JournalClock {
 }
 
 /// `what` went wrong with the journal at `path`: the message every journal error carries.
-pub(super) fn file_error(path: &str, what: &str, e: impl std::fmt::Display) -> String {
+pub(super) fn file_error(path: &str, what: &str, e: impl fmt::Display) -> String {
     format!("simulated broker's orders file {path}: {what}: {e}")
 }
 
+/// Why the simulated broker's orders file cannot be a run's journal.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// The file cannot be opened, locked, read or written.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What was done: `cannot open`, `cannot lock`, ...
+        what: &'static str,
+        /// Why it failed.
+        source: Arc<std::io::Error>,
+    },
+    /// The file does not start with a clock line: it is not a journal.
+    NotAJournal {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file holds the book of a market of another seed.
+    OtherSeed {
+        /// The file.
+        path: PathBuf,
+        /// The seed of the market whose book it holds.
+        held: u64,
+        /// This run's seed.
+        ours: u64,
+    },
+}
+
+impl fmt::Display for JournalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JournalError::File { path, what, source } => {
+                f.write_str(&file_error(&path.display().to_string(), what, source))
+            }
+            JournalError::NotAJournal { path } => write!(
+                f,
+                "simulated broker's orders file {}: does not start with its clock line; \
+                 not an orders file?",
+                path.display()
+            ),
+            JournalError::OtherSeed { path, held, ours } => write!(
+                f,
+                "orders file {} holds a book of the market of seed {held}, not {ours}: use \
+                 that seed or another orders file",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for JournalError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JournalError::File { source, .. } => Some(source.as_ref()),
+            JournalError::NotAJournal { .. } | JournalError::OtherSeed { .. } => None,
+        }
+    }
+}
+
+/// Errors are equal when they say the same of the same file (an I/O error by its kind).
+impl PartialEq for JournalError {
+    fn eq(&self, other: &Self) -> bool {
+        use JournalError::{File, NotAJournal, OtherSeed};
+        match (self, other) {
+            (
+                File { path, what, source },
+                File {
+                    path: p,
+                    what: w,
+                    source: s,
+                },
+            ) => path == p && what == w && source.kind() == s.kind(),
+            (NotAJournal { path }, NotAJournal { path: p }) => path == p,
+            (
+                OtherSeed { path, held, ours },
+                OtherSeed {
+                    path: p,
+                    held: h,
+                    ours: o,
+                },
+            ) => path == p && held == h && ours == o,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for JournalError {}
+
 /// The clock of the journal at `path`: the one it starts with, or, for a new or empty
 /// journal, `proposed`, which is written as its first line.
-pub(crate) fn claim_clock(path: &Path, proposed: JournalClock) -> Result<JournalClock, String> {
-    let shown = path.display().to_string();
-    let named = |what: &str, e: std::io::Error| file_error(&shown, what, e);
+pub(crate) fn claim_clock(
+    path: &Path,
+    proposed: JournalClock,
+) -> Result<JournalClock, JournalError> {
+    let named = |what: &'static str, e: std::io::Error| JournalError::File {
+        path: path.to_path_buf(),
+        what,
+        source: Arc::new(e),
+    };
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -62,10 +159,9 @@ pub(crate) fn claim_clock(path: &Path, proposed: JournalClock) -> Result<Journal
     if let Some(first) = text.lines().next() {
         return match Entry::parse(first) {
             Some(Entry::Clock(clock)) => Ok(clock),
-            _ => Err(format!(
-                "simulated broker's orders file {shown}: does not start with its clock line; \
-                 not an orders file?"
-            )),
+            _ => Err(JournalError::NotAJournal {
+                path: path.to_path_buf(),
+            }),
         };
     }
     let line = Entry::Clock(proposed).to_line();

@@ -1,3 +1,6 @@
+//! Tests of the simulated backend: the handshake and its faults, history in batches and its
+//! cancellation, live bars on the fast clock, and the prices, clock and ranges they rest on.
+
 use super::*;
 
 fn sink() -> (EventSink, Arc<Mutex<Vec<Event>>>) {

@@ -1,3 +1,6 @@
+//! Tests of the simulated broker: fills, cancels, changes, buying power, positions, and the
+//! journal that makes its book outlive a worker.
+
 use super::*;
 use crate::sim::journal::{claim_clock, JournalClock};
 use bridge::protocol::OrderStatus;
@@ -430,7 +433,10 @@ fn a_journal_keeps_the_clock_of_its_first_run() {
     let other = TempFile::new("other");
     std::fs::write(&other.0, "hello\n").unwrap();
     let e = claim_clock(&other.0, first).unwrap_err();
-    assert!(e.contains("does not start with its clock line"), "{e}");
+    assert!(
+        e.to_string().contains("does not start with its clock line"),
+        "{e}"
+    );
     assert_eq!(std::fs::read_to_string(&other.0).unwrap(), "hello\n");
 }
 

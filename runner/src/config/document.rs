@@ -1,0 +1,402 @@
+//! The configuration as it is written ([`Config`] and one struct per section, with their
+//! defaults): what a TOML file, the environment and the command line fill in, and what
+//! `runner check-config` prints.
+//!
+//! Invariants: every section refuses unknown keys; a missing key takes the section's
+//! default; the defaults of the bridge and the simulated broker are the bridge's and the
+//! worker's own (one source for each); a `Config` is fit to run once
+//! [`Config::validate`](crate::config::Config::validate) passed.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ConfigError;
+
+/// Which broker the worker talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The built-in simulated market.
+    Sim,
+    /// Interactive Brokers TWS / IB Gateway.
+    Ibkr,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sim" => Ok(BackendKind::Sim),
+            "ibkr" => Ok(BackendKind::Ibkr),
+            other => Err(format!("unknown backend {other:?} (expected sim or ibkr)")),
+        }
+    }
+}
+
+/// Everything the runner can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `sim` or `ibkr`.
+    pub backend: BackendKind,
+    /// Symbols to trade.
+    pub symbols: Vec<String>,
+    /// CSV file the signals are written to (none: not written).
+    pub signals: Option<PathBuf>,
+    pub history: HistoryConfig,
+    pub live: LiveConfig,
+    pub strategy: StrategyConfig,
+    pub sim: SimConfig,
+    pub ibkr: IbkrConfig,
+    pub bridge: BridgeConfig,
+    pub supervisor: SupervisorConfig,
+    pub trading: TradingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Bar size, seconds.
+    pub bar_seconds: u32,
+    /// How much history, seconds.
+    pub duration_seconds: u64,
+    /// Deadline of one symbol's fetch, seconds.
+    pub timeout_seconds: u64,
+    /// Symbols fetched at once.
+    pub concurrency: usize,
+    /// End of the history: Unix seconds or `YYYY-MM-DDTHH:MM:SSZ` (UTC); unset: now. The bar
+    /// still forming at the end is never included.
+    pub end: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveConfig {
+    /// Length of the live phase, wall seconds; 0 runs until Ctrl-C.
+    pub duration_seconds: u64,
+    /// Skip the live phase.
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StrategyConfig {
+    /// Bars in the fast moving average.
+    pub fast: usize,
+    /// Bars in the slow moving average.
+    pub slow: usize,
+    /// A symbol whose last bar lags the newest bar of any symbol by more than this many bars
+    /// is stale: no signal.
+    pub stale_after_bars: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// Seed of the price paths.
+    pub seed: u64,
+    /// Simulated seconds per real second.
+    pub speed: f64,
+    /// Market clock at start (Unix seconds); absent: the wall clock.
+    pub start: Option<i64>,
+    /// The account the simulated broker manages (a paper account, `D…`, unless set).
+    pub account: String,
+    /// The simulated broker's book of orders, kept across runs (absent: one for each run,
+    /// removed at its end).
+    pub orders_file: Option<PathBuf>,
+    /// The simulated account's cash at the start.
+    pub cash: f64,
+    /// Slippage of each fill against the bar's open, basis points.
+    pub slippage_bps: f64,
+    /// Commission per share.
+    pub commission_per_share: f64,
+    /// Least commission per fill.
+    pub min_commission: f64,
+    /// Most shares filled per bar; a larger order fills in parts.
+    pub max_fill_per_bar: f64,
+    /// Orders fill at the open of the next bar of this many seconds.
+    pub fill_seconds: u32,
+}
+
+/// Trading: off unless asked for (`runner run --trade`), and checked against these limits in
+/// the runner before an order leaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TradingConfig {
+    /// The strategy's signals become orders (`--trade`).
+    pub enabled: bool,
+    /// Shares per order the strategy places.
+    pub quantity: f64,
+    /// Buy signals open or add to a long position, sell signals close it; never short.
+    pub long_only: bool,
+    /// Time in force of the strategy's orders: `day` or `gtc`.
+    pub tif: String,
+    /// Trade on an account that is not a paper account (IB: ids not starting with `D`).
+    pub allow_live: bool,
+    /// On Ctrl-C or at the end of a run, cancel the run's working orders before the worker
+    /// disconnects.
+    pub cancel_on_exit: bool,
+    /// Most shares in one order.
+    pub max_order_quantity: f64,
+    /// Most value of one order (shares × limit or last price).
+    pub max_order_value: f64,
+    /// Most shares held in one symbol, long or short, counting the order.
+    pub max_position: f64,
+    /// Most orders sent in any 60 seconds.
+    pub max_orders_per_minute: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IbkrConfig {
+    /// `host:port` of TWS (7497 paper, 7496 live) or IB Gateway (4002 paper, 4001 live).
+    pub gateway: String,
+    /// API client id; must be unique among the gateway's connections.
+    pub client_id: i32,
+    /// Ids tried, from `client_id` up, while the gateway says one is in use (1: only it).
+    pub client_id_attempts: u32,
+    /// How long a gateway that is not up yet (connection refused, or the client id still
+    /// taken by a connection that just died) is waited for, retrying with backoff; 0: fail
+    /// at once.
+    pub connect_wait_seconds: u64,
+    /// What bars are made of: TRADES, MIDPOINT, BID or ASK.
+    pub what_to_show: String,
+    /// Regular trading hours only (IB's `useRTH`).
+    pub use_rth: bool,
+    /// Which market data the gateway sends: live, frozen, delayed or delayed-frozen.
+    pub market_data_type: String,
+    /// Reconnection attempts after the socket to the gateway closes (1 s, 2 s, 3 s, 5 s, ...
+    /// up to 30 s apart) before the run gives up and fails; 0: for ever.
+    pub reconnect_attempts: u32,
+    /// A symbol whose live bars are refused for want of a market data subscription gets bars
+    /// built from IB's delayed feed instead (15-20 minutes late), reported as such.
+    pub delayed_fallback: bool,
+    /// Symbols that are not SMART-routed USD stocks, by symbol.
+    pub contracts: std::collections::BTreeMap<String, ContractConfig>,
+}
+
+/// How one symbol is traded at IB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContractConfig {
+    pub exchange: String,
+    pub currency: String,
+    pub primary_exchange: Option<String>,
+    /// What this symbol's bars are made of, if not `ibkr.what_to_show`.
+    pub what_to_show: Option<String>,
+    /// Regular trading hours only for this symbol, if not `ibkr.use_rth`.
+    pub use_rth: Option<bool>,
+    /// The kind of instrument: STK, FUT, CASH (forex) or IND.
+    pub sec_type: String,
+    /// IB's contract id: names the instrument exactly.
+    pub con_id: Option<i32>,
+    /// IB's symbol, where it differs from the runner's name (`BRK B` for `BRK.B`).
+    pub ib_symbol: Option<String>,
+    /// The symbol at the exchange (`ESZ6`), spaces included.
+    pub local_symbol: Option<String>,
+    /// A future's contract month (`YYYYMM`) or last trading day (`YYYYMMDD`).
+    pub expiry: Option<String>,
+}
+
+impl Default for ContractConfig {
+    fn default() -> Self {
+        ContractConfig {
+            exchange: "SMART".into(),
+            currency: "USD".into(),
+            primary_exchange: None,
+            what_to_show: None,
+            use_rth: None,
+            sec_type: "STK".into(),
+            con_id: None,
+            ib_symbol: None,
+            local_symbol: None,
+            expiry: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// Bytes of each ring; a power of two.
+    pub ring_capacity: usize,
+    /// Largest message, bytes; at most half a ring.
+    pub max_frame: usize,
+    /// Heartbeat period, ms.
+    pub heartbeat_ms: u64,
+    /// A side silent this long is declared hung, ms.
+    pub hang_timeout_ms: u64,
+    /// Deadline of one request, seconds.
+    pub request_timeout_seconds: u64,
+    /// How long connecting to the broker may take, ms.
+    pub handshake_timeout_ms: u64,
+    /// The runner's receiving threads busy-poll instead of sleeping, so that a live bar
+    /// reaches the strategy without a wake: the bridge's dispatcher for as long as a worker is
+    /// connected, the job's event loop during the live phase (and the soak's), each keeping a
+    /// core busy meanwhile. For machines with cores to dedicate; off by default.
+    pub spin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisorConfig {
+    /// Worker restarts allowed within `restart_window_seconds` before giving up (a restart
+    /// intensity, as OTP supervisors have: restarts further apart never add up).
+    pub max_restarts: u32,
+    /// The window `max_restarts` counts over, seconds.
+    pub restart_window_seconds: u64,
+    /// First delay before a restart, ms; doubles on each consecutive failure.
+    pub backoff_ms: u64,
+    /// Longest delay before a restart, ms.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            backend: BackendKind::Sim,
+            symbols: ["SPY", "QQQ", "AAPL", "MSFT", "NVDA", "TSLA", "AMZN"]
+                .map(String::from)
+                .to_vec(),
+            signals: None,
+            history: HistoryConfig::default(),
+            live: LiveConfig::default(),
+            strategy: StrategyConfig::default(),
+            sim: SimConfig::default(),
+            ibkr: IbkrConfig::default(),
+            bridge: BridgeConfig::default(),
+            supervisor: SupervisorConfig::default(),
+            trading: TradingConfig::default(),
+        }
+    }
+}
+
+impl Default for TradingConfig {
+    fn default() -> Self {
+        TradingConfig {
+            enabled: false,
+            quantity: 10.0,
+            long_only: true,
+            tif: "day".into(),
+            allow_live: false,
+            cancel_on_exit: true,
+            max_order_quantity: 1_000.0,
+            max_order_value: 100_000.0,
+            max_position: 1_000.0,
+            max_orders_per_minute: 60,
+        }
+    }
+}
+
+impl TradingConfig {
+    /// The time in force, once validated.
+    pub fn time_in_force(&self) -> Result<bridge::protocol::TimeInForce, ConfigError> {
+        parse_tif(&self.tif).map_err(|e| ConfigError::Invalid(format!("trading.tif: {e}")))
+    }
+}
+
+/// `day` or `gtc`.
+pub fn parse_tif(text: &str) -> Result<bridge::protocol::TimeInForce, String> {
+    match text {
+        "day" => Ok(bridge::protocol::TimeInForce::Day),
+        "gtc" => Ok(bridge::protocol::TimeInForce::Gtc),
+        other => Err(format!("time in force must be day or gtc, got {other:?}")),
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            bar_seconds: 60,
+            duration_seconds: 86_400,
+            timeout_seconds: 60,
+            concurrency: 16,
+            end: None,
+        }
+    }
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            duration_seconds: 5,
+            disabled: false,
+        }
+    }
+}
+
+impl Default for StrategyConfig {
+    fn default() -> Self {
+        StrategyConfig {
+            fast: 10,
+            slow: 30,
+            stale_after_bars: 3,
+        }
+    }
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let broker = worker::options::SimBrokerOptions::default();
+        SimConfig {
+            seed: 42,
+            speed: 60.0,
+            start: None,
+            account: broker.account,
+            orders_file: None,
+            cash: broker.cash,
+            slippage_bps: broker.slippage_bps,
+            commission_per_share: broker.commission_per_share,
+            min_commission: broker.min_commission,
+            max_fill_per_bar: broker.max_fill_per_bar,
+            fill_seconds: broker.fill_seconds,
+        }
+    }
+}
+
+impl Default for IbkrConfig {
+    fn default() -> Self {
+        IbkrConfig {
+            gateway: "127.0.0.1:4002".into(),
+            client_id: 1,
+            client_id_attempts: 1,
+            connect_wait_seconds: 0,
+            what_to_show: "TRADES".into(),
+            use_rth: true,
+            market_data_type: "live".into(),
+            reconnect_attempts: 0,
+            delayed_fallback: false,
+            contracts: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for BridgeConfig {
+    /// The bridge's own defaults (ring sizes, heartbeat, hang timeout) and the worker's
+    /// handshake timeout: one source for each.
+    fn default() -> Self {
+        let geometry = bridge::segment::Geometry::default();
+        let channel = bridge::channel::Config::default();
+        BridgeConfig {
+            ring_capacity: geometry.ring_capacity,
+            max_frame: geometry.max_frame,
+            heartbeat_ms: channel.heartbeat_interval.as_millis() as u64,
+            hang_timeout_ms: channel.hang_timeout.as_millis() as u64,
+            request_timeout_seconds: 30,
+            handshake_timeout_ms: worker::options::DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            spin: false,
+        }
+    }
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        SupervisorConfig {
+            max_restarts: 10,
+            restart_window_seconds: 60,
+            backoff_ms: 100,
+            max_backoff_ms: 5000,
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Overrides of the configuration from the environment ([`ENV_VARS`]) and the command line
+//! ([`Overrides`]), applied over the file in that order.
+//!
+//! Invariants: an override that is absent leaves its setting alone; one that does not fit its
+//! setting is refused naming where it came from; the environment is read only through the
+//! lookup function given, so tests never depend on the process's own.
+
+use std::path::PathBuf;
+
+use super::document::Config;
+use super::error::ConfigError;
+
+/// Overrides from the command line (or anywhere else); `None` leaves a value alone.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub backend: Option<String>,
+    pub symbols: Option<String>,
+    pub duration: Option<String>,
+    pub signals: Option<PathBuf>,
+    pub seed: Option<String>,
+    pub gateway: Option<String>,
+    pub client_id: Option<String>,
+    pub history_only: bool,
+    pub end: Option<String>,
+    pub trade: bool,
+}
+
+/// Environment variables read, with the setting each overrides.
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("RUNNER_BACKEND", "backend"),
+    ("RUNNER_SYMBOLS", "symbols (comma-separated)"),
+    ("RUNNER_DURATION", "live.duration_seconds"),
+    ("RUNNER_SIGNALS", "signals"),
+    ("RUNNER_SEED", "sim.seed"),
+    ("RUNNER_GATEWAY", "ibkr.gateway"),
+    ("RUNNER_CLIENT_ID", "ibkr.client_id"),
+    ("RUNNER_END", "history.end"),
+];
+
+impl Overrides {
+    /// The overrides the environment holds (`env` looks a variable up; see [`ENV_VARS`]).
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Overrides {
+        Overrides {
+            backend: env("RUNNER_BACKEND"),
+            symbols: env("RUNNER_SYMBOLS"),
+            duration: env("RUNNER_DURATION"),
+            signals: env("RUNNER_SIGNALS").map(PathBuf::from),
+            seed: env("RUNNER_SEED"),
+            gateway: env("RUNNER_GATEWAY"),
+            client_id: env("RUNNER_CLIENT_ID"),
+            history_only: false,
+            end: env("RUNNER_END"),
+            trade: false,
+        }
+    }
+}
+
+impl Config {
+    /// Applies `o`, which came from `origin` (`environment`, `command line`).
+    pub(super) fn apply(&mut self, o: &Overrides, origin: &str) -> Result<(), ConfigError> {
+        fn num<T: std::str::FromStr>(v: &str, what: &str, origin: &str) -> Result<T, ConfigError> {
+            v.trim().parse().map_err(|_| ConfigError::Override {
+                origin: origin.to_string(),
+                problem: format!("{what} must be a number, got {v:?}"),
+            })
+        }
+        if let Some(b) = &o.backend {
+            self.backend = b.parse().map_err(|problem| ConfigError::Override {
+                origin: origin.to_string(),
+                problem,
+            })?;
+        }
+        if let Some(s) = &o.symbols {
+            self.symbols = s
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(d) = &o.duration {
+            self.live.duration_seconds = num(d, "duration", origin)?;
+        }
+        if let Some(s) = &o.signals {
+            self.signals = Some(s.clone());
+        }
+        if let Some(s) = &o.seed {
+            self.sim.seed = num(s, "seed", origin)?;
+        }
+        if let Some(g) = &o.gateway {
+            self.ibkr.gateway = g.clone();
+        }
+        if let Some(c) = &o.client_id {
+            self.ibkr.client_id = num(c, "client id", origin)?;
+        }
+        if o.history_only {
+            self.live.disabled = true;
+        }
+        if let Some(e) = &o.end {
+            self.history.end = Some(e.clone());
+        }
+        if o.trade {
+            self.trading.enabled = true;
+        }
+        Ok(())
+    }
+}

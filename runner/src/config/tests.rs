@@ -1,0 +1,151 @@
+//! The configuration's tests: defaults, parsing errors with their lines, overrides in order,
+//! and the values validation refuses.
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+#[test]
+fn defaults_are_valid_and_round_trip_through_toml() {
+    let cfg = Config::default();
+    cfg.validate().unwrap();
+    assert_eq!(Config::parse(&cfg.to_toml(), "x").unwrap(), cfg);
+    assert_eq!(cfg.symbols.len(), 7);
+}
+
+#[test]
+fn bridge_defaults_are_the_documented_ones() {
+    let b = BridgeConfig::default();
+    assert_eq!(b.ring_capacity, 1 << 20);
+    assert_eq!(b.max_frame, 256 << 10);
+    assert_eq!(b.heartbeat_ms, 100);
+    assert_eq!(b.hang_timeout_ms, 3000);
+    assert!(!b.spin, "spinning is asked for, never the default");
+    assert_eq!(b.request_timeout_seconds, 30);
+    assert_eq!(b.handshake_timeout_ms, 10_000);
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line() {
+    let e = Config::parse("backend = \"sim\"\n[history]\nbar_secs = 5\n", "f.toml").unwrap_err();
+    assert!(e.to_string().starts_with("f.toml, line 3:"), "{e}");
+    assert!(e.to_string().contains("bar_secs"), "{e}");
+    assert!(!e.to_string().contains('\n'));
+}
+
+#[test]
+fn contracts_are_configured_per_symbol() {
+    let cfg = Config::parse(
+        "[ibkr.contracts.SHOP]\ncurrency = \"CAD\"\nprimary_exchange = \"TSE\"\n",
+        "f.toml",
+    )
+    .unwrap();
+    let shop = &cfg.ibkr.contracts["SHOP"];
+    assert_eq!(shop.exchange, "SMART");
+    assert_eq!(shop.currency, "CAD");
+    assert_eq!(shop.primary_exchange.as_deref(), Some("TSE"));
+    assert!(Config::parse("[ibkr.contracts.SHOP]\ncurency = \"CAD\"\n", "f.toml").is_err());
+}
+
+#[test]
+fn wrong_types_are_named() {
+    let e = Config::parse("symbols = \"SPY\"\n", "f.toml").unwrap_err();
+    assert!(e.to_string().contains("line 1"), "{e}");
+    assert!(e.to_string().contains("sequence"), "{e}");
+}
+
+#[test]
+fn flags_override_environment_which_overrides_the_file() {
+    let env = |k: &str| match k {
+        "RUNNER_SYMBOLS" => Some("AAA,BBB".to_string()),
+        "RUNNER_SEED" => Some("7".to_string()),
+        _ => None,
+    };
+    let flags = Overrides {
+        symbols: Some("CCC".into()),
+        ..Overrides::default()
+    };
+    let cfg = Config::load(None, env, &flags).unwrap();
+    assert_eq!(cfg.symbols, vec!["CCC".to_string()]);
+    assert_eq!(cfg.sim.seed, 7);
+}
+
+#[test]
+fn invalid_values_are_refused() {
+    let bad = |o: Overrides| Config::load(None, no_env, &o).unwrap_err().to_string();
+    assert!(bad(Overrides {
+        symbols: Some("SPY,spy".into()),
+        ..Default::default()
+    })
+    .contains("invalid symbol \"spy\""));
+    assert!(bad(Overrides {
+        backend: Some("tws".into()),
+        ..Default::default()
+    })
+    .contains("unknown backend"));
+    assert!(bad(Overrides {
+        duration: Some("soon".into()),
+        ..Default::default()
+    })
+    .contains("duration must be a number"));
+    assert!(bad(Overrides {
+        backend: Some("ibkr".into()),
+        gateway: Some("localhost".into()),
+        ..Default::default()
+    })
+    .contains("HOST:PORT"));
+}
+
+#[test]
+fn market_data_choices_and_the_history_end_are_checked() {
+    let load = |toml: &str, end: Option<&str>| {
+        let cfg = Config::parse(toml, "test")?;
+        let mut cfg = cfg;
+        cfg.apply(
+            &Overrides {
+                end: end.map(String::from),
+                ..Default::default()
+            },
+            "flags",
+        )?;
+        cfg.validate().map(|()| cfg)
+    };
+    let bad = load("backend = \"ibkr\"\n[ibkr]\nwhat_to_show = \"FOO\"\n", None);
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("ibkr.what_to_show must be one of"));
+    let bad = load(
+        "backend = \"ibkr\"\n[ibkr.contracts.EUR]\nwhat_to_show = \"bids\"\n",
+        None,
+    );
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("ibkr.contracts.EUR.what_to_show must be one of"));
+    let ok = load(
+        "backend = \"ibkr\"\n[ibkr]\nwhat_to_show = \"midpoint\"\nuse_rth = false\n",
+        Some("2023-11-14T22:13:20Z"),
+    )
+    .unwrap();
+    assert_eq!(ok.history_end().unwrap(), Some(1_700_000_000));
+    assert!(!ok.ibkr.use_rth);
+    let ok = load("", Some("1700000000")).unwrap();
+    assert_eq!(ok.history_end().unwrap(), Some(1_700_000_000));
+    let bad = load("", Some("yesterday"));
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("history.end must be Unix seconds"));
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let e = Config::from_file(Path::new("/nonexistent/runner.toml")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "config file /nonexistent/runner.toml: not found"
+    );
+}

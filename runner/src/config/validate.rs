@@ -1,0 +1,235 @@
+//! Validation: each section checks the values that parse but make no sense
+//! (`HistoryConfig::validate`, ...), and [`Config::validate`] runs them in the order the
+//! sections are documented, the symbols first; the first problem found is the error.
+//!
+//! Invariants: a configuration that passes can be run: its symbols are valid and distinct,
+//! its history covers at least one bar, its times and choices parse (`history.end`,
+//! `trading.tif`, IB's market data choices), its bridge geometry fits the rings, and its
+//! restart policy can act; validation changes nothing.
+
+use std::time::Duration;
+
+use super::document::{
+    BackendKind, BridgeConfig, Config, HistoryConfig, IbkrConfig, SimConfig, StrategyConfig,
+    SupervisorConfig, TradingConfig,
+};
+use super::error::{invalid, ConfigError};
+
+impl Config {
+    /// Checks values that parse but make no sense, section by section.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_symbols(&self.symbols)?;
+        self.history.validate()?;
+        self.strategy.validate()?;
+        self.sim.validate()?;
+        self.trading.validate()?;
+        if self.backend == BackendKind::Ibkr {
+            self.ibkr.validate()?;
+        }
+        self.bridge.validate()?;
+        self.supervisor.validate()
+    }
+
+    /// `history.end` in Unix seconds (`None`: now).
+    pub fn history_end(&self) -> Result<Option<i64>, ConfigError> {
+        self.history.end_time()
+    }
+
+    /// The deadline of one request.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.bridge.request_timeout_seconds)
+    }
+}
+
+/// At least one symbol, each valid, none twice.
+fn validate_symbols(symbols: &[String]) -> Result<(), ConfigError> {
+    if symbols.is_empty() {
+        return Err(invalid("symbols: at least one symbol is needed"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for s in symbols {
+        if !worker::backend::valid_symbol(s) {
+            return Err(invalid(format!(
+                "symbols: invalid symbol {s:?} (1 to 12 of A-Z, 0-9, '.', '-', starting with a letter)"
+            )));
+        }
+        if !seen.insert(s) {
+            return Err(invalid(format!("symbols: {s} is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+impl HistoryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.end_time()?;
+        if self.bar_seconds == 0 {
+            return Err(invalid("history.bar_seconds must be at least 1"));
+        }
+        if self.duration_seconds < u64::from(self.bar_seconds) {
+            return Err(invalid(
+                "history.duration_seconds must cover at least one bar",
+            ));
+        }
+        if self.timeout_seconds == 0 || self.concurrency == 0 {
+            return Err(invalid(
+                "history.timeout_seconds and history.concurrency must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `end` in Unix seconds (`None`: now).
+    fn end_time(&self) -> Result<Option<i64>, ConfigError> {
+        let Some(text) = &self.end else {
+            return Ok(None);
+        };
+        let t = text.trim();
+        if let Ok(secs) = t.parse::<i64>() {
+            return Ok(Some(secs));
+        }
+        base::unix_time::parse_utc(t).map(Some).ok_or_else(|| {
+            invalid(format!(
+                "history.end must be Unix seconds or YYYY-MM-DDTHH:MM:SSZ, got {text:?}"
+            ))
+        })
+    }
+}
+
+impl StrategyConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.slow > 100_000 {
+            return Err(invalid(format!(
+                "strategy: slow ({}) must be at most 100000 bars",
+                self.slow
+            )));
+        }
+        if self.fast == 0 || self.fast >= self.slow {
+            return Err(invalid(format!(
+                "strategy: fast ({}) must be at least 1 and less than slow ({})",
+                self.fast, self.slow
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl SimConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.speed.is_finite() && self.speed > 0.0) {
+            return Err(invalid("sim.speed must be a positive number"));
+        }
+        for (name, v) in [
+            ("cash", self.cash),
+            ("slippage_bps", self.slippage_bps),
+            ("commission_per_share", self.commission_per_share),
+            ("min_commission", self.min_commission),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(invalid(format!(
+                    "sim.{name} must be a number of at least 0"
+                )));
+            }
+        }
+        if !(self.max_fill_per_bar.is_finite() && self.max_fill_per_bar >= 1.0) {
+            return Err(invalid("sim.max_fill_per_bar must be at least 1"));
+        }
+        if self.fill_seconds == 0 {
+            return Err(invalid("sim.fill_seconds must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl TradingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.time_in_force()?;
+        for (name, v) in [
+            ("quantity", self.quantity),
+            ("max_order_quantity", self.max_order_quantity),
+            ("max_order_value", self.max_order_value),
+            ("max_position", self.max_position),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(format!("trading.{name} must be a positive number")));
+            }
+        }
+        if self.max_orders_per_minute == 0 {
+            return Err(invalid("trading.max_orders_per_minute must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl IbkrConfig {
+    /// Checked only when the backend is `ibkr`.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let g = &self.gateway;
+        let ok = g
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+        if !ok {
+            return Err(invalid(format!(
+                "ibkr.gateway must be HOST:PORT, got {g:?}"
+            )));
+        }
+        if self.client_id < 0 {
+            return Err(invalid("ibkr.client_id must not be negative"));
+        }
+        self.what_to_show
+            .parse::<worker::options::WhatToShow>()
+            .map_err(|e| invalid(format!("ibkr.{e}")))?;
+        self.market_data_type
+            .parse::<worker::options::MarketDataKind>()
+            .map_err(|e| invalid(format!("ibkr.{e}")))?;
+        for (symbol, c) in &self.contracts {
+            if let Some(w) = &c.what_to_show {
+                w.parse::<worker::options::WhatToShow>()
+                    .map_err(|e| invalid(format!("ibkr.contracts.{symbol}.{e}")))?;
+            }
+            c.sec_type
+                .parse::<worker::options::SecType>()
+                .map_err(|e| invalid(format!("ibkr.contracts.{symbol}.{e}")))?;
+            if c.con_id.is_some_and(|id| id <= 0) {
+                return Err(invalid(format!(
+                    "ibkr.contracts.{symbol}.con_id must be a positive IB contract id"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BridgeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        bridge::ring::check_geometry(self.ring_capacity, self.max_frame)
+            .map_err(|e| invalid(format!("bridge: {e}")))?;
+        if self.heartbeat_ms == 0 || self.hang_timeout_ms <= self.heartbeat_ms * 2 {
+            return Err(invalid(
+                "bridge.hang_timeout_ms must be more than twice bridge.heartbeat_ms (and both above 0)",
+            ));
+        }
+        if self.request_timeout_seconds == 0 || self.handshake_timeout_ms == 0 {
+            return Err(invalid(
+                "bridge.request_timeout_seconds and bridge.handshake_timeout_ms must be above 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SupervisorConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.restart_window_seconds == 0 {
+            return Err(invalid(
+                "supervisor.restart_window_seconds must be at least 1",
+            ));
+        }
+        if self.backoff_ms > self.max_backoff_ms {
+            return Err(invalid(
+                "supervisor.backoff_ms must not be more than supervisor.max_backoff_ms",
+            ));
+        }
+        Ok(())
+    }
+}
