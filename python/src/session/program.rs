@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use runner::config::Config;
 use runner::supervisor::SupervisorError;
-use runner::worker_setup::{prepare, PreparedRun, WorkerProgram};
+use runner::worker_setup::{self, PreparedRun, WorkerProgram};
 
 use crate::failure::Failure;
 
@@ -61,7 +61,7 @@ impl Program {
                 .clone(),
         );
         let mut cfg = cfg.clone();
-        prepare(&mut cfg, program, worker::SimFaults::default())
+        worker_setup::prepare(&mut cfg, program, worker::SimFaults::default())
             .map_err(|e| Failure::from(SupervisorError::from(e)))
     }
 }

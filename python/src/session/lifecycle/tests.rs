@@ -1,3 +1,7 @@
+//! The lifecycle's transitions and waits, without a worker: a connect owns `Connecting` until it
+//! ends, a close wins over a connect, a second connect or close waits for the first, and a
+//! forgotten session stays forgotten.
+
 use std::time::Duration;
 
 use super::*;
