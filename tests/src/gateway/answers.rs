@@ -13,15 +13,17 @@
 
 use std::sync::atomic::Ordering;
 
+use super::behaviour::Behaviour;
 use super::calendar::{self, Hours};
-use super::connections::{Connection, Offer};
+use super::connections::lock;
+use super::connections::{self, Connection, Offer};
+use super::state::GatewayState;
 use super::wire::{
-    bar_size_seconds, codes, duration_seconds, error_frame, incoming, proto_frame, texts, ticks,
-    utc_text, Contract, ContractData, ContractDataEnd, ContractDataRequest, ContractDetails,
+    bar_size_seconds, codes, con_id, duration_seconds, error_frame, incoming, proto_frame, texts,
+    ticks, utc_text, Contract, ContractData, ContractDataEnd, ContractDataRequest, ContractDetails,
     HistoricalData, HistoricalDataBar, HistoricalDataEnd, HistoricalDataRequest, MarketDataType,
     RealTimeBarTick, TickPrice, TickSize,
 };
-use super::{Behaviour, GatewayState};
 
 /// A deterministic price for `symbol` at `t`: positive, smooth, symbol-dependent.
 fn price(symbol: &str, t: i64) -> f64 {
@@ -260,19 +262,6 @@ fn no_permissions(id: i32, c: &Contract) -> Vec<u8> {
     )
 }
 
-/// A contract id for `symbol` listed on `exchange`: positive, stable.
-pub(super) fn con_id(symbol: &str, exchange: &str) -> i32 {
-    // FNV-1a, folded into 1..=i32::MAX.
-    let hash = symbol
-        .bytes()
-        .chain([b'@'])
-        .chain(exchange.bytes())
-        .fold(0x811c_9dc5_u32, |h, byte| {
-            (h ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-        });
-    (hash % (i32::MAX as u32)) as i32 + 1
-}
-
 /// The answer to a contract details request: one contract per primary exchange the symbol is
 /// listed on (two for an ambiguous symbol; otherwise the one the request names, or NASDAQ)
 /// that matches the request's primary exchange and contract id when it names them, then the
@@ -378,7 +367,7 @@ pub(super) fn stream_bars(
         match conn.offer_bar(id, &proto_frame(incoming::REAL_TIME_BARS, &bar)) {
             Ok(Offer::Sent) => {
                 let sent = shared.realtime_bars.fetch_add(1, Ordering::Relaxed) + 1;
-                super::after_bar(sent, conn, shared, b);
+                after_bar(sent, conn, shared, b);
             }
             Ok(Offer::Held) => {}
             Ok(Offer::Ended) | Err(_) => return,
@@ -445,6 +434,24 @@ pub(super) fn stream_ticks(
             Ok(Offer::Ended) | Err(_) => return,
         }
         n += 1;
+    }
+}
+
+/// What follows the `sent`-th real-time bar sent in all (on `conn`): the knobs that act after
+/// a number of bars.
+fn after_bar(sent: u32, conn: &Connection, shared: &GatewayState, b: &Behaviour) {
+    if b.drop_after_realtime_bars == Some(sent) {
+        conn.close();
+    }
+    if let Some(loss) = b.connectivity_loss.filter(|l| l.after_bars == sent) {
+        connections::lose_link_for(&shared.connections, loss.lasts, loss.data_lost);
+    }
+    if let Some(outage) = b.outage.filter(|o| o.after_bars == sent) {
+        let now = base::unix_time::now();
+        lock(&shared.seen)
+            .outage_ends
+            .push((now + outage.lasts).as_secs_f64().ceil() as i64);
+        shared.connections.outage(outage.lasts);
     }
 }
 

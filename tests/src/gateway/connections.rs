@@ -23,7 +23,6 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::lock;
 use super::wire::{codes, error_frame, texts};
 
 /// What may be written to one connection, and what it has been told.
@@ -275,4 +274,10 @@ pub(super) fn lose_link_for(connections: &Arc<Connections>, lasts: Duration, dat
         std::thread::sleep(lasts);
         connections.restore_link(loss, data_lost);
     });
+}
+
+/// Locks `m`, also after a thread panicked holding it (the gateway's state stays usable to
+/// the end of a test).
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

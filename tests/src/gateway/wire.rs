@@ -759,6 +759,19 @@ pub(super) fn utc_text(t: i64) -> String {
     format!("{year:04}{month:02}{day:02}-{h:02}:{m:02}:{s:02}")
 }
 
+/// A contract id for `symbol` listed on `exchange`: positive, stable.
+pub(super) fn con_id(symbol: &str, exchange: &str) -> i32 {
+    // FNV-1a, folded into 1..=i32::MAX.
+    let hash = symbol
+        .bytes()
+        .chain([b'@'])
+        .chain(exchange.bytes())
+        .fold(0x811c_9dc5_u32, |h, byte| {
+            (h ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+        });
+    (hash % (i32::MAX as u32)) as i32 + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
