@@ -21,8 +21,10 @@ the row of the module they test (`ring/tests.rs` by `ring/mod.rs` or `ring.rs`; 
 `x.rs` or `x/mod.rs`) or by a row naming a folder that holds them. Other test files (a
 crate's integration tests, examples) need no row; a row may name them, or their folder.
 
-The per-file map lives in `docs/` rather than in the README so that the README stays short as
-files are added; the README's table of folders points to it.
+The README's table names every source file too, by folder: a row's first cell names a folder,
+its third cell the folder's files (`lib.rs`, `bin/bridge-bench.rs`), relative to it; the same
+rules for test code apply. The per-file map with each file's concept lives in `docs/` so that
+the README stays short as files are added.
 
 Prints what is missing, stale or named twice and exits 1; otherwise one line and exit 0.
 """
@@ -38,9 +40,10 @@ CRATES = ["bridge", "base", "worker", "runner", "python", "benches", "tests"]
 PACKAGE = "python/ibbridge"
 
 
-def table_paths(text, name, heading=None):
+def table_paths(text, name, heading=None, files=None):
     """(path, line) for every path named in a first cell of a table: every table of the
-    text, or only the first one under `heading`."""
+    text, or only the first one under `heading`. With `files` (a list), the files a row's
+    third cell names are appended to it, as paths from the root."""
     lines = text.split("\n")
     start = 0
     if heading is not None:
@@ -62,8 +65,14 @@ def table_paths(text, name, heading=None):
         in_table = True
         if header or len(cells) < 3 or re.fullmatch(r"[\s:-]*", cells[1]):
             continue
-        for path in re.findall(r"`([^`]+)`", cells[1]):
+        paths = re.findall(r"`([^`]+)`", cells[1])
+        for path in paths:
             found.append((path, i + 1))
+        if files is not None and len(cells) > 4:
+            for name in re.findall(r"`([^`]+)`", cells[3]):
+                if len(paths) != 1 or not paths[0].endswith("/"):
+                    sys.exit(f"{name}: line {i + 1}: files named in a row of several folders")
+                files.append((paths[0] + name, i + 1))
     if not found:
         sys.exit(f"{name}: no table" + (f" under {heading!r}" if heading else ""))
     return found
@@ -125,26 +134,29 @@ def main():
                            os.path.join(os.path.dirname(__file__), ".."))
     problems = []
     readme, heading = FOLDER_MAP
-    folders_named = check_named(root, readme, table_paths(read(root, readme), readme, heading),
-                                problems)
+    readme_files = []
+    folders_named = check_named(
+        root, readme, table_paths(read(root, readme), readme, heading, readme_files), problems)
+    readme_seen = check_named(root, readme, readme_files, problems)
     seen = check_named(root, FILE_MAP, table_paths(read(root, FILE_MAP), FILE_MAP), problems)
-    folders = [p for p in seen if p.endswith("/")]
     required = sources(root)
-    for rel in required:
-        if rel in seen:
-            continue
-        owners = test_owners(rel)
-        if owners is not None:
-            if any(o in seen for o in owners) or any(rel.startswith(d) for d in folders):
+    for table, named in ((FILE_MAP, seen), (readme, readme_seen)):
+        folders = [p for p in named if p.endswith("/")]
+        for rel in required:
+            if rel in named:
                 continue
-        problems.append(f"{FILE_MAP}: missing: {rel}")
+            owners = test_owners(rel)
+            if owners is not None:
+                if any(o in named for o in owners) or any(rel.startswith(d) for d in folders):
+                    continue
+            problems.append(f"{table}: missing: {rel}")
     if problems:
         for p in problems:
             print(p)
         print(f"layout tables: {len(problems)} problem(s)")
         return 1
     print(f"layout tables: true ({len(required)} source files; {FILE_MAP} names {len(seen)} "
-          f"paths, {readme} {len(folders_named)})")
+          f"paths, {readme} {len(folders_named)} folders and {len(readme_seen)} files)")
     return 0
 
 

@@ -1,6 +1,7 @@
 //! The shared-memory bridge between the trading runner and its broker worker.
 //!
-//! Layers, bottom up (each a module; the README's layer list names the same files):
+//! Layers, bottom up (each a module; docs/bridge.md describes them, docs/layout.md names
+//! every file):
 //! - [`segment`]: the shared memory itself (`segment/`: its layout and header, the two roles,
 //!   the mapping, the take-once claims on ring ends, names and their sweep, errors), with
 //!   `sys` the only OS-facing layer (one file per concept, Linux and macOS side by side;

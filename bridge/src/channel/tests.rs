@@ -232,7 +232,7 @@ fn counters_survive_a_peer_that_scribbles_over_the_segment() {
     ));
 }
 
-/// A whole conversation in one process: what the README's example does across two.
+/// A whole conversation in one process: what `examples/echo.rs` does across two.
 #[test]
 fn a_pair_exchanges_both_ways_and_closes_cleanly() {
     let (mut runner, mut worker) = pair(&Config::default()).unwrap();

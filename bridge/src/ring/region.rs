@@ -94,9 +94,9 @@ impl DataArea {
 /// writes the same words during the copy (a hostile process, or a test playing one with
 /// atomic stores) is then no data race: each load reads some value once, and the caller
 /// validates what it got. Relaxed loads compile to plain moves; only the compiler's freedom
-/// to merge, widen or repeat them is given up (the README gives the cost). Every read of the
-/// data area goes through here, as whole aligned words, so no location is ever read with
-/// atomics of two sizes.
+/// to merge, widen or repeat them is given up (docs/performance.md gives the cost). Every
+/// read of the data area goes through here, as whole aligned words, so no location is ever
+/// read with atomics of two sizes.
 ///
 /// # Safety
 ///

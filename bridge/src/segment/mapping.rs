@@ -21,7 +21,7 @@ use super::layout::{
     Geometry, Header, CONTROL_BYTES, DATA_OFFSET, HEADER_BYTES, LAYOUT_VERSION, MAGIC,
     STATE_ATTACHED,
 };
-use super::names::{create_recorded, SHM_DIR};
+use super::names::create_recorded;
 use super::role::Role;
 use crate::ring::{self, Consumer, Producer, RawRing, RingControl};
 use crate::sync::Ordering;
@@ -183,7 +183,7 @@ impl Segment {
     /// Where the name appears in the file system while it is linked (Linux).
     #[cfg(target_os = "linux")]
     pub fn path(&self) -> PathBuf {
-        PathBuf::from(SHM_DIR).join(self.name.trim_start_matches('/'))
+        PathBuf::from(super::names::SHM_DIR).join(self.name.trim_start_matches('/'))
     }
 
     /// The ring sizes.

@@ -3,7 +3,9 @@
 //! files).
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+#[cfg(target_os = "linux")]
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use shared_memory::ShmemConf;
