@@ -23,10 +23,10 @@ use crossbeam_channel::RecvTimeoutError;
 
 use crate::config::{Config, ConfigError};
 use crate::launch;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Supervisor, SupervisorError};
 use crate::trader::{TradeError, Trader};
 use crate::worker_events::WorkerEvents;
-use crate::worker_setup::WorkerSetup;
+use crate::worker_setup::{SetupError, WorkerSetup};
 
 /// How long the fills of an order already final are waited for.
 const FILLS_GRACE: Duration = Duration::from_secs(2);
@@ -66,7 +66,12 @@ pub fn command(
         Ok(started) => started,
         Err(code) => return code,
     };
-    let outcome = launch::with_workers(&mut cfg, faults, |cfg, setup, stop| {
+    // A journal that cannot be used is told as itself (exit 2), as a configuration problem.
+    let told = |e: SetupError| match e {
+        SetupError::Journal(problem) => anyhow::Error::new(problem),
+        other => SupervisorError::from(other).into(),
+    };
+    let outcome = launch::with_workers_telling(&mut cfg, faults, told, |cfg, setup, stop| {
         body(cfg, setup, stop, &mut |line: &str| println!("{line}"))
     });
     match outcome {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use crate::config::{Config, ConfigError};
 use crate::supervisor::SupervisorError;
 use crate::trader::LiveAccountRefused;
-use crate::worker_setup::{prepare, PreparedRun, WorkerProgram, WorkerSetup};
+use crate::worker_setup::{prepare, PreparedRun, SetupError, WorkerProgram, WorkerSetup};
 
 /// Exit code of a configuration error (one line on stderr names it).
 pub const EXIT_CONFIG: u8 = 2;
@@ -81,10 +81,21 @@ pub fn with_workers<T>(
     faults: worker::SimFaults,
     body: impl FnOnce(&Config, WorkerSetup, &AtomicBool) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    with_workers_telling(cfg, faults, |e| SupervisorError::from(e).into(), body)
+}
+
+/// [`with_workers`], with `told` making the error of a set-up that failed (the orders by hand
+/// tell a journal that cannot be used as the configuration problem it is, not as a worker
+/// that could not start).
+pub fn with_workers_telling<T>(
+    cfg: &mut Config,
+    faults: worker::SimFaults,
+    told: impl FnOnce(SetupError) -> anyhow::Error,
+    body: impl FnOnce(&Config, WorkerSetup, &AtomicBool) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
     let stop = stop_flag()?;
     let program = WorkerProgram::this_program()?;
-    let PreparedRun { setup, journal } =
-        prepare(cfg, program, faults).map_err(SupervisorError::from)?;
+    let PreparedRun { setup, journal } = prepare(cfg, program, faults).map_err(told)?;
     let done = body(cfg, setup, &stop);
     drop(journal);
     done
@@ -97,7 +108,8 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
         e.downcast_ref::<SupervisorError>(),
         Some(SupervisorError::Environment(_))
     );
-    if environment || e.downcast_ref::<LiveAccountRefused>().is_some() {
+    let refused = e.downcast_ref::<LiveAccountRefused>().is_some();
+    if environment || refused || e.downcast_ref::<worker::JournalError>().is_some() {
         EXIT_CONFIG
     } else {
         EXIT_FAILED

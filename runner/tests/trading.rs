@@ -437,3 +437,39 @@ fn a_run_cancels_its_working_orders_when_it_ends() {
         .count();
     assert_eq!(cancels, n);
 }
+
+/// An orders file that holds another market's book (another seed) is a configuration
+/// problem: a command by hand says so in one line of its own and exits 2, as `run` does after
+/// its worker could not start; nothing is placed.
+#[test]
+fn an_orders_file_of_another_seed_is_refused_in_one_line() {
+    let (config, journal) = setup("seed-a", "seed = 11\n");
+    let (code, _, stderr) = output(runner(&["positions", "--config", &config]));
+    assert_eq!(code, 0, "{stderr}");
+    let other = common::temp_file(
+        "trading",
+        "seed-b.toml",
+        &format!("[sim]\norders_file = \"{}\"\nseed = 9\n", journal.display()),
+    );
+    let why = format!(
+        "orders file {} holds a book of the market of seed 11, not 9: use that seed or another \
+         orders file",
+        journal.display()
+    );
+    let (code, stdout, stderr) = output(runner(&[
+        "order", "buy", "SPY", "1", "--ref", "seed-1", "--config", &other,
+    ]));
+    assert_eq!(code, 2, "{stdout}\n{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(format!("error: {why}").as_str()),
+        "{stderr}"
+    );
+    let (code, _, stderr) = output(runner(&["run", "--config", &other]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("error: cannot start the worker: {why}")),
+        "{stderr}"
+    );
+    assert!(placed(&journal).is_empty());
+}

@@ -8,8 +8,9 @@
 //! argument and the worker's options in [`OPTIONS_ENV`], so one test recognises all of them.
 //!
 //! Invariants: a process counts as started as a worker only when both the `worker` argument
-//! (in any position after the program's name) and [`OPTIONS_ENV`] are present; a worker that
-//! fails prints one line, `worker: <why>`, on stderr and exits with [`EXIT_FAILED`]; a process
+//! (the last one, after the program's name: [`crate::command_with`] puts it there) and
+//! [`OPTIONS_ENV`] are present; a worker that fails prints one line, `worker: <why>`, on
+//! stderr and exits with [`EXIT_FAILED`]; a process
 //! with [`OPTIONS_ENV`] set never opens a session (it would start a worker that starts
 //! another, for ever).
 
@@ -24,11 +25,13 @@ pub const WORKER_ARG: &str = "worker";
 /// Exit code of a worker that stopped with an error.
 pub const EXIT_FAILED: u8 = 2;
 
-/// Whether this process was started as a worker: a `worker` argument after the program's name
-/// (first, as `runner worker`, or after an interpreter's own, as `python -c <program>
-/// <library> worker`) and the worker's options in the environment.
+/// Whether this process was started as a worker: a `worker` argument last, after the
+/// program's name (`runner worker`, or after an interpreter's own, `python -c <program>
+/// <library> worker`), and the worker's options in the environment.
 pub fn started_as_worker() -> bool {
-    std::env::args_os().skip(1).any(|a| a == WORKER_ARG) && std::env::var_os(OPTIONS_ENV).is_some()
+    let mut args = std::env::args_os().skip(1);
+    let last_is_worker = args.next_back().is_some_and(|a| a == WORKER_ARG);
+    last_is_worker && std::env::var_os(OPTIONS_ENV).is_some()
 }
 
 /// Serves as a worker until the runner shuts it down or goes away; the process's exit code:
