@@ -1,14 +1,13 @@
 //! How a command of the `runner` binary starts and ends: its configuration and logging
-//! ([`start`], [`init_logging`]), the stop
-//! flag of Ctrl-C and SIGTERM ([`stop_flag`]), the workers of its run as this very program
-//! ([`with_workers`]), and its exit: one line on stderr ([`fail`], [`one_line`]) and the code
-//! ([`EXIT_CONFIG`], [`EXIT_FAILED`], [`exit_code_of`]).
+//! ([`start`], [`init_logging`]), the stop flag of Ctrl-C and SIGTERM ([`stop_flag`]), the
+//! workers of its run as this very program ([`with_workers`]), and its exit: one line on
+//! stderr ([`fail`], [`one_line`]) and the code ([`EXIT_CONFIG`], [`EXIT_FAILED`],
+//! [`exit_code_of`]).
 //!
-//! Invariants: a command's workers are set up in one way for every command
-//! ([`prepare`](crate::worker_setup::prepare)), and its journal lives until the command's body
-//! returned; what the operator must fix in the configuration or the machine exits with
-//! [`EXIT_CONFIG`], any other failure with [`EXIT_FAILED`]; an error is printed as one line,
-//! each cause once.
+//! Invariants: a command's workers are set up in one way for every command ([`prepare`]),
+//! and its journal lives until the command's body returned; what the operator must fix in
+//! the configuration or the machine exits with [`EXIT_CONFIG`], any other failure with
+//! [`EXIT_FAILED`]; an error is printed as one line, each cause once.
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;

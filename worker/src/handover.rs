@@ -86,7 +86,8 @@ impl WorkerOptions {
             sim.anchor_ms = Some(clock.anchor_ms);
             sim.speed = clock.speed;
         }
-        if let Some(paced) = handover.paced_history {
+        // Only IB counts requests across workers: a simulated worker's options stay small.
+        if let (Some(paced), BackendOptions::Ibkr(_)) = (handover.paced_history, &self.backend) {
             self.paced_history = paced;
         }
     }
@@ -156,5 +157,10 @@ mod tests {
         // A journal hands nothing to a broker that is not simulated.
         let ib = Handover::journal_clock(Path::new("/nonexistent/journal"), &o).unwrap();
         assert_eq!(ib, Handover::default());
+        // And IB's pacing hands nothing to the simulated market.
+        let mut s = sim(42, 1_700_000_000);
+        let before = s.clone();
+        s.inherit(Handover::paced_history(paced));
+        assert_eq!(s, before);
     }
 }

@@ -11,7 +11,7 @@ use super::wire::{codes, texts};
 
 /// The link between the gateway and IB's servers is lost after the gateway has sent
 /// `after_bars` real-time bars in all, and restored `lasts` later (see
-/// [`Gateway::lose_connectivity`]).
+/// [`Gateway::lose_connectivity`](super::Gateway::lose_connectivity)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectivityLoss {
     pub after_bars: u32,
@@ -22,7 +22,7 @@ pub struct ConnectivityLoss {
 }
 
 /// The gateway process goes down after it has sent `after_bars` real-time bars in all, for
-/// `lasts` (see [`Gateway::outage`]).
+/// `lasts` (see [`Gateway::outage`](super::Gateway::outage)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outage {
     pub after_bars: u32,

@@ -3,7 +3,7 @@
 //! outlives the worker ([`broker`]). Needs nothing installed.
 //!
 //! Here: the backend ([`SimBackend`]), which answers the worker's requests from the
-//! [`Market`](market) it shares with its two threads, the ticker (live bars, `ticker`) and the
+//! `Market` (`market`) it shares with its two threads, the ticker (live bars, `ticker`) and the
 //! order watcher (fills, `watcher`). Which bars a history covers is in `history`, the faults
 //! in `faults`, the broker's journal file in `journal` and its book in `book`.
 //!
