@@ -39,8 +39,8 @@ pub enum SupervisorError {
         restarts: u32,
         /// The window.
         window: Duration,
-        /// Why the last worker died or did not start.
-        last: String,
+        /// Why the last worker did not start; `None`: it died.
+        last: Option<Box<SupervisorError>>,
     },
     /// The request failed and is not retried.
     Request(RequestError),
@@ -62,11 +62,17 @@ impl fmt::Display for SupervisorError {
                 restarts,
                 window,
                 last,
-            } => write!(
-                f,
-                "gave up after {restarts} worker restarts within {} s; last failure: {last}",
-                window.as_secs()
-            ),
+            } => {
+                let secs = window.as_secs();
+                write!(
+                    f,
+                    "gave up after {restarts} worker restarts within {secs} s; "
+                )?;
+                match last {
+                    Some(e) => write!(f, "last failure: {e}"),
+                    None => f.write_str("last failure: worker gone"),
+                }
+            }
             SupervisorError::Request(e) => e.fmt(f),
             SupervisorError::Remote(e) => e.fmt(f),
             SupervisorError::Protocol(e) => write!(f, "unexpected answer: {e}"),
@@ -83,7 +89,8 @@ impl Error for SupervisorError {
             SupervisorError::Connect(e) | SupervisorError::Remote(e) => Some(e),
             SupervisorError::Request(e) => Some(e),
             SupervisorError::Protocol(e) => Some(e),
-            SupervisorError::GaveUp { .. } | SupervisorError::Stopped => None,
+            SupervisorError::GaveUp { last, .. } => last.as_deref().map(|e| e as _),
+            SupervisorError::Stopped => None,
         }
     }
 }

@@ -383,7 +383,7 @@ impl Supervisor {
         }
         let policy = &self.setup.policy;
         let mut failures = 0u32;
-        let mut last = String::from("worker gone");
+        let mut last = None;
         loop {
             if self.state.lock().life.is_shut_down() {
                 return Err(SupervisorError::Stopped);
@@ -447,7 +447,7 @@ impl Supervisor {
                 }
                 Err(e) => {
                     tracing::warn!(generation, "worker restart failed: {e}");
-                    last = e.to_string();
+                    last = Some(Box::new(e));
                     failures += 1;
                 }
             }
