@@ -176,26 +176,24 @@ pub struct IbkrConfig {
     pub contracts: std::collections::BTreeMap<String, ContractConfig>,
 }
 
-/// How one symbol is traded at IB.
+/// How one symbol is traded at IB, as written under `[ibkr.contracts.SYMBOL]`: text that is
+/// checked and turned into the worker's [`ContractSpec`](worker::options::ContractSpec),
+/// whose fields say what each one names. Only what differs in the writing is told here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContractConfig {
     pub exchange: String,
     pub currency: String,
     pub primary_exchange: Option<String>,
-    /// What this symbol's bars are made of, if not `ibkr.what_to_show`.
+    /// `TRADES`, `MIDPOINT`, `BID` or `ASK`; unset: `ibkr.what_to_show`.
     pub what_to_show: Option<String>,
-    /// Regular trading hours only for this symbol, if not `ibkr.use_rth`.
+    /// Unset: `ibkr.use_rth`.
     pub use_rth: Option<bool>,
-    /// The kind of instrument: STK, FUT, CASH (forex) or IND.
+    /// `STK`, `FUT`, `CASH` (forex) or `IND`.
     pub sec_type: String,
-    /// IB's contract id: names the instrument exactly.
     pub con_id: Option<i32>,
-    /// IB's symbol, where it differs from the runner's name (`BRK B` for `BRK.B`).
     pub ib_symbol: Option<String>,
-    /// The symbol at the exchange (`ESZ6`), spaces included.
     pub local_symbol: Option<String>,
-    /// A future's contract month (`YYYYMM`) or last trading day (`YYYYMMDD`).
     pub expiry: Option<String>,
 }
 
