@@ -210,15 +210,7 @@ impl Supervisor {
         // worker it started.
         let start = self.claim_start(false)?;
         let client = self.start_worker(0, &BTreeMap::new())?;
-        {
-            let mut st = self.state.lock();
-            if st.life.is_shut_down() {
-                drop(st);
-                Self::stop(&client);
-                return Err(SupervisorError::Stopped);
-            }
-            st.client = Some(client);
-        }
+        self.adopt(client)?;
         drop(start);
         // A worker that dies while nothing is asked of it (the live phase) is replaced too, so
         // that its subscriptions come back without waiting for the next request.
@@ -352,6 +344,20 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Makes `client`, just started, the current worker; if the supervisor was shut down
+    /// while it was starting, `shutdown` found no worker to stop, so this one is stopped here
+    /// (both look under the state lock: one of the two sees the other).
+    fn adopt(&self, client: Arc<Client>) -> Result<(), SupervisorError> {
+        let mut st = self.state.lock();
+        if st.life.is_shut_down() {
+            drop(st);
+            Self::stop(&client);
+            return Err(SupervisorError::Stopped);
+        }
+        st.client = Some(client);
+        Ok(())
+    }
+
     /// The current worker if it lives, else a new one.
     fn client(&self) -> Result<(u32, Arc<Client>), SupervisorError> {
         let generation = {
@@ -433,16 +439,7 @@ impl Supervisor {
             }
             match self.start_worker(generation, &subs) {
                 Ok(client) => {
-                    let mut st = self.state.lock();
-                    // Shut down while this worker was starting: `shutdown` found no worker to
-                    // stop, so this one is stopped here (both look under the state lock: one
-                    // of the two sees the other).
-                    if st.life.is_shut_down() {
-                        drop(st);
-                        Self::stop(&client);
-                        return Err(SupervisorError::Stopped);
-                    }
-                    st.client = Some(client.clone());
+                    self.adopt(client.clone())?;
                     return Ok((generation, client));
                 }
                 Err(e) => {
