@@ -1,5 +1,6 @@
-//! Unix time: the wall clock now, the UTC calendar date and time of a Unix second, and the
-//! Unix second of a UTC date and time written `YYYY-MM-DDTHH:MM:SSZ`.
+//! Unix time: the wall clock now, the UTC calendar date and time of a Unix second (and its
+//! time of day in words), and the Unix second of a UTC date and time written
+//! `YYYY-MM-DDTHH:MM:SSZ`.
 //!
 //! Invariants: [`now`] never fails (a clock set before 1970 reads as zero, the epoch);
 //! [`civil_time`] is exact on the proleptic Gregorian calendar for negative seconds too, with
@@ -29,6 +30,12 @@ pub fn civil_time(t: i64) -> (i64, i64, i64, i64, i64, i64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day, secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// `HH:MM:SS UTC` of Unix second `t`: the time of day a log line or a summary row names.
+pub fn clock_text(t: i64) -> String {
+    let (.., h, m, s) = civil_time(t);
+    format!("{h:02}:{m:02}:{s:02} UTC")
 }
 
 /// Days from 1970-01-01 to `year-month-day` (Howard Hinnant's days-from-civil algorithm).
@@ -78,6 +85,8 @@ mod tests {
         assert_eq!(civil_time(1_700_000_000), (2023, 11, 14, 22, 13, 20));
         assert_eq!(civil_time(951_825_600), (2000, 2, 29, 12, 0, 0));
         assert_eq!(civil_time(-1), (1969, 12, 31, 23, 59, 59));
+        assert_eq!(clock_text(1_700_000_000), "22:13:20 UTC");
+        assert_eq!(clock_text(0), "00:00:00 UTC");
     }
 
     #[test]

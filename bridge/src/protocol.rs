@@ -15,7 +15,7 @@ mod orders;
 pub use orders::*;
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -329,6 +329,15 @@ pub enum Event {
         /// The refusal of live data, with the broker's code in the message.
         refused: RemoteError,
     },
+    /// What the worker's watchdog saw of a subscribed symbol's live stream: made again after
+    /// a silence or a market data farm's flap, stalled (still silent after that), flowing
+    /// again.
+    Feed {
+        /// The subscription's symbol.
+        symbol: String,
+        /// What became of its stream.
+        state: FeedState,
+    },
     /// An order's state changed. (Boxed, as are fills and positions: every event, live bars
     /// included, is as large as the largest variant in the runner's event queue.)
     Order(Box<OrderReport>),
@@ -343,6 +352,26 @@ pub enum Event {
         /// The broker's text.
         message: String,
     },
+}
+
+/// What became of one symbol's live stream while the broker connection was up ([`Event::Feed`]).
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub enum FeedState {
+    /// The stream was cancelled and requested again, for `reason` (in words: how long it was
+    /// silent, or which market data farm broke and came back).
+    Resubscribed {
+        /// Why, in words.
+        reason: String,
+    },
+    /// Still silent after it was made again: no bars come for it, and none are made up. It
+    /// stays so until bars come again ([`FeedState::Flowing`]).
+    Stalled {
+        /// When the silence began: the last data the stream delivered (or when it was made),
+        /// Unix seconds.
+        since: i64,
+    },
+    /// Bars come again after a stall.
+    Flowing,
 }
 
 /// State of the worker's broker connection, as it changes.

@@ -209,6 +209,10 @@ pub(crate) fn pump(
             Event::Notice { code, message } => {
                 tracing::info!(target: "runner", code, "broker notice: {message}")
             }
+            // The worker logged it, with why.
+            Event::Feed { symbol, state } => {
+                tracing::debug!(target: "runner", %symbol, ?state, "live feed")
+            }
             Event::Order(_) | Event::Fill(_) | Event::Position(_) => {}
         }
     };

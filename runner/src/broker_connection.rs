@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use bridge::protocol::{ConnectionStatus, ErrorKind, RemoteError};
+use bridge::protocol::{ConnectionStatus, ErrorKind, FeedState, RemoteError};
 
 /// The broker connection's history in one run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -31,6 +31,11 @@ pub struct BrokerConnection {
     /// Symbols whose live bars come from the broker's delayed feed since their live data
     /// was refused, with why, in words.
     pub delayed: BTreeMap<String, String>,
+    /// Live feeds found silent and made again (the worker logs each, with why).
+    pub resubscribed: u32,
+    /// Symbols whose live feed is stalled now (silent even after it was made again), with
+    /// since when (Unix seconds).
+    pub stalled: BTreeMap<String, i64>,
 }
 
 impl BrokerConnection {
@@ -99,6 +104,25 @@ impl BrokerConnection {
         }
     }
 
+    /// Takes in a change of `symbol`'s live feed (the worker logged it, with why).
+    pub fn feed(&mut self, symbol: &str, state: &FeedState) {
+        match state {
+            FeedState::Resubscribed { .. } => self.resubscribed += 1,
+            FeedState::Stalled { since } => {
+                self.stalled.insert(symbol.to_string(), *since);
+            }
+            FeedState::Flowing => {
+                self.stalled.remove(symbol);
+            }
+        }
+    }
+
+    /// A live bar of `symbol` came: whatever kept its data away is over.
+    pub fn bar(&mut self, symbol: &str) {
+        self.stalled.remove(symbol);
+        self.flowing(symbol);
+    }
+
     /// The summary's line, if anything happened to the connection.
     pub fn summary_line(&self) -> Option<String> {
         if self.lost == 0
@@ -106,6 +130,8 @@ impl BrokerConnection {
             && self.delayed.is_empty()
             && self.down.is_none()
             && self.gave_up.is_none()
+            && self.resubscribed == 0
+            && self.stalled.is_empty()
         {
             return None;
         }
@@ -119,6 +145,13 @@ impl BrokerConnection {
             self.refused.len(),
             self.delayed.len()
         );
+        if self.resubscribed > 0 || !self.stalled.is_empty() {
+            line.push_str(&format!(
+                "; silent live feeds made again {}, stalled at the end {}",
+                self.resubscribed,
+                self.stalled.len()
+            ));
+        }
         if let Some(reason) = &self.down {
             line.push_str(&format!("; down at the end ({reason})"));
         }
@@ -186,6 +219,43 @@ mod tests {
             .summary_line()
             .unwrap()
             .ends_with("; down at the end (again); gave up reconnecting after 3 attempt(s): connection refused"));
+    }
+
+    #[test]
+    fn silent_feeds_are_counted_and_a_stall_lasts_until_data_comes() {
+        let mut b = BrokerConnection::default();
+        let resubscribed = FeedState::Resubscribed {
+            reason: "no live data for 60 s".into(),
+        };
+        b.feed("SPY", &resubscribed);
+        b.feed("QQQ", &resubscribed);
+        b.feed(
+            "QQQ",
+            &FeedState::Stalled {
+                since: 1_700_000_000,
+            },
+        );
+        b.feed(
+            "IWM",
+            &FeedState::Stalled {
+                since: 1_700_000_005,
+            },
+        );
+        assert_eq!(b.resubscribed, 2);
+        assert_eq!(
+            b.stalled.iter().collect::<Vec<_>>(),
+            [
+                (&"IWM".to_string(), &1_700_000_005),
+                (&"QQQ".to_string(), &1_700_000_000)
+            ]
+        );
+        b.feed("IWM", &FeedState::Flowing);
+        assert_eq!(
+            b.summary_line().unwrap(),
+            "broker connection: lost 0, reconnection attempts 0, restored 0 (market data lost and subscriptions made again 0, kept 0), live data refused for 0 symbol(s), delayed data for 0; silent live feeds made again 2, stalled at the end 1"
+        );
+        b.bar("QQQ");
+        assert!(b.stalled.is_empty(), "a bar ends a stall");
     }
 
     #[test]

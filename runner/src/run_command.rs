@@ -129,7 +129,7 @@ impl Observer for Reporter {
         _signal: Signal,
         order: Option<&str>,
     ) -> Result<()> {
-        self.broker.flowing(symbol);
+        self.broker.bar(symbol);
         if let (Some(file), Ok(e)) = (self.signals.as_mut(), self.strategy.evaluate(bars)) {
             file.row(symbol, &e, order)?;
         }
@@ -146,6 +146,7 @@ impl Observer for Reporter {
             Event::Delayed { symbol, refused } => self.broker.delayed(symbol, refused),
             Event::Refused { symbol, error } => self.broker.refuse(symbol, error),
             Event::Notice { code, message } => tracing::info!(code, "notice: {message}"),
+            Event::Feed { symbol, state } => self.broker.feed(symbol, state),
             _ => {}
         }
         true
@@ -187,14 +188,20 @@ fn final_reports(
                 (None, None, Some(reason)) if !cfg.live.disabled => {
                     Err(format!("interrupted: broker connection lost ({reason})"))
                 }
-                (None, None, _) => strategy
-                    .evaluate_fresh(
-                        &s.recent,
-                        cfg.history.bar_seconds,
-                        market_time,
-                        cfg.strategy.stale_after_bars,
-                    )
-                    .map_err(|e: NoSignal| e.to_string()),
+                (None, None, _) => match s.stalled_since {
+                    Some(since) => Err(format!(
+                        "stalled since {}: no live data, even after the subscription was made again",
+                        base::unix_time::clock_text(since)
+                    )),
+                    None => strategy
+                        .evaluate_fresh(
+                            &s.recent,
+                            cfg.history.bar_seconds,
+                            market_time,
+                            cfg.strategy.stale_after_bars,
+                        )
+                        .map_err(|e: NoSignal| e.to_string()),
+                },
             };
             let note = broker
                 .delayed

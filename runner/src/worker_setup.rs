@@ -382,6 +382,7 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
             market_data_type: cfg.ibkr.market_data_type.parse().unwrap_or_default(),
             reconnect_attempts: cfg.ibkr.reconnect_attempts,
             delayed_fallback: cfg.ibkr.delayed_fallback,
+            silent_bars: cfg.ibkr.silent_bars,
             allow_live: cfg.trading.allow_live,
             contracts: cfg
                 .ibkr

@@ -45,7 +45,7 @@ pub mod seen;
 mod state;
 pub mod wire;
 
-pub use behaviour::{Behaviour, ConnectivityLoss, Outage};
+pub use behaviour::{Behaviour, ConnectivityLoss, FarmFlap, Outage, SilentFeed};
 pub use orders::{BookExecution, BookOrder, BookPosition};
 pub use seen::Seen;
 pub use state::ConnectionRecord;
@@ -93,6 +93,7 @@ impl Gateway {
             seen: Mutex::new(Seen::default()),
             book: Mutex::new(orders::Book::default()),
             place_orders: AtomicU32::new(0),
+            silenced: Mutex::new(std::collections::HashMap::new()),
         });
         let s = shared.clone();
         let acceptor = std::thread::spawn(move || {
@@ -196,6 +197,22 @@ impl Gateway {
         connections::lose_link_for(&self.shared.connections, lasts, data_lost);
     }
 
+    /// A flap of the market data farm: 2103 "Market data farm connection is broken:usfarm"
+    /// on every connection now (and at once on any connection made meanwhile), no real-time
+    /// data, and after `lasts` 2104 "Market data farm connection is OK:usfarm". With
+    /// `silent_streams` the real-time streams open now never send again, without an error,
+    /// until cancelled (as IB's gateway does at times); otherwise they resume. A flap during a
+    /// flap extends it: its 2104 comes with the end of the last.
+    pub fn farm_flap(&self, lasts: Duration, silent_streams: bool) {
+        connections::flap_farm_for(&self.shared.connections, lasts, silent_streams);
+    }
+
+    /// The US/Eastern date now, as days since 1970-01-01 (what [`Behaviour::holidays`]
+    /// holds).
+    pub fn exchange_today() -> i64 {
+        calendar::eastern_day(base::unix_time::now().as_secs() as i64)
+    }
+
     /// An outage of the gateway process (a daily restart): every connection is closed now and
     /// every connection made in the next `lasts` is accepted and closed at once, before a
     /// byte is read (see [`Seen::refused_connections`]); then connections are served again,
@@ -293,10 +310,7 @@ fn session(
     }
     if b.farm_notices {
         for (code, text) in [
-            (
-                codes::MARKET_DATA_FARM_OK,
-                "Market data farm connection is OK:usfarm",
-            ),
+            (codes::MARKET_DATA_FARM_OK, texts::MARKET_DATA_FARM_OK),
             (
                 codes::HMDS_FARM_OK,
                 "HMDS data farm connection is OK:ushmds",
@@ -401,6 +415,7 @@ fn requests(
             shared.realtime_requests.fetch_add(1, Ordering::Relaxed);
             if let Ok(req) = RealTimeBarsRequest::decode(msg) {
                 let id = req.req_id.unwrap_or(-1);
+                let rth = req.use_rth.unwrap_or(false);
                 let symbol = req.contract.and_then(|c| c.symbol).unwrap_or_default();
                 *lock(&shared.seen)
                     .realtime_requests
@@ -414,7 +429,9 @@ fn requests(
                 }
                 conn.open_stream(id);
                 let (conn, shared, b) = (conn.clone(), shared.clone(), b.clone());
-                std::thread::spawn(move || answers::stream_bars(id, &symbol, &conn, &shared, &b));
+                std::thread::spawn(move || {
+                    answers::stream_bars(id, &symbol, rth, &conn, &shared, &b)
+                });
             }
         } else if id == outgoing::CANCEL_REAL_TIME_BARS + PROTOBUF {
             if let Ok(req) = CancelRealTimeBars::decode(msg) {

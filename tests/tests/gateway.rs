@@ -1,15 +1,18 @@
 //! The fake gateway against the real `ibapi` client: the handshake, managed accounts and next
 //! valid id, a late accounts message, a client id in use, and the record of a closed socket;
 //! the link to IB lost and restored, an outage of the gateway, real-time bars and history
-//! refused, a client id that stays taken, history the way the real gateway answers it, and an
-//! ambiguous contract.
+//! refused, a client id that stays taken, history the way the real gateway answers it, an
+//! ambiguous contract, a market data farm's flap, a feed that falls silent without a word,
+//! and trading hours with a holiday.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
 use std::time::{Duration, Instant};
 
 use ibapi::prelude::*;
-use tests::gateway::{codes, texts, Behaviour, ConnectivityLoss, Gateway, Outage};
+use tests::gateway::{
+    codes, texts, Behaviour, ConnectivityLoss, FarmFlap, Gateway, Outage, SilentFeed,
+};
 
 mod common;
 use common::{eventually, gateway, reconnected, runtime, PROMPTLY};
@@ -794,4 +797,213 @@ fn after_an_outage_a_lingering_client_id_is_refused_until_free_and_ibapi_retries
         "{records:?}"
     );
     assert_eq!(records.last().unwrap().client_id, Some(21));
+}
+
+/// The next notice with `code`, within [`PROMPTLY`] (farm notices included).
+async fn notice_with(notices: &mut NoticeStream, code: i32) -> Notice {
+    let deadline = tokio::time::Instant::now() + PROMPTLY;
+    loop {
+        match tokio::time::timeout_at(deadline, notices.next()).await {
+            Ok(Some(n)) if n.code == code => return n,
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the notice stream ended before {code}"),
+            Err(_) => panic!("no {code} within {PROMPTLY:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_farm_flap_leaves_the_open_streams_dead_until_they_are_requested_again() {
+    let gw = gateway(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        farm_flap: Some(FarmFlap {
+            after_bars: 3,
+            lasts: Duration::from_millis(300),
+            silent_streams: true,
+        }),
+        ..Behaviour::default()
+    });
+    runtime().block_on(async {
+        let (client, mut notices) = connect_with_notices(&gw, 21).await;
+        let contract = Contract::stock("SPY").build();
+        let mut old = client.realtime_bars(&contract).subscribe().await.unwrap();
+        for _ in 0..3 {
+            next_bar(&mut old, "before the flap").await;
+        }
+        let broken = notice_with(&mut notices, codes::MARKET_DATA_FARM_BROKEN).await;
+        assert_eq!(
+            said(&broken),
+            (2103, None, "Market data farm connection is broken:usfarm")
+        );
+        let ok = notice_with(&mut notices, codes::MARKET_DATA_FARM_OK).await;
+        assert_eq!(
+            said(&ok),
+            (2104, None, "Market data farm connection is OK:usfarm")
+        );
+        // Well after the 2104: nothing on the old stream, no error, no end.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (after, ended) = ready(&mut old).await;
+        assert!(
+            after.is_empty(),
+            "bars on a stream the flap left dead: {after:?}"
+        );
+        assert!(!ended);
+
+        // Cancelled and requested again, the symbol streams again.
+        let old_id = old.request_id().unwrap();
+        drop(old);
+        assert!(eventually(|| gw.seen().realtime_cancels == [old_id]).await);
+        let mut new = client.realtime_bars(&contract).subscribe().await.unwrap();
+        for _ in 0..3 {
+            next_bar(&mut new, "requested again").await;
+        }
+        assert_eq!(gw.seen().realtime_requests_for("SPY"), 2);
+        client.disconnect().await;
+    });
+}
+
+#[test]
+fn a_farm_flap_without_silent_streams_holds_the_bars_then_resumes_them() {
+    let gw = gateway(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        ..Behaviour::default()
+    });
+    runtime().block_on(async {
+        let (client, mut notices) = connect_with_notices(&gw, 22).await;
+        let contract = Contract::stock("QQQ").build();
+        let mut bars = client.realtime_bars(&contract).subscribe().await.unwrap();
+        next_bar(&mut bars, "before the flap").await;
+        gw.farm_flap(Duration::from_millis(300), false);
+        notice_with(&mut notices, codes::MARKET_DATA_FARM_BROKEN).await;
+        let _ = ready(&mut bars).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let (during, _) = ready(&mut bars).await;
+        assert!(
+            during.is_empty(),
+            "bars while the farm is broken: {during:?}"
+        );
+        notice_with(&mut notices, codes::MARKET_DATA_FARM_OK).await;
+        next_bar(&mut bars, "after the 2104").await;
+        assert_eq!(gw.seen().realtime_requests_for("QQQ"), 1);
+        client.disconnect().await;
+    });
+}
+
+#[test]
+fn a_silent_feed_stops_its_symbol_only_and_a_later_request_flows_once_it_lasted() {
+    let gw = gateway(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        silent_feeds: vec![SilentFeed {
+            symbol: "IWM".into(),
+            after_bars: 4,
+            lasts: Some(Duration::from_millis(500)),
+        }],
+        ..Behaviour::default()
+    });
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 23).await.unwrap();
+        let mut iwm = client
+            .realtime_bars(&Contract::stock("IWM").build())
+            .subscribe()
+            .await
+            .unwrap();
+        for _ in 0..4 {
+            next_bar(&mut iwm, "before the silence").await;
+        }
+        let mut spy = client
+            .realtime_bars(&Contract::stock("SPY").build())
+            .subscribe()
+            .await
+            .unwrap();
+        for _ in 0..5 {
+            next_bar(&mut spy, "another symbol").await;
+        }
+        let _ = ready(&mut iwm).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (silent, ended) = ready(&mut iwm).await;
+        assert!(
+            silent.is_empty(),
+            "bars after the silence began: {silent:?}"
+        );
+        assert!(!ended);
+
+        // A new request before `lasts` is silent too; after it, it flows. The old stays dead.
+        let started = Instant::now();
+        let mut again = client
+            .realtime_bars(&Contract::stock("IWM").build())
+            .subscribe()
+            .await
+            .unwrap();
+        next_bar(&mut again, "requested again").await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+        let (old, _) = ready(&mut iwm).await;
+        assert!(
+            old.is_empty(),
+            "bars on the stream open at the silence: {old:?}"
+        );
+        client.disconnect().await;
+    });
+}
+
+#[test]
+fn contract_details_tell_a_weeks_hours_and_a_holiday_has_no_bars() {
+    let today = Gateway::exchange_today();
+    let gw = gateway(Behaviour {
+        realtime_interval: Duration::from_millis(20),
+        trading_hours: true,
+        holidays: vec![today],
+        ..Behaviour::default()
+    });
+    runtime().block_on(async {
+        let client = Client::connect(&gw.address(), 24).await.unwrap();
+        let contract = Contract::stock("SPY").build();
+        let details = client.contract_details(&contract).await.unwrap();
+        assert_eq!(details.len(), 1);
+        let d = &details[0];
+        assert_eq!(d.time_zone_id, "US/Eastern");
+        assert_eq!(d.trading_hours.len(), 7, "{:?}", d.trading_hours);
+        assert_eq!(d.liquid_hours.len(), 7, "{:?}", d.liquid_hours);
+        assert!(
+            d.trading_hours[0].ends_with(":CLOSED"),
+            "{:?}",
+            d.trading_hours
+        );
+        assert!(
+            d.liquid_hours[0].ends_with(":CLOSED"),
+            "{:?}",
+            d.liquid_hours
+        );
+        // Of the six days after, the weekdays (Monday to Friday: 1970-01-01 was a Thursday)
+        // have sessions.
+        let weekdays = (today + 1..today + 7)
+            .filter(|d| (d + 3).rem_euclid(7) < 5)
+            .count();
+        assert_eq!(
+            d.liquid_hours[1..]
+                .iter()
+                .filter(|h| h.contains(":0930-") && h.ends_with(":1600"))
+                .count(),
+            weekdays,
+            "{:?}",
+            d.liquid_hours
+        );
+
+        for hours in [TradingHours::Regular, TradingHours::Extended] {
+            let mut bars = client
+                .realtime_bars(&contract)
+                .trading_hours(hours)
+                .subscribe()
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (on_a_holiday, ended) = ready(&mut bars).await;
+            assert!(on_a_holiday.is_empty(), "{hours:?}: {on_a_holiday:?}");
+            assert!(!ended);
+        }
+        client.disconnect().await;
+    });
 }

@@ -20,6 +20,13 @@
 //!   socket) are events, and the live subscriptions are made again,
 //!   once, whenever the gateway dropped them (`live`). A read in flight when the gateway
 //!   connection drops is re-sent once `ibapi` has reconnected.
+//! - A watchdog per live stream (`watchdog`): a stream that delivers nothing for
+//!   `silent_bars` of IB's 5-second intervals while something is expected of it (the
+//!   gateway connected, its link to IB up, no market data farm broken, the symbol in session
+//!   by its contract's hours: `quiet`, `hours`) is cancelled and made again, once per
+//!   silence; still silent after that, it is reported stalled (`Event::Feed`), and flowing
+//!   when data comes again. A market data farm that broke and came back (2103, then 2104)
+//!   has every stream made again at once.
 //! - Broker notices (farm status 2104, 2106, 2158, ...) are forwarded as events.
 //! - Orders (`orders`): placed exactly once by their reference (IB's `orderRef`), the book
 //!   reconciled with the gateway before anything is placed by a new worker or after a lost
@@ -33,7 +40,8 @@
 //!
 //! Here: the [`Backend`] calls. The gateway connection is in `connection` (its life in
 //! `lifecycle`), historical requests in `history`, the real-time stream in `realtime` with
-//! its bar aggregation in `bar_builder` (and `tick_bars` for the delayed feed), the live
+//! its bar aggregation in `bar_builder` (and `tick_bars` for the delayed feed), its
+//! watchdog in `watchdog`, what is expected of it in `quiet` (the hours in `hours`), the live
 //! streams in `live`, contracts in `contracts`, what bars are made of in `choice`, orders in
 //! `orders` (what is known of them in `order_book`), account and positions in `account`,
 //! queries that end by themselves in `query`, the IB<->protocol converters in `convert`, IB's
@@ -47,13 +55,16 @@ mod contracts;
 mod convert;
 mod errors;
 mod history;
+mod hours;
 mod lifecycle;
 mod live;
 mod order_book;
 mod orders;
 mod query;
+mod quiet;
 mod realtime;
 mod tick_bars;
+mod watchdog;
 
 pub use errors::{classify, notice_kind};
 pub use history::{bar_size, duration};
@@ -129,6 +140,7 @@ impl IbkrBackend {
             rt.handle().clone(),
             events.clone(),
             opts.delayed_fallback,
+            opts.silent_bars,
         ));
         let pacer = resumed_pacer(paced);
         if !paced.is_empty() {
@@ -320,6 +332,7 @@ impl Backend for IbkrBackend {
         let accounts = connection::managed_accounts(&self.rt, &client, &self.opts.gateway)?;
         let next_order_id = i64::from(client.next_order_id());
         connection::set_market_data_type(&self.rt, &client, &self.opts)?;
+        self.live.quiet().connection_new();
         let watchers = self.watch(&client, notices);
         // A new connection: what the gateway holds is looked at before the next order.
         self.orders.mark_stale();

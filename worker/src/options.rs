@@ -230,6 +230,10 @@ impl std::str::FromStr for SimFaults {
     }
 }
 
+/// IB's 5-second bar intervals a live stream may deliver nothing in before it is made again:
+/// a minute.
+pub const DEFAULT_SILENT_BARS: u32 = 12;
+
 /// Settings of the Interactive Brokers connection.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
 pub struct IbkrOptions {
@@ -254,6 +258,10 @@ pub struct IbkrOptions {
     /// When the gateway refuses a symbol's live bars for want of a market data permission or
     /// subscription, build its bars from IB's delayed feed instead (reported as such).
     pub delayed_fallback: bool,
+    /// A live stream that delivers nothing for this many of IB's 5-second bar intervals while
+    /// the gateway is connected and the symbol in session is cancelled and made again; still
+    /// silent as long again after that, it is reported stalled.
+    pub silent_bars: u32,
     /// Contracts that are not SMART-routed USD stocks.
     pub contracts: Vec<ContractSpec>,
     /// Orders on a live (non-paper) account are allowed.
@@ -274,6 +282,7 @@ impl Default for IbkrOptions {
             market_data_type: MarketDataKind::default(),
             reconnect_attempts: 0,
             delayed_fallback: false,
+            silent_bars: DEFAULT_SILENT_BARS,
             contracts: Vec::new(),
             allow_live: false,
         }

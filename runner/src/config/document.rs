@@ -172,6 +172,10 @@ pub struct IbkrConfig {
     /// A symbol whose live bars are refused for want of a market data subscription gets bars
     /// built from IB's delayed feed instead (15-20 minutes late), reported as such.
     pub delayed_fallback: bool,
+    /// A live feed that sends nothing for this many of its 5-second bars while its market
+    /// is open is asked for again (once per silence, then every 10 silences while it stays
+    /// silent); 1..=720.
+    pub silent_bars: u32,
     /// Symbols that are not SMART-routed USD stocks, by symbol.
     pub contracts: std::collections::BTreeMap<String, ContractConfig>,
 }
@@ -365,6 +369,7 @@ impl Default for IbkrConfig {
             market_data_type: "live".into(),
             reconnect_attempts: 0,
             delayed_fallback: false,
+            silent_bars: worker::options::DEFAULT_SILENT_BARS,
             contracts: std::collections::BTreeMap::new(),
         }
     }

@@ -125,6 +125,21 @@ fn market_data_choices_and_the_history_end_are_checked() {
         .unwrap_err()
         .to_string()
         .contains("ibkr.contracts.EUR.what_to_show must be one of"));
+    for silent in ["0", "721"] {
+        let bad = load(
+            &format!("backend = \"ibkr\"\n[ibkr]\nsilent_bars = {silent}\n"),
+            None,
+        );
+        assert_eq!(
+            bad.unwrap_err().to_string(),
+            format!(
+                "ibkr.silent_bars must be 1 to 720 (5-second bars: 5 s to an hour), got {silent}"
+            )
+        );
+    }
+    let ok = load("backend = \"ibkr\"\n[ibkr]\nsilent_bars = 1\n", None).unwrap();
+    assert_eq!(ok.ibkr.silent_bars, 1);
+    assert_eq!(load("", None).unwrap().ibkr.silent_bars, 12);
     let ok = load(
         "backend = \"ibkr\"\n[ibkr]\nwhat_to_show = \"midpoint\"\nuse_rth = false\n",
         Some("2023-11-14T22:13:20Z"),

@@ -176,6 +176,12 @@ impl IbkrConfig {
         if self.client_id < 0 {
             return Err(invalid("ibkr.client_id must not be negative"));
         }
+        if !(1..=720).contains(&self.silent_bars) {
+            return Err(invalid(format!(
+                "ibkr.silent_bars must be 1 to 720 (5-second bars: 5 s to an hour), got {}",
+                self.silent_bars
+            )));
+        }
         self.what_to_show
             .parse::<worker::options::WhatToShow>()
             .map_err(|e| invalid(format!("ibkr.{e}")))?;

@@ -28,6 +28,9 @@ pub(crate) struct Series {
     pub(crate) history_bars: usize,
     pub(crate) live_bars: usize,
     pub(crate) error: Option<String>,
+    /// Since when (Unix seconds) its live feed has been stalled: silent even after its
+    /// subscription was made again. Cleared when data comes again.
+    pub(crate) stalled_since: Option<i64>,
 }
 
 impl Series {
@@ -36,6 +39,7 @@ impl Series {
     pub(crate) fn push(&mut self, bar: Bar, keep: usize) {
         self.bars.push(bar);
         self.live_bars += 1;
+        self.stalled_since = None;
         trim(&mut self.bars, keep);
     }
 
@@ -51,6 +55,7 @@ impl Series {
             bars,
             live_bars: 0,
             error,
+            stalled_since: None,
         }
     }
 
@@ -62,6 +67,7 @@ impl Series {
             live_bars: self.live_bars,
             last_signal,
             error: self.error,
+            stalled_since: self.stalled_since,
             recent: self.bars,
         }
     }

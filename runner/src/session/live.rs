@@ -11,14 +11,16 @@
 //! Invariants: a strategy sees a symbol's bars only in time order, each bar once; only a
 //! symbol whose history came is subscribed and takes live bars; the phase ends when the
 //! configured duration passes, `stop` is set, the observer ends it, the broker connection is
-//! given up or the supervisor gives up, and never waits longer than one tick to notice.
+//! given up or the supervisor gives up, and never waits longer than one tick to notice; a
+//! symbol whose feed the worker reports stalled ([`FeedState::Stalled`]) has no signal (its
+//! last one is cleared) until a bar or [`FeedState::Flowing`] says data comes again.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use bridge::protocol::{ConnectionStatus, Event, SubscribeRequest};
+use bridge::protocol::{ConnectionStatus, Event, FeedState, SubscribeRequest};
 use crossbeam_channel::RecvTimeoutError;
 
 use crate::config::Config;
@@ -166,6 +168,27 @@ impl Live<'_> {
                         None => None,
                     };
                     observer.on_live_bar(&s.symbol, recent, signal, order.as_deref())?;
+                }
+                Event::Feed {
+                    ref symbol,
+                    ref state,
+                } => {
+                    if let Some(i) = series.iter().position(|s| s.symbol == *symbol) {
+                        match state {
+                            FeedState::Stalled { since } => {
+                                series[i].stalled_since = Some(*since);
+                                // No signal from a feed that says nothing.
+                                if let Some(slot) = last.get_mut(i) {
+                                    *slot = None;
+                                }
+                            }
+                            FeedState::Flowing => series[i].stalled_since = None,
+                            FeedState::Resubscribed { .. } => {}
+                        }
+                    }
+                    if !observer.on_event(&event) {
+                        return Ok(false);
+                    }
                 }
                 Event::Order(_) | Event::Fill(_) | Event::Position(_) => {
                     if let Some(t) = trader.as_deref_mut() {

@@ -22,6 +22,9 @@ pub struct SymbolRun {
     pub last_signal: Option<Signal>,
     /// Why it had no data, if it had none.
     pub error: Option<String>,
+    /// Since when (Unix seconds) its live feed was stalled at the end, if it was: silent
+    /// even after its subscription was made again.
+    pub stalled_since: Option<i64>,
     /// Its most recent bars at the end (at most twice the strategy's window).
     pub recent: Vec<Bar>,
 }

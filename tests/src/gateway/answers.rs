@@ -12,6 +12,7 @@
 //! primary exchange).
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use super::behaviour::Behaviour;
 use super::calendar::{self, Hours};
@@ -293,6 +294,7 @@ pub(super) fn contract_details(req: &ContractDataRequest, b: &Behaviour) -> Vec<
             texts::NO_SECURITY_DEFINITION,
         );
     }
+    let now = base::unix_time::now().as_secs() as i64;
     let mut out = Vec::new();
     for (exchange, con_id) in found {
         out.extend(proto_frame(
@@ -323,6 +325,12 @@ pub(super) fn contract_details(req: &ContractDataRequest, b: &Behaviour) -> Vec<
                     valid_exchanges: Some(format!("SMART,{exchange}")),
                     long_name: Some(format!("{symbol} ({exchange})")),
                     time_zone_id: Some("US/Eastern".into()),
+                    trading_hours: b
+                        .trading_hours
+                        .then(|| calendar::hours_text(now, Hours::Extended, &b.holidays)),
+                    liquid_hours: b
+                        .trading_hours
+                        .then(|| calendar::hours_text(now, Hours::Regular, &b.holidays)),
                 }),
             },
         ));
@@ -334,17 +342,37 @@ pub(super) fn contract_details(req: &ContractDataRequest, b: &Behaviour) -> Vec<
     out
 }
 
+/// Whether `symbol`'s real-time data, of a stream opened at `opened`, is sent now: not while
+/// the symbol is silenced ([`GatewayState::silenced`]), nor, with `trading_hours`, outside
+/// its sessions (`hours`).
+fn flows(
+    symbol: &str,
+    opened: Instant,
+    hours: Hours,
+    shared: &GatewayState,
+    b: &Behaviour,
+) -> bool {
+    let now = base::unix_time::now().as_secs() as i64;
+    !shared.silenced(symbol, opened)
+        && (!b.trading_hours || calendar::in_session(now, hours, &b.holidays))
+}
+
 /// Sends 5-second bars for `symbol` every `realtime_interval` until the stream ends (cancelled,
 /// ended by a restoration that lost data, the connection closed); while the link to IB is
-/// lost the bars are held back (skipped). After each bar sent, the knobs that act after a
-/// number of bars in all.
+/// lost or the market data farm broken the bars are held back (skipped), and on a stream
+/// left dead by a flap, or silenced, or outside the symbol's hours (regular ones with `rth`)
+/// with `trading_hours`, none is sent. After each bar sent, the knobs that act after a number
+/// of bars in all.
 pub(super) fn stream_bars(
     id: i32,
     symbol: &str,
+    rth: bool,
     conn: &Connection,
     shared: &GatewayState,
     b: &Behaviour,
 ) {
+    let opened = Instant::now();
+    let hours = if rth { Hours::Regular } else { Hours::Extended };
     let now = base::unix_time::now().as_secs() as i64;
     let mut t = now.div_euclid(5) * 5;
     loop {
@@ -364,6 +392,13 @@ pub(super) fn stream_bars(
             wap: Some(format!("{:.4}", (open + close) / 2.0)),
             count: Some(3),
         };
+        t += 5;
+        if !flows(symbol, opened, hours, shared, b) {
+            if !conn.stream_live(id) {
+                return;
+            }
+            continue;
+        }
         match conn.offer_bar(id, &proto_frame(incoming::REAL_TIME_BARS, &bar)) {
             Ok(Offer::Sent) => {
                 let sent = shared.realtime_bars.fetch_add(1, Ordering::Relaxed) + 1;
@@ -372,7 +407,6 @@ pub(super) fn stream_bars(
             Ok(Offer::Held) => {}
             Ok(Offer::Ended) | Err(_) => return,
         }
-        t += 5;
     }
 }
 
@@ -403,11 +437,18 @@ pub(super) fn stream_ticks(
     if !matches!(conn.offer_bar(id, &kind), Ok(Offer::Sent)) {
         return;
     }
+    let opened = Instant::now();
     let mut n: i64 = 0;
     loop {
         std::thread::sleep(b.realtime_interval);
         if shared.stop.load(Ordering::Acquire) {
             return;
+        }
+        if !flows(symbol, opened, Hours::Extended, shared, b) {
+            if !conn.stream_live(id) {
+                return;
+            }
+            continue;
         }
         let now = base::unix_time::now().as_millis() as i64;
         let size = format!("{}", 100 + 100 * (n % 3));
@@ -445,6 +486,12 @@ fn after_bar(sent: u32, conn: &Connection, shared: &GatewayState, b: &Behaviour)
     }
     if let Some(loss) = b.connectivity_loss.filter(|l| l.after_bars == sent) {
         connections::lose_link_for(&shared.connections, loss.lasts, loss.data_lost);
+    }
+    if let Some(flap) = b.farm_flap.filter(|f| f.after_bars == sent) {
+        connections::flap_farm_for(&shared.connections, flap.lasts, flap.silent_streams);
+    }
+    for feed in b.silent_feeds.iter().filter(|f| f.after_bars == sent) {
+        lock(&shared.silenced).insert(feed.symbol.clone(), Instant::now());
     }
     if let Some(outage) = b.outage.filter(|o| o.after_bars == sent) {
         let now = base::unix_time::now();

@@ -29,6 +29,30 @@ pub struct Outage {
     pub lasts: Duration,
 }
 
+/// A flap of the market data farm after the gateway has sent `after_bars` real-time bars in
+/// all: 2103 "Market data farm connection is broken:usfarm" to every connection, no real-time
+/// data for `lasts`, then 2104 "Market data farm connection is OK:usfarm" (see
+/// [`Gateway::farm_flap`](super::Gateway::farm_flap)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FarmFlap {
+    pub after_bars: u32,
+    pub lasts: Duration,
+    /// As IB's gateway does at times: the real-time streams open at the flap never send
+    /// again (no error, no notice) until cancelled; a new request is served. Off: they
+    /// resume after the 2104.
+    pub silent_streams: bool,
+}
+
+/// One symbol's real-time data stops with no notice at all after the gateway has sent
+/// `after_bars` real-time bars in all: the symbol's streams open then never send again (until
+/// cancelled); one requested later sends nothing until `lasts` after the stop (`None`: ever).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilentFeed {
+    pub symbol: String,
+    pub after_bars: u32,
+    pub lasts: Option<Duration>,
+}
+
 /// How the gateway behaves.
 #[derive(Debug, Clone)]
 pub struct Behaviour {
@@ -78,6 +102,18 @@ pub struct Behaviour {
     pub connectivity_loss: Option<ConnectivityLoss>,
     /// Go down after this many real-time bars in all.
     pub outage: Option<Outage>,
+    /// Flap the market data farm after this many real-time bars in all.
+    pub farm_flap: Option<FarmFlap>,
+    /// Symbols whose real-time data stops without a word.
+    pub silent_feeds: Vec<SilentFeed>,
+    /// Contract details tell trading hours (04:00-20:00 US/Eastern) and liquid hours
+    /// (09:30-16:00) for the days around now, weekends and `holidays` `CLOSED`, as the real
+    /// gateway does; and real-time data comes only in those sessions (regular hours for a
+    /// request with useRTH), as at IB. Off: no hours told, data at every hour.
+    pub trading_hours: bool,
+    /// US/Eastern dates (days since 1970-01-01) without a session, with `trading_hours` (see
+    /// [`Gateway::exchange_today`](super::Gateway::exchange_today)).
+    pub holidays: Vec<i64>,
     /// Contract details requests for these symbols find two contracts (primary exchanges
     /// NASDAQ and NYSE, different contract ids); other symbols find one (NASDAQ). A request
     /// naming a primary exchange or a contract id finds only the contracts that match it.
@@ -122,6 +158,10 @@ impl Default for Behaviour {
             drop_after_realtime_bars: None,
             connectivity_loss: None,
             outage: None,
+            farm_flap: None,
+            silent_feeds: Vec::new(),
+            trading_hours: false,
+            holidays: Vec::new(),
             ambiguous_symbols: Vec::new(),
             reply_delay: Duration::ZERO,
             step_sizes: false,

@@ -1,7 +1,8 @@
 //! The exchange's clock, for history answered the way the real gateway answers it: US/Eastern
 //! wall time (the US daylight saving rule in force since 2007), its text as the gateway writes
-//! it (`YYYYMMDD HH:MM:SS US/Eastern`), and the trading sessions of US stocks (regular
-//! 09:30-16:00, extended 04:00-20:00, on weekdays; holidays are not known).
+//! it (`YYYYMMDD HH:MM:SS US/Eastern`), the trading sessions of US stocks (regular
+//! 09:30-16:00, extended 04:00-20:00, on weekdays; holidays only where a caller names them),
+//! and the text of a week's sessions as contract details tell them.
 //!
 //! Invariants: every function is a pure function of its arguments; times are Unix seconds and
 //! days are days since 1970-01-01 of a US/Eastern date; a session opens before it closes, on a
@@ -93,6 +94,39 @@ pub(super) fn session(day: i64, hours: Hours) -> Option<(i64, i64)> {
     Some((eastern_instant(day, open), eastern_instant(day, close)))
 }
 
+/// Whether `t` lies in a session of `hours` (a weekday that is none of `holidays`).
+pub(super) fn in_session(t: i64, hours: Hours, holidays: &[i64]) -> bool {
+    let day = eastern_day(t);
+    !holidays.contains(&day) && session(day, hours).is_some_and(|(o, c)| (o..c).contains(&t))
+}
+
+/// `HHMM` of `t` in US/Eastern.
+fn eastern_hhmm(t: i64) -> String {
+    let (.., h, m, _) = civil_time(t + eastern_offset(t));
+    format!("{h:02}{m:02}")
+}
+
+/// The sessions of `hours` of the week from `t`'s day on, as contract details tell them
+/// (trading hours or liquid hours, in US/Eastern): `YYYYMMDD:HHMM-YYYYMMDD:HHMM` for a day
+/// with a session, `YYYYMMDD:CLOSED` for a weekend day or one of `holidays`, `;`-separated.
+pub(super) fn hours_text(t: i64, hours: Hours, holidays: &[i64]) -> String {
+    let today = eastern_day(t);
+    (today..today + 7)
+        .map(
+            |day| match session(day, hours).filter(|_| !holidays.contains(&day)) {
+                Some((open, close)) => format!(
+                    "{d}:{}-{d}:{}",
+                    eastern_hhmm(open),
+                    eastern_hhmm(close),
+                    d = date_text(day)
+                ),
+                None => format!("{}:CLOSED", date_text(day)),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
 /// The last `n` sessions that opened before `end`, oldest first.
 pub(super) fn sessions_before(end: i64, n: usize, hours: Hours) -> Vec<(i64, i64)> {
     let mut found = Vec::with_capacity(n);
@@ -168,5 +202,28 @@ mod tests {
         assert_eq!(found.len(), 2);
         assert_eq!(eastern_day(found[0].0), friday - 1);
         assert_eq!(eastern_day(found[1].0), friday);
+    }
+
+    #[test]
+    fn a_weeks_hours_close_weekends_and_holidays() {
+        let thursday = days_from_civil(2025, 11, 20);
+        let noon = thursday * DAY + 17 * HOUR;
+        assert_eq!(
+            hours_text(noon, Hours::Regular, &[thursday + 1]),
+            "20251120:0930-20251120:1600;20251121:CLOSED;20251122:CLOSED;20251123:CLOSED;\
+             20251124:0930-20251124:1600;20251125:0930-20251125:1600;20251126:0930-20251126:1600"
+        );
+        assert!(hours_text(noon, Hours::Extended, &[]).starts_with("20251120:0400-20251120:2000;"));
+        assert!(in_session(noon, Hours::Regular, &[]));
+        assert!(!in_session(noon, Hours::Regular, &[thursday]), "a holiday");
+        assert!(
+            !in_session(thursday * DAY + 13 * HOUR, Hours::Regular, &[]),
+            "08:00"
+        );
+        assert!(in_session(thursday * DAY + 13 * HOUR, Hours::Extended, &[]));
+        assert!(
+            !in_session(noon + 2 * DAY, Hours::Extended, &[]),
+            "a Saturday"
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! The live connections and the state they share: each connection's outlet (its socket for
 //! writing, its real-time bar streams, whether its link to IB is lost), the client ids still
 //! taken, the link between the gateway and IB's servers (lost: 1100; restored: 1101 "data
-//! lost" or 1102 "data maintained") and outages of the gateway process (every connection
-//! closed, new ones refused).
+//! lost" or 1102 "data maintained"), the market data farm (broken: 2103; OK again: 2104; the
+//! streams open at a flap possibly dead for good) and outages of the gateway process (every
+//! connection closed, new ones refused).
 //!
 //! Invariants:
 //! - lock order is the registry, then one outlet at a time; a thread holding an outlet never
@@ -14,6 +15,8 @@
 //!   sent 1101/1102 only if it was sent 1100, and once per loss;
 //! - a 1101 ends every real-time stream of every connection before it is written: no bar
 //!   follows on those request ids, ever;
+//! - no real-time data is written to a connection between its 2103 and its 2104; a stream
+//!   made dead by a flap never sends again, though it is not ended (only a cancel ends it);
 //! - during an outage no connection is registered: one that finishes its handshake then is
 //!   closed at once.
 
@@ -34,6 +37,10 @@ struct Outlet {
     link_lost: bool,
     /// It was sent 1100 and not yet 1101/1102.
     told_lost: bool,
+    /// The market data farm is broken: its streams send nothing.
+    farm_broken: bool,
+    /// Streams that send nothing ever again, though live (a flap left them dead).
+    dead: Vec<i32>,
     /// The gateway closed it.
     closed: bool,
 }
@@ -75,16 +82,26 @@ impl Connection {
 
     /// Ends real-time stream `id` (the client cancelled it).
     pub(super) fn cancel_stream(&self, id: i32) {
-        lock(&self.outlet).streams.retain(|s| *s != id);
+        let mut o = lock(&self.outlet);
+        o.streams.retain(|s| *s != id);
+        o.dead.retain(|s| *s != id);
     }
 
-    /// Writes `bar` for stream `id` if the stream is live and the link up.
+    /// Whether stream `id` is live: not cancelled, nor ended by a 1101, nor closed with its
+    /// connection.
+    pub(super) fn stream_live(&self, id: i32) -> bool {
+        let o = lock(&self.outlet);
+        !o.closed && o.streams.contains(&id)
+    }
+
+    /// Writes `bar` for stream `id` if the stream is live, the link up, the farm OK and the
+    /// stream not left dead by a flap.
     pub(super) fn offer_bar(&self, id: i32, bar: &[u8]) -> io::Result<Offer> {
         let mut o = lock(&self.outlet);
         if o.closed || !o.streams.contains(&id) {
             return Ok(Offer::Ended);
         }
-        if o.link_lost {
+        if o.link_lost || o.farm_broken || o.dead.contains(&id) {
             return Ok(Offer::Held);
         }
         o.socket.write_all(bar)?;
@@ -110,6 +127,9 @@ struct Registry {
     /// The number of the current loss of the link to IB; `None` while it is up.
     lost: Option<u64>,
     losses: u64,
+    /// The number of the current flap of the market data farm; `None` while it is OK.
+    flap: Option<u64>,
+    flaps: u64,
     /// New connections are refused until then.
     outage_until: Option<Instant>,
     /// Client ids of dead connections, and when each is free again.
@@ -125,6 +145,8 @@ impl Connections {
             live: Vec::new(),
             lost: None,
             losses: 0,
+            flap: None,
+            flaps: 0,
             outage_until: None,
             released: HashMap::new(),
         }))
@@ -163,8 +185,16 @@ impl Connections {
             streams: Vec::new(),
             link_lost: r.lost.is_some(),
             told_lost: false,
+            farm_broken: r.flap.is_some(),
+            dead: Vec::new(),
             closed: false,
         };
+        if outlet.farm_broken {
+            outlet.notice(
+                codes::MARKET_DATA_FARM_BROKEN,
+                texts::MARKET_DATA_FARM_BROKEN,
+            );
+        }
         if outlet.link_lost {
             outlet.notice(codes::CONNECTIVITY_LOST, texts::CONNECTIVITY_LOST);
             outlet.told_lost = true;
@@ -253,12 +283,59 @@ impl Connections {
         }
     }
 
+    /// Breaks the market data farm: 2103 to every connection, and no real-time data from now
+    /// on; with `silent_streams`, the streams open now stay dead after the farm is OK again.
+    /// Returns the flap's number, for [`restore_farm`](Self::restore_farm).
+    pub(super) fn break_farm(&self, silent_streams: bool) -> u64 {
+        let mut r = lock(&self.0);
+        r.flaps += 1;
+        let flap = r.flaps;
+        r.flap = Some(flap);
+        for (_, c) in &r.live {
+            let mut o = lock(&c.outlet);
+            if o.closed {
+                continue;
+            }
+            if silent_streams {
+                let open = o.streams.clone();
+                o.dead.extend(open);
+            }
+            if !o.farm_broken {
+                o.farm_broken = true;
+                o.notice(
+                    codes::MARKET_DATA_FARM_BROKEN,
+                    texts::MARKET_DATA_FARM_BROKEN,
+                );
+            }
+        }
+        flap
+    }
+
+    /// The farm broken by flap number `flap` is OK again, unless a later flap came since:
+    /// 2104 to every connection that was told 2103, and real-time data again (not on the dead
+    /// streams).
+    pub(super) fn restore_farm(&self, flap: u64) {
+        let mut r = lock(&self.0);
+        if r.flap != Some(flap) {
+            return;
+        }
+        r.flap = None;
+        for (_, c) in &r.live {
+            let mut o = lock(&c.outlet);
+            if o.farm_broken && !o.closed {
+                o.notice(codes::MARKET_DATA_FARM_OK, texts::MARKET_DATA_FARM_OK);
+            }
+            o.farm_broken = false;
+        }
+    }
+
     /// An outage of the gateway process: every connection closed now, new ones refused for
     /// `lasts`. The gateway comes back with its link to IB up.
     pub(super) fn outage(&self, lasts: Duration) {
         let mut r = lock(&self.0);
         r.outage_until = Some(Instant::now() + lasts);
         r.lost = None;
+        r.flap = None;
         for (_, c) in &r.live {
             c.close();
         }
@@ -273,6 +350,17 @@ pub(super) fn lose_link_for(connections: &Arc<Connections>, lasts: Duration, dat
     std::thread::spawn(move || {
         std::thread::sleep(lasts);
         connections.restore_link(loss, data_lost);
+    });
+}
+
+/// Flaps the market data farm now for `lasts` (see [`Connections::break_farm`]), from a
+/// thread of its own.
+pub(super) fn flap_farm_for(connections: &Arc<Connections>, lasts: Duration, silent: bool) {
+    let flap = connections.break_farm(silent);
+    let connections = connections.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(lasts);
+        connections.restore_farm(flap);
     });
 }
 

@@ -5,12 +5,13 @@
 //! its own lock (taken with [`lock`](super::connections::lock), which outlives a poisoned
 //! lock), and the book's lock is taken before the connection registry's.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::behaviour::Behaviour;
-use super::connections::Connections;
+use super::connections::{lock, Connections};
 use super::orders::Book;
 use super::seen::Seen;
 use super::wire::Contract;
@@ -41,4 +42,22 @@ pub(super) struct GatewayState {
     pub(super) book: Mutex<Book>,
     /// PlaceOrder messages received so far, on every connection.
     pub(super) place_orders: AtomicU32,
+    /// Symbols whose real-time data stopped without a word ([`SilentFeed`](super::behaviour::SilentFeed)), and when.
+    pub(super) silenced: Mutex<HashMap<String, Instant>>,
+}
+
+impl GatewayState {
+    /// Whether a real-time stream of `symbol` opened at `opened` sends nothing now: its
+    /// symbol fell silent ([`SilentFeed`](super::behaviour::SilentFeed)) while it was open, or not long enough ago.
+    pub(super) fn silenced(&self, symbol: &str, opened: Instant) -> bool {
+        let Some(stop) = lock(&self.silenced).get(symbol).copied() else {
+            return false;
+        };
+        let lasts = lock(&self.behaviour)
+            .silent_feeds
+            .iter()
+            .find(|f| f.symbol == symbol)
+            .and_then(|f| f.lasts);
+        opened <= stop || lasts.is_none_or(|lasts| Instant::now() < stop + lasts)
+    }
 }

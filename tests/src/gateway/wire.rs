@@ -91,6 +91,7 @@ pub mod codes {
     pub const CONNECTIVITY_LOST: i32 = 1100;
     pub const CONNECTIVITY_RESTORED_DATA_LOST: i32 = 1101;
     pub const CONNECTIVITY_RESTORED_DATA_MAINTAINED: i32 = 1102;
+    pub const MARKET_DATA_FARM_BROKEN: i32 = 2103;
     pub const MARKET_DATA_FARM_OK: i32 = 2104;
     pub const HMDS_FARM_OK: i32 = 2106;
     pub const SEC_DEF_FARM_OK: i32 = 2158;
@@ -116,6 +117,8 @@ pub mod texts {
     pub const COMPETING_LIVE_SESSION: &str = "No market data during competing live session";
     pub const DELAYED_DISPLAYED: &str =
         "Requested market data is not subscribed. Displaying delayed market data.";
+    pub const MARKET_DATA_FARM_BROKEN: &str = "Market data farm connection is broken:usfarm";
+    pub const MARKET_DATA_FARM_OK: &str = "Market data farm connection is OK:usfarm";
     pub const CONNECTIVITY_LOST: &str =
         "Connectivity between IB and Trader Workstation has been lost.";
     pub const CONNECTIVITY_RESTORED_DATA_LOST: &str =
@@ -258,6 +261,8 @@ pub struct RealTimeBarsRequest {
     pub req_id: Option<i32>,
     #[prost(message, optional, tag = "2")]
     pub contract: Option<Contract>,
+    #[prost(bool, optional, tag = "5")]
+    pub use_rth: Option<bool>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -346,6 +351,13 @@ pub struct ContractDetails {
     pub long_name: Option<String>,
     #[prost(string, optional, tag = "12")]
     pub time_zone_id: Option<String>,
+    /// The sessions of a few days (`YYYYMMDD:HHMM-YYYYMMDD:HHMM` or `YYYYMMDD:CLOSED`,
+    /// `;`-separated), in `time_zone_id`.
+    #[prost(string, optional, tag = "13")]
+    pub trading_hours: Option<String>,
+    /// The same, regular hours only.
+    #[prost(string, optional, tag = "14")]
+    pub liquid_hours: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Message)]

@@ -13,6 +13,9 @@
 //!   attempts is spent, `GaveUp`. `ibapi` reports an attempt when it starts waiting for it
 //!   (1 s, 2 s, ... 30 s before it is made). A session `ibapi` ends for good otherwise (a
 //!   fatal read error) ends the worker, which the supervisor replaces.
+//! - 2103 (a market data farm broken): no live data is expected until its 2104; 2104 after
+//!   a 2103 of the same farm (a flap): every live subscription is made again at once, since
+//!   IB may leave the streams it had dead without a word. Both are forwarded as notices.
 //! - Every other notice is forwarded as it is.
 //!
 //! `ibapi` announces its reconnection attempts only in its log ("next reconnection attempt
@@ -41,6 +44,16 @@ pub(super) const CONNECTIVITY_LOST: i32 = 1100;
 pub(super) const RESTORED_DATA_LOST: i32 = 1101;
 /// IB: connectivity restored, market data requests kept.
 pub(super) const RESTORED_DATA_KEPT: i32 = 1102;
+
+/// IB: a market data farm's connection is broken (`...:usfarm`).
+pub(super) const FARM_BROKEN: i32 = 2103;
+/// IB: a market data farm's connection is OK.
+pub(super) const FARM_OK: i32 = 2104;
+
+/// The farm a farm notice names: the text after its last colon (`usfarm`).
+fn farm_of(message: &str) -> &str {
+    message.rsplit_once(':').map_or("", |(_, farm)| farm.trim())
+}
 
 /// The worker's exit code when the gateway session ended for good while it was to be
 /// reconnected: the supervisor replaces the worker.
@@ -81,6 +94,7 @@ pub(super) async fn forward_notices(
         match n.code {
             CONNECTIVITY_LOST => {
                 live.interrupted();
+                live.quiet().link(true);
                 tracing::warn!(
                     code = n.code,
                     "gateway lost its connection to IB: {}",
@@ -92,6 +106,7 @@ pub(super) async fn forward_notices(
             }
             RESTORED_DATA_LOST => {
                 live.interrupted();
+                live.quiet().link(false);
                 let count = live.restart_all(&client);
                 tracing::warn!(
                     code = n.code,
@@ -104,6 +119,7 @@ pub(super) async fn forward_notices(
             }
             RESTORED_DATA_KEPT => {
                 live.interrupted();
+                live.quiet().link(false);
                 tracing::info!(
                     code = n.code,
                     "gateway connection to IB restored, market data kept"
@@ -111,6 +127,22 @@ pub(super) async fn forward_notices(
                 events(Event::Connection(ConnectionStatus::Restored {
                     data_lost: false,
                 }));
+            }
+            FARM_BROKEN | FARM_OK => {
+                let farm = farm_of(&n.message);
+                if n.code == FARM_BROKEN {
+                    tracing::warn!(code = n.code, farm, "{}", n.message);
+                    live.quiet().farm_broken(farm);
+                } else if live.quiet().farm_ok(farm) {
+                    let count = live.resubscribe_after_flap(&client, farm);
+                    tracing::info!(code = n.code, farm, resubscribed = count, "{}", n.message);
+                } else {
+                    tracing::debug!(code = n.code, "{}", n.message);
+                }
+                events(Event::Notice {
+                    code: n.code,
+                    message: n.message,
+                });
             }
             _ => {
                 tracing::debug!(code = n.code, "{}", n.message);
@@ -174,6 +206,7 @@ pub(super) async fn watch_socket(
             Ok(()) => {
                 before = ATTEMPTS_ANNOUNCED.load(Ordering::Relaxed);
                 live.interrupted();
+                live.quiet().connection_new();
                 let count = live.restart_all(&client);
                 tracing::info!(
                     resubscribed = count,

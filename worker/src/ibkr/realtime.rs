@@ -1,5 +1,5 @@
 //! The real-time bar stream of one symbol: IB's 5-second bars in, bars of the requested size
-//! out as [`Event::Bar`].
+//! out as [`Event::Bar`], watched for silence.
 //!
 //! Invariants: a 5-second bar without valid prices is dropped before it is aggregated; bars
 //! are built by [`BarBuilder`] (whole bars only: a bar joined midway, or with a 5-second bar
@@ -8,22 +8,27 @@
 //! [`Event::Refused`] and ends the stream, unless it is for want of a market data permission
 //! or subscription and the delayed fallback is on: then the symbol's bars are built from the
 //! delayed last-trade ticks ([`TickBars`]), said first with [`Event::Delayed`]; a stream that
-//! ends with the gateway connection ends
-//! quietly: [`LiveStreams`](super::live::LiveStreams) starts it again, once, when the
-//! connection is back.
+//! ends with the gateway connection ends quietly: [`LiveStreams`](super::live::LiveStreams)
+//! starts it again, once, when the connection is back. Whatever the feed, its [`Watchdog`]
+//! hears of every item it delivers; a silence it rules on is acted on here: the request
+//! cancelled and made again (the bar in progress dropped), or the stream reported stalled
+//! ([`FeedState::Stalled`]), and flowing when data comes again ([`FeedState::Flowing`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bridge::protocol::{Bar, ErrorKind, Event, RemoteError};
+use bridge::protocol::{Bar, ErrorKind, Event, FeedState, RemoteError};
 use ibapi::contracts::tick_types::TickType;
 use ibapi::prelude::{Contract, StreamExt, SubscriptionItem, TickTypes};
+use parking_lot::Mutex;
 
 use super::bar_builder::BarBuilder;
 use super::choice::DataChoice;
 use super::errors::classify;
+use super::quiet::Quiet;
 use super::tick_bars::TickBars;
+use super::watchdog::{Verdict, Watchdog};
 use crate::backend::EventSink;
 
 /// Notices bound to a real-time bars request after which no bar comes, though `ibapi` passes
@@ -53,43 +58,138 @@ pub(super) struct Feed {
     pub(super) delayed_fallback: bool,
     /// Interruptions of the market data so far (see `LiveStreams::interrupted`).
     pub(super) interruptions: Arc<AtomicU64>,
+    /// The stream's silence, kept across its tasks.
+    pub(super) watch: Arc<Mutex<Watchdog>>,
+    /// When nothing is expected of it.
+    pub(super) quiet: Arc<Quiet>,
+}
+
+impl Feed {
+    /// Data came: a stall, if there was one, is over (said once).
+    fn fed(&self) {
+        let now_unix = base::unix_time::now().as_secs() as i64;
+        if self.watch.lock().fed(Instant::now(), now_unix) {
+            tracing::info!(symbol = %self.symbol, "live data flows again after a stall");
+            (self.events)(Event::Feed {
+                symbol: self.symbol.clone(),
+                state: FeedState::Flowing,
+            });
+        }
+    }
+
+    /// When the watchdog wants to be asked next.
+    fn deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.watch.lock().deadline())
+    }
+
+    /// The watchdog's deadline passed with no data: whether to cancel the stream and make it
+    /// again. A stall is reported here; a silence while nothing is expected is none.
+    async fn silent(&self) -> bool {
+        let symbol = &self.symbol;
+        if Instant::now() < self.watch.lock().deadline() {
+            return false;
+        }
+        let quiet = if self.client.is_connected() {
+            self.quiet
+                .why(&self.client, &self.contract, symbol, self.choice.rth)
+                .await
+        } else {
+            // The connection's watcher makes the stream again when it is back.
+            Some(super::quiet::Why::LinkLost)
+        };
+        if let Some(why) = quiet {
+            tracing::trace!(%symbol, ?why, "no live data, none expected");
+            self.watch.lock().quiet(Instant::now());
+            return false;
+        }
+        let verdict = self.watch.lock().verdict(Instant::now());
+        match verdict {
+            Verdict::Wait => false,
+            Verdict::Resubscribe { silent_for } => {
+                let reason = format!(
+                    "no live data for {} s while the gateway is connected and the market open",
+                    silent_for.as_secs()
+                );
+                tracing::warn!(%symbol, "{reason}: the subscription is cancelled and made again");
+                (self.events)(Event::Feed {
+                    symbol: symbol.clone(),
+                    state: FeedState::Resubscribed { reason },
+                });
+                true
+            }
+            Verdict::Stall { since } => {
+                tracing::warn!(
+                    %symbol,
+                    "still no live data after the subscription was made again: stalled since {}",
+                    base::unix_time::clock_text(since)
+                );
+                (self.events)(Event::Feed {
+                    symbol: symbol.clone(),
+                    state: FeedState::Stalled { since },
+                });
+                false
+            }
+            Verdict::Retry => {
+                tracing::info!(%symbol, "stalled: the subscription is made again");
+                true
+            }
+        }
+    }
+}
+
+/// Requests the feed's 5-second bars; a refusal is reported (or the delayed fallback taken).
+async fn subscribe_bars(feed: &Feed) -> Result<FiveSecondBars, Option<ibapi::Error>> {
+    match feed
+        .client
+        .realtime_bars(&feed.contract)
+        .what_to_show(feed.choice.realtime())
+        .trading_hours(feed.choice.hours())
+        .subscribe()
+        .await
+    {
+        Ok(s) => Ok(s),
+        Err(e) if ended_with_connection(&e) => {
+            tracing::debug!(symbol = %feed.symbol, "real-time bars not subscribed: the connection is down");
+            Err(None)
+        }
+        Err(e) => Err(Some(e)),
+    }
 }
 
 /// Builds `size`-second bars from IB's 5-second real-time bars of the feed's contract and
 /// sends each as an event when its last 5-second bar arrives. Subscribes first unless
 /// `subscription` is given.
 pub(super) async fn stream_bars(feed: Feed, subscription: Option<FiveSecondBars>) {
-    let Feed {
-        client,
-        contract,
-        choice,
-        symbol,
-        sub,
-        size,
-        events,
-        ..
-    } = &feed;
     let mut subscription = match subscription {
         Some(s) => s,
-        None => match client
-            .realtime_bars(contract)
-            .what_to_show(choice.realtime())
-            .trading_hours(choice.hours())
-            .subscribe()
-            .await
-        {
+        None => match subscribe_bars(&feed).await {
             Ok(s) => s,
-            Err(e) if ended_with_connection(&e) => {
-                tracing::debug!(%symbol, "real-time bars not subscribed: the connection is down");
-                return;
-            }
-            Err(e) => return refused(feed, &e).await,
+            Err(None) => return,
+            Err(Some(e)) => return refused(feed, &e).await,
         },
     };
-    let mut builder = BarBuilder::new(*size);
+    let (symbol, sub, events) = (&feed.symbol, feed.sub, &feed.events);
+    let mut builder = BarBuilder::new(feed.size);
     loop {
-        match subscription.next().await {
+        let item = tokio::select! {
+            item = subscription.next() => item,
+            () = tokio::time::sleep_until(feed.deadline()) => {
+                if feed.silent().await {
+                    drop(subscription);
+                    // The bar in progress spans the silence: never sent.
+                    builder = BarBuilder::new(feed.size);
+                    subscription = match subscribe_bars(&feed).await {
+                        Ok(s) => s,
+                        Err(None) => return,
+                        Err(Some(e)) => return refused(feed, &e).await,
+                    };
+                }
+                continue;
+            }
+        };
+        match item {
             Some(Ok(SubscriptionItem::Data(b))) => {
+                feed.fed();
                 let five = Bar {
                     time: b.date.unix_timestamp(),
                     open: b.open,
@@ -107,7 +207,7 @@ pub(super) async fn stream_bars(feed: Feed, subscription: Option<FiveSecondBars>
                     tracing::debug!(%symbol, "incomplete live bar dropped");
                 }
                 if let Some(bar) = pushed.complete {
-                    events(Event::Bar { sub: *sub, bar });
+                    events(Event::Bar { sub, bar });
                 }
             }
             // `ibapi` passes these on as advisories, but no bar follows them.
@@ -147,10 +247,17 @@ async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
         interruptions,
         ..
     } = &feed;
-    let mut ticks = match client.market_data(contract).subscribe().await {
+    let subscribe = || async {
+        match client.market_data(contract).subscribe().await {
+            Ok(s) => Ok(s),
+            Err(e) if ended_with_connection(&e) => Err(None),
+            Err(e) => Err(Some(e)),
+        }
+    };
+    let mut ticks = match subscribe().await {
         Ok(s) => s,
-        Err(e) if ended_with_connection(&e) => return,
-        Err(e) => return report_refusal(symbol, &e, events),
+        Err(None) => return,
+        Err(Some(e)) => return report_refusal(symbol, &e, events),
     };
     let mut live_refused = Some(live_refused);
     let now = || base::unix_time::now().as_secs() as i64;
@@ -169,8 +276,20 @@ async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
             bars = TickBars::new(*size, now());
         }
         let done = match item {
+            None if feed.silent().await => {
+                drop(ticks);
+                ticks = match subscribe().await {
+                    Ok(s) => s,
+                    Err(None) => return,
+                    Err(Some(e)) => return report_refusal(symbol, &e, events),
+                };
+                // The bar in progress spans the silence: started again, never sent.
+                bars = TickBars::new(*size, now());
+                None
+            }
             None => bars.tick(now()),
             Some(Some(Ok(SubscriptionItem::Data(tick)))) => {
+                feed.fed();
                 if let Some(refused) = live_refused.take() {
                     tracing::warn!(
                         %symbol,
