@@ -10,7 +10,7 @@ use tests::gateway::{Behaviour, ConnectivityLoss, Gateway, Outage};
 use tests::{kill_and_wait, within, XorShift};
 
 mod common;
-use common::gateway;
+use common::{fast_bars, gateway, row};
 
 /// `runner run --backend ibkr --gateway <address> --client-id 9 EXTRA`.
 fn ibkr_at(address: &str, extra: &[&str]) -> Command {
@@ -66,14 +66,6 @@ fn all_complete(stdout: &str) {
         history_counts(stdout).iter().all(|(_, n)| *n == 1440),
         "{stdout}"
     );
-}
-
-/// A gateway that sends a 5-second bar every 50 ms (a minute bar every 0.6 s).
-fn fast_bars() -> Behaviour {
-    Behaviour {
-        realtime_interval: Duration::from_millis(50),
-        ..Behaviour::default()
-    }
 }
 
 #[test]
@@ -472,15 +464,6 @@ fn a_gateway_that_is_down_fails_at_once_and_says_how_to_wait() {
         "{last}"
     );
     assert!(last.contains("ibkr.connect_wait_seconds"), "{last}");
-}
-
-/// The live-bar column of `symbol`'s row, and the rest of the row.
-fn row(stdout: &str, symbol: &str) -> (usize, String) {
-    let cols = common::table_rows(stdout)
-        .into_iter()
-        .find(|c| c[0] == symbol)
-        .unwrap_or_else(|| panic!("no row for {symbol} in {stdout}"));
-    (cols[2].parse().unwrap(), cols[3..].join(" "))
 }
 
 /// `runner run EXTRA` against `gw` with ibapi's log shown: exit code, stdout, stderr.

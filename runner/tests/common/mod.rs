@@ -65,6 +65,26 @@ pub(crate) fn temp_file(group: &str, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// The live-bar column of `symbol`'s row of the summary table, and the rest of the row.
+pub(crate) fn row(stdout: &str, symbol: &str) -> (usize, String) {
+    let cols = table_rows(stdout)
+        .into_iter()
+        .find(|c| c[0] == symbol)
+        .unwrap_or_else(|| panic!("no row for {symbol} in {stdout}"));
+    let live = cols[2]
+        .parse()
+        .unwrap_or_else(|e| panic!("live bars of {symbol}: {e}"));
+    (live, cols[3..].join(" "))
+}
+
+/// A fake gateway that sends a 5-second bar every 50 ms (a minute bar every 0.6 s).
+pub(crate) fn fast_bars() -> Behaviour {
+    Behaviour {
+        realtime_interval: std::time::Duration::from_millis(50),
+        ..Behaviour::default()
+    }
+}
+
 /// The fake TWS gateway on a free loopback port, behaving as `behaviour` says.
 pub(crate) fn gateway(behaviour: Behaviour) -> Gateway {
     Gateway::start(behaviour).expect("the fake gateway starts")
