@@ -29,10 +29,10 @@ pub(super) struct Sessions {
 
 impl Sessions {
     /// Reads IB's hours (`entries`: the text split at `;`) in time zone `zone` (IB's
-    /// `time_zone_id`, an IANA name such as `US/Eastern`).
+    /// `time_zone_id`: an IANA name such as `US/Eastern`, or an abbreviation IB uses, see
+    /// [`zone_named`]).
     pub(super) fn parse(entries: &[String], zone: &str) -> Result<Sessions, String> {
-        let tz = time_tz::timezones::get_by_name(zone)
-            .ok_or_else(|| format!("unknown time zone {zone:?}"))?;
+        let tz = zone_named(zone).ok_or_else(|| format!("unknown time zone {zone:?}"))?;
         let mut spans = Vec::new();
         let (mut from, mut to) = (i64::MAX, i64::MIN);
         for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
@@ -97,6 +97,47 @@ impl Sessions {
 }
 
 /// `YYYYMMDD`.
+/// IB's abbreviations of exchange time zones, and the zone each means. An abbreviation IB
+/// sends for a market that keeps daylight saving time names that market's zone, never the
+/// fixed offset the same name has in the time zone database (`EST` there is UTC-5 all year:
+/// sessions in summer would be read an hour late).
+const ZONE_ABBREVIATIONS: &[(&str, &str)] = &[
+    ("EST", "America/New_York"),
+    ("EDT", "America/New_York"),
+    ("EST5EDT", "America/New_York"),
+    ("CST", "America/Chicago"),
+    ("CDT", "America/Chicago"),
+    ("CST6CDT", "America/Chicago"),
+    ("MST", "America/Denver"),
+    ("MDT", "America/Denver"),
+    ("MST7MDT", "America/Denver"),
+    ("PST", "America/Los_Angeles"),
+    ("PDT", "America/Los_Angeles"),
+    ("PST8PDT", "America/Los_Angeles"),
+    ("GB", "Europe/London"),
+    ("GMT", "Europe/London"),
+    ("BST", "Europe/London"),
+    ("MET", "Europe/Berlin"),
+    ("CET", "Europe/Berlin"),
+    ("CEST", "Europe/Berlin"),
+    ("JST", "Asia/Tokyo"),
+    ("HKT", "Asia/Hong_Kong"),
+    ("CTT", "Asia/Shanghai"),
+    ("AET", "Australia/Sydney"),
+    ("AEST", "Australia/Sydney"),
+];
+
+/// The time zone `name` means at IB: an abbreviation of [`ZONE_ABBREVIATIONS`], else the
+/// time zone database's zone of that name.
+fn zone_named(name: &str) -> Option<&'static Tz> {
+    let name = name.trim();
+    let iana = ZONE_ABBREVIATIONS
+        .iter()
+        .find(|(abbreviation, _)| abbreviation.eq_ignore_ascii_case(name))
+        .map_or(name, |(_, iana)| iana);
+    time_tz::timezones::get_by_name(iana)
+}
+
 fn date(text: &str) -> Option<Date> {
     if text.len() != 8 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -190,6 +231,33 @@ mod tests {
             Sessions::parse(&entries("20260701:0930-20260701:1600"), "America/New_York").unwrap();
         assert_eq!(s.open_at(utc(2026, 7, 1, 13, 30)), Some(true), "UTC-4");
         assert_eq!(s.open_at(utc(2026, 7, 1, 13, 29)), Some(false));
+    }
+
+    #[test]
+    fn ibs_abbreviations_name_the_markets_zone_with_its_summer_time() {
+        let july = entries("20260701:0930-20260701:1600");
+        for zone in ["EST", "est", "EDT", "EST5EDT", " US/Eastern "] {
+            let s = Sessions::parse(&july, zone).unwrap();
+            assert_eq!(
+                s.open_at(utc(2026, 7, 1, 13, 30)),
+                Some(true),
+                "{zone}: UTC-4"
+            );
+            assert_eq!(
+                s.open_at(utc(2026, 7, 1, 20, 0)),
+                Some(false),
+                "{zone}: closed"
+            );
+        }
+        let s = Sessions::parse(&entries("20260701:0830-20260701:1500"), "CST").unwrap();
+        assert_eq!(
+            s.open_at(utc(2026, 7, 1, 13, 30)),
+            Some(true),
+            "CST: UTC-5 in summer"
+        );
+        let s = Sessions::parse(&entries("20260701:0900-20260701:1500"), "JST").unwrap();
+        assert_eq!(s.open_at(utc(2026, 7, 1, 0, 0)), Some(true), "JST: UTC+9");
+        assert!(Sessions::parse(&july, "Mars/Olympus").is_err());
     }
 
     #[test]

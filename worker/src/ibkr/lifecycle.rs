@@ -49,10 +49,16 @@ pub(super) const RESTORED_DATA_KEPT: i32 = 1102;
 pub(super) const FARM_BROKEN: i32 = 2103;
 /// IB: a market data farm's connection is OK.
 pub(super) const FARM_OK: i32 = 2104;
+/// IB: a market data farm's connection is inactive, available on demand (`...demand.usfarm`).
+pub(super) const FARM_INACTIVE: i32 = 2108;
 
-/// The farm a farm notice names: the text after its last colon (`usfarm`).
+/// The farm a farm notice names: the text after its last colon (`...is OK:usfarm.nj`), or
+/// after `demand.` (`...available upon demand.usfarm`).
 fn farm_of(message: &str) -> &str {
-    message.rsplit_once(':').map_or("", |(_, farm)| farm.trim())
+    message
+        .rsplit_once(':')
+        .or_else(|| message.rsplit_once("demand."))
+        .map_or("", |(_, farm)| farm.trim())
 }
 
 /// The worker's exit code when the gateway session ended for good while it was to be
@@ -128,13 +134,13 @@ pub(super) async fn forward_notices(
                     data_lost: false,
                 }));
             }
-            FARM_BROKEN | FARM_OK => {
+            FARM_BROKEN | FARM_OK | FARM_INACTIVE => {
                 let farm = farm_of(&n.message);
                 if n.code == FARM_BROKEN {
                     tracing::warn!(code = n.code, farm, "{}", n.message);
                     live.quiet().farm_broken(farm);
-                } else if live.quiet().farm_ok(farm) {
-                    let count = live.resubscribe_after_flap(&client, farm);
+                } else if let Some(broke) = live.quiet().farm_ok(farm) {
+                    let count = live.resubscribe_after_flap(&client, farm, broke);
                     tracing::info!(code = n.code, farm, resubscribed = count, "{}", n.message);
                 } else {
                     tracing::debug!(code = n.code, "{}", n.message);
@@ -239,5 +245,27 @@ pub(super) async fn watch_socket(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_farm_notice_names_its_farm() {
+        assert_eq!(
+            farm_of("Market data farm connection is broken:usfarm"),
+            "usfarm"
+        );
+        assert_eq!(
+            farm_of("Market data farm connection is OK:usfarm.nj"),
+            "usfarm.nj"
+        );
+        assert_eq!(
+            farm_of("Market data farm connection is inactive but should be available upon demand.usfarm"),
+            "usfarm"
+        );
+        assert_eq!(farm_of("no farm here"), "");
     }
 }

@@ -178,12 +178,24 @@ impl LiveStreams {
         streams.len()
     }
 
-    /// Makes every live subscription again on `client` after market data farm `farm` broke
-    /// and came back, saying so for each symbol. Returns how many.
-    pub(super) fn resubscribe_after_flap(&self, client: &Arc<ibapi::Client>, farm: &str) -> usize {
+    /// Makes every live subscription open when market data farm `farm` broke (at `broke`)
+    /// again on `client` now that it came back, saying so for each symbol; one made since
+    /// (the gateway's data came back meanwhile, say) or ended (refused, or waiting for the
+    /// connection) is left as it is. Returns how many were made again.
+    pub(super) fn resubscribe_after_flap(
+        &self,
+        client: &Arc<ibapi::Client>,
+        farm: &str,
+        broke: Instant,
+    ) -> usize {
         let reason = format!("market data farm {farm} broke and came back (IB 2103, 2104)");
         let mut streams = self.streams.lock();
+        let mut count = 0;
         for (symbol, live) in streams.iter_mut() {
+            if live.task.is_finished() || live.watch.lock().made() > broke {
+                continue;
+            }
+            count += 1;
             live.task.abort();
             live.watch.lock().resubscribed(Instant::now());
             tracing::warn!(%symbol, "live bars made again: {reason}");
@@ -196,7 +208,7 @@ impl LiveStreams {
             let feed = self.feed(client.clone(), symbol, &live.wanted, &live.watch);
             live.task = self.handle.spawn(stream_bars(feed, None)).abort_handle();
         }
-        streams.len()
+        count
     }
 
     /// Stops `symbol`'s stream.

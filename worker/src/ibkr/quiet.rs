@@ -1,6 +1,7 @@
 //! When nothing is expected of a live stream ([`Quiet`]): the gateway's link to IB is lost
-//! (1100, until 1101/1102), a market data farm is broken (2103, until its 2104), or the
-//! symbol is not in session (a weekend, a holiday, outside regular hours with `use_rth`), as
+//! (1100, until 1101/1102), a market data farm broke (2103, until its 2104 or 2108, and for
+//! [`FARM_QUIET`] at most: a farm that stays broken, or whose return is told otherwise, must
+//! not silence the watchdog for good), or the symbol is not in session (a weekend, a holiday, outside regular hours with `use_rth`), as
 //! its contract's hours at the gateway say ([`Sessions`]). A silence then is no silence.
 //!
 //! Invariants: a symbol's hours are looked up at most once per [`HOURS_FRESH`], or again
@@ -8,7 +9,7 @@
 //! lookup that failed; hours that are not known never make a stream quiet (a stream is
 //! watched rather than let go silent).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ const HOURS_FRESH: Duration = Duration::from_secs(6 * 3600);
 const LOOKUP_BACKOFF: Duration = Duration::from_secs(600);
 /// Deadline of one lookup of hours.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A broken farm keeps the streams quiet this long at most.
+pub(super) const FARM_QUIET: Duration = Duration::from_secs(300);
 
 /// What the gateway told of a symbol's hours, and when it was asked.
 struct Known {
@@ -45,8 +48,9 @@ pub(super) enum Why {
 #[derive(Default)]
 pub(super) struct Quiet {
     link_lost: AtomicBool,
-    /// Market data farms (IB's names: `usfarm`, ...) broken and not yet OK again.
-    farms_broken: Mutex<BTreeSet<String>>,
+    /// Market data farms (IB's names: `usfarm`, ...) broken and not yet OK again, with when
+    /// they broke.
+    farms_broken: Mutex<BTreeMap<String, Instant>>,
     hours: Mutex<HashMap<String, Known>>,
 }
 
@@ -56,13 +60,17 @@ impl Quiet {
         self.link_lost.store(lost, Ordering::Relaxed);
     }
 
-    /// A market data farm broke (2103).
+    /// A market data farm broke (2103); a second 2103 keeps the first's time.
     pub(super) fn farm_broken(&self, farm: &str) {
-        self.farms_broken.lock().insert(farm.to_string());
+        self.farms_broken
+            .lock()
+            .entry(farm.to_string())
+            .or_insert_with(Instant::now);
     }
 
-    /// A market data farm is OK (2104): whether it was broken (a flap).
-    pub(super) fn farm_ok(&self, farm: &str) -> bool {
+    /// A market data farm is OK (2104) or idle (2108): when it broke, if it was broken (a
+    /// flap).
+    pub(super) fn farm_ok(&self, farm: &str) -> Option<Instant> {
         self.farms_broken.lock().remove(farm)
     }
 
@@ -84,7 +92,12 @@ impl Quiet {
         if self.link_lost.load(Ordering::Relaxed) {
             return Some(Why::LinkLost);
         }
-        if !self.farms_broken.lock().is_empty() {
+        if self
+            .farms_broken
+            .lock()
+            .values()
+            .any(|broke| broke.elapsed() < FARM_QUIET)
+        {
             return Some(Why::FarmBroken);
         }
         let now = base::unix_time::now().as_secs() as i64;

@@ -99,7 +99,8 @@ impl Feed {
         };
         if let Some(why) = quiet {
             tracing::trace!(%symbol, ?why, "no live data, none expected");
-            self.watch.lock().quiet(Instant::now());
+            let now_unix = base::unix_time::now().as_secs() as i64;
+            self.watch.lock().quiet(Instant::now(), now_unix);
             return false;
         }
         let verdict = self.watch.lock().verdict(Instant::now());
@@ -289,7 +290,11 @@ async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
             }
             None => bars.tick(now()),
             Some(Some(Ok(SubscriptionItem::Data(tick)))) => {
-                feed.fed();
+                // Only a trade is data: the type and parameters IB sends on every request
+                // (and a quote) say nothing of whether the feed lives.
+                if is_trade_tick(&tick) {
+                    feed.fed();
+                }
                 if let Some(refused) = live_refused.take() {
                     tracing::warn!(
                         %symbol,
@@ -335,6 +340,16 @@ async fn stream_delayed(feed: Feed, live_refused: RemoteError) {
         if let Some(bar) = done {
             events(Event::Bar { sub: feed.sub, bar });
         }
+    }
+}
+
+/// Whether `tick` tells of a trade (its price or its size).
+fn is_trade_tick(tick: &TickTypes) -> bool {
+    match tick {
+        TickTypes::Price(p) => is_trade(p.tick_type),
+        TickTypes::PriceSize(p) => is_trade(p.price_tick_type),
+        TickTypes::Size(s) => is_trade_size(s.tick_type),
+        _ => false,
     }
 }
 

@@ -40,8 +40,11 @@ pub(super) struct Watchdog {
     /// When the silence clock started: the last data, the end of a quiet stretch, or the
     /// last time the stream was made.
     since: Instant,
-    /// The last data (or when the stream was made first), Unix seconds.
+    /// The last data (or when the stream was made first, or the end of a quiet stretch), Unix
+    /// seconds.
     since_unix: i64,
+    /// When the stream was last made (requested).
+    made: Instant,
     /// This silence's resubscription is spent.
     resubscribed: bool,
     /// Stalled: resubscribed and silent since.
@@ -57,6 +60,7 @@ impl Watchdog {
             silence,
             since: now,
             since_unix: now_unix,
+            made: now,
             resubscribed: false,
             stalled: false,
             stalled_silences: 0,
@@ -86,16 +90,25 @@ impl Watchdog {
         was
     }
 
-    /// Nothing is expected at `now` (the connection, the link or a farm is down, the market
-    /// is closed): the silence clock starts again.
-    pub(super) fn quiet(&mut self, now: Instant) {
+    /// When the stream was last made.
+    pub(super) fn made(&self) -> Instant {
+        self.made
+    }
+
+    /// Nothing is expected at `now` (`now_unix`: the connection, the link or a farm is down,
+    /// the market is closed): the silence clock starts again, and the silence after this
+    /// stretch is a new one (its resubscription not spent; a stall since it began).
+    pub(super) fn quiet(&mut self, now: Instant, now_unix: i64) {
         self.since = now;
+        self.since_unix = now_unix;
+        self.resubscribed = false;
     }
 
     /// The stream was made again at `now` for its silence (after a farm's flap too): the
     /// silence goes on, its resubscription spent.
     pub(super) fn resubscribed(&mut self, now: Instant) {
         self.since = now;
+        self.made = now;
         self.resubscribed = true;
     }
 
@@ -104,6 +117,7 @@ impl Watchdog {
     /// own. A stall stays until data comes.
     pub(super) fn restarted(&mut self, now: Instant) {
         self.since = now;
+        self.made = now;
         self.resubscribed = false;
     }
 
@@ -185,12 +199,41 @@ mod tests {
         let t0 = Instant::now();
         let mut w = Watchdog::new(S, t0, 0);
         // Closed, or the connection down, for a long time: the clock starts again.
-        w.quiet(t0 + 5 * S);
+        w.quiet(t0 + 5 * S, 50);
         assert_eq!(w.verdict(t0 + 5 * S + S / 2), Verdict::Wait);
         assert_eq!(
             w.verdict(t0 + 6 * S),
             Verdict::Resubscribe { silent_for: S }
         );
+        assert_eq!(w.verdict(t0 + 7 * S), Verdict::Stall { since: 50 });
+    }
+
+    #[test]
+    fn a_silence_after_a_quiet_stretch_is_a_new_one() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(S, t0, 0);
+        // Dead at the close: made again, to no avail.
+        assert!(matches!(w.verdict(t0 + S), Verdict::Resubscribe { .. }));
+        // The market closes before the stall is due; it opens again much later.
+        w.quiet(t0 + S + S / 2, 1_000);
+        w.quiet(t0 + 100 * S, 2_000);
+        assert_eq!(
+            w.verdict(t0 + 101 * S),
+            Verdict::Resubscribe { silent_for: S },
+            "a resubscription of its own, not a stall at once"
+        );
+        assert_eq!(
+            w.verdict(t0 + 102 * S),
+            Verdict::Stall { since: 2_000 },
+            "stalled since the quiet stretch ended, not since the day before"
+        );
+        assert_eq!(
+            w.made(),
+            t0,
+            "a verdict makes nothing: the stream task does"
+        );
+        w.resubscribed(t0 + 103 * S);
+        assert_eq!(w.made(), t0 + 103 * S);
     }
 
     #[test]
