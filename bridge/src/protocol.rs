@@ -12,10 +12,12 @@ use std::fmt;
 use bincode::{Decode, Encode};
 
 mod orders;
+mod pages;
 pub use orders::*;
+pub use pages::{Pages, Unpageable, PAGE_OVERHEAD};
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -180,12 +182,18 @@ pub enum Reply {
         /// Orders cancelled.
         count: u32,
     },
-    /// Answers [`Request::Orders`].
+    /// Answers [`Request::Orders`] (its last page, when pages came before it).
     Orders(Vec<OrderReport>),
-    /// Answers [`Request::Executions`].
+    /// Answers [`Request::Executions`] (its last page, when pages came before it).
     Fills(Vec<Fill>),
-    /// Answers [`Request::Positions`].
+    /// Answers [`Request::Positions`] (its last page, when pages came before it).
     Positions(Vec<Position>),
+    /// A page of a [`Reply::Orders`] too long for one frame; more follow.
+    OrdersPage(Vec<OrderReport>),
+    /// A page of a [`Reply::Fills`] too long for one frame; more follow.
+    FillsPage(Vec<Fill>),
+    /// A page of a [`Reply::Positions`] too long for one frame; more follow.
+    PositionsPage(Vec<Position>),
     /// Answers [`Request::Account`].
     Account(Box<AccountSummary>),
     /// The request failed.
@@ -193,9 +201,9 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// Whether this reply ends its request (every reply but a batch does).
+    /// Whether this reply ends its request (every reply but a batch or a page does).
     pub fn is_final(&self) -> bool {
-        !matches!(self, Reply::Bars(_))
+        !matches!(self, Reply::Bars(_)) && !self.is_page()
     }
 }
 
@@ -295,6 +303,9 @@ pub enum ErrorKind {
     UnknownOrder,
     /// The account is a live one and trading on it was not allowed (`allow_live`).
     LiveAccount,
+    /// The answer does not fit in a frame (an item of a list, or a reply that is not a list,
+    /// larger than `bridge.max_frame`).
+    TooLarge,
     /// Anything else.
     Internal,
 }

@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::channel::{self, Channel, Control, Receiver, RecvError, SendError, Sender, StartError};
-use crate::protocol::{Body, Envelope, Event, LogRecord, Reply, Request};
+use crate::protocol::{
+    Body, Envelope, ErrorKind, Event, LogRecord, RemoteError, Reply, Request, Unpageable,
+    PAGE_OVERHEAD,
+};
 
 /// How long a log record waits for another thread's send in progress (a frame copied into
 /// the ring: microseconds, unless that send waits for ring space).
@@ -161,6 +164,48 @@ impl Responder {
             id,
             body: Body::Reply(reply),
         })
+    }
+
+    /// Answers request `id` whatever the size of `reply`: a list too long for one frame goes
+    /// in pages ([`Reply::into_pages`]); a reply that cannot fit (not a list, or a list with
+    /// one item larger than a frame) is answered at once with an error of kind
+    /// [`ErrorKind::TooLarge`] instead, so that the runner never waits for an answer that
+    /// cannot come. Fails only if nothing could be sent.
+    pub fn reply_whole(&self, id: u64, reply: Reply) -> Result<(), SendError> {
+        let env = Envelope {
+            id,
+            body: Body::Reply(reply),
+        };
+        let (len, max) = match self.send(&env) {
+            Err(SendError::TooLarge { len, max }) => (len, max),
+            other => return other,
+        };
+        let Body::Reply(reply) = env.body else {
+            return Err(SendError::TooLarge { len, max });
+        };
+        let why = match reply.into_pages(max.saturating_sub(PAGE_OVERHEAD)) {
+            Ok(pages) => {
+                for page in pages {
+                    self.reply(id, page)?;
+                }
+                return Ok(());
+            }
+            Err(Unpageable::ItemTooLarge { len }) => {
+                format!("an item of the answer takes {len} bytes, more than the maximum frame of {max} bytes (bridge.max_frame)")
+            }
+            Err(Unpageable::NotAList) => format!(
+                "the answer takes {} bytes, more than the maximum frame of {max} bytes (bridge.max_frame)",
+                if len > max + 1 { len.to_string() } else { format!("more than {max}") }
+            ),
+            Err(Unpageable::Encode(e)) => format!("the answer cannot be encoded: {e}"),
+        };
+        self.reply(
+            id,
+            Reply::Error(RemoteError {
+                kind: ErrorKind::TooLarge,
+                message: why,
+            }),
+        )
     }
 
     /// Sends an event.

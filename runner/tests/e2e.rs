@@ -768,6 +768,39 @@ fn a_soak_with_orders_finds_each_order_once_at_the_broker() {
     assert_eq!(counter(json, "\"orders_lost\":"), 0, "{json}");
 }
 
+/// `soak --orders` with frames of 2 KiB: the broker's list of orders outgrows a frame within
+/// seconds (orders are placed one after the other, about ten a second), travels in pages,
+/// and every order is found once at the end.
+#[test]
+fn a_soak_whose_order_book_outgrows_a_frame_still_finds_each_order_once() {
+    let cfg = common::temp_file("e2e", "small-frames.toml", "[bridge]\nmax_frame = 2048\n");
+    let (code, stdout, stderr) = output(runner(&[
+        "soak",
+        "--duration",
+        "6",
+        "--rate",
+        "200",
+        "--symbols",
+        "2",
+        "--orders",
+        "--order-rate",
+        "50",
+        "--json",
+        "--config",
+        &cfg,
+    ]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let json = stdout.trim();
+    assert!(json.contains("\"passed\": true"), "{json}");
+    let sent = counter(json, "\"orders_sent\":");
+    // An order's report takes 60 bytes or more: 2 KiB holds fewer than 35.
+    assert!(sent >= 40, "{json}");
+    assert_eq!(counter(json, "\"orders_at_broker\":"), sent, "{json}");
+    assert_eq!(counter(json, "\"orders_duplicated\":"), 0, "{json}");
+    assert_eq!(counter(json, "\"orders_lost\":"), 0, "{json}");
+    assert!(!stderr.contains("not delivered"), "{stderr}");
+}
+
 /// A peer that corrupts both rings of every new worker, over and over: each corruption is
 /// reported, a new worker takes over, and the run ends on time with exit code 0. Neither side
 /// may hang (a worker that finds its receiving ring corrupt logs it, and the log record finds

@@ -425,7 +425,7 @@ fn handle(
         // The runner forgot the request: an answer would only be counted as stray.
         return;
     }
-    if let Err(e) = responder.reply(id, reply) {
+    if let Err(e) = responder.reply_whole(id, reply) {
         tracing::warn!(id, "reply not delivered: {e}");
     }
 }

@@ -18,7 +18,7 @@ use super::error::RequestError;
 use super::inner::Inner;
 use super::slot::Slot;
 use crate::channel::SendError;
-use crate::protocol::{Reply, Request};
+use crate::protocol::{Pages, Reply, Request};
 
 /// Where an async request is.
 enum FutureState {
@@ -31,11 +31,14 @@ enum FutureState {
 }
 
 /// A request in flight, awaited without blocking the runtime. Resolves to the final reply
-/// (batches of a streamed answer are skipped) or an error, by its deadline.
+/// (batches of a streamed answer are skipped, the pages of a list joined into it) or an
+/// error, by its deadline.
 pub struct ReplyFuture {
     inner: Arc<Inner>,
     deadline: Instant,
     state: FutureState,
+    /// The pages of a list answered so far.
+    pages: Pages,
 }
 
 impl fmt::Debug for ReplyFuture {
@@ -51,6 +54,7 @@ impl ReplyFuture {
             inner,
             deadline,
             state: FutureState::Unsent(Some(request)),
+            pages: Pages::default(),
         }
     }
 
@@ -120,8 +124,13 @@ impl Future for ReplyFuture {
             };
             match slot.poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(reply)) if !reply.is_final() => continue,
+                Poll::Ready(Ok(reply)) if !reply.is_final() => {
+                    // A history batch is skipped; a page is kept.
+                    let _batch = this.pages.keep(reply);
+                    continue;
+                }
                 Poll::Ready(item) => {
+                    let item = item.map(|last| std::mem::take(&mut this.pages).join(last));
                     let id = *id;
                     this.state = FutureState::Done;
                     if let Err(RequestError::Timeout) = item {

@@ -53,7 +53,7 @@ pub use stream::ReplyStream;
 pub use timers::SPACE_RETRY;
 
 use crate::channel::{self, Channel, Control, StartError};
-use crate::protocol::{Event, Reply, Request};
+use crate::protocol::{Event, Pages, Reply, Request};
 use dispatch::dispatch;
 use inner::Inner;
 use timers::run_timers;
@@ -121,14 +121,19 @@ impl Client {
         Ok((client, events_rx))
     }
 
-    /// Sends `request` and waits for its final reply, at most `timeout` in all. For requests
-    /// answered in batches use [`stream`](Self::stream).
+    /// Sends `request` and waits for its final reply, at most `timeout` in all; a list
+    /// answered in pages comes back whole. For requests answered in batches use
+    /// [`stream`](Self::stream).
     pub fn request(&self, request: Request, timeout: Duration) -> Result<Reply, RequestError> {
         let mut stream = self.stream(request, timeout)?;
+        let mut pages = Pages::default();
         loop {
             match stream.next() {
-                Some(Ok(reply)) if reply.is_final() => return Ok(reply),
-                Some(Ok(_batch)) => continue,
+                Some(Ok(reply)) if reply.is_final() => return Ok(pages.join(reply)),
+                Some(Ok(part)) => {
+                    // A history batch is skipped; a page is kept.
+                    let _batch = pages.keep(part);
+                }
                 Some(Err(e)) => return Err(e),
                 None => return Err(RequestError::Timeout),
             }

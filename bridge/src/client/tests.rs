@@ -337,3 +337,95 @@ fn a_spinning_client_closed_while_the_worker_runs_ends_its_dispatcher() {
         .recv_timeout(Duration::from_secs(10))
         .expect("dropping a spinning client did not return");
 }
+
+/// The worker end of `server` answers its next request with `reply` through
+/// [`Responder::reply_whole`](crate::server::Responder::reply_whole), on a thread of its own.
+fn answer_whole(server: &mut Server, reply: Reply) -> std::thread::JoinHandle<()> {
+    let incoming = server.next(Duration::from_secs(10)).unwrap().unwrap();
+    let responder = server.responder();
+    std::thread::spawn(move || responder.reply_whole(incoming.id, reply).unwrap())
+}
+
+fn fills(n: usize) -> Vec<crate::protocol::Fill> {
+    (0..n)
+        .map(|i| crate::protocol::Fill {
+            order_ref: format!("run-{i}"),
+            exec_id: format!("0001f4e8.{i:08}.01.01"),
+            symbol: "SPY".into(),
+            side: crate::protocol::Side::Buy,
+            quantity: 10.0,
+            price: 100.0 + i as f64,
+            commission: Some(1.0),
+            time: 1_700_000_000 + i as i64,
+        })
+        .collect()
+}
+
+/// A list many frames long (and several rings) comes back whole, in order, blocking and
+/// async alike; a reply that cannot fit is an error of its own kind, at once.
+#[test]
+fn a_list_longer_than_a_frame_comes_in_pages_and_is_joined_and_a_reply_too_large_is_an_error() {
+    let (client, mut server) = connect(4096);
+    let list = fills(500);
+    let client = Arc::new(client);
+    let asking = {
+        let client = client.clone();
+        std::thread::spawn(move || client.request(Request::Executions, Duration::from_secs(10)))
+    };
+    let answering = answer_whole(&mut server, Reply::Fills(list.clone()));
+    assert_eq!(asking.join().unwrap().unwrap(), Reply::Fills(list.clone()));
+    answering.join().unwrap();
+
+    let asking = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            block_on(client.request_async(Request::Executions, Duration::from_secs(10)))
+        })
+    };
+    let answering = answer_whole(&mut server, Reply::Fills(list.clone()));
+    assert_eq!(asking.join().unwrap().unwrap(), Reply::Fills(list));
+    answering.join().unwrap();
+
+    // Not answered, the request would end with a timeout instead.
+    let asking = {
+        let client = client.clone();
+        std::thread::spawn(move || client.request(ping(1), Duration::from_secs(30)))
+    };
+    let answering = answer_whole(
+        &mut server,
+        Reply::Pong {
+            payload: vec![7; 2000],
+        },
+    );
+    match asking.join().unwrap() {
+        Ok(Reply::Error(e)) => {
+            assert_eq!(e.kind, crate::protocol::ErrorKind::TooLarge);
+            assert!(
+                e.message.contains("maximum frame of 1024 bytes"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    answering.join().unwrap();
+}
+
+/// Polls `f` to completion on this thread, parked between polls.
+fn block_on<F: Future>(f: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut f = std::pin::pin!(f);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park_timeout(Duration::from_millis(50));
+    }
+}
