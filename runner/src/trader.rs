@@ -420,7 +420,9 @@ impl<'a> Trader<'a> {
     }
 
     /// Brings the book up to what the broker knows: its orders and today's executions.
-    pub fn reconcile(&mut self) -> Result<(), TradeError> {
+    /// Returns the fills of this run's orders the book learns of only now (the strategy has
+    /// not been told of them).
+    pub fn reconcile(&mut self) -> Result<Vec<bridge::protocol::Fill>, TradeError> {
         match self
             .sup
             .request(Request::Orders, self.timeout)
@@ -441,15 +443,16 @@ impl<'a> Trader<'a> {
             .map_err(TradeError::Supervisor)?
         {
             Reply::Fills(fills) => {
+                let mut new = Vec::new();
                 for f in fills {
-                    if self.book.order(&f.order_ref).is_some() {
-                        self.book.apply_fill(f);
+                    if self.book.order(&f.order_ref).is_some() && self.book.apply_fill(f.clone()) {
+                        new.push(f);
                     }
                 }
+                Ok(new)
             }
-            other => return Err(unexpected(other, "executions")),
+            other => Err(unexpected(other, "executions")),
         }
-        Ok(())
     }
 
     /// Takes an order, fill or position event of this run's orders; returns the fill it

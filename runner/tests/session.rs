@@ -123,6 +123,41 @@ fn a_trading_strategy_places_orders_once_each_and_sees_its_fills() {
     assert_eq!(placed, 2);
 }
 
+/// Fills the book learns of only at the end of the run (their events were lost) are told to
+/// the strategy too, after its last bar, each once.
+#[test]
+fn fills_learned_at_the_end_of_the_run_are_told_to_the_strategy() {
+    let mut cfg = config("late-fills.journal", true);
+    let faults = worker::SimFaults {
+        fill_events_dropped: true,
+        ..worker::SimFaults::default()
+    };
+    let run = runner::worker_setup::prepare(
+        &mut cfg,
+        runner::worker_setup::WorkerProgram::executable(PathBuf::from(common::RUNNER)),
+        faults,
+    )
+    .unwrap();
+    let mut session = Session::from_setup(cfg, run.setup).unwrap();
+    let mut strategy = Recorder {
+        window: 3,
+        buy_after: Some(1),
+        ..Recorder::default()
+    };
+    let report = session.run(&mut strategy, &AtomicBool::new(false)).unwrap();
+    drop(session);
+    drop(run.journal);
+    let trading = report.trading.unwrap();
+    // No fill event: the trader holds nothing during the run and buys on every bar.
+    assert!(trading.fills >= 2, "{trading:?}");
+    assert_eq!(trading.filled, trading.orders, "{trading:?}");
+    let mut told: Vec<&str> = strategy.fills.iter().map(|f| f.exec_id.as_str()).collect();
+    told.sort();
+    told.dedup();
+    assert_eq!(told.len(), trading.fills, "each fill once: {:?}", strategy.fills);
+    assert_eq!(strategy.fills.len(), trading.fills);
+}
+
 /// A program started as a session's worker that opens a session instead of serving (it did
 /// not call `serve_worker_if_requested`) is refused, instead of starting worker after worker.
 #[test]

@@ -197,6 +197,9 @@ pub struct SimFaults {
     /// Every order's acknowledgement is held back this long after the broker has taken it
     /// (ms): a window in which a worker killed leaves an order placed but unanswered.
     pub order_ack_delay_ms: u64,
+    /// Fills are not told as events (as a connection that missed the broker's execution
+    /// reports): they are known only from the broker's list of executions.
+    pub fill_events_dropped: bool,
 }
 
 impl std::str::FromStr for SimFaults {
@@ -205,7 +208,7 @@ impl std::str::FromStr for SimFaults {
     /// Reads comma-separated `key=value` pairs: `accounts_delay_ms=N`, `accounts_never` (or
     /// `accounts_never=true`), `reply_delay_ms=N`, `crash_after_batches=N`,
     /// `hang_after_batches=N`, `no_data=SYM1+SYM2`, `crash_after_orders=N`,
-    /// `order_ack_delay_ms=N`. Empty text is no fault.
+    /// `order_ack_delay_ms=N`, `fill_events_dropped`. Empty text is no fault.
     fn from_str(text: &str) -> Result<Self, String> {
         let mut f = SimFaults::default();
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -223,6 +226,7 @@ impl std::str::FromStr for SimFaults {
                 "no_data" => f.no_data = v.split('+').map(String::from).collect(),
                 "crash_after_orders" => f.crash_after_orders = Some(num()?),
                 "order_ack_delay_ms" => f.order_ack_delay_ms = num()?,
+                "fill_events_dropped" => f.fill_events_dropped = v == "true",
                 other => return Err(format!("unknown fault {other:?}")),
             }
         }

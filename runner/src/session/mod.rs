@@ -202,8 +202,16 @@ impl Session {
         }
         let interrupted = live?;
         let trading = trader.as_mut().map(|t| {
-            if let Err(e) = t.reconcile() {
-                tracing::warn!("orders not reconciled with the broker's: {e}");
+            match t.reconcile() {
+                // Fills that came while nobody read the events (the cancel on exit), or
+                // whose events were lost: the strategy hears of them too.
+                Ok(late) => {
+                    for fill in &late {
+                        tracing::info!(order_ref = %fill.order_ref, "fill learned at the end of the run");
+                        strategy.on_fill(fill);
+                    }
+                }
+                Err(e) => tracing::warn!("orders not reconciled with the broker's: {e}"),
             }
             t.summary(|symbol| {
                 series

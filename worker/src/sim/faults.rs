@@ -1,7 +1,7 @@
 //! The faults the simulated market injects ([`SimFaults`](crate::options::SimFaults)), for
 //! tests: a late or missing handshake, replies held back, a crash or hang after some history
 //! batches, symbols without data, a crash right after an order was taken, acknowledgements of
-//! orders held back.
+//! orders held back (and, in `market.rs`, fill events dropped).
 //!
 //! Invariants: faults are injected here and nowhere else; a crash or hang applies to the
 //! first worker of a run (generation 0) only, so a replacement recovers; signals go to this

@@ -80,9 +80,15 @@ impl Market {
         }
     }
 
-    /// Sends what changed at the broker as events: fills, then orders, then positions.
+    /// Sends what changed at the broker as events: fills (unless the fault drops them), then
+    /// orders, then positions.
     pub(super) fn tell(&self, changes: Changes) {
-        for f in changes.fills {
+        let fills = if self.opts.faults.fill_events_dropped {
+            Vec::new()
+        } else {
+            changes.fills
+        };
+        for f in fills {
             (self.events)(Event::Fill(Box::new(f)));
         }
         for o in changes.orders {
