@@ -507,7 +507,7 @@ mod tests {
     fn faults_parse_from_text() {
         let f: SimFaults = "accounts_delay_ms=20, accounts_never,reply_delay_ms=5,\
                             crash_after_batches=3,hang_after_batches=4,no_data=A+B,\
-                            crash_after_orders=2,order_ack_delay_ms=30"
+                            crash_after_orders=2,order_ack_delay_ms=30,fill_events_dropped"
             .parse()
             .unwrap();
         assert_eq!(
@@ -521,6 +521,7 @@ mod tests {
                 no_data: vec!["A".into(), "B".into()],
                 crash_after_orders: Some(2),
                 order_ack_delay_ms: 30,
+                fill_events_dropped: true,
             }
         );
         assert_eq!("".parse::<SimFaults>().unwrap(), SimFaults::default());
