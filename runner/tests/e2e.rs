@@ -801,6 +801,59 @@ fn a_soak_whose_order_book_outgrows_a_frame_still_finds_each_order_once() {
     assert!(!stderr.contains("not delivered"), "{stderr}");
 }
 
+/// Runners killed (SIGKILL) at random points of their run leave their simulated broker's
+/// journal in the temporary directory; the next run removes every one of them, and its own
+/// at its end: nothing is left.
+#[test]
+fn journals_of_runners_killed_at_random_points_are_removed_by_the_next_run() {
+    let tmp = common::temp("e2e", "killed-runs");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let files = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut rng = tests::XorShift::new(u64::from(std::process::id()) | 1);
+    let mut left = 0;
+    for _ in 0..4 {
+        let mut cmd = runner(&["run", "--duration", "3"]);
+        cmd.env("TMPDIR", &tmp)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        // Once its journal is made (earlier runs' are swept by then), somewhere between
+        // there and the end of its live phase.
+        let made = tests::within(Duration::from_secs(20), || {
+            files()
+                .iter()
+                .any(|f| f.contains(&format!("-{}-", child.id())))
+        });
+        std::thread::sleep(Duration::from_millis(rng.below(2500)));
+        kill_and_wait(&mut child).unwrap();
+        assert!(
+            made.is_some(),
+            "run {} made no journal: {:?}",
+            child.id(),
+            files()
+        );
+        left = files().len();
+    }
+    assert_eq!(
+        left,
+        2,
+        "a killed run leaves its journal and lock: {:?}",
+        files()
+    );
+    let mut next = runner(&["run", "--duration", "1"]);
+    next.env("TMPDIR", &tmp);
+    let (code, stdout, stderr) = output(next);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(files(), Vec::<String>::new(), "left in {}", tmp.display());
+}
+
 /// A peer that corrupts both rings of every new worker, over and over: each corruption is
 /// reported, a new worker takes over, and the run ends on time with exit code 0. Neither side
 /// may hang (a worker that finds its receiving ring corrupt logs it, and the log record finds

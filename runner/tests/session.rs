@@ -154,7 +154,12 @@ fn fills_learned_at_the_end_of_the_run_are_told_to_the_strategy() {
     let mut told: Vec<&str> = strategy.fills.iter().map(|f| f.exec_id.as_str()).collect();
     told.sort();
     told.dedup();
-    assert_eq!(told.len(), trading.fills, "each fill once: {:?}", strategy.fills);
+    assert_eq!(
+        told.len(),
+        trading.fills,
+        "each fill once: {:?}",
+        strategy.fills
+    );
     assert_eq!(strategy.fills.len(), trading.fills);
 }
 

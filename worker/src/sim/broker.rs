@@ -84,7 +84,10 @@ impl SimBroker {
     }
 
     /// Opens and locks the journal (exclusively to write, shared to read), and reads what
-    /// other writers appended into `book`.
+    /// other writers appended into `book`. The journal is made when the run claims its clock
+    /// ([`claim_clock`](super::journal::claim_clock)) and never again here: a worker that
+    /// outlives its run (its runner killed) must not make again a journal the next run
+    /// removed.
     fn open(&self, book: &mut Book, exclusive: bool) -> Result<Option<Locked>, RemoteError> {
         let Some(path) = self.path() else {
             return Ok(None);
@@ -92,7 +95,6 @@ impl SimBroker {
         let file = OpenOptions::new()
             .read(true)
             .append(true)
-            .create(true)
             .open(&path)
             .map_err(|e| self.journal_error("cannot open", e))?;
         lock_within(&file, exclusive, LOCK_WAIT)
