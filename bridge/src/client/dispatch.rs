@@ -92,7 +92,7 @@ impl Inner {
                 }
             }
             Body::Event(event) => {
-                if let Err(crossbeam_channel::TrySendError::Full(_)) = self.events.try_send(event) {
+                if !self.events.offer(event) {
                     self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -56,11 +56,40 @@ pub(super) struct Inner {
     /// Ids of requests given up whose `Cancel` found the sender busy: sent by the next thread
     /// that holds it, or by the timer thread within [`DISPATCH_IDLE`].
     pub(super) cancels_pending: Mutex<Vec<u64>>,
-    pub(super) events: crossbeam_channel::Sender<Event>,
+    pub(super) events: EventQueue,
     pub(super) log_sink: LogSink,
     pub(super) counters: Counters,
     #[cfg(test)]
     pub(super) before_space_wait: Mutex<Option<Box<dyn Fn() + Send>>>,
+}
+
+/// Where the events for the application wait: a queue that holds up to `capacity` events
+/// and takes memory only for those waiting (a queue allocated whole up front would take
+/// megabytes per worker, and a supervisor starts many over a week).
+#[derive(Debug)]
+pub(super) struct EventQueue {
+    pub(super) tx: crossbeam_channel::Sender<Event>,
+    pub(super) capacity: usize,
+}
+
+impl EventQueue {
+    /// A queue of at most `capacity` events (1 at least), and its receiving end.
+    pub(super) fn new(capacity: usize) -> (EventQueue, crossbeam_channel::Receiver<Event>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let capacity = capacity.max(1);
+        (EventQueue { tx, capacity }, rx)
+    }
+
+    /// Queues `event` unless `capacity` events wait already; returns whether it was queued
+    /// (the application gone counts as queued: nobody will miss it). The dispatcher is the
+    /// only sender, so the queue never holds more than `capacity`.
+    pub(super) fn offer(&self, event: Event) -> bool {
+        if self.tx.len() >= self.capacity {
+            return false;
+        }
+        let _ = self.tx.send(event);
+        true
+    }
 }
 
 impl Inner {
@@ -68,7 +97,7 @@ impl Inner {
     pub(super) fn new(
         sender: Sender,
         control: Control,
-        events: crossbeam_channel::Sender<Event>,
+        events: EventQueue,
         log_sink: LogSink,
     ) -> Inner {
         Inner {

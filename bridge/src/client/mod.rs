@@ -55,7 +55,7 @@ pub use timers::SPACE_RETRY;
 use crate::channel::{self, Channel, Control, StartError};
 use crate::protocol::{Event, Pages, Reply, Request};
 use dispatch::dispatch;
-use inner::Inner;
+use inner::{EventQueue, Inner};
 use timers::run_timers;
 
 /// The runner's connection to one worker process.
@@ -94,7 +94,7 @@ impl Client {
             receiver,
             control,
         } = channel;
-        let (events_tx, events_rx) = crossbeam_channel::bounded(cfg.event_capacity.max(1));
+        let (events_tx, events_rx) = EventQueue::new(cfg.event_capacity);
         let inner = Arc::new(Inner::new(sender, control, events_tx, cfg.log_sink.clone()));
         let mut client = Client {
             inner: inner.clone(),
