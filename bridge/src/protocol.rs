@@ -356,6 +356,14 @@ pub enum Event {
     Fill(Box<Fill>),
     /// A position changed.
     Position(Box<Position>),
+    /// The worker told every change of the broker's book up to market time `through`
+    /// (Unix seconds) that it knows of: orders, fills, positions. Whoever starts a worker to
+    /// replace this one hands it the last `through` it received, so that the new worker tells
+    /// only what changed since, not the whole book again.
+    BookTold {
+        /// Market time the changes were worked out at.
+        through: i64,
+    },
     /// A broker notice (farm status and the like).
     Notice {
         /// The broker's code (IB: 2104 market data farm OK, ...).

@@ -213,7 +213,7 @@ pub(crate) fn pump(
             Event::Feed { symbol, state } => {
                 tracing::debug!(target: "runner", %symbol, ?state, "live feed")
             }
-            Event::Order(_) | Event::Fill(_) | Event::Position(_) => {}
+            Event::Order(_) | Event::Fill(_) | Event::Position(_) | Event::BookTold { .. } => {}
         }
     };
     wake(bars.end(end));

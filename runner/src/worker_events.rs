@@ -8,9 +8,12 @@
 //! it is both empty and closed (what the worker sent before it died still arrives); each
 //! worker's events keep their order; an older worker's waiting events come before a newer
 //! one's. The stream ends ([`RecvTimeoutError::Disconnected`]) only once the supervisor is gone
-//! and every channel is drained.
+//! and every channel is drained. [`Event::BookTold`] is bookkeeping, not news: it is taken
+//! here (the latest time read is kept for the supervisor, [`BookHeard`]) and never handed on.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bridge::protocol::Event;
@@ -19,6 +22,27 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError
 
 /// The supervisor's end: where the channel of each new worker goes.
 pub(crate) type EventChannels = Sender<Receiver<Event>>;
+
+/// The latest market time through which the reader has read every change of the simulated
+/// broker's book ([`Event::BookTold`]), shared with the supervisor, which hands it to each new
+/// worker: a replacement tells only what changed since. Only ever moves forward.
+#[derive(Debug, Clone)]
+pub(crate) struct BookHeard(Arc<AtomicI64>);
+
+impl BookHeard {
+    /// The time, if any was read.
+    pub(crate) fn through(&self) -> Option<i64> {
+        let t = self.0.load(Ordering::Acquire);
+        (t != NOTHING_HEARD).then_some(t)
+    }
+
+    fn heard(&self, through: i64) {
+        self.0.fetch_max(through, Ordering::AcqRel);
+    }
+}
+
+/// What [`BookHeard`] holds before anything was read.
+const NOTHING_HEARD: i64 = i64::MIN;
 
 /// The events of all the workers of one supervisor, in one stream.
 #[derive(Debug)]
@@ -35,6 +59,8 @@ pub struct WorkerEvents {
     spin: bool,
     /// The busy-poll's backoff (never reset: its yields keep their spacing across calls).
     backoff: Backoff,
+    /// What was read of the simulated broker's book.
+    book: BookHeard,
 }
 
 impl WorkerEvents {
@@ -57,6 +83,7 @@ impl WorkerEvents {
                 waits: 0,
                 spin,
                 backoff: Backoff::new(),
+                book: BookHeard(Arc::new(AtomicI64::new(NOTHING_HEARD))),
             },
         )
     }
@@ -94,6 +121,11 @@ impl WorkerEvents {
         }
     }
 
+    /// What this stream has read of the simulated broker's book, as it goes on reading.
+    pub(crate) fn book_heard(&self) -> BookHeard {
+        self.book.clone()
+    }
+
     /// Times [`recv_timeout`](Self::recv_timeout) found nothing and waited: at most one
     /// sleep (and the wake that ended it) each.
     pub fn waits(&self) -> u64 {
@@ -119,6 +151,7 @@ impl WorkerEvents {
         let mut i = 0;
         while i < self.open.len() {
             match self.open[i].try_recv() {
+                Ok(Event::BookTold { through }) => self.book.heard(through),
                 Ok(event) => return Some(event),
                 Err(TryRecvError::Empty) => i += 1,
                 Err(TryRecvError::Disconnected) => {
@@ -172,6 +205,22 @@ mod tests {
             1,
             "the drained, closed channel is dropped"
         );
+    }
+
+    #[test]
+    fn what_was_told_of_the_book_is_kept_not_handed_on_and_never_goes_back() {
+        let (channels, mut events) = WorkerEvents::new();
+        let heard = events.book_heard();
+        assert_eq!(heard.through(), None);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        channels.send(rx).unwrap();
+        tx.send(Event::BookTold { through: 50 }).unwrap();
+        tx.send(notice(1)).unwrap();
+        tx.send(Event::BookTold { through: 40 }).unwrap();
+        assert_eq!(code(events.recv_timeout(SHORT).unwrap()), 1);
+        assert_eq!(heard.through(), Some(50), "read before the notice");
+        assert_eq!(events.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout));
+        assert_eq!(heard.through(), Some(50), "never back");
     }
 
     #[test]

@@ -370,6 +370,7 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
                     max_fill_per_bar: cfg.sim.max_fill_per_bar,
                     fill_seconds: cfg.sim.fill_seconds,
                 },
+                book_told_through: None,
             })
         }
         BackendKind::Ibkr => BackendOptions::Ibkr(IbkrOptions {

@@ -22,7 +22,7 @@ use common::{
     finish, output, runner, spawn_logged, table_rows, wait_for_line, wait_for_worker, Log, RUNNER,
 };
 
-use bridge::protocol::{ErrorKind, Reply, Request};
+use bridge::protocol::{ErrorKind, Event, Reply, Request};
 use bridge::Client;
 use runner::worker_setup::WorkerSetup;
 use tests::{alive, kill_and_wait, segments_of, signal, ProcessSignal};
@@ -852,6 +852,105 @@ fn journals_of_runners_killed_at_random_points_are_removed_by_the_next_run() {
     let (code, stdout, stderr) = output(next);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(files(), Vec::<String>::new(), "left in {}", tmp.display());
+}
+
+/// The order and fill events of `events` for the references starting with `prefix`, read
+/// until `done` holds of them (or 20 s pass), then until nothing more comes for 300 ms.
+fn book_events(
+    events: &mut runner::worker_events::WorkerEvents,
+    prefix: &str,
+    done: impl Fn(&[Event]) -> bool,
+) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut quiet_since = None::<Instant>;
+    while Instant::now() < deadline {
+        match events.recv_timeout(Duration::from_millis(50)) {
+            Ok(e @ Event::Order(_)) | Ok(e @ Event::Fill(_)) => {
+                let ours = match &e {
+                    Event::Order(o) => o.request.order_ref.starts_with(prefix),
+                    Event::Fill(f) => f.order_ref.starts_with(prefix),
+                    _ => false,
+                };
+                if ours {
+                    seen.push(e);
+                    quiet_since = None;
+                }
+            }
+            Ok(_) => {}
+            Err(_) if done(&seen) => {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_millis(300) {
+                    break;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    seen
+}
+
+fn fills(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::Fill(_)))
+        .count()
+}
+
+/// A worker that replaces a dead one tells the run only what changed since the run last heard
+/// of the book: the orders settled before the death are not told again, a new one is.
+#[test]
+fn a_replacement_worker_tells_only_what_changed_since_the_run_last_heard() {
+    use bridge::protocol::{OrderRequest, OrderType, Side, TimeInForce};
+    let mut cfg = runner::config::Config::default();
+    let run = runner::worker_setup::prepare(
+        &mut cfg,
+        runner::worker_setup::WorkerProgram::executable(PathBuf::from(RUNNER)),
+        SimFaults::default(),
+    )
+    .unwrap();
+    let (sup, mut events) = runner::supervisor::Supervisor::start(run.setup).unwrap();
+    let place = |r: String| {
+        let order = OrderRequest {
+            order_ref: r,
+            symbol: "SPY".into(),
+            side: Side::Buy,
+            quantity: 1.0,
+            order_type: OrderType::Market,
+            tif: TimeInForce::Day,
+        };
+        match sup.request(Request::PlaceOrder(order), Duration::from_secs(10)) {
+            Ok(Reply::Order(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    for i in 0..10 {
+        place(format!("heard-{i}"));
+    }
+    let first = book_events(&mut events, "heard-", |e| fills(e) == 10);
+    assert_eq!(fills(&first), 10, "{first:?}");
+
+    let pid = sup.stats().worker_pid.unwrap();
+    signal(pid, ProcessSignal::Kill).unwrap();
+    match sup.request(Request::Ping { payload: vec![1] }, Duration::from_secs(20)) {
+        Ok(Reply::Pong { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sup.stats().restarts, 1);
+    place("later-0".into());
+    let after = book_events(&mut events, "", |e| fills(e) == 1);
+    let told_again: Vec<&Event> = after
+        .iter()
+        .filter(|e| match e {
+            Event::Order(o) => o.request.order_ref.starts_with("heard-"),
+            Event::Fill(f) => f.order_ref.starts_with("heard-"),
+            _ => false,
+        })
+        .collect();
+    assert!(told_again.is_empty(), "told again: {told_again:?}");
+    assert_eq!(fills(&after), 1, "the new order's fill: {after:?}");
+    sup.shutdown();
+    drop(run.journal);
 }
 
 /// A peer that corrupts both rings of every new worker, over and over: each corruption is

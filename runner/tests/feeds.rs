@@ -116,7 +116,10 @@ fn after_a_farm_flap_every_stream_is_made_again_at_once_and_bars_resume() {
         assert!(live >= 3, "{symbol}: {live} live bars\n{stdout}\n{stderr}");
         assert!(!rest.contains("stalled"), "{rest}");
     }
-    assert_eq!(seen.realtime_cancels.len(), 2, "{seen:?}");
+    for symbol in ["SPY", "QQQ"] {
+        // The stream open at the flap, once (the one made again may be cancelled at the end).
+        assert_eq!(seen.realtime_cancels_of(symbol, 0), 1, "{symbol}: {seen:?}");
+    }
     assert!(stderr.contains("code=2103"), "{stderr}");
     assert!(
         stdout.contains("silent live feeds made again 2, stalled at the end 0"),
@@ -134,7 +137,7 @@ fn a_silence_without_a_notice_is_noticed_and_the_stream_made_again() {
     let seen = gw.seen();
     assert_eq!(seen.realtime_requests_for("QQQ"), 2, "{seen:?}");
     assert_eq!(seen.realtime_requests_for("SPY"), 1, "{seen:?}");
-    assert_eq!(seen.realtime_cancels.len(), 1, "{seen:?}");
+    assert_eq!(seen.realtime_cancels_of("QQQ", 0), 1, "{seen:?}");
     assert_eq!(lines_of(&stderr, "QQQ", SILENCE).len(), 1, "{stderr}");
     assert!(
         lines_of(&stderr, "SPY", "made again").is_empty(),
@@ -251,7 +254,8 @@ fn no_stream_is_made_again_outside_the_symbols_hours() {
         assert_eq!(live, 0, "{stdout}");
         assert!(!rest.contains("stalled"), "{rest}");
     }
-    assert!(seen.realtime_cancels.is_empty(), "{seen:?}");
+    // None but at the end of the run, if any.
+    assert!(seen.realtime_cancels.len() <= 2, "{seen:?}");
     assert!(!stderr.contains("made again"), "{stderr}");
     assert!(!stdout.contains("silent live feeds"), "{stdout}");
 }

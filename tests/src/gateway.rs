@@ -417,10 +417,14 @@ fn requests(
                 let id = req.req_id.unwrap_or(-1);
                 let rth = req.use_rth.unwrap_or(false);
                 let symbol = req.contract.and_then(|c| c.symbol).unwrap_or_default();
-                *lock(&shared.seen)
-                    .realtime_requests
-                    .entry(symbol.clone())
-                    .or_default() += 1;
+                {
+                    let mut seen = lock(&shared.seen);
+                    *seen.realtime_requests.entry(symbol.clone()).or_default() += 1;
+                    seen.realtime_ids
+                        .entry(symbol.clone())
+                        .or_default()
+                        .push(id);
+                }
                 if let Some((_, code, text)) =
                     b.realtime_refused.iter().find(|(s, _, _)| *s == symbol)
                 {

@@ -1,8 +1,9 @@
 //! What a new worker inherits from the workers of its run before it ([`Handover`]).
 //!
-//! Two things outlive a worker: the simulated broker's journal, whose times are read on the
-//! market clock it starts with, and IB's pacing, which counts the historical requests of a
-//! client whichever worker sent them. Whoever starts workers gathers them into one opaque
+//! Three things outlive a worker: the simulated broker's journal, whose times are read on the
+//! market clock it starts with, what of that journal's book the runner has heard already (a
+//! replacement tells only what changed since), and IB's pacing, which counts the historical
+//! requests of a client whichever worker sent them. Whoever starts workers gathers them into one opaque
 //! value and hands it to each worker's options ([`WorkerOptions::inherit`]) without knowing
 //! which broker is behind it; only the worker reads what is inside.
 //!
@@ -24,6 +25,9 @@ pub struct Handover {
     clock: Option<JournalClock>,
     /// Historical requests the broker still counts, if they are known.
     paced_history: Option<Vec<(String, u32, u64)>>,
+    /// The last market time through which the runner heard every change of the simulated
+    /// broker's book ([`Event::BookTold`](bridge::protocol::Event::BookTold)).
+    book_told_through: Option<i64>,
 }
 
 impl Handover {
@@ -31,8 +35,17 @@ impl Handover {
     /// bar size in seconds, and when each counts from (Unix milliseconds), oldest first.
     pub fn paced_history(requests: Vec<(String, u32, u64)>) -> Handover {
         Handover {
-            clock: None,
             paced_history: Some(requests),
+            ..Handover::default()
+        }
+    }
+
+    /// The runner heard every change of the simulated broker's book up to market time
+    /// `through`: a new worker tells only what changed since.
+    pub fn book_told_through(through: i64) -> Handover {
+        Handover {
+            book_told_through: Some(through),
+            ..Handover::default()
         }
     }
 
@@ -71,7 +84,7 @@ impl Handover {
         }
         Ok(Handover {
             clock: Some(clock),
-            paced_history: None,
+            ..Handover::default()
         })
     }
 }
@@ -85,6 +98,11 @@ impl WorkerOptions {
             sim.start = Some(clock.start);
             sim.anchor_ms = Some(clock.anchor_ms);
             sim.speed = clock.speed;
+        }
+        if let (Some(through), BackendOptions::Sim(sim)) =
+            (handover.book_told_through, &mut self.backend)
+        {
+            sim.book_told_through = Some(through);
         }
         // Only IB counts requests across workers: a simulated worker's options stay small.
         if let (Some(paced), BackendOptions::Ibkr(_)) = (handover.paced_history, &self.backend) {

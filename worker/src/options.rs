@@ -121,6 +121,10 @@ pub struct SimOptions {
     pub stamp_bars: bool,
     /// The simulated broker's account and fills.
     pub broker: SimBrokerOptions,
+    /// The last [`Event::BookTold`](bridge::protocol::Event::BookTold) the runner received
+    /// from the workers before this one: orders final by then, with every fill by then, are
+    /// not told again (`None`: the whole book is told, as to a first worker).
+    pub book_told_through: Option<i64>,
 }
 
 impl Default for SimOptions {
@@ -133,6 +137,7 @@ impl Default for SimOptions {
             faults: SimFaults::default(),
             stamp_bars: false,
             broker: SimBrokerOptions::default(),
+            book_told_through: None,
         }
     }
 }

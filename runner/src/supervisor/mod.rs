@@ -37,8 +37,9 @@ use lifecycle::{Claim, Life};
 
 use crate::pacing_log::PacingLog;
 use crate::restart_intensity::RestartIntensity;
-use crate::worker_events::{EventChannels, WorkerEvents};
+use crate::worker_events::{BookHeard, EventChannels, WorkerEvents};
 use crate::worker_setup::WorkerSetup;
+use worker::Handover;
 
 /// Counters for the summary.
 #[derive(Debug, Clone, Default)]
@@ -148,6 +149,9 @@ pub struct Supervisor {
     /// Historical requests the broker's pacing still counts, handed to each new worker: the
     /// broker paces them whichever worker sent them.
     history_log: PacingLog,
+    /// What the run's events reader has read of the simulated broker's book: handed to
+    /// each new worker, so that a replacement tells only what changed since.
+    book_heard: BookHeard,
     /// The managed accounts, as the last worker to connect reported them.
     accounts: Mutex<Vec<String>>,
 }
@@ -179,6 +183,7 @@ impl Supervisor {
     /// ends a `connect_first` under way at once.
     pub fn begin(setup: WorkerSetup) -> (Arc<Supervisor>, WorkerEvents) {
         let (events, events_rx) = WorkerEvents::with_spin(setup.client.spin);
+        let book_heard = events_rx.book_heard();
         let intensity = RestartIntensity::new(
             setup.policy.max_restarts,
             Duration::from_secs(setup.policy.restart_window_seconds),
@@ -200,6 +205,7 @@ impl Supervisor {
             failed_requests: AtomicU64::new(0),
             history_log: PacingLog::default(),
             accounts: Mutex::new(Vec::new()),
+            book_heard,
         });
         (sup, events_rx)
     }
@@ -251,6 +257,9 @@ impl Supervisor {
         let mut options = self.setup.options.clone();
         options.generation = generation;
         options.inherit(self.history_log.handover(now_ms()));
+        if let Some(through) = self.book_heard.through() {
+            options.inherit(Handover::book_told_through(through));
+        }
         let cmd = worker::command_with(&self.setup.exe, &self.setup.exe_args, &options)
             .map_err(|e| SupervisorError::Start(StartFailure::Options(e)))?;
         let (client, events) = Client::spawn(cmd, &self.setup.client).map_err(|e| match e {

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 pub struct Seen {
     /// Real-time bar subscriptions received, per symbol (refused ones included).
     pub realtime_requests: BTreeMap<String, u32>,
+    /// Request ids of the real-time bar subscriptions received, per symbol, in order.
+    pub realtime_ids: BTreeMap<String, Vec<i32>>,
     /// Market data (tick) subscriptions received, per symbol (refused ones included).
     pub market_data_requests: BTreeMap<String, u32>,
     /// Request ids of the cancelMktData messages received, in order.
@@ -44,5 +46,13 @@ impl Seen {
     /// Real-time bar subscriptions received for `symbol`.
     pub fn realtime_requests_for(&self, symbol: &str) -> u32 {
         self.realtime_requests.get(symbol).copied().unwrap_or(0)
+    }
+
+    /// How often `symbol`'s `n`-th real-time bar subscription (0: the first) was cancelled.
+    pub fn realtime_cancels_of(&self, symbol: &str, n: usize) -> usize {
+        let Some(id) = self.realtime_ids.get(symbol).and_then(|ids| ids.get(n)) else {
+            return 0;
+        };
+        self.realtime_cancels.iter().filter(|c| *c == id).count()
     }
 }

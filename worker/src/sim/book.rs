@@ -14,6 +14,8 @@ use bridge::protocol::{Fill, OrderReport, OrderRequest, OrderStatus, OrderType, 
 #[derive(Debug, Clone)]
 pub(super) struct Order {
     pub(super) id: i64,
+    /// When the broker took it.
+    pub(super) placed_at: i64,
     pub(super) request: OrderRequest,
     pub(super) rejected: Option<String>,
     pub(super) cancelled_at: Option<i64>,
@@ -33,6 +35,12 @@ pub(super) struct Order {
 impl Order {
     pub(super) fn filled(&self) -> f64 {
         self.fills.iter().map(|f| f.quantity).sum()
+    }
+
+    /// Whether everything about it was known at market time `t`: taken by then, final by
+    /// then, every fill of it by then.
+    pub(super) fn settled_by(&self, t: i64) -> bool {
+        self.placed_at <= t && self.fills.iter().all(|f| f.time <= t) && self.status(t).0.is_final()
     }
 
     pub(super) fn remaining(&self) -> f64 {
@@ -91,6 +99,8 @@ impl Order {
 /// What changed while the book was brought up to date: to be sent as events.
 #[derive(Debug, Default)]
 pub struct Changes {
+    /// The market time they were worked out at.
+    pub at: i64,
     /// New executions, oldest first.
     pub fills: Vec<Fill>,
     /// Orders whose status or fills changed.
@@ -117,6 +127,10 @@ pub(super) struct Book {
     pub(super) taken_here: u64,
     /// The latest time of an entry, and of a pass over the book.
     pub(super) last_time: i64,
+    /// What the runner heard already (the market time of the last changes told to it by an
+    /// earlier worker): taken by the first pass that tells changes, which tells none of the
+    /// orders settled by then.
+    pub(super) heard_through: Option<i64>,
 }
 
 /// Net shares and average cost per symbol, from every fill in time order.

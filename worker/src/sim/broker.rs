@@ -64,13 +64,23 @@ impl std::fmt::Debug for SimBroker {
 }
 
 impl SimBroker {
-    /// A broker over the journal of `opts` (or memory), for the market of `seed`.
-    pub fn new(opts: SimBrokerOptions, seed: u64, account: &str) -> Self {
+    /// A broker over the journal of `opts` (or memory), for the market of `seed`; the runner
+    /// heard every change of the book up to market time `heard_through` already, if given
+    /// (from the workers before this one): orders settled by then are not told again.
+    pub fn new(
+        opts: SimBrokerOptions,
+        seed: u64,
+        account: &str,
+        heard_through: Option<i64>,
+    ) -> Self {
         SimBroker {
             opts,
             seed,
             account: account.to_string(),
-            book: Mutex::new(Book::default()),
+            book: Mutex::new(Book {
+                heard_through,
+                ..Book::default()
+            }),
         }
     }
 
@@ -190,6 +200,7 @@ impl SimBroker {
                     .insert(request.order_ref.clone(), book.orders.len());
                 let placed_as = (request.quantity, request.order_type);
                 book.orders.push(Order {
+                    placed_at: time,
                     placed_as,
                     changes: Vec::new(),
                     id,
@@ -283,7 +294,16 @@ impl SimBroker {
 
     /// What changed since the last call (at market time `now`), marked as told.
     fn collect(&self, book: &mut Book, now: i64) -> Changes {
-        let mut changes = Changes::default();
+        let mut changes = Changes {
+            at: now,
+            ..Changes::default()
+        };
+        if let Some(heard) = book.heard_through.take() {
+            // Told by an earlier worker: as they stand now, with nothing to tell.
+            for o in book.orders.iter_mut().filter(|o| o.settled_by(heard)) {
+                o.told = Some((o.status(now).0, o.fills.len()));
+            }
+        }
         let mut traded = Vec::new();
         for o in &mut book.orders {
             let told_fills = o.told.map_or(0, |(_, n)| n);
@@ -337,7 +357,8 @@ impl SimBroker {
 
     /// Brings the book up to market time `now`: what changed since the last poll (whichever
     /// call worked it out), to be told as events. The first poll of a new broker object tells
-    /// everything in the journal, which is how a replacement worker catches the runner up.
+    /// everything in the journal the runner has not heard (all of it without
+    /// `heard_through`), which is how a replacement worker catches the runner up.
     pub fn poll(&self, now: i64) -> Result<Changes, RemoteError> {
         self.with_book(now, false, |b, book, _, now| Ok(b.collect(book, now)))
     }

@@ -59,7 +59,12 @@ impl Market {
     /// A market with these options, for worker `generation`, telling `events`.
     pub(super) fn new(opts: SimOptions, generation: u32, events: EventSink) -> Self {
         let clock = SimClock::new(opts.start, opts.anchor_ms, opts.speed);
-        let broker = SimBroker::new(opts.broker.clone(), opts.seed, &opts.broker.account);
+        let broker = SimBroker::new(
+            opts.broker.clone(),
+            opts.seed,
+            &opts.broker.account,
+            opts.book_told_through,
+        );
         Market {
             opts,
             clock,
@@ -81,8 +86,12 @@ impl Market {
     }
 
     /// Sends what changed at the broker as events: fills (unless the fault drops them), then
-    /// orders, then positions.
+    /// orders, then positions, then that the book was told through the changes' time.
     pub(super) fn tell(&self, changes: Changes) {
+        if changes.is_empty() {
+            return;
+        }
+        let through = changes.at;
         let fills = if self.opts.faults.fill_events_dropped {
             Vec::new()
         } else {
@@ -97,6 +106,7 @@ impl Market {
         for p in changes.positions {
             (self.events)(Event::Position(Box::new(p)));
         }
+        (self.events)(Event::BookTold { through });
     }
 
     /// Tells at once what an order request changed, rather than at the next fill bar.

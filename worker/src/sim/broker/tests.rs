@@ -19,7 +19,7 @@ fn opts(file: Option<&std::path::Path>) -> SimBrokerOptions {
 }
 
 fn broker(file: Option<&std::path::Path>) -> SimBroker {
-    SimBroker::new(opts(file), SEED, "DU0000001")
+    SimBroker::new(opts(file), SEED, "DU0000001", None)
 }
 
 fn order(order_ref: &str, side: Side, quantity: f64, order_type: OrderType) -> OrderRequest {
@@ -263,6 +263,42 @@ fn a_buy_beyond_the_buying_power_is_rejected_with_the_figures() {
         .fills
         .iter()
         .all(|f| f.order_ref != "r1"));
+}
+
+/// A replacement told what the runner heard already tells only what changed since: an order
+/// settled by then (taken, final, every fill) is not told again; one still working then, or
+/// taken later, is.
+#[test]
+fn a_replacement_tells_only_what_the_runner_has_not_heard() {
+    let file = TempFile::new("heard");
+    let first = broker(Some(&file.0));
+    let filled = order("h-1", Side::Buy, 10.0, OrderType::Market);
+    let resting = order("h-2", Side::Buy, 10.0, OrderType::Limit { price: 1.0 });
+    first.place(&filled, T0).unwrap();
+    first.place(&resting, T0).unwrap();
+    let told = first.poll(NEXT + 1).unwrap();
+    assert_eq!(
+        (told.at, told.fills.len(), told.orders.len()),
+        (NEXT + 1, 1, 2)
+    );
+    drop(first);
+    // Taken while no worker watched, after what the runner heard.
+    let third = order("h-3", Side::Sell, 5.0, OrderType::Market);
+    broker(Some(&file.0)).place(&third, NEXT + 2).unwrap();
+
+    let second = SimBroker::new(opts(Some(&file.0)), SEED, "DU0000001", Some(NEXT + 1));
+    let caught_up = second.poll(NEXT + 10).unwrap();
+    let refs: Vec<&str> = caught_up
+        .orders
+        .iter()
+        .map(|o| o.request.order_ref.as_str())
+        .collect();
+    assert_eq!(refs, ["h-2", "h-3"], "h-1 was heard in full");
+    assert_eq!(caught_up.fills.len(), 1, "h-3's fill only");
+    assert_eq!(caught_up.fills[0].order_ref, "h-3");
+    // Without what was heard, everything is told.
+    let fresh = broker(Some(&file.0)).poll(NEXT + 10).unwrap();
+    assert_eq!((fresh.orders.len(), fresh.fills.len()), (3, 2));
 }
 
 #[test]
