@@ -10,7 +10,8 @@
 //!   (`ring/`: control block, frame format, geometry, region, each end, errors);
 //! - `doorbell`: futex wakeups without lost wakeups and without idle spinning;
 //! - [`codec`]: bincode 2 (derived `Encode`/`Decode`), with a size limit tied to the frame;
-//! - [`protocol`]: the messages both sides speak (orders in `protocol/orders.rs`);
+//! - [`protocol`]: the messages both sides speak (orders in `protocol/orders.rs`), and
+//!   [`pages`]: lists longer than a frame, cut into pages and joined again;
 //! - [`channel`]: start a worker process and attach it, with liveness in both directions
 //!   (`channel/`: settings, environment, start, hello, link, control, sender, receiver,
 //!   errors);
@@ -47,6 +48,8 @@ pub mod client;
 pub mod codec;
 #[cfg(all(not(loom), any(test, feature = "bench")))]
 pub mod floor;
+#[cfg(not(loom))]
+pub mod pages;
 #[cfg(not(loom))]
 pub mod platform;
 pub mod protocol;

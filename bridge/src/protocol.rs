@@ -12,9 +12,7 @@ use std::fmt;
 use bincode::{Decode, Encode};
 
 mod orders;
-mod pages;
 pub use orders::*;
-pub use pages::{Pages, Unpageable, PAGE_OVERHEAD};
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
 pub const PROTOCOL_VERSION: u32 = 7;
@@ -204,6 +202,15 @@ impl Reply {
     /// Whether this reply ends its request (every reply but a batch or a page does).
     pub fn is_final(&self) -> bool {
         !matches!(self, Reply::Bars(_)) && !self.is_page()
+    }
+
+    /// Whether this reply is a page of a list, more of which follow
+    /// ([`pages`](crate::pages)).
+    pub fn is_page(&self) -> bool {
+        matches!(
+            self,
+            Reply::OrdersPage(_) | Reply::FillsPage(_) | Reply::PositionsPage(_)
+        )
     }
 }
 

@@ -18,10 +18,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::channel::{self, Channel, Control, Receiver, RecvError, SendError, Sender, StartError};
-use crate::protocol::{
-    Body, Envelope, ErrorKind, Event, LogRecord, RemoteError, Reply, Request, Unpageable,
-    PAGE_OVERHEAD,
-};
+use crate::pages::{Unpageable, PAGE_OVERHEAD};
+use crate::protocol::{Body, Envelope, ErrorKind, Event, LogRecord, RemoteError, Reply, Request};
 
 /// How long a log record waits for another thread's send in progress (a frame copied into
 /// the ring: microseconds, unless that send waits for ring space).

@@ -18,7 +18,8 @@ use super::error::RequestError;
 use super::inner::Inner;
 use super::slot::Slot;
 use crate::channel::SendError;
-use crate::protocol::{Pages, Reply, Request};
+use crate::pages::Pages;
+use crate::protocol::{Reply, Request};
 
 /// Where an async request is.
 enum FutureState {

@@ -53,7 +53,8 @@ pub use stream::ReplyStream;
 pub use timers::SPACE_RETRY;
 
 use crate::channel::{self, Channel, Control, StartError};
-use crate::protocol::{Event, Pages, Reply, Request};
+use crate::pages::Pages;
+use crate::protocol::{Event, Reply, Request};
 use dispatch::dispatch;
 use inner::{EventQueue, Inner};
 use timers::run_timers;

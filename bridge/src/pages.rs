@@ -9,8 +9,8 @@
 
 #![forbid(unsafe_code)]
 
-use super::{Fill, OrderReport, Position, Reply};
 use crate::codec::{self, CodecError};
+use crate::protocol::{Fill, OrderReport, Position, Reply};
 
 /// Bytes a page's envelope may add to its items: the request id, the frame's and the reply's
 /// variant tags and the list's length (variable-length integers of at most 10 bytes each).
@@ -42,14 +42,6 @@ impl Reply {
             Reply::Positions(v) => cut(v, budget, Reply::PositionsPage, Reply::Positions),
             _ => Err(Unpageable::NotAList),
         }
-    }
-
-    /// Whether this reply is a page of a list, more of which follow.
-    pub fn is_page(&self) -> bool {
-        matches!(
-            self,
-            Reply::OrdersPage(_) | Reply::FillsPage(_) | Reply::PositionsPage(_)
-        )
     }
 }
 
