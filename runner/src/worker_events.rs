@@ -9,7 +9,7 @@
 //! worker's events keep their order; an older worker's waiting events come before a newer
 //! one's. The stream ends ([`RecvTimeoutError::Disconnected`]) only once the supervisor is gone
 //! and every channel is drained. [`Event::BookTold`] is bookkeeping, not news: it is taken
-//! here (the latest time read is kept for the supervisor, [`BookHeard`]) and never handed on.
+//! here (the latest time read is kept for the supervisor, `BookHeard`) and never handed on.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
