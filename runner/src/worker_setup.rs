@@ -371,6 +371,7 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
                     fill_seconds: cfg.sim.fill_seconds,
                 },
                 book_told_through: None,
+                calendar: cfg.sim.calendar_options(),
             })
         }
         BackendKind::Ibkr => BackendOptions::Ibkr(IbkrOptions {

@@ -953,6 +953,71 @@ fn a_replacement_worker_tells_only_what_changed_since_the_run_last_heard() {
     drop(run.journal);
 }
 
+/// A long weekend on the simulated market's calendar at 14,400 times real time (80 market
+/// hours from Friday 10:00 US/Eastern in 20 s, ending on Monday at 18:00, hours before its
+/// restart): bars only in sessions, the gateway's daily
+/// restarts (Friday and Saturday 23:45) and weekly re-login (Sunday) each told as the
+/// connection's loss and restoration, live bars again on Monday for every symbol, and trading
+/// on throughout with every order placed once and nothing failed.
+#[test]
+fn a_long_weekend_of_restarts_and_a_re_login_is_ridden_through() {
+    // Friday 2026-12-04 15:00 UTC.
+    let cfg = common::temp_file(
+        "e2e",
+        "weekend.toml",
+        "[sim]\nspeed = 14400\nstart = 1796396400\ncalendar = true\n[trading]\nenabled = true\n",
+    );
+    let (code, stdout, stderr) = output(runner(&[
+        "run",
+        "--config",
+        &cfg,
+        "--duration",
+        "20",
+        "--symbols",
+        "SPY,QQQ,AAPL",
+    ]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let rows = table(&stdout);
+    for symbol in ["SPY", "QQQ", "AAPL"] {
+        let (history, live, _) = &rows[symbol];
+        // Thursday 10:00-16:00 and Friday 09:30-10:00: the day before the start.
+        assert_eq!(*history, 390, "{symbol}: {stdout}");
+        // Friday 10:00-16:00 (most of it) and all of Monday's session, after every restart.
+        assert!(
+            (360 + 390 - 30..=750).contains(live),
+            "{symbol}: {live} live bars\n{stdout}"
+        );
+    }
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("broker connection:"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.starts_with("broker connection: lost 3, reconnection attempts ")
+            && line
+                .contains("restored 3 (market data lost and subscriptions made again 3, kept 0)"),
+        "{line}"
+    );
+    assert_eq!(
+        stderr.matches("reason=the gateway's daily restart").count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("reason=the gateway's weekly re-login")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    let trading = stdout
+        .lines()
+        .find(|l| l.starts_with("trading: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(trading.ends_with(", 0 failed"), "{trading}");
+    assert!(!trading.starts_with("trading: 0 orders"), "{trading}");
+}
+
 /// A peer that corrupts both rings of every new worker, over and over: each corruption is
 /// reported, a new worker takes over, and the run ends on time with exit code 0. Neither side
 /// may hang (a worker that finds its receiving ring corrupt logs it, and the log record finds

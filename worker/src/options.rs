@@ -92,6 +92,8 @@ impl WorkerOptions {
 
 /// The broker behind the worker.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
+// Made once per worker started and read in place: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum BackendOptions {
     /// The built-in simulated market.
     Sim(SimOptions),
@@ -125,6 +127,32 @@ pub struct SimOptions {
     /// from the workers before this one: orders final by then, with every fill by then, are
     /// not told again (`None`: the whole book is told, as to a first worker).
     pub book_told_through: Option<i64>,
+    /// The days of a gateway and an exchange: sessions, the gateway's daily restart and
+    /// weekly re-login (off by default: bars at every hour, the connection never down).
+    pub calendar: SimCalendar,
+}
+
+/// A gateway's and an exchange's calendar on the simulated market, in US/Eastern time as at
+/// the US exchanges: bars only in sessions (weekdays), and the gateway down once a day for its
+/// restart, for longer once a week (its re-login). All off by default.
+#[derive(Debug, Clone, Default, PartialEq, Encode, Decode)]
+pub struct SimCalendar {
+    /// Bars (live and history) only in sessions: weekdays, 09:30-16:00 with
+    /// `regular_hours_only`, else 04:00-20:00.
+    pub sessions: bool,
+    /// Sessions are the regular hours only.
+    pub regular_hours_only: bool,
+    /// Minute of the day (US/Eastern) the gateway restarts at, daily: the connection is lost,
+    /// every live subscription dropped, then the connection restored with market data lost
+    /// (as IB's 1101), and the subscriptions made again. `None`: never.
+    pub daily_restart_minute: Option<u32>,
+    /// How long a daily restart keeps the gateway down, market seconds.
+    pub restart_seconds: u32,
+    /// Day of the week (0 Monday .. 6 Sunday) whose restart is the weekly re-login: down for
+    /// `relogin_seconds`, reconnection attempts told meanwhile. `None`: none.
+    pub relogin_weekday: Option<u8>,
+    /// How long the weekly re-login keeps the gateway down, market seconds.
+    pub relogin_seconds: u32,
 }
 
 impl Default for SimOptions {
@@ -138,6 +166,7 @@ impl Default for SimOptions {
             stamp_bars: false,
             broker: SimBrokerOptions::default(),
             book_told_through: None,
+            calendar: SimCalendar::default(),
         }
     }
 }

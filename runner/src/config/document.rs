@@ -117,6 +117,76 @@ pub struct SimConfig {
     pub max_fill_per_bar: f64,
     /// Orders fill at the open of the next bar of this many seconds.
     pub fill_seconds: u32,
+    /// Keep a gateway's and an exchange's calendar (US/Eastern): bars only in sessions on
+    /// weekdays, the gateway down for its daily restart and weekly re-login below.
+    pub calendar: bool,
+    /// With `calendar`: sessions are 09:30-16:00 (else 04:00-20:00).
+    pub regular_hours_only: bool,
+    /// With `calendar`: when the gateway restarts each day, `HH:MM` US/Eastern ("": never).
+    pub daily_restart: String,
+    /// With `calendar`: how long a daily restart keeps the gateway down, market seconds.
+    pub restart_seconds: u32,
+    /// With `calendar`: the day whose restart is the weekly re-login (`monday` ..
+    /// `sunday`; "": none).
+    pub relogin_day: String,
+    /// With `calendar`: how long the weekly re-login keeps the gateway down, market seconds.
+    pub relogin_seconds: u32,
+}
+
+/// Days of the week as `sim.relogin_day` names them, Monday first.
+pub(super) const WEEKDAYS: [&str; 7] = [
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+];
+
+impl SimConfig {
+    /// The minute of the day `sim.daily_restart` names, if it names one (`HH:MM`).
+    pub(super) fn restart_minute(&self) -> Option<Result<u32, ()>> {
+        let text = self.daily_restart.trim();
+        if text.is_empty() {
+            return None;
+        }
+        let parsed = text.split_once(':').and_then(|(h, m)| {
+            let (h, m) = (h.parse::<u32>().ok()?, m.parse::<u32>().ok()?);
+            (h < 24 && m < 60 && text.len() == 5).then_some(h * 60 + m)
+        });
+        Some(parsed.ok_or(()))
+    }
+
+    /// The day of the week `sim.relogin_day` names (0 Monday), if it names one.
+    pub(super) fn relogin_weekday(&self) -> Option<Result<u8, ()>> {
+        let text = self.relogin_day.trim().to_ascii_lowercase();
+        if text.is_empty() {
+            return None;
+        }
+        Some(
+            WEEKDAYS
+                .iter()
+                .position(|d| *d == text)
+                .map(|d| d as u8)
+                .ok_or(()),
+        )
+    }
+
+    /// The simulated market's calendar as the worker takes it (all off without `calendar`).
+    pub fn calendar_options(&self) -> worker::options::SimCalendar {
+        if !self.calendar {
+            return worker::options::SimCalendar::default();
+        }
+        worker::options::SimCalendar {
+            sessions: true,
+            regular_hours_only: self.regular_hours_only,
+            daily_restart_minute: self.restart_minute().and_then(Result::ok),
+            restart_seconds: self.restart_seconds,
+            relogin_weekday: self.relogin_weekday().and_then(Result::ok),
+            relogin_seconds: self.relogin_seconds,
+        }
+    }
 }
 
 /// Trading: off unless asked for (`runner run --trade`), and checked against these limits in
@@ -353,6 +423,12 @@ impl Default for SimConfig {
             min_commission: broker.min_commission,
             max_fill_per_bar: broker.max_fill_per_bar,
             fill_seconds: broker.fill_seconds,
+            calendar: false,
+            regular_hours_only: true,
+            daily_restart: "23:45".into(),
+            restart_seconds: 120,
+            relogin_day: "sunday".into(),
+            relogin_seconds: 1800,
         }
     }
 }

@@ -137,6 +137,62 @@ fn market_data_choices_and_the_history_end_are_checked() {
             )
         );
     }
+    for (field, value, says) in [
+        (
+            "daily_restart",
+            "\"25:00\"",
+            "sim.daily_restart must be HH:MM (US/Eastern) or empty",
+        ),
+        (
+            "daily_restart",
+            "\"9:30\"",
+            "sim.daily_restart must be HH:MM (US/Eastern) or empty",
+        ),
+        (
+            "relogin_day",
+            "\"funday\"",
+            "sim.relogin_day must be a day of the week",
+        ),
+        (
+            "restart_seconds",
+            "86401",
+            "sim.restart_seconds must be a day at most",
+        ),
+    ] {
+        let bad = load(
+            &format!("[sim]\ncalendar = true\n{field} = {value}\n"),
+            None,
+        );
+        assert!(bad.unwrap_err().to_string().contains(says), "{field}");
+    }
+    let cal = load(
+        "[sim]\ncalendar = true\ndaily_restart = \"17:05\"\nrelogin_day = \"Saturday\"\n",
+        None,
+    )
+    .unwrap()
+    .sim
+    .calendar_options();
+    assert_eq!(
+        (cal.sessions, cal.daily_restart_minute, cal.relogin_weekday),
+        (true, Some(17 * 60 + 5), Some(5))
+    );
+    let none = load(
+        "[sim]\ncalendar = true\ndaily_restart = \"\"\nrelogin_day = \"\"\n",
+        None,
+    )
+    .unwrap()
+    .sim
+    .calendar_options();
+    assert_eq!(
+        (none.daily_restart_minute, none.relogin_weekday),
+        (None, None)
+    );
+    let off = load("", None).unwrap().sim.calendar_options();
+    assert_eq!(
+        off,
+        worker::options::SimCalendar::default(),
+        "off by default"
+    );
     let ok = load("backend = \"ibkr\"\n[ibkr]\nsilent_bars = 1\n", None).unwrap();
     assert_eq!(ok.ibkr.silent_bars, 1);
     assert_eq!(load("", None).unwrap().ibkr.silent_bars, 12);

@@ -137,6 +137,28 @@ impl SimConfig {
         if self.fill_seconds == 0 {
             return Err(invalid("sim.fill_seconds must be at least 1"));
         }
+        if let Some(Err(())) = self.restart_minute() {
+            return Err(invalid(format!(
+                "sim.daily_restart must be HH:MM (US/Eastern) or empty, got {:?}",
+                self.daily_restart
+            )));
+        }
+        if let Some(Err(())) = self.relogin_weekday() {
+            return Err(invalid(format!(
+                "sim.relogin_day must be a day of the week (monday .. sunday) or empty, got {:?}",
+                self.relogin_day
+            )));
+        }
+        for (name, v) in [
+            ("restart_seconds", self.restart_seconds),
+            ("relogin_seconds", self.relogin_seconds),
+        ] {
+            if v > 86_400 {
+                return Err(invalid(format!(
+                    "sim.{name} must be a day at most, got {v}"
+                )));
+            }
+        }
         Ok(())
     }
 }

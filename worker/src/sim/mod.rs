@@ -13,6 +13,7 @@
 
 mod book;
 pub mod broker;
+mod calendar;
 mod clock;
 mod faults;
 mod history;
@@ -60,13 +61,23 @@ impl SimBackend {
     }
 
     fn require_connected(&self) -> Result<(), RemoteError> {
-        if self.market.handshake.lock().connected {
-            Ok(())
-        } else {
-            Err(error(
+        if !self.market.handshake.lock().connected {
+            return Err(error(
                 ErrorKind::NotConnected,
                 "not connected to the simulated market",
-            ))
+            ));
+        }
+        let now = self.market.clock.now();
+        match self.market.opts.calendar.outage_at(now) {
+            Some(o) => Err(error(
+                ErrorKind::Disconnected,
+                format!(
+                    "the broker connection is down for {} ({} s more on the market clock)",
+                    o.reason(),
+                    o.until - now
+                ),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -208,7 +219,11 @@ impl Backend for SimBackend {
         let (first, count) = history_range(req, self.market.clock.now())?;
         let path = PricePath::new(self.market.opts.seed, &req.symbol);
         let size = i64::from(req.bar_seconds);
-        let bars = (0..count as i64).map(|i| path.bar(first + i * size, req.bar_seconds));
+        let calendar = &self.market.opts.calendar;
+        let bars = (0..count as i64)
+            .map(|i| first + i * size)
+            .filter(|&t| calendar.in_session(t))
+            .map(|t| path.bar(t, req.bar_seconds));
         let mut emit = |batch| !cancel.is_cancelled() && emit(batch);
         emit_in_batches(bars, &mut emit, || faults::after_batch(&self.market))
     }

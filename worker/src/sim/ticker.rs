@@ -1,8 +1,9 @@
 //! The simulated market's real-time bars: the ticker thread's loop ([`tick`]).
 //!
 //! Invariants: each subscription's bars are sent in time order, each once, and only when
-//! complete on the market clock; no lock is held while an event is handed over; the loop
-//! ends once the market stops (it wakes at least every 200 ms to look).
+//! complete on the market clock; a bar outside the calendar's sessions, or in a span the
+//! gateway is down (its restart), is never sent; no lock is held while an event is handed
+//! over; the loop ends once the market stops (it wakes at least every 200 ms to look).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,11 +22,18 @@ pub(super) fn tick(market: &Market) {
         let mut next_due = None::<i64>;
         for (symbol, sub) in subs.iter_mut() {
             let size = i64::from(sub.bar_seconds);
+            let calendar = &market.opts.calendar;
             while sub.next + size <= now {
-                due.push(Event::Bar {
-                    sub: sub.id,
-                    bar: PricePath::new(market.opts.seed, symbol).bar(sub.next, sub.bar_seconds),
-                });
+                let closed = !calendar.in_session(sub.next);
+                let down = calendar.outage_at(sub.next).is_some()
+                    || calendar.outage_at(sub.next + size - 1).is_some();
+                if !closed && !down {
+                    due.push(Event::Bar {
+                        sub: sub.id,
+                        bar: PricePath::new(market.opts.seed, symbol)
+                            .bar(sub.next, sub.bar_seconds),
+                    });
+                }
                 sub.next += size;
             }
             let d = sub.next + size;
