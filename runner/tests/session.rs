@@ -164,6 +164,41 @@ fn fills_learned_at_the_end_of_the_run_are_told_to_the_strategy() {
     assert_eq!(strategy.fills.len(), trading.fills);
 }
 
+/// A session rides through the simulated market's long weekend (its calendar at 14,400
+/// times real time, Friday 10:00 to Monday 18:00 US/Eastern): the strategy sees bars only in
+/// sessions, in time order, Friday's and then Monday's for every symbol, none of the weekend.
+#[test]
+fn a_sessions_strategy_rides_through_a_long_weekend_of_restarts() {
+    let mut cfg = config("weekend.journal", false);
+    cfg.history.bar_seconds = 60;
+    cfg.history.duration_seconds = 86_400;
+    cfg.live.duration_seconds = 20;
+    cfg.sim.speed = 14_400.0;
+    cfg.sim.start = Some(1_796_396_400); // Friday 2026-12-04 15:00 UTC, 10:00 ET
+    cfg.sim.calendar = true;
+    let mut session = Session::start(cfg, PathBuf::from(common::RUNNER)).unwrap();
+    let mut strategy = Recorder {
+        window: 5,
+        ..Recorder::default()
+    };
+    let report = session.run(&mut strategy, &AtomicBool::new(false)).unwrap();
+    assert_eq!(strategy.out_of_order, 0);
+    // Friday 16:00 and Monday 09:30 ET (14:30 UTC).
+    let (friday_close, monday_open) = (1_796_418_000, 1_796_653_800);
+    for s in &report.symbols {
+        let times: Vec<i64> = strategy.calls[&s.symbol][1..].iter().map(|c| c.1).collect();
+        assert_eq!(times.len(), s.live_bars);
+        assert!(
+            times.iter().all(|t| *t < friday_close || *t >= monday_open),
+            "{}: a bar of the weekend",
+            s.symbol
+        );
+        let monday = times.iter().filter(|t| **t >= monday_open).count();
+        assert!(monday >= 380, "{}: {monday} bars on Monday", s.symbol);
+        assert!(times.len() > monday, "{}: none on Friday", s.symbol);
+    }
+}
+
 /// A program started as a session's worker that opens a session instead of serving (it did
 /// not call `serve_worker_if_requested`) is refused, instead of starting worker after worker.
 #[test]
