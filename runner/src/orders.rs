@@ -74,6 +74,8 @@ pub struct OrderBook {
     fills: HashMap<String, Fill>,
     /// Execution ids in the order the fills were counted.
     fill_order: Vec<String>,
+    /// Shares filled per order reference, from the fills counted.
+    filled_by_fills: HashMap<String, f64>,
     holdings: BTreeMap<String, Holding>,
     /// Reports refused because they would have moved an order back.
     stale_reports: u64,
@@ -151,8 +153,34 @@ impl OrderBook {
         h.add(fill.side.sign() * fill.quantity, fill.price);
         h.commissions += fill.commission.unwrap_or(0.0);
         self.fill_order.push(fill.exec_id.clone());
+        *self
+            .filled_by_fills
+            .entry(fill.order_ref.clone())
+            .or_default() += fill.quantity;
         self.fills.insert(fill.exec_id.clone(), fill);
         true
+    }
+
+    /// Shares of order `o` filled as far as anything tells: the larger of what its reports
+    /// say and what its counted fills add up to (a fill may come before its order's report,
+    /// the report before the fill, or the fill not at all, its event lost).
+    pub fn filled(&self, o: &OrderReport) -> f64 {
+        let by_fills = self
+            .filled_by_fills
+            .get(&o.request.order_ref)
+            .copied()
+            .unwrap_or(0.0);
+        o.filled.max(by_fills)
+    }
+
+    /// Shares of `symbol` this book's orders bought (positive) or sold, by [`filled`](Self::filled):
+    /// what trading decides on, never less than the fills or the reports tell.
+    pub fn traded(&self, symbol: &str) -> f64 {
+        self.orders
+            .values()
+            .filter(|o| o.request.symbol == symbol)
+            .map(|o| o.request.side.sign() * self.filled(o))
+            .sum()
     }
 
     /// The order with this reference.
@@ -240,6 +268,24 @@ mod tests {
             commission: Some(1.0),
             time: 0,
         }
+    }
+
+    #[test]
+    fn what_was_traded_counts_whichever_of_report_and_fill_came_first() {
+        let mut book = OrderBook::new();
+        book.apply_report(report(OrderStatus::Working, 0.0));
+        assert_eq!(book.traded("SPY"), 0.0);
+        // The report of a fill whose event never comes.
+        book.apply_report(report(OrderStatus::PartiallyFilled, 40.0));
+        assert_eq!(book.traded("SPY"), 40.0);
+        assert_eq!(book.holding("SPY").quantity, 0.0, "holdings are the fills'");
+        // Fills ahead of the reports.
+        book.apply_fill(fill("e1", Side::Buy, 40.0, 10.0));
+        book.apply_fill(fill("e2", Side::Buy, 30.0, 10.0));
+        assert_eq!(book.traded("SPY"), 70.0);
+        book.apply_fill(fill("e2", Side::Buy, 30.0, 10.0));
+        assert_eq!(book.traded("SPY"), 70.0, "a fill counted once");
+        assert_eq!(book.traded("QQQ"), 0.0);
     }
 
     #[test]

@@ -237,11 +237,9 @@ impl<'a> Trader<'a> {
             .book
             .working()
             .filter(|o| o.request.symbol == symbol)
-            .map(|o| o.request.side.sign() * (o.request.quantity - o.filled).max(0.0))
+            .map(|o| o.request.side.sign() * (o.request.quantity - self.book.filled(o)).max(0.0))
             .sum();
-        self.held_before.get(symbol).copied().unwrap_or(0.0)
-            + self.book.holding(symbol).quantity
-            + working
+        self.held_before.get(symbol).copied().unwrap_or(0.0) + self.book.traded(symbol) + working
     }
 
     /// Takes the broker's positions as held before this trader's fills (for the position
@@ -529,7 +527,9 @@ pub fn trade_on(
     signal: Signal,
     price: f64,
 ) -> Option<String> {
-    let position = t.book().holding(symbol).quantity;
+    // What the reports tell counts too: a fill whose event is late or lost must not make
+    // the strategy buy again.
+    let position = t.book().traded(symbol);
     let working = t.book().working().any(|o| o.request.symbol == symbol);
     let (side, quantity) = order_for_signal(
         signal,
