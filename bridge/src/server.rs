@@ -184,7 +184,17 @@ impl Responder {
         let why = match reply.into_pages(max.saturating_sub(PAGE_OVERHEAD)) {
             Ok(pages) => {
                 for page in pages {
-                    self.reply(id, page)?;
+                    if let Err(e) = self.reply(id, page) {
+                        // The pages before are with the runner: end the request there now.
+                        let _ = self.reply(
+                            id,
+                            Reply::Error(RemoteError {
+                                kind: ErrorKind::Internal,
+                                message: format!("the answer was cut short: {e}"),
+                            }),
+                        );
+                        return Err(e);
+                    }
                 }
                 return Ok(());
             }

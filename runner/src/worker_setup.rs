@@ -303,6 +303,8 @@ impl RunJournal {
 const RUN_JOURNAL_PREFIX: &str = "ibbridge-sim-orders-";
 const RUN_JOURNAL_SUFFIX: &str = ".journal";
 const RUN_LOCK_SUFFIX: &str = ".lock";
+/// A lock file younger than this is never swept (its run is taking the lock).
+const SWEEP_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Removes from `dir` the journals of runs that are gone (a runner killed before it could
 /// remove its own): each run holds its journal's lock file locked while it lives, so a lock
@@ -322,6 +324,16 @@ fn sweep_dead_runs(dir: &std::path::Path) {
         else {
             continue;
         };
+        // A lock file made a moment ago may not be locked yet by its run.
+        let young = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_or(true, |at| {
+                at.elapsed().map_or(true, |age| age < SWEEP_MIN_AGE)
+            });
+        if young {
+            continue;
+        }
         let Ok(lock) = std::fs::OpenOptions::new().write(true).open(entry.path()) else {
             continue;
         };
@@ -502,9 +514,15 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file =
             |stem: &str, suffix: &str| dir.join(format!("{RUN_JOURNAL_PREFIX}{stem}{suffix}"));
-        // A run that is gone: its lock file is there, unlocked.
+        // A run that is gone: its lock file is there, unlocked (and not new).
         std::fs::write(file("1-dead", RUN_JOURNAL_SUFFIX), "T\n").unwrap();
-        std::fs::write(file("1-dead", RUN_LOCK_SUFFIX), "").unwrap();
+        let lock = std::fs::File::create(file("1-dead", RUN_LOCK_SUFFIX)).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
+        lock.set_modified(old).unwrap();
+        drop(lock);
+        // A run taking its lock this very moment: its new lock file is not locked yet.
+        std::fs::write(file("3-new", RUN_JOURNAL_SUFFIX), "T\n").unwrap();
+        std::fs::write(file("3-new", RUN_LOCK_SUFFIX), "").unwrap();
         // A live run (whatever its pid says): its lock is held.
         std::fs::write(file("4194305-live", RUN_JOURNAL_SUFFIX), "T\n").unwrap();
         let held = std::fs::File::create(file("4194305-live", RUN_LOCK_SUFFIX)).unwrap();
@@ -523,6 +541,8 @@ mod tests {
             name("4194305-live", RUN_JOURNAL_SUFFIX),
             name("4194305-live", RUN_LOCK_SUFFIX),
             name("2-old", RUN_JOURNAL_SUFFIX),
+            name("3-new", RUN_JOURNAL_SUFFIX),
+            name("3-new", RUN_LOCK_SUFFIX),
             "book.journal".to_string(),
         ];
         expected.sort();

@@ -841,12 +841,13 @@ fn journals_of_runners_killed_at_random_points_are_removed_by_the_next_run() {
         );
         left = files().len();
     }
-    assert_eq!(
-        left,
-        2,
+    assert!(
+        left >= 2,
         "a killed run leaves its journal and lock: {:?}",
         files()
     );
+    // A lock file is swept once it is 2 s old (younger, its run may be taking the lock).
+    std::thread::sleep(Duration::from_millis(2100));
     let mut next = runner(&["run", "--duration", "1"]);
     next.env("TMPDIR", &tmp);
     let (code, stdout, stderr) = output(next);
@@ -930,6 +931,12 @@ fn a_replacement_worker_tells_only_what_changed_since_the_run_last_heard() {
     let first = book_events(&mut events, "heard-", |e| fills(e) == 10);
     assert_eq!(fills(&first), 10, "{first:?}");
 
+    // Reading on past the margin a replacement allows for clocks that differ (half a real
+    // second): the worker's marks move on while nothing changes.
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        let _ = events.recv_timeout(Duration::from_millis(50));
+    }
     let pid = sup.stats().worker_pid.unwrap();
     signal(pid, ProcessSignal::Kill).unwrap();
     match sup.request(Request::Ping { payload: vec![1] }, Duration::from_secs(20)) {

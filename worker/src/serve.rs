@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -176,10 +177,17 @@ fn attach(options: &WorkerOptions, build_id: String) -> Result<Server, WorkerErr
 }
 
 /// The sink of the backend's events: each sent to the runner (one not delivered is logged).
+/// Once one was not delivered, no [`Event::BookTold`] is sent any more: it would claim the
+/// runner heard what it never got.
 fn event_sink(responder: &Responder) -> EventSink {
     let responder = responder.clone();
+    let lost = Arc::new(AtomicBool::new(false));
     Arc::new(move |event: Event| {
+        if matches!(event, Event::BookTold { .. }) && lost.load(Ordering::Relaxed) {
+            return;
+        }
         if let Err(e) = responder.event(event) {
+            lost.store(true, Ordering::Relaxed);
             tracing::warn!("event not delivered: {e}");
         }
     })

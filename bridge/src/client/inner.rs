@@ -11,7 +11,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -70,6 +70,9 @@ pub(super) struct Inner {
 pub(super) struct EventQueue {
     pub(super) tx: crossbeam_channel::Sender<Event>,
     pub(super) capacity: usize,
+    /// An event was dropped: the worker's later [`Event::BookTold`] would claim what the
+    /// application never got, so none is handed on any more.
+    gap: AtomicBool,
 }
 
 impl EventQueue {
@@ -77,14 +80,27 @@ impl EventQueue {
     pub(super) fn new(capacity: usize) -> (EventQueue, crossbeam_channel::Receiver<Event>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let capacity = capacity.max(1);
-        (EventQueue { tx, capacity }, rx)
+        (
+            EventQueue {
+                tx,
+                capacity,
+                gap: AtomicBool::new(false),
+            },
+            rx,
+        )
     }
 
     /// Queues `event` unless `capacity` events wait already; returns whether it was queued
     /// (the application gone counts as queued: nobody will miss it). The dispatcher is the
-    /// only sender, so the queue never holds more than `capacity`.
+    /// only sender, so the queue never holds more than `capacity`. Once an event was dropped,
+    /// no `BookTold` is queued again (a replacement worker then tells the whole book).
     pub(super) fn offer(&self, event: Event) -> bool {
+        if matches!(event, Event::BookTold { .. }) && self.gap.load(Ordering::Relaxed) {
+            // Not news: kept back, not counted as dropped.
+            return true;
+        }
         if self.tx.len() >= self.capacity {
+            self.gap.store(true, Ordering::Relaxed);
             return false;
         }
         let _ = self.tx.send(event);

@@ -6,7 +6,7 @@
 //! so that the threads see it at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::time::Instant;
 
 use bridge::protocol::Event;
@@ -17,6 +17,13 @@ use super::broker::SimBroker;
 use super::clock::SimClock;
 use crate::backend::EventSink;
 use crate::options::SimOptions;
+
+/// Market seconds what the runner heard of the book is taken earlier than said, beyond half a
+/// real second of market time.
+const HEARD_MARGIN: i64 = 5;
+
+/// How often a `BookTold` goes when nothing changed, at most.
+const QUIET_MARK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The simulated broker connection's handshake.
 pub(super) struct Handshake {
@@ -52,6 +59,12 @@ pub(super) struct Market {
     pub(super) broker: SimBroker,
     /// Wakes the order watcher when the market stops.
     pub(super) watch: Mutex<()>,
+    /// Held from a poll of the broker until its changes are told.
+    pub(super) telling: Mutex<()>,
+    /// When the last `BookTold` was sent.
+    marked: Mutex<Option<Instant>>,
+    /// No `BookTold` is sent any more (fill events were dropped by the fault).
+    marks_off: AtomicBool,
     pub(super) watch_cv: Condvar,
 }
 
@@ -59,11 +72,15 @@ impl Market {
     /// A market with these options, for worker `generation`, telling `events`.
     pub(super) fn new(opts: SimOptions, generation: u32, events: EventSink) -> Self {
         let clock = SimClock::new(opts.start, opts.anchor_ms, opts.speed);
+        // What was heard is taken a little earlier than said: the workers' clocks may differ
+        // by milliseconds (minutes of market time at high speed), and an entry another
+        // process appended may be dated a little before it; telling some again is harmless.
+        let margin = HEARD_MARGIN + (opts.speed / 2.0).ceil() as i64;
         let broker = SimBroker::new(
             opts.broker.clone(),
             opts.seed,
             &opts.broker.account,
-            opts.book_told_through,
+            opts.book_told_through.map(|t| t.saturating_sub(margin)),
         );
         Market {
             opts,
@@ -82,16 +99,26 @@ impl Market {
             broker,
             watch: Mutex::new(()),
             watch_cv: Condvar::new(),
+            telling: Mutex::new(()),
+            marked: Mutex::new(None),
+            marks_off: AtomicBool::new(false),
         }
     }
 
     /// Sends what changed at the broker as events: fills (unless the fault drops them), then
-    /// orders, then positions, then that the book was told through the changes' time.
-    pub(super) fn tell(&self, changes: Changes) {
-        if changes.is_empty() {
+    /// orders, then positions, then that the book was told through the changes' time (also
+    /// when nothing changed, once per [`QUIET_MARK`] of real time: the mark moves on). Called
+    /// with `telling` held.
+    fn tell(&self, changes: Changes) {
+        let through = changes.at;
+        let mut marked = self.marked.lock();
+        if changes.is_empty() && marked.is_some_and(|at| at.elapsed() < QUIET_MARK) {
             return;
         }
-        let through = changes.at;
+        if self.opts.faults.fill_events_dropped && !changes.fills.is_empty() {
+            // Lost fills: no mark may claim them heard, ever again.
+            self.marks_off.store(true, AtomicOrdering::Relaxed);
+        }
         let fills = if self.opts.faults.fill_events_dropped {
             Vec::new()
         } else {
@@ -106,14 +133,25 @@ impl Market {
         for p in changes.positions {
             (self.events)(Event::Position(Box::new(p)));
         }
-        (self.events)(Event::BookTold { through });
+        if !self.marks_off.load(AtomicOrdering::Relaxed) {
+            (self.events)(Event::BookTold { through });
+            *marked = Some(Instant::now());
+        }
     }
 
-    /// Tells at once what an order request changed, rather than at the next fill bar.
-    pub(super) fn tell_now(&self) {
+    /// Brings the book up to the market clock and tells what changed, one caller at a time:
+    /// changes worked out later are never told before those worked out earlier (a
+    /// `BookTold` must not overtake events it covers).
+    pub(super) fn poll_and_tell(&self) {
+        let _telling = self.telling.lock();
         match self.broker.poll(self.clock.now()) {
             Ok(changes) => self.tell(changes),
             Err(e) => tracing::warn!("simulated broker: {}", e.message),
         }
+    }
+
+    /// Tells at once what an order request changed, rather than at the next fill bar.
+    pub(super) fn tell_now(&self) {
+        self.poll_and_tell();
     }
 }

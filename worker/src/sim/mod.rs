@@ -60,13 +60,20 @@ impl SimBackend {
         }
     }
 
-    fn require_connected(&self) -> Result<(), RemoteError> {
-        if !self.market.handshake.lock().connected {
-            return Err(error(
+    /// The handshake is complete (the gateway may be down for its restart meanwhile).
+    fn require_handshake(&self) -> Result<(), RemoteError> {
+        if self.market.handshake.lock().connected {
+            Ok(())
+        } else {
+            Err(error(
                 ErrorKind::NotConnected,
                 "not connected to the simulated market",
-            ));
+            ))
         }
+    }
+
+    fn require_connected(&self) -> Result<(), RemoteError> {
+        self.require_handshake()?;
         let now = self.market.clock.now();
         match self.market.opts.calendar.outage_at(now) {
             Some(o) => Err(error(
@@ -229,7 +236,10 @@ impl Backend for SimBackend {
     }
 
     fn subscribe(&self, req: &SubscribeRequest) -> Result<(), RemoteError> {
-        self.ready()?;
+        // Taken while the gateway is down too (a replacement worker started in a restart
+        // restores its subscriptions then): its bars start when the gateway is back.
+        faults::delay_reply(&self.market);
+        self.require_handshake()?;
         self.check_data(&req.symbol)?;
         if req.bar_seconds == 0 {
             return Err(error(

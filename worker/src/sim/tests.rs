@@ -200,7 +200,13 @@ fn real_time_bars_arrive_on_the_fast_clock() {
     .unwrap();
     // 600x: a one-minute bar every 100 ms.
     let start = Instant::now();
-    while got.lock().len() < 4 && start.elapsed() < Duration::from_secs(10) {
+    let bars_in = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Bar { .. }))
+            .count()
+    };
+    while bars_in(&got.lock()) < 4 && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
     sim.disconnect();

@@ -29,11 +29,24 @@ struct Gateway {
 }
 
 impl Gateway {
-    /// Tells the change at market time `now`, if there is one; returns whether the gateway
-    /// is down.
-    fn follow(&mut self, market: &Market, now: i64) -> bool {
-        let outage = market.opts.calendar.outage_at(now);
+    /// Tells the change at market time `now` (the last look was at `before`), if there is
+    /// one; returns whether the gateway is down. An outage that began and ended between the
+    /// two looks (a late wake at high speed) is told all the same, as lost and restored.
+    fn follow(&mut self, market: &Market, before: i64, now: i64) -> bool {
+        let calendar = &market.opts.calendar;
+        let outage = calendar.outage_at(now);
         let tell = |status| (market.events)(Event::Connection(status));
+        if let (None, None, Some(began)) = (self.down, outage, calendar.next_change(before)) {
+            if began <= now {
+                if let Some(missed) = calendar.outage_at(began) {
+                    tracing::warn!(reason = missed.reason(), "simulated gateway was down");
+                    tell(ConnectionStatus::Lost {
+                        reason: missed.reason(),
+                    });
+                    tell(ConnectionStatus::Restored { data_lost: true });
+                }
+            }
+        }
         match (self.down, outage) {
             (None, Some(o)) => {
                 tracing::warn!(reason = o.reason(), "simulated gateway down");
@@ -75,14 +88,14 @@ pub(super) fn watch_orders(market: &Market) {
         last_attempt: 0,
     };
     let mut guard = market.watch.lock();
+    let mut before = market.clock.now();
     while !market.stop.load(Ordering::Acquire) {
         let now = market.clock.now();
         drop(guard);
-        if !gateway.follow(market, now) {
-            match market.broker.poll(now) {
-                Ok(changes) => market.tell(changes),
-                Err(e) => tracing::warn!("simulated broker: {}", e.message),
-            }
+        let down = gateway.follow(market, before, now);
+        before = now;
+        if !down {
+            market.poll_and_tell();
         }
         guard = market.watch.lock();
         if market.stop.load(Ordering::Acquire) {
