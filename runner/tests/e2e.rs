@@ -652,13 +652,20 @@ fn a_worker_killed_during_the_live_phase_is_replaced_and_its_subscriptions_resto
     assert!(rows.values().all(|(_, live, _)| *live >= 1), "{stdout}");
 }
 
+/// Whether a line of `/proc/<pid>/maps` is the bridge segment: a sealed memfd (what a runner
+/// gives its worker on Linux), or a named segment in /dev/shm.
+#[cfg(target_os = "linux")]
+fn is_segment_mapping(line: &str) -> bool {
+    line.contains("/memfd:ibbridge-") || line.contains("/dev/shm/ibbridge-")
+}
+
 /// The address range of the bridge segment in `pid`'s memory map.
 #[cfg(target_os = "linux")]
 fn segment_mapping(pid: u32) -> String {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     let line = maps
         .lines()
-        .find(|l| l.contains("/dev/shm/ibbridge-"))
+        .find(|l| is_segment_mapping(l))
         .unwrap_or_else(|| panic!("no segment mapped in {pid}: {maps}"));
     line.split_whitespace().next().unwrap().to_string()
 }
@@ -1067,7 +1074,7 @@ fn both_rings_corrupted_over_and_over_never_hang_the_run() {
         let until = Instant::now() + Duration::from_secs(10);
         let range = loop {
             let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
-            if let Some(l) = maps.lines().find(|l| l.contains("/dev/shm/ibbridge-")) {
+            if let Some(l) = maps.lines().find(|l| is_segment_mapping(l)) {
                 break l.split_whitespace().next().unwrap().to_string();
             }
             assert!(
@@ -1182,11 +1189,11 @@ fn a_supervisor_that_gives_up_fails_the_run_with_the_reason() {
     assert!(stdout.contains("worker restarts: 1"), "{stdout}");
 }
 
-/// A /dev/shm too small for the configured rings is an environment error: exit code 2, one
-/// line that says what to change, no segment left behind.
-#[cfg(target_os = "linux")] // reads /proc or mounts a tmpfs on /dev/shm
+/// A /dev/shm too small for the configured rings does not matter on Linux: the rings live in
+/// sealed anonymous memory, not in /dev/shm, and nothing is put there.
+#[cfg(target_os = "linux")] // mounts a tmpfs on /dev/shm
 #[test]
-fn a_short_dev_shm_fails_the_run_like_a_configuration_error() {
+fn a_short_dev_shm_does_not_stop_a_run() {
     let config = temp("big-rings.toml");
     std::fs::write(
         &config,
@@ -1209,18 +1216,9 @@ fn a_short_dev_shm_fails_the_run_like_a_configuration_error() {
         .expect("this test needs `unshare -m` or `unshare -rm` to make a short /dev/shm");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stdout.contains("exit=2"), "{stdout}{stderr}");
+    assert!(stdout.contains("exit=0"), "{stdout}{stderr}");
     assert!(stdout.contains("left=0"), "{stdout}");
-    let error = stderr
-        .lines()
-        .find(|l| l.starts_with("error:"))
-        .unwrap_or_else(|| panic!("{stderr}"));
-    assert!(
-        error.contains("not enough shared memory")
-            && error.contains("16.0 MiB")
-            && error.contains("--shm-size"),
-        "{error}"
-    );
+    assert_eq!(table(&stdout).len(), 7, "{stdout}");
 }
 
 /// `--end` asks for history ending at a given time: the last bar is the last one complete by

@@ -530,12 +530,14 @@ fn with_short_dev_shm(size: &str, script: &str) -> std::process::Output {
 }
 
 /// tmpfs reserves nothing at `ftruncate`: without a reservation, the first write to a page
-/// that does not fit kills the runner with SIGBUS and leaves the segment behind.
+/// of a named segment that does not fit kills the runner with SIGBUS and leaves the segment
+/// behind. A connection's segment does not live in /dev/shm on Linux at all (a sealed memfd):
+/// a short /dev/shm does not stop a worker from starting.
 #[cfg(target_os = "linux")] // reads /proc or mounts a tmpfs on /dev/shm
 #[test]
 fn a_short_dev_shm_is_a_clear_error_not_a_sigbus() {
     // 8 MiB rings need 16 MiB; the tmpfs has 4.
-    let out = with_short_dev_shm("4m", &format!("{PEER} start 8388608"));
+    let out = with_short_dev_shm("4m", &format!("{PEER} create-named 8388608"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -561,12 +563,80 @@ fn a_short_dev_shm_is_a_clear_error_not_a_sigbus() {
         "a segment was left behind: {stdout}"
     );
     // The same rings fit a larger /dev/shm.
-    let out = with_short_dev_shm("64m", &format!("{PEER} start 8388608"));
+    let out = with_short_dev_shm("64m", &format!("{PEER} create-named 8388608"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("created") && stdout.contains("left 0"),
+        "{stdout}"
+    );
+    // A worker starts over the same rings beside the short /dev/shm, and nothing is put there.
+    let out = with_short_dev_shm("4m", &format!("{PEER} start 8388608"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("started") && stdout.contains("left 0"),
-        "{stdout}"
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The descriptors of `pid` that are the bridge segment `name` (a sealed memfd), as paths under
+/// `/proc/<pid>/fd` another process of the same user can open.
+#[cfg(target_os = "linux")]
+fn segment_descriptors(pid: u32, name: &str) -> Vec<std::path::PathBuf> {
+    let target = format!("/memfd:{}", name.trim_start_matches('/'));
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with(&format!("{target} ")))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// A peer that truncates the segment (`ftruncate` on its own descriptor, or on one it opened
+/// through `/proc`) would kill the other side with SIGBUS on its next access: on Linux the
+/// kernel refuses it, on the runner's descriptor and on the worker's, and both sides go on.
+#[cfg(target_os = "linux")]
+#[test]
+fn nobody_can_truncate_the_segment_of_a_live_connection() {
+    let client = client(&["serve"]);
+    client
+        .request(ping(b"before"), Duration::from_secs(5))
+        .unwrap();
+    let name = client.control().segment_name().to_string();
+    for pid in [std::process::id(), client.control().peer_pid()] {
+        let fds = segment_descriptors(pid, &name);
+        assert_eq!(fds.len(), 1, "pid {pid}: {fds:?}");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fds[0])
+            .unwrap();
+        let size = file.metadata().unwrap().len();
+        for len in [0, 4096, size - 1, size + 4096] {
+            let err = file.set_len(len).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::PermissionDenied,
+                "pid {pid} set_len({len}): {err}"
+            );
+        }
+        assert_eq!(file.metadata().unwrap().len(), size);
+    }
+    for i in 0..100u32 {
+        let payload = i.to_le_bytes();
+        assert_eq!(
+            client
+                .request(ping(&payload), Duration::from_secs(5))
+                .unwrap(),
+            Reply::Pong {
+                payload: payload.to_vec()
+            }
+        );
+    }
+    assert!(alive(client.control().peer_pid()));
 }
 
 /// A hung worker is killed with its process group: what it started dies with it.

@@ -6,7 +6,8 @@
 
 #![forbid(unsafe_code)]
 
-/// Environment variable that carries the segment name to the worker.
+/// Environment variable that carries the segment to the worker: on Linux `fd:<number>`, the
+/// descriptor of the sealed memory it inherited; elsewhere the segment's name.
 pub const ENV_SEGMENT: &str = "IBBRIDGE_SEGMENT";
 /// Environment variable that carries the runner's pid to the worker.
 pub const ENV_PARENT_PID: &str = "IBBRIDGE_PARENT_PID";

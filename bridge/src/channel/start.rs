@@ -2,8 +2,9 @@
 //! ([`spawn`]), the worker attaches from what the runner put in its environment ([`attach`]);
 //! [`pair`] connects two ends in one process (tests, benchmarks, examples).
 //!
-//! Start-up: the runner creates the segment, writes its hello into its ring, and starts the
-//! worker with the segment name and its own pid in the environment, stdin closed, stdout and
+//! Start-up: the runner creates the segment (on Linux in sealed anonymous memory nobody can
+//! resize, which the worker inherits; elsewhere under a name), writes its hello into its ring,
+//! and starts the worker with the segment's reference and its own pid in the environment, stdin closed, stdout and
 //! stderr piped into threads that always drain them (lines go to the runner's log), in a
 //! process group of its own. The worker opens the segment, unlinks its name at once, reads
 //! the runner's hello and answers with its own; each side checks protocol version and build
@@ -45,14 +46,23 @@ const MAX_LINE: u64 = 64 << 10;
 /// worker killed for hanging takes everything it started with it).
 pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
     crate::segment::sweep_stale();
-    let segment =
-        Segment::create(cfg.geometry, cfg.protocol_version).map_err(StartError::Segment)?;
+    #[cfg(target_os = "linux")]
+    let segment = Segment::create_sealed(cfg.geometry, cfg.protocol_version);
+    #[cfg(not(target_os = "linux"))]
+    let segment = Segment::create(cfg.geometry, cfg.protocol_version);
+    let segment = segment.map_err(StartError::Segment)?;
     let (mut tx, mut rx) = segment
         .endpoints(Role::Runner)
         .map_err(StartError::Segment)?;
     hello::send(&mut tx, cfg)?;
 
-    cmd.env(ENV_SEGMENT, segment.name())
+    #[cfg(target_os = "linux")]
+    let reference = segment
+        .inherit_by(&mut cmd)
+        .unwrap_or_else(|| segment.name().to_string());
+    #[cfg(not(target_os = "linux"))]
+    let reference = segment.name().to_string();
+    cmd.env(ENV_SEGMENT, reference)
         .env(ENV_PARENT_PID, std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -120,7 +130,15 @@ pub fn attach(cfg: &Config) -> Result<Channel, StartError> {
         .ok()
         .and_then(|p| p.parse().ok())
         .ok_or(StartError::NotStartedByRunner)?;
-    let segment = Segment::open(&name).map_err(StartError::Segment)?;
+    #[cfg(target_os = "linux")]
+    let segment = if name.starts_with(crate::segment::INHERITED_PREFIX) {
+        Segment::adopt(&name)
+    } else {
+        Segment::open(&name)
+    };
+    #[cfg(not(target_os = "linux"))]
+    let segment = Segment::open(&name);
+    let segment = segment.map_err(StartError::Segment)?;
     // Nobody else may open it from now on, and a crash of either side cannot leak it.
     let _ = segment.unlink();
     let runner_alive = || {

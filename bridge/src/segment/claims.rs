@@ -10,8 +10,6 @@
 
 use std::sync::Mutex;
 
-use shared_memory::Shmem;
-
 use super::role::Role;
 use crate::sys;
 
@@ -30,9 +28,9 @@ pub(super) enum ObjectId {
 }
 
 impl ObjectId {
-    /// The identity of the object `shmem` maps, opened as `name`.
-    pub(super) fn of(shmem: &Shmem, name: &str) -> ObjectId {
-        match sys::shm::object_identity(shmem.as_ptr() as usize) {
+    /// The identity of the object mapped at `start`, opened as `name`.
+    pub(super) fn of(start: *const u8, name: &str) -> ObjectId {
+        match sys::shm::object_identity(start as usize) {
             Some((dev, inode)) => ObjectId::Inode(dev, inode),
             None => ObjectId::Name(name.trim_start_matches('/').to_string()),
         }

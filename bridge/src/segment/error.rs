@@ -29,6 +29,19 @@ pub enum SegmentError {
         /// Bytes `/dev/shm` had free, if it could be asked.
         available: Option<u64>,
     },
+    /// Not enough memory for a sealed segment (Linux). Nothing was left behind.
+    NoMemory {
+        /// Bytes the segment needs.
+        needed: u64,
+    },
+    /// The segment this worker was to inherit from its runner cannot be used: no such
+    /// descriptor, or not a memfd sealed against resizing (Linux).
+    Inherited {
+        /// How the environment referred to it (`fd:<number>`).
+        reference: String,
+        /// What is wrong with it.
+        source: io::Error,
+    },
     /// The directory where segment names are recorded (macOS) cannot be used.
     Registry {
         /// The directory.
@@ -89,6 +102,16 @@ impl fmt::Display for SegmentError {
                      give {SHM_DIR} more room (in Docker: docker run --shm-size=256m)"
                 )
             }
+            SegmentError::NoMemory { needed } => write!(
+                f,
+                "not enough memory for the bridge's shared memory ({}); lower \
+                 bridge.ring_capacity (each of the two rings takes that much)",
+                mib(*needed)
+            ),
+            SegmentError::Inherited { reference, source } => write!(
+                f,
+                "cannot use the shared memory inherited from the runner ({reference}): {source}"
+            ),
             SegmentError::Registry { dir, source } => {
                 write!(f, "cannot record shared memory segments in {dir}: {source}")
             }
@@ -117,9 +140,12 @@ impl std::error::Error for SegmentError {
         match self {
             SegmentError::Geometry(e) | SegmentError::BadGeometry(e) => Some(e),
             SegmentError::Create(e) => Some(e),
-            SegmentError::Registry { source, .. } => Some(source),
+            SegmentError::Registry { source, .. } | SegmentError::Inherited { source, .. } => {
+                Some(source)
+            }
             SegmentError::Open { source, .. } => Some(source),
             SegmentError::NoSpace { .. }
+            | SegmentError::NoMemory { .. }
             | SegmentError::Size { .. }
             | SegmentError::Magic(_)
             | SegmentError::LayoutVersion { .. }

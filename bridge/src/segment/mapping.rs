@@ -25,11 +25,45 @@ use super::names::create_recorded;
 use super::role::Role;
 use crate::ring::{self, Consumer, Producer, RawRing, RingControl};
 use crate::sync::Ordering;
+#[cfg(target_os = "linux")]
+use crate::sys::memfd::{CreateError, SealedMemory};
 use crate::sys::shm::{Bookkeeping, Claim};
+
+/// The memory a segment lives in.
+enum Memory {
+    /// A POSIX shared memory object, opened by name.
+    Named(Shmem),
+    /// A memfd sealed against resizing, handed over by inheritance (Linux).
+    #[cfg(target_os = "linux")]
+    Sealed(SealedMemory),
+}
+
+impl Memory {
+    fn as_ptr(&self) -> *mut u8 {
+        match self {
+            Memory::Named(m) => m.as_ptr(),
+            #[cfg(target_os = "linux")]
+            Memory::Sealed(m) => m.as_ptr(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Memory::Named(m) => m.len(),
+            #[cfg(target_os = "linux")]
+            Memory::Sealed(m) => m.len(),
+        }
+    }
+}
+
+/// How a worker's environment refers to a sealed segment it inherited: this prefix, then the
+/// descriptor's number.
+#[cfg(target_os = "linux")]
+pub(crate) const INHERITED_PREFIX: &str = "fd:";
 
 /// A mapped bridge segment.
 pub struct Segment {
-    shmem: Shmem,
+    shmem: Memory,
     name: String,
     geometry: Geometry,
     /// Whether this process created the name (and so removes it).
@@ -78,9 +112,9 @@ impl Segment {
             .map_err(SegmentError::Geometry)?;
         let total = geometry.total_bytes();
         let (shmem, name, claim) = create_recorded(&books, total)?;
-        let id = ObjectId::of(&shmem, &name);
+        let id = ObjectId::of(shmem.as_ptr(), &name);
         let seg = Segment {
-            shmem,
+            shmem: Memory::Named(shmem),
             name,
             geometry,
             created: true,
@@ -90,6 +124,86 @@ impl Segment {
             unlinked: AtomicBool::new(false),
             claimed: [AtomicBool::new(false), AtomicBool::new(false)],
         };
+        seg.initialize(total, protocol_version)
+    }
+
+    /// Creates a new segment in sealed anonymous memory (Linux): a memfd whose size nobody
+    /// can change, whatever descriptor of it they hold (`ftruncate` fails with `EPERM`), so no
+    /// peer can make the other side die of SIGBUS by shrinking it. It has no name to open or
+    /// to leave behind: a worker gets it by inheritance (`channel::spawn` arranges it) and
+    /// takes it over with [`adopt`](Self::adopt).
+    #[cfg(target_os = "linux")]
+    pub fn create_sealed(
+        geometry: Geometry,
+        protocol_version: u32,
+    ) -> Result<Arc<Segment>, SegmentError> {
+        ring::check_geometry(geometry.ring_capacity, geometry.max_frame)
+            .map_err(SegmentError::Geometry)?;
+        let total = geometry.total_bytes();
+        let name = crate::sys::shm::new_name(std::process::id()).map_err(SegmentError::Create)?;
+        let memory = SealedMemory::create(&name, total).map_err(|e| match e {
+            CreateError::NoSpace => SegmentError::NoMemory {
+                needed: total as u64,
+            },
+            CreateError::Other(e) => SegmentError::Create(e),
+        })?;
+        let id = ObjectId::of(memory.as_ptr(), &name);
+        let seg = Segment {
+            shmem: Memory::Sealed(memory),
+            name,
+            geometry,
+            created: true,
+            books: Bookkeeping::native(),
+            _claim: None,
+            id,
+            // Nothing to unlink.
+            unlinked: AtomicBool::new(true),
+            claimed: [AtomicBool::new(false), AtomicBool::new(false)],
+        };
+        seg.initialize(total, protocol_version)
+    }
+
+    /// Lets the child `cmd` starts inherit this segment's memory (a sealed segment's
+    /// descriptor, under the same number); returns what [`attach`](crate::channel::attach)
+    /// finds in the environment to take it over: `fd:<number>`. `None` for a named segment,
+    /// which is opened by its name.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn inherit_by(&self, cmd: &mut std::process::Command) -> Option<String> {
+        match &self.shmem {
+            Memory::Sealed(m) => {
+                crate::sys::memfd::inherit(cmd, m.raw_fd());
+                Some(format!("{INHERITED_PREFIX}{}", m.raw_fd()))
+            }
+            Memory::Named(_) => None,
+        }
+    }
+
+    /// Takes over the sealed segment this process inherited as `reference`
+    /// (`fd:<number>`, from the runner's `channel::spawn`) and validates it as
+    /// [`open`](Self::open) does. Refuses a descriptor that is not a memfd sealed against
+    /// resizing. The descriptor belongs to the segment from now on.
+    ///
+    /// Only the first call in a process takes a descriptor over (a process inherits one
+    /// segment); later calls fail, so no descriptor is ever owned twice.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn adopt(reference: &str) -> Result<Arc<Segment>, SegmentError> {
+        let inherited = |source| SegmentError::Inherited {
+            reference: reference.to_string(),
+            source,
+        };
+        let fd = reference
+            .strip_prefix(INHERITED_PREFIX)
+            .and_then(|n| n.parse::<std::os::fd::RawFd>().ok())
+            .ok_or_else(|| inherited(io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let memory = SealedMemory::adopt(fd).map_err(inherited)?;
+        let id = ObjectId::of(memory.as_ptr(), reference);
+        Segment::validate(Memory::Sealed(memory), reference, id)
+    }
+
+    /// Zeroes a new segment's memory and writes its header, the magic last.
+    fn initialize(self, total: usize, protocol_version: u32) -> Result<Arc<Segment>, SegmentError> {
+        let seg = self;
+        let geometry = seg.geometry;
         // From here on, dropping `seg` on an error unlinks the name.
         if seg.shmem.len() < total {
             return Err(SegmentError::Size {
@@ -127,6 +241,12 @@ impl Segment {
                 name: name.to_string(),
                 source,
             })?;
+        let id = ObjectId::of(shmem.as_ptr(), name);
+        Segment::validate(Memory::Named(shmem), name, id)
+    }
+
+    /// Checks the header of a segment someone else created and sizes it from there.
+    fn validate(shmem: Memory, name: &str, id: ObjectId) -> Result<Arc<Segment>, SegmentError> {
         let found = shmem.len();
         if found < DATA_OFFSET {
             return Err(SegmentError::Size {
@@ -134,7 +254,8 @@ impl Segment {
                 found,
             });
         }
-        let id = ObjectId::of(&shmem, name);
+        // A sealed segment has no name to unlink.
+        let named = matches!(shmem, Memory::Named(_));
         let mut seg = Segment {
             shmem,
             name: name.to_string(),
@@ -143,7 +264,7 @@ impl Segment {
             books: Bookkeeping::native(),
             _claim: None,
             id,
-            unlinked: AtomicBool::new(false),
+            unlinked: AtomicBool::new(!named),
             claimed: [AtomicBool::new(false), AtomicBool::new(false)],
         };
         let h = seg.header();
@@ -175,12 +296,15 @@ impl Segment {
         Ok(Arc::new(seg))
     }
 
-    /// The name the segment was created under (with its leading `/`).
+    /// The name the segment was created under (with its leading `/`); a sealed segment's
+    /// name is only shown in `/proc/<pid>/fd`, and one taken over by
+    /// [`adopt`](Self::adopt) is called by its reference (`fd:<number>`).
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// Where the name appears in the file system while it is linked (Linux).
+    /// Where the name appears in the file system while it is linked (Linux; a sealed
+    /// segment's never does).
     #[cfg(target_os = "linux")]
     pub fn path(&self) -> PathBuf {
         PathBuf::from(super::names::SHM_DIR).join(self.name.trim_start_matches('/'))

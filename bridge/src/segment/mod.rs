@@ -7,8 +7,13 @@
 //! - names are `/ibbridge-<creator pid>-<random>` (30 characters, at least 60 random bits):
 //!   unguessable, mode 0600, and unlinked as soon as the worker has attached, so a crash
 //!   afterwards leaks nothing and nobody can open the segment later;
+//! - on Linux a worker's segment is a memfd sealed against shrinking and growing
+//!   ([`Segment::create_sealed`]), which it inherits: nobody, whatever descriptor they hold,
+//!   can truncate it and make the other side die of SIGBUS, and it has no name to leave
+//!   behind;
 //! - on Linux the creator reserves every byte of the segment before touching it (a short
-//!   `/dev/shm` is an error at creation, [`SegmentError::NoSpace`], never a SIGBUS later);
+//!   `/dev/shm` or too little memory is an error at creation, [`SegmentError::NoSpace`] or
+//!   [`SegmentError::NoMemory`], never a SIGBUS later);
 //! - the creator holds an exclusive `flock` on the name's record (Linux: the `/dev/shm` file;
 //!   macOS: a lock file in a per-user directory, made before the object) until the name is
 //!   unlinked or the creator dies; [`sweep_stale`] removes a name only when nobody holds that
@@ -36,6 +41,8 @@ pub use error::SegmentError;
 pub use layout::{Geometry, LAYOUT_VERSION, MAGIC};
 pub(crate) use layout::{STATE_ATTACHED, STATE_CLOSED};
 pub use mapping::Segment;
+#[cfg(target_os = "linux")]
+pub(crate) use mapping::INHERITED_PREFIX;
 #[cfg(any(test, feature = "bench"))]
 pub(crate) use names::create_recorded;
 pub use names::{exists, recorded_names, sweep_stale, NAME_PREFIX, SHM_DIR, SWEEP_GRACE};

@@ -263,7 +263,11 @@ impl Supervisor {
         let cmd = worker::command_with(&self.setup.exe, &self.setup.exe_args, &options)
             .map_err(|e| SupervisorError::Start(StartFailure::Options(e)))?;
         let (client, events) = Client::spawn(cmd, &self.setup.client).map_err(|e| match e {
-            StartError::Segment(SegmentError::NoSpace { .. } | SegmentError::Registry { .. })
+            StartError::Segment(
+                SegmentError::NoSpace { .. }
+                | SegmentError::NoMemory { .. }
+                | SegmentError::Registry { .. },
+            )
             | StartError::BuildMismatch { .. }
             | StartError::ProtocolMismatch { .. } => {
                 SupervisorError::Environment(EnvironmentFailure::Bridge(Arc::new(e)))

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         }
         Some("parent") => parent(&args[1..]),
         Some("start") => start(&args[1..]),
+        Some("create-named") => create_named(&args[1..]),
         Some("idle-pings") => idle_pings(&args[1..]),
         _ => Err("usage: bridge-peer MODE [ARGS]".to_string()),
     };
@@ -300,6 +301,28 @@ fn start(args: &[String]) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             println!("started");
         }
+        Err(e) => println!("error: {e}"),
+    }
+    let left = std::fs::read_dir("/dev/shm")
+        .map_err(|e| e.to_string())?
+        .count();
+    println!("left {left}");
+    Ok(())
+}
+
+/// Creates a named segment (POSIX shared memory, as on macOS) with rings of RING_CAPACITY
+/// bytes; prints `created` or `error: ...`, then how many files `/dev/shm` holds.
+fn create_named(args: &[String]) -> Result<(), String> {
+    let capacity: usize = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .ok_or("RING_CAPACITY")?;
+    let geometry = bridge::segment::Geometry {
+        ring_capacity: capacity,
+        max_frame: 1024,
+    };
+    match bridge::segment::Segment::create(geometry, bridge::protocol::PROTOCOL_VERSION) {
+        Ok(_segment) => println!("created"),
         Err(e) => println!("error: {e}"),
     }
     let left = std::fs::read_dir("/dev/shm")
