@@ -10,8 +10,15 @@
 //!
 //! Positions and profit are the book's own, from the fills it counted: average cost per
 //! symbol, realised profit when a position is reduced, unrealised at the last price seen.
+//!
+//! Nothing grows with the number of orders: an order that is final, whose fills are all
+//! counted and carry their commission, is finished; the book keeps the latest
+//! [`FINISHED_KEPT`] finished orders with their fills and folds older ones into totals
+//! (orders by status, shares traded by symbol, fills counted). A report or fill of a folded
+//! order can only be a repeat (it was final and complete): the book does not know it any more,
+//! and the trader ignores what the book does not know.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use bridge::protocol::{Fill, OrderReport, OrderStatus};
 
@@ -67,30 +74,85 @@ impl Holding {
     }
 }
 
+/// Finished orders (final, every fill counted with its commission) the book keeps whole;
+/// older ones are folded into totals.
+pub const FINISHED_KEPT: usize = 1024;
+
 /// Orders by reference, fills by execution id, holdings by symbol.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OrderBook {
     orders: BTreeMap<String, OrderReport>,
     fills: HashMap<String, Fill>,
-    /// Execution ids in the order the fills were counted.
-    fill_order: Vec<String>,
-    /// Shares filled per order reference, from the fills counted.
-    filled_by_fills: HashMap<String, f64>,
+    /// Execution ids in the order the fills were counted (ids of folded fills are dropped
+    /// from time to time).
+    fill_order: VecDeque<String>,
+    /// Shares filled per order reference, from the fills counted, and their execution ids.
+    filled_by_fills: HashMap<String, (f64, Vec<String>)>,
     holdings: BTreeMap<String, Holding>,
+    /// Finished orders, oldest first, and the same as a set.
+    finished: VecDeque<String>,
+    finished_set: HashSet<String>,
+    /// How many finished orders are kept whole.
+    keep_finished: usize,
+    /// What the folded orders add up to.
+    folded: Folded,
+    /// Fills counted, folded ones included.
+    fills_counted: u64,
     /// Reports refused because they would have moved an order back.
     stale_reports: u64,
     /// Fills seen again (counted once).
     repeated_fills: u64,
 }
 
+/// The totals of finished orders the book no longer keeps whole.
+#[derive(Debug, Default)]
+struct Folded {
+    by_status: BTreeMap<OrderStatus, usize>,
+    /// Shares bought (positive) or sold, by symbol.
+    traded: HashMap<String, f64>,
+}
+
+impl Default for OrderBook {
+    fn default() -> Self {
+        OrderBook::with_history(FINISHED_KEPT)
+    }
+}
+
 impl OrderBook {
-    /// An empty book.
+    /// An empty book keeping [`FINISHED_KEPT`] finished orders whole.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty book keeping `finished` finished orders whole.
+    pub fn with_history(finished: usize) -> Self {
+        OrderBook {
+            orders: BTreeMap::new(),
+            fills: HashMap::new(),
+            fill_order: VecDeque::new(),
+            filled_by_fills: HashMap::new(),
+            holdings: BTreeMap::new(),
+            finished: VecDeque::new(),
+            finished_set: HashSet::new(),
+            keep_finished: finished,
+            folded: Folded::default(),
+            fills_counted: 0,
+            stale_reports: 0,
+            repeated_fills: 0,
+        }
+    }
+
     /// Takes a report of an order; never moves it back.
     pub fn apply_report(&mut self, report: OrderReport) -> Applied {
+        let order_ref = report.request.order_ref.clone();
+        let applied = self.apply_report_inner(report);
+        if applied != Applied::Unchanged {
+            self.settle(&order_ref);
+        }
+        applied
+    }
+
+    fn apply_report_inner(&mut self, report: OrderReport) -> Applied {
         let Some(current) = self.orders.get_mut(&report.request.order_ref) else {
             self.orders.insert(report.request.order_ref.clone(), report);
             return Applied::New;
@@ -139,12 +201,14 @@ impl OrderBook {
 
     /// Takes a fill; `false` if it was already counted (only a commission it adds is kept).
     pub fn apply_fill(&mut self, fill: Fill) -> bool {
+        let order_ref = fill.order_ref.clone();
         if let Some(known) = self.fills.get_mut(&fill.exec_id) {
             self.repeated_fills += 1;
             if known.commission.is_none() {
                 if let Some(c) = fill.commission {
                     known.commission = Some(c);
                     self.holdings.entry(fill.symbol).or_default().commissions += c;
+                    self.settle(&order_ref);
                 }
             }
             return false;
@@ -152,13 +216,67 @@ impl OrderBook {
         let h = self.holdings.entry(fill.symbol.clone()).or_default();
         h.add(fill.side.sign() * fill.quantity, fill.price);
         h.commissions += fill.commission.unwrap_or(0.0);
-        self.fill_order.push(fill.exec_id.clone());
-        *self
-            .filled_by_fills
-            .entry(fill.order_ref.clone())
-            .or_default() += fill.quantity;
+        self.fill_order.push_back(fill.exec_id.clone());
+        self.fills_counted += 1;
+        let by_fills = self.filled_by_fills.entry(order_ref.clone()).or_default();
+        by_fills.0 += fill.quantity;
+        by_fills.1.push(fill.exec_id.clone());
         self.fills.insert(fill.exec_id.clone(), fill);
+        self.settle(&order_ref);
         true
+    }
+
+    /// Notes order `order_ref` as finished if it is final and every fill of it is counted
+    /// with its commission; folds the oldest finished orders beyond those kept.
+    fn settle(&mut self, order_ref: &str) {
+        let Some(o) = self.orders.get(order_ref) else {
+            return;
+        };
+        if !o.status.is_final() || self.finished_set.contains(order_ref) {
+            return;
+        }
+        let (by_fills, ids) = self
+            .filled_by_fills
+            .get(order_ref)
+            .map_or((0.0, &[][..]), |(q, ids)| (*q, ids.as_slice()));
+        // Shares are whole or fractional to a few places: a thousandth of a share is noise.
+        let complete = by_fills + 1e-6 >= o.filled
+            && ids
+                .iter()
+                .all(|id| self.fills.get(id).is_some_and(|f| f.commission.is_some()));
+        if !complete {
+            return;
+        }
+        self.finished.push_back(order_ref.to_string());
+        self.finished_set.insert(order_ref.to_string());
+        while self.finished.len() > self.keep_finished {
+            let Some(oldest) = self.finished.pop_front() else {
+                break;
+            };
+            self.fold(&oldest);
+        }
+    }
+
+    /// Folds finished order `order_ref` into the totals, forgetting it and its fills.
+    fn fold(&mut self, order_ref: &str) {
+        self.finished_set.remove(order_ref);
+        let Some(o) = self.orders.remove(order_ref) else {
+            return;
+        };
+        let (by_fills, ids) = self.filled_by_fills.remove(order_ref).unwrap_or_default();
+        *self.folded.by_status.entry(o.status).or_default() += 1;
+        *self
+            .folded
+            .traded
+            .entry(o.request.symbol.clone())
+            .or_default() += o.request.side.sign() * o.filled.max(by_fills);
+        for id in ids {
+            self.fills.remove(&id);
+        }
+        if self.fill_order.len() > 2 * self.fills.len() + 64 {
+            let fills = &self.fills;
+            self.fill_order.retain(|id| fills.contains_key(id));
+        }
     }
 
     /// Shares of order `o` filled as far as anything tells: the larger of what its reports
@@ -168,27 +286,32 @@ impl OrderBook {
         let by_fills = self
             .filled_by_fills
             .get(&o.request.order_ref)
-            .copied()
-            .unwrap_or(0.0);
+            .map_or(0.0, |(q, _)| *q);
         o.filled.max(by_fills)
     }
 
     /// Shares of `symbol` this book's orders bought (positive) or sold, by [`filled`](Self::filled):
     /// what trading decides on, never less than the fills or the reports tell.
     pub fn traded(&self, symbol: &str) -> f64 {
-        self.orders
+        let kept: f64 = self
+            .orders
             .values()
             .filter(|o| o.request.symbol == symbol)
             .map(|o| o.request.side.sign() * self.filled(o))
-            .sum()
+            .sum();
+        kept + self.folded.traded.get(symbol).copied().unwrap_or(0.0)
     }
 
-    /// The order with this reference.
+    /// The order with this reference, if the book keeps it (every working order, and the
+    /// latest finished ones).
     pub fn order(&self, order_ref: &str) -> Option<&OrderReport> {
         self.orders.get(order_ref)
     }
 
-    /// Every order, by reference.
+    /// Every order kept (working ones and the latest finished), by reference; [`counts`]
+    /// counts the folded ones too.
+    ///
+    /// [`counts`]: Self::counts
     pub fn orders(&self) -> impl Iterator<Item = &OrderReport> {
         self.orders.values()
     }
@@ -198,7 +321,8 @@ impl OrderBook {
         self.orders.values().filter(|o| !o.status.is_final())
     }
 
-    /// Every fill counted, in the order counted.
+    /// Every fill kept (those of the orders kept), in the order counted;
+    /// [`fills_counted`](Self::fills_counted) counts the folded ones too.
     pub fn fills(&self) -> impl Iterator<Item = &Fill> {
         self.fill_order.iter().filter_map(|id| self.fills.get(id))
     }
@@ -213,6 +337,11 @@ impl OrderBook {
         &self.holdings
     }
 
+    /// Fills counted, those of folded orders included.
+    pub fn fills_counted(&self) -> u64 {
+        self.fills_counted
+    }
+
     /// Reports refused because they were older than what the book knew.
     pub fn stale_reports(&self) -> u64 {
         self.stale_reports
@@ -223,9 +352,14 @@ impl OrderBook {
         self.repeated_fills
     }
 
-    /// Orders of each final status, and working ones (`None`).
+    /// Orders of each final status, and working ones (`None`), folded ones included.
     pub fn counts(&self) -> BTreeMap<Option<OrderStatus>, usize> {
-        let mut out = BTreeMap::new();
+        let mut out: BTreeMap<Option<OrderStatus>, usize> = self
+            .folded
+            .by_status
+            .iter()
+            .map(|(s, n)| (Some(*s), *n))
+            .collect();
         for o in self.orders.values() {
             let key = o.status.is_final().then_some(o.status);
             *out.entry(key).or_default() += 1;
@@ -359,6 +493,89 @@ mod tests {
         assert_eq!(h.commissions, 1.0, "the commission, once");
         assert_eq!(book.repeated_fills(), 2);
         assert_eq!(book.fills().count(), 1);
+    }
+
+    fn numbered(n: u32, status: OrderStatus, filled: f64) -> OrderReport {
+        let mut r = report(status, filled);
+        r.request.order_ref = format!("r{n}");
+        r
+    }
+
+    fn numbered_fill(n: u32, quantity: f64) -> Fill {
+        let mut f = fill(&format!("e{n}"), Side::Buy, quantity, 10.0);
+        f.order_ref = format!("r{n}");
+        f
+    }
+
+    #[test]
+    fn only_the_latest_finished_orders_are_kept_whole_and_the_rest_add_up() {
+        let mut book = OrderBook::with_history(3);
+        for n in 1..=10 {
+            book.apply_report(numbered(n, OrderStatus::Working, 0.0));
+            assert!(book.apply_fill(numbered_fill(n, 100.0)));
+            book.apply_report(numbered(n, OrderStatus::Filled, 100.0));
+        }
+        // One more, still working, and one cancelled without a fill.
+        book.apply_report(numbered(11, OrderStatus::Working, 0.0));
+        book.apply_report(numbered(12, OrderStatus::Cancelled, 0.0));
+        let kept: Vec<_> = book.orders().map(|o| o.request.order_ref.clone()).collect();
+        assert_eq!(kept, ["r10", "r11", "r12", "r9"]);
+        assert_eq!(
+            book.fills().map(|f| f.exec_id.as_str()).collect::<Vec<_>>(),
+            ["e9", "e10"]
+        );
+        assert!(book.order("r1").is_none() && book.order("r8").is_none());
+        assert_eq!(
+            book.counts(),
+            BTreeMap::from([
+                (None, 1),
+                (Some(OrderStatus::Filled), 10),
+                (Some(OrderStatus::Cancelled), 1)
+            ])
+        );
+        assert_eq!(book.fills_counted(), 10);
+        assert_eq!(book.traded("SPY"), 1000.0);
+        let h = book.holding("SPY");
+        assert_eq!((h.quantity, h.fills, h.commissions), (1000.0, 10, 10.0));
+        // Many more: the book stays at its size.
+        for n in 13..=5000 {
+            book.apply_report(numbered(n, OrderStatus::Working, 0.0));
+            book.apply_fill(numbered_fill(n, 1.0));
+            book.apply_report(numbered(n, OrderStatus::Filled, 1.0));
+        }
+        assert_eq!(book.orders().count(), 4);
+        assert_eq!(book.fills().count(), 3);
+        assert!(book.fill_order.len() <= 2 * 3 + 64 + 1);
+        assert_eq!(book.fills_counted(), 4998);
+        assert_eq!(book.traded("SPY"), 1000.0 + 4988.0);
+    }
+
+    #[test]
+    fn a_final_order_is_kept_until_every_fill_is_counted_with_its_commission() {
+        let mut book = OrderBook::with_history(0);
+        book.apply_report(numbered(1, OrderStatus::Filled, 100.0));
+        assert!(book.order("r1").is_some(), "its fills are still to come");
+        book.apply_fill(numbered_fill(1, 40.0));
+        let mut rest = numbered_fill(1, 60.0);
+        rest.exec_id = "e1b".into();
+        rest.commission = None;
+        book.apply_fill(rest.clone());
+        assert!(book.order("r1").is_some(), "a commission is still to come");
+        assert_eq!(book.traded("SPY"), 100.0);
+        rest.commission = Some(2.5);
+        assert!(!book.apply_fill(rest));
+        assert!(book.order("r1").is_none(), "folded once complete");
+        assert_eq!(book.traded("SPY"), 100.0);
+        assert_eq!(book.holding("SPY").commissions, 3.5);
+        assert_eq!(
+            book.counts(),
+            BTreeMap::from([(Some(OrderStatus::Filled), 1)])
+        );
+        // A working order is never folded.
+        book.apply_report(numbered(2, OrderStatus::PartiallyFilled, 10.0));
+        book.apply_fill(numbered_fill(2, 10.0));
+        assert!(book.order("r2").is_some());
+        assert_eq!(book.traded("SPY"), 110.0);
     }
 
     #[test]

@@ -196,16 +196,16 @@ impl<'a> Trader<'a> {
         let mut s = TradingSummary {
             refused_by_limits: self.refused_by_limits,
             failed: self.failed,
-            fills: self.book.fills().count(),
+            fills: usize::try_from(self.book.fills_counted()).unwrap_or(usize::MAX),
             ..TradingSummary::default()
         };
-        for o in self.book.orders() {
-            s.orders += 1;
-            match o.status {
-                OrderStatus::Filled => s.filled += 1,
-                OrderStatus::Cancelled => s.cancelled += 1,
-                OrderStatus::Rejected => s.rejected += 1,
-                _ => s.working += 1,
+        for (status, n) in self.book.counts() {
+            s.orders += n;
+            match status {
+                Some(OrderStatus::Filled) => s.filled += n,
+                Some(OrderStatus::Cancelled) => s.cancelled += n,
+                Some(OrderStatus::Rejected) => s.rejected += n,
+                _ => s.working += n,
             }
         }
         s.rows = self
