@@ -1032,6 +1032,235 @@ fn a_long_weekend_of_restarts_and_a_re_login_is_ridden_through() {
     assert!(!trading.starts_with("trading: 0 orders"), "{trading}");
 }
 
+/// Resident memory of `pid` in KiB (0 if it is gone).
+fn rss_kib(pid: u32) -> u64 {
+    bridge::platform::resident_bytes(pid).map_or(0, |b| b / 1024)
+}
+
+/// Least-squares slope of `points` (x, y).
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x / n, b + y / n));
+    let (num, den) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    if den == 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+/// Market seconds per real second in [`three_simulated_days_with_chaos_and_orders`].
+const WEEK_SPEED: f64 = 14_400.0;
+
+/// Three simulated days of a gateway's calendar (Monday 10:00 to Thursday 10:00 US/Eastern at
+/// 14,400 times real time, 18 s) with the worker killed every 3 s and trading on: every
+/// symbol's live bars on every trading day, each daily restart told and ridden through, every
+/// order the run placed at the broker exactly once, and the runner's resident memory, sampled
+/// every simulated hour, flat after the first day (the slope is printed and bounded).
+/// `E2E_SIM_DAYS=7` runs the whole week (42 s), its weekend and re-login included.
+#[test]
+fn three_simulated_days_with_chaos_and_orders() {
+    use std::os::unix::process::CommandExt;
+    let days: u64 = std::env::var("E2E_SIM_DAYS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .filter(|d| (1..=7).contains(d))
+        .unwrap_or(3);
+    let seconds = days * 86_400 / WEEK_SPEED as u64;
+    let journal = temp("week.journal");
+    let _ = std::fs::remove_file(&journal);
+    let signals = temp("week.csv");
+    // Monday 2026-11-30 15:00 UTC.
+    let start = 1_796_050_800;
+    let cfg = common::temp_file(
+        "e2e",
+        "week.toml",
+        &format!(
+            "[sim]\nspeed = {WEEK_SPEED}\nstart = {start}\ncalendar = true\norders_file = \"{}\"\n\
+             [trading]\nenabled = true\n\
+             # A worker killed every 3 s: more than the default 10 restarts a minute.\n\
+             [supervisor]\nmax_restarts = 30\n",
+            journal.display()
+        ),
+    );
+    let symbols = ["SPY", "QQQ", "AAPL"];
+    let mut child = runner(&[
+        "run",
+        "--config",
+        &cfg,
+        "--duration",
+        &seconds.to_string(),
+        "--symbols",
+        &symbols.join(","),
+        "--signals",
+        signals.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .spawn()
+    .unwrap();
+    let runner_pid = child.id();
+    let began = Instant::now();
+    // The log, read as it comes: each worker's pid.
+    let worker = Arc::new(parking_lot::Mutex::new(None::<u32>));
+    let log = {
+        let worker = worker.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(pid) = line
+                    .split("worker started generation=")
+                    .nth(1)
+                    .and_then(|rest| rest.split("pid=").nth(1))
+                    .and_then(|p| p.split_whitespace().next())
+                    .and_then(|p| p.parse().ok())
+                {
+                    *worker.lock() = Some(pid);
+                }
+                lines.push(line);
+            }
+            lines
+        })
+    };
+    // Every simulated hour (250 ms): the runner's memory and the current worker's; every 3 s
+    // (12 simulated hours) the worker is killed.
+    let mut samples = Vec::new();
+    let mut kills = 0;
+    let mut next_kill = Duration::from_secs(3);
+    while child.try_wait().unwrap().is_none() && began.elapsed() < Duration::from_secs(60) {
+        let at = began.elapsed();
+        let current = *worker.lock();
+        samples.push((
+            at.as_secs_f64() * WEEK_SPEED / 86_400.0,
+            rss_kib(runner_pid),
+            current.map_or(0, rss_kib),
+        ));
+        if at >= next_kill && at + Duration::from_secs(2) < Duration::from_secs(seconds) {
+            if let Some(pid) = current {
+                if signal(pid, ProcessSignal::Kill).is_ok() {
+                    kills += 1;
+                }
+            }
+            next_kill += Duration::from_secs(3);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = log.join().unwrap().join("\n");
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(kills, (seconds - 3) / 3);
+    assert_eq!(counter(&stdout, "worker restarts:"), kills, "{stdout}");
+
+    // Live bars for every symbol on each of Monday, Tuesday and Wednesday (a kill costs up to
+    // about an hour of bars at this speed, so a day is not whole).
+    let csv = std::fs::read_to_string(&signals).unwrap();
+    // Times are ISO 8601 in UTC: the live phase began at 2026-11-30T15:00:00Z.
+    let mut per_day: HashMap<(String, String), usize> = HashMap::new();
+    for line in csv.lines().skip(1) {
+        let mut cols = line.split(',');
+        let (Some(time), Some(symbol)) = (cols.next(), cols.next()) else {
+            continue;
+        };
+        if time >= "2026-11-30T15:00:00Z" {
+            let day = time.split('T').next().unwrap_or_default().to_string();
+            *per_day.entry((symbol.to_string(), day)).or_default() += 1;
+        }
+    }
+    let weekdays = [
+        "2026-11-30",
+        "2026-12-01",
+        "2026-12-02",
+        "2026-12-03",
+        "2026-12-04",
+    ];
+    let count = |symbol: &str, day: &str| {
+        per_day
+            .get(&(symbol.to_string(), day.to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    for symbol in symbols {
+        for day in weekdays.iter().take(days.min(5) as usize) {
+            let n = count(symbol, day);
+            assert!(n >= 150, "{symbol} {day}: {n} live bars\n{per_day:?}");
+        }
+        for day in ["2026-12-05", "2026-12-06"] {
+            assert_eq!(count(symbol, day), 0, "{symbol}: bars on {day}");
+        }
+    }
+    // Each night's restart (Monday to Saturday) and Sunday's re-login was lost and restored.
+    let (restarts, relogins) = match days {
+        0..=5 => (days, 0),
+        6 => (6, 0),
+        _ => (6, 1),
+    };
+    assert_eq!(
+        stderr.matches("reason=the gateway's daily restart").count() as u64,
+        restarts,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("reason=the gateway's weekly re-login")
+            .count() as u64,
+        relogins,
+        "{stderr}"
+    );
+
+    // Every order of the run at the broker once.
+    let trading = stdout
+        .lines()
+        .find(|l| l.starts_with("trading: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(trading.ends_with(", 0 failed"), "{trading}");
+    let placed: usize = trading["trading: ".len()..]
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{trading}"));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let refs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("P\t"))
+        .filter_map(|l| l.split('\t').nth(3))
+        .collect();
+    let unique: std::collections::HashSet<_> = refs.iter().collect();
+    assert_eq!(unique.len(), refs.len(), "an order placed twice: {refs:?}");
+    assert_eq!(refs.len(), placed, "{trading}");
+    assert!(placed > 0, "{trading}");
+
+    // Memory after the first day: its slope per simulated day.
+    let after: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|(day, ..)| *day >= 1.0)
+        .map(|(day, runner, _)| (*day, *runner as f64))
+        .collect();
+    let per_day_kib = slope(&after);
+    let worker_peak = samples.iter().map(|s| s.2).max().unwrap_or(0);
+    println!(
+        "{days} simulated days, {kills} workers killed, {placed} orders; runner RSS: {} KiB at \
+         the start, {} KiB after day 1, {} KiB at the end; {per_day_kib:.0} KiB per simulated \
+         day after day 1; worker RSS at most {worker_peak} KiB; {} samples",
+        samples.iter().map(|s| s.1).find(|&k| k > 1024).unwrap_or(0),
+        after.first().map_or(0.0, |s| s.1),
+        after.last().map_or(0.0, |s| s.1),
+        samples.len()
+    );
+    assert!(after.len() >= 40, "{} samples after day 1", after.len());
+    assert!(
+        per_day_kib < 1024.0,
+        "the runner grows {per_day_kib:.0} KiB per simulated day: {samples:?}"
+    );
+    let _ = std::fs::remove_file(&journal);
+}
+
 /// A peer that corrupts both rings of every new worker, over and over: each corruption is
 /// reported, a new worker takes over, and the run ends on time with exit code 0. Neither side
 /// may hang (a worker that finds its receiving ring corrupt logs it, and the log record finds
