@@ -333,3 +333,23 @@ def test_a_forked_childs_view_of_the_parents_session_is_closed_and_harmless():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ok"]
+
+
+def test_a_program_without_standard_input_still_starts_its_worker():
+    # The segment's descriptor would be made where stdin was (0), where the worker's own
+    # standard input goes before it inherits the segment.
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os; os.close(0); import ibbridge\n"
+            "with ibbridge.Session() as s:\n"
+            "    s.connect()\n"
+            "    print(len(s.history('SPY', 60, 3600)))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "60"

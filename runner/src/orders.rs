@@ -12,13 +12,16 @@
 //! symbol, realised profit when a position is reduced, unrealised at the last price seen.
 //!
 //! Nothing grows with the number of orders: an order that is final, whose fills are all
-//! counted and carry their commission, is finished; the book keeps the latest
-//! [`FINISHED_KEPT`] finished orders with their fills and folds older ones into totals
+//! counted and carry their commission, is finished (a filled one once its fills add up to its
+//! whole quantity, whatever a report says it filled: an open-order update may say `Filled`
+//! with nothing filled yet); the book keeps the latest [`FINISHED_KEPT`] finished orders with
+//! their fills and folds older ones, finished at least [`FOLD_GRACE`] ago, into totals
 //! (orders by status, shares traded by symbol, fills counted). A report or fill of a folded
-//! order can only be a repeat (it was final and complete): the book does not know it any more,
-//! and the trader ignores what the book does not know.
+//! order can only be a repeat: the book does not know it any more, and the trader ignores
+//! what the book does not know.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use bridge::protocol::{Fill, OrderReport, OrderStatus};
 
@@ -78,6 +81,11 @@ impl Holding {
 /// older ones are folded into totals.
 pub const FINISHED_KEPT: usize = 1024;
 
+/// A finished order is folded only once it has been finished this long: a fill of a cancelled
+/// or rejected order that was on its way is still counted (IB may fill an order it called
+/// inactive).
+pub const FOLD_GRACE: Duration = Duration::from_secs(300);
+
 /// Orders by reference, fills by execution id, holdings by symbol.
 #[derive(Debug)]
 pub struct OrderBook {
@@ -89,11 +97,12 @@ pub struct OrderBook {
     /// Shares filled per order reference, from the fills counted, and their execution ids.
     filled_by_fills: HashMap<String, (f64, Vec<String>)>,
     holdings: BTreeMap<String, Holding>,
-    /// Finished orders, oldest first, and the same as a set.
-    finished: VecDeque<String>,
+    /// Finished orders, oldest first, with when each was found finished, and the same as a set.
+    finished: VecDeque<(String, Instant)>,
     finished_set: HashSet<String>,
-    /// How many finished orders are kept whole.
+    /// How many finished orders are kept whole, and how long each at least.
     keep_finished: usize,
+    fold_grace: Duration,
     /// What the folded orders add up to.
     folded: Folded,
     /// Fills counted, folded ones included.
@@ -114,18 +123,19 @@ struct Folded {
 
 impl Default for OrderBook {
     fn default() -> Self {
-        OrderBook::with_history(FINISHED_KEPT)
+        OrderBook::with_history(FINISHED_KEPT, FOLD_GRACE)
     }
 }
 
 impl OrderBook {
-    /// An empty book keeping [`FINISHED_KEPT`] finished orders whole.
+    /// An empty book keeping [`FINISHED_KEPT`] finished orders whole, each at least
+    /// [`FOLD_GRACE`].
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// An empty book keeping `finished` finished orders whole.
-    pub fn with_history(finished: usize) -> Self {
+    /// An empty book keeping `finished` finished orders whole, each at least `grace`.
+    pub fn with_history(finished: usize, grace: Duration) -> Self {
         OrderBook {
             orders: BTreeMap::new(),
             fills: HashMap::new(),
@@ -135,6 +145,7 @@ impl OrderBook {
             finished: VecDeque::new(),
             finished_set: HashSet::new(),
             keep_finished: finished,
+            fold_grace: grace,
             folded: Folded::default(),
             fills_counted: 0,
             stale_reports: 0,
@@ -239,18 +250,29 @@ impl OrderBook {
             .filled_by_fills
             .get(order_ref)
             .map_or((0.0, &[][..]), |(q, ids)| (*q, ids.as_slice()));
-        // Shares are whole or fractional to a few places: a thousandth of a share is noise.
-        let complete = by_fills + 1e-6 >= o.filled
+        // Shares are whole or fractional to a few places: a millionth of a share is noise. A
+        // filled order is complete when its fills make its whole quantity.
+        let due = match o.status {
+            OrderStatus::Filled => o.request.quantity.max(o.filled),
+            _ => o.filled,
+        };
+        let complete = by_fills + 1e-6 >= due
             && ids
                 .iter()
                 .all(|id| self.fills.get(id).is_some_and(|f| f.commission.is_some()));
         if !complete {
             return;
         }
-        self.finished.push_back(order_ref.to_string());
+        let now = Instant::now();
+        self.finished.push_back((order_ref.to_string(), now));
         self.finished_set.insert(order_ref.to_string());
-        while self.finished.len() > self.keep_finished {
-            let Some(oldest) = self.finished.pop_front() else {
+        while self.finished.len() > self.keep_finished
+            && self
+                .finished
+                .front()
+                .is_some_and(|(_, at)| now.saturating_duration_since(*at) >= self.fold_grace)
+        {
+            let Some((oldest, _)) = self.finished.pop_front() else {
                 break;
             };
             self.fold(&oldest);
@@ -509,7 +531,7 @@ mod tests {
 
     #[test]
     fn only_the_latest_finished_orders_are_kept_whole_and_the_rest_add_up() {
-        let mut book = OrderBook::with_history(3);
+        let mut book = OrderBook::with_history(3, Duration::ZERO);
         for n in 1..=10 {
             book.apply_report(numbered(n, OrderStatus::Working, 0.0));
             assert!(book.apply_fill(numbered_fill(n, 100.0)));
@@ -539,9 +561,14 @@ mod tests {
         assert_eq!((h.quantity, h.fills, h.commissions), (1000.0, 10, 10.0));
         // Many more: the book stays at its size.
         for n in 13..=5000 {
-            book.apply_report(numbered(n, OrderStatus::Working, 0.0));
+            let one_share = |status, filled| {
+                let mut r = numbered(n, status, filled);
+                r.request.quantity = 1.0;
+                r
+            };
+            book.apply_report(one_share(OrderStatus::Working, 0.0));
             book.apply_fill(numbered_fill(n, 1.0));
-            book.apply_report(numbered(n, OrderStatus::Filled, 1.0));
+            book.apply_report(one_share(OrderStatus::Filled, 1.0));
         }
         assert_eq!(book.orders().count(), 4);
         assert_eq!(book.fills().count(), 3);
@@ -552,7 +579,7 @@ mod tests {
 
     #[test]
     fn a_final_order_is_kept_until_every_fill_is_counted_with_its_commission() {
-        let mut book = OrderBook::with_history(0);
+        let mut book = OrderBook::with_history(0, Duration::ZERO);
         book.apply_report(numbered(1, OrderStatus::Filled, 100.0));
         assert!(book.order("r1").is_some(), "its fills are still to come");
         book.apply_fill(numbered_fill(1, 40.0));
@@ -576,6 +603,32 @@ mod tests {
         book.apply_fill(numbered_fill(2, 10.0));
         assert!(book.order("r2").is_some());
         assert_eq!(book.traded("SPY"), 110.0);
+    }
+
+    #[test]
+    fn a_filled_report_ahead_of_its_fills_does_not_finish_the_order() {
+        let mut book = OrderBook::with_history(0, Duration::ZERO);
+        // An open-order update: filled, with nothing filled yet.
+        book.apply_report(numbered(1, OrderStatus::Filled, 0.0));
+        assert!(book.order("r1").is_some());
+        book.apply_fill(numbered_fill(1, 60.0));
+        assert!(book.order("r1").is_some(), "40 of 100 shares still to come");
+        let mut rest = numbered_fill(1, 40.0);
+        rest.exec_id = "e1b".into();
+        book.apply_fill(rest);
+        assert!(book.order("r1").is_none());
+        assert_eq!(book.traded("SPY"), 100.0);
+    }
+
+    #[test]
+    fn a_finished_order_is_folded_only_after_the_grace() {
+        let mut book = OrderBook::with_history(0, Duration::from_secs(3600));
+        book.apply_report(numbered(1, OrderStatus::Cancelled, 0.0));
+        book.apply_report(numbered(2, OrderStatus::Cancelled, 0.0));
+        assert_eq!(book.orders().count(), 2, "finished a moment ago: kept");
+        // A fill of a cancelled order that was on its way still counts.
+        assert!(book.apply_fill(numbered_fill(1, 10.0)));
+        assert_eq!(book.traded("SPY"), 10.0);
     }
 
     #[test]

@@ -373,8 +373,12 @@ impl<'a> Trader<'a> {
             .map_err(TradeError::Supervisor)?;
         let report = self.expect_order(reply)?;
         let order_ref = report.request.order_ref.clone();
-        self.book.apply_report(report.clone());
-        self.book.amend(&report);
+        // An order the book does not hold (another run's, or one folded into its totals) is
+        // not taken in: a folded one is counted already.
+        if self.book.order(&order_ref).is_some() {
+            self.book.apply_report(report.clone());
+            self.book.amend(&report);
+        }
         Ok(self.book.order(&order_ref).cloned().unwrap_or(report))
     }
 
@@ -390,13 +394,14 @@ impl<'a> Trader<'a> {
             )
             .map_err(TradeError::Supervisor)?;
         let report = self.expect_order(reply)?;
-        self.book.apply_report(report);
-        self.book
-            .order(order_ref)
-            .cloned()
-            .ok_or(TradeError::Supervisor(SupervisorError::Protocol(
-                ProtocolError::OrderLost,
-            )))
+        // As for a change: only an order the book holds is taken in.
+        match self.book.order(order_ref) {
+            Some(_) => {
+                self.book.apply_report(report.clone());
+                Ok(self.book.order(order_ref).cloned().unwrap_or(report))
+            }
+            None => Ok(report),
+        }
     }
 
     /// Cancels every order of this run still working; returns how many were asked to.

@@ -46,8 +46,16 @@ const MAX_LINE: u64 = 64 << 10;
 /// worker killed for hanging takes everything it started with it).
 pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
     crate::segment::sweep_stale();
+    // Where memfds cannot be made (an old kernel, a seccomp filter, `vm.memfd_noexec = 2`),
+    // a named segment, as on macOS.
     #[cfg(target_os = "linux")]
-    let segment = Segment::create_sealed(cfg.geometry, cfg.protocol_version);
+    let segment = match Segment::create_sealed(cfg.geometry, cfg.protocol_version) {
+        Err(crate::segment::SegmentError::Create(e)) => {
+            tracing::warn!("no sealed shared memory ({e}): a named segment instead");
+            Segment::create(cfg.geometry, cfg.protocol_version)
+        }
+        other => other,
+    };
     #[cfg(not(target_os = "linux"))]
     let segment = Segment::create(cfg.geometry, cfg.protocol_version);
     let segment = segment.map_err(StartError::Segment)?;

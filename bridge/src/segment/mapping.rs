@@ -131,7 +131,7 @@ impl Segment {
     /// can change, whatever descriptor of it they hold (`ftruncate` fails with `EPERM`), so no
     /// peer can make the other side die of SIGBUS by shrinking it. It has no name to open or
     /// to leave behind: a worker gets it by inheritance (`channel::spawn` arranges it) and
-    /// takes it over with [`adopt`](Self::adopt).
+    /// takes it over with `channel::attach`.
     #[cfg(target_os = "linux")]
     pub fn create_sealed(
         geometry: Geometry,
@@ -298,7 +298,7 @@ impl Segment {
 
     /// The name the segment was created under (with its leading `/`); a sealed segment's
     /// name is only shown in `/proc/<pid>/fd`, and one taken over by
-    /// [`adopt`](Self::adopt) is called by its reference (`fd:<number>`).
+    /// `channel::attach` is called by its reference (`fd:<number>`).
     pub fn name(&self) -> &str {
         &self.name
     }

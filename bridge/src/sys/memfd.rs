@@ -60,7 +60,20 @@ impl SealedMemory {
             return Err(CreateError::Other(io::Error::last_os_error()));
         }
         // SAFETY: memfd_create returned a new descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let mut fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if raw <= 2 {
+            // A process started with its standard streams closed gets 0, 1 or 2 here; the
+            // child's standard streams are put there before it inherits this one, so it must
+            // live above them.
+            // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own makes a new one we own.
+            let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+            if high < 0 {
+                return Err(CreateError::Other(io::Error::last_os_error()));
+            }
+            // SAFETY: fcntl returned a new descriptor that nothing else owns; the low one
+            // closes as `fd` is replaced.
+            fd = unsafe { OwnedFd::from_raw_fd(high) };
+        }
         let size = libc::off_t::try_from(len)
             .map_err(|_| CreateError::Other(io::Error::from_raw_os_error(libc::EFBIG)))?;
         // SAFETY: a plain system call on a descriptor we own.
@@ -99,23 +112,33 @@ impl SealedMemory {
         SealedMemory::take(raw)
     }
 
+    /// Checks descriptor `raw` without touching it (a number from the environment may name
+    /// anything: standard input, another library's file), and takes it over only if it is a
+    /// memfd sealed against resizing.
     fn take(raw: RawFd) -> io::Result<SealedMemory> {
         // SAFETY: fcntl(F_GETFD) on any number is harmless; it only asks whether it is open.
         if raw < 0 || unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        // SAFETY: the descriptor is open (checked above) and was handed to this process to
-        // own (the caller's contract): nothing else closes it.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: fcntl(F_SETFD) with an integer argument on a descriptor we own.
-        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        // SAFETY: fcntl(F_GET_SEALS) only reads the seals of an open descriptor (checked above);
+        // it changes nothing, whoever owns it.
+        let seals = unsafe { libc::fcntl(raw, libc::F_GET_SEALS) };
+        if seals < 0 {
             return Err(io::Error::last_os_error());
         }
-        if seals(&fd)? & SIZE_SEALS != SIZE_SEALS {
+        if seals & SIZE_SEALS != SIZE_SEALS {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 "the inherited shared memory is not sealed against resizing",
             ));
+        }
+        // SAFETY: the descriptor is open (checked above) and is a sealed memfd, which only the
+        // runner makes and hands to this process to own (`inherit`): nothing else here
+        // closes it.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: fcntl(F_SETFD) with an integer argument on a descriptor we own.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
         }
         let len = usize::try_from(std::fs::File::from(fd.try_clone()?).metadata()?.len())
             .map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
@@ -169,17 +192,6 @@ impl Drop for SealedMemory {
         // SAFETY: `ptr`/`len` are exactly the mapping made in `map`, unmapped once here; every
         // user of the memory held this value alive (the Segment's Arc) and is gone.
         unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
-}
-
-/// The seals on `fd` (`EINVAL` if it is not a memfd or cannot be sealed).
-fn seals(fd: &OwnedFd) -> io::Result<libc::c_int> {
-    // SAFETY: fcntl(F_GET_SEALS) on a descriptor we own.
-    let s = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
-    if s < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(s)
     }
 }
 
@@ -250,9 +262,12 @@ mod tests {
     #[test]
     fn only_a_sealed_memfd_is_adopted() {
         let file = tempfile_in_tmp();
-        let raw = std::os::fd::IntoRawFd::into_raw_fd(file);
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&file);
         let err = SealedMemory::take(raw).err().unwrap();
         assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
+        // Refused and left alone: still open, still ours.
+        assert_eq!(file.metadata().unwrap().len(), 4096);
+        drop(file);
         let err = SealedMemory::take(-1).err().unwrap();
         assert_eq!(err.raw_os_error(), Some(libc::EBADF));
 
