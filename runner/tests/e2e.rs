@@ -1024,6 +1024,11 @@ fn a_long_weekend_of_restarts_and_a_re_login_is_ridden_through() {
         1,
         "{stderr}"
     );
+    // Near the re-login's end the old session still holds the client id.
+    assert!(
+        stderr.contains("error 326, client id is already in use"),
+        "{stderr}"
+    );
     let trading = stdout
         .lines()
         .find(|l| l.starts_with("trading: "))

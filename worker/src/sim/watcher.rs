@@ -1,6 +1,7 @@
 //! The simulated broker's order watcher: the thread that brings the book up to the market
 //! clock at every fill bar and tells what changed ([`watch_orders`]), and that tells the
-//! gateway's restarts of the calendar as the connection's loss and restoration.
+//! gateway's restarts of the calendar as the connection's loss and restoration (a re-login's
+//! reconnection attempts near its end refused with 326: the old session holds the client id).
 //!
 //! Invariants: the watcher polls at least every second (orders other processes add to the
 //! journal are seen within it) and wakes at the calendar's next restart or its end; nothing
@@ -18,6 +19,11 @@ use super::market::Market;
 
 /// How often (market seconds) a re-login's reconnection attempts are told.
 const ATTEMPT_EVERY: i64 = 60;
+
+/// The part of a re-login, at its end, during which the gateway still holds the client id of
+/// the session before it: each reconnection attempt then is refused with error 326, as IB's
+/// is (1 of 3).
+const CLIENT_ID_HELD_PART: i64 = 3;
 
 /// Where the gateway stands, as last told.
 struct Gateway {
@@ -67,6 +73,13 @@ impl Gateway {
             {
                 self.attempts += 1;
                 self.last_attempt = now;
+                if now >= o.until - (o.until - o.from) / CLIENT_ID_HELD_PART {
+                    tracing::warn!(
+                        attempt = self.attempts,
+                        "simulated gateway refused the reconnection: error 326, client id is \
+                         already in use (the session before the re-login still holds it)"
+                    );
+                }
                 tell(ConnectionStatus::Reconnecting {
                     attempt: self.attempts,
                 });
