@@ -38,10 +38,24 @@ import logging  # noqa: F401  (first: its exit handler must run after the sessio
 import os
 import sys
 import weakref
-from typing import AsyncIterator, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    List,
+    Literal,
+    Optional,
+    Tuple,
+    Union,
+    overload,
+)
 
 from . import _native
 from ._native import Bar
+
+if TYPE_CHECKING:
+    import pandas
 
 # The library's build as imported: a worker started from a file replaced since (a `pip
 # install` of another build meanwhile) is refused rather than run against this code.
@@ -57,6 +71,7 @@ __all__ = [
     "SessionClosed",
     "Timeout",
     "WorkerGone",
+    "to_frame",
 ]
 
 
@@ -164,6 +179,37 @@ def _unix_seconds(end: _When) -> Optional[int]:
     if isinstance(end, bool) or not isinstance(end, int):
         raise ConfigError(f"end: Unix seconds or an aware datetime, not {end!r}")
     return end
+
+
+_FRAME_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+def _pandas():
+    try:
+        import pandas
+    except ImportError as e:
+        raise ImportError(
+            "ibbridge.to_frame needs pandas, an optional extra: pip install \"ibbridge[pandas]\" "
+            "(from a checkout: pip install \"./python[pandas]\")"
+        ) from e
+    return pandas
+
+
+def to_frame(bars: Iterable[Bar]) -> "pandas.DataFrame":
+    """``bars`` as a pandas ``DataFrame``: one row per bar, in the order given, indexed by
+    the bar's start as a UTC timestamp (index name ``time``), with float columns ``open``,
+    ``high``, ``low``, ``close`` and ``volume``. Needs pandas (``pip install
+    "ibbridge[pandas]"``); without it, an ``ImportError`` that says so."""
+    pd = _pandas()
+    bars = list(bars)
+    for b in bars:
+        if not isinstance(b, Bar):
+            raise TypeError(f"to_frame takes Bars, not {type(b).__name__}")
+    index = pd.DatetimeIndex(
+        pd.to_datetime([b.time for b in bars], unit="s", utc=True), name="time"
+    )
+    columns = {c: [getattr(b, c) for b in bars] for c in _FRAME_COLUMNS}
+    return pd.DataFrame(columns, index=index, columns=list(_FRAME_COLUMNS), dtype="float64")
 
 
 _open_sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
@@ -310,23 +356,54 @@ class Session:
 
     # -- history ------------------------------------------------------------------------
 
+    @overload
+    def history(
+        self, symbol: str, bar_seconds: int = ..., duration_seconds: int = ...,
+        end: _When = ..., timeout: Optional[float] = ..., *, frame: Literal[False] = ...,
+    ) -> List[Bar]: ...
+
+    @overload
+    def history(
+        self, symbol: str, bar_seconds: int = ..., duration_seconds: int = ...,
+        end: _When = ..., timeout: Optional[float] = ..., *, frame: Literal[True],
+    ) -> "pandas.DataFrame": ...
+
     def history(
         self, symbol: str, bar_seconds: int = 60, duration_seconds: int = 86400,
-        end: _When = None, timeout: Optional[float] = None,
-    ) -> List[Bar]:
+        end: _When = None, timeout: Optional[float] = None, *, frame: bool = False,
+    ) -> Union[List[Bar], "pandas.DataFrame"]:
         """Bars of ``symbol`` of ``bar_seconds`` each, over ``duration_seconds`` up to
-        ``end`` (Unix seconds or an aware datetime; ``None``: now), oldest first. If the
-        worker dies meanwhile the whole request is made again on its replacement."""
+        ``end`` (Unix seconds or an aware datetime; ``None``: now), oldest first; with
+        ``frame=True`` as a pandas ``DataFrame`` (:func:`to_frame`). If the worker dies
+        meanwhile the whole request is made again on its replacement."""
+        if frame:
+            _pandas()  # before anything is asked of the worker
         args = (symbol, bar_seconds, duration_seconds, _unix_seconds(end), timeout)
-        return _call(self._core.history, *args)
+        bars = _call(self._core.history, *args)
+        return to_frame(bars) if frame else bars
+
+    @overload
+    async def history_async(
+        self, symbol: str, bar_seconds: int = ..., duration_seconds: int = ...,
+        end: _When = ..., timeout: Optional[float] = ..., *, frame: Literal[False] = ...,
+    ) -> List[Bar]: ...
+
+    @overload
+    async def history_async(
+        self, symbol: str, bar_seconds: int = ..., duration_seconds: int = ...,
+        end: _When = ..., timeout: Optional[float] = ..., *, frame: Literal[True],
+    ) -> "pandas.DataFrame": ...
 
     async def history_async(
         self, symbol: str, bar_seconds: int = 60, duration_seconds: int = 86400,
-        end: _When = None, timeout: Optional[float] = None,
-    ) -> List[Bar]:
+        end: _When = None, timeout: Optional[float] = None, *, frame: bool = False,
+    ) -> Union[List[Bar], "pandas.DataFrame"]:
         """:meth:`history`, awaited; many can be under way at once (``asyncio.gather``)."""
+        if frame:
+            _pandas()
         args = (symbol, bar_seconds, duration_seconds, _unix_seconds(end), timeout)
-        return await _awaited(self._core.history_async, *args)
+        bars = await _awaited(self._core.history_async, *args)
+        return to_frame(bars) if frame else bars
 
     # -- live bars ----------------------------------------------------------------------
 
