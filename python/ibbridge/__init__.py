@@ -40,14 +40,19 @@ import sys
 import weakref
 from typing import (
     TYPE_CHECKING,
+    Any,
     AsyncIterator,
+    Callable,
+    Dict,
     Iterable,
     Iterator,
     List,
     Literal,
     Optional,
     Tuple,
+    TypeVar,
     Union,
+    cast,
     overload,
 )
 
@@ -114,7 +119,12 @@ _CLASSES = {
 }
 
 
-def _error(args) -> Error:
+_T = TypeVar("_T")
+# An asynchronous call's completion, as the core calls it: (error arguments or None, value).
+_Done = Callable[[Optional[Tuple[Any, ...]], Any], None]
+
+
+def _error(args: Tuple[Any, ...]) -> Error:
     """The exception for a native error's ``(category, kind, code, message)``."""
     category, kind, code, message = args
     if category == "broker":
@@ -122,14 +132,14 @@ def _error(args) -> Error:
     return _CLASSES.get(category, Error)(message)
 
 
-def _call(fn, *args, **kwargs):
+def _call(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     try:
         return fn(*args, **kwargs)
     except _native.NativeError as e:
         raise _error(e.args) from None
 
 
-def _settle(fut: asyncio.Future, err, value) -> None:
+def _settle(fut: "asyncio.Future[Any]", err: Optional[Tuple[Any, ...]], value: Any) -> None:
     if fut.done():  # cancelled meanwhile: the answer is not wanted
         return
     if err is not None:
@@ -138,13 +148,13 @@ def _settle(fut: asyncio.Future, err, value) -> None:
         fut.set_result(value)
 
 
-def _future() -> Tuple[asyncio.Future, object]:
+def _future() -> "Tuple[asyncio.Future[Any], _Done]":
     """A future of the running loop, and the ``done(error, value)`` that settles it from any
     thread."""
     loop = asyncio.get_running_loop()
     fut = loop.create_future()
 
-    def done(err, value):
+    def done(err: Optional[Tuple[Any, ...]], value: Any) -> None:
         try:
             loop.call_soon_threadsafe(_settle, fut, err, value)
         except RuntimeError:  # the loop is closed: nobody waits
@@ -153,14 +163,14 @@ def _future() -> Tuple[asyncio.Future, object]:
     return fut, done
 
 
-async def _awaited(fn, *args):
+async def _awaited(fn: Callable[..., Any], *args: Any) -> Any:
     """The answer of the core's asynchronous ``fn(done, *args)``."""
     fut, done = _future()
     _call(fn, done, *args)
     return await fut
 
 
-def _wake(fut: asyncio.Future) -> None:
+def _wake(fut: "asyncio.Future[Any]") -> None:
     if not fut.done():
         fut.set_result(None)
 
@@ -184,7 +194,7 @@ def _unix_seconds(end: _When) -> Optional[int]:
 _FRAME_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
-def _pandas():
+def _pandas() -> Any:
     try:
         import pandas
     except ImportError as e:
@@ -209,7 +219,10 @@ def to_frame(bars: Iterable[Bar]) -> "pandas.DataFrame":
         pd.to_datetime([b.time for b in bars], unit="s", utc=True), name="time"
     )
     columns = {c: [getattr(b, c) for b in bars] for c in _FRAME_COLUMNS}
-    return pd.DataFrame(columns, index=index, columns=list(_FRAME_COLUMNS), dtype="float64")
+    frame: "pandas.DataFrame" = pd.DataFrame(
+        columns, index=index, columns=list(_FRAME_COLUMNS), dtype="float64"
+    )
+    return frame
 
 
 _open_sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
@@ -257,7 +270,7 @@ class Session:
         self,
         backend: str = "sim",
         *,
-        config: Optional[Union[str, os.PathLike]] = None,
+        config: Optional[Union[str, "os.PathLike[str]"]] = None,
         gateway: Optional[str] = None,
         client_id: Optional[int] = None,
         seed: Optional[int] = None,
@@ -278,7 +291,7 @@ class Session:
             speed=speed,
             buffer=buffer,
         )
-        self._stream: Optional[weakref.ref] = None
+        self._stream: "Optional[weakref.ref[BarStream]]" = None
         # Live bars taken from the core and not yet handed out: a stream dropped or ended
         # leaves them to the next.
         self._ready: "collections.deque[Tuple[str, Bar]]" = collections.deque()
@@ -294,7 +307,7 @@ class Session:
 
     async def connect_async(self) -> List[str]:
         """:meth:`connect`, awaited."""
-        return await _awaited(self._core.connect_async)
+        return cast(List[str], await _awaited(self._core.connect_async))
 
     @property
     def accounts(self) -> List[str]:
@@ -314,7 +327,7 @@ class Session:
     def closed(self) -> bool:
         return self._core.closed
 
-    def stats(self) -> dict:
+    def stats(self) -> Dict[str, int]:
         """Counters: ``restarts`` (workers replaced), ``failed_requests`` (requests a dying
         worker failed, retried where safe), ``bars_received``, ``bars_dropped`` (the buffer
         was full), ``bars_buffered`` (waiting to be taken), ``bars_discarded`` (of symbols
@@ -333,7 +346,7 @@ class Session:
             self._ready.append(item)
         return bool(items)
 
-    def _pop(self, wanted) -> Optional[Tuple[str, Bar]]:
+    def _pop(self, wanted: "set[str]") -> Optional[Tuple[str, Bar]]:
         """The next ready bar of a symbol in ``wanted``; others are discarded (counted)."""
         while self._ready:
             item = self._ready.popleft()
@@ -352,7 +365,7 @@ class Session:
 
     async def ping_async(self, timeout: Optional[float] = None) -> float:
         """:meth:`ping`, awaited."""
-        return await _awaited(self._core.ping_async, timeout)
+        return cast(float, await _awaited(self._core.ping_async, timeout))
 
     # -- history ------------------------------------------------------------------------
 
@@ -402,7 +415,7 @@ class Session:
         if frame:
             _pandas()
         args = (symbol, bar_seconds, duration_seconds, _unix_seconds(end), timeout)
-        bars = await _awaited(self._core.history_async, *args)
+        bars = cast(List[Bar], await _awaited(self._core.history_async, *args))
         return to_frame(bars) if frame else bars
 
     # -- live bars ----------------------------------------------------------------------
@@ -464,13 +477,13 @@ class Session:
     def __enter__(self) -> "Session":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     async def __aenter__(self) -> "Session":
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close_async()
 
     def __repr__(self) -> str:
@@ -500,7 +513,7 @@ class BarStream:
         self._subscribed = False
         self._done = False
         self._busy = False
-        self._waiting: Optional[asyncio.Future] = None
+        self._waiting: "Optional[asyncio.Future[None]]" = None
 
     def __aiter__(self) -> "BarStream":
         return self
@@ -538,7 +551,7 @@ class BarStream:
             loop = asyncio.get_running_loop()
             fut = loop.create_future()
 
-            def waker(fut=fut, loop=loop):
+            def waker(fut: "asyncio.Future[None]" = fut, loop: Any = loop) -> None:
                 try:
                     loop.call_soon_threadsafe(_wake, fut)
                 except RuntimeError:  # the loop is closed
