@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import dataclasses
 import datetime as _dt
 import logging  # noqa: F401  (first: its exit handler must run after the sessions close)
 import os
@@ -72,6 +73,10 @@ __all__ = [
     "BrokerError",
     "ConfigError",
     "Error",
+    "Fill",
+    "Order",
+    "Position",
+    "RiskLimit",
     "Session",
     "SessionClosed",
     "Timeout",
@@ -111,6 +116,66 @@ class SessionClosed(Error):
     """The session is closed, or not connected yet."""
 
 
+class RiskLimit(Error):
+    """A risk limit of the configuration (``[trading]``) refused an order before anything was
+    sent: ``limit`` is its key (``trading.max_order_quantity``, ``trading.max_order_value``,
+    ``trading.max_position``, ``trading.max_orders_per_minute``)."""
+
+    def __init__(self, message: str, limit: Optional[str] = None):
+        super().__init__(message)
+        self.limit = limit
+
+
+@dataclasses.dataclass(frozen=True)
+class Order:
+    """An order as the session's book knows it. ``side`` is ``"buy"`` or ``"sell"``,
+    ``limit`` ``None`` for a market order, ``tif`` ``"DAY"`` or ``"GTC"``, ``status`` one of
+    ``pending``, ``working``, ``partially_filled``, ``filled``, ``cancelled``, ``rejected``
+    (the last three final)."""
+
+    ref: str
+    symbol: str
+    side: str
+    quantity: float
+    limit: Optional[float]
+    tif: str
+    status: str
+    filled: float
+    avg_price: Optional[float]
+    reason: Optional[str]
+    broker_id: int
+
+    @property
+    def final(self) -> bool:
+        return self.status in ("filled", "cancelled", "rejected")
+
+
+@dataclasses.dataclass(frozen=True)
+class Fill:
+    """An execution of an order of the session's, counted once whatever way and however often
+    it was told; ``time`` in Unix seconds."""
+
+    exec_id: str
+    ref: str
+    symbol: str
+    side: str
+    quantity: float
+    price: float
+    commission: Optional[float]
+    time: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """What an account holds of a symbol, as the broker says: ``quantity`` positive long,
+    negative short."""
+
+    account: str
+    symbol: str
+    quantity: float
+    avg_cost: float
+
+
 _CLASSES = {
     "timeout": Timeout,
     "worker_gone": WorkerGone,
@@ -129,6 +194,8 @@ def _error(args: Tuple[Any, ...]) -> Error:
     category, kind, code, message = args
     if category == "broker":
         return BrokerError(message, kind, code)
+    if category == "risk_limit":
+        return RiskLimit(message, kind)
     return _CLASSES.get(category, Error)(message)
 
 
@@ -276,6 +343,7 @@ class Session:
         seed: Optional[int] = None,
         speed: Optional[float] = None,
         buffer: int = 65536,
+        trade: bool = False,
     ):
         if not sys.executable:
             raise ConfigError("sys.executable is unknown: cannot start a worker")
@@ -290,6 +358,7 @@ class Session:
             seed=seed,
             speed=speed,
             buffer=buffer,
+            trade=trade,
         )
         self._stream: "Optional[weakref.ref[BarStream]]" = None
         # Live bars taken from the core and not yet handed out: a stream dropped or ended
@@ -417,6 +486,49 @@ class Session:
         args = (symbol, bar_seconds, duration_seconds, _unix_seconds(end), timeout)
         bars = cast(List[Bar], await _awaited(self._core.history_async, *args))
         return to_frame(bars) if frame else bars
+
+    # -- orders -------------------------------------------------------------------------
+
+    def place_order(
+        self, symbol: str, side: str, quantity: float, *, limit: Optional[float] = None,
+        tif: str = "DAY", ref: Optional[str] = None,
+    ) -> Order:
+        """Places an order (a session made with ``trade=True``) and returns it once the broker
+        has taken it. ``side`` is ``"buy"`` or ``"sell"``; ``limit`` ``None`` for a market
+        order; ``ref`` a reference of your own, or one is made. The order is sent once: if
+        the worker dies meanwhile it is asked for again under the same reference, and the
+        same ``ref`` placed again is the same order, never a second one. Refused before
+        anything leaves: bad arguments (:class:`ConfigError`) and the configuration's risk
+        limits (:class:`RiskLimit`); by the broker: :class:`BrokerError`."""
+        if isinstance(quantity, bool) or not isinstance(quantity, (int, float)):
+            raise ConfigError(f"quantity: a number, not {quantity!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))):
+            raise ConfigError(f"limit: a price or None, not {limit!r}")
+        t = _call(
+            self._core.place_order, symbol, side, float(quantity),
+            None if limit is None else float(limit), tif, ref,
+        )
+        return Order(*t)
+
+    def cancel_order(self, ref: str) -> Order:
+        """Cancels the order ``ref``; returns its state after (a filled order stays filled)."""
+        return Order(*_call(self._core.cancel_order, ref))
+
+    def cancel_all(self) -> int:
+        """Cancels every working order this session placed; returns how many were asked."""
+        return _call(self._core.cancel_all)
+
+    def orders(self) -> List[Order]:
+        """This session's orders: the working ones and the latest finished."""
+        return [Order(*t) for t in _call(self._core.orders)]
+
+    def fills(self) -> List[Fill]:
+        """This session's fills, each once, in the order they were counted."""
+        return [Fill(*t) for t in _call(self._core.fills)]
+
+    def positions(self, timeout: Optional[float] = None) -> List[Position]:
+        """What the broker's accounts hold."""
+        return [Position(*t) for t in _call(self._core.positions, timeout)]
 
     # -- live bars ----------------------------------------------------------------------
 

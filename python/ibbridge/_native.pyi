@@ -8,6 +8,13 @@ _Path = Union[str, "os.PathLike[str]"]
 # (error arguments or None, value).
 _Done = Callable[[Optional[Tuple[object, ...]], object], None]
 
+# (ref, symbol, side, quantity, limit, tif, status, filled, average price, reason, broker id)
+_OrderTuple = Tuple[
+    str, str, str, float, Optional[float], str, str, float, Optional[float], Optional[str], int
+]
+# (execution id, ref, symbol, side, quantity, price, commission, time)
+_FillTuple = Tuple[str, str, str, str, float, float, Optional[float], int]
+
 class Bar:
     """One bar: its start (Unix seconds) and prices."""
 
@@ -44,6 +51,7 @@ class Core:
         seed: Optional[int] = None,
         speed: Optional[float] = None,
         buffer: int = 65536,
+        trade: bool = False,
     ) -> None: ...
     @property
     def backend(self) -> str: ...
@@ -73,6 +81,20 @@ class Core:
         end: Optional[int] = None,
         timeout: Optional[float] = None,
     ) -> None: ...
+    def place_order(
+        self,
+        symbol: str,
+        side: str,
+        quantity: float,
+        limit: Optional[float] = None,
+        tif: str = "DAY",
+        order_ref: Optional[str] = None,
+    ) -> _OrderTuple: ...
+    def cancel_order(self, order_ref: str) -> _OrderTuple: ...
+    def cancel_all(self) -> int: ...
+    def orders(self) -> List[_OrderTuple]: ...
+    def fills(self) -> List[_FillTuple]: ...
+    def positions(self, timeout: Optional[float] = None) -> List[Tuple[str, str, float, float]]: ...
     def subscribe(self, symbols: List[str], bar_seconds: int) -> None: ...
     def subscribe_async(self, done: _Done, symbols: List[str], bar_seconds: int) -> None: ...
     def take_bars(self, max: int) -> List[Tuple[str, Bar]]: ...

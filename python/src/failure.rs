@@ -39,6 +39,9 @@ pub(crate) enum FailureKind {
     /// The session is closed, not connected yet, or not this process's
     /// (`ibbridge.SessionClosed`).
     Closed,
+    /// A risk limit of the configuration refused an order before it left
+    /// (`ibbridge.RiskLimit`, its kind the limit's key).
+    RiskLimit,
     /// Anything else (`ibbridge.Error`).
     Error,
 }
@@ -52,6 +55,7 @@ impl FailureKind {
             FailureKind::Broker => "broker",
             FailureKind::Config => "config",
             FailureKind::Closed => "closed",
+            FailureKind::RiskLimit => "risk_limit",
             FailureKind::Error => "error",
         }
     }
@@ -111,7 +115,8 @@ impl Failure {
         }
     }
 
-    fn remote(e: &RemoteError) -> Failure {
+    /// The worker's or the broker's refusal.
+    pub(crate) fn from_remote(e: &RemoteError) -> Failure {
         let category = match e.kind {
             ErrorKind::Timeout => FailureKind::Timeout,
             _ => FailureKind::Broker,
@@ -154,7 +159,9 @@ impl From<ConfigError> for Failure {
 impl From<SupervisorError> for Failure {
     fn from(e: SupervisorError) -> Failure {
         let category = match &e {
-            SupervisorError::Connect(r) | SupervisorError::Remote(r) => return Failure::remote(r),
+            SupervisorError::Connect(r) | SupervisorError::Remote(r) => {
+                return Failure::from_remote(r)
+            }
             SupervisorError::Request(
                 RequestError::Timeout | RequestError::Send(SendError::Timeout | SendError::Full),
             ) => FailureKind::Timeout,

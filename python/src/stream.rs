@@ -169,6 +169,7 @@ pub(crate) fn pump(
     bars: Arc<Bars>,
     sup: Arc<Supervisor>,
     closed: impl Fn() -> bool,
+    heard: impl Fn(&Event),
 ) {
     let end = loop {
         if closed() {
@@ -184,6 +185,7 @@ pub(crate) fn pump(
                 break Failure::new(FailureKind::Closed, "the session is closed")
             }
         };
+        heard(&event);
         match event {
             Event::Bar { sub, bar } => wake(bars.push(sub, bar.into())),
             Event::Connection(status) => match &status {
@@ -213,6 +215,7 @@ pub(crate) fn pump(
             Event::Feed { symbol, state } => {
                 tracing::debug!(target: "runner", %symbol, ?state, "live feed")
             }
+            // Orders' and fills' went to the session's trader (`heard`).
             Event::Order(_) | Event::Fill(_) | Event::Position(_) | Event::BookTold { .. } => {}
         }
     };

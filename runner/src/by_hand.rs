@@ -136,7 +136,7 @@ pub fn place(
 
 impl HandOrder {
     /// The request of this order, with its own reference or a new one of `trader`'s.
-    fn request(&self, trader: &mut Trader<'_>) -> OrderRequest {
+    fn request(&self, trader: &mut Trader<&Supervisor>) -> OrderRequest {
         OrderRequest {
             order_ref: self.order_ref.clone().unwrap_or_else(|| trader.next_ref()),
             symbol: self.symbol.clone(),
@@ -154,7 +154,7 @@ impl HandOrder {
 /// new state and each of its fills once; once the order is final, its fills are still waited
 /// for a little ([`FILLS_GRACE`]): they may come after the state that counts them.
 fn follow(
-    trader: &mut Trader<'_>,
+    trader: &mut Trader<&Supervisor>,
     events: &mut WorkerEvents,
     placed: &OrderReport,
     wait: Duration,
@@ -292,7 +292,7 @@ pub fn modify(
 }
 
 /// The last close of `symbol` (a week of hourly bars), to value a market order.
-fn last_price(sup: &Supervisor, cfg: &Config, symbol: &str) -> Option<f64> {
+pub fn last_price(sup: &Supervisor, cfg: &Config, symbol: &str) -> Option<f64> {
     let req = HistoryRequest {
         symbol: symbol.to_string(),
         bar_seconds: 3600,

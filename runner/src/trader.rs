@@ -12,6 +12,7 @@
 //! account was checked ([`check_accounts`]: a live account only with `allow_live`); the
 //! runner's view of each order only moves forward ([`OrderBook`]).
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -158,9 +159,10 @@ impl Default for References {
     }
 }
 
-/// Orders through one supervisor, with the book of what became of them.
-pub struct Trader<'a> {
-    sup: &'a Supervisor,
+/// Orders through one supervisor (borrowed, `&Supervisor`, or shared, `Arc<Supervisor>`),
+/// with the book of what became of them.
+pub struct Trader<S: Borrow<Supervisor>> {
+    sup: S,
     book: OrderBook,
     risk: RiskLimits,
     refs: References,
@@ -172,12 +174,16 @@ pub struct Trader<'a> {
     held_before: std::collections::HashMap<String, f64>,
 }
 
-impl<'a> Trader<'a> {
+impl<S: Borrow<Supervisor>> Trader<S> {
     /// A trader for the run of `cfg` on `sup`'s workers; refuses a live account unless
     /// allowed.
-    pub fn new(sup: &'a Supervisor, cfg: &Config) -> Result<Self, LiveAccountRefused> {
-        check_accounts(cfg.backend, &sup.accounts(), cfg.trading.allow_live)
-            .map_err(LiveAccountRefused)?;
+    pub fn new(sup: S, cfg: &Config) -> Result<Self, LiveAccountRefused> {
+        check_accounts(
+            cfg.backend,
+            &sup.borrow().accounts(),
+            cfg.trading.allow_live,
+        )
+        .map_err(LiveAccountRefused)?;
         Ok(Trader {
             sup,
             book: OrderBook::new(),
@@ -247,6 +253,7 @@ impl<'a> Trader<'a> {
     pub fn count_broker_positions(&mut self) -> Result<(), TradeError> {
         match self
             .sup
+            .borrow()
             .request(Request::Positions, self.timeout)
             .map_err(TradeError::Supervisor)?
         {
@@ -259,6 +266,11 @@ impl<'a> Trader<'a> {
             }
             other => Err(unexpected(other, "positions")),
         }
+    }
+
+    /// The supervisor it trades through.
+    pub fn supervisor(&self) -> &Supervisor {
+        self.sup.borrow()
     }
 
     /// The next reference of this run.
@@ -315,6 +327,7 @@ impl<'a> Trader<'a> {
         let reply = loop {
             match self
                 .sup
+                .borrow()
                 .request(Request::PlaceOrder(order.clone()), self.timeout)
             {
                 Err(SupervisorError::Request(RequestError::Timeout))
@@ -369,6 +382,7 @@ impl<'a> Trader<'a> {
         }
         let reply = self
             .sup
+            .borrow()
             .request(Request::ModifyOrder(change), self.timeout)
             .map_err(TradeError::Supervisor)?;
         let report = self.expect_order(reply)?;
@@ -386,6 +400,7 @@ impl<'a> Trader<'a> {
     pub fn cancel(&mut self, order_ref: &str) -> Result<OrderReport, TradeError> {
         let reply = self
             .sup
+            .borrow()
             .request(
                 Request::CancelOrder {
                     order_ref: order_ref.to_string(),
@@ -428,6 +443,7 @@ impl<'a> Trader<'a> {
     pub fn reconcile(&mut self) -> Result<Vec<bridge::protocol::Fill>, TradeError> {
         match self
             .sup
+            .borrow()
             .request(Request::Orders, self.timeout)
             .map_err(TradeError::Supervisor)?
         {
@@ -442,6 +458,7 @@ impl<'a> Trader<'a> {
         }
         match self
             .sup
+            .borrow()
             .request(Request::Executions, self.timeout)
             .map_err(TradeError::Supervisor)?
         {
@@ -526,7 +543,7 @@ pub fn order_for_signal(
 /// and timed as `cfg.trading` says, if any; returns its reference when the broker took it
 /// (whatever became of it after).
 pub fn trade_on(
-    t: &mut Trader<'_>,
+    t: &mut Trader<&Supervisor>,
     cfg: &Config,
     symbol: &str,
     signal: Signal,

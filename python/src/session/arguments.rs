@@ -45,12 +45,14 @@ pub(super) fn overrides(
     gateway: Option<String>,
     client_id: Option<i64>,
     seed: Option<i64>,
+    trade: bool,
 ) -> Overrides {
     Overrides {
         backend,
         gateway,
         client_id: client_id.map(|c| c.to_string()),
         seed: seed.map(|s| s.to_string()),
+        trade,
         ..Overrides::default()
     }
 }

@@ -22,6 +22,7 @@ use runner::worker_setup::PreparedRun;
 use super::lifecycle::{Claim, Connected, Lifecycle, ToStop};
 use super::program::Program;
 use super::subscriptions::Subscriptions;
+use super::trading::Desk;
 use crate::bar::Bar;
 use crate::failure::{Failure, FailureKind};
 use crate::pool::Pool;
@@ -37,10 +38,12 @@ pub(super) struct Inner {
     pub(super) subs: Subscriptions,
     pub(super) bars: Arc<Bars>,
     pub(super) pool: Pool,
+    pub(super) desk: Arc<Desk>,
 }
 
 impl Inner {
     pub(super) fn new(cfg: Config, program: Program, buffer: usize) -> Inner {
+        let trading = cfg.trading.enabled;
         Inner {
             cfg,
             program,
@@ -48,6 +51,7 @@ impl Inner {
             subs: Subscriptions::default(),
             bars: Arc::new(Bars::new(buffer)),
             pool: Pool::new(),
+            desk: Arc::new(Desk::new(trading)),
         }
     }
 
@@ -103,9 +107,18 @@ impl Inner {
         sup: &Arc<Supervisor>,
     ) -> Result<JoinHandle<()>, Failure> {
         let (bars, sup, life) = (self.bars.clone(), sup.clone(), self.life.clone());
+        let desk = self.desk.clone();
         std::thread::Builder::new()
             .name("ibbridge-bars".into())
-            .spawn(move || stream::pump(events, bars, sup, move || life.is_closed()))
+            .spawn(move || {
+                stream::pump(
+                    events,
+                    bars,
+                    sup,
+                    move || life.is_closed(),
+                    move |e| desk.heard(e),
+                )
+            })
             .map_err(|e| {
                 Failure::new(
                     FailureKind::Error,
@@ -180,7 +193,10 @@ impl Inner {
         };
         match stop {
             // The pump ends the stream, after every bar it took in.
-            ToStop::Connected(connected) => connected.stop(),
+            ToStop::Connected(connected) => {
+                self.desk.cancel_on_close(&self.cfg);
+                connected.stop()
+            }
             ToStop::Starting(sup) => {
                 sup.shutdown();
                 stream::wake(self.bars.end(Failure::closed()));

@@ -22,6 +22,7 @@ use super::arguments::{self, history_request};
 use super::calls::{answer, interruptible, later, raise};
 use super::inner::Inner;
 use super::program::{remember_image, Program};
+use super::trading::{self, Asked, FillTuple, OrderTuple, PositionTuple};
 use crate::bar::Bar;
 use crate::failure::{Failure, FailureKind};
 use crate::stream::Taken;
@@ -48,7 +49,7 @@ impl Core {
 impl Core {
     #[new]
     #[pyo3(signature = (python, image, config=None, backend=None, gateway=None,
-        client_id=None, seed=None, speed=None, buffer=65536))]
+        client_id=None, seed=None, speed=None, buffer=65536, trade=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -61,9 +62,10 @@ impl Core {
         seed: Option<i64>,
         speed: Option<f64>,
         buffer: usize,
+        trade: bool,
     ) -> PyResult<Core> {
         crate::log::install(py);
-        let flags = arguments::overrides(backend, gateway, client_id, seed);
+        let flags = arguments::overrides(backend, gateway, client_id, seed, trade);
         let cfg = raise(arguments::config(config, flags, speed))?;
         raise(arguments::check_buffer(buffer))?;
         remember_image(image.clone());
@@ -96,6 +98,72 @@ impl Core {
     }
 
     /// One round trip to the worker and back, in seconds.
+    /// Places an order (`trade=True` sessions): its state once the broker took it.
+    #[pyo3(signature = (symbol, side, quantity, limit=None, tif="DAY".to_string(), order_ref=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn place_order(
+        &self,
+        py: Python<'_>,
+        symbol: String,
+        side: String,
+        quantity: f64,
+        limit: Option<f64>,
+        tif: String,
+        order_ref: Option<String>,
+    ) -> PyResult<OrderTuple> {
+        let asked = Asked {
+            symbol,
+            side,
+            quantity,
+            limit,
+            tif,
+        };
+        interruptible(py, &self.inner, move |inner| {
+            inner
+                .desk
+                .place_order(&inner.cfg, inner.sup()?, asked, order_ref)
+        })
+    }
+
+    /// Cancels the order `order_ref`: its state after.
+    fn cancel_order(&self, py: Python<'_>, order_ref: String) -> PyResult<OrderTuple> {
+        interruptible(py, &self.inner, move |inner| {
+            inner
+                .desk
+                .cancel_order(&inner.cfg, inner.sup()?, &order_ref)
+        })
+    }
+
+    /// Cancels every working order of the session's: how many.
+    fn cancel_all(&self, py: Python<'_>) -> PyResult<usize> {
+        interruptible(py, &self.inner, |inner| {
+            inner.desk.cancel_all(&inner.cfg, inner.sup()?)
+        })
+    }
+
+    /// The session's orders.
+    fn orders(&self, py: Python<'_>) -> PyResult<Vec<OrderTuple>> {
+        interruptible(py, &self.inner, |inner| {
+            inner.desk.orders(&inner.cfg, inner.sup()?)
+        })
+    }
+
+    /// The session's fills.
+    fn fills(&self, py: Python<'_>) -> PyResult<Vec<FillTuple>> {
+        interruptible(py, &self.inner, |inner| {
+            inner.desk.fills(&inner.cfg, inner.sup()?)
+        })
+    }
+
+    /// The broker's positions.
+    #[pyo3(signature = (timeout=None))]
+    fn positions(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<PositionTuple>> {
+        let timeout = self.timeout(timeout)?;
+        interruptible(py, &self.inner, move |inner| {
+            trading::positions(&*inner.sup()?, timeout)
+        })
+    }
+
     #[pyo3(signature = (timeout=None))]
     fn ping(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<f64> {
         let timeout = self.timeout(timeout)?;

@@ -9,6 +9,7 @@
 //! - [`program`]: how a session starts its workers;
 //! - [`subscriptions`]: the symbols streamed, by subscription id;
 //! - [`calls`]: how blocking and asynchronous calls wait and answer;
+//! - [`trading`]: orders through the runner's trader, with the events of the orders;
 //! - [`arguments`]: the checks of what Python passes;
 //! - [`methods`]: the Python class and its methods.
 //!
@@ -24,6 +25,7 @@ mod lifecycle;
 mod methods;
 mod program;
 mod subscriptions;
+mod trading;
 
 pub(crate) use methods::Core;
 pub(crate) use program::remember_image;

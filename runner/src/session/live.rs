@@ -112,7 +112,7 @@ impl Live<'_> {
         observer: &mut dyn Observer,
         series: &mut [Series],
         last: &mut [Option<Signal>],
-        mut trader: Option<&mut Trader<'_>>,
+        mut trader: Option<&mut Trader<&Supervisor>>,
     ) -> Result<bool> {
         let cfg = self.cfg;
         if self.stop.load(Ordering::Relaxed) {

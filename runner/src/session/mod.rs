@@ -156,7 +156,7 @@ impl Session {
         let keep = strategy.window().max(1);
         let mut trader = match cfg.trading.enabled {
             true => {
-                let mut t = Trader::new(&sup, &cfg)?;
+                let mut t = Trader::new(&*sup, &cfg)?;
                 // What the broker holds already counts against the position limit.
                 t.count_broker_positions()
                     .map_err(|e| anyhow!("cannot check trading.max_position: {e}"))?;

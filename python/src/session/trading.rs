@@ -1,0 +1,391 @@
+//! A session's trading ([`Desk`]): the runner's own [`Trader`] (its book, its risk limits,
+//! its exactly-once placement) over the session's supervisor, and the order events the
+//! workers tell, handed to it.
+//!
+//! Invariants: nothing is sent unless the session was made with `trade=True` and the account
+//! may be traded (a live one only with `trading.allow_live`); an order that is malformed or
+//! over a limit is refused before anything leaves; one trader per connection (a new connect
+//! makes a new one); the pump never waits for the trader (a call may hold it for a whole
+//! round trip): it queues the order events, and every call takes them into the book first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::protocol::{
+    Event, Fill, OrderReport, OrderRequest, OrderStatus, OrderType, Reply, Request, Side,
+    TimeInForce,
+};
+use parking_lot::Mutex;
+use runner::config::Config;
+use runner::supervisor::Supervisor;
+use runner::trader::{TradeError, Trader};
+
+use crate::failure::{Failure, FailureKind};
+
+/// An order as Python takes it: (ref, symbol, side, quantity, limit, tif, status, filled,
+/// average price, reason, broker id).
+pub(crate) type OrderTuple = (
+    String,
+    String,
+    &'static str,
+    f64,
+    Option<f64>,
+    &'static str,
+    &'static str,
+    f64,
+    Option<f64>,
+    Option<String>,
+    i64,
+);
+
+/// A fill as Python takes it: (execution id, ref, symbol, side, quantity, price, commission,
+/// time).
+pub(crate) type FillTuple = (
+    String,
+    String,
+    String,
+    &'static str,
+    f64,
+    f64,
+    Option<f64>,
+    i64,
+);
+
+/// A position as Python takes it: (account, symbol, quantity, average cost).
+pub(crate) type PositionTuple = (String, String, f64, f64);
+
+/// Order events kept for the trader between two calls, at most: beyond, the oldest are
+/// dropped (the book learns what they said from the next reports, or the reconciliation).
+const HEARD_KEPT: usize = 65_536;
+
+/// The session's trader, and the events of orders the pump took, waiting for it.
+pub(super) struct Desk {
+    /// Whether the session trades (`trade=True`): nothing is queued otherwise.
+    enabled: bool,
+    trader: Mutex<Option<Trader<Arc<Supervisor>>>>,
+    heard: Mutex<std::collections::VecDeque<Event>>,
+}
+
+impl Desk {
+    pub(super) fn new(enabled: bool) -> Desk {
+        Desk {
+            enabled,
+            trader: Mutex::new(None),
+            heard: Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// Queues an order or fill event for the trader (the pump's side: it never waits).
+    pub(super) fn heard(&self, event: &Event) {
+        if self.enabled && matches!(event, Event::Order(_) | Event::Fill(_)) {
+            let mut heard = self.heard.lock();
+            if heard.len() == HEARD_KEPT {
+                heard.pop_front();
+            }
+            heard.push_back(event.clone());
+        }
+    }
+
+    /// Runs `f` with the trader of `sup`'s connection (made on first use), after it took
+    /// the events heard so far.
+    pub(super) fn with<R>(
+        &self,
+        cfg: &Config,
+        sup: Arc<Supervisor>,
+        f: impl FnOnce(&mut Trader<Arc<Supervisor>>) -> Result<R, Failure>,
+    ) -> Result<R, Failure> {
+        if !cfg.trading.enabled {
+            return Err(Failure::new(
+                FailureKind::Config,
+                "trading is off: make the session with Session(..., trade=True)",
+            ));
+        }
+        let mut slot = self.trader.lock();
+        let current = slot
+            .as_ref()
+            .is_some_and(|t| std::ptr::eq(t.supervisor(), &*sup));
+        if !current {
+            // A new connection's (or the first): its events start now.
+            self.heard.lock().clear();
+            let mut trader = Trader::new(sup, cfg)
+                .map_err(|e| Failure::new(FailureKind::Config, e.to_string()))?;
+            // What the account holds already counts against trading.max_position.
+            trader.count_broker_positions().map_err(trade_failure)?;
+            *slot = Some(trader);
+        }
+        let Some(trader) = slot.as_mut() else {
+            return Err(Failure::new(FailureKind::Error, "no trader"));
+        };
+        let heard = std::mem::take(&mut *self.heard.lock());
+        for event in &heard {
+            trader.on_event(event);
+        }
+        f(trader)
+    }
+}
+
+/// How long closing waits for a trading call under way before it gives up cancelling.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+impl Desk {
+    /// On close, before the worker stops: asks for the session's working orders to be
+    /// cancelled when the configuration says so (`trading.cancel_on_exit`, on by default);
+    /// waits at most [`CLOSE_WAIT`] for a trading call under way.
+    pub(super) fn cancel_on_close(&self, cfg: &Config) {
+        if !(self.enabled && cfg.trading.cancel_on_exit) {
+            return;
+        }
+        let Some(mut slot) = self.trader.try_lock_for(CLOSE_WAIT) else {
+            tracing::warn!(target: "runner", "working orders not cancelled on close: a trading call is still under way");
+            return;
+        };
+        let Some(trader) = slot.as_mut() else {
+            return;
+        };
+        let heard = std::mem::take(&mut *self.heard.lock());
+        for event in &heard {
+            trader.on_event(event);
+        }
+        let asked = trader.cancel_working();
+        if asked > 0 {
+            tracing::info!(target: "runner", asked, "working orders cancelled on close");
+        }
+    }
+}
+
+/// The failure of a trading call: a risk limit's refusal names the limit (its kind).
+pub(super) fn trade_failure(e: TradeError) -> Failure {
+    match e {
+        TradeError::Limit(breach) => Failure {
+            category: FailureKind::RiskLimit,
+            kind: Some(breach.limit.to_string()),
+            code: None,
+            message: breach.to_string(),
+        },
+        TradeError::Remote(remote) => Failure::from_remote(&remote),
+        TradeError::Supervisor(e) => e.into(),
+    }
+}
+
+/// The order Python asked for, checked as every backend checks one before it leaves.
+pub(super) fn order_request(
+    order_ref: String,
+    symbol: String,
+    side: &str,
+    quantity: f64,
+    limit: Option<f64>,
+    tif: &str,
+) -> Result<OrderRequest, Failure> {
+    let bad = |m: String| Failure::new(FailureKind::Config, m);
+    let side = match side {
+        "buy" | "BUY" => Side::Buy,
+        "sell" | "SELL" => Side::Sell,
+        other => return Err(bad(format!("side: \"buy\" or \"sell\", not {other:?}"))),
+    };
+    let tif = match tif {
+        "DAY" | "day" => TimeInForce::Day,
+        "GTC" | "gtc" => TimeInForce::Gtc,
+        other => return Err(bad(format!("tif: \"DAY\" or \"GTC\", not {other:?}"))),
+    };
+    if !(quantity.is_finite() && quantity > 0.0) {
+        return Err(bad(format!("quantity: a positive number, not {quantity}")));
+    }
+    let order_type = match limit {
+        None => OrderType::Market,
+        Some(price) if price.is_finite() && price > 0.0 => OrderType::Limit { price },
+        Some(price) => return Err(bad(format!("limit: a positive price, not {price}"))),
+    };
+    let request = OrderRequest {
+        order_ref,
+        symbol,
+        side,
+        quantity,
+        order_type,
+        tif,
+    };
+    match request.problem() {
+        Some(problem) => Err(bad(problem)),
+        None => Ok(request),
+    }
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Buy => "buy",
+        Side::Sell => "sell",
+    }
+}
+
+fn status_name(status: OrderStatus) -> &'static str {
+    match status {
+        OrderStatus::Pending => "pending",
+        OrderStatus::Working => "working",
+        OrderStatus::PartiallyFilled => "partially_filled",
+        OrderStatus::Filled => "filled",
+        OrderStatus::Cancelled => "cancelled",
+        OrderStatus::Rejected => "rejected",
+    }
+}
+
+/// An order report as Python takes it.
+pub(super) fn order_tuple(o: &OrderReport) -> OrderTuple {
+    let r = &o.request;
+    let limit = match r.order_type {
+        OrderType::Market => None,
+        OrderType::Limit { price } => Some(price),
+    };
+    let tif = match r.tif {
+        TimeInForce::Day => "DAY",
+        TimeInForce::Gtc => "GTC",
+    };
+    (
+        r.order_ref.clone(),
+        r.symbol.clone(),
+        side_name(r.side),
+        r.quantity,
+        limit,
+        tif,
+        status_name(o.status),
+        o.filled,
+        o.avg_price,
+        o.reason.clone(),
+        o.broker_id,
+    )
+}
+
+/// A fill as Python takes it.
+pub(super) fn fill_tuple(f: &Fill) -> FillTuple {
+    (
+        f.exec_id.clone(),
+        f.order_ref.clone(),
+        f.symbol.clone(),
+        side_name(f.side),
+        f.quantity,
+        f.price,
+        f.commission,
+        f.time,
+    )
+}
+
+/// The broker's positions.
+pub(super) fn positions(
+    sup: &Supervisor,
+    timeout: Duration,
+) -> Result<Vec<PositionTuple>, Failure> {
+    match sup.request(Request::Positions, timeout)? {
+        Reply::Positions(ps) => Ok(ps
+            .into_iter()
+            .map(|p| (p.account, p.symbol, p.quantity, p.avg_cost))
+            .collect()),
+        Reply::Error(e) => Err(Failure::from_remote(&e)),
+        other => Err(Failure::new(
+            FailureKind::Error,
+            format!("{other:?} to positions"),
+        )),
+    }
+}
+
+/// The what of an order Python asks for (its reference apart).
+pub(super) struct Asked {
+    pub(super) symbol: String,
+    pub(super) side: String,
+    pub(super) quantity: f64,
+    pub(super) limit: Option<f64>,
+    pub(super) tif: String,
+}
+
+/// The calls of a trading session, each on the trader of `sup`'s connection.
+impl Desk {
+    /// Places an order through the runner's trader: checked, then sent once (the same
+    /// reference placed again is the same order), answered once the broker took it.
+    pub(super) fn place_order(
+        &self,
+        cfg: &Config,
+        sup: Arc<Supervisor>,
+        asked: Asked,
+        order_ref: Option<String>,
+    ) -> Result<OrderTuple, Failure> {
+        // Malformed is refused before anything else (a reference is made later if none).
+        let check = order_ref.clone().unwrap_or_else(|| "check".to_string());
+        order_request(
+            check,
+            asked.symbol.clone(),
+            &asked.side,
+            asked.quantity,
+            asked.limit,
+            &asked.tif,
+        )?;
+        self.with(cfg, sup, |t| {
+            let order_ref = order_ref.unwrap_or_else(|| t.next_ref());
+            let request = order_request(
+                order_ref,
+                asked.symbol,
+                &asked.side,
+                asked.quantity,
+                asked.limit,
+                &asked.tif,
+            )?;
+            if let Some(known) = t.book().order(&request.order_ref) {
+                // Placed already: the same order, never a second one.
+                return match known.request == request {
+                    true => Ok(order_tuple(known)),
+                    false => Err(Failure::new(
+                        FailureKind::Config,
+                        format!(
+                            "ref {:?} is an order placed already with other terms",
+                            request.order_ref
+                        ),
+                    )),
+                };
+            }
+            let last = match request.order_type {
+                OrderType::Limit { .. } => None,
+                OrderType::Market => {
+                    runner::by_hand::last_price(t.supervisor(), cfg, &request.symbol)
+                }
+            };
+            t.place(request, last)
+                .map(|r| order_tuple(&r))
+                .map_err(trade_failure)
+        })
+    }
+
+    /// Cancels the order with this reference; its state after.
+    pub(super) fn cancel_order(
+        &self,
+        cfg: &Config,
+        sup: Arc<Supervisor>,
+        order_ref: &str,
+    ) -> Result<OrderTuple, Failure> {
+        self.with(cfg, sup, |t| {
+            t.cancel(order_ref)
+                .map(|r| order_tuple(&r))
+                .map_err(trade_failure)
+        })
+    }
+
+    /// Asks for every working order of this session's to be cancelled; how many were.
+    pub(super) fn cancel_all(&self, cfg: &Config, sup: Arc<Supervisor>) -> Result<usize, Failure> {
+        self.with(cfg, sup, |t| Ok(t.cancel_working()))
+    }
+
+    /// This session's orders as its book holds them (working ones and the latest finished).
+    pub(super) fn orders(
+        &self,
+        cfg: &Config,
+        sup: Arc<Supervisor>,
+    ) -> Result<Vec<OrderTuple>, Failure> {
+        self.with(cfg, sup, |t| {
+            Ok(t.book().orders().map(order_tuple).collect())
+        })
+    }
+
+    /// This session's fills, each once, in the order counted.
+    pub(super) fn fills(
+        &self,
+        cfg: &Config,
+        sup: Arc<Supervisor>,
+    ) -> Result<Vec<FillTuple>, Failure> {
+        self.with(cfg, sup, |t| Ok(t.book().fills().map(fill_tuple).collect()))
+    }
+}
