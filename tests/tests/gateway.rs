@@ -381,6 +381,7 @@ fn an_outage_after_some_bars_stops_them_all() {
     });
     assert_eq!(gw.realtime_bars_sent(), 2);
     assert_eq!(gw.seen().realtime_requests_for("IWM"), 1);
+    assert!(wait_closed(&gw, 0));
     assert!(gw.connections()[0].closed_by_gateway);
 }
 
