@@ -86,7 +86,10 @@ __all__ = [
 
 
 class Error(Exception):
-    """An error of the bridge, the worker or the broker."""
+    """An error of the bridge, the worker or the broker. Raised by
+    :meth:`Session.place_order`, it carries the order's reference as ``ref``."""
+
+    ref: Optional[str] = None
 
 
 class Timeout(Error, TimeoutError):
@@ -495,19 +498,29 @@ class Session:
     ) -> Order:
         """Places an order (a session made with ``trade=True``) and returns it once the broker
         has taken it. ``side`` is ``"buy"`` or ``"sell"``; ``limit`` ``None`` for a market
-        order; ``ref`` a reference of your own, or one is made. The order is sent once: if
-        the worker dies meanwhile it is asked for again under the same reference, and the
-        same ``ref`` placed again is the same order, never a second one. Refused before
-        anything leaves: bad arguments (:class:`ConfigError`) and the configuration's risk
-        limits (:class:`RiskLimit`); by the broker: :class:`BrokerError`."""
+        order; ``ref`` a reference of your own, or one is made before anything is sent. The
+        order is sent once: if the worker dies meanwhile it is asked for again under the same
+        reference, and the same ``ref`` placed again is the same order, never a second one
+        (an exception raised here carries the reference as ``.ref``: placing again with it
+        cannot make a second order; one whose fate was unknown is asked for again). Refused
+        before anything leaves: bad arguments (:class:`ConfigError`) and the configuration's
+        risk limits (:class:`RiskLimit`); by the broker: :class:`BrokerError`; no price for a
+        market order: :class:`BrokerError` (``kind="no_data"``) or :class:`Timeout`."""
         if isinstance(quantity, bool) or not isinstance(quantity, (int, float)):
             raise ConfigError(f"quantity: a number, not {quantity!r}")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))):
             raise ConfigError(f"limit: a price or None, not {limit!r}")
-        t = _call(
-            self._core.place_order, symbol, side, float(quantity),
-            None if limit is None else float(limit), tif, ref,
-        )
+        if ref is None:
+            ref = self._core.next_ref()
+        try:
+            t = _call(
+                self._core.place_order, symbol, side, float(quantity),
+                None if limit is None else float(limit), tif, ref,
+            )
+        except Error as e:
+            # Made again with this reference, a call that failed is the same order.
+            e.ref = ref
+            raise
         return Order(*t)
 
     def cancel_order(self, ref: str) -> Order:

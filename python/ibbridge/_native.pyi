@@ -81,14 +81,15 @@ class Core:
         end: Optional[int] = None,
         timeout: Optional[float] = None,
     ) -> None: ...
+    def next_ref(self) -> str: ...
     def place_order(
         self,
         symbol: str,
         side: str,
         quantity: float,
-        limit: Optional[float] = None,
-        tif: str = "DAY",
-        order_ref: Optional[str] = None,
+        limit: Optional[float],
+        tif: str,
+        order_ref: str,
     ) -> _OrderTuple: ...
     def cancel_order(self, order_ref: str) -> _OrderTuple: ...
     def cancel_all(self) -> int: ...

@@ -5,7 +5,10 @@
 //! once made, and pickles to the arguments that make it again.
 
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyList, PyTuple};
+
+/// Bars made into Python objects between two chances for other threads to take the GIL.
+const BARS_PER_HOLD: usize = 1024;
 
 /// One bar: its start (Unix seconds) and prices.
 #[pyclass(module = "ibbridge", frozen, get_all, eq)]
@@ -51,6 +54,29 @@ impl Bar {
             self.volume,
         );
         (py.get_type::<Bar>(), args).into_pyobject(py)
+    }
+}
+
+/// Bars on their way to an event loop: made into a Python list a chunk at a time, the GIL
+/// let go between chunks, so that the loop's thread (waiting for the GIL) runs between them
+/// rather than after a whole long history.
+pub(crate) struct BarList(pub(crate) Vec<Bar>);
+
+impl<'py> IntoPyObject<'py> for BarList {
+    type Target = PyList;
+    type Output = Bound<'py, PyList>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        let list = PyList::empty(py);
+        for (i, bar) in self.0.into_iter().enumerate() {
+            if i > 0 && i % BARS_PER_HOLD == 0 {
+                // Another thread asking for the GIL gets it here.
+                py.detach(std::thread::yield_now);
+            }
+            list.append(bar)?;
+        }
+        Ok(list)
     }
 }
 

@@ -159,3 +159,36 @@ def test_closing_cancels_the_working_orders_when_configured(tmp_path, cancel_on_
     cancelled = [l.split("\t")[2] for l in lines if l.startswith("C\t")]
     assert placed == [working.ref, filled.ref]
     assert cancelled == ([working.ref] if cancel_on_exit else [])
+
+
+def test_a_refused_order_carries_its_ref_and_placing_again_with_it_is_one_order():
+    with ibbridge.Session(backend="sim", trade=True, speed=FAST) as s:
+        s.connect()
+        with pytest.raises(ibbridge.RiskLimit) as refused:
+            s.place_order("SPY", "buy", 5000, limit=10.0)
+        ref = refused.value.ref
+        assert isinstance(ref, str) and ref
+        # Refused before it left: the reference is free for the order as it should be.
+        order = s.place_order("SPY", "buy", 5, limit=10.0, ref=ref)
+        assert order.ref == ref and order.status == "working"
+        assert s.place_order("SPY", "buy", 5, limit=10.0, ref=ref).broker_id == order.broker_id
+        assert [o.ref for o in s.orders()] == [ref]
+
+
+def test_a_market_order_without_a_price_is_the_brokers_refusal_not_a_risk_limit():
+    with ibbridge.Session(backend="sim", trade=True, speed=FAST) as s:
+        s.connect()
+        with pytest.raises(ibbridge.BrokerError) as refused:
+            s.place_order("NO_SUCH_SYMBOL", "buy", 1)
+        assert refused.value.kind == "unknown_symbol"
+        assert refused.value.ref
+        assert s.orders() == []
+
+
+def test_no_order_is_sent_once_the_session_closed():
+    s = ibbridge.Session(backend="sim", trade=True, speed=FAST)
+    s.connect()
+    s.place_order("SPY", "buy", 1, limit=1.0)
+    s.close()
+    with pytest.raises(ibbridge.SessionClosed):
+        s.place_order("SPY", "buy", 1, limit=1.0)

@@ -321,6 +321,26 @@ impl<S: Borrow<Supervisor>> Trader<S> {
         placed
     }
 
+    /// Sends again an order whose fate was unknown (kept as pending after no answer came),
+    /// under its reference, which the broker takes once; the limits passed when it was
+    /// first placed. An order the book knows otherwise is returned as it is.
+    pub fn place_again(&mut self, order: &OrderRequest) -> Result<OrderReport, TradeError> {
+        match self.book.order(&order.order_ref) {
+            Some(o) if o.status == bridge::protocol::OrderStatus::Pending => {}
+            Some(o) => return Ok(o.clone()),
+            None => {
+                return Err(TradeError::Supervisor(SupervisorError::Protocol(
+                    ProtocolError::OrderLost,
+                )))
+            }
+        }
+        let placed = self.send_placement(order);
+        if placed.is_err() {
+            self.failed += 1;
+        }
+        placed
+    }
+
     fn send_placement(&mut self, order: &OrderRequest) -> Result<OrderReport, TradeError> {
         let order_ref = order.order_ref.clone();
         let mut attempt = 0;

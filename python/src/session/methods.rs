@@ -23,7 +23,7 @@ use super::calls::{answer, interruptible, later, raise};
 use super::inner::Inner;
 use super::program::{remember_image, Program};
 use super::trading::{self, Asked, FillTuple, OrderTuple, PositionTuple};
-use crate::bar::Bar;
+use crate::bar::{Bar, BarList};
 use crate::failure::{Failure, FailureKind};
 use crate::stream::Taken;
 
@@ -98,8 +98,13 @@ impl Core {
     }
 
     /// One round trip to the worker and back, in seconds.
+    /// A new reference for an order of this session's (made before anything is sent).
+    fn next_ref(&self) -> String {
+        self.inner.desk.next_ref()
+    }
+
     /// Places an order (`trade=True` sessions): its state once the broker took it.
-    #[pyo3(signature = (symbol, side, quantity, limit=None, tif="DAY".to_string(), order_ref=None))]
+    #[pyo3(signature = (symbol, side, quantity, limit, tif, order_ref))]
     #[allow(clippy::too_many_arguments)]
     fn place_order(
         &self,
@@ -109,7 +114,7 @@ impl Core {
         quantity: f64,
         limit: Option<f64>,
         tif: String,
-        order_ref: Option<String>,
+        order_ref: String,
     ) -> PyResult<OrderTuple> {
         let asked = Asked {
             symbol,
@@ -208,7 +213,7 @@ impl Core {
         let request = raise(history_request(symbol, bar_seconds, duration_seconds, end))?;
         let timeout = self.timeout(timeout)?;
         later(&self.inner, done, move |inner| {
-            inner.history(&request, timeout)
+            inner.history(&request, timeout).map(BarList)
         })
     }
 

@@ -2,23 +2,29 @@
 //! its exactly-once placement) over the session's supervisor, and the order events the
 //! workers tell, handed to it.
 //!
-//! Invariants: nothing is sent unless the session was made with `trade=True` and the account
-//! may be traded (a live one only with `trading.allow_live`); an order that is malformed or
-//! over a limit is refused before anything leaves; one trader per connection (a new connect
-//! makes a new one); the pump never waits for the trader (a call may hold it for a whole
-//! round trip): it queues the order events, and every call takes them into the book first.
+//! Invariants: nothing is sent unless trading is on (`trade=True`, or `trading.enabled` in
+//! the configuration) and the account may be traded (a live one only with
+//! `trading.allow_live`); an order that is malformed or over a limit is refused before
+//! anything leaves; an order's reference is made before anything is sent, and the same
+//! reference is always the same order; one trader per connection (a new connect makes a new
+//! one); once the session closes no order is sent (checked under the trader's lock, so a
+//! placement either ends before the cancel on close or sends nothing); the pump never waits
+//! for the trader (a call may hold it for a whole round trip): it queues the order events,
+//! and every call takes them into the book first.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{
-    Event, Fill, OrderReport, OrderRequest, OrderStatus, OrderType, Reply, Request, Side,
-    TimeInForce,
+    Event, Fill, HistoryRequest, OrderReport, OrderRequest, OrderStatus, OrderType, Reply, Request,
+    Side, TimeInForce,
 };
 use parking_lot::Mutex;
 use runner::config::Config;
 use runner::supervisor::Supervisor;
-use runner::trader::{TradeError, Trader};
+use runner::trader::{References, TradeError, Trader};
 
 use crate::failure::{Failure, FailureKind};
 
@@ -55,15 +61,25 @@ pub(crate) type FillTuple = (
 pub(crate) type PositionTuple = (String, String, f64, f64);
 
 /// Order events kept for the trader between two calls, at most: beyond, the oldest are
-/// dropped (the book learns what they said from the next reports, or the reconciliation).
+/// dropped (the book learns what they said from the order's next report).
 const HEARD_KEPT: usize = 65_536;
 
 /// The session's trader, and the events of orders the pump took, waiting for it.
 pub(super) struct Desk {
-    /// Whether the session trades (`trade=True`): nothing is queued otherwise.
+    /// Whether the session trades: nothing is queued otherwise.
     enabled: bool,
-    trader: Mutex<Option<Trader<Arc<Supervisor>>>>,
-    heard: Mutex<std::collections::VecDeque<Event>>,
+    trader: Mutex<Option<Slot>>,
+    heard: Mutex<VecDeque<Event>>,
+    /// The session's order references, made without waiting for the trader.
+    refs: Mutex<References>,
+    /// Set once the session closes: no order is sent from then on.
+    closing: AtomicBool,
+}
+
+/// The trader of one connection, and whether it has counted the broker's positions yet.
+pub(super) struct Slot {
+    trader: Trader<Arc<Supervisor>>,
+    positions_counted: bool,
 }
 
 impl Desk {
@@ -71,8 +87,15 @@ impl Desk {
         Desk {
             enabled,
             trader: Mutex::new(None),
-            heard: Mutex::new(std::collections::VecDeque::new()),
+            heard: Mutex::new(VecDeque::new()),
+            refs: Mutex::new(References::new()),
+            closing: AtomicBool::new(false),
         }
+    }
+
+    /// A new reference for an order of this session's.
+    pub(super) fn next_ref(&self) -> String {
+        self.refs.lock().next_ref()
     }
 
     /// Queues an order or fill event for the trader (the pump's side: it never waits).
@@ -88,69 +111,207 @@ impl Desk {
 
     /// Runs `f` with the trader of `sup`'s connection (made on first use), after it took
     /// the events heard so far.
-    pub(super) fn with<R>(
+    fn with<R>(
         &self,
         cfg: &Config,
         sup: Arc<Supervisor>,
-        f: impl FnOnce(&mut Trader<Arc<Supervisor>>) -> Result<R, Failure>,
+        f: impl FnOnce(&mut Slot) -> Result<R, Failure>,
     ) -> Result<R, Failure> {
-        if !cfg.trading.enabled {
-            return Err(Failure::new(
-                FailureKind::Config,
-                "trading is off: make the session with Session(..., trade=True)",
-            ));
-        }
+        trading_on(cfg)?;
         let mut slot = self.trader.lock();
+        // Under the lock: a close's cancel has either run (and this call sends nothing) or
+        // waits for this call.
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Failure::closed());
+        }
         let current = slot
             .as_ref()
-            .is_some_and(|t| std::ptr::eq(t.supervisor(), &*sup));
+            .is_some_and(|s| std::ptr::eq(s.trader.supervisor(), &*sup));
         if !current {
             // A new connection's (or the first): its events start now.
             self.heard.lock().clear();
-            let mut trader = Trader::new(sup, cfg)
+            let trader = Trader::new(sup, cfg)
                 .map_err(|e| Failure::new(FailureKind::Config, e.to_string()))?;
-            // What the account holds already counts against trading.max_position.
-            trader.count_broker_positions().map_err(trade_failure)?;
-            *slot = Some(trader);
+            *slot = Some(Slot {
+                trader,
+                positions_counted: false,
+            });
         }
-        let Some(trader) = slot.as_mut() else {
+        let Some(slot) = slot.as_mut() else {
             return Err(Failure::new(FailureKind::Error, "no trader"));
         };
+        self.take_heard(&mut slot.trader);
+        f(slot)
+    }
+
+    fn take_heard(&self, trader: &mut Trader<Arc<Supervisor>>) {
         let heard = std::mem::take(&mut *self.heard.lock());
         for event in &heard {
             trader.on_event(event);
         }
-        f(trader)
     }
-}
 
-/// How long closing waits for a trading call under way before it gives up cancelling.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
+    /// Places an order through the runner's trader: checked, then sent once (the same
+    /// reference placed again is the same order), answered once the broker took it.
+    pub(super) fn place_order(
+        &self,
+        cfg: &Config,
+        sup: Arc<Supervisor>,
+        asked: Asked,
+        order_ref: String,
+    ) -> Result<OrderTuple, Failure> {
+        // Malformed is refused before anything is sent, and so is trading that is off.
+        let request = order_request(
+            order_ref,
+            asked.symbol,
+            &asked.side,
+            asked.quantity,
+            asked.limit,
+            &asked.tif,
+        )?;
+        trading_on(cfg)?;
+        // A market order is valued at the last price, asked for before the trader is taken
+        // (it may take a while, and a failure of it is its own).
+        let last = match request.order_type {
+            OrderType::Limit { .. } => None,
+            OrderType::Market => Some(last_price(&sup, cfg, &request.symbol)?),
+        };
+        self.with(cfg, sup, |slot| {
+            if !slot.positions_counted {
+                // What the account holds already counts against trading.max_position.
+                slot.trader
+                    .count_broker_positions()
+                    .map_err(trade_failure)?;
+                slot.positions_counted = true;
+            }
+            let t = &mut slot.trader;
+            if let Some(known) = t.book().order(&request.order_ref) {
+                if known.request != request {
+                    return Err(Failure::new(
+                        FailureKind::Config,
+                        format!(
+                            "ref {:?} is an order placed already with other terms",
+                            request.order_ref
+                        ),
+                    ));
+                }
+                // Placed already: the same order, never a second one. One whose fate was
+                // unknown (no answer came) is asked for again under its reference, which
+                // the broker takes once.
+                if known.status != OrderStatus::Pending {
+                    return Ok(order_tuple(known));
+                }
+                return t
+                    .place_again(&request)
+                    .map(|r| order_tuple(&r))
+                    .map_err(trade_failure);
+            }
+            t.place(request, last)
+                .map(|r| order_tuple(&r))
+                .map_err(trade_failure)
+        })
+    }
 
-impl Desk {
-    /// On close, before the worker stops: asks for the session's working orders to be
-    /// cancelled when the configuration says so (`trading.cancel_on_exit`, on by default);
-    /// waits at most [`CLOSE_WAIT`] for a trading call under way.
+    /// Cancels the order with this reference; its state after.
+    pub(super) fn cancel_order(
+        &self,
+        cfg: &Config,
+        sup: Arc<Supervisor>,
+        order_ref: &str,
+    ) -> Result<OrderTuple, Failure> {
+        self.with(cfg, sup, |slot| {
+            slot.trader
+                .cancel(order_ref)
+                .map(|r| order_tuple(&r))
+                .map_err(trade_failure)
+        })
+    }
+
+    /// Asks for every working order of this session's to be cancelled; how many were.
+    pub(super) fn cancel_all(&self, cfg: &Config, sup: Arc<Supervisor>) -> Result<usize, Failure> {
+        self.with(cfg, sup, |slot| Ok(slot.trader.cancel_working()))
+    }
+
+    /// This session's orders as its book holds them (working ones and the latest finished).
+    pub(super) fn orders(
+        &self,
+        cfg: &Config,
+        sup: Arc<Supervisor>,
+    ) -> Result<Vec<OrderTuple>, Failure> {
+        self.with(cfg, sup, |slot| {
+            Ok(slot.trader.book().orders().map(order_tuple).collect())
+        })
+    }
+
+    /// This session's fills, each once, in the order counted.
+    pub(super) fn fills(
+        &self,
+        cfg: &Config,
+        sup: Arc<Supervisor>,
+    ) -> Result<Vec<FillTuple>, Failure> {
+        self.with(cfg, sup, |slot| {
+            Ok(slot.trader.book().fills().map(fill_tuple).collect())
+        })
+    }
+
+    /// On close, before the worker stops: no order is sent from now on, and the session's
+    /// working orders are cancelled when the configuration says so (`trading.cancel_on_exit`,
+    /// on by default). A trading call under way (a placement that may still land) is waited
+    /// for, at most the request timeout.
     pub(super) fn cancel_on_close(&self, cfg: &Config) {
+        self.closing.store(true, Ordering::Release);
         if !(self.enabled && cfg.trading.cancel_on_exit) {
             return;
         }
-        let Some(mut slot) = self.trader.try_lock_for(CLOSE_WAIT) else {
-            tracing::warn!(target: "runner", "working orders not cancelled on close: a trading call is still under way");
+        let Some(mut slot) = self.trader.try_lock_for(cfg.request_timeout()) else {
+            tracing::warn!(
+                target: "runner",
+                "working orders not cancelled on close: a trading call is still under way"
+            );
             return;
         };
-        let Some(trader) = slot.as_mut() else {
+        let Some(slot) = slot.as_mut() else {
             return;
         };
-        let heard = std::mem::take(&mut *self.heard.lock());
-        for event in &heard {
-            trader.on_event(event);
-        }
-        let asked = trader.cancel_working();
+        self.take_heard(&mut slot.trader);
+        let asked = slot.trader.cancel_working();
         if asked > 0 {
             tracing::info!(target: "runner", asked, "working orders cancelled on close");
         }
     }
+}
+
+/// Refuses every trading call of a session that does not trade.
+fn trading_on(cfg: &Config) -> Result<(), Failure> {
+    match cfg.trading.enabled {
+        true => Ok(()),
+        false => Err(Failure::new(
+            FailureKind::Config,
+            "trading is off: make the session with Session(..., trade=True)",
+        )),
+    }
+}
+
+/// The last close of `symbol` (a week of hourly bars), to value a market order against the
+/// limits; a failure is the request's own (no price, no order).
+fn last_price(sup: &Supervisor, cfg: &Config, symbol: &str) -> Result<f64, Failure> {
+    let request = HistoryRequest {
+        symbol: symbol.to_string(),
+        bar_seconds: 3600,
+        duration_seconds: 7 * 86_400,
+        end: None,
+    };
+    let bars = sup.history(&request, Duration::from_secs(cfg.history.timeout_seconds))?;
+    bars.last()
+        .map(|b| b.close)
+        .filter(|p| p.is_finite() && *p > 0.0)
+        .ok_or_else(|| {
+            Failure::broker(
+                "no_data",
+                None,
+                format!("no price of {symbol} in the last week to value a market order"),
+            )
+        })
 }
 
 /// The failure of a trading call: a risk limit's refusal names the limit (its kind).
@@ -292,100 +453,4 @@ pub(super) struct Asked {
     pub(super) quantity: f64,
     pub(super) limit: Option<f64>,
     pub(super) tif: String,
-}
-
-/// The calls of a trading session, each on the trader of `sup`'s connection.
-impl Desk {
-    /// Places an order through the runner's trader: checked, then sent once (the same
-    /// reference placed again is the same order), answered once the broker took it.
-    pub(super) fn place_order(
-        &self,
-        cfg: &Config,
-        sup: Arc<Supervisor>,
-        asked: Asked,
-        order_ref: Option<String>,
-    ) -> Result<OrderTuple, Failure> {
-        // Malformed is refused before anything else (a reference is made later if none).
-        let check = order_ref.clone().unwrap_or_else(|| "check".to_string());
-        order_request(
-            check,
-            asked.symbol.clone(),
-            &asked.side,
-            asked.quantity,
-            asked.limit,
-            &asked.tif,
-        )?;
-        self.with(cfg, sup, |t| {
-            let order_ref = order_ref.unwrap_or_else(|| t.next_ref());
-            let request = order_request(
-                order_ref,
-                asked.symbol,
-                &asked.side,
-                asked.quantity,
-                asked.limit,
-                &asked.tif,
-            )?;
-            if let Some(known) = t.book().order(&request.order_ref) {
-                // Placed already: the same order, never a second one.
-                return match known.request == request {
-                    true => Ok(order_tuple(known)),
-                    false => Err(Failure::new(
-                        FailureKind::Config,
-                        format!(
-                            "ref {:?} is an order placed already with other terms",
-                            request.order_ref
-                        ),
-                    )),
-                };
-            }
-            let last = match request.order_type {
-                OrderType::Limit { .. } => None,
-                OrderType::Market => {
-                    runner::by_hand::last_price(t.supervisor(), cfg, &request.symbol)
-                }
-            };
-            t.place(request, last)
-                .map(|r| order_tuple(&r))
-                .map_err(trade_failure)
-        })
-    }
-
-    /// Cancels the order with this reference; its state after.
-    pub(super) fn cancel_order(
-        &self,
-        cfg: &Config,
-        sup: Arc<Supervisor>,
-        order_ref: &str,
-    ) -> Result<OrderTuple, Failure> {
-        self.with(cfg, sup, |t| {
-            t.cancel(order_ref)
-                .map(|r| order_tuple(&r))
-                .map_err(trade_failure)
-        })
-    }
-
-    /// Asks for every working order of this session's to be cancelled; how many were.
-    pub(super) fn cancel_all(&self, cfg: &Config, sup: Arc<Supervisor>) -> Result<usize, Failure> {
-        self.with(cfg, sup, |t| Ok(t.cancel_working()))
-    }
-
-    /// This session's orders as its book holds them (working ones and the latest finished).
-    pub(super) fn orders(
-        &self,
-        cfg: &Config,
-        sup: Arc<Supervisor>,
-    ) -> Result<Vec<OrderTuple>, Failure> {
-        self.with(cfg, sup, |t| {
-            Ok(t.book().orders().map(order_tuple).collect())
-        })
-    }
-
-    /// This session's fills, each once, in the order counted.
-    pub(super) fn fills(
-        &self,
-        cfg: &Config,
-        sup: Arc<Supervisor>,
-    ) -> Result<Vec<FillTuple>, Failure> {
-        self.with(cfg, sup, |t| Ok(t.book().fills().map(fill_tuple).collect()))
-    }
 }
