@@ -291,21 +291,32 @@ pub fn modify(
     })
 }
 
-/// The last close of `symbol` (a week of hourly bars), to value a market order.
-pub fn last_price(sup: &Supervisor, cfg: &Config, symbol: &str) -> Option<f64> {
+/// The last close of `symbol` in the last week of hourly bars, to value a market order
+/// against the limits: `None` if the week has no bar with a price.
+pub fn last_close(
+    sup: &Supervisor,
+    cfg: &Config,
+    symbol: &str,
+) -> Result<Option<f64>, SupervisorError> {
     let req = HistoryRequest {
         symbol: symbol.to_string(),
         bar_seconds: 3600,
         duration_seconds: 7 * 86_400,
         end: None,
     };
-    match sup.history(&req, Duration::from_secs(cfg.history.timeout_seconds)) {
-        Ok(bars) => bars.last().map(|b| b.close),
-        Err(e) => {
-            tracing::warn!(%symbol, "no last price: {e}");
-            None
-        }
-    }
+    let bars = sup.history(&req, Duration::from_secs(cfg.history.timeout_seconds))?;
+    Ok(bars
+        .last()
+        .map(|b| b.close)
+        .filter(|p| p.is_finite() && *p > 0.0))
+}
+
+/// [`last_close`], a failure logged (the risk check then refuses the market order).
+fn last_price(sup: &Supervisor, cfg: &Config, symbol: &str) -> Option<f64> {
+    last_close(sup, cfg, symbol).unwrap_or_else(|e| {
+        tracing::warn!(%symbol, "no last price: {e}");
+        None
+    })
 }
 
 /// One line for an order's state.

@@ -1029,12 +1029,17 @@ fn a_long_weekend_of_restarts_and_a_re_login_is_ridden_through() {
         stderr.contains("error 326, client id is already in use"),
         "{stderr}"
     );
-    let trading = stdout
-        .lines()
-        .find(|l| l.starts_with("trading: "))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let trading = trading_line(&stdout);
     assert!(trading.ends_with(", 0 failed"), "{trading}");
     assert!(!trading.starts_with("trading: 0 orders"), "{trading}");
+}
+
+/// The summary's trading line.
+fn trading_line(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("trading: "))
+        .unwrap_or_else(|| panic!("{stdout}"))
 }
 
 /// Resident memory of `pid` in KiB (0 if it is gone).
@@ -1220,10 +1225,7 @@ fn three_simulated_days_with_chaos_and_orders() {
     );
 
     // Every order of the run at the broker once.
-    let trading = stdout
-        .lines()
-        .find(|l| l.starts_with("trading: "))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let trading = trading_line(&stdout);
     assert!(trading.ends_with(", 0 failed"), "{trading}");
     let placed: usize = trading["trading: ".len()..]
         .split_whitespace()

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{
-    Event, Fill, HistoryRequest, OrderReport, OrderRequest, OrderStatus, OrderType, Reply, Request,
-    Side, TimeInForce,
+    Event, Fill, OrderReport, OrderRequest, OrderStatus, OrderType, Reply, Request, Side,
+    TimeInForce,
 };
 use parking_lot::Mutex;
 use runner::config::Config;
@@ -292,26 +292,16 @@ fn trading_on(cfg: &Config) -> Result<(), Failure> {
     }
 }
 
-/// The last close of `symbol` (a week of hourly bars), to value a market order against the
-/// limits; a failure is the request's own (no price, no order).
+/// The last close of `symbol`, to value a market order against the limits; a failure is
+/// the request's own (no price, no order).
 fn last_price(sup: &Supervisor, cfg: &Config, symbol: &str) -> Result<f64, Failure> {
-    let request = HistoryRequest {
-        symbol: symbol.to_string(),
-        bar_seconds: 3600,
-        duration_seconds: 7 * 86_400,
-        end: None,
-    };
-    let bars = sup.history(&request, Duration::from_secs(cfg.history.timeout_seconds))?;
-    bars.last()
-        .map(|b| b.close)
-        .filter(|p| p.is_finite() && *p > 0.0)
-        .ok_or_else(|| {
-            Failure::broker(
-                "no_data",
-                None,
-                format!("no price of {symbol} in the last week to value a market order"),
-            )
-        })
+    runner::by_hand::last_close(sup, cfg, symbol)?.ok_or_else(|| {
+        Failure::broker(
+            "no_data",
+            None,
+            format!("no price of {symbol} in the last week to value a market order"),
+        )
+    })
 }
 
 /// The failure of a trading call: a risk limit's refusal names the limit (its kind).
