@@ -38,6 +38,7 @@ import datetime as _dt
 import logging  # noqa: F401  (first: its exit handler must run after the sessions close)
 import os
 import sys
+import time
 import weakref
 from typing import (
     TYPE_CHECKING,
@@ -50,6 +51,7 @@ from typing import (
     List,
     Literal,
     Optional,
+    Protocol,
     Tuple,
     TypeVar,
     Union,
@@ -59,6 +61,8 @@ from typing import (
 
 from . import _native
 from ._native import Bar
+
+_log = logging.getLogger("ibbridge.session")
 
 if TYPE_CHECKING:
     import pandas
@@ -76,9 +80,12 @@ __all__ = [
     "Fill",
     "Order",
     "Position",
+    "OrderEvents",
     "RiskLimit",
+    "RunSummary",
     "Session",
     "SessionClosed",
+    "Strategy",
     "Timeout",
     "WorkerGone",
     "to_frame",
@@ -179,6 +186,33 @@ class Position:
     avg_cost: float
 
 
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """What :meth:`Session.run` did: ``history`` bars per symbol, ``live_bars`` taken, the
+    ``orders`` it placed (as last known), the ``fills`` of the session's it told the
+    strategy, ``refused`` orders (risk limits, the broker) and ``seconds`` it ran."""
+
+    history: Dict[str, int]
+    live_bars: int
+    orders: List[Order]
+    fills: List[Fill]
+    refused: int
+    seconds: float
+
+
+class Strategy(Protocol):
+    """What :meth:`Session.run` drives: ``window`` (how many of a symbol's last bars it is
+    given), ``on_bars`` (returns ``None`` or orders to place, as :meth:`Session.place_order`
+    keyword arguments) and, optionally, ``on_fill``."""
+
+    @property
+    def window(self) -> int: ...
+
+    def on_bars(
+        self, symbol: str, bars: List[Bar]
+    ) -> Optional[Iterable[Dict[str, Any]]]: ...
+
+
 _CLASSES = {
     "timeout": Timeout,
     "worker_gone": WorkerGone,
@@ -200,6 +234,29 @@ def _error(args: Tuple[Any, ...]) -> Error:
     if category == "risk_limit":
         return RiskLimit(message, kind)
     return _CLASSES.get(category, Error)(message)
+
+
+def _number(name: str, value: Any) -> float:
+    """A quantity or price as a float; anything but a number is refused before it is sent."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: a number, not {value!r}")
+    return float(value)
+
+
+def _price(name: str, value: Any) -> Optional[float]:
+    return None if value is None else _number(name, value)
+
+
+_ACCOUNT_FIELDS = ("account", "net_liquidation", "cash", "buying_power", "currency")
+
+
+def _account(t: Tuple[Any, ...]) -> Dict[str, Union[str, float]]:
+    return dict(zip(_ACCOUNT_FIELDS, t))
+
+
+def _told(item: Tuple[str, Tuple[Any, ...]]) -> "Union[Order, Fill]":
+    kind, t = item
+    return Order(*t) if kind == "order" else Fill(*t)
 
 
 def _call(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -243,6 +300,33 @@ async def _awaited(fn: Callable[..., Any], *args: Any) -> Any:
 def _wake(fut: "asyncio.Future[Any]") -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+async def _woken(
+    set_waker: Callable[[Optional[Callable[[], None]]], bool],
+    waiting: "Optional[Callable[[Optional[asyncio.Future[None]]], None]]" = None,
+) -> None:
+    """Waits until the core calls the waker given to ``set_waker`` (at once if it says
+    something is there already); ``waiting`` is told the future awaited, and ``None`` after."""
+    loop = asyncio.get_running_loop()
+    fut: "asyncio.Future[None]" = loop.create_future()
+
+    def waker() -> None:
+        try:
+            loop.call_soon_threadsafe(_wake, fut)
+        except RuntimeError:  # the loop is closed
+            pass
+
+    if not set_waker(waker):
+        return  # something came meanwhile
+    if waiting is not None:
+        waiting(fut)
+    try:
+        await fut
+    finally:
+        if waiting is not None:
+            waiting(None)
+        set_waker(None)
 
 
 # When a history ends: Unix seconds or an aware datetime; `None`: now.
@@ -506,30 +590,77 @@ class Session:
         before anything leaves: bad arguments (:class:`ConfigError`) and the configuration's
         risk limits (:class:`RiskLimit`); by the broker: :class:`BrokerError`; no price for a
         market order: :class:`BrokerError` (``kind="no_data"``) or :class:`Timeout`."""
-        if isinstance(quantity, bool) or not isinstance(quantity, (int, float)):
-            raise ConfigError(f"quantity: a number, not {quantity!r}")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))):
-            raise ConfigError(f"limit: a price or None, not {limit!r}")
-        if ref is None:
-            ref = self._core.next_ref()
+        args = self._order_args(symbol, side, quantity, limit, tif, ref)
         try:
-            t = _call(
-                self._core.place_order, symbol, side, float(quantity),
-                None if limit is None else float(limit), tif, ref,
-            )
+            return Order(*_call(self._core.place_order, *args))
         except Error as e:
             # Made again with this reference, a call that failed is the same order.
-            e.ref = ref
+            e.ref = args[-1]
             raise
-        return Order(*t)
+
+    async def place_order_async(
+        self, symbol: str, side: str, quantity: float, *, limit: Optional[float] = None,
+        tif: str = "DAY", ref: Optional[str] = None,
+    ) -> Order:
+        """:meth:`place_order`, awaited. Cancelling the awaiting task does not take the order
+        back: it may still be placed (placing again with its ``ref`` is the same order)."""
+        args = self._order_args(symbol, side, quantity, limit, tif, ref)
+        try:
+            return Order(*await _awaited(self._core.place_order_async, *args))
+        except Error as e:
+            e.ref = args[-1]
+            raise
+
+    def _order_args(
+        self, symbol: str, side: str, quantity: float, limit: Optional[float], tif: str,
+        ref: Optional[str],
+    ) -> Tuple[str, str, float, Optional[float], str, str]:
+        """``place_order``'s arguments as the core takes them, its reference made if none
+        was given; the rest is checked by the core before anything is sent."""
+        for name, value in (("symbol", symbol), ("side", side), ("tif", tif)):
+            if not isinstance(value, str):
+                raise ConfigError(f"{name}: a string, not {value!r}")
+        if ref is not None and not isinstance(ref, str):
+            raise ConfigError(f"ref: a string or None, not {ref!r}")
+        return (
+            symbol, side, _number("quantity", quantity), _price("limit", limit), tif,
+            self._core.next_ref() if ref is None else ref,
+        )
+
+    def modify_order(
+        self, ref: str, *, quantity: Optional[float] = None, limit: Optional[float] = None
+    ) -> Order:
+        """Changes a working order of this session's: its total ``quantity`` (filled shares
+        included; more than what filled) and/or its ``limit`` price (a limit order's). The
+        changed order is checked against the risk limits as a new one would be, less what
+        filled. Returns it once the broker took the change; a final order, nothing to change
+        or an unknown ``ref``: :class:`ConfigError`, before anything is sent."""
+        args = (ref, _price("quantity", quantity), _price("limit", limit))
+        return Order(*_call(self._core.modify_order, *args))
+
+    async def modify_order_async(
+        self, ref: str, *, quantity: Optional[float] = None, limit: Optional[float] = None
+    ) -> Order:
+        """:meth:`modify_order`, awaited."""
+        args = (ref, _price("quantity", quantity), _price("limit", limit))
+        return Order(*await _awaited(self._core.modify_order_async, *args))
 
     def cancel_order(self, ref: str) -> Order:
-        """Cancels the order ``ref``; returns its state after (a filled order stays filled)."""
+        """Cancels the order ``ref`` of this session's; returns its state after (a filled
+        order stays filled). An unknown ``ref``: :class:`ConfigError`."""
         return Order(*_call(self._core.cancel_order, ref))
+
+    async def cancel_order_async(self, ref: str) -> Order:
+        """:meth:`cancel_order`, awaited."""
+        return Order(*await _awaited(self._core.cancel_order_async, ref))
 
     def cancel_all(self) -> int:
         """Cancels every working order this session placed; returns how many were asked."""
         return _call(self._core.cancel_all)
+
+    async def cancel_all_async(self) -> int:
+        """:meth:`cancel_all`, awaited."""
+        return cast(int, await _awaited(self._core.cancel_all_async))
 
     def orders(self) -> List[Order]:
         """This session's orders: the working ones and the latest finished."""
@@ -543,12 +674,58 @@ class Session:
         """What the broker's accounts hold."""
         return [Position(*t) for t in _call(self._core.positions, timeout)]
 
+    async def positions_async(self, timeout: Optional[float] = None) -> List[Position]:
+        """:meth:`positions`, awaited."""
+        return [Position(*t) for t in await _awaited(self._core.positions_async, timeout)]
+
+    def account(self, timeout: Optional[float] = None) -> Dict[str, Union[str, float]]:
+        """The account's figures, as the broker says: ``account``, ``net_liquidation``,
+        ``cash``, ``buying_power``, ``currency``."""
+        return _account(_call(self._core.account, timeout))
+
+    async def account_async(self, timeout: Optional[float] = None) -> Dict[str, Union[str, float]]:
+        """:meth:`account`, awaited."""
+        return _account(await _awaited(self._core.account_async, timeout))
+
+    def order_events(self) -> "OrderEvents":
+        """Changes of this session's orders as they happen, each once and in order: an
+        :class:`Order` for each new state (status, fills, terms) and a :class:`Fill` for each
+        execution, counted once across worker restarts. Iterate it (blocking) or ``async
+        for`` it; it ends when the session closes. Every iterator takes from the same queue:
+        an event goes to one of them. Events wait (bounded; the oldest dropped and counted as
+        ``order_events_dropped``) from the first order on, whether an iterator is there or
+        not."""
+        if not self._core.trading:
+            raise ConfigError("trading is off: make the session with Session(..., trade=True)")
+        return OrderEvents(self)
+
+    def run(
+        self, strategy: "Strategy", symbols: Iterable[str], *, bar_seconds: int = 5,
+        duration: Optional[float] = None,
+    ) -> "RunSummary":
+        """Runs ``strategy`` over ``symbols`` as the ``runner`` runs its own: it connects,
+        fetches each symbol's history (the configuration's ``[history]``), then takes live
+        bars of ``bar_seconds`` for ``duration`` seconds (``None``: until the session closes
+        or Ctrl-C). After the history and after each live bar, ``strategy.on_bars(symbol,
+        bars)`` is given the symbol's last ``strategy.window`` bars, oldest first; what it
+        returns (``None``, or a list of :meth:`place_order` keyword arguments as dicts, the
+        ``symbol`` the bar's unless given) is placed through the session's trader, each
+        order checked against the risk limits (a refusal is counted, not raised).
+        ``strategy.on_fill(fill)``, if it has one, is told each fill of the session's once.
+        An exception of the strategy's (or Ctrl-C) ends the run with it, the session's
+        working orders cancelled. Its live bars are unsubscribed when it ends (those no
+        stream takes). Order events are taken by the run while it runs; it returns a
+        :class:`RunSummary`."""
+        return _Run(self, strategy, symbols, bar_seconds, duration).run()
+
     # -- live bars ----------------------------------------------------------------------
 
     def stream(self, symbols: Iterable[str], bar_seconds: int = 5) -> "BarStream":
         """Live bars of ``symbols`` as an asyncio async iterator of ``(symbol, bar)``. The
-        subscriptions are made when it is first awaited and last as long as the session
-        (across worker restarts). One stream at a time."""
+        subscriptions are made when it is first awaited and last, across worker restarts,
+        until the stream ends (:meth:`BarStream.aclose`, leaving its ``async for``, the
+        session closing): then the symbols no other stream takes are unsubscribed. One
+        stream at a time."""
         symbols = _symbols(symbols)
         current = self._stream() if self._stream is not None else None
         if current is not None and not current._done:
@@ -561,27 +738,36 @@ class Session:
         self, symbols: Iterable[str], bar_seconds: int = 5
     ) -> Iterator[Tuple[str, Bar]]:
         """Live bars of ``symbols`` as a blocking iterator of ``(symbol, bar)``, for programs
-        without an event loop; it ends when the session closes. Waits release the GIL."""
+        without an event loop; it ends when the session closes. Waits release the GIL.
+        Leaving it (``break``, an exception, dropping it) unsubscribes the symbols no other
+        stream of the session's takes."""
         symbols = _symbols(symbols)
-        _call(self._core.subscribe, symbols, bar_seconds)
-        wanted = set(symbols)
-        while True:
-            item = self._pop(wanted)
-            if item is not None:
-                yield item
-                continue
-            try:
-                if not self._next_bars():
-                    # Short waits, so that Ctrl-C is seen between them.
-                    self._core.wait_bars(0.2)
-            except _native.NativeError as e:
-                err = _error(e.args)
-                if isinstance(err, SessionClosed):
-                    return
-                raise err from None
+        _call(self._core.want, symbols, bar_seconds)
+        return self._bars(symbols)
 
-    async def _subscribe_async(self, symbols: List[str], bar_seconds: int) -> None:
-        await _awaited(self._core.subscribe_async, symbols, bar_seconds)
+    def _bars(self, symbols: List[str]) -> Iterator[Tuple[str, Bar]]:
+        try:
+            _call(self._core.subscribe, symbols)
+            wanted = set(symbols)
+            while True:
+                item = self._pop(wanted)
+                if item is not None:
+                    yield item
+                    continue
+                try:
+                    if not self._next_bars():
+                        # Short waits, so that Ctrl-C is seen between them.
+                        self._core.wait_bars(0.2)
+                except _native.NativeError as e:
+                    err = _error(e.args)
+                    if isinstance(err, SessionClosed):
+                        return
+                    raise err from None
+        finally:
+            # Left (break, an exception, the iterator dropped): the symbols nobody else
+            # streams are unsubscribed.
+            self._core.release(symbols)
+
 
     # -- closing ------------------------------------------------------------------------
 
@@ -636,6 +822,8 @@ class BarStream:
         self._wanted = set(symbols)
         self._bar_seconds = bar_seconds
         self._subscribed = False
+        # Whether this stream has asked for its symbols (and must let them go).
+        self._wanting = False
         self._done = False
         self._busy = False
         self._waiting: "Optional[asyncio.Future[None]]" = None
@@ -656,7 +844,9 @@ class BarStream:
         session = self._session
         core = session._core
         if not self._subscribed and not self._done:
-            await session._subscribe_async(self._symbols, self._bar_seconds)
+            _call(core.want, self._symbols, self._bar_seconds)
+            self._wanting = True
+            await _awaited(core.subscribe_async, self._symbols)
             self._subscribed = True
         while True:
             if self._done:
@@ -673,27 +863,221 @@ class BarStream:
                 if isinstance(err, SessionClosed):
                     raise StopAsyncIteration from None
                 raise err from None
-            loop = asyncio.get_running_loop()
-            fut = loop.create_future()
+            await _woken(core.set_waker, self._set_waiting)
 
-            def waker(fut: "asyncio.Future[None]" = fut, loop: Any = loop) -> None:
-                try:
-                    loop.call_soon_threadsafe(_wake, fut)
-                except RuntimeError:  # the loop is closed
-                    pass
-
-            if not core.set_waker(waker):
-                continue  # something came meanwhile
-            self._waiting = fut
-            try:
-                await fut
-            finally:
-                self._waiting = None
-                core.set_waker(None)
+    def _set_waiting(self, fut: "Optional[asyncio.Future[None]]") -> None:
+        self._waiting = fut
 
     async def aclose(self) -> None:
-        """Ends the stream (a task waiting on it stops; the subscriptions stay until the
-        session closes, and bars not yet taken stay for the next stream)."""
-        self._done = True
+        """Ends the stream: a task waiting on it stops, the symbols no other stream takes are
+        unsubscribed, and bars not yet taken stay for the next stream."""
+        self._end()
         if self._waiting is not None and not self._waiting.done():
             self._waiting.set_result(None)
+
+    def _end(self) -> None:
+        self._done = True
+        if self._wanting:
+            self._wanting = False
+            self._session._core.release(self._symbols)
+
+    def __del__(self) -> None:
+        # Left without aclose (a `break` out of its `async for`): its symbols are let go.
+        try:
+            self._end()
+        except Exception:  # at exit, the core may be gone
+            pass
+
+
+class OrderEvents:
+    """Changes of a session's orders (:meth:`Session.order_events`): an iterator, blocking
+    (``for``) and asynchronous (``async for``), of :class:`Order` and :class:`Fill`. It ends
+    when the session closes, after every change the cancel on close made."""
+
+    def __init__(self, session: Session):
+        self._core = session._core
+        self._ready: "collections.deque[Union[Order, Fill]]" = collections.deque()
+        self._done = False
+
+    def _take(self) -> bool:
+        """Moves what the core holds into ``_ready``: whether anything came. Ends the
+        iterator, or raises, once nothing more will come."""
+        try:
+            items = self._core.take_order_events(256)
+        except _native.NativeError as e:
+            self._done = True
+            err = _error(e.args)
+            if isinstance(err, SessionClosed):
+                return False
+            raise err from None
+        self._ready.extend(_told(i) for i in items)
+        return bool(items)
+
+    def poll(self) -> "List[Union[Order, Fill]]":
+        """Every change there is now, without waiting."""
+        if not self._done:
+            while self._take():
+                pass
+        out = list(self._ready)
+        self._ready.clear()
+        return out
+
+    def __iter__(self) -> "OrderEvents":
+        return self
+
+    def __next__(self) -> "Union[Order, Fill]":
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            if self._done or (not self._take() and self._done):
+                raise StopIteration
+            if not self._ready:
+                # Short waits, so that Ctrl-C is seen between them.
+                self._core.wait_order_events(0.2)
+
+    def __aiter__(self) -> "OrderEvents":
+        return self
+
+    async def __anext__(self) -> "Union[Order, Fill]":
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            if self._done or (not self._take() and self._done):
+                raise StopAsyncIteration
+            if not self._ready:
+                await _woken(self._core.set_order_waker)
+
+
+class _Run:
+    """One :meth:`Session.run`."""
+
+    def __init__(
+        self, session: Session, strategy: Strategy, symbols: Iterable[str], bar_seconds: int,
+        duration: Optional[float],
+    ):
+        window = getattr(strategy, "window", None)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ConfigError(f"strategy.window: a positive int, not {window!r}")
+        if not callable(getattr(strategy, "on_bars", None)):
+            raise ConfigError("strategy.on_bars(symbol, bars) is missing")
+        if duration is not None and (
+            isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration < 0
+        ):
+            raise ConfigError(f"duration: seconds (>= 0) or None, not {duration!r}")
+        self.session = session
+        self.strategy = strategy
+        self.symbols = _symbols(symbols)
+        self.bar_seconds = bar_seconds
+        self.duration = duration
+        self.window = window
+        self.on_fill: Optional[Callable[[Fill], Any]] = getattr(strategy, "on_fill", None)
+        self.bars: Dict[str, "collections.deque[Bar]"] = {
+            s: collections.deque(maxlen=window) for s in self.symbols
+        }
+        self.placed: List[str] = []
+        self.fills: List[Fill] = []
+        self.refused = 0
+        self.live_bars = 0
+        self.events = session.order_events() if session._core.trading else None
+
+    def run(self) -> RunSummary:
+        started = time.monotonic()
+        s = self.session
+        s.connect()
+        try:
+            history = self._history()
+            self._live(started)
+        except BaseException:
+            if s._core.trading and not s.closed:
+                try:
+                    s.cancel_all()
+                except Error as e:
+                    _log.warning("working orders not cancelled after the strategy failed: %s", e)
+            raise
+        orders = {o.ref: o for o in s.orders()} if s._core.trading else {}
+        return RunSummary(
+            history=history,
+            live_bars=self.live_bars,
+            orders=[orders[r] for r in self.placed if r in orders],
+            fills=self.fills,
+            refused=self.refused,
+            seconds=time.monotonic() - started,
+        )
+
+    def _history(self) -> Dict[str, int]:
+        bar_seconds, duration = self.session._core.history_settings
+        counts = {}
+        for symbol in self.symbols:
+            bars = self.session.history(symbol, bar_seconds, duration)
+            counts[symbol] = len(bars)
+            self.bars[symbol].extend(bars)
+            if bars:
+                self._call_strategy(symbol)
+        return counts
+
+    def _live(self, started: float) -> None:
+        s = self.session
+        _call(s._core.want, self.symbols, self.bar_seconds)
+        try:
+            _call(s._core.subscribe, self.symbols)
+            self._take_bars(started)
+        finally:
+            s._core.release(self.symbols)
+
+    def _take_bars(self, started: float) -> None:
+        s = self.session
+        wanted = set(self.symbols)
+        deadline = None if self.duration is None else started + self.duration
+        while True:
+            self._tell_fills()
+            item = s._pop(wanted)
+            if item is not None:
+                symbol, bar = item
+                self.live_bars += 1
+                self.bars[symbol].append(bar)
+                self._call_strategy(symbol)
+                continue
+            left = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+            if left <= 0:
+                return
+            try:
+                if not s._next_bars():
+                    s._core.wait_bars(left)
+            except _native.NativeError as e:
+                err = _error(e.args)
+                if isinstance(err, SessionClosed):
+                    return
+                raise err from None
+
+    def _tell_fills(self) -> None:
+        if self.events is None:
+            return
+        for event in self.events.poll():
+            if isinstance(event, Fill):
+                self.fills.append(event)
+                if self.on_fill is not None:
+                    self.on_fill(event)
+
+    def _call_strategy(self, symbol: str) -> None:
+        orders = self.strategy.on_bars(symbol, list(self.bars[symbol]))
+        if orders is None:
+            return
+        if isinstance(orders, dict):
+            orders = [orders]
+        for spec in orders:
+            if not isinstance(spec, dict):
+                raise ConfigError(f"on_bars returns place_order's arguments as dicts, not {spec!r}")
+            spec = dict(spec)
+            spec.setdefault("symbol", symbol)
+            spec.setdefault("ref", self.session._core.next_ref())
+            try:
+                self.session.place_order(**spec)
+            except TypeError as e:
+                raise ConfigError(f"on_bars returned an order place_order does not take: {e}")
+            except (RiskLimit, BrokerError) as e:
+                self.refused += 1
+                _log.warning("order of %s refused: %s", symbol, e)
+                continue
+            finally:
+                self.placed.append(spec["ref"])
+            self._tell_fills()

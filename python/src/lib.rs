@@ -13,6 +13,7 @@ mod bar;
 mod failure;
 mod interpreter;
 mod log;
+mod mailbox;
 mod pool;
 mod session;
 mod stream;

@@ -116,3 +116,94 @@ def test_closing_during_a_slow_handshake_is_prompt_and_leaves_no_worker():
         assert isinstance(result.get("error"), ibbridge.SessionClosed), result
     finally:
         stop_gateway(p)
+
+
+class Reported:
+    """A fake gateway started with --report, and the lines it printed so far."""
+
+    def __init__(self, *args):
+        import threading
+
+        self.p, self.address = start_gateway("--report", *args)
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.append(line.split())
+
+    def until(self, seconds, f):
+        deadline = time.monotonic() + seconds
+        while not f(self.lines) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return list(self.lines)
+
+    def stop(self):
+        stop_gateway(self.p)
+        self.reader.join(10)
+
+
+def test_a_stream_left_unsubscribes_its_symbols_at_the_gateway_and_a_new_one_subscribes():
+    g = Reported()
+    try:
+        async def main():
+            async with ibbridge.Session(backend="ibkr", gateway=g.address, client_id=11) as s:
+                await s.connect_async()
+                async for symbol, bar in s.stream(["SPY", "QQQ"]):
+                    break
+                lines = await asyncio.to_thread(
+                    g.until, 10, lambda ls: sum(l[0] == "realtime-cancel" for l in ls) == 2
+                )
+                subscribed = {l[1]: l[2] for l in lines if l[0] == "realtime"}
+                cancelled = sorted(l[1] for l in lines if l[0] == "realtime-cancel")
+                assert sorted(subscribed) == ["QQQ", "SPY"]
+                assert cancelled == sorted(subscribed.values())
+                # A later stream subscribes again, and the blocking iterator lets go too.
+                it = s.bars(["SPY"])
+                assert next(it)[0] == "SPY"
+                it.close()
+                return await asyncio.to_thread(
+                    g.until, 10, lambda ls: sum(l[0] == "realtime-cancel" for l in ls) == 3
+                )
+
+        lines = asyncio.run(asyncio.wait_for(main(), 60))
+        realtime = [l[1] for l in lines if l[0] == "realtime"]
+        assert sorted(realtime) == ["QQQ", "SPY", "SPY"]
+        assert sum(l[0] == "realtime-cancel" for l in lines) == 3
+    finally:
+        g.stop()
+
+
+def test_orders_through_the_gateway_are_placed_once_changed_and_cancelled():
+    g = Reported()
+    try:
+        with ibbridge.Session(backend="ibkr", gateway=g.address, client_id=12, trade=True) as s:
+            s.connect()
+            events = s.order_events()
+            o = s.place_order("SPY", "buy", 2, limit=1.0, ref="gw-1")
+            assert (o.ref, o.status, o.limit) == ("gw-1", "working", 1.0)
+            again = s.place_order("SPY", "buy", 2, limit=1.0, ref="gw-1")
+            assert again.broker_id == o.broker_id
+            changed = s.modify_order("gw-1", limit=1.25)
+            assert changed.limit == 1.25
+            cancelled = s.cancel_order("gw-1")
+            assert cancelled.status == "cancelled"
+            states = []
+            for e in events:
+                states.append((e.ref, e.status, e.limit))
+                if e.status == "cancelled":
+                    break
+            assert states[0] == ("gw-1", "working", 1.0)
+            assert ("gw-1", "working", 1.25) in states
+            assert states[-1] == ("gw-1", "cancelled", 1.25)
+            account = s.account()
+            assert account["account"] == "DU1234567"
+        lines = g.until(10, lambda ls: any(l[0] == "order-cancel" for l in ls))
+        # One placement and one change (both PlaceOrder messages, the same id), one cancel.
+        placed = [l for l in lines if l[0] == "order"]
+        assert [l[2] for l in placed] == ["gw-1", "gw-1"]
+        assert placed[0][1] == placed[1][1] == str(o.broker_id)
+        assert [l[1] for l in lines if l[0] == "order-cancel"] == [str(o.broker_id)]
+    finally:
+        g.stop()

@@ -1,5 +1,6 @@
 """The blocking API on the simulated market: connect, history, errors, live bars, closing."""
 
+import asyncio
 import datetime
 import logging
 import os
@@ -278,3 +279,24 @@ def test_programs_that_end_right_after_async_calls_exit_cleanly():
         p = _child(code)
         out, err = p.communicate(timeout=60)
         assert (p.returncode, out.strip()) == (0, "ok"), err
+
+
+def test_a_stream_left_stops_its_bars_and_a_new_stream_starts_them_again():
+    async def main():
+        async with ibbridge.Session(backend="sim", speed=600.0) as s:
+            await s.connect_async()
+            async for symbol, bar in s.stream(["SPY"]):
+                break
+            # Unsubscribed on a thread of the session's: give it a moment, then no bar comes.
+            await asyncio.sleep(0.5)
+            before = s.stats()["bars_received"]
+            await asyncio.sleep(1.0)
+            assert s.stats()["bars_received"] == before
+            stream = s.stream(["SPY"])
+            async for symbol, bar in stream:
+                assert symbol == "SPY"
+                break
+            await stream.aclose()
+            assert s.stats()["bars_received"] > before
+
+    asyncio.run(asyncio.wait_for(main(), 60))

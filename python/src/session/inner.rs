@@ -1,6 +1,6 @@
 //! What a session is under its Python object ([`Inner`]): its configuration, its
 //! [`Lifecycle`], and the calls that go through the supervisor (connect, ping, history,
-//! subscribe) and close.
+//! the subscriptions) and close.
 //!
 //! Invariants: a call reaches the supervisor only while the session is connected (and not
 //! closing, forgotten, or the interpreter exiting); a connect is made of named steps, each of
@@ -21,7 +21,7 @@ use runner::worker_setup::PreparedRun;
 
 use super::lifecycle::{Claim, Connected, Lifecycle, ToStop};
 use super::program::Program;
-use super::subscriptions::Subscriptions;
+use super::subscriptions::{Step, Subscriptions};
 use super::trading::Desk;
 use crate::bar::Bar;
 use crate::failure::{Failure, FailureKind};
@@ -39,6 +39,8 @@ pub(super) struct Inner {
     pub(super) bars: Arc<Bars>,
     pub(super) pool: Pool,
     pub(super) desk: Arc<Desk>,
+    /// Held while the worker is brought to the subscriptions wanted.
+    syncing: parking_lot::Mutex<()>,
 }
 
 impl Inner {
@@ -52,6 +54,7 @@ impl Inner {
             bars: Arc::new(Bars::new(buffer)),
             pool: Pool::new(),
             desk: Arc::new(Desk::new(trading)),
+            syncing: parking_lot::Mutex::new(()),
         }
     }
 
@@ -111,13 +114,18 @@ impl Inner {
         std::thread::Builder::new()
             .name("ibbridge-bars".into())
             .spawn(move || {
-                stream::pump(
+                let heard = desk.clone();
+                let why = stream::pump(
                     events,
                     bars,
                     sup,
                     move || life.is_closed(),
-                    move |e| desk.heard(e),
-                )
+                    move |e| heard.heard(e),
+                );
+                // A close ends the order events itself, after its cancel on close.
+                if why.category != FailureKind::Closed {
+                    stream::wake(desk.events.end(why));
+                }
             })
             .map_err(|e| {
                 Failure::new(
@@ -165,24 +173,58 @@ impl Inner {
         Ok(bars.into_iter().map(Bar::from).collect())
     }
 
-    /// Subscribes each of `symbols` not yet subscribed to live bars of `bar_seconds`.
-    pub(super) fn subscribe(&self, symbols: &[String], bar_seconds: u32) -> Result<(), Failure> {
-        let sup = self.sup()?;
-        for symbol in symbols {
-            let Some(id) = self.subs.claim(symbol, bar_seconds)? else {
-                continue;
-            };
-            let sub = SubscribeRequest {
-                symbol: symbol.clone(),
-                id,
-                bar_seconds,
-            };
-            let made = sup.subscribe(sub, self.cfg.request_timeout());
-            // Not live unless the worker said so: asked for again, it is sent again.
-            self.subs.made(id, made.is_ok());
-            made?;
+    /// One more stream wants each of `symbols` in bars of `bar_seconds` (all or none).
+    pub(super) fn want(&self, symbols: &[String], bar_seconds: u32) -> Result<(), Failure> {
+        for (i, symbol) in symbols.iter().enumerate() {
+            if let Err(e) = self.subs.want(symbol, bar_seconds) {
+                symbols[..i].iter().for_each(|s| self.subs.unwant(s));
+                return Err(e);
+            }
         }
         Ok(())
+    }
+
+    /// One stream fewer wants each of `symbols`.
+    pub(super) fn unwant(&self, symbols: &[String]) {
+        symbols.iter().for_each(|s| self.subs.unwant(s));
+    }
+
+    /// Brings the worker to what is wanted of `symbols`: subscribes those wanted and not
+    /// streaming, unsubscribes those nobody wants. One sync at a time, so that what is asked
+    /// of the worker follows what was wanted last. The first failure, after every symbol.
+    pub(super) fn sync(&self, symbols: &[String]) -> Result<(), Failure> {
+        let sup = self.sup()?;
+        let _one = self.syncing.lock();
+        let mut first = None;
+        for symbol in symbols {
+            // At most an unsubscribe (of another size) and a subscribe.
+            for _ in 0..2 {
+                let done = match self.subs.step(symbol) {
+                    Step::Nothing => break,
+                    Step::Subscribe { id, bar_seconds } => {
+                        let sub = SubscribeRequest {
+                            symbol: symbol.clone(),
+                            id,
+                            bar_seconds,
+                        };
+                        let made = sup.subscribe(sub, self.cfg.request_timeout());
+                        // Not live unless the worker said so: wanted again, it is sent again.
+                        self.subs.made(id, made.is_ok().then_some(bar_seconds));
+                        made
+                    }
+                    Step::Unsubscribe { id } => {
+                        // Not restored on a new worker from now on, whatever this one says.
+                        self.subs.made(id, None);
+                        sup.unsubscribe(symbol, self.cfg.request_timeout())
+                    }
+                };
+                if let Err(e) = done {
+                    first.get_or_insert(Failure::from(e));
+                    break;
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Stops the worker (a connect under way included) and ends the stream, then waits for
@@ -203,6 +245,8 @@ impl Inner {
             }
             ToStop::Nothing => stream::wake(self.bars.end(Failure::closed())),
         }
+        // Told after every change the cancel on close made (the pump ends them too).
+        stream::wake(self.desk.events.end(Failure::closed()));
         let left = self.pool.close(CLOSE_GRACE);
         if left > 0 {
             tracing::warn!(left, "calls still under way when the session closed");

@@ -11,6 +11,8 @@
 //! of it that may wait on a lock of the parent's threads is touched.
 
 use std::collections::HashMap;
+
+use bridge::protocol::OrderChange;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,10 +24,10 @@ use super::arguments::{self, history_request};
 use super::calls::{answer, interruptible, later, raise};
 use super::inner::Inner;
 use super::program::{remember_image, Program};
-use super::trading::{self, Asked, FillTuple, OrderTuple, PositionTuple};
+use super::trading::{self, AccountTuple, Asked, FillTuple, OrderTuple, PositionTuple, Told};
 use crate::bar::{Bar, BarList};
 use crate::failure::{Failure, FailureKind};
-use crate::stream::Taken;
+use crate::mailbox::Taken;
 
 /// A session's native core.
 #[pyclass(module = "ibbridge._native")]
@@ -84,6 +86,20 @@ impl Core {
         }
     }
 
+    /// Whether the session trades (`trade=True`, or `trading.enabled` in its configuration).
+    #[getter]
+    fn trading(&self) -> bool {
+        self.inner.cfg.trading.enabled
+    }
+
+    /// The history a strategy run starts from: (bar seconds, duration seconds), as the
+    /// configuration's `[history]` says.
+    #[getter]
+    fn history_settings(&self) -> (u32, u64) {
+        let h = &self.inner.cfg.history;
+        (h.bar_seconds, h.duration_seconds)
+    }
+
     /// The effective configuration, as TOML.
     fn config_toml(&self) -> String {
         self.inner.cfg.to_toml()
@@ -97,7 +113,6 @@ impl Core {
         later(&self.inner, done, Inner::connect)
     }
 
-    /// One round trip to the worker and back, in seconds.
     /// A new reference for an order of this session's (made before anything is sent).
     fn next_ref(&self) -> String {
         self.inner.desk.next_ref()
@@ -123,27 +138,70 @@ impl Core {
             limit,
             tif,
         };
-        interruptible(py, &self.inner, move |inner| {
-            inner
-                .desk
-                .place_order(&inner.cfg, inner.sup()?, asked, order_ref)
-        })
+        interruptible(py, &self.inner, place(asked, order_ref))
+    }
+
+    #[pyo3(signature = (done, symbol, side, quantity, limit, tif, order_ref))]
+    #[allow(clippy::too_many_arguments)]
+    fn place_order_async(
+        &self,
+        done: Py<PyAny>,
+        symbol: String,
+        side: String,
+        quantity: f64,
+        limit: Option<f64>,
+        tif: String,
+        order_ref: String,
+    ) -> PyResult<()> {
+        let asked = Asked {
+            symbol,
+            side,
+            quantity,
+            limit,
+            tif,
+        };
+        later(&self.inner, done, place(asked, order_ref))
+    }
+
+    /// Changes a working order's total quantity or limit price: its state after.
+    #[pyo3(signature = (order_ref, quantity=None, limit=None))]
+    fn modify_order(
+        &self,
+        py: Python<'_>,
+        order_ref: String,
+        quantity: Option<f64>,
+        limit: Option<f64>,
+    ) -> PyResult<OrderTuple> {
+        interruptible(py, &self.inner, modify(order_ref, quantity, limit))
+    }
+
+    #[pyo3(signature = (done, order_ref, quantity=None, limit=None))]
+    fn modify_order_async(
+        &self,
+        done: Py<PyAny>,
+        order_ref: String,
+        quantity: Option<f64>,
+        limit: Option<f64>,
+    ) -> PyResult<()> {
+        later(&self.inner, done, modify(order_ref, quantity, limit))
     }
 
     /// Cancels the order `order_ref`: its state after.
     fn cancel_order(&self, py: Python<'_>, order_ref: String) -> PyResult<OrderTuple> {
-        interruptible(py, &self.inner, move |inner| {
-            inner
-                .desk
-                .cancel_order(&inner.cfg, inner.sup()?, &order_ref)
-        })
+        interruptible(py, &self.inner, cancel(order_ref))
+    }
+
+    fn cancel_order_async(&self, done: Py<PyAny>, order_ref: String) -> PyResult<()> {
+        later(&self.inner, done, cancel(order_ref))
     }
 
     /// Cancels every working order of the session's: how many.
     fn cancel_all(&self, py: Python<'_>) -> PyResult<usize> {
-        interruptible(py, &self.inner, |inner| {
-            inner.desk.cancel_all(&inner.cfg, inner.sup()?)
-        })
+        interruptible(py, &self.inner, cancel_all)
+    }
+
+    fn cancel_all_async(&self, done: Py<PyAny>) -> PyResult<()> {
+        later(&self.inner, done, cancel_all)
     }
 
     /// The session's orders.
@@ -169,6 +227,60 @@ impl Core {
         })
     }
 
+    #[pyo3(signature = (done, timeout=None))]
+    fn positions_async(&self, done: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = self.timeout(timeout)?;
+        later(&self.inner, done, move |inner| {
+            trading::positions(&*inner.sup()?, timeout)
+        })
+    }
+
+    /// The account's figures.
+    #[pyo3(signature = (timeout=None))]
+    fn account(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<AccountTuple> {
+        let timeout = self.timeout(timeout)?;
+        interruptible(py, &self.inner, move |inner| {
+            trading::account(&*inner.sup()?, timeout)
+        })
+    }
+
+    #[pyo3(signature = (done, timeout=None))]
+    fn account_async(&self, done: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = self.timeout(timeout)?;
+        later(&self.inner, done, move |inner| {
+            trading::account(&*inner.sup()?, timeout)
+        })
+    }
+
+    /// Up to `max` changes of the book as `("order", order)` or `("fill", fill)`, oldest
+    /// first, without waiting; raises their end once nothing is queued and nothing more will
+    /// come. Refused unless the session trades.
+    fn take_order_events(&self, max: usize) -> PyResult<Vec<Told>> {
+        self.not_forgotten()?;
+        raise(trading::trading_on(&self.inner.cfg))?;
+        match self.inner.desk.events.take(max) {
+            Taken::Ended(why) => Err(why.into_pyerr()),
+            Taken::Items(told) => Ok(told),
+        }
+    }
+
+    /// Calls `waker()` once when an order event or their end arrives; `False` (nothing
+    /// registered) if one is there already. `None` unregisters.
+    fn set_order_waker(&self, waker: Option<Py<PyAny>>) -> PyResult<bool> {
+        self.not_forgotten()?;
+        Ok(self.inner.desk.events.set_waker(waker))
+    }
+
+    /// Waits, without the GIL, until an order event or their end is there, at most
+    /// `timeout` seconds; whether one is.
+    fn wait_order_events(&self, py: Python<'_>, timeout: f64) -> PyResult<bool> {
+        let timeout = raise(arguments::wait_timeout(timeout))?;
+        self.not_forgotten()?;
+        let inner = self.inner.clone();
+        Ok(py.detach(move || inner.desk.events.wait(timeout)))
+    }
+
+    /// One round trip to the worker and back, in seconds.
     #[pyo3(signature = (timeout=None))]
     fn ping(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<f64> {
         let timeout = self.timeout(timeout)?;
@@ -217,25 +329,41 @@ impl Core {
         })
     }
 
-    fn subscribe(&self, py: Python<'_>, symbols: Vec<String>, bar_seconds: u32) -> PyResult<()> {
+    /// One more stream wants `symbols` in live bars of `bar_seconds` (all or none, at once:
+    /// refused if one streams another size); [`subscribe`](Self::subscribe) then makes them,
+    /// and [`release`](Self::release) lets them go once the stream ends.
+    fn want(&self, symbols: Vec<String>, bar_seconds: u32) -> PyResult<()> {
+        self.not_forgotten()?;
         raise(arguments::check_subscription(&symbols, bar_seconds))?;
-        interruptible(py, &self.inner, move |inner| {
-            inner.subscribe(&symbols, bar_seconds)
+        raise(self.inner.want(&symbols, bar_seconds))
+    }
+
+    /// Brings the worker to what is wanted of `symbols` (subscribes those not streaming).
+    fn subscribe(&self, py: Python<'_>, symbols: Vec<String>) -> PyResult<()> {
+        interruptible(py, &self.inner, move |inner| inner.sync(&symbols))
+    }
+
+    fn subscribe_async(&self, done: Py<PyAny>, symbols: Vec<String>) -> PyResult<()> {
+        later(&self.inner, done, move |inner| {
+            inner.sync(&symbols).map(|()| None::<bool>)
         })
     }
 
-    fn subscribe_async(
-        &self,
-        done: Py<PyAny>,
-        symbols: Vec<String>,
-        bar_seconds: u32,
-    ) -> PyResult<()> {
-        raise(arguments::check_subscription(&symbols, bar_seconds))?;
-        later(&self.inner, done, move |inner| {
-            inner
-                .subscribe(&symbols, bar_seconds)
-                .map(|()| None::<bool>)
-        })
+    /// One stream fewer wants `symbols`: those nobody else streams are unsubscribed, on a
+    /// thread of the session's (returns at once; a failure is logged). Nothing once closed.
+    fn release(&self, symbols: Vec<String>) {
+        if self.inner.life.is_closed() || self.inner.life.is_forgotten() {
+            return;
+        }
+        self.inner.unwant(&symbols);
+        let inner = self.inner.clone();
+        let _ = self.inner.pool.submit(move || {
+            if let Err(e) = inner.sync(&symbols) {
+                if e.category != FailureKind::Closed {
+                    tracing::warn!(?symbols, "live bars not unsubscribed: {}", e.message);
+                }
+            }
+        });
     }
 
     /// Up to `max` buffered live bars as `(symbol, bar)`, oldest first, without waiting;
@@ -244,7 +372,7 @@ impl Core {
         self.not_forgotten()?;
         match self.inner.bars.take(max) {
             Taken::Ended(why) => Err(why.into_pyerr()),
-            Taken::Bars(bars) => Ok(self.inner.subs.name(bars)),
+            Taken::Items(bars) => Ok(self.inner.subs.name(bars)),
         }
     }
 
@@ -353,6 +481,48 @@ impl Core {
             std::mem::forget(self.inner.clone());
         }
     }
+}
+
+/// A placement, as a call of the pool runs it.
+fn place(
+    asked: Asked,
+    order_ref: String,
+) -> impl FnOnce(&Inner) -> Result<OrderTuple, Failure> + Send + 'static {
+    move |inner| {
+        inner
+            .desk
+            .place_order(&inner.cfg, inner.sup()?, asked, order_ref)
+    }
+}
+
+/// A change of an order, as a call of the pool runs it.
+fn modify(
+    order_ref: String,
+    quantity: Option<f64>,
+    limit: Option<f64>,
+) -> impl FnOnce(&Inner) -> Result<OrderTuple, Failure> + Send + 'static {
+    let change = OrderChange {
+        order_ref,
+        quantity,
+        limit,
+    };
+    move |inner| inner.desk.modify_order(&inner.cfg, inner.sup()?, change)
+}
+
+/// A cancel, as a call of the pool runs it.
+fn cancel(
+    order_ref: String,
+) -> impl FnOnce(&Inner) -> Result<OrderTuple, Failure> + Send + 'static {
+    move |inner| {
+        inner
+            .desk
+            .cancel_order(&inner.cfg, inner.sup()?, &order_ref)
+    }
+}
+
+/// Cancelling every working order, as a call of the pool runs it.
+fn cancel_all(inner: &Inner) -> Result<usize, Failure> {
+    inner.desk.cancel_all(&inner.cfg, inner.sup()?)
 }
 
 impl Drop for Core {

@@ -9,24 +9,29 @@
 //! reference is always the same order; one trader per connection (a new connect makes a new
 //! one); once the session closes no order is sent (checked under the trader's lock, so a
 //! placement either ends before the cancel on close or sends nothing); the pump never waits
-//! for the trader (a call may hold it for a whole round trip): it queues the order events,
-//! and every call takes them into the book first.
+//! for the trader (a call may hold it for a whole round trip): it queues the order events
+//! and takes them into the book only if the trader is free, and whoever holds the trader
+//! takes them when done ([`Desk::digest`]); every change the book takes in (a fill counted,
+//! an order's status, fills or terms) is told to Python once, in the order taken
+//! ([`Desk::events`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{
-    Event, Fill, OrderReport, OrderRequest, OrderStatus, OrderType, Reply, Request, Side,
-    TimeInForce,
+    Event, Fill, OrderChange, OrderReport, OrderRequest, OrderStatus, OrderType, Reply, Request,
+    Side, TimeInForce,
 };
 use parking_lot::Mutex;
+use pyo3::prelude::*;
 use runner::config::Config;
 use runner::supervisor::Supervisor;
 use runner::trader::{References, TradeError, Trader};
 
 use crate::failure::{Failure, FailureKind};
+use crate::mailbox::{self, Mailbox};
 
 /// An order as Python takes it: (ref, symbol, side, quantity, limit, tif, status, filled,
 /// average price, reason, broker id).
@@ -64,6 +69,41 @@ pub(crate) type PositionTuple = (String, String, f64, f64);
 /// dropped (the book learns what they said from the order's next report).
 const HEARD_KEPT: usize = 65_536;
 
+/// Order events kept for Python until it takes them, at most: beyond, the oldest are
+/// dropped and counted.
+const TOLD_KEPT: usize = 65_536;
+
+/// A change of the book, as Python is told it.
+pub(crate) enum Told {
+    Order(OrderTuple),
+    Fill(FillTuple),
+}
+
+impl<'py> IntoPyObject<'py> for Told {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        match self {
+            Told::Order(o) => ("order", o).into_pyobject(py).map(|t| t.into_any()),
+            Told::Fill(f) => ("fill", f).into_pyobject(py).map(|t| t.into_any()),
+        }
+    }
+}
+
+/// What of an order, once changed, is told: its status, fills and terms.
+type Told4 = (OrderStatus, u64, u64, Option<u64>);
+
+/// What Python has been told of the book so far.
+#[derive(Default)]
+struct Said {
+    /// Per order held in the book: its state when last told.
+    orders: HashMap<String, Told4>,
+    /// The book's count of fills when last told.
+    fills: u64,
+}
+
 /// The session's trader, and the events of orders the pump took, waiting for it.
 pub(super) struct Desk {
     /// Whether the session trades: nothing is queued otherwise.
@@ -74,6 +114,9 @@ pub(super) struct Desk {
     refs: Mutex<References>,
     /// Set once the session closes: no order is sent from then on.
     closing: AtomicBool,
+    /// The book's changes, on their way to Python.
+    pub(super) events: Mailbox<Told>,
+    said: Mutex<Said>,
 }
 
 /// The trader of one connection, and whether it has counted the broker's positions yet.
@@ -90,6 +133,8 @@ impl Desk {
             heard: Mutex::new(VecDeque::new()),
             refs: Mutex::new(References::new()),
             closing: AtomicBool::new(false),
+            events: Mailbox::new("order events", TOLD_KEPT),
+            said: Mutex::new(Said::default()),
         }
     }
 
@@ -106,6 +151,30 @@ impl Desk {
                 heard.pop_front();
             }
             heard.push_back(event.clone());
+            drop(heard);
+            self.digest();
+        }
+    }
+
+    /// Takes the events heard into the book, unless a call holds the trader (it takes them
+    /// when it is done): never waits. Called after every event queued and every call, so
+    /// that an event is taken in by one or the other.
+    pub(super) fn digest(&self) {
+        loop {
+            if self.heard.lock().is_empty() {
+                return;
+            }
+            let Some(mut guard) = self.trader.try_lock() else {
+                return;
+            };
+            let Some(slot) = guard.as_mut() else {
+                // No trader yet: none of the orders told is this session's.
+                self.heard.lock().clear();
+                return;
+            };
+            let wakers = self.take_heard(&mut slot.trader);
+            drop(guard);
+            wakers.into_iter().for_each(|w| mailbox::wake(Some(w)));
         }
     }
 
@@ -137,18 +206,72 @@ impl Desk {
                 positions_counted: false,
             });
         }
-        let Some(slot) = slot.as_mut() else {
+        let Some(held) = slot.as_mut() else {
             return Err(Failure::new(FailureKind::Error, "no trader"));
         };
-        self.take_heard(&mut slot.trader);
-        f(slot)
+        let mut wakers = self.take_heard(&mut held.trader);
+        let result = f(held);
+        wakers.extend(self.tell(&held.trader, None));
+        drop(slot);
+        wakers.into_iter().for_each(|w| mailbox::wake(Some(w)));
+        // What came while the call held the trader.
+        self.digest();
+        result
     }
 
-    fn take_heard(&self, trader: &mut Trader<Arc<Supervisor>>) {
+    /// Takes the events heard into the book, telling each change; the wakers to call once
+    /// the trader is let go.
+    fn take_heard(&self, trader: &mut Trader<Arc<Supervisor>>) -> Vec<Py<PyAny>> {
         let heard = std::mem::take(&mut *self.heard.lock());
+        let mut wakers = Vec::new();
         for event in &heard {
             trader.on_event(event);
+            let order_ref = match event {
+                Event::Order(o) => &o.request.order_ref,
+                Event::Fill(f) => &f.order_ref,
+                _ => continue,
+            };
+            wakers.extend(self.tell(trader, Some(order_ref)));
         }
+        wakers
+    }
+
+    /// Tells Python what changed in the book since last told: new fills first, then the
+    /// order `order_ref` (every order, if `None`). The waker to call, if one waits.
+    fn tell(&self, trader: &Trader<Arc<Supervisor>>, order_ref: Option<&str>) -> Option<Py<PyAny>> {
+        let book = trader.book();
+        let mut said = self.said.lock();
+        let mut waker = None;
+        let mut say = |told: Told| {
+            if let Some(w) = self.events.push(told) {
+                waker = Some(w);
+            }
+        };
+        let counted = book.fills_counted();
+        let new = usize::try_from(counted.saturating_sub(said.fills)).unwrap_or(usize::MAX);
+        if new > 0 {
+            let kept: Vec<&Fill> = book.fills().collect();
+            for f in &kept[kept.len().saturating_sub(new)..] {
+                say(Told::Fill(fill_tuple(f)));
+            }
+            said.fills = counted;
+        }
+        let mut note = |o: &OrderReport| {
+            let state = told_state(o);
+            if said.orders.get(&o.request.order_ref) != Some(&state) {
+                said.orders.insert(o.request.order_ref.clone(), state);
+                say(Told::Order(order_tuple(o)));
+            }
+        };
+        match order_ref {
+            Some(r) => book.order(r).into_iter().for_each(&mut note),
+            None => book.orders().for_each(&mut note),
+        }
+        if said.orders.len() > 2 * book.orders().count() + 64 {
+            // Orders folded out of the book are not told again.
+            said.orders.retain(|r, _| book.order(r).is_some());
+        }
+        waker
     }
 
     /// Places an order through the runner's trader: checked, then sent once (the same
@@ -212,6 +335,43 @@ impl Desk {
         })
     }
 
+    /// Changes a working order of this session's (its total quantity, its limit price):
+    /// checked as a new order would be against the limits, less what already filled;
+    /// answered once the broker took the change.
+    pub(super) fn modify_order(
+        &self,
+        cfg: &Config,
+        sup: Arc<Supervisor>,
+        change: OrderChange,
+    ) -> Result<OrderTuple, Failure> {
+        let order_ref = change.order_ref.clone();
+        let current = self.with(cfg, sup.clone(), |slot| {
+            Ok(slot.trader.book().order(&order_ref).cloned())
+        })?;
+        let Some(current) = current else {
+            return Err(no_such_order(&order_ref));
+        };
+        // Refused before anything is sent: a final order, nothing to change, a limit for a
+        // market order, a quantity not above what filled.
+        change
+            .applied_to(&current)
+            .map_err(|why| Failure::new(FailureKind::Config, why))?;
+        let last = match current.request.order_type {
+            OrderType::Limit { .. } => None,
+            OrderType::Market => Some(last_price(&sup, cfg, &current.request.symbol)?),
+        };
+        self.with(cfg, sup, |slot| {
+            // As the book holds it now (a fill may have come meanwhile).
+            let Some(current) = slot.trader.book().order(&order_ref).cloned() else {
+                return Err(no_such_order(&order_ref));
+            };
+            slot.trader
+                .modify(&current, change, last)
+                .map(|r| order_tuple(&r))
+                .map_err(trade_failure)
+        })
+    }
+
     /// Cancels the order with this reference; its state after.
     pub(super) fn cancel_order(
         &self,
@@ -220,6 +380,10 @@ impl Desk {
         order_ref: &str,
     ) -> Result<OrderTuple, Failure> {
         self.with(cfg, sup, |slot| {
+            if slot.trader.book().order(order_ref).is_none() {
+                // Another program's order, or one never placed: not this session's to cancel.
+                return Err(no_such_order(order_ref));
+            }
             slot.trader
                 .cancel(order_ref)
                 .map(|r| order_tuple(&r))
@@ -263,26 +427,51 @@ impl Desk {
         if !(self.enabled && cfg.trading.cancel_on_exit) {
             return;
         }
-        let Some(mut slot) = self.trader.try_lock_for(cfg.request_timeout()) else {
+        let Some(mut guard) = self.trader.try_lock_for(cfg.request_timeout()) else {
             tracing::warn!(
                 target: "runner",
                 "working orders not cancelled on close: a trading call is still under way"
             );
             return;
         };
-        let Some(slot) = slot.as_mut() else {
+        let Some(slot) = guard.as_mut() else {
             return;
         };
-        self.take_heard(&mut slot.trader);
+        let mut wakers = self.take_heard(&mut slot.trader);
         let asked = slot.trader.cancel_working();
         if asked > 0 {
             tracing::info!(target: "runner", asked, "working orders cancelled on close");
         }
+        wakers.extend(self.tell(&slot.trader, None));
+        drop(guard);
+        wakers.into_iter().for_each(|w| mailbox::wake(Some(w)));
     }
 }
 
+/// The error of a call about an order the session does not hold.
+fn no_such_order(order_ref: &str) -> Failure {
+    Failure::new(
+        FailureKind::Config,
+        format!("no order of this session's has the reference {order_ref:?}"),
+    )
+}
+
+/// What of an order, once changed, is told again.
+fn told_state(o: &OrderReport) -> Told4 {
+    let limit = match o.request.order_type {
+        OrderType::Market => None,
+        OrderType::Limit { price } => Some(price.to_bits()),
+    };
+    (
+        o.status,
+        o.filled.to_bits(),
+        o.request.quantity.to_bits(),
+        limit,
+    )
+}
+
 /// Refuses every trading call of a session that does not trade.
-fn trading_on(cfg: &Config) -> Result<(), Failure> {
+pub(super) fn trading_on(cfg: &Config) -> Result<(), Failure> {
     match cfg.trading.enabled {
         true => Ok(()),
         false => Err(Failure::new(
@@ -397,7 +586,8 @@ pub(super) fn order_tuple(o: &OrderReport) -> OrderTuple {
         limit,
         tif,
         status_name(o.status),
-        o.filled,
+        // Never -0.0 (nothing filled, as a backend may say it).
+        o.filled + 0.0,
         o.avg_price,
         o.reason.clone(),
         o.broker_id,
@@ -432,6 +622,28 @@ pub(super) fn positions(
         other => Err(Failure::new(
             FailureKind::Error,
             format!("{other:?} to positions"),
+        )),
+    }
+}
+
+/// An account's figures as Python takes them: (account, net liquidation, cash, buying
+/// power, currency).
+pub(crate) type AccountTuple = (String, f64, f64, f64, String);
+
+/// The account's figures, as the broker says.
+pub(super) fn account(sup: &Supervisor, timeout: Duration) -> Result<AccountTuple, Failure> {
+    match sup.request(Request::Account, timeout)? {
+        Reply::Account(a) => Ok((
+            a.account,
+            a.net_liquidation,
+            a.cash,
+            a.buying_power,
+            a.currency,
+        )),
+        Reply::Error(e) => Err(Failure::from_remote(&e)),
+        other => Err(Failure::new(
+            FailureKind::Error,
+            format!("{other:?} to account"),
         )),
     }
 }

@@ -565,6 +565,25 @@ impl Supervisor {
         }
     }
 
+    /// Stops real-time bars of `symbol`: no new worker restores it from now on, whatever the
+    /// current one answers. Its subscription id stays the symbol's (a later subscribe reuses
+    /// it). A worker that dies meanwhile takes the subscription with it: that is success.
+    pub fn unsubscribe(&self, symbol: &str, timeout: Duration) -> Result<(), SupervisorError> {
+        self.state.lock().subscriptions.remove(symbol);
+        let request = Request::Unsubscribe {
+            symbol: symbol.to_string(),
+        };
+        match self.request(request, timeout) {
+            Ok(Reply::Unsubscribed) => Ok(()),
+            Ok(Reply::Error(e)) => Err(SupervisorError::Remote(e)),
+            Err(e) => Err(e),
+            Ok(other) => Err(SupervisorError::Protocol(ProtocolError::unexpected(
+                other,
+                "unsubscribe",
+            ))),
+        }
+    }
+
     /// Measures `n` ping round trips on the current worker.
     pub fn ping_round_trips(&self, n: usize) -> Result<Vec<Duration>, SupervisorError> {
         let (_, client) = self.client()?;

@@ -1,23 +1,28 @@
 //! A fake TWS / IB Gateway on loopback, to try `runner run --backend ibkr` without an account:
 //!
 //! ```text
-//! fake-gateway [PORT] [--unknown SYM,SYM] [--accounts-delay SECONDS]
+//! fake-gateway [PORT] [--unknown SYM,SYM] [--accounts-delay SECONDS] [--report]
 //! ```
 //!
 //! `PORT`: default 4002, 0 picks a free port; `--unknown`: symbols the gateway has no
 //! contract for (it answers them with error 200, as IB does); `--accounts-delay`: how long
-//! the handshake's account list takes (a gateway still logging in).
+//! the handshake's account list takes (a gateway still logging in); `--report`: print what
+//! clients ask for, a line each, as the gateway sees it (`realtime SYMBOL ID`,
+//! `realtime-cancel ID`, `order ID REF`, `order-cancel ID`), for a test in another language
+//! to assert.
 //!
 //! Prints `listening on HOST:PORT` and serves until killed.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tests::gateway::{Behaviour, Gateway};
+use tests::gateway::{Behaviour, Gateway, Seen};
 
 fn main() -> ExitCode {
     let mut port = "4002".to_string();
     let mut behaviour = Behaviour::default();
+    let mut report = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -43,11 +48,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--report" => report = true,
             p if !p.starts_with('-') => port = p.to_string(),
             other => {
                 eprintln!(
                     "usage: fake-gateway [PORT] [--unknown SYM,SYM] [--accounts-delay SECONDS] \
-                     (not {other:?})"
+                     [--report] (not {other:?})"
                 );
                 return ExitCode::from(2);
             }
@@ -61,7 +67,49 @@ fn main() -> ExitCode {
         }
     };
     println!("listening on {}", gateway.address());
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
+    if !report {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
     }
+    let mut told = Seen::default();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let seen = gateway.seen();
+        let mut out = std::io::stdout().lock();
+        let lines = report_lines(&told, &seen);
+        if lines.is_empty() {
+            continue;
+        }
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+        told = seen;
+    }
+}
+
+/// What `seen` adds to `told`, as `--report` prints it.
+fn report_lines(told: &Seen, seen: &Seen) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (symbol, ids) in &seen.realtime_ids {
+        let before = told.realtime_ids.get(symbol).map_or(0, Vec::len);
+        for id in ids.iter().skip(before) {
+            lines.push(format!("realtime {symbol} {id}"));
+        }
+    }
+    for id in seen
+        .realtime_cancels
+        .iter()
+        .skip(told.realtime_cancels.len())
+    {
+        lines.push(format!("realtime-cancel {id}"));
+    }
+    for (id, order_ref) in seen.orders_placed.iter().skip(told.orders_placed.len()) {
+        lines.push(format!("order {id} {order_ref}"));
+    }
+    for id in seen.order_cancels.iter().skip(told.order_cancels.len()) {
+        lines.push(format!("order-cancel {id}"));
+    }
+    lines
 }
