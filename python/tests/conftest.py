@@ -2,6 +2,9 @@
 segment of this process."""
 
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -82,3 +85,15 @@ def nothing_left_behind():
         time.sleep(0.05)
     assert children(me) == [], "a worker outlived its session"
     assert segments_of(me) == [], "a segment was left in /dev/shm"
+
+
+def start_program(source: str) -> subprocess.Popen:
+    """A Python program (`source`, dedented) started with pipes for stdin, stdout and stderr,
+    as text: a test drives it line by line and sends it signals."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(source)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

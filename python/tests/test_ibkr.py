@@ -207,3 +207,86 @@ def test_orders_through_the_gateway_are_placed_once_changed_and_cancelled():
         assert [l[1] for l in lines if l[0] == "order-cancel"] == [str(o.broker_id)]
     finally:
         g.stop()
+
+
+def test_a_gateway_dropping_the_connection_right_after_an_order_leaves_one_order():
+    g = Reported("--drop-after-order", "0")
+    try:
+        with ibbridge.Session(backend="ibkr", gateway=g.address, client_id=13, trade=True) as s:
+            s.connect()
+            events = s.order_events()
+            try:
+                o = s.place_order("SPY", "buy", 3, ref="drop-1")
+            except ibbridge.Error as e:
+                # No answer came on the dropped connection: placed again under its ref, it
+                # is the one order the gateway holds.
+                assert e.ref == "drop-1"
+                o = until_placed(s, "drop-1")
+            assert o.ref == "drop-1"
+            # The fill and the final state, in whichever order the gateway tells them.
+            told = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (
+                any(isinstance(e, ibbridge.Fill) for e in told)
+                and any(isinstance(e, ibbridge.Order) and e.status == "filled" for e in told)
+            ):
+                told.extend(events.poll())
+                time.sleep(0.05)
+            fills = [e for e in told if isinstance(e, ibbridge.Fill)]
+            assert [(f.ref, f.quantity) for f in fills] == [("drop-1", 3.0)]
+            assert [(x.ref, x.status) for x in s.orders()] == [("drop-1", "filled")]
+        placed = [l for l in g.lines if l[0] == "order"]
+        assert [l[2] for l in placed] == ["drop-1"], placed
+    finally:
+        g.stop()
+
+
+def until_placed(s, ref):
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return s.place_order("SPY", "buy", 3, ref=ref)
+        except ibbridge.Error:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_an_order_the_gateway_rejects_is_a_broker_error_with_its_code():
+    g = Reported("--reject-orders", "TSLA")
+    try:
+        with ibbridge.Session(backend="ibkr", gateway=g.address, client_id=14, trade=True) as s:
+            s.connect()
+            with pytest.raises(ibbridge.BrokerError) as e:
+                s.place_order("TSLA", "buy", 1, limit=100.0, ref="rej-1")
+            assert (e.value.kind, e.value.code, e.value.ref) == ("rejected", 201, "rej-1")
+            assert [(o.ref, o.status) for o in s.orders()] == [("rej-1", "rejected")]
+            # The same ref again is the same order: refused the same way, nothing sent.
+            with pytest.raises(ibbridge.BrokerError, match="rejected"):
+                s.place_order("TSLA", "buy", 1, limit=100.0, ref="rej-1")
+        assert [l[2] for l in g.lines if l[0] == "order"] == ["rej-1"]
+    finally:
+        g.stop()
+
+
+def test_a_live_account_is_refused_before_anything_is_sent_unless_allowed(tmp_path):
+    g = Reported("--accounts", "U7654321")
+    try:
+        with ibbridge.Session(backend="ibkr", gateway=g.address, client_id=15, trade=True) as s:
+            assert s.connect() == ["U7654321"]
+            # The configuration does not allow it: refused by the session, not the broker.
+            with pytest.raises(ibbridge.ConfigError, match=r"live account \(U7654321\)") as e:
+                s.place_order("SPY", "buy", 1, limit=1.0, ref="live-1")
+            assert e.value.ref == "live-1"
+            assert "trading.allow_live" in str(e.value)
+        allowed = tmp_path / "live.toml"
+        allowed.write_text("[trading]\nallow_live = true\n")
+        with ibbridge.Session(
+            backend="ibkr", gateway=g.address, client_id=16, trade=True, config=allowed
+        ) as s:
+            s.connect()
+            assert s.place_order("SPY", "buy", 1, limit=1.0, ref="live-2").status == "working"
+        lines = g.until(10, lambda ls: any(l[0] == "order" for l in ls))
+        assert [l[2] for l in lines if l[0] == "order"] == ["live-2"]
+    finally:
+        g.stop()

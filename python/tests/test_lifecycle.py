@@ -15,7 +15,7 @@ import time
 import pytest
 
 import ibbridge
-from conftest import alive, children, in_thread, wait_gone
+from conftest import alive, children, in_thread, start_program, wait_gone
 
 
 def run_child(code, cwd=None, timeout=60):
@@ -189,12 +189,8 @@ def test_ctrl_c_interrupts_a_blocking_call(tmp_path):
     # started it, as `cmd &` does, would stay ignored).
     config = tmp_path / "runner.toml"
     config.write_text("[bridge]\nhang_timeout_ms = 120000\n")
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
+    p = start_program(
+        f"""
                 import signal, time, ibbridge
                 signal.signal(signal.SIGINT, signal.default_int_handler)
                 s = ibbridge.Session(config={str(config)!r})
@@ -209,12 +205,6 @@ def test_ctrl_c_interrupts_a_blocking_call(tmp_path):
                     print("interrupted", flush=True)
                 s.close()
                 """
-            ),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     worker = int(p.stdout.readline())
     os.kill(worker, signal.SIGSTOP)  # the answer will not come

@@ -69,11 +69,16 @@ def test_an_order_is_changed_once_checked_and_refused_when_it_cannot_change():
 
 
 def test_order_events_tell_each_change_once_in_order_then_end_with_the_session():
-    s = ibbridge.Session(backend="sim", trade=True, speed=FAST)
+    with ibbridge.Session(backend="sim", trade=True, speed=FAST) as s:
+        told_in_order(s)
+
+
+def told_in_order(s):
     s.connect()
     events = s.order_events()
-    filled = s.place_order("SPY", "buy", 2, ref="e-1")
+    # The resting one first: its state is told before the market order fills.
     resting = s.place_order("SPY", "buy", 1, limit=1.0, ref="e-2")
+    filled = s.place_order("SPY", "buy", 2, ref="e-1")
     seen = []
     for event in events:
         seen.append(event)
@@ -205,3 +210,94 @@ def test_a_run_refuses_a_strategy_it_cannot_drive_before_anything_starts():
         with pytest.raises(ibbridge.ConfigError, match="duration"):
             s.run(Crossing(), ["SPY"], duration=-1)
         assert s.worker_pid is None
+
+
+def test_the_loop_keeps_ticking_while_orders_and_bars_flow(tmp_path):
+    from test_async import Ticker
+
+    config = tmp_path / "fast.toml"
+    config.write_text("[trading]\nmax_orders_per_minute = 100000\n")
+
+    async def main():
+        async with ibbridge.Session(backend="sim", config=config, trade=True, speed=FAST) as s:
+            with Ticker() as ticker:
+                await s.connect_async()
+                events = s.order_events()
+                placed = 0
+                started = time.monotonic()
+                bars = 0
+                async for symbol, bar in s.stream(["SPY", "QQQ"]):
+                    bars += 1
+                    # An order per bar, half of them cancelled at once.
+                    o = await s.place_order_async(symbol, "buy", 1, limit=1.0)
+                    placed += 1
+                    if placed % 2:
+                        await s.cancel_order_async(o.ref)
+                    if time.monotonic() - started > 2.0:
+                        break
+                await s.cancel_all_async()
+                told = events.poll()
+            return ticker, placed, bars, told
+
+    ticker, placed, bars, told = asyncio.run(asyncio.wait_for(main(), 60))
+    assert placed == bars and placed > 10
+    working = {e.ref for e in told if isinstance(e, ibbridge.Order) and e.status == "working"}
+    assert len(working) == placed
+    assert ticker.ticks > 100
+    extra = ticker.longest - ticker.period
+    assert extra <= 0.050, f"the loop was held up for {extra * 1000:.1f} ms more than its tick"
+
+
+def test_ctrl_c_during_place_order_leaves_one_order_under_its_ref(tmp_path):
+    # The worker is stopped while the order is on its way: Ctrl-C ends the wait; the worker
+    # resumed, the same ref placed again is the one order, never a second.
+    import os
+    import signal
+
+    from conftest import start_program, wait_gone
+
+    config = tmp_path / "runner.toml"
+    config.write_text("[bridge]\nhang_timeout_ms = 120000\n")
+    p = start_program(
+        f"""
+                import signal, ibbridge
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+                s = ibbridge.Session(config={str(config)!r}, trade=True)
+                s.connect()
+                print(s.worker_pid, flush=True)
+                input()
+                try:
+                    print("calling", flush=True)
+                    s.place_order("SPY", "buy", 1, limit=1.0, ref="c-1")
+                    print("answered", flush=True)
+                except KeyboardInterrupt:
+                    print("interrupted", flush=True)
+                input()
+                o = s.place_order("SPY", "buy", 1, limit=1.0, ref="c-1")
+                print(o.ref, o.status, [x.ref for x in s.orders()], flush=True)
+                s.close()
+                """
+    )
+    worker = int(p.stdout.readline())
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "calling"
+        time.sleep(0.3)
+        sent = time.monotonic()
+        os.kill(p.pid, signal.SIGINT)
+        said = p.stdout.readline().strip()
+        took = time.monotonic() - sent
+        os.kill(worker, signal.SIGCONT)
+        p.stdin.write("\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=60)
+    finally:
+        if wait_gone(worker, 0.1) is False:
+            os.kill(worker, signal.SIGCONT)
+    assert said == "interrupted", said + out + err
+    assert took < 2.0, took
+    assert p.returncode == 0, err
+    assert out.strip() == "c-1 working ['c-1']", out + err
+    assert wait_gone(worker, 10)

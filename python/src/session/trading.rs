@@ -322,16 +322,16 @@ impl Desk {
                 // unknown (no answer came) is asked for again under its reference, which
                 // the broker takes once.
                 if known.status != OrderStatus::Pending {
-                    return Ok(order_tuple(known));
+                    return placed(known);
                 }
                 return t
                     .place_again(&request)
-                    .map(|r| order_tuple(&r))
-                    .map_err(trade_failure);
+                    .map_err(trade_failure)
+                    .and_then(|r| placed(&r));
             }
             t.place(request, last)
-                .map(|r| order_tuple(&r))
                 .map_err(trade_failure)
+                .and_then(|r| placed(&r))
         })
     }
 
@@ -446,6 +446,24 @@ impl Desk {
         drop(guard);
         wakers.into_iter().for_each(|w| mailbox::wake(Some(w)));
     }
+}
+
+/// A placement's answer: the order, or the broker's refusal of it when it is rejected (IB's
+/// 201, 203; the book holds it as rejected), with IB's code when its reason gives one.
+fn placed(o: &OrderReport) -> Result<OrderTuple, Failure> {
+    if o.status != OrderStatus::Rejected {
+        return Ok(order_tuple(o));
+    }
+    let reason = o.reason.as_deref().unwrap_or("no reason given");
+    let code = reason
+        .strip_prefix("IB ")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse::<i64>().ok());
+    Err(Failure::broker(
+        "rejected",
+        code,
+        format!("order {} rejected: {reason}", o.request.order_ref),
+    ))
 }
 
 /// The error of a call about an order the session does not hold.

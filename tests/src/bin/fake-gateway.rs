@@ -1,12 +1,17 @@
 //! A fake TWS / IB Gateway on loopback, to try `runner run --backend ibkr` without an account:
 //!
 //! ```text
-//! fake-gateway [PORT] [--unknown SYM,SYM] [--accounts-delay SECONDS] [--report]
+//! fake-gateway [PORT] [--unknown SYM,SYM] [--accounts-delay SECONDS]
+//!              [--drop-after-order N] [--reject-orders SYM,SYM] [--accounts ID,ID] [--report]
 //! ```
 //!
 //! `PORT`: default 4002, 0 picks a free port; `--unknown`: symbols the gateway has no
 //! contract for (it answers them with error 200, as IB does); `--accounts-delay`: how long
-//! the handshake's account list takes (a gateway still logging in); `--report`: print what
+//! the handshake's account list takes (a gateway still logging in); `--drop-after-order`:
+//! close the connection right after the `N`-th order message (0: the first), the order kept
+//! and going on as at a real broker; `--reject-orders`: orders on these symbols are rejected
+//! (error 201, then Inactive); `--accounts`: the managed accounts it reports (default one
+//! paper account, DU1234567); `--report`: print what
 //! clients ask for, a line each, as the gateway sees it (`realtime SYMBOL ID`,
 //! `realtime-cancel ID`, `order ID REF`, `order-cancel ID`), for a test in another language
 //! to assert.
@@ -27,13 +32,7 @@ fn main() -> ExitCode {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--unknown" => match args.next() {
-                Some(list) => {
-                    behaviour.unknown_symbols = list
-                        .split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                }
+                Some(list) => behaviour.unknown_symbols = symbols(&list),
                 None => {
                     eprintln!("fake-gateway: --unknown needs a list of symbols");
                     return ExitCode::from(2);
@@ -48,12 +47,35 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--drop-after-order" => match args.next().and_then(|s| s.parse::<u32>().ok()) {
+                Some(n) => behaviour.drop_after_order = Some(n),
+                None => {
+                    eprintln!("fake-gateway: --drop-after-order needs a number (0: the first)");
+                    return ExitCode::from(2);
+                }
+            },
+            "--reject-orders" => match args.next() {
+                Some(list) => behaviour.reject_orders = symbols(&list),
+                None => {
+                    eprintln!("fake-gateway: --reject-orders needs a list of symbols");
+                    return ExitCode::from(2);
+                }
+            },
+            "--accounts" => match args.next() {
+                Some(list) => behaviour.accounts = symbols(&list),
+                None => {
+                    eprintln!("fake-gateway: --accounts needs a list of account ids");
+                    return ExitCode::from(2);
+                }
+            },
             "--report" => report = true,
             p if !p.starts_with('-') => port = p.to_string(),
             other => {
                 eprintln!(
                     "usage: fake-gateway [PORT] [--unknown SYM,SYM] [--accounts-delay SECONDS] \
-                     [--report] (not {other:?})"
+                     [--drop-after-order N] [--reject-orders SYM,SYM] [--accounts ID,ID] \
+                     [--report] \
+                     (not {other:?})"
                 );
                 return ExitCode::from(2);
             }
@@ -87,6 +109,14 @@ fn main() -> ExitCode {
         let _ = out.flush();
         told = seen;
     }
+}
+
+/// `A,B` as a list (of symbols, of accounts).
+fn symbols(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// What `seen` adds to `told`, as `--report` prints it.
