@@ -46,6 +46,7 @@ from typing import (
     AsyncIterator,
     Callable,
     Dict,
+    Generic,
     Iterable,
     Iterator,
     List,
@@ -86,6 +87,7 @@ __all__ = [
     "Session",
     "SessionClosed",
     "Strategy",
+    "SymbolEvent",
     "Timeout",
     "WorkerGone",
     "to_frame",
@@ -184,6 +186,22 @@ class Position:
     symbol: str
     quantity: float
     avg_cost: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SymbolEvent:
+    """What happened to a streamed symbol (``stream(..., events=True)``), in order with its
+    bars. ``what``: ``refused`` (the broker will not stream it: ``kind`` and IB's ``code``
+    say why), ``delayed`` (delayed data instead), ``stalled`` (no bar for too long; the
+    worker subscribes again), ``resubscribed``, ``flowing`` (bars come again),
+    ``interrupted`` (the broker connection is lost), ``restored`` (it is back) or
+    ``worker_replaced`` (a new worker took over; its subscriptions were made again)."""
+
+    symbol: str
+    what: str
+    kind: Optional[str]
+    code: Optional[int]
+    message: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,10 +465,10 @@ class Session:
             buffer=buffer,
             trade=trade,
         )
-        self._stream: "Optional[weakref.ref[BarStream]]" = None
-        # Live bars taken from the core and not yet handed out: a stream dropped or ended
-        # leaves them to the next.
-        self._ready: "collections.deque[Tuple[str, Bar]]" = collections.deque()
+        self._stream: "Optional[weakref.ref[BarStream[Any]]]" = None
+        # Live bars (and news of their symbols) taken from the core and not yet handed out:
+        # a stream dropped or ended leaves them to the next.
+        self._ready: "collections.deque[Tuple[str, Any]]" = collections.deque()
         self._discarded = 0
         _open_sessions.add(self)
 
@@ -502,14 +520,27 @@ class Session:
             self._ready.append(item)
         return bool(items)
 
-    def _pop(self, wanted: "set[str]") -> Optional[Tuple[str, Bar]]:
-        """The next ready bar of a symbol in ``wanted``; others are discarded (counted)."""
+    def _pop(self, wanted: "set[str]", events: bool = False) -> Optional[Tuple[str, Any]]:
+        """The next ready bar of a symbol in ``wanted`` (bars of others are discarded,
+        counted), or, with ``events``, news of one as a :class:`SymbolEvent` (news is
+        otherwise left out: :meth:`symbol_state` holds what it said)."""
         while self._ready:
-            item = self._ready.popleft()
-            if item[0] in wanted:
-                return item
-            self._discarded += 1
+            symbol, item = self._ready.popleft()
+            if isinstance(item, Bar):
+                if symbol in wanted:
+                    return symbol, item
+                self._discarded += 1
+            elif events and symbol in wanted:
+                return symbol, SymbolEvent(symbol, *item)
         return None
+
+    def symbol_state(self, symbol: str) -> str:
+        """What ``symbol``'s live bars are doing now: ``not_subscribed``, ``subscribing``,
+        ``refused`` (the broker would not stream it), ``streaming``, ``delayed`` (delayed
+        data instead of real time), ``stalled`` (no bar for longer than the feed's rule
+        allows; the worker subscribes again) or ``interrupted`` (the broker connection is
+        down)."""
+        return self._core.symbol_state(symbol)
 
     def config_toml(self) -> str:
         """The effective configuration, as TOML."""
@@ -720,37 +751,62 @@ class Session:
 
     # -- live bars ----------------------------------------------------------------------
 
-    def stream(self, symbols: Iterable[str], bar_seconds: int = 5) -> "BarStream":
+    @overload
+    def stream(
+        self, symbols: Iterable[str], bar_seconds: int = ..., *, events: Literal[False] = ...
+    ) -> "BarStream[Bar]": ...
+
+    @overload
+    def stream(
+        self, symbols: Iterable[str], bar_seconds: int = ..., *, events: Literal[True]
+    ) -> "BarStream[Union[Bar, SymbolEvent]]": ...
+
+    def stream(
+        self, symbols: Iterable[str], bar_seconds: int = 5, *, events: bool = False
+    ) -> "BarStream[Any]":
         """Live bars of ``symbols`` as an asyncio async iterator of ``(symbol, bar)``. The
         subscriptions are made when it is first awaited and last, across worker restarts,
         until the stream ends (:meth:`BarStream.aclose`, leaving its ``async for``, the
-        session closing): then the symbols no other stream takes are unsubscribed. One
+        session closing): then the symbols no other stream takes are unsubscribed. With
+        ``events=True`` it also yields, in order with the bars, ``(symbol, event)`` with a
+        :class:`SymbolEvent` for what happens to a symbol (refused, delayed, stalled,
+        flowing again, the connection interrupted or restored, the worker replaced). One
         stream at a time."""
         symbols = _symbols(symbols)
         current = self._stream() if self._stream is not None else None
         if current is not None and not current._done:
             raise Error("a stream of this session is open: one at a time (give it every symbol)")
-        stream = BarStream(self, symbols, bar_seconds)
+        stream: "BarStream[Any]" = BarStream(self, symbols, bar_seconds, events)
         self._stream = weakref.ref(stream)
         return stream
 
+    @overload
     def bars(
-        self, symbols: Iterable[str], bar_seconds: int = 5
-    ) -> Iterator[Tuple[str, Bar]]:
+        self, symbols: Iterable[str], bar_seconds: int = ..., *, events: Literal[False] = ...
+    ) -> Iterator[Tuple[str, Bar]]: ...
+
+    @overload
+    def bars(
+        self, symbols: Iterable[str], bar_seconds: int = ..., *, events: Literal[True]
+    ) -> Iterator[Tuple[str, Union[Bar, "SymbolEvent"]]]: ...
+
+    def bars(
+        self, symbols: Iterable[str], bar_seconds: int = 5, *, events: bool = False
+    ) -> Iterator[Tuple[str, Any]]:
         """Live bars of ``symbols`` as a blocking iterator of ``(symbol, bar)``, for programs
         without an event loop; it ends when the session closes. Waits release the GIL.
         Leaving it (``break``, an exception, dropping it) unsubscribes the symbols no other
-        stream of the session's takes."""
+        stream of the session's takes. ``events``: as for :meth:`stream`."""
         symbols = _symbols(symbols)
         _call(self._core.want, symbols, bar_seconds)
-        return self._bars(symbols)
+        return self._bars(symbols, events)
 
-    def _bars(self, symbols: List[str]) -> Iterator[Tuple[str, Bar]]:
+    def _bars(self, symbols: List[str], events: bool) -> Iterator[Tuple[str, Any]]:
         try:
             _call(self._core.subscribe, symbols)
             wanted = set(symbols)
             while True:
-                item = self._pop(wanted)
+                item = self._pop(wanted, events)
                 if item is not None:
                     yield item
                     continue
@@ -811,12 +867,17 @@ def _symbols(symbols: Iterable[str]) -> List[str]:
     return out
 
 
-class BarStream:
+_Item = TypeVar("_Item")
+
+
+class BarStream(Generic[_Item]):
     """Live bars of some symbols, as ``(symbol, bar)``: an asyncio async iterator. It ends
     when the session closes, and raises :class:`WorkerGone` if the supervisor gave up on the
-    worker; a worker that dies and is replaced is not seen here, beyond the bars it missed."""
+    worker; a worker that dies and is replaced is not seen here, beyond the bars it missed,
+    unless the stream was made with ``events=True`` (then a :class:`SymbolEvent` says so)."""
 
-    def __init__(self, session: Session, symbols: List[str], bar_seconds: int):
+    def __init__(self, session: Session, symbols: List[str], bar_seconds: int, events: bool):
+        self._events = events
         self._session = session
         self._symbols = symbols
         self._wanted = set(symbols)
@@ -828,10 +889,10 @@ class BarStream:
         self._busy = False
         self._waiting: "Optional[asyncio.Future[None]]" = None
 
-    def __aiter__(self) -> "BarStream":
+    def __aiter__(self) -> "BarStream[_Item]":
         return self
 
-    async def __anext__(self) -> Tuple[str, Bar]:
+    async def __anext__(self) -> Tuple[str, _Item]:
         if self._busy:
             raise Error("a stream is read by one task at a time")
         self._busy = True
@@ -840,7 +901,7 @@ class BarStream:
         finally:
             self._busy = False
 
-    async def _next(self) -> Tuple[str, Bar]:
+    async def _next(self) -> Tuple[str, _Item]:
         session = self._session
         core = session._core
         if not self._subscribed and not self._done:
@@ -851,9 +912,9 @@ class BarStream:
         while True:
             if self._done:
                 raise StopAsyncIteration
-            item = session._pop(self._wanted)
+            item = session._pop(self._wanted, self._events)
             if item is not None:
-                return item
+                return cast(Tuple[str, _Item], item)
             try:
                 if session._next_bars():
                     continue

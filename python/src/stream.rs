@@ -9,6 +9,7 @@
 //! and counted, never silently; the stream's end (the session closed, the supervisor gave
 //! up) is told after every buffered bar.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,11 +29,38 @@ pub(crate) use crate::mailbox::{wake, Taken};
 /// How often the pump looks at whether the session closed while no event comes.
 const TICK: Duration = Duration::from_millis(100);
 
-/// The buffer between the pump and Python: bars by subscription id.
+/// What happened to a stream's symbol, as Python takes it: (what, the error's kind, IB's
+/// code, the details). `what` is `refused`, `delayed`, `stalled`, `flowing`,
+/// `resubscribed`, `interrupted`, `restored` or `worker_replaced`.
+pub(crate) type News = (&'static str, Option<String>, Option<i64>, String);
+
+/// What the stream hands Python for a subscription: a bar, or news of its symbol, in the
+/// order the pump took them.
+pub(crate) enum Item {
+    Bar(Bar),
+    News(News),
+}
+
+impl<'py> IntoPyObject<'py> for Item {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        match self {
+            Item::Bar(bar) => Ok(Bound::new(py, bar)?.into_any()),
+            Item::News(news) => news.into_pyobject(py).map(|t| t.into_any()),
+        }
+    }
+}
+
+/// The buffer between the pump and Python: bars and news by subscription id.
 pub(crate) struct Bars {
-    mail: Mailbox<(u32, Bar)>,
+    mail: Mailbox<(u32, Item)>,
     /// The newest bar taken per subscription id: an older one is dropped.
     in_order: Mutex<MonotonicBars>,
+    /// News taken in (the mailbox counts it with the bars).
+    news: AtomicU64,
 }
 
 impl Bars {
@@ -40,6 +68,7 @@ impl Bars {
         Bars {
             mail: Mailbox::new("live bars", capacity),
             in_order: Mutex::new(MonotonicBars::new()),
+            news: AtomicU64::new(0),
         }
     }
 
@@ -49,7 +78,14 @@ impl Bars {
         if !self.in_order.lock().admit(sub, bar.time) {
             return None;
         }
-        self.mail.push((sub, bar))
+        self.mail.push((sub, Item::Bar(bar)))
+    }
+
+    /// Takes news of subscription `sub`'s symbol in, after the bars before it; returns the
+    /// waker to call, if one waits.
+    pub(crate) fn tell(&self, sub: u32, news: News) -> Option<Py<PyAny>> {
+        self.news.fetch_add(1, Ordering::Relaxed);
+        self.mail.push((sub, Item::News(news)))
     }
 
     /// No more bars will come, for `why`; returns the waker to call.
@@ -58,7 +94,7 @@ impl Bars {
     }
 
     /// Up to `max` buffered bars, oldest first.
-    pub(crate) fn take(&self, max: usize) -> Taken<(u32, Bar)> {
+    pub(crate) fn take(&self, max: usize) -> Taken<(u32, Item)> {
         self.mail.take(max)
     }
 
@@ -73,9 +109,11 @@ impl Bars {
         self.mail.wait(timeout)
     }
 
-    /// (bars taken in, bars dropped, bars buffered).
+    /// (bars taken in, bars and news dropped, bars and news buffered).
     pub(crate) fn counts(&self) -> (u64, u64, usize) {
-        self.mail.counts()
+        let (received, dropped, buffered) = self.mail.counts();
+        let news = self.news.load(Ordering::Relaxed);
+        (received.saturating_sub(news), dropped, buffered)
     }
 }
 
@@ -150,9 +188,15 @@ mod tests {
         Bar::new(time, 1.0, 1.0, 1.0, 1.0, 1.0)
     }
 
-    fn times(t: Taken<(u32, Bar)>) -> Vec<(u32, i64)> {
+    fn times(t: Taken<(u32, Item)>) -> Vec<(u32, i64)> {
         match t {
-            Taken::Items(b) => b.into_iter().map(|(s, b)| (s, b.time)).collect(),
+            Taken::Items(b) => b
+                .into_iter()
+                .map(|(s, i)| match i {
+                    Item::Bar(b) => (s, b.time),
+                    Item::News(n) => panic!("news: {n:?}"),
+                })
+                .collect(),
             Taken::Ended(f) => panic!("ended: {f:?}"),
         }
     }

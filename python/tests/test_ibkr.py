@@ -290,3 +290,40 @@ def test_a_live_account_is_refused_before_anything_is_sent_unless_allowed(tmp_pa
         assert [l[2] for l in lines if l[0] == "order"] == ["live-2"]
     finally:
         g.stop()
+
+
+def test_a_refused_symbol_is_told_in_the_stream_in_order_and_its_state_answers():
+    g = Reported("--refuse-live", "ZZZL:354")
+    try:
+        async def main():
+            async with ibbridge.Session(backend="ibkr", gateway=g.address, client_id=17) as s:
+                await s.connect_async()
+                assert s.symbol_state("SPY") == "not_subscribed"
+                told = []
+                async for symbol, item in s.stream(["SPY", "ZZZL"], events=True):
+                    told.append((symbol, item))
+                    states = (s.symbol_state("SPY"), s.symbol_state("ZZZL"))
+                    if sum(isinstance(i, ibbridge.Bar) for _, i in told) >= 3 and any(
+                        isinstance(i, ibbridge.SymbolEvent) for _, i in told
+                    ):
+                        break
+                # Left: both let go.
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and {
+                    s.symbol_state("SPY"), s.symbol_state("ZZZL")
+                } != {"not_subscribed"}:
+                    await asyncio.sleep(0.02)
+                assert (s.symbol_state("SPY"), s.symbol_state("ZZZL")) == ("not_subscribed",) * 2
+                return told, states
+
+        told, states = asyncio.run(asyncio.wait_for(main(), 60))
+        events = [(sym, i) for sym, i in told if isinstance(i, ibbridge.SymbolEvent)]
+        assert len(events) == 1, events
+        symbol, event = events[0]
+        assert symbol == event.symbol == "ZZZL"
+        assert (event.what, event.kind, event.code) == ("refused", "not_permitted", 354), event
+        assert "not subscribed" in event.message
+        assert states == ("streaming", "refused")
+        assert {sym for sym, i in told if isinstance(i, ibbridge.Bar)} == {"SPY"}
+    finally:
+        g.stop()

@@ -300,3 +300,31 @@ def test_a_stream_left_stops_its_bars_and_a_new_stream_starts_them_again():
             assert s.stats()["bars_received"] > before
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_replaced_worker_is_told_in_the_stream_and_the_symbol_streams_again():
+    async def main():
+        async with ibbridge.Session(backend="sim", speed=600.0) as s:
+            await s.connect_async()
+            told = []
+            killed = None
+            async for symbol, item in s.stream(["SPY"], events=True):
+                told.append(item)
+                if killed is None:
+                    assert s.symbol_state("SPY") == "streaming"
+                    killed = s.worker_pid
+                    os.kill(killed, signal.SIGKILL)
+                elif isinstance(item, ibbridge.SymbolEvent):
+                    assert (item.symbol, item.what) == ("SPY", "worker_replaced")
+                elif any(isinstance(i, ibbridge.SymbolEvent) for i in told):
+                    # (Read before leaving: the stream let go, the symbol is unsubscribed.)
+                    assert s.symbol_state("SPY") == "streaming"
+                    break
+            return told
+
+    told = asyncio.run(asyncio.wait_for(main(), 60))
+    events = [i for i in told if isinstance(i, ibbridge.SymbolEvent)]
+    assert [e.what for e in events] == ["worker_replaced"]
+    assert isinstance(told[-1], ibbridge.Bar)
+    times = [b.time for b in told if isinstance(b, ibbridge.Bar)]
+    assert times == sorted(set(times))

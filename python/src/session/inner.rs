@@ -13,9 +13,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bridge::protocol::{HistoryRequest, Reply, Request, SubscribeRequest};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bridge::protocol::{ConnectionStatus, Event, HistoryRequest, Reply, Request, SubscribeRequest};
 use runner::config::Config;
-use runner::supervisor::Supervisor;
+use runner::supervisor::{Supervisor, SupervisorError};
 use runner::worker_events::WorkerEvents;
 use runner::worker_setup::PreparedRun;
 
@@ -35,7 +37,7 @@ pub(super) struct Inner {
     pub(super) cfg: Config,
     program: Program,
     pub(super) life: Arc<Lifecycle>,
-    pub(super) subs: Subscriptions,
+    pub(super) subs: Arc<Subscriptions>,
     pub(super) bars: Arc<Bars>,
     pub(super) pool: Pool,
     pub(super) desk: Arc<Desk>,
@@ -50,7 +52,7 @@ impl Inner {
             cfg,
             program,
             life: Arc::new(Lifecycle::new()),
-            subs: Subscriptions::default(),
+            subs: Arc::default(),
             bars: Arc::new(Bars::new(buffer)),
             pool: Pool::new(),
             desk: Arc::new(Desk::new(trading)),
@@ -111,6 +113,7 @@ impl Inner {
     ) -> Result<JoinHandle<()>, Failure> {
         let (bars, sup, life) = (self.bars.clone(), sup.clone(), self.life.clone());
         let desk = self.desk.clone();
+        let news = self.news_of(sup.clone());
         std::thread::Builder::new()
             .name("ibbridge-bars".into())
             .spawn(move || {
@@ -120,7 +123,10 @@ impl Inner {
                     bars,
                     sup,
                     move || life.is_closed(),
-                    move |e| heard.heard(e),
+                    move |e| {
+                        heard.heard(e);
+                        news(e);
+                    },
                 );
                 // A close ends the order events itself, after its cancel on close.
                 if why.category != FailureKind::Closed {
@@ -133,6 +139,27 @@ impl Inner {
                     format!("cannot start the bar pump: {e}"),
                 )
             })
+    }
+
+    /// What the pump does with an event besides its bars: the news of the subscribed
+    /// symbols, told in the stream in order with their bars. A `Connected` once the
+    /// supervisor has replaced a worker is the replacement's.
+    fn news_of(&self, sup: Arc<Supervisor>) -> impl Fn(&Event) + Send + 'static {
+        let (subs, bars) = (self.subs.clone(), self.bars.clone());
+        let restarts = AtomicU32::new(sup.stats().restarts);
+        move |event| {
+            if let Event::Bar { sub, .. } = event {
+                subs.bar_came(*sub);
+                return;
+            }
+            let replaced = matches!(event, Event::Connection(ConnectionStatus::Connected)) && {
+                let now = sup.stats().restarts;
+                restarts.swap(now, Ordering::Relaxed) != now
+            };
+            for (id, news) in subs.news(event, replaced) {
+                stream::wake(bars.tell(id, news));
+            }
+        }
     }
 
     /// The connect's last step, `Connecting` -> `Connected`; the broker's accounts. Closed
@@ -209,12 +236,14 @@ impl Inner {
                         };
                         let made = sup.subscribe(sub, self.cfg.request_timeout());
                         // Not live unless the worker said so: wanted again, it is sent again.
-                        self.subs.made(id, made.is_ok().then_some(bar_seconds));
+                        let refused = matches!(made, Err(SupervisorError::Remote(_)));
+                        self.subs
+                            .made(id, made.is_ok().then_some(bar_seconds), refused);
                         made
                     }
                     Step::Unsubscribe { id } => {
                         // Not restored on a new worker from now on, whatever this one says.
-                        self.subs.made(id, None);
+                        self.subs.made(id, None, false);
                         sup.unsubscribe(symbol, self.cfg.request_timeout())
                     }
                 };

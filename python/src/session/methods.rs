@@ -28,6 +28,7 @@ use super::trading::{self, AccountTuple, Asked, FillTuple, OrderTuple, PositionT
 use crate::bar::{Bar, BarList};
 use crate::failure::{Failure, FailureKind};
 use crate::mailbox::Taken;
+use crate::stream::Item;
 
 /// A session's native core.
 #[pyclass(module = "ibbridge._native")]
@@ -366,9 +367,16 @@ impl Core {
         });
     }
 
-    /// Up to `max` buffered live bars as `(symbol, bar)`, oldest first, without waiting;
-    /// raises the stream's end once nothing is buffered and nothing more will come.
-    fn take_bars(&self, max: usize) -> PyResult<Vec<(String, Bar)>> {
+    /// What `symbol`'s stream is now: `not_subscribed`, `subscribing`, `refused`,
+    /// `streaming`, `delayed`, `stalled` or `interrupted`.
+    fn symbol_state(&self, symbol: &str) -> &'static str {
+        self.inner.subs.state(symbol)
+    }
+
+    /// Up to `max` buffered live bars as `(symbol, bar)` and news of the symbols as
+    /// `(symbol, (what, kind, code, message))`, oldest first, without waiting; raises the
+    /// stream's end once nothing is buffered and nothing more will come.
+    fn take_bars(&self, max: usize) -> PyResult<Vec<(String, Item)>> {
         self.not_forgotten()?;
         match self.inner.bars.take(max) {
             Taken::Ended(why) => Err(why.into_pyerr()),

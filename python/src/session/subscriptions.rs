@@ -9,10 +9,21 @@
 //! opened end subscribed however their requests interleave; a subscription is live only once
 //! the worker said it is made.
 
+use bridge::protocol::{ConnectionStatus, Event, FeedState};
 use parking_lot::Mutex;
 
-use crate::bar::Bar;
 use crate::failure::{Failure, FailureKind};
+use crate::stream::{Item, News};
+
+/// How a subscribed symbol's data comes, as its news said last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    Streaming,
+    Delayed,
+    Refused,
+    Stalled,
+    Interrupted,
+}
 
 /// A symbol a stream asked for.
 struct Sub {
@@ -23,6 +34,10 @@ struct Sub {
     wanted: usize,
     /// The bar size the worker streams (and every new worker is given), once made.
     live: Option<u32>,
+    /// How its data comes, as its news said last.
+    feed: Feed,
+    /// Refused by the broker when it was subscribed (a failure of the subscribe itself).
+    refused: bool,
 }
 
 /// What is to be asked of the worker to bring a symbol to what is wanted.
@@ -63,6 +78,8 @@ impl Subscriptions {
                     bar_seconds,
                     wanted: 1,
                     live: None,
+                    feed: Feed::Streaming,
+                    refused: false,
                 });
                 Ok(())
             }
@@ -95,22 +112,149 @@ impl Subscriptions {
         }
     }
 
-    /// What the worker made of subscription `id`: bars of this size, or none.
-    pub(super) fn made(&self, id: u32, live: Option<u32>) {
+    /// What the worker made of subscription `id`: bars of this size, or none (`refused`: the
+    /// broker refused it).
+    pub(super) fn made(&self, id: u32, live: Option<u32>, refused: bool) {
         if let Some(s) = self.subs.lock().get_mut(id as usize) {
+            if s.live.is_none() && live.is_some() {
+                s.feed = Feed::Streaming;
+            }
             s.live = live;
+            s.refused = refused;
         }
     }
 
-    /// `bars` by their subscription's symbol (a bar of an unknown id is left out).
-    pub(super) fn name(&self, bars: Vec<(u32, Bar)>) -> Vec<(String, Bar)> {
+    /// `items` by their subscription's symbol (one of an unknown id is left out).
+    pub(super) fn name(&self, items: Vec<(u32, Item)>) -> Vec<(String, Item)> {
         let subs = self.subs.lock();
-        bars.into_iter()
-            .filter_map(|(id, bar)| {
+        items
+            .into_iter()
+            .filter_map(|(id, item)| {
                 let sub = subs.get(id as usize)?;
-                Some((sub.symbol.clone(), bar))
+                Some((sub.symbol.clone(), item))
             })
             .collect()
+    }
+
+    /// What `symbol`'s stream is now: `not_subscribed`, `subscribing`, `refused`,
+    /// `streaming`, `delayed`, `stalled` or `interrupted`.
+    pub(super) fn state(&self, symbol: &str) -> &'static str {
+        let subs = self.subs.lock();
+        let Some(s) = subs.iter().find(|s| s.symbol == symbol) else {
+            return "not_subscribed";
+        };
+        match (s.live, s.wanted > 0) {
+            (None, false) => "not_subscribed",
+            (None, true) if s.refused => "refused",
+            (None, true) => "subscribing",
+            (Some(_), _) => match s.feed {
+                Feed::Streaming => "streaming",
+                Feed::Delayed => "delayed",
+                Feed::Refused => "refused",
+                Feed::Stalled => "stalled",
+                Feed::Interrupted => "interrupted",
+            },
+        }
+    }
+
+    /// A bar of subscription `id` came: its data flows.
+    pub(super) fn bar_came(&self, id: u32) {
+        if let Some(s) = self.subs.lock().get_mut(id as usize) {
+            if matches!(s.feed, Feed::Stalled | Feed::Interrupted) {
+                s.feed = Feed::Streaming;
+            }
+        }
+    }
+
+    /// The news `event` is of the subscribed symbols, by subscription id, their states
+    /// updated; `replaced` says whether a `Connected` is a replacement worker's.
+    pub(super) fn news(&self, event: &Event, replaced: bool) -> Vec<(u32, News)> {
+        let mut subs = self.subs.lock();
+        let one = |subs: &mut Vec<Sub>, symbol: &str, feed: Option<Feed>, news: News| {
+            let Some(i) = subs
+                .iter()
+                .position(|s| s.symbol == symbol && s.live.is_some())
+            else {
+                return Vec::new();
+            };
+            if let Some(feed) = feed {
+                subs[i].feed = feed;
+            }
+            vec![(i as u32, news)]
+        };
+        let every = |subs: &mut Vec<Sub>, feed: Option<Feed>, what: &'static str, why: String| {
+            subs.iter_mut()
+                .enumerate()
+                .filter(|(_, s)| s.live.is_some())
+                .map(|(i, s)| {
+                    if let Some(feed) = feed {
+                        s.feed = feed;
+                    }
+                    (i as u32, (what, None, None, why.clone()))
+                })
+                .collect()
+        };
+        match event {
+            Event::Refused { symbol, error } => {
+                let f = Failure::from_remote(error);
+                one(
+                    &mut subs,
+                    symbol,
+                    Some(Feed::Refused),
+                    ("refused", f.kind, f.code, f.message),
+                )
+            }
+            Event::Delayed { symbol, refused } => {
+                let f = Failure::from_remote(refused);
+                let news = ("delayed", f.kind, f.code, f.message);
+                one(&mut subs, symbol, Some(Feed::Delayed), news)
+            }
+            Event::Feed { symbol, state } => match state {
+                FeedState::Stalled { since } => {
+                    let why = format!("no bar since {since} (Unix seconds)");
+                    one(
+                        &mut subs,
+                        symbol,
+                        Some(Feed::Stalled),
+                        ("stalled", None, None, why),
+                    )
+                }
+                FeedState::Flowing => {
+                    let news = ("flowing", None, None, String::new());
+                    one(&mut subs, symbol, Some(Feed::Streaming), news)
+                }
+                FeedState::Resubscribed { reason } => one(
+                    &mut subs,
+                    symbol,
+                    None,
+                    ("resubscribed", None, None, reason.clone()),
+                ),
+            },
+            Event::Connection(status) => match status {
+                ConnectionStatus::Connected if !replaced => Vec::new(),
+                ConnectionStatus::Connected => every(
+                    &mut subs,
+                    Some(Feed::Streaming),
+                    "worker_replaced",
+                    "a new worker took over the broker connection".into(),
+                ),
+                ConnectionStatus::Lost { reason } => every(
+                    &mut subs,
+                    Some(Feed::Interrupted),
+                    "interrupted",
+                    reason.clone(),
+                ),
+                ConnectionStatus::Restored { data_lost } => {
+                    let why = match data_lost {
+                        true => "the broker connection is back; data was lost meanwhile",
+                        false => "the broker connection is back",
+                    };
+                    every(&mut subs, Some(Feed::Streaming), "restored", why.into())
+                }
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -130,7 +274,7 @@ mod tests {
                 bar_seconds: 5
             }
         );
-        subs.made(1, Some(5));
+        subs.made(1, Some(5), false);
         assert_eq!(subs.step("QQQ"), Step::Nothing);
         // Two streams want it; the first ending leaves it subscribed.
         subs.want("QQQ", 5).unwrap();
@@ -142,7 +286,7 @@ mod tests {
         subs.want("QQQ", 5).unwrap();
         assert_eq!(subs.step("QQQ"), Step::Nothing);
         subs.unwant("QQQ");
-        subs.made(1, None);
+        subs.made(1, None, false);
         assert_eq!(subs.step("QQQ"), Step::Nothing);
         subs.want("QQQ", 60).unwrap();
         assert_eq!(
@@ -159,13 +303,13 @@ mod tests {
     fn another_size_is_refused_while_wanted_and_replaces_the_old_once_not() {
         let subs = Subscriptions::default();
         subs.want("SPY", 5).unwrap();
-        subs.made(0, Some(5));
+        subs.made(0, Some(5), false);
         let refused = subs.want("SPY", 60).unwrap_err();
         assert_eq!(refused.category, FailureKind::Config);
         subs.unwant("SPY");
         subs.want("SPY", 60).unwrap();
         assert_eq!(subs.step("SPY"), Step::Unsubscribe { id: 0 });
-        subs.made(0, None);
+        subs.made(0, None, false);
         assert_eq!(
             subs.step("SPY"),
             Step::Subscribe {

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! fake-gateway [PORT] [--unknown SYM,SYM] [--accounts-delay SECONDS]
-//!              [--drop-after-order N] [--reject-orders SYM,SYM] [--accounts ID,ID] [--report]
+//!              [--drop-after-order N] [--reject-orders SYM,SYM] [--accounts ID,ID]
+//!              [--refuse-live SYMBOL:CODE]... [--report]
 //! ```
 //!
 //! `PORT`: default 4002, 0 picks a free port; `--unknown`: symbols the gateway has no
@@ -11,7 +12,8 @@
 //! close the connection right after the `N`-th order message (0: the first), the order kept
 //! and going on as at a real broker; `--reject-orders`: orders on these symbols are rejected
 //! (error 201, then Inactive); `--accounts`: the managed accounts it reports (default one
-//! paper account, DU1234567); `--report`: print what
+//! paper account, DU1234567); `--refuse-live`: real-time bars of the symbol are refused
+//! with IB's error (354: not subscribed), as many as given; `--report`: print what
 //! clients ask for, a line each, as the gateway sees it (`realtime SYMBOL ID`,
 //! `realtime-cancel ID`, `order ID REF`, `order-cancel ID`), for a test in another language
 //! to assert.
@@ -68,13 +70,22 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             },
+            "--refuse-live" => match args.next().as_deref().and_then(refusal) {
+                Some(r) => behaviour.realtime_refused.push(r),
+                None => {
+                    eprintln!(
+                        "fake-gateway: --refuse-live needs SYMBOL:CODE (354: not subscribed)"
+                    );
+                    return ExitCode::from(2);
+                }
+            },
             "--report" => report = true,
             p if !p.starts_with('-') => port = p.to_string(),
             other => {
                 eprintln!(
                     "usage: fake-gateway [PORT] [--unknown SYM,SYM] [--accounts-delay SECONDS] \
                      [--drop-after-order N] [--reject-orders SYM,SYM] [--accounts ID,ID] \
-                     [--report] \
+                     [--refuse-live SYMBOL:CODE] [--report] \
                      (not {other:?})"
                 );
                 return ExitCode::from(2);
@@ -109,6 +120,18 @@ fn main() -> ExitCode {
         let _ = out.flush();
         told = seen;
     }
+}
+
+/// `SYMBOL:CODE` as a refusal of real-time bars, with IB's message for the code.
+fn refusal(arg: &str) -> Option<(String, i32, String)> {
+    let (symbol, code) = arg.split_once(':')?;
+    let code: i32 = code.parse().ok()?;
+    let message = match code {
+        354 => "Requested market data is not subscribed.",
+        10089 => "Requested market data requires additional subscription for API.",
+        _ => "Market data refused.",
+    };
+    Some((symbol.to_string(), code, message.to_string()))
 }
 
 /// `A,B` as a list (of symbols, of accounts).
