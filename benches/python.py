@@ -1,5 +1,5 @@
-"""What Python code sees of the bridge: round trips, history fetches and the live bar stream,
-on the simulated market, next to the pipe-based design this package replaces (JSON over a pipe
+"""What Python code sees of the bridge: round trips, history fetches, the live bar stream and
+an order's placement, on the simulated market, next to the pipe-based design this package replaces (JSON over a pipe
 to a Python worker, on the same kind of machine: 88-107 us per round trip, 164-185 k msg/s).
 
     python benches/python.py            # 3 runs, medians
@@ -19,6 +19,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 import ibbridge
@@ -145,12 +146,38 @@ def stream(seconds, speed):
     }
 
 
+def orders(n):
+    """place_order -> the broker's acknowledgement, blocking: a limit order far from the
+    market (it rests), checked against the risk limits, placed through the session's trader
+    and taken by the simulated broker, which writes it to its journal and syncs the file to
+    disk before it answers (as a broker records an order before it acknowledges it: most of
+    the time here is that sync); each is cancelled after, untimed."""
+    with tempfile.TemporaryDirectory() as d:
+        config = os.path.join(d, "bench.toml")
+        with open(config, "w") as f:
+            f.write("[trading]\nmax_orders_per_minute = 1000000\nmax_position = 1000000000\n"
+                    "max_order_value = 1000000000\n")
+        with ibbridge.Session(config=config, trade=True) as s:
+            s.connect()
+            pin_worker(s)
+            for _ in range(20):
+                s.cancel_order(s.place_order("SPY", "buy", 1, limit=1.0).ref)
+            samples = []
+            for _ in range(n):
+                t = time.perf_counter()
+                o = s.place_order("SPY", "buy", 1, limit=1.0)
+                samples.append(time.perf_counter() - t)
+                s.cancel_order(o.ref)
+    return {"order_us": median_us(samples), "order_p99_us": p99_us(samples)}
+
+
 def run_once(quick):
     out = {}
     out.update(round_trips(2_000 if quick else 20_000))
     out.update(async_round_trips(500 if quick else 5_000))
     out.update(histories(1 if quick else 5))
     out.update(stream(1.0 if quick else 3.0, 2_000_000.0))
+    out.update(orders(200 if quick else 2_000))
     return out
 
 
@@ -192,6 +219,7 @@ def main():
           f"{med['stream_bars_per_s'] / mhi:.1f}-{med['stream_bars_per_s'] / mlo:.1f}x")
     print(f"    offered by the worker  {med['stream_offered_per_s'] / 1e3:8.0f} k bars/s,"
           f" dropped (buffer full) {med['stream_dropped']:.0f}")
+    print(f"  place_order -> acked     {med['order_us']:8.1f} us  (p99 {med['order_p99_us']:.1f} us)")
 
 
 if __name__ == "__main__":

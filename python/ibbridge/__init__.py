@@ -470,6 +470,7 @@ class Session:
         # a stream dropped or ended leaves them to the next.
         self._ready: "collections.deque[Tuple[str, Any]]" = collections.deque()
         self._discarded = 0
+        self._order_events: Optional[OrderEvents] = None
         _open_sessions.add(self)
 
     # -- connection ---------------------------------------------------------------------
@@ -506,7 +507,8 @@ class Session:
         worker failed, retried where safe), ``bars_received``, ``bars_dropped`` (the buffer
         was full), ``bars_buffered`` (waiting to be taken), ``bars_discarded`` (of symbols
         the open stream did not ask for), ``events_dropped`` (by the current worker's
-        connection, its own buffer full)."""
+        connection, its own buffer full), ``order_events_dropped`` (order events nobody
+        took, beyond 65,536)."""
         stats = self._core.stats()
         stats["bars_buffered"] = stats.get("bars_buffered", 0) + len(self._ready)
         stats["bars_discarded"] = self._discarded
@@ -722,13 +724,15 @@ class Session:
         """Changes of this session's orders as they happen, each once and in order: an
         :class:`Order` for each new state (status, fills, terms) and a :class:`Fill` for each
         execution, counted once across worker restarts. Iterate it (blocking) or ``async
-        for`` it; it ends when the session closes. Every iterator takes from the same queue:
-        an event goes to one of them. Events wait (bounded; the oldest dropped and counted as
+        for`` it (one task at a time); it ends when the session closes. It is the session's
+        one iterator of them, whoever asks: an event goes to one reader. Events wait (bounded; the oldest dropped and counted as
         ``order_events_dropped``) from the first order on, whether an iterator is there or
         not."""
         if not self._core.trading:
             raise ConfigError("trading is off: make the session with Session(..., trade=True)")
-        return OrderEvents(self)
+        if self._order_events is None:
+            self._order_events = OrderEvents(self)
+        return self._order_events
 
     def run(
         self, strategy: "Strategy", symbols: Iterable[str], *, bar_seconds: int = 5,
@@ -797,11 +801,13 @@ class Session:
         without an event loop; it ends when the session closes. Waits release the GIL.
         Leaving it (``break``, an exception, dropping it) unsubscribes the symbols no other
         stream of the session's takes. ``events``: as for :meth:`stream`."""
-        symbols = _symbols(symbols)
-        _call(self._core.want, symbols, bar_seconds)
-        return self._bars(symbols, events)
+        return self._bars(_symbols(symbols), bar_seconds, events)
 
-    def _bars(self, symbols: List[str], events: bool) -> Iterator[Tuple[str, Any]]:
+    def _bars(
+        self, symbols: List[str], bar_seconds: int, events: bool
+    ) -> Iterator[Tuple[str, Any]]:
+        # Wanted once iterated: an iterator never started holds nothing.
+        _call(self._core.want, symbols, bar_seconds)
         try:
             _call(self._core.subscribe, symbols)
             wanted = set(symbols)
@@ -905,8 +911,9 @@ class BarStream(Generic[_Item]):
         session = self._session
         core = session._core
         if not self._subscribed and not self._done:
-            _call(core.want, self._symbols, self._bar_seconds)
-            self._wanting = True
+            if not self._wanting:  # once: a first read that failed is retried, not wanted again
+                _call(core.want, self._symbols, self._bar_seconds)
+                self._wanting = True
             await _awaited(core.subscribe_async, self._symbols)
             self._subscribed = True
         while True:
@@ -959,6 +966,7 @@ class OrderEvents:
         self._core = session._core
         self._ready: "collections.deque[Union[Order, Fill]]" = collections.deque()
         self._done = False
+        self._awaited = False
 
     def _take(self) -> bool:
         """Moves what the core holds into ``_ready``: whether anything came. Ends the
@@ -1000,6 +1008,16 @@ class OrderEvents:
         return self
 
     async def __anext__(self) -> "Union[Order, Fill]":
+        # One waker: a second task waiting would take the first one's.
+        if self._awaited:
+            raise Error("order events are awaited by one task at a time")
+        self._awaited = True
+        try:
+            return await self._anext()
+        finally:
+            self._awaited = False
+
+    async def _anext(self) -> "Union[Order, Fill]":
         while True:
             if self._ready:
                 return self._ready.popleft()
@@ -1055,7 +1073,10 @@ class _Run:
                 except Error as e:
                     _log.warning("working orders not cancelled after the strategy failed: %s", e)
             raise
-        orders = {o.ref: o for o in s.orders()} if s._core.trading else {}
+        try:
+            orders = {o.ref: o for o in s.orders()} if s._core.trading else {}
+        except SessionClosed:  # the session closing ended the run
+            orders = {}
         return RunSummary(
             history=history,
             live_bars=self.live_bars,

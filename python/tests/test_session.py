@@ -328,3 +328,21 @@ def test_a_replaced_worker_is_told_in_the_stream_and_the_symbol_streams_again():
     assert isinstance(told[-1], ibbridge.Bar)
     times = [b.time for b in told if isinstance(b, ibbridge.Bar)]
     assert times == sorted(set(times))
+
+
+def test_a_stream_whose_first_read_was_cancelled_still_lets_its_symbols_go():
+    async def main():
+        async with ibbridge.Session(backend="sim", speed=600.0) as s:
+            await s.connect_async()
+            stream = s.stream(["SPY"])
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(stream.__anext__(), 0.000001)
+            symbol, bar = await stream.__anext__()
+            assert symbol == "SPY" and s.symbol_state("SPY") == "streaming"
+            await stream.aclose()
+            # Wanted once, let go once: another bar size is taken, not refused.
+            async for symbol, bar in s.stream(["SPY"], bar_seconds=10):
+                assert bar.time % 10 == 0
+                break
+
+    asyncio.run(asyncio.wait_for(main(), 60))

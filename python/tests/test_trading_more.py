@@ -301,3 +301,21 @@ def test_ctrl_c_during_place_order_leaves_one_order_under_its_ref(tmp_path):
     assert p.returncode == 0, err
     assert out.strip() == "c-1 working ['c-1']", out + err
     assert wait_gone(worker, 10)
+
+
+def test_order_events_are_one_iterator_awaited_by_one_task_at_a_time():
+    async def main():
+        async with ibbridge.Session(backend="sim", trade=True, speed=FAST) as s:
+            await s.connect_async()
+            events = s.order_events()
+            assert s.order_events() is events
+            first = asyncio.ensure_future(events.__anext__())
+            await asyncio.sleep(0.05)
+            with pytest.raises(ibbridge.Error, match="one task at a time"):
+                await events.__anext__()
+            await s.place_order_async("SPY", "buy", 1, limit=1.0, ref="one-1")
+            got = await asyncio.wait_for(first, 10)
+            assert (got.ref, got.status) == ("one-1", "working")
+            assert s.stats()["order_events_dropped"] == 0
+
+    asyncio.run(main())

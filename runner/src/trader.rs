@@ -29,7 +29,7 @@ use crate::strategy::Signal;
 use crate::supervisor::{ProtocolError, Supervisor, SupervisorError};
 
 /// Placements sent again after a timeout (the same reference each time).
-const TIMEOUT_RETRIES: u32 = 2;
+pub const TIMEOUT_RETRIES: u32 = 2;
 
 /// Why an order request did not go through.
 #[derive(Debug, Clone)]

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bridge::protocol::{ConnectionStatus, Event, HistoryRequest, Reply, Request, SubscribeRequest};
+use bridge::RequestError;
 use runner::config::Config;
 use runner::supervisor::{Supervisor, SupervisorError};
 use runner::worker_events::WorkerEvents;
@@ -117,12 +118,14 @@ impl Inner {
         std::thread::Builder::new()
             .name("ibbridge-bars".into())
             .spawn(move || {
-                let heard = desk.clone();
+                let (heard, settled) = (desk.clone(), desk.clone());
                 let why = stream::pump(
                     events,
                     bars,
                     sup,
-                    move || life.is_closed(),
+                    // Until the close is done with the book: the fills of orders its
+                    // cancel on close raced are still read and told.
+                    move || life.is_closed() && settled.settled(),
                     move |e| {
                         heard.heard(e);
                         news(e);
@@ -236,9 +239,14 @@ impl Inner {
                         };
                         let made = sup.subscribe(sub, self.cfg.request_timeout());
                         // Not live unless the worker said so: wanted again, it is sent again.
+                        // Refused, or never sent: the supervisor does not hold it. Any other
+                        // failure (no answer in time): it does, and gives it to every new
+                        // worker, so it counts as made (and is unsubscribed once let go).
                         let refused = matches!(made, Err(SupervisorError::Remote(_)));
-                        self.subs
-                            .made(id, made.is_ok().then_some(bar_seconds), refused);
+                        let unsent =
+                            matches!(made, Err(SupervisorError::Request(RequestError::Send(_))));
+                        let held = !(refused || unsent);
+                        self.subs.made(id, held.then_some(bar_seconds), refused);
                         made
                     }
                     Step::Unsubscribe { id } => {

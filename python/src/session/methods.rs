@@ -439,6 +439,7 @@ impl Core {
             ("bars_dropped", dropped),
             ("bars_buffered", buffered as u64),
             ("events_dropped", events_dropped),
+            ("order_events_dropped", self.inner.desk.events.counts().1),
         ])
     }
 

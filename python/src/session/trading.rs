@@ -114,6 +114,8 @@ pub(super) struct Desk {
     refs: Mutex<References>,
     /// Set once the session closes: no order is sent from then on.
     closing: AtomicBool,
+    /// Set once the close is done with the book (its cancel on close told).
+    settled: AtomicBool,
     /// The book's changes, on their way to Python.
     pub(super) events: Mailbox<Told>,
     said: Mutex<Said>,
@@ -133,6 +135,7 @@ impl Desk {
             heard: Mutex::new(VecDeque::new()),
             refs: Mutex::new(References::new()),
             closing: AtomicBool::new(false),
+            settled: AtomicBool::new(false),
             events: Mailbox::new("order events", TOLD_KEPT),
             said: Mutex::new(Said::default()),
         }
@@ -211,6 +214,9 @@ impl Desk {
         };
         let mut wakers = self.take_heard(&mut held.trader);
         let result = f(held);
+        // What came during the call (a fill of the order just placed) before the states the
+        // call made: a fill is told before the state it made.
+        wakers.extend(self.take_heard(&mut held.trader));
         wakers.extend(self.tell(&held.trader, None));
         drop(slot);
         wakers.into_iter().for_each(|w| mailbox::wake(Some(w)));
@@ -424,10 +430,24 @@ impl Desk {
     /// for, at most the request timeout.
     pub(super) fn cancel_on_close(&self, cfg: &Config) {
         self.closing.store(true, Ordering::Release);
-        if !(self.enabled && cfg.trading.cancel_on_exit) {
-            return;
+        if self.enabled && cfg.trading.cancel_on_exit {
+            self.cancel_working_on_close(cfg);
         }
-        let Some(mut guard) = self.trader.try_lock_for(cfg.request_timeout()) else {
+        // What the pump queued meanwhile is taken in and told before it stops.
+        self.digest();
+        self.settled.store(true, Ordering::Release);
+    }
+
+    /// Whether the close is done with the book: until then the pump reads the workers'
+    /// events (fills of orders a cancel on close raced), then it may stop.
+    pub(super) fn settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
+    }
+
+    fn cancel_working_on_close(&self, cfg: &Config) {
+        // A placement under way may take its positions' count and every attempt of it.
+        let attempts = runner::trader::TIMEOUT_RETRIES + 2;
+        let Some(mut guard) = self.trader.try_lock_for(cfg.request_timeout() * attempts) else {
             tracing::warn!(
                 target: "runner",
                 "working orders not cancelled on close: a trading call is still under way"
@@ -442,6 +462,7 @@ impl Desk {
         if asked > 0 {
             tracing::info!(target: "runner", asked, "working orders cancelled on close");
         }
+        wakers.extend(self.take_heard(&mut slot.trader));
         wakers.extend(self.tell(&slot.trader, None));
         drop(guard);
         wakers.into_iter().for_each(|w| mailbox::wake(Some(w)));
