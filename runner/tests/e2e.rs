@@ -1479,3 +1479,62 @@ fn history_ending_at_a_given_time_ends_with_the_last_complete_bar() {
     // The minute bar of 22:12 ended at 22:13; the one of 22:13 was still forming at 22:13:20.
     assert!(last.starts_with("2023-11-14T22:12:00Z,SPY,"), "{last}");
 }
+
+/// A symbol unsubscribed stops streaming, and a worker that replaces the one it was
+/// unsubscribed on is not given it again; the one still subscribed is.
+#[test]
+fn an_unsubscribed_symbol_stops_and_is_not_restored_on_a_replacement() {
+    use bridge::protocol::SubscribeRequest;
+    let mut cfg = runner::config::Config::default();
+    cfg.sim.speed = 600.0;
+    let run = runner::worker_setup::prepare(
+        &mut cfg,
+        runner::worker_setup::WorkerProgram::executable(PathBuf::from(RUNNER)),
+        SimFaults::default(),
+    )
+    .unwrap();
+    let (sup, mut events) = runner::supervisor::Supervisor::start(run.setup).unwrap();
+    let timeout = Duration::from_secs(10);
+    for (id, symbol) in [(0, "SPY"), (1, "QQQ")] {
+        let sub = SubscribeRequest {
+            symbol: symbol.into(),
+            id,
+            bar_seconds: 5,
+        };
+        sup.subscribe(sub, timeout).unwrap();
+    }
+    // Bars of both, then of QQQ alone once SPY is unsubscribed.
+    let bars_of = |events: &mut runner::worker_events::WorkerEvents, for_ms: u64| {
+        let mut seen = [0usize; 2];
+        let until = Instant::now() + Duration::from_millis(for_ms);
+        while Instant::now() < until {
+            if let Ok(Event::Bar { sub, .. }) = events.recv_timeout(Duration::from_millis(20)) {
+                seen[sub as usize] += 1;
+            }
+        }
+        seen
+    };
+    let both = bars_of(&mut events, 500);
+    assert!(both[0] > 0 && both[1] > 0, "{both:?}");
+    sup.unsubscribe("SPY", timeout).unwrap();
+    // What was sent before the answer may still be on its way.
+    let _ = bars_of(&mut events, 200);
+    let after = bars_of(&mut events, 500);
+    assert_eq!(after[0], 0, "{after:?}");
+    assert!(after[1] > 0, "{after:?}");
+
+    let pid = sup.stats().worker_pid.unwrap();
+    signal(pid, ProcessSignal::Kill).unwrap();
+    match sup.request(Request::Ping { payload: vec![1] }, Duration::from_secs(20)) {
+        Ok(Reply::Pong { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sup.stats().restarts, 1);
+    let replaced = bars_of(&mut events, 700);
+    assert_eq!(replaced[0], 0, "SPY came back: {replaced:?}");
+    assert!(replaced[1] > 0, "QQQ was not restored: {replaced:?}");
+    // Unsubscribing again is harmless.
+    sup.unsubscribe("SPY", timeout).unwrap();
+    sup.shutdown();
+    drop(run.journal);
+}
