@@ -319,3 +319,21 @@ def test_order_events_are_one_iterator_awaited_by_one_task_at_a_time():
             assert s.stats()["order_events_dropped"] == 0
 
     asyncio.run(main())
+
+
+def test_closing_cancels_more_working_orders_than_go_out_at_once(tmp_path):
+    # 40 resting orders: the cancels on close go out 16 at a time, every one is cancelled
+    # and told before the events end.
+    config = tmp_path / "many.toml"
+    config.write_text("[trading]\nmax_orders_per_minute = 1000\n")
+    s = ibbridge.Session(backend="sim", config=config, trade=True, speed=FAST)
+    try:
+        s.connect()
+        events = s.order_events()
+        refs = [s.place_order("SPY", "buy", 1, limit=1.0).ref for _ in range(40)]
+        assert {e.ref for e in events.poll()} == set(refs)
+    finally:
+        s.close()
+    told = list(events)
+    assert sorted(e.ref for e in told) == sorted(refs)
+    assert {e.status for e in told} == {"cancelled"}

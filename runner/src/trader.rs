@@ -418,17 +418,17 @@ impl<S: Borrow<Supervisor>> Trader<S> {
 
     /// Cancels the order with this reference; returns its state after.
     pub fn cancel(&mut self, order_ref: &str) -> Result<OrderReport, TradeError> {
-        let reply = self
-            .sup
-            .borrow()
-            .request(
-                Request::CancelOrder {
-                    order_ref: order_ref.to_string(),
-                },
-                self.timeout,
-            )
-            .map_err(TradeError::Supervisor)?;
-        let report = self.expect_order(reply)?;
+        let reply = cancel_request(self.sup.borrow(), order_ref, self.timeout);
+        self.cancelled(order_ref, reply)
+    }
+
+    /// Takes the broker's answer to a cancel of `order_ref`.
+    fn cancelled(
+        &mut self,
+        order_ref: &str,
+        reply: Result<Reply, SupervisorError>,
+    ) -> Result<OrderReport, TradeError> {
+        let report = self.expect_order(reply.map_err(TradeError::Supervisor)?)?;
         // As for a change: only an order the book holds is taken in.
         match self.book.order(order_ref) {
             Some(_) => {
@@ -439,19 +439,37 @@ impl<S: Borrow<Supervisor>> Trader<S> {
         }
     }
 
-    /// Cancels every order of this run still working; returns how many were asked to.
+    /// Cancels every order of this run still working; returns how many were asked to. The
+    /// cancels go out [`CANCELS_AT_ONCE`] at a time, so that a broker that does not answer
+    /// holds the exit up for a request timeout per batch, not per order.
     pub fn cancel_working(&mut self) -> usize {
         let working: Vec<String> = self
             .book
             .working()
             .map(|o| o.request.order_ref.clone())
             .collect();
-        for r in &working {
-            match self.cancel(r) {
-                Ok(o) => {
-                    tracing::info!(order_ref = %r, status = %o.status, "order cancelled on exit")
+        for batch in working.chunks(CANCELS_AT_ONCE) {
+            let (sup, timeout) = (self.sup.borrow(), self.timeout);
+            let replies: Vec<Result<Reply, SupervisorError>> = std::thread::scope(|s| {
+                let asked: Vec<_> = batch
+                    .iter()
+                    .map(|r| s.spawn(move || cancel_request(sup, r, timeout)))
+                    .collect();
+                asked
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or(Err(SupervisorError::Protocol(ProtocolError::OrderLost)))
+                    })
+                    .collect()
+            });
+            for (r, reply) in batch.iter().zip(replies) {
+                match self.cancelled(r, reply) {
+                    Ok(o) => {
+                        tracing::info!(order_ref = %r, status = %o.status, "order cancelled on exit")
+                    }
+                    Err(e) => tracing::warn!(order_ref = %r, "cannot cancel on exit: {e}"),
                 }
-                Err(e) => tracing::warn!(order_ref = %r, "cannot cancel on exit: {e}"),
             }
         }
         working.len()
@@ -526,6 +544,23 @@ impl<S: Borrow<Supervisor>> Trader<S> {
             other => Err(unexpected(other, "order")),
         }
     }
+}
+
+/// Cancels sent at once by [`Trader::cancel_working`].
+pub const CANCELS_AT_ONCE: usize = 16;
+
+/// Asks the broker to cancel `order_ref`.
+fn cancel_request(
+    sup: &Supervisor,
+    order_ref: &str,
+    timeout: Duration,
+) -> Result<Reply, SupervisorError> {
+    sup.request(
+        Request::CancelOrder {
+            order_ref: order_ref.to_string(),
+        },
+        timeout,
+    )
 }
 
 /// The order a signal calls for, given the symbol's position and whether an order of it is
