@@ -15,10 +15,12 @@ use std::collections::HashMap;
 use bridge::protocol::OrderChange;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use runner::config::BackendKind;
+use runner::supervisor::Supervisor;
 
 use super::arguments::{self, history_request};
 use super::calls::{answer, interruptible, later, raise};
@@ -222,35 +224,39 @@ impl Core {
     /// The broker's positions.
     #[pyo3(signature = (timeout=None))]
     fn positions(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<PositionTuple>> {
-        let timeout = self.timeout(timeout)?;
-        interruptible(py, &self.inner, move |inner| {
-            trading::positions(&*inner.sup()?, timeout)
-        })
+        interruptible(
+            py,
+            &self.inner,
+            asking(trading::positions, self.timeout(timeout)?),
+        )
     }
 
     #[pyo3(signature = (done, timeout=None))]
     fn positions_async(&self, done: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
-        let timeout = self.timeout(timeout)?;
-        later(&self.inner, done, move |inner| {
-            trading::positions(&*inner.sup()?, timeout)
-        })
+        later(
+            &self.inner,
+            done,
+            asking(trading::positions, self.timeout(timeout)?),
+        )
     }
 
     /// The account's figures.
     #[pyo3(signature = (timeout=None))]
     fn account(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<AccountTuple> {
-        let timeout = self.timeout(timeout)?;
-        interruptible(py, &self.inner, move |inner| {
-            trading::account(&*inner.sup()?, timeout)
-        })
+        interruptible(
+            py,
+            &self.inner,
+            asking(trading::account, self.timeout(timeout)?),
+        )
     }
 
     #[pyo3(signature = (done, timeout=None))]
     fn account_async(&self, done: Py<PyAny>, timeout: Option<f64>) -> PyResult<()> {
-        let timeout = self.timeout(timeout)?;
-        later(&self.inner, done, move |inner| {
-            trading::account(&*inner.sup()?, timeout)
-        })
+        later(
+            &self.inner,
+            done,
+            asking(trading::account, self.timeout(timeout)?),
+        )
     }
 
     /// Up to `max` changes of the book as `("order", order)` or `("fill", fill)`, oldest
@@ -490,6 +496,14 @@ impl Core {
             std::mem::forget(self.inner.clone());
         }
     }
+}
+
+/// A question to the broker (`ask`, with its timeout), as a call of the pool runs it.
+fn asking<T: 'static>(
+    ask: fn(&Supervisor, Duration) -> Result<T, Failure>,
+    timeout: Duration,
+) -> impl FnOnce(&Inner) -> Result<T, Failure> + Send + 'static {
+    move |inner| ask(&*inner.sup()?, timeout)
 }
 
 /// A placement, as a call of the pool runs it.
