@@ -82,6 +82,13 @@ pub struct ConfigArgs {
     /// Trade: the strategy's signals become orders (off unless given).
     #[arg(long)]
     pub trade: bool,
+    /// Serve a live dashboard in the browser while the run lasts, at ADDR (default:
+    /// dashboard.listen, 127.0.0.1:8787).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "")]
+    pub dashboard: Option<String>,
+    /// Write the run's report (one self-contained HTML file) here when it ends.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 /// `runner order`.
@@ -209,6 +216,11 @@ impl ConfigArgs {
             history_only: self.history_only,
             end: self.end.clone(),
             trade: self.trade,
+            dashboard: self
+                .dashboard
+                .as_ref()
+                .map(|a| Some(a.clone()).filter(|a| !a.is_empty())),
+            report: self.report.clone(),
         };
         Config::load(self.config.as_deref(), |k| std::env::var(k).ok(), &flags)
     }

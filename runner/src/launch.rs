@@ -39,6 +39,8 @@ pub fn init_logging() {
                 .with_ansi(false)
                 .with_filter(filter),
         )
+        // The dashboard's warnings, while one runs.
+        .with(crate::dashboard::WarningLayer)
         .try_init();
 }
 

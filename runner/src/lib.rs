@@ -27,6 +27,7 @@ pub mod broker_connection;
 pub mod by_hand;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod launch;
 pub mod orders;
 pub mod pacing_log;

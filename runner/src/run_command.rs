@@ -14,11 +14,12 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::Result;
-use bridge::protocol::{Bar, Event};
+use bridge::protocol::{Bar, Event, Fill, OrderReport};
 
 use crate::broker_connection::BrokerConnection;
 use crate::cli::ConfigArgs;
 use crate::config::Config;
+use crate::dashboard::{Dashboard, Feed};
 use crate::launch::{self, EXIT_FAILED};
 use crate::session::{Observer, Session, SymbolRun};
 use crate::signals::Signals;
@@ -68,13 +69,45 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
         None => None,
     };
     let mut session = Session::from_setup(cfg.clone(), setup)?;
+    let dashboard = match cfg.dashboard.enabled || cfg.dashboard.report.is_some() {
+        true => Some(Dashboard::start(cfg, session.shared_supervisor())?),
+        false => None,
+    };
+    if let Some(addr) = dashboard.as_ref().and_then(Dashboard::address) {
+        eprintln!("dashboard: http://{addr}/");
+    }
     let mut reporter = Reporter {
         strategy,
         signals,
         broker: BrokerConnection::default(),
+        dashboard: dashboard.as_ref().map(Dashboard::feed),
     };
-    let report = session.run_observed(&mut strategy, &mut reporter, stop)?;
+    let report = session.run_observed(&mut strategy, &mut reporter, stop);
+    if let Some(d) = &dashboard {
+        d.quiet();
+    }
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            // A failed live phase still leaves its report.
+            if let Some(d) = dashboard {
+                finish_dashboard(d, &[]);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(d) = &dashboard {
+        for s in report.symbols.iter() {
+            if let Some(e) = &s.error {
+                d.no_data(&s.symbol, e.to_string());
+            }
+        }
+    }
     let round_trips = measure_round_trips(session.supervisor());
+    if let Some(d) = dashboard {
+        let us: Vec<f64> = round_trips.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+        finish_dashboard(d, &us);
+    }
     let mut supervisor = session.supervisor().stats();
     session.shutdown();
     supervisor.restarts = session.supervisor().stats().restarts;
@@ -108,10 +141,24 @@ struct Reporter {
     strategy: Crossover,
     signals: Option<SignalFile>,
     broker: BrokerConnection,
+    dashboard: Option<Feed>,
+}
+
+/// Ends the dashboard and writes its report, saying where; a report that cannot be
+/// written is a warning (the run itself is done).
+fn finish_dashboard(d: Dashboard, round_trips_us: &[f64]) {
+    match d.finish(round_trips_us) {
+        Ok(Some(path)) => eprintln!("report: {}", path.display()),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("{e:#}"),
+    }
 }
 
 impl Observer for Reporter {
     fn on_history(&mut self, symbol: &str, bars: &[Bar]) -> Result<()> {
+        if let Some(d) = self.dashboard.as_mut() {
+            d.on_history(symbol, bars)?;
+        }
         if let Some(file) = self.signals.as_mut() {
             for end in self.strategy.slow + 1..=bars.len() {
                 if let Ok(e) = self.strategy.evaluate(&bars[..end]) {
@@ -126,17 +173,35 @@ impl Observer for Reporter {
         &mut self,
         symbol: &str,
         bars: &[Bar],
-        _signal: Signal,
+        signal: Signal,
         order: Option<&str>,
     ) -> Result<()> {
         self.broker.bar(symbol);
+        if let Some(d) = self.dashboard.as_mut() {
+            d.on_live_bar(symbol, bars, signal, order)?;
+        }
         if let (Some(file), Ok(e)) = (self.signals.as_mut(), self.strategy.evaluate(bars)) {
             file.row(symbol, &e, order)?;
         }
         Ok(())
     }
 
+    fn on_order(&mut self, report: &OrderReport) {
+        if let Some(d) = self.dashboard.as_mut() {
+            d.on_order(report);
+        }
+    }
+
+    fn on_fill(&mut self, fill: &Fill) {
+        if let Some(d) = self.dashboard.as_mut() {
+            d.on_fill(fill);
+        }
+    }
+
     fn on_event(&mut self, event: &Event) -> bool {
+        if let Some(d) = self.dashboard.as_mut() {
+            d.on_event(event);
+        }
         match event {
             Event::Connection(status) => {
                 self.broker.observe(status);

@@ -52,6 +52,7 @@ pub struct Config {
     pub bridge: BridgeConfig,
     pub supervisor: SupervisorConfig,
     pub trading: TradingConfig,
+    pub dashboard: DashboardConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,6 +341,7 @@ impl Default for Config {
             bridge: BridgeConfig::default(),
             supervisor: SupervisorConfig::default(),
             trading: TradingConfig::default(),
+            dashboard: DashboardConfig::default(),
         }
     }
 }
@@ -476,6 +478,33 @@ impl Default for SupervisorConfig {
             restart_window_seconds: 60,
             backoff_ms: 100,
             max_backoff_ms: 5000,
+        }
+    }
+}
+
+/// The live dashboard in the browser and the run's report file (`runner run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Serve the dashboard while the run lasts (`--dashboard`).
+    pub enabled: bool,
+    /// Address it listens on: loopback unless another is given.
+    pub listen: String,
+    /// Bars held per symbol for its chart (at least the strategy's window is kept): a
+    /// trading day of 5-second bars by default.
+    pub bars: usize,
+    /// Write the run's report, one self-contained HTML file, here when the run ends
+    /// (`--report`).
+    pub report: Option<PathBuf>,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: false,
+            listen: "127.0.0.1:8787".into(),
+            bars: 4_680,
+            report: None,
         }
     }
 }

@@ -23,6 +23,9 @@ pub struct Overrides {
     pub history_only: bool,
     pub end: Option<String>,
     pub trade: bool,
+    /// Serve the dashboard: at the configured address (`Some(None)`) or at this one.
+    pub dashboard: Option<Option<String>>,
+    pub report: Option<PathBuf>,
 }
 
 /// Environment variables read, with the setting each overrides.
@@ -51,6 +54,8 @@ impl Overrides {
             history_only: false,
             end: env("RUNNER_END"),
             trade: false,
+            dashboard: None,
+            report: None,
         }
     }
 }
@@ -100,6 +105,15 @@ impl Config {
         }
         if o.trade {
             self.trading.enabled = true;
+        }
+        if let Some(listen) = &o.dashboard {
+            self.dashboard.enabled = true;
+            if let Some(addr) = listen {
+                self.dashboard.listen = addr.clone();
+            }
+        }
+        if let Some(r) = &o.report {
+            self.dashboard.report = Some(r.clone());
         }
         Ok(())
     }

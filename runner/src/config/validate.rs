@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use super::document::{
-    BackendKind, BridgeConfig, Config, HistoryConfig, IbkrConfig, SimConfig, StrategyConfig,
-    SupervisorConfig, TradingConfig,
+    BackendKind, BridgeConfig, Config, DashboardConfig, HistoryConfig, IbkrConfig, SimConfig,
+    StrategyConfig, SupervisorConfig, TradingConfig,
 };
 use super::error::{invalid, ConfigError};
 
@@ -27,7 +27,8 @@ impl Config {
             self.ibkr.validate()?;
         }
         self.bridge.validate()?;
-        self.supervisor.validate()
+        self.supervisor.validate()?;
+        self.dashboard.validate()
     }
 
     /// `history.end` in Unix seconds (`None`: now).
@@ -257,6 +258,20 @@ impl SupervisorConfig {
             return Err(invalid(
                 "supervisor.backoff_ms must not be more than supervisor.max_backoff_ms",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl DashboardConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled {
+            self.listen.parse::<std::net::SocketAddr>().map_err(|_| {
+                invalid("dashboard.listen must be an address and port, as 127.0.0.1:8787")
+            })?;
+        }
+        if !(1..=1_000_000).contains(&self.bars) {
+            return Err(invalid("dashboard.bars must be 1 to 1000000"));
         }
         Ok(())
     }

@@ -168,6 +168,11 @@ impl Live<'_> {
                         None => None,
                     };
                     observer.on_live_bar(&s.symbol, recent, signal, order.as_deref())?;
+                    if let (Some(t), Some(r)) = (trader.as_deref(), order.as_deref()) {
+                        if let Some(report) = t.book().order(r) {
+                            observer.on_order(report);
+                        }
+                    }
                 }
                 Event::Feed {
                     ref symbol,
@@ -195,6 +200,15 @@ impl Live<'_> {
                         // Each of this run's fills once, however often it is reported.
                         if let Some(fill) = t.on_event(&event) {
                             strategy.on_fill(fill);
+                            observer.on_fill(fill);
+                        }
+                        let changed = match &event {
+                            Event::Order(r) => Some(&r.request.order_ref),
+                            Event::Fill(f) => Some(&f.order_ref),
+                            _ => None,
+                        };
+                        if let Some(report) = changed.and_then(|r| t.book().order(r)) {
+                            observer.on_order(report);
                         }
                     }
                 }

@@ -130,6 +130,11 @@ impl Session {
         &self.sup
     }
 
+    /// The supervisor, shared: for a thread of one's own that outlives a borrow.
+    pub fn shared_supervisor(&self) -> Arc<Supervisor> {
+        self.sup.clone()
+    }
+
     /// History for every configured symbol, then live bars for `live.duration_seconds` (0:
     /// until `stop`), each symbol's most recent bars handed to `strategy` as they change;
     /// with `trading.enabled`, its signals become orders. At the end the run's working orders

@@ -2,11 +2,12 @@
 //! does nothing ([`Unobserved`]).
 //!
 //! Invariants: an observer sees a symbol's history once, before any of its live bars, and
-//! each live bar once, in time order, after the strategy saw it; an error it returns ends
-//! the run with that error.
+//! each live bar once, in time order, after the strategy saw it; each fill of the run once;
+//! an error it returns ends the run with that error. Its calls are on the live loop: an
+//! observer that waits holds the next bar up.
 
 use anyhow::Result;
-use bridge::protocol::{Bar, Event};
+use bridge::protocol::{Bar, Event, Fill, OrderReport};
 
 use crate::strategy::Signal;
 
@@ -31,6 +32,13 @@ pub trait Observer {
     ) -> Result<()> {
         Ok(())
     }
+
+    /// An order of the run changed (placed on a signal, or reported by the broker):
+    /// `report` is the run's book's view of it after the change.
+    fn on_order(&mut self, _report: &OrderReport) {}
+
+    /// A fill of the run, told once however often the broker reports it.
+    fn on_fill(&mut self, _fill: &Fill) {}
 
     /// Any event other than bars, orders and fills; `false` ends the live phase (nothing
     /// more can come).

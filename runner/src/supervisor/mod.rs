@@ -30,8 +30,11 @@ use parking_lot::{Condvar, Mutex};
 
 mod error;
 mod lifecycle;
+mod replacements;
 
 pub use error::{EnvironmentFailure, ProtocolError, StartFailure, SupervisorError};
+use replacements::Replacements;
+pub use replacements::{Replacement, REPLACEMENTS_KEPT};
 
 use lifecycle::{Claim, Life};
 
@@ -154,6 +157,8 @@ pub struct Supervisor {
     book_heard: BookHeard,
     /// The managed accounts, as the last worker to connect reported them.
     accounts: Mutex<Vec<String>>,
+    /// The most recent replacements of a worker.
+    replacements: Mutex<Replacements>,
 }
 
 /// Now, in Unix milliseconds.
@@ -205,6 +210,7 @@ impl Supervisor {
             failed_requests: AtomicU64::new(0),
             history_log: PacingLog::default(),
             accounts: Mutex::new(Vec::new()),
+            replacements: Mutex::new(Replacements::default()),
             book_heard,
         });
         (sup, events_rx)
@@ -445,10 +451,16 @@ impl Supervisor {
                 (st.generation, st.subscriptions.clone(), st.client.take())
             };
             if let Some(old) = old {
-                tracing::warn!(
-                    reason = %old.control().gone().map(|r| r.to_string()).unwrap_or_default(),
-                    "replacing worker"
-                );
+                let reason = match old.control().gone() {
+                    Some(r) => r.to_string(),
+                    None => "worker gone".to_string(),
+                };
+                tracing::warn!(reason = %reason, "replacing worker");
+                self.replacements.lock().record(Replacement {
+                    at_ms: now_ms(),
+                    generation,
+                    reason,
+                });
             }
             match self.start_worker(generation, &subs) {
                 Ok(client) => {
@@ -613,6 +625,11 @@ impl Supervisor {
     /// error, whatever phase it was in).
     pub fn gave_up(&self) -> Option<SupervisorError> {
         self.gave_up.lock().clone()
+    }
+
+    /// The most recent replacements of a worker, oldest first.
+    pub fn replacements(&self) -> Vec<Replacement> {
+        self.replacements.lock().list()
     }
 
     /// Counters for the summary.

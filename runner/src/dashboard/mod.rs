@@ -1,0 +1,266 @@
+//! The run seen from a browser ([`Dashboard`]): a live page while the run lasts
+//! (`runner run --dashboard`) and a report file when it ends (`--report`).
+//!
+//! The run's live loop hands its updates to a [`Feed`] (its [`Observer`](crate::session::Observer)),
+//! which queues them without waiting; the `dashboard` thread applies them to the [`Board`]
+//! and tells the browsers through a broadcast channel; the `dashboard-ping` thread measures
+//! the bridge's round trip now and then; the `dashboard-http` thread serves the page and its
+//! API (`server`) on a tokio runtime of its own. [`Dashboard::finish`] ends all three and
+//! writes the report (`report`).
+//!
+//! Invariants: the live loop never waits for the dashboard (a full queue drops the update
+//! and counts it); the server answers `GET` only and nothing it serves can change the run;
+//! it listens on loopback unless told another address; [`Dashboard::finish`] returns within
+//! a bounded time whatever the browsers do (one that stops reading is cut off).
+
+mod board;
+mod feed;
+mod report;
+mod server;
+mod views;
+mod warnings;
+
+pub use board::{Board, BoardSetup, KEPT};
+pub use feed::{Feed, QUEUE};
+pub use warnings::WarningLayer;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use parking_lot::Mutex;
+
+use crate::config::Config;
+use crate::strategy::Crossover;
+use crate::supervisor::Supervisor;
+use feed::Update;
+use views::Message;
+
+/// Events a browser may fall behind by before it is told to read the state again.
+const BROWSER_BACKLOG: usize = 4_096;
+/// How often the worker's counters are looked at.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
+/// How often the bridge's round trip is measured.
+const PING_EVERY: Duration = Duration::from_secs(2);
+/// How long the end waits for the queue to take its last update.
+const END_WAIT: Duration = Duration::from_secs(5);
+
+/// What the threads share: the board, and the browsers' channel. A message is sent while
+/// the board is locked, so a browser that takes the state and subscribes under the lock
+/// misses nothing and sees nothing twice.
+pub(crate) struct Shared {
+    pub(crate) board: Mutex<Board>,
+    pub(crate) events: tokio::sync::broadcast::Sender<Message>,
+}
+
+impl Shared {
+    fn tell(&self, board: &Board, messages: Vec<Message>) {
+        let _ = board;
+        for m in messages {
+            // No browser listening is no error.
+            let _ = self.events.send(m);
+        }
+    }
+}
+
+/// A running dashboard: the board, its threads, and the server if one was asked for.
+pub struct Dashboard {
+    feed: Feed,
+    shared: Arc<Shared>,
+    applier: Option<JoinHandle<()>>,
+    pinger: Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>,
+    pinging: Arc<AtomicBool>,
+    server: Option<server::Server>,
+    report: Option<PathBuf>,
+}
+
+impl Dashboard {
+    /// Starts the dashboard of the run `cfg` describes, whose workers `sup` supervises: the
+    /// server if `dashboard.enabled` (an address that cannot be bound is an error here,
+    /// before the run), the report at the end if `dashboard.report` is set.
+    pub fn start(cfg: &Config, sup: Arc<Supervisor>) -> Result<Dashboard> {
+        let board = Board::new(BoardSetup {
+            symbols: cfg.symbols.clone(),
+            crossover: Crossover {
+                fast: cfg.strategy.fast,
+                slow: cfg.strategy.slow,
+            },
+            bar_seconds: cfg.history.bar_seconds,
+            trading: cfg.trading.enabled,
+            backend: format!("{:?}", cfg.backend).to_lowercase(),
+            bars: cfg.dashboard.bars,
+        });
+        let (feed, rx) = Feed::new(board.bars);
+        let (events, _) = tokio::sync::broadcast::channel(BROWSER_BACKLOG);
+        let shared = Arc::new(Shared {
+            board: Mutex::new(board),
+            events,
+        });
+        let server = match cfg.dashboard.enabled {
+            true => {
+                let addr: SocketAddr = cfg
+                    .dashboard
+                    .listen
+                    .parse()
+                    .with_context(|| format!("dashboard.listen {:?}", cfg.dashboard.listen))?;
+                Some(server::Server::start(addr, shared.clone())?)
+            }
+            false => None,
+        };
+        let applier = {
+            let (shared, sup, feed) = (shared.clone(), sup.clone(), feed.clone());
+            std::thread::Builder::new()
+                .name("dashboard".into())
+                .spawn(move || apply(rx, &shared, &sup, &feed))?
+        };
+        let pinging = Arc::new(AtomicBool::new(true));
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
+        let pinger = {
+            let (feed, pinging) = (feed.clone(), pinging.clone());
+            std::thread::Builder::new()
+                .name("dashboard-ping".into())
+                .spawn(move || ping(&stop_rx, &sup, &feed, &pinging))?
+        };
+        warnings::attach(feed.clone());
+        Ok(Dashboard {
+            feed,
+            shared,
+            applier: Some(applier),
+            pinger: Some((stop_tx, pinger)),
+            pinging,
+            server,
+            report: cfg.dashboard.report.clone(),
+        })
+    }
+
+    /// The run's observer for the dashboard.
+    pub fn feed(&self) -> Feed {
+        self.feed.clone()
+    }
+
+    /// Where the server listens, if it does.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|s| s.address)
+    }
+
+    /// Stops measuring the round trip (the run measures its own at the end, undisturbed).
+    pub fn quiet(&self) {
+        self.pinging.store(false, Ordering::Relaxed);
+    }
+
+    /// A symbol's history could not be had: the board says so.
+    pub fn no_data(&self, symbol: &str, why: String) {
+        let mut board = self.shared.board.lock();
+        let messages = board.no_data(symbol, why);
+        self.shared.tell(&board, messages);
+    }
+
+    /// Ends the dashboard: applies what is queued, tells the browsers the run is over, stops
+    /// the server (cutting off a browser that does not read), and writes the report if one
+    /// was asked for, with the run's final round trips (microseconds, sorted). Returns the
+    /// report's path, if written.
+    pub fn finish(mut self, round_trips_us: &[f64]) -> Result<Option<PathBuf>> {
+        warnings::detach();
+        self.quiet();
+        if !self.feed.send_waiting(Update::End, END_WAIT) {
+            tracing::warn!("the dashboard's last updates were not taken in");
+        }
+        self.stop_threads();
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        match self.report.take() {
+            Some(path) => {
+                let board = self.shared.board.lock();
+                report::write(&path, &board, round_trips_us)
+                    .with_context(|| format!("report {}", path.display()))?;
+                Ok(Some(path))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn stop_threads(&mut self) {
+        if let Some((stop, pinger)) = self.pinger.take() {
+            let _ = stop.try_send(());
+            let _ = pinger.join();
+        }
+        if let Some(applier) = self.applier.take() {
+            let _ = applier.join();
+        }
+    }
+}
+
+impl Drop for Dashboard {
+    fn drop(&mut self) {
+        warnings::detach();
+        if self.applier.is_some() {
+            let _ = self.feed.send_waiting(Update::End, END_WAIT);
+        }
+        self.stop_threads();
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+    }
+}
+
+/// The `dashboard` thread: applies each update to the board and tells the browsers, until
+/// the run's end; looks at the worker's counters every [`HEALTH_EVERY`].
+fn apply(rx: Receiver<Update>, shared: &Shared, sup: &Supervisor, feed: &Feed) {
+    let mut next_health = Instant::now();
+    loop {
+        if Instant::now() >= next_health {
+            next_health = Instant::now() + HEALTH_EVERY;
+            let (stats, replaced) = (sup.stats(), sup.replacements());
+            let mut board = shared.board.lock();
+            if let Some(m) = board.observe_worker(&stats, replaced, feed.dropped()) {
+                shared.tell(&board, vec![m]);
+            }
+        }
+        let wait = next_health.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(update) => {
+                let end = matches!(update, Update::End);
+                let mut board = shared.board.lock();
+                if end {
+                    // The final counters, before the end is told.
+                    let (stats, replaced) = (sup.stats(), sup.replacements());
+                    board.observe_worker(&stats, replaced, feed.dropped());
+                }
+                let messages = board.apply(update);
+                shared.tell(&board, messages);
+                if end {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// The `dashboard-ping` thread: one round trip every [`PING_EVERY`] while `pinging`.
+fn ping(stop: &Receiver<()>, sup: &Supervisor, feed: &Feed, pinging: &AtomicBool) {
+    loop {
+        match stop.recv_timeout(PING_EVERY) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        if !pinging.load(Ordering::Relaxed) {
+            continue;
+        }
+        if let Ok(rt) = sup.ping_round_trips(1) {
+            if let Some(d) = rt.first() {
+                feed.send(Update::RoundTrip {
+                    at_ms: base::unix_time::now().as_millis() as u64,
+                    us: d.as_secs_f64() * 1e6,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The dashboard's JSON: what `/api/state` ([`state`]) and `/api/bars/SYMBOL` ([`bars`])
+//! answer, and each [`Message`] of `/api/events`, made from a [`Board`].
+//!
+//! Invariants: a figure is the board's own value, unrounded (the page rounds it for people);
+//! a missing figure is `null`, never 0; every message carries the board's sequence number
+//! after the change it tells, so a page that read the state at `seq` skips what it holds.
+
+use std::sync::Arc;
+
+use bridge::protocol::{Fill, OrderReport, OrderType};
+use serde_json::{json, Value};
+
+use super::board::{Board, Marker, Point, SymbolState};
+
+/// One Server-Sent Event: its name, the board's sequence number after the change, its JSON.
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    pub(crate) seq: u64,
+    pub(crate) name: &'static str,
+    pub(crate) data: Arc<str>,
+}
+
+impl Message {
+    pub(crate) fn new(seq: u64, name: &'static str, data: Value) -> Message {
+        Message {
+            seq,
+            name,
+            data: data.to_string().into(),
+        }
+    }
+}
+
+/// A quantity as people write it: no `.0` on whole shares.
+pub(crate) fn quantity(q: f64) -> String {
+    if q.fract() == 0.0 && q.abs() < 1e15 {
+        format!("{}", q as i64)
+    } else {
+        format!("{q}")
+    }
+}
+
+/// A symbol's state in words: (`state`, `detail`).
+fn state_words(state: &SymbolState) -> (&'static str, String) {
+    match state {
+        SymbolState::Waiting => ("waiting", "history not in yet".into()),
+        SymbolState::History => ("history", "history in, no live bar yet".into()),
+        SymbolState::NoData(why) => ("no data", why.clone()),
+        SymbolState::Live => ("live", String::new()),
+        SymbolState::Delayed(why) => ("delayed data", format!("live refused: {why}")),
+        SymbolState::Refused(why) => ("refused", why.clone()),
+        SymbolState::Stalled(since) => (
+            "stalled",
+            format!(
+                "since {}: no live data, even after the subscription was made again",
+                base::unix_time::clock_text(*since)
+            ),
+        ),
+        SymbolState::Interrupted(why) => ("interrupted", format!("broker connection lost ({why})")),
+    }
+}
+
+/// The row of symbol `i`: its figures and state.
+pub(crate) fn row(board: &Board, i: usize) -> Value {
+    let s = &board.symbols[i];
+    let eval = s.last_eval();
+    let (state, detail) = state_words(&s.state);
+    json!({
+        "symbol": s.symbol,
+        "state": state,
+        "detail": detail,
+        "last_price": s.points.back().map(|p| p.bar.close),
+        "last_bar_time": s.points.back().map(|p| p.bar.time),
+        "fast": eval.map(|e| e.fast),
+        "slow": eval.map(|e| e.slow),
+        "signal": s.signal.map(|sig| sig.to_string()),
+        "history_bars": s.history_bars,
+        "live_bars": s.live_bars,
+        "last_live_bar_at_ms": s.last_bar_at_ms,
+    })
+}
+
+/// A bar held for a chart, with the averages and signal at it.
+pub(crate) fn point(p: Option<&Point>, _bar_seconds: u32) -> Value {
+    match p {
+        None => Value::Null,
+        Some(p) => json!({
+            "time": p.bar.time,
+            "open": p.bar.open,
+            "high": p.bar.high,
+            "low": p.bar.low,
+            "close": p.bar.close,
+            "volume": p.bar.volume,
+            "fast": p.eval.map(|e| e.fast),
+            "slow": p.eval.map(|e| e.slow),
+            "signal": p.eval.map(|e| e.signal.to_string()),
+            "live": p.live,
+        }),
+    }
+}
+
+pub(crate) fn marker(m: &Marker) -> Value {
+    match m {
+        Marker::Order { time, price, text } => {
+            json!({ "kind": "order", "time": time, "price": price, "text": text })
+        }
+        Marker::Fill { time, price, text } => {
+            json!({ "kind": "fill", "time": time, "price": price, "text": text })
+        }
+    }
+}
+
+/// The positions the run's fills made, valued at each symbol's last close held.
+pub(crate) fn positions(board: &Board) -> Value {
+    Value::Array(
+        board
+            .book
+            .holdings()
+            .iter()
+            .map(|(symbol, h)| {
+                let last = board.last_price(symbol);
+                json!({
+                    "symbol": symbol,
+                    "quantity": h.quantity,
+                    "avg_cost": h.avg_cost,
+                    "last_price": last,
+                    "unrealised": last.map(|p| h.unrealised(p)),
+                    "realised": h.realised,
+                    "commissions": h.commissions,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub(crate) fn order(o: &OrderReport) -> Value {
+    let limit = match o.request.order_type {
+        OrderType::Limit { price } => Some(price),
+        OrderType::Market => None,
+    };
+    json!({
+        "ref": o.request.order_ref,
+        "symbol": o.request.symbol,
+        "side": o.request.side.to_string(),
+        "quantity": o.request.quantity,
+        "limit": limit,
+        "status": o.status.to_string(),
+        "filled": o.filled,
+        "avg_price": o.avg_price,
+        "reason": o.reason,
+    })
+}
+
+pub(crate) fn fill(f: &Fill) -> Value {
+    json!({
+        "ref": f.order_ref,
+        "exec_id": f.exec_id,
+        "symbol": f.symbol,
+        "side": f.side.to_string(),
+        "quantity": f.quantity,
+        "price": f.price,
+        "commission": f.commission,
+        "time": f.time,
+    })
+}
+
+pub(crate) fn warning(w: &(u64, &'static str, String)) -> Value {
+    json!({ "at_ms": w.0, "level": w.1, "text": w.2 })
+}
+
+/// The median of the round trips held, microseconds.
+fn median_round_trip(board: &Board) -> Option<f64> {
+    let mut v: Vec<f64> = board.health.round_trips.iter().map(|r| r.1).collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+pub(crate) fn health(board: &Board) -> Value {
+    let h = &board.health;
+    json!({
+        "broker": h.broker,
+        "broker_detail": h.broker_detail,
+        "broker_losses": h.losses,
+        "broker_restores_data_lost": h.restores_data_lost,
+        "worker_restarts": h.worker_restarts,
+        "replacements": h.replacements.iter().map(|r| json!({
+            "at_ms": r.at_ms, "generation": r.generation, "reason": r.reason,
+        })).collect::<Vec<_>>(),
+        "round_trip_us": {
+            "last": h.round_trips.back().map(|r| r.1),
+            "median": median_round_trip(board),
+            "samples": h.round_trips.len(),
+        },
+        "dropped": {
+            "dashboard_updates": board.dropped_updates,
+            "browser_events": board.lagged_events,
+            "worker_logs": h.dropped_logs,
+            "worker_events": h.dropped_events,
+        },
+        "warnings": h.warnings.iter().rev().take(20).map(warning).collect::<Vec<_>>(),
+    })
+}
+
+/// `/api/state`: one object with everything but the bars.
+pub(crate) fn state(board: &Board) -> Value {
+    let mut orders: Vec<&OrderReport> = board.book.orders().collect();
+    orders.sort_by(|a, b| a.request.order_ref.cmp(&b.request.order_ref));
+    json!({
+        "seq": board.seq,
+        "ended": board.ended,
+        "run": {
+            "backend": board.backend,
+            "started_ms": board.started_ms,
+            "bar_seconds": board.bar_seconds,
+            "strategy": { "fast": board.crossover.fast, "slow": board.crossover.slow },
+            "trading": board.trading,
+            "bars_held": board.bars,
+        },
+        "symbols": (0..board.symbols.len()).map(|i| row(board, i)).collect::<Vec<_>>(),
+        "positions": positions(board),
+        "orders": orders.into_iter().map(order).collect::<Vec<_>>(),
+        "fills": board.fills.iter().map(fill).collect::<Vec<_>>(),
+        "pnl": board.pnl.back().map(|p| p.1),
+        "health": health(board),
+    })
+}
+
+/// `/api/bars/SYMBOL`: the bars held, with the averages, signals and markers; `None` for a
+/// symbol the run does not have.
+pub(crate) fn bars(board: &Board, symbol: &str) -> Option<Value> {
+    let s = board.symbol(symbol)?;
+    Some(json!({
+        "seq": board.seq,
+        "symbol": s.symbol,
+        "bar_seconds": board.bar_seconds,
+        "bars": s.points.iter().map(|p| point(Some(p), board.bar_seconds)).collect::<Vec<_>>(),
+        "markers": s.markers.iter().map(marker).collect::<Vec<_>>(),
+    }))
+}
+
+/// What the report adds to the state: every symbol's bars, the P&L over time and the round
+/// trips measured.
+pub(crate) fn report(board: &Board, final_round_trips_us: &[f64]) -> Value {
+    let mut v = state(board);
+    v["bars"] = Value::Array(
+        board
+            .symbols
+            .iter()
+            .filter_map(|s| bars(board, &s.symbol))
+            .collect(),
+    );
+    v["pnl_series"] = Value::Array(
+        board
+            .pnl
+            .iter()
+            .map(|(t, p)| json!({ "time": t, "value": p }))
+            .collect(),
+    );
+    v["round_trips"] = Value::Array(
+        board
+            .health
+            .round_trips
+            .iter()
+            .map(|(at, us)| json!({ "at_ms": at, "us": us }))
+            .collect(),
+    );
+    let pct = |q: f64| -> Option<f64> {
+        if final_round_trips_us.is_empty() {
+            return None;
+        }
+        let i = ((q * final_round_trips_us.len() as f64).ceil() as usize)
+            .clamp(1, final_round_trips_us.len())
+            - 1;
+        final_round_trips_us.get(i).copied()
+    };
+    v["final_round_trip_us"] = json!({
+        "samples": final_round_trips_us.len(),
+        "p50": pct(0.50), "p99": pct(0.99), "p999": pct(0.999),
+    });
+    v["warnings_all"] = Value::Array(board.health.warnings.iter().map(warning).collect());
+    v
+}
