@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub(crate) mod http;
+
 use std::borrow::BorrowMut;
 use std::io::{BufRead, BufReader, Lines};
 use std::path::PathBuf;
