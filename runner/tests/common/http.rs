@@ -23,23 +23,48 @@ pub(crate) fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, Strin
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     )
     .unwrap();
+    // The head, then a body of its length (or up to the end of the connection).
+    let mut reader = BufReader::new(s);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        let n = reader
+            .read_line(&mut line)
+            .expect("a head within the limit");
+        if n == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let lower = head.to_ascii_lowercase();
+    let length = lower
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .expect("the whole answer within the limit");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    match length {
+        Some(n) => {
+            raw.resize(n, 0);
+            reader
+                .read_exact(&mut raw)
+                .expect("the body within the limit");
+        }
+        None => {
+            reader
+                .read_to_end(&mut raw)
+                .expect("the body within the limit");
+        }
+    }
+    let body = String::from_utf8_lossy(&raw).into_owned();
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        unchunk(body)
+    let body = if lower.contains("transfer-encoding: chunked") {
+        unchunk(&body)
     } else {
-        body.to_string()
+        body
     };
     (status, body)
 }
