@@ -7,6 +7,8 @@
 //! It needs `chromium` (or the browser `CHROMIUM` names), so a plain `cargo test` skips it;
 //! `.ci/run` installs Chromium and runs it.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -250,8 +252,8 @@ fn shows(page: &Value, state: &Value) -> Result<(), String> {
         }
         let signal = row["signal"].as_str().unwrap_or("-");
         if shown["signal"] != signal
-            || shown["live_bars"] != row["live_bars"].to_string()
-            || shown["history_bars"] != row["history_bars"].to_string()
+            || shown["live_bars"].as_str() != Some(row["live_bars"].to_string().as_str())
+            || shown["history_bars"].as_str() != Some(row["history_bars"].to_string().as_str())
         {
             return Err(format!("{sym}: page {shown} state {row}"));
         }

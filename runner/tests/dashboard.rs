@@ -2,6 +2,8 @@
 //! against a running run, the event stream against the run's own signals file and summary,
 //! its read-only contract, and the report file.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 mod common;
 
 use std::net::SocketAddr;

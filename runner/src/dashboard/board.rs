@@ -1,7 +1,7 @@
 //! What the dashboard knows of the run ([`Board`]): each symbol's bars with the strategy's
 //! averages and signals, its figures and its state in words, the run's orders, fills and
 //! positions, its health, and the P&L over time; [`Board::apply`] takes one [`Update`] in and
-//! says what changed as [`Message`]s for the browsers.
+//! says what changed ([`Change`]), which `views` turns into messages for the browsers.
 //!
 //! Invariants: everything held is bounded: bars per symbol ([`Board::new`]'s `bars`, at least
 //! the strategy's window), fills, markers, P&L points, round trips and warnings each keep
@@ -15,11 +15,51 @@ use std::collections::VecDeque;
 use bridge::protocol::{Bar, ConnectionStatus, Event, FeedState, Fill, OrderReport};
 
 use super::feed::Update;
-use super::views::{self, Message};
 use crate::broker_connection::refusal_text;
 use crate::orders::OrderBook;
 use crate::strategy::{Crossover, Evaluation, Signal};
 use crate::supervisor::{Replacement, SupervisorStats};
+
+/// What an update changed, for the browsers to be told.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Change {
+    /// Symbol `i`'s history came.
+    History(usize),
+    /// Symbol `i` took a live bar (its newest point), which placed `order`.
+    Bar { i: usize, order: Option<String> },
+    /// An order changed; `marker` if it is new on a chart.
+    Order {
+        order_ref: String,
+        marker: Option<Marker>,
+    },
+    /// A fill of the run; `marker` on its symbol's chart.
+    Fill {
+        fill: Box<Fill>,
+        marker: Option<Marker>,
+    },
+    /// Symbol `i`'s state changed.
+    Symbol(usize),
+    /// The health changed.
+    Health,
+    /// Something to tell people: a warning, or what the worker did.
+    Warning(Warning),
+    /// A broker notice.
+    Notice { code: i32, message: String },
+    /// The run is over.
+    End,
+}
+
+/// A warning: when (Unix milliseconds), its level, its text.
+pub(crate) type Warning = (u64, &'static str, String);
+
+/// A quantity as people write it: no `.0` on whole shares.
+pub(crate) fn quantity(q: f64) -> String {
+    if q.fract() == 0.0 && q.abs() < 1e15 {
+        format!("{}", q as i64)
+    } else {
+        format!("{q}")
+    }
+}
 
 /// Fills, markers per symbol, P&L points, round trips and warnings kept, each.
 pub const KEPT: usize = 2_000;
@@ -91,7 +131,7 @@ pub(crate) struct Health {
     pub(crate) round_trips: VecDeque<(u64, f64)>,
     pub(crate) dropped_logs: u64,
     pub(crate) dropped_events: u64,
-    pub(crate) warnings: VecDeque<(u64, &'static str, String)>,
+    pub(crate) warnings: VecDeque<Warning>,
 }
 
 /// Everything the dashboard knows of the run.
@@ -178,10 +218,9 @@ impl SymbolBoard {
         self.points.back()
     }
 
-    fn mark(&mut self, marker: Marker) -> serde_json::Value {
-        let shown = views::marker(&marker);
-        push_bounded(&mut self.markers, marker, KEPT);
-        shown
+    fn mark(&mut self, marker: Marker) -> Option<Marker> {
+        push_bounded(&mut self.markers, marker.clone(), KEPT);
+        Some(marker)
     }
 }
 
@@ -221,7 +260,7 @@ impl Board {
     }
 
     /// Takes `update` in; returns what changed, for the browsers.
-    pub(crate) fn apply(&mut self, update: Update) -> Vec<Message> {
+    pub(crate) fn apply(&mut self, update: Update) -> Vec<Change> {
         self.seq += 1;
         let mut out = Vec::new();
         match update {
@@ -236,7 +275,7 @@ impl Board {
                     }
                     s.state = SymbolState::History;
                     s.signal = s.last_eval().map(|e| e.signal);
-                    out.push(Message::new(self.seq, "history", views::row(self, i)));
+                    out.push(Change::History(i));
                 }
             }
             Update::Bar {
@@ -254,16 +293,16 @@ impl Board {
             Update::Event(event) => self.event(event, &mut out),
             Update::Warning { at_ms, level, text } => {
                 let w = (at_ms, level, text);
-                out.push(Message::new(self.seq, "warning", views::warning(&w)));
+                out.push(Change::Warning(w.clone()));
                 push_bounded(&mut self.health.warnings, w, KEPT);
             }
             Update::RoundTrip { at_ms, us } => {
                 push_bounded(&mut self.health.round_trips, (at_ms, us), KEPT);
-                out.push(Message::new(self.seq, "health", views::health(self)));
+                out.push(Change::Health);
             }
             Update::End => {
                 self.ended = true;
-                out.push(Message::new(self.seq, "end", views::state(self)));
+                out.push(Change::End);
             }
         }
         out
@@ -275,7 +314,7 @@ impl Board {
         bar: Bar,
         signal: Signal,
         order: Option<String>,
-        out: &mut Vec<Message>,
+        out: &mut Vec<Change>,
     ) {
         let (crossover, keep) = (self.crossover, self.bars);
         let s = &mut self.symbols[i];
@@ -296,18 +335,8 @@ impl Board {
             s.state = SymbolState::Live;
         }
         s.signal = Some(signal);
-        let point = views::point(s.points.back(), self.bar_seconds);
         self.record_pnl(time);
-        let mut data = serde_json::json!({
-            "symbol": symbol_of(&self.symbols[i]),
-            "point": point,
-            "order": order,
-            "row": views::row(self, i),
-        });
-        if self.trading {
-            data["positions"] = views::positions(self);
-        }
-        out.push(Message::new(self.seq, "bar", data));
+        out.push(Change::Bar { i, order });
     }
 
     fn record_pnl(&mut self, time: i64) {
@@ -343,10 +372,10 @@ impl Board {
             .sum()
     }
 
-    fn order(&mut self, report: OrderReport, out: &mut Vec<Message>) {
+    fn order(&mut self, report: OrderReport, out: &mut Vec<Change>) {
         let first = self.book.order(&report.request.order_ref).is_none();
         self.book.apply_report(report.clone());
-        let mut marker = serde_json::Value::Null;
+        let mut marker = None;
         if first {
             if let Some(i) = self.index(&report.request.symbol) {
                 let s = &self.symbols[i];
@@ -362,34 +391,28 @@ impl Board {
                 let text = format!(
                     "{} {}",
                     report.request.side,
-                    views::quantity(report.request.quantity)
+                    quantity(report.request.quantity)
                 );
                 marker = self.symbols[i].mark(Marker::Order { time, price, text });
             }
         }
-        let shown = self
-            .book
-            .order(&report.request.order_ref)
-            .cloned()
-            .unwrap_or(report);
-        out.push(Message::new(
-            self.seq,
-            "order",
-            serde_json::json!({ "order": views::order(&shown), "marker": marker }),
-        ));
+        out.push(Change::Order {
+            order_ref: report.request.order_ref,
+            marker,
+        });
     }
 
-    fn fill(&mut self, fill: Fill, out: &mut Vec<Message>) {
+    fn fill(&mut self, fill: Fill, out: &mut Vec<Change>) {
         if !self.book.apply_fill(fill.clone()) {
             return;
         }
-        let mut marker = serde_json::Value::Null;
+        let mut marker = None;
         if let Some(i) = self.index(&fill.symbol) {
             let time = fill.time - fill.time.rem_euclid(i64::from(self.bar_seconds.max(1)));
             let text = format!(
                 "{} {} @ {:.2}",
                 fill.side,
-                views::quantity(fill.quantity),
+                quantity(fill.quantity),
                 fill.price
             );
             marker = self.symbols[i].mark(Marker::Fill {
@@ -398,19 +421,14 @@ impl Board {
                 text,
             });
         }
-        out.push(Message::new(
-            self.seq,
-            "fill",
-            serde_json::json!({
-                "fill": views::fill(&fill),
-                "positions": views::positions(self),
-                "marker": marker,
-            }),
-        ));
+        out.push(Change::Fill {
+            fill: Box::new(fill.clone()),
+            marker,
+        });
         push_bounded(&mut self.fills, fill, KEPT);
     }
 
-    fn set_state(&mut self, symbol: &str, state: SymbolState, out: &mut Vec<Message>) {
+    fn set_state(&mut self, symbol: &str, state: SymbolState, out: &mut Vec<Change>) {
         if let Some(i) = self.index(symbol) {
             let s = &mut self.symbols[i];
             if matches!(state, SymbolState::Stalled(_)) {
@@ -418,11 +436,11 @@ impl Board {
                 s.signal = None;
             }
             s.state = state;
-            out.push(Message::new(self.seq, "symbol", views::row(self, i)));
+            out.push(Change::Symbol(i));
         }
     }
 
-    fn event(&mut self, event: Event, out: &mut Vec<Message>) {
+    fn event(&mut self, event: Event, out: &mut Vec<Change>) {
         match event {
             Event::Connection(status) => {
                 let h = &mut self.health;
@@ -466,10 +484,8 @@ impl Board {
                         _ => {}
                     }
                 }
-                out.push(Message::new(self.seq, "health", views::health(self)));
-                for i in 0..self.symbols.len() {
-                    out.push(Message::new(self.seq, "symbol", views::row(self, i)));
-                }
+                out.push(Change::Health);
+                out.extend((0..self.symbols.len()).map(Change::Symbol));
             }
             Event::Refused { symbol, error } => {
                 self.set_state(&symbol, SymbolState::Refused(refusal_text(&error)), out)
@@ -482,27 +498,19 @@ impl Board {
                     self.set_state(&symbol, SymbolState::Stalled(since), out)
                 }
                 FeedState::Flowing => self.set_state(&symbol, SymbolState::Live, out),
-                FeedState::Resubscribed { reason } => out.push(Message::new(
-                    self.seq,
-                    "warning",
-                    views::warning(&(
-                        base::unix_time::now().as_millis() as u64,
-                        "info",
-                        format!("{symbol}: live stream made again ({reason})"),
-                    )),
-                )),
+                FeedState::Resubscribed { reason } => out.push(Change::Warning((
+                    base::unix_time::now().as_millis() as u64,
+                    "info",
+                    format!("{symbol}: live stream made again ({reason})"),
+                ))),
             },
-            Event::Notice { code, message } => out.push(Message::new(
-                self.seq,
-                "notice",
-                serde_json::json!({ "code": code, "message": message }),
-            )),
+            Event::Notice { code, message } => out.push(Change::Notice { code, message }),
             _ => {}
         }
     }
 
     /// A symbol's history could not be had.
-    pub(crate) fn no_data(&mut self, symbol: &str, why: String) -> Vec<Message> {
+    pub(crate) fn no_data(&mut self, symbol: &str, why: String) -> Vec<Change> {
         self.seq += 1;
         let mut out = Vec::new();
         self.set_state(symbol, SymbolState::NoData(why), &mut out);
@@ -516,7 +524,7 @@ impl Board {
         stats: &SupervisorStats,
         replacements: Vec<Replacement>,
         dropped_updates: u64,
-    ) -> Option<Message> {
+    ) -> Option<Change> {
         let h = &mut self.health;
         let changed = h.worker_restarts != stats.restarts
             || h.dropped_logs < stats.bridge.dropped_logs
@@ -531,10 +539,6 @@ impl Board {
             return None;
         }
         self.seq += 1;
-        Some(Message::new(self.seq, "health", views::health(self)))
+        Some(Change::Health)
     }
-}
-
-fn symbol_of(s: &SymbolBoard) -> &str {
-    &s.symbol
 }

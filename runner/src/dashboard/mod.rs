@@ -13,10 +13,12 @@
 //! it listens on loopback unless told another address; [`Dashboard::finish`] returns within
 //! a bounded time whatever the browsers do (one that stops reading is cut off).
 
+mod assets;
 mod board;
 mod feed;
 mod report;
 mod server;
+mod shared;
 mod views;
 mod warnings;
 
@@ -33,13 +35,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use parking_lot::Mutex;
 
 use crate::config::Config;
 use crate::strategy::Crossover;
 use crate::supervisor::Supervisor;
 use feed::Update;
-use views::Message;
+use shared::Shared;
 
 /// Events a browser may fall behind by before it is told to read the state again.
 const BROWSER_BACKLOG: usize = 4_096;
@@ -49,24 +50,6 @@ const HEALTH_EVERY: Duration = Duration::from_secs(1);
 const PING_EVERY: Duration = Duration::from_secs(2);
 /// How long the end waits for the queue to take its last update.
 const END_WAIT: Duration = Duration::from_secs(5);
-
-/// What the threads share: the board, and the browsers' channel. A message is sent while
-/// the board is locked, so a browser that takes the state and subscribes under the lock
-/// misses nothing and sees nothing twice.
-pub(crate) struct Shared {
-    pub(crate) board: Mutex<Board>,
-    pub(crate) events: tokio::sync::broadcast::Sender<Message>,
-}
-
-impl Shared {
-    fn tell(&self, board: &Board, messages: Vec<Message>) {
-        let _ = board;
-        for m in messages {
-            // No browser listening is no error.
-            let _ = self.events.send(m);
-        }
-    }
-}
 
 /// A running dashboard: the board, its threads, and the server if one was asked for.
 pub struct Dashboard {
@@ -96,11 +79,7 @@ impl Dashboard {
             bars: cfg.dashboard.bars,
         });
         let (feed, rx) = Feed::new(board.bars);
-        let (events, _) = tokio::sync::broadcast::channel(BROWSER_BACKLOG);
-        let shared = Arc::new(Shared {
-            board: Mutex::new(board),
-            events,
-        });
+        let shared = Arc::new(Shared::new(board, BROWSER_BACKLOG));
         let server = match cfg.dashboard.enabled {
             true => {
                 let addr: SocketAddr = cfg
@@ -155,9 +134,7 @@ impl Dashboard {
 
     /// A symbol's history could not be had: the board says so.
     pub fn no_data(&self, symbol: &str, why: String) {
-        let mut board = self.shared.board.lock();
-        let messages = board.no_data(symbol, why);
-        self.shared.tell(&board, messages);
+        self.shared.apply(|board| board.no_data(symbol, why));
     }
 
     /// Ends the dashboard: applies what is queued, tells the browsers the run is over, stops
@@ -217,23 +194,27 @@ fn apply(rx: Receiver<Update>, shared: &Shared, sup: &Supervisor, feed: &Feed) {
         if Instant::now() >= next_health {
             next_health = Instant::now() + HEALTH_EVERY;
             let (stats, replaced) = (sup.stats(), sup.replacements());
-            let mut board = shared.board.lock();
-            if let Some(m) = board.observe_worker(&stats, replaced, feed.dropped()) {
-                shared.tell(&board, vec![m]);
-            }
+            shared.apply(|board| {
+                board
+                    .observe_worker(&stats, replaced, feed.dropped())
+                    .into_iter()
+                    .collect()
+            });
         }
         let wait = next_health.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(update) => {
                 let end = matches!(update, Update::End);
-                let mut board = shared.board.lock();
-                if end {
-                    // The final counters, before the end is told.
-                    let (stats, replaced) = (sup.stats(), sup.replacements());
-                    board.observe_worker(&stats, replaced, feed.dropped());
-                }
-                let messages = board.apply(update);
-                shared.tell(&board, messages);
+                // The final counters, before the end is told.
+                let last = end.then(|| (sup.stats(), sup.replacements()));
+                shared.apply(|board| {
+                    let mut changes = Vec::new();
+                    if let Some((stats, replaced)) = last {
+                        changes.extend(board.observe_worker(&stats, replaced, feed.dropped()));
+                    }
+                    changes.extend(board.apply(update));
+                    changes
+                });
                 if end {
                     return;
                 }

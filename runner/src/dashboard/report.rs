@@ -11,13 +11,9 @@ use std::path::Path;
 
 use anyhow::Result;
 
+use super::assets::{APP_JS, CHARTS_JS, PAGE as TEMPLATE, STYLE};
 use super::board::Board;
-use super::server::CHARTS_JS;
 use super::views;
-
-const TEMPLATE: &str = include_str!("../../assets/dashboard/index.html");
-const APP_JS: &str = include_str!("../../assets/dashboard/app.js");
-const STYLE: &str = include_str!("../../assets/dashboard/style.css");
 
 /// The report's HTML for `board`, with the run's final round trips (microseconds, sorted).
 pub(crate) fn render(board: &Board, round_trips_us: &[f64]) -> String {

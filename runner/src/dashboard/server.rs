@@ -26,18 +26,12 @@ use axum::Router;
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::assets::{APP_JS, CHARTS_JS, CHARTS_LICENCE, PAGE, STYLE};
+use super::shared::Shared;
 use super::views::{self, Message};
-use super::Shared;
 
 /// How long a stop waits for the browsers' connections to end by themselves.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
-
-const PAGE: &str = include_str!("../../assets/dashboard/index.html");
-const APP_JS: &str = include_str!("../../assets/dashboard/app.js");
-const STYLE: &str = include_str!("../../assets/dashboard/style.css");
-pub(crate) const CHARTS_JS: &str =
-    include_str!("../../assets/lightweight-charts/lightweight-charts.standalone.production.js");
-const CHARTS_LICENCE: &str = include_str!("../../assets/lightweight-charts/LICENSE");
 
 /// The server, running.
 pub(crate) struct Server {

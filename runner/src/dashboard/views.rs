@@ -1,5 +1,5 @@
 //! The dashboard's JSON: what `/api/state` ([`state`]) and `/api/bars/SYMBOL` ([`bars`])
-//! answer, and each [`Message`] of `/api/events`, made from a [`Board`].
+//! answer, and each [`Message`] of `/api/events` ([`tell`], from the board's [`Change`]s).
 //!
 //! Invariants: a figure is the board's own value, unrounded (the page rounds it for people);
 //! a missing figure is `null`, never 0; every message carries the board's sequence number
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bridge::protocol::{Fill, OrderReport, OrderType};
 use serde_json::{json, Value};
 
-use super::board::{Board, Marker, Point, SymbolState};
+use super::board::{Board, Change, Marker, Point, SymbolState, Warning};
 
 /// One Server-Sent Event: its name, the board's sequence number after the change, its JSON.
 #[derive(Debug, Clone)]
@@ -27,15 +27,6 @@ impl Message {
             name,
             data: data.to_string().into(),
         }
-    }
-}
-
-/// A quantity as people write it: no `.0` on whole shares.
-pub(crate) fn quantity(q: f64) -> String {
-    if q.fract() == 0.0 && q.abs() < 1e15 {
-        format!("{}", q as i64)
-    } else {
-        format!("{q}")
     }
 }
 
@@ -163,7 +154,7 @@ pub(crate) fn fill(f: &Fill) -> Value {
     })
 }
 
-pub(crate) fn warning(w: &(u64, &'static str, String)) -> Value {
+pub(crate) fn warning(w: &Warning) -> Value {
     json!({ "at_ms": w.0, "level": w.1, "text": w.2 })
 }
 
@@ -278,4 +269,55 @@ pub(crate) fn report(board: &Board, final_round_trips_us: &[f64]) -> Value {
     });
     v["warnings_all"] = Value::Array(board.health.warnings.iter().map(warning).collect());
     v
+}
+
+/// The messages that tell `changes` (just made to `board`) to the browsers.
+pub(crate) fn tell(board: &Board, changes: Vec<Change>) -> Vec<Message> {
+    let seq = board.seq;
+    changes
+        .into_iter()
+        .map(|c| match c {
+            Change::History(i) => Message::new(seq, "history", row(board, i)),
+            Change::Bar { i, order } => {
+                let s = &board.symbols[i];
+                let mut data = json!({
+                    "symbol": s.symbol,
+                    "point": point(s.points.back(), board.bar_seconds),
+                    "order": order,
+                    "row": row(board, i),
+                });
+                if board.trading {
+                    data["positions"] = positions(board);
+                }
+                Message::new(seq, "bar", data)
+            }
+            Change::Order {
+                order_ref,
+                marker: m,
+            } => {
+                let shown = board.book.order(&order_ref).map(order);
+                Message::new(
+                    seq,
+                    "order",
+                    json!({ "order": shown, "marker": m.as_ref().map(marker) }),
+                )
+            }
+            Change::Fill { fill: f, marker: m } => Message::new(
+                seq,
+                "fill",
+                json!({
+                    "fill": fill(&f),
+                    "positions": positions(board),
+                    "marker": m.as_ref().map(marker),
+                }),
+            ),
+            Change::Symbol(i) => Message::new(seq, "symbol", row(board, i)),
+            Change::Health => Message::new(seq, "health", health(board)),
+            Change::Warning(w) => Message::new(seq, "warning", warning(&w)),
+            Change::Notice { code, message } => {
+                Message::new(seq, "notice", json!({ "code": code, "message": message }))
+            }
+            Change::End => Message::new(seq, "end", state(board)),
+        })
+        .collect()
 }
