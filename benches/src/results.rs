@@ -44,6 +44,7 @@ fn intern(s: &str) -> &'static str {
         "stream_bars",
         "bar_to_strategy",
         "bar_to_strategy_spin",
+        "bar_to_strategy_dashboard",
         "idle",
         "p50_ns",
         "p99_ns",
@@ -58,6 +59,7 @@ fn intern(s: &str) -> &'static str {
         "bars",
         "ring_sleeps_per_bar",
         "job_waits_per_bar",
+        "browser_bytes",
         "allocs_per_msg",
     ];
     NAMES.iter().find(|n| **n == s).copied().unwrap_or("?")

@@ -40,7 +40,10 @@ pub fn init_logging() {
                 .with_filter(filter),
         )
         // The dashboard's warnings, while one runs.
-        .with(crate::dashboard::WarningLayer)
+        .with(
+            crate::dashboard::WarningLayer
+                .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+        )
         .try_init();
 }
 

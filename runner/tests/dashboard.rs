@@ -20,6 +20,12 @@ fn temp(name: &str) -> std::path::PathBuf {
 /// Starts `runner run ARGS --dashboard 127.0.0.1:0`; returns it, its log and the address
 /// the dashboard listens on.
 fn start(args: &[&str]) -> (Child, Log, SocketAddr) {
+    let (child, log, addr, _) = start_seeing(args);
+    (child, log, addr)
+}
+
+/// [`start`], with the log's lines read up to the dashboard's address.
+fn start_seeing(args: &[&str]) -> (Child, Log, SocketAddr, Vec<String>) {
     let mut all = vec!["run", "--dashboard", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let (child, mut log) = spawn_logged(runner(&all));
@@ -31,7 +37,7 @@ fn start(args: &[&str]) -> (Child, Log, SocketAddr) {
         .trim_end_matches('/')
         .parse()
         .unwrap_or_else(|e| panic!("{line:?}: {e}"));
-    (child, log, addr)
+    (child, log, addr, seen)
 }
 
 /// The figures of a symbol's row in `state`, as the summary prints them.
@@ -275,4 +281,74 @@ fn a_report_is_written_after_ctrl_c_too() {
     let text = std::fs::read_to_string(&report).expect("the report is written");
     assert!(text.contains("\"ended\":true"));
     assert!(text.contains("\"symbol\":\"SPY\""));
+}
+
+/// The health tells a worker's replacement and why, to the page and in the report; a run
+/// whose supervisor gives up still leaves its report, and fails.
+#[test]
+fn a_worker_replaced_is_told_with_its_reason_and_a_failed_run_leaves_its_report() {
+    use tests::{signal, ProcessSignal};
+    let report = temp("failed.html");
+    let config = common::temp_file(
+        "dashboard",
+        "gives-up.toml",
+        "[supervisor]\nmax_restarts = 1\nrestart_window_seconds = 600\n",
+    );
+    let (child, mut log, addr, seen) = start_seeing(&[
+        "--config",
+        &config,
+        "--symbols",
+        "SPY",
+        "--duration",
+        "20",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let stream =
+        std::thread::spawn(move || events(addr, "/api/events", "end", Duration::from_secs(60)));
+    let pid = seen
+        .iter()
+        .find_map(|l| common::started_worker(l, 0))
+        .expect("the first worker started before the dashboard");
+    wait_for_line(&mut log, "live phase");
+    signal(pid, ProcessSignal::Kill).unwrap();
+    let (pid, _) = common::wait_for_worker(&mut log, 1);
+    // The page hears of it within the dashboard's look at the worker (every second).
+    let mut health = serde_json::Value::Null;
+    for _ in 0..100 {
+        health = json(addr, "/api/state")["health"].clone();
+        if health["worker_restarts"] == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(health["worker_restarts"], 1, "{health}");
+    let replaced = &health["replacements"][0];
+    assert_eq!(replaced["generation"], 1, "{health}");
+    assert!(
+        !replaced["reason"].as_str().unwrap_or_default().is_empty(),
+        "{health}"
+    );
+    signal(pid, ProcessSignal::Kill).unwrap();
+    let (code, stdout, rest) = finish(child, log);
+    assert_eq!(code, Some(1), "{stdout}{rest:?}");
+    let got = stream.join().unwrap();
+    let end = got.last().unwrap();
+    assert_eq!(end.event, "end", "{got:?}");
+    // The log's warnings reached the page as they happened.
+    let warned: Vec<&Sse> = got.iter().filter(|e| e.event == "warning").collect();
+    assert!(
+        warned.iter().any(|w| w.data["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("replacing worker")),
+        "{warned:?}"
+    );
+    assert_eq!(end.data["health"]["worker_restarts"], 1, "{}", end.data);
+    let text = std::fs::read_to_string(&report).expect("the report is written");
+    assert!(
+        text.contains("\"worker_restarts\":1"),
+        "the report tells the restart"
+    );
+    assert!(text.contains("\"ended\":true"));
 }

@@ -166,12 +166,18 @@ fn stream_bars(exe: &Path, kind: Kind, plan: &Plan) -> Row {
 /// it, and the job's loop (`WorkerEvents::recv_timeout`) takes it; the time is read as the
 /// crossover is called on it. Also counted: the runner's sleeps on the ring's doorbell (each
 /// needs a futex wake from the worker) and the job loop's waits for the events channel (each
-/// a futex wake from the dispatcher), per bar. `spin`: with `bridge.spin` (both busy-poll).
-fn bar_to_strategy(exe: &Path, plan: &Plan, spin: bool) -> Row {
+/// a futex wake from the dispatcher), per bar. [`Mode::Spin`]: with `bridge.spin` (both
+/// busy-poll); [`Mode::Dashboard`]: with the dashboard on, each bar handed to it as a run's
+/// live loop does, and a browser reading its event stream.
+fn bar_to_strategy(exe: &Path, plan: &Plan, mode: Mode) -> Row {
     use bridge::protocol::{Event, SubscribeRequest};
+    use runner::session::Observer;
     let mut cfg = runner::config::Config::default();
     cfg.sim.speed = 1000.0;
-    cfg.bridge.spin = spin;
+    cfg.bridge.spin = mode == Mode::Spin;
+    cfg.symbols = vec!["SPY".into()];
+    cfg.dashboard.enabled = mode == Mode::Dashboard;
+    cfg.dashboard.listen = "127.0.0.1:0".into();
     let mut setup = runner::worker_setup::WorkerSetup::from_config(
         &cfg,
         exe.to_path_buf(),
@@ -181,6 +187,13 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, spin: bool) -> Row {
         sim.stamp_bars = true;
     }
     let (sup, mut events) = runner::supervisor::Supervisor::start(setup).unwrap();
+    let dashboard = (mode == Mode::Dashboard)
+        .then(|| runner::dashboard::Dashboard::start(&cfg, sup.clone()).unwrap());
+    let browser = dashboard
+        .as_ref()
+        .and_then(|d| d.address())
+        .map(|addr| std::thread::spawn(move || browse(addr)));
+    let mut feed = dashboard.as_ref().map(|d| d.feed());
     sup.subscribe(
         SubscribeRequest {
             symbol: "SPY".into(),
@@ -208,8 +221,13 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, spin: bool) -> Row {
         if window.len() > 2 * strategy.slow + 2 {
             window.drain(..window.len() - strategy.slow - 1);
         }
-        let _ = std::hint::black_box(strategy.evaluate(&window));
+        let signal = std::hint::black_box(strategy.evaluate(&window))
+            .map(|e| e.signal)
+            .unwrap_or(runner::strategy::Signal::Hold);
         samples.push(ns);
+        if let Some(f) = feed.as_mut() {
+            f.on_live_bar("SPY", &window, signal, None).unwrap();
+        }
         if samples.len() == warm_up {
             let stats = sup.stats();
             sleeps_from = stats.bridge.channel.received.sleeps;
@@ -218,11 +236,16 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, spin: bool) -> Row {
         }
     }
     let stats = sup.stats();
+    if let Some(d) = dashboard {
+        d.finish(&[]).unwrap();
+    }
+    // What the browser read of the event stream, to the run's end.
+    let browser_bytes = browser.map(|b| b.join().unwrap());
     sup.shutdown();
-    let case = if spin {
-        "bar_to_strategy_spin"
-    } else {
-        "bar_to_strategy"
+    let case = match mode {
+        Mode::Plain => "bar_to_strategy",
+        Mode::Spin => "bar_to_strategy_spin",
+        Mode::Dashboard => "bar_to_strategy_dashboard",
     };
     let mut timed: Vec<u64> = samples.split_off(warm_up.min(samples.len()));
     // Counters of one worker only: a replacement starts its own from zero.
@@ -258,8 +281,37 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, spin: bool) -> Row {
             ("bars", bars),
             ("ring_sleeps_per_bar", sleeps as f64 / bars),
             ("job_waits_per_bar", waits as f64 / bars),
-        ],
+        ]
+        .into_iter()
+        .chain(browser_bytes.map(|b| ("browser_bytes", b as f64)))
+        .collect(),
     }
+}
+
+/// How `bar_to_strategy` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Spin,
+    Dashboard,
+}
+
+/// A browser on the dashboard at `addr`: reads its event stream to the end; returns the
+/// bytes read.
+fn browse(addr: std::net::SocketAddr) -> usize {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "GET /api/events HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut read = 0;
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    read
 }
 
 fn idle(exe: &Path, kind: Kind, plan: &Plan) -> Row {
@@ -300,6 +352,7 @@ fn case_names() -> Vec<String> {
     }
     names.push("bar_to_strategy/shm".into());
     names.push("bar_to_strategy_spin/shm".into());
+    names.push("bar_to_strategy_dashboard/shm".into());
     for k in REQ_REPLY {
         names.push(format!("idle/{}", k.name()));
     }
@@ -365,10 +418,13 @@ fn run_once(exe: &Path, plan: &Plan, only: Option<&str>) -> Vec<Row> {
         }
     }
     if wanted("bar_to_strategy/shm".into()) {
-        rows.push(bar_to_strategy(exe, plan, false));
+        rows.push(bar_to_strategy(exe, plan, Mode::Plain));
     }
     if wanted("bar_to_strategy_spin/shm".into()) {
-        rows.push(bar_to_strategy(exe, plan, true));
+        rows.push(bar_to_strategy(exe, plan, Mode::Spin));
+    }
+    if wanted("bar_to_strategy_dashboard/shm".into()) {
+        rows.push(bar_to_strategy(exe, plan, Mode::Dashboard));
     }
     for k in REQ_REPLY {
         if wanted(format!("idle/{}", k.name())) {

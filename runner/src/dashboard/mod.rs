@@ -48,6 +48,10 @@ const BROWSER_BACKLOG: usize = 4_096;
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// How often the bridge's round trip is measured.
 const PING_EVERY: Duration = Duration::from_secs(2);
+/// The dashboard takes its updates in batches, at most this often.
+const PACE: Duration = Duration::from_millis(25);
+/// Updates in one batch, at most: what the queue holds.
+const BATCH: usize = QUEUE;
 /// How long the end waits for the queue to take its last update.
 const END_WAIT: Duration = Duration::from_secs(5);
 
@@ -202,26 +206,31 @@ fn apply(rx: Receiver<Update>, shared: &Shared, sup: &Supervisor, feed: &Feed) {
             });
         }
         let wait = next_health.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(update) => {
-                let end = matches!(update, Update::End);
-                // The final counters, before the end is told.
-                let last = end.then(|| (sup.stats(), sup.replacements()));
-                shared.apply(|board| {
-                    let mut changes = Vec::new();
-                    if let Some((stats, replaced)) = last {
-                        changes.extend(board.observe_worker(&stats, replaced, feed.dropped()));
-                    }
-                    changes.extend(board.apply(update));
-                    changes
-                });
-                if end {
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {}
+        let first = match rx.recv_timeout(wait) {
+            Ok(update) => update,
+            Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return,
+        };
+        // What is queued by now goes in one batch, under one lock.
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter().take(BATCH - 1));
+        let end = batch.iter().any(|u| matches!(u, Update::End));
+        // The final counters, before the end is told.
+        let last = end.then(|| (sup.stats(), sup.replacements()));
+        shared.apply_each(batch, |board, update| {
+            let mut changes = Vec::new();
+            if let (Update::End, Some((stats, replaced))) = (&update, &last) {
+                changes.extend(board.observe_worker(stats, replaced.clone(), feed.dropped()));
+            }
+            changes.extend(board.apply(update));
+            changes
+        });
+        if end {
+            return;
         }
+        // The browsers are told in batches at most every PACE: the dashboard's threads
+        // wake a few dozen times a second however fast the bars come.
+        std::thread::sleep(PACE);
     }
 }
 

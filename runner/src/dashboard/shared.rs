@@ -28,11 +28,26 @@ impl Shared {
 
     /// Changes the board with `change` and tells the browsers what changed.
     pub(crate) fn apply(&self, change: impl FnOnce(&mut Board) -> Vec<Change>) {
+        let mut change = Some(change);
+        self.apply_each([()], |board, ()| {
+            change.take().map(|c| c(board)).unwrap_or_default()
+        });
+    }
+
+    /// Changes the board with `change` for each of `items` in turn, under one lock, telling
+    /// the browsers what each changed before the next.
+    pub(crate) fn apply_each<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        mut change: impl FnMut(&mut Board, T) -> Vec<Change>,
+    ) {
         let mut board = self.board.lock();
-        let changes = change(&mut board);
-        for m in views::tell(&board, changes) {
-            // No browser listening is no error.
-            let _ = self.events.send(m);
+        for item in items {
+            let changes = change(&mut board, item);
+            for m in views::tell(&board, changes) {
+                // No browser listening is no error.
+                let _ = self.events.send(m);
+            }
         }
     }
 }
