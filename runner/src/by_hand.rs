@@ -5,7 +5,7 @@
 //! live-account rule and exactly-once retries as the strategy's orders), prints what happens,
 //! and shuts the worker down.
 //!
-//! Invariants: a command's outcome is [`Outcome::Done`] or [`Outcome::Failed`] with why (the
+//! Invariants: a command's outcome is [`Ended::Done`] or [`Ended::Failed`] with why (the
 //! broker refused, the order ended rejected or cancelled); an error (the worker could not be
 //! reached) is not an outcome but the command's failure; an order placed is followed until a
 //! final state, the wait or `stop`, and its fills are shown once each.
@@ -48,7 +48,7 @@ pub struct HandOrder {
 /// How a command ended. What it has to say goes line by line to the `say` each command is
 /// given.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Ended {
     /// It did what was asked.
     Done,
     /// It could not, for this reason (for stderr, with a non-zero exit).
@@ -60,7 +60,7 @@ pub enum Outcome {
 /// a configuration error, a machine that cannot host the worker, or a refused live account.
 pub fn command(
     loaded: Result<Config, ConfigError>,
-    body: impl FnOnce(&Config, WorkerSetup, &AtomicBool, &mut dyn FnMut(&str)) -> Result<Outcome>,
+    body: impl FnOnce(&Config, WorkerSetup, &AtomicBool, &mut dyn FnMut(&str)) -> Result<Ended>,
 ) -> ExitCode {
     let (mut cfg, faults) = match launch::start(loaded) {
         Ok(started) => started,
@@ -75,8 +75,8 @@ pub fn command(
         body(cfg, setup, stop, &mut |line: &str| println!("{line}"))
     });
     match outcome {
-        Ok(Outcome::Done) => ExitCode::SUCCESS,
-        Ok(Outcome::Failed(why)) => launch::fail(launch::EXIT_FAILED, why),
+        Ok(Ended::Done) => ExitCode::SUCCESS,
+        Ok(Ended::Failed(why)) => launch::fail(launch::EXIT_FAILED, why),
         Err(e) => launch::failed(&e),
     }
 }
@@ -100,12 +100,12 @@ pub fn place(
     order: &HandOrder,
     stop: &AtomicBool,
     say: &mut dyn FnMut(&str),
-) -> Result<Outcome> {
+) -> Result<Ended> {
     with_worker(setup, |sup, events| {
         let mut trader = Trader::new(sup, cfg)?;
         let request = order.request(&mut trader);
         if let Some(problem) = request.problem() {
-            return Ok(Outcome::Failed(problem));
+            return Ok(Ended::Failed(problem));
         }
         let last = match order.limit {
             Some(_) => None,
@@ -114,14 +114,14 @@ pub fn place(
         match held_at_broker(sup, cfg, &order.symbol) {
             Ok(held) => trader.held_before(&order.symbol, held),
             Err(why) => {
-                return Ok(Outcome::Failed(format!(
+                return Ok(Ended::Failed(format!(
                     "cannot check trading.max_position: {why}"
                 )))
             }
         }
         let report = match trader.place(request.clone(), last) {
             Ok(r) => r,
-            Err(e) => return Ok(Outcome::Failed(format!("order {}: {e}", request.order_ref))),
+            Err(e) => return Ok(Ended::Failed(format!("order {}: {e}", request.order_ref))),
         };
         say(&describe(&report));
         follow(&mut trader, events, &report, order.wait, stop, say);
@@ -208,9 +208,9 @@ fn follow(
 
 /// How a placed order ended, as it stands (`last`): failed if rejected or cancelled; one
 /// still working after the `wait` stays at the broker, which is said.
-fn verdict(last: &OrderReport, wait: Duration, say: &mut dyn FnMut(&str)) -> Outcome {
+fn verdict(last: &OrderReport, wait: Duration, say: &mut dyn FnMut(&str)) -> Ended {
     match last.status {
-        OrderStatus::Rejected | OrderStatus::Cancelled => Outcome::Failed(format!(
+        OrderStatus::Rejected | OrderStatus::Cancelled => Ended::Failed(format!(
             "order {} {}: {}",
             last.request.order_ref,
             last.status,
@@ -225,7 +225,7 @@ fn verdict(last: &OrderReport, wait: Duration, say: &mut dyn FnMut(&str)) -> Out
                     wait.as_secs()
                 ));
             }
-            Outcome::Done
+            Ended::Done
         }
     }
 }
@@ -250,18 +250,18 @@ pub fn modify(
     setup: WorkerSetup,
     change: OrderChange,
     say: &mut dyn FnMut(&str),
-) -> Result<Outcome> {
+) -> Result<Ended> {
     with_worker(setup, |sup, _| {
         let mut trader = Trader::new(sup, cfg)?;
         let current = match sup.request(Request::Orders, cfg.request_timeout())? {
             Reply::Orders(orders) => orders
                 .into_iter()
                 .find(|o| o.request.order_ref == change.order_ref),
-            Reply::Error(e) => return Ok(Outcome::Failed(format!("orders: {}", e.message))),
+            Reply::Error(e) => return Ok(Ended::Failed(format!("orders: {}", e.message))),
             other => return Err(anyhow!("unexpected answer to orders: {other:?}")),
         };
         let Some(current) = current else {
-            return Ok(Outcome::Failed(format!(
+            return Ok(Ended::Failed(format!(
                 "modify {}: no order with reference {:?}",
                 change.order_ref, change.order_ref
             )));
@@ -274,7 +274,7 @@ pub fn modify(
         match held_at_broker(sup, cfg, &symbol) {
             Ok(held) => trader.held_before(&symbol, held),
             Err(why) => {
-                return Ok(Outcome::Failed(format!(
+                return Ok(Ended::Failed(format!(
                     "cannot check trading.max_position: {why}"
                 )))
             }
@@ -283,10 +283,10 @@ pub fn modify(
         match trader.modify(&current, change, last) {
             Ok(report) => {
                 say(&describe(&report));
-                Ok(Outcome::Done)
+                Ok(Ended::Done)
             }
             Err(TradeError::Supervisor(e)) => Err(e.into()),
-            Err(e) => Ok(Outcome::Failed(format!("modify {order_ref}: {e}"))),
+            Err(e) => Ok(Ended::Failed(format!("modify {order_ref}: {e}"))),
         }
     })
 }
@@ -344,35 +344,34 @@ pub fn cancel(
     setup: WorkerSetup,
     order_ref: Option<&str>,
     say: &mut dyn FnMut(&str),
-) -> Result<Outcome> {
+) -> Result<Ended> {
     with_worker(setup, |sup, _| {
         let mut trader = Trader::new(sup, cfg)?;
         let Some(order_ref) = order_ref else {
             return match sup.request(Request::CancelAll, cfg.request_timeout())? {
                 Reply::CancelledAll { count } => {
                     say(&format!("cancelled {count} working orders"));
-                    Ok(Outcome::Done)
+                    Ok(Ended::Done)
                 }
-                Reply::Error(e) => Ok(Outcome::Failed(format!("cancel all: {}", e.message))),
+                Reply::Error(e) => Ok(Ended::Failed(format!("cancel all: {}", e.message))),
                 other => Err(anyhow!("unexpected answer to cancel all: {other:?}")),
             };
         };
         match trader.cancel(order_ref) {
             Ok(report) => {
                 say(&describe(&report));
-                Ok(Outcome::Done)
+                Ok(Ended::Done)
             }
-            Err(TradeError::Remote(e)) => Ok(Outcome::Failed(format!(
-                "cancel {order_ref}: {}",
-                e.message
-            ))),
+            Err(TradeError::Remote(e)) => {
+                Ok(Ended::Failed(format!("cancel {order_ref}: {}", e.message)))
+            }
             Err(e) => Err(e.into()),
         }
     })
 }
 
 /// `runner orders`: every order the broker knows with a reference.
-pub fn orders(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
+pub fn orders(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Result<Ended> {
     with_worker(setup, |sup, _| {
         match sup.request(Request::Orders, cfg.request_timeout())? {
             Reply::Orders(orders) => {
@@ -382,16 +381,16 @@ pub fn orders(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Re
                 for o in &orders {
                     say(&describe(o));
                 }
-                Ok(Outcome::Done)
+                Ok(Ended::Done)
             }
-            Reply::Error(e) => Ok(Outcome::Failed(format!("orders: {}", e.message))),
+            Reply::Error(e) => Ok(Ended::Failed(format!("orders: {}", e.message))),
             other => Err(anyhow!("unexpected answer to orders: {other:?}")),
         }
     })
 }
 
 /// `runner positions`: the positions and the account's figures.
-pub fn positions(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Result<Outcome> {
+pub fn positions(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Result<Ended> {
     with_worker(setup, |sup, _| {
         match sup.request(Request::Positions, cfg.request_timeout())? {
             Reply::Positions(ps) => {
@@ -410,7 +409,7 @@ pub fn positions(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) ->
                     ));
                 }
             }
-            Reply::Error(e) => return Ok(Outcome::Failed(format!("positions: {}", e.message))),
+            Reply::Error(e) => return Ok(Ended::Failed(format!("positions: {}", e.message))),
             other => return Err(anyhow!("unexpected answer to positions: {other:?}")),
         }
         match sup.request(Request::Account, cfg.request_timeout())? {
@@ -422,9 +421,9 @@ pub fn positions(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) ->
                 a.buying_power,
                 cur = a.currency
             )),
-            Reply::Error(e) => return Ok(Outcome::Failed(format!("account: {}", e.message))),
+            Reply::Error(e) => return Ok(Ended::Failed(format!("account: {}", e.message))),
             other => return Err(anyhow!("unexpected answer to account: {other:?}")),
         }
-        Ok(Outcome::Done)
+        Ok(Ended::Done)
     })
 }

@@ -19,7 +19,7 @@ use bridge::protocol::{Bar, Event, Fill, OrderReport};
 use crate::broker_connection::BrokerConnection;
 use crate::cli::ConfigArgs;
 use crate::config::Config;
-use crate::dashboard::{Dashboard, Feed};
+use crate::dashboard::{Dashboard, Updates};
 use crate::launch::{self, EXIT_FAILED};
 use crate::session::{Observer, Session, SymbolRun};
 use crate::signals::Signals;
@@ -80,7 +80,7 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
         strategy,
         signals,
         broker: BrokerConnection::default(),
-        dashboard: dashboard.as_ref().map(Dashboard::feed),
+        dashboard: dashboard.as_ref().map(Dashboard::updates),
     };
     let report = session.run_observed(&mut strategy, &mut reporter, stop);
     if let Some(d) = &dashboard {
@@ -141,7 +141,7 @@ struct Reporter {
     strategy: Crossover,
     signals: Option<SignalFile>,
     broker: BrokerConnection,
-    dashboard: Option<Feed>,
+    dashboard: Option<Updates>,
 }
 
 /// Ends the dashboard and writes its report, saying where; a report that cannot be

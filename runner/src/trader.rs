@@ -52,7 +52,15 @@ impl fmt::Display for TradeError {
     }
 }
 
-impl std::error::Error for TradeError {}
+impl std::error::Error for TradeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Told whole by `Display`: what comes next is the supervisor's own cause.
+            TradeError::Supervisor(e) => e.source(),
+            TradeError::Limit(_) | TradeError::Remote(_) => None,
+        }
+    }
+}
 
 /// Trading was refused before anything was sent: the account is a live one and
 /// `trading.allow_live` is off. A run ends with it as with a configuration error.

@@ -193,7 +193,7 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, mode: Mode) -> Row {
         .as_ref()
         .and_then(|d| d.address())
         .map(|addr| std::thread::spawn(move || browse(addr)));
-    let mut feed = dashboard.as_ref().map(|d| d.feed());
+    let mut feed = dashboard.as_ref().map(|d| d.updates());
     sup.subscribe(
         SubscribeRequest {
             symbol: "SPY".into(),

@@ -86,7 +86,15 @@ impl fmt::Display for SendError {
     }
 }
 
-impl std::error::Error for SendError {}
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Told whole by `Display`: what comes next is the codec's own cause.
+            SendError::Encode(e) => e.source(),
+            _ => None,
+        }
+    }
+}
 
 /// A receive failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,8 @@
-//! What the run hands the dashboard ([`Update`]) and the handing side ([`Feed`]), which is
+//! What the run hands the dashboard ([`Update`]) and the handing side ([`Updates`]), which is
 //! the run's [`Observer`] for it.
 //!
 //! Invariants: a send never waits: the queue is bounded ([`QUEUE`]), and an update that
-//! finds it full is dropped and counted ([`Feed::dropped`]), so a dashboard that falls
+//! finds it full is dropped and counted ([`Updates::dropped`]), so a dashboard that falls
 //! behind (a slow browser, a hundred of them) cannot hold a bar up on its way to the
 //! strategy; updates are applied in the order they were sent.
 
@@ -51,18 +51,18 @@ pub(crate) enum Update {
 
 /// The sending half: cheap to clone, never waits.
 #[derive(Debug, Clone)]
-pub struct Feed {
+pub struct Updates {
     tx: Sender<Update>,
     dropped: Arc<AtomicU64>,
     /// Bars of a history handed over, at most (the dashboard's bound).
     bars: usize,
 }
 
-impl Feed {
+impl Updates {
     /// A feed and the dashboard's receiving half.
-    pub(crate) fn new(bars: usize) -> (Feed, Receiver<Update>) {
+    pub(crate) fn new(bars: usize) -> (Updates, Receiver<Update>) {
         let (tx, rx) = crossbeam_channel::bounded(QUEUE);
-        let feed = Feed {
+        let feed = Updates {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             bars,
@@ -89,7 +89,7 @@ impl Feed {
     }
 }
 
-impl Observer for Feed {
+impl Observer for Updates {
     fn on_history(&mut self, symbol: &str, bars: &[Bar]) -> Result<()> {
         let from = bars.len().saturating_sub(self.bars);
         self.send(Update::History {

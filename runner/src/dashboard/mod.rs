@@ -1,7 +1,7 @@
 //! The run seen from a browser ([`Dashboard`]): a live page while the run lasts
 //! (`runner run --dashboard`) and a report file when it ends (`--report`).
 //!
-//! The run's live loop hands its updates to a [`Feed`] (its [`Observer`](crate::session::Observer)),
+//! The run's live loop hands its updates to an [`Updates`] (its [`Observer`](crate::session::Observer)),
 //! which queues them without waiting; the `dashboard` thread applies them to the [`Board`]
 //! and tells the browsers through a broadcast channel; the `dashboard-ping` thread measures
 //! the bridge's round trip now and then; the `dashboard-http` thread serves the page and its
@@ -23,7 +23,7 @@ mod views;
 mod warnings;
 
 pub use board::{Board, BoardSetup, KEPT};
-pub use feed::{Feed, QUEUE};
+pub use feed::{Updates, QUEUE};
 pub use warnings::WarningLayer;
 
 use std::net::SocketAddr;
@@ -57,12 +57,12 @@ const END_WAIT: Duration = Duration::from_secs(5);
 
 /// A running dashboard: the board, its threads, and the server if one was asked for.
 pub struct Dashboard {
-    feed: Feed,
+    feed: Updates,
     shared: Arc<Shared>,
     applier: Option<JoinHandle<()>>,
     pinger: Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>,
     pinging: Arc<AtomicBool>,
-    server: Option<server::Server>,
+    server: Option<server::HttpServer>,
     report: Option<PathBuf>,
 }
 
@@ -82,7 +82,7 @@ impl Dashboard {
             backend: format!("{:?}", cfg.backend).to_lowercase(),
             bars: cfg.dashboard.bars,
         });
-        let (feed, rx) = Feed::new(board.bars);
+        let (feed, rx) = Updates::new(board.bars);
         let shared = Arc::new(Shared::new(board, BROWSER_BACKLOG));
         let server = match cfg.dashboard.enabled {
             true => {
@@ -91,7 +91,7 @@ impl Dashboard {
                     .listen
                     .parse()
                     .with_context(|| format!("dashboard.listen {:?}", cfg.dashboard.listen))?;
-                Some(server::Server::start(addr, shared.clone())?)
+                Some(server::HttpServer::start(addr, shared.clone())?)
             }
             false => None,
         };
@@ -122,7 +122,7 @@ impl Dashboard {
     }
 
     /// The run's observer for the dashboard.
-    pub fn feed(&self) -> Feed {
+    pub fn updates(&self) -> Updates {
         self.feed.clone()
     }
 
@@ -192,7 +192,7 @@ impl Drop for Dashboard {
 
 /// The `dashboard` thread: applies each update to the board and tells the browsers, until
 /// the run's end; looks at the worker's counters every [`HEALTH_EVERY`].
-fn apply(rx: Receiver<Update>, shared: &Shared, sup: &Supervisor, feed: &Feed) {
+fn apply(rx: Receiver<Update>, shared: &Shared, sup: &Supervisor, feed: &Updates) {
     let mut next_health = Instant::now();
     loop {
         if Instant::now() >= next_health {
@@ -235,7 +235,7 @@ fn apply(rx: Receiver<Update>, shared: &Shared, sup: &Supervisor, feed: &Feed) {
 }
 
 /// The `dashboard-ping` thread: one round trip every [`PING_EVERY`] while `pinging`.
-fn ping(stop: &Receiver<()>, sup: &Supervisor, feed: &Feed, pinging: &AtomicBool) {
+fn ping(stop: &Receiver<()>, sup: &Supervisor, feed: &Updates, pinging: &AtomicBool) {
     loop {
         match stop.recv_timeout(PING_EVERY) {
             Err(RecvTimeoutError::Timeout) => {}

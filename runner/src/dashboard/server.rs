@@ -1,5 +1,5 @@
-//! The dashboard's HTTP server ([`Server`]): the page and its assets, `GET /api/state`,
-//! `GET /api/bars/SYMBOL` and `GET /api/events` (Server-Sent Events), on axum over a tokio
+//! The dashboard's HTTP server ([`HttpServer`]): the page and its assets, `GET /api/state`,
+//! `GET /api/bars/SYMBOL` and `GET /api/events` (HttpServer-Sent Events), on axum over a tokio
 //! runtime of its own in the `dashboard-http` thread.
 //!
 //! Invariants: `GET` (and `HEAD`) only: any other method is a 405, on any path; an unknown
@@ -7,7 +7,7 @@
 //! under its lock and nothing else); a browser's event stream begins with the whole state
 //! and then every change after it, in order, and ends after the run's `end`; one that
 //! reads too slowly is told `resync` (what it missed is counted) rather than holding anyone
-//! up; [`Server::stop`] returns within [`STOP_GRACE`] and a second, whatever the browsers do.
+//! up; [`HttpServer::stop`] returns within [`STOP_GRACE`] and a second, whatever the browsers do.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,15 +34,15 @@ use super::views::{self, Message};
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The server, running.
-pub(crate) struct Server {
+pub(crate) struct HttpServer {
     pub(crate) address: SocketAddr,
     stop: tokio::sync::watch::Sender<bool>,
     thread: JoinHandle<()>,
 }
 
-impl Server {
+impl HttpServer {
     /// Binds `addr` (an error if it cannot) and serves the board of `shared`.
-    pub(crate) fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<Server> {
+    pub(crate) fn start(addr: SocketAddr, shared: Arc<Shared>) -> Result<HttpServer> {
         let listener = std::net::TcpListener::bind(addr)
             .with_context(|| format!("the dashboard cannot listen on {addr}"))?;
         listener.set_nonblocking(true)?;
@@ -83,7 +83,7 @@ impl Server {
                 runtime.shutdown_timeout(Duration::from_secs(1));
             })?;
         tracing::info!("dashboard on http://{address}/");
-        Ok(Server {
+        Ok(HttpServer {
             address,
             stop,
             thread,

@@ -13,13 +13,13 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-use super::feed::{Feed, Update};
+use super::feed::{Update, Updates};
 
 /// The feed records go to, while a dashboard runs.
-static SINK: Mutex<Option<Feed>> = Mutex::new(None);
+static SINK: Mutex<Option<Updates>> = Mutex::new(None);
 
 /// Sends the log's warnings and errors to `feed` from now on.
-pub(crate) fn attach(feed: Feed) {
+pub(crate) fn attach(feed: Updates) {
     *SINK.lock() = Some(feed);
 }
 
