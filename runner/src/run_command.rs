@@ -96,13 +96,6 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
             return Err(e);
         }
     };
-    if let Some(d) = &dashboard {
-        for s in report.symbols.iter() {
-            if let Some(e) = &s.error {
-                d.no_data(&s.symbol, e.to_string());
-            }
-        }
-    }
     let round_trips = measure_round_trips(session.supervisor());
     if let Some(d) = dashboard {
         let us: Vec<f64> = round_trips.iter().map(|d| d.as_secs_f64() * 1e6).collect();
@@ -195,6 +188,12 @@ impl Observer for Reporter {
     fn on_fill(&mut self, fill: &Fill) {
         if let Some(d) = self.dashboard.as_mut() {
             d.on_fill(fill);
+        }
+    }
+
+    fn on_history_failed(&mut self, symbol: &str, why: &str) {
+        if let Some(d) = self.dashboard.as_mut() {
+            d.on_history_failed(symbol, why);
         }
     }
 

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::process::Child;
 use std::time::Duration;
 
-use common::http::{events, json, request, Sse};
+use common::http::{events, json, request, request_as, Sse};
 use common::{finish, runner, spawn_logged, table_rows, wait_for_line, Log};
 
 fn temp(name: &str) -> std::path::PathBuf {
@@ -213,6 +213,22 @@ fn each_endpoint_answers_and_nothing_but_get_is_taken() {
             assert!(body.contains("read-only"), "{method} {path}: {body}");
         }
     }
+    // A page elsewhere whose name was pointed at 127.0.0.1 (DNS rebinding) reads nothing;
+    // the loopback names of the port do.
+    let (status, body) = request_as(
+        addr,
+        &format!("attacker.example:{}", addr.port()),
+        "GET",
+        "/api/state",
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = request_as(
+        addr,
+        &format!("localhost:{}", addr.port()),
+        "GET",
+        "/api/state",
+    );
+    assert_eq!(status, 200);
     // The page and its parts.
     for (path, needle) in [
         ("/", "<title>ibbridge dashboard</title>"),
@@ -351,4 +367,25 @@ fn a_worker_replaced_is_told_with_its_reason_and_a_failed_run_leaves_its_report(
         "the report tells the restart"
     );
     assert!(text.contains("\"ended\":true"));
+}
+
+/// Clients that connect and never send a byte (or never read) take at most the dashboard's
+/// connections: the run goes on, ends on time, and the page still answers once they leave.
+#[test]
+fn idle_connections_do_not_hold_the_run_up() {
+    let (child, log, addr) = start(&["--symbols", "SPY", "--duration", "4"]);
+    let idle: Vec<std::net::TcpStream> = (0..100)
+        .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+        .collect();
+    assert!(idle.len() >= 32, "{} connections", idle.len());
+    let started = std::time::Instant::now();
+    let (code, stdout, rest) = finish(child, log);
+    assert_eq!(code, Some(0), "{stdout}{rest:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the run's end waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(table_rows(&stdout).len(), 1, "{stdout}");
+    drop(idle);
 }

@@ -37,6 +37,10 @@
 
   // ---- charts -------------------------------------------------------------------------
 
+  // Points kept per chart: what the server holds, and a little more before a trim.
+  const held = () => (dash.state && dash.state.run.bars_held) || 4680;
+  const KEPT = 2000;
+
   function chartFor(symbol) {
     let c = dash.charts[symbol];
     if (c) return c;
@@ -57,12 +61,18 @@
     const candles = chart.addSeries(LC.CandlestickSeries, {});
     const fast = chart.addSeries(LC.LineSeries, { color: "#2962ff", lineWidth: 1, title: "fast", priceLineVisible: false, lastValueVisible: false });
     const slow = chart.addSeries(LC.LineSeries, { color: "#ff6d00", lineWidth: 1, title: "slow", priceLineVisible: false, lastValueVisible: false });
-    c = { chart, candles, fast, slow, plugin: LC.createSeriesMarkers(candles, []), signals: [], marks: [], count: 0, last: null, loaded: false, queued: [] };
+    c = {
+      chart, candles, fast, slow, plugin: LC.createSeriesMarkers(candles, []),
+      points: [], marks: [], count: 0, last: null,
+      // A load under way (its number: an older answer is ignored), and what came meanwhile.
+      loaded: false, generation: 0, queued: [], queuedMarks: [],
+    };
     dash.charts[symbol] = c;
     return c;
   }
 
   const candle = (p) => ({ time: p.time, open: p.open, high: p.high, low: p.low, close: p.close });
+  const line = (key) => (p) => ({ time: p.time, value: p[key] });
 
   function signalMarker(p) {
     const buy = p.signal === "buy";
@@ -75,36 +85,62 @@
   }
 
   function showMarkers(c) {
-    // Only at bars the chart has, in time order.
-    const all = c.signals.concat(c.marks.filter((m) => c.last !== null && m.time <= c.last));
+    if (c.last === null) { c.plugin.setMarkers([]); return; }
+    const first = c.points.length ? c.points[0].time : c.last;
+    const all = c.points.filter((p) => p.signal === "buy" || p.signal === "sell").map(signalMarker);
+    for (const m of c.marks) {
+      if (m.time < first) continue;
+      // A fill after the newest bar waits for its bar; in a report it is shown at the last.
+      if (m.time > c.last) { if (report) all.push(Object.assign({}, m, { time: c.last })); continue; }
+      all.push(m);
+    }
     all.sort((a, b) => a.time - b.time);
     c.plugin.setMarkers(all);
   }
 
+  function drawAll(c) {
+    c.candles.setData(c.points.map(candle));
+    c.fast.setData(c.points.filter((b) => b.fast !== null).map(line("fast")));
+    c.slow.setData(c.points.filter((b) => b.slow !== null).map(line("slow")));
+  }
+
   function addPoint(c, p) {
     if (c.last !== null && p.time <= c.last) return false;
-    c.candles.update(candle(p));
-    if (p.fast !== null) c.fast.update({ time: p.time, value: p.fast });
-    if (p.slow !== null) c.slow.update({ time: p.time, value: p.slow });
-    if (p.signal === "buy" || p.signal === "sell") c.signals.push(signalMarker(p));
+    c.points.push(p);
     c.last = p.time;
-    c.count += 1;
+    c.count = c.points.length;
+    if (c.points.length > held() * 1.2) {
+      // Bounded like the server's: the oldest go, and the chart is drawn again.
+      c.points = c.points.slice(c.points.length - held());
+      c.count = c.points.length;
+      drawAll(c);
+    } else {
+      c.candles.update(candle(p));
+      if (p.fast !== null) c.fast.update(line("fast")(p));
+      if (p.slow !== null) c.slow.update(line("slow")(p));
+    }
     return true;
+  }
+
+  function addMark(c, m) {
+    if (!c.loaded) { c.queuedMarks.push(m); return; }
+    c.marks.push(markMarker(m));
+    if (c.marks.length > KEPT) c.marks = c.marks.slice(c.marks.length - KEPT);
+    showMarkers(c);
   }
 
   function setBars(symbol, data) {
     const c = chartFor(symbol);
-    const bars = data.bars;
-    c.candles.setData(bars.map(candle));
-    c.fast.setData(bars.filter((b) => b.fast !== null).map((b) => ({ time: b.time, value: b.fast })));
-    c.slow.setData(bars.filter((b) => b.slow !== null).map((b) => ({ time: b.time, value: b.slow })));
-    c.signals = bars.filter((b) => b.signal === "buy" || b.signal === "sell").map(signalMarker);
-    c.marks = data.markers.map(markMarker);
-    c.count = bars.length;
-    c.last = bars.length ? bars[bars.length - 1].time : null;
+    c.points = data.bars.slice();
+    c.last = c.points.length ? c.points[c.points.length - 1].time : null;
+    c.count = c.points.length;
+    drawAll(c);
+    const seen = new Set(data.markers.map((m) => JSON.stringify(m)));
+    c.marks = data.markers.concat(c.queuedMarks.filter((m) => !seen.has(JSON.stringify(m)))).map(markMarker);
     c.loaded = true;
     for (const q of c.queued) addPoint(c, q);
     c.queued = [];
+    c.queuedMarks = [];
     showMarkers(c);
     c.chart.timeScale().fitContent();
   }
@@ -112,9 +148,17 @@
   function loadBars(symbol) {
     const c = chartFor(symbol);
     c.loaded = false;
+    c.generation += 1;
+    const generation = c.generation;
     return fetch("api/bars/" + encodeURIComponent(symbol))
-      .then((r) => r.ok ? r.json() : Promise.reject(new Error("bars of " + symbol + ": HTTP " + r.status)))
-      .then((data) => setBars(symbol, data));
+      .then((r) => r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)))
+      .then((data) => { if (generation === c.generation) setBars(symbol, data); })
+      .catch((err) => {
+        // Tried again while it is the newest load and the run goes on.
+        if (generation !== c.generation || dash.ended) return;
+        setStatus("bars of " + symbol + " not loaded (" + err.message + "), retrying", "warn");
+        setTimeout(() => { if (generation === c.generation) loadBars(symbol); }, 1000);
+      });
   }
 
   // ---- tables -------------------------------------------------------------------------
@@ -135,7 +179,7 @@
     fillTable("symbols", dash.state.symbols, (r) => [
       [r.symbol],
       [r.detail ? r.state + ": " + r.detail : r.state, stateClass(r.state)],
-      [fmt(r.last_price)], [fmt(r.fast)], [fmt(r.slow)], [r.signal || "-"],
+      [r.text.last_price], [r.text.fast], [r.text.slow], [r.signal || "-"],
       [String(r.history_bars)], [String(r.live_bars)], [age(r)],
     ]);
     const rows = $("symbols").querySelectorAll("tbody tr");
@@ -229,23 +273,27 @@
     history(m) { setRow(m); return loadBars(m.symbol); },
     bar(m) {
       const c = chartFor(m.symbol);
-      if (c.loaded) { if (addPoint(c, m.point)) showMarkers(c); } else c.queued.push(m.point);
+      if (c.loaded) { if (addPoint(c, m.point)) showMarkers(c); } else if (c.queued.length < held()) c.queued.push(m.point);
       setRow(m.row);
       if (m.positions) { dash.state.positions = m.positions; renderPositions(); }
     },
     order(m) {
+      if (!m.order) return;
       upsert(dash.state.orders, "ref", m.order);
+      if (dash.state.orders.length > KEPT) dash.state.orders.shift();
       renderOrders();
-      if (m.marker) { const c = chartFor(m.order.symbol); c.marks.push(markMarker(m.marker)); showMarkers(c); }
+      if (m.marker) addMark(chartFor(m.order.symbol), m.marker);
     },
     fill(m) {
       dash.state.fills.push(m.fill);
+      if (dash.state.fills.length > KEPT) dash.state.fills.shift();
       dash.state.positions = m.positions;
       renderFills();
       renderPositions();
-      if (m.marker) { const c = chartFor(m.fill.symbol); c.marks.push(markMarker(m.marker)); showMarkers(c); }
+      if (m.marker) addMark(chartFor(m.fill.symbol), m.marker);
     },
     symbol(m) { setRow(m); },
+    positions(m) { dash.state.positions = m; renderPositions(); },
     health(m) { dash.state.health = m; renderHealth(); },
     warning(m) { addWarning(m); },
     notice(m) { addWarning({ at_ms: Date.now(), level: "notice", text: "broker notice " + m.code + ": " + m.message }); },

@@ -263,6 +263,9 @@ impl SupervisorConfig {
     }
 }
 
+/// Bars a dashboard may hold per symbol: a chart's bars are served in one answer.
+const MAX_DASHBOARD_BARS: usize = 50_000;
+
 impl DashboardConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.enabled {
@@ -270,8 +273,10 @@ impl DashboardConfig {
                 invalid("dashboard.listen must be an address and port, as 127.0.0.1:8787")
             })?;
         }
-        if !(1..=1_000_000).contains(&self.bars) {
-            return Err(invalid("dashboard.bars must be 1 to 1000000"));
+        if !(1..=MAX_DASHBOARD_BARS).contains(&self.bars) {
+            return Err(invalid(
+                "dashboard.bars must be 1 to 50000 (a chart's bars are served whole)",
+            ));
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use bridge::protocol::{Bar, ConnectionStatus, Event, FeedState, Fill, OrderRepor
 use super::feed::Update;
 use crate::broker_connection::refusal_text;
 use crate::orders::OrderBook;
-use crate::strategy::{Crossover, Evaluation, Signal};
+use crate::strategy::{Crossover, Evaluation};
 use crate::supervisor::{Replacement, SupervisorStats};
 
 /// What an update changed, for the browsers to be told.
@@ -39,6 +39,8 @@ pub(crate) enum Change {
     },
     /// Symbol `i`'s state changed.
     Symbol(usize),
+    /// The positions changed (a commission told late).
+    Positions,
     /// The health changed.
     Health,
     /// Something to tell people: a warning, or what the worker did.
@@ -113,8 +115,6 @@ pub(crate) struct SymbolBoard {
     /// When the last live bar arrived, Unix milliseconds.
     pub(crate) last_bar_at_ms: Option<u64>,
     pub(crate) state: SymbolState,
-    /// The last signal handed on (none while stalled).
-    pub(crate) signal: Option<Signal>,
 }
 
 /// The broker connection and the worker, as the dashboard shows them.
@@ -139,6 +139,7 @@ pub(crate) struct Health {
 pub struct Board {
     pub(crate) seq: u64,
     pub(crate) crossover: Crossover,
+    pub(crate) stale_after: u32,
     pub(crate) bar_seconds: u32,
     pub(crate) trading: bool,
     pub(crate) backend: String,
@@ -164,6 +165,8 @@ pub struct Board {
 pub struct BoardSetup {
     pub symbols: Vec<String>,
     pub crossover: Crossover,
+    /// Bars a symbol may lag the newest of any symbol and still give a signal.
+    pub stale_after: u32,
     pub bar_seconds: u32,
     pub trading: bool,
     pub backend: String,
@@ -188,7 +191,6 @@ impl SymbolBoard {
             live_bars: 0,
             last_bar_at_ms: None,
             state: SymbolState::Waiting,
-            signal: None,
         }
     }
 
@@ -231,6 +233,7 @@ impl Board {
         Board {
             seq: 0,
             crossover: setup.crossover,
+            stale_after: setup.stale_after,
             bar_seconds: setup.bar_seconds,
             trading: setup.trading,
             backend: setup.backend,
@@ -261,31 +264,31 @@ impl Board {
 
     /// Takes `update` in; returns what changed, for the browsers.
     pub(crate) fn apply(&mut self, update: Update) -> Vec<Change> {
-        self.seq += 1;
         let mut out = Vec::new();
         match update {
-            Update::History { symbol, bars } => {
+            Update::History {
+                symbol,
+                bars,
+                total,
+            } => {
                 if let Some(i) = self.index(&symbol) {
                     let (crossover, keep) = (self.crossover, self.bars);
                     let s = &mut self.symbols[i];
                     for bar in bars {
-                        if s.push(bar, false, &crossover, keep).is_some() {
-                            s.history_bars += 1;
-                        }
+                        s.push(bar, false, &crossover, keep);
                     }
+                    // As the run counts it: every bar fetched, not only those held.
+                    s.history_bars = total;
                     s.state = SymbolState::History;
-                    s.signal = s.last_eval().map(|e| e.signal);
                     out.push(Change::History(i));
                 }
             }
-            Update::Bar {
-                symbol,
-                bar,
-                signal,
-                order,
-            } => {
+            Update::NoData { symbol, why } => {
+                self.set_state(&symbol, SymbolState::NoData(why), &mut out)
+            }
+            Update::Bar { symbol, bar, order } => {
                 if let Some(i) = self.index(&symbol) {
-                    self.live_bar(i, bar, signal, order, &mut out);
+                    self.live_bar(i, bar, order, &mut out);
                 }
             }
             Update::Order(report) => self.order(*report, &mut out),
@@ -308,14 +311,7 @@ impl Board {
         out
     }
 
-    fn live_bar(
-        &mut self,
-        i: usize,
-        bar: Bar,
-        signal: Signal,
-        order: Option<String>,
-        out: &mut Vec<Change>,
-    ) {
+    fn live_bar(&mut self, i: usize, bar: Bar, order: Option<String>, out: &mut Vec<Change>) {
         let (crossover, keep) = (self.crossover, self.bars);
         let s = &mut self.symbols[i];
         let time = bar.time;
@@ -334,7 +330,6 @@ impl Board {
         ) {
             s.state = SymbolState::Live;
         }
-        s.signal = Some(signal);
         self.record_pnl(time);
         out.push(Change::Bar { i, order });
     }
@@ -346,6 +341,8 @@ impl Board {
         let total = self.total_pnl();
         match self.pnl.back_mut() {
             Some((t, v)) if *t == time => *v = total,
+            // A symbol behind the others (delayed data) adds no point back in time.
+            Some((t, _)) if *t > time => {}
             _ => push_bounded(&mut self.pnl, (time, total), self.bars.max(KEPT)),
         }
     }
@@ -376,25 +373,22 @@ impl Board {
         let first = self.book.order(&report.request.order_ref).is_none();
         self.book.apply_report(report.clone());
         let mut marker = None;
-        if first {
-            if let Some(i) = self.index(&report.request.symbol) {
-                let s = &self.symbols[i];
-                let (time, close) = s
-                    .points
-                    .back()
-                    .map(|p| (p.bar.time, p.bar.close))
-                    .unwrap_or((0, 0.0));
-                let price = match report.request.order_type {
-                    bridge::protocol::OrderType::Limit { price } => price,
-                    bridge::protocol::OrderType::Market => close,
-                };
-                let text = format!(
-                    "{} {}",
-                    report.request.side,
-                    quantity(report.request.quantity)
-                );
-                marker = self.symbols[i].mark(Marker::Order { time, price, text });
-            }
+        let at = self.index(&report.request.symbol).and_then(|i| {
+            let last = self.symbols[i].points.back()?;
+            Some((i, last.bar.time, last.bar.close))
+        });
+        // Marked at the newest bar its symbol has (none without bars).
+        if let (true, Some((i, time, close))) = (first, at) {
+            let price = match report.request.order_type {
+                bridge::protocol::OrderType::Limit { price } => price,
+                bridge::protocol::OrderType::Market => close,
+            };
+            let text = format!(
+                "{} {}",
+                report.request.side,
+                quantity(report.request.quantity)
+            );
+            marker = self.symbols[i].mark(Marker::Order { time, price, text });
         }
         out.push(Change::Order {
             order_ref: report.request.order_ref,
@@ -403,7 +397,12 @@ impl Board {
     }
 
     fn fill(&mut self, fill: Fill, out: &mut Vec<Change>) {
+        let before = self.book.holding(&fill.symbol).commissions;
         if !self.book.apply_fill(fill.clone()) {
+            // A repeat: only its commission can be new.
+            if self.book.holding(&fill.symbol).commissions != before {
+                out.push(Change::Positions);
+            }
             return;
         }
         let mut marker = None;
@@ -431,10 +430,6 @@ impl Board {
     fn set_state(&mut self, symbol: &str, state: SymbolState, out: &mut Vec<Change>) {
         if let Some(i) = self.index(symbol) {
             let s = &mut self.symbols[i];
-            if matches!(state, SymbolState::Stalled(_)) {
-                // No signal from a feed that says nothing, as the run does.
-                s.signal = None;
-            }
             s.state = state;
             out.push(Change::Symbol(i));
         }
@@ -470,17 +465,20 @@ impl Board {
                         h.broker_detail = format!("after {attempts} attempt(s): {reason}");
                     }
                 }
+                // Down until connected or restored, as the run's summary counts it:
+                // reconnecting is still down.
                 let down = match &status {
-                    ConnectionStatus::Lost { reason } => Some(reason.clone()),
-                    ConnectionStatus::GaveUp { reason, .. } => Some(reason.clone()),
-                    _ => None,
+                    ConnectionStatus::Lost { reason } => Some(Some(reason.clone())),
+                    ConnectionStatus::GaveUp { reason, .. } => Some(Some(reason.clone())),
+                    ConnectionStatus::Connected | ConnectionStatus::Restored { .. } => Some(None),
+                    ConnectionStatus::Reconnecting { .. } => None,
                 };
                 for s in &mut self.symbols {
                     match (&down, &s.state) {
-                        (Some(why), SymbolState::Live | SymbolState::History) => {
+                        (Some(Some(why)), SymbolState::Live | SymbolState::History) => {
                             s.state = SymbolState::Interrupted(why.clone())
                         }
-                        (None, SymbolState::Interrupted(_)) => s.state = SymbolState::Live,
+                        (Some(None), SymbolState::Interrupted(_)) => s.state = SymbolState::Live,
                         _ => {}
                     }
                 }
@@ -509,14 +507,6 @@ impl Board {
         }
     }
 
-    /// A symbol's history could not be had.
-    pub(crate) fn no_data(&mut self, symbol: &str, why: String) -> Vec<Change> {
-        self.seq += 1;
-        let mut out = Vec::new();
-        self.set_state(symbol, SymbolState::NoData(why), &mut out);
-        out
-    }
-
     /// Takes the supervisor's counters in; returns a `health` message if anything shown
     /// changed.
     pub(crate) fn observe_worker(
@@ -524,7 +514,7 @@ impl Board {
         stats: &SupervisorStats,
         replacements: Vec<Replacement>,
         dropped_updates: u64,
-    ) -> Option<Change> {
+    ) -> Vec<Change> {
         let h = &mut self.health;
         let changed = h.worker_restarts != stats.restarts
             || h.dropped_logs < stats.bridge.dropped_logs
@@ -535,10 +525,9 @@ impl Board {
         h.dropped_logs = h.dropped_logs.max(stats.bridge.dropped_logs);
         h.dropped_events = h.dropped_events.max(stats.bridge.dropped_events);
         self.dropped_updates = dropped_updates;
-        if !changed {
-            return None;
+        match changed {
+            true => vec![Change::Health],
+            false => Vec::new(),
         }
-        self.seq += 1;
-        Some(Change::Health)
     }
 }

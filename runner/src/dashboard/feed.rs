@@ -22,13 +22,20 @@ pub const QUEUE: usize = 8_192;
 /// One thing the run tells the dashboard.
 #[derive(Debug)]
 pub(crate) enum Update {
-    /// A symbol's history (its most recent bars, as many as the dashboard holds).
-    History { symbol: String, bars: Vec<Bar> },
-    /// A live bar the strategy saw, the signal it gave and the order it placed.
+    /// A symbol's history: its most recent bars, as many as the dashboard holds, of
+    /// `total` fetched.
+    History {
+        symbol: String,
+        bars: Vec<Bar>,
+        total: usize,
+    },
+    /// A symbol's history could not be had.
+    NoData { symbol: String, why: String },
+    /// A live bar the strategy saw, and the order it placed (the board evaluates the
+    /// crossover itself, as the run's summary does).
     Bar {
         symbol: String,
         bar: Bar,
-        signal: Signal,
         order: Option<String>,
     },
     /// An order's new state (the run's book's view).
@@ -87,6 +94,11 @@ impl Updates {
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
+
+    /// The count of updates dropped, shared.
+    pub(crate) fn dropped_counter(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
+    }
 }
 
 impl Observer for Updates {
@@ -95,22 +107,29 @@ impl Observer for Updates {
         self.send(Update::History {
             symbol: symbol.to_string(),
             bars: bars[from..].to_vec(),
+            total: bars.len(),
         });
         Ok(())
+    }
+
+    fn on_history_failed(&mut self, symbol: &str, why: &str) {
+        self.send(Update::NoData {
+            symbol: symbol.to_string(),
+            why: why.to_string(),
+        });
     }
 
     fn on_live_bar(
         &mut self,
         symbol: &str,
         bars: &[Bar],
-        signal: Signal,
+        _signal: Signal,
         order: Option<&str>,
     ) -> Result<()> {
         if let Some(bar) = bars.last() {
             self.send(Update::Bar {
                 symbol: symbol.to_string(),
                 bar: *bar,
-                signal,
                 order: order.map(str::to_string),
             });
         }

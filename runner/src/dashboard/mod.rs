@@ -16,9 +16,12 @@
 mod assets;
 mod board;
 mod feed;
+mod listener;
 mod report;
 mod server;
 mod shared;
+#[cfg(test)]
+mod tests;
 mod views;
 mod warnings;
 
@@ -28,7 +31,7 @@ pub use warnings::WarningLayer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -48,6 +51,8 @@ const BROWSER_BACKLOG: usize = 4_096;
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// How often the bridge's round trip is measured.
 const PING_EVERY: Duration = Duration::from_secs(2);
+/// How long a ping waits for its answer: the end joins the pinger, so this bounds it.
+const PING_WAIT: Duration = Duration::from_secs(1);
 /// The dashboard takes its updates in batches, at most this often.
 const PACE: Duration = Duration::from_millis(25);
 /// Updates in one batch, at most: what the queue holds.
@@ -60,6 +65,8 @@ pub struct Dashboard {
     feed: Updates,
     shared: Arc<Shared>,
     applier: Option<JoinHandle<()>>,
+    /// Tells the applier to stop without its end (the end could not be queued).
+    stop: Arc<AtomicBool>,
     pinger: Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>,
     pinging: Arc<AtomicBool>,
     server: Option<server::HttpServer>,
@@ -77,6 +84,7 @@ impl Dashboard {
                 fast: cfg.strategy.fast,
                 slow: cfg.strategy.slow,
             },
+            stale_after: cfg.strategy.stale_after_bars,
             bar_seconds: cfg.history.bar_seconds,
             trading: cfg.trading.enabled,
             backend: format!("{:?}", cfg.backend).to_lowercase(),
@@ -95,11 +103,14 @@ impl Dashboard {
             }
             false => None,
         };
+        let stop = Arc::new(AtomicBool::new(false));
         let applier = {
-            let (shared, sup, feed) = (shared.clone(), sup.clone(), feed.clone());
+            let (shared, sup, stop) = (shared.clone(), sup.clone(), stop.clone());
+            // Not a sender of its own: the queue ends when the run's senders are gone.
+            let dropped = feed.dropped_counter();
             std::thread::Builder::new()
                 .name("dashboard".into())
-                .spawn(move || apply(rx, &shared, &sup, &feed))?
+                .spawn(move || apply(rx, &shared, &sup, &dropped, &stop))?
         };
         let pinging = Arc::new(AtomicBool::new(true));
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(1);
@@ -114,6 +125,7 @@ impl Dashboard {
             feed,
             shared,
             applier: Some(applier),
+            stop,
             pinger: Some((stop_tx, pinger)),
             pinging,
             server,
@@ -136,11 +148,6 @@ impl Dashboard {
         self.pinging.store(false, Ordering::Relaxed);
     }
 
-    /// A symbol's history could not be had: the board says so.
-    pub fn no_data(&self, symbol: &str, why: String) {
-        self.shared.apply(|board| board.no_data(symbol, why));
-    }
-
     /// Ends the dashboard: applies what is queued, tells the browsers the run is over, stops
     /// the server (cutting off a browser that does not read), and writes the report if one
     /// was asked for, with the run's final round trips (microseconds, sorted). Returns the
@@ -149,6 +156,7 @@ impl Dashboard {
         warnings::detach();
         self.quiet();
         if !self.feed.send_waiting(Update::End, END_WAIT) {
+            self.stop.store(true, Ordering::Relaxed);
             tracing::warn!("the dashboard's last updates were not taken in");
         }
         self.stop_threads();
@@ -180,8 +188,8 @@ impl Dashboard {
 impl Drop for Dashboard {
     fn drop(&mut self) {
         warnings::detach();
-        if self.applier.is_some() {
-            let _ = self.feed.send_waiting(Update::End, END_WAIT);
+        if self.applier.is_some() && !self.feed.send_waiting(Update::End, END_WAIT) {
+            self.stop.store(true, Ordering::Relaxed);
         }
         self.stop_threads();
         if let Some(server) = self.server.take() {
@@ -191,19 +199,21 @@ impl Drop for Dashboard {
 }
 
 /// The `dashboard` thread: applies each update to the board and tells the browsers, until
-/// the run's end; looks at the worker's counters every [`HEALTH_EVERY`].
-fn apply(rx: Receiver<Update>, shared: &Shared, sup: &Supervisor, feed: &Updates) {
+/// the run's end (or `stop`); looks at the worker's counters every [`HEALTH_EVERY`].
+fn apply(
+    rx: Receiver<Update>,
+    shared: &Shared,
+    sup: &Supervisor,
+    dropped: &AtomicU64,
+    stop: &AtomicBool,
+) {
     let mut next_health = Instant::now();
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next_health {
             next_health = Instant::now() + HEALTH_EVERY;
             let (stats, replaced) = (sup.stats(), sup.replacements());
-            shared.apply(|board| {
-                board
-                    .observe_worker(&stats, replaced, feed.dropped())
-                    .into_iter()
-                    .collect()
-            });
+            let dropped = dropped.load(Ordering::Relaxed);
+            shared.apply(|board| board.observe_worker(&stats, replaced, dropped));
         }
         let wait = next_health.saturating_duration_since(Instant::now());
         let first = match rx.recv_timeout(wait) {
@@ -220,7 +230,8 @@ fn apply(rx: Receiver<Update>, shared: &Shared, sup: &Supervisor, feed: &Updates
         shared.apply_each(batch, |board, update| {
             let mut changes = Vec::new();
             if let (Update::End, Some((stats, replaced))) = (&update, &last) {
-                changes.extend(board.observe_worker(stats, replaced.clone(), feed.dropped()));
+                let dropped = dropped.load(Ordering::Relaxed);
+                changes.extend(board.observe_worker(stats, replaced.clone(), dropped));
             }
             changes.extend(board.apply(update));
             changes
@@ -234,7 +245,8 @@ fn apply(rx: Receiver<Update>, shared: &Shared, sup: &Supervisor, feed: &Updates
     }
 }
 
-/// The `dashboard-ping` thread: one round trip every [`PING_EVERY`] while `pinging`.
+/// The `dashboard-ping` thread: one round trip every [`PING_EVERY`] while `pinging`, on
+/// the worker that lives (it never starts one), waiting [`PING_WAIT`] at most.
 fn ping(stop: &Receiver<()>, sup: &Supervisor, feed: &Updates, pinging: &AtomicBool) {
     loop {
         match stop.recv_timeout(PING_EVERY) {
@@ -244,13 +256,11 @@ fn ping(stop: &Receiver<()>, sup: &Supervisor, feed: &Updates, pinging: &AtomicB
         if !pinging.load(Ordering::Relaxed) {
             continue;
         }
-        if let Ok(rt) = sup.ping_round_trips(1) {
-            if let Some(d) = rt.first() {
-                feed.send(Update::RoundTrip {
-                    at_ms: base::unix_time::now().as_millis() as u64,
-                    us: d.as_secs_f64() * 1e6,
-                });
-            }
+        if let Ok(d) = sup.ping_if_alive(PING_WAIT) {
+            feed.send(Update::RoundTrip {
+                at_ms: base::unix_time::now().as_millis() as u64,
+                us: d.as_secs_f64() * 1e6,
+            });
         }
     }
 }

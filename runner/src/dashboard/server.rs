@@ -27,6 +27,7 @@ use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::assets::{APP_JS, CHARTS_JS, CHARTS_LICENCE, PAGE, STYLE};
+use super::listener::Limited;
 use super::shared::Shared;
 use super::views::{self, Message};
 
@@ -52,13 +53,16 @@ impl HttpServer {
             .enable_time()
             .build()?;
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let app = router(shared);
+        let app = router(shared).layer(axum::middleware::from_fn_with_state(
+            Arc::new(Hosts::for_address(address)),
+            guard,
+        ));
         let thread = std::thread::Builder::new()
             .name("dashboard-http".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     let listener = match tokio::net::TcpListener::from_std(listener) {
-                        Ok(l) => l,
+                        Ok(l) => Limited::new(l),
                         Err(e) => {
                             tracing::error!("dashboard not served: {e}");
                             return;
@@ -96,6 +100,56 @@ impl HttpServer {
         let _ = self.stop.send(true);
         let _ = self.thread.join();
     }
+}
+
+/// The `Host` headers a request may carry: on loopback, only loopback names of the port, so
+/// that a web page whose name an attacker points at 127.0.0.1 (DNS rebinding) is refused;
+/// on another address, any.
+struct Hosts(Option<Vec<String>>);
+
+impl Hosts {
+    fn for_address(address: SocketAddr) -> Hosts {
+        let port = address.port();
+        match address.ip().is_loopback() {
+            true => Hosts(Some(vec![
+                format!("127.0.0.1:{port}"),
+                format!("localhost:{port}"),
+                format!("[::1]:{port}"),
+                address.to_string(),
+            ])),
+            false => Hosts(None),
+        }
+    }
+
+    fn allow(&self, host: Option<&str>) -> bool {
+        match (&self.0, host) {
+            (None, _) => true,
+            (Some(names), Some(host)) => names.iter().any(|n| n.eq_ignore_ascii_case(host)),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// Refuses a request whose `Host` is not the dashboard's own (see [`Hosts`]).
+async fn guard(
+    State(hosts): State<Arc<Hosts>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if !hosts.allow(host) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            format!(
+                "host {:?} is not this dashboard's: open it by its loopback address",
+                host.unwrap_or_default()
+            ),
+        );
+    }
+    next.run(request).await
 }
 
 fn router(shared: Arc<Shared>) -> Router {

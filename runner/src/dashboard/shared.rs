@@ -44,6 +44,11 @@ impl Shared {
         let mut board = self.board.lock();
         for item in items {
             let changes = change(&mut board, item);
+            if changes.is_empty() {
+                continue;
+            }
+            // Every state a browser can read has a number, and every number was told.
+            board.seq += 1;
             for m in views::tell(&board, changes) {
                 // No browser listening is no error.
                 let _ = self.events.send(m);

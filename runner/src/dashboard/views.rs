@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use bridge::protocol::{Fill, OrderReport, OrderType};
+use bridge::protocol::{Bar, Fill, OrderReport, OrderType};
 use serde_json::{json, Value};
 
 use super::board::{Board, Change, Marker, Point, SymbolState, Warning};
+use crate::strategy::{NoSignal, Signal};
 
 /// One Server-Sent Event: its name, the board's sequence number after the change, its JSON.
 #[derive(Debug, Clone)]
@@ -50,23 +51,71 @@ fn state_words(state: &SymbolState) -> (&'static str, String) {
     }
 }
 
-/// The row of symbol `i`: its figures and state.
+/// The newest bar time of any symbol: what a symbol's freshness is measured against.
+fn market_time(board: &Board) -> i64 {
+    board
+        .symbols
+        .iter()
+        .filter_map(|s| s.points.back().map(|p| p.bar.time))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Symbol `i`'s signal as the run's summary gives it: the crossover over its newest bars,
+/// none if it lags the market, and none while its data is refused, stalled, interrupted or
+/// missing; or why there is none.
+fn signal(board: &Board, i: usize) -> Result<Signal, String> {
+    let s = &board.symbols[i];
+    match &s.state {
+        SymbolState::Live | SymbolState::History | SymbolState::Delayed(_) => {}
+        SymbolState::Waiting => return Err("no history yet".into()),
+        other => return Err(state_words(other).0.to_string()),
+    }
+    let need = board.crossover.slow + 1;
+    let mut window: Vec<Bar> = s.points.iter().rev().take(need).map(|p| p.bar).collect();
+    window.reverse();
+    board
+        .crossover
+        .evaluate_fresh(
+            &window,
+            board.bar_seconds,
+            market_time(board),
+            board.stale_after,
+        )
+        .map(|e| e.signal)
+        .map_err(|e: NoSignal| e.to_string())
+}
+
+/// A figure as the summary prints it (two decimals, `-` for none).
+fn text(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"))
+}
+
+/// The row of symbol `i`: its figures and state, and the figures as the summary prints them.
 pub(crate) fn row(board: &Board, i: usize) -> Value {
     let s = &board.symbols[i];
     let eval = s.last_eval();
     let (state, detail) = state_words(&s.state);
+    let (signal, no_signal) = match signal(board, i) {
+        Ok(sig) => (Some(sig.to_string()), None),
+        Err(why) => (None, Some(why)),
+    };
+    let last_price = s.points.back().map(|p| p.bar.close);
+    let (fast, slow) = (eval.map(|e| e.fast), eval.map(|e| e.slow));
     json!({
         "symbol": s.symbol,
         "state": state,
         "detail": detail,
-        "last_price": s.points.back().map(|p| p.bar.close),
+        "last_price": last_price,
         "last_bar_time": s.points.back().map(|p| p.bar.time),
-        "fast": eval.map(|e| e.fast),
-        "slow": eval.map(|e| e.slow),
-        "signal": s.signal.map(|sig| sig.to_string()),
+        "fast": fast,
+        "slow": slow,
+        "signal": signal,
+        "no_signal": no_signal,
         "history_bars": s.history_bars,
         "live_bars": s.live_bars,
         "last_live_bar_at_ms": s.last_bar_at_ms,
+        "text": { "last_price": text(last_price), "fast": text(fast), "slow": text(slow) },
     })
 }
 
@@ -312,6 +361,7 @@ pub(crate) fn tell(board: &Board, changes: Vec<Change>) -> Vec<Message> {
                 }),
             ),
             Change::Symbol(i) => Message::new(seq, "symbol", row(board, i)),
+            Change::Positions => Message::new(seq, "positions", positions(board)),
             Change::Health => Message::new(seq, "health", health(board)),
             Change::Warning(w) => Message::new(seq, "warning", warning(&w)),
             Change::Notice { code, message } => {

@@ -200,7 +200,13 @@ impl Live<'_> {
                         // Each of this run's fills once, however often it is reported.
                         if let Some(fill) = t.on_event(&event) {
                             strategy.on_fill(fill);
-                            observer.on_fill(fill);
+                        }
+                        // The observer is told repeats too: IB's second report of a fill
+                        // brings its commission.
+                        if let Event::Fill(f) = &event {
+                            if t.book().order(&f.order_ref).is_some() {
+                                observer.on_fill(f);
+                            }
                         }
                         let changed = match &event {
                             Event::Order(r) => Some(&r.request.order_ref),

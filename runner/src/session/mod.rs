@@ -174,7 +174,8 @@ impl Session {
         let history_elapsed = started.elapsed();
         let mut last = vec![None; series.len()];
         for (i, s) in series.iter_mut().enumerate() {
-            if s.error.is_some() {
+            if let Some(e) = &s.error {
+                observer.on_history_failed(&s.symbol, e);
                 continue;
             }
             observer.on_history(&s.symbol, &s.bars)?;
@@ -214,9 +215,14 @@ impl Session {
                     for fill in &late {
                         tracing::info!(order_ref = %fill.order_ref, "fill learned at the end of the run");
                         strategy.on_fill(fill);
+                        observer.on_fill(fill);
                     }
                 }
                 Err(e) => tracing::warn!("orders not reconciled with the broker's: {e}"),
+            }
+            // What the cancel on exit and the reconciliation changed.
+            for o in t.book().orders() {
+                observer.on_order(o);
             }
             t.summary(|symbol| {
                 series

@@ -2,8 +2,8 @@
 //! does nothing ([`Unobserved`]).
 //!
 //! Invariants: an observer sees a symbol's history once, before any of its live bars, and
-//! each live bar once, in time order, after the strategy saw it; each fill of the run once;
-//! an error it returns ends the run with that error. Its calls are on the live loop: an
+//! each live bar once, in time order, after the strategy saw it; each report of a fill of
+//! the run (the first one once); an error it returns ends the run with that error. Its calls are on the live loop: an
 //! observer that waits holds the next bar up.
 
 use anyhow::Result;
@@ -37,8 +37,12 @@ pub trait Observer {
     /// `report` is the run's book's view of it after the change.
     fn on_order(&mut self, _report: &OrderReport) {}
 
-    /// A fill of the run, told once however often the broker reports it.
+    /// A fill of the run as the broker reports it: each new fill, and a fill told again
+    /// (IB tells its commission in a second report); who counts fills goes by `exec_id`.
     fn on_fill(&mut self, _fill: &Fill) {}
+
+    /// A symbol's history could not be had (`why`): it gets no live bars in this run.
+    fn on_history_failed(&mut self, _symbol: &str, _why: &str) {}
 
     /// Any event other than bars, orders and fills; `false` ends the live phase (nothing
     /// more can come).

@@ -30,6 +30,7 @@ use parking_lot::{Condvar, Mutex};
 
 mod error;
 mod lifecycle;
+mod ping;
 mod replacements;
 
 pub use error::{EnvironmentFailure, ProtocolError, StartFailure, SupervisorError};
@@ -594,26 +595,6 @@ impl Supervisor {
                 "unsubscribe",
             ))),
         }
-    }
-
-    /// Measures `n` ping round trips on the current worker.
-    pub fn ping_round_trips(&self, n: usize) -> Result<Vec<Duration>, SupervisorError> {
-        let (_, client) = self.client()?;
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let start = Instant::now();
-            let payload = (i as u64).to_le_bytes().to_vec();
-            match client.request(Request::Ping { payload }, Duration::from_secs(5)) {
-                Ok(Reply::Pong { .. }) => out.push(start.elapsed()),
-                Ok(other) => {
-                    return Err(SupervisorError::Protocol(ProtocolError::unexpected(
-                        other, "ping",
-                    )))
-                }
-                Err(e) => return Err(SupervisorError::Request(e)),
-            }
-        }
-        Ok(out)
     }
 
     /// The managed accounts the broker reported when the current worker connected.

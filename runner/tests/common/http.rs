@@ -17,10 +17,15 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// `METHOD path` to `addr`: the status and the body.
 pub(crate) fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
+    request_as(addr, &addr.to_string(), method, path)
+}
+
+/// [`request`] with `host` as its `Host` header.
+pub(crate) fn request_as(addr: SocketAddr, host: &str, method: &str, path: &str) -> (u16, String) {
     let mut s = connect(addr);
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     )
     .unwrap();
     // The head, then a body of its length (or up to the end of the connection).
