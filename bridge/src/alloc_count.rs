@@ -3,8 +3,8 @@
 //! nothing (or nothing large). Install it in a binary with
 //! `#[global_allocator] static A: bridge::alloc_count::CountingAllocator = bridge::alloc_count::CountingAllocator;`.
 //!
-//! Every call goes to the system allocator unchanged; counting touches only thread-local
-//! cells and never allocates.
+//! Invariants: every call goes to the system allocator unchanged; counting touches only
+//! thread-local cells and never allocates.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -4,7 +4,7 @@
 //! without touching anything else. Values are encoded into a reusable buffer and decoded from
 //! a private copy of the frame, never from shared memory.
 //!
-//! Decoding is bounded by the frame it reads: a length prefix may claim at most a few times
+//! Invariants: decoding is bounded by the frame it reads: a length prefix may claim at most a few times
 //! the frame's own size (see [`decode_limit`]), so a small hostile frame cannot make the
 //! decoder allocate much more than itself.
 

@@ -17,7 +17,7 @@
 //! futex_wait(seq, token)
 //! ```
 //!
-//! Either the waiter's re-check sees the published index, or the ringer sees `waiting > 0`;
+//! Invariants: no wakeup is lost: either the waiter's re-check sees the published index, or the ringer sees `waiting > 0`;
 //! then `seq` differs from `token`, so the futex wait returns at once or is woken.
 
 #![forbid(unsafe_code)]

@@ -21,7 +21,7 @@
 //! - [`backoff`]: how a busy-poll backs off (spin hints, periodic yields), used by the client's
 //!   spinning dispatcher and by the runner's spinning event reader.
 //!
-//! `unsafe` code lives only in `ring/region.rs`, `segment/mapping.rs` and `sys/`, and in two
+//! Invariants: `unsafe` code lives only in `ring/region.rs`, `segment/mapping.rs` and `sys/`, and in two
 //! modules built only for the benchmarks (feature `bench`) and the bridge's own tests:
 //! `alloc_count.rs` (a counting allocator) and `floor.rs` (raw shared words, the machine's
 //! floor); every other module forbids it.

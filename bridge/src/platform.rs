@@ -1,5 +1,8 @@
 //! What the rest of the system needs to know of the operating system, the same on Linux and
 //! macOS (the differences are inside; see the `sys` module's table).
+//!
+//! Invariants: each function means the same on both systems; none of them panics on what
+//! the system answers.
 
 #![forbid(unsafe_code)]
 

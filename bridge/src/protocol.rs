@@ -3,7 +3,7 @@
 //! Requests carry an id chosen by the runner; every reply carries the id of its request, so
 //! replies are matched by id and never by order. Results too big for one frame (years of bars)
 //! come as [`Reply::Bars`] batches followed by one final reply ([`Reply::HistoryEnd`]).
-//! Prices are never defaulted: absent data is an error reply or `None`, never `0.0`.
+//! Invariants: prices are never defaulted: absent data is an error reply or `None`, never `0.0`.
 
 #![forbid(unsafe_code)]
 

@@ -1,5 +1,7 @@
 //! The one place that decides where atomics come from: `std` normally, `loom` under `cfg(loom)`,
 //! so the loom models check the same ring and doorbell code that ships.
+//!
+//! Invariants: no ring or doorbell code takes an atomic from anywhere else.
 
 #![forbid(unsafe_code)]
 

@@ -1,5 +1,7 @@
 //! The bridge's own tests run under [`crate::alloc_count::CountingAllocator`], so a test can
 //! show what decoding costs: how many allocations, and the largest.
+//!
+//! Invariants: built for the bridge's tests only; it changes no allocation, it counts them.
 
 #[global_allocator]
 static ALLOCATOR: crate::alloc_count::CountingAllocator = crate::alloc_count::CountingAllocator;

@@ -16,6 +16,9 @@
 //!   ([`signals`]), record of the broker connection ([`broker_connection`]) and summary
 //!   ([`summary`]); the soak ([`soak`]).
 //!
+//! Invariants: no import cycle between its files (`.ci/cycles.py`); it reaches the worker
+//! only through the worker crate's face (options, entry, the handover).
+//!
 //! A live bar's way: the worker's `Event::Bar` reaches [`worker_events::WorkerEvents`], the
 //! session's live loop drops it unless it is newer than the last
 //! ([`session::MonotonicBars`]), adds it to its symbol's window and calls

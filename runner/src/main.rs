@@ -1,5 +1,8 @@
 //! The `runner` command: parses the command line ([`runner::cli`]) and hands each command to
-//! the module that carries it out; nothing else happens here.
+//! the module that carries it out.
+//!
+//! Invariants: nothing else happens here; the hidden `worker` command only serves as a
+//! worker (`worker::entry::serve`, the one way in for every program).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;

@@ -1,6 +1,6 @@
 //! The runner's view of its orders, fills and positions ([`OrderBook`]).
 //!
-//! Reports come from several places (the reply to a placement, order events, a replacement
+//! Invariants: reports come from several places (the reply to a placement, order events, a replacement
 //! worker catching up on what happened while no worker watched, a listing of the broker's
 //! orders), in any order and some more than once. The book takes them all and keeps, for each
 //! order, a state that never goes backwards: a status only ever moves forward in

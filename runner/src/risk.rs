@@ -1,6 +1,6 @@
 //! Risk limits, checked in the runner before an order leaves ([`RiskLimits::check`]).
 //!
-//! A refused order names the limit (its configuration key) and the figures: it never
+//! Invariants: a refused order names the limit (its configuration key) and the figures: it never
 //! reaches the worker, and it does not count against the rate limit.
 
 use std::collections::VecDeque;

@@ -1,4 +1,6 @@
-//! The moving-average crossover. It never signals from absent, invalid or stale data.
+//! The strategy trait ([`Strategy`]) and the moving-average crossover ([`Crossover`]).
+//!
+//! Invariants: the crossover never signals from absent, invalid or stale data.
 
 use std::fmt;
 

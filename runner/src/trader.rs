@@ -602,34 +602,56 @@ pub fn order_for_signal(
     }
 }
 
+/// What a signal led to ([`trade_on`]).
+#[derive(Debug)]
+pub enum Traded {
+    /// The signal calls for no order (a hold, a buy while long, a working order already).
+    Nothing,
+    /// The broker took the order with this reference (whatever became of it after).
+    Placed(String),
+    /// The order was not placed, for this reason (a risk limit, the broker, the worker).
+    Refused(TradeError),
+}
+
+impl Traded {
+    /// The reference of the order placed, if one was.
+    pub fn order_ref(&self) -> Option<&str> {
+        match self {
+            Traded::Placed(r) => Some(r),
+            Traded::Nothing | Traded::Refused(_) => None,
+        }
+    }
+}
+
 /// Places the order `signal` calls for on `symbol` (last price `price`) through `t`, sized
-/// and timed as `cfg.trading` says, if any; returns its reference when the broker took it
-/// (whatever became of it after).
+/// and timed as `cfg.trading` says, if any.
 pub fn trade_on(
     t: &mut Trader<&Supervisor>,
     cfg: &Config,
     symbol: &str,
     signal: Signal,
     price: f64,
-) -> Option<String> {
+) -> Traded {
     // What the reports tell counts too: a fill whose event is late or lost must not make
     // the strategy buy again.
     let position = t.book().traded(symbol);
     let working = t.book().working().any(|o| o.request.symbol == symbol);
-    let (side, quantity) = order_for_signal(
+    let Some((side, quantity)) = order_for_signal(
         signal,
         position,
         working,
         cfg.trading.quantity,
         cfg.trading.long_only,
-    )?;
+    ) else {
+        return Traded::Nothing;
+    };
     let order = OrderRequest {
         order_ref: t.next_ref(),
         symbol: symbol.to_string(),
         side,
         quantity,
         order_type: OrderType::Market,
-        tif: cfg.trading.time_in_force().ok()?,
+        tif: cfg.trading.tif,
     };
     let order_ref = order.order_ref.clone();
     match t.place(order, Some(price)) {
@@ -642,11 +664,11 @@ pub fn trade_on(
                 status = %report.status,
                 "order placed on a {signal} signal"
             );
-            Some(order_ref)
+            Traded::Placed(order_ref)
         }
         Err(err) => {
             tracing::warn!(%symbol, "no order on a {signal} signal: {err}");
-            None
+            Traded::Refused(err)
         }
     }
 }

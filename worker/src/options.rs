@@ -402,6 +402,17 @@ impl std::str::FromStr for SecType {
     }
 }
 
+impl std::fmt::Display for SecType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SecType::Stock => "STK",
+            SecType::Future => "FUT",
+            SecType::Forex => "CASH",
+            SecType::Index => "IND",
+        })
+    }
+}
+
 /// Which market data the gateway sends (IB's `reqMarketDataType`): live needs a market data
 /// subscription; frozen is the last data at the close; delayed is 15 to 20 minutes late and
 /// needs none (most paper accounts).
@@ -434,6 +445,17 @@ impl std::str::FromStr for MarketDataKind {
     }
 }
 
+impl std::fmt::Display for MarketDataKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MarketDataKind::Live => "live",
+            MarketDataKind::Frozen => "frozen",
+            MarketDataKind::Delayed => "delayed",
+            MarketDataKind::DelayedFrozen => "delayed-frozen",
+        })
+    }
+}
+
 /// What prices bars are made of (IB's `whatToShow`): the kinds both historical and real-time
 /// bars offer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Encode, Decode)]
@@ -458,6 +480,12 @@ impl WhatToShow {
             WhatToShow::Bid => "BID",
             WhatToShow::Ask => "ASK",
         }
+    }
+}
+
+impl std::fmt::Display for WhatToShow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

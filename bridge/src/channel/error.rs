@@ -1,5 +1,8 @@
 //! The channel layer's errors: why a peer is gone, why a send or a receive failed, and why a
 //! connection could not be started (from either side).
+//!
+//! Invariants: every error says which side and what was found, with its cause as a value
+//! where one exists; a peer gone is told by one [`GoneReason`], the same to every caller.
 
 #![forbid(unsafe_code)]
 

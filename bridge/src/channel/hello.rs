@@ -1,5 +1,8 @@
 //! The hello exchange: the first frame each way names the sender's protocol version, build
 //! and pid; a mismatch of either is refused on both sides.
+//!
+//! Invariants: nothing but a hello is taken as the first frame; a side that refuses the
+//! other's hello sends nothing more.
 
 #![forbid(unsafe_code)]
 

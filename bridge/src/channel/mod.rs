@@ -8,7 +8,7 @@
 //! side's [`Channel`] and [`Control`]), `sender.rs`, `receiver.rs`, `error.rs`. This file only
 //! names them.
 //!
-//! Contracts: every send and receive has a deadline; while both sides live each direction is
+//! Invariants: every send and receive has a deadline; while both sides live each direction is
 //! FIFO with no loss; when the peer dies, hangs, closes or corrupts the segment, every waiter
 //! wakes, what it sent before is still delivered, and then every operation fails with
 //! [`GoneReason`].

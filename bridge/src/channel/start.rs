@@ -8,7 +8,10 @@
 //! stderr piped into threads that always drain them (lines go to the runner's log), in a
 //! process group of its own. The worker opens the segment, unlinks its name at once, reads
 //! the runner's hello and answers with its own; each side checks protocol version and build
-//! id and refuses a mismatch. On any error the worker is killed and nothing is left behind.
+//! id and refuses a mismatch.
+//!
+//! Invariants: on any error the worker is killed and nothing is left behind (no segment, no
+//! name, no process).
 
 #![forbid(unsafe_code)]
 

@@ -1,6 +1,6 @@
 //! Orders: what the runner asks the broker to do, and what the broker reports back.
 //!
-//! Every order carries a reference chosen by the runner ([`OrderRequest::order_ref`], IB's
+//! Invariants: every order carries a reference chosen by the runner ([`OrderRequest::order_ref`], IB's
 //! `orderRef`), unique and the same on every retry: it is how a worker that never saw an
 //! order (a replacement, or the same one after a reconnect) finds it at the broker instead of
 //! placing it again. Broker order ids are the broker's and are never chosen by the runner.

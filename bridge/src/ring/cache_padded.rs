@@ -2,7 +2,8 @@
 //!
 //! Adjacent-line prefetchers pull 64-byte lines in pairs, so 128 bytes (as crossbeam's
 //! `CachePadded` on x86-64) keeps a producer's and a consumer's hot words from sharing one.
-//! `#[repr(C)]`, so it can live in shared memory.
+//! Invariants: `#[repr(C)]` and 128-byte aligned, so it can live in shared memory and no
+//! two padded values share a pair of lines.
 
 #![forbid(unsafe_code)]
 

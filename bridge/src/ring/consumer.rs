@@ -1,6 +1,6 @@
 //! The reading end of a ring.
 //!
-//! The consumer owns its position (`head`) privately and publishes it with a Release store
+//! Invariants: the consumer owns its position (`head`) privately and publishes it with a Release store
 //! once the frames before it were copied out ([`Consumer::release`]). The producer's `tail` is
 //! read (Acquire) only when the cached copy says the ring may be empty, and validated before
 //! use. Every frame header is validated ([`check_frame`]) and every payload copied into private

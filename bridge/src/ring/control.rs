@@ -3,7 +3,7 @@
 //! Everything here is `#[repr(C)]` atomics, so all-zero bytes are a valid empty ring and any
 //! bytes a hostile peer writes are still valid values (which the ends then validate).
 //!
-//! Counters are not kept here: each end counts what it did in private memory, so a peer that
+//! Invariants: counters are not kept here: each end counts what it did in private memory, so a peer that
 //! scribbles over the segment cannot make this side report figures it never produced.
 
 #![forbid(unsafe_code)]

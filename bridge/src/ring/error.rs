@@ -1,5 +1,5 @@
 //! The ring's run-time errors: what was found wrong in its memory, and why a push was refused.
-//! Both are `Copy` and allocation-free, so the hot path can return them. (Why a geometry was
+//! Invariants: both are `Copy` and allocation-free, so the hot path can return them. (Why a geometry was
 //! refused is in `geometry.rs`, with the limits it names.)
 
 #![forbid(unsafe_code)]

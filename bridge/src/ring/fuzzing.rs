@@ -1,5 +1,8 @@
 //! Entry points for fuzzing the frame reader with arbitrary ring memory (`fuzz/`, and the
 //! ring's own tests).
+//!
+//! Invariants: any bytes at all, and any head, give an error or frames, never a panic, an
+//! overflow or a read out of bounds.
 
 #![forbid(unsafe_code)]
 

@@ -1,6 +1,6 @@
 //! The writing end of a ring.
 //!
-//! The producer owns its position (`tail`) privately and publishes it with a Release store;
+//! Invariants: the producer owns its position (`tail`) privately and publishes it with a Release store;
 //! the shared `tail` is only ever written from the private one, never read back. The
 //! consumer's `head` is read (Acquire) only when the cached copy says the ring may be full
 //! ("possibly full → refresh → really full"), and validated before use. A hostile `head` breaks

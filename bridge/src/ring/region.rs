@@ -1,7 +1,7 @@
 //! The memory a ring lives in: its control block and its data area, kept alive by an owner
 //! (a shared-memory [`Segment`](crate::segment::Segment) or a private heap allocation).
 //!
-//! This is the only part of the ring with `unsafe` code. Every access to the data area is
+//! Invariants: this is the only part of the ring with `unsafe` code. Every access to the data area is
 //! bounds-checked against its length, whatever offset the caller computed. Reads of the data
 //! area are relaxed atomic loads (whole aligned words where possible) into private memory: a
 //! peer that writes concurrently can only make us copy garbage, which the caller then

@@ -10,7 +10,7 @@
 //! | identity of a mapped object | [`shm`] | device and inode (`/proc/self/maps`) | its name |
 //! | process liveness, executable, memory | [`process`] | `kill(pid, 0)`, zombies by `/proc/<pid>/stat`; `/proc/self/exe`; `/proc/<pid>/status` | `kill(pid, 0)`, zombies by `proc_pidinfo`; the executable's path; `proc_pidinfo` |
 //!
-//! The same on both: names of at most 30 characters (macOS allows 31), `getentropy` for
+//! Invariants, the same on both: names of at most 30 characters (macOS allows 31), `getentropy` for
 //! their randomness, `flock`, process groups, `getppid` for the parent's death, signals.
 //!
 //! Everything of one platform that can run on the other is compiled and tested on Linux: the

@@ -1,7 +1,7 @@
 //! Processes: whether one is alive, our parent, killing a process group, the executable this
 //! process runs, and a process's resident memory.
 //!
-//! The same on Linux and macOS: `kill(pid, 0)` for existence, `getppid` (it changes when the
+//! Invariants: the same on Linux and macOS: `kill(pid, 0)` for existence, `getppid` (it changes when the
 //! parent dies), `kill(-pgid, SIGKILL)` for a group. What differs:
 //!
 //! | | Linux | macOS |

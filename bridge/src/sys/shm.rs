@@ -16,7 +16,7 @@
 //! | removal | unlink the file | `shm_unlink` the name, then remove its lock file |
 //! | sweep | names in `/dev/shm` | lock files in the registry, each name `shm_unlink`ed |
 //!
-//! The sweep's rule is the same: a name is removed only when nobody holds its lock and its
+//! Invariants: the sweep's rule is the same: a name is removed only when nobody holds its lock and its
 //! record is older than [`SWEEP_GRACE`] (a pid in a name means nothing in another PID
 //! namespace; a lock does). The registry also works on Linux, where its tests run.
 

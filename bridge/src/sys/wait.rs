@@ -1,7 +1,7 @@
 //! Sleeping on a 32-bit word of shared memory until it changes, and waking the sleepers: the
 //! doorbell's system half ([`crate::doorbell`] decides when to sleep and when to wake).
 //!
-//! Contract, on every platform and mechanism: [`wait`] returns at once if `*word !=
+//! Invariants, on every platform and mechanism: [`wait`] returns at once if `*word !=
 //! expected`, else sleeps until [`wake_all`] is called on the word, `timeout` passes, or for
 //! no reason (the caller re-checks its condition); never longer than `timeout`. [`wake_all`]
 //! wakes every sleeper on the word, in any process mapping it. The word lives in memory shared

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::ConfigError;
+use super::text::{as_text, option_as_text, tif_from_text, HistoryEnd};
+use bridge::protocol::TimeInForce;
+use worker::options::{MarketDataKind, SecType, WhatToShow};
 
 /// Which broker the worker talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +70,8 @@ pub struct HistoryConfig {
     pub concurrency: usize,
     /// End of the history: Unix seconds or `YYYY-MM-DDTHH:MM:SSZ` (UTC); unset: now. The bar
     /// still forming at the end is never included.
-    pub end: Option<String>,
+    #[serde(with = "option_as_text")]
+    pub end: Option<HistoryEnd>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,7 +205,11 @@ pub struct TradingConfig {
     /// Buy signals open or add to a long position, sell signals close it; never short.
     pub long_only: bool,
     /// Time in force of the strategy's orders: `day` or `gtc`.
-    pub tif: String,
+    #[serde(
+        serialize_with = "as_text::serialize",
+        deserialize_with = "tif_from_text"
+    )]
+    pub tif: TimeInForce,
     /// Trade on an account that is not a paper account (IB: ids not starting with `D`).
     pub allow_live: bool,
     /// On Ctrl-C or at the end of a run, cancel the run's working orders before the worker
@@ -232,11 +239,13 @@ pub struct IbkrConfig {
     /// at once.
     pub connect_wait_seconds: u64,
     /// What bars are made of: TRADES, MIDPOINT, BID or ASK.
-    pub what_to_show: String,
+    #[serde(with = "as_text")]
+    pub what_to_show: WhatToShow,
     /// Regular trading hours only (IB's `useRTH`).
     pub use_rth: bool,
     /// Which market data the gateway sends: live, frozen, delayed or delayed-frozen.
-    pub market_data_type: String,
+    #[serde(with = "as_text")]
+    pub market_data_type: MarketDataKind,
     /// Reconnection attempts after the socket to the gateway closes (1 s, 2 s, 3 s, 5 s, ...
     /// up to 30 s apart) before the run gives up and fails; 0: for ever.
     pub reconnect_attempts: u32,
@@ -261,11 +270,13 @@ pub struct ContractConfig {
     pub currency: String,
     pub primary_exchange: Option<String>,
     /// `TRADES`, `MIDPOINT`, `BID` or `ASK`; unset: `ibkr.what_to_show`.
-    pub what_to_show: Option<String>,
+    #[serde(with = "option_as_text")]
+    pub what_to_show: Option<WhatToShow>,
     /// Unset: `ibkr.use_rth`.
     pub use_rth: Option<bool>,
     /// `STK`, `FUT`, `CASH` (forex) or `IND`.
-    pub sec_type: String,
+    #[serde(with = "as_text")]
+    pub sec_type: SecType,
     pub con_id: Option<i32>,
     pub ib_symbol: Option<String>,
     pub local_symbol: Option<String>,
@@ -280,7 +291,7 @@ impl Default for ContractConfig {
             primary_exchange: None,
             what_to_show: None,
             use_rth: None,
-            sec_type: "STK".into(),
+            sec_type: SecType::Stock,
             con_id: None,
             ib_symbol: None,
             local_symbol: None,
@@ -352,7 +363,7 @@ impl Default for TradingConfig {
             enabled: false,
             quantity: 10.0,
             long_only: true,
-            tif: "day".into(),
+            tif: TimeInForce::Day,
             allow_live: false,
             cancel_on_exit: true,
             max_order_quantity: 1_000.0,
@@ -360,22 +371,6 @@ impl Default for TradingConfig {
             max_position: 1_000.0,
             max_orders_per_minute: 60,
         }
-    }
-}
-
-impl TradingConfig {
-    /// The time in force, once validated.
-    pub fn time_in_force(&self) -> Result<bridge::protocol::TimeInForce, ConfigError> {
-        parse_tif(&self.tif).map_err(|e| ConfigError::Invalid(format!("trading.tif: {e}")))
-    }
-}
-
-/// `day` or `gtc`.
-pub fn parse_tif(text: &str) -> Result<bridge::protocol::TimeInForce, String> {
-    match text {
-        "day" => Ok(bridge::protocol::TimeInForce::Day),
-        "gtc" => Ok(bridge::protocol::TimeInForce::Gtc),
-        other => Err(format!("time in force must be day or gtc, got {other:?}")),
     }
 }
 
@@ -442,9 +437,9 @@ impl Default for IbkrConfig {
             client_id: 1,
             client_id_attempts: 1,
             connect_wait_seconds: 0,
-            what_to_show: "TRADES".into(),
+            what_to_show: WhatToShow::Trades,
             use_rth: true,
-            market_data_type: "live".into(),
+            market_data_type: MarketDataKind::Live,
             reconnect_attempts: 0,
             delayed_fallback: false,
             silent_bars: worker::options::DEFAULT_SILENT_BARS,

@@ -1,9 +1,12 @@
 //! The runner's configuration: defaults, then a TOML file, then environment variables, then
 //! command-line flags ([`Config::load`]), then validation, section by section.
 //!
-//! Its rooms: what can be written and its defaults (`document`), the overrides of the
-//! environment and the command line (`overrides`), each section's validation (`validate`),
-//! and the error of each kind of problem (`error`).
+//! Its rooms: what can be written and its defaults (`document`), the choices written as text
+//! and held typed (`text`), the overrides of the environment and the command line
+//! (`overrides`), each section's validation (`validate`), and the error of each kind of
+//! problem (`error`). Raw to checked, as in two steps: reading the document turns each
+//! choice's text into its value (or refuses it, with the line); validation then checks what
+//! parses but makes no sense.
 //!
 //! Invariants: unknown keys, wrong types and invalid values are errors that name the problem
 //! in one line; a loaded configuration has passed validation; `runner check-config` prints
@@ -12,14 +15,16 @@
 mod document;
 mod error;
 mod overrides;
+mod text;
 mod validate;
 
 pub use document::{
-    parse_tif, BackendKind, BridgeConfig, Config, ContractConfig, HistoryConfig, IbkrConfig,
-    LiveConfig, SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
+    BackendKind, BridgeConfig, Config, ContractConfig, HistoryConfig, IbkrConfig, LiveConfig,
+    SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
 };
 pub use error::ConfigError;
 pub use overrides::{Overrides, ENV_VARS};
+pub use text::{parse_tif, HistoryEnd};
 
 use std::path::Path;
 use std::sync::Arc;

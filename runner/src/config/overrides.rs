@@ -101,7 +101,10 @@ impl Config {
             self.live.disabled = true;
         }
         if let Some(e) = &o.end {
-            self.history.end = Some(e.clone());
+            self.history.end = Some(e.parse().map_err(|problem| ConfigError::Override {
+                origin: origin.to_string(),
+                problem,
+            })?);
         }
         if o.trade {
             self.trading.enabled = true;

@@ -112,19 +112,45 @@ fn market_data_choices_and_the_history_end_are_checked() {
         )?;
         cfg.validate().map(|()| cfg)
     };
-    let bad = load("backend = \"ibkr\"\n[ibkr]\nwhat_to_show = \"FOO\"\n", None);
-    assert!(bad
+    // A choice that is no such value is refused where the document is read, with its line.
+    let bad = load("backend = \"ibkr\"\n[ibkr]\nwhat_to_show = \"FOO\"\n", None)
         .unwrap_err()
-        .to_string()
-        .contains("ibkr.what_to_show must be one of"));
+        .to_string();
+    assert!(
+        bad.contains("line 3") && bad.contains("what_to_show must be one of"),
+        "{bad}"
+    );
     let bad = load(
         "backend = \"ibkr\"\n[ibkr.contracts.EUR]\nwhat_to_show = \"bids\"\n",
         None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        bad.contains("line 3") && bad.contains("what_to_show must be one of"),
+        "{bad}"
     );
-    assert!(bad
-        .unwrap_err()
-        .to_string()
-        .contains("ibkr.contracts.EUR.what_to_show must be one of"));
+    for (toml, says) in [
+        (
+            "[ibkr]\nmarket_data_type = \"later\"\n",
+            "market_data_type must be one of",
+        ),
+        (
+            "[ibkr.contracts.ES]\nsec_type = \"OPT\"\n",
+            "sec_type must be one of",
+        ),
+        (
+            "[trading]\ntif = \"ioc\"\n",
+            "time in force must be day or gtc",
+        ),
+        (
+            "[history]\nend = \"soon\"\n",
+            "the end of the history must be",
+        ),
+    ] {
+        let bad = load(toml, None).unwrap_err().to_string();
+        assert!(bad.contains(says), "{toml}: {bad}");
+    }
     for silent in ["0", "721"] {
         let bad = load(
             &format!("backend = \"ibkr\"\n[ibkr]\nsilent_bars = {silent}\n"),
@@ -201,15 +227,16 @@ fn market_data_choices_and_the_history_end_are_checked() {
         Some("2023-11-14T22:13:20Z"),
     )
     .unwrap();
-    assert_eq!(ok.history_end().unwrap(), Some(1_700_000_000));
+    assert_eq!(ok.history_end(), Some(1_700_000_000));
+    assert_eq!(ok.ibkr.what_to_show, worker::options::WhatToShow::Midpoint);
     assert!(!ok.ibkr.use_rth);
     let ok = load("", Some("1700000000")).unwrap();
-    assert_eq!(ok.history_end().unwrap(), Some(1_700_000_000));
-    let bad = load("", Some("yesterday"));
-    assert!(bad
-        .unwrap_err()
-        .to_string()
-        .contains("history.end must be Unix seconds"));
+    assert_eq!(ok.history_end(), Some(1_700_000_000));
+    let bad = load("", Some("yesterday")).unwrap_err().to_string();
+    assert!(
+        bad.contains("flags") && bad.contains("the end of the history must be Unix seconds"),
+        "{bad}"
+    );
 }
 
 #[test]
@@ -219,4 +246,25 @@ fn a_missing_file_is_named() {
         e.to_string(),
         "config file /nonexistent/runner.toml: not found"
     );
+}
+
+#[test]
+fn typed_choices_are_printed_as_they_are_written_and_read_back_the_same() {
+    let toml = "backend = \"ibkr\"\n[history]\nend = \"2023-11-14T22:13:20Z\"\n\
+                [trading]\ntif = \"gtc\"\n[ibkr]\nwhat_to_show = \"BID\"\n\
+                market_data_type = \"delayed-frozen\"\n\
+                [ibkr.contracts.ES]\nsec_type = \"FUT\"\nwhat_to_show = \"MIDPOINT\"\n";
+    let cfg = Config::parse(toml, "test").unwrap();
+    let printed = cfg.to_toml();
+    for line in [
+        "end = \"2023-11-14T22:13:20Z\"",
+        "tif = \"gtc\"",
+        "what_to_show = \"BID\"",
+        "market_data_type = \"delayed-frozen\"",
+        "sec_type = \"FUT\"",
+        "what_to_show = \"MIDPOINT\"",
+    ] {
+        assert!(printed.contains(line), "{line} in {printed}");
+    }
+    assert_eq!(Config::parse(&printed, "printed").unwrap(), cfg);
 }

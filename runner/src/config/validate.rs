@@ -3,9 +3,10 @@
 //! sections are documented, the symbols first; the first problem found is the error.
 //!
 //! Invariants: a configuration that passes can be run: its symbols are valid and distinct,
-//! its history covers at least one bar, its times and choices parse (`history.end`,
-//! `trading.tif`, IB's market data choices), its bridge geometry fits the rings, and its
-//! restart policy can act; validation changes nothing.
+//! its history covers at least one bar, its bridge geometry fits the rings, and its restart
+//! policy can act; validation changes nothing. Choices written as text (`history.end`,
+//! `trading.tif`, IB's market data choices) are typed values already: the document refused
+//! what does not parse when it was read (`text`).
 
 use std::time::Duration;
 
@@ -32,8 +33,8 @@ impl Config {
     }
 
     /// `history.end` in Unix seconds (`None`: now).
-    pub fn history_end(&self) -> Result<Option<i64>, ConfigError> {
-        self.history.end_time()
+    pub fn history_end(&self) -> Option<i64> {
+        self.history.end.map(|e| e.0)
     }
 
     /// The deadline of one request.
@@ -63,7 +64,6 @@ fn validate_symbols(symbols: &[String]) -> Result<(), ConfigError> {
 
 impl HistoryConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        self.end_time()?;
         if self.bar_seconds == 0 {
             return Err(invalid("history.bar_seconds must be at least 1"));
         }
@@ -78,22 +78,6 @@ impl HistoryConfig {
             ));
         }
         Ok(())
-    }
-
-    /// `end` in Unix seconds (`None`: now).
-    fn end_time(&self) -> Result<Option<i64>, ConfigError> {
-        let Some(text) = &self.end else {
-            return Ok(None);
-        };
-        let t = text.trim();
-        if let Ok(secs) = t.parse::<i64>() {
-            return Ok(Some(secs));
-        }
-        base::unix_time::parse_utc(t).map(Some).ok_or_else(|| {
-            invalid(format!(
-                "history.end must be Unix seconds or YYYY-MM-DDTHH:MM:SSZ, got {text:?}"
-            ))
-        })
     }
 }
 
@@ -166,7 +150,6 @@ impl SimConfig {
 
 impl TradingConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        self.time_in_force()?;
         for (name, v) in [
             ("quantity", self.quantity),
             ("max_order_quantity", self.max_order_quantity),
@@ -205,20 +188,7 @@ impl IbkrConfig {
                 self.silent_bars
             )));
         }
-        self.what_to_show
-            .parse::<worker::options::WhatToShow>()
-            .map_err(|e| invalid(format!("ibkr.{e}")))?;
-        self.market_data_type
-            .parse::<worker::options::MarketDataKind>()
-            .map_err(|e| invalid(format!("ibkr.{e}")))?;
         for (symbol, c) in &self.contracts {
-            if let Some(w) = &c.what_to_show {
-                w.parse::<worker::options::WhatToShow>()
-                    .map_err(|e| invalid(format!("ibkr.contracts.{symbol}.{e}")))?;
-            }
-            c.sec_type
-                .parse::<worker::options::SecType>()
-                .map_err(|e| invalid(format!("ibkr.contracts.{symbol}.{e}")))?;
             if c.con_id.is_some_and(|id| id <= 0) {
                 return Err(invalid(format!(
                     "ibkr.contracts.{symbol}.con_id must be a positive IB contract id"

@@ -113,7 +113,7 @@ pub(crate) fn fetch_history(cfg: &Config, sup: &Supervisor, stop: &AtomicBool) -
                     symbol: symbol.clone(),
                     bar_seconds: cfg.history.bar_seconds,
                     duration_seconds: cfg.history.duration_seconds,
-                    end: cfg.history_end().ok().flatten(),
+                    end: cfg.history_end(),
                 };
                 let r = sup.history(&req, timeout).map_err(|e| e.to_string());
                 progress.symbol_done(symbol, &r.as_ref().map(Vec::len).map_err(Clone::clone));

@@ -26,7 +26,7 @@ use crossbeam_channel::RecvTimeoutError;
 use crate::config::Config;
 use crate::strategy::{Signal, Strategy};
 use crate::supervisor::Supervisor;
-use crate::trader::{trade_on, Trader};
+use crate::trader::{trade_on, Traded, Trader};
 use crate::worker_events::WorkerEvents;
 
 use super::history::{tail, Series};
@@ -163,12 +163,13 @@ impl Live<'_> {
                     if let Some(slot) = last.get_mut(i) {
                         *slot = Some(signal);
                     }
-                    let order = match trader.as_deref_mut() {
+                    let traded = match trader.as_deref_mut() {
                         Some(t) => trade_on(t, cfg, &s.symbol, signal, bar.close),
-                        None => None,
+                        None => Traded::Nothing,
                     };
-                    observer.on_live_bar(&s.symbol, recent, signal, order.as_deref())?;
-                    if let (Some(t), Some(r)) = (trader.as_deref(), order.as_deref()) {
+                    let order = traded.order_ref();
+                    observer.on_live_bar(&s.symbol, recent, signal, order)?;
+                    if let (Some(t), Some(r)) = (trader.as_deref(), order) {
                         if let Some(report) = t.book().order(r) {
                             observer.on_order(report);
                         }
