@@ -389,3 +389,25 @@ fn idle_connections_do_not_hold_the_run_up() {
     assert_eq!(table_rows(&stdout).len(), 1, "{stdout}");
     drop(idle);
 }
+
+/// A browser that opens the event stream and never reads it cannot hold the run or its end
+/// up: the run ends on time with every live bar, and the stream is cut after the end.
+#[test]
+fn a_browser_that_never_reads_its_events_holds_nothing_up() {
+    use std::io::Write;
+    let (child, log, addr) = start(&["--symbols", "SPY,QQQ", "--duration", "5"]);
+    let mut stuck = std::net::TcpStream::connect(addr).unwrap();
+    write!(stuck, "GET /api/events HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let (code, stdout, rest) = finish(child, log);
+    assert_eq!(code, Some(0), "{stdout}{rest:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the run's end waited {:?}",
+        started.elapsed()
+    );
+    for cols in table_rows(&stdout) {
+        assert!(cols[2].parse::<usize>().unwrap() >= 3, "{stdout}");
+    }
+    drop(stuck);
+}
