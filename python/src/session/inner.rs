@@ -237,6 +237,7 @@ impl Inner {
                             id,
                             bar_seconds,
                         };
+                        self.subs.asking(id);
                         let made = sup.subscribe(sub, self.cfg.request_timeout());
                         // Not live unless the worker said so: wanted again, it is sent again.
                         // Refused, or never sent: the supervisor does not hold it. Any other

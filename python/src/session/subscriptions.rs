@@ -34,10 +34,21 @@ struct Sub {
     wanted: usize,
     /// The bar size the worker streams (and every new worker is given), once made.
     live: Option<u32>,
+    /// A subscribe is on its way to the worker: its news (a refusal, delayed data) may
+    /// come before its answer does, and is kept.
+    asking: bool,
     /// How its data comes, as its news said last.
     feed: Feed,
     /// Refused by the broker when it was subscribed (a failure of the subscribe itself).
     refused: bool,
+}
+
+impl Sub {
+    /// Whether the worker's news of this symbol is told to its streams: it is subscribed, or
+    /// being subscribed.
+    fn told(&self) -> bool {
+        self.live.is_some() || self.asking
+    }
 }
 
 /// What is to be asked of the worker to bring a symbol to what is wanted.
@@ -78,6 +89,7 @@ impl Subscriptions {
                     bar_seconds,
                     wanted: 1,
                     live: None,
+                    asking: false,
                     feed: Feed::Streaming,
                     refused: false,
                 });
@@ -112,14 +124,23 @@ impl Subscriptions {
         }
     }
 
-    /// What the worker made of subscription `id`: bars of this size, or none (`refused`: the
-    /// broker refused it).
-    pub(super) fn made(&self, id: u32, live: Option<u32>, refused: bool) {
+    /// Subscription `id` is about to be asked of the worker: what the worker tells of it from
+    /// now on is its news, even before the answer comes. A new subscription starts streaming.
+    pub(super) fn asking(&self, id: u32) {
         if let Some(s) = self.subs.lock().get_mut(id as usize) {
-            if s.live.is_none() && live.is_some() {
+            if s.live.is_none() {
                 s.feed = Feed::Streaming;
             }
+            s.asking = true;
+        }
+    }
+
+    /// What the worker made of subscription `id`: bars of this size, or none (`refused`: the
+    /// broker refused it). News told while it was asked for stands.
+    pub(super) fn made(&self, id: u32, live: Option<u32>, refused: bool) {
+        if let Some(s) = self.subs.lock().get_mut(id as usize) {
             s.live = live;
+            s.asking = false;
             s.refused = refused;
         }
     }
@@ -171,10 +192,7 @@ impl Subscriptions {
     pub(super) fn news(&self, event: &Event, replaced: bool) -> Vec<(u32, News)> {
         let mut subs = self.subs.lock();
         let one = |subs: &mut Vec<Sub>, symbol: &str, feed: Option<Feed>, news: News| {
-            let Some(i) = subs
-                .iter()
-                .position(|s| s.symbol == symbol && s.live.is_some())
-            else {
+            let Some(i) = subs.iter().position(|s| s.symbol == symbol && s.told()) else {
                 return Vec::new();
             };
             if let Some(feed) = feed {
@@ -185,7 +203,7 @@ impl Subscriptions {
         let every = |subs: &mut Vec<Sub>, feed: Option<Feed>, what: &'static str, why: String| {
             subs.iter_mut()
                 .enumerate()
-                .filter(|(_, s)| s.live.is_some())
+                .filter(|(_, s)| s.told())
                 .map(|(i, s)| {
                     if let Some(feed) = feed {
                         s.feed = feed;
@@ -317,5 +335,41 @@ mod tests {
                 bar_seconds: 60
             }
         );
+    }
+
+    fn refusal(symbol: &str) -> Event {
+        Event::Refused {
+            symbol: symbol.into(),
+            error: bridge::protocol::RemoteError {
+                kind: bridge::protocol::ErrorKind::NotPermitted,
+                message: "[354] Requested market data is not subscribed.".into(),
+            },
+        }
+    }
+
+    /// The worker answers a subscribe and tells of the symbol's feed on two paths: a refusal
+    /// that overtakes the answer is still the stream's news, and the state it set stands.
+    #[test]
+    fn news_that_comes_before_the_subscribes_answer_is_kept() {
+        let subs = Subscriptions::default();
+        subs.want("SPY", 5).unwrap();
+        subs.want("ZZZL", 5).unwrap();
+        // Not asked for yet: nothing to tell.
+        assert!(subs.news(&refusal("ZZZL"), false).is_empty());
+        subs.asking(1);
+        let news = subs.news(&refusal("ZZZL"), false);
+        assert_eq!(news.len(), 1);
+        assert_eq!(news[0].0, 1);
+        assert_eq!((news[0].1).0, "refused");
+        assert_eq!(subs.state("ZZZL"), "subscribing");
+        subs.made(1, Some(5), false);
+        assert_eq!(subs.state("ZZZL"), "refused");
+        // A subscription made again starts afresh.
+        subs.unwant("ZZZL");
+        subs.made(1, None, false);
+        subs.want("ZZZL", 5).unwrap();
+        subs.asking(1);
+        subs.made(1, Some(5), false);
+        assert_eq!(subs.state("ZZZL"), "streaming");
     }
 }
