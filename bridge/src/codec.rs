@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::sync::Arc;
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use bincode::{Decode, Encode};
@@ -50,14 +51,15 @@ fn limit_class(want: usize) -> usize {
     class.min(DECODE_LIMIT)
 }
 
-/// A value could not be encoded or decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A value could not be encoded or decoded. Two errors are equal when they are of the same
+/// kind and say the same.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum CodecError {
-    /// The value could not be encoded.
-    Encode(String),
-    /// The bytes are not a valid encoding of the expected type.
-    Decode(String),
+    /// The value could not be encoded: bincode's error.
+    Encode(Arc<bincode::error::EncodeError>),
+    /// The bytes are not a valid encoding of the expected type: bincode's error.
+    Decode(Arc<bincode::error::DecodeError>),
     /// The bytes hold a valid value followed by `extra` unexpected bytes.
     Trailing {
         /// How many bytes follow the value.
@@ -80,14 +82,45 @@ impl fmt::Display for CodecError {
     }
 }
 
-impl std::error::Error for CodecError {}
+impl CodecError {
+    /// Bytes that do not decode, for a reason found outside bincode (`what` says it).
+    pub fn undecodable(what: impl Into<String>) -> CodecError {
+        CodecError::Decode(Arc::new(bincode::error::DecodeError::OtherString(
+            what.into(),
+        )))
+    }
+}
+
+impl PartialEq for CodecError {
+    fn eq(&self, other: &CodecError) -> bool {
+        match (self, other) {
+            (CodecError::Encode(a), CodecError::Encode(b)) => a.to_string() == b.to_string(),
+            (CodecError::Decode(a), CodecError::Decode(b)) => a.to_string() == b.to_string(),
+            (CodecError::Trailing { extra: a }, CodecError::Trailing { extra: b }) => a == b,
+            (CodecError::BufferTooSmall, CodecError::BufferTooSmall) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for CodecError {}
+
+impl std::error::Error for CodecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CodecError::Encode(e) => Some(&**e),
+            CodecError::Decode(e) => Some(&**e),
+            CodecError::Trailing { .. } | CodecError::BufferTooSmall => None,
+        }
+    }
+}
 
 /// Encodes `value` into `out`, replacing its contents (its allocation is reused).
 pub fn encode_into<T: Encode + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     out.clear();
     bincode::encode_into_std_write(value, out, config::<DECODE_LIMIT>())
         .map(|_| ())
-        .map_err(|e| CodecError::Encode(e.to_string()))
+        .map_err(|e| CodecError::Encode(Arc::new(e)))
 }
 
 /// Encodes `value` at the start of `buf`; returns the length. Faster than
@@ -96,7 +129,7 @@ pub fn encode_into<T: Encode + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(
 pub fn encode_to_slice<T: Encode + ?Sized>(value: &T, buf: &mut [u8]) -> Result<usize, CodecError> {
     bincode::encode_into_slice(value, buf, config::<DECODE_LIMIT>()).map_err(|e| match e {
         bincode::error::EncodeError::UnexpectedEnd => CodecError::BufferTooSmall,
-        e => CodecError::Encode(e.to_string()),
+        e => CodecError::Encode(Arc::new(e)),
     })
 }
 
@@ -157,7 +190,7 @@ pub fn decode_at_most<T: Decode<()>>(bytes: &[u8], limit: usize) -> Result<T, Co
 
 fn decode_with<T: Decode<()>, const N: usize>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::decode_from_slice(bytes, config::<N>())
-        .map_err(|e| CodecError::Decode(e.to_string()))?;
+        .map_err(|e| CodecError::Decode(Arc::new(e)))?;
     if used != bytes.len() {
         return Err(CodecError::Trailing {
             extra: bytes.len() - used,

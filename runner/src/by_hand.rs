@@ -104,8 +104,8 @@ pub fn place(
     with_worker(setup, |sup, events| {
         let mut trader = Trader::new(sup, cfg)?;
         let request = order.request(&mut trader);
-        if let Some(problem) = request.problem() {
-            return Ok(Ended::Failed(problem));
+        if let Err(problem) = request.check() {
+            return Ok(Ended::Failed(problem.to_string()));
         }
         let last = match order.limit {
             Some(_) => None,

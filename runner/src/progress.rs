@@ -4,6 +4,7 @@
 //! Invariants: callable from every fetching thread at once; lines never interleave; the
 //! counts shown only grow, and the bar ends with a newline once every symbol is done.
 
+use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -34,7 +35,7 @@ impl Progress {
     }
 
     /// Records that `symbol` is done: `Ok(bars received)` or why it failed.
-    pub(crate) fn symbol_done(&self, symbol: &str, result: &Result<usize, String>) {
+    pub(crate) fn symbol_done<E: fmt::Display>(&self, symbol: &str, result: Result<usize, E>) {
         let _guard = self.out.lock();
         let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         let n = *result.as_ref().unwrap_or(&0);
@@ -42,7 +43,7 @@ impl Progress {
         let text = if self.tty {
             bar(done, self.total, bars)
         } else {
-            line(done, self.total, symbol, result)
+            line(done, self.total, symbol, &result)
         };
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
@@ -64,7 +65,12 @@ fn bar(done: usize, total: usize, bars: u64) -> String {
 }
 
 /// The plain line for one symbol.
-fn line(done: usize, total: usize, symbol: &str, result: &Result<usize, String>) -> String {
+fn line<E: fmt::Display>(
+    done: usize,
+    total: usize,
+    symbol: &str,
+    result: &Result<usize, E>,
+) -> String {
     let what = match result {
         Ok(n) => format!("{n} bars"),
         Err(e) => format!("failed: {e}"),
@@ -78,9 +84,12 @@ mod tests {
 
     #[test]
     fn plain_lines_name_the_symbol_and_its_outcome() {
-        assert_eq!(line(1, 7, "QQQ", &Ok(1440)), "history 1/7: QQQ 1440 bars\n");
         assert_eq!(
-            line(2, 7, "TSLA", &Err("NoData: no data for TSLA".into())),
+            line(1, 7, "QQQ", &Ok::<_, &str>(1440)),
+            "history 1/7: QQQ 1440 bars\n"
+        );
+        assert_eq!(
+            line(2, 7, "TSLA", &Err::<usize, _>("NoData: no data for TSLA")),
             "history 2/7: TSLA failed: NoData: no data for TSLA\n"
         );
     }

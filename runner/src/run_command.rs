@@ -21,9 +21,10 @@ use crate::cli::ConfigArgs;
 use crate::config::Config;
 use crate::dashboard::{Dashboard, Updates};
 use crate::launch::{self, EXIT_FAILED};
-use crate::session::{Observer, Session, SymbolRun};
+use crate::session::{NoHistory, Observer, Session, SymbolRun};
 use crate::signals::Signals;
-use crate::strategy::{Crossover, NoSignal, Signal};
+use crate::strategy::{Crossover, Signal};
+use crate::summary::{NoFigures, RunFailure};
 pub use crate::summary::{Outcome, SymbolReport};
 use crate::supervisor::{Supervisor, SupervisorError};
 use crate::worker_setup::WorkerSetup;
@@ -107,8 +108,8 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
     let gave_up = session
         .supervisor()
         .gave_up()
-        .map(|e| e.to_string())
-        .or_else(|| reporter.broker.gave_up.clone());
+        .map(RunFailure::Supervisor)
+        .or_else(|| reporter.broker.gave_up.clone().map(RunFailure::Broker));
     let signals_written = match reporter.signals.take() {
         Some(s) => s.flush()?.0,
         None => 0,
@@ -191,7 +192,7 @@ impl Observer for Reporter {
         }
     }
 
-    fn on_history_failed(&mut self, symbol: &str, why: &str) {
+    fn on_history_failed(&mut self, symbol: &str, why: &NoHistory) {
         if let Some(d) = self.dashboard.as_mut() {
             d.on_history_failed(symbol, why);
         }
@@ -246,17 +247,14 @@ fn final_reports(
     series
         .into_iter()
         .map(|s| {
-            let last = match (&s.error, broker.refused.get(&s.symbol), &broker.down) {
-                (Some(e), _, _) => Err(format!("no data: {e}")),
-                (None, Some(why), _) => Err(format!("refused: {why}")),
+            let last = match (s.error, broker.refused.get(&s.symbol), &broker.down) {
+                (Some(e), _, _) => Err(NoFigures::NoData(e)),
+                (None, Some(why), _) => Err(NoFigures::Refused(why.clone())),
                 (None, None, Some(reason)) if !cfg.live.disabled => {
-                    Err(format!("interrupted: broker connection lost ({reason})"))
+                    Err(NoFigures::Interrupted(reason.clone()))
                 }
                 (None, None, _) => match s.stalled_since {
-                    Some(since) => Err(format!(
-                        "stalled since {}: no live data, even after the subscription was made again",
-                        base::unix_time::clock_text(since)
-                    )),
+                    Some(since) => Err(NoFigures::Stalled(since)),
                     None => strategy
                         .evaluate_fresh(
                             &s.recent,
@@ -264,7 +262,7 @@ fn final_reports(
                             market_time,
                             cfg.strategy.stale_after_bars,
                         )
-                        .map_err(|e: NoSignal| e.to_string()),
+                        .map_err(NoFigures::NoSignal),
                 },
             };
             let note = broker

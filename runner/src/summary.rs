@@ -6,11 +6,13 @@
 //! signal shows `-` for its figures and says why; percentiles are nearest-rank over the
 //! sorted round trips, `-` when there are none.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::broker_connection::BrokerConnection;
-use crate::strategy::Evaluation;
-use crate::supervisor::SupervisorStats;
+use crate::session::NoHistory;
+use crate::strategy::{Evaluation, NoSignal};
+use crate::supervisor::{SupervisorError, SupervisorStats};
 use crate::trader::TradingSummary;
 
 /// How one symbol fared.
@@ -20,9 +22,72 @@ pub struct SymbolReport {
     pub history_bars: usize,
     pub live_bars: usize,
     /// The last evaluation, or why there is none.
-    pub last: Result<Evaluation, String>,
+    pub last: Result<Evaluation, NoFigures>,
     /// What else the row must say (its live bars come from delayed data, ...).
     pub note: Option<String>,
+}
+
+/// Why a symbol's row has no figures.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum NoFigures {
+    /// Its history could not be had.
+    NoData(NoHistory),
+    /// The broker refused its live data, for this reason (in the broker's words).
+    Refused(String),
+    /// The broker connection was down at the end, for this reason.
+    Interrupted(String),
+    /// Its live feed was silent at the end since this time (Unix seconds), even after its
+    /// subscription was made again.
+    Stalled(i64),
+    /// Its bars give no signal.
+    NoSignal(NoSignal),
+}
+
+impl fmt::Display for NoFigures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoFigures::NoData(why) => write!(f, "no data: {why}"),
+            NoFigures::Refused(why) => write!(f, "refused: {why}"),
+            NoFigures::Interrupted(why) => {
+                write!(f, "interrupted: broker connection lost ({why})")
+            }
+            NoFigures::Stalled(since) => write!(
+                f,
+                "stalled since {}: no live data, even after the subscription was made again",
+                base::unix_time::clock_text(*since)
+            ),
+            NoFigures::NoSignal(why) => why.fmt(f),
+        }
+    }
+}
+
+/// Why a run failed, whatever it printed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RunFailure {
+    /// The supervisor gave up replacing a dead worker.
+    Supervisor(SupervisorError),
+    /// The worker gave up reconnecting to the gateway: its words.
+    Broker(String),
+}
+
+impl fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunFailure::Supervisor(e) => e.fmt(f),
+            RunFailure::Broker(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for RunFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunFailure::Supervisor(e) => Some(e),
+            RunFailure::Broker(_) => None,
+        }
+    }
 }
 
 /// What a run did.
@@ -38,7 +103,7 @@ pub struct Outcome {
     pub interrupted: bool,
     /// Why the supervisor gave up replacing a dead worker, if it did: the run failed, whatever
     /// it printed.
-    pub gave_up: Option<String>,
+    pub gave_up: Option<RunFailure>,
     /// What the run saw of the broker connection.
     pub broker: BrokerConnection,
     /// What trading did (`--trade`).
@@ -85,7 +150,7 @@ pub fn render(o: &Outcome) -> String {
             Err(why) => {
                 let why = match &r.note {
                     Some(note) => format!("{why} ({note})"),
-                    None => why.clone(),
+                    None => why.to_string(),
                 };
                 line(&mut s, [&r.symbol, &h, &l, "-", "-", "-", &why])
             }
@@ -243,7 +308,12 @@ mod tests {
                     symbol: "TSLA".into(),
                     history_bars: 0,
                     live_bars: 0,
-                    last: Err("no data: NoData: no data for TSLA".into()),
+                    last: Err(NoFigures::NoData(NoHistory::Failed(
+                        SupervisorError::Remote(bridge::protocol::RemoteError {
+                            kind: bridge::protocol::ErrorKind::NoData,
+                            message: "no data for TSLA".into(),
+                        }),
+                    ))),
                     note: None,
                 },
             ],

@@ -393,7 +393,7 @@ impl<S: Borrow<Supervisor>> Trader<S> {
         let changed = change.applied_to(current).map_err(|why| {
             TradeError::Remote(bridge::protocol::RemoteError {
                 kind: bridge::protocol::ErrorKind::BadRequest,
-                message: why,
+                message: why.to_string(),
             })
         })?;
         let unfilled = OrderRequest {

@@ -83,7 +83,7 @@ fn a_strategy_sees_each_symbols_window_in_time_order_and_no_more() {
     assert_eq!(strategy.longest, 7, "never more than the window");
     assert_eq!(report.symbols.len(), 2);
     for s in &report.symbols {
-        assert_eq!(s.error, None);
+        assert!(s.error.is_none(), "{:?}", s.error);
         assert_eq!(s.history_bars, 720);
         assert!(s.live_bars >= 10, "{s:?}");
         let calls = &strategy.calls[&s.symbol];

@@ -289,12 +289,18 @@ fn sigkill_of_the_worker_mid_stream_is_reported_as_peer_death() {
         }
     };
     let detected = killed.elapsed();
+    assert_eq!(err, RecvError::PeerGone(GoneReason::Exited(killed_by(9))));
     assert_eq!(
-        err,
-        RecvError::PeerGone(GoneReason::Exited("was killed by signal 9".into()))
+        err.to_string(),
+        "peer gone: worker process was killed by signal 9"
     );
     assert!(detected < Duration::from_secs(2), "{detected:?}");
     assert!(!recorded(&name));
+}
+
+/// The status of a process killed by `signal`.
+fn killed_by(signal: i32) -> std::process::ExitStatus {
+    std::os::unix::process::ExitStatusExt::from_raw(signal)
 }
 
 #[test]
@@ -317,9 +323,9 @@ fn requests_in_flight_fail_when_the_worker_is_killed() {
     let (replies, waited) = waiter.join().unwrap();
     assert_eq!(
         replies,
-        vec![Err(RequestError::PeerGone(GoneReason::Exited(
-            "was killed by signal 9".into()
-        )))]
+        vec![Err(RequestError::PeerGone(GoneReason::Exited(killed_by(
+            9
+        ))))]
     );
     assert!(waited < Duration::from_secs(2), "{waited:?}");
     // New requests fail at once with the same reason.

@@ -455,8 +455,8 @@ impl Backend for IbkrBackend {
 
     fn place_order(&self, order: &OrderRequest) -> Result<OrderReport, RemoteError> {
         check_symbol(&order.symbol)?;
-        if let Some(problem) = order.problem() {
-            return Err(error(ErrorKind::BadRequest, problem));
+        if let Err(problem) = order.check() {
+            return Err(error(ErrorKind::BadRequest, problem.to_string()));
         }
         let client = self.client_for_orders()?;
         let accounts = self.accounts()?;

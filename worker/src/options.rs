@@ -74,7 +74,7 @@ impl WorkerOptions {
     pub fn decode(text: &str) -> Result<Self, CodecError> {
         let text = text.trim();
         if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(CodecError::Decode("options are not hex text".into()));
+            return Err(CodecError::undecodable("options are not hex text"));
         }
         let bytes: Vec<u8> = (0..text.len())
             .step_by(2)

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::io;
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use crate::codec::CodecError;
@@ -15,13 +16,16 @@ use crate::ring::{Corruption, PushError};
 use crate::segment::SegmentError;
 
 use super::env::{ENV_PARENT_PID, ENV_SEGMENT};
+use super::link::exit_text;
 
 /// Why the peer is no longer there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GoneReason {
-    /// The worker process ended (runner side); the text says how.
-    Exited(String),
+    /// The worker process ended (runner side), with this status.
+    Exited(ExitStatus),
+    /// The worker process could not be waited for (runner side): the system's error.
+    Unwaitable(io::ErrorKind),
     /// The runner process died (worker side).
     RunnerDied,
     /// The peer's heartbeat stood still for this long.
@@ -31,13 +35,44 @@ pub enum GoneReason {
     /// This side closed the connection.
     ClosedHere,
     /// The shared memory was found corrupt; the connection was torn down.
-    Corrupt(String),
+    Corrupt(Damage),
+}
+
+/// What was found corrupt in the shared memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Damage {
+    /// A ring's positions or a frame's header.
+    Ring(Corruption),
+    /// A frame whose bytes do not decode as a message.
+    Frame(CodecError),
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Damage::Ring(c) => c.fmt(f),
+            Damage::Frame(e) => write!(f, "undecodable frame: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Damage {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Damage::Ring(c) => Some(c),
+            Damage::Frame(e) => Some(e),
+        }
+    }
 }
 
 impl fmt::Display for GoneReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            GoneReason::Exited(how) => write!(f, "worker process {how}"),
+            GoneReason::Exited(status) => write!(f, "worker process {}", exit_text(*status)),
+            GoneReason::Unwaitable(kind) => {
+                write!(f, "worker process cannot be waited for: {kind}")
+            }
             GoneReason::RunnerDied => f.write_str("runner process died"),
             GoneReason::Hung(d) => write!(f, "peer hung (no heartbeat for {} ms)", d.as_millis()),
             GoneReason::Closed => f.write_str("peer closed the connection"),

@@ -202,11 +202,9 @@ impl Link {
             Peer::Child { child, .. } => {
                 let status = child.lock().try_wait();
                 match status {
-                    Ok(Some(status)) => return Some(GoneReason::Exited(exit_text(status))),
+                    Ok(Some(status)) => return Some(GoneReason::Exited(status)),
                     Ok(None) => {}
-                    Err(e) => {
-                        return Some(GoneReason::Exited(format!("cannot be waited for: {e}")))
-                    }
+                    Err(e) => return Some(GoneReason::Unwaitable(e.kind())),
                 }
             }
             Peer::Parent { pid } => {

@@ -28,7 +28,7 @@ mod start;
 pub use config::{deadline_after, Config};
 pub use control::{Channel, ChannelStats, Control};
 pub use env::{ENV_PARENT_PID, ENV_SEGMENT};
-pub use error::{GoneReason, HelloError, RecvError, SendError, StartError};
+pub use error::{Damage, GoneReason, HelloError, RecvError, SendError, StartError};
 pub use receiver::Receiver;
 pub use sender::{Batch, Sender};
 pub use start::{attach, pair, spawn};

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use bincode::Decode;
 
-use super::error::{GoneReason, RecvError};
+use super::error::{Damage, GoneReason, RecvError};
 use super::link::{CloseOnDrop, Link};
 use crate::codec;
 use crate::ring::Consumer;
@@ -71,7 +71,7 @@ impl Receiver {
                 Ok(n > 0)
             }
             Err(c) => Err(RecvError::PeerGone(
-                self.link.declare_gone(GoneReason::Corrupt(c.to_string())),
+                self.link.declare_gone(GoneReason::Corrupt(Damage::Ring(c))),
             )),
         }
     }
@@ -142,7 +142,7 @@ impl Receiver {
         codec::decode(self.frame()).map_err(|e| {
             RecvError::PeerGone(
                 self.link
-                    .declare_gone(GoneReason::Corrupt(format!("undecodable frame: {e}"))),
+                    .declare_gone(GoneReason::Corrupt(Damage::Frame(e))),
             )
         })
     }

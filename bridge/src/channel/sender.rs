@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use bincode::Encode;
 
-use super::error::{GoneReason, SendError};
+use super::error::{Damage, GoneReason, SendError};
 use super::link::{CloseOnDrop, Link};
 use crate::codec::{self, CodecError};
 use crate::ring::{Producer, PushError};
@@ -135,7 +135,7 @@ impl Sender {
                 }
                 Err(PushError::Corrupt(c)) => {
                     return Err(SendError::PeerGone(
-                        self.link.declare_gone(GoneReason::Corrupt(c.to_string())),
+                        self.link.declare_gone(GoneReason::Corrupt(Damage::Ring(c))),
                     ))
                 }
             }

@@ -96,24 +96,21 @@ pub struct OrderRequest {
 }
 
 impl OrderRequest {
-    /// Why the order is malformed, if it is: the checks every backend makes before anything
+    /// Whether the order is well formed: the checks every backend makes before anything
     /// reaches the broker.
-    pub fn problem(&self) -> Option<String> {
+    pub fn check(&self) -> Result<(), OrderProblem> {
         if !valid_order_ref(&self.order_ref) {
-            return Some(format!(
-                "order reference {:?} must be 1 to 40 of A-Z, a-z, 0-9, '-', '_' and '.'",
-                self.order_ref
-            ));
+            return Err(OrderProblem::Reference(self.order_ref.clone()));
         }
         if !(self.quantity.is_finite() && self.quantity > 0.0) {
-            return Some(format!("quantity {} must be positive", self.quantity));
+            return Err(OrderProblem::Quantity(self.quantity));
         }
         if let OrderType::Limit { price } = self.order_type {
             if !(price.is_finite() && price > 0.0) {
-                return Some(format!("limit price {price} must be positive"));
+                return Err(OrderProblem::LimitPrice(price));
             }
         }
-        None
+        Ok(())
     }
 }
 
@@ -132,24 +129,24 @@ impl OrderChange {
     /// What `order` becomes, or why the change cannot apply to it (a final order, a limit
     /// for a market order, a quantity not above what already filled, a value that is not a
     /// positive number, nothing to change).
-    pub fn applied_to(&self, order: &OrderReport) -> Result<OrderRequest, String> {
+    pub fn applied_to(&self, order: &OrderReport) -> Result<OrderRequest, OrderProblem> {
         let r = &order.request;
         if order.status.is_final() {
-            return Err(format!(
-                "order {} is {}: it cannot change",
-                r.order_ref, order.status
-            ));
+            return Err(OrderProblem::Final {
+                order_ref: r.order_ref.clone(),
+                status: order.status,
+            });
         }
         if self.quantity.is_none() && self.limit.is_none() {
-            return Err("nothing to change: give a quantity, a limit price or both".into());
+            return Err(OrderProblem::NothingToChange);
         }
         let mut changed = r.clone();
         if let Some(q) = self.quantity {
             if !(q.is_finite() && q > order.filled) {
-                return Err(format!(
-                    "quantity {q} must be more than the {} shares already filled",
-                    order.filled
-                ));
+                return Err(OrderProblem::NotAboveFilled {
+                    quantity: q,
+                    filled: order.filled,
+                });
             }
             changed.quantity = q;
         }
@@ -158,20 +155,69 @@ impl OrderChange {
                 OrderType::Limit { .. } if price.is_finite() && price > 0.0 => {
                     changed.order_type = OrderType::Limit { price }
                 }
-                OrderType::Limit { .. } => {
-                    return Err(format!("limit price {price} must be positive"))
-                }
-                OrderType::Market => {
-                    return Err(format!(
-                        "order {} is a market order: it has no limit",
-                        r.order_ref
-                    ))
-                }
+                OrderType::Limit { .. } => return Err(OrderProblem::LimitPrice(price)),
+                OrderType::Market => return Err(OrderProblem::NoLimit(r.order_ref.clone())),
             }
         }
         Ok(changed)
     }
 }
+
+/// Why an order or a change to one is malformed; nothing of it reached the broker.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum OrderProblem {
+    /// The reference is not 1 to 40 of `A-Z`, `a-z`, `0-9`, `-`, `_`, `.`.
+    Reference(String),
+    /// The quantity is not a positive number.
+    Quantity(f64),
+    /// The limit price is not a positive number.
+    LimitPrice(f64),
+    /// The order is final: it cannot change.
+    Final {
+        /// The order's reference.
+        order_ref: String,
+        /// Where it ended.
+        status: OrderStatus,
+    },
+    /// The change changes nothing.
+    NothingToChange,
+    /// The new quantity is not above what already filled.
+    NotAboveFilled {
+        /// The quantity asked for.
+        quantity: f64,
+        /// The shares already filled.
+        filled: f64,
+    },
+    /// A limit price for this market order.
+    NoLimit(String),
+}
+
+impl fmt::Display for OrderProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OrderProblem::Reference(r) => write!(
+                f,
+                "order reference {r:?} must be 1 to 40 of A-Z, a-z, 0-9, '-', '_' and '.'"
+            ),
+            OrderProblem::Quantity(q) => write!(f, "quantity {q} must be positive"),
+            OrderProblem::LimitPrice(p) => write!(f, "limit price {p} must be positive"),
+            OrderProblem::Final { order_ref, status } => {
+                write!(f, "order {order_ref} is {status}: it cannot change")
+            }
+            OrderProblem::NothingToChange => {
+                f.write_str("nothing to change: give a quantity, a limit price or both")
+            }
+            OrderProblem::NotAboveFilled { quantity, filled } => write!(
+                f,
+                "quantity {quantity} must be more than the {filled} shares already filled"
+            ),
+            OrderProblem::NoLimit(r) => write!(f, "order {r} is a market order: it has no limit"),
+        }
+    }
+}
+
+impl std::error::Error for OrderProblem {}
 
 /// Whether `r` is a usable order reference: 1 to 40 of `A-Z`, `a-z`, `0-9`, `-`, `_`, `.`.
 pub fn valid_order_ref(r: &str) -> bool {

@@ -361,7 +361,7 @@ impl Desk {
         // market order, a quantity not above what filled.
         change
             .applied_to(&current)
-            .map_err(|why| Failure::new(FailureKind::Config, why))?;
+            .map_err(|why| Failure::new(FailureKind::Config, why.to_string()))?;
         let last = match current.request.order_type {
             OrderType::Limit { .. } => None,
             OrderType::Market => Some(last_price(&sup, cfg, &current.request.symbol)?),
@@ -582,9 +582,9 @@ pub(super) fn order_request(
         order_type,
         tif,
     };
-    match request.problem() {
-        Some(problem) => Err(bad(problem)),
-        None => Ok(request),
+    match request.check() {
+        Err(problem) => Err(bad(problem.to_string())),
+        Ok(()) => Ok(request),
     }
 }
 

@@ -13,7 +13,7 @@ use anyhow::Result;
 use bridge::protocol::{Bar, Event, Fill, OrderReport};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::session::Observer;
+use crate::session::{NoHistory, Observer};
 use crate::strategy::Signal;
 
 /// Updates queued for the dashboard, at most; beyond, they are dropped and counted.
@@ -112,7 +112,7 @@ impl Observer for Updates {
         Ok(())
     }
 
-    fn on_history_failed(&mut self, symbol: &str, why: &str) {
+    fn on_history_failed(&mut self, symbol: &str, why: &NoHistory) {
         self.send(Update::NoData {
             symbol: symbol.to_string(),
             why: why.to_string(),

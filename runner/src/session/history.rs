@@ -7,6 +7,7 @@
 //! next symbol is asked for.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use parking_lot::Mutex;
 use crate::config::Config;
 use crate::progress::Progress;
 use crate::strategy::Signal;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Supervisor, SupervisorError};
 
 use super::report::SymbolRun;
 
@@ -27,7 +28,7 @@ pub(crate) struct Series {
     pub(crate) bars: Vec<Bar>,
     pub(crate) history_bars: usize,
     pub(crate) live_bars: usize,
-    pub(crate) error: Option<String>,
+    pub(crate) error: Option<NoHistory>,
     /// Since when (Unix seconds) its live feed has been stalled: silent even after its
     /// subscription was made again. Cleared when data comes again.
     pub(crate) stalled_since: Option<i64>,
@@ -43,11 +44,11 @@ impl Series {
         trim(&mut self.bars, keep);
     }
 
-    fn fetched(symbol: &str, result: Option<Result<Vec<Bar>, String>>) -> Series {
+    fn fetched(symbol: &str, result: Option<Result<Vec<Bar>, SupervisorError>>) -> Series {
         let (bars, error) = match result {
             Some(Ok(bars)) => (bars, None),
-            Some(Err(e)) => (Vec::new(), Some(e)),
-            None => (Vec::new(), Some("not fetched (interrupted)".into())),
+            Some(Err(e)) => (Vec::new(), Some(NoHistory::Failed(e))),
+            None => (Vec::new(), Some(NoHistory::Interrupted)),
         };
         Series {
             symbol: symbol.to_string(),
@@ -69,6 +70,34 @@ impl Series {
             error: self.error,
             stalled_since: self.stalled_since,
             recent: self.bars,
+        }
+    }
+}
+
+/// Why a symbol has no history.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum NoHistory {
+    /// The request failed.
+    Failed(SupervisorError),
+    /// The run was stopped before it was asked for.
+    Interrupted,
+}
+
+impl fmt::Display for NoHistory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoHistory::Failed(e) => e.fmt(f),
+            NoHistory::Interrupted => f.write_str("not fetched (interrupted)"),
+        }
+    }
+}
+
+impl std::error::Error for NoHistory {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NoHistory::Failed(e) => Some(e),
+            NoHistory::Interrupted => None,
         }
     }
 }
@@ -96,7 +125,8 @@ pub(crate) fn tail(bars: &[Bar], n: usize) -> &[Bar] {
 pub(crate) fn fetch_history(cfg: &Config, sup: &Supervisor, stop: &AtomicBool) -> Vec<Series> {
     let progress = Progress::new(cfg.symbols.len());
     let next = AtomicUsize::new(0);
-    let results: Mutex<HashMap<String, Result<Vec<Bar>, String>>> = Mutex::new(HashMap::new());
+    let results: Mutex<HashMap<String, Result<Vec<Bar>, SupervisorError>>> =
+        Mutex::new(HashMap::new());
     let threads = cfg.history.concurrency.min(cfg.symbols.len()).max(1);
     let timeout = Duration::from_secs(cfg.history.timeout_seconds);
     std::thread::scope(|s| {
@@ -115,8 +145,8 @@ pub(crate) fn fetch_history(cfg: &Config, sup: &Supervisor, stop: &AtomicBool) -
                     duration_seconds: cfg.history.duration_seconds,
                     end: cfg.history_end(),
                 };
-                let r = sup.history(&req, timeout).map_err(|e| e.to_string());
-                progress.symbol_done(symbol, &r.as_ref().map(Vec::len).map_err(Clone::clone));
+                let r = sup.history(&req, timeout);
+                progress.symbol_done(symbol, r.as_ref().map(Vec::len));
                 results.lock().insert(symbol.clone(), r);
             });
         }

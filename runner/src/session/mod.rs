@@ -24,6 +24,7 @@ mod live;
 mod observer;
 mod report;
 
+pub use history::NoHistory;
 pub use live::MonotonicBars;
 pub use observer::{Observer, Unobserved};
 pub use report::{SessionReport, SymbolRun};

@@ -9,6 +9,7 @@
 use anyhow::Result;
 use bridge::protocol::{Bar, Event, Fill, OrderReport};
 
+use super::history::NoHistory;
 use crate::strategy::Signal;
 
 /// What a run tells beside the strategy: the history before it is cut to the strategy's
@@ -42,7 +43,7 @@ pub trait Observer {
     fn on_fill(&mut self, _fill: &Fill) {}
 
     /// A symbol's history could not be had (`why`): it gets no live bars in this run.
-    fn on_history_failed(&mut self, _symbol: &str, _why: &str) {}
+    fn on_history_failed(&mut self, _symbol: &str, _why: &NoHistory) {}
 
     /// Any event other than bars, orders and fills; `false` ends the live phase (nothing
     /// more can come).

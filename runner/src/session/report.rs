@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use bridge::protocol::Bar;
 
+use super::history::NoHistory;
 use crate::strategy::Signal;
 use crate::trader::TradingSummary;
 
 /// How one symbol fared in a session.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct SymbolRun {
     pub symbol: String,
     /// Bars of history fetched.
@@ -21,7 +22,7 @@ pub struct SymbolRun {
     /// The strategy's last signal for it.
     pub last_signal: Option<Signal>,
     /// Why it had no data, if it had none.
-    pub error: Option<String>,
+    pub error: Option<NoHistory>,
     /// Since when (Unix seconds) its live feed was stalled at the end, if it was: silent
     /// even after its subscription was made again.
     pub stalled_since: Option<i64>,

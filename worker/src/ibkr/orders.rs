@@ -461,7 +461,7 @@ impl IbOrders {
         self.own_order(&change.order_ref)?;
         let changed = change
             .applied_to(&known)
-            .map_err(|why| error(ErrorKind::BadRequest, why))?;
+            .map_err(|why| error(ErrorKind::BadRequest, why.to_string()))?;
         if changed == known.request {
             return Ok(known);
         }

@@ -440,7 +440,7 @@ impl SimBroker {
             let current = book.orders[i].report(now);
             let changed = change
                 .applied_to(&current)
-                .map_err(|why| error(ErrorKind::BadRequest, why))?;
+                .map_err(|why| error(ErrorKind::BadRequest, why.to_string()))?;
             if changed.side == Side::Buy {
                 // The raised commitment must fit the buying power, as a new buy's would.
                 let price = b.reference_price(&changed, now);

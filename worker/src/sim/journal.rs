@@ -299,7 +299,7 @@ impl Entry {
                         _ => return None,
                     },
                 };
-                if request.problem().is_some() {
+                if request.check().is_err() {
                     return None;
                 }
                 let rejected = match *decision {

@@ -141,8 +141,8 @@ impl SimBackend {
     /// A well-formed order on a symbol with data, from a connected market.
     fn check_order(&self, order: &OrderRequest) -> Result<(), RemoteError> {
         self.require_connected()?;
-        if let Some(problem) = order.problem() {
-            return Err(error(ErrorKind::BadRequest, problem));
+        if let Err(problem) = order.check() {
+            return Err(error(ErrorKind::BadRequest, problem.to_string()));
         }
         self.check_data(&order.symbol)
     }

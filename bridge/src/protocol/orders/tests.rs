@@ -16,7 +16,7 @@ fn request() -> OrderRequest {
 
 #[test]
 fn malformed_orders_are_told_why() {
-    assert_eq!(request().problem(), None);
+    assert_eq!(request().check(), Ok(()));
     for (bad, says) in [
         (
             OrderRequest {
@@ -61,7 +61,7 @@ fn malformed_orders_are_told_why() {
             "limit price",
         ),
     ] {
-        let problem = bad.problem().expect("refused");
+        let problem = bad.check().expect_err("refused").to_string();
         assert!(problem.contains(says), "{problem}");
     }
 }
@@ -93,7 +93,7 @@ fn a_change_applies_to_a_working_order_only_and_within_reason() {
         ),
         (change(None, Some(0.0)), "limit price 0 must be positive"),
     ] {
-        let e = bad.applied_to(&working).unwrap_err();
+        let e = bad.applied_to(&working).unwrap_err().to_string();
         assert!(e.contains(says), "{e}");
     }
     let market = OrderReport {
@@ -103,16 +103,24 @@ fn a_change_applies_to_a_working_order_only_and_within_reason() {
         },
         ..working.clone()
     };
-    assert!(change(None, Some(4.0))
-        .applied_to(&market)
-        .unwrap_err()
-        .contains("market order"));
+    assert_eq!(
+        change(None, Some(4.0)).applied_to(&market).unwrap_err(),
+        OrderProblem::NoLimit("run1-7".into())
+    );
     let filled = OrderReport {
         status: OrderStatus::Filled,
         ..working
     };
+    let refused = change(Some(30.0), None).applied_to(&filled).unwrap_err();
     assert_eq!(
-        change(Some(30.0), None).applied_to(&filled).unwrap_err(),
+        refused,
+        OrderProblem::Final {
+            order_ref: "run1-7".into(),
+            status: OrderStatus::Filled
+        }
+    );
+    assert_eq!(
+        refused.to_string(),
         "order run1-7 is filled: it cannot change"
     );
 }
