@@ -83,10 +83,10 @@ pub fn is_end(env: &Envelope) -> Option<(u64, u64)> {
 }
 
 /// The connection settings of the harness's shm transport.
-pub fn shm_config() -> bridge::channel::Config {
-    bridge::channel::Config {
+pub fn shm_config() -> bridge::channel::ChannelConfig {
+    bridge::channel::ChannelConfig {
         build_id: "bridge-bench".into(),
-        ..bridge::channel::Config::default()
+        ..bridge::channel::ChannelConfig::default()
     }
 }
 

@@ -28,10 +28,10 @@ fn main() -> ExitCode {
 }
 
 /// Both sides must present the same build id; this example's two sides are one executable.
-fn config() -> channel::Config {
-    channel::Config {
+fn config() -> channel::ChannelConfig {
+    channel::ChannelConfig {
         build_id: "echo-example".into(),
-        ..channel::Config::default()
+        ..channel::ChannelConfig::default()
     }
 }
 

@@ -30,7 +30,7 @@
 #![deny(missing_docs)]
 
 #[cfg(not(loom))]
-pub use channel::{Config, GoneReason, RecvError, SendError, StartError};
+pub use channel::{ChannelConfig, GoneReason, RecvError, SendError, StartError};
 #[cfg(not(loom))]
 pub use client::{Client, ClientConfig, ClientStats, RequestError};
 #[cfg(not(loom))]

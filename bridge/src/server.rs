@@ -65,7 +65,10 @@ pub struct Server {
 impl Server {
     /// Attaches to the runner that started this process. `reply_timeout` bounds how long a
     /// reply or event may wait for ring space before failing.
-    pub fn attach(cfg: &channel::Config, reply_timeout: Duration) -> Result<Server, StartError> {
+    pub fn attach(
+        cfg: &channel::ChannelConfig,
+        reply_timeout: Duration,
+    ) -> Result<Server, StartError> {
         Ok(Server::over(channel::attach(cfg)?, reply_timeout))
     }
 

@@ -52,7 +52,7 @@ impl WorkerSetup {
         options.hang_timeout_ms = cfg.bridge.hang_timeout_ms;
         options.handshake_timeout_ms = cfg.bridge.handshake_timeout_ms;
         options.log_level = worker_log_level();
-        let channel = bridge::channel::Config {
+        let channel = bridge::channel::ChannelConfig {
             geometry: bridge::segment::Geometry {
                 ring_capacity: cfg.bridge.ring_capacity,
                 max_frame: cfg.bridge.max_frame,
@@ -60,7 +60,7 @@ impl WorkerSetup {
             heartbeat_interval: Duration::from_millis(cfg.bridge.heartbeat_ms),
             hang_timeout: Duration::from_millis(cfg.bridge.hang_timeout_ms),
             build_id,
-            ..bridge::channel::Config::default()
+            ..bridge::channel::ChannelConfig::default()
         };
         WorkerSetup {
             exe,

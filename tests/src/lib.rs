@@ -14,7 +14,7 @@ pub use process::{alive, kill_and_wait, recorded, segments_of, within};
 
 use std::time::Duration;
 
-use bridge::channel::Config;
+use bridge::channel::ChannelConfig;
 
 /// Deterministic frame `seq` of stream `seed`: mostly 8 to 64 bytes, one in a hundred between
 /// 1 KiB and 16 KiB, so that wraps and large frames are crossed often. The first 8 bytes are
@@ -36,11 +36,11 @@ pub fn frame(seed: u64, seq: u64, out: &mut Vec<u8>) {
 }
 
 /// The connection settings the tests use on both sides.
-pub fn config() -> Config {
-    Config {
+pub fn config() -> ChannelConfig {
+    ChannelConfig {
         hang_timeout: Duration::from_secs(5),
         build_id: "bridge-tests".into(),
-        ..Config::default()
+        ..ChannelConfig::default()
     }
 }
 

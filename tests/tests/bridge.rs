@@ -40,7 +40,7 @@ fn ping(payload: &[u8]) -> Request {
 /// A worker declared hung after 1 s of silence.
 fn quickly_hung(cmd: Command) -> Client {
     let cfg = ClientConfig {
-        channel: channel::Config {
+        channel: channel::ChannelConfig {
             hang_timeout: Duration::from_millis(1000),
             ..tests::config()
         },
@@ -434,7 +434,7 @@ fn a_build_mismatch_is_refused() {
 fn a_worker_that_dies_during_start_is_reported_with_its_output() {
     match channel::spawn(peer(&["fail"]), &tests::config()).unwrap_err() {
         StartError::Exited { status, output } => {
-            assert_eq!(status, "exited with code 3");
+            assert_eq!(status.code(), Some(3));
             assert_eq!(output, vec!["peer: failing on purpose".to_string()]);
         }
         other => panic!("expected an exit during start, got {other}"),

@@ -43,7 +43,7 @@
 //! its bar aggregation in `bar_builder` (and `tick_bars` for the delayed feed), its
 //! watchdog in `watchdog`, what is expected of it in `quiet` (the hours in `hours`), the live
 //! streams in `live`, contracts in `contracts`, what bars are made of in `choice`, orders in
-//! `orders` (what is known of them in `order_book`), account and positions in `account`,
+//! `orders` (what is known of them in `known_orders`), account and positions in `account`,
 //! queries that end by themselves in `query`, the IB<->protocol converters in `convert`, IB's
 //! errors in `errors`.
 
@@ -56,9 +56,9 @@ mod convert;
 mod errors;
 mod history;
 mod hours;
+mod known_orders;
 mod lifecycle;
 mod live;
-mod order_book;
 mod orders;
 mod query;
 mod quiet;

@@ -5,7 +5,7 @@
 //! ([`crate::Handover`], through `WorkerOptions::inherit`).
 //!
 //! Invariants: the bridge timings default to the bridge's own defaults
-//! (`bridge::channel::Config::default()`), so there is one source for them; options survive
+//! (`bridge::channel::ChannelConfig::default()`), so there is one source for them; options survive
 //! [`WorkerOptions::encode`] and [`WorkerOptions::decode`] unchanged.
 
 use std::time::Duration;
@@ -51,7 +51,7 @@ impl WorkerOptions {
     /// Options with defaults around a backend: the bridge's default timings, and
     /// [`DEFAULT_HANDSHAKE_TIMEOUT_MS`].
     pub fn new(backend: BackendOptions) -> Self {
-        let bridge = bridge::channel::Config::default();
+        let bridge = bridge::channel::ChannelConfig::default();
         WorkerOptions {
             backend,
             heartbeat_ms: bridge.heartbeat_interval.as_millis() as u64,
@@ -553,7 +553,7 @@ mod tests {
     #[test]
     fn defaults_are_the_bridges() {
         let o = WorkerOptions::new(BackendOptions::Sim(SimOptions::default()));
-        let bridge = bridge::channel::Config::default();
+        let bridge = bridge::channel::ChannelConfig::default();
         assert_eq!(
             Duration::from_millis(o.heartbeat_ms),
             bridge.heartbeat_interval

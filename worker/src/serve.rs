@@ -165,13 +165,13 @@ fn serve(options: WorkerOptions, build_id: String) -> Result<(), WorkerError> {
 
 /// Attaches to the runner with the bridge timings of `options`, presenting `build_id`.
 fn attach(options: &WorkerOptions, build_id: String) -> Result<Server, WorkerError> {
-    let cfg = channel::Config {
+    let cfg = channel::ChannelConfig {
         heartbeat_interval: Duration::from_millis(options.heartbeat_ms.max(1)),
         hang_timeout: Duration::from_millis(options.hang_timeout_ms.max(1)),
         // The worker's own: the runner presents the id of the file it started, and a file
         // replaced since then is another build.
         build_id,
-        ..channel::Config::default()
+        ..channel::ChannelConfig::default()
     };
     Server::attach(&cfg, REPLY_TIMEOUT).map_err(WorkerError::Attach)
 }

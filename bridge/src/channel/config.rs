@@ -12,7 +12,7 @@ use crate::segment::Geometry;
 
 /// Settings of a bridge connection. Both sides should use the same values.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct ChannelConfig {
     /// Ring sizes (runner side; the worker reads them from the segment).
     pub geometry: Geometry,
     /// How often each side bumps its heartbeat and probes its peer.
@@ -29,7 +29,7 @@ pub struct Config {
     pub protocol_version: u32,
 }
 
-impl Config {
+impl ChannelConfig {
     /// Default heartbeat period of both sides.
     pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(100);
     /// Default silence after which a peer is declared hung.
@@ -40,9 +40,9 @@ impl Config {
     pub const DEFAULT_EXIT_GRACE: Duration = Duration::from_secs(2);
 }
 
-impl Default for Config {
+impl Default for ChannelConfig {
     fn default() -> Self {
-        Config {
+        ChannelConfig {
             geometry: Geometry::default(),
             heartbeat_interval: Self::DEFAULT_HEARTBEAT,
             hang_timeout: Self::DEFAULT_HANG_TIMEOUT,

@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -16,7 +17,6 @@ use crate::ring::{Corruption, PushError};
 use crate::segment::SegmentError;
 
 use super::env::{ENV_PARENT_PID, ENV_SEGMENT};
-use super::link::exit_text;
 
 /// Why the peer is no longer there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,7 +179,7 @@ pub enum StartError {
     /// The worker exited before its hello; `output` is the end of what it printed.
     Exited {
         /// How it ended.
-        status: String,
+        status: ExitStatus,
         /// The last lines it printed.
         output: Vec<String>,
     },
@@ -232,7 +232,8 @@ impl fmt::Display for StartError {
             ),
             StartError::Exited { status, output } => write!(
                 f,
-                "worker process {status} during start{}",
+                "worker process {} during start{}",
+                exit_text(*status),
                 tail_text(output)
             ),
             StartError::RunnerGone => f.write_str("the runner died during start"),
@@ -304,5 +305,14 @@ impl std::error::Error for HelloError {
             HelloError::Corrupt(c) => Some(c),
             HelloError::NotAHello(_) => None,
         }
+    }
+}
+
+/// How a process ended, in words.
+fn exit_text(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("was killed by signal {sig}"),
+        _ => format!("ended ({status})"),
     }
 }

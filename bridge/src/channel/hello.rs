@@ -8,14 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use super::config::Config;
+use super::config::ChannelConfig;
 use super::error::{HelloError, StartError};
 use crate::codec;
 use crate::protocol::{Body, Envelope, Hello};
 use crate::ring::{Consumer, Producer};
 
 /// Sends this side's hello.
-pub(crate) fn send(tx: &mut Producer, cfg: &Config) -> Result<(), StartError> {
+pub(crate) fn send(tx: &mut Producer, cfg: &ChannelConfig) -> Result<(), StartError> {
     let hello = Envelope {
         id: 0,
         body: Body::Hello(Hello {
@@ -67,7 +67,7 @@ pub(crate) fn receive(
 pub(crate) fn check(
     theirs: &Hello,
     header_version: Option<u32>,
-    cfg: &Config,
+    cfg: &ChannelConfig,
 ) -> Result<(), StartError> {
     for version in header_version.into_iter().chain([theirs.protocol_version]) {
         if version != cfg.protocol_version {

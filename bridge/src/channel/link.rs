@@ -15,8 +15,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -24,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::config::{deadline_after, Config};
+use super::config::{deadline_after, ChannelConfig};
 use super::error::GoneReason;
 use crate::ring::RingStats;
 use crate::segment::{Role, Segment, STATE_CLOSED};
@@ -74,7 +73,7 @@ impl StatCells {
 pub(crate) struct Link {
     pub(crate) segment: Arc<Segment>,
     pub(crate) role: Role,
-    cfg: Config,
+    cfg: ChannelConfig,
     pub(crate) peer: Peer,
     is_gone: AtomicBool,
     gone: Mutex<Option<GoneReason>>,
@@ -93,7 +92,7 @@ impl Link {
     pub(crate) fn start(
         segment: Arc<Segment>,
         role: Role,
-        cfg: &Config,
+        cfg: &ChannelConfig,
         peer: Peer,
     ) -> Result<Arc<CloseOnDrop>, std::io::Error> {
         let link = Arc::new(Link {
@@ -308,13 +307,4 @@ pub(crate) fn kill_and_reap(pid: u32, child: &mut Child) {
         let _ = child.kill();
     }
     let _ = child.wait();
-}
-
-/// How a process ended, in words.
-pub(crate) fn exit_text(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (None, Some(sig)) => format!("was killed by signal {sig}"),
-        _ => format!("ended ({status})"),
-    }
 }

@@ -25,7 +25,7 @@ mod receiver;
 mod sender;
 mod start;
 
-pub use config::{deadline_after, Config};
+pub use config::{deadline_after, ChannelConfig};
 pub use control::{Channel, ChannelStats, Control};
 pub use env::{ENV_PARENT_PID, ENV_SEGMENT};
 pub use error::{Damage, GoneReason, HelloError, RecvError, SendError, StartError};

@@ -24,12 +24,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::config::{deadline_after, Config};
+use super::config::{deadline_after, ChannelConfig};
 use super::control::{Channel, Control};
 use super::env::{ENV_PARENT_PID, ENV_SEGMENT};
 use super::error::StartError;
 use super::hello;
-use super::link::{exit_text, kill_and_reap, CloseOnDrop, Link, Peer};
+use super::link::{kill_and_reap, CloseOnDrop, Link, Peer};
 use super::receiver::Receiver;
 use super::sender::Sender;
 use crate::ring::{Consumer, Producer};
@@ -47,7 +47,7 @@ const MAX_LINE: u64 = 64 << 10;
 /// stdout and stderr piped into threads that drain them into this process's log, and a
 /// process group of its own (terminal signals go to the runner, which stops the worker; a
 /// worker killed for hanging takes everything it started with it).
-pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
+pub fn spawn(mut cmd: Command, cfg: &ChannelConfig) -> Result<Channel, StartError> {
     crate::segment::sweep_stale();
     // Where memfds cannot be made (an old kernel, a seccomp filter, `vm.memfd_noexec = 2`),
     // a named segment, as on macOS.
@@ -104,7 +104,7 @@ pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
         deadline,
         || match child.try_wait() {
             Ok(Some(status)) => Err(StartError::Exited {
-                status: exit_text(status),
+                status,
                 output: last_output(&forwarders),
             }),
             Ok(None) => Ok(()),
@@ -135,7 +135,7 @@ pub fn spawn(mut cmd: Command, cfg: &Config) -> Result<Channel, StartError> {
 }
 
 /// Attaches this process, started by [`spawn`], to its runner.
-pub fn attach(cfg: &Config) -> Result<Channel, StartError> {
+pub fn attach(cfg: &ChannelConfig) -> Result<Channel, StartError> {
     let name = std::env::var(ENV_SEGMENT).map_err(|_| StartError::NotStartedByRunner)?;
     let parent: u32 = std::env::var(ENV_PARENT_PID)
         .ok()
@@ -187,13 +187,13 @@ pub fn attach(cfg: &Config) -> Result<Channel, StartError> {
 ///
 /// ```
 /// use std::time::{Duration, Instant};
-/// let (mut runner, mut worker) = bridge::channel::pair(&bridge::channel::Config::default())?;
+/// let (mut runner, mut worker) = bridge::channel::pair(&bridge::channel::ChannelConfig::default())?;
 /// runner.sender.send_bytes(b"ping", None)?;
 /// let got = worker.receiver.recv_bytes(Instant::now() + Duration::from_secs(5))?;
 /// assert_eq!(got, b"ping");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn pair(cfg: &Config) -> Result<(Channel, Channel), StartError> {
+pub fn pair(cfg: &ChannelConfig) -> Result<(Channel, Channel), StartError> {
     let segment =
         Segment::create(cfg.geometry, cfg.protocol_version).map_err(StartError::Segment)?;
     let _ = segment.unlink();

@@ -19,13 +19,13 @@ fn soon() -> Instant {
     Instant::now() + Duration::from_secs(10)
 }
 
-fn small(capacity: usize, max_frame: usize) -> Config {
-    Config {
+fn small(capacity: usize, max_frame: usize) -> ChannelConfig {
+    ChannelConfig {
         geometry: Geometry {
             ring_capacity: capacity,
             max_frame,
         },
-        ..Config::default()
+        ..ChannelConfig::default()
     }
 }
 
@@ -235,7 +235,7 @@ fn counters_survive_a_peer_that_scribbles_over_the_segment() {
 /// A whole conversation in one process: what `examples/echo.rs` does across two.
 #[test]
 fn a_pair_exchanges_both_ways_and_closes_cleanly() {
-    let (mut runner, mut worker) = pair(&Config::default()).unwrap();
+    let (mut runner, mut worker) = pair(&ChannelConfig::default()).unwrap();
     runner.sender.send(&ping(3), Some(soon())).unwrap();
     assert_eq!(worker.receiver.recv::<Envelope>(soon()).unwrap(), ping(3));
     worker.sender.send(&ping(4), Some(soon())).unwrap();
@@ -261,7 +261,7 @@ fn record(message: &str) -> LogRecord {
 /// the count travels with the next record.
 #[test]
 fn a_log_record_waits_briefly_for_another_threads_send() {
-    let (mut runner, worker) = pair(&Config::default()).unwrap();
+    let (mut runner, worker) = pair(&ChannelConfig::default()).unwrap();
     let server = Server::over(worker, Duration::from_secs(5));
     let responder = server.responder();
 
@@ -347,7 +347,7 @@ fn live_bar(sub: u32, time: i64) -> Envelope {
 /// it holds.
 #[test]
 fn a_live_bar_crosses_without_a_heap_allocation() {
-    let (mut runner, mut worker) = pair(&Config::default()).unwrap();
+    let (mut runner, mut worker) = pair(&ChannelConfig::default()).unwrap();
     // Warm-up: the scratch and batch buffers grow to their working size (a batch of a
     // thousand frames taken at once included).
     for t in 0..1000 {

@@ -14,7 +14,7 @@ use crate::channel;
 #[derive(Clone)]
 pub struct ClientConfig {
     /// The connection's settings.
-    pub channel: channel::Config,
+    pub channel: channel::ChannelConfig,
     /// Events buffered for the application before new ones are dropped (and counted).
     pub event_capacity: usize,
     /// What to do with each log record of the worker (called on the dispatcher thread: it
@@ -39,7 +39,7 @@ impl fmt::Debug for ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
-            channel: channel::Config::default(),
+            channel: channel::ChannelConfig::default(),
             event_capacity: 1 << 16,
             log_sink: Arc::new(emit),
             spin: false,

@@ -10,7 +10,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::channel::{pair, Config, GoneReason};
+use crate::channel::{pair, ChannelConfig, GoneReason};
 use crate::protocol::Reply;
 use crate::segment::Geometry;
 use crate::server::Server;
@@ -30,12 +30,12 @@ fn connect_with(
     crossbeam_channel::Receiver<crate::protocol::Event>,
     Server,
 ) {
-    let cfg = Config {
+    let cfg = ChannelConfig {
         geometry: Geometry {
             ring_capacity: capacity,
             max_frame: capacity / 4,
         },
-        ..Config::default()
+        ..ChannelConfig::default()
     };
     let (runner, worker) = pair(&cfg).unwrap();
     let (client, events) = Client::over(

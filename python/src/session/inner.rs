@@ -22,7 +22,7 @@ use runner::supervisor::{Supervisor, SupervisorError};
 use runner::worker_events::WorkerEvents;
 use runner::worker_setup::PreparedRun;
 
-use super::lifecycle::{Claim, Connected, Lifecycle, ToStop};
+use super::lifecycle::{ConnectClaim, Lifecycle, Serving, ToStop};
 use super::program::Program;
 use super::subscriptions::{Step, Subscriptions};
 use super::trading::Desk;
@@ -70,11 +70,11 @@ impl Inner {
     /// broker's accounts.
     pub(super) fn connect(&self) -> Result<Vec<String>, Failure> {
         match self.life.claim_connect()? {
-            Claim::Connected(sup) => match sup.gave_up() {
+            ConnectClaim::Connected(sup) => match sup.gave_up() {
                 Some(e) => Err(e.into()),
                 None => Ok(sup.accounts()),
             },
-            Claim::Connect => match self.start() {
+            ConnectClaim::Connect => match self.start() {
                 Ok(connected) => self.settle(connected),
                 Err(e) => {
                     self.life.connect_failed();
@@ -85,7 +85,7 @@ impl Inner {
     }
 
     /// The connect's work: the worker started and connected to the broker, its bars pumped.
-    fn start(&self) -> Result<Connected, Failure> {
+    fn start(&self) -> Result<Serving, Failure> {
         let PreparedRun { setup, journal } = self.program.prepare(&self.cfg)?;
         let (sup, events) = Supervisor::begin(setup);
         // From here `close` can end the start (it shuts the supervisor down).
@@ -98,7 +98,7 @@ impl Inner {
             });
         }
         match self.spawn_pump(events, &sup) {
-            Ok(pump) => Ok(Connected { sup, pump, journal }),
+            Ok(pump) => Ok(Serving { sup, pump, journal }),
             Err(e) => {
                 sup.shutdown();
                 Err(e)
@@ -168,7 +168,7 @@ impl Inner {
     /// The connect's last step, `Connecting` -> `Connected`; the broker's accounts. Closed
     /// while the worker started: the close shut its supervisor down but found no pump, so the
     /// worker is stopped here.
-    fn settle(&self, connected: Connected) -> Result<Vec<String>, Failure> {
+    fn settle(&self, connected: Serving) -> Result<Vec<String>, Failure> {
         let accounts = connected.sup.accounts();
         match self.life.connected(connected) {
             Ok(()) => Ok(accounts),

@@ -31,13 +31,13 @@ use crate::failure::Failure;
 
 /// A connected session's worker: its supervisor, the pump of its live bars, and the journal
 /// of its simulated orders (removed when dropped).
-pub(super) struct Connected {
+pub(super) struct Serving {
     pub(super) sup: Arc<Supervisor>,
     pub(super) pump: JoinHandle<()>,
     pub(super) journal: RunJournal,
 }
 
-impl Connected {
+impl Serving {
     /// Stops the worker, then waits for the pump to end the stream; the journal goes last.
     pub(super) fn stop(self) {
         self.sup.shutdown();
@@ -82,7 +82,7 @@ enum State {
     Idle,
     /// The connect's supervisor, once it has begun one: a close shuts it down.
     Connecting(Option<Arc<Supervisor>>),
-    Connected(Connected),
+    Connected(Serving),
     Closing,
     Closed,
 }
@@ -100,7 +100,7 @@ impl State {
 }
 
 /// What [`Lifecycle::claim_connect`] found.
-pub(super) enum Claim {
+pub(super) enum ConnectClaim {
     /// The session was idle and is now `Connecting`: the caller connects it, and ends with
     /// [`Lifecycle::connected`] or [`Lifecycle::connect_failed`].
     Connect,
@@ -115,7 +115,7 @@ pub(super) enum ToStop {
     /// The supervisor of a connect under way.
     Starting(Arc<Supervisor>),
     /// The connected worker.
-    Connected(Connected),
+    Connected(Serving),
 }
 
 /// A session's lifecycle: one state, its transitions, and the waits on them.
@@ -181,18 +181,18 @@ impl Lifecycle {
     /// A connect's first step: waits out another connect under way, then refuses a closed
     /// or forgotten session, gives the supervisor of a connected one, or moves an idle one to
     /// `Connecting`, owned by the caller.
-    pub(super) fn claim_connect(&self) -> Result<Claim, Failure> {
+    pub(super) fn claim_connect(&self) -> Result<ConnectClaim, Failure> {
         self.open()?;
         let mut st = self.state.lock();
         loop {
             self.open()?;
             match &*st {
                 State::Connecting(_) => self.changed.wait(&mut st),
-                State::Connected(c) => return Ok(Claim::Connected(c.sup.clone())),
+                State::Connected(c) => return Ok(ConnectClaim::Connected(c.sup.clone())),
                 State::Closing | State::Closed => return Err(Failure::closed()),
                 State::Idle => {
                     self.set(&mut st, State::Connecting(None));
-                    return Ok(Claim::Connect);
+                    return Ok(ConnectClaim::Connect);
                 }
             }
         }
@@ -212,7 +212,7 @@ impl Lifecycle {
 
     /// `Connecting` -> `Connected`. Gives `c` back if the session closed meanwhile (the close
     /// shut its supervisor down, but found nothing else of it): the caller stops it.
-    pub(super) fn connected(&self, c: Connected) -> Result<(), Connected> {
+    pub(super) fn connected(&self, c: Serving) -> Result<(), Serving> {
         let mut st = self.state.lock();
         match &*st {
             State::Connecting(_) => {

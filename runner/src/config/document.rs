@@ -453,7 +453,7 @@ impl Default for BridgeConfig {
     /// handshake timeout: one source for each.
     fn default() -> Self {
         let geometry = bridge::segment::Geometry::default();
-        let channel = bridge::channel::Config::default();
+        let channel = bridge::channel::ChannelConfig::default();
         BridgeConfig {
             ring_capacity: geometry.ring_capacity,
             max_frame: geometry.max_frame,

@@ -7,7 +7,6 @@
 //! next symbol is asked for.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use crate::progress::Progress;
 use crate::strategy::Signal;
 use crate::supervisor::{Supervisor, SupervisorError};
 
-use super::report::SymbolRun;
+use super::report::{NoHistory, SymbolRun};
 
 /// One symbol's bars so far (history, then live; only the most recent once the history was
 /// evaluated), or why it has none.
@@ -70,34 +69,6 @@ impl Series {
             error: self.error,
             stalled_since: self.stalled_since,
             recent: self.bars,
-        }
-    }
-}
-
-/// Why a symbol has no history.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum NoHistory {
-    /// The request failed.
-    Failed(SupervisorError),
-    /// The run was stopped before it was asked for.
-    Interrupted,
-}
-
-impl fmt::Display for NoHistory {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NoHistory::Failed(e) => e.fmt(f),
-            NoHistory::Interrupted => f.write_str("not fetched (interrupted)"),
-        }
-    }
-}
-
-impl std::error::Error for NoHistory {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            NoHistory::Failed(e) => Some(e),
-            NoHistory::Interrupted => None,
         }
     }
 }

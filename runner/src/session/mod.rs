@@ -24,10 +24,9 @@ mod live;
 mod observer;
 mod report;
 
-pub use history::NoHistory;
 pub use live::MonotonicBars;
 pub use observer::{Observer, Unobserved};
-pub use report::{SessionReport, SymbolRun};
+pub use report::{NoHistory, SessionReport, SymbolRun};
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -9,7 +9,7 @@
 use anyhow::Result;
 use bridge::protocol::{Bar, Event, Fill, OrderReport};
 
-use super::history::NoHistory;
+use super::report::NoHistory;
 use crate::strategy::Signal;
 
 /// What a run tells beside the strategy: the history before it is cut to the strategy's

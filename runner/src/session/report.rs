@@ -1,14 +1,16 @@
-//! What a session's run did ([`SessionReport`]), one row per symbol ([`SymbolRun`]).
+//! What a session's run did ([`SessionReport`]), one row per symbol ([`SymbolRun`]), and why a
+//! symbol had no history ([`NoHistory`]).
 //!
 //! Invariants: a report has one row per configured symbol, in configuration order; a row
 //! with an `error` had no data and took no live bars.
 
+use std::fmt;
 use std::time::Duration;
 
 use bridge::protocol::Bar;
 
-use super::history::NoHistory;
 use crate::strategy::Signal;
+use crate::supervisor::SupervisorError;
 use crate::trader::TradingSummary;
 
 /// How one symbol fared in a session.
@@ -44,4 +46,32 @@ pub struct SessionReport {
     /// How long the history took, and the live phase.
     pub history_elapsed: Duration,
     pub live_elapsed: Duration,
+}
+
+/// Why a symbol has no history.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum NoHistory {
+    /// The request failed.
+    Failed(SupervisorError),
+    /// The run was stopped before it was asked for.
+    Interrupted,
+}
+
+impl fmt::Display for NoHistory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoHistory::Failed(e) => e.fmt(f),
+            NoHistory::Interrupted => f.write_str("not fetched (interrupted)"),
+        }
+    }
+}
+
+impl std::error::Error for NoHistory {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            NoHistory::Failed(e) => Some(e),
+            NoHistory::Interrupted => None,
+        }
+    }
 }

@@ -1,12 +1,15 @@
 //! Where a supervisor is in its life ([`Life`]): idle, starting a worker, shutting down while a
-//! start is under way, or stopped. One value, kept under the supervisor's state lock, changed
+//! start is under way, stopped, or given up. One value, kept under the supervisor's state lock, changed
 //! only by the named transitions below; the supervisor's condition variable wakes whoever
 //! waits for a change (a start to finish, a backoff to be cut short, a shutdown to complete).
 //!
 //! Invariants: at most one start (the first worker, or a replacement with its backoff) is
 //! under way at a time, and only the thread that [claimed](Life::claim) it moves it on; once
 //! shut down, no start is granted again; a start under way when the supervisor shuts down is
-//! told so at each of its steps, and the supervisor is [`Life::Stopped`] only after it ended.
+//! told so at each of its steps, and the supervisor is [`Life::Stopped`] only after it ended;
+//! given up is for good and keeps its reason (a shutdown after it changes nothing).
+
+use super::error::SupervisorError;
 
 /// Where the supervisor is in its life; `W` is the worker being started (a bridge client).
 #[derive(Debug)]
@@ -24,16 +27,19 @@ pub(super) enum Life<W> {
     ShuttingDown,
     /// Shut down: no worker runs, none is started.
     Stopped,
+    /// Too many workers died within the restart window: none is started again, for this
+    /// reason.
+    GaveUp(SupervisorError),
 }
 
 /// What [`Life::claim`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Claim {
+pub(super) enum Claimed {
     /// The start is this thread's.
     Granted,
     /// Another start is under way: wait for a change and claim again.
     Wait,
-    /// Shut down: no start.
+    /// Shut down, or given up: no start.
     Stopped,
 }
 
@@ -43,19 +49,27 @@ impl<W: Clone> Life<W> {
         matches!(self, Life::ShuttingDown | Life::Stopped)
     }
 
+    /// Why the supervisor gave up, if it did.
+    pub(super) fn gave_up(&self) -> Option<&SupervisorError> {
+        match self {
+            Life::GaveUp(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Idle → starting: the next start is this thread's, unless another is under way or the
     /// supervisor was shut down; `awaited`: a shutdown waits for it to end.
-    pub(super) fn claim(&mut self, awaited: bool) -> Claim {
+    pub(super) fn claim(&mut self, awaited: bool) -> Claimed {
         match self {
             Life::Idle => {
                 *self = Life::Starting {
                     worker: None,
                     awaited,
                 };
-                Claim::Granted
+                Claimed::Granted
             }
-            Life::Starting { .. } => Claim::Wait,
-            Life::ShuttingDown | Life::Stopped => Claim::Stopped,
+            Life::Starting { .. } => Claimed::Wait,
+            Life::ShuttingDown | Life::Stopped | Life::GaveUp(_) => Claimed::Stopped,
         }
     }
 
@@ -83,20 +97,33 @@ impl<W: Clone> Life<W> {
         }
     }
 
+    /// The start under way gave up, for `why`: starting → given up (a shutdown that came
+    /// first stands).
+    pub(super) fn give_up(&mut self, why: SupervisorError) {
+        if let Life::Starting { .. } = self {
+            *self = Life::GaveUp(why);
+        }
+    }
+
     /// The start under way ended: starting → idle, shutting down → stopped.
     pub(super) fn release(&mut self) {
         match self {
             Life::Starting { .. } => *self = Life::Idle,
             Life::ShuttingDown => *self = Life::Stopped,
-            Life::Idle | Life::Stopped => {}
+            Life::Idle | Life::Stopped | Life::GaveUp(_) => {}
         }
     }
 
     /// Shuts down: stopped at once unless an awaited start is under way, else shutting down
-    /// until it ends. Returns the worker being started, to close, if there is one.
+    /// until it ends; given up stays so. Returns the worker being started, to close, if there
+    /// is one.
     pub(super) fn shut_down(&mut self) -> Option<W> {
         match std::mem::replace(self, Life::Stopped) {
             Life::Idle | Life::Stopped => None,
+            Life::GaveUp(why) => {
+                *self = Life::GaveUp(why);
+                None
+            }
             Life::Starting { worker, awaited } => {
                 if awaited {
                     *self = Life::ShuttingDown;
@@ -123,8 +150,8 @@ mod tests {
     #[test]
     fn one_start_at_a_time_and_none_after_shutdown() {
         let mut life: Life<u32> = Life::Idle;
-        assert_eq!(life.claim(true), Claim::Granted);
-        assert_eq!(life.claim(true), Claim::Wait, "another start waits");
+        assert_eq!(life.claim(true), Claimed::Granted);
+        assert_eq!(life.claim(true), Claimed::Wait, "another start waits");
         assert!(life.spawned(7));
         assert!(life.connected());
         life.release();
@@ -132,13 +159,13 @@ mod tests {
         assert_eq!(life.shut_down(), None);
         assert!(life.is_shut_down());
         assert!(!life.shutdown_waits());
-        assert_eq!(life.claim(true), Claim::Stopped);
+        assert_eq!(life.claim(true), Claimed::Stopped);
     }
 
     #[test]
     fn a_shutdown_cuts_a_start_short_and_waits_for_it() {
         let mut life: Life<u32> = Life::Idle;
-        assert_eq!(life.claim(true), Claim::Granted);
+        assert_eq!(life.claim(true), Claimed::Granted);
         assert!(life.spawned(7));
         assert_eq!(
             life.shut_down(),
@@ -156,7 +183,7 @@ mod tests {
     #[test]
     fn a_shutdown_before_the_spawn_refuses_the_worker() {
         let mut life: Life<u32> = Life::Idle;
-        assert_eq!(life.claim(true), Claim::Granted);
+        assert_eq!(life.claim(true), Claimed::Granted);
         assert_eq!(life.shut_down(), None);
         assert!(!life.spawned(7));
         life.release();
@@ -166,11 +193,38 @@ mod tests {
     #[test]
     fn a_shutdown_does_not_wait_for_the_first_start() {
         let mut life: Life<u32> = Life::Idle;
-        assert_eq!(life.claim(false), Claim::Granted);
+        assert_eq!(life.claim(false), Claimed::Granted);
         assert!(life.spawned(7));
         assert_eq!(life.shut_down(), Some(7));
         assert!(!life.shutdown_waits());
         assert!(!life.connected(), "the first start learns it was shut down");
+        life.release();
+        assert!(matches!(life, Life::Stopped));
+    }
+
+    #[test]
+    fn giving_up_is_for_good_and_keeps_its_reason_through_a_shutdown() {
+        let mut life: Life<u32> = Life::Idle;
+        assert_eq!(life.claim(true), Claimed::Granted);
+        life.give_up(SupervisorError::Stopped);
+        life.release();
+        assert!(matches!(life.gave_up(), Some(SupervisorError::Stopped)));
+        assert_eq!(
+            life.claim(true),
+            Claimed::Stopped,
+            "no start after giving up"
+        );
+        assert_eq!(life.shut_down(), None);
+        assert!(!life.shutdown_waits());
+        assert!(
+            life.gave_up().is_some(),
+            "the reason stays after a shutdown"
+        );
+        // A shutdown that came first stands.
+        let mut life: Life<u32> = Life::Idle;
+        assert_eq!(life.claim(true), Claimed::Granted);
+        assert_eq!(life.shut_down(), None);
+        life.give_up(SupervisorError::Stopped);
         life.release();
         assert!(matches!(life, Life::Stopped));
     }

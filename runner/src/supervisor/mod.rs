@@ -37,7 +37,7 @@ pub use error::{EnvironmentFailure, ProtocolError, StartFailure, SupervisorError
 use replacements::Replacements;
 pub use replacements::{Replacement, REPLACEMENTS_KEPT};
 
-use lifecycle::{Claim, Life};
+use lifecycle::{Claimed, Life};
 
 use crate::pacing_log::PacingLog;
 use crate::restart_intensity::RestartIntensity;
@@ -80,7 +80,7 @@ fn watch(sup: std::sync::Weak<Supervisor>, period: Duration) {
         };
         let dead = {
             let st = sup.state.lock();
-            if st.life.is_shut_down() {
+            if st.life.is_shut_down() || st.life.gave_up().is_some() {
                 return;
             }
             match &st.client {
@@ -148,7 +148,6 @@ pub struct Supervisor {
     /// Restarts allowed per window; taken by the start under way.
     intensity: Mutex<RestartIntensity>,
     /// Why the supervisor gave up, once it has: the run must end with an error.
-    gave_up: Mutex<Option<SupervisorError>>,
     failed_requests: AtomicU64,
     /// Historical requests the broker's pacing still counts, handed to each new worker: the
     /// broker paces them whichever worker sent them.
@@ -207,7 +206,6 @@ impl Supervisor {
             events,
             restarts: AtomicU32::new(0),
             intensity: Mutex::new(intensity),
-            gave_up: Mutex::new(None),
             failed_requests: AtomicU64::new(0),
             history_log: PacingLog::default(),
             accounts: Mutex::new(Vec::new()),
@@ -244,9 +242,15 @@ impl Supervisor {
         let mut st = self.state.lock();
         loop {
             match st.life.claim(awaited) {
-                Claim::Granted => return Ok(StartClaim { sup: self }),
-                Claim::Wait => self.changed.wait(&mut st),
-                Claim::Stopped => return Err(SupervisorError::Stopped),
+                Claimed::Granted => return Ok(StartClaim { sup: self }),
+                Claimed::Wait => self.changed.wait(&mut st),
+                Claimed::Stopped => {
+                    return Err(st
+                        .life
+                        .gave_up()
+                        .cloned()
+                        .unwrap_or(SupervisorError::Stopped))
+                }
             }
         }
     }
@@ -385,6 +389,9 @@ impl Supervisor {
             if st.life.is_shut_down() {
                 return Err(SupervisorError::Stopped);
             }
+            if let Some(e) = st.life.gave_up() {
+                return Err(e.clone());
+            }
             if let Some(c) = &st.client {
                 if !c.control().is_gone() {
                     return Ok((st.generation, c.clone()));
@@ -423,7 +430,7 @@ impl Supervisor {
                     last,
                 };
                 tracing::error!("{e}");
-                *self.gave_up.lock() = Some(e.clone());
+                self.state.lock().life.give_up(e.clone());
                 return Err(e);
             }
             let backoff = Duration::from_millis(
@@ -605,7 +612,7 @@ impl Supervisor {
     /// Why the supervisor gave up replacing workers, if it has (the run then ends with an
     /// error, whatever phase it was in).
     pub fn gave_up(&self) -> Option<SupervisorError> {
-        self.gave_up.lock().clone()
+        self.state.lock().life.gave_up().cloned()
     }
 
     /// The most recent replacements of a worker, oldest first.

@@ -56,7 +56,7 @@ fn record(text: &str) {
 
 /// Answers pings on four threads, with small payload-dependent delays so that replies leave
 /// out of order.
-fn serve(cfg: &channel::Config) -> Result<(), String> {
+fn serve(cfg: &channel::ChannelConfig) -> Result<(), String> {
     let mut server = Server::attach(cfg, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     // With BRIDGE_PEER_CHILD=FILE: start a long-lived child of our own (in our process group)
     // and write its pid to FILE.
@@ -148,7 +148,7 @@ fn serve(cfg: &channel::Config) -> Result<(), String> {
 
 /// Sends COUNT frames of stream SEED+1 while verifying COUNT frames of stream SEED from the
 /// runner, then reports `verified N` or the first discrepancy as one more frame.
-fn stream(cfg: &channel::Config, args: &[String]) -> Result<(), String> {
+fn stream(cfg: &channel::ChannelConfig, args: &[String]) -> Result<(), String> {
     let count: u64 = args.first().and_then(|a| a.parse().ok()).ok_or("COUNT")?;
     let seed: u64 = args.get(1).and_then(|a| a.parse().ok()).ok_or("SEED")?;
     let Channel {
@@ -204,7 +204,7 @@ fn stream(cfg: &channel::Config, args: &[String]) -> Result<(), String> {
 }
 
 /// Sends numbered frames as fast as the runner takes them, until it is gone.
-fn flood(cfg: &channel::Config) -> Result<(), String> {
+fn flood(cfg: &channel::ChannelConfig) -> Result<(), String> {
     let Channel { mut sender, .. } = channel::attach(cfg).map_err(|e| e.to_string())?;
     for seq in 0u64.. {
         if sender
@@ -221,7 +221,7 @@ fn flood(cfg: &channel::Config) -> Result<(), String> {
 }
 
 /// Attaches and never reads, until the runner is gone.
-fn deaf(cfg: &channel::Config) -> Result<(), String> {
+fn deaf(cfg: &channel::ChannelConfig) -> Result<(), String> {
     let channel = channel::attach(cfg).map_err(|e| e.to_string())?;
     let until = Instant::now() + Duration::from_secs(60);
     while !channel.control.is_gone() && Instant::now() < until {
@@ -231,7 +231,7 @@ fn deaf(cfg: &channel::Config) -> Result<(), String> {
 }
 
 /// Answers the first frame with bytes that are no valid message.
-fn garbage(cfg: &channel::Config) -> Result<(), String> {
+fn garbage(cfg: &channel::ChannelConfig) -> Result<(), String> {
     let Channel {
         mut sender,
         mut receiver,

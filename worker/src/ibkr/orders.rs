@@ -22,7 +22,7 @@
 //! account is refused before anything is sent unless `allow_live` (`account`).
 //!
 //! Here: placing, changing, cancelling and listing orders, and following the gateway's
-//! updates; what is known of the orders is in `order_book`, the conversions in `convert`.
+//! updates; what is known of the orders is in `known_orders`, the conversions in `convert`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,7 +37,7 @@ use ibapi::prelude::{StreamExt, SubscriptionItem};
 use super::connection::{reconnected, RECONNECT_WAIT};
 use super::convert::{fill_of, ib_order, report_of};
 use super::errors::classify;
-use super::order_book::OrderBook;
+use super::known_orders::KnownOrders;
 use super::query::collect;
 use crate::backend::{error, EventSink};
 
@@ -50,7 +50,7 @@ const PLACE_ATTEMPTS: u32 = 3;
 
 /// The orders of one worker's IB connection.
 pub(super) struct IbOrders {
-    book: OrderBook,
+    book: KnownOrders,
     /// The book must be reconciled with the gateway before it is trusted: a new worker, or
     /// the connection was lost since.
     stale: AtomicBool,
@@ -61,7 +61,7 @@ pub(super) struct IbOrders {
 impl IbOrders {
     pub(super) fn new(events: EventSink) -> Arc<Self> {
         Arc::new(IbOrders {
-            book: OrderBook::new(events),
+            book: KnownOrders::new(events),
             stale: AtomicBool::new(true),
             updates: AtomicU64::new(0),
         })

@@ -14,20 +14,20 @@ fn wait_a_little() {
 #[test]
 fn a_failed_connect_leaves_the_session_idle_for_the_next() {
     let life = Lifecycle::new();
-    assert!(matches!(life.claim_connect(), Ok(Claim::Connect)));
+    assert!(matches!(life.claim_connect(), Ok(ConnectClaim::Connect)));
     assert_eq!(life.phase(), Phase::Connecting);
     life.connect_failed();
     assert_eq!(life.phase(), Phase::Idle);
-    assert!(matches!(life.claim_connect(), Ok(Claim::Connect)));
+    assert!(matches!(life.claim_connect(), Ok(ConnectClaim::Connect)));
 }
 
 #[test]
 fn a_second_connect_waits_for_the_first() {
     let life = Arc::new(Lifecycle::new());
-    assert!(matches!(life.claim_connect(), Ok(Claim::Connect)));
+    assert!(matches!(life.claim_connect(), Ok(ConnectClaim::Connect)));
     let second = {
         let life = life.clone();
-        std::thread::spawn(move || matches!(life.claim_connect(), Ok(Claim::Connect)))
+        std::thread::spawn(move || matches!(life.claim_connect(), Ok(ConnectClaim::Connect)))
     };
     wait_a_little();
     assert!(!second.is_finished());
@@ -39,7 +39,7 @@ fn a_second_connect_waits_for_the_first() {
 #[test]
 fn a_close_during_a_connect_ends_it_and_the_connect_does_not_undo_the_close() {
     let life = Arc::new(Lifecycle::new());
-    assert!(matches!(life.claim_connect(), Ok(Claim::Connect)));
+    assert!(matches!(life.claim_connect(), Ok(ConnectClaim::Connect)));
     let waiting = {
         let life = life.clone();
         std::thread::spawn(move || life.claim_connect().err().map(|f| f.category))
@@ -76,7 +76,7 @@ fn a_second_close_returns_once_the_first_is_done() {
 #[test]
 fn a_forgotten_session_stays_forgotten_and_refuses_everything() {
     let life = Lifecycle::new();
-    assert!(matches!(life.claim_connect(), Ok(Claim::Connect)));
+    assert!(matches!(life.claim_connect(), Ok(ConnectClaim::Connect)));
     assert!(life.forget());
     assert!(!life.forget());
     // A transition of the parent's, had it run here, does not bring it back.

@@ -1,4 +1,4 @@
-//! What one worker knows of the orders with a reference at IB ([`OrderBook`]): their last
+//! What one worker knows of the orders with a reference at IB ([`KnownOrders`]): their last
 //! reports, which order id is which reference, the fills, and which references the gateway
 //! has shown; every change taken is told as an event.
 //!
@@ -20,7 +20,7 @@ use crate::backend::EventSink;
 
 /// What the worker knows of the orders with a reference.
 #[derive(Debug, Default)]
-pub(super) struct Book {
+pub(super) struct Known {
     pub(super) by_ref: HashMap<String, OrderReport>,
     /// The reference of each order id this worker placed or saw.
     pub(super) ref_of: HashMap<i32, String>,
@@ -35,25 +35,25 @@ pub(super) struct Book {
 }
 
 /// The book of one worker's orders, and who is told of its changes.
-pub(super) struct OrderBook {
-    book: Mutex<Book>,
+pub(super) struct KnownOrders {
+    book: Mutex<Known>,
     /// Notified whenever a report is taken.
     pub(super) changed: Notify,
     events: EventSink,
 }
 
-impl OrderBook {
+impl KnownOrders {
     /// An empty book telling `events`.
     pub(super) fn new(events: EventSink) -> Self {
-        OrderBook {
-            book: Mutex::new(Book::default()),
+        KnownOrders {
+            book: Mutex::new(Known::default()),
             changed: Notify::new(),
             events,
         }
     }
 
     /// The book itself, locked.
-    pub(super) fn lock(&self) -> MutexGuard<'_, Book> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Known> {
         self.book.lock()
     }
 
