@@ -67,6 +67,9 @@ pub enum CodecError {
     },
     /// The value does not fit the buffer given to [`encode_to_slice`].
     BufferTooSmall,
+    /// The bytes (or the text they came in) are not what a decoder of this kind takes, for
+    /// this reason.
+    Invalid(&'static str),
 }
 
 impl fmt::Display for CodecError {
@@ -78,16 +81,8 @@ impl fmt::Display for CodecError {
                 write!(f, "message followed by {extra} unexpected bytes")
             }
             CodecError::BufferTooSmall => f.write_str("message does not fit the buffer"),
+            CodecError::Invalid(why) => write!(f, "cannot decode message: {why}"),
         }
-    }
-}
-
-impl CodecError {
-    /// Bytes that do not decode, for a reason found outside bincode (`what` says it).
-    pub fn undecodable(what: impl Into<String>) -> CodecError {
-        CodecError::Decode(Arc::new(bincode::error::DecodeError::OtherString(
-            what.into(),
-        )))
     }
 }
 
@@ -98,6 +93,7 @@ impl PartialEq for CodecError {
             (CodecError::Decode(a), CodecError::Decode(b)) => a.to_string() == b.to_string(),
             (CodecError::Trailing { extra: a }, CodecError::Trailing { extra: b }) => a == b,
             (CodecError::BufferTooSmall, CodecError::BufferTooSmall) => true,
+            (CodecError::Invalid(a), CodecError::Invalid(b)) => a == b,
             _ => false,
         }
     }
@@ -105,12 +101,15 @@ impl PartialEq for CodecError {
 
 impl Eq for CodecError {}
 
+// Its text says bincode's error: the source is what that one has below it.
 impl std::error::Error for CodecError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            CodecError::Encode(e) => Some(&**e),
-            CodecError::Decode(e) => Some(&**e),
-            CodecError::Trailing { .. } | CodecError::BufferTooSmall => None,
+            CodecError::Encode(e) => e.source(),
+            CodecError::Decode(e) => e.source(),
+            CodecError::Trailing { .. } | CodecError::BufferTooSmall | CodecError::Invalid(_) => {
+                None
+            }
         }
     }
 }

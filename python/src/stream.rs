@@ -14,10 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::protocol::{ConnectionStatus, Event};
-use crossbeam_channel::RecvTimeoutError;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
-use runner::session::MonotonicBars;
+use runner::session::{next_event, MonotonicBars, Next};
 use runner::supervisor::Supervisor;
 use runner::worker_events::WorkerEvents;
 
@@ -25,9 +24,6 @@ use crate::bar::Bar;
 use crate::failure::{Failure, FailureKind};
 use crate::mailbox::Mailbox;
 pub(crate) use crate::mailbox::{wake, Taken};
-
-/// How often the pump looks at whether the session closed while no event comes.
-const TICK: Duration = Duration::from_millis(100);
 
 /// What happened to a stream's symbol, as Python takes it: (what, the error's kind, IB's
 /// code, the details). `what` is `refused`, `delayed`, `stalled`, `flowing`,
@@ -117,7 +113,8 @@ impl Bars {
     }
 }
 
-/// Reads every event of the session's workers until it closes: bars into `bars`, orders'
+/// Reads every event of the session's workers until it closes (looking at whether it did at
+/// least every [`runner::session::TICK`], by the runner's rule of [`next_event`]): bars into `bars`, orders'
 /// and fills' to `heard`, the rest into the log. Ends the stream when the session closes
 /// (`closed()` says so) or the supervisor gives up; returns why it ended.
 pub(crate) fn pump(
@@ -131,15 +128,11 @@ pub(crate) fn pump(
         if closed() {
             break Failure::new(FailureKind::Closed, "the session is closed");
         }
-        if let Some(e) = sup.gave_up() {
-            break e.into();
-        }
-        let event = match events.recv_timeout(TICK) {
-            Ok(e) => e,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => {
-                break Failure::new(FailureKind::Closed, "the session is closed")
-            }
+        let event = match next_event(&mut events, &sup) {
+            Next::Event(e) => e,
+            Next::Quiet => continue,
+            Next::GaveUp(e) => break e.into(),
+            Next::Ended => break Failure::new(FailureKind::Closed, "the session is closed"),
         };
         heard(&event);
         match event {

@@ -65,11 +65,25 @@ impl std::error::Error for TradeError {
 /// Trading was refused before anything was sent: the account is a live one and
 /// `trading.allow_live` is off. A run ends with it as with a configuration error.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveAccountRefused(pub String);
+pub struct LiveAccountRefused {
+    /// The broker behind the worker.
+    pub backend: BackendKind,
+    /// The live accounts among those the broker manages.
+    pub live: Vec<String>,
+}
 
 impl fmt::Display for LiveAccountRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        let backend = match self.backend {
+            BackendKind::Sim => "sim",
+            BackendKind::Ibkr => "ibkr",
+        };
+        write!(
+            f,
+            "the {backend} broker manages a live account ({}): trading refused; set \
+             trading.allow_live = true to trade on it",
+            self.live.join(", ")
+        )
     }
 }
 
@@ -113,27 +127,19 @@ pub fn check_accounts(
     backend: BackendKind,
     accounts: &[String],
     allow_live: bool,
-) -> Result<(), String> {
+) -> Result<(), LiveAccountRefused> {
     if allow_live {
         return Ok(());
     }
-    let live: Vec<&str> = accounts
+    let live: Vec<String> = accounts
         .iter()
         .filter(|a| !is_paper_account(a))
-        .map(String::as_str)
+        .cloned()
         .collect();
     if live.is_empty() {
         return Ok(());
     }
-    let backend = match backend {
-        BackendKind::Sim => "sim",
-        BackendKind::Ibkr => "ibkr",
-    };
-    Err(format!(
-        "the {backend} broker manages a live account ({}): trading refused; set \
-         trading.allow_live = true to trade on it",
-        live.join(", ")
-    ))
+    Err(LiveAccountRefused { backend, live })
 }
 
 /// References unique to this process: `<run tag>-<n>`.
@@ -190,8 +196,7 @@ impl<S: Borrow<Supervisor>> Trader<S> {
             cfg.backend,
             &sup.borrow().accounts(),
             cfg.trading.allow_live,
-        )
-        .map_err(LiveAccountRefused)?;
+        )?;
         Ok(Trader {
             sup,
             book: OrderBook::new(),
@@ -737,8 +742,9 @@ mod tests {
         let mixed = vec!["DU123".to_string(), "U999".to_string()];
         assert!(check_accounts(BackendKind::Ibkr, &paper, false).is_ok());
         let e = check_accounts(BackendKind::Ibkr, &mixed, false).unwrap_err();
+        assert_eq!(e.live, vec!["U999".to_string()]);
         assert_eq!(
-            e,
+            e.to_string(),
             "the ibkr broker manages a live account (U999): trading refused; set \
              trading.allow_live = true to trade on it"
         );

@@ -74,7 +74,7 @@ impl WorkerOptions {
     pub fn decode(text: &str) -> Result<Self, CodecError> {
         let text = text.trim();
         if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(CodecError::undecodable("options are not hex text"));
+            return Err(CodecError::Invalid("options are not hex text"));
         }
         let bytes: Vec<u8> = (0..text.len())
             .step_by(2)
@@ -516,7 +516,11 @@ mod tests {
         let text = o.encode().unwrap();
         assert!(text.bytes().all(|b| b.is_ascii_hexdigit()));
         assert_eq!(WorkerOptions::decode(&text).unwrap(), o);
-        assert!(WorkerOptions::decode("zz").is_err());
+        let not_hex = WorkerOptions::decode("zz").unwrap_err();
+        assert_eq!(
+            not_hex.to_string(),
+            "cannot decode message: options are not hex text"
+        );
         assert!(WorkerOptions::decode("abc").is_err());
     }
 

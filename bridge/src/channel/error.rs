@@ -24,8 +24,14 @@ use super::env::{ENV_PARENT_PID, ENV_SEGMENT};
 pub enum GoneReason {
     /// The worker process ended (runner side), with this status.
     Exited(ExitStatus),
-    /// The worker process could not be waited for (runner side): the system's error.
-    Unwaitable(io::ErrorKind),
+    /// The worker process could not be waited for (runner side): the system's error, by its
+    /// kind and, where there is one, its number.
+    Unwaitable {
+        /// The error's kind.
+        kind: io::ErrorKind,
+        /// The system's error number.
+        code: Option<i32>,
+    },
     /// The runner process died (worker side).
     RunnerDied,
     /// The peer's heartbeat stood still for this long.
@@ -57,11 +63,12 @@ impl fmt::Display for Damage {
     }
 }
 
+// Its text says what was found: the source is what that has below it.
 impl std::error::Error for Damage {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Damage::Ring(c) => Some(c),
-            Damage::Frame(e) => Some(e),
+            Damage::Ring(c) => c.source(),
+            Damage::Frame(e) => e.source(),
         }
     }
 }
@@ -70,9 +77,14 @@ impl fmt::Display for GoneReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             GoneReason::Exited(status) => write!(f, "worker process {}", exit_text(*status)),
-            GoneReason::Unwaitable(kind) => {
-                write!(f, "worker process cannot be waited for: {kind}")
-            }
+            GoneReason::Unwaitable { kind, code } => match code {
+                Some(code) => write!(
+                    f,
+                    "worker process cannot be waited for: {}",
+                    io::Error::from_raw_os_error(*code)
+                ),
+                None => write!(f, "worker process cannot be waited for: {kind}"),
+            },
             GoneReason::RunnerDied => f.write_str("runner process died"),
             GoneReason::Hung(d) => write!(f, "peer hung (no heartbeat for {} ms)", d.as_millis()),
             GoneReason::Closed => f.write_str("peer closed the connection"),

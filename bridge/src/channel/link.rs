@@ -203,7 +203,12 @@ impl Link {
                 match status {
                     Ok(Some(status)) => return Some(GoneReason::Exited(status)),
                     Ok(None) => {}
-                    Err(e) => return Some(GoneReason::Unwaitable(e.kind())),
+                    Err(e) => {
+                        return Some(GoneReason::Unwaitable {
+                            kind: e.kind(),
+                            code: e.raw_os_error(),
+                        })
+                    }
                 }
             }
             Peer::Parent { pid } => {

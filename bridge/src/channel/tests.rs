@@ -232,6 +232,23 @@ fn counters_survive_a_peer_that_scribbles_over_the_segment() {
     ));
 }
 
+/// Why a peer is gone, as people read it: the process's status, the system's error.
+#[test]
+fn a_peer_gone_says_how_in_words() {
+    use std::os::unix::process::ExitStatusExt;
+    let exited = |raw| GoneReason::Exited(std::process::ExitStatus::from_raw(raw));
+    assert_eq!(exited(3 << 8).to_string(), "worker process exited with code 3");
+    assert_eq!(exited(9).to_string(), "worker process was killed by signal 9");
+    let unwaitable = GoneReason::Unwaitable {
+        kind: std::io::ErrorKind::Other,
+        code: Some(libc::ECHILD),
+    };
+    assert_eq!(
+        unwaitable.to_string(),
+        "worker process cannot be waited for: No child processes (os error 10)"
+    );
+}
+
 /// A whole conversation in one process: what `examples/echo.rs` does across two.
 #[test]
 fn a_pair_exchanges_both_ways_and_closes_cleanly() {

@@ -164,17 +164,20 @@ impl Subscriptions {
         let Some(s) = subs.iter().find(|s| s.symbol == symbol) else {
             return "not_subscribed";
         };
+        let feed = match s.feed {
+            Feed::Streaming => "streaming",
+            Feed::Delayed => "delayed",
+            Feed::Refused => "refused",
+            Feed::Stalled => "stalled",
+            Feed::Interrupted => "interrupted",
+        };
         match (s.live, s.wanted > 0) {
             (None, false) => "not_subscribed",
             (None, true) if s.refused => "refused",
+            // Being subscribed: what its news said already, if it said anything.
+            (None, true) if s.asking && s.feed != Feed::Streaming => feed,
             (None, true) => "subscribing",
-            (Some(_), _) => match s.feed {
-                Feed::Streaming => "streaming",
-                Feed::Delayed => "delayed",
-                Feed::Refused => "refused",
-                Feed::Stalled => "stalled",
-                Feed::Interrupted => "interrupted",
-            },
+            (Some(_), _) => feed,
         }
     }
 
@@ -361,7 +364,8 @@ mod tests {
         assert_eq!(news.len(), 1);
         assert_eq!(news[0].0, 1);
         assert_eq!((news[0].1).0, "refused");
-        assert_eq!(subs.state("ZZZL"), "subscribing");
+        assert_eq!(subs.state("ZZZL"), "refused", "what the news said, at once");
+        assert_eq!(subs.state("SPY"), "subscribing");
         subs.made(1, Some(5), false);
         assert_eq!(subs.state("ZZZL"), "refused");
         // A subscription made again starts afresh.

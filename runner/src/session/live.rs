@@ -25,15 +25,42 @@ use crossbeam_channel::RecvTimeoutError;
 
 use crate::config::Config;
 use crate::strategy::{Signal, Strategy};
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Supervisor, SupervisorError};
 use crate::trader::{trade_on, Traded, Trader};
 use crate::worker_events::WorkerEvents;
 
 use super::history::{tail, Series};
 use super::observer::Observer;
 
-/// How often the live loop looks at the clock and at `stop` while no bar comes.
-const TICK: Duration = Duration::from_millis(100);
+/// How often a live loop looks at the clock and at `stop` while no bar comes.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// What one wait for the workers' next event found ([`next_event`]).
+#[derive(Debug)]
+pub enum Next {
+    /// An event.
+    Event(Event),
+    /// Nothing within a tick: the caller looks at its clock and its stop, then waits again.
+    Quiet,
+    /// The supervisor gave up replacing a dead worker: nothing more will come.
+    GaveUp(SupervisorError),
+    /// The supervisor is gone and every worker's events were read.
+    Ended,
+}
+
+/// The rule every consumer of live events follows (a session's live phase, the Python
+/// stream's pump): a supervisor that gave up ends the stream at once, else the next event of
+/// any worker, waiting one [`TICK`] at most.
+pub fn next_event(events: &mut WorkerEvents, sup: &Supervisor) -> Next {
+    if let Some(e) = sup.gave_up() {
+        return Next::GaveUp(e);
+    }
+    match events.recv_timeout(TICK) {
+        Ok(e) => Next::Event(e),
+        Err(RecvTimeoutError::Timeout) => Next::Quiet,
+        Err(RecvTimeoutError::Disconnected) => Next::Ended,
+    }
+}
 
 /// The monotonic-bar rule, per subscription id: a live bar not newer than the last one taken
 /// is dropped (a replacement worker repeats the bar its predecessor sent last, a restored
@@ -139,13 +166,13 @@ impl Live<'_> {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(true);
             }
-            if until.is_some_and(|u| Instant::now() >= u) || self.sup.gave_up().is_some() {
+            if until.is_some_and(|u| Instant::now() >= u) {
                 return Ok(false);
             }
-            let event = match events.recv_timeout(TICK) {
-                Ok(e) => e,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return Ok(false),
+            let event = match next_event(events, self.sup) {
+                Next::Event(e) => e,
+                Next::Quiet => continue,
+                Next::GaveUp(_) | Next::Ended => return Ok(false),
             };
             match event {
                 Event::Bar { sub, bar } => {

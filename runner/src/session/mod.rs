@@ -24,7 +24,7 @@ mod live;
 mod observer;
 mod report;
 
-pub use live::MonotonicBars;
+pub use live::{next_event, MonotonicBars, Next, TICK};
 pub use observer::{Observer, Unobserved};
 pub use report::{NoHistory, SessionReport, SymbolRun};
 

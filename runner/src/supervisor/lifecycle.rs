@@ -7,7 +7,7 @@
 //! under way at a time, and only the thread that [claimed](Life::claim) it moves it on; once
 //! shut down, no start is granted again; a start under way when the supervisor shuts down is
 //! told so at each of its steps, and the supervisor is [`Life::Stopped`] only after it ended;
-//! given up is for good and keeps its reason (a shutdown after it changes nothing).
+//! given up is for good and keeps its reason, through a shutdown that came before or after it.
 
 use super::error::SupervisorError;
 
@@ -27,9 +27,12 @@ pub(super) enum Life<W> {
     ShuttingDown,
     /// Shut down: no worker runs, none is started.
     Stopped,
-    /// Too many workers died within the restart window: none is started again, for this
-    /// reason.
-    GaveUp(SupervisorError),
+    /// Too many workers died within the restart window: none is started again, for `why`;
+    /// `shut_down`: the supervisor was shut down too (before or after).
+    GaveUp {
+        why: SupervisorError,
+        shut_down: bool,
+    },
 }
 
 /// What [`Life::claim`] found.
@@ -46,13 +49,21 @@ pub(super) enum Claimed {
 impl<W: Clone> Life<W> {
     /// Whether the supervisor was shut down (a start may still be ending).
     pub(super) fn is_shut_down(&self) -> bool {
-        matches!(self, Life::ShuttingDown | Life::Stopped)
+        matches!(
+            self,
+            Life::ShuttingDown
+                | Life::Stopped
+                | Life::GaveUp {
+                    shut_down: true,
+                    ..
+                }
+        )
     }
 
     /// Why the supervisor gave up, if it did.
     pub(super) fn gave_up(&self) -> Option<&SupervisorError> {
         match self {
-            Life::GaveUp(e) => Some(e),
+            Life::GaveUp { why, .. } => Some(why),
             _ => None,
         }
     }
@@ -69,7 +80,7 @@ impl<W: Clone> Life<W> {
                 Claimed::Granted
             }
             Life::Starting { .. } => Claimed::Wait,
-            Life::ShuttingDown | Life::Stopped | Life::GaveUp(_) => Claimed::Stopped,
+            Life::ShuttingDown | Life::Stopped | Life::GaveUp { .. } => Claimed::Stopped,
         }
     }
 
@@ -97,11 +108,24 @@ impl<W: Clone> Life<W> {
         }
     }
 
-    /// The start under way gave up, for `why`: starting → given up (a shutdown that came
-    /// first stands).
+    /// The start under way gave up, for `why`: starting → given up; shutting down → given up
+    /// and shut down (the start gave up before it spawned anything: nothing is left to wait
+    /// for).
     pub(super) fn give_up(&mut self, why: SupervisorError) {
-        if let Life::Starting { .. } = self {
-            *self = Life::GaveUp(why);
+        match self {
+            Life::Starting { .. } => {
+                *self = Life::GaveUp {
+                    why,
+                    shut_down: false,
+                }
+            }
+            Life::ShuttingDown => {
+                *self = Life::GaveUp {
+                    why,
+                    shut_down: true,
+                }
+            }
+            Life::Idle | Life::Stopped | Life::GaveUp { .. } => {}
         }
     }
 
@@ -110,7 +134,7 @@ impl<W: Clone> Life<W> {
         match self {
             Life::Starting { .. } => *self = Life::Idle,
             Life::ShuttingDown => *self = Life::Stopped,
-            Life::Idle | Life::Stopped | Life::GaveUp(_) => {}
+            Life::Idle | Life::Stopped | Life::GaveUp { .. } => {}
         }
     }
 
@@ -120,8 +144,11 @@ impl<W: Clone> Life<W> {
     pub(super) fn shut_down(&mut self) -> Option<W> {
         match std::mem::replace(self, Life::Stopped) {
             Life::Idle | Life::Stopped => None,
-            Life::GaveUp(why) => {
-                *self = Life::GaveUp(why);
+            Life::GaveUp { why, .. } => {
+                *self = Life::GaveUp {
+                    why,
+                    shut_down: true,
+                };
                 None
             }
             Life::Starting { worker, awaited } => {
@@ -214,18 +241,24 @@ mod tests {
             Claimed::Stopped,
             "no start after giving up"
         );
+        assert!(!life.is_shut_down());
         assert_eq!(life.shut_down(), None);
         assert!(!life.shutdown_waits());
+        assert!(life.is_shut_down());
         assert!(
             life.gave_up().is_some(),
             "the reason stays after a shutdown"
         );
-        // A shutdown that came first stands.
+        // Given up while a shutdown waited for the start: the reason is kept, and the
+        // shutdown waits no more.
         let mut life: Life<u32> = Life::Idle;
         assert_eq!(life.claim(true), Claimed::Granted);
         assert_eq!(life.shut_down(), None);
+        assert!(life.shutdown_waits());
         life.give_up(SupervisorError::Stopped);
+        assert!(!life.shutdown_waits());
         life.release();
-        assert!(matches!(life, Life::Stopped));
+        assert!(life.is_shut_down());
+        assert!(life.gave_up().is_some());
     }
 }

@@ -244,13 +244,11 @@ impl Supervisor {
             match st.life.claim(awaited) {
                 Claimed::Granted => return Ok(StartClaim { sup: self }),
                 Claimed::Wait => self.changed.wait(&mut st),
-                Claimed::Stopped => {
-                    return Err(st
-                        .life
-                        .gave_up()
-                        .cloned()
-                        .unwrap_or(SupervisorError::Stopped))
-                }
+                // Given up and not shut down: why; shut down: stopped.
+                Claimed::Stopped => match st.life.gave_up() {
+                    Some(why) if !st.life.is_shut_down() => return Err(why.clone()),
+                    _ => return Err(SupervisorError::Stopped),
+                },
             }
         }
     }
