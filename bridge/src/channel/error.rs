@@ -271,9 +271,10 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StartError::Segment(e) => Some(e),
-            StartError::Spawn(e) | StartError::Thread { source: e, .. } => Some(e),
-            StartError::Handshake(e) => Some(e),
+            // Told whole by `Display`: what comes next is their own cause.
+            StartError::Segment(e) => e.source(),
+            StartError::Spawn(e) | StartError::Thread { source: e, .. } => e.source(),
+            StartError::Handshake(e) => e.source(),
             StartError::NotStartedByRunner
             | StartError::Exited { .. }
             | StartError::RunnerGone
@@ -314,7 +315,7 @@ impl std::error::Error for HelloError {
         match self {
             HelloError::Codec(e) => e.source(),
             HelloError::Push(e) => e.source(),
-            HelloError::Corrupt(c) => Some(c),
+            HelloError::Corrupt(c) => c.source(),
             HelloError::NotAHello(_) => None,
         }
     }

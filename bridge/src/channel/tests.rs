@@ -237,8 +237,14 @@ fn counters_survive_a_peer_that_scribbles_over_the_segment() {
 fn a_peer_gone_says_how_in_words() {
     use std::os::unix::process::ExitStatusExt;
     let exited = |raw| GoneReason::Exited(std::process::ExitStatus::from_raw(raw));
-    assert_eq!(exited(3 << 8).to_string(), "worker process exited with code 3");
-    assert_eq!(exited(9).to_string(), "worker process was killed by signal 9");
+    assert_eq!(
+        exited(3 << 8).to_string(),
+        "worker process exited with code 3"
+    );
+    assert_eq!(
+        exited(9).to_string(),
+        "worker process was killed by signal 9"
+    );
     let unwaitable = GoneReason::Unwaitable {
         kind: std::io::ErrorKind::Other,
         code: Some(libc::ECHILD),

@@ -130,6 +130,8 @@ impl Subscriptions {
         if let Some(s) = self.subs.lock().get_mut(id as usize) {
             if s.live.is_none() {
                 s.feed = Feed::Streaming;
+                // A refusal of an earlier try is not this one's.
+                s.refused = false;
             }
             s.asking = true;
         }
@@ -375,5 +377,20 @@ mod tests {
         subs.asking(1);
         subs.made(1, Some(5), false);
         assert_eq!(subs.state("ZZZL"), "streaming");
+        // Refused when subscribed, let go, wanted again: the new try's news is what counts.
+        subs.want("QQQ", 5).unwrap();
+        subs.asking(2);
+        subs.made(2, None, true);
+        assert_eq!(subs.state("QQQ"), "refused");
+        subs.asking(2);
+        let delayed = Event::Delayed {
+            symbol: "QQQ".into(),
+            refused: bridge::protocol::RemoteError {
+                kind: bridge::protocol::ErrorKind::NotPermitted,
+                message: "[10089] delayed data instead".into(),
+            },
+        };
+        assert_eq!(subs.news(&delayed, false).len(), 1);
+        assert_eq!(subs.state("QQQ"), "delayed");
     }
 }

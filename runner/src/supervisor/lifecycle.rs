@@ -109,8 +109,8 @@ impl<W: Clone> Life<W> {
     }
 
     /// The start under way gave up, for `why`: starting → given up; shutting down → given up
-    /// and shut down (the start gave up before it spawned anything: nothing is left to wait
-    /// for).
+    /// and shut down (a start gives up only between its attempts, when any worker it spawned
+    /// was already stopped: nothing is left to wait for).
     pub(super) fn give_up(&mut self, why: SupervisorError) {
         match self {
             Life::Starting { .. } => {
