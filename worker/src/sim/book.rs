@@ -4,9 +4,13 @@
 //!
 //! Invariants: an order's fills only grow; its status is a function of its fills, its
 //! cancel, its expiry and the time asked about; positions are worked out from every fill in
-//! time order, so every process that reads the same journal finds the same.
+//! time order, so every process that reads the same journal finds the same. The book's
+//! indexes only skip work: an order out of `open` fills no more, one out of `untold` has
+//! nothing left to tell, until a cancel or change of it is applied (which puts it back), so
+//! a pass over them finds exactly what a pass over every order would.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bridge::protocol::{Fill, OrderReport, OrderRequest, OrderStatus, OrderType, Position};
 
@@ -41,6 +45,18 @@ impl Order {
     /// then, every fill of it by then.
     pub(super) fn settled_by(&self, t: i64) -> bool {
         self.placed_at <= t && self.fills.iter().all(|f| f.time <= t) && self.status(t).0.is_final()
+    }
+
+    /// Whether a bar may still fill it: not rejected, shares left on its next bar's terms,
+    /// not cancelled or expired by then. Once false it stays false until a cancel or change
+    /// of it is applied (fills only grow, its next bar only moves on).
+    pub(super) fn may_fill(&self) -> bool {
+        let bar = self.next_bar;
+        let (quantity, _) = self.terms_at(bar);
+        self.rejected.is_none()
+            && quantity - self.filled() > 0.0
+            && self.cancelled_at.is_none_or(|c| bar <= c)
+            && self.expires.is_none_or(|e| bar < e)
     }
 
     pub(super) fn remaining(&self) -> f64 {
@@ -131,6 +147,27 @@ pub(super) struct Book {
     /// earlier worker): taken by the first pass that tells changes, which tells none of the
     /// orders settled by then.
     pub(super) heard_through: Option<i64>,
+    /// Orders a bar may still fill, by index ([`Order::may_fill`]).
+    pub(super) open: BTreeSet<usize>,
+    /// Orders that may still have something to tell, by index: every other one was told
+    /// final with all its fills. Holds every order that is not final.
+    pub(super) untold: BTreeSet<usize>,
+    /// The largest broker id taken.
+    pub(super) max_id: i64,
+    /// The cash flows of the first `.0` orders' fills, added up in order: orders out of
+    /// `open`, whose fills are all there.
+    pub(super) settled_flows: Cell<(usize, f64)>,
+}
+
+impl Book {
+    /// A cancel or change of order `i` was applied: it is looked at again by every pass.
+    pub(super) fn reopen(&mut self, i: usize) {
+        self.open.insert(i);
+        self.untold.insert(i);
+        if i < self.settled_flows.get().0 {
+            self.settled_flows.set((0, 0.0));
+        }
+    }
 }
 
 /// Net shares and average cost per symbol, from every fill in time order.

@@ -196,8 +196,11 @@ impl SimBroker {
                 let size = self.fill_seconds();
                 let expires = (request.tif == TimeInForce::Day)
                     .then(|| (time.div_euclid(86_400) + 1) * 86_400);
-                book.by_ref
-                    .insert(request.order_ref.clone(), book.orders.len());
+                let i = book.orders.len();
+                book.by_ref.insert(request.order_ref.clone(), i);
+                book.open.insert(i);
+                book.untold.insert(i);
+                book.max_id = book.max_id.max(id);
                 let placed_as = (request.quantity, request.order_type);
                 book.orders.push(Order {
                     placed_at: time,
@@ -217,6 +220,7 @@ impl SimBroker {
                 if let Some(&i) = book.by_ref.get(&order_ref) {
                     let o = &mut book.orders[i];
                     o.cancelled_at = Some(o.cancelled_at.map_or(time, |c| c.min(time)));
+                    book.reopen(i);
                 }
             }
             Entry::Modify { time, change } => {
@@ -231,6 +235,7 @@ impl SimBroker {
                     }
                     o.changes
                         .push((time, o.request.quantity, o.request.order_type));
+                    book.reopen(i);
                 }
             }
         }
@@ -240,55 +245,76 @@ impl SimBroker {
         i64::from(self.opts.fill_seconds.max(1))
     }
 
-    /// Works out every fill due at bars up to market time `now`.
+    /// Works out every fill due at bars up to market time `now`. Only the orders a bar may
+    /// still fill are looked at; one that can fill no more leaves `open`, one that filled
+    /// joins `untold`.
     fn advance(&self, book: &mut Book, now: i64) {
         book.last_time = book.last_time.max(now);
         let size = self.fill_seconds();
         let slip = self.opts.slippage_bps / 10_000.0;
-        for o in &mut book.orders {
-            if o.rejected.is_some() {
-                continue;
+        let Book {
+            orders,
+            open,
+            untold,
+            ..
+        } = book;
+        open.retain(|&i| {
+            let Some(o) = orders.get_mut(i) else {
+                return false;
+            };
+            let filled_before = o.fills.len();
+            self.fill(o, now, size, slip);
+            if o.fills.len() > filled_before {
+                untold.insert(i);
             }
-            let path = PricePath::new(self.seed, &o.request.symbol);
-            for _ in 0..BARS_PER_PASS {
-                let bar = o.next_bar;
-                let (quantity, kind) = o.terms_at(bar);
-                let remaining = quantity - o.filled();
-                let open_for_fills = bar <= now
-                    && remaining > 0.0
-                    && o.cancelled_at.is_none_or(|c| bar <= c)
-                    && o.expires.is_none_or(|e| bar < e);
-                // A change that raised the quantity of a filled order reopens it only for bars
-                // after the change; none before `now` can be missed, as bars are looked at in
-                // order.
-                if !open_for_fills {
-                    break;
-                }
-                o.next_bar += size;
-                let open = path.price(bar);
-                let slipped = open * (1.0 + o.request.side.sign() * slip);
-                let price = match kind {
-                    OrderType::Market => slipped,
-                    OrderType::Limit { price: limit } => match o.request.side {
-                        Side::Buy if open <= limit => slipped.min(limit),
-                        Side::Sell if open >= limit => slipped.max(limit),
-                        _ => continue,
-                    },
-                };
-                let quantity = remaining.min(self.opts.max_fill_per_bar.max(1.0));
-                o.fills.push(Fill {
-                    order_ref: o.request.order_ref.clone(),
-                    exec_id: format!("{:08}.{}", o.id, o.fills.len() + 1),
-                    symbol: o.request.symbol.clone(),
-                    side: o.request.side,
-                    quantity,
-                    price,
-                    commission: Some(
-                        (quantity * self.opts.commission_per_share).max(self.opts.min_commission),
-                    ),
-                    time: bar,
-                });
+            o.may_fill()
+        });
+    }
+
+    /// Works out the fills of order `o` due at bars up to `now` (at most [`BARS_PER_PASS`]).
+    fn fill(&self, o: &mut Order, now: i64, size: i64, slip: f64) {
+        if o.rejected.is_some() {
+            return;
+        }
+        let path = PricePath::new(self.seed, &o.request.symbol);
+        for _ in 0..BARS_PER_PASS {
+            let bar = o.next_bar;
+            let (quantity, kind) = o.terms_at(bar);
+            let remaining = quantity - o.filled();
+            let open_for_fills = bar <= now
+                && remaining > 0.0
+                && o.cancelled_at.is_none_or(|c| bar <= c)
+                && o.expires.is_none_or(|e| bar < e);
+            // A change that raised the quantity of a filled order reopens it only for bars
+            // after the change; none before `now` can be missed, as bars are looked at in
+            // order.
+            if !open_for_fills {
+                break;
             }
+            o.next_bar += size;
+            let open = path.price(bar);
+            let slipped = open * (1.0 + o.request.side.sign() * slip);
+            let price = match kind {
+                OrderType::Market => slipped,
+                OrderType::Limit { price: limit } => match o.request.side {
+                    Side::Buy if open <= limit => slipped.min(limit),
+                    Side::Sell if open >= limit => slipped.max(limit),
+                    _ => continue,
+                },
+            };
+            let quantity = remaining.min(self.opts.max_fill_per_bar.max(1.0));
+            o.fills.push(Fill {
+                order_ref: o.request.order_ref.clone(),
+                exec_id: format!("{:08}.{}", o.id, o.fills.len() + 1),
+                symbol: o.request.symbol.clone(),
+                side: o.request.side,
+                quantity,
+                price,
+                commission: Some(
+                    (quantity * self.opts.commission_per_share).max(self.opts.min_commission),
+                ),
+                time: bar,
+            });
         }
     }
 
@@ -305,7 +331,17 @@ impl SimBroker {
             }
         }
         let mut traded = Vec::new();
-        for o in &mut book.orders {
+        let Book {
+            orders,
+            open,
+            untold,
+            ..
+        } = book;
+        // In index order, as a pass over every order would tell them.
+        untold.retain(|&i| {
+            let Some(o) = orders.get_mut(i) else {
+                return false;
+            };
             let told_fills = o.told.map_or(0, |(_, n)| n);
             if o.fills.len() > told_fills {
                 changes.fills.extend(o.fills[told_fills..].iter().cloned());
@@ -316,7 +352,9 @@ impl SimBroker {
                 o.told = Some(state);
                 changes.orders.push(o.report(now));
             }
-        }
+            // Told final with every fill, and no bar fills it: nothing of it changes.
+            !state.0.is_final() || open.contains(&i)
+        });
         changes
             .fills
             .sort_by(|a, b| (a.time, &a.exec_id).cmp(&(b.time, &b.exec_id)));
@@ -386,7 +424,7 @@ impl SimBroker {
                 return Ok((book.orders[i].report(now), false, book.taken_here));
             }
             let rejected = b.buying_power_problem(book, request, now);
-            let id = book.orders.iter().map(|o| o.id).max().unwrap_or(0) + 1;
+            let id = book.max_id + 1;
             b.append(
                 book,
                 j,
@@ -477,9 +515,11 @@ impl SimBroker {
     /// Cancels every working order at market time `now`; returns how many.
     pub fn cancel_all(&self, now: i64) -> Result<u32, RemoteError> {
         self.with_book(now, true, |b, book, mut j, now| {
+            // `untold` holds every order that is not final.
             let working: Vec<String> = book
-                .orders
+                .untold
                 .iter()
+                .map(|&i| &book.orders[i])
                 .filter(|o| !o.status(now).0.is_final())
                 .map(|o| o.request.order_ref.clone())
                 .collect();
@@ -546,21 +586,35 @@ impl SimBroker {
         })
     }
 
+    /// The starting cash and every fill's flow, added up in order: the flows of the orders
+    /// that fill no more, from the first on, are kept added up.
     fn cash(&self, book: &Book) -> f64 {
-        let flows: f64 = book
-            .orders
+        let flow = |f: &Fill| -f.side.sign() * f.quantity * f.price - f.commission.unwrap_or(0.0);
+        let (mut settled, mut sum) = book.settled_flows.get();
+        while settled < book.orders.len() && !book.open.contains(&settled) {
+            sum = book.orders[settled]
+                .fills
+                .iter()
+                .map(flow)
+                .fold(sum, |a, b| a + b);
+            settled += 1;
+        }
+        book.settled_flows.set((settled, sum));
+        let flows = book.orders[settled..]
             .iter()
             .flat_map(|o| &o.fills)
-            .map(|f| -f.side.sign() * f.quantity * f.price - f.commission.unwrap_or(0.0))
-            .sum();
+            .map(flow)
+            .fold(sum, |a, b| a + b);
         self.opts.cash + flows
     }
 
     /// Cash promised to working buys: their remaining shares at their limit, or at the price
     /// at `now` for market orders.
     fn committed(&self, book: &Book, now: i64) -> f64 {
-        book.orders
+        // `untold` holds every order that is not final, in index order.
+        book.untold
             .iter()
+            .map(|&i| &book.orders[i])
             .filter(|o| o.request.side == Side::Buy && !o.status(now).0.is_final())
             .map(|o| o.remaining() * self.reference_price(&o.request, now))
             .sum()

@@ -608,3 +608,93 @@ fn a_reference_names_one_order_and_a_changed_market_buy_needs_the_cash() {
         e.message
     );
 }
+
+/// The book's indexes only skip work: a broker that has lived through placements, partial
+/// fills, changes, cancels and expiries, leaving finished orders out of its passes, tells
+/// every fill once and finds the same orders, fills, positions and cash as a new broker that
+/// reads the same journal and works out every order from the start; and its passes look
+/// only at the orders still working.
+#[test]
+fn a_long_lived_book_finds_what_a_fresh_one_finds_and_looks_only_at_working_orders() {
+    let file = TempFile::new("indexes");
+    let long = broker(Some(&file.0));
+    let mut told: Vec<String> = Vec::new();
+    let mut refs: Vec<String> = Vec::new();
+    let mut now = T0;
+    for step in 0..400u64 {
+        let r = base::random::mix(step);
+        let side = if r.is_multiple_of(3) {
+            Side::Sell
+        } else {
+            Side::Buy
+        };
+        let kind = if r.is_multiple_of(4) {
+            OrderType::Market
+        } else {
+            // Around the price: some fill at once, some wait, some never do.
+            let away = ((r >> 8) % 7) as f64 - 3.0;
+            OrderType::Limit {
+                price: (price(now) * (1.0 + away / 1_000.0) * 100.0).round() / 100.0,
+            }
+        };
+        let mut request = order(
+            &format!("ix-{step}"),
+            side,
+            1.0 + ((r >> 16) % 2_500) as f64,
+            kind,
+        );
+        if r.is_multiple_of(5) {
+            request.tif = TimeInForce::Day;
+        }
+        if long.place(&request, now).is_ok() {
+            refs.push(request.order_ref.clone());
+        }
+        // Now and then a cancel or a change of an earlier order (refused if it is final).
+        if step % 7 == 3 {
+            let _ = long.cancel(&refs[(r >> 24) as usize % refs.len()], now);
+        }
+        if step % 11 == 5 {
+            let change = OrderChange {
+                order_ref: refs[(r >> 32) as usize % refs.len()].clone(),
+                quantity: Some(3_000.0),
+                limit: None,
+            };
+            let _ = long.modify(&change, now);
+        }
+        // Five-second bars; a jump over a day's end now and then.
+        now += if step % 97 == 96 { 86_400 } else { 5 };
+        told.extend(long.poll(now).unwrap().fills.into_iter().map(|f| f.exec_id));
+        if step % 50 == 49 {
+            let fresh = broker(Some(&file.0));
+            assert_eq!(fresh.orders(now).unwrap(), long.orders(now).unwrap());
+            assert_eq!(
+                fresh.executions(now).unwrap(),
+                long.executions(now).unwrap()
+            );
+            assert_eq!(fresh.positions(now).unwrap(), long.positions(now).unwrap());
+            assert_eq!(fresh.account(now).unwrap(), long.account(now).unwrap());
+        }
+    }
+    let executions: Vec<String> = long
+        .executions(now)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.exec_id)
+        .collect();
+    let mut once = told.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(once.len(), told.len(), "each fill told once");
+    assert_eq!(once.len(), executions.len(), "every fill told");
+    let orders = long.orders(now).unwrap();
+    let working = orders.iter().filter(|o| !o.status.is_final()).count();
+    let book = long.book.lock();
+    assert!(orders.len() > 300, "{} orders", orders.len());
+    assert!(
+        book.untold.len() == working && book.open.len() <= working,
+        "passes look at {} and {} of {} orders, {working} working",
+        book.untold.len(),
+        book.open.len(),
+        orders.len()
+    );
+}
