@@ -1,6 +1,6 @@
-//! Lists that outgrow a frame: the broker's orders, executions and positions grow with time
-//! and are answered in pages (as history is in batches), never as one frame that cannot be
-//! sent. The worker splits a list reply with [`Reply::into_pages`]; the client joins the pages
+//! Lists that outgrow a frame: the broker's orders, executions, positions and folded
+//! references grow with time and are answered in pages (as history is in batches), never as
+//! one frame that cannot be sent. The worker splits a list reply with [`Reply::into_pages`]; the client joins the pages
 //! with [`Pages`], so that a caller of `request` gets the whole list as one reply.
 //!
 //! Invariants: every page but the last is a page variant (not final), the last is the list's
@@ -10,7 +10,7 @@
 #![forbid(unsafe_code)]
 
 use crate::codec::{self, CodecError};
-use crate::protocol::{Fill, OrderReport, Position, Reply};
+use crate::protocol::{Fill, OrderReport, Position, RefRun, Reply};
 
 /// Bytes a page's envelope may add to its items: the request id, the frame's and the reply's
 /// variant tags and the list's length (variable-length integers of at most 10 bytes each).
@@ -40,6 +40,7 @@ impl Reply {
             Reply::Orders(v) => cut(v, budget, Reply::OrdersPage, Reply::Orders),
             Reply::Fills(v) => cut(v, budget, Reply::FillsPage, Reply::Fills),
             Reply::Positions(v) => cut(v, budget, Reply::PositionsPage, Reply::Positions),
+            Reply::Folded(v) => cut(v, budget, Reply::FoldedPage, Reply::Folded),
             _ => Err(Unpageable::NotAList),
         }
     }
@@ -79,6 +80,7 @@ pub struct Pages {
     orders: Vec<OrderReport>,
     fills: Vec<Fill>,
     positions: Vec<Position>,
+    folded: Vec<RefRun>,
 }
 
 impl Pages {
@@ -88,6 +90,7 @@ impl Pages {
             Reply::OrdersPage(v) => self.orders.extend(v),
             Reply::FillsPage(v) => self.fills.extend(v),
             Reply::PositionsPage(v) => self.positions.extend(v),
+            Reply::FoldedPage(v) => self.folded.extend(v),
             other => return Some(other),
         }
         None
@@ -99,6 +102,7 @@ impl Pages {
             Reply::Orders(v) => Reply::Orders(prepend(self.orders, v)),
             Reply::Fills(v) => Reply::Fills(prepend(self.fills, v)),
             Reply::Positions(v) => Reply::Positions(prepend(self.positions, v)),
+            Reply::Folded(v) => Reply::Folded(prepend(self.folded, v)),
             other => other,
         }
     }
@@ -176,6 +180,25 @@ mod tests {
             .into_pages(1),
             Err(Unpageable::NotAList)
         );
+    }
+
+    #[test]
+    fn folded_references_travel_in_pages_like_the_other_lists() {
+        let runs: Vec<RefRun> = (0..40)
+            .map(|i| RefRun {
+                prefix: format!("run{i:03}"),
+                numbers: Some((1, 1_000 + i)),
+            })
+            .collect();
+        let pages = Reply::Folded(runs.clone()).into_pages(100).unwrap();
+        assert!(pages.len() > 10, "{} pages", pages.len());
+        let mut joined = Pages::default();
+        let mut last = None;
+        for page in pages {
+            assert_ne!(page.is_page(), page.is_final());
+            last = joined.keep(page);
+        }
+        assert_eq!(joined.join(last.unwrap()), Reply::Folded(runs));
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod orders;
 pub use orders::*;
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -100,6 +100,10 @@ pub enum Request {
     CancelAll,
     /// Every order the broker knows with a reference, working or final: [`Reply::Orders`].
     Orders,
+    /// The references of the orders the broker folded out of its book (final and long
+    /// settled, kept only as totals): [`Reply::Folded`]. A broker that folds nothing answers
+    /// an empty list.
+    FoldedOrders,
     /// Today's executions with a reference: [`Reply::Fills`].
     Executions,
     /// The positions: [`Reply::Positions`].
@@ -186,6 +190,10 @@ pub enum Reply {
     Fills(Vec<Fill>),
     /// Answers [`Request::Positions`] (its last page, when pages came before it).
     Positions(Vec<Position>),
+    /// Answers [`Request::FoldedOrders`] (its last page, when pages came before it).
+    Folded(Vec<RefRun>),
+    /// A page of a [`Reply::Folded`] too long for one frame; more follow.
+    FoldedPage(Vec<RefRun>),
     /// A page of a [`Reply::Orders`] too long for one frame; more follow.
     OrdersPage(Vec<OrderReport>),
     /// A page of a [`Reply::Fills`] too long for one frame; more follow.
@@ -209,7 +217,10 @@ impl Reply {
     pub fn is_page(&self) -> bool {
         matches!(
             self,
-            Reply::OrdersPage(_) | Reply::FillsPage(_) | Reply::PositionsPage(_)
+            Reply::OrdersPage(_)
+                | Reply::FillsPage(_)
+                | Reply::PositionsPage(_)
+                | Reply::FoldedPage(_)
         )
     }
 }

@@ -83,9 +83,13 @@ pub fn command(
 
 /// Runs `f` with a started supervisor and its events; shuts the worker down after.
 fn with_worker<T>(
-    setup: WorkerSetup,
+    mut setup: WorkerSetup,
     f: impl FnOnce(&Supervisor, &mut WorkerEvents) -> Result<T>,
 ) -> Result<T> {
+    // Not a run's own worker: what it tells reaches no run, so it folds nothing of the book.
+    if let worker::options::BackendOptions::Sim(sim) = &mut setup.options.backend {
+        sim.broker.keep_orders = None;
+    }
     let (sup, mut events) = Supervisor::start(setup)?;
     let out = f(&sup, &mut events);
     sup.shutdown();
@@ -375,11 +379,21 @@ pub fn orders(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Re
     with_worker(setup, |sup, _| {
         match sup.request(Request::Orders, cfg.request_timeout())? {
             Reply::Orders(orders) => {
-                if orders.is_empty() {
+                let folded = match sup.request(Request::FoldedOrders, cfg.request_timeout())? {
+                    Reply::Folded(runs) => runs,
+                    Reply::Error(e) => {
+                        return Ok(Ended::Failed(format!("folded orders: {}", e.message)))
+                    }
+                    other => return Err(anyhow!("unexpected answer to folded orders: {other:?}")),
+                };
+                if orders.is_empty() && folded.is_empty() {
                     say("no orders");
                 }
                 for o in &orders {
                     say(&describe(o));
+                }
+                if !folded.is_empty() {
+                    say(&describe_folded(&folded));
                 }
                 Ok(Ended::Done)
             }
@@ -387,6 +401,22 @@ pub fn orders(cfg: &Config, setup: WorkerSetup, say: &mut dyn FnMut(&str)) -> Re
             other => Err(anyhow!("unexpected answer to orders: {other:?}")),
         }
     })
+}
+
+/// The orders folded out of the broker's book, in a line: how many, and their references
+/// (the first few runs of them).
+fn describe_folded(runs: &[bridge::protocol::RefRun]) -> String {
+    const SHOWN: usize = 3;
+    let count: u64 = runs.iter().map(|r| r.len()).sum();
+    let mut refs: Vec<String> = runs.iter().take(SHOWN).map(|r| r.to_string()).collect();
+    if runs.len() > SHOWN {
+        refs.push(format!("{} more runs", runs.len() - SHOWN));
+    }
+    format!(
+        "{count} earlier order{} final and settled, folded into the book's totals: {}",
+        if count == 1 { "" } else { "s" },
+        refs.join(", ")
+    )
 }
 
 /// `runner positions`: the positions and the account's figures.

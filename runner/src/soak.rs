@@ -330,19 +330,20 @@ impl Soak<'_> {
     }
 
     /// How many of the orders sent the broker holds, how many times each: (at the broker,
-    /// duplicated, lost). Asked of the current worker, retried while workers are replaced.
+    /// duplicated, lost). An order folded out of the broker's book (final and settled long
+    /// ago) is held by its reference among the folded ones; the two lists are asked one
+    /// after the other, so an order folded between them may be in both (the broker never
+    /// places a folded reference): duplicates are counted among the orders listed. Asked of
+    /// the current worker, retried while workers are replaced.
     fn orders_at_broker(&self) -> (u64, u64, u64) {
-        let deadline = Instant::now() + RECOVERY_LIMIT;
-        let listed = loop {
-            match self.sup.request(Request::Orders, REQUEST_TIMEOUT) {
-                Ok(Reply::Orders(list)) => break list,
-                other if Instant::now() >= deadline => {
-                    tracing::error!("the broker's orders could not be listed: {other:?}");
-                    break Vec::new();
-                }
-                _ => std::thread::sleep(Duration::from_millis(100)),
-            }
-        };
+        let listed = self.list_at_broker(Request::Orders, |r| match r {
+            Reply::Orders(list) => Ok(list),
+            other => Err(other),
+        });
+        let folded = self.list_at_broker(Request::FoldedOrders, |r| match r {
+            Reply::Folded(runs) => Ok(runs),
+            other => Err(other),
+        });
         let mut held: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
         for o in &listed {
             *held.entry(o.request.order_ref.as_str()).or_default() += 1;
@@ -350,19 +351,44 @@ impl Soak<'_> {
         let sent = self.orders.lock();
         let (mut at_broker, mut duplicated, mut lost) = (0, 0, 0);
         for (order_ref, acknowledged) in sent.iter() {
-            match held.get(order_ref.as_str()) {
-                Some(&n) => {
-                    at_broker += 1;
-                    duplicated += n - 1;
-                }
-                None if *acknowledged => {
+            let listed = held.get(order_ref.as_str()).copied().unwrap_or(0);
+            let folded = folded.iter().filter(|r| r.contains(order_ref)).count() as u64;
+            match (listed, folded) {
+                (0, 0) if *acknowledged => {
                     lost += 1;
                     tracing::error!(%order_ref, "acknowledged order not at the broker");
                 }
-                None => {}
+                (0, 0) => {}
+                (n, _) => {
+                    at_broker += 1;
+                    duplicated += n.saturating_sub(1);
+                }
             }
         }
         (at_broker, duplicated, lost)
+    }
+
+    /// The list the broker answers `request` with (`take` finds it in the reply), retried
+    /// while workers are replaced; empty if it cannot be had.
+    fn list_at_broker<T>(
+        &self,
+        request: Request,
+        take: impl Fn(Reply) -> Result<Vec<T>, Reply>,
+    ) -> Vec<T> {
+        let deadline = Instant::now() + RECOVERY_LIMIT;
+        loop {
+            let answer = self.sup.request(request.clone(), REQUEST_TIMEOUT);
+            let failure = match answer.map(&take) {
+                Ok(Ok(list)) => return list,
+                Ok(Err(other)) => format!("{other:?}"),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                tracing::error!("the broker's {request:?} could not be listed: {failure}");
+                return Vec::new();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Adds a round trip to the histogram of the current minute.

@@ -338,7 +338,9 @@ fn sweep_dead_runs(dir: &std::path::Path) {
             continue;
         };
         if lock.try_lock().is_ok() {
-            let _ = std::fs::remove_file(dir.join(format!("{stem}{RUN_JOURNAL_SUFFIX}")));
+            let journal = dir.join(format!("{stem}{RUN_JOURNAL_SUFFIX}"));
+            let _ = std::fs::remove_file(worker::sim::broker::fold::fold_file(&journal));
+            let _ = std::fs::remove_file(journal);
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -347,6 +349,7 @@ fn sweep_dead_runs(dir: &std::path::Path) {
 impl Drop for RunJournal {
     fn drop(&mut self) {
         if let (true, Some(p)) = (self.temporary, &self.path) {
+            let _ = std::fs::remove_file(worker::sim::broker::fold::fold_file(p));
             let _ = std::fs::remove_file(p);
         }
         if let Some((path, _locked)) = self.lock.take() {
@@ -381,6 +384,7 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
                     min_commission: cfg.sim.min_commission,
                     max_fill_per_bar: cfg.sim.max_fill_per_bar,
                     fill_seconds: cfg.sim.fill_seconds,
+                    keep_orders: Some(cfg.sim.keep_orders),
                 },
                 book_told_through: None,
                 calendar: cfg.sim.calendar_options(),
@@ -514,8 +518,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file =
             |stem: &str, suffix: &str| dir.join(format!("{RUN_JOURNAL_PREFIX}{stem}{suffix}"));
-        // A run that is gone: its lock file is there, unlocked (and not new).
+        // A run that is gone: its lock file is there, unlocked (and not new), and the file
+        // of a fold its worker was writing when it was killed.
         std::fs::write(file("1-dead", RUN_JOURNAL_SUFFIX), "T\n").unwrap();
+        let journal = file("1-dead", RUN_JOURNAL_SUFFIX);
+        std::fs::write(worker::sim::broker::fold::fold_file(&journal), "T\n").unwrap();
         let lock = std::fs::File::create(file("1-dead", RUN_LOCK_SUFFIX)).unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(10);
         lock.set_modified(old).unwrap();
@@ -523,8 +530,11 @@ mod tests {
         // A run taking its lock this very moment: its new lock file is not locked yet.
         std::fs::write(file("3-new", RUN_JOURNAL_SUFFIX), "T\n").unwrap();
         std::fs::write(file("3-new", RUN_LOCK_SUFFIX), "").unwrap();
-        // A live run (whatever its pid says): its lock is held.
+        // A live run (whatever its pid says): its lock is held; its fold file is its own.
         std::fs::write(file("4194305-live", RUN_JOURNAL_SUFFIX), "T\n").unwrap();
+        let live_fold =
+            worker::sim::broker::fold::fold_file(&file("4194305-live", RUN_JOURNAL_SUFFIX));
+        std::fs::write(&live_fold, "T\n").unwrap();
         let held = std::fs::File::create(file("4194305-live", RUN_LOCK_SUFFIX)).unwrap();
         held.try_lock().unwrap();
         // A journal without a lock file, and a journal of the user's own: left alone.
@@ -540,6 +550,7 @@ mod tests {
         let mut expected = vec![
             name("4194305-live", RUN_JOURNAL_SUFFIX),
             name("4194305-live", RUN_LOCK_SUFFIX),
+            format!("{}.fold", name("4194305-live", RUN_JOURNAL_SUFFIX)),
             name("2-old", RUN_JOURNAL_SUFFIX),
             name("3-new", RUN_JOURNAL_SUFFIX),
             name("3-new", RUN_LOCK_SUFFIX),

@@ -473,3 +473,68 @@ fn an_orders_file_of_another_seed_is_refused_in_one_line() {
     );
     assert!(placed(&journal).is_empty());
 }
+
+/// A journal folded by a run (written here as a run's worker writes it): later commands read
+/// its totals and references, list how many orders were folded, and never place a folded
+/// reference again.
+#[test]
+fn a_folded_journal_is_read_by_later_commands_and_its_references_are_not_placed_again() {
+    let (config, journal) = setup("folded", "");
+    let (code, stdout, stderr) = output(runner(&[
+        "order", "buy", "SPY", "10", "--ref", "kept-1", "--config", &config,
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let time = lines[1].split('\t').nth(1).unwrap();
+    // Three earlier orders folded: 5 SPY bought at 400, 2 commission each.
+    let folded = format!(
+        "{}\nF\t1\t3\t{time}\t3\t-2006\nS\tSPY\t5\t400\nR\told\t1\t2\nR\tspecial\t-\t-\n{}\n",
+        lines[0],
+        lines[1].replacen("\t1\t", "\t4\t", 1)
+    );
+    std::fs::write(&journal, folded).unwrap();
+
+    let (code, stdout, stderr) = output(runner(&["orders", "--config", &config]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("order kept-1 (broker #4): buy 10 SPY market day: filled"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines[1],
+        "3 earlier orders final and settled, folded into the book's totals: old-1 to old-2, \
+         special"
+    );
+    let (code, stdout, _) = output(runner(&["positions", "--config", &config]));
+    assert_eq!(code, 0);
+    let row = stdout.lines().nth(1).unwrap();
+    assert_eq!(
+        row.split_whitespace().take(3).collect::<Vec<_>>(),
+        ["DU0000001", "SPY", "15"],
+        "{stdout}"
+    );
+    for folded_ref in ["old-2", "special"] {
+        let (code, stdout, stderr) = output(runner(&[
+            "order", "buy", "SPY", "1", "--ref", folded_ref, "--config", &config,
+        ]));
+        assert_eq!(code, 1, "{stdout}\n{stderr}");
+        assert!(
+            format!("{stdout}{stderr}").contains("folded out of the book"),
+            "{stdout}\n{stderr}"
+        );
+    }
+    // A new reference is placed, with the next broker id after the folded ones.
+    let (code, stdout, stderr) = output(runner(&[
+        "order", "sell", "SPY", "1", "--ref", "new-1", "--config", &config,
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("order new-1 (broker #5)"), "{stdout}");
+    assert_eq!(
+        placed(&journal),
+        HashMap::from([("kept-1".to_string(), 1), ("new-1".to_string(), 1)])
+    );
+}

@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use bridge::protocol::{
     AccountSummary, Bar, ErrorKind, Event, Fill, HistoryRequest, OrderChange, OrderReport,
-    OrderRequest, Position, RemoteError, SubscribeRequest,
+    OrderRequest, Position, RefRun, RemoteError, SubscribeRequest,
 };
 
 /// Where a backend sends unsolicited news: real-time bars, connection status, notices.
-pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
+/// Returns whether the event was delivered (put in the ring to the runner).
+pub type EventSink = Arc<dyn Fn(Event) -> bool + Send + Sync>;
 
 /// Set when the runner gives up on a request: the backend stops working on it as soon as it
 /// can (and cancels it at the broker). Cheap to clone; all clones are one token.
@@ -123,6 +124,12 @@ pub trait Backend: Send + Sync {
 
     /// Every order the broker knows with a reference, working or final.
     fn orders(&self) -> Result<Vec<OrderReport>, RemoteError>;
+
+    /// The references of the orders the broker folded out of its book (kept only as
+    /// totals); none unless the broker folds.
+    fn folded_orders(&self) -> Result<Vec<RefRun>, RemoteError> {
+        Ok(Vec::new())
+    }
 
     /// Today's executions of orders with a reference, oldest first.
     fn executions(&self) -> Result<Vec<Fill>, RemoteError>;

@@ -192,6 +192,10 @@ pub struct SimBrokerOptions {
     pub max_fill_per_bar: f64,
     /// Bar size of the fills, seconds: an order fills at the open of the next bar.
     pub fill_seconds: u32,
+    /// Fold the book (the run's own workers only): orders final, told and settled are kept
+    /// only as totals and references once more than this many of them are kept whole, and
+    /// the journal is rewritten without them. `None`: never folded.
+    pub keep_orders: Option<u32>,
 }
 
 impl Default for SimBrokerOptions {
@@ -205,6 +209,7 @@ impl Default for SimBrokerOptions {
             min_commission: 1.0,
             max_fill_per_bar: 1_000.0,
             fill_seconds: 5,
+            keep_orders: None,
         }
     }
 }

@@ -184,11 +184,15 @@ fn event_sink(responder: &Responder) -> EventSink {
     let lost = Arc::new(AtomicBool::new(false));
     Arc::new(move |event: Event| {
         if matches!(event, Event::BookTold { .. }) && lost.load(Ordering::Relaxed) {
-            return;
+            return false;
         }
-        if let Err(e) = responder.event(event) {
-            lost.store(true, Ordering::Relaxed);
-            tracing::warn!("event not delivered: {e}");
+        match responder.event(event) {
+            Ok(()) => true,
+            Err(e) => {
+                lost.store(true, Ordering::Relaxed);
+                tracing::warn!("event not delivered: {e}");
+                false
+            }
         }
     })
 }
@@ -325,6 +329,7 @@ enum Work {
     CancelOrder { order_ref: String },
     CancelAll,
     Orders,
+    FoldedOrders,
     Executions,
     Positions,
     Account,
@@ -363,6 +368,7 @@ fn route(request: Request) -> Route {
         Request::CancelOrder { order_ref } => Route::Orders(Work::CancelOrder { order_ref }),
         Request::CancelAll => Route::Orders(Work::CancelAll),
         Request::Orders => Route::Orders(Work::Orders),
+        Request::FoldedOrders => Route::Orders(Work::FoldedOrders),
         Request::Executions => Route::Orders(Work::Executions),
         Request::Positions => Route::Orders(Work::Positions),
         Request::Account => Route::Orders(Work::Account),
@@ -421,6 +427,9 @@ fn handle(
             .cancel_all()
             .map_or_else(Reply::Error, |count| Reply::CancelledAll { count }),
         Work::Orders => backend.orders().map_or_else(Reply::Error, Reply::Orders),
+        Work::FoldedOrders => backend
+            .folded_orders()
+            .map_or_else(Reply::Error, Reply::Folded),
         Work::Executions => backend.executions().map_or_else(Reply::Error, Reply::Fills),
         Work::Positions => backend
             .positions()

@@ -226,6 +226,63 @@ pub fn valid_order_ref(r: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// References of orders a broker folded out of its book (final, told, and long settled: kept
+/// only as totals): the numbered references `<prefix>-<first>` to `<prefix>-<last>`, or one
+/// reference whole (`numbers` is `None`). An order whose reference is folded is never placed
+/// again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct RefRun {
+    /// What comes before the number (without the `-`), or the whole reference.
+    pub prefix: String,
+    /// The first and last number of the run, both in it.
+    pub numbers: Option<(u64, u64)>,
+}
+
+impl RefRun {
+    /// A reference cut into what comes before its number and the number: `a1-17` is
+    /// (`a1`, 17); one without a plain number at its end (`x`, `a-07`) is itself.
+    pub fn split(order_ref: &str) -> (&str, Option<u64>) {
+        let numbered = order_ref.rsplit_once('-').and_then(|(prefix, n)| {
+            let plain = !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && (n == "0" || !n.starts_with('0'));
+            let n = n.parse().ok().filter(|_| plain && !prefix.is_empty())?;
+            Some((prefix, Some(n)))
+        });
+        numbered.unwrap_or((order_ref, None))
+    }
+
+    /// How many references the run holds.
+    pub fn len(&self) -> u64 {
+        self.numbers
+            .map_or(1, |(a, b)| b.saturating_sub(a).saturating_add(1))
+    }
+
+    /// Whether it holds none (never, for a run a broker reports).
+    pub fn is_empty(&self) -> bool {
+        self.numbers.is_some_and(|(a, b)| b < a)
+    }
+
+    /// Whether `order_ref` is one of the run's references.
+    pub fn contains(&self, order_ref: &str) -> bool {
+        match (RefRun::split(order_ref), self.numbers) {
+            ((prefix, Some(n)), Some((a, b))) => prefix == self.prefix && (a..=b).contains(&n),
+            ((_, None), None) => order_ref == self.prefix,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for RefRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.numbers {
+            Some((a, b)) if a == b => write!(f, "{}-{a}", self.prefix),
+            Some((a, b)) => write!(f, "{}-{a} to {}-{b}", self.prefix, self.prefix),
+            None => f.write_str(&self.prefix),
+        }
+    }
+}
+
 /// Where an order stands. The order of the variants is the order of progress: a report never
 /// moves an order back to an earlier one, and the last three are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]

@@ -50,6 +50,17 @@ fn every_kind_round_trips() {
             buying_power: 2e6,
             currency: "USD".into(),
         }))),
+        Body::Request(Request::FoldedOrders),
+        Body::Reply(Reply::Folded(vec![
+            RefRun {
+                prefix: "0a1b2c3d".into(),
+                numbers: Some((1, 5_000)),
+            },
+            RefRun {
+                prefix: "by-hand".into(),
+                numbers: None,
+            },
+        ])),
         Body::Log(LogRecord {
             level: LogLevel::Debug,
             target: "worker".into(),
@@ -107,4 +118,36 @@ fn only_batches_are_not_final() {
     assert!(!Reply::Bars(vec![]).is_final());
     assert!(Reply::HistoryEnd { count: 0 }.is_final());
     assert!(Reply::Pong { payload: vec![] }.is_final());
+}
+
+#[test]
+fn a_reference_is_cut_at_its_plain_number_and_runs_hold_what_they_say() {
+    for (r, cut) in [
+        ("0a1b2c3d-17", ("0a1b2c3d", Some(17))),
+        ("a-b-0", ("a-b", Some(0))),
+        ("x", ("x", None)),
+        ("a-07", ("a-07", None)),
+        ("-5", ("-5", None)),
+        ("a-", ("a-", None)),
+        (
+            "a-99999999999999999999999",
+            ("a-99999999999999999999999", None),
+        ),
+    ] {
+        assert_eq!(RefRun::split(r), cut, "{r}");
+    }
+    let run = RefRun {
+        prefix: "t".into(),
+        numbers: Some((3, 5)),
+    };
+    assert_eq!(run.len(), 3);
+    assert!(run.contains("t-3") && run.contains("t-5"));
+    assert!(!run.contains("t-6") && !run.contains("t") && !run.contains("u-4"));
+    assert_eq!(run.to_string(), "t-3 to t-5");
+    let whole = RefRun {
+        prefix: "t-05".into(),
+        numbers: None,
+    };
+    assert_eq!(whole.len(), 1);
+    assert!(whole.contains("t-05") && !whole.contains("t-5"));
 }

@@ -121,6 +121,9 @@ pub struct SimConfig {
     pub max_fill_per_bar: f64,
     /// Orders fill at the open of the next bar of this many seconds.
     pub fill_seconds: u32,
+    /// Finished orders the simulated broker keeps whole; older ones, told and settled, are
+    /// folded into totals and their journal lines removed.
+    pub keep_orders: u32,
     /// Keep a gateway's and an exchange's calendar (US/Eastern): bars only in sessions on
     /// weekdays, the gateway down for its daily restart and weekly re-login below.
     pub calendar: bool,
@@ -420,6 +423,7 @@ impl Default for SimConfig {
             min_commission: broker.min_commission,
             max_fill_per_bar: broker.max_fill_per_bar,
             fill_seconds: broker.fill_seconds,
+            keep_orders: 1000,
             calendar: false,
             regular_hours_only: true,
             daily_restart: "23:45".into(),

@@ -122,6 +122,12 @@ impl SimConfig {
         if self.fill_seconds == 0 {
             return Err(invalid("sim.fill_seconds must be at least 1"));
         }
+        if self.keep_orders > MAX_KEEP_ORDERS {
+            return Err(invalid(format!(
+                "sim.keep_orders must be at most {MAX_KEEP_ORDERS}, got {}",
+                self.keep_orders
+            )));
+        }
         if let Some(Err(())) = self.restart_minute() {
             return Err(invalid(format!(
                 "sim.daily_restart must be HH:MM (US/Eastern) or empty, got {:?}",
@@ -235,6 +241,9 @@ impl SupervisorConfig {
 
 /// Bars a dashboard may hold per symbol: a chart's bars are served in one answer.
 const MAX_DASHBOARD_BARS: usize = 50_000;
+
+/// Most finished orders the simulated broker may be told to keep whole.
+const MAX_KEEP_ORDERS: u32 = 1_000_000;
 
 impl DashboardConfig {
     fn validate(&self) -> Result<(), ConfigError> {

@@ -216,10 +216,12 @@ pub(super) async fn stream_bars(feed: Feed, subscription: Option<FiveSecondBars>
                 drop(subscription);
                 return refused(feed, &ibapi::Error::Notice(n)).await;
             }
-            Some(Ok(SubscriptionItem::Notice(n))) => events(Event::Notice {
-                code: n.code,
-                message: n.message,
-            }),
+            Some(Ok(SubscriptionItem::Notice(n))) => {
+                events(Event::Notice {
+                    code: n.code,
+                    message: n.message,
+                });
+            }
             Some(Err(e)) if !ended_with_connection(&e) => {
                 drop(subscription);
                 return refused(feed, &e).await;

@@ -11,8 +11,12 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
 
 use bridge::protocol::{Fill, OrderReport, OrderRequest, OrderStatus, OrderType, Position};
+
+use super::folded::Fold;
+use super::journal::JournalClock;
 
 /// One order in the book, with what has been worked out of it so far.
 #[derive(Debug, Clone)]
@@ -34,6 +38,8 @@ pub(super) struct Order {
     pub(super) changes: Vec<(i64, f64, OrderType)>,
     /// The status and number of fills last told by the broker's poll.
     pub(super) told: Option<(OrderStatus, usize)>,
+    /// When it was found told final with every fill (it left `untold`).
+    pub(super) told_at: Option<Instant>,
 }
 
 impl Order {
@@ -132,9 +138,17 @@ impl Changes {
     }
 }
 
-/// The book: every order of the journal, in the order the broker took them.
+/// The book: every order of the journal not folded, in the order the broker took them, and
+/// the totals of the folded ones.
 #[derive(Debug, Default)]
 pub(super) struct Book {
+    /// The journal's clock, once read.
+    pub(super) clock: Option<JournalClock>,
+    /// The device and inode of the journal file read, if known: another file at its path
+    /// is read again from the start.
+    pub(super) file_id: Option<(u64, u64)>,
+    /// What the orders folded out of the book add up to.
+    pub(super) fold: Fold,
     pub(super) orders: Vec<Order>,
     pub(super) by_ref: HashMap<String, usize>,
     /// Bytes of the journal read (complete lines only).
@@ -154,8 +168,8 @@ pub(super) struct Book {
     pub(super) untold: BTreeSet<usize>,
     /// The largest broker id taken.
     pub(super) max_id: i64,
-    /// The cash flows of the first `.0` orders' fills, added up in order: orders out of
-    /// `open`, whose fills are all there.
+    /// The cash flows of the folded orders and of the first `.0` orders' fills, added up in
+    /// order: orders out of `open`, whose fills are all there.
     pub(super) settled_flows: Cell<(usize, f64)>,
 }
 
@@ -165,30 +179,46 @@ impl Book {
         self.open.insert(i);
         self.untold.insert(i);
         if i < self.settled_flows.get().0 {
-            self.settled_flows.set((0, 0.0));
+            self.settled_flows.set((0, self.fold.cash_flows));
         }
     }
 }
 
-/// Net shares and average cost per symbol, from every fill in time order.
+/// Net shares and average cost per symbol: the folded orders' positions, then every fill of
+/// the book in time order.
 pub(super) fn positions(book: &Book) -> BTreeMap<String, (f64, f64)> {
     let mut fills: Vec<&Fill> = book.orders.iter().flat_map(|o| &o.fills).collect();
-    fills.sort_by(|a, b| (a.time, &a.exec_id).cmp(&(b.time, &b.exec_id)));
-    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    fills.sort_by(|a, b| fill_key(a).cmp(&fill_key(b)));
+    let mut out = book.fold.base.clone();
     for f in fills {
-        let (q, avg) = out.entry(f.symbol.clone()).or_default();
-        let delta = f.side.sign() * f.quantity;
-        let next = *q + delta;
-        if *q == 0.0 || (*q > 0.0) == (delta > 0.0) {
-            // Opening or adding: the average moves.
-            *avg = (*avg * q.abs() + f.price * f.quantity) / next.abs();
-        } else if next == 0.0 {
-            *avg = 0.0;
-        } else if (next > 0.0) != (*q > 0.0) {
-            // Through zero: what is left was opened at this fill's price.
-            *avg = f.price;
-        }
-        *q = next;
+        add_fill(out.entry(f.symbol.clone()).or_default(), f);
     }
     out
+}
+
+/// What fill `f` brings to the account's cash (a buy takes, a sell brings; commission
+/// taken).
+pub(super) fn cash_flow(f: &Fill) -> f64 {
+    -f.side.sign() * f.quantity * f.price - f.commission.unwrap_or(0.0)
+}
+
+/// The order in which fills add up to positions.
+pub(super) fn fill_key(f: &Fill) -> (i64, &str) {
+    (f.time, &f.exec_id)
+}
+
+/// Adds fill `f` to the position `(shares, average cost)` of its symbol.
+pub(super) fn add_fill((q, avg): &mut (f64, f64), f: &Fill) {
+    let delta = f.side.sign() * f.quantity;
+    let next = *q + delta;
+    if *q == 0.0 || (*q > 0.0) == (delta > 0.0) {
+        // Opening or adding: the average moves.
+        *avg = (*avg * q.abs() + f.price * f.quantity) / next.abs();
+    } else if next == 0.0 {
+        *avg = 0.0;
+    } else if (next > 0.0) != (*q > 0.0) {
+        // Through zero: what is left was opened at this fill's price.
+        *avg = f.price;
+    }
+    *q = next;
 }

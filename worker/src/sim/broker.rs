@@ -17,14 +17,14 @@
 //! So any worker, first or replacement, computes the same fills with the same execution ids
 //! (`<broker id>.<n>`), and an order found in the journal by its reference is never placed
 //! twice. A line cut short by a writer killed mid-write is not an order; it is cut off before
-//! the next append. The journal's format is in `journal`, the book worked out of it in `book`.
+//! the next append. The journal's format is in `journal`, the book worked out of it in `book`,
+//! how the broker reads and appends to the file in `file`, and how the run's own worker folds
+//! settled orders into totals, so that the journal does not grow with time, in `fold`.
 //!
 //! Invariants: the journal is read and written only under its file lock (exclusive to write);
 //! the book is never brought back before a time it was already worked out to; an order's
 //! reference is placed at most once, whichever process asks.
 
-use std::fs::OpenOptions;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 
 use bridge::protocol::{
@@ -34,8 +34,8 @@ use bridge::protocol::{
 use parking_lot::Mutex;
 
 pub use super::book::Changes;
-use super::book::{positions, Book, Order};
-use super::journal::{file_error, lock_within, Entry, Locked, LOCK_WAIT};
+use super::book::{cash_flow, positions, Book, Order};
+use super::journal::{file_error, Entry, Locked};
 use super::price_path::PricePath;
 use crate::backend::error;
 use crate::options::SimBrokerOptions;
@@ -53,6 +53,8 @@ pub struct SimBroker {
     seed: u64,
     account: String,
     book: Mutex<Book>,
+    /// When the book was last looked at for orders to fold.
+    fold_checked: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for SimBroker {
@@ -81,6 +83,7 @@ impl SimBroker {
                 heard_through,
                 ..Book::default()
             }),
+            fold_checked: Mutex::new(None),
         }
     }
 
@@ -93,100 +96,37 @@ impl SimBroker {
         error(ErrorKind::Internal, file_error(path, what, e))
     }
 
-    /// Opens and locks the journal (exclusively to write, shared to read), and reads what
-    /// other writers appended into `book`. The journal is made when the run claims its clock
-    /// ([`claim_clock`](super::journal::claim_clock)) and never again here: a worker that
-    /// outlives its run (its runner killed) must not make again a journal the next run
-    /// removed.
-    fn open(&self, book: &mut Book, exclusive: bool) -> Result<Option<Locked>, RemoteError> {
-        let Some(path) = self.path() else {
-            return Ok(None);
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| self.journal_error("cannot open", e))?;
-        lock_within(&file, exclusive, LOCK_WAIT)
-            .map_err(|e| self.journal_error("cannot lock", e))?;
-        let mut locked = Locked { file };
-        self.read_new(book, &mut locked)?;
-        Ok(Some(locked))
-    }
-
-    /// Applies the complete lines appended since `book.read_to`.
-    fn read_new(&self, book: &mut Book, j: &mut Locked) -> Result<(), RemoteError> {
-        let mut text = Vec::new();
-        j.file
-            .seek(SeekFrom::Start(book.read_to))
-            .and_then(|_| j.file.read_to_end(&mut text))
-            .map_err(|e| self.journal_error("cannot read", e))?;
-        let complete = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let mut at = 0;
-        for line in text[..complete].split(|&b| b == b'\n') {
-            if at >= complete {
-                break;
-            }
-            let start = book.read_to + at as u64;
-            at += line.len() + 1;
-            let entry = std::str::from_utf8(line).ok().and_then(Entry::parse);
-            match entry {
-                Some(e) => self.apply(book, e),
-                None => {
-                    return Err(self.journal_error(
-                        "malformed line",
-                        format!("at byte {start}: {:?}", String::from_utf8_lossy(line)),
-                    ))
-                }
-            }
-        }
-        book.read_to += complete as u64;
-        Ok(())
-    }
-
-    /// Appends `entry` (cutting off a line left half-written by a killed writer first) and
-    /// applies it.
-    fn append(
-        &self,
-        book: &mut Book,
-        j: Option<&mut Locked>,
-        entry: Entry,
-    ) -> Result<(), RemoteError> {
-        if let Some(j) = j {
-            let len = j
-                .file
-                .metadata()
-                .map_err(|e| self.journal_error("cannot read", e))?
-                .len();
-            if len > book.read_to {
-                tracing::warn!(
-                    bytes = len - book.read_to,
-                    "simulated broker: cutting off a line left half-written"
-                );
-                j.file
-                    .set_len(book.read_to)
-                    .map_err(|e| self.journal_error("cannot truncate", e))?;
-            }
-            let line = entry.to_line();
-            j.file
-                .write_all(line.as_bytes())
-                .and_then(|_| j.file.sync_data())
-                .map_err(|e| self.journal_error("cannot write", e))?;
-            book.read_to += line.len() as u64;
-        }
-        self.apply(book, entry);
-        Ok(())
-    }
-
     fn apply(&self, book: &mut Book, entry: Entry) {
         match &entry {
             Entry::Place { time, .. } | Entry::Cancel { time, .. } | Entry::Modify { time, .. } => {
                 book.last_time = book.last_time.max(*time)
             }
-            Entry::Clock(_) => {}
+            Entry::Fold { time, .. } => book.last_time = book.last_time.max(*time),
+            Entry::Clock(_) | Entry::Base { .. } | Entry::Folded(_) => {}
         }
         match entry {
-            Entry::Clock(_) => {}
+            Entry::Clock(clock) => book.clock = Some(clock),
+            Entry::Fold {
+                gen,
+                orders,
+                max_id,
+                cash_flows,
+                ..
+            } => {
+                book.fold.gen = gen;
+                book.fold.orders = orders;
+                book.fold.cash_flows = cash_flows;
+                book.settled_flows.set((0, cash_flows));
+                book.max_id = book.max_id.max(max_id);
+            }
+            Entry::Base {
+                symbol,
+                quantity,
+                avg,
+            } => {
+                book.fold.base.insert(symbol, (quantity, avg));
+            }
+            Entry::Folded(run) => book.fold.refs.insert_run(&run),
             Entry::Place {
                 time,
                 id,
@@ -214,6 +154,7 @@ impl SimBroker {
                     next_bar: (time.div_euclid(size) + 1) * size,
                     fills: Vec::new(),
                     told: None,
+                    told_at: None,
                 });
             }
             Entry::Cancel { time, order_ref } => {
@@ -353,7 +294,11 @@ impl SimBroker {
                 changes.orders.push(o.report(now));
             }
             // Told final with every fill, and no bar fills it: nothing of it changes.
-            !state.0.is_final() || open.contains(&i)
+            let untold = !state.0.is_final() || open.contains(&i);
+            if !untold {
+                o.told_at = Some(std::time::Instant::now());
+            }
+            untold
         });
         changes
             .fills
@@ -423,8 +368,13 @@ impl SimBroker {
                 }
                 return Ok((book.orders[i].report(now), false, book.taken_here));
             }
+            if book.fold.refs.contains(&request.order_ref) {
+                return Err(folded(&request.order_ref));
+            }
             let rejected = b.buying_power_problem(book, request, now);
-            let id = book.max_id + 1;
+            let Some(id) = book.max_id.checked_add(1) else {
+                return Err(b.journal_error("cannot place", "broker ids are used up"));
+            };
             b.append(
                 book,
                 j,
@@ -446,6 +396,9 @@ impl SimBroker {
     pub fn cancel(&self, order_ref: &str, now: i64) -> Result<OrderReport, RemoteError> {
         self.with_book(now, true, |b, book, j, now| {
             let Some(&i) = book.by_ref.get(order_ref) else {
+                if book.fold.refs.contains(order_ref) {
+                    return Err(folded(order_ref));
+                }
                 return Err(error(
                     ErrorKind::UnknownOrder,
                     format!("no order with reference {order_ref:?}"),
@@ -470,6 +423,9 @@ impl SimBroker {
     pub fn modify(&self, change: &OrderChange, now: i64) -> Result<OrderReport, RemoteError> {
         self.with_book(now, true, |b, book, j, now| {
             let Some(&i) = book.by_ref.get(&change.order_ref) else {
+                if book.fold.refs.contains(&change.order_ref) {
+                    return Err(folded(&change.order_ref));
+                }
                 return Err(error(
                     ErrorKind::UnknownOrder,
                     format!("no order with reference {:?}", change.order_ref),
@@ -589,13 +545,12 @@ impl SimBroker {
     /// The starting cash and every fill's flow, added up in order: the flows of the orders
     /// that fill no more, from the first on, are kept added up.
     fn cash(&self, book: &Book) -> f64 {
-        let flow = |f: &Fill| -f.side.sign() * f.quantity * f.price - f.commission.unwrap_or(0.0);
         let (mut settled, mut sum) = book.settled_flows.get();
         while settled < book.orders.len() && !book.open.contains(&settled) {
             sum = book.orders[settled]
                 .fills
                 .iter()
-                .map(flow)
+                .map(cash_flow)
                 .fold(sum, |a, b| a + b);
             settled += 1;
         }
@@ -603,7 +558,7 @@ impl SimBroker {
         let flows = book.orders[settled..]
             .iter()
             .flat_map(|o| &o.fills)
-            .map(flow)
+            .map(cash_flow)
             .fold(sum, |a, b| a + b);
         self.opts.cash + flows
     }
@@ -642,6 +597,19 @@ impl SimBroker {
             )
         })
     }
+}
+
+mod file;
+pub mod fold;
+/// The answer about an order folded out of the book.
+fn folded(order_ref: &str) -> RemoteError {
+    error(
+        ErrorKind::BadRequest,
+        format!(
+            "order {order_ref} is final and settled long ago: it was folded out of the book \
+             (kept only in the totals), and is not placed again"
+        ),
+    )
 }
 
 #[cfg(test)]

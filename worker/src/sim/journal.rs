@@ -4,7 +4,9 @@
 //! A line is `P` (a placement, with the broker's decision), `C` (a cancel), `M` (a change of
 //! quantity or limit) or `T` (the clock, the first line only), its fields separated by tabs.
 //! The file is appended to under a file lock ([`lock_within`]) by whichever process talks to
-//! the broker.
+//! the broker. A journal that was folded (`broker::fold`) holds, after its clock, an `F` line
+//! (the fold's generation and totals), an `S` line per symbol (the folded orders' position)
+//! and `R` lines (the folded orders' references), then the orders it kept, whole.
 //!
 //! Invariants: a line read back is the entry written (a rejection's reason loses its tabs and
 //! line breaks); a line that does not parse is not an entry; times beyond [`TIME_BOUND`] are
@@ -18,7 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::protocol::{OrderChange, OrderRequest, OrderType, Side, TimeInForce};
+use bridge::protocol::{
+    valid_order_ref, OrderChange, OrderRequest, OrderType, RefRun, Side, TimeInForce,
+};
 
 /// The market clock a journal's times are read on: market time `start` (Unix seconds) at
 /// wall-clock Unix milliseconds `anchor_ms`, running `speed` times real time. A journal
@@ -220,6 +224,24 @@ pub(super) enum Entry {
     Cancel { time: i64, order_ref: String },
     /// The order with this reference was changed at `time`: its quantity, its limit, or both.
     Modify { time: i64, change: OrderChange },
+    /// The journal was folded (generation `gen`, the second line): `orders` orders in all,
+    /// their fills' cash flows added up; the book had been worked out to `time` and had
+    /// taken broker ids up to `max_id`.
+    Fold {
+        gen: u64,
+        orders: u64,
+        time: i64,
+        max_id: i64,
+        cash_flows: f64,
+    },
+    /// The folded orders' position in `symbol`.
+    Base {
+        symbol: String,
+        quantity: f64,
+        avg: f64,
+    },
+    /// References of folded orders.
+    Folded(RefRun),
 }
 
 impl Entry {
@@ -268,11 +290,28 @@ impl Entry {
             Entry::Clock(c) => {
                 format!("T\t{}\t{}\t{}\t{}\n", c.start, c.anchor_ms, c.speed, c.seed)
             }
+            Entry::Fold {
+                gen,
+                orders,
+                time,
+                max_id,
+                cash_flows,
+            } => format!("F\t{gen}\t{orders}\t{time}\t{max_id}\t{cash_flows}\n"),
+            Entry::Base {
+                symbol,
+                quantity,
+                avg,
+            } => format!("S\t{symbol}\t{quantity}\t{avg}\n"),
+            Entry::Folded(run) => match run.numbers {
+                Some((a, b)) => format!("R\t{}\t{a}\t{b}\n", run.prefix),
+                None => format!("R\t{}\t-\t-\n", run.prefix),
+            },
         }
     }
 
     pub(super) fn parse(line: &str) -> Option<Entry> {
         let bounded = |t: &str| t.parse::<i64>().ok().filter(|t| t.abs() <= TIME_BOUND);
+        let finite = |v: &str| v.parse::<f64>().ok().filter(|v| v.is_finite());
         let f: Vec<&str> = line.split('\t').collect();
         match f.as_slice() {
             ["P", time, id, order_ref, symbol, side, qty, kind, limit, tif, decision, reason] => {
@@ -347,6 +386,33 @@ impl Entry {
                 time: bounded(time)?,
                 order_ref: order_ref.to_string(),
             }),
+            ["F", gen, orders, time, max_id, cash_flows] => Some(Entry::Fold {
+                gen: gen.parse().ok()?,
+                orders: orders.parse().ok()?,
+                time: bounded(time)?,
+                max_id: max_id.parse().ok()?,
+                cash_flows: finite(cash_flows)?,
+            }),
+            ["S", symbol, quantity, avg] => Some(Entry::Base {
+                symbol: symbol.to_string(),
+                quantity: finite(quantity)?,
+                avg: finite(avg)?,
+            }),
+            ["R", prefix, "-", "-"] => Some(Entry::Folded(RefRun {
+                prefix: prefix.to_string(),
+                numbers: None,
+            }))
+            .filter(|_| valid_order_ref(prefix)),
+            ["R", prefix, a, b] => {
+                let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+                let valid = a <= b && valid_order_ref(&format!("{prefix}-{b}"));
+                valid.then(|| {
+                    Entry::Folded(RefRun {
+                        prefix: prefix.to_string(),
+                        numbers: Some((a, b)),
+                    })
+                })
+            }
             _ => None,
         }
     }

@@ -63,7 +63,8 @@ pub(super) struct Market {
     pub(super) telling: Mutex<()>,
     /// When the last `BookTold` was sent.
     marked: Mutex<Option<Instant>>,
-    /// No `BookTold` is sent any more (fill events were dropped by the fault).
+    /// No `BookTold` is sent any more, and nothing of the book is folded: an event of the
+    /// book was not delivered, or fill events were dropped by the fault.
     marks_off: AtomicBool,
     pub(super) watch_cv: Condvar,
 }
@@ -124,14 +125,20 @@ impl Market {
         } else {
             changes.fills
         };
+        let mut delivered = true;
         for f in fills {
-            (self.events)(Event::Fill(Box::new(f)));
+            delivered &= (self.events)(Event::Fill(Box::new(f)));
         }
         for o in changes.orders {
-            (self.events)(Event::Order(Box::new(o)));
+            delivered &= (self.events)(Event::Order(Box::new(o)));
         }
         for p in changes.positions {
-            (self.events)(Event::Position(Box::new(p)));
+            delivered &= (self.events)(Event::Position(Box::new(p)));
+        }
+        if !delivered {
+            // The runner missed some of the book's news: it must stay in the book, to be told
+            // again by a replacement worker or found by the runner's reconciliation.
+            self.marks_off.store(true, AtomicOrdering::Relaxed);
         }
         if !self.marks_off.load(AtomicOrdering::Relaxed) {
             (self.events)(Event::BookTold { through });
@@ -144,14 +151,72 @@ impl Market {
     /// `BookTold` must not overtake events it covers).
     pub(super) fn poll_and_tell(&self) {
         let _telling = self.telling.lock();
-        match self.broker.poll(self.clock.now()) {
+        let now = self.clock.now();
+        match self.broker.poll(now) {
             Ok(changes) => self.tell(changes),
             Err(e) => tracing::warn!("simulated broker: {}", e.message),
+        }
+        // Only what the runner was told may be folded: not once an event of the book was lost.
+        if !self.marks_off.load(AtomicOrdering::Relaxed) {
+            if let Err(e) = self.broker.fold_if_due(now) {
+                tracing::warn!("simulated broker: {}", e.message);
+            }
         }
     }
 
     /// Tells at once what an order request changed, rather than at the next fill bar.
     pub(super) fn tell_now(&self) {
         self.poll_and_tell();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge::protocol::{Fill, Side};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_book_event_not_delivered_stops_the_marks_and_the_folds() {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let seen = sent.clone();
+        // The ring to the runner is full for fills.
+        let events: EventSink = Arc::new(move |e: Event| {
+            let delivered = !matches!(e, Event::Fill(_));
+            if delivered {
+                seen.lock().push(e);
+            }
+            delivered
+        });
+        let market = Market::new(SimOptions::default(), 0, events);
+        let fill = Fill {
+            order_ref: "a-1".into(),
+            exec_id: "00000001.1".into(),
+            symbol: "SPY".into(),
+            side: Side::Buy,
+            quantity: 1.0,
+            price: 100.0,
+            commission: None,
+            time: 10,
+        };
+        market.tell(Changes {
+            at: 5,
+            ..Changes::default()
+        });
+        market.tell(Changes {
+            at: 20,
+            fills: vec![fill],
+            ..Changes::default()
+        });
+        assert!(market.marks_off.load(AtomicOrdering::Relaxed));
+        let marks: Vec<i64> = sent
+            .lock()
+            .iter()
+            .filter_map(|e| match e {
+                Event::BookTold { through } => Some(*through),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(marks, [5], "no mark claims the lost fill heard");
     }
 }

@@ -16,6 +16,7 @@ pub mod broker;
 mod calendar;
 mod clock;
 mod faults;
+mod folded;
 mod history;
 pub(crate) mod journal;
 mod market;
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use bridge::protocol::{
     AccountSummary, Bar, ErrorKind, Event, Fill, HistoryRequest, OrderChange, OrderReport,
-    OrderRequest, Position, RemoteError, SubscribeRequest,
+    OrderRequest, Position, RefRun, RemoteError, SubscribeRequest,
 };
 use parking_lot::Mutex;
 
@@ -320,6 +321,11 @@ impl Backend for SimBackend {
     fn orders(&self) -> Result<Vec<OrderReport>, RemoteError> {
         self.ready()?;
         self.market.broker.orders(self.market.clock.now())
+    }
+
+    fn folded_orders(&self) -> Result<Vec<RefRun>, RemoteError> {
+        self.ready()?;
+        self.market.broker.folded_orders(self.market.clock.now())
     }
 
     fn executions(&self) -> Result<Vec<Fill>, RemoteError> {

@@ -6,7 +6,13 @@ use super::*;
 fn sink() -> (EventSink, Arc<Mutex<Vec<Event>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let g = got.clone();
-    (Arc::new(move |e| g.lock().push(e)), got)
+    (
+        Arc::new(move |e| {
+            g.lock().push(e);
+            true
+        }),
+        got,
+    )
 }
 
 /// `stamp_bars` (the benchmark's) puts the monotonic clock of the moment a live bar is
@@ -226,7 +232,7 @@ fn real_time_bars_arrive_on_the_fast_clock() {
 /// as complete.
 #[test]
 fn a_cancelled_history_stops_at_the_next_batch() {
-    let events: EventSink = Arc::new(|_| {});
+    let events: EventSink = Arc::new(|_| true);
     let sim = SimBackend::new(SimOptions::default(), 0, events);
     sim.connect(Duration::from_secs(5)).unwrap();
     let req = HistoryRequest {

@@ -4,6 +4,10 @@
 use super::*;
 use crate::sim::journal::{claim_clock, JournalClock};
 use bridge::protocol::OrderStatus;
+use std::fs::OpenOptions;
+use std::io::Write;
+
+mod fold;
 
 const SEED: u64 = 42;
 /// A market time 2 s after a 5-second bar began (1_700_000_000 is a multiple of 5).
@@ -614,6 +618,35 @@ fn a_reference_names_one_order_and_a_changed_market_buy_needs_the_cash() {
 /// every fill once and finds the same orders, fills, positions and cash as a new broker that
 /// reads the same journal and works out every order from the start; and its passes look
 /// only at the orders still working.
+/// Order `<prefix>-<step>` of a mixed stream: buys and sells, market and limit orders around
+/// the price at `now` (some fill at once, some wait, some never do), day and GTC.
+fn mixed(prefix: &str, step: u64, now: i64) -> OrderRequest {
+    let r = base::random::mix(step);
+    let side = if r.is_multiple_of(3) {
+        Side::Sell
+    } else {
+        Side::Buy
+    };
+    let kind = if r.is_multiple_of(4) {
+        OrderType::Market
+    } else {
+        let away = ((r >> 8) % 7) as f64 - 3.0;
+        OrderType::Limit {
+            price: (price(now) * (1.0 + away / 1_000.0) * 100.0).round() / 100.0,
+        }
+    };
+    let mut request = order(
+        &format!("{prefix}-{step}"),
+        side,
+        1.0 + ((r >> 16) % 2_500) as f64,
+        kind,
+    );
+    if r.is_multiple_of(5) {
+        request.tif = TimeInForce::Day;
+    }
+    request
+}
+
 #[test]
 fn a_long_lived_book_finds_what_a_fresh_one_finds_and_looks_only_at_working_orders() {
     let file = TempFile::new("indexes");
@@ -622,30 +655,8 @@ fn a_long_lived_book_finds_what_a_fresh_one_finds_and_looks_only_at_working_orde
     let mut refs: Vec<String> = Vec::new();
     let mut now = T0;
     for step in 0..400u64 {
+        let request = mixed("ix", step, now);
         let r = base::random::mix(step);
-        let side = if r.is_multiple_of(3) {
-            Side::Sell
-        } else {
-            Side::Buy
-        };
-        let kind = if r.is_multiple_of(4) {
-            OrderType::Market
-        } else {
-            // Around the price: some fill at once, some wait, some never do.
-            let away = ((r >> 8) % 7) as f64 - 3.0;
-            OrderType::Limit {
-                price: (price(now) * (1.0 + away / 1_000.0) * 100.0).round() / 100.0,
-            }
-        };
-        let mut request = order(
-            &format!("ix-{step}"),
-            side,
-            1.0 + ((r >> 16) % 2_500) as f64,
-            kind,
-        );
-        if r.is_multiple_of(5) {
-            request.tif = TimeInForce::Day;
-        }
         if long.place(&request, now).is_ok() {
             refs.push(request.order_ref.clone());
         }
