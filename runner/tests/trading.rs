@@ -406,10 +406,17 @@ fn a_working_order_is_changed_by_hand_and_a_filled_one_is_not() {
 }
 
 /// Orders still working when the run ends are cancelled before the worker goes (the
-/// simulated broker fills at the next hour's bar, a minute away at 60x: none fills in time).
+/// simulated broker fills at the next hour's bar; the market's clock starts a minute past an
+/// hour, so that bar is 59 real minutes away at 60x: none fills in time, whatever the hour of
+/// the wall clock).
 #[test]
 fn a_run_cancels_its_working_orders_when_it_ends() {
-    let (config, journal) = setup("exit", &format!("fill_seconds = 3600\n{FAST_SIGNALS}"));
+    // 1_699_999_200 is a whole hour (UTC).
+    let text = format!(
+        "fill_seconds = 3600\nstart = {}\n{FAST_SIGNALS}",
+        1_699_999_200 + 60
+    );
+    let (config, journal) = setup("exit", &text);
     let (code, stdout, stderr) = output(runner(&[
         "run",
         "--trade",

@@ -148,8 +148,10 @@ impl Market {
 
     /// Brings the book up to the market clock and tells what changed, one caller at a time:
     /// changes worked out later are never told before those worked out earlier (a
-    /// `BookTold` must not overtake events it covers).
-    pub(super) fn poll_and_tell(&self) {
+    /// `BookTold` must not overtake events it covers). Then folds the book if that is due
+    /// (`fold`: the order watcher's polls, never an order request's, which would wait for the
+    /// journal's rewrite).
+    pub(super) fn poll_and_tell(&self, fold: bool) {
         let _telling = self.telling.lock();
         let now = self.clock.now();
         match self.broker.poll(now) {
@@ -157,7 +159,7 @@ impl Market {
             Err(e) => tracing::warn!("simulated broker: {}", e.message),
         }
         // Only what the runner was told may be folded: not once an event of the book was lost.
-        if !self.marks_off.load(AtomicOrdering::Relaxed) {
+        if fold && !self.marks_off.load(AtomicOrdering::Relaxed) {
             if let Err(e) = self.broker.fold_if_due(now) {
                 tracing::warn!("simulated broker: {}", e.message);
             }
@@ -166,7 +168,7 @@ impl Market {
 
     /// Tells at once what an order request changed, rather than at the next fill bar.
     pub(super) fn tell_now(&self) {
-        self.poll_and_tell();
+        self.poll_and_tell(false);
     }
 }
 

@@ -108,7 +108,7 @@ pub(super) fn watch_orders(market: &Market) {
         let down = gateway.follow(market, before, now);
         before = now;
         if !down {
-            market.poll_and_tell();
+            market.poll_and_tell(true);
         }
         guard = market.watch.lock();
         if market.stop.load(Ordering::Acquire) {

@@ -137,13 +137,13 @@ impl SimBroker {
                 text.push_str(&journal_of(&next, book.max_id, book.last_time, &kept));
                 let written = rewrite(&path, &j.file, text.as_bytes())
                     .map_err(|e| self.journal_error("cannot fold", e))?;
-                if !written {
+                let Some(id) = written else {
                     tracing::info!("simulated broker: the journal was removed; not folded");
                     return Ok(0);
-                }
-                text.len() as u64
+                };
+                (text.len() as u64, Some(id))
             }
-            _ => 0,
+            _ => (0, None),
         };
         let remap: HashMap<usize, usize> = out
             .iter()
@@ -170,10 +170,10 @@ impl SimBroker {
         book.orders = kept;
         book.settled_flows.set((0, next.cash_flows));
         book.fold = next;
-        if written > 0 {
-            // The journal is the file just written: the next open takes its identity.
-            book.read_to = written;
-            book.file_id = None;
+        if let (len, Some(id)) = written {
+            // The journal is the file just written.
+            book.read_to = len;
+            book.file_id = Some(id);
         }
         tracing::info!(
             folded = count,
@@ -303,9 +303,9 @@ pub fn fold_file(journal: &Path) -> PathBuf {
 
 /// Writes `text` as the journal at `path`, whose file `held` is locked: to the fold file,
 /// synced, renamed over the journal, and the directory synced. On failure the journal is as
-/// it was. Returns false, writing nothing, if `path` is no longer `held` (its run removed
-/// it: a fold must not make it again).
-fn rewrite(path: &Path, held: &File, text: &[u8]) -> std::io::Result<bool> {
+/// it was. Returns the new journal's device and inode, or nothing, writing nothing, if `path`
+/// is no longer `held` (its run removed it: a fold must not make it again).
+fn rewrite(path: &Path, held: &File, text: &[u8]) -> std::io::Result<Option<(u64, u64)>> {
     use std::os::unix::fs::MetadataExt;
     let tmp = fold_file(path);
     let id = |m: std::fs::Metadata| (m.dev(), m.ino());
@@ -314,8 +314,12 @@ fn rewrite(path: &Path, held: &File, text: &[u8]) -> std::io::Result<bool> {
         .create(true)
         .truncate(true)
         .open(&tmp)
-        .and_then(|mut f| f.write_all(text).and_then(|_| f.sync_all()))
-        .and_then(|_| {
+        .and_then(|mut f| {
+            f.write_all(text)?;
+            f.sync_all()?;
+            f.metadata()
+        })
+        .and_then(|new| {
             let still = match std::fs::metadata(path) {
                 Ok(now) => id(now) == id(held.metadata()?),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
@@ -324,21 +328,21 @@ fn rewrite(path: &Path, held: &File, text: &[u8]) -> std::io::Result<bool> {
             if still {
                 std::fs::rename(&tmp, path)?;
             }
-            Ok(still)
+            Ok(still.then(|| id(new)))
         });
-    match written {
-        Ok(true) => {}
-        Ok(false) => {
+    let new = match written {
+        Ok(Some(new)) => new,
+        Ok(None) => {
             let _ = std::fs::remove_file(&tmp);
-            return Ok(false);
+            return Ok(None);
         }
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
         }
-    }
+    };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     File::open(dir.unwrap_or(Path::new(".")))
         .and_then(|d| d.sync_all())
-        .map(|()| true)
+        .map(|()| Some(new))
 }
