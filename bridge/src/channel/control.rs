@@ -110,6 +110,12 @@ impl Control {
         }
     }
 
+    /// This side's link, for tests that play its process dying.
+    #[cfg(test)]
+    pub(crate) fn link_for_tests(&self) -> &Link {
+        self.link()
+    }
+
     /// Reaches into the segment's memory, for tests that play a hostile peer.
     #[cfg(test)]
     pub(crate) fn segment(&self) -> &Arc<crate::segment::Segment> {

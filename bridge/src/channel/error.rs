@@ -42,6 +42,9 @@ pub enum GoneReason {
     ClosedHere,
     /// The shared memory was found corrupt; the connection was torn down.
     Corrupt(Damage),
+    /// The peer process of a hub connection ended or let go of its socket without closing
+    /// the connection.
+    Left,
 }
 
 /// What was found corrupt in the shared memory.
@@ -90,6 +93,7 @@ impl fmt::Display for GoneReason {
             GoneReason::Closed => f.write_str("peer closed the connection"),
             GoneReason::ClosedHere => f.write_str("connection closed"),
             GoneReason::Corrupt(what) => write!(f, "shared memory corrupt: {what}"),
+            GoneReason::Left => f.write_str("peer process ended (its socket closed)"),
         }
     }
 }
@@ -220,6 +224,22 @@ pub enum StartError {
         /// The peer's.
         theirs: String,
     },
+    /// No hub of that name listens (none runs, or it does not accept).
+    NoHub {
+        /// The hub's name.
+        hub: String,
+        /// Its socket.
+        path: std::path::PathBuf,
+        /// What connecting to it said.
+        source: io::Error,
+    },
+    /// The hub refused this client, for `reason`.
+    Refused {
+        /// The hub's name.
+        hub: String,
+        /// Why, in the hub's words.
+        reason: String,
+    },
 }
 
 fn tail_text(output: &[String]) -> String {
@@ -264,6 +284,13 @@ impl fmt::Display for StartError {
                 f,
                 "peer is build {theirs}, this side is build {ours}: refused"
             ),
+            StartError::NoHub { hub, path, source } => write!(
+                f,
+                "no hub named {hub} to attach to ({}: {source}); start one with `runner hub \
+                 --name {hub}`",
+                path.display()
+            ),
+            StartError::Refused { hub, reason } => write!(f, "hub {hub} refused: {reason}"),
         }
     }
 }
@@ -274,13 +301,15 @@ impl std::error::Error for StartError {
             // Told whole by `Display`: what comes next is their own cause.
             StartError::Segment(e) => e.source(),
             StartError::Spawn(e) | StartError::Thread { source: e, .. } => e.source(),
+            StartError::NoHub { source, .. } => Some(source),
             StartError::Handshake(e) => e.source(),
             StartError::NotStartedByRunner
             | StartError::Exited { .. }
             | StartError::RunnerGone
             | StartError::Timeout { .. }
             | StartError::ProtocolMismatch { .. }
-            | StartError::BuildMismatch { .. } => None,
+            | StartError::BuildMismatch { .. }
+            | StartError::Refused { .. } => None,
         }
     }
 }

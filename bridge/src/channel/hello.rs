@@ -69,6 +69,23 @@ pub(crate) fn check(
     header_version: Option<u32>,
     cfg: &ChannelConfig,
 ) -> Result<(), StartError> {
+    check_protocol(theirs, header_version, cfg)?;
+    if theirs.build_id != cfg.build_id {
+        return Err(StartError::BuildMismatch {
+            ours: cfg.build_id.clone(),
+            theirs: theirs.build_id.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a peer of another protocol version only (a hub and its clients are different
+/// programs, of one release).
+pub(crate) fn check_protocol(
+    theirs: &Hello,
+    header_version: Option<u32>,
+    cfg: &ChannelConfig,
+) -> Result<(), StartError> {
     for version in header_version.into_iter().chain([theirs.protocol_version]) {
         if version != cfg.protocol_version {
             return Err(StartError::ProtocolMismatch {
@@ -76,12 +93,6 @@ pub(crate) fn check(
                 theirs: version,
             });
         }
-    }
-    if theirs.build_id != cfg.build_id {
-        return Err(StartError::BuildMismatch {
-            ours: cfg.build_id.clone(),
-            theirs: theirs.build_id.clone(),
-        });
     }
     Ok(())
 }

@@ -37,6 +37,12 @@ pub(crate) enum Peer {
     Parent { pid: u32 },
     /// The other side lives in this process ([`pair`](super::pair)).
     InProcess,
+    /// A hub's client, or the hub a client attached to: an unrelated process, watched
+    /// through the socket it attached over (closed when it ends) and its heartbeat.
+    Socket {
+        pid: u32,
+        stream: Mutex<std::os::unix::net::UnixStream>,
+    },
 }
 
 /// One ring end's counters, as atomics other threads can read.
@@ -180,7 +186,7 @@ impl Link {
 
     pub(crate) fn peer_pid(&self) -> u32 {
         match &self.peer {
-            Peer::Child { pid, .. } | Peer::Parent { pid } => *pid,
+            Peer::Child { pid, .. } | Peer::Parent { pid } | Peer::Socket { pid, .. } => *pid,
             Peer::InProcess => std::process::id(),
         }
     }
@@ -214,6 +220,11 @@ impl Link {
             Peer::Parent { pid } => {
                 if sys::process::parent_pid() != *pid || !sys::process::process_alive(*pid) {
                     return Some(GoneReason::RunnerDied);
+                }
+            }
+            Peer::Socket { stream, .. } => {
+                if super::hub::socket_closed(stream) {
+                    return Some(GoneReason::Left);
                 }
             }
             Peer::InProcess => {}
@@ -289,6 +300,23 @@ impl Link {
                     Ok(None) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+impl Link {
+    /// Plays this side's process dying, for the other side's tests: the heartbeat stops and
+    /// a hub connection's socket closes, without the segment saying so.
+    pub(crate) fn drop_socket_for_tests(&self) {
+        *self.stop.lock() = true;
+        self.stop_cv.notify_all();
+        let thread = self.thread.lock().take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+        if let Peer::Socket { stream, .. } = &self.peer {
+            let _ = stream.lock().shutdown(std::net::Shutdown::Both);
         }
     }
 }

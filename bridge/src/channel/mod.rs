@@ -20,6 +20,7 @@ mod control;
 mod env;
 mod error;
 mod hello;
+mod hub;
 mod link;
 mod receiver;
 mod sender;
@@ -29,6 +30,10 @@ pub use config::{deadline_after, ChannelConfig};
 pub use control::{Channel, ChannelStats, Control};
 pub use env::{ENV_PARENT_PID, ENV_SEGMENT};
 pub use error::{Damage, GoneReason, HelloError, RecvError, SendError, StartError};
+pub use hub::{
+    attach_to_hub, default_hub_dir, ensure_private_dir, socket_path, valid_name, AttachRequest,
+    HubError, HubListener, Knock, KnockError, ENV_HUB_DIR, MAX_NAME,
+};
 pub use receiver::Receiver;
 pub use sender::{Batch, Sender};
 pub use start::{attach, pair, spawn};

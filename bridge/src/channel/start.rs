@@ -219,7 +219,7 @@ pub fn pair(cfg: &ChannelConfig) -> Result<(Channel, Channel), StartError> {
     }
 }
 
-fn mark_attached(segment: &Segment) {
+pub(super) fn mark_attached(segment: &Segment) {
     let own = segment.header().block(Role::Worker);
     own.pid
         .store(std::process::id(), crate::sync::Ordering::Relaxed);
@@ -227,7 +227,7 @@ fn mark_attached(segment: &Segment) {
         .store(STATE_ATTACHED, crate::sync::Ordering::Release);
 }
 
-fn assemble(tx: Producer, rx: Consumer, close: Arc<CloseOnDrop>) -> Channel {
+pub(super) fn assemble(tx: Producer, rx: Consumer, close: Arc<CloseOnDrop>) -> Channel {
     Channel {
         sender: Sender::new(tx, close.clone()),
         receiver: Receiver::new(rx, close.clone()),

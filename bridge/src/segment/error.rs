@@ -42,6 +42,14 @@ pub enum SegmentError {
         /// What is wrong with it.
         source: io::Error,
     },
+    /// The segment a hub's client handed over cannot be used: not a memfd sealed against
+    /// resizing (Linux).
+    Received {
+        /// Who handed it over (the client's name).
+        reference: String,
+        /// What is wrong with it.
+        source: io::Error,
+    },
     /// The directory where segment names are recorded (macOS) cannot be used.
     Registry {
         /// The directory.
@@ -112,6 +120,10 @@ impl fmt::Display for SegmentError {
                 f,
                 "cannot use the shared memory inherited from the runner ({reference}): {source}"
             ),
+            SegmentError::Received { reference, source } => write!(
+                f,
+                "cannot use the shared memory handed over by {reference}: {source}"
+            ),
             SegmentError::Registry { dir, source } => {
                 write!(f, "cannot record shared memory segments in {dir}: {source}")
             }
@@ -140,9 +152,9 @@ impl std::error::Error for SegmentError {
         match self {
             SegmentError::Geometry(e) | SegmentError::BadGeometry(e) => Some(e),
             SegmentError::Create(e) => Some(e),
-            SegmentError::Registry { source, .. } | SegmentError::Inherited { source, .. } => {
-                Some(source)
-            }
+            SegmentError::Registry { source, .. }
+            | SegmentError::Inherited { source, .. }
+            | SegmentError::Received { source, .. } => Some(source),
             SegmentError::Open { source, .. } => Some(source),
             SegmentError::NoSpace { .. }
             | SegmentError::NoMemory { .. }

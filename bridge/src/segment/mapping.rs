@@ -178,6 +178,16 @@ impl Segment {
         }
     }
 
+    /// The descriptor of a sealed segment, to hand to another process over a socket; `None`
+    /// for a named segment, which is opened by its name.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn sealed_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match &self.shmem {
+            Memory::Sealed(m) => Some(m.fd()),
+            Memory::Named(_) => None,
+        }
+    }
+
     /// Takes over the sealed segment this process inherited as `reference`
     /// (`fd:<number>`, from the runner's `channel::spawn`) and validates it as
     /// [`open`](Self::open) does. Refuses a descriptor that is not a memfd sealed against
@@ -196,6 +206,22 @@ impl Segment {
             .and_then(|n| n.parse::<std::os::fd::RawFd>().ok())
             .ok_or_else(|| inherited(io::Error::from(io::ErrorKind::InvalidInput)))?;
         let memory = SealedMemory::adopt(fd).map_err(inherited)?;
+        let id = ObjectId::of(memory.as_ptr(), reference);
+        Segment::validate(Memory::Sealed(memory), reference, id)
+    }
+
+    /// Takes over the sealed segment another process handed over as descriptor `fd` (a hub's
+    /// client passes its segment so) and validates it as [`open`](Self::open) does; refuses a
+    /// descriptor that is not a memfd sealed against resizing. `reference` names it in errors.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn receive(
+        fd: std::os::fd::OwnedFd,
+        reference: &str,
+    ) -> Result<Arc<Segment>, SegmentError> {
+        let memory = SealedMemory::receive(fd).map_err(|source| SegmentError::Received {
+            reference: reference.to_string(),
+            source,
+        })?;
         let id = ObjectId::of(memory.as_ptr(), reference);
         Segment::validate(Memory::Sealed(memory), reference, id)
     }

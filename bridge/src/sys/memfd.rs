@@ -120,22 +120,23 @@ impl SealedMemory {
         if raw < 0 || unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         }
-        // SAFETY: fcntl(F_GET_SEALS) only reads the seals of an open descriptor (checked above);
-        // it changes nothing, whoever owns it.
-        let seals = unsafe { libc::fcntl(raw, libc::F_GET_SEALS) };
-        if seals < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if seals & SIZE_SEALS != SIZE_SEALS {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "the inherited shared memory is not sealed against resizing",
-            ));
-        }
+        check_seals(raw)?;
         // SAFETY: the descriptor is open (checked above) and is a sealed memfd, which only the
         // runner makes and hands to this process to own (`inherit`): nothing else here
         // closes it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        SealedMemory::own(fd)
+    }
+
+    /// Takes over descriptor `fd`, received from another process (a hub's client passes its
+    /// segment so): refuses anything but a memfd sealed against resizing, and maps all of it.
+    pub(crate) fn receive(fd: OwnedFd) -> io::Result<SealedMemory> {
+        check_seals(fd.as_raw_fd())?;
+        SealedMemory::own(fd)
+    }
+
+    /// Makes `fd`, a sealed memfd of ours, close-on-exec and maps all of it.
+    fn own(fd: OwnedFd) -> io::Result<SealedMemory> {
         // SAFETY: fcntl(F_SETFD) with an integer argument on a descriptor we own.
         if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());
@@ -181,10 +182,41 @@ impl SealedMemory {
         self.len
     }
 
+    /// The descriptor, to pass to another process over a socket.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.fd.as_fd()
+    }
+
     /// The descriptor, for [`inherit`].
     pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// Refuses descriptor `raw` unless it carries both size seals.
+fn check_seals(raw: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(F_GET_SEALS) only reads the seals of an open descriptor; it changes
+    // nothing, whoever owns it (a descriptor that is not open fails with EBADF).
+    let seals = unsafe { libc::fcntl(raw, libc::F_GET_SEALS) };
+    let refused = || {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the shared memory handed over is not a memfd sealed against resizing",
+        )
+    };
+    if seals < 0 {
+        let e = io::Error::last_os_error();
+        // EINVAL: not a memfd at all (a file, a socket).
+        return Err(match e.raw_os_error() {
+            Some(libc::EINVAL) => refused(),
+            _ => e,
+        });
+    }
+    if seals & SIZE_SEALS != SIZE_SEALS {
+        return Err(refused());
+    }
+    Ok(())
 }
 
 impl Drop for SealedMemory {
@@ -264,7 +296,10 @@ mod tests {
         let file = tempfile_in_tmp();
         let raw = std::os::fd::AsRawFd::as_raw_fd(&file);
         let err = SealedMemory::take(raw).err().unwrap();
-        assert_eq!(err.raw_os_error(), Some(libc::EINVAL), "{err}");
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        assert!(err
+            .to_string()
+            .ends_with("not a memfd sealed against resizing"));
         // Refused and left alone: still open, still ours.
         assert_eq!(file.metadata().unwrap().len(), 4096);
         drop(file);

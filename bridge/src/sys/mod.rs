@@ -8,6 +8,7 @@
 //! | a segment nobody can resize, handed to the worker by inheritance | `memfd` | a memfd sealed with `F_SEAL_SHRINK \| F_SEAL_GROW \| F_SEAL_SEAL` | none: POSIX shared memory by name (a peer that truncates it kills the other with SIGBUS) |
 //! | segment names, space, removal and the sweep of names left behind | [`shm`] | objects are files in `/dev/shm` (tmpfs): the creator locks the file itself, reserves its bytes (`posix_fallocate`), the sweep lists `/dev/shm` | objects are not files: a per-user directory of lock files records live segments and the sweep lists it; memory is pageable, there is nothing to reserve |
 //! | identity of a mapped object | [`shm`] | device and inode (`/proc/self/maps`) | its name |
+//! | a hub's socket: connecting without waiting, a descriptor passed with a message, the user at the other end | [`socket`] | `SO_PEERCRED`, `MSG_CMSG_CLOEXEC` | `getpeereid`, `FD_CLOEXEC` set after |
 //! | process liveness, executable, memory | [`process`] | `kill(pid, 0)`, zombies by `/proc/<pid>/stat`; `/proc/self/exe`; `/proc/<pid>/status` | `kill(pid, 0)`, zombies by `proc_pidinfo`; the executable's path; `proc_pidinfo` |
 //!
 //! Invariants, the same on both: names of at most 30 characters (macOS allows 31), `getentropy` for
@@ -21,4 +22,5 @@
 pub(crate) mod memfd;
 pub(crate) mod process;
 pub(crate) mod shm;
+pub(crate) mod socket;
 pub(crate) mod wait;

@@ -292,9 +292,7 @@ impl Registry {
     /// the one `confstr(_CS_DARWIN_USER_TEMP_DIR)` names, the same whatever `$TMPDIR` says,
     /// so runners started from a terminal, launchd or cron share it).
     pub(crate) fn for_user() -> Registry {
-        // SAFETY: getuid has no preconditions and cannot fail.
-        let uid = unsafe { libc::getuid() };
-        Registry::at(user_temp_dir().join(format!("ibbridge-{uid}")))
+        Registry::at(user_dir())
     }
 
     /// A registry in `dir`.
@@ -454,6 +452,14 @@ fn same_file(file: &File, path: &Path) -> bool {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
+}
+
+/// This user's directory of the bridge's files: `ibbridge-<uid>` in the user's own temporary
+/// directory (the registry's, and the hubs' parent).
+pub(crate) fn user_dir() -> PathBuf {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    user_temp_dir().join(format!("ibbridge-{uid}"))
 }
 
 /// The user's own temporary directory.
