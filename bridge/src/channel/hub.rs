@@ -399,7 +399,7 @@ impl Knock {
         let theirs = hello::receive(
             &mut rx,
             deadline,
-            || match socket_closed(&stream) {
+            || match sys::socket::closed(&stream.lock()) {
                 true => Err(StartError::RunnerGone),
                 false => Ok(()),
             },
@@ -470,27 +470,6 @@ fn parse_attach(
         protocol_version,
         segment,
     })
-}
-
-/// Whether the other end of `stream` closed (its process ended or let go). Reads and drops
-/// whatever it sent meanwhile, so that a peer that writes and then dies is seen to be gone.
-pub(crate) fn socket_closed(stream: &Mutex<UnixStream>) -> bool {
-    let mut stream = stream.lock();
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let mut scratch = [0u8; 256];
-    let closed = loop {
-        match stream.read(&mut scratch) {
-            Ok(0) => break true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break true,
-        }
-    };
-    let _ = stream.set_nonblocking(false);
-    closed
 }
 
 /// Attaches this process, as client `client`, to hub `hub` in `dir`: creates its segment,
@@ -580,7 +559,7 @@ pub fn attach_to_hub(
     let theirs = hello::receive(
         &mut rx,
         deadline,
-        || match socket_closed(&stream) {
+        || match sys::socket::closed(&stream.lock()) {
             true => Err(StartError::RunnerGone),
             false => Ok(()),
         },

@@ -223,7 +223,7 @@ impl Link {
                 }
             }
             Peer::Socket { stream, .. } => {
-                if super::hub::socket_closed(stream) {
+                if sys::socket::closed(&stream.lock()) {
                     return Some(GoneReason::Left);
                 }
             }

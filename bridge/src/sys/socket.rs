@@ -269,6 +269,35 @@ fn recv_flags() -> libc::c_int {
     0
 }
 
+/// Whether the other end of `stream` closed (its process ended or let go). Reads and drops
+/// whatever it sent meanwhile, so that a peer that writes and then dies is seen to be gone.
+pub(crate) fn closed(mut stream: &UnixStream) -> bool {
+    use std::io::Read;
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut scratch = [0u8; 4096];
+    // A peer that keeps writing is alive: a few reads per probe, never a loop it controls.
+    let mut closed = false;
+    for _ in 0..16 {
+        match stream.read(&mut scratch) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    let _ = stream.set_nonblocking(false);
+    closed
+}
+
 /// The user at the other end of `stream`, and its process where the system tells it.
 #[cfg(target_os = "linux")]
 pub(crate) fn peer(stream: &UnixStream) -> io::Result<(u32, Option<u32>)> {
