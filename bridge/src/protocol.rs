@@ -15,7 +15,7 @@ mod orders;
 pub use orders::*;
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -381,6 +381,13 @@ pub enum Event {
     BookTold {
         /// Market time the changes were worked out at.
         through: i64,
+    },
+    /// A hub dropped `count` events meant for this client, right before this one: the
+    /// client's ring stayed full (it did not read in time) and the hub waits for no client.
+    /// Bars among them are missing from the client's streams.
+    Dropped {
+        /// Events dropped.
+        count: u64,
     },
     /// A broker notice (farm status and the like).
     Notice {

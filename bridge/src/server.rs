@@ -227,6 +227,23 @@ impl Responder {
         })
     }
 
+    /// Sends an event only if it can go now: the ring has room and no other thread is
+    /// sending (`Full` otherwise). Never waits: a hub fans events out so, to clients that may
+    /// not read.
+    pub fn try_event(&self, event: Event) -> Result<(), SendError> {
+        let Some(mut tx) = self.tx.try_lock() else {
+            return Err(SendError::Full);
+        };
+        let _sending = Sending::enter();
+        tx.send(
+            &Envelope {
+                id: 0,
+                body: Body::Event(event),
+            },
+            None,
+        )
+    }
+
     /// Sends a log record if the ring has room, after another thread's send in progress
     /// (waiting for it at most [`LOG_WAIT`]); a record that cannot go is dropped and counted
     /// (logging never waits for ring space, nor for a send of its own thread). The count of

@@ -160,6 +160,11 @@ pub(crate) fn pump(
             Event::Notice { code, message } => {
                 tracing::info!(target: "runner", code, "broker notice: {message}")
             }
+            Event::Dropped { count } => tracing::warn!(
+                target: "runner",
+                count,
+                "the hub dropped events for this session (it did not read in time): bars are missing"
+            ),
             // The worker logged it, with why.
             Event::Feed { symbol, state } => {
                 tracing::debug!(target: "runner", %symbol, ?state, "live feed")

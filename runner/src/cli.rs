@@ -41,6 +41,9 @@ pub enum Command {
     Orders(ConfigArgs),
     /// List the positions the broker holds, and the account's figures.
     Positions(ConfigArgs),
+    /// Share one worker, and so one broker connection, among local programs (they attach
+    /// with --hub); `runner hub status` shows a running one.
+    Hub(HubArgs),
     /// Serve as the broker worker of a runner (started by the runner itself).
     #[command(hide = true)]
     Worker,
@@ -89,6 +92,38 @@ pub struct ConfigArgs {
     /// Write the run's report (one self-contained HTML file) here when it ends.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Attach to the hub of this name (default: `default`) instead of starting a worker.
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "default")]
+    pub hub: Option<String>,
+    /// This program's name at the hub: the namespace of its order references.
+    #[arg(long, value_name = "NAME")]
+    pub client: Option<String>,
+}
+
+/// `runner hub`.
+#[derive(Args)]
+pub struct HubArgs {
+    #[command(subcommand)]
+    pub action: Option<HubAction>,
+    /// The hub's name (default: hub.name, else `default`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// What `runner hub` does besides serving.
+#[derive(Subcommand)]
+pub enum HubAction {
+    /// Print a running hub's clients, subscriptions, broker connection and counters.
+    Status {
+        /// The hub's name.
+        #[arg(long, value_name = "NAME", default_value = "default")]
+        name: String,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `runner order`.
@@ -221,6 +256,8 @@ impl ConfigArgs {
                 .as_ref()
                 .map(|a| Some(a.clone()).filter(|a| !a.is_empty())),
             report: self.report.clone(),
+            hub: self.hub.clone(),
+            client: self.client.clone(),
         };
         Config::load(self.config.as_deref(), |k| std::env::var(k).ok(), &flags)
     }

@@ -31,6 +31,7 @@ pub mod by_hand;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod hub;
 pub mod launch;
 pub mod orders;
 pub mod pacing_log;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use bridge::protocol::Side;
 use clap::Parser;
 use runner::by_hand;
-use runner::cli::{Cli, Command, OrderAction, PlaceArgs};
+use runner::cli::{Cli, Command, HubAction, OrderAction, PlaceArgs};
 use runner::launch::{fail, EXIT_CONFIG};
 
 fn main() -> ExitCode {
@@ -19,6 +19,17 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => runner::cli::check_config(&args),
         Command::Soak(args) => runner::soak::command(&args),
         Command::Run(args) => runner::run_command::command(&args),
+        Command::Hub(args) => match args.action {
+            Some(HubAction::Status { name, json }) => {
+                let dir = args
+                    .config
+                    .load()
+                    .map(|c| c.hub.directory())
+                    .unwrap_or_else(|_| bridge::channel::default_hub_dir());
+                runner::hub::status_command(&dir, &name, json)
+            }
+            None => runner::hub::command(args.name.as_deref(), args.config.load()),
+        },
         Command::Order(args) => match args.action {
             OrderAction::Buy(p) => place(Side::Buy, &p),
             OrderAction::Sell(p) => place(Side::Sell, &p),

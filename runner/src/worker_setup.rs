@@ -40,6 +40,22 @@ pub struct WorkerSetup {
     pub handshake: Duration,
     /// Restart policy.
     pub policy: SupervisorConfig,
+    /// Attach to this hub instead of starting workers (`None`: start them).
+    pub hub: Option<HubTarget>,
+}
+
+/// A hub a program attaches to instead of starting a worker of its own: the hub's one
+/// worker serves it (and the hub's other clients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubTarget {
+    /// The directory hubs are found in.
+    pub dir: PathBuf,
+    /// The hub's name.
+    pub name: String,
+    /// This program's name at the hub: the namespace of its order references.
+    pub client: String,
+    /// How long a lost hub is waited for before the run fails.
+    pub wait: Duration,
 }
 
 impl WorkerSetup {
@@ -78,7 +94,27 @@ impl WorkerSetup {
                     BackendKind::Sim => Duration::ZERO,
                 },
             policy: cfg.supervisor.clone(),
+            hub: HubTarget::of(cfg, &format!("run-{}", std::process::id())),
         }
+    }
+}
+
+impl HubTarget {
+    /// The hub `cfg` names (`hub.name`), with `client` as this program's name there unless
+    /// `hub.client` names one; `None` when no hub is named.
+    pub fn of(cfg: &Config, client: &str) -> Option<HubTarget> {
+        if cfg.hub.name.is_empty() {
+            return None;
+        }
+        Some(HubTarget {
+            dir: cfg.hub.directory(),
+            name: cfg.hub.name.clone(),
+            client: match cfg.hub.client.as_str() {
+                "" => client.to_string(),
+                named => named.to_string(),
+            },
+            wait: Duration::from_secs(cfg.hub.wait_seconds),
+        })
     }
 }
 

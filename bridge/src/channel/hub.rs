@@ -61,15 +61,14 @@ pub fn default_hub_dir() -> PathBuf {
     sys::shm::user_dir().join("hubs")
 }
 
-/// Whether `name` may name a hub or a client: 1 to [`MAX_NAME`] letters, digits, `-`, `_`
-/// or `.`, not starting with `.`.
+/// Whether `name` may name a hub or a client: 1 to [`MAX_NAME`] letters, digits, `-` or
+/// `_` (no `.`: a hub puts its clients' names before their order references with one).
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME
-        && !name.starts_with('.')
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 /// Why a hub could not start listening.
@@ -106,7 +105,7 @@ impl fmt::Display for HubError {
         match self {
             HubError::Name(name) => write!(
                 f,
-                "{name:?} is not a hub name: 1 to {MAX_NAME} letters, digits, '-', '_' or '.'"
+                "{name:?} is not a hub name: 1 to {MAX_NAME} letters, digits, '-' or '_'"
             ),
             HubError::Dir { dir, source } => {
                 write!(
@@ -162,6 +161,18 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
 /// The socket of hub `name` in `dir`.
 pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.sock"))
+}
+
+/// Whether a hub named `name` runs in `dir` (holds its lock now).
+pub fn hub_running(dir: &Path, name: &str) -> bool {
+    if !valid_name(name) {
+        return false;
+    }
+    let Ok(lock) = File::open(dir.join(format!("{name}.lock"))) else {
+        return false;
+    };
+    // Taken at once and let go as `lock` drops: nobody held it.
+    !matches!(sys::shm::try_lock_exclusive(&lock), Ok(true))
 }
 
 /// A hub's listening socket, and the lock that makes its name its own.
@@ -452,7 +463,7 @@ fn parse_attach(
         }
     }
     let client = client.filter(|c| valid_name(c)).ok_or_else(|| {
-        format!("no valid client name (1 to {MAX_NAME} letters, digits, '-', '_', '.')")
+        format!("no valid client name (1 to {MAX_NAME} letters, digits, '-', '_')")
     })?;
     let protocol_version = version.ok_or("no protocol version")?;
     let pid = kernel_pid.or(pid).ok_or("no pid")?;
@@ -485,7 +496,7 @@ pub fn attach_to_hub(
         return Err(StartError::Refused {
             hub: hub.to_string(),
             reason: format!(
-                "hub and client names are 1 to {MAX_NAME} letters, digits, '-', '_' or '.' \
+                "hub and client names are 1 to {MAX_NAME} letters, digits, '-' or '_' \
                  (hub {hub:?}, client {client:?})"
             ),
         });

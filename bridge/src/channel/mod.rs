@@ -31,8 +31,8 @@ pub use control::{Channel, ChannelStats, Control};
 pub use env::{ENV_PARENT_PID, ENV_SEGMENT};
 pub use error::{Damage, GoneReason, HelloError, RecvError, SendError, StartError};
 pub use hub::{
-    attach_to_hub, default_hub_dir, ensure_private_dir, socket_path, valid_name, AttachRequest,
-    HubError, HubListener, Knock, KnockError, ENV_HUB_DIR, MAX_NAME,
+    attach_to_hub, default_hub_dir, ensure_private_dir, hub_running, socket_path, valid_name,
+    AttachRequest, HubError, HubListener, Knock, KnockError, ENV_HUB_DIR, MAX_NAME,
 };
 pub use receiver::Receiver;
 pub use sender::{Batch, Sender};

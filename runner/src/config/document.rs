@@ -55,6 +55,7 @@ pub struct Config {
     pub supervisor: SupervisorConfig,
     pub trading: TradingConfig,
     pub dashboard: DashboardConfig,
+    pub hub: HubConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -356,6 +357,7 @@ impl Default for Config {
             supervisor: SupervisorConfig::default(),
             trading: TradingConfig::default(),
             dashboard: DashboardConfig::default(),
+            hub: HubConfig::default(),
         }
     }
 }
@@ -504,6 +506,42 @@ impl Default for DashboardConfig {
             listen: "127.0.0.1:8787".into(),
             bars: 4_680,
             report: None,
+        }
+    }
+}
+
+/// A hub: one worker, and so one broker connection, shared by many local programs. Its own
+/// settings (`runner hub`) and a client's (`--hub`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Attach to the hub of this name instead of starting a worker (`--hub`; `""`: start
+    /// one); the hub's name (`runner hub --name`).
+    pub name: String,
+    /// This program's name at the hub, the namespace of its order references (`--client`;
+    /// `""`: `run-<pid>` for a run, `hand` for the commands by hand).
+    pub client: String,
+    /// How long a client waits for a lost hub to come back before it fails, seconds.
+    pub wait_seconds: u64,
+    /// Most clients a hub serves at once.
+    pub max_clients: u32,
+    /// What a hub does with the working orders of a client that went away without
+    /// cancelling them: `keep` or `cancel`.
+    pub departed_orders: String,
+    /// Directory hubs are found in (`""`: `ibbridge-<uid>/hubs` in the temporary directory;
+    /// `IBBRIDGE_HUB_DIR` overrides).
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            name: String::new(),
+            client: String::new(),
+            wait_seconds: 60,
+            max_clients: 32,
+            departed_orders: "keep".into(),
+            dir: None,
         }
     }
 }

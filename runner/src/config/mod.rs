@@ -25,6 +25,7 @@ pub use document::{
 pub use error::ConfigError;
 pub use overrides::{Overrides, ENV_VARS};
 pub use text::{parse_tif, HistoryEnd};
+pub(crate) use validate::MAX_CLIENT_NAME;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -26,6 +26,10 @@ pub struct Overrides {
     /// Serve the dashboard: at the configured address (`Some(None)`) or at this one.
     pub dashboard: Option<Option<String>>,
     pub report: Option<PathBuf>,
+    /// Attach to this hub (`hub.name`).
+    pub hub: Option<String>,
+    /// This program's name at the hub (`hub.client`).
+    pub client: Option<String>,
 }
 
 /// Environment variables read, with the setting each overrides.
@@ -38,6 +42,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ("RUNNER_GATEWAY", "ibkr.gateway"),
     ("RUNNER_CLIENT_ID", "ibkr.client_id"),
     ("RUNNER_END", "history.end"),
+    ("RUNNER_HUB", "hub.name"),
 ];
 
 impl Overrides {
@@ -56,6 +61,8 @@ impl Overrides {
             trade: false,
             dashboard: None,
             report: None,
+            hub: env("RUNNER_HUB"),
+            client: None,
         }
     }
 }
@@ -117,6 +124,12 @@ impl Config {
         }
         if let Some(r) = &o.report {
             self.dashboard.report = Some(r.clone());
+        }
+        if let Some(h) = &o.hub {
+            self.hub.name = h.trim().to_string();
+        }
+        if let Some(c) = &o.client {
+            self.hub.client = c.trim().to_string();
         }
         Ok(())
     }

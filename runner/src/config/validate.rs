@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use super::document::{
-    BackendKind, BridgeConfig, Config, DashboardConfig, HistoryConfig, IbkrConfig, SimConfig,
-    StrategyConfig, SupervisorConfig, TradingConfig,
+    BackendKind, BridgeConfig, Config, DashboardConfig, HistoryConfig, HubConfig, IbkrConfig,
+    SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
 };
 use super::error::{invalid, ConfigError};
 
@@ -29,7 +29,8 @@ impl Config {
         }
         self.bridge.validate()?;
         self.supervisor.validate()?;
-        self.dashboard.validate()
+        self.dashboard.validate()?;
+        self.hub.validate()
     }
 
     /// `history.end` in Unix seconds (`None`: now).
@@ -244,6 +245,55 @@ const MAX_DASHBOARD_BARS: usize = 50_000;
 
 /// Most finished orders the simulated broker may be told to keep whole.
 const MAX_KEEP_ORDERS: u32 = 1_000_000;
+
+/// Longest client name at a hub: its order references are `<client>.<reference>`, at most
+/// 40 characters in all.
+pub(crate) const MAX_CLIENT_NAME: usize = 24;
+
+impl HubConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.name.is_empty() && !bridge::channel::valid_name(&self.name) {
+            return Err(invalid(
+                "hub.name must be 1 to 40 letters, digits, '-' or '_'",
+            ));
+        }
+        if !self.client.is_empty()
+            && (!bridge::channel::valid_name(&self.client) || self.client.len() > MAX_CLIENT_NAME)
+        {
+            return Err(invalid(
+                "hub.client must be 1 to 24 letters, digits, '-' or '_'",
+            ));
+        }
+        if !(1..=86_400).contains(&self.wait_seconds) {
+            return Err(invalid("hub.wait_seconds must be 1 to 86400"));
+        }
+        if !(1..=1024).contains(&self.max_clients) {
+            return Err(invalid("hub.max_clients must be 1 to 1024"));
+        }
+        if !matches!(self.departed_orders.as_str(), "keep" | "cancel") {
+            return Err(invalid("hub.departed_orders must be keep or cancel"));
+        }
+        Ok(())
+    }
+
+    /// Whether a departed client's working orders are cancelled.
+    pub fn cancel_departed(&self) -> bool {
+        self.departed_orders == "cancel"
+    }
+
+    /// The directory hubs are found in.
+    pub fn directory(&self) -> std::path::PathBuf {
+        match &self.dir {
+            Some(d)
+                if !d.as_os_str().is_empty()
+                    && std::env::var_os(bridge::channel::ENV_HUB_DIR).is_none() =>
+            {
+                d.clone()
+            }
+            _ => bridge::channel::default_hub_dir(),
+        }
+    }
+}
 
 impl DashboardConfig {
     fn validate(&self) -> Result<(), ConfigError> {

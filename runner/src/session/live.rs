@@ -247,6 +247,13 @@ impl Live<'_> {
                     }
                 }
                 other => {
+                    if let Event::Dropped { count } = other {
+                        tracing::warn!(
+                            count,
+                            "the hub dropped events for this run (it did not read in time): \
+                             bars are missing"
+                        );
+                    }
                     // A broker connection given up for good: nothing more can come.
                     let gave_up =
                         matches!(&other, Event::Connection(ConnectionStatus::GaveUp { .. }));

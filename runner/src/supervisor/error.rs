@@ -42,6 +42,15 @@ pub enum SupervisorError {
         /// Why the last worker did not start; `None`: it died.
         last: Option<Box<SupervisorError>>,
     },
+    /// The hub this program is a client of did not come back within the wait.
+    HubGone {
+        /// The hub's name.
+        hub: String,
+        /// How long it was waited for.
+        waited: Duration,
+        /// Why the last attach failed.
+        last: Option<Box<SupervisorError>>,
+    },
     /// The request failed and is not retried.
     Request(RequestError),
     /// The broker refused the request.
@@ -73,6 +82,17 @@ impl fmt::Display for SupervisorError {
                     None => f.write_str("last failure: worker gone"),
                 }
             }
+            SupervisorError::HubGone { hub, waited, last } => {
+                write!(
+                    f,
+                    "hub {hub} did not come back within {} s",
+                    waited.as_secs()
+                )?;
+                match last {
+                    Some(e) => write!(f, "; last failure: {e}"),
+                    None => Ok(()),
+                }
+            }
             SupervisorError::Request(e) => e.fmt(f),
             SupervisorError::Remote(e) => e.fmt(f),
             SupervisorError::Protocol(e) => write!(f, "unexpected answer: {e}"),
@@ -89,7 +109,9 @@ impl Error for SupervisorError {
             SupervisorError::Connect(e) | SupervisorError::Remote(e) => Some(e),
             SupervisorError::Request(e) => Some(e),
             SupervisorError::Protocol(e) => Some(e),
-            SupervisorError::GaveUp { last, .. } => last.as_deref().map(|e| e as _),
+            SupervisorError::GaveUp { last, .. } | SupervisorError::HubGone { last, .. } => {
+                last.as_deref().map(|e| e as _)
+            }
             SupervisorError::Stopped => None,
         }
     }

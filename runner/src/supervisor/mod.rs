@@ -42,7 +42,12 @@ use lifecycle::{Claimed, Life};
 use crate::pacing_log::PacingLog;
 use crate::restart_intensity::RestartIntensity;
 use crate::worker_events::{BookHeard, EventChannels, WorkerEvents};
-use crate::worker_setup::WorkerSetup;
+use crate::worker_setup::{HubTarget, WorkerSetup};
+
+/// Longest silence of a hub's (or a hub client's) heartbeat before it is declared hung.
+pub const HUB_HANG_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest pause between two attempts to attach to a hub that went away, ms.
+const HUB_RETRY_MS: u64 = 500;
 use worker::Handover;
 
 /// Counters for the summary.
@@ -263,15 +268,21 @@ impl Supervisor {
         if self.state.lock().life.is_shut_down() {
             return Err(SupervisorError::Stopped);
         }
-        let mut options = self.setup.options.clone();
-        options.generation = generation;
-        options.inherit(self.history_log.handover(now_ms()));
-        if let Some(through) = self.book_heard.through() {
-            options.inherit(Handover::book_told_through(through));
-        }
-        let cmd = worker::command_with(&self.setup.exe, &self.setup.exe_args, &options)
-            .map_err(|e| SupervisorError::Start(StartFailure::Options(e)))?;
-        let (client, events) = Client::spawn(cmd, &self.setup.client).map_err(|e| match e {
+        let started = match &self.setup.hub {
+            Some(hub) => self.attach_hub(hub),
+            None => {
+                let mut options = self.setup.options.clone();
+                options.generation = generation;
+                options.inherit(self.history_log.handover(now_ms()));
+                if let Some(through) = self.book_heard.through() {
+                    options.inherit(Handover::book_told_through(through));
+                }
+                let cmd = worker::command_with(&self.setup.exe, &self.setup.exe_args, &options)
+                    .map_err(|e| SupervisorError::Start(StartFailure::Options(e)))?;
+                Client::spawn(cmd, &self.setup.client)
+            }
+        };
+        let (client, events) = started.map_err(|e| match e {
             StartError::Segment(
                 SegmentError::NoSpace { .. }
                 | SegmentError::NoMemory { .. }
@@ -298,6 +309,21 @@ impl Supervisor {
             return Err(SupervisorError::Stopped);
         }
         started.map(|()| client)
+    }
+
+    /// Attaches to `hub`, whose worker stands in for one of our own: the same requests and
+    /// events, over a segment handed to the hub. A hub connection is watched more closely
+    /// than a worker (its hang timeout is [`HUB_HANG_TIMEOUT`] at most), so a hub that goes
+    /// away is noticed within a second.
+    fn attach_hub(
+        &self,
+        hub: &HubTarget,
+    ) -> Result<(Client, crossbeam_channel::Receiver<bridge::protocol::Event>), StartError> {
+        let mut cfg = self.setup.client.clone();
+        cfg.channel.hang_timeout = cfg.channel.hang_timeout.min(HUB_HANG_TIMEOUT);
+        let channel =
+            bridge::channel::attach_to_hub(&hub.dir, &hub.name, &hub.client, &cfg.channel)?;
+        Client::over(channel, &cfg)
     }
 
     /// Asks a worker to disconnect and exit, and closes its bridge.
@@ -414,13 +440,29 @@ impl Supervisor {
         }
         let policy = &self.setup.policy;
         let mut failures = 0u32;
-        let mut last = None;
+        let mut last: Option<Box<SupervisorError>> = None;
+        let lost_at = Instant::now();
         loop {
             if self.state.lock().life.is_shut_down() {
                 return Err(SupervisorError::Stopped);
             }
-            let permitted = self.intensity.lock().permit(Instant::now());
-            if let Err(restarts) = permitted {
+            let permitted = match &self.setup.hub {
+                Some(_) => Ok(()),
+                None => self.intensity.lock().permit(Instant::now()),
+            };
+            if let Some(hub) = &self.setup.hub {
+                // A hub is waited for, however often it refuses or is not there yet.
+                if lost_at.elapsed() >= hub.wait {
+                    let e = SupervisorError::HubGone {
+                        hub: hub.name.clone(),
+                        waited: hub.wait,
+                        last,
+                    };
+                    tracing::error!("{e}");
+                    self.state.lock().life.give_up(e.clone());
+                    return Err(e);
+                }
+            } else if let Err(restarts) = permitted {
                 let window = self.intensity.lock().window();
                 let e = SupervisorError::GaveUp {
                     restarts,
@@ -431,11 +473,16 @@ impl Supervisor {
                 self.state.lock().life.give_up(e.clone());
                 return Err(e);
             }
+            // A hub that comes back is attached to within half a second.
+            let most = match &self.setup.hub {
+                Some(_) => policy.max_backoff_ms.min(HUB_RETRY_MS),
+                None => policy.max_backoff_ms,
+            };
             let backoff = Duration::from_millis(
                 policy
                     .backoff_ms
                     .saturating_mul(1u64 << failures.min(16))
-                    .min(policy.max_backoff_ms),
+                    .min(most),
             );
             {
                 // Asleep until the backoff is over, or the supervisor shuts down.

@@ -1,0 +1,190 @@
+//! A hub's clients: each one's connection, its live subscriptions, and the events on their
+//! way to it, which never wait for it.
+//!
+//! An event goes straight into the client's ring when there is room and nobody else is
+//! sending to it; otherwise it waits in the client's backlog (at most [`BACKLOG`] events,
+//! sent in order before anything newer), and beyond that it is dropped and counted. The count
+//! travels to the client as [`Event::Dropped`] in the place of what was dropped.
+//!
+//! Invariants: nothing here waits for a client (a full ring or a busy sender costs that
+//! client a place in its backlog or an event, never anybody's time); a client's events keep
+//! their order; every event meant for a client is delivered, or counted in an
+//! `Event::Dropped` it receives before any later event.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bridge::protocol::Event;
+use bridge::{Responder, SendError};
+use parking_lot::Mutex;
+
+/// Events a client's backlog holds before events are dropped.
+pub(crate) const BACKLOG: usize = 4096;
+
+/// One attached client.
+#[derive(Debug)]
+pub(crate) struct Client {
+    /// The hub's number for it (never reused while the hub runs).
+    pub(crate) id: u64,
+    /// Its name: the namespace of its order references.
+    pub(crate) name: String,
+    /// Its process.
+    pub(crate) pid: u32,
+    /// Unix seconds it attached.
+    pub(crate) since: u64,
+    pub(crate) responder: Responder,
+    /// Its live subscriptions: symbol → the subscription id it chose.
+    pub(crate) subs: Mutex<BTreeMap<String, u32>>,
+    out: Mutex<Outbox>,
+    /// Requests it sent.
+    pub(crate) requests: AtomicU64,
+    /// Events delivered to it.
+    pub(crate) delivered: AtomicU64,
+    /// Events dropped for it.
+    pub(crate) dropped: AtomicU64,
+}
+
+/// What waits to go to a client.
+#[derive(Debug, Default)]
+struct Outbox {
+    backlog: VecDeque<Out>,
+    /// Events in the backlog (markers of drops not counted).
+    events: usize,
+}
+
+#[derive(Debug)]
+enum Out {
+    Event(Event),
+    /// Events dropped at this place.
+    Dropped(u64),
+}
+
+impl Client {
+    pub(crate) fn new(id: u64, name: String, pid: u32, responder: Responder) -> Client {
+        Client {
+            id,
+            name,
+            pid,
+            since: base::unix_time::now().as_secs(),
+            responder,
+            subs: Mutex::new(BTreeMap::new()),
+            out: Mutex::new(Outbox::default()),
+            requests: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the client is gone (its connection closed, died or hung).
+    pub(crate) fn is_gone(&self) -> bool {
+        self.responder.control().is_gone()
+    }
+
+    /// Hands `event` to the client without waiting: into its ring, else its backlog, else
+    /// dropped and counted.
+    pub(crate) fn deliver(&self, event: Event) {
+        if self.is_gone() {
+            return;
+        }
+        let mut out = self.out.lock();
+        self.flush_locked(&mut out);
+        if out.backlog.is_empty() {
+            // A bar is a few words: the copy costs less than keeping it aside first.
+            match self.responder.try_event(event.clone()) {
+                Ok(()) => {
+                    self.delivered.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(SendError::Full) | Err(SendError::Timeout) => {}
+                // Gone, or an event too large for its frames (never a hub's): nothing to keep.
+                Err(_) => return,
+            }
+        }
+        if out.events < BACKLOG {
+            out.backlog.push_back(Out::Event(event));
+            out.events += 1;
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            match out.backlog.back_mut() {
+                Some(Out::Dropped(n)) => *n += 1,
+                _ => out.backlog.push_back(Out::Dropped(1)),
+            }
+        }
+    }
+
+    /// Sends what the backlog holds, as far as the ring takes it now.
+    pub(crate) fn flush(&self) {
+        let mut out = self.out.lock();
+        self.flush_locked(&mut out);
+    }
+
+    fn flush_locked(&self, out: &mut Outbox) {
+        while let Some(front) = out.backlog.front() {
+            let event = match front {
+                Out::Event(e) => e.clone(),
+                Out::Dropped(n) => Event::Dropped { count: *n },
+            };
+            match self.responder.try_event(event) {
+                Ok(()) => {
+                    if let Some(Out::Event(_)) = out.backlog.pop_front() {
+                        out.events -= 1;
+                        self.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(SendError::Full) | Err(SendError::Timeout) => return,
+                Err(_) => {
+                    out.backlog.clear();
+                    out.events = 0;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Events waiting in its backlog.
+    pub(crate) fn waiting(&self) -> usize {
+        self.out.lock().events
+    }
+}
+
+/// The clients attached now.
+#[derive(Debug, Default)]
+pub(crate) struct Clients {
+    by_id: Mutex<BTreeMap<u64, Arc<Client>>>,
+    next_id: AtomicU64,
+}
+
+impl Clients {
+    /// A number for the next client.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn add(&self, client: Arc<Client>) {
+        self.by_id.lock().insert(client.id, client);
+    }
+
+    pub(crate) fn remove(&self, id: u64) -> Option<Arc<Client>> {
+        self.by_id.lock().remove(&id)
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.by_id.lock().len()
+    }
+
+    /// Every client, for a moment (no lock held after).
+    pub(crate) fn all(&self) -> Vec<Arc<Client>> {
+        self.by_id.lock().values().cloned().collect()
+    }
+
+    /// The clients named `name`.
+    pub(crate) fn named(&self, name: &str) -> Vec<Arc<Client>> {
+        self.by_id
+            .lock()
+            .values()
+            .filter(|c| c.name == name)
+            .cloned()
+            .collect()
+    }
+}

@@ -1,0 +1,193 @@
+//! A hub's live feeds: each symbol subscribed upstream once, whatever the number of its
+//! clients that stream it, and every bar of it handed to each of them under the subscription
+//! id the client chose.
+//!
+//! Invariants: a symbol is subscribed at the hub's worker while at least one client streams
+//! it and cancelled there when the last one stops or goes; its upstream subscription id is
+//! the same for the hub's whole life (the supervisor's rule); subscription changes happen one
+//! at a time (`changes`), and routing a bar never waits for them longer than a route update;
+//! no lock is held while the supervisor is asked anything but `changes`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::protocol::{ErrorKind, Event, RemoteError, SubscribeRequest};
+use parking_lot::Mutex;
+
+use super::clients::Client;
+use crate::supervisor::{Supervisor, SupervisorError};
+
+/// One symbol's stream at the hub.
+#[derive(Debug)]
+struct Feed {
+    symbol: String,
+    bar_seconds: u32,
+    /// Its clients, with the subscription id each chose.
+    routes: Vec<(Arc<Client>, u32)>,
+}
+
+#[derive(Debug, Default)]
+struct Routes {
+    /// Upstream subscription id → feed.
+    by_upstream: HashMap<u32, Feed>,
+    /// Symbol → its upstream id (kept for the hub's life, as the supervisor requires).
+    ids: BTreeMap<String, u32>,
+}
+
+/// Every symbol the hub streams.
+#[derive(Debug, Default)]
+pub(crate) struct Feeds {
+    routes: Mutex<Routes>,
+    /// Held while a subscription is made or cancelled upstream.
+    changes: Mutex<()>,
+}
+
+/// One feed, as the status shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct FeedView {
+    pub(crate) symbol: String,
+    pub(crate) bar_seconds: u32,
+    pub(crate) clients: Vec<String>,
+}
+
+impl Feeds {
+    /// Client `client` streams `symbol` in bars of `bar_seconds` under its id `sub`: the
+    /// first client of a symbol subscribes it upstream; a later one joins its stream (in the
+    /// same bar size only).
+    pub(crate) fn subscribe(
+        &self,
+        sup: &Supervisor,
+        client: &Arc<Client>,
+        symbol: &str,
+        sub: u32,
+        bar_seconds: u32,
+        timeout: Duration,
+    ) -> Result<(), SupervisorError> {
+        let _change = self.changes.lock();
+        let upstream = {
+            let mut r = self.routes.lock();
+            let next = r.ids.len() as u32;
+            let id = *r.ids.entry(symbol.to_string()).or_insert(next);
+            if let Some(feed) = r.by_upstream.get_mut(&id) {
+                if feed.bar_seconds != bar_seconds {
+                    return Err(SupervisorError::Remote(RemoteError {
+                        kind: ErrorKind::BadRequest,
+                        message: format!(
+                            "{symbol} streams at this hub in bars of {} s, not {bar_seconds} s",
+                            feed.bar_seconds
+                        ),
+                    }));
+                }
+                feed.routes.retain(|(c, _)| c.id != client.id);
+                feed.routes.push((client.clone(), sub));
+                client.subs.lock().insert(symbol.to_string(), sub);
+                return Ok(());
+            }
+            id
+        };
+        sup.subscribe(
+            SubscribeRequest {
+                symbol: symbol.to_string(),
+                id: upstream,
+                bar_seconds,
+            },
+            timeout,
+        )?;
+        self.routes.lock().by_upstream.insert(
+            upstream,
+            Feed {
+                symbol: symbol.to_string(),
+                bar_seconds,
+                routes: vec![(client.clone(), sub)],
+            },
+        );
+        client.subs.lock().insert(symbol.to_string(), sub);
+        Ok(())
+    }
+
+    /// Client `client` stops streaming `symbol`; the last client of a symbol cancels it
+    /// upstream.
+    pub(crate) fn unsubscribe(
+        &self,
+        sup: &Supervisor,
+        client: &Client,
+        symbol: &str,
+        timeout: Duration,
+    ) -> Result<(), SupervisorError> {
+        let _change = self.changes.lock();
+        client.subs.lock().remove(symbol);
+        let last = {
+            let mut r = self.routes.lock();
+            let Some(&id) = r.ids.get(symbol) else {
+                return Ok(());
+            };
+            let Some(feed) = r.by_upstream.get_mut(&id) else {
+                return Ok(());
+            };
+            feed.routes.retain(|(c, _)| c.id != client.id);
+            let last = feed.routes.is_empty();
+            if last {
+                r.by_upstream.remove(&id);
+            }
+            last
+        };
+        if last {
+            tracing::info!(
+                symbol,
+                "no client streams it any more: cancelled at the broker"
+            );
+            sup.unsubscribe(symbol, timeout)?;
+        }
+        Ok(())
+    }
+
+    /// Every stream of a client that went away, released.
+    pub(crate) fn release(&self, sup: &Supervisor, client: &Client, timeout: Duration) {
+        let symbols: Vec<String> = client.subs.lock().keys().cloned().collect();
+        for symbol in symbols {
+            if let Err(e) = self.unsubscribe(sup, client, &symbol, timeout) {
+                tracing::warn!(symbol, "not cancelled at the broker: {e}");
+            }
+        }
+    }
+
+    /// Hands a live bar of upstream subscription `sub` to every client of its symbol.
+    pub(crate) fn route_bar(&self, sub: u32, bar: bridge::protocol::Bar) -> usize {
+        let r = self.routes.lock();
+        let Some(feed) = r.by_upstream.get(&sub) else {
+            return 0;
+        };
+        for (client, id) in &feed.routes {
+            client.deliver(Event::Bar { sub: *id, bar });
+        }
+        feed.routes.len()
+    }
+
+    /// Hands an event about `symbol`'s stream to every client of it.
+    pub(crate) fn route_symbol_event(&self, symbol: &str, event: &Event) {
+        let r = self.routes.lock();
+        let Some(feed) = r.ids.get(symbol).and_then(|id| r.by_upstream.get(id)) else {
+            return;
+        };
+        for (client, _) in &feed.routes {
+            client.deliver(event.clone());
+        }
+    }
+
+    /// The feeds, for the status.
+    pub(crate) fn view(&self) -> Vec<FeedView> {
+        let r = self.routes.lock();
+        let mut out: Vec<FeedView> = r
+            .by_upstream
+            .values()
+            .map(|f| FeedView {
+                symbol: f.symbol.clone(),
+                bar_seconds: f.bar_seconds,
+                clients: f.routes.iter().map(|(c, _)| c.name.clone()).collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        out
+    }
+}

@@ -1,0 +1,352 @@
+//! `runner hub`: one supervised worker, and so one broker connection, shared by many local
+//! programs. Each client attaches over a segment of its own (`bridge::channel::HubListener`)
+//! and speaks the worker's protocol; what is shared is decided here: live feeds
+//! (`feeds`), history (`requests`' coalescer), order references by client namespace
+//! (`requests`), events fanned out without waiting for anyone (`clients`), and the status a
+//! `runner hub status` reads (`status`).
+//!
+//! Invariants: the hub never waits for a client (a slow one loses events, counted and told);
+//! a client that goes (closes, dies, hangs, corrupts its segment) has its streams released
+//! within a second of it being noticed, and its working orders kept or cancelled as
+//! configured; the hub's worker is replaced by its supervisor as in a run, which clients see
+//! as requests answered late, not as errors.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge::channel::{HubListener, Knock};
+use bridge::protocol::{ConnectionStatus, Event, Request};
+use bridge::Server;
+use parking_lot::Mutex;
+
+mod clients;
+mod feeds;
+mod history;
+mod requests;
+mod state;
+mod status;
+
+use clients::{Client, Clients};
+use feeds::Feeds;
+use history::Coalescer;
+use state::{Counters, Hub, Settings};
+pub use status::{read as read_status, status_command, ClientView, FeedView, HubStatus};
+
+use crate::config::{Config, MAX_CLIENT_NAME};
+use crate::launch::{failed, start, with_workers};
+use crate::supervisor::{Supervisor, HUB_HANG_TIMEOUT};
+use crate::worker_events::WorkerEvents;
+
+/// Requests of one client under way at once; more are refused.
+const MAX_IN_FLIGHT: usize = 64;
+/// How long a client may take to say what it wants after connecting.
+const KNOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `runner hub`: serves until Ctrl-C or SIGTERM.
+pub fn command(name: Option<&str>, loaded: Result<Config, crate::config::ConfigError>) -> ExitCode {
+    let (mut cfg, faults) = match start(loaded) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let name = name
+        .map(str::to_string)
+        .or_else(|| Some(cfg.hub.name.clone()).filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| "default".to_string());
+    // The hub's own worker is started, not attached to.
+    cfg.hub.name = String::new();
+    let served = with_workers(&mut cfg, faults, |cfg, setup, stop| {
+        serve(cfg, setup, stop, &name)
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failed(&e),
+    }
+}
+
+fn serve(
+    cfg: &Config,
+    setup: crate::worker_setup::WorkerSetup,
+    stop: &AtomicBool,
+    name: &str,
+) -> anyhow::Result<()> {
+    let dir = cfg.hub.directory();
+    let listener = HubListener::bind(&dir, name)?;
+    let mut channel = setup.client.channel.clone();
+    channel.hang_timeout = channel.hang_timeout.min(HUB_HANG_TIMEOUT);
+    let (sup, events) = Supervisor::start(setup)?;
+    let hub = Arc::new(Hub {
+        sup: sup.clone(),
+        settings: Settings {
+            name: name.to_string(),
+            dir: dir.clone(),
+            max_clients: cfg.hub.max_clients as usize,
+            cancel_departed: cfg.hub.cancel_departed(),
+            request_timeout: cfg.request_timeout(),
+            history_timeout: Duration::from_secs(cfg.history.timeout_seconds),
+        },
+        clients: Clients::default(),
+        feeds: Feeds::default(),
+        history: Coalescer::default(),
+        counters: Counters::default(),
+        gateway: Mutex::new("connected".into()),
+        backend: format!("{:?}", cfg.backend).to_lowercase(),
+        started: base::unix_time::now().as_secs(),
+        stopping: AtomicBool::new(false),
+    });
+    tracing::info!(
+        hub = name,
+        socket = %listener.path().display(),
+        "hub ready: clients attach with --hub {name}"
+    );
+    let router = {
+        let hub = hub.clone();
+        std::thread::Builder::new()
+            .name("hub-events".into())
+            .spawn(move || route_events(&hub, events))?
+    };
+    let reporter = {
+        let hub = hub.clone();
+        std::thread::Builder::new()
+            .name("hub-status".into())
+            .spawn(move || status::keep_written(&hub))?
+    };
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept(Duration::from_millis(200)) {
+            Ok(Some(knock)) => {
+                let hub = hub.clone();
+                let channel = channel.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("hub-client".into())
+                    .spawn(move || attach_and_serve(&hub, knock, &channel));
+                if let Err(e) = spawned {
+                    tracing::warn!("a client's thread could not start: {e}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    tracing::info!(clients = hub.clients.count(), "hub stopping");
+    hub.stopping.store(true, Ordering::Release);
+    // No new client from here; the clients see the hub close and wait for it to come back.
+    drop(listener);
+    for client in hub.clients.all() {
+        client.responder.control().close();
+    }
+    sup.shutdown();
+    let _ = router.join();
+    let _ = reporter.join();
+    status::remove(&hub);
+    Ok(())
+}
+
+/// Reads what a client asks, admits it if it may attach, and serves it until it goes.
+fn attach_and_serve(hub: &Arc<Hub>, mut knock: Knock, channel: &bridge::ChannelConfig) {
+    let request = match knock.request(KNOCK_TIMEOUT) {
+        Ok(r) => r,
+        Err(e) => {
+            hub.counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("client refused: {e}");
+            return;
+        }
+    };
+    let refusal = if request.client.len() > MAX_CLIENT_NAME {
+        Some(format!(
+            "client name {} is longer than {MAX_CLIENT_NAME} characters",
+            request.client
+        ))
+    } else if hub.clients.count() >= hub.settings.max_clients {
+        Some(format!(
+            "the hub serves at most {} clients (hub.max_clients)",
+            hub.settings.max_clients
+        ))
+    } else if hub.stopping.load(Ordering::Acquire) {
+        Some("the hub is stopping".to_string())
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        hub.counters.refused.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(client = %request.client, pid = request.pid, "client refused: {why}");
+        knock.refuse(&why);
+        return;
+    }
+    let (name, pid) = (request.client.clone(), request.pid);
+    let channel = match knock.admit(request, channel) {
+        Ok(c) => c,
+        Err(e) => {
+            hub.counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = %name, pid, "client not attached: {e}");
+            return;
+        }
+    };
+    let server = Server::over(channel, hub.settings.request_timeout);
+    let client = Arc::new(Client::new(
+        hub.clients.next_id(),
+        name,
+        pid,
+        server.responder(),
+    ));
+    hub.clients.add(client.clone());
+    hub.counters.attached.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(client = %client.name, pid, "client attached");
+    serve_client(hub, &client, server);
+    depart(hub, &client);
+}
+
+/// Takes the client's requests until it goes; each is answered on a thread of its own.
+fn serve_client(hub: &Arc<Hub>, client: &Arc<Client>, mut server: Server) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    loop {
+        if hub.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let incoming = match server.next(Duration::from_millis(200)) {
+            Ok(Some(incoming)) => incoming,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::info!(client = %client.name, pid = client.pid, "client gone: {e}");
+                return;
+            }
+        };
+        client.requests.fetch_add(1, Ordering::Relaxed);
+        let (id, request) = (incoming.id, incoming.request);
+        if matches!(request, Request::Cancel { .. }) {
+            continue;
+        }
+        if in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
+            let _ = client.responder.reply(
+                id,
+                bridge::protocol::Reply::Error(bridge::protocol::RemoteError {
+                    kind: bridge::protocol::ErrorKind::BadRequest,
+                    message: format!("more than {MAX_IN_FLIGHT} requests under way at the hub"),
+                }),
+            );
+            continue;
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let (hub2, client2, count) = (hub.clone(), client.clone(), in_flight.clone());
+        let spawned = std::thread::Builder::new()
+            .name("hub-request".into())
+            .spawn(move || {
+                requests::handle(&hub2, &client2, id, request);
+                count.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            let _ = client.responder.reply(
+                id,
+                bridge::protocol::Reply::Error(bridge::protocol::RemoteError {
+                    kind: bridge::protocol::ErrorKind::Internal,
+                    message: "the hub could not start a thread for the request".into(),
+                }),
+            );
+        }
+    }
+}
+
+/// A client went: its streams released, its working orders kept or cancelled.
+fn depart(hub: &Hub, client: &Arc<Client>) {
+    client.responder.control().close();
+    hub.clients.remove(client.id);
+    hub.counters.departed.fetch_add(1, Ordering::Relaxed);
+    if hub.stopping.load(Ordering::Acquire) {
+        return;
+    }
+    hub.feeds
+        .release(&hub.sup, client, hub.settings.request_timeout);
+    if hub.settings.cancel_departed && hub.clients.named(&client.name).is_empty() {
+        match requests::cancel_working(hub, &client.name, hub.settings.request_timeout) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(client = %client.name, "{n} working orders of a departed client cancelled")
+            }
+            Err(e) => tracing::warn!(client = %client.name, "working orders not cancelled: {e}"),
+        }
+    }
+}
+
+/// Hands every event of the hub's worker to the clients it concerns.
+fn route_events(hub: &Hub, mut events: WorkerEvents) {
+    loop {
+        let waiting = hub.clients.all().iter().any(|c| c.waiting() > 0);
+        let wait = if waiting {
+            Duration::from_millis(10)
+        } else {
+            Duration::from_millis(200)
+        };
+        match events.recv_timeout(wait) {
+            Ok(event) => route(hub, event),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if hub.stopping.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+        if waiting {
+            for client in hub.clients.all() {
+                client.flush();
+            }
+        }
+    }
+}
+
+fn route(hub: &Hub, event: Event) {
+    match event {
+        Event::Bar { sub, bar } => {
+            hub.counters.bars_in.fetch_add(1, Ordering::Relaxed);
+            let n = hub.feeds.route_bar(sub, bar);
+            hub.counters.bars_out.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Event::Refused { ref symbol, .. }
+        | Event::Delayed { ref symbol, .. }
+        | Event::Feed { ref symbol, .. } => hub.feeds.route_symbol_event(&symbol.clone(), &event),
+        Event::Order(report) => {
+            let Some((owner, _)) = report.request.order_ref.split_once('.') else {
+                return;
+            };
+            for client in hub.clients.named(owner) {
+                if let Some(r) = requests::own_report(&client.name, (*report).clone()) {
+                    client.deliver(Event::Order(Box::new(r)));
+                }
+            }
+        }
+        Event::Fill(fill) => {
+            let Some((owner, _)) = fill.order_ref.split_once('.') else {
+                return;
+            };
+            for client in hub.clients.named(owner) {
+                if let Some(f) = requests::own_fill(&client.name, (*fill).clone()) {
+                    client.deliver(Event::Fill(Box::new(f)));
+                }
+            }
+        }
+        Event::Connection(ref status) => {
+            *hub.gateway.lock() = match status {
+                ConnectionStatus::Connected => "connected".to_string(),
+                ConnectionStatus::Lost { reason } => format!("lost: {reason}"),
+                ConnectionStatus::Restored { .. } => "connected (restored)".to_string(),
+                ConnectionStatus::Reconnecting { attempt } => {
+                    format!("reconnecting (attempt {attempt})")
+                }
+                ConnectionStatus::GaveUp { reason, .. } => format!("given up: {reason}"),
+            };
+            for client in hub.clients.all() {
+                client.deliver(event.clone());
+            }
+        }
+        // Never from a worker; a hub's own news to its clients.
+        Event::Dropped { .. } => {}
+        other => {
+            for client in hub.clients.all() {
+                client.deliver(other.clone());
+            }
+        }
+    }
+}
