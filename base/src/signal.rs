@@ -15,6 +15,10 @@ pub enum ProcessSignal {
     Kill,
     /// SIGSTOP: the process hangs until SIGCONT.
     Stop,
+    /// SIGCONT: a stopped process goes on.
+    Continue,
+    /// SIGTERM: the process is asked to end.
+    Terminate,
 }
 
 impl ProcessSignal {
@@ -23,6 +27,8 @@ impl ProcessSignal {
         match self {
             ProcessSignal::Kill => "-KILL",
             ProcessSignal::Stop => "-STOP",
+            ProcessSignal::Continue => "-CONT",
+            ProcessSignal::Terminate => "-TERM",
         }
     }
 }

@@ -55,9 +55,13 @@ pub enum Ended {
     Failed(String),
 }
 
+/// The client name of the commands by hand at a hub, unless `hub.client` names one.
+pub const HAND_CLIENT: &str = "hand";
+
 /// Runs a command by hand with the configuration `loaded` and its worker (this very
-/// program); prints what it says on stdout and, if it failed, why on stderr: exit 1, or 2 for
-/// a configuration error, a machine that cannot host the worker, or a refused live account.
+/// program, or the hub's with `--hub`); prints what it says on stdout and, if it failed, why
+/// on stderr: exit 1, or 2 for a configuration error, a machine that cannot host the worker,
+/// or a refused live account.
 pub fn command(
     loaded: Result<Config, ConfigError>,
     body: impl FnOnce(&Config, WorkerSetup, &AtomicBool, &mut dyn FnMut(&str)) -> Result<Ended>,
@@ -71,7 +75,10 @@ pub fn command(
         SetupError::Journal(problem) => anyhow::Error::new(problem),
         other => SupervisorError::from(other).into(),
     };
-    let outcome = launch::with_workers_telling(&mut cfg, faults, told, |cfg, setup, stop| {
+    let outcome = launch::with_workers_telling(&mut cfg, faults, told, |cfg, mut setup, stop| {
+        // By hand through a hub, one namespace for every command (unless named): a reference
+        // given again finds its order, as it does without a hub.
+        setup.hub = crate::worker_setup::HubTarget::of(cfg, HAND_CLIENT);
         body(cfg, setup, stop, &mut |line: &str| println!("{line}"))
     });
     match outcome {

@@ -1,0 +1,402 @@
+//! A hub and its clients as processes: one worker shared by runners and commands by hand,
+//! one subscription per symbol however many clients stream it, order references in each
+//! client's namespace, and each party killed or stopped: a client, the hub's worker, the hub.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base::signal::ProcessSignal;
+use common::{output, row, runner};
+use runner::hub::{read_status, HubStatus};
+
+/// How long the tests' clients wait for a hub that went away.
+const WAIT: &str = "wait_seconds = 20\n";
+
+/// A hub of its own for one test: its directory, its configuration, its process.
+struct TestHub {
+    dir: PathBuf,
+    name: String,
+    config: String,
+    journal: PathBuf,
+    child: Option<Child>,
+}
+
+impl TestHub {
+    /// Starts hub `name` (simulated market, a journal of its own) with `extra` settings of
+    /// the `[hub]` section (its clients read the same file) and waits for its status.
+    fn start(name: &str, extra: &str) -> TestHub {
+        let dir = common::temp("hub", &format!("{name}-dir"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let journal = common::temp("hub", &format!("{name}.journal"));
+        let _ = std::fs::remove_file(&journal);
+        let config = common::temp_file(
+            "hub",
+            &format!("{name}.toml"),
+            &format!(
+                "[sim]\norders_file = \"{}\"\n[hub]\n{extra}",
+                journal.display()
+            ),
+        );
+        let mut hub = TestHub {
+            dir,
+            name: name.to_string(),
+            config,
+            journal,
+            child: None,
+        };
+        hub.spawn();
+        hub
+    }
+
+    fn spawn(&mut self) {
+        let child = self
+            .command(&["hub", "--name", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hub starts");
+        self.child = Some(child);
+        self.wait_for("the hub's first status", |_| true);
+    }
+
+    /// `runner ARGS --config <the hub's>` with the hub's directory.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = runner(args);
+        cmd.args(["--config", &self.config])
+            .env("IBBRIDGE_HUB_DIR", &self.dir);
+        cmd
+    }
+
+    /// A client's command: `ARGS --hub <name> --client CLIENT`.
+    fn client(&self, client: &str, args: &[&str]) -> Command {
+        let mut cmd = self.command(args);
+        cmd.args(["--hub", &self.name, "--client", client]);
+        cmd
+    }
+
+    fn status(&self) -> Option<HubStatus> {
+        read_status(&self.dir, &self.name).ok()
+    }
+
+    /// Waits (at most 20 s) for a status that `ok` accepts.
+    fn wait_for(&self, what: &str, ok: impl Fn(&HubStatus) -> bool) -> HubStatus {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.status().filter(|s| ok(s)) {
+                return s;
+            }
+            assert!(Instant::now() < until, "{what}: {:?}", self.status());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("hub running").id()
+    }
+
+    /// Kills the hub with SIGKILL and reaps it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            let _ = base::signal::send(child.id(), ProcessSignal::Terminate);
+        }
+        if let Some(mut child) = self.child.take() {
+            let until = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn sig(pid: u32, signal: ProcessSignal) {
+    base::signal::send(pid, signal).expect("signal sent");
+}
+
+fn term(pid: u32) {
+    sig(pid, ProcessSignal::Terminate);
+}
+
+fn stop(pid: u32) {
+    sig(pid, ProcessSignal::Stop);
+}
+
+fn resume(pid: u32) {
+    sig(pid, ProcessSignal::Continue);
+}
+
+fn feeds(s: &HubStatus) -> BTreeSet<String> {
+    s.feeds.iter().map(|f| f.symbol.clone()).collect()
+}
+
+fn set(symbols: &[&str]) -> BTreeSet<String> {
+    symbols.iter().map(|s| s.to_string()).collect()
+}
+
+/// Times of `symbol`'s rows in a signals file, each 60 s after the one before: no bar
+/// missing, repeated or out of order, history and live alike.
+fn contiguous_times(signals: &Path, symbol: &str) -> usize {
+    let text = std::fs::read_to_string(signals).expect("signals written");
+    let times: Vec<i64> = text
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(1) == Some(symbol))
+        .map(|l| {
+            let t = l.split(',').next().unwrap_or_default();
+            base::unix_time::parse_utc(t).unwrap_or_else(|| panic!("time {t}"))
+        })
+        .collect();
+    for pair in times.windows(2) {
+        assert_eq!(pair[1] - pair[0], 60, "{symbol}: {} then {}", pair[0], pair[1]);
+    }
+    times.len()
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> i32 {
+    let until = Instant::now() + within;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(Instant::now() < until, "client did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn clients_share_one_subscription_per_symbol_and_each_gets_every_bar_in_order() {
+    let hub = TestHub::start("share", WAIT);
+    let sig_a = common::temp("hub", "share-a.csv");
+    let sig_b = common::temp("hub", "share-b.csv");
+    let mut a = hub
+        .client("a", &["run", "--duration", "4", "--symbols", "SPY,QQQ,AAPL"])
+        .args(["--signals", &sig_a.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut b = hub
+        .client("b", &["run", "--duration", "4", "--symbols", "AAPL,MSFT"])
+        .args(["--signals", &sig_b.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let both = hub.wait_for("both clients streaming", |s| {
+        s.clients.len() == 2 && feeds(s).len() == 4
+    });
+    assert_eq!(feeds(&both), set(&["AAPL", "MSFT", "QQQ", "SPY"]));
+    let aapl = both.feeds.iter().find(|f| f.symbol == "AAPL").unwrap();
+    assert_eq!(
+        aapl.clients.iter().cloned().collect::<BTreeSet<_>>(),
+        set(&["a", "b"])
+    );
+    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), 0);
+    assert_eq!(wait_exit(&mut b, Duration::from_secs(60)), 0);
+    let out_a = std::io::read_to_string(a.stdout.take().unwrap()).unwrap();
+    let out_b = std::io::read_to_string(b.stdout.take().unwrap()).unwrap();
+    for (out, symbols) in [(&out_a, &["SPY", "QQQ", "AAPL"][..]), (&out_b, &["AAPL", "MSFT"])] {
+        for symbol in symbols {
+            let (live, _) = row(out, symbol);
+            assert!(live >= 2, "{symbol}: {live} live bars\n{out}");
+        }
+    }
+    for symbol in ["SPY", "QQQ", "AAPL"] {
+        assert!(contiguous_times(&sig_a, symbol) > 1000);
+    }
+    for symbol in ["AAPL", "MSFT"] {
+        assert!(contiguous_times(&sig_b, symbol) > 1000);
+    }
+    // The last client gone, nothing is streamed at the broker; AAPL's history was fetched
+    // once for both (asked at once) or twice (one after the other), never more.
+    let after = hub.wait_for("everything released", |s| {
+        s.clients.is_empty() && s.feeds.is_empty()
+    });
+    assert_eq!(after.attached, 2);
+    assert_eq!(after.history_upstream + after.history_shared, 5);
+    assert_eq!(after.worker_restarts, 0);
+}
+
+#[test]
+fn a_client_killed_or_stopped_is_let_go_and_the_others_go_on() {
+    let hub = TestHub::start("kill", WAIT);
+    let mut doomed = hub
+        .client("doomed", &["run", "--duration", "0", "--symbols", "SPY,QQQ"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stays = hub
+        .client("stays", &["run", "--duration", "0", "--symbols", "QQQ,MSFT"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    hub.wait_for("both streaming", |s| s.clients.len() == 2 && feeds(s).len() == 3);
+
+    // Stopped: its heartbeat stands still; the hub lets it go within a second (its status
+    // a second later at most) and releases SPY.
+    stop(doomed.id());
+    let stopped = Instant::now();
+    let alone = hub.wait_for("the stopped client let go", |s| {
+        s.clients.len() == 1 && feeds(s) == set(&["MSFT", "QQQ"])
+    });
+    assert!(stopped.elapsed() < Duration::from_secs(3), "{:?}", stopped.elapsed());
+    assert_eq!(alone.clients[0].name, "stays");
+    // Woken, it finds the hub gone from its connection, attaches again and streams again.
+    resume(doomed.id());
+    hub.wait_for("the woken client back", |s| {
+        s.clients.len() == 2 && feeds(s).len() == 3
+    });
+
+    // Killed: its socket closes; the same.
+    let _ = doomed.kill();
+    let _ = doomed.wait();
+    let killed = Instant::now();
+    hub.wait_for("the killed client let go", |s| {
+        s.clients.len() == 1 && feeds(s) == set(&["MSFT", "QQQ"])
+    });
+    assert!(killed.elapsed() < Duration::from_secs(3), "{:?}", killed.elapsed());
+    let before = hub.status().unwrap().bars_out;
+    hub.wait_for("bars still flowing to the other", |s| s.bars_out >= before + 2);
+    term(stays.id());
+    assert_eq!(wait_exit(&mut stays, Duration::from_secs(30)), 0);
+    let out = std::io::read_to_string(stays.stdout.take().unwrap()).unwrap();
+    assert!(row(&out, "MSFT").0 >= 2, "{out}");
+}
+
+#[test]
+fn a_hub_that_goes_away_is_waited_for_and_attached_to_again() {
+    let mut hub = TestHub::start("away", WAIT);
+    let signals = common::temp("hub", "away.csv");
+    let mut client = hub
+        .client("patient", &["run", "--duration", "0", "--symbols", "SPY"])
+        .args(["--signals", &signals.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    hub.wait_for("the client streaming", |s| s.clients.len() == 1 && !s.feeds.is_empty());
+    let first = hub.pid();
+    hub.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    hub.spawn();
+    assert_ne!(hub.pid(), first);
+    let back = hub.wait_for("the client attached again", |s| {
+        s.clients.len() == 1 && feeds(s) == set(&["SPY"])
+    });
+    assert_eq!(back.clients[0].name, "patient");
+    hub.wait_for("its bars flowing again", |s| s.bars_out >= 2);
+    term(client.id());
+    assert_eq!(wait_exit(&mut client, Duration::from_secs(30)), 0);
+    let err = std::io::read_to_string(client.stderr.take().unwrap()).unwrap();
+    assert!(err.contains("replacing worker"), "{err}");
+    // What it streamed across the hub's absence: no bar repeated or out of order (the ones
+    // of the absence are missing: that is a gap, not an error).
+    let text = std::fs::read_to_string(&signals).unwrap();
+    let times: Vec<&str> = text.lines().skip(1).map(|l| &l[..20]).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+}
+
+#[test]
+fn a_hub_that_does_not_come_back_fails_the_client_with_a_clear_error() {
+    let mut hub = TestHub::start("gone", "wait_seconds = 2\n");
+    let mut client = hub
+        .client("waits", &["run", "--duration", "0", "--symbols", "SPY"])
+        .env("RUNNER_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    hub.wait_for("the client streaming", |s| s.clients.len() == 1);
+    hub.kill();
+    let code = wait_exit(&mut client, Duration::from_secs(40));
+    assert_eq!(code, 1);
+    let err = std::io::read_to_string(client.stderr.take().unwrap()).unwrap();
+    assert!(
+        err.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("error: hub gone did not come back within 2 s")),
+        "{err}"
+    );
+}
+
+#[test]
+fn orders_of_two_clients_with_one_reference_are_two_orders_each_seen_only_by_its_own() {
+    let hub = TestHub::start("orders", WAIT);
+    for client in ["alice", "bob"] {
+        let (code, stdout, stderr) = output(hub.client(
+            client,
+            &["order", "buy", "SPY", "5", "--ref", "same-1", "--limit", "1000"],
+        ));
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+    }
+    // Again: the same order, found, not placed twice.
+    let (code, stdout, _) = output(hub.client(
+        "alice",
+        &["order", "buy", "SPY", "5", "--ref", "same-1", "--limit", "1000"],
+    ));
+    assert_eq!(code, 0);
+    let journal = std::fs::read_to_string(&hub.journal).unwrap();
+    let placed: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.starts_with("P\t"))
+        .map(|l| l.split('\t').nth(3).unwrap())
+        .collect();
+    assert_eq!(placed, ["alice.same-1", "bob.same-1"], "{stdout}");
+    let (code, listed, _) = output(hub.client("alice", &["orders"]));
+    assert_eq!(code, 0);
+    assert!(listed.contains("same-1"), "{listed}");
+    assert!(!listed.contains("bob") && !listed.contains("alice."), "{listed}");
+    assert_eq!(listed.matches("same-1").count(), 1, "{listed}");
+    // A reference too long for the namespace is refused before anything leaves.
+    let long = "r".repeat(40);
+    let (code, _, stderr) = output(hub.client(
+        "alice",
+        &["order", "buy", "SPY", "5", "--ref", &long, "--limit", "1000"],
+    ));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("through a hub, as client alice, a reference is 1 to 34"), "{stderr}");
+}
+
+#[test]
+fn the_hubs_worker_killed_is_replaced_and_its_clients_go_on() {
+    let hub = TestHub::start("worker", WAIT);
+    let mut client = hub
+        .client("steady", &["run", "--duration", "0", "--symbols", "SPY,QQQ"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = hub.wait_for("streaming", |s| s.clients.len() == 1 && s.feeds.len() == 2);
+    let worker = up.worker_pid.expect("a worker");
+    sig(worker, ProcessSignal::Kill);
+    let replaced = hub.wait_for("the worker replaced", |s| {
+        s.worker_restarts == 1 && s.worker_pid.is_some_and(|p| p != worker)
+    });
+    hub.wait_for("bars flowing again", |s| s.bars_out >= replaced.bars_out + 2);
+    term(client.id());
+    assert_eq!(wait_exit(&mut client, Duration::from_secs(30)), 0);
+    let out = std::io::read_to_string(client.stdout.take().unwrap()).unwrap();
+    assert!(out.contains("worker restarts: 0"), "the client saw no restart:\n{out}");
+    let after = hub.wait_for("let go", |s| s.clients.is_empty());
+    assert_eq!(after.refused, 0);
+    let _ = hub.pid();
+}
