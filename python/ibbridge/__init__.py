@@ -436,6 +436,13 @@ class Session:
     Nothing starts until :meth:`connect`. Closing the session (``with``, :meth:`close`, the
     end of the program) stops its worker; if the program is killed, the worker notices and
     exits by itself.
+
+    ``hub`` attaches to the hub of that name (``runner hub --name NAME``) instead of starting a
+    worker: the hub's one worker and broker connection serve this session and the hub's other
+    clients. ``client`` is the session's name there (default ``"python"``): its order
+    references live in that namespace, so sessions of one name see each other's orders and
+    sessions of different names do not. A hub that goes away is waited for
+    (``hub.wait_seconds`` of the configuration, 60 by default) and attached to again.
     """
 
     def __init__(
@@ -449,6 +456,8 @@ class Session:
         speed: Optional[float] = None,
         buffer: int = 65536,
         trade: bool = False,
+        hub: Optional[str] = None,
+        client: Optional[str] = None,
     ):
         if not sys.executable:
             raise ConfigError("sys.executable is unknown: cannot start a worker")
@@ -464,6 +473,8 @@ class Session:
             speed=speed,
             buffer=buffer,
             trade=trade,
+            hub=hub,
+            client=client,
         )
         self._stream: "Optional[weakref.ref[BarStream[Any]]]" = None
         # Live bars (and news of their symbols) taken from the core and not yet handed out:

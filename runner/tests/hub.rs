@@ -2,6 +2,8 @@
 //! one subscription per symbol however many clients stream it, order references in each
 //! client's namespace, and each party killed or stopped: a client, the hub's worker, the hub.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
 mod common;
 
 use std::collections::BTreeSet;
@@ -164,7 +166,13 @@ fn contiguous_times(signals: &Path, symbol: &str) -> usize {
         })
         .collect();
     for pair in times.windows(2) {
-        assert_eq!(pair[1] - pair[0], 60, "{symbol}: {} then {}", pair[0], pair[1]);
+        assert_eq!(
+            pair[1] - pair[0],
+            60,
+            "{symbol}: {} then {}",
+            pair[0],
+            pair[1]
+        );
     }
     times.len()
 }
@@ -186,7 +194,10 @@ fn clients_share_one_subscription_per_symbol_and_each_gets_every_bar_in_order() 
     let sig_a = common::temp("hub", "share-a.csv");
     let sig_b = common::temp("hub", "share-b.csv");
     let mut a = hub
-        .client("a", &["run", "--duration", "4", "--symbols", "SPY,QQQ,AAPL"])
+        .client(
+            "a",
+            &["run", "--duration", "4", "--symbols", "SPY,QQQ,AAPL"],
+        )
         .args(["--signals", &sig_a.to_string_lossy()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -212,7 +223,10 @@ fn clients_share_one_subscription_per_symbol_and_each_gets_every_bar_in_order() 
     assert_eq!(wait_exit(&mut b, Duration::from_secs(60)), 0);
     let out_a = std::io::read_to_string(a.stdout.take().unwrap()).unwrap();
     let out_b = std::io::read_to_string(b.stdout.take().unwrap()).unwrap();
-    for (out, symbols) in [(&out_a, &["SPY", "QQQ", "AAPL"][..]), (&out_b, &["AAPL", "MSFT"])] {
+    for (out, symbols) in [
+        (&out_a, &["SPY", "QQQ", "AAPL"][..]),
+        (&out_b, &["AAPL", "MSFT"]),
+    ] {
         for symbol in symbols {
             let (live, _) = row(out, symbol);
             assert!(live >= 2, "{symbol}: {live} live bars\n{out}");
@@ -238,18 +252,26 @@ fn clients_share_one_subscription_per_symbol_and_each_gets_every_bar_in_order() 
 fn a_client_killed_or_stopped_is_let_go_and_the_others_go_on() {
     let hub = TestHub::start("kill", WAIT);
     let mut doomed = hub
-        .client("doomed", &["run", "--duration", "0", "--symbols", "SPY,QQQ"])
+        .client(
+            "doomed",
+            &["run", "--duration", "0", "--symbols", "SPY,QQQ"],
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut stays = hub
-        .client("stays", &["run", "--duration", "0", "--symbols", "QQQ,MSFT"])
+        .client(
+            "stays",
+            &["run", "--duration", "0", "--symbols", "QQQ,MSFT"],
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    hub.wait_for("both streaming", |s| s.clients.len() == 2 && feeds(s).len() == 3);
+    hub.wait_for("both streaming", |s| {
+        s.clients.len() == 2 && feeds(s).len() == 3
+    });
 
     // Stopped: its heartbeat stands still; the hub lets it go within a second (its status
     // a second later at most) and releases SPY.
@@ -258,7 +280,11 @@ fn a_client_killed_or_stopped_is_let_go_and_the_others_go_on() {
     let alone = hub.wait_for("the stopped client let go", |s| {
         s.clients.len() == 1 && feeds(s) == set(&["MSFT", "QQQ"])
     });
-    assert!(stopped.elapsed() < Duration::from_secs(3), "{:?}", stopped.elapsed());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopped.elapsed()
+    );
     assert_eq!(alone.clients[0].name, "stays");
     // Woken, it finds the hub gone from its connection, attaches again and streams again.
     resume(doomed.id());
@@ -273,9 +299,15 @@ fn a_client_killed_or_stopped_is_let_go_and_the_others_go_on() {
     hub.wait_for("the killed client let go", |s| {
         s.clients.len() == 1 && feeds(s) == set(&["MSFT", "QQQ"])
     });
-    assert!(killed.elapsed() < Duration::from_secs(3), "{:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        killed.elapsed()
+    );
     let before = hub.status().unwrap().bars_out;
-    hub.wait_for("bars still flowing to the other", |s| s.bars_out >= before + 2);
+    hub.wait_for("bars still flowing to the other", |s| {
+        s.bars_out >= before + 2
+    });
     term(stays.id());
     assert_eq!(wait_exit(&mut stays, Duration::from_secs(30)), 0);
     let out = std::io::read_to_string(stays.stdout.take().unwrap()).unwrap();
@@ -293,7 +325,9 @@ fn a_hub_that_goes_away_is_waited_for_and_attached_to_again() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    hub.wait_for("the client streaming", |s| s.clients.len() == 1 && !s.feeds.is_empty());
+    hub.wait_for("the client streaming", |s| {
+        s.clients.len() == 1 && !s.feeds.is_empty()
+    });
     let first = hub.pid();
     hub.kill();
     std::thread::sleep(Duration::from_secs(2));
@@ -344,14 +378,18 @@ fn orders_of_two_clients_with_one_reference_are_two_orders_each_seen_only_by_its
     for client in ["alice", "bob"] {
         let (code, stdout, stderr) = output(hub.client(
             client,
-            &["order", "buy", "SPY", "5", "--ref", "same-1", "--limit", "1000"],
+            &[
+                "order", "buy", "SPY", "5", "--ref", "same-1", "--limit", "1000",
+            ],
         ));
         assert_eq!(code, 0, "{stdout}\n{stderr}");
     }
     // Again: the same order, found, not placed twice.
     let (code, stdout, _) = output(hub.client(
         "alice",
-        &["order", "buy", "SPY", "5", "--ref", "same-1", "--limit", "1000"],
+        &[
+            "order", "buy", "SPY", "5", "--ref", "same-1", "--limit", "1000",
+        ],
     ));
     assert_eq!(code, 0);
     let journal = std::fs::read_to_string(&hub.journal).unwrap();
@@ -364,23 +402,34 @@ fn orders_of_two_clients_with_one_reference_are_two_orders_each_seen_only_by_its
     let (code, listed, _) = output(hub.client("alice", &["orders"]));
     assert_eq!(code, 0);
     assert!(listed.contains("same-1"), "{listed}");
-    assert!(!listed.contains("bob") && !listed.contains("alice."), "{listed}");
+    assert!(
+        !listed.contains("bob") && !listed.contains("alice."),
+        "{listed}"
+    );
     assert_eq!(listed.matches("same-1").count(), 1, "{listed}");
     // A reference too long for the namespace is refused before anything leaves.
     let long = "r".repeat(40);
     let (code, _, stderr) = output(hub.client(
         "alice",
-        &["order", "buy", "SPY", "5", "--ref", &long, "--limit", "1000"],
+        &[
+            "order", "buy", "SPY", "5", "--ref", &long, "--limit", "1000",
+        ],
     ));
     assert_ne!(code, 0);
-    assert!(stderr.contains("through a hub, as client alice, a reference is 1 to 34"), "{stderr}");
+    assert!(
+        stderr.contains("through a hub, as client alice, a reference is 1 to 34"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn the_hubs_worker_killed_is_replaced_and_its_clients_go_on() {
     let hub = TestHub::start("worker", WAIT);
     let mut client = hub
-        .client("steady", &["run", "--duration", "0", "--symbols", "SPY,QQQ"])
+        .client(
+            "steady",
+            &["run", "--duration", "0", "--symbols", "SPY,QQQ"],
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -391,12 +440,189 @@ fn the_hubs_worker_killed_is_replaced_and_its_clients_go_on() {
     let replaced = hub.wait_for("the worker replaced", |s| {
         s.worker_restarts == 1 && s.worker_pid.is_some_and(|p| p != worker)
     });
-    hub.wait_for("bars flowing again", |s| s.bars_out >= replaced.bars_out + 2);
+    hub.wait_for("bars flowing again", |s| {
+        s.bars_out >= replaced.bars_out + 2
+    });
     term(client.id());
     assert_eq!(wait_exit(&mut client, Duration::from_secs(30)), 0);
     let out = std::io::read_to_string(client.stdout.take().unwrap()).unwrap();
-    assert!(out.contains("worker restarts: 0"), "the client saw no restart:\n{out}");
+    assert!(
+        out.contains("worker restarts: 0"),
+        "the client saw no restart:\n{out}"
+    );
     let after = hub.wait_for("let go", |s| s.clients.is_empty());
     assert_eq!(after.refused, 0);
     let _ = hub.pid();
+}
+
+/// A client of this test process, attached through the bridge itself.
+fn attach(hub: &TestHub, client: &str) -> bridge::Client {
+    let cfg = bridge::ClientConfig::default();
+    let channel = bridge::channel::attach_to_hub(&hub.dir, &hub.name, client, &cfg.channel)
+        .expect("attached");
+    bridge::Client::over(channel, &cfg).expect("client").0
+}
+
+fn resting_order(order_ref: &str) -> bridge::protocol::Request {
+    use bridge::protocol::{OrderRequest, OrderType, Side, TimeInForce};
+    bridge::protocol::Request::PlaceOrder(OrderRequest {
+        order_ref: order_ref.to_string(),
+        symbol: "SPY".into(),
+        side: Side::Buy,
+        quantity: 1.0,
+        // Far under the market: it rests.
+        order_type: OrderType::Limit { price: 1.0 },
+        tif: TimeInForce::Gtc,
+    })
+}
+
+fn journal_lines(hub: &TestHub, kind: &str) -> Vec<String> {
+    std::fs::read_to_string(&hub.journal)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(kind))
+        .map(|l| {
+            l.split('\t')
+                .nth(if kind == "C\t" { 2 } else { 3 })
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_client_that_writes_garbage_is_cut_off_and_the_others_are_not() {
+    use bridge::protocol::{Reply, Request};
+    let hub = TestHub::start("garbage", WAIT);
+    let good = attach(&hub, "good");
+    let (mut bad_tx, _bad_rx, _bad_control) = {
+        let cfg = bridge::ClientConfig::default();
+        let c = bridge::channel::attach_to_hub(&hub.dir, &hub.name, "bad", &cfg.channel).unwrap();
+        (c.sender, c.receiver, c.control)
+    };
+    hub.wait_for("both attached", |s| s.clients.len() == 2);
+    // A frame that is no message at all.
+    bad_tx.send_bytes(&[0xff; 64], None).unwrap();
+    let cut = hub.wait_for("the bad client cut off", |s| s.clients.len() == 1);
+    assert_eq!(cut.clients[0].name, "good");
+    let reply = good
+        .request(
+            Request::Ping {
+                payload: vec![1, 2],
+            },
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!(
+        reply,
+        Reply::Pong {
+            payload: vec![1, 2]
+        }
+    );
+}
+
+#[test]
+fn a_departed_clients_working_orders_are_kept_or_cancelled_as_configured() {
+    use bridge::protocol::Reply;
+    for (policy, cancelled) in [("keep", false), ("cancel", true)] {
+        let hub = TestHub::start(
+            &format!("departed-{policy}"),
+            &format!("{WAIT}departed_orders = \"{policy}\"\n"),
+        );
+        let client = attach(&hub, "leaver");
+        let placed = client
+            .request(resting_order("rest-1"), Duration::from_secs(10))
+            .unwrap();
+        assert!(
+            matches!(placed, Reply::Order(ref r) if r.request.order_ref == "rest-1"),
+            "{placed:?}"
+        );
+        // Gone without a word (no cancel, no shutdown): the hub sees its end closed.
+        drop(client);
+        hub.wait_for("the client gone", |s| s.clients.is_empty());
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(journal_lines(&hub, "P\t"), ["leaver.rest-1"]);
+        let cancels = journal_lines(&hub, "C\t");
+        assert_eq!(!cancels.is_empty(), cancelled, "{policy}: {cancels:?}");
+    }
+}
+
+#[test]
+fn many_attaches_and_detaches_some_cut_short_leave_nothing_and_the_hub_does_not_grow() {
+    let hub = TestHub::start("churn", WAIT);
+    let rss = |pid: u32| -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|k| k.parse().ok())
+            .unwrap_or(0)
+    };
+    let socket = bridge::channel::socket_path(&hub.dir, &hub.name);
+    let cycle = |i: usize| match i % 4 {
+        // Knocks and goes before saying anything.
+        0 => drop(std::os::unix::net::UnixStream::connect(&socket).unwrap()),
+        // Says something that is not an attach request.
+        1 => {
+            use std::io::Write;
+            let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+            let _ = s.write_all(b"hello?\n");
+        }
+        // Attaches and closes at once, or after a round trip.
+        _ => {
+            let client = attach(&hub, &format!("churn-{}", i % 8));
+            if i % 4 == 3 {
+                client
+                    .request(
+                        bridge::protocol::Request::Ping { payload: vec![] },
+                        Duration::from_secs(5),
+                    )
+                    .unwrap();
+            }
+        }
+    };
+    for i in 0..50 {
+        cycle(i);
+    }
+    // Processes killed at random points of their attach.
+    for i in 0..10u64 {
+        let mut child = hub
+            .client("killed", &["positions"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5 + 13 * i));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    hub.wait_for("all gone", |s| s.attached >= 25 && s.clients.is_empty());
+    let warm = rss(hub.pid());
+    for i in 50..200 {
+        cycle(i);
+    }
+    // 100 of the 200 cycles attached (and some of the killed processes did).
+    hub.wait_for("all counted and gone", |s| {
+        s.attached >= 100 && s.clients.is_empty()
+    });
+    let grown = rss(hub.pid()).saturating_sub(warm);
+    assert!(
+        grown < 4096,
+        "the hub grew by {grown} KiB over 150 attaches"
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&hub.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["churn.lock", "churn.sock", "churn.status.json"]);
+    let shm: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("ibbridge-{}-", hub.pid())))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(shm.is_empty(), "{shm:?}");
 }

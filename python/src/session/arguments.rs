@@ -46,6 +46,8 @@ pub(super) fn overrides(
     client_id: Option<i64>,
     seed: Option<i64>,
     trade: bool,
+    hub: Option<String>,
+    client: Option<String>,
 ) -> Overrides {
     Overrides {
         backend,
@@ -53,6 +55,8 @@ pub(super) fn overrides(
         client_id: client_id.map(|c| c.to_string()),
         seed: seed.map(|s| s.to_string()),
         trade,
+        hub,
+        client,
         ..Overrides::default()
     }
 }

@@ -54,7 +54,7 @@ impl Core {
 impl Core {
     #[new]
     #[pyo3(signature = (python, image, config=None, backend=None, gateway=None,
-        client_id=None, seed=None, speed=None, buffer=65536, trade=false))]
+        client_id=None, seed=None, speed=None, buffer=65536, trade=false, hub=None, client=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -68,9 +68,11 @@ impl Core {
         speed: Option<f64>,
         buffer: usize,
         trade: bool,
+        hub: Option<String>,
+        client: Option<String>,
     ) -> PyResult<Core> {
         crate::log::install(py);
-        let flags = arguments::overrides(backend, gateway, client_id, seed, trade);
+        let flags = arguments::overrides(backend, gateway, client_id, seed, trade, hub, client);
         let cfg = raise(arguments::config(config, flags, speed))?;
         raise(arguments::check_buffer(buffer))?;
         remember_image(image.clone());

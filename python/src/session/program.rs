@@ -37,6 +37,9 @@ pub(crate) fn remember_image(image: PathBuf) {
     BUILD_ID.get_or_init(|| worker::build_id_of(&image));
 }
 
+/// A session's name at a hub, unless `hub.client` (or `client=`) names one.
+const PYTHON_CLIENT: &str = "python";
+
 /// How to start a worker: the interpreter and this library's file.
 pub(super) struct Program {
     pub(super) python: PathBuf,
@@ -61,7 +64,11 @@ impl Program {
                 .clone(),
         );
         let mut cfg = cfg.clone();
-        worker_setup::prepare(&mut cfg, program, worker::SimFaults::default())
-            .map_err(|e| Failure::from(SupervisorError::from(e)))
+        let mut prepared = worker_setup::prepare(&mut cfg, program, worker::SimFaults::default())
+            .map_err(|e| Failure::from(SupervisorError::from(e)))?;
+        // Through a hub, one namespace for the sessions (unless named): a reference given
+        // again finds its order, as it does without a hub.
+        prepared.setup.hub = worker_setup::HubTarget::of(&cfg, PYTHON_CLIENT);
+        Ok(prepared)
     }
 }

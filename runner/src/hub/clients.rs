@@ -188,3 +188,86 @@ impl Clients {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bridge::channel::{pair, ChannelConfig};
+    use bridge::protocol::{Bar, Body, Envelope};
+    use bridge::segment::Geometry;
+    use std::time::{Duration, Instant};
+
+    fn bar(time: i64) -> Event {
+        Event::Bar {
+            sub: 7,
+            bar: Bar {
+                time,
+                open: 1.0,
+                high: 1.0,
+                low: 1.0,
+                close: 1.0,
+                volume: 1.0,
+            },
+        }
+    }
+
+    /// A client that reads nothing while 20,000 bars come: its ring fills, then its backlog;
+    /// the rest is dropped and counted. Once it reads, it gets everything kept, in order,
+    /// then how many were dropped, then what came after; the sender never waited.
+    #[test]
+    fn a_client_that_does_not_read_loses_events_counted_and_told_in_their_place() {
+        let cfg = ChannelConfig {
+            geometry: Geometry {
+                ring_capacity: 64 << 10,
+                max_frame: 4 << 10,
+            },
+            ..ChannelConfig::default()
+        };
+        let (runner_end, worker_end) = pair(&cfg).unwrap();
+        let server = bridge::Server::over(worker_end, Duration::from_secs(5));
+        let client = Client::new(1, "slow".into(), 1, server.responder());
+        let started = Instant::now();
+        for t in 0..20_000 {
+            client.deliver(bar(t));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(client.waiting(), BACKLOG);
+        let dropped = client.dropped.load(Ordering::Relaxed);
+        assert!(dropped > 10_000, "{dropped}");
+        let mut rx = runner_end.receiver;
+        let mut got = Vec::new();
+        let mut told = Vec::new();
+        let mut after = false;
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            client.flush();
+            if client.waiting() == 0 && !after {
+                client.deliver(bar(1_000_000));
+                after = true;
+            }
+            match rx.recv::<Envelope>(Instant::now() + Duration::from_millis(50)) {
+                Ok(Envelope {
+                    body: Body::Event(Event::Bar { bar, .. }),
+                    ..
+                }) => {
+                    got.push(bar.time);
+                    if bar.time == 1_000_000 {
+                        break;
+                    }
+                }
+                Ok(Envelope {
+                    body: Body::Event(Event::Dropped { count }),
+                    ..
+                }) => told.push((got.len(), count)),
+                Ok(other) => panic!("{other:?}"),
+                Err(_) => {}
+            }
+        }
+        let kept = got.len() - 1;
+        assert_eq!(told, [(kept, dropped)]);
+        assert_eq!(kept as u64 + dropped, 20_000);
+        assert_eq!(got[..kept], (0..kept as i64).collect::<Vec<_>>()[..]);
+        assert_eq!(got[kept], 1_000_000);
+        assert_eq!(client.delivered.load(Ordering::Relaxed), kept as u64 + 1);
+    }
+}
