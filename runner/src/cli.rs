@@ -235,6 +235,10 @@ pub struct SoakArgs {
     /// TOML configuration file (bridge and supervisor settings apply).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Soak through a hub it starts, beside a second client; with --chaos the faults hit
+    /// the hub's worker, the hub and the other client.
+    #[arg(long)]
+    pub hub: bool,
 }
 
 impl ConfigArgs {

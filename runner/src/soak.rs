@@ -11,7 +11,9 @@
 //! answer: the simulated broker holds each answer back a little), and at the end the
 //! broker's orders are counted against the ones sent: any order twice at the broker, or
 //! acknowledged and not there, fails the soak. The bar rule is in `sequence`, the round-trip histogram in
-//! `histogram`, the report and its verdict in `report`.
+//! `histogram`, the report and its verdict in `report`, what the threads share in `state`.
+//! With `--hub` the soak is one client of a hub it starts, beside another, and the chaos aims
+//! at the hub's worker, the hub and the other client (`hub`).
 //!
 //! Invariants: every request carries its sequence number and is counted exactly once, as
 //! answered, answered wrongly or failed with a declared error; no fault is injected in the
@@ -19,9 +21,11 @@
 //! `stop`.
 
 mod histogram;
+mod hub;
 mod report;
 mod sequence;
 mod settings;
+mod state;
 
 pub use report::{json, text, SoakReport};
 pub use settings::SoakSettings;
@@ -34,7 +38,7 @@ use anyhow::Result;
 use base::random::XorShift;
 use base::signal::ProcessSignal;
 use bridge::protocol::{
-    Event, OrderRequest, OrderType, Reply, Request, Side, SubscribeRequest, TimeInForce,
+    Event, FeedState, OrderRequest, OrderType, Reply, Request, Side, SubscribeRequest, TimeInForce,
 };
 use parking_lot::Mutex;
 
@@ -46,6 +50,8 @@ use crate::worker_events::WorkerEvents;
 use crate::worker_setup::WorkerSetup;
 use histogram::Histogram;
 use sequence::{BarCheck, BarSequences};
+pub use state::ORDER_ACK_DELAY_MS;
+use state::{soak_symbol, Counts, Recovery, Soak, RECOVERY_LIMIT, REQUEST_TIMEOUT};
 
 /// `runner soak`: the soak with the settings of `args`, its report (text or JSON), and
 /// whether it passed: exit 0, or [`EXIT_FAILED`] (a configuration problem: [`EXIT_CONFIG`]).
@@ -89,9 +95,25 @@ pub fn command(args: &SoakArgs) -> ExitCode {
         order_ack_delay_ms: if args.orders { ORDER_ACK_DELAY_MS } else { 0 },
         ..worker::SimFaults::default()
     };
-    let report = with_workers(&mut cfg, faults, |_, setup, stop| {
-        run(&settings, setup, stop)
+    let hub_faults = format!("order_ack_delay_ms={}", faults.order_ack_delay_ms);
+    let parties = match args.hub {
+        true => match hub::HubParties::start(&cfg, &hub_faults) {
+            Ok(p) => Some(p),
+            Err(e) => return fail(EXIT_FAILED, format!("{e:#}")),
+        },
+        false => None,
+    };
+    let report = with_workers(&mut cfg, faults, |_, mut setup, stop| {
+        let through = parties.as_ref().map(|p| {
+            setup.hub = Some(p.target());
+            (p, hub_faults.as_str())
+        });
+        run(&settings, setup, stop, through)
     });
+    if let Some(p) = &parties {
+        let failed = !matches!(&report, Ok(r) if r.failures.is_empty());
+        p.stop(failed);
+    }
     match report {
         Ok(report) => {
             if args.json {
@@ -109,67 +131,14 @@ pub fn command(args: &SoakArgs) -> ExitCode {
     }
 }
 
-/// How long the simulated broker holds back each order's answer in a soak with orders: the
-/// window the chaos aims its kills at.
-pub const ORDER_ACK_DELAY_MS: u64 = 100;
-
-/// Deadline of one request (a ping, or a subscription).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a replaced worker has to answer before the run fails.
-const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
-
-/// One recovery from an injected fault.
-#[derive(Debug, Clone)]
-struct Recovery {
-    at_s: f64,
-    action: &'static str,
-    recovered_ms: Option<u64>,
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    sent: AtomicU64,
-    answered: AtomicU64,
-    mismatched: AtomicU64,
-    failed_declared: AtomicU64,
-    bars: AtomicU64,
-    bar_duplicates: AtomicU64,
-    bar_reordered: AtomicU64,
-    bar_gaps_declared: AtomicU64,
-    bar_gaps_undeclared: AtomicU64,
-    bar_overlaps_declared: AtomicU64,
-    orders_sent: AtomicU64,
-    orders_acknowledged: AtomicU64,
-    orders_failed: AtomicU64,
-}
-
-/// A soak in progress: what its threads share.
-struct Soak<'a> {
-    settings: &'a SoakSettings,
-    sup: &'a Supervisor,
-    started: Instant,
-    until: Instant,
-    /// Set when the duration is over.
-    done: AtomicBool,
-    /// Set by Ctrl-C.
-    stop: &'a AtomicBool,
-    counts: Counts,
-    minutes: Mutex<Vec<Histogram>>,
-    memory: Mutex<Vec<(f64, u64, u64)>>,
-    recoveries: Mutex<Vec<Recovery>>,
-    /// Every order sent: its reference, and whether the broker acknowledged it.
-    orders: Mutex<Vec<(String, bool)>>,
-    /// Set while an order waits for its answer.
-    order_in_flight: AtomicBool,
-}
-
-/// The soak's symbol of subscription `sub`.
-fn soak_symbol(sub: u32) -> String {
-    format!("SOAK{sub:03}")
-}
-
-/// Runs a soak; `stop` ends it early (Ctrl-C).
-pub fn run(settings: &SoakSettings, setup: WorkerSetup, stop: &AtomicBool) -> Result<SoakReport> {
+/// Runs a soak; `stop` ends it early (Ctrl-C). `hub`: the soak is a client of this hub
+/// (its worker's faults as text), whose parties the chaos aims at.
+fn run(
+    settings: &SoakSettings,
+    setup: WorkerSetup,
+    stop: &AtomicBool,
+    hub: Option<(&hub::HubParties, &str)>,
+) -> Result<SoakReport> {
     let (sup, mut events) = Supervisor::start(setup).map_err(|e| anyhow::anyhow!("{e}"))?;
     for i in 0..settings.symbols {
         let sub = SubscribeRequest {
@@ -204,7 +173,10 @@ pub fn run(settings: &SoakSettings, setup: WorkerSetup, stop: &AtomicBool) -> Re
         s.spawn(|| soak.check_bars(&mut events));
         s.spawn(|| soak.sample_memory());
         if settings.chaos {
-            s.spawn(|| soak.inject_chaos());
+            match hub {
+                Some((parties, faults)) => s.spawn(|| soak.inject_hub_chaos(parties, faults)),
+                None => s.spawn(|| soak.inject_chaos()),
+            };
         }
         while Instant::now() < soak.until && !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
@@ -222,18 +194,6 @@ pub fn run(settings: &SoakSettings, setup: WorkerSetup, stop: &AtomicBool) -> Re
 }
 
 impl Soak<'_> {
-    /// Whether the soak is over: its duration passed, or Ctrl-C.
-    fn is_over(&self) -> bool {
-        self.done.load(Ordering::Relaxed) || self.stop.load(Ordering::Relaxed)
-    }
-
-    /// Sleeps until `until` or the end of the soak, looking every `tick`.
-    fn sleep_until(&self, until: Instant, tick: Duration) {
-        while Instant::now() < until && !self.is_over() {
-            std::thread::sleep(tick);
-        }
-    }
-
     /// Requests, paced at the configured rate, each carrying its sequence number.
     fn send_requests(&self) {
         let period = Duration::from_secs_f64(1.0 / self.settings.rate.max(1) as f64);
@@ -406,15 +366,28 @@ impl Soak<'_> {
     fn check_bars(&self, events: &mut WorkerEvents) {
         let counts = &self.counts;
         let mut sequences = BarSequences::default();
+        // Streams made again on the word of a hub (its worker replaced): a gap is declared as
+        // by a restart of our own.
+        let mut remade = 0u32;
         while !self.is_over() {
             let Ok(event) = events.recv_timeout(Duration::from_millis(100)) else {
                 continue;
             };
-            let Event::Bar { sub, bar } = event else {
-                continue;
+            let (sub, bar) = match event {
+                Event::Bar { sub, bar } => (sub, bar),
+                Event::Feed {
+                    state: FeedState::Resubscribed { .. },
+                    ..
+                } => {
+                    remade = remade.wrapping_add(1);
+                    continue;
+                }
+                _ => continue,
             };
             counts.bars.fetch_add(1, Ordering::Relaxed);
-            let restarts = self.sup.stats().restarts;
+            // The worker (or hub connection) each bar came through: a bar a replaced one
+            // delivered late is told apart from the same bar of its successor.
+            let restarts = (events.source() as u32).wrapping_add(remade);
             match sequences.check(sub, bar.time, restarts) {
                 BarCheck::InOrder => {}
                 BarCheck::RepeatedAfterRestart => {

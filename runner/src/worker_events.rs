@@ -52,7 +52,11 @@ pub struct WorkerEvents {
     /// Whether the supervisor is gone (no new channels will come).
     new_closed: bool,
     /// Channels still open or holding events, oldest worker first.
-    open: VecDeque<Receiver<Event>>,
+    open: VecDeque<(u64, Receiver<Event>)>,
+    /// Channels adopted so far: the next one's number.
+    adopted: u64,
+    /// The number of the channel (0: the first worker's) the last event came from.
+    source: u64,
     /// Times the reader found nothing and waited (a sleep, unless an event came in between).
     waits: u64,
     /// Busy-poll instead of sleeping (`bridge.spin`).
@@ -80,6 +84,8 @@ impl WorkerEvents {
                 new: rx,
                 new_closed: false,
                 open: VecDeque::new(),
+                adopted: 0,
+                source: 0,
                 waits: 0,
                 spin,
                 backoff: Backoff::new(),
@@ -111,7 +117,7 @@ impl WorkerEvents {
             if !self.new_closed {
                 select.recv(&self.new);
             }
-            for rx in &self.open {
+            for (_, rx) in &self.open {
                 select.recv(rx);
             }
             self.waits += 1;
@@ -119,6 +125,12 @@ impl WorkerEvents {
                 return Err(RecvTimeoutError::Timeout);
             }
         }
+    }
+
+    /// Which worker (0: the supervisor's first, 1: its first replacement, ...) the last event
+    /// read came from.
+    pub fn source(&self) -> u64 {
+        self.source
     }
 
     /// What this stream has read of the simulated broker's book, as it goes on reading.
@@ -136,7 +148,10 @@ impl WorkerEvents {
     fn adopt_new(&mut self) {
         loop {
             match self.new.try_recv() {
-                Ok(rx) => self.open.push_back(rx),
+                Ok(rx) => {
+                    self.open.push_back((self.adopted, rx));
+                    self.adopted += 1;
+                }
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     self.new_closed = true;
@@ -150,9 +165,13 @@ impl WorkerEvents {
     fn try_next(&mut self) -> Option<Event> {
         let mut i = 0;
         while i < self.open.len() {
-            match self.open[i].try_recv() {
+            let (number, rx) = &self.open[i];
+            match rx.try_recv() {
                 Ok(Event::BookTold { through }) => self.book.heard(through),
-                Ok(event) => return Some(event),
+                Ok(event) => {
+                    self.source = *number;
+                    return Some(event);
+                }
                 Err(TryRecvError::Empty) => i += 1,
                 Err(TryRecvError::Disconnected) => {
                     self.open.remove(i);

@@ -5,7 +5,7 @@
 //! one by one from the private copy; they are decoded from there, never from shared memory.
 //!
 //! Invariants: once the peer is gone, the frames it published before are still delivered, and
-//! only then comes `PeerGone`; a corrupt ring or an undecodable frame tears the connection
+//! only then comes `PeerGone` (and nothing it publishes later); a corrupt ring or an undecodable frame tears the connection
 //! down (`PeerGone(Corrupt)`).
 
 #![forbid(unsafe_code)]
@@ -34,6 +34,8 @@ pub struct Receiver {
     next: usize,
     /// The frame handed out last.
     current: (usize, usize),
+    /// Whether the last batch, taken once the peer was gone, was taken.
+    last_taken: bool,
 }
 
 impl fmt::Debug for Receiver {
@@ -52,6 +54,7 @@ impl Receiver {
             frames: Vec::new(),
             next: 0,
             current: (0, 0),
+            last_taken: false,
         }
     }
 
@@ -77,25 +80,44 @@ impl Receiver {
     }
 
     /// Makes the next frame current: `Ok(true)` if there was one. Once the peer is gone,
-    /// frames it sent before are still delivered; only then comes `PeerGone`.
+    /// frames it sent before are still delivered (one last batch is taken); only then comes
+    /// `PeerGone`. Nothing is taken after that last batch: a peer declared gone that goes on
+    /// (a hub or a client stopped past the hang timeout and continued) is not read any more.
     fn advance(&mut self) -> Result<bool, RecvError> {
-        if self.next >= self.frames.len() && !self.take_batch()? {
-            let closed = self.link.peer_closed();
-            if !closed && !self.link.is_gone() {
-                return Ok(false);
+        if self.next >= self.frames.len() {
+            if self.last_taken {
+                return Err(self.gone());
             }
-            // Frames published just before the close or death are still delivered.
-            if !self.take_batch()? {
-                return Err(RecvError::PeerGone(if closed {
-                    self.link.declare_gone(GoneReason::Closed)
-                } else {
-                    self.link.gone_or_closed()
-                }));
+            let ending = self.link.is_gone() || self.link.peer_closed();
+            let got = self.take_batch()?;
+            if ending {
+                self.last_taken = true;
+                if !got {
+                    return Err(self.gone());
+                }
+            } else if !got {
+                if !self.link.is_gone() && !self.link.peer_closed() {
+                    return Ok(false);
+                }
+                // Frames published just before the close or death are still delivered.
+                self.last_taken = true;
+                if !self.take_batch()? {
+                    return Err(self.gone());
+                }
             }
         }
         self.current = self.frames[self.next];
         self.next += 1;
         Ok(true)
+    }
+
+    /// Why nothing more comes: the peer closed, or the reason it was declared gone for.
+    fn gone(&self) -> RecvError {
+        RecvError::PeerGone(if self.link.peer_closed() {
+            self.link.declare_gone(GoneReason::Closed)
+        } else {
+            self.link.gone_or_closed()
+        })
     }
 
     /// The next frame if one is waiting.

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge::protocol::{ErrorKind, Event, RemoteError, SubscribeRequest};
+use bridge::protocol::{ErrorKind, Event, FeedState, RemoteError, SubscribeRequest};
 use parking_lot::Mutex;
 
 use super::clients::Client;
@@ -172,6 +172,20 @@ impl Feeds {
         };
         for (client, _) in &feed.routes {
             client.deliver(event.clone());
+        }
+    }
+
+    /// Tells every client of every feed what became of its stream.
+    pub(crate) fn tell_all(&self, state: &FeedState) {
+        let r = self.routes.lock();
+        for feed in r.by_upstream.values() {
+            let event = Event::Feed {
+                symbol: feed.symbol.clone(),
+                state: state.clone(),
+            };
+            for (client, _) in &feed.routes {
+                client.deliver(event.clone());
+            }
         }
     }
 

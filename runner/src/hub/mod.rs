@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge::channel::{HubListener, Knock};
-use bridge::protocol::{ConnectionStatus, Event, Request};
+use bridge::protocol::{ConnectionStatus, Event, FeedState, Request};
 use bridge::Server;
 use parking_lot::Mutex;
 
@@ -273,6 +273,7 @@ fn depart(hub: &Hub, client: &Arc<Client>) {
 
 /// Hands every event of the hub's worker to the clients it concerns.
 fn route_events(hub: &Hub, mut events: WorkerEvents) {
+    let mut source = 0;
     loop {
         let waiting = hub.clients.all().iter().any(|c| c.waiting() > 0);
         let wait = if waiting {
@@ -281,7 +282,18 @@ fn route_events(hub: &Hub, mut events: WorkerEvents) {
             Duration::from_millis(200)
         };
         match events.recv_timeout(wait) {
-            Ok(event) => route(hub, event),
+            Ok(event) => {
+                // The first event of a replacement worker: every client of every feed is told
+                // its stream was made again (bars of the outage are missing: a gap, declared),
+                // before any bar of the new worker.
+                if events.source() > source {
+                    source = events.source();
+                    hub.feeds.tell_all(&FeedState::Resubscribed {
+                        reason: "the hub's worker was replaced".into(),
+                    });
+                }
+                route(hub, event)
+            }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if hub.stopping.load(Ordering::Acquire) {
                     return;
