@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)] // a benchmark that cannot proceed should stop loudly
 
+pub mod fan_out;
 pub mod floor;
 pub mod peer;
 pub mod results;

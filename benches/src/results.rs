@@ -61,6 +61,12 @@ fn intern(s: &str) -> &'static str {
         "job_waits_per_bar",
         "browser_bytes",
         "allocs_per_msg",
+        "fan_out_1",
+        "fan_out_4",
+        "fan_out_16",
+        "bars_per_s",
+        "hub_idle_cpu_pct",
+        "worker_idle_cpu_pct",
     ];
     NAMES.iter().find(|n| **n == s).copied().unwrap_or("?")
 }

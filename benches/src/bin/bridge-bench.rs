@@ -1,5 +1,5 @@
 //! The comparison harness: the bridge against pipes and Unix sockets, same messages, same
-//! codec, in one run.
+//! codec, in one run; and a hub's fan-out of live bars to 1, 4 and 16 clients (`fan_out`).
 //!
 //! ```text
 //! bridge-bench [--json] [--quick] [--runs N] [--case PREFIX]
@@ -353,6 +353,9 @@ fn case_names() -> Vec<String> {
     names.push("bar_to_strategy/shm".into());
     names.push("bar_to_strategy_spin/shm".into());
     names.push("bar_to_strategy_dashboard/shm".into());
+    for n in benches::fan_out::CLIENTS {
+        names.push(format!("{}/shm", benches::fan_out::case(n)));
+    }
     for k in REQ_REPLY {
         names.push(format!("idle/{}", k.name()));
     }
@@ -426,6 +429,16 @@ fn run_once(exe: &Path, plan: &Plan, only: Option<&str>) -> Vec<Row> {
     if wanted("bar_to_strategy_dashboard/shm".into()) {
         rows.push(bar_to_strategy(exe, plan, Mode::Dashboard));
     }
+    for n in benches::fan_out::CLIENTS {
+        if wanted(format!("{}/shm", benches::fan_out::case(n))) {
+            rows.push(benches::fan_out::run(
+                exe,
+                n,
+                plan.stream_secs,
+                plan.idle_secs,
+            ));
+        }
+    }
     for k in REQ_REPLY {
         if wanted(format!("idle/{}", k.name())) {
             rows.push(idle(exe, k, plan));
@@ -488,6 +501,18 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("worker") {
         return run_worker();
+    }
+    if args.first().map(String::as_str) == Some("--serve-hub") {
+        let served = std::env::current_exe()
+            .map_err(|e| e.to_string())
+            .and_then(|exe| benches::fan_out::serve_hub(&exe, &args[1..]));
+        return match served {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("bridge-bench hub: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     if args.first().map(String::as_str) == Some("--peer") {
         return match benches::peer::run(&args[1..]) {

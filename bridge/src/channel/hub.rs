@@ -405,6 +405,10 @@ impl Knock {
         self.stream
             .write_all(format!("ok pid={}\n", std::process::id()).as_bytes())
             .map_err(StartError::Spawn)?;
+        // Only the liveness probes read it from here on, without waiting.
+        self.stream
+            .set_nonblocking(true)
+            .map_err(StartError::Spawn)?;
         let stream = Mutex::new(self.stream);
         let deadline = deadline_after(cfg.start_timeout);
         let theirs = hello::receive(
@@ -566,6 +570,8 @@ pub fn attach_to_hub(
         }
     };
     let _ = segment.unlink();
+    // Only the liveness probes read it from here on, without waiting.
+    stream.set_nonblocking(true).map_err(gone)?;
     let stream = Mutex::new(stream);
     let theirs = hello::receive(
         &mut rx,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::log::{emit, LogSink};
 use crate::channel;
+use crate::protocol::Event;
 
 /// Settings of a [`Client`](super::Client).
 #[derive(Clone)]
@@ -24,7 +25,14 @@ pub struct ClientConfig {
     /// needed to deliver a frame, at the price of a core kept busy for as long as the client
     /// lives (off by default).
     pub spin: bool,
+    /// Sees each event on the dispatcher thread before it is queued for the application:
+    /// what it returns is queued, `None` means it took the event (a hub hands live bars on
+    /// to its clients so, without a thread in between). It must not block.
+    pub event_tap: Option<EventTap>,
 }
+
+/// What [`ClientConfig::event_tap`] is.
+pub type EventTap = Arc<dyn Fn(Event) -> Option<Event> + Send + Sync>;
 
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -32,6 +40,7 @@ impl fmt::Debug for ClientConfig {
             .field("channel", &self.channel)
             .field("event_capacity", &self.event_capacity)
             .field("spin", &self.spin)
+            .field("event_tap", &self.event_tap.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -43,6 +52,7 @@ impl Default for ClientConfig {
             event_capacity: 1 << 16,
             log_sink: Arc::new(emit),
             spin: false,
+            event_tap: None,
         }
     }
 }

@@ -92,6 +92,13 @@ impl Inner {
                 }
             }
             Body::Event(event) => {
+                let event = match &self.event_tap {
+                    Some(tap) => match tap(event) {
+                        Some(event) => event,
+                        None => return,
+                    },
+                    None => event,
+                };
                 if !self.events.offer(event) {
                     self.counters.dropped_events.fetch_add(1, Ordering::Relaxed);
                 }

@@ -58,6 +58,7 @@ pub(super) struct Inner {
     pub(super) cancels_pending: Mutex<Vec<u64>>,
     pub(super) events: EventQueue,
     pub(super) log_sink: LogSink,
+    pub(super) event_tap: Option<super::config::EventTap>,
     pub(super) counters: Counters,
     #[cfg(test)]
     pub(super) before_space_wait: Mutex<Option<Box<dyn Fn() + Send>>>,
@@ -115,6 +116,7 @@ impl Inner {
         control: Control,
         events: EventQueue,
         log_sink: LogSink,
+        event_tap: Option<super::config::EventTap>,
     ) -> Inner {
         Inner {
             tx: Mutex::new(sender),
@@ -129,6 +131,7 @@ impl Inner {
             cancels_pending: Mutex::new(Vec::new()),
             events,
             log_sink,
+            event_tap,
             counters: Counters::default(),
             #[cfg(test)]
             before_space_wait: Mutex::new(None),

@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use config::ClientConfig;
+pub use config::{ClientConfig, EventTap};
 pub use error::RequestError;
 pub use future::ReplyFuture;
 pub use log::{emit, LogSink};
@@ -96,7 +96,13 @@ impl Client {
             control,
         } = channel;
         let (events_tx, events_rx) = EventQueue::new(cfg.event_capacity);
-        let inner = Arc::new(Inner::new(sender, control, events_tx, cfg.log_sink.clone()));
+        let inner = Arc::new(Inner::new(
+            sender,
+            control,
+            events_tx,
+            cfg.log_sink.clone(),
+            cfg.event_tap.clone(),
+        ));
         let mut client = Client {
             inner: inner.clone(),
             threads: Vec::new(),

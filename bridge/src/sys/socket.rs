@@ -269,13 +269,11 @@ fn recv_flags() -> libc::c_int {
     0
 }
 
-/// Whether the other end of `stream` closed (its process ended or let go). Reads and drops
-/// whatever it sent meanwhile, so that a peer that writes and then dies is seen to be gone.
+/// Whether the other end of `stream`, a non-blocking stream, closed (its process ended or
+/// let go). Reads and drops whatever it sent meanwhile, so that a peer that writes and then
+/// dies is seen to be gone.
 pub(crate) fn closed(mut stream: &UnixStream) -> bool {
     use std::io::Read;
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
     let mut scratch = [0u8; 4096];
     // A peer that keeps writing is alive: a few reads per probe, never a loop it controls.
     let mut closed = false;
@@ -294,7 +292,6 @@ pub(crate) fn closed(mut stream: &UnixStream) -> bool {
             }
         }
     }
-    let _ = stream.set_nonblocking(false);
     closed
 }
 

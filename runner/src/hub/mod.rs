@@ -11,9 +11,10 @@
 //! configured; the hub's worker is replaced by its supervisor as in a run, which clients see
 //! as requests answered late, not as errors.
 
+use std::cell::Cell;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bridge::channel::{HubListener, Knock};
@@ -65,7 +66,9 @@ pub fn command(name: Option<&str>, loaded: Result<Config, crate::config::ConfigE
     }
 }
 
-fn serve(
+/// Serves as hub `name` with the configuration `cfg` (its `hub` section's directory and
+/// limits) and the workers of `setup`, until `stop` is set.
+pub fn serve(
     cfg: &Config,
     setup: crate::worker_setup::WorkerSetup,
     stop: &AtomicBool,
@@ -75,6 +78,9 @@ fn serve(
     let listener = HubListener::bind(&dir, name)?;
     let mut channel = setup.client.channel.clone();
     channel.hang_timeout = channel.hang_timeout.min(HUB_HANG_TIMEOUT);
+    let mut setup = setup;
+    let found = Arc::new(OnceLock::new());
+    setup.client.event_tap = Some(tap(found.clone()));
     let (sup, events) = Supervisor::start(setup)?;
     let hub = Arc::new(Hub {
         sup: sup.clone(),
@@ -95,6 +101,7 @@ fn serve(
         started: base::unix_time::now().as_secs(),
         stopping: AtomicBool::new(false),
     });
+    let _ = found.set(Arc::downgrade(&hub));
     tracing::info!(
         hub = name,
         socket = %listener.path().display(),
@@ -206,7 +213,9 @@ fn serve_client(hub: &Arc<Hub>, client: &Arc<Client>, mut server: Server) {
         if hub.stopping.load(Ordering::Acquire) {
             return;
         }
-        let incoming = match server.next(Duration::from_millis(200)) {
+        // Long waits: a client that closes, dies or hangs, or the hub stopping (which closes
+        // every client's connection), wakes this at once.
+        let incoming = match server.next(Duration::from_secs(2)) {
             Ok(Some(incoming)) => incoming,
             Ok(None) => continue,
             Err(e) => {
@@ -271,29 +280,48 @@ fn depart(hub: &Hub, client: &Arc<Client>) {
     }
 }
 
-/// Hands every event of the hub's worker to the clients it concerns.
+/// Routes the hub's worker's events on the thread that reads them from the worker (the
+/// bridge client's dispatcher), with no thread in between: a live bar reaches the clients'
+/// rings as soon as it is read. Before the hub is up, and for `BookTold` (the supervisor's
+/// bookkeeping), events go on to the queue ([`route_events`]). The first event a replacement
+/// worker delivers is preceded by news to every client of every feed that its stream was
+/// made again (the bars of the outage are missing: a gap, declared), so that no bar of the
+/// new worker comes before it.
+fn tap(found: Arc<OnceLock<Weak<Hub>>>) -> bridge::EventTap {
+    let first = Arc::new(AtomicBool::new(true));
+    Arc::new(move |event| {
+        thread_local! {
+            // Whether this dispatcher (one per worker) has routed nothing yet.
+            static FRESH: Cell<bool> = const { Cell::new(true) };
+        }
+        if matches!(event, Event::BookTold { .. }) {
+            return Some(event);
+        }
+        let Some(hub) = found.get().and_then(Weak::upgrade) else {
+            return Some(event);
+        };
+        if FRESH.with(|f| f.replace(false)) && !first.swap(false, Ordering::AcqRel) {
+            hub.feeds.tell_all(&FeedState::Resubscribed {
+                reason: "the hub's worker was replaced".into(),
+            });
+        }
+        route(&hub, event);
+        None
+    })
+}
+
+/// Hands the events the tap left to the queue to the clients they concern, and sends what
+/// waits in the clients' backlogs.
 fn route_events(hub: &Hub, mut events: WorkerEvents) {
-    let mut source = 0;
     loop {
         let waiting = hub.clients.all().iter().any(|c| c.waiting() > 0);
         let wait = if waiting {
             Duration::from_millis(10)
         } else {
-            Duration::from_millis(200)
+            Duration::from_millis(500)
         };
         match events.recv_timeout(wait) {
-            Ok(event) => {
-                // The first event of a replacement worker: every client of every feed is told
-                // its stream was made again (bars of the outage are missing: a gap, declared),
-                // before any bar of the new worker.
-                if events.source() > source {
-                    source = events.source();
-                    hub.feeds.tell_all(&FeedState::Resubscribed {
-                        reason: "the hub's worker was replaced".into(),
-                    });
-                }
-                route(hub, event)
-            }
+            Ok(event) => route(hub, event),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 if hub.stopping.load(Ordering::Acquire) {
                     return;
