@@ -31,6 +31,11 @@ impl TestHub {
     /// Starts hub `name` (simulated market, a journal of its own) with `extra` settings of
     /// the `[hub]` section (its clients read the same file) and waits for its status.
     fn start(name: &str, extra: &str) -> TestHub {
+        TestHub::start_with(name, "", extra)
+    }
+
+    /// [`TestHub::start`], with `top` at the head of its configuration (before any section).
+    fn start_with(name: &str, top: &str, extra: &str) -> TestHub {
         let dir = common::temp("hub", &format!("{name}-dir"));
         let _ = std::fs::remove_dir_all(&dir);
         let journal = common::temp("hub", &format!("{name}.journal"));
@@ -39,7 +44,7 @@ impl TestHub {
             "hub",
             &format!("{name}.toml"),
             &format!(
-                "[sim]\norders_file = \"{}\"\n[hub]\n{extra}",
+                "{top}[sim]\norders_file = \"{}\"\n[hub]\n{extra}",
                 journal.display()
             ),
         );
@@ -625,4 +630,65 @@ fn many_attaches_and_detaches_some_cut_short_leave_nothing_and_the_hub_does_not_
         })
         .unwrap_or_default();
     assert!(shm.is_empty(), "{shm:?}");
+}
+
+/// Through the fake TWS gateway: two runners streaming overlapping symbols, a third program
+/// fetching history again and again, and orders by hand, all on one hub: the gateway sees one
+/// connection, one real-time subscription per symbol, one order per reference.
+#[test]
+fn through_the_gateway_a_desk_of_programs_is_one_connection_and_one_subscription_per_symbol() {
+    let gw = common::gateway(common::fast_bars());
+    let top = format!(
+        "backend = \"ibkr\"\n[ibkr]\ngateway = \"{}\"\nclient_id = 9\n",
+        gw.address()
+    );
+    let hub = TestHub::start_with("desk", &top, WAIT);
+    let spawn = |client: &str, symbols: &str| {
+        hub.client(client, &["run", "--duration", "4", "--symbols", symbols])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = spawn("a", "SPY,QQQ,AAPL");
+    let mut b = spawn("b", "AAPL,MSFT");
+    hub.wait_for("both streaming", |s| feeds(s).len() == 4);
+    for _ in 0..3 {
+        let (code, stdout, stderr) = output(hub.client(
+            "notebook",
+            &["run", "--history-only", "--symbols", "SPY,MSFT"],
+        ));
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        assert_eq!(row(&stdout, "SPY").0, 0);
+    }
+    for _ in 0..2 {
+        let (code, stdout, stderr) = output(hub.client(
+            "hand",
+            &[
+                "order", "buy", "SPY", "1", "--ref", "gw-1", "--limit", "1", "--wait", "0",
+            ],
+        ));
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+    }
+    assert_eq!(wait_exit(&mut a, Duration::from_secs(60)), 0);
+    assert_eq!(wait_exit(&mut b, Duration::from_secs(60)), 0);
+    let out_a = std::io::read_to_string(a.stdout.take().unwrap()).unwrap();
+    let out_b = std::io::read_to_string(b.stdout.take().unwrap()).unwrap();
+    for (out, symbols) in [
+        (&out_a, &["SPY", "QQQ", "AAPL"][..]),
+        (&out_b, &["AAPL", "MSFT"]),
+    ] {
+        for symbol in symbols {
+            assert!(row(out, symbol).0 >= 1, "{symbol}\n{out}");
+        }
+    }
+    hub.wait_for("everything released", |s| {
+        s.clients.is_empty() && s.feeds.is_empty()
+    });
+    assert_eq!(gw.connections().len(), 1, "one connection for the desk");
+    let seen = gw.seen();
+    for symbol in ["SPY", "QQQ", "AAPL", "MSFT"] {
+        assert_eq!(seen.realtime_requests_for(symbol), 1, "{symbol}: {seen:?}");
+    }
+    assert_eq!(gw.place_order_messages("hand.gw-1"), 1);
 }
