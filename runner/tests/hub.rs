@@ -692,3 +692,26 @@ fn through_the_gateway_a_desk_of_programs_is_one_connection_and_one_subscription
     }
     assert_eq!(gw.place_order_messages("hand.gw-1"), 1);
 }
+
+#[test]
+fn a_hub_refuses_clients_beyond_its_limit_with_the_limit_named() {
+    let hub = TestHub::start("full", &format!("{WAIT}max_clients = 1\n"));
+    let first = attach(&hub, "first");
+    hub.wait_for("the first attached", |s| s.clients.len() == 1);
+    let cfg = bridge::ClientConfig::default();
+    let e =
+        bridge::channel::attach_to_hub(&hub.dir, &hub.name, "second", &cfg.channel).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "hub full refused: the hub serves at most 1 clients (hub.max_clients)"
+    );
+    drop(first);
+    hub.wait_for("the first gone", |s| s.clients.is_empty());
+    // Room again.
+    let _second = attach(&hub, "second");
+    let after = hub.wait_for("the second attached", |s| s.clients.len() == 1);
+    assert_eq!(
+        (after.clients[0].name.as_str(), after.refused),
+        ("second", 1)
+    );
+}
