@@ -43,7 +43,7 @@ pub enum GoneReason {
     /// The shared memory was found corrupt; the connection was torn down.
     Corrupt(Damage),
     /// The peer process of a hub connection ended or let go of its socket without closing
-    /// the connection.
+    /// the connection (the socket closed, or written to, which no peer of ours does).
     Left,
 }
 
@@ -93,7 +93,9 @@ impl fmt::Display for GoneReason {
             GoneReason::Closed => f.write_str("peer closed the connection"),
             GoneReason::ClosedHere => f.write_str("connection closed"),
             GoneReason::Corrupt(what) => write!(f, "shared memory corrupt: {what}"),
-            GoneReason::Left => f.write_str("peer process ended (its socket closed)"),
+            GoneReason::Left => {
+                f.write_str("peer process ended or let go of its socket (closed, or written to)")
+            }
         }
     }
 }

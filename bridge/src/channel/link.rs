@@ -319,6 +319,14 @@ impl Link {
             let _ = stream.lock().shutdown(std::net::Shutdown::Both);
         }
     }
+
+    /// Plays a peer writing junk on its hub socket after attaching.
+    pub(crate) fn write_socket_for_tests(&self) {
+        use std::io::Write;
+        if let Peer::Socket { stream, .. } = &self.peer {
+            let _ = (&*stream.lock()).write_all(b"junk");
+        }
+    }
 }
 
 /// Closes the link when the last of sender, receiver and control is dropped.

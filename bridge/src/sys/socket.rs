@@ -269,30 +269,20 @@ fn recv_flags() -> libc::c_int {
     0
 }
 
-/// Whether the other end of `stream`, a non-blocking stream, closed (its process ended or
-/// let go). Reads and drops whatever it sent meanwhile, so that a peer that writes and then
-/// dies is seen to be gone.
+/// Whether the other end of `stream`, a non-blocking stream nobody writes to once attached,
+/// let go of it: it closed (its process ended), or it wrote something, which no peer of ours
+/// does (taken as the connection given up, not read any further).
 pub(crate) fn closed(mut stream: &UnixStream) -> bool {
     use std::io::Read;
-    let mut scratch = [0u8; 4096];
-    // A peer that keeps writing is alive: a few reads per probe, never a loop it controls.
-    let mut closed = false;
-    for _ in 0..16 {
-        match stream.read(&mut scratch) {
-            Ok(0) => {
-                closed = true;
-                break;
-            }
-            Ok(_) => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                closed = true;
-                break;
-            }
+            Err(_) => return true,
         }
     }
-    closed
 }
 
 /// The user at the other end of `stream`, and its process where the system tells it.

@@ -79,6 +79,9 @@ impl Feeds {
                         ),
                     }));
                 }
+                if client.is_gone() {
+                    return Err(SupervisorError::Stopped);
+                }
                 feed.routes.retain(|(c, _)| c.id != client.id);
                 feed.routes.push((client.clone(), sub));
                 client.subs.lock().insert(symbol.to_string(), sub);
@@ -94,6 +97,15 @@ impl Feeds {
             },
             timeout,
         )?;
+        // A client that went meanwhile takes no route: its departure looked at its streams
+        // under `changes` (after its connection was closed), so this one would never be
+        // released. Cancelled at once instead.
+        if client.is_gone() {
+            if let Err(e) = sup.unsubscribe(symbol, timeout) {
+                tracing::warn!(symbol, "not cancelled at the broker: {e}");
+            }
+            return Err(SupervisorError::Stopped);
+        }
         self.routes.lock().by_upstream.insert(
             upstream,
             Feed {
@@ -142,9 +154,14 @@ impl Feeds {
         Ok(())
     }
 
-    /// Every stream of a client that went away, released.
+    /// Every stream of a client that went away (its connection already closed), released.
+    /// Its streams are looked at under `changes`: a subscription of its under way either
+    /// ended before (and is among them) or finds it gone and takes no route.
     pub(crate) fn release(&self, sup: &Supervisor, client: &Client, timeout: Duration) {
-        let symbols: Vec<String> = client.subs.lock().keys().cloned().collect();
+        let symbols: Vec<String> = {
+            let _change = self.changes.lock();
+            client.subs.lock().keys().cloned().collect()
+        };
         for symbol in symbols {
             if let Err(e) = self.unsubscribe(sup, client, &symbol, timeout) {
                 tracing::warn!(symbol, "not cancelled at the broker: {e}");

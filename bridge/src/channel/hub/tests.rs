@@ -247,3 +247,16 @@ fn memory_that_is_not_sealed_is_refused() {
         "{answer}"
     );
 }
+
+#[test]
+fn a_client_that_writes_on_its_socket_after_attaching_is_cut_off() {
+    let dir = hub_dir("junk");
+    let listener = Arc::new(HubListener::bind(&dir, "desk").unwrap());
+    let hub = admit_one(listener.clone(), cfg());
+    let client = attach_to_hub(&dir, "desk", "noisy", &cfg()).unwrap();
+    let (_, hub_end) = hub.join().unwrap().unwrap();
+    client.control.link_for_tests().write_socket_for_tests();
+    let mut rx = hub_end.receiver;
+    let gone = rx.recv::<Envelope>(Instant::now() + Duration::from_secs(5));
+    assert_eq!(gone, Err(RecvError::PeerGone(GoneReason::Left)));
+}
