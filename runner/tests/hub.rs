@@ -36,6 +36,11 @@ impl TestHub {
 
     /// [`TestHub::start`], with `top` at the head of its configuration (before any section).
     fn start_with(name: &str, top: &str, extra: &str) -> TestHub {
+        TestHub::start_full(name, top, "", extra)
+    }
+
+    /// [`TestHub::start_with`], with `sim` settings of the `[sim]` section.
+    fn start_full(name: &str, top: &str, sim: &str, extra: &str) -> TestHub {
         let dir = common::temp("hub", &format!("{name}-dir"));
         let _ = std::fs::remove_dir_all(&dir);
         let journal = common::temp("hub", &format!("{name}.journal"));
@@ -44,7 +49,7 @@ impl TestHub {
             "hub",
             &format!("{name}.toml"),
             &format!(
-                "{top}[sim]\norders_file = \"{}\"\n[hub]\n{extra}",
+                "{top}[sim]\n{sim}orders_file = \"{}\"\n[hub]\n{extra}",
                 journal.display()
             ),
         );
@@ -714,4 +719,122 @@ fn a_hub_refuses_clients_beyond_its_limit_with_the_limit_named() {
         (after.clients[0].name.as_str(), after.refused),
         ("second", 1)
     );
+}
+
+/// A long weekend of the simulated market's calendar behind a hub, at 14,400 times real time
+/// (Friday 11:00 US/Eastern to Monday past the close in 20 s): the gateway's daily restarts
+/// (Friday and Saturday 23:45) and its weekly re-login (Sunday) are the hub's alone. Two
+/// clients trading and streaming overlapping symbols are told of each loss and restoration,
+/// get every bar of every session in order (Monday's whole session after the restarts, no bar
+/// repeated, none outside a session), and every order they placed exists once.
+#[test]
+fn a_hubs_clients_ride_through_a_long_weekend_of_restarts() {
+    // Friday 2026-12-04 16:00 UTC.
+    let hub = TestHub::start_full(
+        "weekend",
+        "[trading]\nenabled = true\n",
+        "speed = 14400\nstart = 1796400000\ncalendar = true\n",
+        WAIT,
+    );
+    let sig_a = common::temp("hub", "weekend-a.csv");
+    let sig_b = common::temp("hub", "weekend-b.csv");
+    let spawn = |client: &str, symbols: &str, signals: &Path| {
+        hub.client(client, &["run", "--duration", "20", "--symbols", symbols])
+            .args(["--signals", &signals.to_string_lossy()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut a = spawn("a", "SPY,QQQ,AAPL", &sig_a);
+    let mut b = spawn("b", "AAPL,MSFT", &sig_b);
+    for (child, signals, symbols) in [
+        (&mut a, &sig_a, &["SPY", "QQQ", "AAPL"][..]),
+        (&mut b, &sig_b, &["AAPL", "MSFT"]),
+    ] {
+        let code = wait_exit(child, Duration::from_secs(90));
+        let stdout = std::io::read_to_string(child.stdout.take().unwrap()).unwrap();
+        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        for symbol in symbols {
+            let monday = session_times(signals, symbol, 1796400000)
+                .iter()
+                .filter(|t| (1796601600..1796601600 + 86_400).contains(*t))
+                .count();
+            assert_eq!(monday, 390, "{symbol}: Monday's bars\n{stdout}");
+        }
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("broker connection:"))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert!(
+            line.starts_with("broker connection: lost 3, ") && line.contains("restored 3 "),
+            "{line}"
+        );
+        assert!(stdout.contains("worker restarts: 0"), "{stdout}");
+        let trading = stdout
+            .lines()
+            .find(|l| l.starts_with("trading: "))
+            .unwrap_or_else(|| panic!("{stdout}"));
+        assert!(
+            trading.ends_with(", 0 failed") && !trading.starts_with("trading: 0 orders"),
+            "{trading}"
+        );
+    }
+    let placed = journal_lines(&hub, "P\t");
+    let once: BTreeSet<&String> = placed.iter().collect();
+    assert_eq!(
+        once.len(),
+        placed.len(),
+        "an order placed twice: {placed:?}"
+    );
+    assert!(placed.iter().any(|r| r.starts_with("a.")), "{placed:?}");
+    assert!(placed.iter().any(|r| r.starts_with("b.")), "{placed:?}");
+    let after = hub.wait_for("both let go", |s| {
+        s.clients.is_empty() && s.feeds.is_empty()
+    });
+    assert_eq!(after.worker_restarts, 0);
+}
+
+/// Times of `symbol`'s rows in a signals file, checked to lie in the regular sessions of
+/// December (14:30 to 21:00 UTC, Monday to Friday), each 60 s after the one before within a
+/// session and a session's first after the last of an earlier one: none repeated or out of
+/// order, history and live alike, and none missing within a session but between the end of
+/// the history and the first live bar on the first day, `first_day` (the subscription takes
+/// some market minutes at this speed).
+fn session_times(signals: &Path, symbol: &str, first_day: i64) -> Vec<i64> {
+    let text = std::fs::read_to_string(signals).expect("signals written");
+    let times: Vec<i64> = text
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(1) == Some(symbol))
+        .map(|l| {
+            let t = l.split(',').next().unwrap_or_default();
+            base::unix_time::parse_utc(t).unwrap_or_else(|| panic!("time {t}"))
+        })
+        .collect();
+    let (open, close) = (14 * 3600 + 1800, 21 * 3600);
+    for &t in &times {
+        // 1970-01-01 was a Thursday: day 0 is weekday 3 counted from Monday.
+        let weekday = (t.div_euclid(86_400) + 3) % 7;
+        let second = t.rem_euclid(86_400);
+        assert!(
+            weekday < 5 && (open..close).contains(&second),
+            "{symbol}: a bar at {t}, outside every session"
+        );
+    }
+    let mut joined = false;
+    for pair in times.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        let next_session =
+            a.rem_euclid(86_400) == close - 60 && b.rem_euclid(86_400) == open && b > a;
+        let history_to_live =
+            !joined && b > a && a.div_euclid(86_400) == first_day.div_euclid(86_400);
+        joined |= history_to_live && b - a != 60;
+        assert!(
+            b - a == 60 || next_session || history_to_live,
+            "{symbol}: {a} then {b}"
+        );
+    }
+    times
 }
