@@ -838,3 +838,73 @@ fn session_times(signals: &Path, symbol: &str, first_day: i64) -> Vec<i64> {
     }
     times
 }
+
+/// Connections that say nothing are awaited 16 at a time: one more is refused at once with
+/// the reason, and once they are closed a client attaches as before.
+#[test]
+fn connections_that_say_nothing_cannot_pile_up_at_a_hub() {
+    let hub = TestHub::start("silent", WAIT);
+    let socket = hub.dir.join("silent.sock");
+    let silent: Vec<std::os::unix::net::UnixStream> = (0..16)
+        .map(|_| std::os::unix::net::UnixStream::connect(&socket).unwrap())
+        .collect();
+    // Each is taken by the hub (accept runs every 200 ms at the longest) before the next.
+    std::thread::sleep(Duration::from_millis(500));
+    let cfg = bridge::ClientConfig::default();
+    let e = bridge::channel::attach_to_hub(&hub.dir, &hub.name, "late", &cfg.channel).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "hub silent refused: 16 attaches already under way at the hub"
+    );
+    drop(silent);
+    let until = Instant::now() + Duration::from_secs(10);
+    let client = loop {
+        match bridge::channel::attach_to_hub(&hub.dir, &hub.name, "late", &cfg.channel) {
+            Ok(channel) => break bridge::Client::over(channel, &cfg).unwrap().0,
+            Err(e) => assert!(Instant::now() < until, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let after = hub.wait_for("the late one attached", |s| s.clients.len() == 1);
+    assert_eq!(after.clients[0].name, "late");
+    drop(client);
+}
+
+/// A subscription the worker refuses (a bar of 0 seconds) is refused to its client and leaves
+/// no feed at the hub, each time; the symbol is then streamed as if nothing had happened.
+#[test]
+fn a_refused_subscription_leaves_no_feed_behind() {
+    use bridge::protocol::{Reply, Request, SubscribeRequest};
+    let hub = TestHub::start("refused", WAIT);
+    let client = attach(&hub, "asker");
+    for id in [1, 2] {
+        let reply = client
+            .request(
+                Request::Subscribe(SubscribeRequest {
+                    symbol: "SPY".into(),
+                    id,
+                    bar_seconds: 0,
+                }),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+        assert!(
+            matches!(&reply, Reply::Error(e) if e.message == "bar size must be at least 1 second"),
+            "{reply:?}"
+        );
+        let s = hub.wait_for("a status", |_| true);
+        assert!(s.feeds.is_empty(), "{:?}", s.feeds);
+    }
+    let reply = client
+        .request(
+            Request::Subscribe(SubscribeRequest {
+                symbol: "SPY".into(),
+                id: 3,
+                bar_seconds: 60,
+            }),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    assert!(matches!(reply, Reply::Subscribed), "{reply:?}");
+    hub.wait_for("SPY streamed", |s| feeds(s) == set(&["SPY"]));
+}

@@ -12,7 +12,7 @@
 //! `Event::Dropped` it receives before any later event.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bridge::protocol::Event;
@@ -153,6 +153,21 @@ impl Client {
 pub(crate) struct Clients {
     by_id: Mutex<BTreeMap<u64, Arc<Client>>>,
     next_id: AtomicU64,
+    /// Seats given to clients being attached, not yet among `by_id`.
+    seated: AtomicUsize,
+}
+
+/// A place among a hub's clients, held from the check of the limit until the client is
+/// added (or its attach fails): clients attaching at once never exceed the limit together.
+#[derive(Debug)]
+pub(crate) struct Seat<'a> {
+    clients: &'a Clients,
+}
+
+impl Drop for Seat<'_> {
+    fn drop(&mut self) {
+        self.clients.seated.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Clients {
@@ -161,8 +176,21 @@ impl Clients {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    pub(crate) fn add(&self, client: Arc<Client>) {
-        self.by_id.lock().insert(client.id, client);
+    /// A seat for one more client, if fewer than `max` are attached or being attached.
+    pub(crate) fn seat(&self, max: usize) -> Option<Seat<'_>> {
+        let by_id = self.by_id.lock();
+        if by_id.len() + self.seated.load(Ordering::Acquire) >= max {
+            return None;
+        }
+        self.seated.fetch_add(1, Ordering::AcqRel);
+        Some(Seat { clients: self })
+    }
+
+    /// The client takes its seat.
+    pub(crate) fn add(&self, seat: Seat<'_>, client: Arc<Client>) {
+        let mut by_id = self.by_id.lock();
+        by_id.insert(client.id, client);
+        drop(seat);
     }
 
     pub(crate) fn remove(&self, id: u64) -> Option<Arc<Client>> {
@@ -209,6 +237,43 @@ mod tests {
                 volume: 1.0,
             },
         }
+    }
+
+    /// Clients attaching at once are given at most the limit's seats between them, attached
+    /// or not yet; a seat given back or taken by its client counts as it should.
+    #[test]
+    fn seats_never_exceed_the_limit_however_many_ask_at_once() {
+        let clients = Clients::default();
+        let given = std::sync::atomic::AtomicUsize::new(0);
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    barrier.wait();
+                    let seat = clients.seat(3);
+                    if seat.is_some() {
+                        given.fetch_add(1, Ordering::Relaxed);
+                    }
+                    barrier.wait();
+                    drop(seat);
+                });
+            }
+        });
+        assert_eq!(given.load(Ordering::Relaxed), 3);
+        let (runner_end, worker_end) = pair(&ChannelConfig::default()).unwrap();
+        let server = bridge::Server::over(worker_end, Duration::from_secs(5));
+        let seat = clients.seat(2).unwrap();
+        let other = clients.seat(2).unwrap();
+        assert!(clients.seat(2).is_none());
+        clients.add(
+            seat,
+            Arc::new(Client::new(1, "a".into(), 1, server.responder())),
+        );
+        assert!(clients.seat(2).is_none());
+        drop(other);
+        assert_eq!(clients.count(), 1);
+        assert!(clients.seat(2).is_some());
+        drop(runner_end);
     }
 
     /// A client that reads nothing while 20,000 bars come: its ring fills, then its backlog;

@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 use super::clients::Client;
 use crate::supervisor::{Supervisor, SupervisorError};
+use bridge::RequestError;
 
 /// One symbol's stream at the hub.
 #[derive(Debug)]
@@ -89,23 +90,8 @@ impl Feeds {
             }
             id
         };
-        sup.subscribe(
-            SubscribeRequest {
-                symbol: symbol.to_string(),
-                id: upstream,
-                bar_seconds,
-            },
-            timeout,
-        )?;
-        // A client that went meanwhile takes no route: its departure looked at its streams
-        // under `changes` (after its connection was closed), so this one would never be
-        // released. Cancelled at once instead.
-        if client.is_gone() {
-            if let Err(e) = sup.unsubscribe(symbol, timeout) {
-                tracing::warn!(symbol, "not cancelled at the broker: {e}");
-            }
-            return Err(SupervisorError::Stopped);
-        }
+        // The route is there before the subscription: the worker's first bars are routed
+        // (the reply may reach the client after them, as when it joins a running stream).
         self.routes.lock().by_upstream.insert(
             upstream,
             Feed {
@@ -114,6 +100,33 @@ impl Feeds {
                 routes: vec![(client.clone(), sub)],
             },
         );
+        let made = sup.subscribe(
+            SubscribeRequest {
+                symbol: symbol.to_string(),
+                id: upstream,
+                bar_seconds,
+            },
+            timeout,
+        );
+        // A client that went meanwhile keeps no route: its departure looked at its streams
+        // under `changes` (after its connection was closed), so this one would never be
+        // released. A subscription that failed keeps none either, and one whose answer never
+        // came (a timeout, the worker gone) may be made at the broker, and the supervisor
+        // would make it again on its next worker: cancelled, or a market-data line streams
+        // for nobody.
+        let refused = matches!(
+            made,
+            Err(SupervisorError::Remote(_) | SupervisorError::Request(RequestError::Send(_)))
+        );
+        if made.is_err() || client.is_gone() {
+            self.routes.lock().by_upstream.remove(&upstream);
+            if !refused {
+                if let Err(e) = sup.unsubscribe(symbol, timeout) {
+                    tracing::warn!(symbol, "not cancelled at the broker: {e}");
+                }
+            }
+            return made.and(Err(SupervisorError::Stopped));
+        }
         client.subs.lock().insert(symbol.to_string(), sub);
         Ok(())
     }

@@ -44,6 +44,10 @@ use crate::worker_events::WorkerEvents;
 const MAX_IN_FLIGHT: usize = 64;
 /// How long a client may take to say what it wants after connecting.
 const KNOCK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections whose attach request is awaited at once (each on a thread of its own, for up
+/// to `KNOCK_TIMEOUT`): one beyond is closed at once, so that a program opening connections
+/// and saying nothing cannot make the hub's threads grow.
+const MAX_KNOCKING: usize = 16;
 
 /// `runner hub`: serves until Ctrl-C or SIGTERM.
 pub fn command(name: Option<&str>, loaded: Result<Config, crate::config::ConfigError>) -> ExitCode {
@@ -119,15 +123,26 @@ pub fn serve(
             .name("hub-status".into())
             .spawn(move || status::keep_written(&hub))?
     };
+    let knocking = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::Relaxed) {
         match listener.accept(Duration::from_millis(200)) {
-            Ok(Some(knock)) => {
-                let hub = hub.clone();
-                let channel = channel.clone();
+            Ok(Some(mut knock)) => {
+                if knocking.load(Ordering::Acquire) >= MAX_KNOCKING {
+                    hub.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("client refused: {MAX_KNOCKING} attaches already under way");
+                    knock.refuse(&format!(
+                        "{MAX_KNOCKING} attaches already under way at the hub"
+                    ));
+                    continue;
+                }
+                knocking.fetch_add(1, Ordering::AcqRel);
+                let (hub, channel, knocking) = (hub.clone(), channel.clone(), knocking.clone());
+                let counted = knocking.clone();
                 let spawned = std::thread::Builder::new()
                     .name("hub-client".into())
-                    .spawn(move || attach_and_serve(&hub, knock, &channel));
+                    .spawn(move || attach_and_serve(&hub, knock, &channel, &knocking));
                 if let Err(e) = spawned {
+                    counted.fetch_sub(1, Ordering::AcqRel);
                     tracing::warn!("a client's thread could not start: {e}");
                 }
             }
@@ -153,8 +168,15 @@ pub fn serve(
 }
 
 /// Reads what a client asks, admits it if it may attach, and serves it until it goes.
-fn attach_and_serve(hub: &Arc<Hub>, mut knock: Knock, channel: &bridge::ChannelConfig) {
-    let request = match knock.request(KNOCK_TIMEOUT) {
+fn attach_and_serve(
+    hub: &Arc<Hub>,
+    mut knock: Knock,
+    channel: &bridge::ChannelConfig,
+    knocking: &AtomicUsize,
+) {
+    let request = knock.request(KNOCK_TIMEOUT);
+    knocking.fetch_sub(1, Ordering::AcqRel);
+    let request = match request {
         Ok(r) => r,
         Err(e) => {
             hub.counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -162,12 +184,13 @@ fn attach_and_serve(hub: &Arc<Hub>, mut knock: Knock, channel: &bridge::ChannelC
             return;
         }
     };
+    let seat = hub.clients.seat(hub.settings.max_clients);
     let refusal = if request.client.len() > MAX_CLIENT_NAME {
         Some(format!(
             "client name {} is longer than {MAX_CLIENT_NAME} characters",
             request.client
         ))
-    } else if hub.clients.count() >= hub.settings.max_clients {
+    } else if seat.is_none() {
         Some(format!(
             "the hub serves at most {} clients (hub.max_clients)",
             hub.settings.max_clients
@@ -177,12 +200,16 @@ fn attach_and_serve(hub: &Arc<Hub>, mut knock: Knock, channel: &bridge::ChannelC
     } else {
         None
     };
-    if let Some(why) = refusal {
-        hub.counters.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(client = %request.client, pid = request.pid, "client refused: {why}");
-        knock.refuse(&why);
-        return;
-    }
+    let seat = match (seat, refusal) {
+        (Some(seat), None) => seat,
+        (_, why) => {
+            let why = why.unwrap_or_default();
+            hub.counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(client = %request.client, pid = request.pid, "client refused: {why}");
+            knock.refuse(&why);
+            return;
+        }
+    };
     let (name, pid) = (request.client.clone(), request.pid);
     let channel = match knock.admit(request, channel) {
         Ok(c) => c,
@@ -199,7 +226,7 @@ fn attach_and_serve(hub: &Arc<Hub>, mut knock: Knock, channel: &bridge::ChannelC
         pid,
         server.responder(),
     ));
-    hub.clients.add(client.clone());
+    hub.clients.add(seat, client.clone());
     hub.counters.attached.fetch_add(1, Ordering::Relaxed);
     tracing::info!(client = %client.name, pid, "client attached");
     serve_client(hub, &client, server);
