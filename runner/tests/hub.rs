@@ -908,3 +908,49 @@ fn a_refused_subscription_leaves_no_feed_behind() {
     assert!(matches!(reply, Reply::Subscribed), "{reply:?}");
     hub.wait_for("SPY streamed", |s| feeds(s) == set(&["SPY"]));
 }
+
+/// A client's subscriptions and cancellations sent one after the other without waiting are
+/// made in the order sent: twenty of each, alternating, leave nothing streamed at the end.
+#[test]
+fn subscriptions_and_cancellations_sent_at_once_are_made_in_order() {
+    use bridge::protocol::{Reply, Request, SubscribeRequest};
+    let hub = TestHub::start("order", WAIT);
+    let client = attach(&hub, "hasty");
+    let timeout = Duration::from_secs(30);
+    let mut pending = Vec::new();
+    for _ in 0..20 {
+        pending.push(client.request_async(
+            Request::Subscribe(SubscribeRequest {
+                symbol: "SPY".into(),
+                id: 1,
+                bar_seconds: 60,
+            }),
+            timeout,
+        ));
+        pending.push(client.request_async(
+            Request::Unsubscribe {
+                symbol: "SPY".into(),
+            },
+            timeout,
+        ));
+    }
+    // The first poll of each, in order, sends it.
+    let replies = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(futures_util::future::join_all(pending));
+    for (i, reply) in replies.into_iter().enumerate() {
+        let reply = reply.unwrap();
+        if i % 2 == 0 {
+            assert!(matches!(reply, Reply::Subscribed), "{i}: {reply:?}");
+        } else {
+            assert!(matches!(reply, Reply::Unsubscribed), "{i}: {reply:?}");
+        }
+    }
+    // Within 20 s, or the last cancellation came before a subscription.
+    hub.wait_for("nothing streamed", |s| {
+        s.clients.len() == 1 && s.feeds.is_empty()
+    });
+    drop(client);
+}

@@ -49,6 +49,8 @@ pub const ENV_HUB_DIR: &str = "IBBRIDGE_HUB_DIR";
 const ATTACH_MAGIC: &str = "ibbridge-hub attach";
 /// Longest attach message or answer.
 const MAX_MESSAGE: usize = 1024;
+/// How long a client whose attach could not be sent looks for the hub's refusal.
+const REFUSAL_WAIT: Duration = Duration::from_millis(200);
 /// Longest hub or client name.
 pub const MAX_NAME: usize = 40;
 
@@ -545,7 +547,20 @@ pub fn attach_to_hub(
         path: path.clone(),
         source,
     };
-    sys::socket::send_with_fd(&stream, message.as_bytes(), fd).map_err(gone)?;
+    if let Err(e) = sys::socket::send_with_fd(&stream, message.as_bytes(), fd) {
+        // A hub that refuses before reading (too many attaches under way) has written why
+        // and closed: its line is waiting to be read.
+        return Err(match read_line(&mut stream, deadline_after(REFUSAL_WAIT)) {
+            Ok(answer) => match answer.split_once(' ') {
+                Some(("refused", why)) => StartError::Refused {
+                    hub: hub.to_string(),
+                    reason: why.to_string(),
+                },
+                _ => gone(e),
+            },
+            Err(_) => gone(e),
+        });
+    }
     let deadline = deadline_after(cfg.start_timeout);
     let answer = read_line(&mut stream, deadline).map_err(gone)?;
     let hub_pid = match answer.split_once(' ') {

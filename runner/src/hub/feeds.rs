@@ -19,6 +19,9 @@ use super::clients::Client;
 use crate::supervisor::{Supervisor, SupervisorError};
 use bridge::RequestError;
 
+/// How long the cancellation of a subscription that failed is waited for.
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One symbol's stream at the hub.
 #[derive(Debug)]
 struct Feed {
@@ -66,6 +69,10 @@ impl Feeds {
         timeout: Duration,
     ) -> Result<(), SupervisorError> {
         let _change = self.changes.lock();
+        // Gone before its turn (its subscriptions wait in order): nothing to make.
+        if client.is_gone() {
+            return Err(SupervisorError::Stopped);
+        }
         let upstream = {
             let mut r = self.routes.lock();
             let next = r.ids.len() as u32;
@@ -114,16 +121,19 @@ impl Feeds {
         // came (a timeout, the worker gone) may be made at the broker, and the supervisor
         // would make it again on its next worker: cancelled, or a market-data line streams
         // for nobody.
-        let refused = matches!(
-            made,
-            Err(SupervisorError::Remote(_) | SupervisorError::Request(RequestError::Send(_)))
-        );
+        // A refusal is cancelled too: a worker replaced meanwhile may have been given the
+        // subscription by the supervisor before the refusal removed it. The supervisor forgets
+        // it before asking; the cancellation is only waited for briefly, under `changes`
+        // still (released first, it could cancel the next client's fresh subscription).
         if made.is_err() || client.is_gone() {
             self.routes.lock().by_upstream.remove(&upstream);
-            if !refused {
-                if let Err(e) = sup.unsubscribe(symbol, timeout) {
-                    tracing::warn!(symbol, "not cancelled at the broker: {e}");
-                }
+            let refused = matches!(
+                made,
+                Err(SupervisorError::Remote(_) | SupervisorError::Request(RequestError::Send(_)))
+            );
+            match sup.unsubscribe(symbol, timeout.min(CANCEL_TIMEOUT)) {
+                Err(e) if !refused => tracing::warn!(symbol, "not cancelled at the broker: {e}"),
+                _ => {}
             }
             return made.and(Err(SupervisorError::Stopped));
         }

@@ -18,7 +18,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bridge::channel::{HubListener, Knock};
-use bridge::protocol::{ConnectionStatus, Event, FeedState, Request};
+use bridge::protocol::{ConnectionStatus, ErrorKind, Event, FeedState, Request};
 use bridge::Server;
 use parking_lot::Mutex;
 
@@ -184,21 +184,23 @@ fn attach_and_serve(
             return;
         }
     };
-    let seat = hub.clients.seat(hub.settings.max_clients);
+    // The seat is taken last: a client refused for another reason never holds one.
+    let mut seat = None;
     let refusal = if request.client.len() > MAX_CLIENT_NAME {
         Some(format!(
             "client name {} is longer than {MAX_CLIENT_NAME} characters",
             request.client
         ))
-    } else if seat.is_none() {
-        Some(format!(
-            "the hub serves at most {} clients (hub.max_clients)",
-            hub.settings.max_clients
-        ))
     } else if hub.stopping.load(Ordering::Acquire) {
         Some("the hub is stopping".to_string())
     } else {
-        None
+        seat = hub.clients.seat(hub.settings.max_clients);
+        seat.is_none().then(|| {
+            format!(
+                "the hub serves at most {} clients (hub.max_clients)",
+                hub.settings.max_clients
+            )
+        })
     };
     let seat = match (seat, refusal) {
         (Some(seat), None) => seat,
@@ -233,9 +235,12 @@ fn attach_and_serve(
     depart(hub, &client);
 }
 
-/// Takes the client's requests until it goes; each is answered on a thread of its own.
+/// Takes the client's requests until it goes; each is answered on a thread of its own, but
+/// its subscriptions and cancellations one after the other, in the order sent, on one thread
+/// (a subscription and its cancellation never overtake each other).
 fn serve_client(hub: &Arc<Hub>, client: &Arc<Client>, mut server: Server) {
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut in_order: Option<crossbeam_channel::Sender<(u64, Request)>> = None;
     loop {
         if hub.stopping.load(Ordering::Acquire) {
             return;
@@ -256,34 +261,71 @@ fn serve_client(hub: &Arc<Hub>, client: &Arc<Client>, mut server: Server) {
             continue;
         }
         if in_flight.load(Ordering::Acquire) >= MAX_IN_FLIGHT {
-            let _ = client.responder.reply(
+            refuse(
+                client,
                 id,
-                bridge::protocol::Reply::Error(bridge::protocol::RemoteError {
-                    kind: bridge::protocol::ErrorKind::BadRequest,
-                    message: format!("more than {MAX_IN_FLIGHT} requests under way at the hub"),
-                }),
+                ErrorKind::BadRequest,
+                format!("more than {MAX_IN_FLIGHT} requests under way at the hub"),
             );
             continue;
         }
         in_flight.fetch_add(1, Ordering::AcqRel);
-        let (hub2, client2, count) = (hub.clone(), client.clone(), in_flight.clone());
-        let spawned = std::thread::Builder::new()
-            .name("hub-request".into())
-            .spawn(move || {
-                requests::handle(&hub2, &client2, id, request);
-                count.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
+        let ordered = matches!(request, Request::Subscribe(_) | Request::Unsubscribe { .. });
+        let sent = if ordered {
+            if in_order.is_none() {
+                in_order = spawn_in_order(hub, client, &in_flight);
+            }
+            in_order
+                .as_ref()
+                .is_some_and(|tx| tx.send((id, request)).is_ok())
+        } else {
+            let (hub2, client2, count) = (hub.clone(), client.clone(), in_flight.clone());
+            std::thread::Builder::new()
+                .name("hub-request".into())
+                .spawn(move || {
+                    requests::handle(&hub2, &client2, id, request);
+                    count.fetch_sub(1, Ordering::AcqRel);
+                })
+                .is_ok()
+        };
+        if !sent {
             in_flight.fetch_sub(1, Ordering::AcqRel);
-            let _ = client.responder.reply(
+            refuse(
+                client,
                 id,
-                bridge::protocol::Reply::Error(bridge::protocol::RemoteError {
-                    kind: bridge::protocol::ErrorKind::Internal,
-                    message: "the hub could not start a thread for the request".into(),
-                }),
+                ErrorKind::Internal,
+                "the hub could not start a thread for the request".into(),
             );
         }
     }
+}
+
+/// The thread that handles a client's subscriptions and cancellations in the order sent; it
+/// ends once the client's requests are over (the sender dropped) and those sent are handled.
+fn spawn_in_order(
+    hub: &Arc<Hub>,
+    client: &Arc<Client>,
+    in_flight: &Arc<AtomicUsize>,
+) -> Option<crossbeam_channel::Sender<(u64, Request)>> {
+    let (tx, rx) = crossbeam_channel::unbounded::<(u64, Request)>();
+    let (hub, client, count) = (hub.clone(), client.clone(), in_flight.clone());
+    std::thread::Builder::new()
+        .name("hub-subscriptions".into())
+        .spawn(move || {
+            for (id, request) in rx {
+                requests::handle(&hub, &client, id, request);
+                count.fetch_sub(1, Ordering::AcqRel);
+            }
+        })
+        .ok()
+        .map(|_| tx)
+}
+
+fn refuse(client: &Client, id: u64, kind: ErrorKind, message: String) {
+    let _ = client.responder.reply(
+        id,
+        bridge::protocol::Reply::Error(bridge::protocol::RemoteError { kind, message }),
+    );
 }
 
 /// A client went: its streams released, its working orders kept or cancelled.
