@@ -3,7 +3,8 @@
 //!
 //! Invariants: one fetch per distinct request under way; a request is under way from its
 //! first asker's start to its end, so one asked after it ended is fetched again (the market
-//! moved on); an asker waits at most twice the fetch's own timeout.
+//! moved on), and its end is told to the others however the first asker's fetch ends; an
+//! asker waits at most twice the fetch's own timeout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,10 +51,14 @@ impl Coalescer {
             }
         };
         if first {
+            let mut leader = Leader {
+                coalescer: self,
+                request,
+                shared: &shared,
+                outcome: None,
+            };
             let outcome = sup.history(request, timeout).map(Arc::new).map_err(told);
-            self.under_way.lock().remove(request);
-            *shared.outcome.lock() = Some(outcome.clone());
-            shared.done.notify_all();
+            leader.outcome = Some(outcome.clone());
             return (outcome, false);
         }
         let mut outcome = shared.outcome.lock();
@@ -72,5 +77,28 @@ impl Coalescer {
             })
         });
         (outcome, true)
+    }
+}
+
+/// The first asker of a request: when it ends, however it ends (a panic included), the
+/// request is no longer under way and the others are told its outcome, or an error.
+struct Leader<'a> {
+    coalescer: &'a Coalescer,
+    request: &'a HistoryRequest,
+    shared: &'a Shared,
+    outcome: Option<Result<Arc<Vec<Bar>>, RemoteError>>,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        self.coalescer.under_way.lock().remove(self.request);
+        let outcome = self.outcome.take().unwrap_or_else(|| {
+            Err(RemoteError {
+                kind: ErrorKind::Internal,
+                message: "the same history request of another client failed".into(),
+            })
+        });
+        *self.shared.outcome.lock() = Some(outcome);
+        self.shared.done.notify_all();
     }
 }
