@@ -29,6 +29,8 @@ struct Feed {
     bar_seconds: u32,
     /// Its clients, with the subscription id each chose.
     routes: Vec<(Arc<Client>, u32)>,
+    /// Bars routed.
+    bars: u64,
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +107,7 @@ impl Feeds {
                 symbol: symbol.to_string(),
                 bar_seconds,
                 routes: vec![(client.clone(), sub)],
+                bars: 0,
             },
         );
         let made = sup.subscribe(
@@ -126,7 +129,17 @@ impl Feeds {
         // it before asking; the cancellation is only waited for briefly, under `changes`
         // still (released first, it could cancel the next client's fresh subscription).
         if made.is_err() || client.is_gone() {
-            self.routes.lock().by_upstream.remove(&upstream);
+            let routed = self.routes.lock().by_upstream.remove(&upstream);
+            // Bars it was given before the failure: told that no more come.
+            if let (Err(e), Some(_)) = (&made, routed.filter(|f| f.bars > 0)) {
+                client.deliver(Event::Refused {
+                    symbol: symbol.to_string(),
+                    error: RemoteError {
+                        kind: ErrorKind::Internal,
+                        message: format!("the subscription failed after its first bars: {e}"),
+                    },
+                });
+            }
             let refused = matches!(
                 made,
                 Err(SupervisorError::Remote(_) | SupervisorError::Request(RequestError::Send(_)))
@@ -194,10 +207,11 @@ impl Feeds {
 
     /// Hands a live bar of upstream subscription `sub` to every client of its symbol.
     pub(crate) fn route_bar(&self, sub: u32, bar: bridge::protocol::Bar) -> usize {
-        let r = self.routes.lock();
-        let Some(feed) = r.by_upstream.get(&sub) else {
+        let mut r = self.routes.lock();
+        let Some(feed) = r.by_upstream.get_mut(&sub) else {
             return 0;
         };
+        feed.bars += 1;
         for (client, id) in &feed.routes {
             client.deliver(Event::Bar { sub: *id, bar });
         }
