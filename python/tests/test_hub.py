@@ -4,6 +4,7 @@ worker, orders in each client's namespace, a hub killed and started again, no hu
 The hub is the `runner` binary: `IBBRIDGE_RUNNER` names it (`.ci/run` sets it to the debug
 build); without it these tests are skipped, saying how to run them."""
 
+import asyncio
 import json
 import os
 import signal
@@ -27,13 +28,13 @@ FAST = 600.0
 class Hub:
     """`runner hub --name NAME` in a directory of its own, with a journal of its own."""
 
-    def __init__(self, tmp_path, name: str, extra: str = ""):
+    def __init__(self, tmp_path, name: str, extra: str = "", sim: str = f"speed = {FAST}\n"):
         self.name = name
         self.dir = tmp_path / "hubs"
         self.journal = tmp_path / f"{name}.journal"
         self.config = tmp_path / f"{name}.toml"
         self.config.write_text(
-            f'[sim]\norders_file = "{self.journal}"\nspeed = {FAST}\n'
+            f'[sim]\norders_file = "{self.journal}"\n{sim}'
             f"[hub]\nwait_seconds = 20\n{extra}"
         )
         self.env = dict(os.environ, IBBRIDGE_HUB_DIR=str(self.dir))
@@ -158,3 +159,57 @@ def test_no_hub_of_that_name_is_a_clear_error(tmp_path):
                 s.connect()
     finally:
         os.environ.pop("IBBRIDGE_HUB_DIR", None)
+
+
+# Friday 2026-12-04 16:00 UTC on the market's calendar, 14,400 times real time: Monday's
+# close (21:00 UTC) comes 19.25 s later, after two nightly restarts and the weekly re-login.
+WEEKEND = "speed = 14400.0\nstart = 1796400000\ncalendar = true\n"
+MONDAY = 1796601600
+OPEN, CLOSE = 14 * 3600 + 1800, 21 * 3600
+
+
+@pytest.mark.parametrize("via", ["alone", "hub"])
+def test_a_session_rides_through_a_long_weekend_of_restarts(tmp_path, via):
+    """Streaming from Friday to Monday's close, alone or through a hub: each restart and the
+    re-login told in the stream (interrupted, restored), then every bar of Monday's session
+    for every symbol, none repeated, none outside a session, none missing within one."""
+    symbols = ["SPY", "QQQ"]
+    hub = Hub(tmp_path, "weekend", sim=WEEKEND) if via == "hub" else None
+    try:
+        if hub is not None:
+            session = hub.session()
+        else:
+            config = tmp_path / "weekend.toml"
+            config.write_text(f'[sim]\norders_file = "{tmp_path / "journal"}"\n{WEEKEND}')
+            session = ibbridge.Session(config=config)
+
+        async def main():
+            bars = {s: [] for s in symbols}
+            events = {s: [] for s in symbols}
+            async with session as s:
+                await s.connect_async()
+                async for symbol, item in s.stream(symbols, 60, events=True):
+                    if isinstance(item, ibbridge.SymbolEvent):
+                        events[symbol].append(item.what)
+                        continue
+                    bars[symbol].append(item.time)
+                    if all(b and b[-1] >= MONDAY + CLOSE - 60 for b in bars.values()):
+                        break
+            return bars, events
+
+        bars, events = asyncio.run(asyncio.wait_for(main(), 90))
+    finally:
+        if hub is not None:
+            hub.stop()
+            os.environ.pop("IBBRIDGE_HUB_DIR", None)
+    for symbol in symbols:
+        times = bars[symbol]
+        for t in times:
+            weekday = (t // 86400 + 3) % 7
+            assert weekday < 5 and OPEN <= t % 86400 < CLOSE, (symbol, t)
+        for a, b in zip(times, times[1:]):
+            next_session = a % 86400 == CLOSE - 60 and b % 86400 == OPEN and b > a
+            assert b - a == 60 or next_session, (symbol, a, b)
+        assert sum(MONDAY <= t < MONDAY + 86400 for t in times) == 390, symbol
+        assert events[symbol].count("interrupted") == 3, (symbol, events[symbol])
+        assert events[symbol].count("restored") == 3, (symbol, events[symbol])
