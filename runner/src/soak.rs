@@ -48,7 +48,7 @@ use crate::launch::{fail, init_logging, one_line, with_workers, EXIT_CONFIG, EXI
 use crate::supervisor::{Supervisor, SupervisorError};
 use crate::worker_events::WorkerEvents;
 use crate::worker_setup::WorkerSetup;
-use histogram::Histogram;
+use histogram::Minutes;
 use sequence::{BarCheck, BarSequences};
 pub use state::ORDER_ACK_DELAY_MS;
 use state::{soak_symbol, Counts, Recovery, Soak, RECOVERY_LIMIT, REQUEST_TIMEOUT};
@@ -159,7 +159,7 @@ fn run(
         done: AtomicBool::new(false),
         stop,
         counts: Counts::default(),
-        minutes: Mutex::new(Vec::new()),
+        minutes: Mutex::new(Minutes::default()),
         memory: Mutex::new(Vec::new()),
         recoveries: Mutex::new(Vec::new()),
         orders: Mutex::new(Vec::new()),
@@ -354,11 +354,7 @@ impl Soak<'_> {
     /// Adds a round trip to the histogram of the current minute.
     fn record_round_trip(&self, rtt: Duration) {
         let minute = (self.started.elapsed().as_secs() / 60) as usize;
-        let mut m = self.minutes.lock();
-        if m.len() <= minute {
-            m.resize(minute + 1, Histogram::default());
-        }
-        m[minute].record(rtt.as_nanos() as u64);
+        self.minutes.lock().record(minute, rtt.as_nanos() as u64);
     }
 
     /// Streamed bars: each symbol's bars must advance by exactly one second, except across a
@@ -506,19 +502,7 @@ impl Soak<'_> {
             bar_gaps_undeclared: c(&counts.bar_gaps_undeclared),
             bar_overlaps_declared: c(&counts.bar_overlaps_declared),
             restarts,
-            minutes: self
-                .minutes
-                .into_inner()
-                .into_iter()
-                .map(|m| {
-                    (
-                        m.count() as usize,
-                        m.quantile_us(0.5),
-                        m.quantile_us(0.99),
-                        m.max_us(),
-                    )
-                })
-                .collect(),
+            minutes: self.minutes.into_inner().rows(),
             memory: self.memory.into_inner(),
             chaos: self
                 .recoveries

@@ -50,11 +50,6 @@ impl Histogram {
         self.max_ns = self.max_ns.max(ns);
     }
 
-    /// Round trips recorded.
-    pub(super) fn count(&self) -> u64 {
-        self.count
-    }
-
     /// The longest round trip, µs.
     pub(super) fn max_us(&self) -> f64 {
         self.max_ns as f64 / 1000.0
@@ -74,9 +69,81 @@ impl Histogram {
     }
 }
 
+/// One minute's round trips as the report gives them: (count, p50 µs, p99 µs, max µs).
+pub(super) type MinuteRow = (usize, f64, f64, f64);
+
+/// Round trips minute by minute, in memory that grows by one row per minute: only the
+/// current minute is a histogram; a minute over is kept as its row.
+#[derive(Debug, Default)]
+pub(super) struct Minutes {
+    rows: Vec<MinuteRow>,
+    current: Option<(usize, Histogram)>,
+}
+
+impl Histogram {
+    fn row(&self) -> MinuteRow {
+        (
+            self.count as usize,
+            self.quantile_us(0.5),
+            self.quantile_us(0.99),
+            self.max_us(),
+        )
+    }
+
+    fn clear(&mut self) {
+        self.buckets.fill(0);
+        self.count = 0;
+        self.max_ns = 0;
+    }
+}
+
+impl Minutes {
+    /// Adds a round trip of `ns` nanoseconds to minute `minute` (never an earlier one than
+    /// the last given; an earlier one counts in the current minute).
+    pub(super) fn record(&mut self, minute: usize, ns: u64) {
+        let (at, histogram) = self
+            .current
+            .get_or_insert_with(|| (0, Histogram::default()));
+        if minute > *at {
+            self.rows.push(histogram.row());
+            // Minutes with no round trip at all: empty rows.
+            self.rows
+                .extend(std::iter::repeat_n((0, 0.0, 0.0, 0.0), minute - *at - 1));
+            histogram.clear();
+            *at = minute;
+        }
+        histogram.record(ns);
+    }
+
+    /// Every minute's row, from the soak's first minute to the last with a round trip.
+    pub(super) fn rows(mut self) -> Vec<MinuteRow> {
+        if let Some((_, histogram)) = self.current.take() {
+            self.rows.push(histogram.row());
+        }
+        self.rows
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minutes_over_are_rows_and_a_silent_minute_is_an_empty_one() {
+        let mut m = Minutes::default();
+        for ns in [1_000, 2_000, 3_000] {
+            m.record(0, ns);
+        }
+        m.record(2, 5_000);
+        m.record(2, 7_000);
+        let rows = m.rows();
+        assert_eq!(rows.len(), 3);
+        assert_eq!((rows[0].0, rows[0].3), (3, 3.0));
+        assert_eq!(rows[1], (0, 0.0, 0.0, 0.0));
+        assert_eq!((rows[2].0, rows[2].3), (2, 7.0));
+        assert!((rows[2].1 - 5.0).abs() < 5.0 / 64.0, "{rows:?}");
+        assert!(Minutes::default().rows().is_empty());
+    }
 
     #[test]
     fn histogram_quantiles_are_within_two_percent() {

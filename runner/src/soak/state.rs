@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::histogram::Histogram;
+use super::histogram::Minutes;
 use super::settings::SoakSettings;
 use crate::supervisor::Supervisor;
 
@@ -59,7 +59,7 @@ pub(super) struct Soak<'a> {
     /// Set by Ctrl-C.
     pub(super) stop: &'a AtomicBool,
     pub(super) counts: Counts,
-    pub(super) minutes: Mutex<Vec<Histogram>>,
+    pub(super) minutes: Mutex<Minutes>,
     pub(super) memory: Mutex<Vec<(f64, u64, u64)>>,
     pub(super) recoveries: Mutex<Vec<Recovery>>,
     /// Every order sent: its reference, and whether the broker acknowledged it.
