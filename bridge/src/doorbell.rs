@@ -110,12 +110,29 @@ impl Bell {
     #[cfg(not(loom))]
     pub(crate) fn wait_counted(
         &self,
-        mut ready: impl FnMut() -> bool,
+        ready: impl FnMut() -> bool,
         deadline: Instant,
         sleeps: &mut u64,
     ) -> Wait {
+        self.wait_counted_as(ready, deadline, sleeps, true)
+    }
+
+    /// [`wait_counted`](Self::wait_counted); with `spin` false it sleeps at once, without the
+    /// spin and yield phases: for a waiter that expects nothing soon (a live bar a second
+    /// away) and would only take the CPU from threads that have work.
+    #[cfg(not(loom))]
+    pub(crate) fn wait_counted_as(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Instant,
+        sleeps: &mut u64,
+        spin: bool,
+    ) -> Wait {
         if ready() {
             return Wait::Ready;
+        }
+        if !spin {
+            return self.sleep_until(ready, deadline, sleeps);
         }
         let start = Instant::now();
         let mut i = 0u32;
@@ -135,6 +152,17 @@ impl Bell {
                 return Wait::Ready;
             }
         }
+        self.sleep_until(ready, deadline, sleeps)
+    }
+
+    /// Sleeps on the word (at most [`MAX_SLEEP`] at a time) until `ready()` or `deadline`.
+    #[cfg(not(loom))]
+    fn sleep_until(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Instant,
+        sleeps: &mut u64,
+    ) -> Wait {
         loop {
             let now = Instant::now();
             if now >= deadline {

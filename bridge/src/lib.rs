@@ -32,7 +32,7 @@
 #[cfg(not(loom))]
 pub use channel::{ChannelConfig, GoneReason, RecvError, SendError, StartError};
 #[cfg(not(loom))]
-pub use client::{Client, ClientConfig, ClientStats, EventTap, RequestError};
+pub use client::{Client, ClientConfig, ClientStats, EventTap, Events, RequestError};
 #[cfg(not(loom))]
 pub use server::{Incoming, Responder, Server};
 

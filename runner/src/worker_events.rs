@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bridge::protocol::Event;
-use bridge::Backoff;
+use bridge::{Backoff, Events};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Select, Sender, TryRecvError};
 
-/// The supervisor's end: where the channel of each new worker goes.
-pub(crate) type EventChannels = Sender<Receiver<Event>>;
+/// The supervisor's end: where the events of each new worker go.
+pub(crate) type EventChannels = Sender<Events>;
 
 /// The latest market time through which the reader has read every change of the simulated
 /// broker's book ([`Event::BookTold`]), shared with the supervisor, which hands it to each new
@@ -47,17 +47,19 @@ const NOTHING_HEARD: i64 = i64::MIN;
 /// The events of all the workers of one supervisor, in one stream.
 #[derive(Debug)]
 pub struct WorkerEvents {
-    /// Channels of workers started since the last read.
-    new: Receiver<Receiver<Event>>,
+    /// Events of workers started since the last read.
+    new: Receiver<Events>,
     /// Whether the supervisor is gone (no new channels will come).
     new_closed: bool,
     /// Channels still open or holding events, oldest worker first.
-    open: VecDeque<(u64, Receiver<Event>)>,
+    open: VecDeque<(u64, Events)>,
     /// Channels adopted so far: the next one's number.
     adopted: u64,
     /// The number of the channel (0: the first worker's) the last event came from.
     source: u64,
-    /// Times the reader found nothing and waited (a sleep, unless an event came in between).
+    /// Times the reader found nothing and waited on the queues (a sleep, unless an event came
+    /// in between, and the wake of another thread that ended it); waits at the worker's ring
+    /// itself are the ring's sleeps.
     waits: u64,
     /// Busy-poll instead of sleeping (`bridge.spin`).
     spin: bool,
@@ -105,20 +107,27 @@ impl WorkerEvents {
             if self.new_closed && self.open.is_empty() {
                 return Err(RecvTimeoutError::Disconnected);
             }
+            if Instant::now() >= deadline {
+                return Err(RecvTimeoutError::Timeout);
+            }
             if self.spin {
-                if Instant::now() >= deadline {
-                    return Err(RecvTimeoutError::Timeout);
-                }
                 self.backoff.snooze();
                 continue;
+            }
+            // One worker's events and no other: wait at its ring, reading it on this thread
+            // (one wake per event), unless its dispatcher reads it.
+            if let (1, Some((_, only))) = (self.open.len(), self.open.front()) {
+                if self.new.is_empty() && only.wait_at_ring(deadline) {
+                    continue;
+                }
             }
             // Sleep until any channel (or a new one) has something, then look again.
             let mut select = Select::new();
             if !self.new_closed {
                 select.recv(&self.new);
             }
-            for (_, rx) in &self.open {
-                select.recv(rx);
+            for (_, events) in &self.open {
+                select.recv(events.queue());
             }
             self.waits += 1;
             if select.ready_deadline(deadline).is_err() {
@@ -206,13 +215,13 @@ mod tests {
     fn events_of_a_dead_worker_are_read_to_the_end_before_the_next_workers() {
         let (channels, mut events) = WorkerEvents::new();
         let (first, first_rx) = crossbeam_channel::unbounded();
-        channels.send(first_rx).unwrap();
+        channels.send(Events::detached(first_rx)).unwrap();
         first.send(notice(1)).unwrap();
         first.send(notice(2)).unwrap();
         // The first worker dies; a second one starts and speaks at once.
         drop(first);
         let (second, second_rx) = crossbeam_channel::unbounded();
-        channels.send(second_rx).unwrap();
+        channels.send(Events::detached(second_rx)).unwrap();
         second.send(notice(3)).unwrap();
         let got: Vec<i32> = (0..3)
             .map(|_| code(events.recv_timeout(SHORT).unwrap()))
@@ -232,7 +241,7 @@ mod tests {
         let heard = events.book_heard();
         assert_eq!(heard.through(), None);
         let (tx, rx) = crossbeam_channel::unbounded();
-        channels.send(rx).unwrap();
+        channels.send(Events::detached(rx)).unwrap();
         tx.send(Event::BookTold { through: 50 }).unwrap();
         tx.send(notice(1)).unwrap();
         tx.send(Event::BookTold { through: 40 }).unwrap();
@@ -248,7 +257,7 @@ mod tests {
         let (tx, rx) = crossbeam_channel::unbounded();
         let writer = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
-            channels.send(rx).unwrap();
+            channels.send(Events::detached(rx)).unwrap();
             tx.send(notice(7)).unwrap();
             channels
         });
@@ -268,7 +277,7 @@ mod tests {
             let (tx, rx) = crossbeam_channel::unbounded();
             let writer = std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(50));
-                channels.send(rx).unwrap();
+                channels.send(Events::detached(rx)).unwrap();
                 tx.send(notice(7)).unwrap();
                 tx.send(notice(8)).unwrap();
                 channels
@@ -297,8 +306,8 @@ mod tests {
         let (channels, mut events) = WorkerEvents::new();
         let (old, old_rx) = crossbeam_channel::unbounded();
         let (new, new_rx) = crossbeam_channel::unbounded();
-        channels.send(old_rx).unwrap();
-        channels.send(new_rx).unwrap();
+        channels.send(Events::detached(old_rx)).unwrap();
+        channels.send(Events::detached(new_rx)).unwrap();
         new.send(notice(2)).unwrap();
         assert_eq!(code(events.recv_timeout(SHORT).unwrap()), 2);
         old.send(notice(1)).unwrap();
@@ -311,7 +320,7 @@ mod tests {
     fn the_stream_ends_once_the_supervisor_is_gone_and_everything_is_read() {
         let (channels, mut events) = WorkerEvents::new();
         let (tx, rx) = crossbeam_channel::unbounded();
-        channels.send(rx).unwrap();
+        channels.send(Events::detached(rx)).unwrap();
         tx.send(notice(1)).unwrap();
         drop(channels);
         assert_eq!(code(events.recv_timeout(SHORT).unwrap()), 1);
@@ -321,5 +330,43 @@ mod tests {
             events.recv_timeout(SHORT),
             Err(RecvTimeoutError::Disconnected)
         );
+    }
+
+    /// One live worker: the reader waits at its ring itself, takes each event from there, and
+    /// comes back at its deadline when nothing comes (it does not go round at the ring).
+    #[test]
+    fn one_workers_events_are_read_at_its_ring_and_a_wait_ends_at_its_deadline() {
+        let cfg = bridge::channel::ChannelConfig::default();
+        let (runner_end, worker_end) = bridge::channel::pair(&cfg).unwrap();
+        let (client, worker_events) =
+            bridge::Client::over(runner_end, &bridge::ClientConfig::default()).unwrap();
+        let server = bridge::server::Server::over(worker_end, Duration::from_secs(1));
+        let (channels, mut events) = WorkerEvents::new();
+        channels.send(worker_events).unwrap();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let reading = std::thread::spawn(move || {
+            let first = events.recv_timeout(Duration::from_millis(100));
+            let _ = done_tx.send(());
+            let mut codes = Vec::new();
+            for _ in 0..20 {
+                codes.push(code(events.recv_timeout(Duration::from_secs(10)).unwrap()));
+            }
+            (first, codes, events.waits())
+        });
+        // A wait that sees nothing ends at its deadline.
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "a wait at the ring went past its deadline"
+        );
+        for i in 0..20 {
+            std::thread::sleep(Duration::from_millis(2));
+            server.responder().event(notice(i)).unwrap();
+        }
+        let (first, codes, waits) = reading.join().unwrap();
+        assert_eq!(first, Err(RecvTimeoutError::Timeout));
+        assert_eq!(codes, (0..20).collect::<Vec<_>>());
+        // Every wait was at the ring, none on the queue (a wake of the dispatcher's).
+        assert_eq!(waits, 0);
+        assert!(client.stats().channel.received.sleeps <= 21);
     }
 }

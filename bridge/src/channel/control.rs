@@ -97,6 +97,12 @@ impl Control {
         self.link().close();
     }
 
+    /// Wakes a thread of this process asleep on the ring this side reads, so that it looks at
+    /// what it waits for again (the client hands its reading end from thread to thread).
+    pub(crate) fn interrupt_reader(&self) {
+        self.link().segment.wake_reader(self.link().role);
+    }
+
     /// The segment's name (already unlinked once the worker attached).
     pub fn segment_name(&self) -> &str {
         self.link().segment.name()

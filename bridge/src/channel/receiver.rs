@@ -131,16 +131,29 @@ impl Receiver {
 
     /// The next frame, waiting until `deadline`.
     pub fn recv_bytes(&mut self, deadline: Instant) -> Result<&[u8], RecvError> {
+        self.recv_bytes_as(deadline, || false, true)
+    }
+
+    /// `spin` false: sleeps at once rather than spinning and yielding first.
+    fn recv_bytes_as(
+        &mut self,
+        deadline: Instant,
+        stop: impl Fn() -> bool,
+        spin: bool,
+    ) -> Result<&[u8], RecvError> {
         loop {
             if self.advance()? {
                 return Ok(self.frame());
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || stop() {
                 return Err(RecvError::Timeout);
             }
             let link = &self.link;
-            self.rx
-                .wait_for_data(deadline, || link.is_gone() || link.peer_closed());
+            self.rx.wait_for_data_as(
+                deadline,
+                || link.is_gone() || link.peer_closed() || stop(),
+                spin,
+            );
         }
     }
 
@@ -148,6 +161,20 @@ impl Receiver {
     /// the connection is torn down.
     pub fn recv<T: Decode<()>>(&mut self, deadline: Instant) -> Result<T, RecvError> {
         self.recv_bytes(deadline)?;
+        self.decode()
+    }
+
+    /// [`recv`](Self::recv), given up early (`Timeout`) once `stop()` is true (looked at after
+    /// every wake; whoever makes it true wakes this side's sleeper with
+    /// [`Control::interrupt_reader`](super::Control::interrupt_reader)). `spin` false: sleeps
+    /// at once rather than spinning and yielding first (for a wait that expects nothing soon).
+    pub(crate) fn recv_as<T: Decode<()>>(
+        &mut self,
+        deadline: Instant,
+        stop: impl Fn() -> bool,
+        spin: bool,
+    ) -> Result<T, RecvError> {
+        self.recv_bytes_as(deadline, stop, spin)?;
         self.decode()
     }
 

@@ -1,78 +1,48 @@
-//! The dispatcher thread: owns the receiving ring and routes every frame from the worker
-//! (replies to the slot of their request id, events to the application's channel, log records
-//! to the log sink) until the worker is gone, then fails every request in flight.
+//! Routing: every frame from the worker goes to whoever it is for (replies to the slot of their
+//! request id, events to the application's queue, log records to the log sink), whichever
+//! thread holds the ring ([`seat`](super::seat)); and the end, once the worker is gone.
 //!
-//! Invariants: it sleeps until a frame arrives or the peer is gone (never polls), unless the
-//! client was configured to spin, and then it never sleeps; a reply nobody awaits is dropped
-//! and counted as stray; once the worker is gone no request stays unanswered, no new one is
-//! accepted, and the timer thread is told to stop.
+//! Invariants: a reply nobody awaits is dropped and counted as stray; once the worker is gone
+//! no request stays unanswered, no new one is accepted, and the timer thread and the
+//! dispatcher are told to stop.
 
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::error::RequestError;
-use super::inner::{Inner, DISPATCH_IDLE};
+use super::inner::Inner;
 use super::slot::Slot;
-use crate::backoff::Backoff;
-use crate::channel::{GoneReason, Receiver, RecvError};
+use crate::channel::GoneReason;
 use crate::protocol::{Body, Envelope};
 
-/// The dispatcher: routes every frame from the worker until it is gone, then fails every
-/// request in flight.
-pub(super) fn dispatch(inner: Arc<Inner>, mut rx: Receiver, spin: bool) {
-    let gone = |reason: GoneReason| {
+impl Inner {
+    /// The worker is gone: fails every request in flight, refuses new ones, stops the timer
+    /// thread and the dispatcher. Only the first call does anything.
+    pub(super) fn end(&self, reason: GoneReason) {
+        if self.pending.lock().gone.is_some() {
+            return;
+        }
         if let GoneReason::Corrupt(_) = reason {
             // A worker that corrupts the segment is not trusted to exit by itself.
-            inner.control.declare_gone(reason.clone());
+            self.control.declare_gone(reason.clone());
         }
-        inner.fail_all(reason);
-        let mut timers = inner.timers.lock();
+        self.fail_all(reason);
+        let mut timers = self.timers.lock();
         timers.stop = true;
         drop(timers);
-        inner.timers_cv.notify_all();
-    };
-    if spin {
-        // Never sleeps: a frame is routed as soon as it is published. The gone state is
-        // looked at on every empty poll (`try_recv` reports it once the ring is drained).
-        let mut backoff = Backoff::new();
-        loop {
-            match rx.try_recv::<Envelope>() {
-                Ok(Some(env)) => {
-                    backoff.reset();
-                    inner.route(env);
-                }
-                Ok(None) | Err(RecvError::Timeout) => backoff.snooze(),
-                Err(RecvError::PeerGone(reason)) => return gone(reason),
-            }
-        }
+        self.timers_cv.notify_all();
+        self.seat.stop();
     }
-    loop {
-        match rx.recv::<Envelope>(Instant::now() + DISPATCH_IDLE) {
-            Ok(env) => {
-                inner.route(env);
-                // Drain what else is there before sleeping again.
-                loop {
-                    match rx.try_recv::<Envelope>() {
-                        Ok(Some(env)) => inner.route(env),
-                        Ok(None) | Err(RecvError::Timeout) => break,
-                        Err(RecvError::PeerGone(reason)) => return gone(reason),
-                    }
-                }
-            }
-            Err(RecvError::Timeout) => {
-                inner.counters.idle_wakes.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(RecvError::PeerGone(reason)) => return gone(reason),
-        }
-    }
-}
 
-impl Inner {
+    /// Whether a request is in flight.
+    pub(super) fn has_pending(&self) -> bool {
+        !self.pending.lock().slots.is_empty()
+    }
+
     /// Hands one frame from the worker to whoever it is for.
-    fn route(&self, env: Envelope) {
+    pub(super) fn route(&self, env: Envelope) {
         match env.body {
             Body::Reply(reply) => {
                 let slot = {

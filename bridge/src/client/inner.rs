@@ -20,9 +20,10 @@ use parking_lot::{Condvar, Mutex};
 
 use super::error::RequestError;
 use super::log::LogSink;
+use super::seat::Seat;
 use super::slot::Slot;
 use super::stats::Counters;
-use crate::channel::{Control, GoneReason, SendError, Sender};
+use crate::channel::{Control, GoneReason, Receiver, SendError, Sender};
 use crate::protocol::{Body, Envelope, Event, Request};
 
 /// How long the dispatcher sleeps when no frame arrives (it wakes sooner for any frame, and
@@ -60,6 +61,8 @@ pub(super) struct Inner {
     pub(super) log_sink: LogSink,
     pub(super) event_tap: Option<super::config::EventTap>,
     pub(super) counters: Counters,
+    /// The receiving ring, read by the dispatcher or by the event reader.
+    pub(super) seat: Seat,
     #[cfg(test)]
     pub(super) before_space_wait: Mutex<Option<Box<dyn Fn() + Send>>>,
 }
@@ -110,9 +113,12 @@ impl EventQueue {
 }
 
 impl Inner {
-    /// The shared state of a new client over `sender` and `control`.
+    /// The shared state of a new client over `sender`, `receiver` and `control`; `spin`: the
+    /// dispatcher busy-polls and keeps the ring to itself.
     pub(super) fn new(
         sender: Sender,
+        receiver: Receiver,
+        spin: bool,
         control: Control,
         events: EventQueue,
         log_sink: LogSink,
@@ -133,12 +139,14 @@ impl Inner {
             log_sink,
             event_tap,
             counters: Counters::default(),
+            seat: Seat::new(receiver, spin),
             #[cfg(test)]
             before_space_wait: Mutex::new(None),
         }
     }
 
-    /// Gives a new request an id and a slot, unless the worker is gone.
+    /// Gives a new request an id and a slot, unless the worker is gone; makes sure somebody
+    /// reads the ring for its replies (the event reader, or else the dispatcher, called).
     pub(super) fn register(&self, deadline: Instant) -> Result<(u64, Arc<Slot>), RequestError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let slot = Slot::new(deadline);
@@ -147,6 +155,12 @@ impl Inner {
             return Err(RequestError::PeerGone(reason.clone()));
         }
         pending.slots.insert(id, slot.clone());
+        drop(pending);
+        // After the `pending` lock: a reader that let go of the ring before we took it has
+        // stored `false` by now; one that lets go later sees this request and calls.
+        if !self.seat.reader_leads() {
+            self.seat.call_dispatcher();
+        }
         Ok((id, slot))
     }
 

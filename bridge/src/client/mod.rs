@@ -29,9 +29,11 @@
 mod config;
 mod dispatch;
 mod error;
+mod events;
 mod future;
 mod inner;
 mod log;
+mod seat;
 mod slot;
 mod stats;
 mod stream;
@@ -46,6 +48,7 @@ use std::time::Duration;
 
 pub use config::{ClientConfig, EventTap};
 pub use error::RequestError;
+pub use events::Events;
 pub use future::ReplyFuture;
 pub use log::{emit, LogSink};
 pub use stats::ClientStats;
@@ -54,9 +57,9 @@ pub use timers::SPACE_RETRY;
 
 use crate::channel::{self, Channel, Control, StartError};
 use crate::pages::Pages;
-use crate::protocol::{Event, Reply, Request};
-use dispatch::dispatch;
+use crate::protocol::{Reply, Request};
 use inner::{EventQueue, Inner};
+use seat::dispatch;
 use timers::run_timers;
 
 /// The runner's connection to one worker process.
@@ -76,20 +79,14 @@ impl fmt::Debug for Client {
 impl Client {
     /// Starts `cmd` as a worker and connects to it. Returns the client and the stream of the
     /// worker's events.
-    pub fn spawn(
-        cmd: Command,
-        cfg: &ClientConfig,
-    ) -> Result<(Client, crossbeam_channel::Receiver<Event>), StartError> {
+    pub fn spawn(cmd: Command, cfg: &ClientConfig) -> Result<(Client, Events), StartError> {
         let channel = channel::spawn(cmd, &cfg.channel)?;
         Client::over(channel, cfg)
     }
 
     /// A client over the runner end of a connection made otherwise (for example
     /// [`channel::pair`]).
-    pub fn over(
-        channel: Channel,
-        cfg: &ClientConfig,
-    ) -> Result<(Client, crossbeam_channel::Receiver<Event>), StartError> {
+    pub fn over(channel: Channel, cfg: &ClientConfig) -> Result<(Client, Events), StartError> {
         let Channel {
             sender,
             receiver,
@@ -98,6 +95,8 @@ impl Client {
         let (events_tx, events_rx) = EventQueue::new(cfg.event_capacity);
         let inner = Arc::new(Inner::new(
             sender,
+            receiver,
+            cfg.spin,
             control,
             events_tx,
             cfg.log_sink.clone(),
@@ -108,10 +107,10 @@ impl Client {
             threads: Vec::new(),
         };
         let for_dispatcher = inner.clone();
-        let spin = cfg.spin;
+        let events = Events::new(events_rx, &inner);
         let dispatcher = std::thread::Builder::new()
             .name("bridge-dispatch".into())
-            .spawn(move || dispatch(for_dispatcher, receiver, spin))
+            .spawn(move || dispatch(for_dispatcher))
             .map_err(|source| StartError::Thread {
                 name: "dispatcher",
                 source,
@@ -125,7 +124,7 @@ impl Client {
                 source,
             })?;
         client.threads.push(timers);
-        Ok((client, events_rx))
+        Ok((client, events))
     }
 
     /// Sends `request` and waits for its final reply, at most `timeout` in all; a list
@@ -183,6 +182,7 @@ impl Client {
             dropped_logs: c.dropped_logs.load(Ordering::Relaxed),
             dispatcher_idle_wakes: c.idle_wakes.load(Ordering::Relaxed),
             cancels: c.cancels.load(Ordering::Relaxed),
+            handovers: c.handovers.load(Ordering::Relaxed),
         }
     }
 
@@ -195,6 +195,8 @@ impl Client {
     /// grace, then kills it. Requests in flight fail.
     pub fn close(&mut self) {
         self.inner.control.close();
+        // A dispatcher standing by takes the ring back and finds the connection closed.
+        self.inner.seat.call_dispatcher();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

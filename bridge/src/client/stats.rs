@@ -24,6 +24,10 @@ pub struct ClientStats {
     /// Requests given up (deadline passed, or dropped unfinished) that the worker was told to
     /// cancel.
     pub cancels: u64,
+    /// Times the dispatcher handed the ring to the event reader ([`Events`](super::Events)),
+    /// which then read it itself while waiting: each costs a wake or two (the dispatcher's,
+    /// and the reader's when the dispatcher lets go); a bar read that way costs one.
+    pub handovers: u64,
 }
 
 /// The live counters behind [`ClientStats`].
@@ -34,4 +38,5 @@ pub(super) struct Counters {
     pub(super) dropped_logs: AtomicU64,
     pub(super) idle_wakes: AtomicU64,
     pub(super) cancels: AtomicU64,
+    pub(super) handovers: AtomicU64,
 }

@@ -25,11 +25,7 @@ fn connect_with(
     capacity: usize,
     event_capacity: usize,
     spin: bool,
-) -> (
-    Client,
-    crossbeam_channel::Receiver<crate::protocol::Event>,
-    Server,
-) {
+) -> (Client, super::Events, Server) {
     let cfg = ChannelConfig {
         geometry: Geometry {
             ring_capacity: capacity,
@@ -309,7 +305,7 @@ fn a_spinning_dispatcher_delivers_without_sleeping_and_ends_with_the_worker() {
             .unwrap();
         assert_eq!(reply, Reply::Pong { payload: vec![i] });
     }
-    assert_eq!(events.try_iter().count(), 100);
+    assert_eq!(std::iter::from_fn(|| events.try_recv().ok()).count(), 100);
     assert_eq!(
         client.stats().channel.received.sleeps,
         0,
@@ -428,4 +424,280 @@ fn block_on<F: Future>(f: F) -> F::Output {
         }
         std::thread::park_timeout(Duration::from_millis(50));
     }
+}
+
+/// A client whose events are seen, as they are routed, by `tap`.
+fn connect_tapped(tap: EventTap) -> (Client, Events, Server) {
+    let cfg = ChannelConfig::default();
+    let (runner, worker) = pair(&cfg).unwrap();
+    let (client, events) = Client::over(
+        runner,
+        &ClientConfig {
+            channel: cfg,
+            event_tap: Some(tap),
+            ..ClientConfig::default()
+        },
+    )
+    .unwrap();
+    (client, events, Server::over(worker, Duration::from_secs(1)))
+}
+
+fn notice(code: i32) -> crate::protocol::Event {
+    crate::protocol::Event::Notice {
+        code,
+        message: String::new(),
+    }
+}
+
+fn code(event: crate::protocol::Event) -> i32 {
+    match event {
+        crate::protocol::Event::Notice { code, .. } => code,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Waits until the event reader (another thread) holds the ring.
+fn reader_takes_the_ring(client: &Client) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !client.inner.seat.reader_leads() {
+        assert!(Instant::now() < until, "the reader never took the ring");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Records the thread each event is routed on.
+fn routing_threads() -> (
+    EventTap,
+    Arc<parking_lot::Mutex<Vec<std::thread::ThreadId>>>,
+) {
+    let threads = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let seen = threads.clone();
+    let tap: EventTap = Arc::new(move |e| {
+        seen.lock().push(std::thread::current().id());
+        Some(e)
+    });
+    (tap, threads)
+}
+
+/// A thread waiting for events reads the ring itself once the dispatcher handed it over: every
+/// event is routed on that thread, in order, with at most one sleep (one wake) each.
+#[test]
+fn a_waiting_reader_reads_the_ring_itself_one_wake_per_event() {
+    let (tap, threads) = routing_threads();
+    let (client, events, server) = connect_tapped(tap);
+    // The first waits take the ring (the dispatcher, starting, may take it in between; then
+    // it is asked for it and hands it over).
+    for _ in 0..2 {
+        assert!(matches!(
+            events.recv_timeout(Duration::from_millis(50)),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+        ));
+    }
+    let handovers = client.stats().handovers;
+    assert!(handovers <= 1);
+    let sleeps_from = client.stats().channel.received.sleeps;
+    let worker = std::thread::spawn(move || {
+        for i in 0..50 {
+            // Time for the reader to fall asleep on the ring.
+            std::thread::sleep(Duration::from_millis(2));
+            server.responder().event(notice(i)).unwrap();
+        }
+        server
+    });
+    for i in 0..50 {
+        assert_eq!(
+            code(events.recv_timeout(Duration::from_secs(10)).unwrap()),
+            i
+        );
+    }
+    let _server = worker.join().unwrap();
+    let me = std::thread::current().id();
+    let threads = threads.lock().clone();
+    assert_eq!(threads.len(), 50);
+    assert!(threads.iter().all(|t| *t == me), "routed on the dispatcher");
+    let stats = client.stats();
+    assert_eq!(stats.handovers, handovers);
+    let sleeps = stats.channel.received.sleeps - sleeps_from;
+    assert!(sleeps <= 50, "{sleeps} sleeps on the ring for 50 events");
+    assert_eq!(stats.dropped_events, 0);
+}
+
+/// Requests made while the event reader holds the ring, and while it is busy elsewhere, are
+/// answered; events and replies interleaved by the worker all arrive, in order, exactly once.
+#[test]
+fn requests_are_answered_whoever_holds_the_ring() {
+    let (client, events, mut server) = connect_with(1 << 16, 1 << 16, false);
+    let n = 300;
+    let answering = std::thread::spawn(move || {
+        let mut answered = 0;
+        while answered < n {
+            let Ok(Some(req)) = server.next(Duration::from_secs(10)) else {
+                panic!("no request");
+            };
+            server.responder().event(notice(answered)).unwrap();
+            if let Request::Ping { payload } = req.request {
+                server
+                    .responder()
+                    .reply(req.id, Reply::Pong { payload })
+                    .unwrap();
+            }
+            answered += 1;
+        }
+        server
+    });
+    let reading = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        while seen.len() < n as usize {
+            match events.recv_timeout(Duration::from_millis(20)) {
+                Ok(e) => seen.push(code(e)),
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+            // Now and then busy elsewhere: the ring is nobody's.
+            if seen.len() % 37 == 0 {
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }
+        (seen, events)
+    });
+    for i in 0..n {
+        let payload = i.to_le_bytes().to_vec();
+        let reply = client
+            .request(
+                Request::Ping {
+                    payload: payload.clone(),
+                },
+                // Far below the dispatcher's idle look: a request nobody read for would fail.
+                Duration::from_millis(500),
+            )
+            .unwrap();
+        assert_eq!(reply, Reply::Pong { payload });
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let (seen, _events) = reading.join().unwrap();
+    assert_eq!(seen, (0..n).collect::<Vec<_>>());
+    let _server = answering.join().unwrap();
+    assert_eq!(client.stats().stray_replies, 0);
+}
+
+/// A request made while the reader holds the ring and then goes off to work (not waiting) is
+/// still answered: the reader, letting go, calls the dispatcher.
+#[test]
+fn a_reader_that_lets_go_with_a_request_in_flight_calls_the_dispatcher() {
+    let (client, events, mut server) = connect_with(1 << 16, 16, false);
+    let client = Arc::new(client);
+    // The reader takes the ring and waits on it.
+    let reading = std::thread::spawn(move || {
+        let first = events.recv_timeout(Duration::from_secs(10)).map(code);
+        // Busy elsewhere for longer than the request may take.
+        std::thread::sleep(Duration::from_millis(1500));
+        (first, events)
+    });
+    reader_takes_the_ring(&client);
+    std::thread::sleep(Duration::from_millis(20));
+    let asking = {
+        let client = client.clone();
+        std::thread::spawn(move || client.request(ping(3), Duration::from_millis(700)))
+    };
+    let req = server.next(Duration::from_secs(10)).unwrap().unwrap();
+    // The event ends the reader's wait; the reply comes after it has let go.
+    server.responder().event(notice(7)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    server
+        .responder()
+        .reply(
+            req.id,
+            Reply::Pong {
+                payload: vec![1; 3],
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        asking.join().unwrap(),
+        Ok(Reply::Pong {
+            payload: vec![1; 3]
+        })
+    );
+    let (first, _events) = reading.join().unwrap();
+    assert_eq!(first, Ok(7));
+}
+
+/// The worker going away while the reader holds the ring ends every request in flight, and the
+/// reader's queue ends once the client is dropped.
+#[test]
+fn a_worker_gone_while_the_reader_holds_the_ring_ends_everything() {
+    let (client, events, mut server) = connect_with(1 << 16, 16, false);
+    let client = Arc::new(client);
+    let reading = std::thread::spawn(move || events.recv_timeout(Duration::from_secs(30)));
+    reader_takes_the_ring(&client);
+    let asking = {
+        let client = client.clone();
+        std::thread::spawn(move || client.request(ping(1), Duration::from_secs(30)))
+    };
+    let _req = server.next(Duration::from_secs(10)).unwrap().unwrap();
+    server.control().close();
+    assert!(matches!(
+        asking.join().unwrap(),
+        Err(RequestError::PeerGone(GoneReason::Closed))
+    ));
+    let mut client = Arc::into_inner(client).expect("the only handle left");
+    client.close();
+    drop(client);
+    assert_eq!(
+        reading.join().unwrap(),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    );
+}
+
+/// Closing the client while the reader holds the ring and the dispatcher stands by ends both
+/// at once, not after the dispatcher's idle look.
+#[test]
+fn closing_while_the_reader_holds_the_ring_ends_the_dispatcher() {
+    let (mut client, events, _server) = connect_with(1 << 16, 16, false);
+    let reading = std::thread::spawn(move || {
+        let got = events.recv_timeout(Duration::from_secs(30));
+        (got, events)
+    });
+    reader_takes_the_ring(&client);
+    client.close();
+    assert!(client.inner.gone().is_some());
+    drop(client);
+    let (got, _events) = reading.join().unwrap();
+    assert_eq!(got, Err(crossbeam_channel::RecvTimeoutError::Disconnected));
+}
+
+/// A reader that goes away gives the ring back to the dispatcher for good: events keep being
+/// routed (to nobody) and requests answered.
+#[test]
+fn a_reader_dropped_gives_the_ring_back_for_good() {
+    let (tap, threads) = routing_threads();
+    let (client, events, mut server) = connect_tapped(tap);
+    assert!(events.recv_timeout(Duration::from_millis(20)).is_err());
+    let handovers = client.stats().handovers;
+    drop(events);
+    let answering = std::thread::spawn(move || {
+        for i in 0..20 {
+            let req = server.next(Duration::from_secs(10)).unwrap().unwrap();
+            server.responder().event(notice(i)).unwrap();
+            server
+                .responder()
+                .reply(req.id, Reply::Pong { payload: vec![] })
+                .unwrap();
+        }
+        server
+    });
+    for _ in 0..20 {
+        assert_eq!(
+            client.request(ping(0), Duration::from_millis(500)),
+            Ok(Reply::Pong { payload: vec![] })
+        );
+    }
+    let _server = answering.join().unwrap();
+    let me = std::thread::current().id();
+    let threads = threads.lock().clone();
+    assert_eq!(threads.len(), 20);
+    assert!(threads.iter().all(|t| *t != me));
+    assert_eq!(client.stats().handovers, handovers);
 }

@@ -236,11 +236,24 @@ impl Consumer {
     /// Each sleep on the doorbell is counted ([`RingStats::sleeps`]).
     #[cfg(not(loom))]
     pub fn wait_for_data(&mut self, deadline: Instant, abort: impl Fn() -> bool) -> bool {
+        self.wait_for_data_as(deadline, abort, true)
+    }
+
+    /// [`wait_for_data`](Self::wait_for_data); with `spin` false it sleeps at once (no spin
+    /// or yield phase first).
+    #[cfg(not(loom))]
+    pub fn wait_for_data_as(
+        &mut self,
+        deadline: Instant,
+        abort: impl Fn() -> bool,
+        spin: bool,
+    ) -> bool {
         let mut sleeps = 0;
         let bell = &self.ring.ctrl().data_bell;
-        let ready = bell.wait_counted(|| self.has_data() || abort(), deadline, &mut sleeps)
-            == Wait::Ready
-            && self.has_data();
+        let ready =
+            bell.wait_counted_as(|| self.has_data() || abort(), deadline, &mut sleeps, spin)
+                == Wait::Ready
+                && self.has_data();
         self.stats.sleeps = self.stats.sleeps.wrapping_add(sleeps);
         ready
     }

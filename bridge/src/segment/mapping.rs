@@ -452,6 +452,13 @@ impl Segment {
         HEADER_BYTES + index * CONTROL_BYTES
     }
 
+    /// Wakes whoever of `role`'s own process sleeps waiting for data on the ring `role`
+    /// reads (a thread that wants the reading end from a thread asleep on it); the peer's
+    /// sleepers are not disturbed.
+    pub(crate) fn wake_reader(&self, role: Role) {
+        self.control(role.rings().1).data_bell.wake_all();
+    }
+
     /// Wakes every sleeper on every doorbell of the segment, in both processes.
     pub(crate) fn wake_all(&self) {
         for i in 0..2 {

@@ -315,10 +315,7 @@ impl Supervisor {
     /// events, over a segment handed to the hub. A hub connection is watched more closely
     /// than a worker (its hang timeout is [`HUB_HANG_TIMEOUT`] at most), so a hub that goes
     /// away is noticed within a second.
-    fn attach_hub(
-        &self,
-        hub: &HubTarget,
-    ) -> Result<(Client, crossbeam_channel::Receiver<bridge::protocol::Event>), StartError> {
+    fn attach_hub(&self, hub: &HubTarget) -> Result<(Client, bridge::Events), StartError> {
         let mut cfg = self.setup.client.clone();
         cfg.channel.hang_timeout = cfg.channel.hang_timeout.min(HUB_HANG_TIMEOUT);
         let channel =
