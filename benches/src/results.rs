@@ -59,6 +59,7 @@ fn intern(s: &str) -> &'static str {
         "bars",
         "ring_sleeps_per_bar",
         "job_waits_per_bar",
+        "handovers",
         "browser_bytes",
         "allocs_per_msg",
         "fan_out_1",

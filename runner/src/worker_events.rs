@@ -127,7 +127,7 @@ impl WorkerEvents {
                 select.recv(&self.new);
             }
             for (_, events) in &self.open {
-                select.recv(events.queue());
+                select.recv(events.follow());
             }
             self.waits += 1;
             if select.ready_deadline(deadline).is_err() {

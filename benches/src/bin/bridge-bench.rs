@@ -165,8 +165,10 @@ fn stream_bars(exe: &Path, kind: Kind, plan: &Plan) -> Row {
 /// the bridge (one one-second bar per millisecond), the runner's client and supervisor carry
 /// it, and the job's loop (`WorkerEvents::recv_timeout`) takes it; the time is read as the
 /// crossover is called on it. Also counted: the runner's sleeps on the ring's doorbell (each
-/// needs a futex wake from the worker) and the job loop's waits for the events channel (each
-/// a futex wake from the dispatcher), per bar. [`Mode::Spin`]: with `bridge.spin` (both
+/// needs a futex wake from the worker; the job's loop sleeps there itself while it waits,
+/// `bridge::Events`), the job loop's waits for the events channel (each a futex wake from the
+/// dispatcher, when the dispatcher reads the ring), per bar, and the times the dispatcher
+/// handed the ring to the job's loop. [`Mode::Spin`]: with `bridge.spin` (both
 /// busy-poll); [`Mode::Dashboard`]: with the dashboard on, each bar handed to it as a run's
 /// live loop does, and a browser reading its event stream.
 fn bar_to_strategy(exe: &Path, plan: &Plan, mode: Mode) -> Row {
@@ -210,7 +212,7 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, mode: Mode) -> Row {
     let mut window = Vec::with_capacity(4 * strategy.slow + 4);
     let mut samples = Vec::new();
     let warm_up = 200;
-    let (mut sleeps_from, mut waits_from, mut restarts_from) = (0, 0, 0);
+    let (mut sleeps_from, mut waits_from, mut restarts_from, mut handovers_from) = (0, 0, 0, 0);
     let until = Instant::now() + Duration::from_secs_f64(plan.stream_secs.max(2.0));
     while Instant::now() < until {
         let Ok(Event::Bar { bar, .. }) = events.recv_timeout(Duration::from_millis(100)) else {
@@ -231,6 +233,7 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, mode: Mode) -> Row {
         if samples.len() == warm_up {
             let stats = sup.stats();
             sleeps_from = stats.bridge.channel.received.sleeps;
+            handovers_from = stats.bridge.handovers;
             restarts_from = stats.restarts;
             waits_from = events.waits();
         }
@@ -269,6 +272,7 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, mode: Mode) -> Row {
         .sleeps
         .saturating_sub(sleeps_from);
     let waits = events.waits().saturating_sub(waits_from);
+    let handovers = stats.bridge.handovers.saturating_sub(handovers_from);
     timed.sort_unstable();
     let bars = timed.len() as f64;
     Row {
@@ -281,6 +285,8 @@ fn bar_to_strategy(exe: &Path, plan: &Plan, mode: Mode) -> Row {
             ("bars", bars),
             ("ring_sleeps_per_bar", sleeps as f64 / bars),
             ("job_waits_per_bar", waits as f64 / bars),
+            // The ring handed from the dispatcher to the job's loop (each a wake or two).
+            ("handovers", handovers as f64),
         ]
         .into_iter()
         .chain(browser_bytes.map(|b| ("browser_bytes", b as f64)))

@@ -18,21 +18,25 @@ pub struct ClientConfig {
     pub channel: channel::ChannelConfig,
     /// Events buffered for the application before new ones are dropped (and counted).
     pub event_capacity: usize,
-    /// What to do with each log record of the worker (called on the dispatcher thread: it
-    /// must not block).
+    /// What to do with each log record of the worker (called on the thread that reads the
+    /// ring, the dispatcher or the one waiting in [`Events`](super::Events): it must not
+    /// block).
     pub log_sink: LogSink,
-    /// The dispatcher busy-polls the ring instead of sleeping on its doorbell: no wake is
-    /// needed to deliver a frame, at the price of a core kept busy for as long as the client
-    /// lives (off by default).
+    /// The dispatcher busy-polls the ring instead of sleeping on its doorbell, and keeps it
+    /// (the thread waiting for events never reads it): no wake is needed to deliver a frame,
+    /// at the price of a core kept busy for as long as the client lives (off by default).
     pub spin: bool,
-    /// Sees each event on the dispatcher thread before it is queued for the application:
+    /// Sees each event on the thread that reads the ring (the dispatcher, or the one waiting
+    /// in [`Events`](super::Events)) before it is queued for the application:
     /// what it returns is queued, `None` means it took the event (a hub hands live bars on
     /// to its clients so, without a thread in between). It must not block.
     pub event_tap: Option<EventTap>,
 }
 
-/// What [`ClientConfig::event_tap`] is.
-pub type EventTap = Arc<dyn Fn(Event) -> Option<Event> + Send + Sync>;
+/// What [`ClientConfig::event_tap`] is: called with each event, and `true` for the first event
+/// this client hands it (a client is one worker: a tap shared by a supervisor's clients learns
+/// so that a new worker speaks, whichever thread routes).
+pub type EventTap = Arc<dyn Fn(Event, bool) -> Option<Event> + Send + Sync>;
 
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

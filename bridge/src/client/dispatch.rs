@@ -63,7 +63,7 @@ impl Inner {
             }
             Body::Event(event) => {
                 let event = match &self.event_tap {
-                    Some(tap) => match tap(event) {
+                    Some(tap) => match tap(event, !self.tapped.swap(true, Ordering::Relaxed)) {
                         Some(event) => event,
                         None => return,
                     },

@@ -20,7 +20,7 @@ use crate::protocol::Event;
 /// Waiting here ([`recv_timeout`](Self::recv_timeout), [`recv_deadline`](Self::recv_deadline),
 /// [`wait_at_ring`](Self::wait_at_ring)) reads the worker's ring on this thread when no request
 /// is in flight: the event is routed and taken without a second thread's wake. The queue
-/// itself ([`queue`](Self::queue)) can be waited on with other channels, as any channel; only
+/// itself ([`follow`](Self::follow)) can be waited on with other channels, as any channel; only
 /// the dispatcher thread reads the ring for it then.
 pub struct Events {
     rx: Receiver<Event>,
@@ -83,7 +83,7 @@ impl Events {
     /// Reads the worker's ring on this thread until a frame comes or `deadline` passes, if it
     /// may (no request in flight, the client not spinning, the worker not gone): then whatever
     /// came is routed (events to this queue) and `true` is returned. `false`: the dispatcher
-    /// reads, so wait on [`queue`](Self::queue) instead. For readers that wait on more than
+    /// reads, so wait on the queue instead ([`follow`](Self::follow)). For readers that wait on more than
     /// this queue (several workers' events) and look at each in turn.
     pub fn wait_at_ring(&self, deadline: Instant) -> bool {
         match self.inner.upgrade() {
@@ -92,8 +92,13 @@ impl Events {
         }
     }
 
-    /// The queue the events wait in, to wait on with other channels (a `Select`).
-    pub fn queue(&self) -> &Receiver<Event> {
+    /// The queue the events wait in, to wait on with other channels (a `Select`): the
+    /// dispatcher reads the ring meanwhile (called back if it had handed the ring to this
+    /// thread), so every event reaches the queue as it comes.
+    pub fn follow(&self) -> &Receiver<Event> {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.seat.call_dispatcher();
+        }
         &self.rx
     }
 

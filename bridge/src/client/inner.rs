@@ -60,6 +60,8 @@ pub(super) struct Inner {
     pub(super) events: EventQueue,
     pub(super) log_sink: LogSink,
     pub(super) event_tap: Option<super::config::EventTap>,
+    /// Whether the tap has been handed an event of this client yet.
+    pub(super) tapped: AtomicBool,
     pub(super) counters: Counters,
     /// The receiving ring, read by the dispatcher or by the event reader.
     pub(super) seat: Seat,
@@ -138,6 +140,7 @@ impl Inner {
             events,
             log_sink,
             event_tap,
+            tapped: AtomicBool::new(false),
             counters: Counters::default(),
             seat: Seat::new(receiver, spin),
             #[cfg(test)]

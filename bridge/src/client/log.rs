@@ -1,7 +1,8 @@
 //! The log sink: where the worker's log records go in the runner.
 //!
-//! Invariants: a sink is called on the dispatcher thread, with no lock of the client held, and
-//! must not block (it would hold up every reply behind the record).
+//! Invariants: a sink is called on the thread that reads the ring (the dispatcher, or the
+//! thread waiting for events: `seat.rs`), with no lock of the client held but the ring's own,
+//! and must not block (it would hold up every reply behind the record).
 
 #![forbid(unsafe_code)]
 

@@ -1,13 +1,16 @@
 //! The runner's end: requests from many threads or async tasks, each matched to its replies by
-//! id; events delivered on a channel; worker logs re-emitted in the runner's log.
+//! id; events delivered to the application ([`Events`]); worker logs re-emitted in the runner's
+//! log.
 //!
-//! A dispatcher thread owns the receiving ring. It routes each reply to the slot of its
-//! request id (a reply nobody awaits is dropped and counted as stray), forwards events, logs
-//! worker records with target `worker`, and when the worker is declared gone fails every
-//! request in flight with [`RequestError::PeerGone`]. It sleeps until a frame arrives or the
-//! peer is gone: it never polls, unless [`ClientConfig::spin`] asks it to busy-poll instead
-//! (no wake needed to deliver a frame; one core kept busy for as long as the worker is
-//! connected).
+//! The receiving ring is read by one thread at a time (`seat.rs`): the dispatcher thread, or
+//! the application's thread while it waits for an event and no request is in flight (a live
+//! bar then costs one futex wake, the worker's of the thread that wants it). Whoever reads
+//! routes each reply to the slot of its request id (a reply nobody awaits is dropped and
+//! counted as stray), forwards events, logs worker records with target `worker`, and when the
+//! worker is declared gone fails every request in flight with [`RequestError::PeerGone`]. The
+//! reader sleeps until a frame arrives or the peer is gone: it never polls, unless
+//! [`ClientConfig::spin`] asks the dispatcher to busy-poll instead (no wake needed to deliver a
+//! frame; one core kept busy for as long as the worker is connected).
 //!
 //! Deadlines: a blocking request waits on its own slot until its deadline. Async requests
 //! ([`ReplyFuture`]) are expired by a timer thread that sleeps until the earliest of their
@@ -17,12 +20,14 @@
 //! Files, one concept each: `config.rs` (the settings), `error.rs` (why a request failed),
 //! `stats.rs` (the counters), `log.rs` (the log sink), `slot.rs` (where one request's replies
 //! collect), `inner.rs` (the state the threads share, and registering, sending and cancelling
-//! a request), `dispatch.rs` (the dispatcher thread), `timers.rs` (the timer thread),
-//! `stream.rs` (the blocking reply iterator), `future.rs` (the async reply future); this file
-//! holds the [`Client`] itself. The busy-poll's backoff is [`crate::backoff`].
+//! a request), `dispatch.rs` (routing a frame, and the end), `seat.rs` (who reads the ring:
+//! the dispatcher thread and the event reader in turns), `events.rs` (the application's
+//! events), `timers.rs` (the timer thread), `stream.rs` (the blocking reply iterator),
+//! `future.rs` (the async reply future); this file holds the [`Client`] itself. The
+//! busy-poll's backoff is [`crate::backoff`].
 //!
 //! Invariants: every request ends (a final reply, or `Timeout`, or `PeerGone`) by its
-//! deadline; no lock is held while a waker is woken or a record logged.
+//! deadline; no lock but the ring's own is held while a waker is woken or a record logged.
 
 #![forbid(unsafe_code)]
 
@@ -196,7 +201,7 @@ impl Client {
     pub fn close(&mut self) {
         self.inner.control.close();
         // A dispatcher standing by takes the ring back and finds the connection closed.
-        self.inner.seat.call_dispatcher();
+        self.inner.seat.call(false);
         for t in self.threads.drain(..) {
             let _ = t.join();
         }

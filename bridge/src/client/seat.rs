@@ -113,7 +113,7 @@ impl Seat {
     }
 
     /// Wakes a standing-by dispatcher: to read (`stop` false) or to end.
-    fn call(&self, stop: bool) {
+    pub(super) fn call(&self, stop: bool) {
         let mut call = self.call.lock();
         if stop {
             call.stop = true;
@@ -299,7 +299,7 @@ impl Inner {
         if !seat.shared {
             return false;
         }
-        let mut held = match seat.rx.try_lock() {
+        let held = match seat.rx.try_lock() {
             Some(held) => held,
             None => {
                 if self.has_pending() {
@@ -315,11 +315,12 @@ impl Inner {
                         held
                     }
                     None => {
-                        // The deadline came first. The dispatcher may have let go of the seat
-                        // just now (and may take it back if called): this thread does not wait
-                        // for it, and leaves as a reader that held it would.
-                        seat.reader_wants.store(false, Ordering::SeqCst);
-                        if self.has_pending() {
+                        // The deadline came first. If the dispatcher took the request up, it
+                        // is letting go of the seat just now: it is called back, and this
+                        // thread does not wait for it.
+                        if !seat.reader_wants.swap(false, Ordering::SeqCst) {
+                            seat.call(false);
+                        } else if self.has_pending() {
                             seat.call_dispatcher();
                         }
                         return true;
@@ -327,25 +328,96 @@ impl Inner {
                 }
             }
         };
-        let Some(rx) = held.as_mut() else {
+        if held.is_none() {
             return false;
+        }
+        let mut turn = ReaderTurn {
+            inner: self,
+            held: Some(held),
+            more: false,
         };
-        seat.reader_leads.store(true, Ordering::SeqCst);
+        turn.read(deadline);
+        true
+    }
+}
+
+/// Most frames the event reader routes in one turn: past it (or past its deadline) the
+/// dispatcher reads on while the reader hands out what it took.
+const READER_TURN_FRAMES: usize = 4096;
+
+/// The event reader's turn at the seat; its end (also by a panic in a tap or a log sink) lets
+/// go of the seat and calls the dispatcher if a request is in flight or frames were left.
+struct ReaderTurn<'a> {
+    inner: &'a Inner,
+    held: Option<Held<'a>>,
+    /// Frames may be waiting that this turn left.
+    more: bool,
+}
+
+impl ReaderTurn<'_> {
+    fn read(&mut self, deadline: Instant) {
+        let inner = self.inner;
+        let Some(rx) = self.held.as_mut().and_then(|h| h.as_mut()) else {
+            return;
+        };
+        inner.seat.reader_leads.store(true, Ordering::SeqCst);
+        // Events the dispatcher routed before it let go of the seat: no waiting at the ring
+        // then (only this thread routes while it holds the seat, so the look is sure).
+        let deadline = if inner.events.tx.is_empty() {
+            deadline
+        } else {
+            Instant::now()
+        };
         let gone = match rx.recv_as::<Envelope>(deadline, || false, EVENT_WAIT_SPINS) {
             Ok(env) => {
-                self.route(env);
-                drain(self, rx).err()
+                inner.route(env);
+                let mut routed = 1;
+                loop {
+                    if routed >= READER_TURN_FRAMES
+                        || (routed % 64 == 0 && Instant::now() >= deadline)
+                    {
+                        self.more = true;
+                        break None;
+                    }
+                    match rx.try_recv::<Envelope>() {
+                        Ok(Some(env)) => inner.route(env),
+                        Ok(None) | Err(RecvError::Timeout) => break None,
+                        Err(RecvError::PeerGone(reason)) => break Some(reason),
+                    }
+                    routed += 1;
+                }
             }
             Err(RecvError::Timeout) => None,
             Err(RecvError::PeerGone(reason)) => Some(reason),
         };
+        if let Some(reason) = gone {
+            // Nothing more to read: the ring's end is dropped here, not left for the
+            // dispatcher to take.
+            if let Some(held) = self.held.as_mut() {
+                **held = None;
+            }
+            self.end_turn();
+            inner.end(reason);
+        }
+    }
+
+    fn end_turn(&mut self) {
+        let Some(held) = self.held.take() else {
+            return;
+        };
+        let seat = &self.inner.seat;
         seat.reader_leads.store(false, Ordering::SeqCst);
         drop(held);
-        if let Some(reason) = gone {
-            self.end(reason);
-        } else if self.has_pending() {
+        if self.more {
+            seat.call(false);
+        } else if self.inner.has_pending() {
             seat.call_dispatcher();
         }
-        true
+    }
+}
+
+impl Drop for ReaderTurn<'_> {
+    fn drop(&mut self) {
+        self.end_turn();
     }
 }

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
@@ -465,15 +466,22 @@ fn reader_takes_the_ring(client: &Client) {
     }
 }
 
-/// Records the thread each event is routed on.
+/// Records the thread each event is routed on; checks that the first, and only it, is told
+/// as the first.
 fn routing_threads() -> (
     EventTap,
     Arc<parking_lot::Mutex<Vec<std::thread::ThreadId>>>,
 ) {
     let threads = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let seen = threads.clone();
-    let tap: EventTap = Arc::new(move |e| {
-        seen.lock().push(std::thread::current().id());
+    let firsts = AtomicU64::new(0);
+    let tap: EventTap = Arc::new(move |e, first| {
+        // The tap is told of this client's first event, once, whoever routes it.
+        let earlier = firsts.fetch_add(u64::from(first), Ordering::Relaxed);
+        assert!(!first || earlier == 0, "a first event told twice");
+        let mut seen = seen.lock();
+        assert_eq!(first, seen.is_empty(), "the first event not told as such");
+        seen.push(std::thread::current().id());
         Some(e)
     });
     (tap, threads)
@@ -700,4 +708,39 @@ fn a_reader_dropped_gives_the_ring_back_for_good() {
     assert_eq!(threads.len(), 20);
     assert!(threads.iter().all(|t| *t != me));
     assert_eq!(client.stats().handovers, handovers);
+}
+
+/// A flood of events, faster than the reader hands them out: its turns at the ring are bounded
+/// (the dispatcher reads on meanwhile), and every event arrives once, in order, none dropped.
+#[test]
+fn a_flood_of_events_arrives_whole_and_in_order_whoever_reads() {
+    let (client, events, server) = connect_with(1 << 16, 1 << 17, false);
+    let n = 60_000;
+    let flooding = std::thread::spawn(move || {
+        for i in 0..n {
+            server.responder().event(notice(i)).unwrap();
+        }
+        server
+    });
+    for i in 0..n {
+        let asked = Instant::now();
+        let got = events.recv_timeout(Duration::from_secs(3)).unwrap();
+        // An event that waited in the queue while the reader slept at the ring would be
+        // handed out only at the wait's deadline.
+        assert!(
+            asked.elapsed() < Duration::from_millis(2500),
+            "event {i} handed out at the deadline"
+        );
+        assert_eq!(code(got), i);
+        if i % 10_000 == 0 {
+            // Busy elsewhere now and then.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let _server = flooding.join().unwrap();
+    assert_eq!(client.stats().dropped_events, 0);
+    assert!(matches!(
+        events.recv_timeout(Duration::from_millis(20)),
+        Err(crossbeam_channel::RecvTimeoutError::Timeout)
+    ));
 }

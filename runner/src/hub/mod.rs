@@ -11,7 +11,6 @@
 //! configured; the hub's worker is replaced by its supervisor as in a run, which clients see
 //! as requests answered late, not as errors.
 
-use std::cell::Cell;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -350,7 +349,8 @@ fn depart(hub: &Hub, client: &Arc<Client>) {
 }
 
 /// Routes the hub's worker's events on the thread that reads them from the worker (the
-/// bridge client's dispatcher), with no thread in between: a live bar reaches the clients'
+/// bridge client's dispatcher, or the hub's event thread waiting at the ring), with no thread
+/// in between: a live bar reaches the clients'
 /// rings as soon as it is read. Before the hub is up, and for `BookTold` (the supervisor's
 /// bookkeeping), events go on to the queue ([`route_events`]). The first event a replacement
 /// worker delivers is preceded by news to every client of every feed that its stream was
@@ -358,10 +358,12 @@ fn depart(hub: &Hub, client: &Arc<Client>) {
 /// new worker comes before it.
 fn tap(found: Arc<OnceLock<Weak<Hub>>>) -> bridge::EventTap {
     let first = Arc::new(AtomicBool::new(true));
-    Arc::new(move |event| {
-        thread_local! {
-            // Whether this dispatcher (one per worker) has routed nothing yet.
-            static FRESH: Cell<bool> = const { Cell::new(true) };
+    // Whether the current worker has had an event routed: its first is told by the client
+    // (`fresh`), whichever thread routes it, and may be one that goes on to the queue.
+    let spoke = Arc::new(AtomicBool::new(false));
+    Arc::new(move |event, fresh| {
+        if fresh {
+            spoke.store(false, Ordering::Release);
         }
         if matches!(event, Event::BookTold { .. }) {
             return Some(event);
@@ -369,7 +371,7 @@ fn tap(found: Arc<OnceLock<Weak<Hub>>>) -> bridge::EventTap {
         let Some(hub) = found.get().and_then(Weak::upgrade) else {
             return Some(event);
         };
-        if FRESH.with(|f| f.replace(false)) && !first.swap(false, Ordering::AcqRel) {
+        if !spoke.swap(true, Ordering::AcqRel) && !first.swap(false, Ordering::AcqRel) {
             hub.feeds.tell_all(&FeedState::Resubscribed {
                 reason: "the hub's worker was replaced".into(),
             });
