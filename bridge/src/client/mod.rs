@@ -21,7 +21,7 @@
 //! `stats.rs` (the counters), `log.rs` (the log sink), `slot.rs` (where one request's replies
 //! collect), `inner.rs` (the state the threads share, and registering, sending and cancelling
 //! a request), `dispatch.rs` (routing a frame, and the end), `seat.rs` (who reads the ring:
-//! the dispatcher thread and the event reader in turns), `events.rs` (the application's
+//! the dispatcher thread and the event reader in turns), `turns.rs` (their turns at it), `events.rs` (the application's
 //! events), `timers.rs` (the timer thread), `stream.rs` (the blocking reply iterator),
 //! `future.rs` (the async reply future); this file holds the [`Client`] itself. The
 //! busy-poll's backoff is [`crate::backoff`].
@@ -43,6 +43,7 @@ mod slot;
 mod stats;
 mod stream;
 mod timers;
+mod turns;
 
 use std::fmt;
 use std::process::Command;
@@ -64,8 +65,8 @@ use crate::channel::{self, Channel, Control, StartError};
 use crate::pages::Pages;
 use crate::protocol::{Reply, Request};
 use inner::{EventQueue, Inner};
-use seat::dispatch;
 use timers::run_timers;
+use turns::dispatch;
 
 /// The runner's connection to one worker process.
 pub struct Client {

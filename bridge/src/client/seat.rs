@@ -15,8 +15,10 @@
 //!   dispatcher, which takes the seat back; a request registered while nobody holds the seat
 //!   calls the dispatcher too (see `register`).
 //! - The dispatcher, having handed the seat over, stands by: it sleeps until called, and every
-//!   [`DISPATCH_IDLE`] (every [`STANDBY_BUSY`] while it keeps finding frames) reads what waits
-//!   on a ring nobody holds, so logs, events and a dead worker are never left unread for long.
+//!   second (every 5 ms while it keeps finding frames) reads what waits on a ring nobody
+//!   holds, so logs, events and a dead worker are never left unread for long.
+//!
+//! This file holds the seat and its flags; `turns.rs` the two readers' turns at it.
 //!
 //! Invariants: only the holder of the seat reads the ring or routes frames, so frames are
 //! routed in the order sent; whenever a request is in flight, someone holds the seat or the
@@ -29,62 +31,37 @@
 #![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 
-use super::inner::{Inner, DISPATCH_IDLE};
-use crate::backoff::Backoff;
-use crate::channel::{GoneReason, Receiver, RecvError};
-use crate::protocol::Envelope;
-
-/// How soon a standing-by dispatcher looks at the ring again after finding frames nobody read
-/// (the event reader is busy elsewhere).
-pub(super) const STANDBY_BUSY: Duration = Duration::from_millis(5);
-
-/// Whether the event reader spins and yields before it sleeps on the ring, as the dispatcher
-/// does for replies. It does not: an event (a live bar) is rarely microseconds away, and the
-/// spinning took the CPU from the threads that had work (other clients of a hub sharing a
-/// core: measured in `fan_out`).
-const EVENT_WAIT_SPINS: bool = false;
+use crate::channel::Receiver;
 
 /// The ring's reading end and who holds it.
 pub(super) struct Seat {
     /// The receiving ring; `None` once the dispatcher has ended.
-    rx: Mutex<Option<Receiver>>,
+    pub(super) rx: Mutex<Option<Receiver>>,
     /// Whether the event reader may read the ring itself (not when the client spins).
-    shared: bool,
+    pub(super) shared: bool,
     /// The event reader holds the seat.
-    reader_leads: AtomicBool,
+    pub(super) reader_leads: AtomicBool,
     /// The event reader asks the dispatcher for the seat.
-    reader_wants: AtomicBool,
+    pub(super) reader_wants: AtomicBool,
     /// The dispatcher holds the seat to read (not to look at it while standing by).
-    dispatcher_leads: AtomicBool,
+    pub(super) dispatcher_leads: AtomicBool,
     /// The event reader is gone (dropped): the dispatcher reads for good.
-    reader_gone: AtomicBool,
+    pub(super) reader_gone: AtomicBool,
     /// Calls to a standing-by dispatcher.
-    call: Mutex<Call>,
-    call_cv: Condvar,
+    pub(super) call: Mutex<Call>,
+    pub(super) call_cv: Condvar,
 }
 
 #[derive(Default)]
-struct Call {
+pub(super) struct Call {
     /// Take the seat and read.
-    called: bool,
+    pub(super) called: bool,
     /// The worker is gone: end.
-    stop: bool,
+    pub(super) stop: bool,
 }
-
-/// How a turn at the seat ended for the dispatcher.
-enum Turn {
-    /// The event reader asked for the seat.
-    HandOver,
-    /// The worker is gone.
-    Ended,
-}
-
-type Held<'a> = MutexGuard<'a, Option<Receiver>>;
 
 impl Seat {
     pub(super) fn new(rx: Receiver, spin: bool) -> Seat {
@@ -135,289 +112,9 @@ impl Seat {
     pub(super) fn stop(&self) {
         self.call(true);
     }
-}
 
-/// The dispatcher thread: reads the ring and routes every frame while it holds the seat,
-/// hands it to the event reader when asked, and ends once the worker is gone (failing every
-/// request in flight).
-pub(super) fn dispatch(inner: Arc<Inner>) {
-    let seat = &inner.seat;
-    let mut held = seat.rx.lock();
-    if !seat.shared {
-        spin(&inner, &mut held);
-        *held = None;
-        return;
-    }
-    loop {
-        match lead(&inner, &mut held) {
-            Turn::Ended => break,
-            Turn::HandOver => {
-                inner.counters.handovers.fetch_add(1, Ordering::Relaxed);
-                drop(held);
-                match stand_by(&inner) {
-                    Some(h) => held = h,
-                    None => {
-                        held = seat.rx.lock();
-                        break;
-                    }
-                }
-            }
-        }
-    }
-    // Dropped here, as a dispatcher that owned it would.
-    *held = None;
-}
-
-/// Reads for as long as the dispatcher holds the seat: until the event reader asks for it or
-/// the worker is gone.
-fn lead(inner: &Inner, held: &mut Held<'_>) -> Turn {
-    let seat = &inner.seat;
-    seat.dispatcher_leads.store(true, Ordering::SeqCst);
-    seat.call.lock().called = false;
-    let turn = loop {
-        if seat.reader_wants.swap(false, Ordering::SeqCst) && !seat.reader_left() {
-            break Turn::HandOver;
-        }
-        let Some(rx) = held.as_mut() else {
-            break Turn::Ended;
-        };
-        let wants = || seat.reader_wants.load(Ordering::SeqCst);
-        match rx.recv_as::<Envelope>(Instant::now() + DISPATCH_IDLE, wants, true) {
-            Ok(env) => {
-                inner.route(env);
-                if let Err(reason) = drain(inner, rx) {
-                    inner.end(reason);
-                    break Turn::Ended;
-                }
-            }
-            Err(RecvError::Timeout) => {
-                if !wants() {
-                    inner.counters.idle_wakes.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Err(RecvError::PeerGone(reason)) => {
-                inner.end(reason);
-                break Turn::Ended;
-            }
-        }
-    };
-    seat.dispatcher_leads.store(false, Ordering::SeqCst);
-    turn
-}
-
-impl Seat {
-    fn reader_left(&self) -> bool {
+    /// Whether the event reader is gone (its [`Events`](super::Events) dropped).
+    pub(super) fn reader_left(&self) -> bool {
         self.reader_gone.load(Ordering::SeqCst)
-    }
-}
-
-/// The dispatcher without the seat: sleeps until called, looking every [`DISPATCH_IDLE`] at a
-/// ring nobody holds. Returns the seat when called to read; `None` once the worker is gone.
-fn stand_by(inner: &Inner) -> Option<Held<'_>> {
-    let seat = &inner.seat;
-    let mut wait = DISPATCH_IDLE;
-    loop {
-        let called = {
-            let mut call = seat.call.lock();
-            if !call.called && !call.stop {
-                let _ = seat.call_cv.wait_for(&mut call, wait);
-            }
-            if call.stop {
-                return None;
-            }
-            std::mem::take(&mut call.called)
-        };
-        if called || seat.reader_left() {
-            return Some(seat.rx.lock());
-        }
-        // Nobody called: a look at the ring, if nobody holds it.
-        wait = DISPATCH_IDLE;
-        let Some(mut held) = seat.rx.try_lock() else {
-            continue;
-        };
-        let rx = held.as_mut()?;
-        match rx.try_recv::<Envelope>() {
-            Ok(Some(env)) => {
-                wait = STANDBY_BUSY;
-                inner.route(env);
-                if let Err(reason) = drain(inner, rx) {
-                    drop(held);
-                    inner.end(reason);
-                    return None;
-                }
-            }
-            Ok(None) | Err(RecvError::Timeout) => {
-                inner.counters.idle_wakes.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(RecvError::PeerGone(reason)) => {
-                drop(held);
-                inner.end(reason);
-                return None;
-            }
-        }
-    }
-}
-
-/// Routes every frame waiting on the ring; the reason the worker is gone if it is.
-fn drain(inner: &Inner, rx: &mut Receiver) -> Result<(), GoneReason> {
-    loop {
-        match rx.try_recv::<Envelope>() {
-            Ok(Some(env)) => inner.route(env),
-            Ok(None) | Err(RecvError::Timeout) => return Ok(()),
-            Err(RecvError::PeerGone(reason)) => return Err(reason),
-        }
-    }
-}
-
-/// The spinning dispatcher ([`ClientConfig::spin`](super::ClientConfig::spin)): never sleeps
-/// and never hands the seat over; a frame is routed as soon as it is published. The gone state
-/// is looked at on every empty poll (`try_recv` reports it once the ring is drained).
-fn spin(inner: &Inner, held: &mut Held<'_>) {
-    let Some(rx) = held.as_mut() else {
-        return;
-    };
-    let mut backoff = Backoff::new();
-    loop {
-        match rx.try_recv::<Envelope>() {
-            Ok(Some(env)) => {
-                backoff.reset();
-                inner.route(env);
-            }
-            Ok(None) | Err(RecvError::Timeout) => backoff.snooze(),
-            Err(RecvError::PeerGone(reason)) => return inner.end(reason),
-        }
-    }
-}
-
-impl Inner {
-    /// One turn of the event reader at the ring, until `deadline` or the first frame (then
-    /// what else waits is routed too). Returns `false` when the reader should wait on the
-    /// queue instead: the dispatcher reads (requests are in flight), the client spins, or
-    /// the worker is gone.
-    pub(super) fn read_for_events(&self, deadline: Instant) -> bool {
-        let seat = &self.seat;
-        if !seat.shared {
-            return false;
-        }
-        let held = match seat.rx.try_lock() {
-            Some(held) => held,
-            None => {
-                if self.has_pending() {
-                    // The dispatcher reads for the requests; the reader follows.
-                    seat.call_dispatcher();
-                    return false;
-                }
-                seat.reader_wants.store(true, Ordering::SeqCst);
-                self.control.interrupt_reader();
-                match seat.rx.try_lock_until(deadline) {
-                    Some(held) => {
-                        seat.reader_wants.store(false, Ordering::SeqCst);
-                        held
-                    }
-                    None => {
-                        // The deadline came first. If the dispatcher took the request up, it
-                        // is letting go of the seat just now: it is called back, and this
-                        // thread does not wait for it.
-                        if !seat.reader_wants.swap(false, Ordering::SeqCst) {
-                            seat.call(false);
-                        } else if self.has_pending() {
-                            seat.call_dispatcher();
-                        }
-                        return true;
-                    }
-                }
-            }
-        };
-        if held.is_none() {
-            return false;
-        }
-        let mut turn = ReaderTurn {
-            inner: self,
-            held: Some(held),
-            more: false,
-        };
-        turn.read(deadline);
-        true
-    }
-}
-
-/// Most frames the event reader routes in one turn: past it (or past its deadline) the
-/// dispatcher reads on while the reader hands out what it took.
-const READER_TURN_FRAMES: usize = 4096;
-
-/// The event reader's turn at the seat; its end (also by a panic in a tap or a log sink) lets
-/// go of the seat and calls the dispatcher if a request is in flight or frames were left.
-struct ReaderTurn<'a> {
-    inner: &'a Inner,
-    held: Option<Held<'a>>,
-    /// Frames may be waiting that this turn left.
-    more: bool,
-}
-
-impl ReaderTurn<'_> {
-    fn read(&mut self, deadline: Instant) {
-        let inner = self.inner;
-        let Some(rx) = self.held.as_mut().and_then(|h| h.as_mut()) else {
-            return;
-        };
-        inner.seat.reader_leads.store(true, Ordering::SeqCst);
-        // Events the dispatcher routed before it let go of the seat: no waiting at the ring
-        // then (only this thread routes while it holds the seat, so the look is sure).
-        let deadline = if inner.events.tx.is_empty() {
-            deadline
-        } else {
-            Instant::now()
-        };
-        let gone = match rx.recv_as::<Envelope>(deadline, || false, EVENT_WAIT_SPINS) {
-            Ok(env) => {
-                inner.route(env);
-                let mut routed = 1;
-                loop {
-                    if routed >= READER_TURN_FRAMES
-                        || (routed % 64 == 0 && Instant::now() >= deadline)
-                    {
-                        self.more = true;
-                        break None;
-                    }
-                    match rx.try_recv::<Envelope>() {
-                        Ok(Some(env)) => inner.route(env),
-                        Ok(None) | Err(RecvError::Timeout) => break None,
-                        Err(RecvError::PeerGone(reason)) => break Some(reason),
-                    }
-                    routed += 1;
-                }
-            }
-            Err(RecvError::Timeout) => None,
-            Err(RecvError::PeerGone(reason)) => Some(reason),
-        };
-        if let Some(reason) = gone {
-            // Nothing more to read: the ring's end is dropped here, not left for the
-            // dispatcher to take.
-            if let Some(held) = self.held.as_mut() {
-                **held = None;
-            }
-            self.end_turn();
-            inner.end(reason);
-        }
-    }
-
-    fn end_turn(&mut self) {
-        let Some(held) = self.held.take() else {
-            return;
-        };
-        let seat = &self.inner.seat;
-        seat.reader_leads.store(false, Ordering::SeqCst);
-        drop(held);
-        if self.more {
-            seat.call(false);
-        } else if self.inner.has_pending() {
-            seat.call_dispatcher();
-        }
-    }
-}
-
-impl Drop for ReaderTurn<'_> {
-    fn drop(&mut self) {
-        self.end_turn();
     }
 }
