@@ -6,7 +6,9 @@
 
 #![forbid(unsafe_code)]
 
+use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -15,7 +17,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use super::inner::Inner;
 use crate::protocol::Event;
 
-/// The events of one worker ([`Client::spawn`](super::Client::spawn)), read by one thread.
+/// The events of one worker ([`Client::spawn`](super::Client::spawn)), read by one thread at a
+/// time (it may move between threads: `Send`, not `Sync`).
 ///
 /// Waiting here ([`recv_timeout`](Self::recv_timeout), [`recv_deadline`](Self::recv_deadline),
 /// [`wait_at_ring`](Self::wait_at_ring)) reads the worker's ring on this thread when no request
@@ -26,6 +29,8 @@ pub struct Events {
     rx: Receiver<Event>,
     /// Not a strong reference: the queue must end once the client is dropped.
     inner: Weak<Inner>,
+    /// One reader: `Send`, not `Sync` (the seat takes one ask for the ring at a time).
+    _one_reader: PhantomData<Cell<()>>,
 }
 
 impl fmt::Debug for Events {
@@ -41,6 +46,7 @@ impl Events {
         Events {
             rx,
             inner: Arc::downgrade(inner),
+            _one_reader: PhantomData,
         }
     }
 
@@ -50,6 +56,7 @@ impl Events {
         Events {
             rx,
             inner: Weak::new(),
+            _one_reader: PhantomData,
         }
     }
 

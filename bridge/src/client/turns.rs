@@ -153,14 +153,22 @@ fn stand_by(inner: &Inner) -> Option<Held<'_>> {
     }
 }
 
-/// Routes every frame waiting on the ring; the reason the worker is gone if it is.
+/// Routes every frame waiting on the ring (or until the event reader asks for the seat); the
+/// reason the worker is gone if it is.
 fn drain(inner: &Inner, rx: &mut Receiver) -> Result<(), GoneReason> {
+    let mut routed = 0u32;
     loop {
+        // The event reader asking for the seat stops a long burst: it reads on itself (the
+        // queue is not left unread while it waits for the seat).
+        if routed % 64 == 63 && inner.seat.reader_wants.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         match rx.try_recv::<Envelope>() {
             Ok(Some(env)) => inner.route(env),
             Ok(None) | Err(RecvError::Timeout) => return Ok(()),
             Err(RecvError::PeerGone(reason)) => return Err(reason),
         }
+        routed = routed.wrapping_add(1);
     }
 }
 
@@ -171,6 +179,8 @@ fn spin(inner: &Inner, held: &mut Held<'_>) {
     let Some(rx) = held.as_mut() else {
         return;
     };
+    // It reads for good: requests need not call it.
+    inner.seat.dispatcher_leads.store(true, Ordering::SeqCst);
     let mut backoff = Backoff::new();
     loop {
         match rx.try_recv::<Envelope>() {
