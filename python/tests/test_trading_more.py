@@ -156,8 +156,13 @@ class Crossing:
         assert len(bars) <= self.window
         assert [b.time for b in bars] == sorted(b.time for b in bars)
         if len(self.calls) == 1:
-            # One resting order, and one over the limit (trading.max_order_quantity).
-            return [{"side": "buy", "quantity": 1, "limit": 1.0}, {"side": "buy", "quantity": 10**6}]
+            # One resting order, and one over the limit (trading.max_order_quantity). Good till
+            # cancelled: a day order expires at the end of its UTC day, which the fast simulated
+            # clock (started at the wall clock's time) passes within the run late in a UTC day.
+            return [
+                {"side": "buy", "quantity": 1, "limit": 1.0, "tif": "GTC"},
+                {"side": "buy", "quantity": 10**6},
+            ]
         if len(self.calls) == 2:
             return {"side": "buy", "quantity": 1}
         return None
