@@ -44,7 +44,7 @@ pub(super) struct Seat {
     pub(super) shared: bool,
     /// The event reader holds the seat.
     pub(super) reader_leads: AtomicBool,
-    /// The event reader asks the dispatcher for the seat.
+    /// The event reader asks the dispatcher for the seat (until it has it, or gives up).
     pub(super) reader_wants: AtomicBool,
     /// The dispatcher holds the seat to read (not to look at it while standing by).
     pub(super) dispatcher_leads: AtomicBool,

@@ -744,3 +744,37 @@ fn a_flood_of_events_arrives_whole_and_in_order_whoever_reads() {
         Err(crossbeam_channel::RecvTimeoutError::Timeout)
     ));
 }
+
+/// A worker that corrupts the ring while the event reader holds it (a producer position no
+/// ring can have): the reader finds it, the request in flight fails with the corruption as its
+/// reason, and the client closes cleanly.
+#[test]
+fn a_ring_corrupted_while_the_reader_holds_it_ends_everything_with_the_reason() {
+    let (client, events, mut server) = connect_with(1 << 16, 16, false);
+    let client = Arc::new(client);
+    let reading = std::thread::spawn(move || {
+        let got = events.recv_timeout(Duration::from_secs(30));
+        (got, events)
+    });
+    reader_takes_the_ring(&client);
+    let asking = {
+        let client = client.clone();
+        std::thread::spawn(move || client.request(ping(1), Duration::from_secs(30)))
+    };
+    let _req = server.next(Duration::from_secs(10)).unwrap().unwrap();
+    // The runner reads ring 1; its producer position, scribbled over as a hostile worker could.
+    let segment = client.inner.control.segment().clone();
+    segment.scribble(
+        crate::segment::Segment::control_offset(1),
+        &12345u64.to_le_bytes(),
+    );
+    assert!(matches!(
+        asking.join().unwrap(),
+        Err(RequestError::PeerGone(GoneReason::Corrupt(_)))
+    ));
+    let mut client = Arc::into_inner(client).expect("the only handle left");
+    client.close();
+    drop(client);
+    let (got, _events) = reading.join().unwrap();
+    assert_eq!(got, Err(crossbeam_channel::RecvTimeoutError::Disconnected));
+}

@@ -76,7 +76,9 @@ fn lead(inner: &Inner, held: &mut Held<'_>) -> Turn {
     seat.dispatcher_leads.store(true, Ordering::SeqCst);
     seat.call.lock().called = false;
     let turn = loop {
-        if seat.reader_wants.swap(false, Ordering::SeqCst) && !seat.reader_left() {
+        // The ask stands until the reader has the seat: a dispatcher called back to the seat
+        // meanwhile (a stale call) hands it over again rather than keep the reader waiting.
+        if seat.reader_wants.load(Ordering::SeqCst) && !seat.reader_left() {
             break Turn::HandOver;
         }
         let Some(rx) = held.as_mut() else {
@@ -220,14 +222,11 @@ impl Inner {
                         held
                     }
                     None => {
-                        // The deadline came first. If the dispatcher took the request up, it
-                        // is letting go of the seat just now: it is called back, and this
-                        // thread does not wait for it.
-                        if !seat.reader_wants.swap(false, Ordering::SeqCst) {
-                            seat.call(false);
-                        } else if self.has_pending() {
-                            seat.call_dispatcher();
-                        }
+                        // The deadline came first. The dispatcher may be letting go of the
+                        // seat just now: the ask is withdrawn and the dispatcher called back,
+                        // and this thread does not wait for it.
+                        seat.reader_wants.store(false, Ordering::SeqCst);
+                        seat.call(false);
                         return true;
                     }
                 }
