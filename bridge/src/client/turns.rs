@@ -88,7 +88,7 @@ fn lead(inner: &Inner, held: &mut Held<'_>) -> Turn {
         match rx.recv_as::<Envelope>(Instant::now() + DISPATCH_IDLE, wants, true) {
             Ok(env) => {
                 inner.route(env);
-                if let Err(reason) = drain(inner, rx) {
+                if let Err(reason) = drain(inner, rx, until_asked(inner)) {
                     inner.end(reason);
                     break Turn::Ended;
                 }
@@ -133,20 +133,12 @@ fn stand_by(inner: &Inner) -> Option<Held<'_>> {
             continue;
         };
         let rx = held.as_mut()?;
-        match rx.try_recv::<Envelope>() {
-            Ok(Some(env)) => {
-                wait = STANDBY_BUSY;
-                inner.route(env);
-                if let Err(reason) = drain(inner, rx) {
-                    drop(held);
-                    inner.end(reason);
-                    return None;
-                }
-            }
-            Ok(None) | Err(RecvError::Timeout) => {
+        match drain(inner, rx, until_asked(inner)) {
+            Ok(Drained { routed: 0, .. }) => {
                 inner.counters.idle_wakes.fetch_add(1, Ordering::Relaxed);
             }
-            Err(RecvError::PeerGone(reason)) => {
+            Ok(_) => wait = STANDBY_BUSY,
+            Err(reason) => {
                 drop(held);
                 inner.end(reason);
                 return None;
@@ -155,23 +147,40 @@ fn stand_by(inner: &Inner) -> Option<Held<'_>> {
     }
 }
 
-/// Routes every frame waiting on the ring (or until the event reader asks for the seat); the
-/// reason the worker is gone if it is.
-fn drain(inner: &Inner, rx: &mut Receiver) -> Result<(), GoneReason> {
-    let mut routed = 0u32;
+/// How a [`drain`] ended.
+struct Drained {
+    /// Frames routed.
+    routed: usize,
+    /// Stopped by its rule with frames perhaps still waiting.
+    cut: bool,
+}
+
+/// Routes the frames waiting on the ring until none is left or `stop(routed)` says so (asked
+/// before each frame after the first 64 and every 64th: it may read the clock); the reason the
+/// worker is gone if it is.
+fn drain(
+    inner: &Inner,
+    rx: &mut Receiver,
+    stop: impl Fn(usize) -> bool,
+) -> Result<Drained, GoneReason> {
+    let mut routed = 0;
     loop {
-        // The event reader asking for the seat stops a long burst: it reads on itself (the
-        // queue is not left unread while it waits for the seat).
-        if routed % 64 == 63 && inner.seat.reader_wants.load(Ordering::SeqCst) {
-            return Ok(());
+        if routed > 0 && routed % 64 == 0 && stop(routed) {
+            return Ok(Drained { routed, cut: true });
         }
         match rx.try_recv::<Envelope>() {
             Ok(Some(env)) => inner.route(env),
-            Ok(None) | Err(RecvError::Timeout) => return Ok(()),
+            Ok(None) | Err(RecvError::Timeout) => return Ok(Drained { routed, cut: false }),
             Err(RecvError::PeerGone(reason)) => return Err(reason),
         }
-        routed = routed.wrapping_add(1);
+        routed += 1;
     }
+}
+
+/// The dispatcher's rule for a burst: the event reader asking for the seat stops it (the
+/// reader reads on itself; the queue is not left unread while it waits for the seat).
+fn until_asked(inner: &Inner) -> impl Fn(usize) -> bool + '_ {
+    |_| inner.seat.reader_wants.load(Ordering::SeqCst)
 }
 
 /// The spinning dispatcher ([`ClientConfig::spin`](super::ClientConfig::spin)): never sleeps
@@ -245,7 +254,8 @@ impl Inner {
     }
 }
 
-/// Most frames the event reader routes in one turn: past it (or past its deadline) the
+/// About the most frames the event reader routes in one turn (looked at every 64): past it
+/// (or past its deadline) the
 /// dispatcher reads on while the reader hands out what it took.
 const READER_TURN_FRAMES: usize = 4096;
 
@@ -275,20 +285,14 @@ impl ReaderTurn<'_> {
         let gone = match rx.recv_as::<Envelope>(deadline, || false, EVENT_WAIT_SPINS) {
             Ok(env) => {
                 inner.route(env);
-                let mut routed = 1;
-                loop {
-                    if routed >= READER_TURN_FRAMES
-                        || (routed % 64 == 0 && Instant::now() >= deadline)
-                    {
-                        self.more = true;
-                        break None;
+                let bounded =
+                    |routed| routed + 1 >= READER_TURN_FRAMES || Instant::now() >= deadline;
+                match drain(inner, rx, bounded) {
+                    Ok(drained) => {
+                        self.more = drained.cut;
+                        None
                     }
-                    match rx.try_recv::<Envelope>() {
-                        Ok(Some(env)) => inner.route(env),
-                        Ok(None) | Err(RecvError::Timeout) => break None,
-                        Err(RecvError::PeerGone(reason)) => break Some(reason),
-                    }
-                    routed += 1;
+                    Err(reason) => Some(reason),
                 }
             }
             Err(RecvError::Timeout) => None,
