@@ -423,6 +423,7 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
                     keep_orders: Some(cfg.sim.keep_orders),
                 },
                 book_told_through: None,
+                skip_forming_bar: cfg.sim.skip_forming_bar,
                 calendar: cfg.sim.calendar_options(),
             })
         }

@@ -213,3 +213,42 @@ fn a_program_started_as_a_worker_that_opens_a_session_is_refused() {
         "{e}"
     );
 }
+
+/// Where a session's history meets its live bars no bar is missing: the simulated market
+/// starts a subscription as IB's real-time bars do (with the next bar to start, never the one
+/// forming) and answers every request half a second late, so the first live bar comes some
+/// six 5-second bars after the history's newest. The runner fetches the bars between, and the
+/// strategy sees every bar from its history's newest on, 5 s apart.
+#[test]
+fn no_bar_is_missing_where_the_history_meets_the_live_bars() {
+    let mut cfg = config("seam.journal", false);
+    cfg.sim.skip_forming_bar = true;
+    let faults = worker::SimFaults {
+        reply_delay_ms: 500,
+        ..worker::SimFaults::default()
+    };
+    let run = runner::worker_setup::prepare(
+        &mut cfg,
+        runner::worker_setup::WorkerProgram::executable(PathBuf::from(common::RUNNER)),
+        faults,
+    )
+    .unwrap();
+    let mut session = Session::from_setup(cfg, run.setup).unwrap();
+    let mut strategy = Recorder {
+        window: 3,
+        ..Recorder::default()
+    };
+    let report = session.run(&mut strategy, &AtomicBool::new(false)).unwrap();
+    drop(session);
+    drop(run.journal);
+    assert_eq!(strategy.out_of_order, 0);
+    for s in &report.symbols {
+        assert!(s.error.is_none(), "{:?}", s.error);
+        // The history's newest bar, then every live one.
+        let times: Vec<i64> = strategy.calls[&s.symbol].iter().map(|c| c.1).collect();
+        assert!(times.len() > 10, "{}: {times:?}", s.symbol);
+        for w in times.windows(2) {
+            assert_eq!(w[1] - w[0], 5, "{}: {times:?}", s.symbol);
+        }
+    }
+}

@@ -130,6 +130,10 @@ pub struct SimOptions {
     /// The days of a gateway and an exchange: sessions, the gateway's daily restart and
     /// weekly re-login (off by default: bars at every hour, the connection never down).
     pub calendar: SimCalendar,
+    /// As IB's real-time bars: a live subscription's first bar is the first one that starts
+    /// at or after the subscription; the bar forming when it was made is never sent (off: it
+    /// is, from its start).
+    pub skip_forming_bar: bool,
 }
 
 /// A gateway's and an exchange's calendar on the simulated market, in US/Eastern time as at
@@ -167,6 +171,7 @@ impl Default for SimOptions {
             broker: SimBrokerOptions::default(),
             book_told_through: None,
             calendar: SimCalendar::default(),
+            skip_forming_bar: false,
         }
     }
 }

@@ -139,6 +139,10 @@ pub struct SimConfig {
     pub relogin_day: String,
     /// With `calendar`: how long the weekly re-login keeps the gateway down, market seconds.
     pub relogin_seconds: u32,
+    /// As IB's real-time bars: a live subscription's first bar is the first that starts after
+    /// it is made (the bar then forming is never sent), so that the bars between a history
+    /// and the live ones come only from the runner's seam fill.
+    pub skip_forming_bar: bool,
 }
 
 /// Days of the week as `sim.relogin_day` names them, Monday first.
@@ -432,6 +436,7 @@ impl Default for SimConfig {
             restart_seconds: 120,
             relogin_day: "sunday".into(),
             relogin_seconds: 1800,
+            skip_forming_bar: false,
         }
     }
 }

@@ -3,12 +3,16 @@
 //! with trading on, its signals handed to the trader (`Live`).
 //!
 //! A live bar's way: [`WorkerEvents::recv_timeout`] gives `Event::Bar` to `Live::run`, which
+//! lets [`Seams::on_bar`] fill the hole between the symbol's history and its first live bar
+//! (that bar and later ones held until the bars between are fetched), then `Live::take`
 //! finds the symbol's [`Series`] by the subscription id (its row), lets [`MonotonicBars::admit`]
 //! drop a bar not newer than the last, pushes it ([`Series::push`]), calls
 //! [`Strategy::on_bars`] with the window ([`tail`]), hands the signal to
 //! [`trade_on`](crate::trader::trade_on) with trading on, and tells the [`Observer`].
 //!
-//! Invariants: a strategy sees a symbol's bars only in time order, each bar once; only a
+//! Invariants: a strategy sees a symbol's bars only in time order, each bar once, with no
+//! hole between its history and its live bars unless fetching the bars between failed (said
+//! in the log); only a
 //! symbol whose history came is subscribed and takes live bars; the phase ends when the
 //! configured duration passes, `stop` is set, the observer ends it, the broker connection is
 //! given up or the supervisor gives up, and never waits longer than one tick to notice; a
@@ -17,10 +21,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use bridge::protocol::{ConnectionStatus, Event, FeedState, SubscribeRequest};
+use bridge::protocol::{Bar, ConnectionStatus, Event, FeedState, SubscribeRequest};
 use crossbeam_channel::RecvTimeoutError;
 
 use crate::config::Config;
@@ -31,6 +36,7 @@ use crate::worker_events::WorkerEvents;
 
 use super::history::{tail, Series};
 use super::observer::Observer;
+use super::seam::{Fetch, Seams};
 
 /// How often a live loop looks at the clock and at `stop` while no bar comes.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -120,12 +126,20 @@ pub(crate) fn subscribe_all(cfg: &Config, sup: &Supervisor, series: &[Series]) {
 /// The live phase of a run.
 pub(crate) struct Live<'a> {
     pub(crate) cfg: &'a Config,
-    pub(crate) sup: &'a Supervisor,
+    pub(crate) sup: &'a Arc<Supervisor>,
     /// Bars of a symbol handed to the strategy (its window).
     pub(crate) keep: usize,
     pub(crate) stop: &'a AtomicBool,
     /// When the live phase began (its duration counts from here, subscribing included).
     pub(crate) started: Instant,
+}
+
+/// What live bars change, by subscription id (row): each symbol's series and last signal,
+/// and the rule that takes a symbol's bars in time order.
+struct Rows<'r> {
+    series: &'r mut [Series],
+    last: &'r mut [Option<Signal>],
+    in_order: MonotonicBars,
 }
 
 impl Live<'_> {
@@ -155,10 +169,17 @@ impl Live<'_> {
                 in_order.seen(i as u32, newest.time);
             }
         }
+        let mut seams = Seams::new(cfg, series, self.fetch());
+        let mut rows = Rows {
+            series,
+            last,
+            in_order,
+        };
+        let mut ready = Vec::new();
         let until = (cfg.live.duration_seconds > 0)
             .then(|| self.started + Duration::from_secs(cfg.live.duration_seconds));
         tracing::info!(
-            symbols = series.iter().filter(|s| s.error.is_none()).count(),
+            symbols = rows.series.iter().filter(|s| s.error.is_none()).count(),
             seconds = cfg.live.duration_seconds,
             "live phase"
         );
@@ -169,38 +190,32 @@ impl Live<'_> {
             if until.is_some_and(|u| Instant::now() >= u) {
                 return Ok(false);
             }
+            if seams.filling() {
+                seams.filled(&mut ready);
+                self.take_all(
+                    &mut rows,
+                    &mut ready,
+                    strategy,
+                    observer,
+                    trader.as_deref_mut(),
+                )?;
+            }
             let event = match next_event(events, self.sup) {
                 Next::Event(e) => e,
                 Next::Quiet => continue,
                 Next::GaveUp(_) | Next::Ended => return Ok(false),
             };
+            let series = &mut *rows.series;
             match event {
                 Event::Bar { sub, bar } => {
-                    let i = sub as usize;
-                    // Only a row that was subscribed (its history came) takes live bars.
-                    let Some(s) = series.get_mut(i).filter(|s| s.error.is_none()) else {
-                        continue;
-                    };
-                    if !in_order.admit(sub, bar.time) {
-                        continue;
-                    }
-                    s.push(bar, self.keep);
-                    let recent = tail(&s.bars, self.keep);
-                    let signal = strategy.on_bars(&s.symbol, recent);
-                    if let Some(slot) = last.get_mut(i) {
-                        *slot = Some(signal);
-                    }
-                    let traded = match trader.as_deref_mut() {
-                        Some(t) => trade_on(t, cfg, &s.symbol, signal, bar.close),
-                        None => Traded::Nothing,
-                    };
-                    let order = traded.order_ref();
-                    observer.on_live_bar(&s.symbol, recent, signal, order)?;
-                    if let (Some(t), Some(r)) = (trader.as_deref(), order) {
-                        if let Some(report) = t.book().order(r) {
-                            observer.on_order(report);
-                        }
-                    }
+                    seams.on_bar(sub, bar, &mut ready);
+                    self.take_all(
+                        &mut rows,
+                        &mut ready,
+                        strategy,
+                        observer,
+                        trader.as_deref_mut(),
+                    )?;
                 }
                 Event::Feed {
                     ref symbol,
@@ -211,7 +226,7 @@ impl Live<'_> {
                             FeedState::Stalled { since } => {
                                 series[i].stalled_since = Some(*since);
                                 // No signal from a feed that says nothing.
-                                if let Some(slot) = last.get_mut(i) {
+                                if let Some(slot) = rows.last.get_mut(i) {
                                     *slot = None;
                                 }
                             }
@@ -263,6 +278,69 @@ impl Live<'_> {
                 }
             }
         }
+    }
+
+    /// How the seams fetch the bars between history and live: the supervisor's history, on
+    /// the seams' threads.
+    fn fetch(&self) -> Fetch {
+        let sup = self.sup.clone();
+        let timeout = Duration::from_secs(self.cfg.history.timeout_seconds);
+        Arc::new(move |request| sup.history(request, timeout))
+    }
+
+    /// Takes the bars of `ready` in order ([`take`](Self::take)), leaving it empty.
+    fn take_all(
+        &self,
+        rows: &mut Rows<'_>,
+        ready: &mut Vec<(u32, Bar)>,
+        strategy: &mut dyn Strategy,
+        observer: &mut dyn Observer,
+        mut trader: Option<&mut Trader<&Supervisor>>,
+    ) -> Result<()> {
+        for (sub, bar) in ready.drain(..) {
+            self.take(rows, sub, bar, strategy, observer, trader.as_deref_mut())?;
+        }
+        Ok(())
+    }
+
+    /// A live bar of subscription `sub`: dropped unless its row was subscribed and it is newer
+    /// than the row's last; else added to the row's series, handed to the strategy with its
+    /// window, its signal to the trader, and all of it to the observer.
+    fn take(
+        &self,
+        rows: &mut Rows<'_>,
+        sub: u32,
+        bar: Bar,
+        strategy: &mut dyn Strategy,
+        observer: &mut dyn Observer,
+        trader: Option<&mut Trader<&Supervisor>>,
+    ) -> Result<()> {
+        let i = sub as usize;
+        // Only a row that was subscribed (its history came) takes live bars.
+        let Some(s) = rows.series.get_mut(i).filter(|s| s.error.is_none()) else {
+            return Ok(());
+        };
+        if !rows.in_order.admit(sub, bar.time) {
+            return Ok(());
+        }
+        s.push(bar, self.keep);
+        let recent = tail(&s.bars, self.keep);
+        let signal = strategy.on_bars(&s.symbol, recent);
+        if let Some(slot) = rows.last.get_mut(i) {
+            *slot = Some(signal);
+        }
+        let (traded, trader) = match trader {
+            Some(t) => (trade_on(t, self.cfg, &s.symbol, signal, bar.close), Some(t)),
+            None => (Traded::Nothing, None),
+        };
+        let order = traded.order_ref();
+        observer.on_live_bar(&s.symbol, recent, signal, order)?;
+        if let (Some(t), Some(r)) = (trader, order) {
+            if let Some(report) = t.book().order(r) {
+                observer.on_order(report);
+            }
+        }
+        Ok(())
     }
 }
 

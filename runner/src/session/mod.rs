@@ -23,6 +23,7 @@ mod history;
 mod live;
 mod observer;
 mod report;
+mod seam;
 
 pub use live::{next_event, MonotonicBars, Next, TICK};
 pub use observer::{Observer, Unobserved};

@@ -250,12 +250,17 @@ impl Backend for SimBackend {
         }
         let size = i64::from(req.bar_seconds);
         let now = self.market.clock.now();
+        let forming = now.div_euclid(size) * size;
+        let next = match self.market.opts.skip_forming_bar && forming < now {
+            true => forming + size,
+            false => forming,
+        };
         self.market.subscriptions.lock().insert(
             req.symbol.clone(),
             Subscription {
                 id: req.id,
                 bar_seconds: req.bar_seconds,
-                next: now.div_euclid(size) * size,
+                next,
             },
         );
         self.market.subscriptions_cv.notify_all();

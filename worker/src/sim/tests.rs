@@ -251,3 +251,41 @@ fn a_cancelled_history_stops_at_the_next_batch() {
     assert!(result.is_err(), "{result:?}");
     assert_eq!(batches, 1);
 }
+
+/// A subscription made mid-bar starts with the bar then forming, or, with `skip_forming_bar`
+/// (as IB's real-time bars), with the next one to start.
+#[test]
+fn a_subscription_skips_the_forming_bar_when_asked_to() {
+    // 1 s into a minute, at 30x: the next minute starts two seconds after the start.
+    let start = 1_699_999_981;
+    assert_eq!(start % 60, 1);
+    for (skip, first) in [(false, 1_699_999_980), (true, 1_700_000_040)] {
+        let (events, got) = sink();
+        let opts = SimOptions {
+            speed: 30.0,
+            start: Some(start),
+            skip_forming_bar: skip,
+            ..SimOptions::default()
+        };
+        let sim = SimBackend::new(opts, 0, events);
+        sim.connect(Duration::from_secs(5)).unwrap();
+        sim.subscribe(&SubscribeRequest {
+            symbol: "SPY".into(),
+            id: 1,
+            bar_seconds: 60,
+        })
+        .unwrap();
+        let first_bar = || {
+            got.lock().iter().find_map(|e| match e {
+                Event::Bar { bar, .. } => Some(bar.time),
+                _ => None,
+            })
+        };
+        let until = Instant::now() + Duration::from_secs(10);
+        while first_bar().is_none() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sim.disconnect();
+        assert_eq!(first_bar(), Some(first), "skip_forming_bar {skip}");
+    }
+}
