@@ -214,15 +214,36 @@ fn a_program_started_as_a_worker_that_opens_a_session_is_refused() {
     );
 }
 
+/// The live bars on which a run placed an order: (symbol, bar time).
+#[derive(Default)]
+struct OrdersOn(Vec<(String, i64)>);
+
+impl runner::session::Observer for OrdersOn {
+    fn on_live_bar(
+        &mut self,
+        symbol: &str,
+        bars: &[Bar],
+        _signal: Signal,
+        order: Option<&str>,
+    ) -> anyhow::Result<()> {
+        if let (Some(_), Some(bar)) = (order, bars.last()) {
+            self.0.push((symbol.to_string(), bar.time));
+        }
+        Ok(())
+    }
+}
+
 /// Where a session's history meets its live bars no bar is missing: the simulated market
 /// starts a subscription as IB's real-time bars do (with the next bar to start, never the one
 /// forming) and answers every request half a second late, so the first live bar comes some
 /// six 5-second bars after the history's newest. The runner fetches the bars between, and the
-/// strategy sees every bar from its history's newest on, 5 s apart.
+/// strategy sees every bar from its history's newest on, 5 s apart. A strategy that buys from
+/// its second bar on buys on the first live bar, not on a fetched one (its price is stale).
 #[test]
 fn no_bar_is_missing_where_the_history_meets_the_live_bars() {
-    let mut cfg = config("seam.journal", false);
+    let mut cfg = config("seam.journal", true);
     cfg.sim.skip_forming_bar = true;
+    cfg.live.duration_seconds = 5;
     let faults = worker::SimFaults {
         reply_delay_ms: 500,
         ..worker::SimFaults::default()
@@ -236,12 +257,17 @@ fn no_bar_is_missing_where_the_history_meets_the_live_bars() {
     let mut session = Session::from_setup(cfg, run.setup).unwrap();
     let mut strategy = Recorder {
         window: 3,
+        buy_after: Some(1),
         ..Recorder::default()
     };
-    let report = session.run(&mut strategy, &AtomicBool::new(false)).unwrap();
+    let mut orders = OrdersOn::default();
+    let report = session
+        .run_observed(&mut strategy, &mut orders, &AtomicBool::new(false))
+        .unwrap();
     drop(session);
     drop(run.journal);
     assert_eq!(strategy.out_of_order, 0);
+    assert_eq!(orders.0.len(), 2, "{:?}", orders.0);
     for s in &report.symbols {
         assert!(s.error.is_none(), "{:?}", s.error);
         // The history's newest bar, then every live one.
@@ -250,5 +276,14 @@ fn no_bar_is_missing_where_the_history_meets_the_live_bars() {
         for w in times.windows(2) {
             assert_eq!(w[1] - w[0], 5, "{}: {times:?}", s.symbol);
         }
+        // Half a second at 60x is 30 s: the first live bar is at least 40 s after the
+        // history's newest (the bar forming at the subscription skipped).
+        let bought = orders.0.iter().find(|(symbol, _)| *symbol == s.symbol);
+        let (_, at) = bought.unwrap_or_else(|| panic!("{}: no order", s.symbol));
+        assert!(
+            *at >= times[0] + 40,
+            "{}: bought at {at}: {times:?}",
+            s.symbol
+        );
     }
 }

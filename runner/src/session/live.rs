@@ -4,7 +4,8 @@
 //!
 //! A live bar's way: [`WorkerEvents::recv_timeout`] gives `Event::Bar` to `Live::run`, which
 //! lets [`Seams::on_bar`] fill the hole between the symbol's history and its first live bar
-//! (that bar and later ones held until the bars between are fetched), then `Live::take`
+//! (that bar and later ones held until the bars between are fetched; only the newest of them
+//! can lead to an order), then `Live::take`
 //! finds the symbol's [`Series`] by the subscription id (its row), lets [`MonotonicBars::admit`]
 //! drop a bar not newer than the last, pushes it ([`Series::push`]), calls
 //! [`Strategy::on_bars`] with the window ([`tail`]), hands the signal to
@@ -36,7 +37,7 @@ use crate::worker_events::WorkerEvents;
 
 use super::history::{tail, Series};
 use super::observer::Observer;
-use super::seam::{Fetch, Seams};
+use super::seam::{Fetch, Ready, Seams};
 
 /// How often a live loop looks at the clock and at `stop` while no bar comes.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -284,28 +285,29 @@ impl Live<'_> {
     /// the seams' threads.
     fn fetch(&self) -> Fetch {
         let sup = self.sup.clone();
-        let timeout = Duration::from_secs(self.cfg.history.timeout_seconds);
-        Arc::new(move |request| sup.history(request, timeout))
+        Arc::new(move |request, timeout| sup.history(request, timeout))
     }
 
-    /// Takes the bars of `ready` in order ([`take`](Self::take)), leaving it empty.
+    /// Takes the bars of `ready` in order ([`take`](Self::take)), leaving it empty; only a
+    /// bar that is its symbol's newest goes to the trader.
     fn take_all(
         &self,
         rows: &mut Rows<'_>,
-        ready: &mut Vec<(u32, Bar)>,
+        ready: &mut Vec<Ready>,
         strategy: &mut dyn Strategy,
         observer: &mut dyn Observer,
         mut trader: Option<&mut Trader<&Supervisor>>,
     ) -> Result<()> {
-        for (sub, bar) in ready.drain(..) {
-            self.take(rows, sub, bar, strategy, observer, trader.as_deref_mut())?;
+        for r in ready.drain(..) {
+            let trader = trader.as_deref_mut().filter(|_| r.newest);
+            self.take(rows, r.sub, r.bar, strategy, observer, trader)?;
         }
         Ok(())
     }
 
     /// A live bar of subscription `sub`: dropped unless its row was subscribed and it is newer
     /// than the row's last; else added to the row's series, handed to the strategy with its
-    /// window, its signal to the trader, and all of it to the observer.
+    /// window, its signal to `trader` (if any), and all of it to the observer.
     fn take(
         &self,
         rows: &mut Rows<'_>,
