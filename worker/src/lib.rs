@@ -28,6 +28,7 @@ mod launch;
 mod logging;
 pub mod options;
 pub mod pacing;
+pub mod recording;
 mod serve;
 pub mod sim;
 
