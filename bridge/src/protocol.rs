@@ -15,7 +15,7 @@ mod orders;
 pub use orders::*;
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
-pub const PROTOCOL_VERSION: u32 = 9;
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -416,6 +416,9 @@ pub enum FeedState {
     },
     /// Bars come again after a stall.
     Flowing,
+    /// No bar will come any more: the backend has none after the last one sent (a replayed
+    /// recording reached its end).
+    Ended,
 }
 
 /// State of the worker's broker connection, as it changes.

@@ -194,8 +194,9 @@ class SymbolEvent:
     bars. ``what``: ``refused`` (the broker will not stream it: ``kind`` and IB's ``code``
     say why), ``delayed`` (delayed data instead), ``stalled`` (no bar for too long; the
     worker subscribes again), ``resubscribed``, ``flowing`` (bars come again),
-    ``interrupted`` (the broker connection is lost), ``restored`` (it is back) or
-    ``worker_replaced`` (a new worker took over; its subscriptions were made again)."""
+    ``interrupted`` (the broker connection is lost), ``restored`` (it is back),
+    ``worker_replaced`` (a new worker took over; its subscriptions were made again) or
+    ``ended`` (no bar will come any more: a replayed recording's are over)."""
 
     symbol: str
     what: str

@@ -114,6 +114,7 @@ impl BrokerConnection {
             FeedState::Flowing => {
                 self.stalled.remove(symbol);
             }
+            FeedState::Ended => tracing::info!(%symbol, "no more bars: the replay's are over"),
         }
     }
 

@@ -55,8 +55,8 @@ pub struct ConfigArgs {
     /// TOML configuration file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Broker backend: sim or ibkr.
-    #[arg(long, value_name = "sim|ibkr")]
+    /// Broker backend: sim, ibkr or replay.
+    #[arg(long, value_name = "sim|ibkr|replay")]
     pub backend: Option<String>,
     /// Comma-separated symbols.
     #[arg(long, value_name = "A,B,C")]
@@ -67,6 +67,12 @@ pub struct ConfigArgs {
     /// Write signals as CSV to this file.
     #[arg(long, value_name = "FILE")]
     pub signals: Option<PathBuf>,
+    /// Record every bar of the run, its configuration and its signals to this file.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Replay this recording (its bars at replay.speed; implies --backend replay).
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
     /// Seed of the simulated market.
     #[arg(long, value_name = "N")]
     pub seed: Option<String>,
@@ -249,6 +255,8 @@ impl ConfigArgs {
             symbols: self.symbols.clone(),
             duration: self.duration.clone(),
             signals: self.signals.clone(),
+            record: self.record.clone(),
+            replay: self.replay.clone(),
             seed: self.seed.clone(),
             gateway: self.gateway.clone(),
             client_id: self.client_id.clone(),

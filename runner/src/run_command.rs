@@ -1,6 +1,7 @@
 //! The `run` command ([`command`]): a [`Session`] with the built-in crossover as its strategy, and as its
 //! observer (`Reporter`) the signals file (a row for every bar of the history with enough
-//! bars before it, and for every live bar, with the order it placed) and the record of the
+//! bars before it, and for every live bar, with the order it placed), the recording
+//! (`--record`: every bar, the configuration and the signals) and the record of the
 //! broker connection; then the bridge's round trip (`measure_round_trips`) and each
 //! symbol's last evaluation (`final_reports`), which the summary prints.
 //!
@@ -9,11 +10,12 @@
 //! tick, and the run still reports; a run whose supervisor or broker connection gave up
 //! says why ([`Outcome::gave_up`]).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bridge::protocol::{Bar, Event, Fill, OrderReport};
 
 use crate::broker_connection::BrokerConnection;
@@ -28,6 +30,7 @@ use crate::summary::{NoFigures, RunFailure};
 pub use crate::summary::{Outcome, SymbolReport};
 use crate::supervisor::{Supervisor, SupervisorError};
 use crate::worker_setup::WorkerSetup;
+use worker::recording::{Record, RecordingWriter};
 
 /// Pings sent at the end to measure the bridge's round trip.
 pub const RTT_PINGS: usize = 2000;
@@ -69,6 +72,10 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
         Some(p) => Some(Signals::create(p)?),
         None => None,
     };
+    let recording = match &cfg.record {
+        Some(p) => Some(record_to(cfg, p)?),
+        None => None,
+    };
     let mut session = Session::from_setup(cfg.clone(), setup)?;
     let dashboard = match cfg.dashboard.enabled || cfg.dashboard.report.is_some() {
         true => Some(Dashboard::start(cfg, session.shared_supervisor())?),
@@ -80,6 +87,7 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
     let mut reporter = Reporter {
         strategy,
         signals,
+        recording,
         broker: BrokerConnection::default(),
         dashboard: dashboard.as_ref().map(Dashboard::updates),
     };
@@ -134,6 +142,8 @@ pub fn run(cfg: &Config, setup: WorkerSetup, stop: &AtomicBool) -> Result<Outcom
 struct Reporter {
     strategy: Crossover,
     signals: Option<SignalFile>,
+    /// The recording (`--record`) and its path.
+    recording: Option<(RecordingWriter, PathBuf)>,
     broker: BrokerConnection,
     dashboard: Option<Updates>,
 }
@@ -152,6 +162,11 @@ impl Observer for Reporter {
     fn on_history(&mut self, symbol: &str, bars: &[Bar]) -> Result<()> {
         if let Some(d) = self.dashboard.as_mut() {
             d.on_history(symbol, bars)?;
+        }
+        if let Some((r, path)) = self.recording.as_mut() {
+            r.history(symbol, bars)
+                .and_then(|()| r.flush())
+                .with_context(|| format!("cannot write the recording {}", path.display()))?;
         }
         if let Some(file) = self.signals.as_mut() {
             for end in self.strategy.slow + 1..=bars.len() {
@@ -173,6 +188,11 @@ impl Observer for Reporter {
         self.broker.bar(symbol);
         if let Some(d) = self.dashboard.as_mut() {
             d.on_live_bar(symbol, bars, signal, order)?;
+        }
+        if let (Some((r, path)), Some(bar)) = (self.recording.as_mut(), bars.last()) {
+            r.live(symbol, bar, &signal.to_string(), order)
+                .and_then(|()| r.flush())
+                .with_context(|| format!("cannot write the recording {}", path.display()))?;
         }
         if let (Some(file), Ok(e)) = (self.signals.as_mut(), self.strategy.evaluate(bars)) {
             file.row(symbol, &e, order)?;
@@ -216,6 +236,20 @@ impl Observer for Reporter {
         }
         true
     }
+}
+
+/// A recording of this run at `path`: the run's record (this program, the configuration, the
+/// bar size, now) written.
+fn record_to(cfg: &Config, path: &Path) -> Result<(RecordingWriter, PathBuf)> {
+    let run = Record::Run {
+        program: format!("runner {}", env!("CARGO_PKG_VERSION")),
+        config: cfg.to_toml(),
+        bar_seconds: cfg.history.bar_seconds,
+        started: base::unix_time::now().as_secs() as i64,
+    };
+    let writer = RecordingWriter::create(path, &run)
+        .with_context(|| format!("cannot create the recording {}", path.display()))?;
+    Ok((writer, path.to_path_buf()))
 }
 
 /// [`RTT_PINGS`] round trips on the live worker, sorted; none if the worker is gone.

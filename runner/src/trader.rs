@@ -77,6 +77,7 @@ impl fmt::Display for LiveAccountRefused {
         let backend = match self.backend {
             BackendKind::Sim => "sim",
             BackendKind::Ibkr => "ibkr",
+            BackendKind::Replay => "replay",
         };
         write!(
             f,

@@ -91,7 +91,7 @@ impl WorkerSetup {
             handshake: Duration::from_millis(cfg.bridge.handshake_timeout_ms)
                 + match cfg.backend {
                     BackendKind::Ibkr => Duration::from_secs(cfg.ibkr.connect_wait_seconds),
-                    BackendKind::Sim => Duration::ZERO,
+                    BackendKind::Sim | BackendKind::Replay => Duration::ZERO,
                 },
             policy: cfg.supervisor.clone(),
             hub: HubTarget::of(cfg, &format!("run-{}", std::process::id())),
@@ -259,14 +259,16 @@ impl RunJournal {
     /// Points `cfg` at a journal of the run's own if it runs on the simulated market without
     /// one configured.
     pub fn for_run(cfg: &mut Config) -> RunJournal {
-        if cfg.backend != BackendKind::Sim {
+        if !matches!(cfg.backend, BackendKind::Sim | BackendKind::Replay) {
             return RunJournal {
                 path: None,
                 temporary: false,
                 lock: None,
             };
         }
-        if let Some(p) = &cfg.sim.orders_file {
+        // A replay's broker keeps a book of the run's own: a book kept across runs belongs
+        // to the simulated market's times, not to a recording's.
+        if let (Some(p), BackendKind::Sim) = (&cfg.sim.orders_file, cfg.backend) {
             return RunJournal {
                 path: Some(p.clone()),
                 temporary: false,
@@ -397,12 +399,17 @@ impl Drop for RunJournal {
 /// The backend section of the worker options.
 fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
     match cfg.backend {
-        BackendKind::Sim => {
-            // One market clock for every worker of this run, replacements included.
+        BackendKind::Sim | BackendKind::Replay => {
+            let replay = cfg.backend == BackendKind::Replay;
+            // One market clock for every worker of this run, replacements included (a
+            // replay's is its recording's).
             let now = base::unix_time::now();
             BackendOptions::Sim(SimOptions {
                 seed: cfg.sim.seed,
-                speed: cfg.sim.speed,
+                speed: match replay {
+                    true => cfg.replay.speed,
+                    false => cfg.sim.speed,
+                },
                 start: Some(cfg.sim.start.unwrap_or(now.as_secs() as i64)),
                 anchor_ms: Some(now.as_millis() as u64),
                 faults,
@@ -423,8 +430,18 @@ fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
                     keep_orders: Some(cfg.sim.keep_orders),
                 },
                 book_told_through: None,
-                skip_forming_bar: cfg.sim.skip_forming_bar,
-                calendar: cfg.sim.calendar_options(),
+                skip_forming_bar: cfg.sim.skip_forming_bar && !replay,
+                // A recording's bars are its calendar.
+                calendar: match replay {
+                    true => worker::options::SimCalendar::default(),
+                    false => cfg.sim.calendar_options(),
+                },
+                replay: cfg
+                    .replay
+                    .file
+                    .as_ref()
+                    .filter(|_| replay)
+                    .map(|p| p.display().to_string()),
             })
         }
         BackendKind::Ibkr => BackendOptions::Ibkr(IbkrOptions {

@@ -134,6 +134,9 @@ pub struct SimOptions {
     /// at or after the subscription; the bar forming when it was made is never sent (off: it
     /// is, from its start).
     pub skip_forming_bar: bool,
+    /// A recording (its path) whose bars are the market's prices instead of the price paths:
+    /// a replay. Only its symbols and its bar size exist.
+    pub replay: Option<String>,
 }
 
 /// A gateway's and an exchange's calendar on the simulated market, in US/Eastern time as at
@@ -172,6 +175,7 @@ impl Default for SimOptions {
             book_told_through: None,
             calendar: SimCalendar::default(),
             skip_forming_bar: false,
+            replay: None,
         }
     }
 }

@@ -82,12 +82,13 @@ impl Core {
         })
     }
 
-    /// `sim` or `ibkr`.
+    /// `sim`, `ibkr` or `replay`.
     #[getter]
     fn backend(&self) -> &'static str {
         match self.inner.cfg.backend {
             BackendKind::Sim => "sim",
             BackendKind::Ibkr => "ibkr",
+            BackendKind::Replay => "replay",
         }
     }
 

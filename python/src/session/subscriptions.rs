@@ -252,6 +252,10 @@ impl Subscriptions {
                     None,
                     ("resubscribed", None, None, reason.clone()),
                 ),
+                FeedState::Ended => {
+                    let why = "no bar will come any more (the replay's are over)".to_string();
+                    one(&mut subs, symbol, None, ("ended", None, None, why))
+                }
             },
             Event::Connection(status) => match status {
                 ConnectionStatus::Connected if !replaced => Vec::new(),

@@ -23,6 +23,9 @@ pub enum BackendKind {
     Sim,
     /// Interactive Brokers TWS / IB Gateway.
     Ibkr,
+    /// A recorded run replayed (`[replay]`): its bars are the market, its prices the
+    /// simulated broker's.
+    Replay,
 }
 
 impl std::str::FromStr for BackendKind {
@@ -31,7 +34,10 @@ impl std::str::FromStr for BackendKind {
         match s {
             "sim" => Ok(BackendKind::Sim),
             "ibkr" => Ok(BackendKind::Ibkr),
-            other => Err(format!("unknown backend {other:?} (expected sim or ibkr)")),
+            "replay" => Ok(BackendKind::Replay),
+            other => Err(format!(
+                "unknown backend {other:?} (expected sim, ibkr or replay)"
+            )),
         }
     }
 }
@@ -40,16 +46,20 @@ impl std::str::FromStr for BackendKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// `sim` or `ibkr`.
+    /// `sim`, `ibkr` or `replay`.
     pub backend: BackendKind,
     /// Symbols to trade.
     pub symbols: Vec<String>,
     /// CSV file the signals are written to (none: not written).
     pub signals: Option<PathBuf>,
+    /// File every bar of the run (history and live), its configuration and its strategy's
+    /// signals are recorded to, for a replay (none: not recorded).
+    pub record: Option<PathBuf>,
     pub history: HistoryConfig,
     pub live: LiveConfig,
     pub strategy: StrategyConfig,
     pub sim: SimConfig,
+    pub replay: ReplayConfig,
     pub ibkr: IbkrConfig,
     pub bridge: BridgeConfig,
     pub supervisor: SupervisorConfig,
@@ -143,6 +153,26 @@ pub struct SimConfig {
     /// it is made (the bar then forming is never sent), so that the bars between a history
     /// and the live ones come only from the runner's seam fill.
     pub skip_forming_bar: bool,
+}
+
+/// A recorded run replayed (`backend = "replay"`): its bars through the bridge and a worker at
+/// a chosen speed, the simulated broker filling orders against the recorded prices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// The recording (`runner run --record FILE` made it).
+    pub file: Option<PathBuf>,
+    /// Recorded seconds per real second.
+    pub speed: f64,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            file: None,
+            speed: 60.0,
+        }
+    }
 }
 
 /// Days of the week as `sim.relogin_day` names them, Monday first.
@@ -352,10 +382,12 @@ impl Default for Config {
                 .map(String::from)
                 .to_vec(),
             signals: None,
+            record: None,
             history: HistoryConfig::default(),
             live: LiveConfig::default(),
             strategy: StrategyConfig::default(),
             sim: SimConfig::default(),
+            replay: ReplayConfig::default(),
             ibkr: IbkrConfig::default(),
             bridge: BridgeConfig::default(),
             supervisor: SupervisorConfig::default(),

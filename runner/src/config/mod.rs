@@ -20,7 +20,7 @@ mod validate;
 
 pub use document::{
     BackendKind, BridgeConfig, Config, ContractConfig, HistoryConfig, IbkrConfig, LiveConfig,
-    SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
+    ReplayConfig, SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
 };
 pub use error::ConfigError;
 pub use overrides::{Overrides, ENV_VARS};

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use super::document::Config;
+use super::document::{BackendKind, Config};
 use super::error::ConfigError;
 
 /// Overrides from the command line (or anywhere else); `None` leaves a value alone.
@@ -17,6 +17,10 @@ pub struct Overrides {
     pub symbols: Option<String>,
     pub duration: Option<String>,
     pub signals: Option<PathBuf>,
+    /// Record the run to this file (`record`).
+    pub record: Option<PathBuf>,
+    /// Replay this recording (`backend = "replay"`, `replay.file`).
+    pub replay: Option<PathBuf>,
     pub seed: Option<String>,
     pub gateway: Option<String>,
     pub client_id: Option<String>,
@@ -53,6 +57,8 @@ impl Overrides {
             symbols: env("RUNNER_SYMBOLS"),
             duration: env("RUNNER_DURATION"),
             signals: env("RUNNER_SIGNALS").map(PathBuf::from),
+            record: None,
+            replay: None,
             seed: env("RUNNER_SEED"),
             gateway: env("RUNNER_GATEWAY"),
             client_id: env("RUNNER_CLIENT_ID"),
@@ -94,6 +100,13 @@ impl Config {
         }
         if let Some(s) = &o.signals {
             self.signals = Some(s.clone());
+        }
+        if let Some(r) = &o.record {
+            self.record = Some(r.clone());
+        }
+        if let Some(r) = &o.replay {
+            self.backend = BackendKind::Replay;
+            self.replay.file = Some(r.clone());
         }
         if let Some(s) = &o.seed {
             self.sim.seed = num(s, "seed", origin)?;

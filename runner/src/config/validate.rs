@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use super::document::{
     BackendKind, BridgeConfig, Config, DashboardConfig, HistoryConfig, HubConfig, IbkrConfig,
-    SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
+    ReplayConfig, SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
 };
 use super::error::{invalid, ConfigError};
+use worker::recording::Recording;
 
 impl Config {
     /// Checks values that parse but make no sense, section by section.
@@ -26,6 +27,10 @@ impl Config {
         self.trading.validate()?;
         if self.backend == BackendKind::Ibkr {
             self.ibkr.validate()?;
+        }
+        if self.backend == BackendKind::Replay {
+            self.replay
+                .validate(&self.symbols, self.history.bar_seconds)?;
         }
         self.bridge.validate()?;
         self.supervisor.validate()?;
@@ -150,6 +155,44 @@ impl SimConfig {
                     "sim.{name} must be a day at most, got {v}"
                 )));
             }
+        }
+        Ok(())
+    }
+}
+
+impl ReplayConfig {
+    /// Checked only when the backend is `replay`: the recording reads, holds `symbols`, and
+    /// its bars are of `bar_seconds`.
+    fn validate(&self, symbols: &[String], bar_seconds: u32) -> Result<(), ConfigError> {
+        if !(self.speed.is_finite() && self.speed > 0.0) {
+            return Err(invalid("replay.speed must be a positive number"));
+        }
+        let Some(file) = &self.file else {
+            return Err(invalid(
+                "the replay backend needs a recording: replay.file or --replay FILE",
+            ));
+        };
+        let recording = Recording::open(file).map_err(|e| invalid(e.to_string()))?;
+        if recording.bar_seconds != bar_seconds {
+            return Err(invalid(format!(
+                "history.bar_seconds is {bar_seconds}, but the recording {} holds bars of {} s",
+                file.display(),
+                recording.bar_seconds
+            )));
+        }
+        let missing: Vec<&str> = symbols
+            .iter()
+            .map(String::as_str)
+            .filter(|s| recording.bars(s).is_none())
+            .collect();
+        if !missing.is_empty() {
+            let held: Vec<&str> = recording.symbols().collect();
+            return Err(invalid(format!(
+                "{} not in the recording {} (it holds {})",
+                missing.join(", "),
+                file.display(),
+                held.join(", ")
+            )));
         }
         Ok(())
     }

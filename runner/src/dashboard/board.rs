@@ -501,6 +501,11 @@ impl Board {
                     "info",
                     format!("{symbol}: live stream made again ({reason})"),
                 ))),
+                FeedState::Ended => out.push(Change::Warning((
+                    base::unix_time::now().as_millis() as u64,
+                    "info",
+                    format!("{symbol}: no more bars (the replay's are over)"),
+                ))),
             },
             Event::Notice { code, message } => out.push(Change::Notice { code, message }),
             _ => {}

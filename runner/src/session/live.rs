@@ -18,7 +18,8 @@
 //! configured duration passes, `stop` is set, the observer ends it, the broker connection is
 //! given up or the supervisor gives up, and never waits longer than one tick to notice; a
 //! symbol whose feed the worker reports stalled ([`FeedState::Stalled`]) has no signal (its
-//! last one is cleared) until a bar or [`FeedState::Flowing`] says data comes again.
+//! last one is cleared) until a bar or [`FeedState::Flowing`] says data comes again; once
+//! every streamed symbol's bars are over ([`FeedState::Ended`], a replay's end) the phase ends.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -177,6 +178,9 @@ impl Live<'_> {
             in_order,
         };
         let mut ready = Vec::new();
+        // Rows whose bars are over ([`FeedState::Ended`]), of those streamed.
+        let mut ended = std::collections::BTreeSet::new();
+        let streamed = rows.series.iter().filter(|s| s.error.is_none()).count();
         let until = (cfg.live.duration_seconds > 0)
             .then(|| self.started + Duration::from_secs(cfg.live.duration_seconds));
         tracing::info!(
@@ -233,9 +237,17 @@ impl Live<'_> {
                             }
                             FeedState::Flowing => series[i].stalled_since = None,
                             FeedState::Resubscribed { .. } => {}
+                            FeedState::Ended => {
+                                ended.insert(i);
+                            }
                         }
                     }
                     if !observer.on_event(&event) {
+                        return Ok(false);
+                    }
+                    // Every symbol's bars are over (a replay's end): nothing more can come.
+                    if ended.len() == streamed {
+                        tracing::info!("every symbol's bars are over: the live phase ends");
                         return Ok(false);
                     }
                 }

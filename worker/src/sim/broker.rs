@@ -36,7 +36,7 @@ use parking_lot::Mutex;
 pub use super::book::Changes;
 use super::book::{cash_flow, positions, Book, Order};
 use super::journal::{file_error, Entry, Locked};
-use super::price_path::PricePath;
+use super::prices::Prices;
 use crate::backend::error;
 use crate::options::SimBrokerOptions;
 
@@ -50,7 +50,8 @@ const BARS_PER_PASS: u32 = 100_000;
 /// The simulated broker. Calls may come from many threads.
 pub struct SimBroker {
     opts: SimBrokerOptions,
-    seed: u64,
+    /// The market's prices, which fills are worked out from.
+    prices: Prices,
     account: String,
     book: Mutex<Book>,
     /// When the book was last looked at for orders to fold.
@@ -66,18 +67,18 @@ impl std::fmt::Debug for SimBroker {
 }
 
 impl SimBroker {
-    /// A broker over the journal of `opts` (or memory), for the market of `seed`; the runner
+    /// A broker over the journal of `opts` (or memory), for the market of `prices`; the runner
     /// heard every change of the book up to market time `heard_through` already, if given
     /// (from the workers before this one): orders settled by then are not told again.
     pub fn new(
         opts: SimBrokerOptions,
-        seed: u64,
+        prices: Prices,
         account: &str,
         heard_through: Option<i64>,
     ) -> Self {
         SimBroker {
             opts,
-            seed,
+            prices,
             account: account.to_string(),
             book: Mutex::new(Book {
                 heard_through,
@@ -217,7 +218,7 @@ impl SimBroker {
         if o.rejected.is_some() {
             return;
         }
-        let path = PricePath::new(self.seed, &o.request.symbol);
+        let symbol = o.request.symbol.clone();
         for _ in 0..BARS_PER_PASS {
             let bar = o.next_bar;
             let (quantity, kind) = o.terms_at(bar);
@@ -232,8 +233,11 @@ impl SimBroker {
             if !open_for_fills {
                 break;
             }
+            // No price (a symbol a recording lacks): the order waits.
+            let Some(open) = self.prices.price(&symbol, bar) else {
+                break;
+            };
             o.next_bar += size;
-            let open = path.price(bar);
             let slipped = open * (1.0 + o.request.side.sign() * slip);
             let price = match kind {
                 OrderType::Market => slipped,
@@ -530,7 +534,7 @@ impl SimBroker {
             let cash = b.cash(book);
             let value: f64 = positions(book)
                 .iter()
-                .map(|(s, (q, _))| q * PricePath::new(b.seed, s).price(now))
+                .map(|(s, (q, cost))| q * b.prices.price(s, now).unwrap_or(*cost))
                 .sum();
             Ok(AccountSummary {
                 account: b.account.clone(),
@@ -578,7 +582,7 @@ impl SimBroker {
     fn reference_price(&self, r: &OrderRequest, now: i64) -> f64 {
         match r.order_type {
             OrderType::Limit { price } => price,
-            OrderType::Market => PricePath::new(self.seed, &r.symbol).price(now),
+            OrderType::Market => self.prices.price(&r.symbol, now).unwrap_or(0.0),
         }
     }
 

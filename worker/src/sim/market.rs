@@ -15,8 +15,10 @@ use parking_lot::{Condvar, Mutex};
 use super::book::Changes;
 use super::broker::SimBroker;
 use super::clock::SimClock;
+use super::prices::Prices;
 use crate::backend::EventSink;
 use crate::options::SimOptions;
+use crate::recording::Recording;
 
 /// Market seconds what the runner heard of the book is taken earlier than said, beyond half a
 /// real second of market time.
@@ -40,12 +42,19 @@ pub(super) struct Subscription {
     pub(super) bar_seconds: u32,
     /// Start of the next bar to send, Unix seconds.
     pub(super) next: i64,
+    /// That no bar comes any more was told (a replayed recording's bars of it are over).
+    pub(super) ended: bool,
 }
 
 /// The simulated market: what the backend and its ticker and order threads share.
 pub(super) struct Market {
     pub(super) opts: SimOptions,
     pub(super) clock: SimClock,
+    /// Where prices come from: the paths, or the recording replayed.
+    pub(super) prices: Prices,
+    /// Why the market cannot be used (its recording could not be read): every `connect`
+    /// fails with it.
+    pub(super) unusable: Option<String>,
     /// The worker's generation: injected crashes and hangs apply to the first (0) only.
     pub(super) generation: u32,
     pub(super) handshake: Mutex<Handshake>,
@@ -72,20 +81,38 @@ pub(super) struct Market {
 impl Market {
     /// A market with these options, for worker `generation`, telling `events`.
     pub(super) fn new(opts: SimOptions, generation: u32, events: EventSink) -> Self {
-        let clock = SimClock::new(opts.start, opts.anchor_ms, opts.speed);
         // What was heard is taken a little earlier than said: the workers' clocks may differ
         // by milliseconds (minutes of market time at high speed), and an entry another
         // process appended may be dated a little before it; telling some again is harmless.
         let margin = HEARD_MARGIN + (opts.speed / 2.0).ceil() as i64;
+        let paths = Prices::Paths { seed: opts.seed };
+        let (prices, unusable) = match &opts.replay {
+            None => (paths, None),
+            Some(file) => match Recording::open(std::path::Path::new(file)) {
+                Ok(r) => (Prices::Recorded(std::sync::Arc::new(r)), None),
+                Err(e) => (paths, Some(e.to_string())),
+            },
+        };
+        let clock = match &prices {
+            // A replay starts where its recording's history ended (or where the worker it
+            // replaces had told the book through), held until the first subscription.
+            Prices::Recorded(r) => {
+                let start = r.start().max(opts.book_told_through.unwrap_or(i64::MIN));
+                SimClock::held(start, opts.speed)
+            }
+            Prices::Paths { .. } => SimClock::new(opts.start, opts.anchor_ms, opts.speed),
+        };
         let broker = SimBroker::new(
             opts.broker.clone(),
-            opts.seed,
+            prices.clone(),
             &opts.broker.account,
             opts.book_told_through.map(|t| t.saturating_sub(margin)),
         );
         Market {
             opts,
             clock,
+            prices,
+            unusable,
             generation,
             handshake: Mutex::new(Handshake {
                 connected: false,

@@ -21,6 +21,7 @@ mod history;
 pub(crate) mod journal;
 mod market;
 mod price_path;
+mod prices;
 mod ticker;
 mod watcher;
 
@@ -28,6 +29,7 @@ pub use crate::options::SIM_ACCOUNT as ACCOUNT;
 pub use clock::SimClock;
 pub use history::{history_range, MAX_BARS};
 pub use price_path::PricePath;
+pub use prices::Prices;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -95,7 +97,7 @@ impl SimBackend {
         if faults::no_data(&self.market, symbol) {
             return Err(error(ErrorKind::NoData, format!("no data for {symbol}")));
         }
-        Ok(())
+        self.market.prices.check(symbol)
     }
 
     /// Starts the thread that brings the broker's book up to the market clock at every fill
@@ -175,6 +177,9 @@ impl Backend for SimBackend {
 
     fn connect(&self, timeout: Duration) -> Result<(Vec<String>, i64), RemoteError> {
         faults::delay_reply(&self.market);
+        if let Some(why) = &self.market.unusable {
+            return Err(error(ErrorKind::BadRequest, why.clone()));
+        }
         let deadline = Instant::now() + timeout;
         let mut handshake = self.market.handshake.lock();
         let started = *handshake.started.get_or_insert_with(Instant::now);
@@ -225,13 +230,11 @@ impl Backend for SimBackend {
         self.ready()?;
         self.check_data(&req.symbol)?;
         let (first, count) = history_range(req, self.market.clock.now())?;
-        let path = PricePath::new(self.market.opts.seed, &req.symbol);
-        let size = i64::from(req.bar_seconds);
+        let prices = &self.market.prices;
+        prices.check_size(req.bar_seconds)?;
         let calendar = &self.market.opts.calendar;
-        let bars = (0..count as i64)
-            .map(|i| first + i * size)
-            .filter(|&t| calendar.in_session(t))
-            .map(|t| path.bar(t, req.bar_seconds));
+        let bars = history_bars(prices, &req.symbol, first, count, req.bar_seconds)
+            .filter(move |b| calendar.in_session(b.time));
         let mut emit = |batch| !cancel.is_cancelled() && emit(batch);
         emit_in_batches(bars, &mut emit, || faults::after_batch(&self.market))
     }
@@ -248,6 +251,9 @@ impl Backend for SimBackend {
                 "bar size must be at least 1 second",
             ));
         }
+        self.market.prices.check_size(req.bar_seconds)?;
+        // A replay's market runs from its first subscription on.
+        self.market.clock.release();
         let size = i64::from(req.bar_seconds);
         let now = self.market.clock.now();
         let forming = now.div_euclid(size) * size;
@@ -261,6 +267,7 @@ impl Backend for SimBackend {
                 id: req.id,
                 bar_seconds: req.bar_seconds,
                 next,
+                ended: false,
             },
         );
         self.market.subscriptions_cv.notify_all();
@@ -371,6 +378,28 @@ impl Backend for SimBackend {
 impl Drop for SimBackend {
     fn drop(&mut self) {
         self.disconnect();
+    }
+}
+
+/// The bars of `symbol` a history of `count` bars of `seconds` from `first` holds: every one
+/// of a price path (made as they are sent), the recorded ones of a recording.
+fn history_bars<'a>(
+    prices: &'a Prices,
+    symbol: &str,
+    first: i64,
+    count: u64,
+    seconds: u32,
+) -> Box<dyn Iterator<Item = Bar> + Send + 'a> {
+    let size = i64::from(seconds);
+    match prices {
+        Prices::Paths { seed } => {
+            let path = PricePath::new(*seed, symbol);
+            Box::new((0..count as i64).map(move |i| path.bar(first + i * size, seconds)))
+        }
+        Prices::Recorded(_) => {
+            let to = first.saturating_add((count as i64).saturating_mul(size));
+            Box::new(prices.bars(symbol, first, to, seconds).into_iter())
+        }
     }
 }
 

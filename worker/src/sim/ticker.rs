@@ -1,17 +1,18 @@
 //! The simulated market's real-time bars: the ticker thread's loop ([`tick`]).
 //!
 //! Invariants: each subscription's bars are sent in time order, each once, and only when
-//! complete on the market clock; a bar outside the calendar's sessions, or in a span the
+//! complete on the market clock, those of one time in the order of their subscriptions' ids;
+//! a replayed recording's symbol is told ended
+//! ([`FeedState::Ended`]) once, after its last bar; a bar outside the calendar's sessions, or in a span the
 //! gateway is down (its restart), is never sent; no lock is held while an event is handed
 //! over; the loop ends once the market stops (it wakes at least every 200 ms to look).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bridge::protocol::Event;
+use bridge::protocol::{Event, FeedState};
 
 use super::market::Market;
-use super::price_path::PricePath;
 
 /// Emits due real-time bars until stopped.
 pub(super) fn tick(market: &Market) {
@@ -28,18 +29,35 @@ pub(super) fn tick(market: &Market) {
                 let down = calendar.outage_at(sub.next).is_some()
                     || calendar.outage_at(sub.next + size - 1).is_some();
                 if !closed && !down {
-                    due.push(Event::Bar {
-                        sub: sub.id,
-                        bar: PricePath::new(market.opts.seed, symbol)
-                            .bar(sub.next, sub.bar_seconds),
-                    });
+                    if let Some(bar) = market.prices.bar(symbol, sub.next, sub.bar_seconds) {
+                        due.push(Event::Bar { sub: sub.id, bar });
+                    }
                 }
                 sub.next += size;
+            }
+            // A replayed recording's bars of it are over: said once.
+            let over = market
+                .prices
+                .last_end(symbol)
+                .is_some_and(|end| sub.next >= end);
+            if over && !sub.ended {
+                sub.ended = true;
+                due.push(Event::Feed {
+                    symbol: symbol.clone(),
+                    state: FeedState::Ended,
+                });
             }
             let d = sub.next + size;
             next_due = Some(next_due.map_or(d, |n| n.min(d)));
         }
         if !due.is_empty() {
+            // Bars of one time go in the order of their subscriptions' ids (the runner's
+            // symbols' order), whatever order the subscriptions are kept in; a feed's end
+            // after its bars.
+            due.sort_by_key(|e| match e {
+                Event::Bar { sub, bar } => (bar.time, *sub),
+                _ => (i64::MAX, 0),
+            });
             drop(subs);
             for mut e in due {
                 if let (true, Event::Bar { bar, .. }) = (market.opts.stamp_bars, &mut e) {

@@ -22,8 +22,13 @@ fn opts(file: Option<&std::path::Path>) -> SimBrokerOptions {
     }
 }
 
+/// The price paths of the tests' seed.
+fn paths() -> Prices {
+    Prices::Paths { seed: SEED }
+}
+
 fn broker(file: Option<&std::path::Path>) -> SimBroker {
-    SimBroker::new(opts(file), SEED, "DU0000001", None)
+    SimBroker::new(opts(file), paths(), "DU0000001", None)
 }
 
 fn order(order_ref: &str, side: Side, quantity: f64, order_type: OrderType) -> OrderRequest {
@@ -38,7 +43,7 @@ fn order(order_ref: &str, side: Side, quantity: f64, order_type: OrderType) -> O
 }
 
 fn price(t: i64) -> f64 {
-    PricePath::new(SEED, "SPY").price(t)
+    crate::sim::PricePath::new(SEED, "SPY").price(t)
 }
 
 /// A journal file of its own, made empty (as a run's claim of its clock makes it), removed
@@ -290,7 +295,7 @@ fn a_replacement_tells_only_what_the_runner_has_not_heard() {
     let third = order("h-3", Side::Sell, 5.0, OrderType::Market);
     broker(Some(&file.0)).place(&third, NEXT + 2).unwrap();
 
-    let second = SimBroker::new(opts(Some(&file.0)), SEED, "DU0000001", Some(NEXT + 1));
+    let second = SimBroker::new(opts(Some(&file.0)), paths(), "DU0000001", Some(NEXT + 1));
     let caught_up = second.poll(NEXT + 10).unwrap();
     let refs: Vec<&str> = caught_up
         .orders

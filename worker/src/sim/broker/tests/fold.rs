@@ -147,13 +147,13 @@ fn an_order_is_folded_only_if_its_fills_come_before_every_kept_fill_of_its_symbo
         max_fill_per_bar: 10.0,
         ..opts(Some(&file.0))
     };
-    let b = SimBroker::new(opts.clone(), SEED, "DU0000001", None);
+    let b = SimBroker::new(opts.clone(), paths(), "DU0000001", None);
     let whole = SimBroker::new(
         SimBrokerOptions {
             orders_file: None,
             ..opts
         },
-        SEED,
+        paths(),
         "DU0000001",
         None,
     );
