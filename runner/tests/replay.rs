@@ -150,3 +150,51 @@ fn a_damaged_recording_is_one_clear_error_naming_the_file_and_offset() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
 }
+
+/// A replay trades on the simulated broker against the recorded prices: with short averages
+/// the strategy's signals become orders, every one filled but perhaps the last (placed on the
+/// last bar, it may still be working when the run ends and cancels it), none failed.
+#[test]
+fn a_replay_trades_against_the_recorded_prices() {
+    let (recording, _) = record("trading");
+    let cfg = temp_file(
+        "replay",
+        "trading.toml",
+        "[replay]\nspeed = 1000\n[strategy]\nfast = 2\nslow = 4\n[sim]\nslippage_bps = 0\n",
+    );
+    let (code, stdout, stderr) = output(
+        runner(&[
+            "run",
+            "--config",
+            &cfg,
+            "--symbols",
+            "SPY,QQQ",
+            "--duration",
+            "60",
+            "--replay",
+            recording.to_str().unwrap(),
+            "--trade",
+        ])
+        .stdin(Stdio::null()),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let trading = stdout
+        .lines()
+        .find(|l| l.starts_with("trading: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let orders: usize = trading
+        .trim_start_matches("trading: ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(orders >= 2, "{trading}");
+    let all_filled = format!("({orders} filled, 0 working, 0 cancelled");
+    let last_cancelled = format!("({} filled, 0 working, 1 cancelled", orders - 1);
+    assert!(
+        (trading.contains(&all_filled) || trading.contains(&last_cancelled))
+            && trading.ends_with(" 0 failed"),
+        "{trading}"
+    );
+}
