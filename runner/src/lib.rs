@@ -33,6 +33,7 @@ pub mod config;
 pub mod dashboard;
 pub mod hub;
 pub mod launch;
+pub mod nats;
 pub mod orders;
 pub mod pacing_log;
 mod progress;

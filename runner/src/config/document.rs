@@ -66,6 +66,7 @@ pub struct Config {
     pub trading: TradingConfig,
     pub dashboard: DashboardConfig,
     pub hub: HubConfig,
+    pub nats: NatsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +172,40 @@ impl Default for ReplayConfig {
         ReplayConfig {
             file: None,
             speed: 60.0,
+        }
+    }
+}
+
+/// A hub's streams on NATS JetStream (`runner hub` with `url` set): its bars and events
+/// published, the stream made if missing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// The server, `nats://HOST:PORT` (unset: no NATS).
+    pub url: Option<String>,
+    /// A credentials file (`.creds`) the server wants.
+    pub creds_file: Option<PathBuf>,
+    /// A token the server wants (never printed, nor recorded).
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
+    /// How long the stream keeps what it holds, seconds.
+    pub retention_seconds: u64,
+    /// How long the server remembers a message id to drop a duplicate, seconds.
+    pub duplicate_window_seconds: u64,
+    /// Messages kept while the server is away, published when it is back (the oldest lost
+    /// beyond, counted).
+    pub buffer: usize,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: None,
+            creds_file: None,
+            token: None,
+            retention_seconds: 7 * 86_400,
+            duplicate_window_seconds: 600,
+            buffer: 100_000,
         }
     }
 }
@@ -394,6 +429,7 @@ impl Default for Config {
             trading: TradingConfig::default(),
             dashboard: DashboardConfig::default(),
             hub: HubConfig::default(),
+            nats: NatsConfig::default(),
         }
     }
 }

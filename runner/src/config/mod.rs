@@ -20,7 +20,7 @@ mod validate;
 
 pub use document::{
     BackendKind, BridgeConfig, Config, ContractConfig, HistoryConfig, IbkrConfig, LiveConfig,
-    ReplayConfig, SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
+    NatsConfig, ReplayConfig, SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
 };
 pub use error::ConfigError;
 pub use overrides::{Overrides, ENV_VARS};

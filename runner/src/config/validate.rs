@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::document::{
     BackendKind, BridgeConfig, Config, DashboardConfig, HistoryConfig, HubConfig, IbkrConfig,
-    ReplayConfig, SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
+    NatsConfig, ReplayConfig, SimConfig, StrategyConfig, SupervisorConfig, TradingConfig,
 };
 use super::error::{invalid, ConfigError};
 use worker::recording::Recording;
@@ -35,7 +35,8 @@ impl Config {
         self.bridge.validate()?;
         self.supervisor.validate()?;
         self.dashboard.validate()?;
-        self.hub.validate()
+        self.hub.validate()?;
+        self.nats.validate()
     }
 
     /// `history.end` in Unix seconds (`None`: now).
@@ -155,6 +156,33 @@ impl SimConfig {
                     "sim.{name} must be a day at most, got {v}"
                 )));
             }
+        }
+        Ok(())
+    }
+}
+
+impl NatsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.url {
+            let scheme_ok = ["nats://", "tls://"].iter().any(|s| url.starts_with(s));
+            if !scheme_ok || url.len() <= "nats://".len() {
+                return Err(invalid(format!(
+                    "nats.url must be nats://HOST:PORT (or tls://), got {url:?}"
+                )));
+            }
+        }
+        if self.duplicate_window_seconds == 0 || self.retention_seconds == 0 {
+            return Err(invalid(
+                "nats.retention_seconds and nats.duplicate_window_seconds must be at least 1",
+            ));
+        }
+        if self.duplicate_window_seconds > self.retention_seconds {
+            return Err(invalid(
+                "nats.duplicate_window_seconds must not exceed nats.retention_seconds",
+            ));
+        }
+        if self.buffer == 0 {
+            return Err(invalid("nats.buffer must be at least 1"));
         }
         Ok(())
     }

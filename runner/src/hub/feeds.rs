@@ -205,13 +205,22 @@ impl Feeds {
         }
     }
 
-    /// Hands a live bar of upstream subscription `sub` to every client of its symbol.
-    pub(crate) fn route_bar(&self, sub: u32, bar: bridge::protocol::Bar) -> usize {
+    /// Hands a live bar of upstream subscription `sub` to every client of its symbol, and to
+    /// `nats` (without waiting), if the hub publishes there.
+    pub(crate) fn route_bar(
+        &self,
+        sub: u32,
+        bar: bridge::protocol::Bar,
+        nats: Option<&crate::nats::Publisher>,
+    ) -> usize {
         let mut r = self.routes.lock();
         let Some(feed) = r.by_upstream.get_mut(&sub) else {
             return 0;
         };
         feed.bars += 1;
+        if let Some(nats) = nats {
+            nats.bar(&feed.symbol, feed.bar_seconds, &bar);
+        }
         for (client, id) in &feed.routes {
             client.deliver(Event::Bar { sub: *id, bar });
         }

@@ -78,7 +78,11 @@ pub fn serve(
     name: &str,
 ) -> anyhow::Result<()> {
     let dir = cfg.hub.directory();
+    if cfg.nats.url.is_some() && !crate::nats::valid_hub_token(name) {
+        anyhow::bail!("hub name {name:?} cannot name NATS subjects: letters, digits, - and _ only");
+    }
     let listener = HubListener::bind(&dir, name)?;
+    let nats = crate::nats::Publisher::start(&cfg.nats, name)?;
     let mut channel = setup.client.channel.clone();
     channel.hang_timeout = channel.hang_timeout.min(HUB_HANG_TIMEOUT);
     let mut setup = setup;
@@ -103,6 +107,7 @@ pub fn serve(
         backend: format!("{:?}", cfg.backend).to_lowercase(),
         started: base::unix_time::now().as_secs(),
         stopping: AtomicBool::new(false),
+        nats,
     });
     let _ = found.set(Arc::downgrade(&hub));
     tracing::info!(
@@ -162,6 +167,9 @@ pub fn serve(
     sup.shutdown();
     let _ = router.join();
     let _ = reporter.join();
+    if let Some(nats) = &hub.nats {
+        nats.stop();
+    }
     status::remove(&hub);
     Ok(())
 }
@@ -412,12 +420,17 @@ fn route(hub: &Hub, event: Event) {
     match event {
         Event::Bar { sub, bar } => {
             hub.counters.bars_in.fetch_add(1, Ordering::Relaxed);
-            let n = hub.feeds.route_bar(sub, bar);
+            let n = hub.feeds.route_bar(sub, bar, hub.nats.as_ref());
             hub.counters.bars_out.fetch_add(n as u64, Ordering::Relaxed);
         }
         Event::Refused { ref symbol, .. }
         | Event::Delayed { ref symbol, .. }
-        | Event::Feed { ref symbol, .. } => hub.feeds.route_symbol_event(&symbol.clone(), &event),
+        | Event::Feed { ref symbol, .. } => {
+            if let Some(nats) = &hub.nats {
+                nats.event(&published_event(&event));
+            }
+            hub.feeds.route_symbol_event(&symbol.clone(), &event)
+        }
         Event::Order(report) => {
             let Some((owner, _)) = report.request.order_ref.split_once('.') else {
                 return;
@@ -448,6 +461,9 @@ fn route(hub: &Hub, event: Event) {
                 }
                 ConnectionStatus::GaveUp { reason, .. } => format!("given up: {reason}"),
             };
+            if let Some(nats) = &hub.nats {
+                nats.event(&published_event(&event));
+            }
             for client in hub.clients.all() {
                 client.deliver(event.clone());
             }
@@ -459,5 +475,42 @@ fn route(hub: &Hub, event: Event) {
                 client.deliver(other.clone());
             }
         }
+    }
+}
+
+/// An event as the hub publishes it on NATS (`ibbridge.<hub>.events`): JSON with its `kind`.
+fn published_event(event: &Event) -> serde_json::Value {
+    use serde_json::json;
+    match event {
+        Event::Connection(status) => {
+            let (state, detail) = match status {
+                ConnectionStatus::Connected => ("connected", String::new()),
+                ConnectionStatus::Lost { reason } => ("lost", reason.clone()),
+                ConnectionStatus::Restored { data_lost } => {
+                    ("restored", format!("market data lost: {data_lost}"))
+                }
+                ConnectionStatus::Reconnecting { attempt } => {
+                    ("reconnecting", format!("attempt {attempt}"))
+                }
+                ConnectionStatus::GaveUp { reason, .. } => ("given_up", reason.clone()),
+            };
+            json!({"kind": "connection", "state": state, "detail": detail})
+        }
+        Event::Refused { symbol, error } => {
+            json!({"kind": "refused", "symbol": symbol, "error": error.message})
+        }
+        Event::Delayed { symbol, refused } => {
+            json!({"kind": "delayed", "symbol": symbol, "error": refused.message})
+        }
+        Event::Feed { symbol, state } => {
+            let state = match state {
+                FeedState::Resubscribed { reason } => format!("resubscribed: {reason}"),
+                FeedState::Stalled { since } => format!("stalled since {since}"),
+                FeedState::Flowing => "flowing".to_string(),
+                FeedState::Ended => "ended".to_string(),
+            };
+            json!({"kind": "feed", "symbol": symbol, "state": state})
+        }
+        other => json!({"kind": "other", "event": format!("{other:?}")}),
     }
 }

@@ -52,4 +52,6 @@ pub(crate) struct Hub {
     pub(crate) backend: String,
     pub(crate) started: u64,
     pub(crate) stopping: AtomicBool,
+    /// Its streams on NATS JetStream, if configured.
+    pub(crate) nats: Option<crate::nats::Publisher>,
 }

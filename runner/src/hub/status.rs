@@ -84,6 +84,9 @@ pub struct HubStatus {
     pub bars_in: u64,
     /// Live bars handed to clients.
     pub bars_out: u64,
+    /// Its publishing to NATS JetStream, if configured.
+    #[serde(default)]
+    pub nats: Option<crate::nats::NatsView>,
 }
 
 fn path_of(dir: &Path, name: &str) -> PathBuf {
@@ -134,6 +137,7 @@ fn snapshot(hub: &Hub) -> HubStatus {
         history_shared: c.history_shared.load(Ordering::Relaxed),
         bars_in: c.bars_in.load(Ordering::Relaxed),
         bars_out: c.bars_out.load(Ordering::Relaxed),
+        nats: hub.nats.as_ref().map(crate::nats::Publisher::view),
     }
 }
 
@@ -241,5 +245,11 @@ pub fn status_command(dir: &Path, name: &str, json: bool) -> ExitCode {
         "history: {} requests sent upstream, {} answered with another client's; live bars: {} in, {} out",
         status.history_upstream, status.history_shared, status.bars_in, status.bars_out
     );
+    if let Some(n) = &status.nats {
+        println!(
+            "nats: {} ({}), stream {}: {} published ({} again), {} waiting, {} lost",
+            n.url, n.state, n.stream, n.published, n.duplicates, n.buffered, n.lost
+        );
+    }
     ExitCode::SUCCESS
 }

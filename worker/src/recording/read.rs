@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bridge::protocol::Bar;
 
-use super::{
+use super::format::{
     codec, crc32, Record, RecordingError, RecordingErrorKind, FORMAT_VERSION, HEADER_LEN, MAGIC,
     MAX_RECORD,
 };

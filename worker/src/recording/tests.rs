@@ -1,6 +1,9 @@
 //! A recording written and read back, and every way of damaging one reported with its offset.
 
+use super::format::codec;
 use super::*;
+use bridge::protocol::Bar;
+use std::path::PathBuf;
 
 fn bar(time: i64, close: f64) -> Bar {
     Bar {

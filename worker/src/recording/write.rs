@@ -7,7 +7,7 @@ use std::path::Path;
 
 use bridge::protocol::Bar;
 
-use super::{codec, crc32, Record, FORMAT_VERSION, MAGIC, MAX_RECORD};
+use super::format::{codec, crc32, Record, FORMAT_VERSION, MAGIC, MAX_RECORD};
 
 /// History bars per record: a long history takes several, each well below [`MAX_RECORD`].
 const HISTORY_CHUNK: usize = 16_384;
