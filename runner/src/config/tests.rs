@@ -268,3 +268,55 @@ fn typed_choices_are_printed_as_they_are_written_and_read_back_the_same() {
     }
     assert_eq!(Config::parse(&printed, "printed").unwrap(), cfg);
 }
+
+#[test]
+fn nats_settings_are_checked_and_a_token_is_never_printed() {
+    let parsed = |text: &str| Config::parse(text, "x").and_then(|c| c.validate().map(|()| c));
+    let cfg =
+        parsed("[nats]\nurl = \"nats://127.0.0.1:4222\"\ntoken = \"s3cret-token\"\nbuffer = 10\n")
+            .unwrap();
+    assert_eq!(cfg.nats.token.as_deref(), Some("s3cret-token"));
+    assert_eq!(cfg.nats.buffer, 10);
+    let printed = cfg.to_toml();
+    assert!(!printed.contains("s3cret"), "{printed}");
+    assert!(
+        printed.contains("url = \"nats://127.0.0.1:4222\""),
+        "{printed}"
+    );
+    for (text, problem) in [
+        (
+            "[nats]\nurl = \"127.0.0.1:4222\"\n",
+            "nats.url must be nats://HOST:PORT",
+        ),
+        ("[nats]\nbuffer = 0\n", "nats.buffer must be at least 1"),
+        (
+            "[nats]\nretention_seconds = 60\nduplicate_window_seconds = 120\n",
+            "must not exceed nats.retention_seconds",
+        ),
+    ] {
+        let e = parsed(text).unwrap_err().to_string();
+        assert!(e.contains(problem), "{text}: {e}");
+    }
+}
+
+#[test]
+fn a_replay_needs_a_readable_recording_of_its_symbols_and_bar_size() {
+    let bad = |o: Overrides| Config::load(None, no_env, &o).unwrap_err().to_string();
+    let e = bad(Overrides {
+        backend: Some("replay".into()),
+        ..Default::default()
+    });
+    assert!(
+        e.contains("needs a recording: replay.file or --replay FILE"),
+        "{e}"
+    );
+    let missing = std::env::temp_dir().join(format!("absent-{}.rec", std::process::id()));
+    let e = bad(Overrides {
+        replay: Some(missing.clone()),
+        ..Default::default()
+    });
+    assert!(
+        e.contains(&format!("recording {}", missing.display())),
+        "{e}"
+    );
+}
