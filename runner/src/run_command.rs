@@ -158,16 +158,29 @@ fn finish_dashboard(d: Dashboard, round_trips_us: &[f64]) {
     }
 }
 
+impl Reporter {
+    /// Appends to the recording, if there is one; a recording that cannot be written is
+    /// given up, said once, and the run goes on (its trading is not stopped by a full disk).
+    fn record(&mut self, write: impl FnOnce(&mut RecordingWriter) -> std::io::Result<()>) {
+        let Some((r, path)) = self.recording.as_mut() else {
+            return;
+        };
+        if let Err(e) = write(r).and_then(|()| r.flush()) {
+            tracing::error!(
+                "the recording {} is given up (the run goes on): cannot write it: {e}",
+                path.display()
+            );
+            self.recording = None;
+        }
+    }
+}
+
 impl Observer for Reporter {
     fn on_history(&mut self, symbol: &str, bars: &[Bar]) -> Result<()> {
         if let Some(d) = self.dashboard.as_mut() {
             d.on_history(symbol, bars)?;
         }
-        if let Some((r, path)) = self.recording.as_mut() {
-            r.history(symbol, bars)
-                .and_then(|()| r.flush())
-                .with_context(|| format!("cannot write the recording {}", path.display()))?;
-        }
+        self.record(|r| r.history(symbol, bars));
         if let Some(file) = self.signals.as_mut() {
             for end in self.strategy.slow + 1..=bars.len() {
                 if let Ok(e) = self.strategy.evaluate(&bars[..end]) {
@@ -189,10 +202,8 @@ impl Observer for Reporter {
         if let Some(d) = self.dashboard.as_mut() {
             d.on_live_bar(symbol, bars, signal, order)?;
         }
-        if let (Some((r, path)), Some(bar)) = (self.recording.as_mut(), bars.last()) {
-            r.live(symbol, bar, &signal.to_string(), order)
-                .and_then(|()| r.flush())
-                .with_context(|| format!("cannot write the recording {}", path.display()))?;
+        if let Some(bar) = bars.last() {
+            self.record(|r| r.live(symbol, bar, &signal.to_string(), order));
         }
         if let (Some(file), Ok(e)) = (self.signals.as_mut(), self.strategy.evaluate(bars)) {
             file.row(symbol, &e, order)?;
@@ -213,6 +224,8 @@ impl Observer for Reporter {
     }
 
     fn on_history_failed(&mut self, symbol: &str, why: &NoHistory) {
+        // Named without bars: a replay of the same symbols knows it has none.
+        self.record(|r| r.name(symbol));
         if let Some(d) = self.dashboard.as_mut() {
             d.on_history_failed(symbol, why);
         }

@@ -290,6 +290,10 @@ fn nats_settings_are_checked_and_a_token_is_never_printed() {
         ),
         ("[nats]\nbuffer = 0\n", "nats.buffer must be at least 1"),
         (
+            "[nats]\nurl = \"nats://me:pw@127.0.0.1:4222\"\n",
+            "must not hold credentials",
+        ),
+        (
             "[nats]\nretention_seconds = 60\nduplicate_window_seconds = 120\n",
             "must not exceed nats.retention_seconds",
         ),
@@ -319,4 +323,11 @@ fn a_replay_needs_a_readable_recording_of_its_symbols_and_bar_size() {
         e.contains(&format!("recording {}", missing.display())),
         "{e}"
     );
+    // A replay never runs on a hub's market (its orders would go to the hub's broker).
+    let e = bad(Overrides {
+        replay: Some(missing),
+        hub: Some("desk".into()),
+        ..Default::default()
+    });
+    assert!(e.contains("a replay runs a worker of its own"), "{e}");
 }

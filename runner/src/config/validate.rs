@@ -29,6 +29,13 @@ impl Config {
             self.ibkr.validate()?;
         }
         if self.backend == BackendKind::Replay {
+            if !self.hub.name.is_empty() {
+                return Err(invalid(format!(
+                    "a replay runs a worker of its own: hub.name ({}, or RUNNER_HUB, --hub) \
+                     cannot be set with it",
+                    self.hub.name
+                )));
+            }
             self.replay
                 .validate(&self.symbols, self.history.bar_seconds)?;
         }
@@ -169,6 +176,12 @@ impl NatsConfig {
                 return Err(invalid(format!(
                     "nats.url must be nats://HOST:PORT (or tls://), got {url:?}"
                 )));
+            }
+            // Never printed with credentials in it: they have keys of their own.
+            if url.contains('@') {
+                return Err(invalid(
+                    "nats.url must not hold credentials: use nats.creds_file or nats.token",
+                ));
             }
         }
         if self.duplicate_window_seconds == 0 || self.retention_seconds == 0 {

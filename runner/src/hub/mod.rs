@@ -383,6 +383,10 @@ fn tap(found: Arc<OnceLock<Weak<Hub>>>) -> bridge::EventTap {
             hub.feeds.tell_all(&FeedState::Resubscribed {
                 reason: "the hub's worker was replaced".into(),
             });
+            if let Some(nats) = &hub.nats {
+                // Its streams were made again: the bars of the outage are missing.
+                nats.event(&serde_json::json!({"kind": "worker_replaced"}));
+            }
         }
         route(&hub, event);
         None

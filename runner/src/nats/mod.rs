@@ -33,7 +33,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::config::NatsConfig;
-pub use wire::{bar_id, stream_name, subject_prefix, valid_hub_token, PublishedBar};
+pub use wire::{bar_id, stream_name, subject_prefix, symbol_token, valid_hub_token, PublishedBar};
 use wire::{Message, Shared};
 
 /// Messages handed over but not yet taken by the publishing thread; beyond, they are lost
@@ -132,7 +132,7 @@ impl Publisher {
             }
         };
         self.hand_over(Message {
-            subject: format!("{}.bars.{symbol}", self.prefix),
+            subject: format!("{}.bars.{}", self.prefix, symbol_token(symbol)),
             id: Some(bar_id(symbol, bar_seconds, bar.time)),
             payload,
         });

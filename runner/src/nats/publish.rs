@@ -18,6 +18,9 @@ const WAIT: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_secs(1);
 /// How long a stopping publisher still tries to publish what it holds.
 pub(super) const FINAL_FLUSH: Duration = Duration::from_secs(2);
+/// Times a message is tried on a server that takes others before it is given up (a refusal
+/// that does not pass: too large, a stream full): it must not hold up those behind it.
+const ATTEMPTS: u32 = 5;
 
 /// What the thread is told.
 pub(super) struct Settings {
@@ -55,8 +58,10 @@ struct Publishing<'a> {
     context: Option<jetstream::Context>,
     /// The handover closed: the publisher is gone.
     closed: bool,
-    /// Messages lost since the server went away (said once it is back).
+    /// Messages lost to a full buffer since the last time it was said.
     lost_in_outage: u64,
+    /// Failed tries of the oldest message.
+    attempts: u32,
 }
 
 impl<'a> Publishing<'a> {
@@ -69,6 +74,7 @@ impl<'a> Publishing<'a> {
             context: None,
             closed: false,
             lost_in_outage: 0,
+            attempts: 0,
         }
     }
 
@@ -93,13 +99,7 @@ impl<'a> Publishing<'a> {
                     Ok(context) => {
                         self.context = Some(context);
                         self.set_state("connected".into());
-                        if self.lost_in_outage > 0 {
-                            tracing::warn!(
-                                lost = self.lost_in_outage,
-                                "NATS is back; messages were lost while it was away (the buffer was full)"
-                            );
-                            self.lost_in_outage = 0;
-                        }
+                        self.say_lost();
                     }
                     Err(why) => {
                         self.down(why);
@@ -112,11 +112,19 @@ impl<'a> Publishing<'a> {
                 self.idle(Duration::from_millis(200)).await;
                 continue;
             }
-            if let Err(why) = self.publish_front().await {
-                self.context = None;
-                self.down(why);
-                self.idle(Duration::from_millis(200)).await;
+            match self.publish_front().await {
+                Ok(()) => self.attempts = 0,
+                Err(why) => {
+                    self.attempts += 1;
+                    if self.attempts >= ATTEMPTS {
+                        self.give_up_front(&why);
+                    }
+                    self.context = None;
+                    self.down(why);
+                    self.idle(RETRY).await;
+                }
             }
+            self.say_lost();
         }
     }
 
@@ -148,10 +156,21 @@ impl<'a> Publishing<'a> {
             storage: StorageType::File,
             ..Default::default()
         };
-        timeout(WAIT, context.get_or_create_stream(config))
+        let subjects = config.subjects.clone();
+        let stream = timeout(WAIT, context.get_or_create_stream(config))
             .await
             .map_err(|_| format!("stream {} not made within {WAIT:?}", s.stream))?
             .map_err(|e| format!("stream {}: {e}", s.stream))?;
+        // A stream of that name made by someone else for other subjects takes none of ours.
+        let theirs = &stream.cached_info().config.subjects;
+        if !subjects.iter().all(|ours| theirs.contains(ours)) {
+            return Err(format!(
+                "stream {} exists for other subjects ({}), not {}",
+                s.stream,
+                theirs.join(", "),
+                subjects.join(", ")
+            ));
+        }
         Ok(context)
     }
 
@@ -195,6 +214,28 @@ impl<'a> Publishing<'a> {
             }
         }
         self.count_buffered();
+    }
+
+    /// Drops the oldest message after [`ATTEMPTS`] failed tries, counted as lost.
+    fn give_up_front(&mut self, why: &str) {
+        if let Some(m) = self.pending.pop_front() {
+            self.shared.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(subject = %m.subject, "NATS: a message given up after {ATTEMPTS} tries: {why}");
+        }
+        self.attempts = 0;
+        self.count_buffered();
+    }
+
+    /// Says how many messages a full buffer lost since the last time, if any.
+    fn say_lost(&mut self) {
+        if self.lost_in_outage > 0 {
+            tracing::warn!(
+                lost = self.lost_in_outage,
+                buffer = self.settings.buffer,
+                "NATS: messages lost, the oldest first: the buffer was full"
+            );
+            self.lost_in_outage = 0;
+        }
     }
 
     fn keep(&mut self, m: Message) {

@@ -4,8 +4,11 @@ use super::*;
 
 #[test]
 fn a_hubs_stream_subjects_and_ids_are_fixed_by_its_name() {
-    assert_eq!(stream_name("desk-1"), "IBBRIDGE_DESK-1");
-    assert_eq!(stream_name("a.b c"), "IBBRIDGE_A_B_C");
+    assert_eq!(stream_name("desk-1"), "IBBRIDGE_desk-1");
+    assert_ne!(stream_name("Desk"), stream_name("desk"));
+    assert_eq!(stream_name("a.b c"), "IBBRIDGE_a_b_c");
+    assert_eq!(symbol_token("BRK.B"), "BRK_B");
+    assert_eq!(symbol_token("SPY"), "SPY");
     assert_eq!(subject_prefix("desk"), "ibbridge.desk");
     assert!(valid_hub_token("desk_2"));
     for bad in ["", "a.b", "a*", "a>", "a b"] {

@@ -12,18 +12,24 @@ pub fn subject_prefix(hub: &str) -> String {
     format!("ibbridge.{hub}")
 }
 
-/// The JetStream stream of hub `hub` (a stream name allows no `.`, space or wildcard).
+/// The JetStream stream of hub `hub` (a stream name allows no `.`, space or wildcard; its
+/// case is kept: hubs `desk` and `Desk` have streams of their own).
 pub fn stream_name(hub: &str) -> String {
     let name: String = hub
         .chars()
         .map(
             |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                true => c.to_ascii_uppercase(),
+                true => c,
                 false => '_',
             },
         )
         .collect();
     format!("IBBRIDGE_{name}")
+}
+
+/// The subject token of `symbol`: a `.` (as in `BRK.B`) would split it in two, so it is `_`.
+pub fn symbol_token(symbol: &str) -> String {
+    symbol.replace(['.', '*', '>', ' '], "_")
 }
 
 /// Whether `hub` can be a subject token (NATS refuses `.`, `*`, `>` and whitespace in one).

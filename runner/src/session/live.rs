@@ -110,19 +110,28 @@ impl MonotonicBars {
     }
 }
 
-/// Subscribes every symbol that has history to live bars. A symbol's subscription id is its
-/// row: a bar finds its series without a lookup.
-pub(crate) fn subscribe_all(cfg: &Config, sup: &Supervisor, series: &[Series]) {
+/// Subscribes every symbol that has history to live bars; returns the rows subscribed. A
+/// symbol's subscription id is its row: a bar finds its series without a lookup.
+pub(crate) fn subscribe_all(
+    cfg: &Config,
+    sup: &Supervisor,
+    series: &[Series],
+) -> std::collections::BTreeSet<usize> {
+    let mut subscribed = std::collections::BTreeSet::new();
     for (i, s) in series.iter().enumerate().filter(|(_, s)| s.error.is_none()) {
         let sub = SubscribeRequest {
             symbol: s.symbol.clone(),
             id: i as u32,
             bar_seconds: cfg.history.bar_seconds,
         };
-        if let Err(e) = sup.subscribe(sub, cfg.request_timeout()) {
-            tracing::warn!(symbol = %s.symbol, "no live bars: {e}");
+        match sup.subscribe(sub, cfg.request_timeout()) {
+            Ok(()) => {
+                subscribed.insert(i);
+            }
+            Err(e) => tracing::warn!(symbol = %s.symbol, "no live bars: {e}"),
         }
     }
+    subscribed
 }
 
 /// The live phase of a run.
@@ -164,7 +173,7 @@ impl Live<'_> {
         if cfg.live.disabled {
             return Ok(false);
         }
-        subscribe_all(cfg, self.sup, series);
+        let subscribed = subscribe_all(cfg, self.sup, series);
         let mut in_order = MonotonicBars::new();
         for (i, s) in series.iter().enumerate() {
             if let Some(newest) = s.bars.last() {
@@ -178,9 +187,8 @@ impl Live<'_> {
             in_order,
         };
         let mut ready = Vec::new();
-        // Rows whose bars are over ([`FeedState::Ended`]), of those streamed.
+        // Rows whose bars are over ([`FeedState::Ended`]), of those subscribed.
         let mut ended = std::collections::BTreeSet::new();
-        let streamed = rows.series.iter().filter(|s| s.error.is_none()).count();
         let until = (cfg.live.duration_seconds > 0)
             .then(|| self.started + Duration::from_secs(cfg.live.duration_seconds));
         tracing::info!(
@@ -237,16 +245,17 @@ impl Live<'_> {
                             }
                             FeedState::Flowing => series[i].stalled_since = None,
                             FeedState::Resubscribed { .. } => {}
-                            FeedState::Ended => {
+                            FeedState::Ended if subscribed.contains(&i) => {
                                 ended.insert(i);
                             }
+                            FeedState::Ended => {}
                         }
                     }
                     if !observer.on_event(&event) {
                         return Ok(false);
                     }
                     // Every symbol's bars are over (a replay's end): nothing more can come.
-                    if ended.len() == streamed {
+                    if !ended.is_empty() && ended.len() == subscribed.len() {
                         tracing::info!("every symbol's bars are over: the live phase ends");
                         return Ok(false);
                     }

@@ -141,6 +141,12 @@ impl Recording {
             .unwrap_or(self.started)
     }
 
+    /// The end of `symbol`'s recorded history (its newest history bar's), if it had one.
+    pub fn history_end(&self, symbol: &str) -> Option<i64> {
+        let size = i64::from(self.bar_seconds);
+        self.history_newest.get(symbol).map(|t| t + size)
+    }
+
     /// The end of the last bar recorded (of any symbol).
     pub fn end(&self) -> i64 {
         let size = i64::from(self.bar_seconds);

@@ -56,6 +56,11 @@ impl SimClock {
         let _ = self.started.set(Instant::now());
     }
 
+    /// Whether it is held (made held and not released yet).
+    pub fn is_held(&self) -> bool {
+        self.started.get().is_none()
+    }
+
     /// Real seconds it has run.
     fn elapsed(&self) -> f64 {
         self.started

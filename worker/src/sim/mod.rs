@@ -229,8 +229,12 @@ impl Backend for SimBackend {
     ) -> Result<u64, RemoteError> {
         self.ready()?;
         self.check_data(&req.symbol)?;
-        let (first, count) = history_range(req, self.market.clock.now())?;
         let prices = &self.market.prices;
+        let now = match (req.end, self.market.clock.is_held()) {
+            (None, true) => prices.recorded_history_end(&req.symbol),
+            _ => None,
+        };
+        let (first, count) = history_range(req, now.unwrap_or_else(|| self.market.clock.now()))?;
         prices.check_size(req.bar_seconds)?;
         let calendar = &self.market.opts.calendar;
         let bars = history_bars(prices, &req.symbol, first, count, req.bar_seconds)

@@ -106,14 +106,25 @@ impl Prices {
         }
     }
 
-    /// The end of `symbol`'s last recorded bar: no bar comes after it (`None` with paths).
+    /// The end of `symbol`'s last recorded bar: no bar comes after it (`None` with paths; the
+    /// earliest time for a recorded symbol without bars).
     pub fn last_end(&self, symbol: &str) -> Option<i64> {
         match self {
             Prices::Paths { .. } => None,
             Prices::Recorded(r) => {
-                let last = r.bars(symbol)?.last()?;
-                Some(last.time + i64::from(r.bar_seconds))
+                let size = i64::from(r.bar_seconds);
+                Some(r.bars(symbol)?.last().map_or(i64::MIN, |b| b.time + size))
             }
+        }
+    }
+
+    /// When a history of `symbol` that ends now ends, while a replay's clock is held: where
+    /// the recorded run's history of it ended (histories asked at once may end a bar apart),
+    /// so that each symbol's history is the recorded one. `None`: now.
+    pub fn recorded_history_end(&self, symbol: &str) -> Option<i64> {
+        match self {
+            Prices::Paths { .. } => None,
+            Prices::Recorded(r) => r.history_end(symbol),
         }
     }
 }
