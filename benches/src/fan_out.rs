@@ -39,12 +39,14 @@ fn config(dir: &Path) -> runner::config::Config {
     cfg
 }
 
-/// `bridge-bench --serve-hub DIR NAME`: serves as the hub until SIGTERM.
+/// `bridge-bench --serve-hub DIR NAME [NATS_URL]`: serves as the hub until SIGTERM
+/// (publishing to NATS JetStream at NATS_URL, if given).
 pub fn serve_hub(exe: &Path, args: &[String]) -> Result<(), String> {
     let (Some(dir), Some(name)) = (args.first(), args.get(1)) else {
-        return Err("--serve-hub DIR NAME".into());
+        return Err("--serve-hub DIR NAME [NATS_URL]".into());
     };
-    let cfg = config(Path::new(dir));
+    let mut cfg = config(Path::new(dir));
+    cfg.nats.url = args.get(2).cloned();
     let mut setup = runner::worker_setup::WorkerSetup::from_config(
         &cfg,
         exe.to_path_buf(),
@@ -61,26 +63,33 @@ pub fn serve_hub(exe: &Path, args: &[String]) -> Result<(), String> {
 }
 
 /// The hub of one case: its process, removed with its directory when dropped.
-struct Hub {
+pub struct Hub {
     child: std::process::Child,
-    dir: PathBuf,
-    name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its name.
+    pub name: String,
 }
 
 impl Hub {
-    fn start(exe: &Path) -> Hub {
+    /// Starts the harness as a hub (publishing to NATS at `nats`, if given).
+    pub fn start(exe: &Path, nats: Option<&str>) -> Hub {
         let dir = std::env::temp_dir().join(format!("bridge-bench-hub-{}", std::process::id()));
         let name = "bench".to_string();
+        let mut args = vec![
+            "--serve-hub".to_string(),
+            dir.to_string_lossy().into_owned(),
+            name.clone(),
+        ];
+        args.extend(nats.map(str::to_string));
         let mut cmd = Command::new(exe);
-        cmd.args(["--serve-hub", &dir.to_string_lossy(), &name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.args(&args).stdout(Stdio::null()).stderr(Stdio::null());
         // The hub and its worker on the peers' CPU, the clients on the harness's.
         if let Ok(cpu) = std::env::var("BRIDGE_BENCH_PEER_CPU") {
             cmd = Command::new("taskset");
             cmd.args(["-c", &cpu])
                 .arg(exe)
-                .args(["--serve-hub", &dir.to_string_lossy(), &name])
+                .args(&args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
         }
@@ -115,7 +124,7 @@ impl Drop for Hub {
 
 /// One client: attaches, subscribes, and times every bar after the warm-up until `until`;
 /// then unsubscribes and stays attached until `leave`.
-fn client(
+pub fn client(
     dir: PathBuf,
     name: String,
     i: usize,
@@ -159,14 +168,15 @@ fn client(
     (samples, seen)
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+/// The `p` quantile of `sorted`.
+pub fn percentile(sorted: &[u64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).copied().unwrap_or(0) as f64
 }
 
 /// The case with `clients` clients, streaming for `secs` seconds, idle for `idle_secs`.
 pub fn run(exe: &Path, clients: usize, secs: f64, idle_secs: f64) -> Row {
-    let hub = Hub::start(exe);
+    let hub = Hub::start(exe, None);
     let leave = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(secs.max(2.0));

@@ -12,6 +12,8 @@
 pub mod fan_out;
 pub mod floor;
 pub mod peer;
+#[cfg(feature = "nats")]
+pub mod remote;
 pub mod results;
 pub mod transport;
 

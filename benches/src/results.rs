@@ -68,6 +68,8 @@ fn intern(s: &str) -> &'static str {
         "bars_per_s",
         "hub_idle_cpu_pct",
         "worker_idle_cpu_pct",
+        "nats",
+        "hub_to_remote",
     ];
     NAMES.iter().find(|n| **n == s).copied().unwrap_or("?")
 }

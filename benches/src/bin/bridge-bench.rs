@@ -362,6 +362,9 @@ fn case_names() -> Vec<String> {
     for n in benches::fan_out::CLIENTS {
         names.push(format!("{}/shm", benches::fan_out::case(n)));
     }
+    if cfg!(feature = "nats") {
+        names.push("hub_to_remote".into());
+    }
     for k in REQ_REPLY {
         names.push(format!("idle/{}", k.name()));
     }
@@ -444,6 +447,10 @@ fn run_once(exe: &Path, plan: &Plan, only: Option<&str>) -> Vec<Row> {
                 plan.idle_secs,
             ));
         }
+    }
+    #[cfg(feature = "nats")]
+    if wanted("hub_to_remote".into()) {
+        rows.extend(benches::remote::run(exe, plan.stream_secs));
     }
     for k in REQ_REPLY {
         if wanted(format!("idle/{}", k.name())) {
