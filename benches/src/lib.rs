@@ -11,6 +11,7 @@
 
 pub mod fan_out;
 pub mod floor;
+pub mod ice;
 pub mod peer;
 #[cfg(feature = "nats")]
 pub mod remote;

@@ -45,6 +45,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             stream_peer(input, output, mode, len, secs, transport == "pipe_buffered")
         }
         "floor" => crate::floor::peer(mode, secs),
+        "iceoryx2" => crate::ice::peer(mode, len, secs),
         "uds" => {
             let path = std::env::var("BRIDGE_BENCH_SOCKET").map_err(|e| e.to_string())?;
             let s = UnixStream::connect(&path).map_err(|e| format!("{path}: {e}"))?;

@@ -70,6 +70,7 @@ fn intern(s: &str) -> &'static str {
         "worker_idle_cpu_pct",
         "nats",
         "hub_to_remote",
+        "iceoryx2",
     ];
     NAMES.iter().find(|n| **n == s).copied().unwrap_or("?")
 }

@@ -26,6 +26,8 @@ pub enum Kind {
     Uds,
     /// Raw shared words, spinning, no ring or codec: the machine's floor.
     Floor,
+    /// iceoryx2's zero-copy publish-subscribe, busy polling, no codec: the peer.
+    Iceoryx2,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             Kind::PipeBuffered => "pipe_buffered",
             Kind::Uds => "uds",
             Kind::Floor => "floor",
+            Kind::Iceoryx2 => "iceoryx2",
         }
     }
 }
@@ -47,6 +50,7 @@ fn far() -> Instant {
 enum Inner {
     Shm(Box<Channel>),
     Floor(Box<crate::floor::FloorConn>),
+    Ice(Box<crate::ice::IceConn>),
     Stream {
         child: Child,
         writer: Box<dyn Write + Send>,
@@ -107,6 +111,7 @@ impl Connection {
         let inner = match kind {
             Kind::Shm => Inner::Shm(Box::new(channel::spawn(cmd, &crate::shm_config()).unwrap())),
             Kind::Floor => Inner::Floor(Box::new(crate::floor::FloorConn::start(cmd))),
+            Kind::Iceoryx2 => Inner::Ice(Box::new(crate::ice::IceConn::start(cmd, mode, len))),
             Kind::Pipe | Kind::PipeBuffered => {
                 let mut child = cmd
                     .stdin(Stdio::piped())
@@ -196,6 +201,7 @@ impl Connection {
         let peer = match &self.inner {
             Inner::Shm(c) => c.control.peer_pid(),
             Inner::Floor(f) => f.peer_pid(),
+            Inner::Ice(c) => c.peer_pid(),
             Inner::Stream { child, .. } => child.id(),
         };
         [std::process::id(), peer]
@@ -205,7 +211,7 @@ impl Connection {
     pub fn shm_stats(&self) -> Option<ChannelStats> {
         match &self.inner {
             Inner::Shm(c) => Some(c.control.stats()),
-            Inner::Floor(_) | Inner::Stream { .. } => None,
+            Inner::Floor(_) | Inner::Ice(_) | Inner::Stream { .. } => None,
         }
     }
 
@@ -215,6 +221,10 @@ impl Connection {
         Some(match &mut self.inner {
             Inner::Floor(f) => {
                 f.round_trip();
+                return None;
+            }
+            Inner::Ice(c) => {
+                c.round_trip();
                 return None;
             }
             Inner::Shm(c) => {
@@ -245,6 +255,16 @@ impl Connection {
         let mut counting_from = None;
         let mut allocations = 0;
         let (sent, peer_wakes) = match &mut self.inner {
+            Inner::Ice(c) => {
+                let (n, elapsed) = c.consume();
+                return Streamed {
+                    messages: n,
+                    elapsed,
+                    peer_wakes: 0,
+                    allocations: 0,
+                    counted: 0,
+                };
+            }
             Inner::Floor(f) => {
                 let (n, elapsed) = f.consume();
                 return Streamed {
@@ -305,6 +325,7 @@ impl Connection {
                 c.control.close();
             }
             Inner::Floor(f) => f.close(),
+            Inner::Ice(c) => c.close(),
             Inner::Stream {
                 mut child,
                 writer,

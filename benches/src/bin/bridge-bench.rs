@@ -32,13 +32,25 @@ const LARGE: usize = 16 * 1024;
 /// The request/reply transports.
 const REQ_REPLY: [Kind; 3] = [Kind::Shm, Kind::Pipe, Kind::Uds];
 /// `rtt_hot` adds the floor.
-const HOT: [Kind; 4] = [Kind::Shm, Kind::Pipe, Kind::Uds, Kind::Floor];
+const HOT: [Kind; 5] = [
+    Kind::Shm,
+    Kind::Pipe,
+    Kind::Uds,
+    Kind::Floor,
+    Kind::Iceoryx2,
+];
 /// `stream_bars`: the bridge against the best baseline, same codec and framing.
 const BARS: [Kind; 2] = [Kind::Shm, Kind::PipeBuffered];
 
 /// The transports of `stream` for messages of `len` bytes (the floor's slots are 64 bytes).
 fn stream_kinds(len: usize) -> Vec<Kind> {
-    let mut kinds = vec![Kind::Shm, Kind::Pipe, Kind::PipeBuffered, Kind::Uds];
+    let mut kinds = vec![
+        Kind::Shm,
+        Kind::Pipe,
+        Kind::PipeBuffered,
+        Kind::Uds,
+        Kind::Iceoryx2,
+    ];
     if len == PAYLOAD {
         kinds.push(Kind::Floor);
     }
