@@ -38,12 +38,34 @@ const GIVE_UP: Duration = Duration::from_secs(120);
 type Fixed = [u8; 64];
 type E = Box<dyn std::error::Error>;
 
-fn node() -> Result<Node<ipc::Service>, E> {
+/// The prefix of every file iceoryx2 makes for run `run` (in `/dev/shm` and its directory in
+/// the temporary one): the harness removes them when the run ends, its global management
+/// segment included, which iceoryx2 itself keeps.
+fn prefix(run: &str) -> String {
+    format!("bbiox2_{run}_")
+}
+
+fn node(run: &str) -> Result<Node<ipc::Service>, E> {
     set_log_level(LogLevel::Error);
+    let mut config = Config::default();
+    config.global.prefix = FileName::new(prefix(run).as_bytes())?;
     Ok(NodeBuilder::new()
         .signal_handling_mode(SignalHandlingMode::Disabled)
-        .config(&Config::default())
+        .config(&config)
         .create::<ipc::Service>()?)
+}
+
+/// Removes what iceoryx2 left in `/dev/shm` for run `run`.
+fn remove_files(run: &str) {
+    let prefix = prefix(run);
+    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+        return;
+    };
+    for entry in dir.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn name(run: &str, service: &str) -> Result<ServiceName, E> {
@@ -89,7 +111,8 @@ pub struct IceConn {
     /// A stream's go (after its hello).
     go: Option<Publisher<ipc::Service, Fixed, ()>>,
     seq: u64,
-    _node: Node<ipc::Service>,
+    node: Option<Node<ipc::Service>>,
+    run: String,
 }
 
 impl IceConn {
@@ -101,7 +124,7 @@ impl IceConn {
 
     fn try_start(cmd: &mut Command, mode: &str, len: usize) -> Result<IceConn, E> {
         let run = std::process::id().to_string();
-        let node = node()?;
+        let node = node(&run)?;
         let fixed = |service: &str| -> Result<_, E> {
             Ok(node
                 .service_builder(&name(&run, service)?)
@@ -165,7 +188,8 @@ impl IceConn {
             ports: Some(ports),
             go,
             seq: 0,
-            _node: node,
+            node: Some(node),
+            run,
         })
     }
 
@@ -244,9 +268,10 @@ impl IceConn {
 
 impl Drop for IceConn {
     /// Drops this side's ports (the peer sees the harness gone and ends), then makes sure
-    /// the peer has (also when the harness panics).
+    /// the peer has (also when the harness panics), and removes the run's files.
     fn drop(&mut self) {
         self.ports = None;
+        self.go = None;
         let start = Instant::now();
         while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(2)
         {
@@ -254,6 +279,8 @@ impl Drop for IceConn {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.node = None;
+        remove_files(&self.run);
     }
 }
 
@@ -266,7 +293,7 @@ pub fn peer(mode: &str, len: usize, secs: f64) -> Result<(), String> {
 
 fn run_peer(mode: &str, len: usize, secs: f64) -> Result<(), E> {
     let run = std::env::var(ENV)?;
-    let node = node()?;
+    let node = node(&run)?;
     let open_fixed = |service: &str| -> Result<_, E> {
         Ok(node
             .service_builder(&name(&run, service)?)
