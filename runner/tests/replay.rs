@@ -18,28 +18,29 @@ fn rows(path: &std::path::Path) -> Vec<String> {
     text.lines().skip(1).map(str::to_string).collect()
 }
 
+/// `runner run` of SPY and QQQ for `seconds` with the configuration `config` (written to
+/// `name`.toml) and `args`; it must exit 0. Its stdout and stderr.
+fn run(name: &str, config: &str, seconds: &str, args: &[&str]) -> (String, String) {
+    let cfg = temp_file("replay", &format!("{name}.toml"), config);
+    let mut all = vec!["run", "--config", &cfg, "--symbols", "SPY,QQQ"];
+    all.extend(["--duration", seconds]);
+    all.extend(args);
+    let (code, stdout, stderr) = output(runner(&all).stdin(Stdio::null()));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    (stdout, stderr)
+}
+
 /// Records a sim run of SPY and QQQ (4 s at 600x: about 40 live bars each) to `name`.
 fn record(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let cfg = temp_file("replay", &format!("{name}.toml"), "[sim]\nspeed = 600\n");
     let recording = temp("replay", &format!("{name}.rec"));
     let signals = temp("replay", &format!("{name}-recorded.csv"));
-    let (code, stdout, stderr) = output(
-        runner(&[
-            "run",
-            "--config",
-            &cfg,
-            "--symbols",
-            "SPY,QQQ",
-            "--duration",
-            "4",
-            "--signals",
-            signals.to_str().unwrap(),
-            "--record",
-            recording.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null()),
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    let args = [
+        "--signals",
+        signals.to_str().unwrap(),
+        "--record",
+        recording.to_str().unwrap(),
+    ];
+    run(name, "[sim]\nspeed = 600\n", "4", &args);
     (recording, signals)
 }
 
@@ -59,25 +60,14 @@ fn a_recorded_run_replayed_gives_the_strategy_the_same_bars_and_signals() {
         assert!(live >= 10, "{symbol}: {live} live bars recorded");
     }
     // Replayed at 1,000x: the live phase ends with the recording, long before its 60 s.
-    let cfg = temp_file("replay", "replay.toml", "[replay]\nspeed = 1000\n");
     let replayed = temp("replay", "day-replayed.csv");
-    let (code, stdout, stderr) = output(
-        runner(&[
-            "run",
-            "--config",
-            &cfg,
-            "--symbols",
-            "SPY,QQQ",
-            "--duration",
-            "60",
-            "--replay",
-            recording.to_str().unwrap(),
-            "--signals",
-            replayed.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null()),
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    let args = [
+        "--replay",
+        recording.to_str().unwrap(),
+        "--signals",
+        replayed.to_str().unwrap(),
+    ];
+    let (_, stderr) = run("replay", "[replay]\nspeed = 1000\n", "60", &args);
     assert!(
         stderr.contains("every symbol's bars are over: the live phase ends"),
         "{stderr}"
@@ -157,27 +147,10 @@ fn a_damaged_recording_is_one_clear_error_naming_the_file_and_offset() {
 #[test]
 fn a_replay_trades_against_the_recorded_prices() {
     let (recording, _) = record("trading");
-    let cfg = temp_file(
-        "replay",
-        "trading.toml",
-        "[replay]\nspeed = 1000\n[strategy]\nfast = 2\nslow = 4\n[sim]\nslippage_bps = 0\n",
-    );
-    let (code, stdout, stderr) = output(
-        runner(&[
-            "run",
-            "--config",
-            &cfg,
-            "--symbols",
-            "SPY,QQQ",
-            "--duration",
-            "60",
-            "--replay",
-            recording.to_str().unwrap(),
-            "--trade",
-        ])
-        .stdin(Stdio::null()),
-    );
-    assert_eq!(code, 0, "{stdout}{stderr}");
+    let config =
+        "[replay]\nspeed = 1000\n[strategy]\nfast = 2\nslow = 4\n[sim]\nslippage_bps = 0\n";
+    let args = ["--replay", recording.to_str().unwrap(), "--trade"];
+    let (stdout, _) = run("trading-replay", config, "60", &args);
     let trading = stdout
         .lines()
         .find(|l| l.starts_with("trading: "))
