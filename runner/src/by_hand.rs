@@ -79,6 +79,11 @@ pub fn command(
         // By hand through a hub, one namespace for every command (unless named): a reference
         // given again finds its order, as it does without a hub.
         setup.hub = crate::worker_setup::HubTarget::of(cfg, HAND_CLIENT);
+        if let worker::options::BackendOptions::Remote(remote) = &mut setup.options.backend {
+            if cfg.hub.client.is_empty() {
+                remote.client = HAND_CLIENT.to_string();
+            }
+        }
         body(cfg, setup, stop, &mut |line: &str| println!("{line}"))
     });
     match outcome {

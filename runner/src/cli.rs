@@ -104,6 +104,9 @@ pub struct ConfigArgs {
     /// This program's name at the hub: the namespace of its order references.
     #[arg(long, value_name = "NAME")]
     pub client: Option<String>,
+    /// Reach the hub (--hub NAME) on another machine through this NATS server.
+    #[arg(long, value_name = "URL")]
+    pub nats: Option<String>,
 }
 
 /// `runner hub`.
@@ -270,6 +273,7 @@ impl ConfigArgs {
             report: self.report.clone(),
             hub: self.hub.clone(),
             client: self.client.clone(),
+            nats: self.nats.clone(),
         };
         Config::load(self.config.as_deref(), |k| std::env::var(k).ok(), &flags)
     }

@@ -92,6 +92,10 @@ impl WorkerSetup {
                 + match cfg.backend {
                     BackendKind::Ibkr => Duration::from_secs(cfg.ibkr.connect_wait_seconds),
                     BackendKind::Sim | BackendKind::Replay => Duration::ZERO,
+                }
+                + match cfg.hub.over_nats {
+                    true => Duration::from_secs(cfg.hub.wait_seconds),
+                    false => Duration::ZERO,
                 },
             policy: cfg.supervisor.clone(),
             hub: HubTarget::of(cfg, &format!("run-{}", std::process::id())),
@@ -103,7 +107,7 @@ impl HubTarget {
     /// The hub `cfg` names (`hub.name`), with `client` as this program's name there unless
     /// `hub.client` names one; `None` when no hub is named.
     pub fn of(cfg: &Config, client: &str) -> Option<HubTarget> {
-        if cfg.hub.name.is_empty() {
+        if cfg.hub.name.is_empty() || cfg.hub.over_nats {
             return None;
         }
         Some(HubTarget {
@@ -396,8 +400,56 @@ impl Drop for RunJournal {
     }
 }
 
+/// This program's name at a hub reached over NATS: `hub.client`, else the machine's name
+/// (letters, digits, `-` and `_`, at most 24): the same at every start, so that its durable
+/// consumers resume where the last run left them.
+pub fn remote_client(cfg: &Config) -> String {
+    if !cfg.hub.client.is_empty() {
+        return cfg.hub.client.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let name: String = host
+        .trim()
+        .chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                true => c,
+                false => '-',
+            },
+        )
+        .take(crate::config::MAX_CLIENT_NAME)
+        .collect();
+    match name.is_empty() {
+        true => "remote".to_string(),
+        false => name,
+    }
+}
+
 /// The backend section of the worker options.
 fn backend_options(cfg: &Config, faults: SimFaults) -> BackendOptions {
+    if cfg.hub.over_nats {
+        return BackendOptions::Remote(worker::options::RemoteOptions {
+            url: cfg.nats.url.clone().unwrap_or_default(),
+            creds_file: cfg
+                .nats
+                .creds_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            token: cfg.nats.token.clone(),
+            hub: cfg.hub.name.clone(),
+            client: remote_client(cfg),
+            request_timeout_ms: cfg.request_timeout().as_millis() as u64,
+            history_timeout_ms: cfg.history.timeout_seconds.saturating_mul(1000),
+            instance: format!(
+                "{}-{}",
+                std::process::id(),
+                base::unix_time::now().as_millis()
+            ),
+        });
+    }
     match cfg.backend {
         BackendKind::Sim | BackendKind::Replay => {
             let replay = cfg.backend == BackendKind::Replay;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bridge::protocol::{ErrorKind, OrderRequest, OrderType, Reply, Request, Side, TimeInForce};
 use common::{runner, temp, temp_file};
 use runner::hub::HubStatus;
 use runner::nats::{stream_name, PublishedBar};
@@ -96,16 +97,25 @@ struct Hub {
 
 impl Hub {
     fn start(name: &str, url: &str) -> Hub {
+        Hub::start_with(name, url, "", None)
+    }
+
+    /// A hub with `extra` in its configuration and `faults` injected into its market.
+    fn start_with(name: &str, url: &str, extra: &str, faults: Option<&str>) -> Hub {
         let dir = temp("nats", &format!("{name}-hubs"));
         let config = temp_file(
             "nats",
             &format!("{name}.toml"),
             &format!(
-                "[hub]\ndir = \"{}\"\n[nats]\nurl = \"{url}\"\n",
+                "[hub]\ndir = \"{}\"\n[nats]\nurl = \"{url}\"\n{extra}",
                 dir.display()
             ),
         );
-        let child = runner(&["hub", "--name", name, "--config", &config])
+        let mut cmd = runner(&["hub", "--name", name, "--config", &config]);
+        if let Some(f) = faults {
+            cmd.env("RUNNER_SIM_FAULTS", f);
+        }
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -322,4 +332,480 @@ fn a_server_down_at_the_start_and_killed_mid_stream_loses_no_bar() {
     for pair in spy.windows(2) {
         assert_eq!(pair[1].1.time - pair[0].1.time, 60, "{pair:?}");
     }
+}
+
+/// Settings of a remote runner's own: 5-second bars and a 2/4 crossover, so that it trades
+/// within seconds.
+const FAST: &str = "[history]\nbar_seconds = 5\nduration_seconds = 3600\n\
+                    [strategy]\nfast = 2\nslow = 4\n";
+
+/// `runner run` on "another machine": hub `hub` reached through the server at `url` as
+/// client `client`, streaming `symbols` for `seconds`; its signals to `signals`, its output
+/// to files beside them.
+fn remote(
+    url: &str,
+    hub: &str,
+    client: &str,
+    symbols: &str,
+    seconds: u32,
+    signals: &Path,
+) -> Child {
+    let config = temp_file("nats", &format!("{client}-remote.toml"), FAST);
+    let out = std::fs::File::create(signals.with_extension("out")).unwrap();
+    let err = std::fs::File::create(signals.with_extension("err")).unwrap();
+    runner(&[
+        "run", "--config", &config, "--nats", url, "--hub", hub, "--client", client,
+    ])
+    .args([
+        "--symbols",
+        symbols,
+        "--duration",
+        &seconds.to_string(),
+        "--trade",
+    ])
+    .args(["--signals", &signals.to_string_lossy()])
+    .stdin(Stdio::null())
+    .stdout(out)
+    .stderr(err)
+    .spawn()
+    .unwrap()
+}
+
+/// What a remote runner printed, and logged.
+fn said(signals: &Path) -> String {
+    let read = |ext| std::fs::read_to_string(signals.with_extension(ext)).unwrap_or_default();
+    format!("{}\n{}", read("out"), read("err"))
+}
+
+/// One row of a signals file: time, price, the order it placed.
+struct Row {
+    time: i64,
+    price: String,
+    order: String,
+}
+
+/// The rows of `symbol` in a signals file, history and live, in the order written.
+fn rows(signals: &Path, symbol: &str) -> Vec<Row> {
+    std::fs::read_to_string(signals)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect::<Vec<_>>())
+        .filter(|c| c.len() == 7 && c[1] == symbol)
+        .map(|c| Row {
+            time: base::unix_time::parse_utc(&c[0]).unwrap(),
+            price: c[2].clone(),
+            order: c[6].clone(),
+        })
+        .collect()
+}
+
+/// Not a bar missing, none twice: every row `step` seconds after the one before, from the
+/// history's first bar to the last live one.
+fn no_gap_no_repeat(what: &str, rows: &[Row], step: i64) {
+    for pair in rows.windows(2) {
+        assert_eq!(
+            pair[1].time - pair[0].time,
+            step,
+            "{what}: {} then {}",
+            pair[0].time,
+            pair[1].time
+        );
+    }
+}
+
+/// The orders the hub's simulated broker took: reference → how many times.
+fn placed(journal: &Path) -> BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(journal).unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("P\t")) {
+        let order_ref = line.split('\t').nth(3).unwrap().to_string();
+        *out.entry(order_ref).or_default() += 1;
+    }
+    out
+}
+
+/// A hub whose simulated broker keeps its orders in a journal of the test's.
+fn trading_hub(name: &str, url: &str, faults: Option<&str>) -> (Hub, PathBuf) {
+    let journal = temp("nats", &format!("{name}.journal"));
+    let _ = std::fs::remove_file(&journal);
+    let extra = format!("[sim]\norders_file = \"{}\"\n", journal.display());
+    (Hub::start_with(name, url, &extra, faults), journal)
+}
+
+#[test]
+#[ignore = "needs nats-server: NATS_SERVER=target/nats-venv/bin/nats-server cargo test -p runner --test nats -- --ignored (.ci/run installs it)"]
+fn two_remote_runners_stream_the_hubs_bars_and_trade_through_it() {
+    let server = NatsServer::start("remotes");
+    let (hub, journal) = trading_hub("remotes", &server.url(), None);
+    let (east, west) = (temp("nats", "east.csv"), temp("nats", "west.csv"));
+    let mut a = remote(&server.url(), "remotes", "east", "SPY,QQQ", 8, &east);
+    let mut b = remote(&server.url(), "remotes", "west", "SPY,IWM", 8, &west);
+    assert_eq!(wait_exit(&mut a), 0, "{}", said(&east));
+    assert_eq!(wait_exit(&mut b), 0, "{}", said(&west));
+    for (file, symbols) in [(&east, ["SPY", "QQQ"]), (&west, ["SPY", "IWM"])] {
+        for symbol in symbols {
+            let r = rows(file, symbol);
+            // An hour of history (720 bars), and live bars after it.
+            assert!(r.len() >= 740, "{symbol}: {} rows\n{}", r.len(), said(file));
+            no_gap_no_repeat(symbol, &r, 5);
+        }
+    }
+    // One market behind both: SPY's bars the same wherever both have them.
+    let west_spy: BTreeMap<i64, String> = rows(&west, "SPY")
+        .into_iter()
+        .map(|r| (r.time, r.price))
+        .collect();
+    let mut common = 0;
+    for r in rows(&east, "SPY") {
+        if let Some(price) = west_spy.get(&r.time) {
+            assert_eq!(*price, r.price, "SPY at {}", r.time);
+            common += 1;
+        }
+    }
+    assert!(common >= 740, "{common} SPY bars in common");
+    // Each order a runner placed reached the broker once, in its client's namespace, and
+    // nothing else did.
+    let placed = placed(&journal);
+    for (file, client) in [(&east, "east"), (&west, "west")] {
+        let mut refs = Vec::new();
+        for symbol in ["SPY", "QQQ", "IWM"] {
+            refs.extend(
+                rows(file, symbol)
+                    .into_iter()
+                    .filter(|r| !r.order.is_empty())
+                    .map(|r| r.order),
+            );
+        }
+        assert!(!refs.is_empty(), "{client} placed no order\n{}", said(file));
+        for r in &refs {
+            assert_eq!(
+                placed.get(&format!("{client}.{r}")),
+                Some(&1),
+                "{client}.{r}: {placed:?}"
+            );
+        }
+        let theirs = placed
+            .keys()
+            .filter(|k| k.starts_with(&format!("{client}.")))
+            .count();
+        assert_eq!(theirs, refs.len(), "{placed:?}");
+    }
+    // Both said they were leaving: the hub let them go at once.
+    let after = hub.wait_for("both let go", |s| {
+        s.departed >= 2 && s.clients.is_empty() && s.feeds.is_empty()
+    });
+    assert_eq!(after.nats.unwrap().not_ours, 0);
+}
+
+/// The pids of `pid`'s children.
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Waits until `signals` holds at least `n` live rows of `symbol` past `since`.
+fn wait_rows(signals: &Path, symbol: &str, since: i64, n: usize) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while rows(signals, symbol)
+        .iter()
+        .filter(|r| r.time > since)
+        .count()
+        < n
+    {
+        assert!(
+            Instant::now() < until,
+            "{n} rows past {since}\n{}",
+            said(signals)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+#[ignore = "needs nats-server: NATS_SERVER=target/nats-venv/bin/nats-server cargo test -p runner --test nats -- --ignored (.ci/run installs it)"]
+fn a_remote_runner_hung_killed_and_restarted_misses_no_bar_and_repeats_none() {
+    let server = NatsServer::start("resume");
+    let (hub, _journal) = trading_hub("resume", &server.url(), None);
+    let first = temp("nats", "resume-1.csv");
+    let mut run = remote(&server.url(), "resume", "resume", "SPY", 60, &first);
+    let now = base::unix_time::now().as_secs() as i64;
+    wait_rows(&first, "SPY", now - 5, 3);
+    // Its worker hangs: the runner replaces it after its hang timeout, while the hub goes on
+    // publishing; the new worker's durable consumer takes up from the first bar not handed
+    // over.
+    let worker = *children(run.id())
+        .first()
+        .expect("the remote runner's worker");
+    base::signal::send(worker, base::signal::ProcessSignal::Stop).unwrap();
+    let hung = rows(&first, "SPY").last().unwrap().time;
+    wait_rows(&first, "SPY", hung, 24);
+    let _ = base::signal::send(worker, base::signal::ProcessSignal::Kill);
+    let r = rows(&first, "SPY");
+    no_gap_no_repeat("across the hung worker", &r, 5);
+    // The runner itself killed, and started again under its name.
+    run.kill().unwrap();
+    let _ = run.wait();
+    let killed_at = rows(&first, "SPY").last().unwrap().time;
+    let second = temp("nats", "resume-2.csv");
+    let mut again = remote(&server.url(), "resume", "resume", "SPY", 4, &second);
+    assert_eq!(wait_exit(&mut again), 0, "{}", said(&second));
+    let r = rows(&second, "SPY");
+    no_gap_no_repeat("the second run", &r, 5);
+    assert!(r.last().unwrap().time > killed_at + 5, "{}", said(&second));
+    assert!(
+        said(&second).contains("worker restarts: 0"),
+        "{}",
+        said(&second)
+    );
+    let after = hub.wait_for("both runs let go", |s| {
+        s.departed >= 2 && s.clients.is_empty()
+    });
+    assert_eq!(after.nats.unwrap().not_ours, 0);
+}
+
+/// Sends `requests` of client `client` (run `instance`) to hub `hub`'s door all at once, each
+/// with its `Nats-Msg-Id` if any, and collects each one's answers up to its final one.
+fn ask(
+    url: &str,
+    hub: &str,
+    client: &str,
+    instance: &str,
+    requests: Vec<(Request, Option<&str>)>,
+) -> Vec<Vec<Reply>> {
+    let payloads = requests
+        .into_iter()
+        .map(|(r, id)| (bridge::codec::encode(&r).unwrap(), id.map(String::from)))
+        .collect();
+    ask_bytes(
+        url,
+        &format!("ibbridge-rpc.{hub}.{client}"),
+        instance,
+        payloads,
+    )
+}
+
+fn ask_bytes(
+    url: &str,
+    subject: &str,
+    instance: &str,
+    payloads: Vec<(Vec<u8>, Option<String>)>,
+) -> Vec<Vec<Reply>> {
+    use futures_util::StreamExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let mut inboxes = Vec::new();
+        for (payload, id) in payloads {
+            let inbox = client.new_inbox();
+            let sub = client.subscribe(inbox.clone()).await.unwrap();
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Ibbridge-Instance", instance);
+            if let Some(id) = id {
+                headers.insert("Nats-Msg-Id", id.as_str());
+            }
+            client
+                .publish_with_reply_and_headers(subject.to_string(), inbox, headers, payload.into())
+                .await
+                .unwrap();
+            inboxes.push(sub);
+        }
+        let mut all = Vec::new();
+        for mut sub in inboxes {
+            let mut answers = Vec::new();
+            loop {
+                let m = tokio::time::timeout(Duration::from_secs(20), sub.next())
+                    .await
+                    .expect("an answer")
+                    .unwrap();
+                let reply: Reply = bridge::codec::decode(&m.payload).unwrap();
+                let last = reply.is_final();
+                answers.push(reply);
+                if last {
+                    break;
+                }
+            }
+            all.push(answers);
+        }
+        all
+    })
+}
+
+fn market_order(order_ref: &str) -> OrderRequest {
+    OrderRequest {
+        order_ref: order_ref.to_string(),
+        symbol: "SPY".into(),
+        side: Side::Buy,
+        quantity: 3.0,
+        order_type: OrderType::Market,
+        tif: TimeInForce::Day,
+    }
+}
+
+#[test]
+#[ignore = "needs nats-server: NATS_SERVER=target/nats-venv/bin/nats-server cargo test -p runner --test nats -- --ignored (.ci/run installs it)"]
+fn an_order_sent_twice_over_nats_is_one_order_and_strangers_are_refused_or_counted() {
+    let server = NatsServer::start("twice");
+    let (hub, journal) = trading_hub("twice", &server.url(), None);
+    let url = server.url();
+    let connected = ask(
+        &url,
+        "twice",
+        "raw",
+        "run-1",
+        vec![(Request::Connect, None)],
+    );
+    assert!(
+        matches!(connected[0][..], [Reply::Connected { .. }]),
+        "{connected:?}"
+    );
+    // The same order twice at once, as a retry after a lost answer sends it.
+    let order = || {
+        (
+            Request::PlaceOrder(market_order("twice-1")),
+            Some("twice-1"),
+        )
+    };
+    let answers = ask(&url, "twice", "raw", "run-1", vec![order(), order()]);
+    let reports: Vec<_> = answers
+        .iter()
+        .map(|a| match &a[..] {
+            [Reply::Order(report)] => (report.request.order_ref.clone(), report.broker_id),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(reports[0], reports[1]);
+    assert_eq!(
+        reports[0].0, "twice-1",
+        "the client's own reference, out of its namespace"
+    );
+    assert_eq!(
+        placed(&journal),
+        BTreeMap::from([("raw.twice-1".to_string(), 1)])
+    );
+    // Another program under the same name is refused while this one is attached.
+    let other = ask(
+        &url,
+        "twice",
+        "raw",
+        "run-2",
+        vec![(Request::Accounts, None)],
+    );
+    match &other[0][..] {
+        [Reply::Error(e)] => {
+            assert_eq!(e.kind, ErrorKind::NotConnected);
+            assert!(
+                e.message
+                    .contains("another program is attached as client raw"),
+                "{e:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Not a request: answered so, and counted; a client name no hub takes: counted.
+    let garbage = ask_bytes(
+        &url,
+        "ibbridge-rpc.twice.raw",
+        "run-1",
+        vec![(vec![0xff; 9], None)],
+    );
+    assert!(matches!(&garbage[0][..], [Reply::Error(e)] if e.kind == ErrorKind::BadRequest));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url.as_str()).await.unwrap();
+        let subject = "ibbridge-rpc.twice.a-client-name-far-too-long-for-a-hub";
+        let bytes = bridge::codec::encode(&Request::Accounts).unwrap();
+        client.publish(subject, bytes.into()).await.unwrap();
+        client.flush().await.unwrap();
+    });
+    hub.wait_for("two messages not ours", |s| {
+        s.nats.as_ref().is_some_and(|n| n.not_ours == 2)
+    });
+    // Its leaving lets it go at once.
+    let bye = ask(
+        &url,
+        "twice",
+        "raw",
+        "run-1",
+        vec![(Request::Shutdown, None)],
+    );
+    assert!(matches!(bye[0][..], [Reply::ShuttingDown]));
+    hub.wait_for("the client let go", |s| {
+        s.departed == 1 && s.clients.is_empty()
+    });
+}
+
+#[test]
+#[ignore = "needs nats-server: NATS_SERVER=target/nats-venv/bin/nats-server cargo test -p runner --test nats -- --ignored (.ci/run installs it)"]
+fn a_hubs_worker_killed_mid_order_places_a_remote_order_once() {
+    let server = NatsServer::start("midorder");
+    // The hub's first worker dies once its broker has taken the first order, unanswered.
+    let (hub, journal) = trading_hub("midorder", &server.url(), Some("crash_after_orders=1"));
+    let config = temp_file("nats", "midorder-remote.toml", FAST);
+    let (code, stdout, stderr) = common::output(runner(&[
+        "order",
+        "buy",
+        "SPY",
+        "4",
+        "--ref",
+        "mid-1",
+        "--config",
+        &config,
+        "--nats",
+        &server.url(),
+        "--hub",
+        "midorder",
+        "--client",
+        "desk2",
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("order mid-1 (broker #1): buy 4 SPY market day: filled"),
+        "{stdout}"
+    );
+    assert_eq!(
+        placed(&journal),
+        BTreeMap::from([("desk2.mid-1".to_string(), 1)])
+    );
+    let after = hub.wait_for("the client let go", |s| {
+        s.departed >= 1 && s.clients.is_empty()
+    });
+    assert_eq!(after.worker_restarts, 1);
+}
+
+#[test]
+#[ignore = "needs nats-server: NATS_SERVER=target/nats-venv/bin/nats-server cargo test -p runner --test nats -- --ignored (.ci/run installs it)"]
+fn a_remote_runner_waits_for_its_nats_server_and_goes_on_without_a_gap() {
+    let mut server = NatsServer::start("calm");
+    let (_hub, _journal) = trading_hub("calm", &server.url(), None);
+    let signals = temp("nats", "calm.csv");
+    let mut run = remote(&server.url(), "calm", "calm", "SPY", 16, &signals);
+    // Live bars flowing (the live phase starts within a second), then the server gone for two
+    // seconds, and back on the same store.
+    std::thread::sleep(Duration::from_secs(4));
+    server.kill();
+    std::thread::sleep(Duration::from_secs(2));
+    server.spawn();
+    assert_eq!(wait_exit(&mut run), 0, "{}", said(&signals));
+    let r = rows(&signals, "SPY");
+    no_gap_no_repeat("across the outage", &r, 5);
+    let log = said(&signals);
+    assert!(log.contains("broker connection: lost 1"), "{log}");
+    assert!(
+        log.contains("restored 1 (market data lost and subscriptions made again 0"),
+        "{log}"
+    );
+    // About 12 live bars a second for 16 seconds, but for the outage's: none lost.
+    let live = r.len() - 720;
+    assert!(live >= 120, "{live} live bars\n{log}");
+    assert!(!log.contains("orders not reconciled"), "{log}");
 }

@@ -129,7 +129,7 @@ mod tests {
     fn clock_of(o: &WorkerOptions) -> (Option<i64>, Option<u64>, f64) {
         match &o.backend {
             BackendOptions::Sim(s) => (s.start, s.anchor_ms, s.speed),
-            BackendOptions::Ibkr(_) => panic!("not simulated"),
+            _ => panic!("not simulated"),
         }
     }
 

@@ -29,6 +29,7 @@ mod logging;
 pub mod options;
 pub mod pacing;
 pub mod recording;
+pub mod remote;
 mod serve;
 pub mod sim;
 

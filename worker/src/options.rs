@@ -99,6 +99,46 @@ pub enum BackendOptions {
     Sim(SimOptions),
     /// Interactive Brokers TWS or IB Gateway.
     Ibkr(IbkrOptions),
+    /// A hub on another machine, reached over NATS ([`crate::remote`]).
+    Remote(RemoteOptions),
+}
+
+/// Settings of a hub reached over NATS: its server, its name, and this program's name there.
+#[derive(Clone, PartialEq, Encode, Decode)]
+pub struct RemoteOptions {
+    /// The server, `nats://HOST:PORT`.
+    pub url: String,
+    /// A credentials file (`.creds`) the server wants.
+    pub creds_file: Option<String>,
+    /// A token the server wants (never printed).
+    pub token: Option<String>,
+    /// The hub's name.
+    pub hub: String,
+    /// This program's name at the hub: the namespace of its order references, and the name
+    /// of its durable consumers (a restarted program of the same name resumes where it left).
+    pub client: String,
+    /// How long one request to the hub may wait for an answer, milliseconds.
+    pub request_timeout_ms: u64,
+    /// How long a history request may wait for each batch, milliseconds.
+    pub history_timeout_ms: u64,
+    /// The program's run, the same for every worker it starts: the hub serves one run of a
+    /// client name at a time.
+    pub instance: String,
+}
+
+impl std::fmt::Debug for RemoteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteOptions")
+            .field("url", &self.url)
+            .field("creds_file", &self.creds_file)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("hub", &self.hub)
+            .field("client", &self.client)
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("history_timeout_ms", &self.history_timeout_ms)
+            .field("instance", &self.instance)
+            .finish()
+    }
 }
 
 /// Settings of the simulated market.

@@ -210,6 +210,20 @@ fn start_backend(
             IbkrBackend::new(ib.clone(), &options.paced_history, events)
                 .map_err(WorkerError::Backend)?,
         ),
+        #[cfg(feature = "nats")]
+        BackendOptions::Remote(remote) => Arc::new(
+            crate::remote::RemoteBackend::new(remote.clone(), events)
+                .map_err(WorkerError::Backend)?,
+        ),
+        #[cfg(not(feature = "nats"))]
+        BackendOptions::Remote(remote) => {
+            let _ = events;
+            return Err(WorkerError::Backend(std::io::Error::other(format!(
+                "hub {} over NATS: this build has no NATS support (built without the nats \
+                 feature)",
+                remote.hub
+            ))));
+        }
     })
 }
 

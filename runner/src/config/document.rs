@@ -604,6 +604,10 @@ pub struct HubConfig {
     /// Directory hubs are found in (`""`: `ibbridge-<uid>/hubs` in the temporary directory;
     /// `IBBRIDGE_HUB_DIR` overrides).
     pub dir: Option<PathBuf>,
+    /// Reach the hub on another machine through NATS (`nats.url`) instead of on this one
+    /// (`--nats URL`): its bars from its stream through durable consumers named after
+    /// `client`, requests and orders over request/reply.
+    pub over_nats: bool,
 }
 
 impl Default for HubConfig {
@@ -615,6 +619,7 @@ impl Default for HubConfig {
             max_clients: 32,
             departed_orders: "keep".into(),
             dir: None,
+            over_nats: false,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Overrides {
     pub hub: Option<String>,
     /// This program's name at the hub (`hub.client`).
     pub client: Option<String>,
+    /// Reach the hub over this NATS server (`nats.url`, `hub.over_nats`).
+    pub nats: Option<String>,
 }
 
 /// Environment variables read, with the setting each overrides.
@@ -69,6 +71,7 @@ impl Overrides {
             report: None,
             hub: env("RUNNER_HUB"),
             client: None,
+            nats: None,
         }
     }
 }
@@ -143,6 +146,10 @@ impl Config {
         }
         if let Some(c) = &o.client {
             self.hub.client = c.trim().to_string();
+        }
+        if let Some(url) = &o.nats {
+            self.nats.url = Some(url.trim().to_string());
+            self.hub.over_nats = true;
         }
         Ok(())
     }

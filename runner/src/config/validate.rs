@@ -43,6 +43,18 @@ impl Config {
         self.supervisor.validate()?;
         self.dashboard.validate()?;
         self.hub.validate()?;
+        if self.hub.over_nats {
+            if self.hub.name.is_empty() {
+                return Err(invalid(
+                    "hub.over_nats needs the hub's name: hub.name (--hub NAME)",
+                ));
+            }
+            if self.nats.url.is_none() {
+                return Err(invalid(
+                    "hub.over_nats needs the hub's NATS server: nats.url (--nats URL)",
+                ));
+            }
+        }
         self.nats.validate()
     }
 

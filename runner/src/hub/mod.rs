@@ -82,10 +82,11 @@ pub fn serve(
         anyhow::bail!("hub name {name:?} cannot name NATS subjects: letters, digits, - and _ only");
     }
     let listener = HubListener::bind(&dir, name)?;
-    let nats = crate::nats::Publisher::start(&cfg.nats, name)?;
+    let nats = crate::nats::Publisher::start(&cfg.nats, name)?.map(Arc::new);
     let mut channel = setup.client.channel.clone();
     channel.hang_timeout = channel.hang_timeout.min(HUB_HANG_TIMEOUT);
     let mut setup = setup;
+    let door_client = setup.client.clone();
     let found = Arc::new(OnceLock::new());
     setup.client.event_tap = Some(tap(found.clone()));
     let (sup, events) = Supervisor::start(setup)?;
@@ -115,6 +116,23 @@ pub fn serve(
         socket = %listener.path().display(),
         "hub ready: clients attach with --hub {name}"
     );
+    #[cfg(feature = "nats")]
+    let door = match &hub.nats {
+        Some(publisher) => Some(crate::nats::Door::open(
+            crate::nats::DoorSettings {
+                hub: name.to_string(),
+                dir: dir.clone(),
+                client: door_client,
+                request_timeout: hub.settings.request_timeout,
+                history_timeout: hub.settings.history_timeout,
+            },
+            &cfg.nats,
+            publisher.clone(),
+        )?),
+        None => None,
+    };
+    #[cfg(not(feature = "nats"))]
+    let _ = door_client;
     let router = {
         let hub = hub.clone();
         std::thread::Builder::new()
@@ -158,6 +176,10 @@ pub fn serve(
         }
     }
     tracing::info!(clients = hub.clients.count(), "hub stopping");
+    #[cfg(feature = "nats")]
+    if let Some(door) = &door {
+        door.close();
+    }
     hub.stopping.store(true, Ordering::Release);
     // No new client from here; the clients see the hub close and wait for it to come back.
     drop(listener);
@@ -424,7 +446,7 @@ fn route(hub: &Hub, event: Event) {
     match event {
         Event::Bar { sub, bar } => {
             hub.counters.bars_in.fetch_add(1, Ordering::Relaxed);
-            let n = hub.feeds.route_bar(sub, bar, hub.nats.as_ref());
+            let n = hub.feeds.route_bar(sub, bar, hub.nats.as_deref());
             hub.counters.bars_out.fetch_add(n as u64, Ordering::Relaxed);
         }
         Event::Refused { ref symbol, .. }

@@ -53,5 +53,5 @@ pub(crate) struct Hub {
     pub(crate) started: u64,
     pub(crate) stopping: AtomicBool,
     /// Its streams on NATS JetStream, if configured.
-    pub(crate) nats: Option<crate::nats::Publisher>,
+    pub(crate) nats: Option<Arc<crate::nats::Publisher>>,
 }

@@ -137,7 +137,7 @@ fn snapshot(hub: &Hub) -> HubStatus {
         history_shared: c.history_shared.load(Ordering::Relaxed),
         bars_in: c.bars_in.load(Ordering::Relaxed),
         bars_out: c.bars_out.load(Ordering::Relaxed),
-        nats: hub.nats.as_ref().map(crate::nats::Publisher::view),
+        nats: hub.nats.as_deref().map(crate::nats::Publisher::view),
     }
 }
 
@@ -247,8 +247,8 @@ pub fn status_command(dir: &Path, name: &str, json: bool) -> ExitCode {
     );
     if let Some(n) = &status.nats {
         println!(
-            "nats: {} ({}), stream {}: {} published ({} again), {} waiting, {} lost",
-            n.url, n.state, n.stream, n.published, n.duplicates, n.buffered, n.lost
+            "nats: {} ({}), stream {}: {} published ({} again), {} waiting, {} lost; {} not ours",
+            n.url, n.state, n.stream, n.published, n.duplicates, n.buffered, n.lost, n.not_ours
         );
     }
     ExitCode::SUCCESS

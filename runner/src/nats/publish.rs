@@ -34,6 +34,39 @@ pub(super) struct Settings {
     pub(super) buffer: usize,
 }
 
+/// Connects to the server of `cfg` as hub `hub`'s (an error says why, never the token).
+pub(crate) async fn connect(
+    cfg: &crate::config::NatsConfig,
+    hub: &str,
+) -> Result<async_nats::Client, String> {
+    let url = cfg.url.as_deref().ok_or("no NATS server configured")?;
+    dial(url, cfg.creds_file.as_deref(), cfg.token.as_deref(), hub).await
+}
+
+async fn dial(
+    url: &str,
+    creds_file: Option<&std::path::Path>,
+    token: Option<&str>,
+    hub: &str,
+) -> Result<async_nats::Client, String> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("ibbridge hub {hub}"))
+        .connection_timeout(WAIT);
+    if let Some(path) = creds_file {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| format!("credentials file {}: {e}", path.display()))?;
+    }
+    if let Some(token) = token {
+        options = options.token(token.to_string());
+    }
+    timeout(WAIT, options.connect(url))
+        .await
+        .map_err(|_| format!("no answer from {url} within {WAIT:?}"))?
+        .map_err(|e| format!("cannot connect to {url}: {e}"))
+}
+
 /// The thread's body: its own runtime, until the publisher stops.
 pub(super) fn run(settings: Settings, rx: Receiver<Message>, shared: &Shared) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -131,22 +164,7 @@ impl<'a> Publishing<'a> {
     /// Connects, and makes the stream if it is missing.
     async fn connect(&self) -> Result<jetstream::Context, String> {
         let s = &self.settings;
-        let mut options = async_nats::ConnectOptions::new()
-            .name(format!("ibbridge hub {}", s.hub))
-            .connection_timeout(WAIT);
-        if let Some(path) = &s.creds_file {
-            options = options
-                .credentials_file(path)
-                .await
-                .map_err(|e| format!("credentials file {}: {e}", path.display()))?;
-        }
-        if let Some(token) = &s.token {
-            options = options.token(token.clone());
-        }
-        let client = timeout(WAIT, options.connect(s.url.as_str()))
-            .await
-            .map_err(|_| format!("no answer from {} within {WAIT:?}", s.url))?
-            .map_err(|e| format!("cannot connect to {}: {e}", s.url))?;
+        let client = dial(&s.url, s.creds_file.as_deref(), s.token.as_deref(), &s.hub).await?;
         let context = jetstream::new(client);
         let config = jetstream::stream::Config {
             name: s.stream.clone(),

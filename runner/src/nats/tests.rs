@@ -1,6 +1,7 @@
 //! The names, ids and payloads the hub publishes under.
 
 use super::*;
+use bridge::protocol::Bar;
 
 #[test]
 fn a_hubs_stream_subjects_and_ids_are_fixed_by_its_name() {
