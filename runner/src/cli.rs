@@ -70,9 +70,17 @@ pub struct ConfigArgs {
     /// Record every bar of the run, its configuration and its signals to this file.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
-    /// Replay this recording (its bars at replay.speed; implies --backend replay).
-    #[arg(long, value_name = "FILE")]
+    /// Replay this recording, or a hub's JetStream stream (nats://HOST:PORT/HUB), its bars at
+    /// replay.speed (implies --backend replay).
+    #[arg(long, value_name = "FILE|nats://HOST:PORT/HUB")]
     pub replay: Option<PathBuf>,
+    /// Where a replayed stream's live bars begin (before: the history): Unix seconds or
+    /// YYYY-MM-DDTHH:MM:SSZ.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Where a replayed stream's live bars end.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
     /// Seed of the simulated market.
     #[arg(long, value_name = "N")]
     pub seed: Option<String>,
@@ -260,6 +268,7 @@ impl ConfigArgs {
             signals: self.signals.clone(),
             record: self.record.clone(),
             replay: self.replay.clone(),
+            replay_range: (self.from.clone(), self.to.clone()),
             seed: self.seed.clone(),
             gateway: self.gateway.clone(),
             client_id: self.client_id.clone(),

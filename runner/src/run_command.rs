@@ -43,6 +43,19 @@ pub fn command(args: &ConfigArgs) -> ExitCode {
         Ok(started) => started,
         Err(code) => return code,
     };
+    // A replay of a hub's stream: its bars read into a recording of the run's own first.
+    #[cfg(feature = "nats")]
+    let _recording = match crate::nats::replay::materialize(&mut cfg) {
+        Ok(r) => r,
+        Err(e) => return launch::fail(crate::launch::EXIT_CONFIG, format!("{e:#}")),
+    };
+    #[cfg(not(feature = "nats"))]
+    if !cfg.replay.stream.is_empty() && cfg.backend == crate::config::BackendKind::Replay {
+        return launch::fail(
+            crate::launch::EXIT_CONFIG,
+            "a replay of a NATS stream: this build of the runner has no NATS support",
+        );
+    }
     match launch::with_workers(&mut cfg, faults, run) {
         Ok(outcome) => {
             print!("{}", crate::summary::render(&outcome));

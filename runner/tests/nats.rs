@@ -809,3 +809,111 @@ fn a_remote_runner_waits_for_its_nats_server_and_goes_on_without_a_gap() {
     assert!(live >= 120, "{live} live bars\n{log}");
     assert!(!log.contains("orders not reconciled"), "{log}");
 }
+
+/// The rows of `symbol` as (time, price, fast, slow, signal), for comparing runs row by row.
+fn signal_rows(signals: &Path, symbol: &str) -> Vec<(i64, Vec<String>)> {
+    std::fs::read_to_string(signals)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(String::from).collect::<Vec<_>>())
+        .filter(|c| c.len() == 7 && c[1] == symbol)
+        .map(|c| (base::unix_time::parse_utc(&c[0]).unwrap(), c[2..6].to_vec()))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs nats-server: NATS_SERVER=target/nats-venv/bin/nats-server cargo test -p runner --test nats -- --ignored (.ci/run installs it)"]
+fn a_stretch_of_a_hubs_stream_replays_the_same_bars_and_signals() {
+    let server = NatsServer::start("rewind");
+    let hub = Hub::start("rewind", &server.url());
+    let signals = temp("nats", "rewind.csv");
+    let config = temp_file("nats", "rewind-client.toml", FAST);
+    let mut client = runner(&["run", "--hub", "rewind", "--config", &config])
+        .env("IBBRIDGE_HUB_DIR", &hub.dir)
+        .args(["--symbols", "SPY,QQQ", "--duration", "6"])
+        .args(["--signals", &signals.to_string_lossy()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(wait_exit(&mut client), 0);
+    hub.wait_for("everything published", |s| {
+        s.nats.as_ref().is_some_and(|n| n.buffered == 0) && s.feeds.is_empty()
+    });
+    // From the 10th live bar to the 50th: the nine before are the replay's history.
+    let first = stream_bars(&server.url(), "rewind")["SPY"][0].1.time;
+    let (from, to) = (first + 9 * 5, first + 49 * 5);
+    let replayed = temp("nats", "rewind-replayed.csv");
+    let config = temp_file(
+        "nats",
+        "rewind-replay.toml",
+        &format!("{FAST}[replay]\nspeed = 600\n"),
+    );
+    let stream = format!("{}/rewind", server.url());
+    let (code, stdout, stderr) = common::output(runner(&[
+        "run",
+        "--config",
+        &config,
+        "--replay",
+        &stream,
+        "--from",
+        &from.to_string(),
+        "--to",
+        &to.to_string(),
+        "--symbols",
+        "SPY,QQQ",
+        "--duration",
+        "60",
+        "--signals",
+        &replayed.to_string_lossy(),
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for symbol in ["SPY", "QQQ"] {
+        let again = signal_rows(&replayed, symbol);
+        // 50 bars: the nine before `from` as history, 41 live; a crossover's first signal
+        // needs five bars, so the first row is the history's fifth.
+        assert_eq!(again.len(), 46, "{symbol}: {again:?}\n{stdout}");
+        assert_eq!(again[0].0, from - 5 * 5);
+        let original: Vec<_> = signal_rows(&signals, symbol)
+            .into_iter()
+            .filter(|(t, _)| *t >= again[0].0 && *t <= to)
+            .collect();
+        // The same bars, the same averages, the same signals, row by row.
+        assert_eq!(again, original, "{symbol}");
+    }
+    // A range the stream does not hold: one clear line.
+    let (code, _, stderr) = common::output(runner(&[
+        "run",
+        "--config",
+        &config,
+        "--replay",
+        &stream,
+        "--from",
+        "1000",
+        "--to",
+        "2000",
+        "--symbols",
+        "SPY",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("stream IBBRIDGE_rewind: no bar from"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = common::output(runner(&[
+        "run",
+        "--config",
+        &config,
+        "--replay",
+        &stream,
+        "--symbols",
+        "IWM",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("has no bars of 5 s of IWM (it holds QQQ (5 s), SPY (5 s))"),
+        "{stderr}"
+    );
+}

@@ -165,6 +165,16 @@ pub struct ReplayConfig {
     pub file: Option<PathBuf>,
     /// Recorded seconds per real second.
     pub speed: f64,
+    /// Replay hub `stream`'s JetStream stream on `nats.url` instead of a file (`--replay
+    /// nats://HOST:PORT/HUB`; `""`: a file).
+    pub stream: String,
+    /// Where a stream's live bars begin (before: the history); unset: after the first
+    /// `history.duration_seconds` it holds (`--from`).
+    #[serde(with = "option_as_text")]
+    pub from: Option<HistoryEnd>,
+    /// Where a stream's live bars end; unset: its last (`--to`).
+    #[serde(with = "option_as_text")]
+    pub to: Option<HistoryEnd>,
 }
 
 impl Default for ReplayConfig {
@@ -172,6 +182,9 @@ impl Default for ReplayConfig {
         ReplayConfig {
             file: None,
             speed: 60.0,
+            stream: String::new(),
+            from: None,
+            to: None,
         }
     }
 }

@@ -19,8 +19,11 @@ pub struct Overrides {
     pub signals: Option<PathBuf>,
     /// Record the run to this file (`record`).
     pub record: Option<PathBuf>,
-    /// Replay this recording (`backend = "replay"`, `replay.file`).
+    /// Replay this recording (`backend = "replay"`, `replay.file`), or this hub's stream
+    /// (`nats://HOST:PORT/HUB`: `nats.url`, `replay.stream`).
     pub replay: Option<PathBuf>,
+    /// Where a replayed stream's live bars begin and end (`replay.from`, `replay.to`).
+    pub replay_range: (Option<String>, Option<String>),
     pub seed: Option<String>,
     pub gateway: Option<String>,
     pub client_id: Option<String>,
@@ -61,6 +64,7 @@ impl Overrides {
             signals: env("RUNNER_SIGNALS").map(PathBuf::from),
             record: None,
             replay: None,
+            replay_range: (None, None),
             seed: env("RUNNER_SEED"),
             gateway: env("RUNNER_GATEWAY"),
             client_id: env("RUNNER_CLIENT_ID"),
@@ -109,7 +113,32 @@ impl Config {
         }
         if let Some(r) = &o.replay {
             self.backend = BackendKind::Replay;
-            self.replay.file = Some(r.clone());
+            match r.to_str().and_then(|t| t.strip_prefix("nats://")) {
+                Some(rest) => {
+                    let (server, hub) =
+                        rest.split_once('/').ok_or_else(|| ConfigError::Override {
+                            origin: origin.to_string(),
+                            problem: format!(
+                                "--replay {}: a stream is nats://HOST:PORT/HUB",
+                                r.display()
+                            ),
+                        })?;
+                    self.nats.url = Some(format!("nats://{server}"));
+                    self.replay.stream = hub.to_string();
+                }
+                None => self.replay.file = Some(r.clone()),
+            }
+        }
+        for (text, slot) in [
+            (&o.replay_range.0, &mut self.replay.from),
+            (&o.replay_range.1, &mut self.replay.to),
+        ] {
+            if let Some(t) = text {
+                *slot = Some(t.parse().map_err(|problem| ConfigError::Override {
+                    origin: origin.to_string(),
+                    problem,
+                })?);
+            }
         }
         if let Some(s) = &o.seed {
             self.sim.seed = num(s, "seed", origin)?;

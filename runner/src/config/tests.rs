@@ -331,3 +331,64 @@ fn a_replay_needs_a_readable_recording_of_its_symbols_and_bar_size() {
     });
     assert!(e.contains("a replay runs a worker of its own"), "{e}");
 }
+
+#[test]
+fn a_replay_of_a_stream_and_a_hub_over_nats_are_checked() {
+    let load = |o: Overrides| Config::load(None, no_env, &o);
+    let cfg = load(Overrides {
+        replay: Some("nats://127.0.0.1:4222/desk".into()),
+        replay_range: (
+            Some("2026-12-07T14:30:00Z".into()),
+            Some("1796700000".into()),
+        ),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(cfg.backend, BackendKind::Replay);
+    assert_eq!(cfg.nats.url.as_deref(), Some("nats://127.0.0.1:4222"));
+    assert_eq!(cfg.replay.stream, "desk");
+    assert_eq!(cfg.replay.from.map(|t| t.0), Some(1_796_653_800));
+    assert_eq!(cfg.replay.file, None);
+    let bad = |o: Overrides| load(o).unwrap_err().to_string();
+    let e = bad(Overrides {
+        replay: Some("nats://127.0.0.1:4222".into()),
+        ..Default::default()
+    });
+    assert!(e.contains("a stream is nats://HOST:PORT/HUB"), "{e}");
+    let e = bad(Overrides {
+        replay: Some("nats://127.0.0.1:4222/desk".into()),
+        replay_range: (Some("2000".into()), Some("1000".into())),
+        ..Default::default()
+    });
+    assert!(
+        e.contains("replay.from (") && e.contains(") is after replay.to ("),
+        "{e}"
+    );
+    let e = bad(Overrides {
+        replay: Some("nats://127.0.0.1:4222/a.b".into()),
+        ..Default::default()
+    });
+    assert!(e.contains("replay.stream is a hub's name"), "{e}");
+    // A hub over NATS: its name and its server.
+    let cfg = load(Overrides {
+        nats: Some("nats://10.0.0.2:4222".into()),
+        hub: Some("desk".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(cfg.hub.over_nats);
+    assert_eq!(cfg.nats.url.as_deref(), Some("nats://10.0.0.2:4222"));
+    let e = bad(Overrides {
+        nats: Some("nats://10.0.0.2:4222".into()),
+        ..Default::default()
+    });
+    assert!(e.contains("hub.over_nats needs the hub's name"), "{e}");
+    let e = Config::parse("[hub]\nname = \"desk\"\nover_nats = true\n", "f.toml")
+        .and_then(|c| c.validate().map(|()| c))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("hub.over_nats needs the hub's NATS server"),
+        "{e}"
+    );
+}

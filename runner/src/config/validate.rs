@@ -36,8 +36,12 @@ impl Config {
                     self.hub.name
                 )));
             }
-            self.replay
-                .validate(&self.symbols, self.history.bar_seconds)?;
+            if self.replay.stream.is_empty() {
+                self.replay
+                    .validate(&self.symbols, self.history.bar_seconds)?;
+            } else {
+                self.replay.validate_stream(self.nats.url.is_some())?;
+            }
         }
         self.bridge.validate()?;
         self.supervisor.validate()?;
@@ -214,6 +218,32 @@ impl NatsConfig {
 }
 
 impl ReplayConfig {
+    /// A replay of a hub's stream (read at the run's start): a server to read it from, a
+    /// hub's name, a range that is one.
+    fn validate_stream(&self, server: bool) -> Result<(), ConfigError> {
+        if !(self.speed.is_finite() && self.speed > 0.0) {
+            return Err(invalid("replay.speed must be a positive number"));
+        }
+        if !server {
+            return Err(invalid(
+                "replay.stream needs the server: nats.url (or --replay nats://HOST:PORT/HUB)",
+            ));
+        }
+        if !bridge::channel::valid_name(&self.stream) {
+            return Err(invalid(
+                "replay.stream is a hub's name: 1 to 40 letters, digits, '-' or '_'",
+            ));
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            if from.0 > to.0 {
+                return Err(invalid(format!(
+                    "replay.from ({from}) is after replay.to ({to})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Checked only when the backend is `replay`: the recording reads, holds `symbols`, and
     /// its bars are of `bar_seconds`.
     fn validate(&self, symbols: &[String], bar_seconds: u32) -> Result<(), ConfigError> {

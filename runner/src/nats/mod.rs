@@ -27,6 +27,8 @@ mod door;
 #[cfg(feature = "nats")]
 mod publish;
 mod publisher;
+#[cfg(feature = "nats")]
+pub mod replay;
 mod wire;
 
 #[cfg(test)]

@@ -9,13 +9,13 @@ use bridge::protocol::Bar;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::config::NatsConfig;
-#[cfg(feature = "nats")]
-use super::wire::{stream_name, subject_prefix};
-use super::wire::{symbol_token, Message, Shared};
 #[cfg(feature = "nats")]
 use super::publish;
 use super::wire::{bar_id, PublishedBar};
+#[cfg(feature = "nats")]
+use super::wire::{stream_name, subject_prefix};
+use super::wire::{symbol_token, Message, Shared};
+use crate::config::NatsConfig;
 
 /// Messages handed over but not yet taken by the publishing thread; beyond, they are lost
 /// (counted) without the hub waiting.
