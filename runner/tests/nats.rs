@@ -546,8 +546,14 @@ fn a_remote_runner_hung_killed_and_restarted_misses_no_bar_and_repeats_none() {
     let _ = base::signal::send(worker, base::signal::ProcessSignal::Kill);
     let r = rows(&first, "SPY");
     no_gap_no_repeat("across the hung worker", &r, 5);
-    // The runner itself killed, and started again under its name.
+    // The runner and its worker killed at once (nobody says goodbye: the hub lets the client
+    // go after its silence), and the runner started again under its name, with a backlog of
+    // bars in its consumer older than its new history.
+    let workers = children(run.id());
     run.kill().unwrap();
+    for w in workers {
+        let _ = base::signal::send(w, base::signal::ProcessSignal::Kill);
+    }
     let _ = run.wait();
     let killed_at = rows(&first, "SPY").last().unwrap().time;
     let second = temp("nats", "resume-2.csv");
@@ -567,18 +573,21 @@ fn a_remote_runner_hung_killed_and_restarted_misses_no_bar_and_repeats_none() {
     assert_eq!(after.nats.unwrap().not_ours, 0);
 }
 
+/// Headers of a request besides the run's (`Ibbridge-Instance`).
+type Headers = Vec<(&'static str, String)>;
+
 /// Sends `requests` of client `client` (run `instance`) to hub `hub`'s door all at once, each
-/// with its `Nats-Msg-Id` if any, and collects each one's answers up to its final one.
+/// with its headers, and collects each one's answers up to its final one.
 fn ask(
     url: &str,
     hub: &str,
     client: &str,
     instance: &str,
-    requests: Vec<(Request, Option<&str>)>,
+    requests: Vec<(Request, Headers)>,
 ) -> Vec<Vec<Reply>> {
     let payloads = requests
         .into_iter()
-        .map(|(r, id)| (bridge::codec::encode(&r).unwrap(), id.map(String::from)))
+        .map(|(r, h)| (bridge::codec::encode(&r).unwrap(), h))
         .collect();
     ask_bytes(
         url,
@@ -588,11 +597,16 @@ fn ask(
     )
 }
 
+/// The `Nats-Msg-Id` header.
+fn msg_id(id: &str) -> Headers {
+    vec![("Nats-Msg-Id", id.to_string())]
+}
+
 fn ask_bytes(
     url: &str,
     subject: &str,
     instance: &str,
-    payloads: Vec<(Vec<u8>, Option<String>)>,
+    payloads: Vec<(Vec<u8>, Headers)>,
 ) -> Vec<Vec<Reply>> {
     use futures_util::StreamExt;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -602,13 +616,13 @@ fn ask_bytes(
     runtime.block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         let mut inboxes = Vec::new();
-        for (payload, id) in payloads {
+        for (payload, extra) in payloads {
             let inbox = client.new_inbox();
             let sub = client.subscribe(inbox.clone()).await.unwrap();
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("Ibbridge-Instance", instance);
-            if let Some(id) = id {
-                headers.insert("Nats-Msg-Id", id.as_str());
+            for (k, v) in extra {
+                headers.insert(k, v.as_str());
             }
             client
                 .publish_with_reply_and_headers(subject.to_string(), inbox, headers, payload.into())
@@ -624,6 +638,13 @@ fn ask_bytes(
                     .await
                     .expect("an answer")
                     .unwrap();
+                // Numbered from 0, in order.
+                let seq = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Ibbridge-Seq"))
+                    .unwrap();
+                assert_eq!(seq.as_str(), answers.len().to_string());
                 let reply: Reply = bridge::codec::decode(&m.payload).unwrap();
                 let last = reply.is_final();
                 answers.push(reply);
@@ -659,7 +680,7 @@ fn an_order_sent_twice_over_nats_is_one_order_and_strangers_are_refused_or_count
         "twice",
         "raw",
         "run-1",
-        vec![(Request::Connect, None)],
+        vec![(Request::Connect, vec![])],
     );
     assert!(
         matches!(connected[0][..], [Reply::Connected { .. }]),
@@ -669,7 +690,7 @@ fn an_order_sent_twice_over_nats_is_one_order_and_strangers_are_refused_or_count
     let order = || {
         (
             Request::PlaceOrder(market_order("twice-1")),
-            Some("twice-1"),
+            msg_id("twice-1"),
         )
     };
     let answers = ask(&url, "twice", "raw", "run-1", vec![order(), order()]);
@@ -695,7 +716,7 @@ fn an_order_sent_twice_over_nats_is_one_order_and_strangers_are_refused_or_count
         "twice",
         "raw",
         "run-2",
-        vec![(Request::Accounts, None)],
+        vec![(Request::Accounts, vec![])],
     );
     match &other[0][..] {
         [Reply::Error(e)] => {
@@ -713,7 +734,7 @@ fn an_order_sent_twice_over_nats_is_one_order_and_strangers_are_refused_or_count
         &url,
         "ibbridge-rpc.twice.raw",
         "run-1",
-        vec![(vec![0xff; 9], None)],
+        vec![(vec![0xff; 9], vec![])],
     );
     assert!(matches!(&garbage[0][..], [Reply::Error(e)] if e.kind == ErrorKind::BadRequest));
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -730,17 +751,118 @@ fn an_order_sent_twice_over_nats_is_one_order_and_strangers_are_refused_or_count
     hub.wait_for("two messages not ours", |s| {
         s.nats.as_ref().is_some_and(|n| n.not_ours == 2)
     });
+    // An order without its reference as its message id, or with another: refused; one whose
+    // deadline passed before its turn: not placed.
+    let refused = ask(
+        &url,
+        "twice",
+        "raw",
+        "run-1",
+        vec![
+            (Request::PlaceOrder(market_order("twice-2")), vec![]),
+            (
+                Request::PlaceOrder(market_order("twice-3")),
+                msg_id("twice-4"),
+            ),
+            (
+                Request::PlaceOrder(market_order("twice-5")),
+                vec![
+                    ("Nats-Msg-Id", "twice-5".into()),
+                    ("Ibbridge-Deadline", "1000".into()),
+                ],
+            ),
+        ],
+    );
+    let kinds = [
+        ErrorKind::BadRequest,
+        ErrorKind::BadRequest,
+        ErrorKind::Timeout,
+    ];
+    for (answers, kind) in refused.iter().zip(kinds) {
+        assert!(
+            matches!(&answers[..], [Reply::Error(e)] if e.kind == kind),
+            "{answers:?}"
+        );
+    }
+    assert_eq!(placed(&journal).len(), 1, "nothing more placed");
+    // The word of an older worker of its run does not let it go; its newest's does.
+    let newer = vec![("Ibbridge-Worker", "2".to_string())];
+    let ping = |payload: Vec<u8>| (Request::Ping { payload }, vec![]);
+    let pong = ask(
+        &url,
+        "twice",
+        "raw",
+        "run-1",
+        vec![ping(vec![7]), (Request::Accounts, newer.clone())],
+    );
+    assert!(matches!(&pong[0][..], [Reply::Pong { payload }] if payload == &[7]));
+    let older = vec![("Ibbridge-Worker", "1".to_string())];
+    let old_bye = ask(
+        &url,
+        "twice",
+        "raw",
+        "run-1",
+        vec![(Request::Shutdown, older)],
+    );
+    assert!(matches!(old_bye[0][..], [Reply::ShuttingDown]));
+    let still = ask(&url, "twice", "raw", "run-1", vec![ping(vec![])]);
+    assert!(matches!(&still[0][..], [Reply::Pong { .. }]), "{still:?}");
     // Its leaving lets it go at once.
     let bye = ask(
         &url,
         "twice",
         "raw",
         "run-1",
-        vec![(Request::Shutdown, None)],
+        vec![(Request::Shutdown, newer)],
     );
     assert!(matches!(bye[0][..], [Reply::ShuttingDown]));
     hub.wait_for("the client let go", |s| {
         s.departed == 1 && s.clients.is_empty()
+    });
+    // Gone, its keepalive is answered so (its next request attaches it again).
+    let gone = ask(&url, "twice", "raw", "run-1", vec![ping(vec![])]);
+    assert!(
+        matches!(&gone[0][..], [Reply::Error(e)] if e.kind == ErrorKind::Disconnected),
+        "{gone:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs nats-server: NATS_SERVER=target/nats-venv/bin/nats-server cargo test -p runner --test nats -- --ignored (.ci/run installs it)"]
+fn a_remote_client_silent_too_long_is_let_go_and_told_so_when_it_comes_back() {
+    let server = NatsServer::start("silent");
+    let (hub, _journal) = trading_hub("silent", &server.url(), None);
+    let url = server.url();
+    let connect = || vec![(Request::Connect, vec![])];
+    let connected = ask(&url, "silent", "quiet", "run-1", connect());
+    assert!(
+        matches!(connected[0][..], [Reply::Connected { .. }]),
+        "{connected:?}"
+    );
+    hub.wait_for("attached", |s| s.clients.len() == 1);
+    // No keepalive: let go after ten seconds of silence.
+    let since = Instant::now();
+    hub.wait_for("let go", |s| s.departed == 1 && s.clients.is_empty());
+    assert!(
+        since.elapsed() >= Duration::from_secs(8),
+        "{:?}",
+        since.elapsed()
+    );
+    let ping = vec![(Request::Ping { payload: vec![] }, vec![])];
+    let told = ask(&url, "silent", "quiet", "run-1", ping);
+    assert!(
+        matches!(&told[0][..], [Reply::Error(e)]
+            if e.kind == ErrorKind::Disconnected && e.message.contains("not attached")),
+        "{told:?}"
+    );
+    // Attached again by its next request.
+    let again = ask(&url, "silent", "quiet", "run-1", connect());
+    assert!(
+        matches!(again[0][..], [Reply::Connected { .. }]),
+        "{again:?}"
+    );
+    hub.wait_for("attached again", |s| {
+        s.clients.len() == 1 && s.attached == 2
     });
 }
 
@@ -788,12 +910,12 @@ fn a_remote_runner_waits_for_its_nats_server_and_goes_on_without_a_gap() {
     let mut server = NatsServer::start("calm");
     let (_hub, _journal) = trading_hub("calm", &server.url(), None);
     let signals = temp("nats", "calm.csv");
-    let mut run = remote(&server.url(), "calm", "calm", "SPY", 16, &signals);
-    // Live bars flowing (the live phase starts within a second), then the server gone for two
+    let mut run = remote(&server.url(), "calm", "calm", "SPY", 20, &signals);
+    // Live bars flowing (the live phase starts within a second), then the server gone for five
     // seconds, and back on the same store.
     std::thread::sleep(Duration::from_secs(4));
     server.kill();
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(5));
     server.spawn();
     assert_eq!(wait_exit(&mut run), 0, "{}", said(&signals));
     let r = rows(&signals, "SPY");
@@ -804,7 +926,7 @@ fn a_remote_runner_waits_for_its_nats_server_and_goes_on_without_a_gap() {
         log.contains("restored 1 (market data lost and subscriptions made again 0"),
         "{log}"
     );
-    // About 12 live bars a second for 16 seconds, but for the outage's: none lost.
+    // About 12 live bars a second for 20 seconds, but for the outage's: none lost.
     let live = r.len() - 720;
     assert!(live >= 120, "{live} live bars\n{log}");
     assert!(!log.contains("orders not reconciled"), "{log}");

@@ -212,7 +212,7 @@ fn start_backend(
         ),
         #[cfg(feature = "nats")]
         BackendOptions::Remote(remote) => Arc::new(
-            crate::remote::RemoteBackend::new(remote.clone(), events)
+            crate::remote::RemoteBackend::new(remote.clone(), options.generation, events)
                 .map_err(WorkerError::Backend)?,
         ),
         #[cfg(not(feature = "nats"))]

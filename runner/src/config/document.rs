@@ -208,6 +208,8 @@ pub struct NatsConfig {
     /// Messages kept while the server is away, published when it is back (the oldest lost
     /// beyond, counted).
     pub buffer: usize,
+    /// Most programs a hub serves over NATS at once (of its `hub.max_clients`).
+    pub max_remote_clients: u32,
 }
 
 impl Default for NatsConfig {
@@ -219,6 +221,7 @@ impl Default for NatsConfig {
             retention_seconds: 7 * 86_400,
             duplicate_window_seconds: 600,
             buffer: 100_000,
+            max_remote_clients: 16,
         }
     }
 }

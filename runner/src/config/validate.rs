@@ -213,6 +213,9 @@ impl NatsConfig {
         if self.buffer == 0 {
             return Err(invalid("nats.buffer must be at least 1"));
         }
+        if !(1..=1024).contains(&self.max_remote_clients) {
+            return Err(invalid("nats.max_remote_clients must be 1 to 1024"));
+        }
         Ok(())
     }
 }

@@ -78,6 +78,12 @@ pub fn serve(
     name: &str,
 ) -> anyhow::Result<()> {
     let dir = cfg.hub.directory();
+    if cfg.hub.over_nats {
+        anyhow::bail!(
+            "hub.over_nats (--nats) is for a program reaching a hub: a hub publishes to \
+             nats.url"
+        );
+    }
     if cfg.nats.url.is_some() && !crate::nats::valid_hub_token(name) {
         anyhow::bail!("hub name {name:?} cannot name NATS subjects: letters, digits, - and _ only");
     }

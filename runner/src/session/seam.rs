@@ -154,6 +154,11 @@ impl Seams {
             Seam::Filling { held, .. } => held.push(bar),
             Seam::Open { newest } => {
                 let newest = *newest;
+                // Older than the history (a stream's backlog): dropped, the seam left open for
+                // the first newer bar.
+                if bar.time <= newest {
+                    return;
+                }
                 let missing = bar.time.saturating_sub(newest).saturating_sub(size);
                 if missing <= 0 {
                     *seam = Seam::Closed;
@@ -417,13 +422,26 @@ mod tests {
         let mut out = Vec::new();
         seams.on_bar(0, bar(180), &mut out);
         seams.on_bar(0, bar(240), &mut out);
-        // An overlap is no hole either (the monotonic rule drops it later).
-        let mut other = Seams::new(&cfg(), &[series("A", &[60, 120])], fetch);
-        other.on_bar(0, bar(120), &mut out);
-        assert_eq!(times(&out, 0), vec![180, 240, 120]);
-        assert_eq!(newest(&out, 0), vec![180, 240, 120]);
+        assert_eq!(times(&out, 0), vec![180, 240]);
+        assert_eq!(newest(&out, 0), vec![180, 240]);
         assert!(asked.lock().is_empty());
-        assert!(!seams.filling() && !other.filling());
+        assert!(!seams.filling());
+    }
+
+    #[test]
+    fn bars_older_than_the_history_leave_the_seam_open_for_the_first_newer_one() {
+        // A stream's backlog comes first: bars the history has already.
+        let (fetch, asked) = market();
+        let mut seams = Seams::new(&cfg(), &[series("A", &[60, 120])], fetch);
+        let mut out = Vec::new();
+        seams.on_bar(0, bar(60), &mut out);
+        seams.on_bar(0, bar(120), &mut out);
+        assert!(out.is_empty(), "dropped");
+        // The first newer one still finds the hole after the history, and fills it.
+        seams.on_bar(0, bar(300), &mut out);
+        collect(&mut seams, &mut out, 3);
+        assert_eq!(times(&out, 0), vec![180, 240, 300]);
+        assert_eq!(asked.lock().len(), 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! request carries its reference as `Nats-Msg-Id`, and is sent again only with the same
 //! reference, so that a retried order is never a second one; nothing here logs the token.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,15 +21,12 @@ use bridge::protocol::{
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
-use super::door::Door;
+use super::door::{keep_attached, Door, Subscriptions};
 use super::feed::{self, Feed};
-use super::wire::{rpc_subject, stream_name, INSTANCE};
+use super::wire::stream_name;
 use crate::backend::{check_symbol, error, Backend, Cancel, EventSink};
 use crate::options::RemoteOptions;
 
-/// How often the hub hears from this client when it asks nothing (the hub lets a client go
-/// after some seconds of silence).
-const KEEPALIVE: Duration = Duration::from_secs(2);
 /// How long the hub is asked again while no hub answers, during a connect.
 const RETRY: Duration = Duration::from_millis(250);
 
@@ -45,6 +42,15 @@ struct Link {
 /// A hub reached over NATS, as a broker.
 pub struct RemoteBackend {
     opts: RemoteOptions,
+    /// This worker's generation in its run: the first (0) starts its consumers afresh, a
+    /// replacement goes on where its predecessor left them.
+    generation: u32,
+    /// The subscriptions held at the hub (made again if the hub lets this client go).
+    subs: Subscriptions,
+    /// Symbols whose consumer this worker has made afresh already.
+    fresh: Mutex<HashSet<String>>,
+    /// Disconnecting: no feed starts any more.
+    closing: AtomicBool,
     runtime: tokio::runtime::Runtime,
     events: EventSink,
     link: Mutex<Option<Arc<Link>>>,
@@ -56,7 +62,11 @@ pub struct RemoteBackend {
 
 impl RemoteBackend {
     /// A backend for `opts`, telling `events`; it connects at [`Backend::connect`].
-    pub fn new(opts: RemoteOptions, events: EventSink) -> std::io::Result<RemoteBackend> {
+    pub fn new(
+        opts: RemoteOptions,
+        generation: u32,
+        events: EventSink,
+    ) -> std::io::Result<RemoteBackend> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("remote")
@@ -64,6 +74,10 @@ impl RemoteBackend {
             .build()?;
         Ok(RemoteBackend {
             opts,
+            generation,
+            subs: Subscriptions::default(),
+            fresh: Mutex::new(HashSet::new()),
+            closing: AtomicBool::new(false),
             runtime,
             events,
             link: Mutex::new(None),
@@ -129,69 +143,81 @@ impl RemoteBackend {
 
     async fn connect_async(&self, timeout: Duration) -> Result<Link, RemoteError> {
         let deadline = Instant::now() + timeout;
+        let left = || {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(RETRY)
+        };
         let client = self.dial(deadline).await?;
+        // The stream and this client's events consumer before the hub attaches it: no event
+        // of its falls between.
+        let name = stream_name(&self.opts.hub);
+        let js = jetstream::new(client.clone());
+        let stream = loop {
+            let found = tokio::time::timeout(left(), js.get_stream(&name)).await;
+            match found {
+                Ok(Ok(s)) => break s,
+                Ok(Err(_)) if Instant::now() + RETRY < deadline => {
+                    tokio::time::sleep(RETRY).await;
+                }
+                Ok(Err(e)) => {
+                    return Err(error(
+                        ErrorKind::NotConnected,
+                        format!("stream {name}: {e}"),
+                    ))
+                }
+                Err(_) => {
+                    return Err(error(
+                        ErrorKind::Timeout,
+                        format!("stream {name}: no answer"),
+                    ))
+                }
+            }
+        };
+        let events = tokio::time::timeout(
+            left(),
+            feed::own_events(
+                stream.clone(),
+                &self.opts,
+                self.events.clone(),
+                self.not_ours.clone(),
+            ),
+        )
+        .await
+        .map_err(|_| {
+            error(
+                ErrorKind::Timeout,
+                "this client's events consumer: no answer",
+            )
+        })??;
         let (accounts, next_order_id) = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
             let asked = self
                 .door(&client)
-                .ask(Request::Connect, None, left.max(RETRY), &mut |_| true)
+                .ask(Request::Connect, None, left(), &mut |_| true)
                 .await;
             match asked {
                 Ok(Reply::Connected {
                     accounts,
                     next_order_id,
                 }) => break (accounts, next_order_id),
-                Ok(other) => return Err(unexpected(&other)),
+                Ok(other) => {
+                    events.abort();
+                    return Err(unexpected(&other));
+                }
                 Err(e) if e.kind == ErrorKind::NotConnected && Instant::now() < deadline => {
                     tokio::time::sleep(RETRY).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    events.abort();
+                    return Err(e);
+                }
             }
         };
-        let js = jetstream::new(client.clone());
-        let stream = tokio::time::timeout(
-            timeout.max(RETRY),
-            js.get_stream(stream_name(&self.opts.hub)),
-        )
-        .await
-        .map_err(|_| error(ErrorKind::Timeout, "the hub's stream was not found in time"))?
-        .map_err(|e| {
-            error(
-                ErrorKind::NotConnected,
-                format!("stream {}: {e}", stream_name(&self.opts.hub)),
-            )
-        })?;
-        let events = feed::own_events(
-            stream.clone(),
-            &self.opts,
+        let keepalive = tokio::spawn(keep_attached(
+            self.door(&client),
+            self.subs.clone(),
             self.events.clone(),
-            self.not_ours.clone(),
-        )
-        .await?;
-        let keepalive = {
-            let (client, subject) = (
-                client.clone(),
-                rpc_subject(&self.opts.hub, &self.opts.client),
-            );
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(INSTANCE, self.opts.instance.as_str());
-            tokio::spawn(async move {
-                let ping = bridge::codec::encode(&Request::Ping {
-                    payload: Vec::new(),
-                });
-                let Ok(ping) = ping else { return };
-                loop {
-                    tokio::time::sleep(KEEPALIVE).await;
-                    // Unanswered: the hub hears of us, no more.
-                    let sent = client.publish_with_headers(
-                        subject.clone(),
-                        headers.clone(),
-                        ping.clone().into(),
-                    );
-                    let _ = sent.await;
-                }
-            })
-        };
+        ));
         Ok(Link {
             client,
             stream,
@@ -208,6 +234,7 @@ impl RemoteBackend {
             hub: self.opts.hub.clone(),
             client_name: self.opts.client.clone(),
             instance: self.opts.instance.clone(),
+            generation: self.generation,
             url: self.opts.url.clone(),
             not_ours: self.not_ours.clone(),
         }
@@ -361,7 +388,11 @@ impl Backend for RemoteBackend {
         let asked = door.ask(Request::History(request.clone()), None, wait, &mut each);
         match self.runtime.block_on(cancel.or_cancelled(asked)) {
             None => Err(error(ErrorKind::Cancelled, "history request cancelled")),
-            Some(Ok(Reply::HistoryEnd { .. })) => Ok(sent),
+            Some(Ok(Reply::HistoryEnd { count })) if count == sent => Ok(sent),
+            Some(Ok(Reply::HistoryEnd { count })) => Err(error(
+                ErrorKind::Disconnected,
+                format!("the hub sent {count} bars, {sent} came: some lost in transit"),
+            )),
             Some(Ok(other)) => Err(unexpected(&other)),
             Some(Err(e)) => Err(e),
         }
@@ -373,29 +404,42 @@ impl Backend for RemoteBackend {
         if let Some(old) = self.feeds.lock().remove(&request.symbol) {
             old.stop();
         }
-        // The consumer first: a bar published once the hub subscribes is one it holds.
+        // The consumer first: a bar published once the hub subscribes is one it holds. The
+        // run's first worker starts it afresh (the run's history is to now: an earlier run's
+        // backlog is older); a replacement goes on from the first bar not handed over.
+        let fresh = self.generation == 0 && self.fresh.lock().insert(request.symbol.clone());
         let consumer = self.runtime.block_on(feed::consumer(
             &link.stream,
             &self.opts,
             &request.symbol,
+            fresh,
             self.request_timeout(),
         ))?;
         match self.simple(Request::Subscribe(request.clone()))? {
             Reply::Subscribed => {}
             other => return Err(unexpected(&other)),
         }
+        self.subs
+            .lock()
+            .insert(request.symbol.clone(), request.clone());
         let feed = Feed::start(
             &self.runtime,
-            consumer,
+            (link.stream.clone(), consumer),
             request,
             self.events.clone(),
             self.not_ours.clone(),
         );
-        self.feeds.lock().insert(request.symbol.clone(), feed);
+        let mut feeds = self.feeds.lock();
+        if self.closing.load(Ordering::Acquire) {
+            feed.stop();
+        } else {
+            feeds.insert(request.symbol.clone(), feed);
+        }
         Ok(())
     }
 
     fn unsubscribe(&self, symbol: &str) -> Result<(), RemoteError> {
+        self.subs.lock().remove(symbol);
         if let Some(feed) = self.feeds.lock().remove(symbol) {
             feed.stop();
         }
@@ -465,6 +509,7 @@ impl Backend for RemoteBackend {
     }
 
     fn disconnect(&self) {
+        self.closing.store(true, Ordering::Release);
         for (_, feed) in self.feeds.lock().drain() {
             feed.stop();
         }

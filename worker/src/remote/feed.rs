@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::stream::Stream;
-use bridge::protocol::{ErrorKind, Event, RemoteError, SubscribeRequest};
+use bridge::protocol::{ErrorKind, Event, FeedState, RemoteError, SubscribeRequest};
 use futures_util::StreamExt;
 use tokio::task::JoinHandle;
 
@@ -47,27 +47,72 @@ fn config(name: String, filter: String) -> pull::Config {
     }
 }
 
-/// The consumer of `opts`' client for `symbol`'s bars, made if missing.
+/// The consumer of `opts`' client for `symbol`'s bars: made if missing; made afresh (what
+/// an earlier run left in it dropped) if `fresh`.
 pub(super) async fn consumer(
     stream: &Stream,
     opts: &RemoteOptions,
     symbol: &str,
+    fresh: bool,
     wait: Duration,
 ) -> Result<Consumer, RemoteError> {
     let name = consumer_name(&opts.client, Some(symbol));
     let filter = bars_subject(&opts.hub, symbol);
-    tokio::time::timeout(
-        wait,
-        stream.get_or_create_consumer(&name, config(name.clone(), filter)),
-    )
-    .await
-    .map_err(|_| {
-        error(
-            ErrorKind::Timeout,
-            format!("consumer {name} not made in time"),
-        )
-    })?
-    .map_err(|e| error(ErrorKind::NotConnected, format!("consumer {name}: {e}")))
+    let made = async {
+        if fresh {
+            // Missing is as good as deleted.
+            let _ = stream.delete_consumer(&name).await;
+        }
+        stream
+            .get_or_create_consumer(&name, config(name.clone(), filter))
+            .await
+    };
+    tokio::time::timeout(wait, made)
+        .await
+        .map_err(|_| {
+            error(
+                ErrorKind::Timeout,
+                format!("consumer {name} not made in time"),
+            )
+        })?
+        .map_err(|e| error(ErrorKind::NotConnected, format!("consumer {name}: {e}")))
+}
+
+/// Whether `consumer`'s durable had to be made again: gone at the server (removed, or the
+/// server lost its store), it is, and the runner is told that bars may be missing.
+async fn made_again(
+    stream: &Stream,
+    consumer: &mut Consumer,
+    symbol: &str,
+    sink: &EventSink,
+) -> bool {
+    let Some(name) = consumer.cached_info().config.durable_name.clone() else {
+        return false;
+    };
+    let wait = Duration::from_secs(2);
+    let found = tokio::time::timeout(wait, stream.consumer_info(&name)).await;
+    // Found, or no answer: not known to be gone.
+    let Ok(Err(e)) = found else {
+        return false;
+    };
+    if !e.to_string().contains("not found") {
+        return false;
+    }
+    let filter = consumer.cached_info().config.filter_subject.clone();
+    let again = stream.get_or_create_consumer(&name, config(name.clone(), filter));
+    let Ok(Ok(c)) = tokio::time::timeout(wait, again).await else {
+        return false;
+    };
+    *consumer = c;
+    tracing::warn!(%symbol, consumer = %name, "the consumer was gone: made again, bars between may be missing");
+    let told = Event::Feed {
+        symbol: symbol.to_string(),
+        state: FeedState::Resubscribed {
+            reason: format!("consumer {name} was gone at the server: bars between may be missing"),
+        },
+    };
+    tokio::task::block_in_place(|| sink(told));
+    true
 }
 
 /// A symbol's bars being handed to the runner.
@@ -79,18 +124,28 @@ impl Feed {
     /// Hands `consumer`'s bars to `sink` as bars of `request`'s subscription.
     pub(super) fn start(
         runtime: &tokio::runtime::Runtime,
-        consumer: Consumer,
+        (stream, mut consumer): (Stream, Consumer),
         request: &SubscribeRequest,
         sink: EventSink,
         not_ours: Arc<AtomicU64>,
     ) -> Feed {
         let (sub, size, symbol) = (request.id, request.bar_seconds, request.symbol.clone());
         let task = runtime.spawn(async move {
+            let mut failed = 0u32;
             loop {
                 let mut messages = match consumer.messages().await {
-                    Ok(m) => m,
+                    Ok(m) => {
+                        failed = 0;
+                        m
+                    }
                     Err(e) => {
+                        failed += 1;
                         tracing::debug!(%symbol, "bars not read: {e}");
+                        if failed.is_multiple_of(8)
+                            && !made_again(&stream, &mut consumer, &symbol, &sink).await
+                        {
+                            tracing::warn!(%symbol, "bars not read for a while: {e}");
+                        }
                         tokio::time::sleep(AGAIN).await;
                         continue;
                     }
@@ -110,7 +165,9 @@ impl Feed {
                         .filter(|b| b.has_valid_prices());
                     match bar {
                         Some(bar) => {
-                            if !sink(Event::Bar { sub, bar }) {
+                            // The ring may be full for a while: not on the runtime's time.
+                            let bar = Event::Bar { sub, bar };
+                            if !tokio::task::block_in_place(|| sink(bar)) {
                                 // Not handed over: sent again after ACK_WAIT.
                                 continue;
                             }
@@ -162,7 +219,7 @@ pub(super) async fn own_events(
             while let Some(Ok(message)) = messages.next().await {
                 match bridge::codec::decode::<Event>(&message.payload) {
                     Ok(event) => {
-                        if !sink(event) {
+                        if !tokio::task::block_in_place(|| sink(event)) {
                             continue;
                         }
                     }

@@ -80,6 +80,16 @@ pub const MSG_ID: &str = "Nats-Msg-Id";
 /// ([`RemoteOptions::instance`](crate::options::RemoteOptions::instance)).
 pub const INSTANCE: &str = "Ibbridge-Instance";
 
+/// The header naming the generation of the worker a request comes from (in its run).
+pub const WORKER: &str = "Ibbridge-Worker";
+
+/// The header of a request's deadline (Unix milliseconds): the hub drops a request whose
+/// deadline passed before its turn came.
+pub const DEADLINE: &str = "Ibbridge-Deadline";
+
+/// The header numbering a request's answers from 0: one missing was lost in transit.
+pub const SEQ: &str = "Ibbridge-Seq";
+
 /// A bar as published: JSON any NATS client reads.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PublishedBar {
