@@ -69,6 +69,7 @@ fn intern(s: &str) -> &'static str {
         "hub_idle_cpu_pct",
         "worker_idle_cpu_pct",
         "nats",
+        "nats_remote",
         "hub_to_remote",
         "iceoryx2",
     ];
