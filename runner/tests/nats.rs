@@ -1039,3 +1039,78 @@ fn a_stretch_of_a_hubs_stream_replays_the_same_bars_and_signals() {
         "{stderr}"
     );
 }
+
+#[test]
+#[ignore = "needs nats-server: NATS_SERVER=target/nats-venv/bin/nats-server cargo test -p runner --test nats -- --ignored (.ci/run installs it)"]
+fn a_request_given_up_over_nats_stops_at_the_hub_and_is_not_answered() {
+    use futures_util::StreamExt;
+    let server = NatsServer::start("giveup");
+    // Every request the hub's market takes waits 1.5 s first.
+    let (_hub, _journal) = trading_hub("giveup", &server.url(), Some("reply_delay_ms=1500"));
+    let url = server.url();
+    let connected = ask(
+        &url,
+        "giveup",
+        "quit",
+        "run-1",
+        vec![(Request::Connect, vec![])],
+    );
+    assert!(
+        matches!(connected[0][..], [Reply::Connected { .. }]),
+        "{connected:?}"
+    );
+    let history = || {
+        let request = Request::History(bridge::protocol::HistoryRequest {
+            symbol: "SPY".into(),
+            bar_seconds: 60,
+            duration_seconds: 3600,
+            end: None,
+        });
+        bridge::codec::encode(&request).unwrap()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (kept, dropped) = runtime.block_on(async {
+        let client = async_nats::connect(url.as_str()).await.unwrap();
+        let subject = "ibbridge-rpc.giveup.quit";
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Ibbridge-Instance", "run-1");
+        let mut inboxes = Vec::new();
+        for _ in 0..2 {
+            let inbox = client.new_inbox();
+            let sub = client.subscribe(inbox.clone()).await.unwrap();
+            client
+                .publish_with_reply_and_headers(
+                    subject,
+                    inbox.clone(),
+                    headers.clone(),
+                    history().into(),
+                )
+                .await
+                .unwrap();
+            inboxes.push((inbox, sub));
+        }
+        // The second given up at once.
+        let mut cancel = headers.clone();
+        cancel.insert("Ibbridge-Cancels", inboxes[1].0.as_str());
+        let bytes = bridge::codec::encode(&Request::Cancel { id: 0 }).unwrap();
+        client
+            .publish_with_headers(subject, cancel, bytes.into())
+            .await
+            .unwrap();
+        let mut counts = Vec::new();
+        for (_, mut sub) in inboxes {
+            let mut n = 0;
+            while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(4), sub.next()).await {
+                n += 1;
+            }
+            counts.push(n);
+        }
+        (counts[0], counts[1])
+    });
+    // 60 bars in one batch, and the end; nothing for the one given up.
+    assert_eq!(kept, 2);
+    assert_eq!(dropped, 0);
+}

@@ -29,7 +29,7 @@ use bridge::protocol::{ErrorKind, Event, RemoteError, Reply, Request};
 use bridge::{Client, ClientConfig};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use worker::remote::wire::{rpc_subject, DEADLINE, INSTANCE, MSG_ID, SEQ, WORKER};
+use worker::remote::wire::{rpc_subject, CANCELS, DEADLINE, INSTANCE, MSG_ID, SEQ, WORKER};
 
 use super::publisher::Publisher;
 use crate::config::{NatsConfig, MAX_CLIENT_NAME};
@@ -63,6 +63,8 @@ struct Shared {
     remotes: Mutex<HashMap<String, Arc<Remote>>>,
     /// Names being attached now (outside the lock of `remotes`).
     attaching: Mutex<Vec<String>>,
+    /// Requests under way by their inbox: set, the client gave the request up.
+    in_flight: Mutex<HashMap<String, Arc<AtomicBool>>>,
     stop: AtomicBool,
 }
 
@@ -117,6 +119,7 @@ impl Door {
             publisher,
             remotes: Mutex::new(HashMap::new()),
             attaching: Mutex::new(Vec::new()),
+            in_flight: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
         });
         let thread = {
@@ -230,6 +233,14 @@ fn take(shared: &Arc<Shared>, nats: &async_nats::Client, m: async_nats::Message)
     let said = Said::of(m.headers.as_ref());
     let request = bridge::codec::decode::<Request>(&m.payload);
     let ours = name.len() <= MAX_CLIENT_NAME && bridge::channel::valid_name(&name);
+    // A client giving up a request of its: the request stops, and is cancelled at the broker.
+    let cancels = m.headers.as_ref().and_then(|h| h.get(CANCELS));
+    if let (true, Ok(Request::Cancel { .. }), Some(inbox)) = (ours, &request, cancels) {
+        if let Some(flag) = shared.in_flight.lock().get(inbox.as_str()) {
+            flag.store(true, Ordering::Release);
+        }
+        return;
+    }
     let (request, reply) = match (ours, request, m.reply.clone()) {
         (true, Ok(request), Some(reply)) => (request, reply),
         (ours, request, reply) => {
@@ -264,6 +275,11 @@ fn take(shared: &Arc<Shared>, nats: &async_nats::Client, m: async_nats::Message)
         return;
     }
     let (shared, nats) = (shared.clone(), nats.clone());
+    let given_up = Arc::new(AtomicBool::new(false));
+    shared
+        .in_flight
+        .lock()
+        .insert(reply.to_string(), given_up.clone());
     tokio::task::spawn_blocking(move || {
         let runtime = tokio::runtime::Handle::current();
         let mut seq = 0u64;
@@ -271,7 +287,8 @@ fn take(shared: &Arc<Shared>, nats: &async_nats::Client, m: async_nats::Message)
             runtime.block_on(answer(&nats, &reply, seq, r));
             seq += 1;
         };
-        handle(&shared, (&name, &said), request, &mut say);
+        handle(&shared, (&name, &said), request, (&mut say, &given_up));
+        shared.in_flight.lock().remove(reply.as_str());
     });
 }
 
@@ -301,7 +318,7 @@ fn handle(
     shared: &Shared,
     (name, said): (&str, &Said),
     request: Request,
-    say: &mut dyn FnMut(&Reply),
+    (say, given_up): (&mut dyn FnMut(&Reply), &AtomicBool),
 ) {
     match request {
         Request::Shutdown => {
@@ -358,6 +375,11 @@ fn handle(
     match remote.client.stream(request, wait) {
         Ok(replies) => {
             for reply in replies {
+                if given_up.load(Ordering::Acquire) {
+                    // The stream dropped: the request is cancelled at the hub's worker.
+                    tracing::debug!(client = %name, "a request given up by the client");
+                    return;
+                }
                 say(&reply.unwrap_or_else(lost));
             }
         }

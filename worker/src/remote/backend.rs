@@ -385,9 +385,19 @@ impl Backend for RemoteBackend {
             }
             _ => false,
         };
-        let asked = door.ask(Request::History(request.clone()), None, wait, &mut each);
+        let inbox = link.client.new_inbox();
+        let asked = door.ask_on(
+            inbox.clone(),
+            Request::History(request.clone()),
+            None,
+            wait,
+            &mut each,
+        );
         match self.runtime.block_on(cancel.or_cancelled(asked)) {
-            None => Err(error(ErrorKind::Cancelled, "history request cancelled")),
+            None => {
+                self.runtime.block_on(door.give_up(&inbox));
+                Err(error(ErrorKind::Cancelled, "history request cancelled"))
+            }
             Some(Ok(Reply::HistoryEnd { count })) if count == sent => Ok(sent),
             Some(Ok(Reply::HistoryEnd { count })) => Err(error(
                 ErrorKind::Disconnected,

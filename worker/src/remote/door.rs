@@ -19,7 +19,7 @@ use bridge::protocol::{
 use futures_util::StreamExt;
 use parking_lot::Mutex;
 
-use super::wire::{rpc_subject, DEADLINE, INSTANCE, MSG_ID, SEQ, WORKER};
+use super::wire::{rpc_subject, CANCELS, DEADLINE, INSTANCE, MSG_ID, SEQ, WORKER};
 use crate::backend::{error, EventSink};
 
 /// How long a request that found no hub waits before it is sent again.
@@ -54,6 +54,35 @@ impl Door {
         wait: Duration,
         each: &mut F,
     ) -> Result<Reply, RemoteError> {
+        let inbox = self.client.new_inbox();
+        self.ask_on(inbox, request, msg_id, wait, each).await
+    }
+
+    /// Tells the hub that the request answered on `inbox` is given up (it stops working on
+    /// it, and cancels it at the broker); waits a second at most.
+    pub(super) async fn give_up(&self, inbox: &str) {
+        let Ok(payload) = bridge::codec::encode(&Request::Cancel { id: 0 }) else {
+            return;
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(INSTANCE, self.instance.as_str());
+        headers.insert(CANCELS, inbox);
+        let subject = rpc_subject(&self.hub, &self.client_name);
+        let sent = self
+            .client
+            .publish_with_headers(subject, headers, payload.into());
+        let _ = tokio::time::timeout(Duration::from_secs(1), sent).await;
+    }
+
+    /// [`ask`](Self::ask), its answers on `inbox`.
+    pub(super) async fn ask_on<F: FnMut(Reply) -> bool + ?Sized>(
+        &self,
+        inbox: String,
+        request: Request,
+        msg_id: Option<&str>,
+        wait: Duration,
+        each: &mut F,
+    ) -> Result<Reply, RemoteError> {
         let lost = |e: String| error(ErrorKind::NotConnected, format!("NATS: {e}"));
         let late = || {
             error(
@@ -61,7 +90,6 @@ impl Door {
                 format!("hub {} did not answer within {wait:?}", self.hub),
             )
         };
-        let inbox = self.client.new_inbox();
         let mut answers = tokio::time::timeout(wait, self.client.subscribe(inbox.clone()))
             .await
             .map_err(|_| late())?

@@ -90,6 +90,10 @@ pub const DEADLINE: &str = "Ibbridge-Deadline";
 /// The header numbering a request's answers from 0: one missing was lost in transit.
 pub const SEQ: &str = "Ibbridge-Seq";
 
+/// The header of a [`Request::Cancel`](bridge::protocol::Request::Cancel) naming the inbox
+/// of the request given up.
+pub const CANCELS: &str = "Ibbridge-Cancels";
+
 /// A bar as published: JSON any NATS client reads.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PublishedBar {
