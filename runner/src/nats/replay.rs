@@ -4,8 +4,8 @@
 //! the live bars, into a recording of the run's own ([`worker::recording`]), which is then
 //! replayed like a file. The recording is removed when the run ends ([`StreamRecording`]).
 //!
-//! Invariants: reading the stream is bounded (each message awaited [`WAIT`] at most, at most
-//! [`MAX_BARS`] in all); a symbol the stream has no bar of, or a range without a live bar, is a
+//! Invariants: reading the stream is bounded (each message awaited `WAIT` at most, at most
+//! `MAX_BARS` in all); a symbol the stream has no bar of, or a range without a live bar, is a
 //! clear error naming what the stream holds; only bars of the run's size are taken.
 
 use std::collections::BTreeMap;
