@@ -215,6 +215,34 @@ fn stream_bars(url: &str, hub: &str) -> BTreeMap<String, Vec<(String, PublishedB
     })
 }
 
+/// Every event in hub `hub`'s stream: (message id, JSON).
+fn stream_events(url: &str, hub: &str) -> Vec<(String, serde_json::Value)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream(stream_name(hub)).await.unwrap();
+        let state = stream.info().await.unwrap().state.clone();
+        let mut out = Vec::new();
+        for seq in state.first_sequence..=state.last_sequence {
+            let m = stream.get_raw_message(seq).await.unwrap();
+            if m.subject.as_str() != format!("ibbridge.{hub}.events") {
+                continue;
+            }
+            let id = m
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_default();
+            out.push((id, serde_json::from_slice(&m.payload).unwrap()));
+        }
+        out
+    })
+}
+
 /// The live rows' (time, close) of `symbol` in a signals file, as the client took them.
 fn client_bars(signals: &Path, symbol: &str) -> BTreeMap<i64, String> {
     std::fs::read_to_string(signals)
@@ -285,6 +313,18 @@ fn a_hubs_bars_are_in_its_stream_once_each_in_order_across_a_worker_replacement(
     // Every bar published once in the stream; a bar a new worker sent again was dropped by
     // the server as a duplicate.
     assert_eq!(in_stream + nats.duplicates, after.bars_in);
+    // The worker's replacement told, each event with an id of its own.
+    let events = stream_events(&server.url(), "replaced");
+    assert!(
+        events.iter().any(|(_, e)| e["kind"] == "worker_replaced"),
+        "{events:?}"
+    );
+    let ids: std::collections::BTreeSet<&str> = events.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "{events:?}");
+    assert!(
+        ids.iter().all(|id| id.starts_with("replaced.event.")),
+        "{ids:?}"
+    );
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The hub's publisher to NATS JetStream ([`Publisher`]) and what its status shows
 //! ([`NatsView`]).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -54,6 +54,10 @@ pub struct Publisher {
     url: String,
     stream: String,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// When the hub started (Unix ms) and the events handed over since: an event's message
+    /// id, so that one published again (its acknowledgement lost) is stored once.
+    started_ms: u64,
+    events: AtomicU64,
 }
 
 impl Publisher {
@@ -106,6 +110,8 @@ impl Publisher {
             url,
             stream: stream_name(hub),
             thread: Mutex::new(Some(thread)),
+            started_ms: base::unix_time::now().as_millis() as u64,
+            events: AtomicU64::new(0),
         }))
     }
 
@@ -129,7 +135,7 @@ impl Publisher {
     pub fn event(&self, event: &serde_json::Value) {
         self.hand_over(Message {
             subject: format!("{}.events", self.prefix),
-            id: None,
+            id: Some(self.event_id()),
             payload: event.to_string().into_bytes(),
         });
     }
@@ -139,9 +145,15 @@ impl Publisher {
     pub fn client_event(&self, client: &str, payload: Vec<u8>) {
         self.hand_over(Message {
             subject: worker::remote::wire::client_events_subject(&self.hub, client),
-            id: None,
+            id: Some(self.event_id()),
             payload,
         });
+    }
+
+    /// The message id of the next event: the hub's start and the event's number.
+    fn event_id(&self) -> String {
+        let n = self.events.fetch_add(1, Ordering::Relaxed);
+        format!("{}.event.{}.{n}", self.hub, self.started_ms)
     }
 
     /// Counts a message at the hub's door that was not ours; how many so far.
