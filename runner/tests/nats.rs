@@ -182,13 +182,18 @@ fn wait_exit(child: &mut Child) -> i32 {
     }
 }
 
-/// Every bar in hub `hub`'s stream, per symbol in stream order, with its message id.
-fn stream_bars(url: &str, hub: &str) -> BTreeMap<String, Vec<(String, PublishedBar)>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// Runs `work` to its end on a runtime of its own (the tests are not async).
+fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    runtime.block_on(async {
+        .unwrap()
+        .block_on(work)
+}
+
+/// Every bar in hub `hub`'s stream, per symbol in stream order, with its message id.
+fn stream_bars(url: &str, hub: &str) -> BTreeMap<String, Vec<(String, PublishedBar)>> {
+    block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         let js = async_nats::jetstream::new(client);
         let mut stream = js.get_stream(stream_name(hub)).await.unwrap();
@@ -217,11 +222,7 @@ fn stream_bars(url: &str, hub: &str) -> BTreeMap<String, Vec<(String, PublishedB
 
 /// Every event in hub `hub`'s stream: (message id, JSON).
 fn stream_events(url: &str, hub: &str) -> Vec<(String, serde_json::Value)> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         let js = async_nats::jetstream::new(client);
         let mut stream = js.get_stream(stream_name(hub)).await.unwrap();
@@ -481,8 +482,38 @@ fn two_remote_runners_stream_the_hubs_bars_and_trade_through_it() {
     let (east, west) = (temp("nats", "east.csv"), temp("nats", "west.csv"));
     let mut a = remote(&server.url(), "remotes", "east", "SPY,QQQ", 8, &east);
     let mut b = remote(&server.url(), "remotes", "west", "SPY,IWM", 8, &west);
+    // Mid-stream, messages on SPY's subject that are not bars of ours (garbage, a bar of
+    // another size): skipped and counted by both, their bars going on around them.
+    std::thread::sleep(Duration::from_secs(4));
+    let strangers = [
+        b"not json".to_vec(),
+        serde_json::to_vec(
+            &serde_json::json!({"bar_seconds": 60, "time": 1, "open": 1.0,
+            "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0}),
+        )
+        .unwrap(),
+    ];
+    block_on(async {
+        let client = async_nats::connect(server.url().as_str()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        for payload in strangers {
+            let ack = js
+                .publish("ibbridge.remotes.bars.SPY", payload.into())
+                .await
+                .unwrap();
+            ack.await.unwrap();
+        }
+    });
     assert_eq!(wait_exit(&mut a), 0, "{}", said(&east));
     assert_eq!(wait_exit(&mut b), 0, "{}", said(&west));
+    for file in [&east, &west] {
+        let log = said(file);
+        assert!(
+            log.contains("a message that is not a bar of ours, ignored"),
+            "{log}"
+        );
+        assert!(log.contains("not_ours=2"), "{log}");
+    }
     for (file, symbols) in [(&east, ["SPY", "QQQ"]), (&west, ["SPY", "IWM"])] {
         for symbol in symbols {
             let r = rows(file, symbol);
@@ -637,6 +668,15 @@ fn ask(
     )
 }
 
+/// Attaches client `client` (run `run-1`) to hub `hub` over its door, checking the answer.
+fn attach(url: &str, hub: &str, client: &str) {
+    let connected = ask(url, hub, client, "run-1", vec![(Request::Connect, vec![])]);
+    assert!(
+        matches!(connected[0][..], [Reply::Connected { .. }]),
+        "{connected:?}"
+    );
+}
+
 /// The `Nats-Msg-Id` header.
 fn msg_id(id: &str) -> Headers {
     vec![("Nats-Msg-Id", id.to_string())]
@@ -649,11 +689,7 @@ fn ask_bytes(
     payloads: Vec<(Vec<u8>, Headers)>,
 ) -> Vec<Vec<Reply>> {
     use futures_util::StreamExt;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         let mut inboxes = Vec::new();
         for (payload, extra) in payloads {
@@ -715,17 +751,7 @@ fn an_order_sent_twice_over_nats_is_one_order_and_strangers_are_refused_or_count
     let server = NatsServer::start("twice");
     let (hub, journal) = trading_hub("twice", &server.url(), None);
     let url = server.url();
-    let connected = ask(
-        &url,
-        "twice",
-        "raw",
-        "run-1",
-        vec![(Request::Connect, vec![])],
-    );
-    assert!(
-        matches!(connected[0][..], [Reply::Connected { .. }]),
-        "{connected:?}"
-    );
+    attach(&url, "twice", "raw");
     // The same order twice at once, as a retry after a lost answer sends it.
     let order = || {
         (
@@ -777,11 +803,7 @@ fn an_order_sent_twice_over_nats_is_one_order_and_strangers_are_refused_or_count
         vec![(vec![0xff; 9], vec![])],
     );
     assert!(matches!(&garbage[0][..], [Reply::Error(e)] if e.kind == ErrorKind::BadRequest));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let client = async_nats::connect(url.as_str()).await.unwrap();
         let subject = "ibbridge-rpc.twice.a-client-name-far-too-long-for-a-hub";
         let bytes = bridge::codec::encode(&Request::Accounts).unwrap();
@@ -873,12 +895,7 @@ fn a_remote_client_silent_too_long_is_let_go_and_told_so_when_it_comes_back() {
     let server = NatsServer::start("silent");
     let (hub, _journal) = trading_hub("silent", &server.url(), None);
     let url = server.url();
-    let connect = || vec![(Request::Connect, vec![])];
-    let connected = ask(&url, "silent", "quiet", "run-1", connect());
-    assert!(
-        matches!(connected[0][..], [Reply::Connected { .. }]),
-        "{connected:?}"
-    );
+    attach(&url, "silent", "quiet");
     hub.wait_for("attached", |s| s.clients.len() == 1);
     // No keepalive: let go after ten seconds of silence.
     let since = Instant::now();
@@ -896,11 +913,7 @@ fn a_remote_client_silent_too_long_is_let_go_and_told_so_when_it_comes_back() {
         "{told:?}"
     );
     // Attached again by its next request.
-    let again = ask(&url, "silent", "quiet", "run-1", connect());
-    assert!(
-        matches!(again[0][..], [Reply::Connected { .. }]),
-        "{again:?}"
-    );
+    attach(&url, "silent", "quiet");
     hub.wait_for("attached again", |s| {
         s.clients.len() == 1 && s.attached == 2
     });
@@ -1088,17 +1101,7 @@ fn a_request_given_up_over_nats_stops_at_the_hub_and_is_not_answered() {
     // Every request the hub's market takes waits 1.5 s first.
     let (_hub, _journal) = trading_hub("giveup", &server.url(), Some("reply_delay_ms=1500"));
     let url = server.url();
-    let connected = ask(
-        &url,
-        "giveup",
-        "quit",
-        "run-1",
-        vec![(Request::Connect, vec![])],
-    );
-    assert!(
-        matches!(connected[0][..], [Reply::Connected { .. }]),
-        "{connected:?}"
-    );
+    attach(&url, "giveup", "quit");
     let history = || {
         let request = Request::History(bridge::protocol::HistoryRequest {
             symbol: "SPY".into(),
@@ -1108,11 +1111,7 @@ fn a_request_given_up_over_nats_stops_at_the_hub_and_is_not_answered() {
         });
         bridge::codec::encode(&request).unwrap()
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (kept, dropped) = runtime.block_on(async {
+    let (kept, dropped) = block_on(async {
         let client = async_nats::connect(url.as_str()).await.unwrap();
         let subject = "ibbridge-rpc.giveup.quit";
         let mut headers = async_nats::HeaderMap::new();
@@ -1153,4 +1152,66 @@ fn a_request_given_up_over_nats_stops_at_the_hub_and_is_not_answered() {
     // 60 bars in one batch, and the end; nothing for the one given up.
     assert_eq!(kept, 2);
     assert_eq!(dropped, 0);
+}
+
+#[test]
+#[ignore = "needs nats-server: NATS_SERVER=target/nats-venv/bin/nats-server cargo test -p runner --test nats -- --ignored (.ci/run installs it)"]
+fn a_remote_runner_with_no_hub_behind_its_server_fails_in_bounded_time_saying_why() {
+    let mut server = NatsServer::start("nohub");
+    let signals = temp("nats", "nohub.csv");
+    let config = temp_file(
+        "nats",
+        "nohub-remote.toml",
+        &format!("{FAST}[hub]\nwait_seconds = 2\n"),
+    );
+    let started = Instant::now();
+    let (code, _, stderr) = common::output(runner(&[
+        "run",
+        "--config",
+        &config,
+        "--nats",
+        &server.url(),
+        "--hub",
+        "nohub",
+        "--symbols",
+        "SPY",
+        "--duration",
+        "2",
+        "--signals",
+        &signals.to_string_lossy(),
+    ]));
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("stream IBBRIDGE_nohub"), "{stderr}");
+    // The handshake (10 s) and hub.wait_seconds (2 s), and the start of a replacement: no more.
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    // No server at all: the same, naming the server.
+    server.kill();
+    let started = Instant::now();
+    let (code, _, stderr) = common::output(runner(&[
+        "run",
+        "--config",
+        &config,
+        "--nats",
+        &server.url(),
+        "--hub",
+        "nohub",
+        "--symbols",
+        "SPY",
+        "--duration",
+        "2",
+    ]));
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot connect to NATS at {}", server.url())),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -35,7 +35,7 @@ use super::publisher::Publisher;
 use crate::config::{NatsConfig, MAX_CLIENT_NAME};
 
 /// A remote client not heard of for this long is let go.
-pub const SILENCE: Duration = Duration::from_secs(10);
+const SILENCE: Duration = Duration::from_secs(10);
 /// How long the door waits before connecting to the server again.
 const RETRY: Duration = Duration::from_secs(1);
 /// How long an answer may wait to be handed to the server.
@@ -132,11 +132,6 @@ impl Door {
             shared,
             thread: Mutex::new(Some(thread)),
         })
-    }
-
-    /// Remote clients attached now.
-    pub fn remotes(&self) -> usize {
-        self.shared.remotes.lock().len()
     }
 
     /// Closes the door: its clients are let go.

@@ -35,6 +35,6 @@ mod wire;
 mod tests;
 
 #[cfg(feature = "nats")]
-pub use door::{Door, DoorSettings, SILENCE};
+pub use door::{Door, DoorSettings};
 pub use publisher::{NatsView, Publisher};
 pub use wire::{bar_id, stream_name, subject_prefix, symbol_token, valid_hub_token, PublishedBar};
