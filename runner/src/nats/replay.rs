@@ -205,7 +205,7 @@ fn write(
             env!("CARGO_PKG_VERSION"),
             stream_name(hub)
         ),
-        config: toml::to_string(cfg).unwrap_or_default(),
+        config: cfg.to_toml(),
         bar_seconds: cfg.history.bar_seconds,
         started: base::unix_time::now().as_secs() as i64,
     };

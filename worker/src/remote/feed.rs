@@ -79,11 +79,12 @@ pub(super) async fn consumer(
 }
 
 /// Whether `consumer`'s durable had to be made again: gone at the server (removed, or the
-/// server lost its store), it is, and the runner is told that bars may be missing.
+/// server lost its store), it is, and for a symbol's the runner is told that bars may be
+/// missing.
 async fn made_again(
     stream: &Stream,
     consumer: &mut Consumer,
-    symbol: &str,
+    symbol: Option<&str>,
     sink: &EventSink,
 ) -> bool {
     let Some(name) = consumer.cached_info().config.durable_name.clone() else {
@@ -104,15 +105,79 @@ async fn made_again(
         return false;
     };
     *consumer = c;
-    tracing::warn!(%symbol, consumer = %name, "the consumer was gone: made again, bars between may be missing");
-    let told = Event::Feed {
-        symbol: symbol.to_string(),
-        state: FeedState::Resubscribed {
-            reason: format!("consumer {name} was gone at the server: bars between may be missing"),
-        },
-    };
-    tokio::task::block_in_place(|| sink(told));
+    tracing::warn!(consumer = %name, "the consumer was gone: made again, messages between may be missing");
+    if let Some(symbol) = symbol {
+        let told = Event::Feed {
+            symbol: symbol.to_string(),
+            state: FeedState::Resubscribed {
+                reason: format!(
+                    "consumer {name} was gone at the server: bars between may be missing"
+                ),
+            },
+        };
+        tokio::task::block_in_place(|| sink(told));
+    }
     true
+}
+
+/// Reads `consumer` for ever: each message made an event by `event` (`None`: not ours,
+/// counted) and handed to `sink`, acknowledged once handed over (or not ours); a consumer
+/// that cannot be read is read again, made again if it is gone. `symbol`: whose bars these
+/// are (`None`: the client's own events).
+async fn follow(
+    stream: Stream,
+    mut consumer: Consumer,
+    symbol: Option<String>,
+    (sink, not_ours): (EventSink, Arc<AtomicU64>),
+    event: impl Fn(&[u8]) -> Option<Event>,
+) {
+    let what = symbol.as_deref().unwrap_or("this client's events");
+    let mut failed = 0u32;
+    loop {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => {
+                failed = 0;
+                m
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::debug!(what, "not read: {e}");
+                if failed.is_multiple_of(8)
+                    && !made_again(&stream, &mut consumer, symbol.as_deref(), &sink).await
+                {
+                    tracing::warn!(what, "not read for a while: {e}");
+                }
+                tokio::time::sleep(AGAIN).await;
+                continue;
+            }
+        };
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::debug!(what, "interrupted: {e}");
+                    break;
+                }
+            };
+            match event(&message.payload) {
+                // The ring may be full for a while: not on the runtime's time. Not handed
+                // over: sent again after ACK_WAIT.
+                Some(e) => {
+                    if !tokio::task::block_in_place(|| sink(e)) {
+                        continue;
+                    }
+                }
+                None => {
+                    let n = not_ours.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::warn!(what, not_ours = n, subject = %message.subject, "a message that is not a bar of ours, ignored");
+                }
+            }
+            if let Err(e) = message.ack().await {
+                tracing::debug!(what, "acknowledgement not sent: {e}");
+            }
+        }
+        tokio::time::sleep(AGAIN).await;
+    }
 }
 
 /// A symbol's bars being handed to the runner.
@@ -124,67 +189,24 @@ impl Feed {
     /// Hands `consumer`'s bars to `sink` as bars of `request`'s subscription.
     pub(super) fn start(
         runtime: &tokio::runtime::Runtime,
-        (stream, mut consumer): (Stream, Consumer),
+        (stream, consumer): (Stream, Consumer),
         request: &SubscribeRequest,
         sink: EventSink,
         not_ours: Arc<AtomicU64>,
     ) -> Feed {
         let (sub, size, symbol) = (request.id, request.bar_seconds, request.symbol.clone());
-        let task = runtime.spawn(async move {
-            let mut failed = 0u32;
-            loop {
-                let mut messages = match consumer.messages().await {
-                    Ok(m) => {
-                        failed = 0;
-                        m
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        tracing::debug!(%symbol, "bars not read: {e}");
-                        if failed.is_multiple_of(8)
-                            && !made_again(&stream, &mut consumer, &symbol, &sink).await
-                        {
-                            tracing::warn!(%symbol, "bars not read for a while: {e}");
-                        }
-                        tokio::time::sleep(AGAIN).await;
-                        continue;
-                    }
-                };
-                while let Some(message) = messages.next().await {
-                    let message = match message {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::debug!(%symbol, "bars interrupted: {e}");
-                            break;
-                        }
-                    };
-                    let bar = serde_json::from_slice::<PublishedBar>(&message.payload)
-                        .ok()
-                        .filter(|p| p.bar_seconds == size)
-                        .map(|p| p.bar())
-                        .filter(|b| b.has_valid_prices());
-                    match bar {
-                        Some(bar) => {
-                            // The ring may be full for a while: not on the runtime's time.
-                            let bar = Event::Bar { sub, bar };
-                            if !tokio::task::block_in_place(|| sink(bar)) {
-                                // Not handed over: sent again after ACK_WAIT.
-                                continue;
-                            }
-                        }
-                        None => {
-                            let n = not_ours.fetch_add(1, Ordering::Relaxed) + 1;
-                            tracing::warn!(%symbol, not_ours = n, subject = %message.subject, "a message that is not a bar of ours, ignored");
-                        }
-                    }
-                    if let Err(e) = message.ack().await {
-                        tracing::debug!(%symbol, "acknowledgement not sent: {e}");
-                    }
-                }
-                tokio::time::sleep(AGAIN).await;
-            }
-        });
-        Feed { task }
+        let bar = move |payload: &[u8]| {
+            serde_json::from_slice::<PublishedBar>(payload)
+                .ok()
+                .filter(|p| p.bar_seconds == size)
+                .map(|p| p.bar())
+                .filter(|b| b.has_valid_prices())
+                .map(|bar| Event::Bar { sub, bar })
+        };
+        let followed = follow(stream, consumer, Some(symbol), (sink, not_ours), bar);
+        Feed {
+            task: runtime.spawn(followed),
+        }
     }
 
     /// Stops handing bars over (the consumer stays, for whoever comes back).
@@ -207,30 +229,12 @@ pub(super) async fn own_events(
         .get_or_create_consumer(&name, config(name.clone(), filter))
         .await
         .map_err(|e| error(ErrorKind::NotConnected, format!("consumer {name}: {e}")))?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let mut messages = match consumer.messages().await {
-                Ok(m) => m,
-                Err(_) => {
-                    tokio::time::sleep(AGAIN).await;
-                    continue;
-                }
-            };
-            while let Some(Ok(message)) = messages.next().await {
-                match bridge::codec::decode::<Event>(&message.payload) {
-                    Ok(event) => {
-                        if !tokio::task::block_in_place(|| sink(event)) {
-                            continue;
-                        }
-                    }
-                    Err(e) => {
-                        let n = not_ours.fetch_add(1, Ordering::Relaxed) + 1;
-                        tracing::warn!(not_ours = n, "an event that is not ours, ignored: {e}");
-                    }
-                }
-                let _ = message.ack().await;
-            }
-            tokio::time::sleep(AGAIN).await;
-        }
-    }))
+    let event = |payload: &[u8]| bridge::codec::decode::<Event>(payload).ok();
+    Ok(tokio::spawn(follow(
+        stream,
+        consumer,
+        None,
+        (sink, not_ours),
+        event,
+    )))
 }
