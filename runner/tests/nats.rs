@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bridge::protocol::{ErrorKind, OrderRequest, OrderType, Reply, Request, Side, TimeInForce};
-use common::{runner, temp, temp_file};
+use common::{placed, runner, temp, temp_file};
 use runner::hub::HubStatus;
 use runner::nats::{stream_name, PublishedBar};
 
@@ -453,17 +453,6 @@ fn no_gap_no_repeat(what: &str, rows: &[Row], step: i64) {
             pair[1].time
         );
     }
-}
-
-/// The orders the hub's simulated broker took: reference → how many times.
-fn placed(journal: &Path) -> BTreeMap<String, usize> {
-    let text = std::fs::read_to_string(journal).unwrap_or_default();
-    let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| l.starts_with("P\t")) {
-        let order_ref = line.split('\t').nth(3).unwrap().to_string();
-        *out.entry(order_ref).or_default() += 1;
-    }
-    out
 }
 
 /// A hub whose simulated broker keeps its orders in a journal of the test's.

@@ -5,11 +5,11 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 mod common;
-use common::{output, runner};
+use common::{output, placed, runner};
 
 /// A config file in this test's directory holding `text` and an orders file of its own;
 /// returns (config path, orders file path).
@@ -22,17 +22,6 @@ fn setup(name: &str, text: &str) -> (String, PathBuf) {
         &format!("[sim]\norders_file = \"{}\"\n{text}", journal.display()),
     );
     (config, journal)
-}
-
-/// The orders the broker took: reference -> how many times.
-fn placed(journal: &Path) -> HashMap<String, usize> {
-    let text = std::fs::read_to_string(journal).unwrap_or_default();
-    let mut out = HashMap::new();
-    for line in text.lines().filter(|l| l.starts_with("P\t")) {
-        let order_ref = line.split('\t').nth(3).unwrap().to_string();
-        *out.entry(order_ref).or_default() += 1;
-    }
-    out
 }
 
 #[test]
@@ -55,7 +44,10 @@ fn a_hand_order_is_followed_to_its_fill_and_is_at_the_broker_once() {
             .starts_with("order hand-1 (broker #1): buy 10 SPY market day: filled, 10 filled @ "),
         "{stdout}"
     );
-    assert_eq!(placed(&journal), HashMap::from([("hand-1".to_string(), 1)]));
+    assert_eq!(
+        placed(&journal),
+        BTreeMap::from([("hand-1".to_string(), 1)])
+    );
 
     // Later commands see the same broker.
     let (code, stdout, _) = output(runner(&["positions", "--config", &config]));
@@ -96,7 +88,10 @@ fn placing_the_same_reference_again_finds_the_first_order() {
         stderr.contains("order already at the simulated broker; not placed again"),
         "{stderr}"
     );
-    assert_eq!(placed(&journal), HashMap::from([("same-1".to_string(), 1)]));
+    assert_eq!(
+        placed(&journal),
+        BTreeMap::from([("same-1".to_string(), 1)])
+    );
 }
 
 /// The worker dies (SIGKILL) right after the broker took the order, before it answered: the
@@ -122,7 +117,10 @@ fn a_worker_killed_right_after_the_broker_took_the_order_leaves_one_order() {
         "{stderr}"
     );
     assert!(stdout.contains(": filled, 10 filled @ "), "{stdout}");
-    assert_eq!(placed(&journal), HashMap::from([("kill-1".to_string(), 1)]));
+    assert_eq!(
+        placed(&journal),
+        BTreeMap::from([("kill-1".to_string(), 1)])
+    );
 }
 
 #[test]
@@ -542,6 +540,6 @@ fn a_folded_journal_is_read_by_later_commands_and_its_references_are_not_placed_
     assert!(stdout.starts_with("order new-1 (broker #5)"), "{stdout}");
     assert_eq!(
         placed(&journal),
-        HashMap::from([("kept-1".to_string(), 1), ("new-1".to_string(), 1)])
+        BTreeMap::from([("kept-1".to_string(), 1), ("new-1".to_string(), 1)])
     );
 }

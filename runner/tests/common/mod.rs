@@ -152,3 +152,15 @@ pub(crate) fn finish(child: Child, log: Log) -> (Option<i32>, String, Vec<String
 pub(crate) fn last_line(text: &str) -> &str {
     text.lines().last().unwrap_or_default()
 }
+
+/// The orders a simulated broker's journal (`sim.orders_file`) says it took: reference → how
+/// many times.
+pub(crate) fn placed(journal: &std::path::Path) -> std::collections::BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(journal).unwrap_or_default();
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("P\t")) {
+        let order_ref = line.split('\t').nth(3).unwrap().to_string();
+        *out.entry(order_ref).or_default() += 1;
+    }
+    out
+}
