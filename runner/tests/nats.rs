@@ -1204,3 +1204,27 @@ fn a_remote_runner_with_no_hub_behind_its_server_fails_in_bounded_time_saying_wh
         started.elapsed()
     );
 }
+
+#[test]
+#[ignore = "needs nats-server: NATS_SERVER=target/nats-venv/bin/nats-server cargo test -p runner --test nats -- --ignored (.ci/run installs it)"]
+fn a_consumer_removed_at_the_server_mid_run_is_made_again_and_the_gap_told() {
+    let server = NatsServer::start("vanish");
+    let (_hub, _journal) = trading_hub("vanish", &server.url(), None);
+    let signals = temp("nats", "vanish.csv");
+    let mut run = remote(&server.url(), "vanish", "gone", "SPY", 14, &signals);
+    std::thread::sleep(Duration::from_secs(4));
+    block_on(async {
+        let client = async_nats::connect(server.url().as_str()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let stream = js.get_stream(stream_name("vanish")).await.unwrap();
+        stream.delete_consumer("gone_bars_SPY").await.unwrap();
+    });
+    assert_eq!(wait_exit(&mut run), 0, "{}", said(&signals));
+    let log = said(&signals);
+    assert!(log.contains("the consumer was gone: made again"), "{log}");
+    // Told to the run as a feed made again (the bars between may be missing).
+    assert!(log.contains("live feeds made again 1"), "{log}");
+    // Bars came again after it: well past the removal.
+    let live = rows(&signals, "SPY").len() - 720;
+    assert!(live >= 100, "{live} live bars\n{log}");
+}

@@ -27,6 +27,8 @@ use crate::options::RemoteOptions;
 const ACK_WAIT: Duration = Duration::from_secs(2);
 /// A consumer nobody reads for this long is removed by the server.
 const INACTIVE: Duration = Duration::from_secs(7 * 86_400);
+/// A consumer silent this long is looked for at the server (it may have been removed).
+const LOOK_AFTER: Duration = Duration::from_secs(3);
 /// How long a consumer that failed waits before it is read again.
 const AGAIN: Duration = Duration::from_millis(250);
 
@@ -151,12 +153,22 @@ async fn follow(
                 continue;
             }
         };
-        while let Some(message) = messages.next().await {
-            let message = match message {
-                Ok(m) => m,
-                Err(e) => {
+        loop {
+            // A consumer removed at the server leaves the reader silent, not failed: a
+            // silence makes it look.
+            let message = match tokio::time::timeout(LOOK_AFTER, messages.next()).await {
+                Ok(Some(Ok(m))) => m,
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
                     tracing::debug!(what, "interrupted: {e}");
+                    made_again(&stream, &mut consumer, symbol.as_deref(), &sink).await;
                     break;
+                }
+                Err(_) => {
+                    if made_again(&stream, &mut consumer, symbol.as_deref(), &sink).await {
+                        break;
+                    }
+                    continue;
                 }
             };
             match event(&message.payload) {
