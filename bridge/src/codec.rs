@@ -114,6 +114,51 @@ impl std::error::Error for CodecError {
     }
 }
 
+/// Bytes of the longest fixed layout a [`Wire`] type may give a value.
+pub const FIXED_MAX: usize = 64;
+
+/// A message type the channel carries: encoded by the codec, or, for the values the type
+/// chooses, in a fixed layout of its own, sent in a frame marked so
+/// ([`Layout::Fixed`](crate::ring::Layout)) and read back without the codec: the hot
+/// messages (a live bar crosses as one cache line and is read back by a few loads, with no
+/// envelope to walk). The fixed layout is read from the same private copy as any frame and
+/// checked as strictly: bytes that are not one are corruption. Types without a fixed layout
+/// implement it with no methods. Sending takes `Wire`, receiving `Wire + Decode`.
+pub trait Wire: Encode {
+    /// Writes this value's fixed layout at the start of `out` and returns its length, or
+    /// `None` to send it through the codec.
+    fn to_fixed(&self, out: &mut [u8; FIXED_MAX]) -> Option<usize> {
+        let _ = out;
+        None
+    }
+
+    /// Reads a value back from its fixed layout; `None` if `bytes` are not one.
+    fn from_fixed(bytes: &[u8]) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        let _ = bytes;
+        None
+    }
+}
+
+macro_rules! codec_only {
+    ($($t:ty),*) => {$(impl Wire for $t {})*};
+}
+codec_only!(
+    u8,
+    u16,
+    u32,
+    u64,
+    i32,
+    i64,
+    bool,
+    String,
+    Vec<u8>,
+    str,
+    [u8]
+);
+
 /// Encodes `value` into `out`, replacing its contents (its allocation is reused).
 pub fn encode_into<T: Encode + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     out.clear();

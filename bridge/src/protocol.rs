@@ -11,11 +11,13 @@ use std::fmt;
 
 use bincode::{Decode, Encode};
 
+mod fixed;
 mod orders;
+pub use fixed::BAR_FIXED_LEN;
 pub use orders::*;
 
 /// Version of this message set. Both sides must agree; the hello exchange checks it.
-pub const PROTOCOL_VERSION: u32 = 10;
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// One frame.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]

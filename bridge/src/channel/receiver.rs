@@ -18,8 +18,8 @@ use bincode::Decode;
 
 use super::error::{Damage, GoneReason, RecvError};
 use super::link::{CloseOnDrop, Link};
-use crate::codec;
-use crate::ring::Consumer;
+use crate::codec::{self, CodecError, Wire};
+use crate::ring::{Consumer, Layout, Taken};
 
 /// The reading end of a side.
 pub struct Receiver {
@@ -28,12 +28,12 @@ pub struct Receiver {
     _close: Arc<CloseOnDrop>,
     /// Private copy of the frames last taken from the ring.
     batch: Vec<u8>,
-    /// `(start, len)` of each frame in `batch`.
-    frames: Vec<(usize, usize)>,
+    /// Where each frame lies in `batch`, and its layout.
+    frames: Vec<Taken>,
     /// Index of the next frame of `frames` to hand out.
     next: usize,
     /// The frame handed out last.
-    current: (usize, usize),
+    current: Taken,
     /// Whether the last batch, taken once the peer was gone, was taken.
     last_taken: bool,
 }
@@ -53,13 +53,14 @@ impl Receiver {
             batch: Vec::new(),
             frames: Vec::new(),
             next: 0,
-            current: (0, 0),
+            current: Taken::default(),
             last_taken: false,
         }
     }
 
+    #[inline]
     fn frame(&self) -> &[u8] {
-        let (start, len) = self.current;
+        let Taken { start, len, .. } = self.current;
         &self.batch[start..start + len]
     }
 
@@ -120,7 +121,9 @@ impl Receiver {
         })
     }
 
-    /// The next frame if one is waiting.
+    /// The next frame's payload if one is waiting: bytes as sent by
+    /// [`Sender::send_bytes`](super::Sender::send_bytes) (a message's fixed layout comes as
+    /// its bytes too; [`recv`](Self::recv) reads both).
     pub fn try_recv_bytes(&mut self) -> Result<Option<&[u8]>, RecvError> {
         Ok(if self.advance()? {
             Some(self.frame())
@@ -129,7 +132,8 @@ impl Receiver {
         })
     }
 
-    /// The next frame, waiting until `deadline`.
+    /// The next frame's payload, waiting until `deadline` (as
+    /// [`try_recv_bytes`](Self::try_recv_bytes)).
     pub fn recv_bytes(&mut self, deadline: Instant) -> Result<&[u8], RecvError> {
         self.recv_bytes_as(deadline, || false, true)
     }
@@ -157,10 +161,18 @@ impl Receiver {
         }
     }
 
-    /// The next message, waiting until `deadline`. A frame that does not decode is corruption:
-    /// the connection is torn down.
-    pub fn recv<T: Decode<()>>(&mut self, deadline: Instant) -> Result<T, RecvError> {
-        self.recv_bytes(deadline)?;
+    /// The next message, waiting until `deadline`: decoded by the codec, or read from its
+    /// fixed layout ([`Wire`]) when the frame says so. A frame that does not decode is
+    /// corruption: the connection is torn down.
+    #[inline]
+    pub fn recv<T: Wire + Decode<()>>(&mut self, deadline: Instant) -> Result<T, RecvError> {
+        // A frame of the batch in hand: nothing to look at but the frame.
+        if let Some(&taken) = self.frames.get(self.next) {
+            self.current = taken;
+            self.next += 1;
+        } else {
+            self.recv_bytes(deadline)?;
+        }
         self.decode()
     }
 
@@ -168,7 +180,7 @@ impl Receiver {
     /// every wake; whoever makes it true wakes this side's sleeper with
     /// [`Control::interrupt_reader`](super::Control::interrupt_reader)). `spin` false: sleeps
     /// at once rather than spinning and yielding first (for a wait that expects nothing soon).
-    pub(crate) fn recv_as<T: Decode<()>>(
+    pub(crate) fn recv_as<T: Wire + Decode<()>>(
         &mut self,
         deadline: Instant,
         stop: impl Fn() -> bool,
@@ -179,7 +191,7 @@ impl Receiver {
     }
 
     /// The next message if one is waiting.
-    pub fn try_recv<T: Decode<()>>(&mut self) -> Result<Option<T>, RecvError> {
+    pub fn try_recv<T: Wire + Decode<()>>(&mut self) -> Result<Option<T>, RecvError> {
         if self.advance()? {
             self.decode().map(Some)
         } else {
@@ -187,8 +199,15 @@ impl Receiver {
         }
     }
 
-    fn decode<T: Decode<()>>(&mut self) -> Result<T, RecvError> {
-        codec::decode(self.frame()).map_err(|e| {
+    #[inline]
+    fn decode<T: Wire + Decode<()>>(&mut self) -> Result<T, RecvError> {
+        let decoded = match self.current.layout {
+            Layout::Codec => codec::decode(self.frame()),
+            Layout::Fixed => T::from_fixed(self.frame()).ok_or(CodecError::Invalid(
+                "not a fixed layout of the expected message",
+            )),
+        };
+        decoded.map_err(|e| {
             RecvError::PeerGone(
                 self.link
                     .declare_gone(GoneReason::Corrupt(Damage::Frame(e))),

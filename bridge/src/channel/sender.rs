@@ -15,12 +15,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bincode::Encode;
-
 use super::error::{Damage, GoneReason, SendError};
 use super::link::{CloseOnDrop, Link};
-use crate::codec::{self, CodecError};
-use crate::ring::{Producer, PushError};
+use crate::codec::{self, CodecError, Wire, FIXED_MAX};
+use crate::ring::{Layout, Producer, PushError};
 
 /// Smallest scratch buffer grown for encoding.
 const MIN_SCRATCH: usize = 256;
@@ -31,6 +29,19 @@ pub struct Sender {
     link: Arc<Link>,
     _close: Arc<CloseOnDrop>,
     scratch: Vec<u8>,
+    /// A message's fixed layout, when it has one.
+    fixed: [u8; FIXED_MAX],
+}
+
+/// What a frame's payload is.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    /// The first bytes of the scratch buffer, encoded by the codec.
+    Encoded(usize),
+    /// The first bytes of the fixed-layout buffer.
+    Fixed(usize),
+    /// Bytes given by the caller.
+    Bytes(&'a [u8]),
 }
 
 impl fmt::Debug for Sender {
@@ -46,25 +57,26 @@ impl Sender {
             link: close.link.clone(),
             _close: close,
             scratch: Vec::new(),
+            fixed: [0; FIXED_MAX],
         }
     }
 
     /// Sends one frame, waiting for room until `deadline` (`None`: not at all, `Full` if
     /// there is no room now).
     pub fn send_bytes(&mut self, bytes: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
-        self.write(None, bytes, deadline)?;
+        self.write(Payload::Bytes(bytes), deadline)?;
         self.publish();
         Ok(())
     }
 
     /// Encodes and sends one message, waiting for room until `deadline` (`None`: not at all).
-    pub fn send<T: Encode + ?Sized>(
+    pub fn send<T: Wire + ?Sized>(
         &mut self,
         msg: &T,
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
-        let n = self.encode(msg)?;
-        self.write(Some(n), &[], deadline)?;
+        let payload = self.encode(msg)?;
+        self.write(payload, deadline)?;
         self.publish();
         Ok(())
     }
@@ -86,15 +98,21 @@ impl Sender {
         self.link.sent.store(self.tx.stats());
     }
 
-    /// Encodes `msg` at the start of the scratch buffer, growing it as needed up to one byte
-    /// more than the maximum frame; returns the length. Encoding stops at that size, so an
-    /// oversized message costs at most `max_frame + 1` bytes of work.
-    fn encode<T: Encode + ?Sized>(&mut self, msg: &T) -> Result<usize, SendError> {
+    /// Encodes `msg` in its fixed layout if it has one, or else at the start of the scratch
+    /// buffer, growing it as needed up to one byte more than the maximum frame. Encoding
+    /// stops at that size, so an oversized message costs at most `max_frame + 1` bytes of
+    /// work.
+    fn encode<T: Wire + ?Sized>(&mut self, msg: &T) -> Result<Payload<'static>, SendError> {
         let max = self.tx.max_frame();
+        if let Some(n) = msg.to_fixed(&mut self.fixed) {
+            if n <= max {
+                return Ok(Payload::Fixed(n));
+            }
+        }
         loop {
             match codec::encode_to_slice(msg, &mut self.scratch) {
                 Ok(n) if n > max => return Err(SendError::TooLarge { len: n, max }),
-                Ok(n) => return Ok(n),
+                Ok(n) => return Ok(Payload::Encoded(n)),
                 Err(CodecError::BufferTooSmall) if self.scratch.len() <= max => {
                     let grown = (self.scratch.len() * 2).max(MIN_SCRATCH).min(max + 1);
                     self.scratch.resize(grown, 0);
@@ -107,23 +125,18 @@ impl Sender {
         }
     }
 
-    /// Writes one frame (unpublished): `bytes`, or the first `encoded` bytes of the scratch
-    /// buffer. Waits for room until `deadline` (`None`: not at all).
-    fn write(
-        &mut self,
-        encoded: Option<usize>,
-        bytes: &[u8],
-        deadline: Option<Instant>,
-    ) -> Result<(), SendError> {
-        let frame = match encoded {
-            Some(n) => &self.scratch[..n],
-            None => bytes,
+    /// Writes one frame (unpublished). Waits for room until `deadline` (`None`: not at all).
+    fn write(&mut self, payload: Payload<'_>, deadline: Option<Instant>) -> Result<(), SendError> {
+        let (frame, layout) = match payload {
+            Payload::Encoded(n) => (&self.scratch[..n], Layout::Codec),
+            Payload::Fixed(n) => (&self.fixed[..n], Layout::Fixed),
+            Payload::Bytes(bytes) => (bytes, Layout::Codec),
         };
         loop {
             if self.link.is_gone() {
                 return Err(SendError::PeerGone(self.link.gone_or_closed()));
             }
-            match self.tx.write(frame) {
+            match self.tx.write_as(frame, layout) {
                 Ok(()) => return Ok(()),
                 // What is pending must be visible, or the consumer cannot make room.
                 Err(PushError::Full) => {
@@ -177,14 +190,14 @@ impl Batch<'_> {
     /// Encodes and writes one message, waiting for room until `deadline`. The receiver sees
     /// it when the batch ends, or sooner once a quarter of the ring is pending (or the ring
     /// fills).
-    pub fn feed<T: Encode + ?Sized>(
+    pub fn feed<T: Wire + ?Sized>(
         &mut self,
         msg: &T,
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
         let s = &mut *self.sender;
-        let n = s.encode(msg)?;
-        s.write(Some(n), &[], deadline)?;
+        let payload = s.encode(msg)?;
+        s.write(payload, deadline)?;
         if s.tx.unpublished() >= s.tx.capacity() / 4 {
             s.publish();
         }

@@ -143,6 +143,8 @@ struct Counted {
     visited: Arc<AtomicUsize>,
 }
 
+impl crate::codec::Wire for Counted {}
+
 impl Encode for Counted {
     fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
         (self.len as u64).encode(e)?;
@@ -418,4 +420,84 @@ fn a_live_bar_crosses_without_a_heap_allocation() {
         crate::alloc_count::during(|| crate::codec::decode::<Envelope>(&bytes).unwrap());
     assert_eq!(decoded, batch);
     assert_eq!(allocations, 1, "a 1,000-bar batch decodes into one vector");
+}
+
+/// A live bar crosses in its fixed layout (one 64-byte frame), everything else through the
+/// codec, in one stream and in order; the receiver reads both back as they were sent.
+#[test]
+fn bars_cross_in_their_fixed_layout_among_other_messages_in_order() {
+    let (mut runner, mut worker) = pair(&ChannelConfig::default()).unwrap();
+    let sent: Vec<Envelope> = (0..300)
+        .map(|i| match i % 3 {
+            0 => ping(i % 50),
+            _ => live_bar(i as u32, i as i64),
+        })
+        .collect();
+    let mut batch = worker.sender.batch();
+    for env in &sent {
+        batch.feed(env, Some(soon())).unwrap();
+    }
+    drop(batch);
+    for env in &sent {
+        assert_eq!(&runner.receiver.recv::<Envelope>(soon()).unwrap(), env);
+    }
+    // The frame itself: 56 bytes of fixed layout, not a codec envelope.
+    worker.sender.send(&live_bar(4, 5), Some(soon())).unwrap();
+    let frame = runner.receiver.recv_bytes(soon()).unwrap();
+    assert_eq!(frame.len(), crate::protocol::BAR_FIXED_LEN);
+    assert_eq!(crate::ring::frame_size(frame.len()), 64, "one cache line");
+}
+
+/// Writes 56 bytes of a fixed layout with a class of its choosing.
+struct FakeFixed {
+    class: u32,
+}
+
+impl crate::codec::Wire for FakeFixed {
+    fn to_fixed(&self, out: &mut [u8; crate::codec::FIXED_MAX]) -> Option<usize> {
+        out[..56].fill(0x11);
+        out[4..8].copy_from_slice(&self.class.to_le_bytes());
+        Some(56)
+    }
+}
+
+impl Encode for FakeFixed {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        self.class.encode(e)
+    }
+}
+
+/// A fixed-layout frame that is not one of the receiving type's (another class, or a type
+/// with no fixed layout at all) is corruption: the connection is torn down, nothing is
+/// invented from it.
+#[test]
+fn a_fixed_frame_the_receiver_does_not_know_is_corruption() {
+    let (mut runner, mut worker) = pair(&ChannelConfig::default()).unwrap();
+    worker.sender.send(&live_bar(1, 1), Some(soon())).unwrap();
+    worker
+        .sender
+        .send(&FakeFixed { class: 9 }, Some(soon()))
+        .unwrap();
+    assert_eq!(
+        runner.receiver.recv::<Envelope>(soon()).unwrap(),
+        live_bar(1, 1)
+    );
+    let err = runner.receiver.recv::<Envelope>(soon()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RecvError::PeerGone(GoneReason::Corrupt(Damage::Frame(
+                crate::codec::CodecError::Invalid(_)
+            )))
+        ),
+        "{err:?}"
+    );
+
+    let (mut runner, mut worker) = pair(&ChannelConfig::default()).unwrap();
+    worker.sender.send(&live_bar(1, 1), Some(soon())).unwrap();
+    let err = runner.receiver.recv::<u32>(soon()).unwrap_err();
+    assert!(
+        matches!(err, RecvError::PeerGone(GoneReason::Corrupt(_))),
+        "{err:?}"
+    );
 }

@@ -15,10 +15,16 @@ use std::time::Instant;
 
 use super::control::RingStats;
 use super::error::Corruption;
-use super::frame::{check_frame, parse_header, positions_valid, FrameCheck, FRAME_HEADER};
+use super::frame::{
+    check_frame, frame_size, parse_header, positions_valid, FrameCheck, Taken, FRAME_HEADER,
+    KIND_DATA, KIND_FIXED,
+};
 use super::region::RawRing;
 use crate::doorbell::Wait;
 use crate::sync::Ordering;
+
+/// About the most [`Consumer::take_batch`] copies out at once: well inside a core's L2 cache.
+pub const BATCH_BYTES: usize = 64 << 10;
 
 /// The reading end of a ring.
 pub struct Consumer {
@@ -70,7 +76,8 @@ impl Consumer {
     }
 
     /// Copies the next frame's payload into `out` (cleared first) and frees its space.
-    /// `Ok(false)` when the ring is empty.
+    /// `Ok(false)` when the ring is empty. The payload is handed over whatever its
+    /// [`Layout`](super::Layout); [`take_batch`](Self::take_batch) says which it is.
     pub fn pop_into(&mut self, out: &mut Vec<u8>) -> Result<bool, Corruption> {
         out.clear();
         if !self.take(out)? {
@@ -105,7 +112,7 @@ impl Consumer {
             match check_frame(at, to_end, avail, len, kind, self.ring.max_frame) {
                 Err(c) => return self.fail(c),
                 Ok(FrameCheck::Pad) => self.head += to_end,
-                Ok(FrameCheck::Data { need }) => {
+                Ok(FrameCheck::Data { need, .. }) => {
                     if !self
                         .ring
                         .data
@@ -120,15 +127,19 @@ impl Consumer {
             }
         }
     }
-    /// Takes every published frame (up to the end of the data area, and past the wrap) with
-    /// one bulk copy per contiguous span into `out` (cleared first), then parses and validates
-    /// the frames in that private copy; `frames` receives each payload's `(start, len)` in
-    /// `out`. Like [`take`](Self::take), the space is freed by [`release`](Self::release).
-    /// Returns the number of frames.
+    /// Takes the published frames, about [`BATCH_BYTES`] of them at most (a larger frame
+    /// whole), with one bulk copy per contiguous span into `out` (cleared first), then parses
+    /// and validates the frames in that private copy; `frames` receives where each payload
+    /// lies in `out` and its layout. Like [`take`](Self::take), the space is freed by
+    /// [`release`](Self::release). Returns the number of frames.
+    ///
+    /// The bound keeps the private copy in the cache while its frames are decoded: a
+    /// consumer behind by a quarter of the ring would otherwise copy that much out first, and
+    /// read it back from memory.
     pub fn take_batch(
         &mut self,
         out: &mut Vec<u8>,
-        frames: &mut Vec<(usize, usize)>,
+        frames: &mut Vec<Taken>,
     ) -> Result<usize, Corruption> {
         out.clear();
         frames.clear();
@@ -139,12 +150,14 @@ impl Consumer {
             self.refresh_tail()?;
         }
         let cap = self.ring.capacity as u64;
-        while self.head < self.cached_tail {
+        while self.head < self.cached_tail && out.len() < BATCH_BYTES {
             let at = self.head;
             let off = at & self.ring.mask();
             let to_end = cap - off;
             let avail = self.cached_tail - at;
-            let span = avail.min(to_end);
+            // What is published up to the end of the data area, and the part of it copied now.
+            let whole = avail.min(to_end);
+            let mut span = whole.min((BATCH_BYTES - out.len()) as u64);
             let base = out.len();
             if !self.ring.data.read_into(off as usize, span as usize, out) {
                 return self.fail(Corruption::FrameLength { at, len: 0 });
@@ -164,18 +177,52 @@ impl Consumer {
                         })
                     }
                 };
+                let need = frame_size(len as usize) as u64;
+                if (kind == KIND_DATA || kind == KIND_FIXED)
+                    && span < whole
+                    && need > span - pos
+                    && need <= whole - pos
+                    && len as usize <= self.ring.max_frame
+                {
+                    // A frame the bound cut: the first is taken whole, a later one is left
+                    // for the next batch.
+                    if !frames.is_empty() {
+                        out.truncate(i);
+                        self.head += pos;
+                        return Ok(frames.len());
+                    }
+                    let more = need - (span - pos);
+                    if !self
+                        .ring
+                        .data
+                        .read_into((off + span) as usize, more as usize, out)
+                    {
+                        return self.fail(Corruption::FrameLength { at: at + pos, len });
+                    }
+                    span += more;
+                }
+                // Past the bound's cut only what was copied counts as published.
+                let published = if span < whole {
+                    span - pos
+                } else {
+                    avail - pos
+                };
                 match check_frame(
                     at + pos,
                     to_end - pos,
-                    avail - pos,
+                    published,
                     len,
                     kind,
                     self.ring.max_frame,
                 ) {
                     Err(c) => return self.fail(c),
                     Ok(FrameCheck::Pad) => pos = span,
-                    Ok(FrameCheck::Data { need }) => {
-                        frames.push((i + FRAME_HEADER, len as usize));
+                    Ok(FrameCheck::Data { need, layout }) => {
+                        frames.push(Taken {
+                            start: i + FRAME_HEADER,
+                            len: len as usize,
+                            layout,
+                        });
                         self.count(1, len as u64);
                         pos += need;
                     }

@@ -1,7 +1,8 @@
 //! The frame format and the checks applied to everything read from a ring's memory.
 //!
 //! A frame is an 8-byte header (`len: u32`, `kind: u32`, little-endian) followed by `len`
-//! payload bytes, padded to a multiple of 8. A frame never wraps: when one does not fit before
+//! payload bytes, padded to a multiple of 8. A data frame's kind says how its payload is
+//! encoded ([`Layout`]): by the codec, or in a message type's fixed layout of its own. A frame never wraps: when one does not fit before
 //! the end of the data area, a padding frame fills the rest and the real frame starts at
 //! offset 0, published together with the padding.
 //!
@@ -25,7 +26,40 @@ pub const FRAME_HEADER: usize = 8;
 pub const POSITION_LIMIT: u64 = 1 << 62;
 
 pub(crate) const KIND_DATA: u32 = 0xDA7A_F4A3;
+pub(crate) const KIND_FIXED: u32 = 0xF1CE_D0A7;
 pub(crate) const KIND_PAD: u32 = 0x9ADD_1465;
+
+/// How a data frame's payload is encoded; the ring only carries it, the channel reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// By the codec (any message).
+    #[default]
+    Codec,
+    /// In a message type's fixed layout of its own (its hot messages: see
+    /// `bridge::channel::Wire`).
+    Fixed,
+}
+
+impl Layout {
+    pub(crate) fn kind(self) -> u32 {
+        match self {
+            Layout::Codec => KIND_DATA,
+            Layout::Fixed => KIND_FIXED,
+        }
+    }
+}
+
+/// A frame taken by [`Consumer::take_batch`](super::Consumer::take_batch): where its
+/// payload lies in the batch, and how it is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Taken {
+    /// Offset of the payload in the batch.
+    pub start: usize,
+    /// Bytes of payload.
+    pub len: usize,
+    /// How the payload is encoded.
+    pub layout: Layout,
+}
 
 /// Bytes a frame with `len` payload bytes occupies in the ring.
 #[inline]
@@ -37,8 +71,8 @@ pub const fn frame_size(len: usize) -> usize {
 pub(crate) enum FrameCheck {
     /// A padding frame: the rest of the data area is skipped.
     Pad,
-    /// A data frame occupying `need` bytes.
-    Data { need: u64 },
+    /// A data frame occupying `need` bytes, its payload encoded as `layout` says.
+    Data { need: u64, layout: Layout },
 }
 
 /// Validates the frame header `(len, kind)` found at position `at`, with `to_end` bytes left
@@ -59,12 +93,17 @@ pub(crate) fn check_frame(
             Ok(FrameCheck::Pad)
         }
         KIND_PAD => Err(Corruption::Padding { at, len }),
-        KIND_DATA => {
+        KIND_DATA | KIND_FIXED => {
             let need = frame_size(len as usize) as u64;
             if len as usize > max_frame || need > to_end || need > avail {
                 Err(Corruption::FrameLength { at, len })
             } else {
-                Ok(FrameCheck::Data { need })
+                let layout = if kind == KIND_FIXED {
+                    Layout::Fixed
+                } else {
+                    Layout::Codec
+                };
+                Ok(FrameCheck::Data { need, layout })
             }
         }
         kind => Err(Corruption::FrameKind { at, kind }),

@@ -48,8 +48,8 @@ pub fn read_frames(input: &[u8]) {
             };
             match more {
                 Ok(true) => {
-                    for &(start, len) in &frames {
-                        assert!(start + len <= out.len());
+                    for f in &frames {
+                        assert!(f.start + f.len <= out.len());
                     }
                     c.release();
                 }

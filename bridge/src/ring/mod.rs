@@ -34,12 +34,12 @@ mod region;
 
 #[cfg(not(loom))]
 pub(crate) use cache_padded::CachePadded;
-pub use consumer::Consumer;
+pub use consumer::{Consumer, BATCH_BYTES};
 #[cfg(not(loom))]
 pub(crate) use control::RingControl;
 pub use control::RingStats;
 pub use error::{Corruption, PushError};
-pub use frame::{frame_size, FRAME_HEADER, POSITION_LIMIT};
+pub use frame::{frame_size, Layout, Taken, FRAME_HEADER, POSITION_LIMIT};
 pub use geometry::{check_geometry, max_frame_for, GeometryError, MAX_CAPACITY, MIN_CAPACITY};
 pub use producer::Producer;
 #[cfg(not(loom))]

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use super::control::RingStats;
 use super::error::{Corruption, PushError};
-use super::frame::{frame_size, positions_valid, FRAME_HEADER, KIND_DATA, KIND_PAD};
+use super::frame::{frame_size, positions_valid, Layout, FRAME_HEADER, KIND_PAD};
 use super::region::RawRing;
 use crate::doorbell::Wait;
 use crate::sync::Ordering;
@@ -87,6 +87,11 @@ impl Producer {
     ///
     /// [`publish`]: Self::publish
     pub fn write(&mut self, payload: &[u8]) -> Result<(), PushError> {
+        self.write_as(payload, Layout::Codec)
+    }
+
+    /// [`write`](Self::write), the frame marked as encoded by `layout`.
+    pub fn write_as(&mut self, payload: &[u8], layout: Layout) -> Result<(), PushError> {
         if let Some(c) = self.broken {
             return Err(PushError::Corrupt(c));
         }
@@ -120,7 +125,7 @@ impl Producer {
             self.tail += to_end;
         }
         let off = (self.tail & self.ring.mask()) as usize;
-        self.ring.data.write_header(off, len as u32, KIND_DATA);
+        self.ring.data.write_header(off, len as u32, layout.kind());
         self.ring.data.write(off + FRAME_HEADER, payload);
         self.tail += need;
         self.stats.frames = self.stats.frames.wrapping_add(1);

@@ -1,7 +1,7 @@
 //! Unit tests of the ring over heap memory. They run under Miri too
 //! (`cargo +nightly miri test -p bridge --lib ring::`), with smaller counts.
 
-use super::frame::{KIND_DATA, KIND_PAD};
+use super::frame::{KIND_DATA, KIND_FIXED, KIND_PAD};
 use super::*;
 use crate::sync::Ordering;
 use std::collections::VecDeque;
@@ -391,7 +391,7 @@ fn batch(c: &mut Consumer) -> Vec<Vec<u8>> {
     c.release();
     frames
         .iter()
-        .map(|&(s, l)| out[s..s + l].to_vec())
+        .map(|f| out[f.start..f.start + f.len].to_vec())
         .collect()
 }
 
@@ -434,6 +434,99 @@ fn a_batch_validates_frames_in_its_private_copy() {
         c.pop_into(&mut out),
         Err(Corruption::FrameLength { at: 16, len: 40 })
     );
+}
+
+/// A consumer far behind takes its backlog in batches of at most [`BATCH_BYTES`] (a larger
+/// frame whole and alone), each frame once, in order, across the wrap.
+#[test]
+fn a_backlog_is_taken_in_bounded_batches_in_order() {
+    let (mut p, mut c) = heap(1 << 20, 256 << 10).unwrap();
+    let mut rng = Rng(11);
+    let mut expected = VecDeque::new();
+    let mut seq = 0u64;
+    for round in 0..if cfg!(miri) { 2 } else { 6 } {
+        // Most of the ring published at once, one large frame among small ones.
+        while p.free_bytes() > 300 << 10 {
+            let len = if seq % 97 == 50 {
+                200 << 10
+            } else {
+                rng.below(3000) as usize
+            };
+            let data = payload(seq, len);
+            p.try_push(&data).unwrap();
+            expected.push_back(data);
+            seq += 1;
+        }
+        let (mut out, mut frames) = (Vec::new(), Vec::new());
+        let mut batches = 0;
+        while c.take_batch(&mut out, &mut frames).expect("no corruption") > 0 {
+            batches += 1;
+            let bytes: usize = frames.iter().map(|f| frame_size(f.len)).sum();
+            assert!(
+                bytes <= BATCH_BYTES || frames.len() == 1,
+                "round {round}: a batch of {bytes} bytes in {} frames",
+                frames.len()
+            );
+            for f in &frames {
+                assert_eq!(f.layout, Layout::Codec);
+                assert_eq!(
+                    Some(&out[f.start..f.start + f.len]),
+                    expected.front().map(Vec::as_slice)
+                );
+                expected.pop_front();
+            }
+            c.release();
+        }
+        assert!(expected.is_empty(), "round {round}: every frame taken");
+        assert!(batches > 8, "round {round}: {batches} batches");
+    }
+}
+
+/// Each frame says how its payload is encoded; both kinds are validated alike.
+#[test]
+fn a_batch_reports_each_frames_layout() {
+    let (mut p, mut c) = heap(256, 64).unwrap();
+    p.write(&payload(0, 5)).unwrap();
+    p.write_as(&payload(1, 56), Layout::Fixed).unwrap();
+    p.write(&payload(2, 0)).unwrap();
+    p.publish();
+    let (mut out, mut frames) = (Vec::new(), Vec::new());
+    assert_eq!(c.take_batch(&mut out, &mut frames), Ok(3));
+    let layouts: Vec<Layout> = frames.iter().map(|f| f.layout).collect();
+    assert_eq!(layouts, [Layout::Codec, Layout::Fixed, Layout::Codec]);
+    assert_eq!(&out[frames[1].start..][..56], payload(1, 56).as_slice());
+    c.release();
+    // A fixed frame claiming more than was published is refused like any other.
+    p.write_as(&payload(3, 16), Layout::Fixed).unwrap();
+    p.publish();
+    let at = c.position();
+    p.raw()
+        .data
+        .write_header((at % 256) as usize, 200, KIND_FIXED);
+    assert_eq!(
+        c.take_batch(&mut out, &mut frames),
+        Err(Corruption::FrameLength { at, len: 200 })
+    );
+}
+
+/// Where the bound cuts a frame, the frame's length is still checked against what was
+/// published: a hostile length there is corruption, not a read past the published bytes.
+#[test]
+fn a_frame_cut_by_the_batch_bound_is_validated_against_what_was_published() {
+    let (mut p, mut c) = heap(1 << 20, 256 << 10).unwrap();
+    // 1,008-byte frames: the 66th straddles the 64 KiB bound.
+    for i in 0..66 {
+        p.try_push(&payload(i, 1000)).unwrap();
+    }
+    let cut = 65 * 1008;
+    assert!(cut < BATCH_BYTES as u64 && cut + 1008 > BATCH_BYTES as u64);
+    p.raw().data.write_header(cut as usize, 2000, KIND_DATA);
+    let (mut out, mut frames) = (Vec::new(), Vec::new());
+    assert_eq!(
+        c.take_batch(&mut out, &mut frames),
+        Err(Corruption::FrameLength { at: cut, len: 2000 })
+    );
+    assert!(c.broken().is_some());
 }
 
 #[test]
