@@ -2,8 +2,13 @@
 //! codec, in one run; and a hub's fan-out of live bars to 1, 4 and 16 clients (`fan_out`).
 //!
 //! ```text
-//! bridge-bench [--json] [--quick] [--runs N] [--case PREFIX]
+//! bridge-bench [--json] [--quick] [--runs N] [--case PREFIX] [--threaded]
 //! ```
+//!
+//! `--threaded` gives every case's process one more thread, idle: as a real client has
+//! besides the thread that reads (the bridge's side has its liveness thread anyway). glibc's
+//! `malloc` takes no lock while a process has one thread, so without it the baselines'
+//! consumers allocate each message's payload more cheaply than any real client does.
 //!
 //! The harness pins itself to CPU 0 and its peers to CPU 1 (`--no-pin` leaves placement to
 //! the scheduler). `--case` runs only the cases whose name (`rtt_hot/shm`, `stream/pipe/64`, `idle/uds`, …)
@@ -394,7 +399,7 @@ fn run_isolated(exe: &Path, args: &[String], only: Option<&str>) -> Vec<Row> {
         }
         let mut cmd = std::process::Command::new(exe);
         cmd.args(["--case-rows", &name]);
-        for flag in ["--quick", "--no-pin"] {
+        for flag in ["--quick", "--no-pin", "--threaded"] {
             if args.iter().any(|a| a == flag) {
                 cmd.arg(flag);
             }
@@ -596,6 +601,11 @@ fn main() -> ExitCode {
     if let Some(i) = args.iter().position(|a| a == "--case-rows") {
         // A child of `run_isolated`: run one case here, print its rows as lines.
         let name = args.get(i + 1).map(String::as_str);
+        if args.iter().any(|a| a == "--threaded") {
+            std::thread::spawn(|| loop {
+                std::thread::park();
+            });
+        }
         for row in run_once(&exe, &plan, name) {
             println!("{}", row_line(&row));
         }

@@ -17,7 +17,7 @@ use super::control::RingStats;
 use super::error::Corruption;
 use super::frame::{
     check_frame, frame_size, parse_header, positions_valid, FrameCheck, Taken, FRAME_HEADER,
-    KIND_DATA, KIND_FIXED,
+    KIND_DATA, KIND_FIXED, KIND_PAD,
 };
 use super::region::RawRing;
 use crate::doorbell::Wait;
@@ -37,6 +37,8 @@ pub struct Consumer {
     released: u64,
     broken: Option<Corruption>,
     stats: RingStats,
+    /// About the most one batch copies out: [`BATCH_BYTES`], smaller in tests.
+    batch_bytes: usize,
 }
 
 impl fmt::Debug for Consumer {
@@ -61,8 +63,15 @@ impl Consumer {
             released: head,
             broken: (!valid).then_some(Corruption::Head { head, tail: head }),
             stats: RingStats::default(),
+            batch_bytes: BATCH_BYTES,
             ring,
         }
+    }
+
+    /// Bounds batches at `bytes` (a multiple of 8, at least one header) instead of
+    /// [`BATCH_BYTES`]: lets the tests and the fuzzer cut frames in small rings.
+    pub(crate) fn bound_batches(&mut self, bytes: usize) {
+        self.batch_bytes = (bytes.max(FRAME_HEADER) + 7) & !7;
     }
 
     /// Bytes of the data area.
@@ -150,14 +159,14 @@ impl Consumer {
             self.refresh_tail()?;
         }
         let cap = self.ring.capacity as u64;
-        while self.head < self.cached_tail && out.len() < BATCH_BYTES {
+        while self.head < self.cached_tail && out.len() < self.batch_bytes {
             let at = self.head;
             let off = at & self.ring.mask();
             let to_end = cap - off;
             let avail = self.cached_tail - at;
             // What is published up to the end of the data area, and the part of it copied now.
             let whole = avail.min(to_end);
-            let mut span = whole.min((BATCH_BYTES - out.len()) as u64);
+            let mut span = whole.min((self.batch_bytes - out.len()) as u64);
             let base = out.len();
             if !self.ring.data.read_into(off as usize, span as usize, out) {
                 return self.fail(Corruption::FrameLength { at, len: 0 });
@@ -201,8 +210,9 @@ impl Consumer {
                     }
                     span += more;
                 }
-                // Past the bound's cut only what was copied counts as published.
-                let published = if span < whole {
+                // Past the bound's cut only what was copied counts as published; a padding
+                // frame is not copied, so its check is against what was published.
+                let published = if span < whole && kind != KIND_PAD {
                     span - pos
                 } else {
                     avail - pos
@@ -216,7 +226,13 @@ impl Consumer {
                     self.ring.max_frame,
                 ) {
                     Err(c) => return self.fail(c),
-                    Ok(FrameCheck::Pad) => pos = span,
+                    Ok(FrameCheck::Pad) => {
+                        // It reaches to the end of the data area, past the bound's cut
+                        // perhaps: none of it is kept.
+                        out.truncate(i);
+                        span = to_end;
+                        pos = span;
+                    }
                     Ok(FrameCheck::Data { need, layout }) => {
                         frames.push(Taken {
                             start: i + FRAME_HEADER,

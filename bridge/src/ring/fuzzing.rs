@@ -12,7 +12,8 @@ use crate::sync::Ordering;
 
 /// Lays `input` out as a ring's memory (first 16 bytes: consumer and producer positions, any
 /// `u64` at all; the rest: the data area of a 4 KiB ring) and reads frames until the ring is
-/// empty or reported corrupt, in both the one-by-one and the batch reader. Must never panic
+/// empty or reported corrupt, in the one-by-one reader and the batch reader (its batches
+/// also cut short, so that frames straddle the cut). Must never panic
 /// (overflow checks included) or read outside the ring.
 pub fn read_frames(input: &[u8]) {
     const CAP: usize = 4096;
@@ -24,7 +25,8 @@ pub fn read_frames(input: &[u8]) {
         u64::from_le_bytes(b)
     };
     let data = input.get(16..).unwrap_or(&[]);
-    for batch in [false, true] {
+    // One by one, in batches, and in batches cut every 64 bytes.
+    for (batch, bound) in [(false, None), (true, None), (true, Some(64))] {
         let (writer, reader) = heap_pair(CAP, 1024);
         writer
             .ctrl()
@@ -39,6 +41,9 @@ pub fn read_frames(input: &[u8]) {
         writer.data.write(0, &data[..data.len().min(CAP)]);
         // The consumer starts from the (possibly hostile) head it finds.
         let mut c = Consumer::new(reader);
+        if let Some(bytes) = bound {
+            c.bound_batches(bytes);
+        }
         let (mut out, mut frames) = (Vec::new(), Vec::new());
         for _ in 0..CAP {
             let more = if batch {
