@@ -111,6 +111,32 @@ pub mod framing {
         w.write_all(scratch)
     }
 
+    /// The length prefix's flag of a frame in a message's fixed layout.
+    pub const FIXED: u32 = 1 << 31;
+
+    /// Writes one frame flagged as a fixed layout with one `write_all`.
+    pub fn write_fixed(w: &mut impl Write, scratch: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
+        scratch.clear();
+        scratch.extend_from_slice(&(bytes.len() as u32 | FIXED).to_le_bytes());
+        scratch.extend_from_slice(bytes);
+        w.write_all(scratch)
+    }
+
+    /// Reads one frame into `buf`; `Some(true)` if it is flagged as a fixed layout, `None` at
+    /// end of stream.
+    pub fn read_flagged(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Option<bool>> {
+        let mut len = [0u8; 4];
+        match r.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_le_bytes(len);
+        buf.resize((len & !FIXED) as usize, 0);
+        r.read_exact(buf)?;
+        Ok(Some(len & FIXED != 0))
+    }
+
     /// Reads one frame into `buf`; `Ok(false)` at end of stream.
     pub fn read(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
         let mut len = [0u8; 4];

@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use bridge::channel::{self, RecvError};
-use bridge::codec;
+use bridge::codec::{self, Wire, FIXED_MAX};
 use bridge::protocol::Envelope;
 
 use crate::{end_of_stream, framing, live_bar, reply, request};
@@ -29,7 +29,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let secs: f64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1.0);
     match transport {
         "shm" => shm(mode, len, secs),
-        "pipe" | "pipe_buffered" => {
+        "pipe" | "pipe_buffered" | "pipe_buffered_fixed" => {
             let input = File::from(
                 std::io::stdin()
                     .as_fd()
@@ -42,7 +42,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
                     .try_clone_to_owned()
                     .map_err(|e| e.to_string())?,
             );
-            stream_peer(input, output, mode, len, secs, transport == "pipe_buffered")
+            let framing = match transport {
+                "pipe" => Framing::Unbuffered,
+                "pipe_buffered" => Framing::Buffered,
+                _ => Framing::BufferedFixed,
+            };
+            stream_peer(input, output, mode, len, secs, framing)
         }
         "floor" => crate::floor::peer(mode, secs),
         "iceoryx2" => crate::ice::peer(mode, len, secs),
@@ -50,7 +55,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             let path = std::env::var("BRIDGE_BENCH_SOCKET").map_err(|e| e.to_string())?;
             let s = UnixStream::connect(&path).map_err(|e| format!("{path}: {e}"))?;
             let r = s.try_clone().map_err(|e| e.to_string())?;
-            stream_peer(r, s, mode, len, secs, false)
+            stream_peer(r, s, mode, len, secs, Framing::Unbuffered)
         }
         other => Err(format!("unknown transport {other:?}")),
     }
@@ -114,13 +119,24 @@ fn shm(mode: &str, len: usize, secs: f64) -> Result<(), String> {
     }
 }
 
+/// How a stream peer writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// One write per message.
+    Unbuffered,
+    /// Through a 64 KiB buffer.
+    Buffered,
+    /// Through a 64 KiB buffer, live bars in the bridge's fixed layout.
+    BufferedFixed,
+}
+
 fn stream_peer(
     input: impl std::io::Read,
     output: impl Write,
     mode: &str,
     len: usize,
     secs: f64,
-    buffered: bool,
+    framing: Framing,
 ) -> Result<(), String> {
     let mut input = BufReader::with_capacity(64 << 10, input);
     let mut buf = Vec::new();
@@ -139,16 +155,25 @@ fn stream_peer(
         "produce" | "produce_bars" => {
             let bars = mode == "produce_bars";
             let mut msg = request(0, len);
+            let mut fixed = [0u8; FIXED_MAX];
             let until = Instant::now() + Duration::from_secs_f64(secs);
             let mut sent = 0u64;
-            let mut out: Box<dyn Write> = if buffered {
+            let mut out: Box<dyn Write> = if framing != Framing::Unbuffered {
                 Box::new(BufWriter::with_capacity(64 << 10, output))
             } else {
                 Box::new(output)
             };
             while Instant::now() < until {
                 for _ in 0..256 {
-                    if bars {
+                    if bars && framing == Framing::BufferedFixed {
+                        let n = live_bar(sent)
+                            .to_fixed(&mut fixed)
+                            .ok_or("a live bar has a fixed layout")?;
+                        framing::write_fixed(&mut out, &mut frame, &fixed[..n])
+                            .map_err(|e| e.to_string())?;
+                        sent += 1;
+                        continue;
+                    } else if bars {
                         codec::encode_into(&live_bar(sent), &mut scratch)
                             .map_err(|e| e.to_string())?;
                     } else {

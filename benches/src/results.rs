@@ -36,6 +36,7 @@ fn intern(s: &str) -> &'static str {
         "shm",
         "pipe",
         "pipe_buffered",
+        "pipe_buffered_fixed",
         "uds",
         "floor",
         "rtt_hot",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bridge::channel::ChannelStats;
 use bridge::channel::{self, Channel};
-use bridge::codec;
+use bridge::codec::{self, Wire};
 use bridge::protocol::Envelope;
 
 use crate::{framing, is_end};
@@ -22,6 +22,10 @@ pub enum Kind {
     Pipe,
     /// A pipe through a 64 KiB buffer (stream case only).
     PipeBuffered,
+    /// `PipeBuffered` with the bridge's fixed layout for live bars (a flag in the length
+    /// prefix says which frames have it): what a pipe design gets from the same layout
+    /// (`stream_bars` only).
+    PipeBufferedFixed,
     /// A Unix stream socket, one write per message.
     Uds,
     /// Raw shared words, spinning, no ring or codec: the machine's floor.
@@ -36,6 +40,7 @@ impl Kind {
             Kind::Shm => "shm",
             Kind::Pipe => "pipe",
             Kind::PipeBuffered => "pipe_buffered",
+            Kind::PipeBufferedFixed => "pipe_buffered_fixed",
             Kind::Uds => "uds",
             Kind::Floor => "floor",
             Kind::Iceoryx2 => "iceoryx2",
@@ -112,7 +117,7 @@ impl Connection {
             Kind::Shm => Inner::Shm(Box::new(channel::spawn(cmd, &crate::shm_config()).unwrap())),
             Kind::Floor => Inner::Floor(Box::new(crate::floor::FloorConn::start(cmd))),
             Kind::Iceoryx2 => Inner::Ice(Box::new(crate::ice::IceConn::start(cmd, mode, len))),
-            Kind::Pipe | Kind::PipeBuffered => {
+            Kind::Pipe | Kind::PipeBuffered | Kind::PipeBufferedFixed => {
                 let mut child = cmd
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
@@ -293,13 +298,16 @@ impl Connection {
             Inner::Stream { reader, .. } => {
                 let mut r = BufReader::with_capacity(64 << 10, reader.as_mut().unwrap());
                 let mut buf = Vec::new();
+                let fixed = self.kind == Kind::PipeBufferedFixed;
                 loop {
-                    assert!(
-                        framing::read(&mut r, &mut buf).unwrap(),
-                        "stream ended early"
-                    );
+                    let layout = framing::read_flagged(&mut r, &mut buf).unwrap();
+                    assert!(layout.is_some(), "stream ended early");
                     first.get_or_insert_with(Instant::now);
-                    let env: Envelope = codec::decode(&buf).unwrap();
+                    let env: Envelope = if fixed && layout == Some(true) {
+                        Envelope::from_fixed(&buf).unwrap()
+                    } else {
+                        codec::decode(&buf).unwrap()
+                    };
                     if let Some(end) = is_end(&env) {
                         break end;
                     }

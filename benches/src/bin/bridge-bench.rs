@@ -44,8 +44,9 @@ const HOT: [Kind; 5] = [
     Kind::Floor,
     Kind::Iceoryx2,
 ];
-/// `stream_bars`: the bridge against the best baseline, same codec and framing.
-const BARS: [Kind; 2] = [Kind::Shm, Kind::PipeBuffered];
+/// `stream_bars`: the bridge against the best baseline, same messages (and the baseline with
+/// the bridge's fixed layout for bars).
+const BARS: [Kind; 3] = [Kind::Shm, Kind::PipeBuffered, Kind::PipeBufferedFixed];
 
 /// The transports of `stream` for messages of `len` bytes (the floor's slots are 64 bytes).
 fn stream_kinds(len: usize) -> Vec<Kind> {
