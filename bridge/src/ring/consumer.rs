@@ -136,8 +136,8 @@ impl Consumer {
             }
         }
     }
-    /// Takes the published frames, about [`BATCH_BYTES`] of them at most (a larger frame
-    /// whole), with one bulk copy per contiguous span into `out` (cleared first), then parses
+    /// Takes the published frames, [`BATCH_BYTES`] of them and the rest of the frame that
+    /// crosses that bound at most, with one bulk copy per contiguous span into `out` (cleared first), then parses
     /// and validates the frames in that private copy; `frames` receives where each payload
     /// lies in `out` and its layout. Like [`take`](Self::take), the space is freed by
     /// [`release`](Self::release). Returns the number of frames.
@@ -193,13 +193,8 @@ impl Consumer {
                     && need <= whole - pos
                     && len as usize <= self.ring.max_frame
                 {
-                    // A frame the bound cut: the first is taken whole, a later one is left
-                    // for the next batch.
-                    if !frames.is_empty() {
-                        out.truncate(i);
-                        self.head += pos;
-                        return Ok(frames.len());
-                    }
+                    // A frame the bound cut: its start is copied already, so the rest of it
+                    // is too, and the batch ends with it.
                     let more = need - (span - pos);
                     if !self
                         .ring
