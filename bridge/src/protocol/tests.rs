@@ -2,7 +2,7 @@
 //! carry (valid prices, final replies).
 
 use super::*;
-use crate::codec;
+use crate::codec::{self, Wire, FIXED_MAX};
 
 #[test]
 fn every_kind_round_trips() {
@@ -150,4 +150,74 @@ fn a_reference_is_cut_at_its_plain_number_and_runs_hold_what_they_say() {
     };
     assert_eq!(whole.len(), 1);
     assert!(whole.contains("t-05") && !whole.contains("t-5"));
+}
+
+// --- the live bar's fixed layout ---------------------------------------------------------
+
+fn bar_event(id: u64, sub: u32) -> Envelope {
+    Envelope {
+        id,
+        body: Body::Event(Event::Bar {
+            sub,
+            bar: Bar {
+                time: -5,
+                open: f64::MIN_POSITIVE,
+                high: f64::MAX,
+                low: -0.0,
+                close: 1.5,
+                volume: f64::NAN,
+            },
+        }),
+    }
+}
+
+fn same(a: &Envelope, b: &Envelope) -> bool {
+    // NaN volume: compare the encodings, bit for bit.
+    crate::codec::encode(a).ok() == crate::codec::encode(b).ok()
+}
+
+#[test]
+fn a_bar_event_goes_through_its_fixed_layout_and_back_bit_for_bit() {
+    let mut buf = [0u8; FIXED_MAX];
+    for sub in [0, 7, u32::MAX] {
+        let env = bar_event(0, sub);
+        let n = env
+            .to_fixed(&mut buf)
+            .expect("a bar event has a fixed layout");
+        assert_eq!(n, BAR_FIXED_LEN);
+        let back = Envelope::from_fixed(&buf[..n]).expect("reads back");
+        assert!(same(&back, &env), "{back:?}");
+    }
+}
+
+#[test]
+fn every_other_message_goes_through_the_codec() {
+    let mut buf = [0u8; FIXED_MAX];
+    let others = [
+        bar_event(3, 1),
+        Envelope {
+            id: 0,
+            body: Body::Event(Event::Connection(ConnectionStatus::Connected)),
+        },
+        Envelope {
+            id: 0,
+            body: Body::Request(Request::Connect),
+        },
+    ];
+    for env in others {
+        assert_eq!(env.to_fixed(&mut buf), None, "{env:?}");
+    }
+}
+
+#[test]
+fn bytes_of_another_length_or_class_are_not_a_fixed_layout() {
+    let mut buf = [0u8; FIXED_MAX];
+    let n = bar_event(0, 2).to_fixed(&mut buf).unwrap_or(0);
+    assert_eq!(Envelope::from_fixed(&buf[..n - 8]), None);
+    assert_eq!(Envelope::from_fixed(&buf[..n + 8]), None);
+    assert_eq!(Envelope::from_fixed(&[]), None);
+    for class in [0u32, 2, u32::MAX] {
+        buf[4..8].copy_from_slice(&class.to_le_bytes());
+        assert_eq!(Envelope::from_fixed(&buf[..n]), None, "class {class}");
+    }
 }
