@@ -126,7 +126,7 @@ pub const FIXED_MAX: usize = 64;
 /// implement it with no methods. Sending takes `Wire`, receiving `Wire + Decode`.
 pub trait Wire: Encode {
     /// Writes this value's fixed layout at the start of `out` and returns its length, or
-    /// `None` to send it through the codec.
+    /// `None` to send it through the codec (as a length above [`FIXED_MAX`] is).
     fn to_fixed(&self, out: &mut [u8; FIXED_MAX]) -> Option<usize> {
         let _ = out;
         None

@@ -64,7 +64,8 @@ impl Receiver {
         &self.batch[start..start + len]
     }
 
-    /// Takes the next batch from the ring: `Ok(true)` if it holds a frame.
+    /// Takes the next batch from the ring: `Ok(true)` if it holds a frame. A corrupt ring
+    /// ends the connection: nothing of the batch is handed out, nor anything after it.
     fn take_batch(&mut self) -> Result<bool, RecvError> {
         match self.rx.take_batch(&mut self.batch, &mut self.frames) {
             Ok(n) => {
@@ -74,42 +75,65 @@ impl Receiver {
                 self.next = 0;
                 Ok(n > 0)
             }
-            Err(c) => Err(RecvError::PeerGone(
-                self.link.declare_gone(GoneReason::Corrupt(Damage::Ring(c))),
-            )),
+            Err(c) => Err(self.corrupt(Damage::Ring(c))),
         }
     }
 
+    /// Declares the peer gone for `damage` and hands out nothing more.
+    fn corrupt(&mut self, damage: Damage) -> RecvError {
+        self.frames.clear();
+        self.next = 0;
+        self.last_taken = true;
+        RecvError::PeerGone(self.link.declare_gone(GoneReason::Corrupt(damage)))
+    }
+
     /// Makes the next frame current: `Ok(true)` if there was one. Once the peer is gone,
-    /// frames it sent before are still delivered (one last batch is taken); only then comes
-    /// `PeerGone`. Nothing is taken after that last batch: a peer declared gone that goes on
-    /// (a hub or a client stopped past the hang timeout and continued) is not read any more.
+    /// frames it published before are still delivered: its position is read one last time
+    /// ([`Consumer::freeze`]) and everything up to it taken, in as many batches as that
+    /// needs; only then comes `PeerGone`. Nothing published after that last read is taken: a
+    /// peer declared gone that goes on (a hub or a client stopped past the hang timeout and
+    /// continued) is not read any more.
     fn advance(&mut self) -> Result<bool, RecvError> {
         if self.next >= self.frames.len() {
             if self.last_taken {
                 return Err(self.gone());
             }
             let ending = self.link.is_gone() || self.link.peer_closed();
-            let got = self.take_batch()?;
             if ending {
+                self.freeze()?;
+            }
+            if !self.take_batch()? {
+                if !ending {
+                    if !self.link.is_gone() && !self.link.peer_closed() {
+                        return Ok(false);
+                    }
+                    // Frames published just before the close or death are still delivered.
+                    self.freeze()?;
+                    if self.take_batch()? {
+                        return self.hand_out();
+                    }
+                }
                 self.last_taken = true;
-                if !got {
-                    return Err(self.gone());
-                }
-            } else if !got {
-                if !self.link.is_gone() && !self.link.peer_closed() {
-                    return Ok(false);
-                }
-                // Frames published just before the close or death are still delivered.
-                self.last_taken = true;
-                if !self.take_batch()? {
-                    return Err(self.gone());
-                }
+                return Err(self.gone());
             }
         }
-        self.current = self.frames[self.next];
+        self.hand_out()
+    }
+
+    /// Makes the next frame of the batch current.
+    #[inline]
+    fn hand_out(&mut self) -> Result<bool, RecvError> {
+        let Some(&taken) = self.frames.get(self.next) else {
+            return Ok(false);
+        };
+        self.current = taken;
         self.next += 1;
         Ok(true)
+    }
+
+    /// Reads the peer's position for the last time.
+    fn freeze(&mut self) -> Result<(), RecvError> {
+        self.rx.freeze().map_err(|c| self.corrupt(Damage::Ring(c)))
     }
 
     /// Why nothing more comes: the peer closed, or the reason it was declared gone for.
@@ -207,11 +231,6 @@ impl Receiver {
                 "not a fixed layout of the expected message",
             )),
         };
-        decoded.map_err(|e| {
-            RecvError::PeerGone(
-                self.link
-                    .declare_gone(GoneReason::Corrupt(Damage::Frame(e))),
-            )
-        })
+        decoded.map_err(|e| self.corrupt(Damage::Frame(e)))
     }
 }

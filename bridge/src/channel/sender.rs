@@ -104,8 +104,10 @@ impl Sender {
     /// work.
     fn encode<T: Wire + ?Sized>(&mut self, msg: &T) -> Result<Payload<'static>, SendError> {
         let max = self.tx.max_frame();
+        // A layout longer than the buffer (a `Wire` implementation's mistake) or than a frame
+        // goes through the codec instead.
         if let Some(n) = msg.to_fixed(&mut self.fixed) {
-            if n <= max {
+            if n <= max && n <= FIXED_MAX {
                 return Ok(Payload::Fixed(n));
             }
         }

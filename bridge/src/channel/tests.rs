@@ -501,3 +501,71 @@ fn a_fixed_frame_the_receiver_does_not_know_is_corruption() {
         "{err:?}"
     );
 }
+
+/// What a peer sent before it closed is all delivered, however many batches it takes (here
+/// more than one: a frame larger than the batch bound, then more), and only then `PeerGone`.
+#[test]
+fn everything_sent_before_a_close_is_delivered_across_several_batches() {
+    let (mut runner, mut worker) = pair(&ChannelConfig::default()).unwrap();
+    let sent = [
+        ping(70 << 10),
+        ping(10),
+        live_bar(1, 2),
+        ping(100 << 10),
+        live_bar(3, 4),
+    ];
+    for env in &sent {
+        worker.sender.send(env, Some(soon())).unwrap();
+    }
+    worker.control.close();
+    for env in &sent {
+        assert_eq!(&runner.receiver.recv::<Envelope>(soon()).unwrap(), env);
+    }
+    assert_eq!(
+        runner.receiver.recv::<Envelope>(soon()),
+        Err(RecvError::PeerGone(GoneReason::Closed))
+    );
+}
+
+/// A frame that does not decode ends the connection there: the frames after it in the same
+/// batch are not handed out.
+#[test]
+fn nothing_after_an_undecodable_frame_is_handed_out() {
+    let (mut runner, mut worker) = pair(&ChannelConfig::default()).unwrap();
+    let mut batch = worker.sender.batch();
+    batch.feed(&ping(1), Some(soon())).unwrap();
+    batch.feed(&FakeFixed { class: 9 }, Some(soon())).unwrap();
+    batch.feed(&ping(2), Some(soon())).unwrap();
+    drop(batch);
+    assert_eq!(runner.receiver.recv::<Envelope>(soon()).unwrap(), ping(1));
+    for _ in 0..2 {
+        let err = runner.receiver.recv::<Envelope>(soon()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RecvError::PeerGone(GoneReason::Corrupt(Damage::Frame(_)))
+            ),
+            "{err:?}"
+        );
+    }
+}
+
+/// A `Wire` implementation whose fixed layout would not fit its buffer is sent through the
+/// codec instead: no panic.
+#[test]
+fn a_fixed_layout_longer_than_its_buffer_goes_through_the_codec() {
+    struct TooLong;
+    impl crate::codec::Wire for TooLong {
+        fn to_fixed(&self, _: &mut [u8; crate::codec::FIXED_MAX]) -> Option<usize> {
+            Some(crate::codec::FIXED_MAX + 8)
+        }
+    }
+    impl Encode for TooLong {
+        fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+            7u32.encode(e)
+        }
+    }
+    let (mut runner, mut worker) = pair(&ChannelConfig::default()).unwrap();
+    worker.sender.send(&TooLong, Some(soon())).unwrap();
+    assert_eq!(runner.receiver.recv::<u32>(soon()).unwrap(), 7);
+}

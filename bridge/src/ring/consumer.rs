@@ -39,6 +39,8 @@ pub struct Consumer {
     stats: RingStats,
     /// About the most one batch copies out: [`BATCH_BYTES`], smaller in tests.
     batch_bytes: usize,
+    /// Whether the producer's position was read for the last time ([`freeze`](Self::freeze)).
+    frozen: bool,
 }
 
 impl fmt::Debug for Consumer {
@@ -64,8 +66,20 @@ impl Consumer {
             broken: (!valid).then_some(Corruption::Head { head, tail: head }),
             stats: RingStats::default(),
             batch_bytes: BATCH_BYTES,
+            frozen: false,
             ring,
         }
+    }
+
+    /// Reads the producer's position one last time: from then on the consumer takes what was
+    /// published up to it, in as many batches as that needs, and nothing published later (a
+    /// peer declared gone that goes on is not read any more). Idempotent.
+    pub fn freeze(&mut self) -> Result<(), Corruption> {
+        if !self.frozen {
+            self.refresh_tail()?;
+            self.frozen = true;
+        }
+        Ok(())
     }
 
     /// Bounds batches at `bytes` (a multiple of 8, at least one header) instead of
@@ -106,6 +120,9 @@ impl Consumer {
         let cap = self.ring.capacity as u64;
         loop {
             if self.head == self.cached_tail {
+                if self.frozen {
+                    return Ok(false);
+                }
                 self.refresh_tail()?;
                 if self.head == self.cached_tail {
                     return Ok(false);
@@ -155,7 +172,7 @@ impl Consumer {
         if let Some(c) = self.broken {
             return Err(c);
         }
-        if self.head == self.cached_tail {
+        if self.head == self.cached_tail && !self.frozen {
             self.refresh_tail()?;
         }
         let cap = self.ring.capacity as u64;

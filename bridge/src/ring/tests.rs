@@ -548,6 +548,22 @@ fn a_padding_frame_longer_than_the_bound_is_skipped_whole() {
     assert_eq!(batch(&mut c), vec![payload(8, 10)]);
 }
 
+/// Once frozen, the consumer takes what was published up to the last read of the
+/// producer's position, in as many batches as that needs, and nothing published after it.
+#[test]
+fn a_frozen_consumer_takes_what_was_published_before_and_nothing_after() {
+    let (mut p, mut c) = heap(256, 64).unwrap();
+    c.bound_batches(16);
+    p.try_push(&payload(0, 8)).unwrap();
+    p.try_push(&payload(1, 8)).unwrap();
+    c.freeze().unwrap();
+    p.try_push(&payload(2, 8)).unwrap();
+    assert_eq!(batch(&mut c), vec![payload(0, 8)]);
+    assert_eq!(batch(&mut c), vec![payload(1, 8)]);
+    assert!(batch(&mut c).is_empty());
+    assert_eq!(pop(&mut c), None);
+}
+
 /// Each frame says how its payload is encoded; both kinds are validated alike.
 #[test]
 fn a_batch_reports_each_frames_layout() {
