@@ -98,16 +98,21 @@ pub fn shm_config() -> bridge::channel::ChannelConfig {
 pub mod framing {
     use std::io::{self, Read, Write};
 
-    /// Appends one frame (`u32` little-endian length, then the bytes) to `out`.
-    pub fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-        out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        out.extend_from_slice(bytes);
-    }
-
     /// Writes one frame with one `write_all`.
     pub fn write(w: &mut impl Write, scratch: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
+        write_flagged(w, scratch, bytes, 0)
+    }
+
+    /// Writes one frame, `flag` or'ed into its length prefix, with one `write_all`.
+    fn write_flagged(
+        w: &mut impl Write,
+        scratch: &mut Vec<u8>,
+        bytes: &[u8],
+        flag: u32,
+    ) -> io::Result<()> {
         scratch.clear();
-        put(scratch, bytes);
+        scratch.extend_from_slice(&(bytes.len() as u32 | flag).to_le_bytes());
+        scratch.extend_from_slice(bytes);
         w.write_all(scratch)
     }
 
@@ -116,10 +121,7 @@ pub mod framing {
 
     /// Writes one frame flagged as a fixed layout with one `write_all`.
     pub fn write_fixed(w: &mut impl Write, scratch: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
-        scratch.clear();
-        scratch.extend_from_slice(&(bytes.len() as u32 | FIXED).to_le_bytes());
-        scratch.extend_from_slice(bytes);
-        w.write_all(scratch)
+        write_flagged(w, scratch, bytes, FIXED)
     }
 
     /// Reads one frame into `buf`; `Some(true)` if it is flagged as a fixed layout, `None` at
@@ -139,16 +141,7 @@ pub mod framing {
 
     /// Reads one frame into `buf`; `Ok(false)` at end of stream.
     pub fn read(r: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
-        let mut len = [0u8; 4];
-        match r.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
-            Err(e) => return Err(e),
-        }
-        let len = u32::from_le_bytes(len) as usize;
-        buf.resize(len, 0);
-        r.read_exact(buf)?;
-        Ok(true)
+        read_flagged(r, buf).map(|frame| frame.is_some())
     }
 }
 

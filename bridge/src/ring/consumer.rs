@@ -204,8 +204,9 @@ impl Consumer {
                     }
                 };
                 let need = frame_size(len as usize) as u64;
-                if (kind == KIND_DATA || kind == KIND_FIXED)
-                    && span < whole
+                // Only where the bound cut the span (rare) is a frame looked at before its check.
+                if span < whole
+                    && (kind == KIND_DATA || kind == KIND_FIXED)
                     && need > span - pos
                     && need <= whole - pos
                     && len as usize <= self.ring.max_frame

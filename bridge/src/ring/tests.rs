@@ -395,6 +395,18 @@ fn batch(c: &mut Consumer) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Pushes up to five frames of random lengths (0 to 64 bytes), numbered from `seq`, and
+/// remembers those that fit.
+fn push_some(p: &mut Producer, rng: &mut Rng, seq: &mut u64, expected: &mut VecDeque<Vec<u8>>) {
+    for _ in 0..rng.below(6) {
+        let data = payload(*seq, rng.below(65) as usize);
+        if p.try_push(&data).is_ok() {
+            expected.push_back(data);
+            *seq += 1;
+        }
+    }
+}
+
 #[test]
 fn batches_return_every_published_frame_in_order_across_wraps() {
     let (mut p, mut c) = heap(256, 64).unwrap();
@@ -402,13 +414,7 @@ fn batches_return_every_published_frame_in_order_across_wraps() {
     let mut seq = 0u64;
     let mut expected = VecDeque::new();
     for _ in 0..ROUNDS / 10 {
-        for _ in 0..rng.below(6) {
-            let data = payload(seq, rng.below(65) as usize);
-            if p.try_push(&data).is_ok() {
-                expected.push_back(data);
-                seq += 1;
-            }
-        }
+        push_some(&mut p, &mut rng, &mut seq, &mut expected);
         for got in batch(&mut c) {
             assert_eq!(Some(got), expected.pop_front());
         }
@@ -495,13 +501,7 @@ fn batches_cut_at_any_bound_return_every_frame_in_order() {
         let mut seq = 0u64;
         let mut expected = VecDeque::new();
         for _ in 0..ROUNDS / 10 {
-            for _ in 0..rng.below(6) {
-                let data = payload(seq, rng.below(65) as usize);
-                if p.try_push(&data).is_ok() {
-                    expected.push_back(data);
-                    seq += 1;
-                }
-            }
+            push_some(&mut p, &mut rng, &mut seq, &mut expected);
             loop {
                 let got = batch(&mut c);
                 if got.is_empty() {
