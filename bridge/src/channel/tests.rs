@@ -527,6 +527,40 @@ fn everything_sent_before_a_close_is_delivered_across_several_batches() {
     );
 }
 
+/// A peer declared gone (here: hung) that goes on publishing: what it had published when the
+/// receiver saw the declaration is delivered, across as many batches as it takes, then
+/// `PeerGone` with the declared reason; nothing published afterwards is ever handed out.
+#[test]
+fn a_peer_declared_gone_that_goes_on_is_not_read_past_the_declaration() {
+    let (mut runner, mut worker) = pair(&ChannelConfig::default()).unwrap();
+    let before = [ping(70 << 10), live_bar(1, 2), ping(100 << 10), ping(3)];
+    for env in &before {
+        worker.sender.send(env, Some(soon())).unwrap();
+    }
+    let hung = GoneReason::Hung(Duration::from_secs(5));
+    assert_eq!(runner.control.declare_gone(hung.clone()), hung);
+    // The first receive after the declaration reads the peer's position for the last time;
+    // its first batch holds only the 70 KiB frame (batches are bounded at 64 KiB).
+    assert_eq!(runner.receiver.recv::<Envelope>(soon()).unwrap(), before[0]);
+    // The peer does not know and goes on; the ring has room for all of it.
+    for env in [ping(4), live_bar(5, 6), ping(7)] {
+        worker.sender.send(&env, Some(soon())).unwrap();
+    }
+    for env in &before[1..] {
+        assert_eq!(&runner.receiver.recv::<Envelope>(soon()).unwrap(), env);
+    }
+    for _ in 0..2 {
+        assert_eq!(
+            runner.receiver.recv::<Envelope>(soon()),
+            Err(RecvError::PeerGone(hung.clone()))
+        );
+    }
+    assert_eq!(
+        runner.receiver.try_recv::<Envelope>(),
+        Err(RecvError::PeerGone(hung))
+    );
+}
+
 /// A frame that does not decode ends the connection there: the frames after it in the same
 /// batch are not handed out.
 #[test]
