@@ -3,10 +3,12 @@
 //! nothing (or nothing large). Install it in a binary with
 //! `#[global_allocator] static A: bridge::alloc_count::CountingAllocator = bridge::alloc_count::CountingAllocator;`.
 //!
-//! Invariants: every call goes to the system allocator unchanged; counting touches only
+//! Invariants: every call goes to the project's allocator ([`crate::Allocator`]) unchanged; counting touches only
 //! thread-local cells and never allocates.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use crate::Allocator;
 use std::cell::Cell;
 
 thread_local! {
@@ -24,30 +26,30 @@ fn note(size: usize) {
     let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
 }
 
-// SAFETY: every call is forwarded unchanged to the system allocator; noting a size touches
+// SAFETY: every call is forwarded unchanged to the project's allocator; noting a size touches
 // only thread-local Cells and never allocates.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         note(layout.size());
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.alloc(layout) }
+        // SAFETY: the caller's contract is the allocator's.
+        unsafe { Allocator.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         note(layout.size());
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.alloc_zeroed(layout) }
+        // SAFETY: the caller's contract is the allocator's.
+        unsafe { Allocator.alloc_zeroed(layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         note(new_size);
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        // SAFETY: the caller's contract is the allocator's.
+        unsafe { Allocator.realloc(ptr, layout, new_size) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract is System's.
-        unsafe { System.dealloc(ptr, layout) }
+        // SAFETY: the caller's contract is the allocator's.
+        unsafe { Allocator.dealloc(ptr, layout) }
     }
 }
 

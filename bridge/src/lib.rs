@@ -20,6 +20,8 @@
 //!   threads, the reply stream and future);
 //! - [`backoff`]: how a busy-poll backs off (spin hints, periodic yields), used by the client's
 //!   spinning dispatcher and by the runner's spinning event reader.
+//! - [`Allocator`]: the heap allocator the project's programs install (the system's, small
+//!   zeroed allocations through glibc's per-thread cache: `sys/alloc.rs`).
 //!
 //! Invariants: `unsafe` code lives only in `ring/region.rs`, `segment/mapping.rs` and `sys/`, and in two
 //! modules built only for the benchmarks (feature `bench`) and the bridge's own tests:
@@ -37,6 +39,8 @@ pub use client::{Client, ClientConfig, ClientStats, EventTap, Events, RequestErr
 pub use server::{Incoming, Responder, Server};
 
 pub use backoff::Backoff;
+#[cfg(not(loom))]
+pub use sys::alloc::Allocator;
 
 #[cfg(any(test, feature = "bench"))]
 pub mod alloc_count;

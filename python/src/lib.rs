@@ -24,6 +24,11 @@ use pyo3::prelude::*;
 
 use crate::failure::{Failure, FailureKind};
 
+/// The extension's own heap allocations (every string and byte payload the codec decodes)
+/// through the per-thread cache: see [`bridge::Allocator`].
+#[global_allocator]
+static ALLOC: bridge::Allocator = bridge::Allocator;
+
 /// Serves as a session's worker when this process was started as one (`python -c ...
 /// worker` with the worker's options in the environment), then ends the process with the
 /// worker's exit code; `image` is this library's file (its build id is the one the session

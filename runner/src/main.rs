@@ -13,6 +13,11 @@ use runner::by_hand;
 use runner::cli::{Cli, Command, HubAction, OrderAction, PlaceArgs};
 use runner::launch::{fail, EXIT_CONFIG};
 
+/// Small zeroed allocations (every string and byte payload the codec decodes) through the
+/// per-thread cache: see [`bridge::Allocator`].
+#[global_allocator]
+static ALLOC: bridge::Allocator = bridge::Allocator;
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Worker => ExitCode::from(worker::entry::serve(None)),
