@@ -42,7 +42,7 @@ pub use backoff::Backoff;
 #[cfg(not(loom))]
 pub use sys::alloc::Allocator;
 
-#[cfg(any(test, feature = "bench"))]
+#[cfg(all(not(loom), any(test, feature = "bench")))]
 pub mod alloc_count;
 pub mod backoff;
 #[cfg(not(loom))]
