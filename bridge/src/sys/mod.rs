@@ -9,7 +9,7 @@
 //! | segment names, space, removal and the sweep of names left behind | [`shm`] | objects are files in `/dev/shm` (tmpfs): the creator locks the file itself, reserves its bytes (`posix_fallocate`), the sweep lists `/dev/shm` | objects are not files: a per-user directory of lock files records live segments and the sweep lists it; memory is pageable, there is nothing to reserve |
 //! | identity of a mapped object | [`shm`] | device and inode (`/proc/self/maps`) | its name |
 //! | a hub's socket: connecting without waiting, a descriptor passed with a message, the user at the other end | [`socket`] | `SO_PEERCRED`, `MSG_CMSG_CLOEXEC` | `getpeereid`, `FD_CLOEXEC` set after |
-//! | the heap: small zeroed allocations through the per-thread cache | `alloc` | `malloc` and a fill (glibc's `calloc` takes the arena's lock) | the system's `calloc` |
+//! | the heap: small zeroed allocations through the per-thread cache | [`alloc`] | with glibc, `malloc` and a fill up to 1 KiB (glibc's `calloc` takes the arena's lock); other C libraries, `calloc` | the system's `calloc` |
 //! | process liveness, executable, memory | [`process`] | `kill(pid, 0)`, zombies by `/proc/<pid>/stat`; `/proc/self/exe`; `/proc/<pid>/status` | `kill(pid, 0)`, zombies by `proc_pidinfo`; the executable's path; `proc_pidinfo` |
 //!
 //! Invariants, the same on both: names of at most 30 characters (macOS allows 31), `getentropy` for
