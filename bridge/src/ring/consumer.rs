@@ -73,8 +73,12 @@ impl Consumer {
 
     /// Reads the producer's position one last time: from then on the consumer takes what was
     /// published up to it, in as many batches as that needs, and nothing published later (a
-    /// peer declared gone that goes on is not read any more). Idempotent.
+    /// peer declared gone that goes on is not read any more). Idempotent; a broken consumer
+    /// reports its corruption and reads nothing.
     pub fn freeze(&mut self) -> Result<(), Corruption> {
+        if let Some(c) = self.broken {
+            return Err(c);
+        }
         if !self.frozen {
             self.refresh_tail()?;
             self.frozen = true;

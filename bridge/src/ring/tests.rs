@@ -564,6 +564,23 @@ fn a_frozen_consumer_takes_what_was_published_before_and_nothing_after() {
     assert_eq!(pop(&mut c), None);
 }
 
+/// The last read of a hostile producer position (past a ring's worth of data) is corruption
+/// like any other: the freeze reports it, and the consumer takes nothing after it.
+#[test]
+fn a_frozen_consumer_reports_a_hostile_last_position() {
+    let (mut p, mut c) = heap(64, 24).unwrap();
+    p.try_push(&payload(0, 8)).unwrap();
+    ctrl(&p).producer.tail.store(64 + 8, Ordering::Release);
+    let hostile = Corruption::Tail { head: 0, tail: 72 };
+    assert_eq!(c.freeze(), Err(hostile));
+    // Broken for good: a sane position written afterwards changes nothing.
+    ctrl(&p).producer.tail.store(16, Ordering::Release);
+    assert_eq!(c.freeze(), Err(hostile));
+    let (mut out, mut frames) = (Vec::new(), Vec::new());
+    assert_eq!(c.take_batch(&mut out, &mut frames), Err(hostile));
+    assert!(frames.is_empty());
+}
+
 /// Each frame says how its payload is encoded; both kinds are validated alike.
 #[test]
 fn a_batch_reports_each_frames_layout() {
