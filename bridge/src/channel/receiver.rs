@@ -98,13 +98,13 @@ impl Receiver {
             if self.last_taken {
                 return Err(self.gone());
             }
-            let ending = self.link.is_gone() || self.link.peer_closed();
+            let ending = self.ending();
             if ending {
                 self.freeze()?;
             }
             if !self.take_batch()? {
                 if !ending {
-                    if !self.link.is_gone() && !self.link.peer_closed() {
+                    if !self.ending() {
                         return Ok(false);
                     }
                     // Frames published just before the close or death are still delivered.
@@ -118,6 +118,12 @@ impl Receiver {
             }
         }
         self.hand_out()
+    }
+
+    /// Whether the peer is gone or closed its end.
+    #[inline]
+    fn ending(&self) -> bool {
+        self.link.is_gone() || self.link.peer_closed()
     }
 
     /// Makes the next frame of the batch current.
