@@ -194,16 +194,24 @@ impl Receiver {
     /// The next message, waiting until `deadline`: decoded by the codec, or read from its
     /// fixed layout ([`Wire`]) when the frame says so. A frame that does not decode is
     /// corruption: the connection is torn down.
-    #[inline]
+    #[inline(always)]
     pub fn recv<T: Wire + Decode<()>>(&mut self, deadline: Instant) -> Result<T, RecvError> {
         // A frame of the batch in hand: nothing to look at but the frame.
         if let Some(&taken) = self.frames.get(self.next) {
             self.current = taken;
             self.next += 1;
         } else {
-            self.recv_bytes(deadline)?;
+            self.wait_next(deadline)?;
         }
         self.decode()
+    }
+
+    /// [`recv`](Self::recv)'s way to the next frame when the batch in hand is spent: kept out
+    /// of line, so that `recv` is small enough to inline into its caller (where a message
+    /// with a fixed layout is then built in place).
+    #[inline(never)]
+    fn wait_next(&mut self, deadline: Instant) -> Result<(), RecvError> {
+        self.recv_bytes(deadline).map(|_| ())
     }
 
     /// [`recv`](Self::recv), given up early (`Timeout`) once `stop()` is true (looked at after
@@ -229,14 +237,31 @@ impl Receiver {
         }
     }
 
+    /// Decodes the current frame. The fixed layout is read in line, where the message is
+    /// built in the caller's place: a message built in a callee and returned through memory
+    /// is read back by the caller in wider loads than it was written with, which stalls. The
+    /// codec's path and the errors are out of line.
     #[inline]
     fn decode<T: Wire + Decode<()>>(&mut self) -> Result<T, RecvError> {
-        let decoded = match self.current.layout {
-            Layout::Codec => codec::decode(self.frame()),
-            Layout::Fixed => T::from_fixed(self.frame()).ok_or(CodecError::Invalid(
-                "not a fixed layout of the expected message",
-            )),
-        };
-        decoded.map_err(|e| self.corrupt(Damage::Frame(e)))
+        match self.current.layout {
+            Layout::Fixed => match T::from_fixed(self.frame()) {
+                Some(msg) => Ok(msg),
+                None => Err(self.not_fixed()),
+            },
+            Layout::Codec => self.decode_codec(),
+        }
+    }
+
+    #[inline(never)]
+    fn decode_codec<T: Decode<()>>(&mut self) -> Result<T, RecvError> {
+        codec::decode(self.frame()).map_err(|e| self.corrupt(Damage::Frame(e)))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn not_fixed(&mut self) -> RecvError {
+        self.corrupt(Damage::Frame(CodecError::Invalid(
+            "not a fixed layout of the expected message",
+        )))
     }
 }

@@ -33,17 +33,6 @@ pub struct Sender {
     fixed: [u8; FIXED_MAX],
 }
 
-/// What a frame's payload is.
-#[derive(Clone, Copy)]
-enum Payload<'a> {
-    /// The first bytes of the scratch buffer, encoded by the codec.
-    Encoded(usize),
-    /// The first bytes of the fixed-layout buffer.
-    Fixed(usize),
-    /// Bytes given by the caller.
-    Bytes(&'a [u8]),
-}
-
 impl fmt::Debug for Sender {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sender").field("ring", &self.tx).finish()
@@ -64,7 +53,7 @@ impl Sender {
     /// Sends one frame, waiting for room until `deadline` (`None`: not at all, `Full` if
     /// there is no room now).
     pub fn send_bytes(&mut self, bytes: &[u8], deadline: Option<Instant>) -> Result<(), SendError> {
-        self.write(Payload::Bytes(bytes), deadline)?;
+        write_frame(&mut self.tx, &self.link, bytes, Layout::Codec, deadline)?;
         self.publish();
         Ok(())
     }
@@ -75,8 +64,7 @@ impl Sender {
         msg: &T,
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
-        let payload = self.encode(msg)?;
-        self.write(payload, deadline)?;
+        self.put(msg, deadline)?;
         self.publish();
         Ok(())
     }
@@ -98,23 +86,50 @@ impl Sender {
         self.link.sent.store(self.tx.stats());
     }
 
-    /// Encodes `msg` in its fixed layout if it has one, or else at the start of the scratch
-    /// buffer, growing it as needed up to one byte more than the maximum frame. Encoding
-    /// stops at that size, so an oversized message costs at most `max_frame + 1` bytes of
-    /// work.
-    fn encode<T: Wire + ?Sized>(&mut self, msg: &T) -> Result<Payload<'static>, SendError> {
-        let max = self.tx.max_frame();
-        // A layout longer than the buffer (a `Wire` implementation's mistake) or than a frame
-        // goes through the codec instead.
+    /// Encodes `msg` and writes it as one frame (unpublished), waiting for room until
+    /// `deadline` (`None`: not at all).
+    ///
+    /// A message with a fixed layout is written in it; any other (or a layout longer than
+    /// the buffer, a `Wire` implementation's mistake, or than a frame) goes through the codec
+    /// into the scratch buffer. The frame's bytes go to [`write_frame`] as a plain slice: a
+    /// payload description returned through memory stalled the hot path (the caller read in
+    /// one wide load what the callee had written in narrow stores).
+    #[inline]
+    fn put<T: Wire + ?Sized>(
+        &mut self,
+        msg: &T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendError> {
         if let Some(n) = msg.to_fixed(&mut self.fixed) {
-            if n <= max && n <= FIXED_MAX {
-                return Ok(Payload::Fixed(n));
+            if n <= self.tx.max_frame() && n <= FIXED_MAX {
+                return write_frame(
+                    &mut self.tx,
+                    &self.link,
+                    &self.fixed[..n],
+                    Layout::Fixed,
+                    deadline,
+                );
             }
         }
+        let n = self.encode(msg)?;
+        write_frame(
+            &mut self.tx,
+            &self.link,
+            &self.scratch[..n],
+            Layout::Codec,
+            deadline,
+        )
+    }
+
+    /// Encodes `msg` at the start of the scratch buffer, growing it as needed up to one byte
+    /// more than the maximum frame; returns the encoding's length. Encoding stops at that
+    /// size, so an oversized message costs at most `max_frame + 1` bytes of work.
+    fn encode<T: Wire + ?Sized>(&mut self, msg: &T) -> Result<usize, SendError> {
+        let max = self.tx.max_frame();
         loop {
             match codec::encode_to_slice(msg, &mut self.scratch) {
                 Ok(n) if n > max => return Err(SendError::TooLarge { len: n, max }),
-                Ok(n) => return Ok(Payload::Encoded(n)),
+                Ok(n) => return Ok(n),
                 Err(CodecError::BufferTooSmall) if self.scratch.len() <= max => {
                     let grown = (self.scratch.len() * 2).max(MIN_SCRATCH).min(max + 1);
                     self.scratch.resize(grown, 0);
@@ -126,44 +141,41 @@ impl Sender {
             }
         }
     }
+}
 
-    /// Writes one frame (unpublished). Waits for room until `deadline` (`None`: not at all).
-    fn write(&mut self, payload: Payload<'_>, deadline: Option<Instant>) -> Result<(), SendError> {
-        let (frame, layout) = match payload {
-            Payload::Encoded(n) => (&self.scratch[..n], Layout::Codec),
-            Payload::Fixed(n) => (&self.fixed[..n], Layout::Fixed),
-            Payload::Bytes(bytes) => (bytes, Layout::Codec),
-        };
-        loop {
-            if self.link.is_gone() {
-                return Err(SendError::PeerGone(self.link.gone_or_closed()));
-            }
-            match self.tx.write_as(frame, layout) {
-                Ok(()) => return Ok(()),
-                // What is pending must be visible, or the consumer cannot make room.
-                Err(PushError::Full) => {
-                    self.tx.publish();
-                    self.link.sent.store(self.tx.stats());
-                }
-                Err(PushError::TooLarge { len, max }) => {
-                    return Err(SendError::TooLarge { len, max })
-                }
-                Err(PushError::Corrupt(c)) => {
-                    return Err(SendError::PeerGone(
-                        self.link.declare_gone(GoneReason::Corrupt(Damage::Ring(c))),
-                    ))
-                }
-            }
-            let Some(deadline) = deadline else {
-                return Err(SendError::Full);
-            };
-            if Instant::now() >= deadline {
-                return Err(SendError::Timeout);
-            }
-            let link = &self.link;
-            self.tx
-                .wait_for_space(frame.len(), deadline, || link.is_gone());
+/// Writes one frame (unpublished). Waits for room until `deadline` (`None`: not at all).
+fn write_frame(
+    tx: &mut Producer,
+    link: &Link,
+    frame: &[u8],
+    layout: Layout,
+    deadline: Option<Instant>,
+) -> Result<(), SendError> {
+    loop {
+        if link.is_gone() {
+            return Err(SendError::PeerGone(link.gone_or_closed()));
         }
+        match tx.write_as(frame, layout) {
+            Ok(()) => return Ok(()),
+            // What is pending must be visible, or the consumer cannot make room.
+            Err(PushError::Full) => {
+                tx.publish();
+                link.sent.store(tx.stats());
+            }
+            Err(PushError::TooLarge { len, max }) => return Err(SendError::TooLarge { len, max }),
+            Err(PushError::Corrupt(c)) => {
+                return Err(SendError::PeerGone(
+                    link.declare_gone(GoneReason::Corrupt(Damage::Ring(c))),
+                ))
+            }
+        }
+        let Some(deadline) = deadline else {
+            return Err(SendError::Full);
+        };
+        if Instant::now() >= deadline {
+            return Err(SendError::Timeout);
+        }
+        tx.wait_for_space(frame.len(), deadline, || link.is_gone());
     }
 }
 
@@ -198,8 +210,7 @@ impl Batch<'_> {
         deadline: Option<Instant>,
     ) -> Result<(), SendError> {
         let s = &mut *self.sender;
-        let payload = s.encode(msg)?;
-        s.write(payload, deadline)?;
+        s.put(msg, deadline)?;
         if s.tx.unpublished() >= s.tx.capacity() / 4 {
             s.publish();
         }
