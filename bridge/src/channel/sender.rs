@@ -144,7 +144,23 @@ impl Sender {
 }
 
 /// Writes one frame (unpublished). Waits for room until `deadline` (`None`: not at all).
+/// The common case, room at hand, is in line; the rest out of line.
+#[inline(always)]
 fn write_frame(
+    tx: &mut Producer,
+    link: &Link,
+    frame: &[u8],
+    layout: Layout,
+    deadline: Option<Instant>,
+) -> Result<(), SendError> {
+    if !link.is_gone() && tx.write_fast(frame, layout) {
+        return Ok(());
+    }
+    write_frame_waiting(tx, link, frame, layout, deadline)
+}
+
+#[inline(never)]
+fn write_frame_waiting(
     tx: &mut Producer,
     link: &Link,
     frame: &[u8],

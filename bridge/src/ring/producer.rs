@@ -90,8 +90,37 @@ impl Producer {
         self.write_as(payload, Layout::Codec)
     }
 
+    /// [`write_as`](Self::write_as) of a frame that fits before the data area's end in the
+    /// space known to be free (by the cached consumer position), which is nearly every
+    /// frame: small enough to inline into a sender's loop. `false`: nothing was written (a
+    /// broken producer, a frame too large, one that would wrap, or a ring possibly full), and
+    /// `write_as` says why or writes it.
+    #[inline(always)]
+    pub fn write_fast(&mut self, payload: &[u8], layout: Layout) -> bool {
+        let len = payload.len();
+        if self.broken.is_some() || len > self.ring.max_frame {
+            return false;
+        }
+        let cap = self.ring.capacity as u64;
+        let need = frame_size(len) as u64;
+        let off = self.tail & self.ring.mask();
+        if need > cap - off || cap - (self.tail - self.cached_head) < need {
+            return false;
+        }
+        let off = off as usize;
+        self.ring.data.write_header(off, len as u32, layout.kind());
+        self.ring.data.write(off + FRAME_HEADER, payload);
+        self.tail += need;
+        self.stats.frames = self.stats.frames.wrapping_add(1);
+        self.stats.bytes = self.stats.bytes.wrapping_add(len as u64);
+        true
+    }
+
     /// [`write`](Self::write), the frame marked as encoded by `layout`.
     pub fn write_as(&mut self, payload: &[u8], layout: Layout) -> Result<(), PushError> {
+        if self.write_fast(payload, layout) {
+            return Ok(());
+        }
         if let Some(c) = self.broken {
             return Err(PushError::Corrupt(c));
         }
