@@ -292,8 +292,9 @@ impl Connection {
                     let env: Envelope = c.receiver.recv(deadline).unwrap();
                     first.get_or_insert_with(Instant::now);
                     if let Some(end) = is_end(&env) {
-                        allocations = counting_from
-                            .map_or(0, |from: u64| (allocated() - from).saturating_sub(for_marker));
+                        allocations = counting_from.map_or(0, |from: u64| {
+                            (allocated() - from).saturating_sub(for_marker)
+                        });
                         break end;
                     }
                     count += 1;
