@@ -195,17 +195,22 @@ pub fn encode<T: Encode + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 /// assert!(bridge::codec::decode::<Envelope>(&bytes[..3]).is_err());
 /// ```
 pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
-    decode_at_most(bytes, decode_limit(bytes.len()))
+    // `decode_limit` is a size class already.
+    decode_in_class(bytes, decode_limit(bytes.len()))
 }
 
 /// Decodes exactly one `T` from `bytes`, claiming at most `limit` bytes of memory (rounded up
 /// to the next size class of [`decode_limit`]) for what the bytes announce: for data whose
 /// decoded form may be larger than [`MEMORY_PER_BYTE`] times its encoding.
 pub fn decode_at_most<T: Decode<()>>(bytes: &[u8], limit: usize) -> Result<T, CodecError> {
+    decode_in_class(bytes, limit_class(limit))
+}
+
+/// Decodes with the decoder of size class `class` (one of [`limit_class`]'s values).
+fn decode_in_class<T: Decode<()>>(bytes: &[u8], class: usize) -> Result<T, CodecError> {
     // One monomorphized decoder per class: bincode takes its limit as a constant.
     macro_rules! by_class {
         ($($class:expr),*) => {{
-            let class = limit_class(limit);
             $(if class <= $class {
                 return decode_with::<T, { $class }>(bytes);
             })*
