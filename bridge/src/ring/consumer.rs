@@ -207,28 +207,22 @@ impl Consumer {
                         })
                     }
                 };
+                let need = frame_size(len as usize) as u64;
                 // Nearly every frame: a data frame wholly inside what was copied, which lies
                 // before the data area's end and within what was published, so that
                 // `check_frame` would pass it; no bound cut it.
-                if (kind == KIND_DATA || kind == KIND_FIXED) && len as usize <= self.ring.max_frame
-                {
-                    let need = frame_size(len as usize) as u64;
-                    if need <= span - pos {
+                if need <= span - pos && len as usize <= self.ring.max_frame {
+                    if let Some(layout) = Layout::of_kind(kind) {
                         frames.push(Taken {
                             start: i + FRAME_HEADER,
                             len: len as usize,
-                            layout: if kind == KIND_FIXED {
-                                Layout::Fixed
-                            } else {
-                                Layout::Codec
-                            },
+                            layout,
                         });
                         self.count(1, len as u64);
                         pos += need;
                         continue;
                     }
                 }
-                let need = frame_size(len as usize) as u64;
                 // Only where the bound cut the span (rare) is a frame looked at before its check.
                 if span < whole
                     && (kind == KIND_DATA || kind == KIND_FIXED)

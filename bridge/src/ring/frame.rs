@@ -41,6 +41,16 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// The layout a data frame's kind says; `None` for any other kind.
+    #[inline]
+    pub(crate) fn of_kind(kind: u32) -> Option<Layout> {
+        match kind {
+            KIND_DATA => Some(Layout::Codec),
+            KIND_FIXED => Some(Layout::Fixed),
+            _ => None,
+        }
+    }
+
     pub(crate) fn kind(self) -> u32 {
         match self {
             Layout::Codec => KIND_DATA,
@@ -93,20 +103,17 @@ pub(crate) fn check_frame(
             Ok(FrameCheck::Pad)
         }
         KIND_PAD => Err(Corruption::Padding { at, len }),
-        KIND_DATA | KIND_FIXED => {
+        kind => {
+            let Some(layout) = Layout::of_kind(kind) else {
+                return Err(Corruption::FrameKind { at, kind });
+            };
             let need = frame_size(len as usize) as u64;
             if len as usize > max_frame || need > to_end || need > avail {
                 Err(Corruption::FrameLength { at, len })
             } else {
-                let layout = if kind == KIND_FIXED {
-                    Layout::Fixed
-                } else {
-                    Layout::Codec
-                };
                 Ok(FrameCheck::Data { need, layout })
             }
         }
-        kind => Err(Corruption::FrameKind { at, kind }),
     }
 }
 

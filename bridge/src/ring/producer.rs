@@ -107,12 +107,7 @@ impl Producer {
         if need > cap - off || cap - (self.tail - self.cached_head) < need {
             return false;
         }
-        let off = off as usize;
-        self.ring.data.write_header(off, len as u32, layout.kind());
-        self.ring.data.write(off + FRAME_HEADER, payload);
-        self.tail += need;
-        self.stats.frames = self.stats.frames.wrapping_add(1);
-        self.stats.bytes = self.stats.bytes.wrapping_add(len as u64);
+        self.put_frame(payload, layout, need);
         true
     }
 
@@ -153,13 +148,22 @@ impl Producer {
             );
             self.tail += to_end;
         }
+        self.put_frame(payload, layout, need);
+        Ok(())
+    }
+
+    /// Writes a frame of `need` bytes at `tail`, where the caller made sure it fits, and
+    /// counts it.
+    #[inline(always)]
+    fn put_frame(&mut self, payload: &[u8], layout: Layout, need: u64) {
         let off = (self.tail & self.ring.mask()) as usize;
-        self.ring.data.write_header(off, len as u32, layout.kind());
+        self.ring
+            .data
+            .write_header(off, payload.len() as u32, layout.kind());
         self.ring.data.write(off + FRAME_HEADER, payload);
         self.tail += need;
         self.stats.frames = self.stats.frames.wrapping_add(1);
-        self.stats.bytes = self.stats.bytes.wrapping_add(len as u64);
-        Ok(())
+        self.stats.bytes = self.stats.bytes.wrapping_add(payload.len() as u64);
     }
 
     /// Makes every written frame visible to the consumer and wakes it if it sleeps.
