@@ -448,6 +448,57 @@ fn bars_cross_in_their_fixed_layout_among_other_messages_in_order() {
     assert_eq!(crate::ring::frame_size(frame.len()), 64, "one cache line");
 }
 
+/// A full ring refuses a bar in its fixed layout as it refuses any message: at once without
+/// a deadline (`Full`), at the deadline with one (`Timeout`), and nothing of a refused send is
+/// written; a send waiting for room goes through once the receiver makes some.
+#[test]
+fn a_full_ring_refuses_a_fixed_layout_by_its_deadline_and_writes_nothing_of_it() {
+    let (mut runner, mut worker) = pair(&small(1024, 128)).unwrap();
+    // 64-byte frames: 16 fill the 1 KiB ring exactly.
+    let mut sent = Vec::new();
+    let mut refusal = None;
+    {
+        let mut batch = worker.sender.batch();
+        for i in 0..64 {
+            let bar = live_bar(i, i as i64);
+            match batch.feed(&bar, None) {
+                Ok(()) => sent.push(bar),
+                Err(e) => {
+                    refusal = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!((sent.len(), refusal), (16, Some(SendError::Full)));
+    let start = Instant::now();
+    let refused = worker.sender.send(
+        &live_bar(99, 99),
+        Some(Instant::now() + Duration::from_millis(50)),
+    );
+    assert_eq!(refused, Err(SendError::Timeout));
+    assert!(start.elapsed() >= Duration::from_millis(50));
+    assert_eq!(worker.sender.send(&ping(8), None), Err(SendError::Full));
+    for bar in &sent {
+        assert_eq!(&runner.receiver.recv::<Envelope>(soon()).unwrap(), bar);
+    }
+    assert_eq!(runner.receiver.try_recv::<Envelope>().unwrap(), None);
+    // A send that waits for room: the receiver drains a full ring while it waits.
+    for i in 0..16 {
+        worker.sender.send(&live_bar(i, i as i64), None).unwrap();
+    }
+    let reader = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        (0..17)
+            .map(|_| runner.receiver.recv::<Envelope>(soon()).unwrap())
+            .collect::<Vec<_>>()
+    });
+    worker.sender.send(&live_bar(16, 16), Some(soon())).unwrap();
+    let got = reader.join().unwrap();
+    let want: Vec<Envelope> = (0..17).map(|i| live_bar(i, i as i64)).collect();
+    assert_eq!(got, want);
+}
+
 /// Writes 56 bytes of a fixed layout with a class of its choosing.
 struct FakeFixed {
     class: u32,
