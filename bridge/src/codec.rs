@@ -1,8 +1,9 @@
 //! Encoding of messages: bincode 2 with its own derived `Encode` and `Decode` (not through
 //! serde: decoding a live bar takes a third of the time serde's visitors took), in one module
-//! so the encoding can change
-//! without touching anything else. Values are encoded into a reusable buffer and decoded from
-//! a private copy of the frame, never from shared memory.
+//! so the encoding can change without touching anything else; the protocol's envelope and the
+//! messages it carries are decoded by hand, in one pass (`protocol/decode.rs`). Values are
+//! encoded into a reusable buffer and decoded from a private copy of the frame, never from
+//! shared memory. A frame of up to 128 bytes is decoded in line, in its caller's place.
 //!
 //! Invariants: decoding is bounded by the frame it reads: a length prefix may claim at most a few times
 //! the frame's own size (see [`decode_limit`]), so a small hostile frame cannot make the
@@ -14,6 +15,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
+use bincode::de::read::Reader;
+use bincode::de::{Decoder, DecoderImpl};
+use bincode::error::DecodeError;
 use bincode::{Decode, Encode};
 
 /// Upper bound on what decoding one frame may allocate, whatever its size.
@@ -194,10 +198,20 @@ pub fn encode<T: Encode + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
 /// assert_eq!(bridge::codec::decode::<Envelope>(&bytes).unwrap(), env);
 /// assert!(bridge::codec::decode::<Envelope>(&bytes[..3]).is_err());
 /// ```
+#[inline]
 pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
-    // `decode_limit` is a size class already.
-    decode_in_class(bytes, decode_limit(bytes.len()))
+    // The smallest class, that of every frame up to 128 bytes, is decoded in the caller's
+    // place: a small message is then built where it is used rather than moved out of calls.
+    if bytes.len() <= SMALL {
+        decode_with::<T, 512>(bytes)
+    } else {
+        // `decode_limit` is a size class already.
+        decode_in_class(bytes, decode_limit(bytes.len()))
+    }
 }
+
+/// The longest frame of the smallest size class.
+const SMALL: usize = 512 / MEMORY_PER_BYTE;
 
 /// Decodes exactly one `T` from `bytes`, claiming at most `limit` bytes of memory (rounded up
 /// to the next size class of [`decode_limit`]) for what the bytes announce: for data whose
@@ -207,6 +221,7 @@ pub fn decode_at_most<T: Decode<()>>(bytes: &[u8], limit: usize) -> Result<T, Co
 }
 
 /// Decodes with the decoder of size class `class` (one of [`limit_class`]'s values).
+#[inline(never)]
 fn decode_in_class<T: Decode<()>>(bytes: &[u8], class: usize) -> Result<T, CodecError> {
     // One monomorphized decoder per class: bincode takes its limit as a constant.
     macro_rules! by_class {
@@ -237,15 +252,49 @@ fn decode_in_class<T: Decode<()>>(bytes: &[u8], class: usize) -> Result<T, Codec
     )
 }
 
-fn decode_with<T: Decode<()>, const N: usize>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::decode_from_slice(bytes, config::<N>())
-        .map_err(|e| CodecError::Decode(Arc::new(e)))?;
-    if used != bytes.len() {
-        return Err(CodecError::Trailing {
-            extra: bytes.len() - used,
-        });
+/// The bytes of a frame not yet decoded: bincode's slice reader, with what is left in sight.
+struct Frame<'a> {
+    rest: &'a [u8],
+}
+
+impl Reader for Frame<'_> {
+    #[inline(always)]
+    fn read(&mut self, bytes: &mut [u8]) -> Result<(), DecodeError> {
+        let Some((head, rest)) = self.rest.split_at_checked(bytes.len()) else {
+            return Err(DecodeError::UnexpectedEnd {
+                additional: bytes.len() - self.rest.len(),
+            });
+        };
+        bytes.copy_from_slice(head);
+        self.rest = rest;
+        Ok(())
     }
-    Ok(value)
+
+    #[inline(always)]
+    fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+        self.rest.get(..n)
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, n: usize) {
+        self.rest = self.rest.get(n..).unwrap_or_default();
+    }
+}
+
+#[inline(always)]
+fn decode_with<T: Decode<()>, const N: usize>(bytes: &[u8]) -> Result<T, CodecError> {
+    let mut decoder = DecoderImpl::new(Frame { rest: bytes }, config::<N>(), ());
+    let value = T::decode(&mut decoder).map_err(decode_error)?;
+    match decoder.reader().rest.len() {
+        0 => Ok(value),
+        extra => Err(CodecError::Trailing { extra }),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn decode_error(e: DecodeError) -> CodecError {
+    CodecError::Decode(Arc::new(e))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use bincode::{Decode, Encode};
 
 use crate::codec::{Wire, FIXED_MAX};
 
+mod decode;
 mod orders;
 pub use orders::*;
 
@@ -20,7 +21,7 @@ pub use orders::*;
 pub const PROTOCOL_VERSION: u32 = 11;
 
 /// One frame.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Encode)]
 pub struct Envelope {
     /// Request id for requests and their replies; 0 for everything else.
     pub id: u64,
@@ -29,7 +30,7 @@ pub struct Envelope {
 }
 
 /// The kinds of frame.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Encode)]
 pub enum Body {
     /// First frame in each direction: who is speaking, and which protocol and build.
     Hello(Hello),
@@ -105,7 +106,7 @@ impl Wire for Envelope {
 }
 
 /// The hello each side sends first.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub struct Hello {
     /// [`PROTOCOL_VERSION`] of the sender.
     pub protocol_version: u32,
@@ -116,7 +117,7 @@ pub struct Hello {
 }
 
 /// What the runner asks of the worker.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Encode)]
 pub enum Request {
     /// Echoed back as [`Reply::Pong`].
     Ping {
@@ -210,7 +211,7 @@ pub struct SubscribeRequest {
 }
 
 /// What the worker answers.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Encode)]
 pub enum Reply {
     /// Answers [`Request::Ping`].
     Pong {
@@ -289,7 +290,7 @@ impl Reply {
 }
 
 /// One bar. All prices are real observed prices; a bar with no trades is not sent.
-#[derive(Debug, Clone, Copy, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Encode)]
 pub struct Bar {
     /// Start of the bar, Unix seconds.
     pub time: i64,
@@ -331,7 +332,7 @@ impl Bar {
 }
 
 /// A failed request, as reported by the worker.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub struct RemoteError {
     /// What kind of failure.
     pub kind: ErrorKind,
@@ -348,7 +349,7 @@ impl fmt::Display for RemoteError {
 impl std::error::Error for RemoteError {}
 
 /// Kinds of failure the worker tells apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The broker did not answer in time.
@@ -392,7 +393,7 @@ pub enum ErrorKind {
 }
 
 /// Unsolicited news from the worker.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Encode)]
 pub enum Event {
     /// A real-time bar.
     Bar {
@@ -462,7 +463,7 @@ pub enum Event {
 }
 
 /// What became of one symbol's live stream while the broker connection was up ([`Event::Feed`]).
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub enum FeedState {
     /// The stream was cancelled and requested again, for `reason` (in words: how long it was
     /// silent, or which market data farm broke and came back).
@@ -485,7 +486,7 @@ pub enum FeedState {
 }
 
 /// State of the worker's broker connection, as it changes.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub enum ConnectionStatus {
     /// Connected and ready.
     Connected,
@@ -519,7 +520,7 @@ pub enum ConnectionStatus {
 }
 
 /// A log line of the worker.
-#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[derive(Debug, Clone, PartialEq, Eq, Encode)]
 pub struct LogRecord {
     /// Severity.
     pub level: LogLevel,
@@ -533,7 +534,7 @@ pub struct LogRecord {
 }
 
 /// Severity of a [`LogRecord`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Encode)]
 pub enum LogLevel {
     /// `tracing`'s ERROR.
     Error,
