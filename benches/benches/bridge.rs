@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use benches::transport::{Connection, Kind};
 use bridge::codec;
-use bridge::protocol::{Bar, Body, Envelope, Reply};
+use bridge::protocol::{Bar, Body, ConnectionStatus, Envelope, Event, LogLevel, LogRecord, Reply};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const PEER: &str = env!("CARGO_BIN_EXE_bridge-bench");
@@ -70,6 +70,27 @@ fn codec_cases(c: &mut Criterion) {
     let cases = [
         ("request", benches::request(7, 64)),
         ("reply", benches::reply(benches::request(7, 64))),
+        (
+            "log",
+            Envelope {
+                id: 0,
+                body: Body::Log(LogRecord {
+                    level: LogLevel::Info,
+                    target: "worker::ibkr".into(),
+                    message: "connected to 127.0.0.1:4002, client id 7".into(),
+                    dropped_before: 0,
+                }),
+            },
+        ),
+        (
+            "event",
+            Envelope {
+                id: 0,
+                body: Body::Event(Event::Connection(ConnectionStatus::Restored {
+                    data_lost: true,
+                })),
+            },
+        ),
         (
             "bars_1000",
             Envelope {
