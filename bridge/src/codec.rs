@@ -34,13 +34,17 @@ fn config<const N: usize>() -> Config<N> {
 
 /// How many bytes of memory one byte of a valid message's encoding may need once decoded.
 /// A sequence claims its elements' size in memory before decoding them, and in the bridge's
-/// messages the worst case is a list of empty strings: 8 bytes of length each, decoded into
-/// 24-byte `String`s.
-pub const MEMORY_PER_BYTE: usize = 4;
+/// messages the worst case is a folded list of order references with empty prefixes: 9 bytes
+/// each (an empty string and no numbers), decoded into 48-byte `RefRun`s (5.3 times; a list of
+/// empty strings is 3 times).
+pub const MEMORY_PER_BYTE: usize = 6;
+
+/// The smallest size class: that of every frame up to 128 bytes.
+const FIRST_CLASS: usize = 768;
 
 /// The most a frame of `len` bytes may claim while decoding: [`MEMORY_PER_BYTE`] times its
-/// length rounded up to the next of a few fixed sizes (512 B, then ×4 up to
-/// [`DECODE_LIMIT`]), so at most 16 times the frame and never less than 512 bytes; a valid
+/// length rounded up to the next of a few fixed sizes (768 B, then ×4 up to
+/// [`DECODE_LIMIT`]), so at most 24 times the frame and never less than 768 bytes; a valid
 /// message always fits.
 pub fn decode_limit(len: usize) -> usize {
     limit_class(len.saturating_mul(MEMORY_PER_BYTE))
@@ -48,7 +52,7 @@ pub fn decode_limit(len: usize) -> usize {
 
 /// The smallest size class holding `want`.
 fn limit_class(want: usize) -> usize {
-    let mut class = 512usize;
+    let mut class = FIRST_CLASS;
     while class < want && class < DECODE_LIMIT {
         class *= 4;
     }
@@ -203,7 +207,7 @@ pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
     // The smallest class, that of every frame up to 128 bytes, is decoded in the caller's
     // place: a small message is then built where it is used rather than moved out of calls.
     if bytes.len() <= SMALL {
-        decode_with::<T, 512>(bytes)
+        decode_with::<T, FIRST_CLASS>(bytes)
     } else {
         // `decode_limit` is a size class already.
         decode_in_class(bytes, decode_limit(bytes.len()))
@@ -211,7 +215,7 @@ pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T, CodecError> {
 }
 
 /// The longest frame of the smallest size class.
-const SMALL: usize = 512 / MEMORY_PER_BYTE;
+const SMALL: usize = FIRST_CLASS / MEMORY_PER_BYTE;
 
 /// Decodes exactly one `T` from `bytes`, claiming at most `limit` bytes of memory (rounded up
 /// to the next size class of [`decode_limit`]) for what the bytes announce: for data whose
@@ -233,22 +237,22 @@ fn decode_in_class<T: Decode<()>>(bytes: &[u8], class: usize) -> Result<T, Codec
         }};
     }
     by_class!(
-        512,
-        512 << 2,
-        512 << 4,
-        512 << 6,
-        512 << 8,
-        512 << 10,
-        512 << 12,
-        512 << 14,
-        512 << 16,
-        512 << 18,
-        512 << 20,
-        512 << 22,
-        512 << 24,
-        512 << 26,
-        512 << 28,
-        512 << 30
+        FIRST_CLASS,
+        FIRST_CLASS << 2,
+        FIRST_CLASS << 4,
+        FIRST_CLASS << 6,
+        FIRST_CLASS << 8,
+        FIRST_CLASS << 10,
+        FIRST_CLASS << 12,
+        FIRST_CLASS << 14,
+        FIRST_CLASS << 16,
+        FIRST_CLASS << 18,
+        FIRST_CLASS << 20,
+        FIRST_CLASS << 22,
+        FIRST_CLASS << 24,
+        FIRST_CLASS << 26,
+        FIRST_CLASS << 28,
+        FIRST_CLASS << 30
     )
 }
 
@@ -395,9 +399,9 @@ mod tests {
             assert_eq!(result, (true, true, true));
             assert!(largest <= decode_limit(20), "allocated {largest} bytes");
         }
-        assert_eq!(decode_limit(20), 512);
-        assert_eq!(decode_limit(300), 2048);
-        assert_eq!(decode_limit(256 << 10), 2 << 20);
+        assert_eq!(decode_limit(20), 768);
+        assert_eq!(decode_limit(300), 3072);
+        assert_eq!(decode_limit(256 << 10), 3 << 20);
         assert_eq!(decode_limit(usize::MAX), DECODE_LIMIT);
     }
 

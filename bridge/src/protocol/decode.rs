@@ -9,9 +9,10 @@
 //! message still fits under it. With any configuration other than the codec's (fixed-width
 //! little-endian integers) the integers are read by bincode's own decoders.
 //!
-//! Variant numbers are the order of declaration, as the derived `Encode` numbers them; the
-//! protocol's tests round-trip every variant of every type here and fail to compile when a
-//! variant is added without a sample. The other types (history and subscription requests,
+//! Variant numbers are the order of declaration, as the derived `Encode` numbers them. Each
+//! enum's variants are named below (`variants!`): a variant added to an enum stops this file
+//! compiling until it is named there, which counts it; the tests then need a sample of every
+//! counted variant, and round-trip each. The other types (history and subscription requests,
 //! orders) keep their derived decoders.
 
 use std::mem::size_of;
@@ -118,15 +119,62 @@ fn unknown(
     }
 }
 
-/// The error for a variant number of `$t` past its last, `$last`.
+/// The error for a variant number of `$t` past its last (`$count` variants).
 macro_rules! no_variant {
-    ($t:literal, $last:literal, $found:expr) => {
+    ($t:literal, $count:expr, $found:expr) => {
         Err(unknown(
             $t,
-            &AllowedEnumVariants::Range { min: 0, max: $last },
+            &AllowedEnumVariants::Range {
+                min: 0,
+                max: $count - 1,
+            },
             $found,
         ))
     };
+}
+
+/// `$count`: how many variants `$t` has, every one named (a pattern each) in an exhaustive
+/// match that stops compiling when a variant is added and not named.
+macro_rules! variants {
+    ($($count:ident = $t:ident [$($variant:pat),+])*) => {$(
+        pub(super) const $count: u32 = [$(stringify!($variant)),+].len() as u32;
+        const _: fn(&$t) = |v| match v {
+            $($variant)|+ => {}
+        };
+    )*};
+}
+
+variants! {
+    BODIES = Body [Body::Hello(_), Body::Request(_), Body::Reply(_), Body::Event(_), Body::Log(_)]
+    REQUESTS = Request [Request::Ping { .. }, Request::Connect, Request::Accounts,
+        Request::History(_), Request::Subscribe(_), Request::Unsubscribe { .. },
+        Request::Shutdown, Request::Cancel { .. }, Request::PlaceOrder(_),
+        Request::ModifyOrder(_), Request::CancelOrder { .. }, Request::CancelAll,
+        Request::Orders, Request::FoldedOrders, Request::Executions, Request::Positions,
+        Request::Account]
+    REPLIES = Reply [Reply::Pong { .. }, Reply::Connected { .. }, Reply::Accounts(_),
+        Reply::Bars(_), Reply::HistoryEnd { .. }, Reply::Subscribed, Reply::Unsubscribed,
+        Reply::ShuttingDown, Reply::Order(_), Reply::CancelledAll { .. }, Reply::Orders(_),
+        Reply::Fills(_), Reply::Positions(_), Reply::Folded(_), Reply::FoldedPage(_),
+        Reply::OrdersPage(_), Reply::FillsPage(_), Reply::PositionsPage(_), Reply::Account(_),
+        Reply::Error(_)]
+    EVENTS = Event [Event::Bar { .. }, Event::Connection(_), Event::Refused { .. },
+        Event::Delayed { .. }, Event::Feed { .. }, Event::Order(_), Event::Fill(_),
+        Event::Position(_), Event::BookTold { .. }, Event::Dropped { .. }, Event::Notice { .. }]
+    ERROR_KINDS = ErrorKind [ErrorKind::Timeout, ErrorKind::NotConnected,
+        ErrorKind::UnknownSymbol, ErrorKind::NoData, ErrorKind::Pacing,
+        ErrorKind::NoSecurityDefinition, ErrorKind::AmbiguousContract, ErrorKind::FarmDown,
+        ErrorKind::Disconnected, ErrorKind::ClientIdInUse, ErrorKind::NotPermitted,
+        ErrorKind::CompetingSession, ErrorKind::BadRequest, ErrorKind::Cancelled,
+        ErrorKind::UnknownOrder, ErrorKind::LiveAccount, ErrorKind::TooLarge,
+        ErrorKind::Internal]
+    FEED_STATES = FeedState [FeedState::Resubscribed { .. }, FeedState::Stalled { .. },
+        FeedState::Flowing, FeedState::Ended]
+    CONNECTION_STATUSES = ConnectionStatus [ConnectionStatus::Connected,
+        ConnectionStatus::Lost { .. }, ConnectionStatus::Restored { .. },
+        ConnectionStatus::Reconnecting { .. }, ConnectionStatus::GaveUp { .. }]
+    LOG_LEVELS = LogLevel [LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug,
+        LogLevel::Trace]
 }
 
 /// `Decode` (and `BorrowDecode`) for each type, from the body that reads one. In line always:
@@ -156,7 +204,7 @@ by_hand! {
         2 => Body::Reply(Reply::decode(d)?),
         3 => Body::Event(Event::decode(d)?),
         4 => Body::Log(LogRecord::decode(d)?),
-        n => return no_variant!("Body", 4, n),
+        n => return no_variant!("Body", BODIES, n),
     });
 
     Hello => |d| Ok(Hello {
@@ -189,7 +237,7 @@ by_hand! {
         14 => Request::Executions,
         15 => Request::Positions,
         16 => Request::Account,
-        n => return no_variant!("Request", 16, n),
+        n => return no_variant!("Request", REQUESTS, n),
     });
 
     Reply => |d| Ok(match read_u32(d)? {
@@ -222,7 +270,7 @@ by_hand! {
         17 => Reply::PositionsPage(read_vec(d)?),
         18 => Reply::Account(Box::new(AccountSummary::decode(d)?)),
         19 => Reply::Error(RemoteError::decode(d)?),
-        n => return no_variant!("Reply", 19, n),
+        n => return no_variant!("Reply", REPLIES, n),
     });
 
     Bar => |d| Ok(Bar {
@@ -241,7 +289,7 @@ by_hand! {
 
     ErrorKind => |d| {
         use ErrorKind::*;
-        const ALL: [ErrorKind; 18] = [
+        const ALL: [ErrorKind; ERROR_KINDS as usize] = [
             Timeout,
             NotConnected,
             UnknownSymbol,
@@ -264,7 +312,7 @@ by_hand! {
         let n = read_u32(d)?;
         match ALL.get(n as usize) {
             Some(kind) => Ok(*kind),
-            None => no_variant!("ErrorKind", 17, n),
+            None => no_variant!("ErrorKind", ERROR_KINDS, n),
         }
     };
 
@@ -299,7 +347,7 @@ by_hand! {
             code: read_i32(d)?,
             message: read_string(d)?,
         },
-        n => return no_variant!("Event", 10, n),
+        n => return no_variant!("Event", EVENTS, n),
     });
 
     FeedState => |d| Ok(match read_u32(d)? {
@@ -311,7 +359,7 @@ by_hand! {
         },
         2 => FeedState::Flowing,
         3 => FeedState::Ended,
-        n => return no_variant!("FeedState", 3, n),
+        n => return no_variant!("FeedState", FEED_STATES, n),
     });
 
     ConnectionStatus => |d| Ok(match read_u32(d)? {
@@ -329,7 +377,7 @@ by_hand! {
             attempts: read_u32(d)?,
             reason: read_string(d)?,
         },
-        n => return no_variant!("ConnectionStatus", 4, n),
+        n => return no_variant!("ConnectionStatus", CONNECTION_STATUSES, n),
     });
 
     LogRecord => |d| Ok(LogRecord {
@@ -345,7 +393,7 @@ by_hand! {
         2 => LogLevel::Info,
         3 => LogLevel::Debug,
         4 => LogLevel::Trace,
-        n => return no_variant!("LogLevel", 4, n),
+        n => return no_variant!("LogLevel", LOG_LEVELS, n),
     });
 }
 

@@ -3,6 +3,9 @@
 //! configurations read as bincode's own, and the decode limit holds.
 
 use super::super::*;
+use super::{
+    BODIES, CONNECTION_STATUSES, ERROR_KINDS, EVENTS, FEED_STATES, LOG_LEVELS, REPLIES, REQUESTS,
+};
 use crate::codec::{self, decode_limit, CodecError};
 
 fn report() -> OrderReport {
@@ -65,9 +68,9 @@ fn runs() -> Vec<RefRun> {
     ]
 }
 
-/// A sample of every variant of every type decoded by hand, as a body; `number` below must
-/// name each variant (it fails to compile when one is added), and the test checks that the
-/// samples cover them all.
+/// A sample of every variant of every type decoded by hand, as a body; `numbers` below names
+/// each variant's number, and the test checks that the samples cover every variant the
+/// decoders count (`variants!` in `decode.rs`, which stops compiling when one is added).
 fn samples() -> Vec<Body> {
     let bar = Bar {
         time: -7,
@@ -243,8 +246,7 @@ fn samples() -> Vec<Body> {
     bodies
 }
 
-/// Every variant by its type's name and number: exhaustive, so a new variant must be named
-/// here (and then given a sample) before this compiles.
+/// Every variant by its type's name and number (exhaustive).
 fn numbers(body: &Body) -> Vec<(&'static str, u32)> {
     let error = |e: &RemoteError| {
         let kind = match e.kind {
@@ -406,19 +408,27 @@ fn every_variant_of_every_type_decoded_by_hand_round_trips() {
         seen.extend(numbers(&env.body));
         let bytes = codec::encode(&env).unwrap();
         assert_eq!(codec::decode::<Envelope>(&bytes), Ok(env.clone()));
-        // The body alone, and through bincode's own entry point.
+        // The body alone, and through bincode's own entry points (a slice, and a reader that
+        // cannot lend its bytes).
         let body = codec::encode(&env.body).unwrap();
         assert_eq!(codec::decode::<Body>(&body), Ok(env.body.clone()));
+        let config = bincode::config::standard()
+            .with_little_endian()
+            .with_fixed_int_encoding();
+        let (back, used): (Envelope, usize) = bincode::decode_from_slice(&bytes, config).unwrap();
+        assert_eq!((back, used), (env.clone(), bytes.len()));
+        let back: Envelope = bincode::decode_from_std_read(&mut &bytes[..], config).unwrap();
+        assert_eq!(back, env);
     }
     let counts = [
-        ("Body", 5),
-        ("ConnectionStatus", 5),
-        ("ErrorKind", 18),
-        ("Event", 11),
-        ("FeedState", 4),
-        ("LogLevel", 5),
-        ("Reply", 20),
-        ("Request", 17),
+        ("Body", BODIES),
+        ("ConnectionStatus", CONNECTION_STATUSES),
+        ("ErrorKind", ERROR_KINDS),
+        ("Event", EVENTS),
+        ("FeedState", FEED_STATES),
+        ("LogLevel", LOG_LEVELS),
+        ("Reply", REPLIES),
+        ("Request", REQUESTS),
     ];
     for (name, count) in counts {
         for n in 0..count {
@@ -431,24 +441,40 @@ fn every_variant_of_every_type_decoded_by_hand_round_trips() {
     );
 }
 
-/// A variant number past a type's last is an error of bincode's kind, naming the type.
+/// A variant number past a type's last is an error of bincode's kind, naming the type and
+/// the numbers it has.
 #[test]
 fn a_variant_past_the_last_is_refused_by_name() {
-    for (bytes, name) in [
-        (vec![5, 0, 0, 0], "Body"),
-        (vec![1, 0, 0, 0, 17, 0, 0, 0], "Request"),
-        (vec![2, 0, 0, 0, 20, 0, 0, 0], "Reply"),
-        (vec![3, 0, 0, 0, 11, 0, 0, 0], "Event"),
-        (vec![3, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0], "ConnectionStatus"),
-        (vec![2, 0, 0, 0, 19, 0, 0, 0, 18, 0, 0, 0], "ErrorKind"),
-        (vec![4, 0, 0, 0, 255, 255, 255, 255], "LogLevel"),
+    let feed = [3, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, b'Q'];
+    for (bytes, name, max) in [
+        (vec![5, 0, 0, 0], "Body", 4),
+        (vec![1, 0, 0, 0, 17, 0, 0, 0], "Request", 16),
+        (vec![2, 0, 0, 0, 20, 0, 0, 0], "Reply", 19),
+        (vec![3, 0, 0, 0, 11, 0, 0, 0], "Event", 10),
+        (
+            vec![3, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0],
+            "ConnectionStatus",
+            4,
+        ),
+        ([&feed[..], &[4, 0, 0, 0]].concat(), "FeedState", 3),
+        (vec![2, 0, 0, 0, 19, 0, 0, 0, 18, 0, 0, 0], "ErrorKind", 17),
+        (vec![4, 0, 0, 0, 255, 255, 255, 255], "LogLevel", 4),
     ] {
         let mut frame = 9u64.to_le_bytes().to_vec();
         frame.extend_from_slice(&bytes);
         match codec::decode::<Envelope>(&frame) {
             Err(CodecError::Decode(e)) => match &*e {
-                bincode::error::DecodeError::UnexpectedVariant { type_name, .. } => {
-                    assert_eq!(*type_name, name)
+                bincode::error::DecodeError::UnexpectedVariant {
+                    type_name, allowed, ..
+                } => {
+                    assert_eq!(*type_name, name);
+                    assert!(
+                        matches!(
+                            allowed,
+                            bincode::error::AllowedEnumVariants::Range { min: 0, max: m } if *m == max
+                        ),
+                        "{name}: {allowed:?}"
+                    );
                 }
                 other => panic!("{name}: {other:?}"),
             },
@@ -535,7 +561,7 @@ fn a_small_frame_cannot_make_the_decoder_allocate_much() {
         &[0, 0, 0, 0, 7, 0, 0, 0],  // Hello's build id (after its version)
     ];
     for head in heads {
-        for claimed in [100u64, 16 << 20, 1 << 40, u64::MAX] {
+        for claimed in [100u64, 700, 800, 2000, 16 << 20, 1 << 40, u64::MAX] {
             let mut frame = 1u64.to_le_bytes().to_vec();
             frame.extend_from_slice(head);
             frame.extend_from_slice(&claimed.to_le_bytes());
@@ -552,10 +578,13 @@ fn a_small_frame_cannot_make_the_decoder_allocate_much() {
 }
 
 /// The limit never refuses a valid message, however large: the worst cases of the protocol's
-/// lists (empty account names, orders, bars) at every size.
+/// lists (folded references with empty prefixes, empty account names, orders, bars) at every
+/// size, each class's edges included.
 #[test]
 fn a_valid_message_of_any_size_decodes_under_its_limit() {
-    for n in [0usize, 1, 5, 40, 1_000, 30_000] {
+    let mut sizes = vec![0usize, 1, 5, 40, 224, 1_000, 30_000];
+    sizes.extend((1..400).step_by(3));
+    for n in sizes {
         for body in [
             Body::Reply(Reply::Accounts(vec![String::new(); n])),
             Body::Reply(Reply::Orders(vec![
