@@ -161,20 +161,28 @@ variants! {
     EVENTS = Event [Event::Bar { .. }, Event::Connection(_), Event::Refused { .. },
         Event::Delayed { .. }, Event::Feed { .. }, Event::Order(_), Event::Fill(_),
         Event::Position(_), Event::BookTold { .. }, Event::Dropped { .. }, Event::Notice { .. }]
-    ERROR_KINDS = ErrorKind [ErrorKind::Timeout, ErrorKind::NotConnected,
-        ErrorKind::UnknownSymbol, ErrorKind::NoData, ErrorKind::Pacing,
-        ErrorKind::NoSecurityDefinition, ErrorKind::AmbiguousContract, ErrorKind::FarmDown,
-        ErrorKind::Disconnected, ErrorKind::ClientIdInUse, ErrorKind::NotPermitted,
-        ErrorKind::CompetingSession, ErrorKind::BadRequest, ErrorKind::Cancelled,
-        ErrorKind::UnknownOrder, ErrorKind::LiveAccount, ErrorKind::TooLarge,
-        ErrorKind::Internal]
     FEED_STATES = FeedState [FeedState::Resubscribed { .. }, FeedState::Stalled { .. },
         FeedState::Flowing, FeedState::Ended]
     CONNECTION_STATUSES = ConnectionStatus [ConnectionStatus::Connected,
         ConnectionStatus::Lost { .. }, ConnectionStatus::Restored { .. },
         ConnectionStatus::Reconnecting { .. }, ConnectionStatus::GaveUp { .. }]
-    LOG_LEVELS = LogLevel [LogLevel::Error, LogLevel::Warn, LogLevel::Info, LogLevel::Debug,
-        LogLevel::Trace]
+}
+
+/// For an enum of unit variants, besides [`variants!`]'s count and exhaustive match, `$all`:
+/// every variant in order of declaration, which its decoder indexes by the variant number.
+macro_rules! unit_variants {
+    ($($count:ident, $all:ident = $t:ident [$($variant:ident),+])*) => {$(
+        variants! { $count = $t [$($t::$variant),+] }
+        const $all: [$t; $count as usize] = [$($t::$variant),+];
+    )*};
+}
+
+unit_variants! {
+    ERROR_KINDS, ALL_ERROR_KINDS = ErrorKind [Timeout, NotConnected, UnknownSymbol, NoData,
+        Pacing, NoSecurityDefinition, AmbiguousContract, FarmDown, Disconnected, ClientIdInUse,
+        NotPermitted, CompetingSession, BadRequest, Cancelled, UnknownOrder, LiveAccount,
+        TooLarge, Internal]
+    LOG_LEVELS, ALL_LOG_LEVELS = LogLevel [Error, Warn, Info, Debug, Trace]
 }
 
 /// `Decode` (and `BorrowDecode`) for each type, from the body that reads one. In line always:
@@ -288,29 +296,8 @@ by_hand! {
     });
 
     ErrorKind => |d| {
-        use ErrorKind::*;
-        const ALL: [ErrorKind; ERROR_KINDS as usize] = [
-            Timeout,
-            NotConnected,
-            UnknownSymbol,
-            NoData,
-            Pacing,
-            NoSecurityDefinition,
-            AmbiguousContract,
-            FarmDown,
-            Disconnected,
-            ClientIdInUse,
-            NotPermitted,
-            CompetingSession,
-            BadRequest,
-            Cancelled,
-            UnknownOrder,
-            LiveAccount,
-            TooLarge,
-            Internal,
-        ];
         let n = read_u32(d)?;
-        match ALL.get(n as usize) {
+        match ALL_ERROR_KINDS.get(n as usize) {
             Some(kind) => Ok(*kind),
             None => no_variant!("ErrorKind", ERROR_KINDS, n),
         }
@@ -387,14 +374,13 @@ by_hand! {
         dropped_before: read_u64(d)?,
     });
 
-    LogLevel => |d| Ok(match read_u32(d)? {
-        0 => LogLevel::Error,
-        1 => LogLevel::Warn,
-        2 => LogLevel::Info,
-        3 => LogLevel::Debug,
-        4 => LogLevel::Trace,
-        n => return no_variant!("LogLevel", LOG_LEVELS, n),
-    });
+    LogLevel => |d| {
+        let n = read_u32(d)?;
+        match ALL_LOG_LEVELS.get(n as usize) {
+            Some(level) => Ok(*level),
+            None => no_variant!("LogLevel", LOG_LEVELS, n),
+        }
+    };
 }
 
 #[cfg(test)]
