@@ -34,6 +34,33 @@ fn ring(c: &mut Criterion) {
     g.finish();
 }
 
+/// Both ends of a channel in one thread: 256 messages fed as one batch, then received and
+/// decoded; the time per message is the work of the two ends together (without the cache
+/// lines' trips between two cores), steadier than a cross-process stream on a shared host.
+fn channel(c: &mut Criterion) {
+    let mut g = c.benchmark_group("channel");
+    let (mut a, mut b) = bridge::channel::pair(&Default::default()).unwrap();
+    let far = Instant::now() + Duration::from_secs(3600);
+    let bars: Vec<Envelope> = (0..256).map(benches::live_bar).collect();
+    let pings: Vec<Envelope> = (0..256).map(|i| benches::request(i, 64)).collect();
+    g.throughput(Throughput::Elements(256));
+    for (name, msgs) in [("bars_256", &bars), ("pings_256", &pings)] {
+        g.bench_function(name, |bench| {
+            bench.iter(|| {
+                let mut batch = a.sender.batch();
+                for m in msgs {
+                    batch.feed(m, None).unwrap();
+                }
+                drop(batch);
+                for _ in 0..msgs.len() {
+                    black_box(b.receiver.recv::<Envelope>(far).unwrap());
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
 fn cross_process(c: &mut Criterion) {
     let mut g = c.benchmark_group("cross_process");
     g.measurement_time(Duration::from_secs(5));
@@ -112,5 +139,5 @@ fn codec_cases(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, ring, cross_process, codec_cases);
+criterion_group!(benches, ring, channel, cross_process, codec_cases);
 criterion_main!(benches);

@@ -65,8 +65,11 @@ impl Wire for Envelope {
         else {
             return None;
         };
-        out[0..4].copy_from_slice(&sub.to_le_bytes());
-        out[4..8].copy_from_slice(&CLASS_BAR.to_le_bytes());
+        // The subscription and the class in one 8-byte store, like every other word: the
+        // sender reads the layout back a word at a time, and a load that spans two narrower
+        // stores waits for them to reach the cache.
+        let first = u64::from(*sub) | (u64::from(CLASS_BAR) << 32);
+        out[0..8].copy_from_slice(&first.to_le_bytes());
         out[8..16].copy_from_slice(&bar.time.to_le_bytes());
         let prices = [bar.open, bar.high, bar.low, bar.close, bar.volume];
         for (k, v) in prices.iter().enumerate() {

@@ -19,18 +19,17 @@ use bincode::Decode;
 use super::error::{Damage, GoneReason, RecvError};
 use super::link::{CloseOnDrop, Link};
 use crate::codec::{self, CodecError, Wire};
-use crate::ring::{Consumer, Layout, Taken};
+use crate::ring::{frame_at, Consumer, Layout, Taken};
 
 /// The reading end of a side.
 pub struct Receiver {
     rx: Consumer,
     link: Arc<Link>,
     _close: Arc<CloseOnDrop>,
-    /// Private copy of the frames last taken from the ring.
+    /// Private copy of the frames last taken from the ring, checked, back to back
+    /// ([`Consumer::take_frames`]).
     batch: Vec<u8>,
-    /// Where each frame lies in `batch`, and its layout.
-    frames: Vec<Taken>,
-    /// Index of the next frame of `frames` to hand out.
+    /// Offset in `batch` of the next frame to hand out.
     next: usize,
     /// The frame handed out last.
     current: Taken,
@@ -51,7 +50,6 @@ impl Receiver {
             link: close.link.clone(),
             _close: close,
             batch: Vec::new(),
-            frames: Vec::new(),
             next: 0,
             current: Taken::default(),
             last_taken: false,
@@ -67,7 +65,7 @@ impl Receiver {
     /// Takes the next batch from the ring: `Ok(true)` if it holds a frame. A corrupt ring
     /// ends the connection: nothing of the batch is handed out, nor anything after it.
     fn take_batch(&mut self) -> Result<bool, RecvError> {
-        match self.rx.take_batch(&mut self.batch, &mut self.frames) {
+        match self.rx.take_frames(&mut self.batch) {
             Ok(n) => {
                 // Copied out: the producer may reuse the space right away.
                 self.rx.release();
@@ -81,7 +79,7 @@ impl Receiver {
 
     /// Declares the peer gone for `damage` and hands out nothing more.
     fn corrupt(&mut self, damage: Damage) -> RecvError {
-        self.frames.clear();
+        self.batch.clear();
         self.next = 0;
         self.last_taken = true;
         RecvError::PeerGone(self.link.declare_gone(GoneReason::Corrupt(damage)))
@@ -94,7 +92,7 @@ impl Receiver {
     /// peer declared gone that goes on (a hub or a client stopped past the hang timeout and
     /// continued) is not read any more.
     fn advance(&mut self) -> Result<bool, RecvError> {
-        if self.next >= self.frames.len() {
+        if self.next >= self.batch.len() {
             if self.last_taken {
                 return Err(self.gone());
             }
@@ -129,11 +127,11 @@ impl Receiver {
     /// Makes the next frame of the batch current.
     #[inline]
     fn hand_out(&mut self) -> Result<bool, RecvError> {
-        let Some(&taken) = self.frames.get(self.next) else {
+        let Some((taken, next)) = frame_at(&self.batch, self.next) else {
             return Ok(false);
         };
         self.current = taken;
-        self.next += 1;
+        self.next = next;
         Ok(true)
     }
 
@@ -197,9 +195,9 @@ impl Receiver {
     #[inline(always)]
     pub fn recv<T: Wire + Decode<()>>(&mut self, deadline: Instant) -> Result<T, RecvError> {
         // A frame of the batch in hand: nothing to look at but the frame.
-        if let Some(&taken) = self.frames.get(self.next) {
+        if let Some((taken, next)) = frame_at(&self.batch, self.next) {
             self.current = taken;
-            self.next += 1;
+            self.next = next;
         } else {
             self.wait_next(deadline)?;
         }

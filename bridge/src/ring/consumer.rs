@@ -16,7 +16,7 @@ use std::time::Instant;
 use super::control::RingStats;
 use super::error::Corruption;
 use super::frame::{
-    check_frame, frame_size, parse_header, positions_valid, FrameCheck, Layout, Taken,
+    check_frame, frame_at, frame_size, parse_header, positions_valid, FrameCheck, Taken,
     FRAME_HEADER, KIND_DATA, KIND_FIXED, KIND_PAD,
 };
 use super::region::RawRing;
@@ -41,6 +41,26 @@ pub struct Consumer {
     batch_bytes: usize,
     /// Whether the producer's position was read for the last time ([`freeze`](Self::freeze)).
     frozen: bool,
+}
+
+/// How many frames of `stride` bytes from the start of `bytes` begin with `header`, in a row.
+/// Each is one comparison whose load does not wait for the last (the next frame's place is
+/// known without reading this one's length), where walking frames by their lengths is one
+/// dependent load after another: a stream of one message type is checked at the speed of
+/// its loads.
+#[inline(always)]
+fn same_headers(bytes: &[u8], header: [u8; FRAME_HEADER], stride: usize) -> u64 {
+    let header = u64::from_le_bytes(header);
+    bytes
+        .chunks_exact(stride)
+        .take_while(|frame| {
+            frame
+                .get(..FRAME_HEADER)
+                .and_then(|h| <[u8; FRAME_HEADER]>::try_from(h).ok())
+                .map(u64::from_le_bytes)
+                == Some(header)
+        })
+        .count() as u64
 }
 
 impl fmt::Debug for Consumer {
@@ -158,21 +178,19 @@ impl Consumer {
         }
     }
     /// Takes the published frames, [`BATCH_BYTES`] of them and the rest of the frame that
-    /// crosses that bound at most, with one bulk copy per contiguous span into `out` (cleared first), then parses
-    /// and validates the frames in that private copy; `frames` receives where each payload
-    /// lies in `out` and its layout. Like [`take`](Self::take), the space is freed by
-    /// [`release`](Self::release). Returns the number of frames.
+    /// crosses that bound at most, with one bulk copy per contiguous span into `out` (cleared
+    /// first), then validates the frames in that private copy. `out` then holds the data
+    /// frames back to back, each its header, payload and padding to 8 bytes (no padding
+    /// frame): [`frame_at`](super::frame_at) walks them. Like [`take`](Self::take), the space
+    /// is freed by [`release`](Self::release). Returns the number of frames; on corruption
+    /// nothing of the batch is to be used.
     ///
     /// The bound keeps the private copy in the cache while its frames are decoded: a
     /// consumer behind by a quarter of the ring would otherwise copy that much out first, and
-    /// read it back from memory.
-    pub fn take_batch(
-        &mut self,
-        out: &mut Vec<u8>,
-        frames: &mut Vec<Taken>,
-    ) -> Result<usize, Corruption> {
+    /// read it back from memory. No list of the frames is made: a reader finds each one as
+    /// it comes to it, its header already checked here.
+    pub fn take_frames(&mut self, out: &mut Vec<u8>) -> Result<usize, Corruption> {
         out.clear();
-        frames.clear();
         if let Some(c) = self.broken {
             return Err(c);
         }
@@ -180,6 +198,10 @@ impl Consumer {
             self.refresh_tail()?;
         }
         let cap = self.ring.capacity as u64;
+        let max_frame = self.ring.max_frame as u64;
+        // Counted here and stored once: a store per frame into `self` cost as much as the
+        // frame's check.
+        let (mut frames, mut bytes) = (0u64, 0u64);
         while self.head < self.cached_tail && out.len() < self.batch_bytes {
             let at = self.head;
             let off = at & self.ring.mask();
@@ -198,37 +220,35 @@ impl Consumer {
                 let header = out
                     .get(i..i + FRAME_HEADER)
                     .and_then(|h| <[u8; FRAME_HEADER]>::try_from(h).ok());
-                let (len, kind) = match header {
-                    Some(h) => parse_header(h),
-                    None => {
-                        return self.fail(Corruption::FrameLength {
-                            at: at + pos,
-                            len: 0,
-                        })
-                    }
+                let Some(header) = header else {
+                    return self.fail(Corruption::FrameLength {
+                        at: at + pos,
+                        len: 0,
+                    });
                 };
+                let (len, kind) = parse_header(header);
                 let need = frame_size(len as usize) as u64;
                 // Nearly every frame: a data frame wholly inside what was copied, which lies
                 // before the data area's end and within what was published, so that
-                // `check_frame` would pass it; no bound cut it.
-                if need <= span - pos && len as usize <= self.ring.max_frame {
-                    if let Some(layout) = Layout::of_kind(kind) {
-                        frames.push(Taken {
-                            start: i + FRAME_HEADER,
-                            len: len as usize,
-                            layout,
-                        });
-                        self.count(1, len as u64);
-                        pos += need;
-                        continue;
-                    }
+                // `check_frame` would pass it; no bound cut it. The frames right behind it
+                // with the same header pass for the same reasons.
+                if need <= span - pos
+                    && u64::from(len) <= max_frame
+                    && (kind == KIND_DATA || kind == KIND_FIXED)
+                {
+                    let rest = out.get(i + need as usize..base + span as usize);
+                    let n = 1 + rest.map_or(0, |rest| same_headers(rest, header, need as usize));
+                    frames += n;
+                    bytes += n * u64::from(len);
+                    pos += n * need;
+                    continue;
                 }
                 // Only where the bound cut the span (rare) is a frame looked at before its check.
                 if span < whole
                     && (kind == KIND_DATA || kind == KIND_FIXED)
                     && need > span - pos
                     && need <= whole - pos
-                    && len as usize <= self.ring.max_frame
+                    && u64::from(len) <= max_frame
                 {
                     // A frame the bound cut: its start is copied already, so the rest of it
                     // is too, and the batch ends with it.
@@ -265,20 +285,35 @@ impl Consumer {
                         span = to_end;
                         pos = span;
                     }
-                    Ok(FrameCheck::Data { need, layout }) => {
-                        frames.push(Taken {
-                            start: i + FRAME_HEADER,
-                            len: len as usize,
-                            layout,
-                        });
-                        self.count(1, len as u64);
+                    Ok(FrameCheck::Data { need, .. }) => {
+                        frames += 1;
+                        bytes += u64::from(len);
                         pos += need;
                     }
                 }
             }
             self.head += span;
         }
-        Ok(frames.len())
+        self.count(frames, bytes);
+        Ok(frames as usize)
+    }
+
+    /// [`take_frames`](Self::take_frames), with the list of the batch's frames in `frames`
+    /// (cleared first): where each payload lies in `out`, and its layout.
+    pub fn take_batch(
+        &mut self,
+        out: &mut Vec<u8>,
+        frames: &mut Vec<Taken>,
+    ) -> Result<usize, Corruption> {
+        frames.clear();
+        let n = self.take_frames(out)?;
+        let mut at = 0;
+        while let Some((taken, next)) = frame_at(out, at) {
+            frames.push(taken);
+            at = next;
+        }
+        debug_assert_eq!(frames.len(), n);
+        Ok(n)
     }
 
     /// Frees the space of every frame taken so far and wakes the producer if it waits for it.

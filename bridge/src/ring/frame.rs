@@ -71,6 +71,27 @@ pub struct Taken {
     pub layout: Layout,
 }
 
+/// The frame at offset `at` of a batch taken by
+/// [`Consumer::take_frames`](super::Consumer::take_frames) (its data frames back to back,
+/// each checked there): where its payload lies in the batch and how it is encoded, and
+/// where the next frame starts. `None` at the batch's end.
+#[inline(always)]
+pub fn frame_at(batch: &[u8], at: usize) -> Option<(Taken, usize)> {
+    let header = batch.get(at..at.checked_add(FRAME_HEADER)?)?;
+    let (len, kind) = parse_header(<[u8; FRAME_HEADER]>::try_from(header).ok()?);
+    let layout = if kind == KIND_FIXED {
+        Layout::Fixed
+    } else {
+        Layout::Codec
+    };
+    let taken = Taken {
+        start: at + FRAME_HEADER,
+        len: len as usize,
+        layout,
+    };
+    Some((taken, at + frame_size(len as usize)))
+}
+
 /// Bytes a frame with `len` payload bytes occupies in the ring.
 #[inline]
 pub const fn frame_size(len: usize) -> usize {
@@ -81,8 +102,8 @@ pub const fn frame_size(len: usize) -> usize {
 pub(crate) enum FrameCheck {
     /// A padding frame: the rest of the data area is skipped.
     Pad,
-    /// A data frame occupying `need` bytes, its payload encoded as `layout` says.
-    Data { need: u64, layout: Layout },
+    /// A data frame (of either [`Layout`]) occupying `need` bytes.
+    Data { need: u64 },
 }
 
 /// Validates the frame header `(len, kind)` found at position `at`, with `to_end` bytes left
@@ -104,14 +125,14 @@ pub(crate) fn check_frame(
         }
         KIND_PAD => Err(Corruption::Padding { at, len }),
         kind => {
-            let Some(layout) = Layout::of_kind(kind) else {
+            if Layout::of_kind(kind).is_none() {
                 return Err(Corruption::FrameKind { at, kind });
-            };
+            }
             let need = frame_size(len as usize) as u64;
             if len as usize > max_frame || need > to_end || need > avail {
                 Err(Corruption::FrameLength { at, len })
             } else {
-                Ok(FrameCheck::Data { need, layout })
+                Ok(FrameCheck::Data { need })
             }
         }
     }

@@ -20,6 +20,15 @@ use super::region::RawRing;
 use crate::doorbell::Wait;
 use crate::sync::Ordering;
 
+/// Payloads up to this size are written word by word
+/// ([`write_frame_words`](super::region::DataArea::write_frame_words)), larger ones by a bulk
+/// copy.
+const SMALL_FRAME: usize = 128;
+
+/// How far ahead of the frame being written the producer asks for the cache line it will
+/// write next ([`DataArea::prefetch_for_write`](super::region::DataArea::prefetch_for_write)).
+const PREFETCH_AHEAD: u64 = 512;
+
 /// The writing end of a ring.
 pub struct Producer {
     ring: RawRing,
@@ -157,10 +166,24 @@ impl Producer {
     #[inline(always)]
     fn put_frame(&mut self, payload: &[u8], layout: Layout, need: u64) {
         let off = (self.tail & self.ring.mask()) as usize;
-        self.ring
-            .data
-            .write_header(off, payload.len() as u32, layout.kind());
-        self.ring.data.write(off + FRAME_HEADER, payload);
+        // The line `PREFETCH_AHEAD` bytes on, if the consumer is done with it (by the cached
+        // position): taken for writing while this frame is written.
+        let ahead = self.tail + PREFETCH_AHEAD;
+        if ahead < self.cached_head + self.ring.capacity as u64 {
+            self.ring
+                .data
+                .prefetch_for_write((ahead & self.ring.mask()) as usize);
+        }
+        if payload.len() <= SMALL_FRAME {
+            self.ring
+                .data
+                .write_frame_words(off, payload, layout.kind());
+        } else {
+            self.ring
+                .data
+                .write_header(off, payload.len() as u32, layout.kind());
+            self.ring.data.write(off + FRAME_HEADER, payload);
+        }
         self.tail += need;
         self.stats.frames = self.stats.frames.wrapping_add(1);
         self.stats.bytes = self.stats.bytes.wrapping_add(payload.len() as u64);

@@ -47,6 +47,70 @@ impl DataArea {
         self.write(off, &header_bytes(len, kind));
     }
 
+    /// Writes a whole frame of a small payload at `off` (a multiple of 8): its header, then
+    /// the payload, as 8-byte words (the last one zero-padded), each with one relaxed atomic
+    /// store. Out of bounds, or `off` not a multiple of 8, is a bug of ours: it panics.
+    ///
+    /// For small payloads, rather than [`write_header`](Self::write_header) and
+    /// [`write`](Self::write): a payload just built by narrower stores (a message's fixed
+    /// layout, a short encoding) is read back here in loads of at most its stores' width,
+    /// where a bulk copy's 16- or 32-byte loads would wait for those stores to reach the
+    /// cache (a store-forwarding stall, most of the producer's time per live bar).
+    #[inline(always)]
+    pub(crate) fn write_frame_words(&self, off: usize, payload: &[u8], kind: u32) {
+        let full = payload.len() / 8;
+        let words = 1 + payload.len().div_ceil(8);
+        assert!(
+            off.is_multiple_of(8) && self.in_bounds(off, words * 8),
+            "ring write out of bounds"
+        );
+        let header = u64::from_le_bytes(header_bytes(payload.len() as u32, kind));
+        // Every store here is of word `k < words` of the frame: `off + 8 k` is 8-aligned (the
+        // area is, and `off` is a multiple of 8) and in bounds of the mapped, writable area
+        // (checked above), and the producer owns this free space.
+        // SAFETY: as above, word 0.
+        unsafe { store_word(self.ptr.add(off), header) };
+        let mut chunks = payload.chunks_exact(8);
+        for (k, chunk) in (&mut chunks).enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            // SAFETY: as above, `k + 1 < words`.
+            unsafe { store_word(self.ptr.add(off + 8 * (k + 1)), u64::from_le_bytes(w)) };
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let w = rest
+                .iter()
+                .rev()
+                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+            // SAFETY: as above, `full + 1 < words` when a remainder exists.
+            unsafe { store_word(self.ptr.add(off + 8 * (full + 1)), w) };
+        }
+    }
+
+    /// Asks the processor to fetch the cache line holding `off` for writing: the producer
+    /// writes a line the consumer read last, which its store would otherwise have to take
+    /// from the consumer's cache while later stores wait behind it. A hint: no effect on
+    /// what memory holds; nothing at all off x86-64 (or under Miri) or out of bounds.
+    #[inline(always)]
+    pub(crate) fn prefetch_for_write(&self, off: usize) {
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        if off < self.len {
+            // SAFETY: `ptr + off` is within the mapped area (checked); PREFETCHW only hints
+            // the cache (it reads nor writes no memory, cannot fault, and is a no-op on
+            // processors that lack it), and touches no register but its address operand.
+            unsafe {
+                std::arch::asm!(
+                    "prefetchw [{0}]",
+                    in(reg) self.ptr.add(off),
+                    options(nostack, preserves_flags, readonly)
+                )
+            };
+        }
+        #[cfg(any(not(target_arch = "x86_64"), miri))]
+        let _ = off;
+    }
+
     /// Reads a frame header once. `None` if out of bounds (cannot happen for validated offsets).
     #[inline]
     pub(crate) fn read_header(&self, off: usize) -> Option<(u32, u32)> {
@@ -118,6 +182,21 @@ unsafe fn copy_atomic(src: *const u8, dst: *mut u8, words: usize) {
     }
 }
 
+/// Stores one word into shared memory with a relaxed atomic store (a plain move; the compiler
+/// may not merge it with its neighbours into a wider copy).
+///
+/// # Safety
+///
+/// `dst` must be 8-aligned and valid for 8 bytes of writes.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn store_word(dst: *mut u8, word: u64) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // SAFETY: the caller's contract; the word is only accessed atomically or under the ring's
+    // happens-before.
+    unsafe { AtomicU64::from_ptr(dst.cast::<u64>()).store(word, Ordering::Relaxed) }
+}
+
 /// loom form of the data area: one tracked cell per byte, so loom sees data races on frames.
 #[cfg(loom)]
 pub(crate) struct DataArea {
@@ -137,6 +216,13 @@ impl DataArea {
     pub(crate) fn write_header(&self, off: usize, len: u32, kind: u32) {
         self.write(off, &header_bytes(len, kind));
     }
+
+    pub(crate) fn write_frame_words(&self, off: usize, payload: &[u8], kind: u32) {
+        self.write_header(off, payload.len() as u32, kind);
+        self.write(off + FRAME_HEADER, payload);
+    }
+
+    pub(crate) fn prefetch_for_write(&self, _off: usize) {}
 
     pub(crate) fn read_header(&self, off: usize) -> Option<(u32, u32)> {
         let mut h = Vec::with_capacity(FRAME_HEADER);

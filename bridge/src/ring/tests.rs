@@ -442,6 +442,99 @@ fn a_batch_validates_frames_in_its_private_copy() {
     );
 }
 
+/// Runs of frames with one header (a stream of one message type, checked a comparison a
+/// frame) end where the header changes, where the bound cuts, and where the data area ends:
+/// every frame comes out once, in order, with its layout, at every bound.
+#[test]
+fn runs_of_equal_frames_are_taken_whole_at_any_bound() {
+    for bound in [8, 64, 128, 200, 1000, 4096] {
+        let (mut p, mut c) = heap(4096, 1024).unwrap();
+        c.bound_batches(bound);
+        let mut expected = VecDeque::new();
+        let mut seq = 0u64;
+        for round in 0..200u64 {
+            // A run of 1 to 40 equal frames (56 bytes, fixed or not), then an odd one.
+            let layout = if round % 3 == 0 {
+                Layout::Codec
+            } else {
+                Layout::Fixed
+            };
+            for _ in 0..1 + round % 40 {
+                let data = payload(seq, 56);
+                if p.write_as(&data, layout).is_err() {
+                    break;
+                }
+                expected.push_back((data, layout));
+                seq += 1;
+            }
+            let data = payload(seq, (round % 70) as usize);
+            if p.write(&data).is_ok() {
+                expected.push_back((data, Layout::Codec));
+                seq += 1;
+            }
+            p.publish();
+            let (mut out, mut frames) = (Vec::new(), Vec::new());
+            while c.take_batch(&mut out, &mut frames).expect("no corruption") > 0 {
+                for f in &frames {
+                    let (data, layout) = expected.pop_front().expect("a frame expected");
+                    assert_eq!(
+                        &out[f.start..f.start + f.len],
+                        data.as_slice(),
+                        "bound {bound}"
+                    );
+                    assert_eq!(f.layout, layout, "bound {bound}");
+                }
+                c.release();
+            }
+            assert!(expected.is_empty(), "bound {bound}, round {round}");
+        }
+        assert_eq!(c.stats().frames, seq, "bound {bound}");
+    }
+}
+
+/// A frame inside a run that differs from the frames before it is checked on its own: a
+/// hostile length or kind in the middle of a run of equal frames is corruption at its place.
+#[test]
+fn a_hostile_frame_inside_a_run_is_found_at_its_place() {
+    for (len, kind, victim) in [
+        (56, 0x1234_5678, 5u64),
+        (4000, KIND_FIXED, 9),
+        (900, KIND_FIXED, 25),
+        (56, KIND_PAD, 20),
+    ] {
+        let (mut p, mut c) = heap(4096, 1024).unwrap();
+        for i in 0..30 {
+            p.write_as(&payload(i, 56), Layout::Fixed).unwrap();
+        }
+        p.publish();
+        let at = victim * 64;
+        p.raw().data.write_header(at as usize, len, kind);
+        let (mut out, mut frames) = (Vec::new(), Vec::new());
+        let got = c.take_batch(&mut out, &mut frames);
+        let expected = match kind {
+            KIND_FIXED => Corruption::FrameLength { at, len },
+            KIND_PAD => Corruption::Padding { at, len },
+            kind => Corruption::FrameKind { at, kind },
+        };
+        assert_eq!(got, Err(expected));
+        assert!(frames.is_empty());
+    }
+}
+
+/// Payloads of every small length (written word by word, the last word padded) and a few
+/// larger ones (a bulk copy) come out byte for byte, across wraps.
+#[test]
+fn payloads_of_every_length_come_out_byte_for_byte() {
+    let (mut p, mut c) = heap(1024, 256).unwrap();
+    for round in 0..3 {
+        for len in 0..=256 {
+            let data = payload(round * 1000 + len as u64, len);
+            p.try_push(&data).unwrap();
+            assert_eq!(pop(&mut c), Some(data), "length {len}");
+        }
+    }
+}
+
 /// A consumer far behind takes its backlog in batches of [`BATCH_BYTES`] and the frame that
 /// crosses the bound at most, each frame once, in order, across the wrap.
 #[test]
