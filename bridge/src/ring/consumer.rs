@@ -177,6 +177,7 @@ impl Consumer {
             }
         }
     }
+
     /// Takes the published frames, [`BATCH_BYTES`] of them and the rest of the frame that
     /// crosses that bound at most, with one bulk copy per contiguous span into `out` (cleared
     /// first), then validates the frames in that private copy. `out` then holds the data
@@ -189,7 +190,7 @@ impl Consumer {
     /// consumer behind by a quarter of the ring would otherwise copy that much out first, and
     /// read it back from memory. No list of the frames is made: a reader finds each one as
     /// it comes to it, its header already checked here.
-    pub fn take_frames(&mut self, out: &mut Vec<u8>) -> Result<usize, Corruption> {
+    pub(crate) fn take_frames(&mut self, out: &mut Vec<u8>) -> Result<usize, Corruption> {
         out.clear();
         if let Some(c) = self.broken {
             return Err(c);
@@ -298,8 +299,12 @@ impl Consumer {
         Ok(frames as usize)
     }
 
-    /// [`take_frames`](Self::take_frames), with the list of the batch's frames in `frames`
-    /// (cleared first): where each payload lies in `out`, and its layout.
+    /// Takes the published frames, [`BATCH_BYTES`] of them and the rest of the frame that
+    /// crosses that bound at most, with one bulk copy per contiguous span into `out` (cleared
+    /// first), and validates them there; `frames` (cleared first) receives where each payload
+    /// lies in `out` and its layout. Like [`take`](Self::take), the space is freed by
+    /// [`release`](Self::release). Returns the number of frames. (The channel's receiver
+    /// takes the same batches without the list, walking the checked copy instead.)
     pub fn take_batch(
         &mut self,
         out: &mut Vec<u8>,

@@ -63,7 +63,8 @@ impl RingControl {
 /// What one end of a ring did, counted in its own process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RingStats {
-    /// Frames published (producer) or taken (consumer).
+    /// Frames published (producer) or taken (consumer; a batch found corrupt counts none of
+    /// its frames).
     pub frames: u64,
     /// Payload bytes published or taken.
     pub bytes: u64,

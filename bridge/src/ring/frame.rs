@@ -76,7 +76,7 @@ pub struct Taken {
 /// each checked there): where its payload lies in the batch and how it is encoded, and
 /// where the next frame starts. `None` at the batch's end.
 #[inline(always)]
-pub fn frame_at(batch: &[u8], at: usize) -> Option<(Taken, usize)> {
+pub(crate) fn frame_at(batch: &[u8], at: usize) -> Option<(Taken, usize)> {
     let header = batch.get(at..at.checked_add(FRAME_HEADER)?)?;
     let (len, kind) = parse_header(<[u8; FRAME_HEADER]>::try_from(header).ok()?);
     let layout = if kind == KIND_FIXED {

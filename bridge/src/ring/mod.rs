@@ -39,7 +39,8 @@ pub use consumer::{Consumer, BATCH_BYTES};
 pub(crate) use control::RingControl;
 pub use control::RingStats;
 pub use error::{Corruption, PushError};
-pub use frame::{frame_at, frame_size, Layout, Taken, FRAME_HEADER, POSITION_LIMIT};
+pub(crate) use frame::frame_at;
+pub use frame::{frame_size, Layout, Taken, FRAME_HEADER, POSITION_LIMIT};
 pub use geometry::{check_geometry, max_frame_for, GeometryError, MAX_CAPACITY, MIN_CAPACITY};
 pub use producer::Producer;
 #[cfg(not(loom))]

@@ -166,10 +166,11 @@ impl Producer {
     #[inline(always)]
     fn put_frame(&mut self, payload: &[u8], layout: Layout, need: u64) {
         let off = (self.tail & self.ring.mask()) as usize;
-        // The line `PREFETCH_AHEAD` bytes on, if the consumer is done with it (by the cached
-        // position): taken for writing while this frame is written.
+        // The line `PREFETCH_AHEAD` bytes on, if the consumer is done with all of it (by the
+        // cached position; the line starts at or after `ahead`'s 64-byte boundary, past
+        // `tail`): taken for writing while this frame is written.
         let ahead = self.tail + PREFETCH_AHEAD;
-        if ahead < self.cached_head + self.ring.capacity as u64 {
+        if ahead + 64 <= self.cached_head + self.ring.capacity as u64 {
             self.ring
                 .data
                 .prefetch_for_write((ahead & self.ring.mask()) as usize);

@@ -64,7 +64,8 @@ impl DataArea {
             off.is_multiple_of(8) && self.in_bounds(off, words * 8),
             "ring write out of bounds"
         );
-        let header = u64::from_le_bytes(header_bytes(payload.len() as u32, kind));
+        // Each word holds its bytes in memory order (native, like the consumer's loads).
+        let header = u64::from_ne_bytes(header_bytes(payload.len() as u32, kind));
         // Every store here is of word `k < words` of the frame: `off + 8 k` is 8-aligned (the
         // area is, and `off` is a multiple of 8) and in bounds of the mapped, writable area
         // (checked above), and the producer owns this free space.
@@ -75,14 +76,17 @@ impl DataArea {
             let mut w = [0u8; 8];
             w.copy_from_slice(chunk);
             // SAFETY: as above, `k + 1 < words`.
-            unsafe { store_word(self.ptr.add(off + 8 * (k + 1)), u64::from_le_bytes(w)) };
+            unsafe { store_word(self.ptr.add(off + 8 * (k + 1)), u64::from_ne_bytes(w)) };
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
+            // The bytes, then zeros, in memory order: built by shifts (no byte stores read
+            // back by a wider load), little-endian, and swapped where the target is not.
             let w = rest
                 .iter()
                 .rev()
-                .fold(0u64, |w, &b| (w << 8) | u64::from(b));
+                .fold(0u64, |w, &b| (w << 8) | u64::from(b))
+                .to_le();
             // SAFETY: as above, `full + 1 < words` when a remainder exists.
             unsafe { store_word(self.ptr.add(off + 8 * (full + 1)), w) };
         }
