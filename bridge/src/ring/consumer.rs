@@ -16,7 +16,7 @@ use std::time::Instant;
 use super::control::RingStats;
 use super::error::Corruption;
 use super::frame::{
-    check_frame, frame_at, frame_size, parse_header, positions_valid, FrameCheck, Taken,
+    check_frame, frame_at, frame_size, header_in, parse_header, positions_valid, FrameCheck, Taken,
     FRAME_HEADER, KIND_DATA, KIND_FIXED, KIND_PAD,
 };
 use super::region::RawRing;
@@ -53,13 +53,7 @@ fn same_headers(bytes: &[u8], header: [u8; FRAME_HEADER], stride: usize) -> u64 
     let header = u64::from_le_bytes(header);
     bytes
         .chunks_exact(stride)
-        .take_while(|frame| {
-            frame
-                .get(..FRAME_HEADER)
-                .and_then(|h| <[u8; FRAME_HEADER]>::try_from(h).ok())
-                .map(u64::from_le_bytes)
-                == Some(header)
-        })
+        .take_while(|frame| header_in(frame, 0).map(u64::from_le_bytes) == Some(header))
         .count() as u64
 }
 
@@ -218,10 +212,7 @@ impl Consumer {
             let mut pos = 0u64;
             while pos < span {
                 let i = base + pos as usize;
-                let header = out
-                    .get(i..i + FRAME_HEADER)
-                    .and_then(|h| <[u8; FRAME_HEADER]>::try_from(h).ok());
-                let Some(header) = header else {
+                let Some(header) = header_in(out, i) else {
                     return self.fail(Corruption::FrameLength {
                         at: at + pos,
                         len: 0,

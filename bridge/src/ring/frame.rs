@@ -77,17 +77,12 @@ pub struct Taken {
 /// where the next frame starts. `None` at the batch's end.
 #[inline(always)]
 pub(crate) fn frame_at(batch: &[u8], at: usize) -> Option<(Taken, usize)> {
-    let header = batch.get(at..at.checked_add(FRAME_HEADER)?)?;
-    let (len, kind) = parse_header(<[u8; FRAME_HEADER]>::try_from(header).ok()?);
-    let layout = if kind == KIND_FIXED {
-        Layout::Fixed
-    } else {
-        Layout::Codec
-    };
+    let (len, kind) = parse_header(header_in(batch, at)?);
     let taken = Taken {
         start: at + FRAME_HEADER,
         len: len as usize,
-        layout,
+        // Every frame of the batch is a data frame: its kind is one of the two layouts.
+        layout: Layout::of_kind(kind).unwrap_or_default(),
     };
     Some((taken, at + frame_size(len as usize)))
 }
@@ -155,6 +150,14 @@ pub(crate) fn header_bytes(len: u32, kind: u32) -> [u8; FRAME_HEADER] {
     h[..4].copy_from_slice(&len.to_le_bytes());
     h[4..].copy_from_slice(&kind.to_le_bytes());
     h
+}
+
+/// The 8 header bytes at `at` of a private copy of frames, if they are all there.
+#[inline(always)]
+pub(crate) fn header_in(bytes: &[u8], at: usize) -> Option<[u8; FRAME_HEADER]> {
+    bytes
+        .get(at..at.checked_add(FRAME_HEADER)?)
+        .and_then(|h| <[u8; FRAME_HEADER]>::try_from(h).ok())
 }
 
 /// Decodes a frame header.

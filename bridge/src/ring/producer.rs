@@ -20,11 +20,6 @@ use super::region::RawRing;
 use crate::doorbell::Wait;
 use crate::sync::Ordering;
 
-/// Payloads up to this size are written word by word
-/// ([`write_frame_words`](super::region::DataArea::write_frame_words)), larger ones by a bulk
-/// copy.
-const SMALL_FRAME: usize = 128;
-
 /// How far ahead of the frame being written the producer asks for the cache line it will
 /// write next ([`DataArea::prefetch_for_write`](super::region::DataArea::prefetch_for_write)).
 const PREFETCH_AHEAD: u64 = 512;
@@ -175,16 +170,7 @@ impl Producer {
                 .data
                 .prefetch_for_write((ahead & self.ring.mask()) as usize);
         }
-        if payload.len() <= SMALL_FRAME {
-            self.ring
-                .data
-                .write_frame_words(off, payload, layout.kind());
-        } else {
-            self.ring
-                .data
-                .write_header(off, payload.len() as u32, layout.kind());
-            self.ring.data.write(off + FRAME_HEADER, payload);
-        }
+        self.ring.data.write_frame(off, payload, layout.kind());
         self.tail += need;
         self.stats.frames = self.stats.frames.wrapping_add(1);
         self.stats.bytes = self.stats.bytes.wrapping_add(payload.len() as u64);

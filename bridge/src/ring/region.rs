@@ -14,6 +14,11 @@ use std::sync::Arc;
 
 use super::control::RingControl;
 use super::frame::{header_bytes, parse_header, FRAME_HEADER};
+
+/// Payloads up to this size are written word by word ([`DataArea::write_frame`]), larger ones
+/// by a bulk copy.
+#[cfg(not(loom))]
+const SMALL_FRAME: usize = 128;
 #[cfg(not(loom))]
 use super::geometry::check_geometry;
 
@@ -47,6 +52,19 @@ impl DataArea {
         self.write(off, &header_bytes(len, kind));
     }
 
+    /// Writes a whole frame at `off`: a payload of up to [`SMALL_FRAME`] bytes word by word
+    /// ([`write_frame_words`](Self::write_frame_words)), a larger one by a bulk copy after its
+    /// header.
+    #[inline(always)]
+    pub(crate) fn write_frame(&self, off: usize, payload: &[u8], kind: u32) {
+        if payload.len() <= SMALL_FRAME {
+            self.write_frame_words(off, payload, kind);
+        } else {
+            self.write_header(off, payload.len() as u32, kind);
+            self.write(off + FRAME_HEADER, payload);
+        }
+    }
+
     /// Writes a whole frame of a small payload at `off` (a multiple of 8): its header, then
     /// the payload, as 8-byte words (the last one zero-padded), each with one relaxed atomic
     /// store. Out of bounds, or `off` not a multiple of 8, is a bug of ours: it panics.
@@ -57,7 +75,7 @@ impl DataArea {
     /// where a bulk copy's 16- or 32-byte loads would wait for those stores to reach the
     /// cache (a store-forwarding stall, most of the producer's time per live bar).
     #[inline(always)]
-    pub(crate) fn write_frame_words(&self, off: usize, payload: &[u8], kind: u32) {
+    fn write_frame_words(&self, off: usize, payload: &[u8], kind: u32) {
         let full = payload.len() / 8;
         let words = 1 + payload.len().div_ceil(8);
         assert!(
@@ -221,7 +239,7 @@ impl DataArea {
         self.write(off, &header_bytes(len, kind));
     }
 
-    pub(crate) fn write_frame_words(&self, off: usize, payload: &[u8], kind: u32) {
+    pub(crate) fn write_frame(&self, off: usize, payload: &[u8], kind: u32) {
         self.write_header(off, payload.len() as u32, kind);
         self.write(off + FRAME_HEADER, payload);
     }
